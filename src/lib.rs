@@ -1,0 +1,1 @@
+//! `runner` runs Lua trading strategies behind one shared ledger of the exchange's limits.
