@@ -1,1 +1,11 @@
 //! `runner` runs Lua trading strategies behind one shared ledger of the exchange's limits.
+//!
+//! - [`ledger`]: the exchange's limits, reserved before every request and reconciled after.
+//! - [`exchange`]: the venue boundary and the Binance spot adapter (the only code that talks to an exchange).
+//! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
+//! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
+
+pub mod exchange;
+pub mod host;
+pub mod ledger;
+pub mod sim;

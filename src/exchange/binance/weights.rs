@@ -1,0 +1,1 @@
+//! Request cost of each Binance spot endpoint.

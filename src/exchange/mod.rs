@@ -1,0 +1,125 @@
+//! The exchange boundary.
+//!
+//! The Lua host talks to a [`Venue`]; a venue adapter (today Binance spot, in
+//! [`binance`]) is the only code that holds HTTP and WebSocket handles, and every
+//! request it sends first reserves its cost in the shared [`crate::ledger::Ledger`].
+
+pub mod binance;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ledger::LedgerStatus;
+pub use types::*;
+
+/// Who is calling and how long it may wait for budget.
+#[derive(Debug, Clone)]
+pub struct CallCtx {
+    pub strategy: StrategyId,
+    /// How long to wait for ledger budget before failing with `rate_limited`.
+    /// Zero means "fail at once if the budget is not there now".
+    pub wait: Duration,
+}
+
+/// A market stream a strategy can ask for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamKind {
+    /// Best bid/ask (`<s>@bookTicker`), delivered as `on_book`.
+    Book,
+    /// The host-maintained local order book (`<s>@depth@100ms` + REST snapshot), delivered as `on_depth`.
+    Depth,
+    /// Trades (`<s>@trade`), delivered as `on_trade`.
+    Trade,
+    /// Candles (`<s>@kline_<interval>`), delivered as `on_kline`; holds the interval, e.g. "1m".
+    Kline(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub symbol: String,
+    pub kind: StreamKind,
+}
+
+/// Market events pushed by the venue's streams.
+#[derive(Debug, Clone)]
+pub enum MarketEvent {
+    Book(Quote),
+    Trade(Trade),
+    /// The local book of this symbol changed; pull it with [`Venue::book`].
+    DepthChanged(Arc<str>),
+    Kline {
+        symbol: Arc<str>,
+        interval: Arc<str>,
+        kline: Kline,
+        closed: bool,
+    },
+}
+
+/// Where a venue delivers what its streams produce. Implemented by the engine,
+/// which routes each event to the strategies that asked for it.
+pub trait EventSink: Send + Sync + 'static {
+    fn market(&self, event: MarketEvent);
+    /// An order changed; `order.strategy` owns it. Must never be dropped.
+    fn order(&self, order: Order);
+    /// Balances changed (the latest view is in [`Venue::balances`]).
+    fn balances_changed(&self) {}
+}
+
+/// Everything the strategy host needs from an exchange.
+#[async_trait]
+pub trait Venue: Send + Sync + 'static {
+    /// "binance-paper", "binance-testnet", "binance-live", ...
+    fn name(&self) -> &str;
+
+    /// Milliseconds, synchronised to the exchange's clock.
+    fn now_ms(&self) -> i64;
+
+    /// Cached trading rules of a symbol; `None` for a symbol the exchange does not list.
+    fn symbol(&self, symbol: &str) -> Option<SymbolInfo>;
+
+    /// Every listed symbol's name.
+    fn symbols(&self) -> Vec<String>;
+
+    async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError>;
+    async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError>;
+    async fn depth(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Depth, ApiError>;
+    async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError>;
+    async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError>;
+
+    /// Places an order for `ctx.strategy`. The client order id is minted (if not given)
+    /// and journalled before anything is sent; an unknown outcome is resolved by the
+    /// venue and reported through [`EventSink::order`].
+    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError>;
+    async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError>;
+    /// Cancels this strategy's open orders on `symbol` (never another strategy's).
+    async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError>;
+    /// From the venue's own order state when current, else a charged REST query.
+    async fn get_order(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError>;
+
+    /// This strategy's open orders, from the venue's order state (no request).
+    fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order>;
+    /// The account's balances, from the venue's account state (no request).
+    fn balances(&self) -> BTreeMap<String, Balance>;
+    /// Latest streamed best bid/ask, if subscribed and received.
+    fn quote(&self, symbol: &str) -> Option<Quote>;
+    /// The local order book, `None` while it is not in sync.
+    fn book(&self, symbol: &str, levels: usize) -> Option<Depth>;
+
+    /// Sets the streams this strategy wants (replacing its previous set). The venue
+    /// reference-counts streams across strategies and (un)subscribes the difference,
+    /// paced within the stream limits.
+    async fn set_subscriptions(&self, strategy: &StrategyId, streams: Vec<StreamKey>) -> Result<(), ApiError>;
+
+    /// The shared ledger's view, with `strategy`'s own usage.
+    fn ledger_status(&self, strategy: &str) -> LedgerStatus;
+
+    /// Starts the streams (market and user data) delivering into `sink`.
+    async fn start(&self, sink: Arc<dyn EventSink>) -> Result<(), ApiError>;
+
+    /// Stops streams and flushes journals; pending calls fail with `stopped`.
+    async fn shutdown(&self);
+}

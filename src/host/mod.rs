@@ -1,0 +1,1 @@
+//! Sandboxed Lua VMs, one per strategy, and the strategy API.

@@ -1,0 +1,1 @@
+//! The simulated Binance-compatible exchange.
