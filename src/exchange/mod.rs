@@ -5,6 +5,7 @@
 //! request it sends first reserves its cost in the shared [`crate::ledger::Ledger`].
 
 pub mod binance;
+pub mod grid;
 pub mod types;
 
 use std::collections::BTreeMap;
