@@ -161,7 +161,9 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
         connection: false,
         refundable: effect != Effect::None,
     };
-    let charge = match sim.limiter.lock().admit(now, draw, sim.faults.take_forced_429()) {
+    let forced = sim.faults.take_forced_429();
+    let admitted = sim.limiter.lock().admit(now, draw, forced);
+    let charge = match admitted {
         Ok(c) => c,
         Err(e) => {
             let banned = e.status == 418;
