@@ -46,7 +46,11 @@ pub struct Synthetic {
 
 impl Synthetic {
     pub fn new(config: &SimConfig) -> Self {
-        let step_ms = (config.market_tick.as_millis() as f64).max(1.0);
+        // Manually stepped markets (tick zero) model each step as a default 100 ms step.
+        let step_ms = match config.market_tick.as_millis() {
+            0 => 100.0,
+            ms => ms as f64,
+        };
         let every_ms = config.dislocation_every.as_millis() as f64;
         Synthetic {
             rng: StdRng::seed_from_u64(config.seed),
