@@ -8,6 +8,7 @@
 //! - [`weights`]: request cost per endpoint and parameters.
 //! - [`usage`]: `rateLimits` parsing, usage headers, 429/418 classification.
 
+pub mod book;
 pub mod errors;
 pub mod gateway;
 pub mod profile;
