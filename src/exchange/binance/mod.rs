@@ -13,6 +13,7 @@ pub mod errors;
 pub mod gateway;
 pub mod profile;
 pub mod sign;
+pub mod symbols;
 pub mod usage;
 pub mod weights;
 pub mod wire;
