@@ -11,6 +11,7 @@
 pub mod book;
 pub mod errors;
 pub mod gateway;
+pub mod journal;
 pub mod profile;
 pub mod sign;
 pub mod symbols;
