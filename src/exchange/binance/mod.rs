@@ -12,6 +12,7 @@ pub mod book;
 pub mod errors;
 pub mod gateway;
 pub mod journal;
+pub mod orders;
 pub mod profile;
 pub mod sign;
 pub mod symbols;
