@@ -43,6 +43,9 @@ impl DepthDiff {
     }
 }
 
+/// Bids (best first) and asks (best first) with exact decimals.
+pub type ExactLevels = (Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>);
+
 /// What happened to a diff event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiffOutcome {
@@ -237,7 +240,7 @@ impl BookSync {
     }
 
     /// The top `levels` with exact decimals (for comparing against a snapshot).
-    pub fn exact_levels(&self, levels: usize) -> Option<(Vec<(Decimal, Decimal)>, Vec<(Decimal, Decimal)>)> {
+    pub fn exact_levels(&self, levels: usize) -> Option<ExactLevels> {
         let State::Synced { levels: book, .. } = &self.state else {
             return None;
         };

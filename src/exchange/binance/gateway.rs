@@ -205,20 +205,7 @@ impl Gateway {
             .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
 
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &call.params {
-            query.append_pair(k, v);
-        }
-        if call.signed {
-            query.append_pair("recvWindow", &self.recv_window_ms.to_string());
-            query.append_pair("timestamp", &self.ledger.now_ms().to_string());
-        }
-        let mut query = query.finish();
-        if call.signed {
-            let signature = sign::rest_signature(self.credentials.secret(), &query, "");
-            query.push_str("&signature=");
-            query.push_str(&signature);
-        }
+        let query = self.query_string(call);
         let mut url = String::with_capacity(self.rest_base.len() + call.path.len() + query.len() + 1);
         url.push_str(&self.rest_base);
         url.push_str(call.path);
@@ -265,6 +252,25 @@ impl Gateway {
             self.ledger.credit(&permit, cost.weight);
         }
         Ok(reply)
+    }
+
+    /// The URL-encoded parameters, with recvWindow, timestamp and signature when signed.
+    fn query_string(&self, call: &RestCall) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &call.params {
+            query.append_pair(k, v);
+        }
+        if call.signed {
+            query.append_pair("recvWindow", &self.recv_window_ms.to_string());
+            query.append_pair("timestamp", &self.ledger.now_ms().to_string());
+        }
+        let mut query = query.finish();
+        if call.signed {
+            let signature = sign::rest_signature(self.credentials.secret(), &query, "");
+            query.push_str("&signature=");
+            query.push_str(&signature);
+        }
+        query
     }
 
     fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {

@@ -14,6 +14,8 @@ pub mod gateway;
 pub mod journal;
 pub mod orders;
 pub mod profile;
+pub mod rest;
+pub mod router;
 pub mod sign;
 pub mod symbols;
 pub mod usage;
