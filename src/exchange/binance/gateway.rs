@@ -468,14 +468,6 @@ impl WsApiSender {
         }
     }
 
-    /// Answers a server ping (pongs are not charged to the weight pools).
-    pub async fn pong(&mut self, payload: tungstenite::Bytes) -> Result<(), SendError> {
-        self.sink
-            .send(Message::Pong(payload))
-            .await
-            .map_err(|e| SendError::Transport(e.to_string()))
-    }
-
     pub async fn close(&mut self) {
         let _ = self.sink.close().await;
     }
