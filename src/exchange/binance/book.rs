@@ -194,13 +194,28 @@ impl BookSync {
             return SnapshotOutcome::Synced;
         };
         let snapshot_id = snapshot.last_update_id;
-        if buffer.first().is_some_and(|first| snapshot_id + 1 < first.first_update_id) {
+        if buffer
+            .first()
+            .is_some_and(|first| snapshot_id + 1 < first.first_update_id)
+        {
             self.snapshot_failed();
             return SnapshotOutcome::Refetch;
         }
         let mut levels = Levels::default();
-        levels.bids.extend(snapshot.bids.iter().map(|[p, q]| (*p, *q)).filter(|(_, q)| !q.is_zero()));
-        levels.asks.extend(snapshot.asks.iter().map(|[p, q]| (*p, *q)).filter(|(_, q)| !q.is_zero()));
+        levels.bids.extend(
+            snapshot
+                .bids
+                .iter()
+                .map(|[p, q]| (*p, *q))
+                .filter(|(_, q)| !q.is_zero()),
+        );
+        levels.asks.extend(
+            snapshot
+                .asks
+                .iter()
+                .map(|[p, q]| (*p, *q))
+                .filter(|(_, q)| !q.is_zero()),
+        );
         let buffered = std::mem::take(buffer);
         self.state = State::Synced {
             levels,
@@ -289,14 +304,21 @@ mod tests {
             book.on_diff(diff(9, 11, &[("99", "0")], &[("101", "4")])),
             DiffOutcome::Buffered { needs_snapshot: false }
         );
-        assert_eq!(book.on_diff(diff(12, 12, &[], &[("103", "1")])), DiffOutcome::Buffered { needs_snapshot: false });
+        assert_eq!(
+            book.on_diff(diff(12, 12, &[], &[("103", "1")])),
+            DiffOutcome::Buffered { needs_snapshot: false }
+        );
         assert!(book.depth(5).is_none(), "no book before the snapshot");
 
         // Snapshot at 10: event 5..8 is stale, 9..11 straddles 11, then 12 follows.
         assert_eq!(book.on_snapshot(&snapshot(10)), SnapshotOutcome::Synced);
         let depth = book.depth(10).unwrap();
         assert_eq!(depth.update_id, 12);
-        assert_eq!(depth.bids, vec![(100.0, 1.0)], "99 removed by a zero quantity; the stale 100→9 ignored");
+        assert_eq!(
+            depth.bids,
+            vec![(100.0, 1.0)],
+            "99 removed by a zero quantity; the stale 100→9 ignored"
+        );
         assert_eq!(depth.asks, vec![(101.0, 4.0), (102.0, 3.0), (103.0, 1.0)]);
 
         assert_eq!(book.on_diff(diff(11, 12, &[("1", "1")], &[])), DiffOutcome::Stale);
@@ -313,7 +335,10 @@ mod tests {
         // 14 is missing.
         assert_eq!(book.on_diff(diff(15, 16, &[("98", "1")], &[])), DiffOutcome::Gap);
         assert!(book.depth(5).is_none(), "out of sync after a gap");
-        assert_eq!(book.on_diff(diff(17, 17, &[], &[])), DiffOutcome::Buffered { needs_snapshot: true });
+        assert_eq!(
+            book.on_diff(diff(17, 17, &[], &[])),
+            DiffOutcome::Buffered { needs_snapshot: true }
+        );
         // A snapshot taken at 16 resumes from the buffered 17.
         assert_eq!(book.on_snapshot(&snapshot(16)), SnapshotOutcome::Synced);
         assert_eq!(book.depth(5).unwrap().update_id, 17);
@@ -327,7 +352,10 @@ mod tests {
         assert_eq!(book.on_snapshot(&snapshot(10)), SnapshotOutcome::Refetch);
         assert!(!book.is_synced());
         // The next event asks for a new snapshot.
-        assert_eq!(book.on_diff(diff(23, 23, &[], &[])), DiffOutcome::Buffered { needs_snapshot: true });
+        assert_eq!(
+            book.on_diff(diff(23, 23, &[], &[])),
+            DiffOutcome::Buffered { needs_snapshot: true }
+        );
         assert_eq!(book.on_snapshot(&snapshot(21)), SnapshotOutcome::Synced);
         assert_eq!(book.depth(1).unwrap().update_id, 23);
     }

@@ -74,10 +74,12 @@ pub fn error_body(body: &[u8]) -> Option<ErrorBody> {
 pub fn map_http_error(kind: CallKind, status: u16, body: &[u8], verdict: &Verdict, now_ms: i64) -> ApiError {
     let parsed = error_body(body);
     let code = parsed.as_ref().map(|b| b.code);
-    let message = parsed
-        .as_ref()
-        .map(|b| b.msg.clone())
-        .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])));
+    let message = parsed.as_ref().map(|b| b.msg.clone()).unwrap_or_else(|| {
+        format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    });
     let with_code = |err: ApiError| match code {
         Some(c) => err.with_exchange_code(c),
         None => err,
@@ -145,7 +147,10 @@ mod tests {
                 retry_after: Duration::from_secs(7),
             },
         );
-        assert_eq!((e.code, e.retry_after_ms, e.exchange_code), (ErrorCode::Backoff, Some(7000), Some(-1003)));
+        assert_eq!(
+            (e.code, e.retry_after_ms, e.exchange_code),
+            (ErrorCode::Backoff, Some(7000), Some(-1003))
+        );
         let e = map(
             CallKind::Mutation,
             418,
@@ -173,7 +178,11 @@ mod tests {
         for (status, code, kind, expected) in cases {
             let body = format!(r#"{{"code":{code},"msg":"m"}}"#);
             let e = map(kind, status, &body, Verdict::Ok);
-            assert_eq!((e.code, e.exchange_code), (expected, Some(code)), "HTTP {status} code {code}");
+            assert_eq!(
+                (e.code, e.exchange_code),
+                (expected, Some(code)),
+                "HTTP {status} code {code}"
+            );
         }
         let e = map(CallKind::Mutation, 502, "<html>bad gateway</html>", Verdict::Ok);
         assert_eq!((e.code, e.exchange_code), (ErrorCode::UnknownStatus, None));
@@ -181,8 +190,14 @@ mod tests {
 
     #[test]
     fn transport_failures_depend_on_the_call() {
-        assert_eq!(SendError::Timeout(5).to_api_error(CallKind::Mutation).code, ErrorCode::UnknownStatus);
-        assert_eq!(SendError::Timeout(5).to_api_error(CallKind::Query).code, ErrorCode::Network);
+        assert_eq!(
+            SendError::Timeout(5).to_api_error(CallKind::Mutation).code,
+            ErrorCode::UnknownStatus
+        );
+        assert_eq!(
+            SendError::Timeout(5).to_api_error(CallKind::Query).code,
+            ErrorCode::Network
+        );
         let connect = SendError::Connect {
             host: "h".into(),
             reason: "refused".into(),

@@ -281,7 +281,10 @@ impl Gateway {
         // reqwest's Display can include the URL (and with it the signed query); keep only the host.
         let host = error
             .url()
-            .and_then(|u| u.host_str().map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0))))
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
             .unwrap_or_else(|| "the exchange".into());
         if error.is_timeout() {
             SendError::Timeout(self.request_timeout.as_millis() as u64)
@@ -369,7 +372,9 @@ impl Gateway {
         self: &Arc<Self>,
         wait: Duration,
     ) -> Result<(WsApiSender, SplitStream<WsStream>), SendError> {
-        let stream = self.connect_ws(&self.ws_api_url, weights::ws_api_connect_cost(), wait).await?;
+        let stream = self
+            .connect_ws(&self.ws_api_url, weights::ws_api_connect_cost(), wait)
+            .await?;
         let (sink, stream) = stream.split();
         Ok((
             WsApiSender {
@@ -410,8 +415,7 @@ impl WsApiSender {
         signed: bool,
         wait: Duration,
     ) -> Result<u64, SendError> {
-        let cost =
-            weights::ws_api_cost(method, &params).map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        let cost = weights::ws_api_cost(method, &params).map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let permit = self.gateway.reserve(CLIENT_STRATEGY, Lane::Order, cost, wait).await?;
         if signed {
             let creds = &self.gateway.credentials;

@@ -77,7 +77,9 @@ impl Journal {
                 }
                 match serde_json::from_str(&line) {
                     Ok(record) => records.push(record),
-                    Err(e) => tracing::warn!(path = %path.display(), line = number + 1, "skipping unreadable journal line: {e}"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), line = number + 1, "skipping unreadable journal line: {e}")
+                    }
                 }
             }
         }
@@ -103,13 +105,9 @@ impl Journal {
         })?;
         line.push('\n');
         let mut file = self.file.lock();
-        let result = file.write_all(line.as_bytes()).and_then(|()| {
-            if durable {
-                file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let result = file
+            .write_all(line.as_bytes())
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
         result.map_err(|source| JournalError {
             path: self.path.clone(),
             source,
@@ -173,7 +171,10 @@ mod tests {
             journal.flush().unwrap();
         }
         // A crash mid-write leaves a torn last line.
-        let mut file = OpenOptions::new().append(true).open(dir.path().join(JOURNAL_FILE)).unwrap();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
         file.write_all(b"{\"t\":\"upd").unwrap();
         drop(file);
         let (journal, records) = Journal::open(dir.path()).unwrap();

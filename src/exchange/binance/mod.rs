@@ -19,10 +19,13 @@ pub mod router;
 pub mod sign;
 pub mod streams;
 pub mod symbols;
-pub mod user_data;
 pub mod usage;
+pub mod user_data;
+pub mod venue;
 pub mod weights;
 pub mod wire;
 
 pub use errors::ClientError;
 pub use profile::{ConfigError, Credentials, Profile, ProfileKind};
+pub use rest::RetryPolicy;
+pub use venue::{BinanceVenue, ClientOptions};

@@ -129,9 +129,8 @@ pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
     if rank(status) < rank(order.status) {
         return None;
     }
-    let changed = status != order.status
-        || update.filled_qty > order.filled_qty
-        || (order.id.is_none() && update.id.is_some());
+    let changed =
+        status != order.status || update.filled_qty > order.filled_qty || (order.id.is_none() && update.id.is_some());
     if !changed {
         return None;
     }
@@ -495,7 +494,10 @@ mod tests {
     fn minted_ids_are_valid_and_unique() {
         let a = OrderRegistry::new(None, 1_700_000_000_000);
         let b = OrderRegistry::new(None, 1_700_000_000_001);
-        let ids: Vec<String> = (0..1000).map(|_| a.mint_client_id()).chain([b.mint_client_id()]).collect();
+        let ids: Vec<String> = (0..1000)
+            .map(|_| a.mint_client_id())
+            .chain([b.mint_client_id()])
+            .collect();
         assert!(ids.iter().all(|id| is_valid_client_id(id)), "{:?}", &ids[..3]);
         let unique: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
@@ -513,13 +515,26 @@ mod tests {
 
         let applied = registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).unwrap();
         assert_eq!((applied.order.status, applied.first_fill), (OrderStatus::New, false));
-        assert!(registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(), "no change, no event");
-        let applied = registry.apply(&update(&cid, OrderStatus::PartiallyFilled, 1.0, 100.0)).unwrap();
+        assert!(
+            registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(),
+            "no change, no event"
+        );
+        let applied = registry
+            .apply(&update(&cid, OrderStatus::PartiallyFilled, 1.0, 100.0))
+            .unwrap();
         assert!(applied.first_fill);
-        assert!(registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(), "stale NEW ignored");
+        assert!(
+            registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(),
+            "stale NEW ignored"
+        );
         let applied = registry.apply(&update(&cid, OrderStatus::Filled, 2.0, 202.0)).unwrap();
         assert_eq!((applied.order.avg_price, applied.first_fill), (101.0, false));
-        assert!(registry.apply(&update(&cid, OrderStatus::Canceled, 2.0, 202.0)).is_none(), "final stays final");
+        assert!(
+            registry
+                .apply(&update(&cid, OrderStatus::Canceled, 2.0, 202.0))
+                .is_none(),
+            "final stays final"
+        );
         assert_eq!(registry.find(&OrderRef::Id(42)).unwrap().client_id, cid);
     }
 
@@ -548,7 +563,9 @@ mod tests {
             for o in [&a, &b, &c] {
                 registry.register(o).unwrap();
             }
-            registry.apply(&update(&a.client_id, OrderStatus::New, 0.0, 0.0)).unwrap();
+            registry
+                .apply(&update(&a.client_id, OrderStatus::New, 0.0, 0.0))
+                .unwrap();
             let mut fill = update(&b.client_id, OrderStatus::Filled, 2.0, 200.0);
             fill.id = Some(43);
             registry.apply(&fill).unwrap();

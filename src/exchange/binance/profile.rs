@@ -242,14 +242,20 @@ mod tests {
     fn missing_env_credentials_name_the_variables() {
         let err = Credentials::from_lookup(ProfileKind::Testnet, |_| None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("BINANCE_TESTNET_API_KEY") && text.contains("BINANCE_TESTNET_API_SECRET"), "{text}");
+        assert!(
+            text.contains("BINANCE_TESTNET_API_KEY") && text.contains("BINANCE_TESTNET_API_SECRET"),
+            "{text}"
+        );
 
         let err = Credentials::from_lookup(ProfileKind::Live, |name| {
             (name == "BINANCE_API_KEY").then(|| "key".to_string())
         })
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("BINANCE_API_SECRET") && !text.contains("BINANCE_API_KEY "), "{text}");
+        assert!(
+            text.contains("BINANCE_API_SECRET") && !text.contains("BINANCE_API_KEY "),
+            "{text}"
+        );
 
         let ok = Credentials::from_lookup(ProfileKind::Live, |_| Some("v".into())).unwrap();
         assert_eq!(ok.api_key(), "v");
@@ -261,7 +267,12 @@ mod tests {
         assert_eq!(live.rest_url, "https://api.binance.com");
         assert_eq!(live.venue_name(), "binance-live");
         live.validate().unwrap();
-        let local = Profile::custom("http://127.0.0.1:9000/", "ws://127.0.0.1:9000", "ws://127.0.0.1:9000/ws-api/v3", live.credentials.clone());
+        let local = Profile::custom(
+            "http://127.0.0.1:9000/",
+            "ws://127.0.0.1:9000",
+            "ws://127.0.0.1:9000/ws-api/v3",
+            live.credentials.clone(),
+        );
         assert_eq!(local.rest_url, "http://127.0.0.1:9000");
         local.validate().unwrap();
         assert!(local.with_urls(Some("ftp://x"), None, None).validate().is_err());

@@ -49,7 +49,8 @@ fn dec(d: Decimal) -> f64 {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::Network, format!("unreadable {what} answer: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::Network, format!("unreadable {what} answer: {e}")))
 }
 
 /// Typed calls. `strategy` and `wait` say who is charged and how long budget may be awaited.
@@ -67,7 +68,11 @@ impl Rest<'_> {
         call: &RestCall,
         kind: CallKind,
     ) -> Result<Vec<u8>, ApiError> {
-        let attempts = if kind == CallKind::Query { self.retry.attempts.max(1) } else { 1 };
+        let attempts = if kind == CallKind::Query {
+            self.retry.attempts.max(1)
+        } else {
+            1
+        };
         let mut attempt = 1;
         loop {
             let error = match self.gateway.rest(strategy, wait, call).await {
@@ -192,7 +197,13 @@ impl Rest<'_> {
             .collect())
     }
 
-    pub async fn trades(&self, strategy: &str, wait: Duration, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
+    pub async fn trades(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        limit: u32,
+    ) -> Result<Vec<Trade>, ApiError> {
         let call = RestCall::new(HttpMethod::Get, "/api/v3/trades", Lane::MarketData)
             .param("symbol", symbol)
             .param("limit", limit.to_string());
@@ -289,9 +300,15 @@ mod tests {
         };
         for _ in 0..50 {
             let first = policy.delay(1);
-            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(150), "{first:?}");
+            assert!(
+                first >= Duration::from_millis(50) && first <= Duration::from_millis(150),
+                "{first:?}"
+            );
             let third = policy.delay(3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(600), "{third:?}");
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(600),
+                "{third:?}"
+            );
             assert!(policy.delay(30) <= Duration::from_millis(1500));
         }
     }

@@ -179,7 +179,10 @@ impl Router {
                 return true; // not tracked (any more)
             };
             let outcome = book.on_diff(diff);
-            if matches!(outcome, DiffOutcome::Gap | DiffOutcome::Buffered { needs_snapshot: true }) {
+            if matches!(
+                outcome,
+                DiffOutcome::Gap | DiffOutcome::Buffered { needs_snapshot: true }
+            ) {
                 book.snapshot_requested();
             }
             outcome
@@ -307,7 +310,11 @@ impl Router {
                 .is_ok()
         {
             let sample: String = text.chars().take(120).collect();
-            tracing::warn!(skipped_total = skipped, sample, "skipping malformed market stream frame");
+            tracing::warn!(
+                skipped_total = skipped,
+                sample,
+                "skipping malformed market stream frame"
+            );
         }
     }
 
@@ -323,7 +330,10 @@ mod tests {
 
     #[test]
     fn stream_names_are_read_from_the_frame_head() {
-        assert_eq!(stream_name(r#"{"stream":"btcusdt@bookTicker","data":{}}"#), Some("btcusdt@bookTicker"));
+        assert_eq!(
+            stream_name(r#"{"stream":"btcusdt@bookTicker","data":{}}"#),
+            Some("btcusdt@bookTicker")
+        );
         assert_eq!(stream_name(r#"{"result":null,"id":1}"#), None);
         assert_eq!(stream_name("garbage"), None);
     }

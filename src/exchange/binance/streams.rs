@@ -99,7 +99,9 @@ impl MarketStreams {
             }
         }
         for key in previous.difference(&wanted) {
-            let Some(count) = state.refcount.get_mut(key) else { continue };
+            let Some(count) = state.refcount.get_mut(key) else {
+                continue;
+            };
             *count -= 1;
             if *count == 0 {
                 state.refcount.remove(key);
@@ -124,7 +126,11 @@ impl MarketStreams {
 
     /// Puts `name` on a connection with room (opening one if needed); returns its index.
     fn assign(&self, state: &mut Subscriptions, name: String) -> usize {
-        if let Some(index) = state.connections.iter().position(|c| c.streams.len() < self.per_connection) {
+        if let Some(index) = state
+            .connections
+            .iter()
+            .position(|c| c.streams.len() < self.per_connection)
+        {
             state.connections[index].streams.insert(name);
             return index;
         }
@@ -153,7 +159,9 @@ enum SessionEnd {
     /// Time to rotate, or nothing is wanted any more.
     Closed,
     /// The exchange dropped us; `received` says whether any data came first.
-    Dropped { received: bool },
+    Dropped {
+        received: bool,
+    },
 }
 
 struct ConnectionTask {

@@ -98,7 +98,9 @@ impl SymbolTable {
         let mut table = SymbolTable::default();
         for entry in entries {
             table.infos.insert(entry.symbol.clone(), symbol_info(entry));
-            table.interned.insert(entry.symbol.as_str().into(), Arc::from(entry.symbol.as_str()));
+            table
+                .interned
+                .insert(entry.symbol.as_str().into(), Arc::from(entry.symbol.as_str()));
         }
         table
     }
@@ -141,21 +143,42 @@ fn grid_error(error: GridError) -> ApiError {
 
 /// Checks `request` against `info`'s filters and converts it exactly.
 /// `reference_price` (e.g. the latest mid) lets MARKET orders be checked against NOTIONAL.
-pub fn validate(info: &SymbolInfo, request: &OrderRequest, reference_price: Option<Decimal>) -> Result<ValidOrder, ApiError> {
+pub fn validate(
+    info: &SymbolInfo,
+    request: &OrderRequest,
+    reference_price: Option<Decimal>,
+) -> Result<ValidOrder, ApiError> {
     if info.status != "TRADING" {
-        return Err(invalid(format!("{} is not trading (status {})", info.symbol, info.status)));
+        return Err(invalid(format!(
+            "{} is not trading (status {})",
+            info.symbol, info.status
+        )));
     }
     let market = request.order_type == OrderType::Market;
     let quantity = match request.quantity {
         Some(q) => {
             // MARKET orders must satisfy MARKET_LOT_SIZE as well as LOT_SIZE (zero fields disable a rule).
-            let step = if market && !info.market_step_size.is_zero() { info.market_step_size } else { info.step_size };
-            let filter = if market && !info.market_step_size.is_zero() { "MARKET_LOT_SIZE" } else { "LOT_SIZE" };
+            let step = if market && !info.market_step_size.is_zero() {
+                info.market_step_size
+            } else {
+                info.step_size
+            };
+            let filter = if market && !info.market_step_size.is_zero() {
+                "MARKET_LOT_SIZE"
+            } else {
+                "LOT_SIZE"
+            };
             let q = grid::snap(filter, "quantity", q, step).map_err(grid_error)?;
             grid::check_range("LOT_SIZE", "quantity", q, info.min_qty, info.max_qty).map_err(grid_error)?;
             if market {
-                grid::check_range("MARKET_LOT_SIZE", "quantity", q, info.market_min_qty, info.market_max_qty)
-                    .map_err(grid_error)?;
+                grid::check_range(
+                    "MARKET_LOT_SIZE",
+                    "quantity",
+                    q,
+                    info.market_min_qty,
+                    info.market_max_qty,
+                )
+                .map_err(grid_error)?;
             }
             Some(q)
         }
@@ -192,15 +215,26 @@ pub fn validate(info: &SymbolInfo, request: &OrderRequest, reference_price: Opti
         _ => None,
     };
     if let Some(value) = notional {
-        let min = if !market || info.apply_min_to_market { info.min_notional } else { Decimal::ZERO };
-        let max = if !market || info.apply_max_to_market { info.max_notional } else { Decimal::ZERO };
+        let min = if !market || info.apply_min_to_market {
+            info.min_notional
+        } else {
+            Decimal::ZERO
+        };
+        let max = if !market || info.apply_max_to_market {
+            info.max_notional
+        } else {
+            Decimal::ZERO
+        };
         grid::check_range("NOTIONAL", "notional (price × quantity)", value, min, max).map_err(grid_error)?;
     }
     let tif = match request.order_type {
         OrderType::Limit => Some(request.tif.unwrap_or(TimeInForce::Gtc)),
         OrderType::Market | OrderType::LimitMaker => {
             if request.tif.is_some() {
-                return Err(invalid(format!("a {} order takes no time in force", request.order_type)));
+                return Err(invalid(format!(
+                    "a {} order takes no time in force",
+                    request.order_type
+                )));
             }
             None
         }
@@ -256,7 +290,10 @@ mod tests {
     #[test]
     fn filters_are_read_from_exchange_info() {
         let info = btcusdt();
-        assert_eq!((info.tick_size, info.step_size, info.min_notional), (d("0.01"), d("0.00001"), d("5")));
+        assert_eq!(
+            (info.tick_size, info.step_size, info.min_notional),
+            (d("0.01"), d("0.00001"), d("5"))
+        );
         assert_eq!((info.market_max_qty, info.max_num_orders), (d("100"), Some(200)));
     }
 
@@ -276,7 +313,11 @@ mod tests {
             assert_eq!(err.code, ErrorCode::InvalidOrder, "{qty}");
         }
         let err = validate(&info, &limit(0.001, 100.005), None).unwrap_err();
-        assert!(err.message.contains("PRICE_FILTER") && err.message.contains("100.01"), "{}", err.message);
+        assert!(
+            err.message.contains("PRICE_FILTER") && err.message.contains("100.01"),
+            "{}",
+            err.message
+        );
         let err = validate(&info, &limit(0.000015, 100.0), None).unwrap_err();
         assert!(err.message.contains("LOT_SIZE"), "{}", err.message);
         let err = validate(&info, &limit(0.001, 100.0), None).unwrap_err();
@@ -292,10 +333,16 @@ mod tests {
         let err = validate(&info, &request, None).unwrap_err();
         assert!(err.message.contains("MARKET_LOT_SIZE"), "{}", err.message);
         request.quantity = Some(0.0001);
-        assert!(validate(&info, &request, Some(d("100"))).unwrap_err().message.contains("NOTIONAL"));
+        assert!(validate(&info, &request, Some(d("100")))
+            .unwrap_err()
+            .message
+            .contains("NOTIONAL"));
         let ok = validate(&info, &request, Some(d("60000"))).unwrap();
         assert_eq!((ok.tif, ok.price), (None, None));
         request.quote_quantity = Some(10.0);
-        assert!(validate(&info, &request, None).is_err(), "both quantity and quote_quantity");
+        assert!(
+            validate(&info, &request, None).is_err(),
+            "both quantity and quote_quantity"
+        );
     }
 }
