@@ -112,6 +112,28 @@ impl Rest<'_> {
         }
     }
 
+    /// Synchronises the server-time offset, retrying transport failures per the policy.
+    pub async fn sync_time(&self, wait: Duration) -> Result<i64, ApiError> {
+        let mut attempt = 1;
+        loop {
+            match self.gateway.sync_time(wait).await {
+                Ok(offset) => return Ok(offset),
+                Err(error @ (SendError::Ledger(_) | SendError::Stopped | SendError::UnknownEndpoint(_))) => {
+                    return Err(error.to_api_error(CallKind::Query))
+                }
+                Err(error) if attempt >= self.retry.attempts.max(1) => return Err(error.to_api_error(CallKind::Query)),
+                Err(error) => {
+                    tracing::debug!(attempt, "retrying server time after: {error}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.retry.delay(attempt)) => {}
+                        _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(CallKind::Query)),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
     async fn query<T: DeserializeOwned>(&self, strategy: &str, wait: Duration, call: RestCall) -> Result<T, ApiError> {
         let body = self.execute(strategy, wait, &call, CallKind::Query).await?;
         parse(&body, call.path)

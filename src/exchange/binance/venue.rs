@@ -127,14 +127,11 @@ impl BinanceVenue {
         };
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).map_err(ClientError::Http)?);
         let wait = options.startup_wait;
-        gateway.sync_time(wait).await.map_err(|e| ClientError::Startup {
-            what: "GET /api/v3/time",
-            error: e.to_api_error(super::errors::CallKind::Query),
-        })?;
         let rest = Rest {
             gateway: &gateway,
             retry: options.retry,
         };
+        rest.sync_time(wait).await.map_err(startup("GET /api/v3/time"))?;
         let info = rest
             .exchange_info(CLIENT_STRATEGY, wait)
             .await
