@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::form_urlencoded;
 
-use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
+use crate::ledger::{Cost, Interval, IntervalUnit, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
 use super::errors::SendError;
 use super::profile::{Credentials, Profile};
@@ -319,11 +319,7 @@ impl Gateway {
     /// Each attempt reserves one connection from the ledger.
     pub async fn connect_market(&self, streams: &[String], wait: Duration) -> Result<WsStream, SendError> {
         let url = format!("{}/stream?streams={}", self.ws_base, streams.join("/"));
-        let cost = Cost {
-            connections: 1,
-            ..Cost::default()
-        };
-        self.connect_ws(&url, cost, wait).await
+        self.connect_ws(&url, weights::STREAM_CONNECT, wait).await
     }
 
     async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
@@ -372,9 +368,7 @@ impl Gateway {
         self: &Arc<Self>,
         wait: Duration,
     ) -> Result<(WsApiSender, SplitStream<WsStream>), SendError> {
-        let stream = self
-            .connect_ws(&self.ws_api_url, weights::ws_api_connect_cost(), wait)
-            .await?;
+        let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
         let (sink, stream) = stream.split();
         Ok((
             WsApiSender {
@@ -415,7 +409,9 @@ impl WsApiSender {
         signed: bool,
         wait: Duration,
     ) -> Result<u64, SendError> {
-        let cost = weights::ws_api_cost(method, &params).map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        // The cost is judged on the caller's parameters, before credentials are added.
+        let cost = weights::ws_api_cost(method, &serde_json::Value::Object(params.clone()))
+            .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let permit = self.gateway.reserve(CLIENT_STRATEGY, Lane::Order, cost, wait).await?;
         if signed {
             let creds = &self.gateway.credentials;
@@ -443,19 +439,20 @@ impl WsApiSender {
     /// Reconciles an answer with the ledger (usage from `rateLimits`, 429/418 from the error).
     pub fn on_response(&mut self, response: &WsApiResponse) {
         let now = self.gateway.ledger.now_ms();
-        let verdict = usage::classify_ws_api(
-            response.status,
-            response.error.as_ref().and_then(|e| e.data.as_ref()),
-            now,
-        );
+        let verdict = match &response.error {
+            Some(error) => match serde_json::to_value(error) {
+                Ok(error) => usage::classify_ws_error(response.status, &error, now),
+                Err(_) => Verdict::Ok,
+            },
+            None => Verdict::Ok,
+        };
         let usage = response
             .rate_limits
             .iter()
             .filter_map(|entry| {
-                let limit = usage::parse_rate_limits(&[serde_json::to_value(entry).ok()?]).pop()?;
                 Some(ServerUsage {
-                    kind: limit.kind,
-                    interval: limit.interval,
+                    kind: PoolKind::parse(&entry.rate_limit_type)?,
+                    interval: Interval::new(IntervalUnit::parse(&entry.interval)?, entry.interval_num),
                     used: entry.count?,
                 })
             })

@@ -60,8 +60,11 @@ pub fn classify(status: u16, retry_after_header: Option<&str>, _body: &[u8], now
 }
 
 /// WebSocket API errors: `error.data.retryAfter` is an epoch-ms timestamp.
-pub fn classify_ws_api(status: u16, error_data: Option<&serde_json::Value>, now_ms: i64) -> Verdict {
-    let until = error_data.and_then(|d| d.get("retryAfter")).and_then(|v| v.as_i64());
+pub fn classify_ws_error(status: u16, error: &serde_json::Value, now_ms: i64) -> Verdict {
+    let until = error
+        .get("data")
+        .and_then(|d| d.get("retryAfter"))
+        .and_then(|v| v.as_i64());
     match status {
         429 => Verdict::Throttled {
             retry_after: Duration::from_millis(until.map(|u| (u - now_ms).max(0) as u64).unwrap_or(60_000)),

@@ -50,24 +50,26 @@ pub fn rest_cost(method: &str, path: &str, params: &[(&str, &str)]) -> Result<Co
     Ok(c)
 }
 
-pub fn ws_api_cost(
-    method: &str,
-    _params: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Cost, UnknownEndpoint> {
+pub fn ws_api_cost(method: &str, _params: &serde_json::Value) -> Result<Cost, UnknownEndpoint> {
     match method {
         "ping" | "time" => Ok(cost(1, 0)),
         m if m.starts_with("session.") || m.starts_with("userDataStream.subscribe") => Ok(cost(2, 0)),
-        "userDataStream.unsubscribe" => Ok(cost(2, 0)),
         _ => Err(UnknownEndpoint(method.to_string())),
     }
 }
 
 /// Opening a WebSocket API connection: weight 2 and one connection attempt.
-pub fn ws_api_connect_cost() -> Cost {
-    Cost {
-        weight: 2,
-        orders: 0,
-        raw: 1,
-        connections: 1,
-    }
-}
+pub const WS_API_CONNECT: Cost = Cost {
+    weight: 2,
+    orders: 0,
+    raw: 1,
+    connections: 1,
+};
+
+/// Opening a market-stream connection: no weight, one connection attempt.
+pub const STREAM_CONNECT: Cost = Cost {
+    weight: 0,
+    orders: 0,
+    raw: 0,
+    connections: 1,
+};
