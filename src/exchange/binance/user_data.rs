@@ -86,8 +86,16 @@ async fn session(gateway: &Arc<Gateway>, handler: &dyn UserDataHandler) -> Resul
             // Pings are answered by the WebSocket layer on the next read.
             Some(Ok(_)) => continue,
         };
-        if text.as_str().contains("\"subscriptionId\"") {
-            match serde_json::from_str::<UserDataFrame>(text.as_str()) {
+        // Pushed events carry `event`; answers to our requests carry `id` and `status`.
+        let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
+            Ok(value) => value,
+            Err(e) => {
+                tracing::warn!("skipping unreadable WebSocket API frame: {e}");
+                continue;
+            }
+        };
+        if value.get("event").is_some() {
+            match serde_json::from_value::<UserDataFrame>(value) {
                 Ok(UserDataFrame {
                     event: UserDataEvent::StreamTerminated { .. },
                     ..
@@ -97,7 +105,7 @@ async fn session(gateway: &Arc<Gateway>, handler: &dyn UserDataHandler) -> Resul
             }
             continue;
         }
-        match serde_json::from_str::<WsApiResponse>(text.as_str()) {
+        match serde_json::from_value::<WsApiResponse>(value) {
             Ok(response) => {
                 sender.on_response(&response);
                 if response.id.as_u64() == Some(subscribe_id) {
