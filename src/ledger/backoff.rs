@@ -95,7 +95,11 @@ mod tests {
                 1_000,
                 Duration::from_millis(250),
             );
-            assert!((3_000..=3_250).contains(&b.throttled_until_ms), "{}", b.throttled_until_ms);
+            assert!(
+                (3_000..=3_250).contains(&b.throttled_until_ms),
+                "{}",
+                b.throttled_until_ms
+            );
         }
     }
 }

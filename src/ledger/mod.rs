@@ -360,7 +360,9 @@ impl Ledger {
         match self.attempt(Who::Name(strategy), lane, cost, Duration::ZERO) {
             Attempt::Done(result) => result,
             // Unreachable with a zero wait; refuse rather than block.
-            Attempt::Wait { .. } => Err(LedgerError::RateLimited { until_ms: self.now_ms() }),
+            Attempt::Wait { .. } => Err(LedgerError::RateLimited {
+                until_ms: self.now_ms(),
+            }),
         }
     }
 

@@ -120,7 +120,11 @@ mod tests {
             0,
         );
         assert_eq!(p.market_cap, 5700);
-        let small = Pool::new(RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 5, 10), 0.05, 0);
+        let small = Pool::new(
+            RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 5, 10),
+            0.05,
+            0,
+        );
         assert_eq!(small.market_cap, 9);
     }
 
@@ -142,7 +146,11 @@ mod tests {
 
     #[test]
     fn refund_never_goes_below_the_server_count() {
-        let mut p = Pool::new(RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 100), 0.0, 0);
+        let mut p = Pool::new(
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 100),
+            0.0,
+            0,
+        );
         p.charge(10);
         p.raise_to_server(12);
         p.refund(1);
@@ -158,6 +166,9 @@ mod tests {
             RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000),
             RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 60, 1200),
         ]);
-        assert_eq!(l, vec![RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 60, 1200)]);
+        assert_eq!(
+            l,
+            vec![RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 60, 1200)]
+        );
     }
 }
