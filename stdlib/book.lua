@@ -18,6 +18,8 @@ local function has_sides(q)
 end
 
 --- Mid price (bid + ask) / 2, or nil when a side is empty.
+---@param q runner.Quote?
+---@return number?
 function M.mid(q)
   if not has_sides(q) then
     return nil
@@ -26,6 +28,8 @@ function M.mid(q)
 end
 
 --- Absolute spread ask - bid, or nil when a side is empty.
+---@param q runner.Quote?
+---@return number?
 function M.spread(q)
   if not has_sides(q) then
     return nil
@@ -34,6 +38,8 @@ function M.spread(q)
 end
 
 --- Spread in basis points of the mid (1 bp = 0.01 %), or nil when a side is empty.
+---@param q runner.Quote?
+---@return number?
 function M.spread_bps(q)
   if not has_sides(q) then
     return nil
@@ -43,6 +49,8 @@ end
 
 --- Size-weighted mid: leans toward the side with LESS quantity, since that side is the one about to be taken out.
 --- (bid * ask_qty + ask * bid_qty) / (bid_qty + ask_qty); the plain mid when both quantities are zero.
+---@param q runner.Quote?
+---@return number?
 function M.microprice(q)
   if not has_sides(q) then
     return nil
@@ -56,6 +64,8 @@ function M.microprice(q)
 end
 
 --- Top-of-book quantity imbalance in [-1, 1]: +1 all bids, -1 all asks; nil when both quantities are zero.
+---@param q runner.Quote?
+---@return number?
 function M.imbalance(q)
   if q == nil then
     return nil
@@ -78,6 +88,9 @@ local function side_qty(levels_list, levels)
 end
 
 --- Quantity imbalance over the first `levels` levels (default 5) of a depth table, in [-1, 1]; nil if empty.
+---@param depth runner.Depth?
+---@param levels? integer
+---@return number?
 function M.depth_imbalance(depth, levels)
   if depth == nil then
     return nil
@@ -93,6 +106,8 @@ end
 
 --- The best bid and ask of a depth table as a quote-shaped table {bid, bid_qty, ask, ask_qty} (a missing side is
 --- zeros, as the exchange reports it), so the quote helpers above work on depth too.
+---@param depth runner.Depth?
+---@return runner.Quote
 function M.top(depth)
   local b = depth and depth.bids and depth.bids[1]
   local a = depth and depth.asks and depth.asks[1]
@@ -107,6 +122,10 @@ end
 
 --- Average price to fill `qty` by walking one side of a depth table (`depth.asks` to buy, `depth.bids` to sell).
 --- Returns average_price, worst_price (the last level touched); nil when the side holds less than `qty`.
+---@param side_levels runner.Level[]?
+---@param qty number
+---@return number? average
+---@return number? worst
 function M.depth_weighted_price(side_levels, qty)
   if type(qty) ~= "number" or qty <= 0 then
     error("depth_weighted_price: qty must be a positive number, got " .. tostring(qty), 2)
@@ -130,6 +149,10 @@ end
 
 --- Quantity an order of `side` ("BUY" or "SELL") with limit `limit_price` could take at once from a depth table:
 --- a BUY takes asks priced <= limit, a SELL takes bids priced >= limit.
+---@param depth runner.Depth?
+---@param side runner.Side
+---@param limit_price number
+---@return number
 function M.takeable_qty(depth, side, limit_price)
   local buying = side == "BUY"
   if not buying and side ~= "SELL" then

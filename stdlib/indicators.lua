@@ -11,6 +11,24 @@
 
 local M = {}
 
+---@class stdlib.Indicator
+---@field update fun(self: stdlib.Indicator, x: number): number? feed a value; the current value, nil until warmed up
+---@field value fun(self: stdlib.Indicator): number?
+---@field ready fun(self: stdlib.Indicator): boolean
+
+---@class stdlib.Vwap
+---@field update fun(self: stdlib.Vwap, price: number, volume: number): number?
+---@field value fun(self: stdlib.Vwap): number?
+---@field ready fun(self: stdlib.Vwap): boolean
+---@field reset fun(self: stdlib.Vwap) start a new session
+
+---@class stdlib.Bollinger
+---@field update fun(self: stdlib.Bollinger, x: number): number?, number?, number? mid, upper, lower
+---@field value fun(self: stdlib.Bollinger): number?, number?, number?
+---@field ready fun(self: stdlib.Bollinger): boolean
+---@field stddev fun(self: stdlib.Bollinger): number?
+---@field percent_b fun(self: stdlib.Bollinger, x: number): number?
+
 local function check_period(n, what)
   if math.type(n) ~= "integer" or n < 1 then
     error(string.format("%s: period must be a positive integer, got %s", what, tostring(n)), 3)
@@ -77,6 +95,8 @@ end
 local Sma = {}
 Sma.__index = Sma
 
+---@param n integer
+---@return stdlib.Indicator
 function M.sma(n)
   check_period(n, "sma")
   return setmetatable({ n = n, ring = new_ring(n), sum = new_sum(), current = nil }, Sma)
@@ -110,6 +130,8 @@ end
 local Ema = {}
 Ema.__index = Ema
 
+---@param n integer
+---@return stdlib.Indicator
 function M.ema(n)
   check_period(n, "ema")
   return setmetatable({ n = n, alpha = 2 / (n + 1), seen = 0, seed = 0.0, current = nil }, Ema)
@@ -144,6 +166,8 @@ end
 local Rsi = {}
 Rsi.__index = Rsi
 
+---@param n integer
+---@return stdlib.Indicator
 function M.rsi(n)
   check_period(n, "rsi")
   return setmetatable({ n = n, prev = nil, seen = 0, gain = 0.0, loss = 0.0, current = nil }, Rsi)
@@ -200,6 +224,8 @@ end
 local Vwap = {}
 Vwap.__index = Vwap
 
+---@param n? integer window in updates; nil: cumulative
+---@return stdlib.Vwap
 function M.vwap(n)
   if n ~= nil then
     check_period(n, "vwap")
@@ -260,6 +286,9 @@ end
 local Bollinger = {}
 Bollinger.__index = Bollinger
 
+---@param n integer
+---@param k? number band width in standard deviations (default 2)
+---@return stdlib.Bollinger
 function M.bollinger(n, k)
   check_period(n, "bollinger")
   k = k or 2

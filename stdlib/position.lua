@@ -11,12 +11,21 @@
 
 local M = {}
 
+---@class stdlib.Position
+---@field base number net base quantity bought (+) or sold (-), fees included
+---@field quote number net quote amount received (+) or spent (-), fees included
+---@field fills integer fills counted
+---@field volume number quote volume traded
+---@field seen table<string, table> per client id: what was already counted
+---@field finished string[] client ids of finished orders, oldest first
+
 -- Orders remembered after they finished, so a late duplicate update is recognised; older ones are forgotten.
 local KEEP_FINISHED = 200
 
 local FINAL = { FILLED = true, CANCELED = true, REJECTED = true, EXPIRED = true }
 
 --- A new, flat position: base and quote are net amounts moved by fills (quote includes fees paid in quote).
+---@return stdlib.Position
 function M.new()
   return { base = 0, quote = 0, fills = 0, volume = 0, seen = {}, finished = {} }
 end
@@ -28,6 +37,11 @@ local function forget_old(p)
 end
 
 --- Folds one order update in. Returns the newly filled quantity and its average price (0, nil when nothing new).
+---@param p stdlib.Position
+---@param o runner.Order
+---@param fee_rate? number
+---@return number filled
+---@return number? price
 function M.apply(p, o, fee_rate)
   local key = o.client_id
   local seen = p.seen[key]
@@ -65,6 +79,9 @@ function M.apply(p, o, fee_rate)
 end
 
 --- Mark-to-market value of the position in the quote asset at `price` (PnL since new(), fees included).
+---@param p stdlib.Position
+---@param price number
+---@return number
 function M.value(p, price)
   return p.quote + p.base * price
 end

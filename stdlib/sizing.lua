@@ -71,6 +71,9 @@ local function to_grid(x, step, mode)
 end
 
 --- The largest multiple of `step` not above x (quantities: never ask for more than you meant or hold).
+---@param x number
+---@param step number
+---@return number
 function M.round_to_step(x, step)
   check_value(x, "round_to_step")
   check_step(step, "round_to_step")
@@ -78,6 +81,9 @@ function M.round_to_step(x, step)
 end
 
 --- The smallest multiple of `step` not below x (e.g. the least quantity that meets a minimum notional).
+---@param x number
+---@param step number
+---@return number
 function M.ceil_to_step(x, step)
   check_value(x, "ceil_to_step")
   check_step(step, "ceil_to_step")
@@ -85,6 +91,9 @@ function M.ceil_to_step(x, step)
 end
 
 --- The nearest multiple of `tick` (prices).
+---@param p number
+---@param tick number
+---@return number
 function M.round_to_tick(p, tick)
   check_value(p, "round_to_tick")
   check_step(tick, "round_to_tick")
@@ -92,6 +101,10 @@ function M.round_to_tick(p, tick)
 end
 
 --- A price on the tick grid that is never more aggressive than p: BUY rounds down, SELL rounds up.
+---@param p number
+---@param tick number
+---@param side runner.Side
+---@return number
 function M.passive_price(p, tick, side)
   check_value(p, "passive_price")
   check_step(tick, "passive_price")
@@ -104,6 +117,8 @@ function M.passive_price(p, tick, side)
 end
 
 --- Number of decimals of a step (0.001 -> 3), for formatting prices and quantities in logs.
+---@param step number
+---@return integer
 function M.decimals(step)
   check_step(step, "decimals")
   local _, scale = grid_of(step)
@@ -111,6 +126,9 @@ function M.decimals(step)
 end
 
 --- Formats x with as many decimals as `step` has: sizing.format(0.1 + 0.2, 0.01) == "0.30".
+---@param x number
+---@param step number
+---@return string
 function M.format(x, step)
   return string.format("%." .. M.decimals(step) .. "f", x)
 end
@@ -123,6 +141,11 @@ end
 
 --- A valid order quantity for `qty`: rounded down to the step, capped at max_qty, and checked against min_qty and,
 --- when `price` is given, min_notional (qty * price). Returns the quantity, or nil and a reason.
+---@param info runner.SymbolInfo
+---@param qty number
+---@param price? number
+---@return number? qty
+---@return string? reason
 function M.clamp_qty(info, qty, price)
   check_info(info, "clamp_qty")
   check_value(qty, "clamp_qty")
@@ -148,6 +171,9 @@ function M.clamp_qty(info, qty, price)
 end
 
 --- The smallest valid quantity at `price`: meets min_qty and min_notional, on the step grid.
+---@param info runner.SymbolInfo
+---@param price number
+---@return number
 function M.min_qty_at(info, price)
   check_info(info, "min_qty_at")
   check_value(price, "min_qty_at")
@@ -163,6 +189,12 @@ end
 
 --- The base quantity that spends `fraction` (0..1] of a free quote balance at `price`. With `info`, the result is
 --- passed through clamp_qty (so it can be nil, reason); without, it is the raw quantity.
+---@param balance_free number
+---@param fraction number
+---@param price number
+---@param info? runner.SymbolInfo
+---@return number? qty
+---@return string? reason
 function M.fraction_of_balance(balance_free, fraction, price, info)
   check_value(balance_free, "fraction_of_balance")
   check_value(fraction, "fraction_of_balance")
@@ -181,6 +213,9 @@ function M.fraction_of_balance(balance_free, fraction, price, info)
 end
 
 --- What is left of `amount` after a fee rate (0.001 for 0.1 %).
+---@param amount number
+---@param fee_rate number
+---@return number
 function M.net_of_fee(amount, fee_rate)
   return amount * (1 - fee_rate)
 end
