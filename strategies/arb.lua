@@ -276,11 +276,12 @@ local function send(c, i, order_type, qty)
   local request = { symbol = leg.symbol, side = leg.side, type = order_type, quantity = qty, client_id = client_id }
   if order_type == "LIMIT" then
     request.price, request.tif = leg.price, "IOC"
-  else
-    state.market_completions = state.market_completions + 1
   end
   local o, err = orders.place(request)
   if o then
+    if order_type == "MARKET" then
+      state.market_completions = state.market_completions + 1
+    end
     apply_update(rec, o)
   elseif err.code == "unknown_status" then
     on_call_error("leg " .. i .. " " .. leg.symbol, err) -- stays PENDING: the host is finding out

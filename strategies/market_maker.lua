@@ -34,6 +34,7 @@ local config = {
   min_requote_ms = 500, -- and not more often than this per side
   budget_slow = 0.6, -- above this share of any order or weight pool, requote 4 x less often
   budget_stop = 0.85, -- above this share, place nothing new (cancels still go out)
+  reject_backoff_ms = 2000, -- after the exchange rejects a quote, leave that side alone this long
   fee_rate = 0.001,
   backoff_ms = 5000, -- pause after a budget error that gave no retry_after_ms
   report_ms = 30000,
@@ -49,6 +50,7 @@ state.rejected = state.rejected or 0
 state.budget_skips = state.budget_skips or 0
 state.paused_until = state.paused_until or 0
 state.seq = state.seq or 0
+state.retry_at = state.retry_at or {} -- side -> time before which that side is not quoted (after a rejection)
 
 local info -- market.info(config.symbol), fetched in on_start / on_reload
 
@@ -136,7 +138,10 @@ local function place(side, price, fair)
   })
   if not o then
     if err.code == "rejected" then
-      state.rejected = state.rejected + 1 -- usually "would immediately match": the book moved under us
+      -- Usually "would immediately match" (the book moved under us), or a balance gone short. Either way a failed
+      -- order costs weight: do not try the same side again on the very next book event.
+      state.rejected = state.rejected + 1
+      state.retry_at[side] = clock.now() + config.reject_backoff_ms
       log.debug("place %s at %s rejected: %s", side, sizing.format(price, info.tick_size), tostring(err))
     else
       on_call_error("place " .. side, err)
@@ -169,6 +174,9 @@ end
 
 local function requote(side, q, fair, use)
   local w = state.working[side]
+  if not w and clock.now() < (state.retry_at[side] or 0) then
+    return
+  end
   local target = targets(q, fair)[side]
   if target == nil then
     cancel(side) -- at the position limit: withdraw the side that would add to it

@@ -103,6 +103,23 @@ return T.run("market_maker", {
     T.eq(#h.placed, 3)
   end,
 
+  a_rejected_quote_is_not_retried_on_the_next_event = function()
+    local h = P.host(fake_host)
+    h:load("market_maker")
+    h:start()
+    h.fail_next = fake_host.err("rejected", "Account has insufficient balance for requested action.",
+      { exchange_code = -2010 })
+    P.quote(h, "BTCUSDT", 60000)
+    T.eq(#h.placed, 2) -- the BUY was rejected, the SELL went out
+    P.quote(h, "BTCUSDT", 60000)
+    T.eq(#h.placed, 2)
+    h:advance(2000)
+    P.quote(h, "BTCUSDT", 60000)
+    T.eq(#h.placed, 3)
+    T.eq(last(h, "BUY").price, 59910)
+    T.eq(state.rejected, 1)
+  end,
+
   stopping_cancels_the_quotes = function()
     local h = setup()
     h:call("on_stop", "shutdown")
