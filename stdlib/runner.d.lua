@@ -142,6 +142,11 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field max_qty number
 ---@field min_notional number least price x quantity
 ---@field status string "TRADING", "HALT", "BREAK", ...
+---@field min_price number PRICE_FILTER lower bound (0: none)
+---@field max_price number PRICE_FILTER upper bound (0: none)
+---@field max_notional number largest price x quantity (0: none)
+---@field base_precision integer decimals the exchange uses for the base asset
+---@field quote_precision integer decimals the exchange uses for the quote asset
 
 --- Per-call options, passed as the last argument of a call that may wait for budget.
 ---@class runner.CallOptions
@@ -171,9 +176,12 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field price number limit price (0 for MARKET)
 ---@field quantity number ordered base quantity
 ---@field filled_qty number cumulative filled base quantity
+---@field filled_quote number cumulative filled quote amount (price x qty summed over fills)
 ---@field avg_price number average fill price (0 before the first fill)
 ---@field last_fill_qty number quantity of the latest fill (0 if the change was not a fill)
 ---@field last_fill_price number price of the latest fill
+---@field commission? number commission charged on the latest fill
+---@field commission_asset? string the asset that commission was charged in
 ---@field reject_reason? string why the exchange rejected it
 ---@field time integer creation time, exchange ms
 ---@field update_time integer time of the latest change, exchange ms
@@ -192,21 +200,27 @@ error("runner.d.lua only describes the API for the language server; it is not me
 --- One pool of the shared ledger, in its current fixed window.
 ---@class runner.Pool
 ---@field type runner.PoolType
----@field interval string the window, e.g. "1 MINUTE" or "10 SECOND"
+---@field interval "SECOND"|"MINUTE"|"HOUR"|"DAY" the window's unit
+---@field interval_num integer the window's length in units: `{interval = "SECOND", interval_num = 10}` is 10 s
 ---@field limit integer
 ---@field used integer spent in the current window (by every strategy, and by anyone else the exchange reports)
 ---@field resets_at integer exchange time (ms) when the current window ends
+---@field peak integer the highest `used` seen in any window since start
 
 --- What this strategy spent in the current windows.
 ---@class runner.LedgerUsage
----@field weight integer
----@field orders integer
+---@field weight integer request weight in the current window
+---@field orders integer orders in the current window
+---@field total_weight integer request weight since start
+---@field total_orders integer orders since start
 
 ---@class runner.LedgerStatus
 ---@field state runner.LedgerState
 ---@field resume_at? integer exchange time (ms) when sending resumes (throttled or banned)
 ---@field pools runner.Pool[]
 ---@field mine runner.LedgerUsage
+---@field throttled_count integer 429 answers received since start (should stay 0)
+---@field banned_count integer 418 answers received since start (should stay 0)
 
 ---------------------------------------------------------------------------------------------------------------------
 -- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.
@@ -273,7 +287,7 @@ function market.book_ticker(symbol, opts) end
 function market.depth(symbol, limit, opts) end
 
 --- Candles of `symbol`, oldest first. `interval` is the exchange's: "1s", "1m", "3m", "5m", "15m", "30m", "1h",
---- "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M". `limit` default 500, at most 1000.
+--- "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M". `limit` default 100, at most 1000.
 ---
 --- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
 ---@param symbol string
@@ -284,7 +298,7 @@ function market.depth(symbol, limit, opts) end
 ---@return runner.Error? err
 function market.klines(symbol, interval, limit, opts) end
 
---- Recent trades of `symbol`, oldest first (`limit` default 500, at most 1000).
+--- Recent trades of `symbol`, oldest first (`limit` default 100, at most 1000).
 ---
 --- Cost: REST, weight 25. Blocking; waits for budget up to `max_wait_ms`.
 ---@param symbol string
@@ -302,7 +316,7 @@ function market.trades(symbol, limit, opts) end
 ---@return runner.Quote?
 function market.quote(symbol) end
 
---- The host's stream-maintained order book of `symbol`, `levels` per side (default: all it holds), or nil while the
+--- The host's stream-maintained order book of `symbol`, `levels` per side (default 20), or nil while the
 --- book is not in sync (start-up, after a sequence gap). Needs the "depth" stream for that symbol.
 ---
 --- Cost: none (the host's state). Never blocks.
