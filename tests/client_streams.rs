@@ -112,3 +112,47 @@ async fn unknown_symbols_cannot_be_subscribed() {
     assert_eq!(err.code, runner::exchange::ErrorCode::InvalidOrder);
     setup.venue.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_churn_is_paced_under_the_message_limit() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let symbols = ["BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC"];
+    venue
+        .set_subscriptions(&Arc::from("first"), vec![key("BTCUSDT", StreamKind::Book)])
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(10), "the connection to be up", || {
+        let q = venue.quote("BTCUSDT");
+        async move { q }
+    })
+    .await;
+    // Twenty-four changes within half a second, from several strategies, on a live
+    // connection: sent one message each, the exchange would cut the connection.
+    for (i, symbol) in symbols.iter().enumerate() {
+        let strategy: Arc<str> = Arc::from(format!("s{i}"));
+        for streams in [
+            vec![key(symbol, StreamKind::Book), key(symbol, StreamKind::Trade)],
+            vec![key(symbol, StreamKind::Trade)],
+            vec![key(symbol, StreamKind::Book)],
+        ] {
+            venue.set_subscriptions(&strategy, streams).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for symbol in symbols {
+        eventually(Duration::from_secs(10), "a quote for every subscribed symbol", || {
+            let q = venue.quote(symbol);
+            async move { q }
+        })
+        .await;
+    }
+    let connects = setup
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.transport == "WS" && r.path == "/stream")
+        .count();
+    assert_eq!(connects, 1, "one connection, never dropped for sending too fast");
+    venue.shutdown().await;
+}
