@@ -117,7 +117,9 @@ async fn unknown_symbols_cannot_be_subscribed() {
 async fn subscription_churn_is_paced_under_the_message_limit() {
     let setup = start().await;
     let venue = &setup.venue;
-    let symbols = ["BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC"];
+    let symbols = [
+        "BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC",
+    ];
     venue
         .set_subscriptions(&Arc::from("first"), vec![key("BTCUSDT", StreamKind::Book)])
         .await
