@@ -220,3 +220,46 @@ async fn shutdown_ends_in_flight_calls_with_stopped() {
     let after = venue.ticker(&ctx("late"), "BTCUSDT").await.unwrap_err();
     assert_eq!(after.code, ErrorCode::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let order = venue
+        .place(&ctx("a"), resting_buy(venue, "a", 0.9).await)
+        .await
+        .unwrap();
+    let count = |method: &str, path: &str| {
+        setup
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    };
+    let (lookups, accounts) = (count("GET", "/api/v3/order"), count("GET", "/api/v3/account"));
+    setup.sim.faults().drop_websockets();
+    eventually(Duration::from_secs(10), "the user stream to go down", || {
+        let up = venue.user_stream_up();
+        async move { (!up).then_some(()) }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "re-queries after the user stream is back",
+        || {
+            let done = venue.user_stream_up()
+                && count("GET", "/api/v3/order") > lookups
+                && count("GET", "/api/v3/account") > accounts;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    let current = venue.open_orders("a", None);
+    assert_eq!(current.len(), 1);
+    assert_eq!(
+        (current[0].client_id.as_str(), current[0].status),
+        (order.client_id.as_str(), OrderStatus::New)
+    );
+    venue.shutdown().await;
+}
