@@ -52,6 +52,7 @@ local config = {
   cooldown_ms = 1000, -- pause after each cycle
   complete_with_market = true, -- finish a short leg 2 or 3 with a MARKET order
   max_leg_attempts = 3, -- orders per leg at most (1 IOC + MARKET completions)
+  incomplete_share = 0.01, -- a leg 2 or 3 leaving more than this share unconverted makes the cycle "incomplete"
   backoff_ms = 5000, -- pause after a budget error that gave no retry_after_ms
   check_ms = 2000, -- how often an order with an unknown outcome is looked up
   abandon_after_ms = 60000, -- give up tracking a cycle whose orders stay unknown this long (and say so loudly)
@@ -60,7 +61,7 @@ local config = {
 
 -- State kept across hot reloads and restarts. Maps use string keys (it is saved as JSON).
 state.cycles = state.cycles or 0 -- cycles started
-state.outcomes = state.outcomes or {} -- outcome -> count: done, missed, abandoned
+state.outcomes = state.outcomes or {} -- outcome -> count: done, missed, incomplete, abandoned
 state.opportunities = state.opportunities or 0 -- edges seen above the threshold
 state.market_completions = state.market_completions or 0
 state.errors = state.errors or {} -- error code -> count
@@ -353,9 +354,15 @@ local function advance(c)
       send(c, i, order_type, qty)
     elseif i == 1 and consumed == 0 then
       return finish(c, "missed")
-    elseif i == 3 then
-      return finish(c, "done")
     else
+      -- A later leg that could not convert (nearly) all its input leaves part of the cycle as a position.
+      if i > 1 and consumed < leg.input * (1 - config.incomplete_share) then
+        c.incomplete = true
+        log.warn("cycle %d: leg %d %s converted %.8f of %.8f %s", c.id, i, leg.symbol, consumed, leg.input, leg.from)
+      end
+      if i == 3 then
+        return finish(c, c.incomplete and "incomplete" or "done")
+      end
       c.stage = i + 1
       c.legs[i + 1].input = received
     end
@@ -454,9 +461,10 @@ local function report()
     parts[#parts + 1] = string.format("%.8f %s", pnl, home)
   end
   local mine = ledger.status().mine
-  log.info("report: %d cycles (done %d, missed %d, abandoned %d), %d opportunities, %d market completions, "
-    .. "pnl %s, weight used this window %d", state.cycles, state.outcomes.done or 0, state.outcomes.missed or 0,
-    state.outcomes.abandoned or 0, state.opportunities, state.market_completions,
+  log.info("report: %d cycles (done %d, missed %d, incomplete %d, abandoned %d), %d opportunities, "
+    .. "%d market completions, pnl %s, weight used this window %d", state.cycles, state.outcomes.done or 0,
+    state.outcomes.missed or 0, state.outcomes.incomplete or 0, state.outcomes.abandoned or 0, state.opportunities,
+    state.market_completions,
     #parts > 0 and table.concat(parts, ", ") or "0", mine.weight)
 end
 

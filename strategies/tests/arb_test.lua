@@ -103,6 +103,27 @@ return T.run("arb", {
     T.truthy(math.abs(state.flows.BTC) < 0.0001, "BTC left over " .. state.flows.BTC)
   end,
 
+  a_later_leg_that_cannot_complete_is_reported_incomplete = function()
+    local h = setup()
+    h.ioc_fill_ratio.ETHBTC = 0.5
+    -- Leg 1 and the half-filled leg 2 go through; the MARKET completion of leg 2 is refused every time.
+    local place = h.place
+    h.place = function(self, req)
+      if req.type == "MARKET" then
+        self.placed[#self.placed + 1] = req
+        return nil, fake_host.err("rejected", "Account has insufficient balance for requested action.",
+          { exchange_code = -2010 })
+      end
+      return place(self, req)
+    end
+    dislocate(h)
+    T.eq(state.outcomes.incomplete, 1)
+    T.is_nil(state.outcomes.done)
+    T.eq(#h:requests("ETHBTC"), 3) -- the IOC and two MARKET tries (max_leg_attempts = 3)
+    T.eq(state.errors.rejected, 2)
+    T.truthy(#h:log_lines("warn") > 0)
+  end,
+
   budget_errors_pause_without_retrying = function()
     local h = setup()
     h.fail_next = fake_host.err("rate_limited", "no budget", { retry_after_ms = 3000 })
