@@ -22,8 +22,9 @@ How a cycle is executed (sequentially, each leg sized by what the previous one r
      leg actually produced (net of fee).
   3. If leg 2 or 3 fills short, the rest of that leg is completed with a MARKET order (`complete_with_market`), so
      the cycle ends back in the asset it started from instead of holding a stray position.
-  Sending all three legs at once would save two round trips (we hold every asset, so no leg waits for another's
-  proceeds), but whenever leg 1 missed, the other two would be left as an unhedged position. On a local or
+  So only the start asset must be held. Sending all three legs at once would save two round trips (holding every
+  asset, no leg would wait for another's proceeds), but whenever leg 1 missed, the other two would be left as an
+  unhedged position. On a local or
   co-located venue the extra round trips cost a few milliseconds; the dislocations this trades last seconds.
 
 Safety: never more than one cycle in flight; a cooldown between cycles; on rate_limited / backoff / banned the
@@ -47,7 +48,7 @@ local config = {
   min_edge_bps = 5, -- required profit of a round trip after 3 fees, in basis points of the amount
   max_cycle = { USDT = 2000, BTC = 0.03 }, -- largest amount of the home asset put through one cycle
   book_fraction = 0.8, -- use at most this share of the quantity shown at the best price
-  balance_fraction = 0.5, -- and at most this share of a free balance
+  balance_fraction = 0.5, -- and at most this share of the free balance of the start asset
   max_quote_age_ms = 60000, -- ignore quotes older than this (a dead stream); a lagging leg is exactly what we want
   cooldown_ms = 1000, -- pause after each cycle
   complete_with_market = true, -- finish a short leg 2 or 3 with a MARKET order
@@ -209,8 +210,12 @@ local function price_cycle(legs, home, now, balances)
       return nil
     end
     local rate, book_cap, price = leg_terms(leg, q)
-    local free = balances[leg.from] and balances[leg.from].free or 0
-    local cap = math.min(book_cap * config.book_fraction, free * config.balance_fraction)
+    local cap = book_cap * config.book_fraction
+    if i == 1 then
+      -- Only the first leg spends from the balance: the later ones spend what the leg before them produced.
+      local free = balances[leg.from] and balances[leg.from].free or 0
+      cap = math.min(cap, free * config.balance_fraction)
+    end
     max_start = math.min(max_start, cap / factor)
     planned[i] = price
     factor = factor * rate * keep

@@ -65,6 +65,14 @@ return T.run("arb", {
     T.near(state.flows.USDT, 0.6718 * 2999.7 * 0.999 - 0.03333 * 60006, 1e-6)
   end,
 
+  only_the_start_asset_must_be_held = function()
+    local h = setup({ balances = { USDT = 5000 } })
+    dislocate(h)
+    T.eq(#h.placed, 3)
+    T.eq(state.outcomes.done, 1)
+    T.truthy(h.free.USDT > 5000, "ended with more USDT than it started with")
+  end,
+
   one_cycle_at_a_time_and_a_cooldown = function()
     local h = setup()
     dislocate(h)
