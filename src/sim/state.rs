@@ -143,14 +143,9 @@ mod tests {
         }
     }
 
-    fn books(sim: &Sim) -> Vec<(Vec<[Decimal; 2]>, Vec<[Decimal; 2]>)> {
+    fn books(sim: &Sim) -> Vec<crate::exchange::binance::wire::DepthSnapshot> {
         let world = sim.world.lock();
-        (0..world.ex.markets.len())
-            .map(|i| {
-                let d = world.ex.depth(i, 20);
-                (d.bids, d.asks)
-            })
-            .collect()
+        (0..world.ex.markets.len()).map(|i| world.ex.depth(i, 20)).collect()
     }
 
     #[test]
