@@ -19,6 +19,9 @@ use super::record::RequestLog;
 
 /// The exchange and its synthetic market, changed together under one lock so every event
 /// comes out in order.
+/// One-minute candles generated for before the start (a little over a day, enough for `ticker/24hr`).
+const KLINE_HISTORY_MINUTES: usize = 1_500;
+
 pub struct World {
     pub ex: Exchange,
     pub market: Synthetic,
@@ -100,7 +103,12 @@ impl Sim {
             faults,
             next_id: AtomicU64::new(1),
         });
-        // Books are full before the first request.
+        // Books are full and klines have a history before the first request.
+        {
+            let mut world = sim.world.lock();
+            let World { ex, market } = &mut *world;
+            market.seed_history(ex, sim.config.seed, KLINE_HISTORY_MINUTES, sim.now());
+        }
         sim.step_market();
         sim
     }
