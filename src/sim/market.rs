@@ -69,7 +69,7 @@ impl Synthetic {
     /// walks backwards from its starting value (its own seeded stream, so the live market's
     /// random sequence is unchanged).
     pub fn seed_history(&self, ex: &mut Exchange, seed: u64, minutes: usize, now: i64) {
-        let mut rng = StdRng::seed_from_u64(seed ^ 0x4b11_e5);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x004b_11e5);
         let sigma = VOLATILITY * (60_000.0f64 / 100.0).sqrt();
         let mut assets: Vec<&String> = self.usd.keys().collect();
         assets.sort();
