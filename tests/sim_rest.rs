@@ -685,3 +685,22 @@ async fn forced_ban_lasts_its_seconds() {
     assert_eq!(rest.get("/api/v3/ping").await.status, 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn serve_runs_on_a_given_listener_until_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runner::sim::serve(still_market(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let ping = http.get(format!("http://{addr}/api/v3/ping")).send().await.unwrap();
+    assert_eq!(ping.status().as_u16(), 200);
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(result.is_ok());
+}

@@ -380,3 +380,23 @@ async fn websocket_api_pushes_user_data_and_reports_limits() {
         .any(|r| r.transport == "WS_API" && r.method == "CONNECT" && r.weight == 2));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn connection_attempts_are_limited_per_window() {
+    use runner::ledger::limits::{IntervalUnit, PoolKind, RateLimit};
+    let config = SimConfig {
+        limits: vec![RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 1, 2)],
+        ..still_market()
+    };
+    let sim = start(config).await;
+    let url = format!("{}/ws/btcusdt@trade", sim.ws_url());
+    let _first = ws_connect(&url).await;
+    let _second = ws_connect(&sim.ws_api_url()).await;
+    let third = tokio_tungstenite::connect_async(&url).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 429),
+        other => panic!("expected a 429 handshake, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(sim.stats().count_429, 1);
+    sim.shutdown().await;
+}

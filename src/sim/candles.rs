@@ -118,6 +118,10 @@ impl Candles {
     /// Installs closed one-minute candles from before the simulator started (oldest first),
     /// so strategies asking for klines at start-up get a history.
     pub fn seed_history(&mut self, history: Vec<Candle>) {
+        // The running minute continues from the last close, so quiet minutes never leave a gap.
+        self.current = history
+            .last()
+            .map(|last| Candle::flat(last.open_time + MINUTE_MS, MINUTE_MS, last.close));
         self.closed = history.into_iter().rev().take(KEEP).rev().collect();
     }
 
