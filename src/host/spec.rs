@@ -272,7 +272,17 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
-        .map(|c| (edit_distance(word, c), c))
+        // A missing suffix ("max_wait" for "max_wait_ms") counts as one edit.
+        .map(|c| {
+            (
+                if word.len() >= 4 && c.starts_with(word) {
+                    1
+                } else {
+                    edit_distance(word, c)
+                },
+                c,
+            )
+        })
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
