@@ -101,14 +101,14 @@ pub fn validate(
     let Value::Table(table) = returned else {
         return Err(LoadError::NotATable {
             path: path.to_path_buf(),
-            got: returned.type_name().to_owned(),
+            got: crate::host::api::lua_type(&returned).to_owned(),
         });
     };
     let bad = |field: &str, expected: &'static str, got: &Value| LoadError::BadField {
         path: path.to_path_buf(),
         field: field.to_owned(),
         expected,
-        got: got.type_name().to_owned(),
+        got: crate::host::api::lua_type(got).to_owned(),
     };
     let mut warnings = Vec::new();
     let mut callbacks = Callbacks::default();

@@ -189,7 +189,7 @@ impl Args {
     }
 
     pub fn bad(&self, lua: &Lua, index: usize, name: &str, expected: &str) -> mlua::Error {
-        let got = self.get(index).type_name();
+        let got = lua_type(self.get(index));
         usage(
             lua,
             format!(
@@ -234,6 +234,14 @@ impl Args {
     }
 }
 
+/// The type name Lua's own `type()` gives (integers are numbers).
+pub fn lua_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "number",
+        other => other.type_name(),
+    }
+}
+
 /// Parses a `wait_ms` option value.
 pub fn wait_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Duration>> {
     match value {
@@ -242,7 +250,7 @@ pub fn wait_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Durat
         Value::Number(ms) if ms >= 0.0 && ms.is_finite() => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
         other => Err(usage(
             lua,
-            format!("{func}: wait_ms must be a number ≥ 0, got {}", other.type_name()),
+            format!("{func}: wait_ms must be a number ≥ 0, got {}", lua_type(&other)),
         )),
     }
 }

@@ -156,7 +156,10 @@ fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRe
             Value::String(s) => Ok(Some(s.to_string_lossy())),
             other => Err(usage(
                 lua,
-                format!("{FUNC}: {field} must be a string, got {}", other.type_name()),
+                format!(
+                    "{FUNC}: {field} must be a string, got {}",
+                    crate::host::api::lua_type(&other)
+                ),
             )),
         }
     };
@@ -167,7 +170,10 @@ fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRe
             Value::Number(n) => Ok(Some(n)),
             other => Err(usage(
                 lua,
-                format!("{FUNC}: {field} must be a number, got {}", other.type_name()),
+                format!(
+                    "{FUNC}: {field} must be a number, got {}",
+                    crate::host::api::lua_type(&other)
+                ),
             )),
         }
     };
