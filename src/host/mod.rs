@@ -15,7 +15,7 @@ mod router;
 pub mod sandbox;
 pub mod spec;
 pub mod state;
-mod stats;
+pub mod stats;
 pub mod timers;
 pub mod vm;
 mod worker;
@@ -128,6 +128,8 @@ pub struct StrategyStats {
     /// Net asset flows from fills (base and quote, minus commissions): realised PnL per asset.
     pub flows: BTreeMap<String, f64>,
     pub open_orders: usize,
+    /// Events waiting in the strategy's inbox.
+    pub pending: usize,
 }
 
 struct Slot {
@@ -282,6 +284,7 @@ impl Host {
                     orders_rejected: Stats::get(&s.orders_rejected),
                     flows: s.flows(),
                     open_orders: self.shared.venue.open_orders(name, None).len(),
+                    pending: slot.strategy.inbox.len(),
                 }
             })
             .collect();
