@@ -21,6 +21,9 @@ const REMOVED_GLOBALS: &[&str] = &[
     "collectgarbage",
 ];
 
+/// Registry key of Lua's own `xpcall`, before the sandbox wraps it.
+pub const RAW_XPCALL: &str = "runner.raw_xpcall";
+
 /// mlua's pool of coroutines reused for callbacks (avoids a new thread per event).
 const THREAD_POOL: usize = 16;
 
@@ -110,6 +113,8 @@ fn install_collectgarbage(lua: &Lua, globals: &Table) -> mlua::Result<()> {
 /// cannot be caught and ignored. The wrappers are Lua closures, so callbacks can still
 /// yield (wait on the exchange) inside a `pcall`.
 fn install_protected_calls(lua: &Lua, globals: &Table, guard: &Rc<Guard>) -> mlua::Result<()> {
+    // The host's own callback trampoline uses the unwrapped `xpcall` (trips are seen through the guard).
+    lua.set_named_registry_value(RAW_XPCALL, globals.raw_get::<Value>("xpcall")?)?;
     let guard = guard.clone();
     let check = lua.create_function(move |_, results: MultiValue| limits::protected_result(&guard, results))?;
     lua.load(

@@ -1,11 +1,13 @@
 //! One loaded strategy: its sandboxed VM, validated declaration and callbacks, and the
 //! calls into it. Built the same way for running, reloading and `runner check`.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use mlua::{ChunkMode, Function, IntoLuaMulti, Lua, Value};
+use mlua::{ChunkMode, Function, IntoLuaMulti, Lua, Thread, ThreadStatus, Value};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
 
@@ -51,7 +53,11 @@ pub struct StrategyVm {
     lua: Lua,
     pub meta: StrategyMeta,
     callbacks: Callbacks,
-    trampoline: Function,
+    trampoline: Trampoline,
+    /// A finished coroutine kept for the next callback (creating one per event costs more).
+    spare: RefCell<Option<Thread>>,
+    /// Interned symbol strings for `on_book` (bounded by the subscribed symbols).
+    symbols: RefCell<HashMap<Arc<str>, mlua::String>>,
     guard: Rc<Guard>,
     api: Rc<ApiCtx>,
     files: LoadedFiles,
@@ -112,6 +118,8 @@ impl StrategyVm {
             meta,
             callbacks,
             trampoline,
+            spare: RefCell::new(None),
+            symbols: RefCell::new(HashMap::new()),
             guard,
             api,
             files,
@@ -135,10 +143,28 @@ impl StrategyVm {
     pub async fn deliver(&self, event: &Event) -> Option<CallOutcome> {
         let lua = &self.lua;
         let (callback, arg) = match event {
-            Event::Book(quote) => (
-                self.callbacks.on_book.as_ref()?,
-                convert::quote_table(lua, &self.api.keys, quote).map(Value::Table),
-            ),
+            Event::Book(quote) => {
+                let callback = self.callbacks.on_book.as_ref()?;
+                let symbol = match self.symbol_string(&quote.symbol) {
+                    Ok(symbol) => symbol,
+                    Err(err) => return Some(self.classify(Err(err))),
+                };
+                // The quote table is built by Lua inside the coroutine: far cheaper than
+                // seven protected `raw_set`s from Rust.
+                let args = (
+                    callback.clone(),
+                    symbol,
+                    quote.bid,
+                    quote.bid_qty,
+                    quote.ask,
+                    quote.ask_qty,
+                    quote.update_id as i64,
+                    quote.time,
+                );
+                self.guard.begin();
+                let result = self.run(&self.trampoline.book, args).await;
+                return Some(self.classify(result));
+            }
             Event::Depth(symbol) => (
                 self.callbacks.on_depth.as_ref()?,
                 lua.create_string(&**symbol).map(Value::String),
@@ -186,11 +212,40 @@ impl StrategyVm {
     /// Runs `callback(args)` as a coroutine with a fresh instruction budget.
     pub async fn invoke(&self, callback: &Function, args: impl IntoLuaMulti) -> CallOutcome {
         self.guard.begin();
-        let result = self
-            .trampoline
-            .call_async::<(bool, Value)>((callback.clone(), args))
-            .await;
+        let result = self.run(&self.trampoline.call, (callback.clone(), args)).await;
         self.classify(result)
+    }
+
+    /// Runs `entry(args)` in a coroutine. Most callbacks never wait, so the coroutine is
+    /// first resumed directly; only when it yields (an exchange call is pending) is it
+    /// handed to mlua's async driver, which resumes it as the call completes.
+    async fn run(&self, entry: &Function, args: impl IntoLuaMulti) -> mlua::Result<(bool, Value)> {
+        let spare = self.spare.borrow_mut().take();
+        let thread = match spare {
+            Some(thread) => {
+                thread.reset(entry.clone())?;
+                thread
+            }
+            None => self.lua.create_thread(entry.clone())?,
+        };
+        let first = thread.resume::<(bool, Value)>(args);
+        match thread.status() {
+            ThreadStatus::Resumable => thread.into_async::<(bool, Value)>(())?.await,
+            ThreadStatus::Finished => {
+                *self.spare.borrow_mut() = Some(thread);
+                first
+            }
+            _ => first,
+        }
+    }
+
+    fn symbol_string(&self, symbol: &Arc<str>) -> mlua::Result<mlua::String> {
+        if let Some(interned) = self.symbols.borrow().get(symbol) {
+            return Ok(interned.clone());
+        }
+        let interned = self.lua.create_string(&**symbol)?;
+        self.symbols.borrow_mut().insert(symbol.clone(), interned.clone());
+        Ok(interned)
     }
 
     fn classify(&self, result: mlua::Result<(bool, Value)>) -> CallOutcome {
@@ -233,9 +288,15 @@ impl StrategyVm {
     }
 }
 
-/// `trampoline(f, ...)` runs `f(...)` under `xpcall`, turning an error into its message
-/// plus a traceback, so failures in callbacks are logged with where they happened.
-fn make_trampoline(lua: &Lua) -> mlua::Result<Function> {
+/// Entry points of callback coroutines: `call(f, ...)` runs `f(...)` under `xpcall`,
+/// turning an error into its message plus a traceback (so failures are logged with where
+/// they happened); `book(f, symbol, bid, ...)` builds the quote table first.
+struct Trampoline {
+    call: Function,
+    book: Function,
+}
+
+fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
     let handler = lua.create_function(|lua, err: Value| {
         let message = match &err {
             Value::Error(e) => error_text(e),
@@ -243,7 +304,19 @@ fn make_trampoline(lua: &Lua) -> mlua::Result<Function> {
         };
         lua.traceback(Some(&message), 1)
     })?;
-    lua.load("local xpcall, handler = ...\nreturn function(f, ...) return xpcall(f, handler, ...) end")
+    let (call, book) = lua
+        .load(
+            r#"
+            local xpcall, handler = ...
+            local function call(f, ...) return xpcall(f, handler, ...) end
+            local function book(f, symbol, bid, bid_qty, ask, ask_qty, update_id, time)
+                return xpcall(f, handler, { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask,
+                    ask_qty = ask_qty, update_id = update_id, time = time })
+            end
+            return call, book
+            "#,
+        )
         .set_name("=trampoline")
-        .call((lua.globals().raw_get::<Function>("xpcall")?, handler))
+        .call::<(Function, Function)>((lua.named_registry_value::<Function>(sandbox::RAW_XPCALL)?, handler))?;
+    Ok(Trampoline { call, book })
 }

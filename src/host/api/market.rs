@@ -17,19 +17,45 @@ const DEFAULT_TRADES: u32 = 100;
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
+    // `market.quote` is hot: Rust returns plain numbers and a Lua wrapper builds the table
+    // (cheaper than setting seven fields from Rust).
     let c = ctx.clone();
-    m.raw_set(
-        "quote",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("market.quote", args);
-            let symbol = c.symbol_arg(lua, &args, 0)?;
-            match c.venue.quote(&symbol) {
-                Some(quote) => Ok(Value::Table(quote_table(lua, &c.keys, &quote)?)),
-                None => Ok(Value::Nil),
-            }
-        })?,
-    )?;
+    let quote_fields = lua.create_function(move |lua, args: MultiValue| {
+        c.guard.check()?;
+        let args = Args::new("market.quote", args);
+        let symbol = match args.get(0) {
+            Value::String(s) => s.to_str()?,
+            _ => return Err(args.bad(lua, 0, "symbol", "string")),
+        };
+        c.check_symbol(lua, args.func, &symbol)?;
+        Ok(match c.venue.quote(&symbol) {
+            Some(q) => (
+                Value::Boolean(true),
+                q.bid,
+                q.bid_qty,
+                q.ask,
+                q.ask_qty,
+                q.update_id as i64,
+                q.time,
+            ),
+            None => (Value::Nil, 0.0, 0.0, 0.0, 0.0, 0, 0),
+        })
+    })?;
+    let quote: mlua::Function = lua
+        .load(
+            r#"
+            local fields = ...
+            return function(symbol, ...)
+                local found, bid, bid_qty, ask, ask_qty, update_id, time = fields(symbol, ...)
+                if not found then return nil end
+                return { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask, ask_qty = ask_qty,
+                    update_id = update_id, time = time }
+            end
+            "#,
+        )
+        .set_name("=market")
+        .call(quote_fields)?;
+    m.raw_set("quote", quote)?;
 
     let c = ctx.clone();
     m.raw_set(
