@@ -147,6 +147,19 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The same loop in a plain, unsandboxed VM without limits: what the hook and limits cost.
+    let plain = mlua::Lua::new();
+    let plain_loop: Function = plain
+        .load("return function(n) local q for i = 1, n do q = i end return q end")
+        .eval()
+        .unwrap();
+    group.bench_function("empty_loop_plain_vm", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            plain_loop.call::<Option<i64>>(iters).unwrap();
+            started.elapsed()
+        })
+    });
     group.finish();
 
     c.bench_function("vm_load_typical_strategy", |b| {
