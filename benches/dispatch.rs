@@ -4,7 +4,6 @@
 //! (c) the memory of an idle VM after loading a typical strategy (printed).
 
 #[path = "../tests/host_support.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::hint::black_box;

@@ -302,19 +302,27 @@ impl Venue for TestVenue {
 }
 
 /// A folder of strategy files for one test.
+#[derive(Default)]
 pub struct Files {
-    pub dir: tempfile::TempDir,
+    pub dir: TempDir,
+}
+
+/// A fresh temporary folder (removed when dropped).
+pub struct TempDir(tempfile::TempDir);
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir(tempfile::tempdir().expect("temporary folder"))
+    }
 }
 
 impl Files {
     pub fn new() -> Files {
-        Files {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        Files::default()
     }
 
     pub fn write(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
+        let path = self.dir.0.path().join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).unwrap();
         }
@@ -323,7 +331,7 @@ impl Files {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        self.dir.0.path()
     }
 }
 

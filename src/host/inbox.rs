@@ -44,12 +44,15 @@ enum Slot {
     Timer(Arc<str>),
 }
 
+/// (symbol, interval)
+type KlineKey = (Arc<str>, Arc<str>);
+
 #[derive(Default)]
 struct Pending {
     order: VecDeque<Slot>,
     quotes: HashMap<Arc<str>, Quote>,
     depth: HashSet<Arc<str>>,
-    klines: HashMap<(Arc<str>, Arc<str>), VecDeque<(Kline, bool)>>,
+    klines: HashMap<KlineKey, VecDeque<(Kline, bool)>>,
     trades: VecDeque<Trade>,
     timers: HashSet<Arc<str>>,
 }
@@ -184,6 +187,10 @@ impl Inbox {
 
     pub fn len(&self) -> usize {
         self.pending.lock().order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.lock().order.is_empty()
     }
 }
 

@@ -190,25 +190,30 @@ impl Host {
             }
         };
         let name = meta.name.clone();
-        {
+        let registered = {
             let mut slots = self.slots.write();
-            if slots
+            let taken = slots
                 .get(&name)
-                .is_some_and(|slot| !slot.strategy.stats.stopped.load(Ordering::Relaxed))
-            {
-                drop(slots);
-                drop(control);
-                join(thread).await;
-                return Err(LoadError::Duplicate(name));
+                .is_some_and(|slot| !slot.strategy.stats.stopped.load(Ordering::Relaxed));
+            if !taken {
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        strategy: strategy.clone(),
+                        control: control.clone(),
+                        thread: Mutex::new(None),
+                    }),
+                );
             }
-            slots.insert(
-                name.clone(),
-                Arc::new(Slot {
-                    strategy: strategy.clone(),
-                    control: control.clone(),
-                    thread: Mutex::new(Some(thread)),
-                }),
-            );
+            !taken
+        };
+        if !registered {
+            drop(control);
+            join(thread).await;
+            return Err(LoadError::Duplicate(name));
+        }
+        if let Some(slot) = self.slots.read().get(&name) {
+            *slot.thread.lock() = Some(thread);
         }
         let keys = meta.stream_keys();
         self.shared.router.set(&name, &strategy.inbox, keys.clone());

@@ -20,10 +20,13 @@ struct SymbolRoutes {
     klines: HashMap<String, Vec<Arc<Inbox>>>,
 }
 
+/// A strategy's inbox and the streams it listens to.
+type Subscriber = (Arc<Inbox>, Vec<StreamKey>);
+
 #[derive(Default)]
 pub struct Router {
     routes: RwLock<HashMap<String, SymbolRoutes>>,
-    subscribers: Mutex<HashMap<String, (Arc<Inbox>, Vec<StreamKey>)>>,
+    subscribers: Mutex<HashMap<String, Subscriber>>,
 }
 
 impl Router {
@@ -49,7 +52,7 @@ impl Router {
             .unwrap_or_default()
     }
 
-    fn rebuild(&self, subscribers: &HashMap<String, (Arc<Inbox>, Vec<StreamKey>)>) {
+    fn rebuild(&self, subscribers: &HashMap<String, Subscriber>) {
         let mut routes: HashMap<String, SymbolRoutes> = HashMap::new();
         for (inbox, keys) in subscribers.values() {
             for key in keys {

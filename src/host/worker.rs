@@ -200,7 +200,7 @@ impl Worker {
                     return;
                 }
                 let dropped = self.strategy.stats.trades_dropped.load(Ordering::Relaxed);
-                if dropped >= dropped_logged + 1000 || (dropped > dropped_logged && self.strategy.inbox.len() == 0) {
+                if dropped >= dropped_logged + 1000 || (dropped > dropped_logged && self.strategy.inbox.is_empty()) {
                     tracing::warn!(strategy = %self.name, dropped, "trades dropped while the strategy was busy");
                     dropped_logged = dropped;
                 }

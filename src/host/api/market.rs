@@ -131,7 +131,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let call = c.market_call(args.wait_option(&lua)?);
                 let venue = c.venue.clone();
                 let result = c.exchange(async move { venue.ticker(&call, &symbol).await }).await;
-                c.reply(&lua, result, |lua, t| ticker_table(lua, t))
+                c.reply(&lua, result, ticker_table)
             }
         })?,
     )?;
@@ -168,7 +168,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let result = c
                     .exchange(async move { venue.depth(&call, &symbol, limit).await })
                     .await;
-                c.reply(&lua, result, |lua, d| depth_table(lua, d))
+                c.reply(&lua, result, depth_table)
             }
         })?,
     )?;

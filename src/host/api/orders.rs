@@ -48,7 +48,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                     }
                     Err(_) => 0,
                 };
-                c.reply(&lua, result, |lua, o| order_table(lua, o))
+                c.reply(&lua, result, order_table)
             }
         })?,
     )?;
@@ -68,7 +68,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let result = c
                     .exchange(async move { venue.cancel(&call, &symbol, &order).await })
                     .await;
-                c.reply(&lua, result, |lua, o| order_table(lua, o))
+                c.reply(&lua, result, order_table)
             }
         })?,
     )?;
@@ -105,7 +105,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let result = c
                     .exchange(async move { venue.get_order(&call, &symbol, &order).await })
                     .await;
-                c.reply(&lua, result, |lua, o| order_table(lua, o))
+                c.reply(&lua, result, order_table)
             }
         })?,
     )?;
