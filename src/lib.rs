@@ -5,7 +5,10 @@
 //! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
 //! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
 
+pub mod cli;
+pub mod config;
 pub mod exchange;
 pub mod host;
 pub mod ledger;
+pub mod reload;
 pub mod sim;
