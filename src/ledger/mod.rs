@@ -5,17 +5,35 @@
 //! While the exchange has asked us to back off (429) or banned the IP (418),
 //! nothing is admitted at all.
 //!
-//! INTERFACE NOTE: the signatures below are the contract the exchange client codes
-//! against. Bodies are being implemented.
+//! One lock guards a compact state (see `state`): the uncontended path takes it
+//! once, touches a handful of integers and allocates nothing. Waiters park per
+//! lane and are woken exactly when a window that blocks them resets (a single
+//! driver task sleeps until then), or at once when budget is credited back or
+//! the limits change. Nothing polls.
 
+mod backoff;
 pub mod clock;
+mod driver;
 pub mod limits;
+mod persist;
+mod pools;
+mod state;
+mod status;
+mod strategies;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+pub use persist::Autosave;
+use state::{Fit, State};
+use strategies::Sid;
 
 pub use clock::{Clock, TokioClock};
 pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit};
@@ -194,73 +212,460 @@ impl LedgerError {
 /// The ledger. Cheap to clone; all clones share one state.
 #[derive(Clone)]
 pub struct Ledger {
-    _todo: Arc<()>,
+    inner: Arc<Inner>,
 }
 
-#[allow(unused_variables)]
+pub(crate) struct Inner {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    offset_ms: AtomicI64,
+    state_dir: Option<PathBuf>,
+    /// Tells the driver task that the next instant to look again may be earlier.
+    wake_driver: Notify,
+    /// Serialises writers of the state file (the tmp name is shared).
+    save_lock: Mutex<()>,
+}
+
+impl Inner {
+    /// Exchange time as the clock reads it now (before the monotonic clamp).
+    #[inline]
+    fn exchange_now(&self) -> i64 {
+        self.clock.local_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the driver if the waiters' next chance moved earlier than its alarm.
+    fn nudge_driver(&self, st: &State) {
+        if st.waiting == 0 || !st.driver_running {
+            return;
+        }
+        if let Some(next) = st.next_wake_ms {
+            if st.driver_target_ms.is_none_or(|t| next < t) {
+                self.wake_driver.notify_one();
+            }
+        }
+    }
+}
+
+/// Who a reservation is for: a name to intern, or an id a handle already holds.
+#[derive(Clone, Copy)]
+enum Who<'a> {
+    Name(&'a str),
+    Id(Sid),
+}
+
+enum Attempt {
+    Done(Result<Permit, LedgerError>),
+    Wait {
+        reply: oneshot::Receiver<Result<Permit, LedgerError>>,
+        id: u64,
+        deadline: Instant,
+    },
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
 impl Ledger {
     /// Builds a ledger with these pools (use [`limits::binance_spot_defaults`] until
     /// the exchange announces its own). Restores persisted state from
     /// `config.state_dir` when present and still current.
     pub fn new(limits: Vec<RateLimit>, config: LedgerConfig, clock: Arc<dyn Clock>) -> Self {
-        todo!("ledger implementation")
+        let headroom = if (0.0..1.0).contains(&config.market_headroom) {
+            config.market_headroom
+        } else {
+            tracing::warn!(
+                market_headroom = config.market_headroom,
+                "market_headroom must lie in [0, 1); using the default"
+            );
+            LedgerConfig::default().market_headroom
+        };
+        let now = clock.local_ms();
+        let mut state = State::new(limits, headroom, config.backoff_jitter, now);
+        if let Some(dir) = &config.state_dir {
+            persist::restore(&mut state, dir, now);
+        }
+        Ledger {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                clock,
+                offset_ms: AtomicI64::new(0),
+                state_dir: config.state_dir,
+                wake_driver: Notify::new(),
+                save_lock: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// A ledger with Binance spot's documented limits, default settings and the tokio clock.
+    pub fn with_defaults() -> Self {
+        Ledger::new(
+            limits::binance_spot_defaults(),
+            LedgerConfig::default(),
+            Arc::new(TokioClock::new()),
+        )
+    }
+
+    /// A handle for one strategy: reserves without looking its name up each time.
+    pub fn handle(&self, strategy: &str) -> LedgerHandle {
+        let sid = self.inner.state.lock().strategies.intern(strategy);
+        LedgerHandle {
+            ledger: self.clone(),
+            sid,
+            name: Arc::from(strategy),
+        }
     }
 
     /// Replaces the pool definitions (e.g. after `exchangeInfo`), keeping counts of
     /// windows that still match.
     pub fn set_limits(&self, limits: Vec<RateLimit>) {
-        todo!()
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        let now = st.advance(local);
+        st.set_limits(limits);
+        st.dispatch(now);
+        self.inner.nudge_driver(&st);
+    }
+
+    /// The pools as configured now.
+    pub fn limits(&self) -> Vec<RateLimit> {
+        self.inner.state.lock().pools.iter().map(|p| p.limit).collect()
     }
 
     /// Exchange time minus local time, in ms (from the exchange's time endpoint).
     pub fn set_server_offset_ms(&self, offset_ms: i64) {
-        todo!()
+        self.inner.offset_ms.store(offset_ms, Ordering::Relaxed);
+        let now = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        st.rewind(now);
+        let now = st.advance(now);
+        st.dispatch(now);
+        self.inner.nudge_driver(&st);
     }
 
     /// Current exchange time in ms.
     pub fn now_ms(&self) -> i64 {
-        todo!()
+        self.inner.exchange_now()
     }
 
     /// Waits up to `wait` for room in every pool `cost` touches, then takes it all
     /// at once. FIFO within a lane; higher lanes first. Fails at once during a
     /// backoff or ban whose end lies past the deadline.
     pub async fn reserve(&self, strategy: &str, lane: Lane, cost: Cost, wait: Duration) -> Result<Permit, LedgerError> {
-        todo!()
+        self.reserve_as(Who::Name(strategy), lane, cost, wait).await
     }
 
     /// Reserves only if the budget is there now.
     pub fn try_reserve(&self, strategy: &str, lane: Lane, cost: Cost) -> Result<Permit, LedgerError> {
-        todo!()
+        match self.attempt(Who::Name(strategy), lane, cost, Duration::ZERO) {
+            Attempt::Done(result) => result,
+            // Unreachable with a zero wait; refuse rather than block.
+            Attempt::Wait { .. } => Err(LedgerError::RateLimited {
+                until_ms: self.now_ms(),
+            }),
+        }
+    }
+
+    async fn reserve_as(&self, who: Who<'_>, lane: Lane, cost: Cost, wait: Duration) -> Result<Permit, LedgerError> {
+        let (reply, id, deadline) = match self.attempt(who, lane, cost, wait) {
+            Attempt::Done(result) => return result,
+            Attempt::Wait { reply, id, deadline } => (reply, id, deadline),
+        };
+        let mut waiting = ParkedWaiter {
+            ledger: self,
+            lane,
+            id,
+            reply,
+            settled: false,
+        };
+        tokio::select! {
+            biased;
+            result = &mut waiting.reply => {
+                waiting.settled = true;
+                result.unwrap_or(Err(LedgerError::Closed))
+            }
+            _ = tokio::time::sleep_until(deadline) => waiting.give_up(),
+        }
+    }
+
+    /// The synchronous part of a reservation: admit now, refuse now, or park.
+    fn attempt(&self, who: Who<'_>, lane: Lane, cost: Cost, wait: Duration) -> Attempt {
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        if st.closed {
+            return Attempt::Done(Err(LedgerError::Closed));
+        }
+        let sid = match who {
+            Who::Name(name) => st.strategies.intern(name),
+            Who::Id(sid) => sid,
+        };
+        let now = st.advance(local);
+        if let Some(err) = st.too_large(lane, &cost) {
+            return Attempt::Done(Err(err));
+        }
+        let wait_ms = millis(wait);
+        if let Some((_, resume_ms)) = st.backoff.active(now) {
+            if wait.is_zero() || resume_ms > now.saturating_add(wait_ms) {
+                return Attempt::Done(Err(st.backoff.refusal(now).unwrap_or(LedgerError::Closed)));
+            }
+        } else {
+            if st.waiting > 0 {
+                // Waiters first: admit whoever fits, so the newcomer sees what they set aside.
+                st.dispatch(now);
+            }
+            match st.check(lane, &cost, st.ahead_of(lane)) {
+                Fit::Now => return Attempt::Done(Ok(st.admit(sid, lane, cost, now))),
+                Fit::Blocked { room_at_ms, .. } if wait.is_zero() => {
+                    return Attempt::Done(Err(LedgerError::RateLimited { until_ms: room_at_ms }))
+                }
+                Fit::Blocked { .. } => {}
+            }
+        }
+        let (tx, reply) = oneshot::channel();
+        let id = st.push_waiter(sid, lane, cost, now.saturating_add(wait_ms), tx);
+        st.dispatch(now);
+        if !st.driver_running {
+            st.driver_running = true;
+            st.driver_target_ms = None;
+            tokio::spawn(driver::run(self.inner.clone()));
+        } else {
+            self.inner.nudge_driver(&st);
+        }
+        let start = self.inner.clock.instant();
+        let deadline = start
+            .checked_add(wait)
+            .unwrap_or_else(|| start + Duration::from_secs(100 * 365 * 86_400));
+        Attempt::Wait { reply, id, deadline }
     }
 
     /// Reconciles with a response: raises local counts to the server's (never
     /// lowered by an older response) and enters backoff or ban on a 429 or 418.
     pub fn observe(&self, permit: &Permit, observation: &Observation) {
-        todo!()
+        let local = self.inner.exchange_now();
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        let now = st.advance(local);
+        for usage in &observation.usage {
+            let window_ms = usage.interval.millis();
+            for pool in &mut st.pools {
+                // A response sent in an earlier window says nothing about this one.
+                if pool.limit.kind == usage.kind
+                    && pool.limit.interval.millis() == window_ms
+                    && pool.is_current(permit.sent_at_ms)
+                {
+                    if usage.used > pool.used {
+                        st.generation += 1;
+                    }
+                    pool.raise_to_server(usage.used);
+                }
+            }
+        }
+        if observation.verdict != Verdict::Ok {
+            self.apply_verdict(st, &observation.verdict, now);
+        }
+    }
+
+    fn apply_verdict(&self, st: &mut State, verdict: &Verdict, now: i64) {
+        if st.backoff.apply(verdict, now, st.backoff_jitter) {
+            let (state, resume_ms) = st.backoff.active(now).unwrap_or((BackoffState::Normal, now));
+            tracing::warn!(
+                state = state.as_str(),
+                resume_at_ms = resume_ms,
+                "exchange asked to back off; nothing is sent until then"
+            );
+            st.generation += 1;
+            st.dispatch(now);
+            self.inner.nudge_driver(st);
+        }
     }
 
     /// Gives back weight the exchange did not charge (successful order calls cost 0).
+    /// Only counts of the window the request was sent in are lowered, never below
+    /// what the exchange itself reported. Call it once per permit.
     pub fn credit(&self, permit: &Permit, weight: u32) {
-        todo!()
+        let units = u64::from(weight.min(permit.cost.weight));
+        if units == 0 {
+            return;
+        }
+        let local = self.inner.exchange_now();
+        let mut guard = self.inner.state.lock();
+        let st = &mut *guard;
+        let now = st.advance(local);
+        let sid = st.strategies.lookup(&permit.strategy);
+        for (i, pool) in st.pools.iter_mut().enumerate() {
+            if pool.limit.kind == PoolKind::RequestWeight && pool.is_current(permit.sent_at_ms) {
+                pool.refund(units);
+                if let Some(sid) = sid {
+                    st.strategies.refund(sid, i, pool, units);
+                }
+            }
+        }
+        if let Some(sid) = sid {
+            st.strategies.refund_total_weight(sid, units);
+        }
+        st.generation += 1;
+        st.dispatch(now);
+        self.inner.nudge_driver(st);
     }
 
     /// An order got its first fill: the exchange lowers the unfilled-order count.
     pub fn order_filled(&self, count: u32) {
-        todo!()
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        let now = st.advance(local);
+        for pool in &mut st.pools {
+            if pool.limit.kind == PoolKind::Orders {
+                pool.lower(u64::from(count));
+            }
+        }
+        st.generation += 1;
+        st.dispatch(now);
+        self.inner.nudge_driver(&st);
     }
 
     /// A 429/418 learned outside a request/response pair (e.g. a WebSocket error frame).
     pub fn enter_backoff(&self, verdict: &Verdict) {
-        todo!()
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        let now = st.advance(local);
+        self.apply_verdict(&mut st, verdict, now);
     }
 
     pub fn status(&self, strategy: &str) -> LedgerStatus {
-        todo!()
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        let now = st.advance(local);
+        let sid = st.strategies.lookup(strategy);
+        status::build(&st, sid, now)
     }
 
     /// Writes windows and backoff state to the state dir (no-op without one).
     pub fn save(&self) -> std::io::Result<()> {
-        todo!()
+        let Some(dir) = &self.inner.state_dir else {
+            return Ok(());
+        };
+        let _writer = self.inner.save_lock.lock();
+        let (snapshot, generation) = {
+            let st = self.inner.state.lock();
+            (persist::snapshot(&st), st.generation)
+        };
+        persist::write(dir, &snapshot)?;
+        self.inner.state.lock().saved_generation = generation;
+        Ok(())
+    }
+
+    /// Whether anything changed since the last successful save.
+    fn unsaved(&self) -> bool {
+        let st = self.inner.state.lock();
+        st.generation != st.saved_generation
+    }
+
+    /// Saves every `every` while something changed, and once more when the returned
+    /// handle is stopped or dropped, so a crash loses at most one interval.
+    pub fn spawn_autosave(&self, every: Duration) -> Autosave {
+        persist::spawn_autosave(self.clone(), every)
+    }
+
+    /// Refuses everything from now on, fails every waiter with `Closed`, and saves.
+    pub fn close(&self) -> std::io::Result<()> {
+        {
+            let mut st = self.inner.state.lock();
+            st.closed = true;
+            st.fail_all();
+        }
+        self.inner.wake_driver.notify_one();
+        self.save()
     }
 }
+
+/// A reservation parked in its lane. Dropping it (the caller gave up) removes it,
+/// and returns any budget granted but never handed over.
+struct ParkedWaiter<'a> {
+    ledger: &'a Ledger,
+    lane: Lane,
+    id: u64,
+    reply: oneshot::Receiver<Result<Permit, LedgerError>>,
+    settled: bool,
+}
+
+impl ParkedWaiter<'_> {
+    /// The deadline passed. Room that came at this very instant still counts.
+    fn give_up(&mut self) -> Result<Permit, LedgerError> {
+        self.settled = true;
+        let inner = &self.ledger.inner;
+        let local = inner.exchange_now();
+        let mut st = inner.state.lock();
+        let now = st.advance(local);
+        st.dispatch(now);
+        if let Ok(result) = self.reply.try_recv() {
+            return result;
+        }
+        let room_at_ms = st.remove_waiter(self.lane, self.id).unwrap_or(now);
+        // Those it held back may fit now.
+        st.dispatch(now);
+        inner.nudge_driver(&st);
+        Err(st
+            .backoff
+            .refusal(now)
+            .unwrap_or(LedgerError::RateLimited { until_ms: room_at_ms }))
+    }
+}
+
+impl Drop for ParkedWaiter<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let inner = &self.ledger.inner;
+        let local = inner.exchange_now();
+        let mut st = inner.state.lock();
+        let now = st.advance(local);
+        if st.remove_waiter(self.lane, self.id).is_none() {
+            if let Ok(Ok(unsent)) = self.reply.try_recv() {
+                st.unadmit(&unsent);
+            }
+        }
+        st.dispatch(now);
+        inner.nudge_driver(&st);
+    }
+}
+
+/// One strategy's view of the ledger, with its name interned once.
+#[derive(Clone)]
+pub struct LedgerHandle {
+    ledger: Ledger,
+    sid: Sid,
+    name: Arc<str>,
+}
+
+impl LedgerHandle {
+    pub fn strategy(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// As [`Ledger::reserve`], for this handle's strategy.
+    pub async fn reserve(&self, lane: Lane, cost: Cost, wait: Duration) -> Result<Permit, LedgerError> {
+        self.ledger.reserve_as(Who::Id(self.sid), lane, cost, wait).await
+    }
+
+    /// As [`Ledger::try_reserve`], for this handle's strategy.
+    pub fn try_reserve(&self, lane: Lane, cost: Cost) -> Result<Permit, LedgerError> {
+        match self.ledger.attempt(Who::Id(self.sid), lane, cost, Duration::ZERO) {
+            Attempt::Done(result) => result,
+            Attempt::Wait { .. } => Err(LedgerError::RateLimited {
+                until_ms: self.ledger.now_ms(),
+            }),
+        }
+    }
+
+    pub fn status(&self) -> LedgerStatus {
+        self.ledger.status(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,255 @@
-//! The simulated Binance-compatible exchange.
+//! The simulated Binance-compatible exchange: the default paper-trading venue, and the ground
+//! truth of the reliability tests.
+//!
+//! It speaks Binance spot's REST, market-stream and WebSocket-API protocols on one port, runs
+//! a price-time matching engine over a seeded synthetic multi-symbol market, keeps balances
+//! and filters, enforces the exchange's limits exactly (429 + Retry-After, escalating 418
+//! bans) and records every request. Fault knobs inject latency, 5xx, lost answers, dropped
+//! sockets, depth sequence gaps, forced 429/418, external weight and clock skew.
+//!
+//! - [`api`]: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
+//! - [`engine`] / [`book`] / [`market`]: matching, balances, the synthetic market.
+//! - [`limiter`]: the exchange's limits; [`faults`]: fault knobs; [`record`]: the request log.
+//! - [`rest`], [`ws_market`], [`ws_api`], [`control`]: transports.
+
+mod api;
+mod book;
+mod candles;
+mod config;
+mod control;
+mod engine;
+mod error;
+mod faults;
+mod feed;
+mod hub;
+mod limiter;
+mod market;
+mod num;
+mod params;
+mod record;
+mod rest;
+mod sign;
+mod state;
+mod ws_api;
+mod ws_market;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{any, get, post};
+use axum::Router;
+use rust_decimal::prelude::ToPrimitive;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
+
+pub use config::{default_asset_prices, default_symbols, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET};
+pub use error::SimError;
+pub use faults::{FailKind, FaultControl, FaultState, FaultUpdate};
+pub use limiter::{PoolStats, SimStats};
+pub use record::RequestRecord;
+pub use sign::hmac_hex;
+
+use state::Sim;
+
+fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/api/v3/{*path}", any(rest::handle))
+        .route("/ws", get(ws_market::raw_empty))
+        .route("/ws/{*streams}", get(ws_market::raw_path))
+        .route("/stream", get(ws_market::combined))
+        .route("/ws-api/v3", get(ws_api::handle))
+        .route("/sim/stats", get(control::stats))
+        .route("/sim/faults", post(control::faults))
+        .with_state(sim)
+}
+
+fn validate(config: &SimConfig) -> Result<(), SimError> {
+    for spec in &config.symbols {
+        for asset in [&spec.base, &spec.quote] {
+            if !config.asset_prices.iter().any(|(a, p)| a == asset && *p > 0.0) {
+                return Err(SimError::Config(format!(
+                    "no positive starting price for asset {asset}"
+                )));
+            }
+        }
+        if spec.tick_size <= rust_decimal::Decimal::ZERO || spec.step_size <= rust_decimal::Decimal::ZERO {
+            return Err(SimError::Config(format!(
+                "{}: tick and step sizes must be positive",
+                spec.symbol
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves: the market runs, every WebSocket is closed at the end.
+async fn run(
+    sim: Arc<Sim>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    let market = (!sim.config.market_tick.is_zero()).then(|| {
+        let sim = sim.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(sim.config.market_tick);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                sim.step_market();
+            }
+        })
+    });
+    let drop_ws = sim.drop_ws.clone();
+    let served = axum::serve(listener, router(sim))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Upgraded sockets are not tracked by the server: close them ourselves.
+            drop_ws.send_modify(|generation| *generation += 1);
+        })
+        .await;
+    if let Some(market) = market {
+        market.abort();
+    }
+    served.map_err(SimError::Serve)
+}
+
+/// Runs a simulator on `listener` until `shutdown` resolves (for `runner sim --port N --seed S`).
+pub async fn serve(
+    config: SimConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimError> {
+    validate(&config)?;
+    run(Sim::new(config), listener, shutdown).await
+}
+
+/// Starts a simulator in the background on `bind` (use `127.0.0.1:0` in tests).
+pub async fn start(config: SimConfig, bind: SocketAddr) -> Result<SimHandle, SimError> {
+    validate(&config)?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr: bind, source })?;
+    let sim = Sim::new(config);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run(sim.clone(), listener, async move {
+        let _ = stopped.await;
+    }));
+    Ok(SimHandle {
+        addr,
+        sim,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    addr: SocketAddr,
+    sim: Arc<Sim>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), SimError>>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`; the client appends `/api/v3/...`.
+    pub fn rest_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT`; the client appends `/ws/<stream>` or `/stream?streams=`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn ws_api_url(&self) -> String {
+        format!("ws://{}/ws-api/v3", self.addr)
+    }
+
+    pub fn faults(&self) -> FaultControl {
+        self.sim.faults.clone()
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.sim.limiter.lock().stats()
+    }
+
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        self.sim.log.snapshot()
+    }
+
+    /// Every order ever placed with this client order id, oldest first.
+    pub fn orders_by_client_id(&self, client_id: &str) -> Vec<OrderWire> {
+        let world = self.sim.world.lock();
+        world
+            .ex
+            .orders_by_client(client_id)
+            .into_iter()
+            .map(|o| world.ex.order_wire(o, true))
+            .collect()
+    }
+
+    /// The simulator's current book of `symbol`, top `limit` levels per side.
+    pub fn book(&self, symbol: &str, limit: usize) -> Option<DepthSnapshot> {
+        let world = self.sim.world.lock();
+        let i = world.ex.symbol_index(symbol)?;
+        Some(world.ex.depth(i, limit))
+    }
+
+    /// Exchange time (wall clock plus any injected skew), epoch ms.
+    pub fn now_ms(&self) -> i64 {
+        self.sim.now()
+    }
+
+    /// One synthetic market step now (tests with `market_tick = 0` drive the market with this).
+    pub fn step_market(&self) {
+        self.sim.step_market();
+    }
+
+    /// Moves a symbol's fair price (its base asset is revalued); applied at the next market step.
+    pub fn set_price(&self, symbol: &str, price: rust_decimal::Decimal) -> bool {
+        let mut world = self.sim.world.lock();
+        let state::World { ex, market } = &mut *world;
+        match (ex.symbol_index(symbol), price.to_f64()) {
+            (Some(i), Some(p)) if p > 0.0 => {
+                market.set_price(ex, i, p);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Free and locked balance of one asset.
+    pub fn balance(&self, asset: &str) -> (rust_decimal::Decimal, rust_decimal::Decimal) {
+        let world = self.sim.world.lock();
+        let b = world.ex.balances().get(asset).copied().unwrap_or_default();
+        (b.free, b.locked)
+    }
+
+    /// Stops serving and closes every connection.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -533,6 +533,43 @@ pub struct BalanceUpdate {
     pub clear_time: i64,
 }
 
+/// `GET /api/v3/ticker/24hr` (one symbol). Fields marked optional are absent with `type=MINI`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticker24hr {
+    pub symbol: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_change: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_change_percent: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weighted_avg_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_close_price: Option<Decimal>,
+    pub last_price: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_qty: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bid_qty: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ask_qty: Option<Decimal>,
+    pub open_price: Decimal,
+    pub high_price: Decimal,
+    pub low_price: Decimal,
+    pub volume: Decimal,
+    pub quote_volume: Decimal,
+    pub open_time: i64,
+    pub close_time: i64,
+    /// First trade id in the window (-1 when none).
+    pub first_id: i64,
+    pub last_id: i64,
+    pub count: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

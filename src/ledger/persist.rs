@@ -1,0 +1,175 @@
+//! Persistence of windows and backoff state, so a restart inside a window (or
+//! during a ban) does not start from zero.
+//!
+//! The file is written whole to a temporary name and renamed over `ledger.json`,
+//! so a crash mid-write leaves the previous version intact.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::limits::{Interval, PoolKind};
+use super::state::State;
+use super::Ledger;
+
+const FILE_NAME: &str = "ledger.json";
+const TMP_NAME: &str = "ledger.json.tmp";
+const VERSION: u32 = 1;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
+    version: u32,
+    saved_at_ms: i64,
+    pools: Vec<SavedPool>,
+    throttled_until_ms: i64,
+    banned_until_ms: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedPool {
+    kind: PoolKind,
+    interval: Interval,
+    window_start_ms: i64,
+    used: u64,
+}
+
+pub(crate) fn snapshot(st: &State) -> Snapshot {
+    Snapshot {
+        version: VERSION,
+        saved_at_ms: st.now_ms(),
+        pools: st
+            .pools
+            .iter()
+            .map(|p| SavedPool {
+                kind: p.limit.kind,
+                interval: p.limit.interval,
+                window_start_ms: p.window_start,
+                used: p.used,
+            })
+            .collect(),
+        throttled_until_ms: st.backoff.throttled_until_ms,
+        banned_until_ms: st.backoff.banned_until_ms,
+    }
+}
+
+pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let bytes = serde_json::to_vec_pretty(snapshot).map_err(io::Error::other)?;
+    let tmp = dir.join(TMP_NAME);
+    {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+    }
+    fs::rename(&tmp, dir.join(FILE_NAME))
+}
+
+/// Loads what is still true at `now_ms`: counts of windows that are still the
+/// current ones, and a backoff or ban that has not ended. Anything unreadable is
+/// logged and ignored: a fresh ledger is always a safe start.
+pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
+    let path = dir.join(FILE_NAME);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the ledger state; starting fresh");
+            return;
+        }
+    };
+    let snapshot: Snapshot = match serde_json::from_slice(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "corrupt ledger state; starting fresh");
+            return;
+        }
+    };
+    if snapshot.version != VERSION {
+        tracing::warn!(path = %path.display(), version = snapshot.version, "unknown ledger state version; starting fresh");
+        return;
+    }
+    let mut restored = 0;
+    for saved in &snapshot.pools {
+        let current = saved.interval.window_start(now_ms) == saved.window_start_ms;
+        let pool = st
+            .pools
+            .iter_mut()
+            .find(|p| p.limit.kind == saved.kind && p.limit.interval.millis() == saved.interval.millis());
+        if let (true, Some(pool)) = (current, pool) {
+            pool.charge(saved.used);
+            restored += 1;
+        }
+    }
+    if snapshot.throttled_until_ms > now_ms {
+        st.backoff.throttled_until_ms = snapshot.throttled_until_ms;
+    }
+    if snapshot.banned_until_ms > now_ms {
+        st.backoff.banned_until_ms = snapshot.banned_until_ms;
+    }
+    tracing::info!(
+        path = %path.display(),
+        pools = restored,
+        resume_at_ms = st.backoff.active(now_ms).map(|(_, r)| r),
+        "restored ledger state"
+    );
+}
+
+/// Saves periodically while running; stops (saving once more) when stopped or dropped.
+#[must_use = "dropping the handle stops the autosave"]
+pub struct Autosave {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Autosave {
+    /// Stops the task and waits for its final save.
+    pub async fn stop(mut self) {
+        self.stop.take();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Autosave {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the task, which saves once more and ends.
+        self.stop.take();
+    }
+}
+
+pub(crate) fn spawn_autosave(ledger: Ledger, every: Duration) -> Autosave {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let every = every.max(Duration::from_millis(10));
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let last = tokio::select! {
+                _ = tick.tick() => false,
+                _ = &mut stopped => true,
+            };
+            if last || ledger.unsaved() {
+                // File I/O (with fsync) stays off the async workers.
+                let saver = ledger.clone();
+                match tokio::task::spawn_blocking(move || saver.save()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the ledger state"),
+                    Err(e) => tracing::warn!(error = %e, "ledger save task failed"),
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    Autosave {
+        stop: Some(stop),
+        task: Some(task),
+    }
+}

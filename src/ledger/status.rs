@@ -1,0 +1,50 @@
+//! The ledger's state as strategies and operators see it.
+
+use super::limits::PoolKind;
+use super::state::State;
+use super::strategies::Sid;
+use super::{BackoffState, LedgerStatus, PoolStatus, StrategyUsage};
+
+/// `mine.weight` / `mine.orders` count the strategy's use of the shortest window of
+/// each kind (pools are sorted by kind, then interval), the one that binds first.
+pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
+    let (state, resume_at_ms) = match st.backoff.active(now_ms) {
+        Some((state, resume)) => (state, Some(resume)),
+        None => (BackoffState::Normal, None),
+    };
+    let pools = st
+        .pools
+        .iter()
+        .map(|p| PoolStatus {
+            kind: p.limit.kind,
+            interval: p.limit.interval,
+            limit: p.limit.limit,
+            used: p.used,
+            resets_at_ms: p.window_end,
+            peak: p.peak,
+        })
+        .collect();
+    let mine = sid.map_or_else(StrategyUsage::default, |sid| {
+        let window_use = |kind: PoolKind| {
+            st.pools
+                .iter()
+                .position(|p| p.limit.kind == kind)
+                .map_or(0, |i| st.strategies.used(sid, i, &st.pools[i]))
+        };
+        let (total_weight, total_orders) = st.strategies.totals(sid);
+        StrategyUsage {
+            weight: window_use(PoolKind::RequestWeight),
+            orders: window_use(PoolKind::Orders),
+            total_weight,
+            total_orders,
+        }
+    });
+    LedgerStatus {
+        state,
+        resume_at_ms,
+        pools,
+        mine,
+        throttled_count: st.backoff.throttled_count,
+        banned_count: st.backoff.banned_count,
+    }
+}

@@ -1,0 +1,211 @@
+//! Klines built from printed trades: one-minute candles kept per symbol, longer intervals
+//! aggregated from them on demand.
+
+use std::collections::VecDeque;
+
+use rust_decimal::Decimal;
+
+const MINUTE_MS: i64 = 60_000;
+/// One day of one-minute candles (enough for `ticker/24hr` and the longest aggregations asked for).
+const KEEP: usize = 1_440 * 2;
+
+/// Intervals the simulator serves, with their length in ms.
+pub const INTERVALS: [(&str, i64); 12] = [
+    ("1m", MINUTE_MS),
+    ("3m", 3 * MINUTE_MS),
+    ("5m", 5 * MINUTE_MS),
+    ("15m", 15 * MINUTE_MS),
+    ("30m", 30 * MINUTE_MS),
+    ("1h", 60 * MINUTE_MS),
+    ("2h", 120 * MINUTE_MS),
+    ("4h", 240 * MINUTE_MS),
+    ("6h", 360 * MINUTE_MS),
+    ("8h", 480 * MINUTE_MS),
+    ("12h", 720 * MINUTE_MS),
+    ("1d", 1_440 * MINUTE_MS),
+];
+
+pub fn interval_ms(name: &str) -> Option<i64> {
+    INTERVALS.iter().find(|(n, _)| *n == name).map(|(_, ms)| *ms)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candle {
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: Decimal,
+    pub high: Decimal,
+    pub low: Decimal,
+    pub close: Decimal,
+    pub volume: Decimal,
+    pub quote_volume: Decimal,
+    pub trades: u64,
+    pub taker_buy_base: Decimal,
+    pub taker_buy_quote: Decimal,
+    /// First and last trade ids (-1 when no trade).
+    pub first_id: i64,
+    pub last_id: i64,
+}
+
+impl Candle {
+    fn flat(open_time: i64, len: i64, price: Decimal) -> Self {
+        Candle {
+            open_time,
+            close_time: open_time + len - 1,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: Decimal::ZERO,
+            quote_volume: Decimal::ZERO,
+            trades: 0,
+            taker_buy_base: Decimal::ZERO,
+            taker_buy_quote: Decimal::ZERO,
+            first_id: -1,
+            last_id: -1,
+        }
+    }
+
+    fn merge(&mut self, next: &Candle) {
+        if self.trades == 0 && next.trades > 0 {
+            self.open = next.open;
+            self.high = next.high;
+            self.low = next.low;
+            self.first_id = next.first_id;
+        } else if next.trades > 0 {
+            self.high = self.high.max(next.high);
+            self.low = self.low.min(next.low);
+        }
+        if next.trades > 0 || self.trades == 0 {
+            self.close = next.close;
+        }
+        self.volume += next.volume;
+        self.quote_volume += next.quote_volume;
+        self.trades += next.trades;
+        self.taker_buy_base += next.taker_buy_base;
+        self.taker_buy_quote += next.taker_buy_quote;
+        if next.last_id >= 0 {
+            self.last_id = next.last_id;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Candles {
+    closed: VecDeque<Candle>,
+    current: Option<Candle>,
+}
+
+impl Candles {
+    /// Rolls to the minute containing `now`, closing the current candle if it ended.
+    /// Returns the closed candle, so the stream can print it with `x: true`.
+    pub fn roll(&mut self, now: i64) -> Option<Candle> {
+        let start = now.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let mut last_closed = None;
+        // Quiet minutes still get (flat) candles, as on the exchange.
+        while let Some(current) = self.current.take_if(|c| c.open_time < start) {
+            let next = (current.open_time + MINUTE_MS).max(start - KEEP as i64 * MINUTE_MS);
+            self.current = Some(Candle::flat(next, MINUTE_MS, current.close));
+            self.closed.push_back(current.clone());
+            if self.closed.len() > KEEP {
+                self.closed.pop_front();
+            }
+            last_closed = Some(current);
+        }
+        last_closed
+    }
+
+    /// Adds one trade (`taker_buy`: the buyer was the taker).
+    pub fn trade(&mut self, time: i64, id: u64, price: Decimal, qty: Decimal, taker_buy: bool) {
+        self.roll(time);
+        let start = time.div_euclid(MINUTE_MS) * MINUTE_MS;
+        let candle = self
+            .current
+            .get_or_insert_with(|| Candle::flat(start, MINUTE_MS, price));
+        let one = Candle {
+            trades: 1,
+            volume: qty,
+            quote_volume: qty * price,
+            taker_buy_base: if taker_buy { qty } else { Decimal::ZERO },
+            taker_buy_quote: if taker_buy { qty * price } else { Decimal::ZERO },
+            first_id: id as i64,
+            last_id: id as i64,
+            ..Candle::flat(start, MINUTE_MS, price)
+        };
+        candle.merge(&one);
+    }
+
+    /// Candles of `interval_ms` overlapping `[from, to]`, oldest first, the last `limit` of them.
+    pub fn query(&self, interval_ms: i64, from: Option<i64>, to: Option<i64>, limit: usize) -> Vec<Candle> {
+        let mut out: Vec<Candle> = Vec::new();
+        for minute in self.closed.iter().chain(self.current.iter()) {
+            let start = minute.open_time.div_euclid(interval_ms) * interval_ms;
+            match out.last_mut() {
+                Some(last) if last.open_time == start => last.merge(minute),
+                _ => {
+                    let mut c = Candle::flat(start, interval_ms, minute.open);
+                    c.merge(minute);
+                    c.open = minute.open;
+                    out.push(c);
+                }
+            }
+        }
+        out.retain(|c| from.is_none_or(|f| c.close_time >= f) && to.is_none_or(|t| c.open_time <= t));
+        if from.is_some() {
+            out.truncate(limit);
+        } else if out.len() > limit {
+            out.drain(..out.len() - limit);
+        }
+        out
+    }
+
+    /// The latest candle of `interval_ms` (for the kline stream).
+    pub fn latest(&self, interval_ms: i64) -> Option<Candle> {
+        self.query(interval_ms, None, None, 1).pop()
+    }
+
+    /// Aggregate of every minute that started at or after `since`.
+    pub fn since(&self, since: i64) -> Option<Candle> {
+        let mut acc: Option<Candle> = None;
+        for minute in self
+            .closed
+            .iter()
+            .chain(self.current.iter())
+            .filter(|c| c.open_time >= since)
+        {
+            match &mut acc {
+                Some(a) => a.merge(minute),
+                None => acc = Some(minute.clone()),
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_aggregate_into_longer_intervals() {
+        let d = |n: i64| Decimal::from(n);
+        let mut c = Candles::default();
+        c.trade(0, 1, d(10), d(1), true);
+        c.trade(30_000, 2, d(12), d(1), false);
+        c.trade(61_000, 3, d(9), d(2), true);
+        let closed = c.roll(200_000);
+        assert!(closed.is_some());
+        let m = c.query(MINUTE_MS, None, None, 10);
+        assert_eq!(m.len(), 4);
+        assert_eq!(
+            (m[0].open, m[0].high, m[0].close, m[0].trades),
+            (d(10), d(12), d(12), 2)
+        );
+        let three = c.query(3 * MINUTE_MS, None, None, 10);
+        assert_eq!(three.len(), 2);
+        assert_eq!(
+            (three[0].open, three[0].low, three[0].volume, three[0].last_id),
+            (d(10), d(9), d(4), 3)
+        );
+    }
+}

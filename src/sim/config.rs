@@ -1,0 +1,137 @@
+//! What a simulated exchange looks like: limits, credentials, balances, symbols, pacing.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+
+use crate::ledger::limits::{binance_spot_defaults, RateLimit};
+
+/// Built-in paper-trading credentials (the simulator's only account).
+pub const PAPER_API_KEY: &str = "paperKeyRunnerSimulatorXpDq4ZJ0cW9mB7nV2aL8sK3tY6uR1eH5gF0oI";
+pub const PAPER_API_SECRET: &str = "paperSecretRunnerSimulatorQ3wE5rT7yU9iO1pA2sD4fG6hJ8kL0zX";
+
+/// One tradable pair of the synthetic market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolSpec {
+    pub symbol: String,
+    pub base: String,
+    pub quote: String,
+    pub tick_size: Decimal,
+    pub step_size: Decimal,
+    pub min_qty: Decimal,
+    pub max_qty: Decimal,
+    pub min_notional: Decimal,
+    pub max_num_orders: u32,
+}
+
+impl SymbolSpec {
+    /// A spec with the usual bounds: min qty = one step, max price/qty generous, 200 open orders.
+    pub fn new(base: &str, quote: &str, tick: &str, step: &str, min_notional: &str) -> Self {
+        let step_size: Decimal = step.parse().unwrap_or(Decimal::ONE);
+        SymbolSpec {
+            symbol: format!("{base}{quote}"),
+            base: base.to_string(),
+            quote: quote.to_string(),
+            tick_size: tick.parse().unwrap_or(Decimal::ONE),
+            step_size,
+            min_qty: step_size,
+            max_qty: Decimal::from(9_000_000u32),
+            min_notional: min_notional.parse().unwrap_or(Decimal::ZERO),
+            max_num_orders: 200,
+        }
+    }
+
+    pub fn max_price(&self) -> Decimal {
+        Decimal::from(1_000_000u32)
+    }
+}
+
+/// Starting USD value of each synthetic asset (USDT is the unit).
+pub fn default_asset_prices() -> Vec<(String, f64)> {
+    [
+        ("BTC", 65_000.0),
+        ("ETH", 3_200.0),
+        ("BNB", 580.0),
+        ("SOL", 150.0),
+        ("XRP", 0.55),
+        ("USDT", 1.0),
+    ]
+    .into_iter()
+    .map(|(a, p)| (a.to_string(), p))
+    .collect()
+}
+
+/// The default market: USDT legs, BTC crosses and ETH crosses, so several triangles exist.
+pub fn default_symbols() -> Vec<SymbolSpec> {
+    vec![
+        SymbolSpec::new("BTC", "USDT", "0.01", "0.00001", "5"),
+        SymbolSpec::new("ETH", "USDT", "0.01", "0.0001", "5"),
+        SymbolSpec::new("ETH", "BTC", "0.00001", "0.0001", "0.0001"),
+        SymbolSpec::new("BNB", "USDT", "0.01", "0.001", "5"),
+        SymbolSpec::new("BNB", "BTC", "0.000001", "0.001", "0.0001"),
+        SymbolSpec::new("BNB", "ETH", "0.00001", "0.001", "0.001"),
+        SymbolSpec::new("SOL", "USDT", "0.01", "0.001", "5"),
+        SymbolSpec::new("SOL", "BTC", "0.0000001", "0.001", "0.0001"),
+        SymbolSpec::new("XRP", "USDT", "0.0001", "0.1", "5"),
+        SymbolSpec::new("XRP", "BTC", "0.00000001", "1", "0.0001"),
+    ]
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds the synthetic market: the same seed gives the same price paths.
+    pub seed: u64,
+    /// Enforced limits, announced in `exchangeInfo.rateLimits`.
+    pub limits: Vec<RateLimit>,
+    pub api_key: String,
+    pub api_secret: String,
+    /// Starting free balances of the account.
+    pub balances: Vec<(String, Decimal)>,
+    /// Synthetic market step (price walk, liquidity refresh, 100 ms depth diffs). Zero: no automatic
+    /// steps; tests drive the market with `SimHandle::step_market`.
+    pub market_tick: Duration,
+    /// First 418 ban length; doubles per repeat, capped at 3 days.
+    pub ban_base: Duration,
+    pub symbols: Vec<SymbolSpec>,
+    /// Starting USD value of every asset used by `symbols`.
+    pub asset_prices: Vec<(String, f64)>,
+    /// Server ping period on WebSocket connections.
+    pub ws_ping_interval: Duration,
+    /// A connection that has not answered a ping for this long is closed.
+    pub ws_pong_timeout: Duration,
+    /// Price levels of synthetic liquidity per side.
+    pub synthetic_levels: usize,
+    /// Mean time between cross-rate dislocations (arbitrage opportunities); zero disables them.
+    pub dislocation_every: Duration,
+    /// Oldest request-log entries are dropped beyond this many.
+    pub request_log_cap: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let balance = |a: &str, n: u32| (a.to_string(), Decimal::from(n));
+        SimConfig {
+            seed: 1,
+            limits: binance_spot_defaults(),
+            api_key: PAPER_API_KEY.to_string(),
+            api_secret: PAPER_API_SECRET.to_string(),
+            balances: vec![
+                balance("BTC", 10),
+                balance("ETH", 100),
+                balance("USDT", 100_000),
+                balance("BNB", 1_000),
+                balance("SOL", 1_000),
+                balance("XRP", 100_000),
+            ],
+            market_tick: Duration::from_millis(100),
+            ban_base: Duration::from_secs(120),
+            symbols: default_symbols(),
+            asset_prices: default_asset_prices(),
+            ws_ping_interval: Duration::from_secs(20),
+            ws_pong_timeout: Duration::from_secs(60),
+            synthetic_levels: 20,
+            dislocation_every: Duration::from_secs(12),
+            request_log_cap: 1_000_000,
+        }
+    }
+}

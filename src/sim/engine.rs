@@ -1,0 +1,937 @@
+//! The exchange's state: per-symbol books, users' orders, balances with locked amounts,
+//! price-time matching with 0.1 % commission, and the market / user-data events each change causes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+
+use super::book::{Amount, Book, Cadence, Maker, MakerFill};
+use super::candles::{Candles, INTERVALS};
+use super::config::SymbolSpec;
+use super::error::ApiErr;
+use super::feed;
+use super::hub::{Hub, UserHub};
+use super::limiter::Limiter;
+use super::num::{d8, is_multiple};
+use crate::exchange::binance::wire::{
+    AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
+};
+use crate::exchange::types::Side;
+
+/// 0.1 % on every fill, paid in the asset received.
+const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
+const RECENT_TRADES: usize = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderKind {
+    Limit,
+    LimitMaker,
+    Market,
+}
+
+impl OrderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Limit => "LIMIT",
+            OrderKind::LimitMaker => "LIMIT_MAKER",
+            OrderKind::Market => "MARKET",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tif {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+impl Tif {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tif::Gtc => "GTC",
+            Tif::Ioc => "IOC",
+            Tif::Fok => "FOK",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    New,
+    PartiallyFilled,
+    Filled,
+    Canceled,
+    Expired,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::New => "NEW",
+            Status::PartiallyFilled => "PARTIALLY_FILLED",
+            Status::Filled => "FILLED",
+            Status::Canceled => "CANCELED",
+            Status::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(self, Status::New | Status::PartiallyFilled)
+    }
+}
+
+/// A validated new-order request.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub symbol: usize,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub tif: Option<Tif>,
+    pub price: Option<Decimal>,
+    pub qty: Option<Decimal>,
+    pub quote_qty: Option<Decimal>,
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Order {
+    pub id: u64,
+    pub symbol: usize,
+    pub client_id: String,
+    pub side: Side,
+    pub kind: OrderKind,
+    pub tif: Option<Tif>,
+    pub price: Decimal,
+    pub orig_qty: Decimal,
+    pub orig_quote_qty: Decimal,
+    pub executed: Decimal,
+    pub cum_quote: Decimal,
+    pub status: Status,
+    pub time: i64,
+    pub update_time: i64,
+    /// Still locked for this order (quote for buys, base for sells).
+    pub locked: Decimal,
+    pub filled_once: bool,
+    pub on_book: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Balance {
+    pub free: Decimal,
+    pub locked: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeRec {
+    pub id: u64,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub time: i64,
+    pub buyer_maker: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MyTradeRec {
+    pub symbol: usize,
+    pub id: u64,
+    pub order_id: u64,
+    pub price: Decimal,
+    pub qty: Decimal,
+    pub commission: Decimal,
+    pub commission_asset: String,
+    pub time: i64,
+    pub is_buyer: bool,
+    pub is_maker: bool,
+}
+
+/// Stream names of one symbol, built once.
+#[derive(Debug, Clone)]
+pub struct StreamNames {
+    pub trade: String,
+    pub agg_trade: String,
+    pub book_ticker: String,
+    pub depth_slow: String,
+    pub depth_fast: String,
+    /// `(levels, slow name, fast name)`.
+    pub partial: Vec<(usize, String, String)>,
+    /// `(interval, interval ms, name)`.
+    pub klines: Vec<(&'static str, i64, String)>,
+}
+
+impl StreamNames {
+    fn new(lower: &str) -> Self {
+        StreamNames {
+            trade: format!("{lower}@trade"),
+            agg_trade: format!("{lower}@aggTrade"),
+            book_ticker: format!("{lower}@bookTicker"),
+            depth_slow: format!("{lower}@depth"),
+            depth_fast: format!("{lower}@depth@100ms"),
+            partial: [5, 10, 20]
+                .into_iter()
+                .map(|n| (n, format!("{lower}@depth{n}"), format!("{lower}@depth{n}@100ms")))
+                .collect(),
+            klines: INTERVALS
+                .iter()
+                .map(|(i, ms)| (*i, *ms, format!("{lower}@kline_{i}")))
+                .collect(),
+        }
+    }
+}
+
+pub struct Market {
+    pub spec: SymbolSpec,
+    pub streams: StreamNames,
+    pub book: Book,
+    pub trades: VecDeque<TradeRec>,
+    pub next_trade_id: u64,
+    pub candles: Candles,
+    last_top: (Option<(Decimal, Decimal)>, Option<(Decimal, Decimal)>),
+    open_orders: usize,
+}
+
+/// The taker of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taker {
+    Synthetic,
+    User(u64),
+}
+
+pub struct Exchange {
+    pub markets: Vec<Market>,
+    index: HashMap<String, usize>,
+    orders: BTreeMap<u64, Order>,
+    by_client: HashMap<String, Vec<u64>>,
+    balances: BTreeMap<String, Balance>,
+    my_trades: Vec<MyTradeRec>,
+    next_order_id: u64,
+    changed_assets: BTreeSet<String>,
+    dirty_tops: BTreeSet<usize>,
+    account_update_time: i64,
+    hub: Arc<Hub>,
+    users: Arc<UserHub>,
+    limiter: Arc<Mutex<Limiter>>,
+}
+
+/// The result of an accepted order: its id and the fills it took at once.
+#[derive(Debug)]
+pub struct Placed {
+    pub order_id: u64,
+    pub fills: Vec<Fill>,
+}
+
+impl Exchange {
+    pub fn new(
+        specs: &[SymbolSpec],
+        balances: &[(String, Decimal)],
+        hub: Arc<Hub>,
+        users: Arc<UserHub>,
+        limiter: Arc<Mutex<Limiter>>,
+    ) -> Self {
+        let markets: Vec<Market> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let lower = spec.symbol.to_ascii_lowercase();
+                Market {
+                    streams: StreamNames::new(&lower),
+                    spec: spec.clone(),
+                    book: Book::new(1_000_000 * (i as u64 + 1)),
+                    trades: VecDeque::new(),
+                    next_trade_id: 1,
+                    candles: Candles::default(),
+                    last_top: (None, None),
+                    open_orders: 0,
+                }
+            })
+            .collect();
+        let index = markets
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.spec.symbol.clone(), i))
+            .collect();
+        let balances = balances
+            .iter()
+            .map(|(a, free)| {
+                (
+                    a.clone(),
+                    Balance {
+                        free: *free,
+                        locked: Decimal::ZERO,
+                    },
+                )
+            })
+            .collect();
+        Exchange {
+            markets,
+            index,
+            orders: BTreeMap::new(),
+            by_client: HashMap::new(),
+            balances,
+            my_trades: Vec::new(),
+            next_order_id: 1,
+            changed_assets: BTreeSet::new(),
+            dirty_tops: BTreeSet::new(),
+            account_update_time: 0,
+            hub,
+            users,
+            limiter,
+        }
+    }
+
+    pub fn symbol_index(&self, symbol: &str) -> Option<usize> {
+        self.index.get(symbol).copied()
+    }
+
+    pub fn balances(&self) -> &BTreeMap<String, Balance> {
+        &self.balances
+    }
+
+    pub fn account_update_time(&self) -> i64 {
+        self.account_update_time
+    }
+
+    pub fn order(&self, id: u64) -> Option<&Order> {
+        self.orders.get(&id)
+    }
+
+    /// The latest order with this client id.
+    pub fn order_by_client(&self, client_id: &str) -> Option<&Order> {
+        self.by_client
+            .get(client_id)
+            .and_then(|ids| ids.last())
+            .and_then(|id| self.orders.get(id))
+    }
+
+    pub fn orders_by_client(&self, client_id: &str) -> Vec<&Order> {
+        self.by_client
+            .get(client_id)
+            .map(|ids| ids.iter().filter_map(|id| self.orders.get(id)).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn orders(&self) -> impl DoubleEndedIterator<Item = &Order> {
+        self.orders.values()
+    }
+
+    pub fn my_trades(&self) -> &[MyTradeRec] {
+        &self.my_trades
+    }
+
+    pub fn depth(&self, symbol: usize, limit: usize) -> DepthSnapshot {
+        self.markets[symbol].book.snapshot(limit)
+    }
+
+    // ---- orders ----
+
+    /// Filter checks with the exchange's messages, without touching any state.
+    pub fn validate(&self, req: &NewOrder) -> Result<(), ApiErr> {
+        let m = &self.markets[req.symbol];
+        let spec = &m.spec;
+        if let Some(price) = req.price {
+            if price <= Decimal::ZERO {
+                return Err(ApiErr::bad(-1013, "Invalid price."));
+            }
+            if price < spec.tick_size || price > spec.max_price() || !is_multiple(price, spec.tick_size) {
+                return Err(ApiErr::filter("PRICE_FILTER"));
+            }
+        }
+        if let Some(qty) = req.qty {
+            if qty <= Decimal::ZERO {
+                return Err(ApiErr::bad(-1013, "Invalid quantity."));
+            }
+            let filter = if req.kind == OrderKind::Market {
+                "MARKET_LOT_SIZE"
+            } else {
+                "LOT_SIZE"
+            };
+            if qty < spec.min_qty || qty > spec.max_qty || !is_multiple(qty, spec.step_size) {
+                return Err(ApiErr::filter(filter));
+            }
+        }
+        if let Some(q) = req.quote_qty {
+            if q <= Decimal::ZERO {
+                return Err(ApiErr::bad(-1013, "Invalid quantity."));
+            }
+        }
+        let notional = match (req.kind, req.price, req.qty, req.quote_qty) {
+            (OrderKind::Market, _, _, Some(q)) => Some(q),
+            (OrderKind::Market, _, Some(qty), None) => self.reference_price(req.symbol).map(|p| p * qty),
+            (_, Some(price), Some(qty), _) => Some(price * qty),
+            _ => None,
+        };
+        if notional.is_some_and(|n| n < spec.min_notional) {
+            return Err(ApiErr::filter("NOTIONAL"));
+        }
+        if req.kind != OrderKind::Market && m.open_orders >= spec.max_num_orders as usize {
+            return Err(ApiErr::filter("MAX_NUM_ORDERS"));
+        }
+        if let Some(cid) = &req.client_id {
+            if self.order_by_client(cid).is_some_and(|o| o.status.is_open()) {
+                return Err(ApiErr::rejected("Duplicate order sent."));
+            }
+        }
+        if req.kind == OrderKind::LimitMaker {
+            if let Some(price) = req.price {
+                if m.book.would_cross(req.side, price) {
+                    return Err(ApiErr::rejected("Order would immediately match and take."));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Mid of the book, else the last trade.
+    pub fn reference_price(&self, symbol: usize) -> Option<Decimal> {
+        let m = &self.markets[symbol];
+        match (m.book.best_bid(), m.book.best_ask()) {
+            (Some((b, _)), Some((a, _))) => Some((a + b) / Decimal::TWO),
+            _ => m.trades.back().map(|t| t.price),
+        }
+    }
+
+    /// What the order needs locked (quote for buys, base for sells).
+    fn required_lock(&self, req: &NewOrder) -> Decimal {
+        let m = &self.markets[req.symbol];
+        let step = m.spec.step_size;
+        match (req.side, req.kind, req.price, req.qty, req.quote_qty) {
+            (Side::Buy, OrderKind::Market, _, _, Some(q)) => q,
+            (Side::Buy, OrderKind::Market, _, Some(qty), None) => {
+                m.book.preview(Side::Buy, None, Amount::Base(qty), step).1
+            }
+            (Side::Buy, _, Some(price), Some(qty), _) => price * qty,
+            (Side::Sell, OrderKind::Market, _, _, Some(q)) => {
+                m.book.preview(Side::Sell, None, Amount::Quote(q), step).0
+            }
+            (Side::Sell, _, _, Some(qty), _) => qty,
+            _ => Decimal::ZERO,
+        }
+    }
+
+    fn spend_asset(&self, symbol: usize, side: Side) -> &str {
+        let spec = &self.markets[symbol].spec;
+        match side {
+            Side::Buy => &spec.quote,
+            Side::Sell => &spec.base,
+        }
+    }
+
+    /// Validates, checks the balance and the unfilled-order limit, then accepts and matches.
+    pub fn place(&mut self, req: NewOrder, now: i64) -> Result<Placed, ApiErr> {
+        self.validate(&req)?;
+        let step = self.markets[req.symbol].spec.step_size;
+        // A quote-quantity market order is, at this instant, exactly the base quantity it can fill.
+        let base_qty = match (req.qty, req.quote_qty) {
+            (Some(q), _) => q,
+            (None, Some(q)) => {
+                self.markets[req.symbol]
+                    .book
+                    .preview(req.side, None, Amount::Quote(q), step)
+                    .0
+            }
+            (None, None) => Decimal::ZERO,
+        };
+        let lock = self.required_lock(&req);
+        let asset = self.spend_asset(req.symbol, req.side).to_string();
+        let free = self.balances.get(&asset).map(|b| b.free).unwrap_or_default();
+        if lock > free {
+            return Err(ApiErr::insufficient_balance());
+        }
+        self.limiter.lock().take_order(now)?;
+
+        let id = self.next_order_id;
+        self.next_order_id += 1;
+        let client_id = req.client_id.clone().unwrap_or_else(|| format!("sim{id:08}"));
+        let bal = self.balances.entry(asset.clone()).or_default();
+        bal.free -= lock;
+        bal.locked += lock;
+        self.changed_assets.insert(asset);
+        let order = Order {
+            id,
+            symbol: req.symbol,
+            client_id: client_id.clone(),
+            side: req.side,
+            kind: req.kind,
+            tif: req.tif,
+            price: req.price.unwrap_or_default(),
+            orig_qty: base_qty,
+            orig_quote_qty: req.quote_qty.unwrap_or_default(),
+            executed: Decimal::ZERO,
+            cum_quote: Decimal::ZERO,
+            status: Status::New,
+            time: now,
+            update_time: now,
+            locked: lock,
+            filled_once: false,
+            on_book: false,
+        };
+        self.orders.insert(id, order);
+        self.by_client.entry(client_id).or_default().push(id);
+        self.report(id, "NEW", None, now);
+
+        let amount = Amount::Base(base_qty);
+        let fillable = self.markets[req.symbol]
+            .book
+            .preview(req.side, req.price, amount, step)
+            .0;
+        let mut fills = Vec::new();
+        let fok_refused = req.tif == Some(Tif::Fok) && fillable < base_qty;
+        if req.kind != OrderKind::LimitMaker && !fok_refused && !base_qty.is_zero() {
+            let limit = if req.kind == OrderKind::Market { None } else { req.price };
+            fills = self.execute(req.symbol, req.side, limit, amount, Taker::User(id), now);
+        }
+        let rests = req.kind != OrderKind::Market && matches!(req.tif, None | Some(Tif::Gtc));
+        let open = self.orders.get(&id).is_some_and(|o| o.status.is_open());
+        if open && rests {
+            self.rest(id, now);
+        } else if open {
+            self.finish(id, Status::Expired, now);
+        }
+        self.after_change(now);
+        Ok(Placed { order_id: id, fills })
+    }
+
+    fn rest(&mut self, id: u64, now: i64) {
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        let remaining = o.orig_qty - o.executed;
+        o.on_book = true;
+        o.update_time = now;
+        let (symbol, side, price) = (o.symbol, o.side, o.price);
+        let m = &mut self.markets[symbol];
+        m.open_orders += 1;
+        m.book.add(side, price, Maker::User(id), remaining);
+        self.dirty_tops.insert(symbol);
+    }
+
+    /// Cancels an open order (by id or client id).
+    pub fn cancel(&mut self, symbol: usize, id: u64, now: i64) -> Result<u64, ApiErr> {
+        match self.orders.get(&id) {
+            Some(o) if o.symbol == symbol && o.status.is_open() => {}
+            _ => return Err(ApiErr::unknown_order_cancel()),
+        }
+        self.finish(id, Status::Canceled, now);
+        self.after_change(now);
+        Ok(id)
+    }
+
+    /// Ends an order: takes it off the book, releases what it still had locked, reports it.
+    fn finish(&mut self, id: u64, status: Status, now: i64) {
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        o.status = status;
+        o.update_time = now;
+        let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
+        o.on_book = false;
+        o.locked = Decimal::ZERO;
+        if on_book {
+            let m = &mut self.markets[symbol];
+            m.book.remove_user(side, price, id);
+            m.open_orders = m.open_orders.saturating_sub(1);
+            self.dirty_tops.insert(symbol);
+        }
+        self.release(symbol, side, locked);
+        let exec = match status {
+            Status::Canceled => "CANCELED",
+            Status::Expired => "EXPIRED",
+            _ => "TRADE",
+        };
+        self.report(id, exec, None, now);
+    }
+
+    fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
+        if amount.is_zero() {
+            return;
+        }
+        let asset = self.spend_asset(symbol, side).to_string();
+        let bal = self.balances.entry(asset.clone()).or_default();
+        bal.locked -= amount;
+        bal.free += amount;
+        self.changed_assets.insert(asset);
+    }
+
+    /// Runs a taker against the book and settles every fill. Returns the taker's fills.
+    pub fn execute(
+        &mut self,
+        symbol: usize,
+        side: Side,
+        limit: Option<Decimal>,
+        amount: Amount,
+        taker: Taker,
+        now: i64,
+    ) -> Vec<Fill> {
+        let step = self.markets[symbol].spec.step_size;
+        let maker_fills = self.markets[symbol].book.take(side, limit, amount, step);
+        if !maker_fills.is_empty() {
+            self.dirty_tops.insert(symbol);
+        }
+        let mut taker_fills = Vec::with_capacity(maker_fills.len());
+        for MakerFill { maker, price, qty } in maker_fills {
+            let trade_id = self.print_trade(symbol, price, qty, side == Side::Sell, now);
+            if let Maker::User(id) = maker {
+                self.fill(id, price, qty, true, trade_id, now);
+            }
+            if let Taker::User(id) = taker {
+                if let Some(f) = self.fill(id, price, qty, false, trade_id, now) {
+                    taker_fills.push(f);
+                }
+            }
+        }
+        taker_fills
+    }
+
+    fn print_trade(&mut self, symbol: usize, price: Decimal, qty: Decimal, buyer_maker: bool, now: i64) -> u64 {
+        let m = &mut self.markets[symbol];
+        let id = m.next_trade_id;
+        m.next_trade_id += 1;
+        let trade = TradeRec {
+            id,
+            price,
+            qty,
+            time: now,
+            buyer_maker,
+        };
+        if let Some(closed) = m.candles.roll(now) {
+            feed::publish_closed_kline(&self.hub, m, &closed, now);
+        }
+        m.candles.trade(now, id, price, qty, !buyer_maker);
+        feed::publish_trade(&self.hub, m, &trade);
+        m.trades.push_back(trade);
+        if m.trades.len() > RECENT_TRADES {
+            m.trades.pop_front();
+        }
+        id
+    }
+
+    /// Applies one fill to a user order: status, balances, commission, reports.
+    fn fill(&mut self, id: u64, price: Decimal, qty: Decimal, is_maker: bool, trade_id: u64, now: i64) -> Option<Fill> {
+        let o = self.orders.get_mut(&id)?;
+        o.executed += qty;
+        o.cum_quote += price * qty;
+        o.update_time = now;
+        let first_fill = !o.filled_once;
+        o.filled_once = true;
+        let done = o.executed >= o.orig_qty;
+        o.status = if done { Status::Filled } else { Status::PartiallyFilled };
+        let (symbol, side) = (o.symbol, o.side);
+        // A limit buy locked `limit × qty`; a better fill price frees the difference at once.
+        let (unlocked, spent) = match side {
+            Side::Buy if o.price > Decimal::ZERO => (o.price * qty, price * qty),
+            Side::Buy => (price * qty, price * qty),
+            Side::Sell => (qty, qty),
+        };
+        o.locked -= unlocked;
+        let spec = &self.markets[symbol].spec;
+        let (spend_asset, get_asset, received) = match side {
+            Side::Buy => (spec.quote.clone(), spec.base.clone(), qty),
+            Side::Sell => (spec.base.clone(), spec.quote.clone(), price * qty),
+        };
+        let commission = (received * COMMISSION_RATE).round_dp(8);
+        let spend_balance = self.balances.entry(spend_asset.clone()).or_default();
+        spend_balance.locked -= unlocked;
+        spend_balance.free += unlocked - spent;
+        self.balances.entry(get_asset.clone()).or_default().free += received - commission;
+        self.changed_assets.insert(spend_asset);
+        self.changed_assets.insert(get_asset.clone());
+        if first_fill {
+            self.limiter.lock().order_filled(now);
+        }
+        self.my_trades.push(MyTradeRec {
+            symbol,
+            id: trade_id,
+            order_id: id,
+            price,
+            qty,
+            commission,
+            commission_asset: get_asset.clone(),
+            time: now,
+            is_buyer: side == Side::Buy,
+            is_maker,
+        });
+        let last = LastFill {
+            price,
+            qty,
+            commission,
+            asset: get_asset.clone(),
+            trade_id,
+            is_maker,
+        };
+        self.report(id, "TRADE", Some(&last), now);
+        if done {
+            self.finish_filled(id);
+        }
+        Some(Fill {
+            price: d8(price),
+            qty: d8(qty),
+            commission: d8(commission),
+            commission_asset: get_asset,
+            trade_id,
+        })
+    }
+
+    /// A filled order leaves the book and gives back what its lock over-reserved.
+    fn finish_filled(&mut self, id: u64) {
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        let (symbol, side, locked, on_book) = (o.symbol, o.side, o.locked, o.on_book);
+        o.locked = Decimal::ZERO;
+        o.on_book = false;
+        if on_book {
+            let m = &mut self.markets[symbol];
+            m.open_orders = m.open_orders.saturating_sub(1);
+        }
+        self.release(symbol, side, locked);
+    }
+
+    fn report(&mut self, id: u64, exec: &str, last: Option<&LastFill>, now: i64) {
+        if self.users.is_empty() {
+            return;
+        }
+        let Some(o) = self.orders.get(&id) else { return };
+        let spec = &self.markets[o.symbol].spec;
+        let report = ExecutionReport {
+            event_time: now,
+            s: spec.symbol.clone(),
+            c: o.client_id.clone(),
+            side: side_str(o.side).to_string(),
+            o: o.kind.as_str().to_string(),
+            f: o.tif.map(Tif::as_str).unwrap_or("GTC").to_string(),
+            q: d8(o.orig_qty),
+            p: d8(o.price),
+            orig_client_id: String::new(),
+            x: exec.to_string(),
+            status: o.status.as_str().to_string(),
+            r: "NONE".to_string(),
+            i: o.id,
+            l: d8(last.map(|l| l.qty).unwrap_or_default()),
+            z: d8(o.executed),
+            last_price: d8(last.map(|l| l.price).unwrap_or_default()),
+            n: d8(last.map(|l| l.commission).unwrap_or_default()),
+            commission_asset: last.map(|l| l.asset.clone()),
+            transaction_time: now,
+            t: last.map(|l| l.trade_id as i64).unwrap_or(-1),
+            w: o.status.is_open() && (o.on_book || o.kind != OrderKind::Market && exec == "NEW"),
+            m: last.is_some_and(|l| l.is_maker),
+            created: o.time,
+            cum_quote: d8(o.cum_quote),
+            last_quote: d8(last.map(|l| l.price * l.qty).unwrap_or_default()),
+        };
+        let event = UserDataEvent::ExecutionReport(report);
+        if let Ok(json) = serde_json::to_string(&event) {
+            self.users.publish(&json);
+        }
+    }
+
+    /// After every change: one account-position event for the changed assets, and
+    /// book tickers for the symbols whose best prices moved.
+    pub fn after_change(&mut self, now: i64) {
+        if !self.changed_assets.is_empty() {
+            self.account_update_time = now;
+            let assets = std::mem::take(&mut self.changed_assets);
+            if !self.users.is_empty() {
+                let balances = assets
+                    .iter()
+                    .map(|a| {
+                        let b = self.balances.get(a).copied().unwrap_or_default();
+                        PositionBalance {
+                            a: a.clone(),
+                            f: d8(b.free),
+                            l: d8(b.locked),
+                        }
+                    })
+                    .collect();
+                let event = UserDataEvent::AccountPosition(AccountPosition {
+                    event_time: now,
+                    u: now,
+                    balances,
+                });
+                if let Ok(json) = serde_json::to_string(&event) {
+                    self.users.publish(&json);
+                }
+            }
+        }
+        for symbol in std::mem::take(&mut self.dirty_tops) {
+            let m = &mut self.markets[symbol];
+            let top = (m.book.best_bid(), m.book.best_ask());
+            if top != m.last_top {
+                m.last_top = top;
+                feed::publish_book_ticker(&self.hub, m);
+            }
+        }
+    }
+
+    /// Marks a symbol's top of book for a book-ticker check (synthetic liquidity changes).
+    pub fn touch_top(&mut self, symbol: usize) {
+        self.dirty_tops.insert(symbol);
+    }
+
+    /// Periodic stream output: depth diffs, partial books, klines.
+    pub fn flush_streams(&mut self, cadence: Cadence, depth_gap: u64, now: i64) {
+        for m in &mut self.markets {
+            if depth_gap > 0 {
+                m.book.inject_gap(depth_gap);
+            }
+            if let Some(closed) = m.candles.roll(now) {
+                feed::publish_closed_kline(&self.hub, m, &closed, now);
+            }
+            feed::publish_depth(&self.hub, m, cadence, now);
+            if cadence == Cadence::Slow {
+                feed::publish_klines(&self.hub, m, now);
+            }
+        }
+    }
+
+    // ---- wire shapes ----
+
+    pub fn order_wire(&self, o: &Order, full: bool) -> OrderWire {
+        let spec = &self.markets[o.symbol].spec;
+        OrderWire {
+            symbol: spec.symbol.clone(),
+            order_id: o.id,
+            order_list_id: -1,
+            client_order_id: o.client_id.clone(),
+            orig_client_order_id: None,
+            transact_time: None,
+            price: d8(o.price),
+            orig_qty: d8(o.orig_qty),
+            executed_qty: d8(o.executed),
+            cummulative_quote_qty: d8(o.cum_quote),
+            orig_quote_order_qty: Some(d8(o.orig_quote_qty)),
+            status: o.status.as_str().to_string(),
+            time_in_force: o.tif.map(Tif::as_str).unwrap_or("GTC").to_string(),
+            order_type: o.kind.as_str().to_string(),
+            side: side_str(o.side).to_string(),
+            time: full.then_some(o.time),
+            update_time: full.then_some(o.update_time),
+            is_working: full.then_some(o.status.is_open() && o.on_book),
+            working_time: Some(o.time),
+            self_trade_prevention_mode: Some("NONE".to_string()),
+            fills: Vec::new(),
+        }
+    }
+}
+
+struct LastFill {
+    price: Decimal,
+    qty: Decimal,
+    commission: Decimal,
+    asset: String,
+    trade_id: u64,
+    is_maker: bool,
+}
+
+pub fn side_str(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "BUY",
+        Side::Sell => "SELL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::limits::binance_spot_defaults;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn exchange() -> Exchange {
+        let specs = vec![SymbolSpec::new("BTC", "USDT", "0.01", "0.00001", "5")];
+        let balances = vec![("BTC".to_string(), d("1")), ("USDT".to_string(), d("100000"))];
+        let limiter = Arc::new(Mutex::new(Limiter::new(&binance_spot_defaults(), 120_000)));
+        let mut ex = Exchange::new(&specs, &balances, Arc::default(), Arc::default(), limiter);
+        ex.markets[0]
+            .book
+            .add(Side::Sell, d("100.00"), Maker::Synthetic, d("1"));
+        ex.markets[0]
+            .book
+            .add(Side::Sell, d("101.00"), Maker::Synthetic, d("1"));
+        ex.markets[0].book.add(Side::Buy, d("99.00"), Maker::Synthetic, d("1"));
+        ex
+    }
+
+    fn limit(side: Side, price: &str, qty: &str, tif: Tif) -> NewOrder {
+        NewOrder {
+            symbol: 0,
+            side,
+            kind: OrderKind::Limit,
+            tif: Some(tif),
+            price: Some(d(price)),
+            qty: Some(d(qty)),
+            quote_qty: None,
+            client_id: None,
+        }
+    }
+
+    #[test]
+    fn limit_buy_takes_then_rests_with_locks_and_commission() {
+        let mut ex = exchange();
+        let placed = ex.place(limit(Side::Buy, "100.50", "1.5", Tif::Gtc), 1).unwrap();
+        assert_eq!(placed.fills.len(), 1);
+        let o = ex.order(placed.order_id).unwrap().clone();
+        assert_eq!(
+            (o.status, o.executed, o.on_book),
+            (Status::PartiallyFilled, d("1"), true)
+        );
+        let usdt = ex.balances()["USDT"];
+        // 100 spent on the fill, 0.5 × 100.50 still locked.
+        assert_eq!(
+            (usdt.free, usdt.locked),
+            (d("100000") - d("100") - d("50.25"), d("50.25"))
+        );
+        assert_eq!(ex.balances()["BTC"].free, d("1") + d("1") - d("0.001"));
+        ex.cancel(0, placed.order_id, 2).unwrap();
+        assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
+        assert_eq!(ex.cancel(0, placed.order_id, 3).unwrap_err().code, -2011);
+    }
+
+    #[test]
+    fn fok_ioc_maker_and_filters() {
+        let mut ex = exchange();
+        let fok = ex.place(limit(Side::Buy, "101.00", "5", Tif::Fok), 1).unwrap();
+        assert_eq!(ex.order(fok.order_id).unwrap().status, Status::Expired);
+        assert!(fok.fills.is_empty());
+        let ioc = ex.place(limit(Side::Buy, "100.00", "5", Tif::Ioc), 1).unwrap();
+        let o = ex.order(ioc.order_id).unwrap();
+        assert_eq!((o.status, o.executed), (Status::Expired, d("1")));
+        let mut maker = limit(Side::Sell, "99.00", "0.1", Tif::Gtc);
+        maker.kind = OrderKind::LimitMaker;
+        maker.tif = None;
+        assert_eq!(
+            ex.place(maker, 1).unwrap_err().msg,
+            "Order would immediately match and take."
+        );
+        assert_eq!(
+            ex.place(limit(Side::Buy, "100.001", "1", Tif::Gtc), 1).unwrap_err().msg,
+            "Filter failure: PRICE_FILTER"
+        );
+        assert_eq!(
+            ex.place(limit(Side::Buy, "100", "0.000001", Tif::Gtc), 1)
+                .unwrap_err()
+                .msg,
+            "Filter failure: LOT_SIZE"
+        );
+        assert_eq!(
+            ex.place(limit(Side::Buy, "1", "0.001", Tif::Gtc), 1).unwrap_err().msg,
+            "Filter failure: NOTIONAL"
+        );
+        assert_eq!(
+            ex.place(limit(Side::Sell, "200", "50", Tif::Gtc), 1).unwrap_err().code,
+            -2010
+        );
+    }
+
+    #[test]
+    fn resting_orders_fill_as_makers_and_duplicates_are_refused() {
+        let mut ex = exchange();
+        let mut bid = limit(Side::Buy, "99.50", "0.2", Tif::Gtc);
+        bid.client_id = Some("abc".to_string());
+        let id = ex.place(bid.clone(), 1).unwrap().order_id;
+        assert_eq!(ex.place(bid, 1).unwrap_err().msg, "Duplicate order sent.");
+        ex.execute(0, Side::Sell, Some(d("99.50")), Amount::All, Taker::Synthetic, 2);
+        let o = ex.order(id).unwrap();
+        assert_eq!((o.status, o.executed), (Status::Filled, d("0.2")));
+        assert!(ex.my_trades()[0].is_maker);
+        assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
+    }
+}

@@ -1,0 +1,205 @@
+//! Fault knobs: set in process through [`FaultControl`] or over HTTP (`POST /sim/faults`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// How an injected server failure is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailKind {
+    /// 503 with `{"code":-1007,...}`: the outcome is unknown.
+    #[default]
+    Unknown1007,
+    /// A plain 502 from the front end.
+    BadGateway,
+    /// A plain 503.
+    Unavailable,
+}
+
+/// The knobs as they are right now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultState {
+    /// Added before every REST and WebSocket API answer.
+    pub latency_ms: u64,
+    /// The next N REST requests are answered with `fail_kind` (without being processed).
+    pub fail_next: u32,
+    pub fail_kind: FailKind,
+    /// Fraction (0..1) of REST requests answered with `fail_kind`.
+    pub fail_rate: f64,
+    /// Order placements are processed at once but answered this much later.
+    pub order_answer_delay_ms: u64,
+    /// The next depth diff skips this many update ids (a sequence gap).
+    pub skip_depth: u64,
+    /// The next request is answered 429 with this Retry-After (seconds).
+    pub force_429_secs: Option<u64>,
+    /// Added to the exchange clock (ms).
+    pub clock_skew_ms: i64,
+}
+
+/// One `POST /sim/faults` body: every field optional; `drop_ws` and `external_weight` are actions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultUpdate {
+    pub latency_ms: Option<u64>,
+    pub fail_next: Option<u32>,
+    pub fail_kind: Option<FailKind>,
+    pub fail_rate: Option<f64>,
+    pub order_answer_delay_ms: Option<u64>,
+    pub skip_depth: Option<u64>,
+    pub force_429_secs: Option<u64>,
+    /// Ban the IP now for this many seconds.
+    pub force_418_secs: Option<u64>,
+    /// Add this much weight to the current windows, as another process on the same IP would.
+    pub external_weight: Option<u64>,
+    pub clock_skew_ms: Option<i64>,
+    /// Drop every WebSocket connection now.
+    #[serde(default)]
+    pub drop_ws: bool,
+    /// Reset every knob first.
+    #[serde(default)]
+    pub clear: bool,
+}
+
+/// Actions that act on other parts of the simulator (the limiter, the sockets).
+pub(crate) trait FaultActions: Send + Sync {
+    fn ban_now(&self, secs: u64);
+    fn add_external_weight(&self, weight: u64);
+}
+
+/// Shared handle on the knobs. Cheap to clone.
+#[derive(Clone)]
+pub struct FaultControl {
+    pub(crate) state: Arc<Mutex<FaultState>>,
+    pub(crate) drop_ws: Arc<watch::Sender<u64>>,
+    pub(crate) actions: Arc<dyn FaultActions>,
+}
+
+impl FaultControl {
+    pub fn snapshot(&self) -> FaultState {
+        self.state.lock().clone()
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        self.state.lock().latency_ms = latency.as_millis() as u64;
+    }
+
+    pub fn fail_next(&self, n: u32, kind: FailKind) {
+        let mut s = self.state.lock();
+        s.fail_next = n;
+        s.fail_kind = kind;
+    }
+
+    pub fn set_fail_rate(&self, rate: f64, kind: FailKind) {
+        let mut s = self.state.lock();
+        s.fail_rate = if rate.is_finite() { rate.clamp(0.0, 1.0) } else { 0.0 };
+        s.fail_kind = kind;
+    }
+
+    pub fn delay_order_answers(&self, delay: Duration) {
+        self.state.lock().order_answer_delay_ms = delay.as_millis() as u64;
+    }
+
+    pub fn skip_depth(&self, ids: u64) {
+        self.state.lock().skip_depth = ids;
+    }
+
+    pub fn force_429(&self, retry_after_secs: u64) {
+        self.state.lock().force_429_secs = Some(retry_after_secs);
+    }
+
+    pub fn force_418(&self, ban_secs: u64) {
+        self.actions.ban_now(ban_secs);
+    }
+
+    pub fn add_external_weight(&self, weight: u64) {
+        self.actions.add_external_weight(weight);
+    }
+
+    pub fn set_clock_skew_ms(&self, skew_ms: i64) {
+        self.state.lock().clock_skew_ms = skew_ms;
+    }
+
+    pub fn drop_websockets(&self) {
+        self.drop_ws.send_modify(|generation| *generation += 1);
+    }
+
+    pub fn clear(&self) {
+        *self.state.lock() = FaultState::default();
+    }
+
+    pub fn apply(&self, update: &FaultUpdate) {
+        if update.clear {
+            self.clear();
+        }
+        {
+            let mut s = self.state.lock();
+            if let Some(v) = update.latency_ms {
+                s.latency_ms = v;
+            }
+            if let Some(v) = update.fail_next {
+                s.fail_next = v;
+            }
+            if let Some(v) = update.fail_kind {
+                s.fail_kind = v;
+            }
+            if let Some(v) = update.fail_rate {
+                s.fail_rate = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+            }
+            if let Some(v) = update.order_answer_delay_ms {
+                s.order_answer_delay_ms = v;
+            }
+            if let Some(v) = update.skip_depth {
+                s.skip_depth = v;
+            }
+            if let Some(v) = update.force_429_secs {
+                s.force_429_secs = Some(v);
+            }
+            if let Some(v) = update.clock_skew_ms {
+                s.clock_skew_ms = v;
+            }
+        }
+        if let Some(secs) = update.force_418_secs {
+            self.force_418(secs);
+        }
+        if let Some(w) = update.external_weight {
+            self.add_external_weight(w);
+        }
+        if update.drop_ws {
+            self.drop_websockets();
+        }
+    }
+
+    /// Takes one injected failure for this request, if any is due.
+    pub(crate) fn take_failure(&self, roll: f64) -> Option<FailKind> {
+        let mut s = self.state.lock();
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            return Some(s.fail_kind);
+        }
+        (roll < s.fail_rate).then_some(s.fail_kind)
+    }
+
+    pub(crate) fn take_forced_429(&self) -> Option<u64> {
+        self.state.lock().force_429_secs.take()
+    }
+
+    pub(crate) fn take_depth_gap(&self) -> u64 {
+        std::mem::take(&mut self.state.lock().skip_depth)
+    }
+
+    pub(crate) fn latency(&self) -> Duration {
+        Duration::from_millis(self.state.lock().latency_ms)
+    }
+
+    pub(crate) fn order_answer_delay(&self) -> Duration {
+        Duration::from_millis(self.state.lock().order_answer_delay_ms)
+    }
+
+    pub(crate) fn clock_skew_ms(&self) -> i64 {
+        self.state.lock().clock_skew_ms
+    }
+}

@@ -1,0 +1,154 @@
+//! Market-stream payloads in the exchange's shapes, built only when someone listens.
+
+use rust_decimal::Decimal;
+
+use super::book::Cadence;
+use super::candles::Candle;
+use super::engine::{Market, TradeRec};
+use super::hub::Hub;
+use super::num::d8;
+use crate::exchange::binance::wire::{
+    BookTickerEvent, DepthSnapshot, DepthUpdateEvent, KlineBody, KlineEvent, TradeEvent,
+};
+
+fn s8(v: Decimal) -> String {
+    d8(v).to_string()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+pub fn publish_trade(hub: &Hub, m: &Market, t: &TradeRec) {
+    hub.publish(&m.streams.trade, || {
+        let (p, q) = (s8(t.price), s8(t.qty));
+        json(&TradeEvent {
+            e: "trade",
+            event_time: t.time,
+            s: &m.spec.symbol,
+            t: t.id,
+            p: &p,
+            q: &q,
+            trade_time: t.time,
+            m: t.buyer_maker,
+            best_match: true,
+        })
+    });
+    hub.publish(&m.streams.agg_trade, || {
+        serde_json::json!({
+            "e": "aggTrade", "E": t.time, "s": m.spec.symbol, "a": t.id, "p": s8(t.price), "q": s8(t.qty),
+            "f": t.id, "l": t.id, "T": t.time, "m": t.buyer_maker, "M": true
+        })
+        .to_string()
+    });
+}
+
+pub fn publish_book_ticker(hub: &Hub, m: &Market) {
+    hub.publish(&m.streams.book_ticker, || {
+        let (bp, bq) = m.book.best_bid().unwrap_or_default();
+        let (ap, aq) = m.book.best_ask().unwrap_or_default();
+        let (b, bq, a, aq) = (s8(bp), s8(bq), s8(ap), s8(aq));
+        json(&BookTickerEvent {
+            u: m.book.update_id(),
+            s: &m.spec.symbol,
+            b: &b,
+            bid_qty: &bq,
+            a: &a,
+            ask_qty: &aq,
+        })
+    });
+}
+
+/// Depth diffs and partial books of one cadence (fast = 100 ms streams, slow = 1000 ms streams).
+pub fn publish_depth(hub: &Hub, m: &mut Market, cadence: Cadence, now: i64) {
+    // The diff is taken even with no listener, so a later subscriber's first event starts
+    // right after the ids it could have missed, which a snapshot then covers.
+    let diff = m.book.take_diff(cadence);
+    let name = match cadence {
+        Cadence::Fast => &m.streams.depth_fast,
+        Cadence::Slow => &m.streams.depth_slow,
+    };
+    if let Some(diff) = diff {
+        hub.publish(name, || {
+            let rows = |levels: &[[Decimal; 2]]| -> Vec<[String; 2]> {
+                levels.iter().map(|[p, q]| [p.to_string(), q.to_string()]).collect()
+            };
+            let (b, a) = (rows(&diff.bids), rows(&diff.asks));
+            fn refs(rows: &[[String; 2]]) -> Vec<[&str; 2]> {
+                rows.iter().map(|[p, q]| [p.as_str(), q.as_str()]).collect()
+            }
+            json(&DepthUpdateEvent {
+                e: "depthUpdate",
+                event_time: now,
+                s: &m.spec.symbol,
+                first_update_id: diff.first_id,
+                u: diff.last_id,
+                b: refs(&b),
+                a: refs(&a),
+            })
+        });
+    }
+    for (levels, slow, fast) in &m.streams.partial {
+        let name = match cadence {
+            Cadence::Fast => fast,
+            Cadence::Slow => slow,
+        };
+        hub.publish(name, || {
+            let snap: DepthSnapshot = m.book.snapshot(*levels);
+            json(&snap)
+        });
+    }
+}
+
+fn kline_json(m: &Market, interval: &str, c: &Candle, closed: bool, now: i64) -> String {
+    let (o, cl, h, l) = (s8(c.open), s8(c.close), s8(c.high), s8(c.low));
+    let (v, q, tb, tq) = (
+        s8(c.volume),
+        s8(c.quote_volume),
+        s8(c.taker_buy_base),
+        s8(c.taker_buy_quote),
+    );
+    json(&KlineEvent {
+        e: "kline",
+        event_time: now,
+        s: &m.spec.symbol,
+        k: KlineBody {
+            t: c.open_time,
+            close_time: c.close_time,
+            s: &m.spec.symbol,
+            i: interval,
+            f: c.first_id,
+            last_trade_id: c.last_id,
+            o: &o,
+            c: &cl,
+            h: &h,
+            l: &l,
+            v: &v,
+            n: c.trades,
+            x: closed,
+            q: &q,
+            taker_base: &tb,
+            taker_quote: &tq,
+            ignore: "0",
+        },
+    })
+}
+
+/// The running candle of every subscribed interval.
+pub fn publish_klines(hub: &Hub, m: &Market, now: i64) {
+    for (interval, ms, name) in &m.streams.klines {
+        if !hub.wants(name) {
+            continue;
+        }
+        if let Some(c) = m.candles.latest(*ms) {
+            hub.publish(name, || kline_json(m, interval, &c, false, now));
+        }
+    }
+}
+
+/// A one-minute candle just closed: print it with `x: true` on the 1m stream.
+pub fn publish_closed_kline(hub: &Hub, m: &Market, closed: &Candle, now: i64) {
+    if let Some((interval, _, name)) = m.streams.klines.first() {
+        hub.publish(name, || kline_json(m, interval, closed, true, now));
+    }
+}

@@ -1,0 +1,407 @@
+//! The exchange's limits, enforced exactly: fixed epoch-aligned windows, 429 with Retry-After
+//! when a request takes a pool over its limit, 418 with an escalating ban for any request sent
+//! during a 429 wait or a ban. Also keeps the per-window peaks the tests assert on.
+
+use serde::Serialize;
+
+use super::error::{ApiErr, RetryAfter};
+use crate::ledger::limits::{PoolKind, RateLimit};
+
+const MAX_BAN_MS: i64 = 3 * 86_400_000;
+
+#[derive(Debug, Clone)]
+struct Pool {
+    limit: RateLimit,
+    window_start: i64,
+    count: u64,
+    peak: u64,
+    peak_window_start: i64,
+}
+
+impl Pool {
+    fn new(limit: RateLimit) -> Self {
+        Pool {
+            limit,
+            window_start: i64::MIN,
+            count: 0,
+            peak: 0,
+            peak_window_start: 0,
+        }
+    }
+
+    fn roll(&mut self, now: i64) {
+        let start = self.limit.interval.window_start(now);
+        if start != self.window_start {
+            self.window_start = start;
+            self.count = 0;
+        }
+    }
+
+    fn window_end(&self) -> i64 {
+        self.window_start + self.limit.interval.millis()
+    }
+
+    fn note_peak(&mut self) {
+        if self.count > self.peak {
+            self.peak = self.count;
+            self.peak_window_start = self.window_start;
+        }
+    }
+
+    fn over(&self) -> bool {
+        self.count > self.limit.limit
+    }
+}
+
+/// Peak use of one pool, for the tests' "never exceeded" assertions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolStats {
+    pub kind: PoolKind,
+    pub interval: String,
+    pub limit: u64,
+    /// Highest count seen in any single window.
+    pub peak: u64,
+    pub peak_window_start: i64,
+    /// Count in the current window (as of the last request).
+    pub current: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SimStats {
+    pub pools: Vec<PoolStats>,
+    pub count_429: u64,
+    pub count_418: u64,
+    pub rest_requests: u64,
+    pub ws_api_requests: u64,
+    pub ws_connections: u64,
+    pub orders_placed: u64,
+    pub bans: u32,
+}
+
+/// What an admitted request was charged, to settle it later (orders that succeed cost 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub weight: u64,
+    window_starts_ms: i64,
+}
+
+/// What one arrival draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    pub weight: u64,
+    /// REST requests count 1 raw request each.
+    pub raw: bool,
+    /// WebSocket handshakes count one connection attempt.
+    pub connection: bool,
+    /// The weight is refunded on success, so the peak is noted when settled.
+    pub refundable: bool,
+}
+
+pub struct Limiter {
+    pools: Vec<Pool>,
+    wait_until: i64,
+    order_wait_until: i64,
+    ban_until: i64,
+    bans: u32,
+    ban_base_ms: i64,
+    stats: SimStats,
+}
+
+impl Limiter {
+    pub fn new(limits: &[RateLimit], ban_base_ms: i64) -> Self {
+        Limiter {
+            pools: limits.iter().copied().map(Pool::new).collect(),
+            wait_until: i64::MIN,
+            order_wait_until: i64::MIN,
+            ban_until: i64::MIN,
+            bans: 0,
+            ban_base_ms: ban_base_ms.max(1),
+            stats: SimStats::default(),
+        }
+    }
+
+    pub fn stats_mut(&mut self) -> &mut SimStats {
+        &mut self.stats
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let mut stats = self.stats.clone();
+        stats.bans = self.bans;
+        stats.pools = self
+            .pools
+            .iter()
+            .map(|p| PoolStats {
+                kind: p.limit.kind,
+                interval: p.limit.interval.to_string(),
+                limit: p.limit.limit,
+                peak: p.peak,
+                peak_window_start: p.peak_window_start,
+                current: p.count,
+            })
+            .collect();
+        stats
+    }
+
+    /// Admits one arrival or answers it with 429/418. A forced 429 (fault knob) comes in as `forced_429`.
+    pub fn admit(&mut self, now: i64, draw: Draw, forced_429: Option<u64>) -> Result<Charge, ApiErr> {
+        if now < self.ban_until {
+            return Err(self.banned(now));
+        }
+        if now < self.wait_until {
+            return Err(self.ban(now));
+        }
+        for p in &mut self.pools {
+            p.roll(now);
+            let add = match p.limit.kind {
+                PoolKind::RequestWeight => draw.weight,
+                PoolKind::RawRequests => u64::from(draw.raw),
+                PoolKind::Connections => u64::from(draw.connection),
+                PoolKind::Orders => 0,
+            };
+            p.count += add;
+            if add > 0 && !(draw.refundable && p.limit.kind == PoolKind::RequestWeight) {
+                p.note_peak();
+            }
+        }
+        if let Some(secs) = forced_429 {
+            let until = now + secs as i64 * 1000;
+            self.wait_until = self.wait_until.max(until);
+            return Err(self.throttled(now, until, -1003, "Too much request weight used; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.".to_string()));
+        }
+        let blocking = self
+            .pools
+            .iter()
+            .filter(|p| p.limit.kind != PoolKind::Orders && p.over())
+            .max_by_key(|p| p.window_end());
+        if let Some(p) = blocking {
+            let until = p.window_end();
+            let msg = match p.limit.kind {
+                PoolKind::RawRequests => format!(
+                    "Too many requests; current limit is {} requests per {}.",
+                    p.limit.limit,
+                    window_words(p)
+                ),
+                _ => format!(
+                    "Too much request weight used; current limit is {} request weight per {}. Please use WebSocket Streams for live updates to avoid polling the API.",
+                    p.limit.limit,
+                    window_words(p)
+                ),
+            };
+            self.wait_until = self.wait_until.max(until);
+            return Err(self.throttled(now, until, -1003, msg));
+        }
+        Ok(Charge {
+            weight: draw.weight,
+            window_starts_ms: now,
+        })
+    }
+
+    /// Settles a refundable charge: `keep` is the weight the request finally costs.
+    pub fn settle(&mut self, charge: Charge, keep: u64) {
+        let refund = charge.weight.saturating_sub(keep);
+        for p in &mut self.pools {
+            if p.limit.kind != PoolKind::RequestWeight {
+                continue;
+            }
+            if p.limit.interval.window_start(charge.window_starts_ms) == p.window_start {
+                p.count = p.count.saturating_sub(refund);
+                p.note_peak();
+            }
+        }
+    }
+
+    /// Takes one slot in every ORDERS pool for a new order, or answers 429 (-1015).
+    pub fn take_order(&mut self, now: i64) -> Result<(), ApiErr> {
+        if now < self.order_wait_until {
+            return Err(self.ban(now));
+        }
+        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+            p.roll(now);
+        }
+        let blocking = self
+            .pools
+            .iter()
+            .filter(|p| p.limit.kind == PoolKind::Orders && p.count + 1 > p.limit.limit)
+            .max_by_key(|p| p.window_end());
+        if let Some(p) = blocking {
+            let until = p.window_end();
+            let msg = format!(
+                "Too many new orders; current limit is {} orders per {}.",
+                p.limit.limit,
+                window_words(p)
+            );
+            // The wait applies to new orders only; the weight pools stay usable.
+            self.order_wait_until = until;
+            return Err(self.throttled(now, until, -1015, msg));
+        }
+        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+            p.count += 1;
+            p.note_peak();
+        }
+        self.stats.orders_placed += 1;
+        Ok(())
+    }
+
+    /// The first fill of an order lowers the unfilled order count (never below zero).
+    pub fn order_filled(&mut self, now: i64) {
+        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+            p.roll(now);
+            p.count = p.count.saturating_sub(1);
+        }
+    }
+
+    /// Weight used elsewhere on the same IP (fault knob).
+    pub fn add_external_weight(&mut self, now: i64, weight: u64) {
+        for p in self
+            .pools
+            .iter_mut()
+            .filter(|p| p.limit.kind == PoolKind::RequestWeight)
+        {
+            p.roll(now);
+            p.count += weight;
+            p.note_peak();
+        }
+    }
+
+    pub fn ban_for(&mut self, now: i64, secs: u64) {
+        self.ban_until = now + secs as i64 * 1000;
+        self.bans += 1;
+    }
+
+    /// `(header suffix, count)` of every pool of `kind` at `now`, for the usage headers.
+    pub fn usage(&mut self, now: i64, kind: PoolKind) -> Vec<(String, u64)> {
+        self.pools
+            .iter_mut()
+            .filter(|p| p.limit.kind == kind)
+            .map(|p| {
+                p.roll(now);
+                (p.limit.interval.header_suffix(), p.count)
+            })
+            .collect()
+    }
+
+    /// `(limit, count)` of every pool of `kind`, for WebSocket API `rateLimits`.
+    pub fn usage_entries(&mut self, now: i64, kind: PoolKind) -> Vec<(RateLimit, u64)> {
+        self.pools
+            .iter_mut()
+            .filter(|p| p.limit.kind == kind)
+            .map(|p| {
+                p.roll(now);
+                (p.limit, p.count)
+            })
+            .collect()
+    }
+
+    fn throttled(&mut self, now: i64, until: i64, code: i64, msg: String) -> ApiErr {
+        self.stats.count_429 += 1;
+        ApiErr::new(429, code, msg).with_retry(RetryAfter {
+            secs: ceil_secs(until - now),
+            until_ms: until,
+        })
+    }
+
+    /// A request during a 429 wait: the IP is banned, longer for each repeat.
+    fn ban(&mut self, now: i64) -> ApiErr {
+        let doublings = self.bans.min(20);
+        let len = self.ban_base_ms.saturating_mul(1i64 << doublings).min(MAX_BAN_MS);
+        self.bans += 1;
+        self.ban_until = now + len;
+        self.banned(now)
+    }
+
+    fn banned(&mut self, now: i64) -> ApiErr {
+        self.stats.count_418 += 1;
+        let until = self.ban_until;
+        ApiErr::new(
+            418,
+            -1003,
+            format!(
+                "Way too much request weight used; IP banned until {until}. Please use WebSocket Streams for live updates to avoid bans."
+            ),
+        )
+        .with_retry(RetryAfter {
+            secs: ceil_secs(until - now),
+            until_ms: until,
+        })
+    }
+}
+
+fn ceil_secs(ms: i64) -> u64 {
+    (ms.max(0) as u64).div_ceil(1000)
+}
+
+fn window_words(p: &Pool) -> String {
+    p.limit.interval.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::limits::IntervalUnit;
+
+    fn draw(weight: u64) -> Draw {
+        Draw {
+            weight,
+            raw: true,
+            connection: false,
+            refundable: false,
+        }
+    }
+
+    #[test]
+    fn over_limit_is_429_then_any_request_in_the_wait_is_418() {
+        let limits = [RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 2, 10)];
+        let mut l = Limiter::new(&limits, 1000);
+        let t0 = 1_000_000_000_000; // aligned to 2 s
+        assert!(l.admit(t0, draw(10), None).is_ok());
+        let e = l.admit(t0 + 500, draw(1), None).unwrap_err();
+        assert_eq!((e.status, e.code, e.retry.unwrap().secs), (429, -1003, 2));
+        let b = l.admit(t0 + 600, draw(1), None).unwrap_err();
+        assert_eq!((b.status, b.retry.unwrap().until_ms), (418, t0 + 1600));
+        assert_eq!(l.admit(t0 + 1500, draw(1), None).unwrap_err().status, 418);
+        // The ban is over but the 429 wait (until the window resets) is not: banned again, twice as long.
+        let again = l.admit(t0 + 1600, draw(1), None).unwrap_err();
+        assert_eq!((again.status, again.retry.unwrap().until_ms), (418, t0 + 3600));
+        assert!(l.admit(t0 + 3600, draw(1), None).is_ok());
+        assert_eq!(l.stats().pools[0].peak, 11);
+        assert_eq!((l.stats().count_429, l.stats().count_418, l.stats().bans), (1, 3, 2));
+    }
+
+    #[test]
+    fn ban_length_doubles_up_to_three_days() {
+        let mut l = Limiter::new(&[], 120_000);
+        l.wait_until = i64::MAX;
+        let first = l.admit(0, draw(1), None).unwrap_err();
+        assert_eq!(first.retry.unwrap().secs, 120);
+        l.ban_until = 0;
+        assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 240);
+        for _ in 0..30 {
+            l.ban_until = 0;
+            let _ = l.admit(0, draw(1), None);
+        }
+        l.ban_until = 0;
+        assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 3 * 86_400);
+    }
+
+    #[test]
+    fn orders_count_goes_down_at_first_fill_and_refunds_settle() {
+        let limits = [
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 10, 2),
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 100),
+        ];
+        let mut l = Limiter::new(&limits, 1000);
+        let now = 10_000;
+        let refundable = Draw {
+            refundable: true,
+            ..draw(1)
+        };
+        let c = l.admit(now, refundable, None).unwrap();
+        l.take_order(now).unwrap();
+        l.settle(c, 0);
+        l.take_order(now).unwrap();
+        assert_eq!(l.take_order(now).unwrap_err().code, -1015);
+        l.order_filled(now);
+        assert_eq!(l.usage(now, PoolKind::RequestWeight), vec![("1M".to_string(), 0)]);
+        assert_eq!(l.stats().pools[1].peak, 0);
+    }
+}

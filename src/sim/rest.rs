@@ -1,0 +1,170 @@
+//! REST under `/api/v3/`: limits first (every arrival is charged, as on the exchange),
+//! then authentication, then the handler; usage headers on every answer.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::api::{self, Effect, Endpoint, SIGNING_PARAMS};
+use super::error::ApiErr;
+use super::faults::FailKind;
+use super::limiter::Draw;
+use super::params::Params;
+use super::record::RequestRecord;
+use super::sign::{self, Credentials};
+use super::state::Sim;
+use crate::ledger::limits::PoolKind;
+
+pub async fn handle(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let latency = sim.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let now = sim.now();
+    let query = query.unwrap_or_default();
+    let record = |status: u16, weight: u64| RequestRecord {
+        at_ms: now,
+        transport: "REST",
+        method: method.to_string(),
+        path: format!("/api/v3/{path}"),
+        status,
+        weight,
+    };
+    sim.limiter.lock().stats_mut().rest_requests += 1;
+
+    let Some(ep) = api::rest_endpoint(method.as_str(), &path) else {
+        let status = if api::known_path(&path) { 405 } else { 404 };
+        sim.log.push(record(status, 0));
+        return plain(status);
+    };
+    let failure = sim.faults.take_failure(sim.fault_roll());
+    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable)) = failure {
+        // The front end failed: the request never reached the exchange.
+        let status = if kind == FailKind::BadGateway { 502 } else { 503 };
+        sim.log.push(record(status, 0));
+        return plain(status);
+    }
+
+    let body = String::from_utf8_lossy(&body);
+    let parsed = Params::from_encoded(&[&query, &body]);
+    let weight = (ep.weight)(parsed.as_ref().unwrap_or(&Params::default()));
+    let draw = Draw {
+        weight,
+        raw: true,
+        connection: false,
+        refundable: ep.effect != Effect::None,
+    };
+    let forced = sim.faults.take_forced_429();
+    let admitted = sim.limiter.lock().admit(now, draw, forced);
+    let charge = match admitted {
+        Ok(c) => c,
+        Err(e) => {
+            let charged = if e.status == 429 { weight } else { 0 };
+            sim.log.push(record(e.status, charged));
+            return respond(&sim, now, ep, Err(e));
+        }
+    };
+    let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
+    let result = run(&sim, ep, parsed, &query, &body, key, now);
+    let kept = match (ep.effect, &result) {
+        (Effect::None, _) | (_, Err(_)) => weight,
+        (_, Ok(_)) => 0,
+    };
+    if ep.effect != Effect::None {
+        sim.limiter.lock().settle(charge, kept);
+    }
+    if ep.effect == Effect::Place {
+        let delay = sim.faults.order_answer_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    let result = match failure {
+        // The backend did the work but the answer is lost: status unknown.
+        Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
+        _ => result,
+    };
+    let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
+    sim.log.push(record(status, kept));
+    respond(&sim, now, ep, result)
+}
+
+/// Authentication, parameter checks and the handler.
+fn run(
+    sim: &Sim,
+    ep: &Endpoint,
+    parsed: Result<Params, ApiErr>,
+    query: &str,
+    body: &str,
+    key: Option<&str>,
+    now: i64,
+) -> Result<Value, ApiErr> {
+    let creds = Credentials {
+        api_key: &sim.config.api_key,
+        api_secret: &sim.config.api_secret,
+    };
+    if ep.signed {
+        creds.check_key(key)?;
+    }
+    let params = parsed?;
+    params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS[..3].contains(&k)))?;
+    if ep.signed {
+        creds.check_signed(&params, &sign::rest_payload(query, body), now)?;
+    }
+    (ep.run)(sim, &params, now)
+}
+
+fn respond(sim: &Sim, now: i64, ep: &Endpoint, result: Result<Value, ApiErr>) -> Response {
+    let (status, body, retry) = match result {
+        Ok(v) => (200, v, None),
+        Err(e) => (e.status, e.body(), e.retry),
+    };
+    let mut response = Response::new(Body::from(serde_json::to_vec(&body).unwrap_or_default()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(
+        "content-type",
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    let mut limiter = sim.limiter.lock();
+    usage_headers(
+        headers,
+        "x-mbx-used-weight-",
+        limiter.usage(now, PoolKind::RequestWeight),
+    );
+    if ep.effect == Effect::Place && status == 200 {
+        usage_headers(headers, "x-mbx-order-count-", limiter.usage(now, PoolKind::Orders));
+    }
+    drop(limiter);
+    if let Some(retry) = retry {
+        headers.insert("retry-after", HeaderValue::from(retry.secs));
+    }
+    response
+}
+
+fn usage_headers(headers: &mut HeaderMap, prefix: &str, usage: Vec<(String, u64)>) {
+    for (suffix, count) in usage {
+        let name = format!("{prefix}{}", suffix.to_ascii_lowercase());
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            headers.insert(name, HeaderValue::from(count));
+        }
+    }
+}
+
+fn plain(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(Body::from(code.canonical_reason().unwrap_or("").to_string()));
+    *response.status_mut() = code;
+    response
+}

@@ -1,0 +1,289 @@
+//! The WebSocket API (`/ws-api/v3`): the same endpoints as REST under their WebSocket names,
+//! `userDataStream.subscribe.signature` with pushed `executionReport` / `outboundAccountPosition`
+//! events, `rateLimits` usage on every answer, and `error.data.retryAfter` (epoch ms) on 429/418.
+//! A ban closes the socket.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use super::api::{self, Effect, SIGNING_PARAMS};
+use super::error::ApiErr;
+use super::hub::{UserSubscriber, CONNECTION_QUEUE};
+use super::limiter::Draw;
+use super::params::Params;
+use super::record::RequestRecord;
+use super::sign::{self, Credentials};
+use super::state::Sim;
+use super::ws_market::error_response;
+use crate::exchange::binance::wire::{RateLimitEntry, WsApiError, WsApiRequest, WsApiResponse};
+use crate::ledger::limits::PoolKind;
+
+/// Weight of opening a connection and of the user-data subscription requests.
+const CONNECT_WEIGHT: u64 = 2;
+const SUBSCRIBE_WEIGHT: u64 = 2;
+
+pub async fn handle(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Response {
+    let now = sim.now();
+    let draw = Draw {
+        weight: CONNECT_WEIGHT,
+        raw: false,
+        connection: true,
+        refundable: false,
+    };
+    let admitted = sim.limiter.lock().admit(now, draw, sim.faults.take_forced_429());
+    let status = admitted.as_ref().map(|_| 101).unwrap_or_else(|e| e.status);
+    sim.log.push(RequestRecord {
+        at_ms: now,
+        transport: "WS_API",
+        method: "CONNECT".to_string(),
+        path: "/ws-api/v3".to_string(),
+        status,
+        weight: if status == 418 { 0 } else { CONNECT_WEIGHT },
+    });
+    match admitted {
+        Ok(_) => {
+            sim.limiter.lock().stats_mut().ws_connections += 1;
+            ws.on_upgrade(move |socket| serve(sim, socket))
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::Sender<Utf8Bytes>,
+    overflow: Arc<Notify>,
+}
+
+async fn serve(sim: Arc<Sim>, mut socket: WebSocket) {
+    let (tx, mut rx) = mpsc::channel(CONNECTION_QUEUE);
+    let conn = Conn {
+        id: sim.next_id(),
+        tx,
+        overflow: Arc::new(Notify::new()),
+    };
+    let mut kill = sim.drop_ws.subscribe();
+    let period = sim.config.ws_ping_interval.max(std::time::Duration::from_millis(10));
+    let mut pings = interval_at(Instant::now() + period, period);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_pong = Instant::now();
+    let overflow = conn.overflow.clone();
+    loop {
+        tokio::select! {
+            push = rx.recv() => {
+                let Some(push) = push else { break };
+                if socket.feed(Message::Text(push)).await.is_err() {
+                    break;
+                }
+                while let Ok(next) = rx.try_recv() {
+                    if socket.feed(Message::Text(next)).await.is_err() {
+                        break;
+                    }
+                }
+                if socket.flush().await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                match msg {
+                    Message::Text(text) => {
+                        let latency = sim.faults.latency();
+                        if !latency.is_zero() {
+                            tokio::time::sleep(latency).await;
+                        }
+                        let (reply, banned) = request(&sim, &conn, &text);
+                        if socket.send(Message::Text(reply.into())).await.is_err() || banned {
+                            break;
+                        }
+                    }
+                    Message::Pong(_) => last_pong = Instant::now(),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Binary(_) => {}
+                }
+            }
+            _ = pings.tick() => {
+                if last_pong.elapsed() > sim.config.ws_pong_timeout + period {
+                    break;
+                }
+                if socket.send(Message::Ping(axum::body::Bytes::from_static(b"sim"))).await.is_err() {
+                    break;
+                }
+            }
+            _ = kill.changed() => break,
+            _ = overflow.notified() => break,
+        }
+    }
+    sim.users.unsubscribe(conn.id, None);
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Answers one request; the flag says the IP is banned and the socket must close.
+fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
+    let now = sim.now();
+    sim.limiter.lock().stats_mut().ws_api_requests += 1;
+    let req: WsApiRequest = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(_) => {
+            let err = ApiErr::bad(-1135, "Invalid JSON request");
+            sim.log.push(record(now, "?", 400, 0));
+            return (answer(sim, now, Value::Null, Err(err), false), false);
+        }
+    };
+    let method = req.method.as_str();
+    let (weight, effect) = match method {
+        "userDataStream.subscribe.signature" | "userDataStream.subscribe" | "userDataStream.unsubscribe" => {
+            (SUBSCRIBE_WEIGHT, Effect::None)
+        }
+        "session.subscriptions" => (SUBSCRIBE_WEIGHT, Effect::None),
+        _ => match api::ws_endpoint(method) {
+            Some(ep) => {
+                let params = Params::from_json(&req.params).unwrap_or_default();
+                ((ep.weight)(&params), ep.effect)
+            }
+            None => {
+                sim.log.push(record(now, method, 400, 0));
+                let err = ApiErr::bad(-1020, "Unsupported operation.");
+                return (answer(sim, now, req.id, Err(err), false), false);
+            }
+        },
+    };
+    let draw = Draw {
+        weight,
+        raw: false,
+        connection: false,
+        refundable: effect != Effect::None,
+    };
+    let charge = match sim.limiter.lock().admit(now, draw, sim.faults.take_forced_429()) {
+        Ok(c) => c,
+        Err(e) => {
+            let banned = e.status == 418;
+            sim.log
+                .push(record(now, method, e.status, if banned { 0 } else { weight }));
+            return (answer(sim, now, req.id, Err(e), false), banned);
+        }
+    };
+    let result = run(sim, conn, method, &req.params, now);
+    let kept = match (effect, &result) {
+        (Effect::None, _) | (_, Err(_)) => weight,
+        (_, Ok(_)) => 0,
+    };
+    if effect != Effect::None {
+        sim.limiter.lock().settle(charge, kept);
+    }
+    let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
+    sim.log.push(record(now, method, status, kept));
+    (answer(sim, now, req.id, result, effect == Effect::Place), false)
+}
+
+fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
+    RequestRecord {
+        at_ms: now,
+        transport: "WS_API",
+        method: method.to_string(),
+        path: "/ws-api/v3".to_string(),
+        status,
+        weight,
+    }
+}
+
+fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value>, now: i64) -> Result<Value, ApiErr> {
+    let params = Params::from_json(raw)?;
+    let creds = Credentials {
+        api_key: &sim.config.api_key,
+        api_secret: &sim.config.api_secret,
+    };
+    match method {
+        "userDataStream.subscribe.signature" => {
+            params.only(|k| SIGNING_PARAMS.contains(&k))?;
+            creds.check_key(params.get("apiKey"))?;
+            creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+            let subscription_id = sim.next_id();
+            sim.users.subscribe(UserSubscriber {
+                conn: conn.id,
+                subscription_id,
+                tx: conn.tx.clone(),
+                overflow: conn.overflow.clone(),
+            });
+            Ok(json!({ "subscriptionId": subscription_id }))
+        }
+        "userDataStream.subscribe" => Err(ApiErr::new(
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        )),
+        "userDataStream.unsubscribe" => {
+            params.only(|k| k == "subscriptionId")?;
+            let id = params.uint("subscriptionId")?;
+            if sim.users.unsubscribe(conn.id, id) == 0 && id.is_some() {
+                return Err(ApiErr::bad(-2, "Invalid subscription ID."));
+            }
+            Ok(json!({}))
+        }
+        "session.subscriptions" => Ok(Value::Array(
+            sim.users
+                .subscriptions(conn.id)
+                .into_iter()
+                .map(|id| json!({ "subscriptionId": id }))
+                .collect(),
+        )),
+        _ => {
+            let ep = api::ws_endpoint(method).ok_or_else(|| ApiErr::bad(-1020, "Unsupported operation."))?;
+            if ep.signed {
+                creds.check_key(params.get("apiKey"))?;
+            }
+            params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS.contains(&k)))?;
+            if ep.signed {
+                creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+            }
+            (ep.run)(sim, &params, now)
+        }
+    }
+}
+
+fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: bool) -> String {
+    let mut limiter = sim.limiter.lock();
+    let mut usage = limiter.usage_entries(now, PoolKind::RequestWeight);
+    if order {
+        usage.extend(limiter.usage_entries(now, PoolKind::Orders));
+    }
+    drop(limiter);
+    let rate_limits = usage
+        .into_iter()
+        .map(|(l, count)| RateLimitEntry {
+            rate_limit_type: l.kind.as_str().to_string(),
+            interval: l.interval.unit.as_str().to_string(),
+            interval_num: l.interval.num,
+            limit: l.limit,
+            count: Some(count),
+        })
+        .collect();
+    let response = match result {
+        Ok(v) => WsApiResponse {
+            id,
+            status: 200,
+            result: Some(v),
+            error: None,
+            rate_limits,
+        },
+        Err(e) => WsApiResponse {
+            id,
+            status: e.status,
+            result: None,
+            error: Some(WsApiError {
+                code: e.code,
+                msg: e.msg,
+                data: e.retry.map(|r| json!({ "serverTime": now, "retryAfter": r.until_ms })),
+            }),
+            rate_limits,
+        },
+    };
+    serde_json::to_string(&response).unwrap_or_default()
+}

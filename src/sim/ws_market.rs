@@ -1,0 +1,293 @@
+//! Market streams: `/ws/<stream>`, `/ws` and `/stream?streams=a/b`, with SUBSCRIBE /
+//! UNSUBSCRIBE / LIST_SUBSCRIPTIONS, server pings, the 5 incoming messages per second limit
+//! (over → disconnected) and 1024 streams per connection.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+
+use super::candles::interval_ms;
+use super::error::ApiErr;
+use super::hub::{Subscriber, CONNECTION_QUEUE};
+use super::limiter::Draw;
+use super::record::RequestRecord;
+use super::state::Sim;
+
+pub const MAX_STREAMS: usize = 1024;
+const MAX_INCOMING_PER_SECOND: u32 = 5;
+/// Frames written before one flush.
+const WRITE_BATCH: usize = 256;
+
+pub async fn raw_path(State(sim): State<Arc<Sim>>, Path(streams): Path<String>, ws: WebSocketUpgrade) -> Response {
+    let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
+    open(sim, ws, &names, false, "/ws")
+}
+
+pub async fn raw_empty(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Response {
+    open(sim, ws, &[], false, "/ws")
+}
+
+pub async fn combined(
+    State(sim): State<Arc<Sim>>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let streams = query.get("streams").cloned().unwrap_or_default();
+    let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
+    open(sim, ws, &names, true, "/stream")
+}
+
+/// Counts the connection attempt, checks the stream names, then upgrades.
+fn open(sim: Arc<Sim>, ws: WebSocketUpgrade, names: &[&str], combined: bool, path: &str) -> Response {
+    let now = sim.now();
+    let draw = Draw {
+        weight: 0,
+        raw: false,
+        connection: true,
+        refundable: false,
+    };
+    let admitted = sim.limiter.lock().admit(now, draw, None);
+    let checked = admitted.and_then(|_| canonical_names(&sim, names));
+    let status = checked.as_ref().map(|_| 101).unwrap_or_else(|e| e.status);
+    sim.log.push(RequestRecord {
+        at_ms: now,
+        transport: "WS",
+        method: "GET".to_string(),
+        path: path.to_string(),
+        status,
+        weight: 0,
+    });
+    match checked {
+        Ok(streams) => {
+            sim.limiter.lock().stats_mut().ws_connections += 1;
+            ws.on_upgrade(move |socket| serve(sim, socket, streams, combined))
+        }
+        Err(e) => error_response(e),
+    }
+}
+
+pub fn error_response(e: ApiErr) -> Response {
+    let status = axum::http::StatusCode::from_u16(e.status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
+    let mut response = (status, axum::Json(e.body())).into_response();
+    if let Some(retry) = e.retry {
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from(retry.secs));
+    }
+    response
+}
+
+/// Checks each name and returns the canonical names events are published under.
+fn canonical_names(sim: &Sim, names: &[&str]) -> Result<Vec<String>, ApiErr> {
+    if names.len() > MAX_STREAMS {
+        return Err(ApiErr::bad(
+            -1100,
+            format!("Too many streams; at most {MAX_STREAMS} per connection."),
+        ));
+    }
+    names
+        .iter()
+        .map(|n| canonical(sim, n).ok_or_else(|| ApiErr::bad(-1100, format!("Invalid stream name: {n}"))))
+        .collect()
+}
+
+/// `btcusdt@depth@1000ms` → `btcusdt@depth`; unknown symbols or kinds → `None`.
+pub fn canonical(sim: &Sim, name: &str) -> Option<String> {
+    let (symbol, kind) = name.split_once('@')?;
+    let known = sim
+        .config
+        .symbols
+        .iter()
+        .any(|s| s.symbol.to_ascii_lowercase() == symbol);
+    if !known {
+        return None;
+    }
+    let kind = kind.strip_suffix("@1000ms").unwrap_or(kind);
+    let ok = match kind {
+        "trade" | "aggTrade" | "bookTicker" | "depth" | "depth@100ms" => true,
+        _ if kind.starts_with("kline_") => interval_ms(&kind[6..]).is_some(),
+        _ => {
+            let levels = kind
+                .strip_prefix("depth")
+                .map(|r| r.strip_suffix("@100ms").unwrap_or(r));
+            matches!(levels, Some("5" | "10" | "20"))
+        }
+    };
+    ok.then(|| format!("{symbol}@{kind}"))
+}
+
+struct Conn {
+    id: u64,
+    combined: bool,
+    tx: mpsc::Sender<Utf8Bytes>,
+    overflow: Arc<Notify>,
+    streams: BTreeSet<String>,
+}
+
+impl Conn {
+    fn subscribe(&mut self, sim: &Sim, name: String) {
+        sim.hub.subscribe(
+            &name,
+            Subscriber {
+                conn: self.id,
+                combined: self.combined,
+                tx: self.tx.clone(),
+                overflow: self.overflow.clone(),
+            },
+        );
+        self.streams.insert(name);
+    }
+
+    fn unsubscribe(&mut self, sim: &Sim, name: &str) {
+        sim.hub.unsubscribe(name, self.id);
+        self.streams.remove(name);
+    }
+
+    fn close(&mut self, sim: &Sim) {
+        for name in std::mem::take(&mut self.streams) {
+            sim.hub.unsubscribe(&name, self.id);
+        }
+    }
+}
+
+async fn serve(sim: Arc<Sim>, mut socket: WebSocket, initial: Vec<String>, combined: bool) {
+    let (tx, mut rx) = mpsc::channel(CONNECTION_QUEUE);
+    let mut conn = Conn {
+        id: sim.next_id(),
+        combined,
+        tx,
+        overflow: Arc::new(Notify::new()),
+        streams: BTreeSet::new(),
+    };
+    for name in initial {
+        conn.subscribe(&sim, name);
+    }
+    let mut kill = sim.drop_ws.subscribe();
+    let period = sim.config.ws_ping_interval.max(std::time::Duration::from_millis(10));
+    let mut pings = interval_at(Instant::now() + period, period);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_pong = Instant::now();
+    let (mut window, mut incoming) = (Instant::now(), 0u32);
+    let overflow = conn.overflow.clone();
+    loop {
+        tokio::select! {
+            frame = rx.recv() => {
+                let Some(frame) = frame else { break };
+                if socket.feed(Message::Text(frame)).await.is_err() {
+                    break;
+                }
+                let mut sent = 1;
+                while sent < WRITE_BATCH {
+                    let Ok(next) = rx.try_recv() else { break };
+                    if socket.feed(Message::Text(next)).await.is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                if socket.flush().await.is_err() {
+                    break;
+                }
+            }
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                // Every incoming frame (pings and pongs too) counts against 5 per second.
+                if window.elapsed().as_secs_f64() >= 1.0 {
+                    window = Instant::now();
+                    incoming = 0;
+                }
+                incoming += 1;
+                if incoming > MAX_INCOMING_PER_SECOND {
+                    break;
+                }
+                match msg {
+                    Message::Text(text) => {
+                        if let Some(reply) = request(&sim, &mut conn, &text) {
+                            if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Message::Pong(_) => last_pong = Instant::now(),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Binary(_) => {}
+                }
+            }
+            _ = pings.tick() => {
+                if last_pong.elapsed() > sim.config.ws_pong_timeout + period {
+                    break;
+                }
+                if socket.send(Message::Ping(axum::body::Bytes::from_static(b"sim"))).await.is_err() {
+                    break;
+                }
+            }
+            _ = kill.changed() => break,
+            _ = overflow.notified() => break,
+        }
+    }
+    conn.close(&sim);
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Answers one SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS request.
+fn request(sim: &Sim, conn: &mut Conn, text: &str) -> Option<Value> {
+    let req: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return Some(json!({"error": {"code": 3, "msg": format!("Invalid JSON: {e}")}, "id": null})),
+    };
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let fail = |msg: &str| Some(json!({"error": {"code": 2, "msg": format!("Invalid request: {msg}")}, "id": id}));
+    if !(id.is_u64() || id.is_string() || id.is_null()) {
+        return fail("request ID must be an unsigned integer");
+    }
+    let Some(method) = req.get("method").and_then(Value::as_str) else {
+        return fail("missing field `method`");
+    };
+    let params: Vec<String> = match req.get("params") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let names: Option<Vec<String>> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
+            match names {
+                Some(n) => n,
+                None => return fail("params must be strings"),
+            }
+        }
+        Some(_) => return fail("params must be an array"),
+    };
+    match method {
+        "SUBSCRIBE" => {
+            let mut canonical_names = Vec::with_capacity(params.len());
+            for name in &params {
+                match canonical(sim, name) {
+                    Some(c) => canonical_names.push(c),
+                    None => return fail(&format!("invalid stream name {name}")),
+                }
+            }
+            let added = canonical_names.iter().filter(|n| !conn.streams.contains(*n)).count();
+            if conn.streams.len() + added > MAX_STREAMS {
+                return fail("too many streams");
+            }
+            for name in canonical_names {
+                conn.subscribe(sim, name);
+            }
+            Some(json!({"result": null, "id": id}))
+        }
+        "UNSUBSCRIBE" => {
+            for name in &params {
+                let name = canonical(sim, name).unwrap_or_else(|| name.clone());
+                conn.unsubscribe(sim, &name);
+            }
+            Some(json!({"result": null, "id": id}))
+        }
+        "LIST_SUBSCRIPTIONS" => Some(json!({"result": conn.streams.iter().collect::<Vec<_>>(), "id": id})),
+        "SET_PROPERTY" => Some(json!({"result": null, "id": id})),
+        "GET_PROPERTY" => Some(json!({"result": conn.combined, "id": id})),
+        other => fail(&format!("unknown variant `{other}`")),
+    }
+}

@@ -1,0 +1,524 @@
+---@meta _
+-- LuaLS definitions of the strategy API of `runner` (contract v1). Nothing here runs: the host provides these
+-- globals. Point the language server at this file and at stdlib/ to get completion, hover docs and type checks
+-- (strategies/.luarc.json does this when strategies/ is the workspace folder):
+--
+--   .luarc.json   { "runtime.version": "Lua 5.4", "workspace.library": ["<runner>/stdlib"],
+--                   "runtime.builtin": { "io": "disable", "debug": "disable", "os": "disable", "package": "disable" } }
+--
+-- Calls that touch the exchange are *blocking from Lua's point of view*: the strategy's coroutine waits while the
+-- host keeps running everything else. Every exchange request is first charged to the shared rate-limit ledger; the
+-- cost of each call is given as "Cost:" below (REST weight of the 6000-per-minute IP pool, order pools).
+--
+-- Expected failures return `nil, err` (see `runner.Error`); programming mistakes (wrong argument types, an unknown
+-- symbol, a bad side/type/tif) raise a Lua error.
+
+error("runner.d.lua only describes the API for the language server; it is not meant to be loaded")
+
+---------------------------------------------------------------------------------------------------------------------
+-- Enumerations
+
+---@alias runner.Side
+---| "BUY"
+---| "SELL"
+
+---@alias runner.OrderType
+---| "LIMIT"        # rests on the book at `price` (needs `price`; `tif` defaults to "GTC")
+---| "MARKET"       # takes liquidity now (`quantity` in base, or `quote_quantity` in quote)
+---| "LIMIT_MAKER"  # a LIMIT that is rejected instead of taking liquidity (post-only)
+
+---@alias runner.TimeInForce
+---| "GTC"  # good till cancelled (default for LIMIT)
+---| "IOC"  # immediate or cancel: fill what can be filled now, expire the rest
+---| "FOK"  # fill or kill: fill everything now or nothing
+
+---@alias runner.OrderStatus
+---| "PENDING"           # sent; the outcome is not known yet
+---| "NEW"               # accepted, resting on the book
+---| "PARTIALLY_FILLED"
+---| "FILLED"
+---| "CANCELED"
+---| "REJECTED"
+---| "EXPIRED"           # IOC/FOK remainder, or expired by the exchange
+
+---@alias runner.ErrorCode
+---| "rate_limited"    # the budget would be exceeded and the call's wait deadline passed; nothing was sent
+---| "backoff"         # the exchange asked everyone to wait (429); `retry_after_ms` says how long; nothing was sent
+---| "banned"          # the IP is banned (418) until `retry_after_ms`; nothing was sent
+---| "invalid_order"   # refused locally by a filter or a bad parameter; nothing was sent, no weight spent
+---| "rejected"        # the exchange refused it; `exchange_code` holds its code (e.g. -2010)
+---| "unknown_status"  # sent, but the outcome is not known yet (timeout, 5xx); `on_order` will tell
+---| "network"         # could not reach the exchange; nothing is known to have arrived
+---| "stopped"         # the runtime is shutting down
+
+---@alias runner.StopReason
+---| "shutdown"        # the process is stopping (Ctrl-C, signal)
+---| "duration"        # `--duration` elapsed
+---| "error"           # the strategy faulted too often and was stopped
+---| "reload-removed"  # the file was removed or no longer loads as a strategy on reload
+
+---@alias runner.LedgerState
+---| "normal"
+---| "throttled"  # the exchange answered 429: nothing is sent until `resume_at`
+---| "banned"     # the exchange answered 418: nothing is sent until `resume_at`
+
+---@alias runner.PoolType
+---| "REQUEST_WEIGHT"  # per IP, REST and WebSocket API together
+---| "ORDERS"          # unfilled order count, per account
+---| "RAW_REQUESTS"    # every request counts 1, per IP
+---| "CONNECTIONS"     # WebSocket connection attempts, per IP
+
+---@alias runner.Stream
+---| "book"      # best bid/ask of each symbol -> on_book
+---| "depth"     # the host-maintained local order book -> on_depth
+---| "trade"     # every trade -> on_trade
+---| "kline_1m"  # candles of that interval -> on_kline ("kline_1s", "kline_5m", "kline_1h", ... also accepted)
+---| string
+
+---------------------------------------------------------------------------------------------------------------------
+-- Shapes
+
+--- Best bid and ask. From the `book` stream (`on_book`, `market.quote`) or REST (`market.book_ticker`, which has
+--- no `update_id`/`time`). An empty side reads as price 0 and quantity 0.
+---@class runner.Quote
+---@field symbol string
+---@field bid number best bid price
+---@field bid_qty number quantity at the best bid
+---@field ask number best ask price
+---@field ask_qty number quantity at the best ask
+---@field update_id? integer the exchange's book update id (streamed quotes)
+---@field time? integer exchange time in ms (streamed quotes)
+
+--- One price level: `{price, qty}`.
+---@class runner.Level
+---@field [1] number price
+---@field [2] number quantity
+
+--- An order book. Bids best (highest) first, asks best (lowest) first.
+---@class runner.Depth
+---@field symbol string
+---@field update_id integer the exchange's last update id included
+---@field bids runner.Level[]
+---@field asks runner.Level[]
+
+---@class runner.Ticker
+---@field symbol string
+---@field price number last traded price
+
+---@class runner.Trade
+---@field symbol string
+---@field id integer the exchange's trade id
+---@field price number
+---@field qty number
+---@field time integer exchange time in ms
+---@field buyer_maker boolean true when the buyer's order was resting (the trade was a sell into the bid)
+
+--- A candle from `market.klines`.
+---@class runner.Kline
+---@field open_time integer ms
+---@field open number
+---@field high number
+---@field low number
+---@field close number
+---@field volume number base asset volume
+---@field close_time integer ms
+
+--- A candle from a `kline_<interval>` stream (`on_kline`). Updates arrive while the candle forms; `closed` is true
+--- on its final update.
+---@class runner.KlineEvent: runner.Kline
+---@field symbol string
+---@field interval string e.g. "1m"
+---@field closed boolean
+
+--- A symbol's trading rules as numbers (from the cached exchange info). A zero `max_qty` or `min_notional` means
+--- "no bound". Prices must be multiples of `tick_size`, quantities multiples of `step_size`.
+---@class runner.SymbolInfo
+---@field symbol string
+---@field base string base asset, e.g. "BTC"
+---@field quote string quote asset, e.g. "USDT"
+---@field tick_size number price grid
+---@field step_size number quantity grid
+---@field min_qty number
+---@field max_qty number
+---@field min_notional number least price x quantity
+---@field status string "TRADING", "HALT", "BREAK", ...
+---@field min_price number PRICE_FILTER lower bound (0: none)
+---@field max_price number PRICE_FILTER upper bound (0: none)
+---@field max_notional number largest price x quantity (0: none)
+---@field base_precision integer decimals the exchange uses for the base asset
+---@field quote_precision integer decimals the exchange uses for the quote asset
+
+--- Per-call options, passed as the last argument of a call that may wait for budget.
+---@class runner.CallOptions
+---@field wait_ms? integer how long this call may wait for ledger budget before failing with `rate_limited` (0: fail at once if the budget is not there now). Defaults to the strategy's `max_wait_ms` (market data) or `order_wait_ms` (orders).
+
+--- What `orders.place{...}` takes.
+---@class runner.OrderRequest
+---@field symbol string
+---@field side runner.Side
+---@field type runner.OrderType
+---@field quantity? number base quantity, on the step grid (`market.round_qty`); required except for MARKET with `quote_quantity`
+---@field price? number limit price, on the tick grid (`market.round_price`); required for LIMIT and LIMIT_MAKER
+---@field tif? runner.TimeInForce LIMIT only; default "GTC"
+---@field client_id? string your id for the order (1-36 of `A-Za-z0-9-_`, unique among your open orders); minted by the host when absent. Recorded before sending, so an order whose outcome is unknown can still be found.
+---@field quote_quantity? number MARKET only: spend (BUY) or receive (SELL) this much of the quote asset
+---@field wait_ms? integer budget wait for this call (default: the strategy's `order_wait_ms`)
+
+--- An order of this strategy, as the host knows it.
+---@class runner.Order
+---@field id? integer the exchange's order id (nil until the exchange has acknowledged it)
+---@field client_id string
+---@field symbol string
+---@field side runner.Side
+---@field type runner.OrderType
+---@field tif? runner.TimeInForce
+---@field status runner.OrderStatus
+---@field price number limit price (0 for MARKET)
+---@field quantity number ordered base quantity
+---@field filled_qty number cumulative filled base quantity
+---@field filled_quote number cumulative filled quote amount (price x qty summed over fills)
+---@field avg_price number average fill price (0 before the first fill)
+---@field last_fill_qty number quantity of the latest fill (0 if the change was not a fill)
+---@field last_fill_price number price of the latest fill
+---@field commission? number commission charged on the latest fill
+---@field commission_asset? string the asset that commission was charged in
+---@field reject_reason? string why the exchange rejected it
+---@field time integer creation time, exchange ms
+---@field update_time integer time of the latest change, exchange ms
+
+--- An expected failure (the second return value of a failed call). `tostring(err)` gives `"<code>: <message>"`.
+---@class runner.Error
+---@field code runner.ErrorCode
+---@field message string human-readable detail (for `invalid_order`: the filter and the nearest valid values)
+---@field retry_after_ms? integer for `rate_limited`, `backoff` and `banned`: how long until trying again makes sense
+---@field exchange_code? integer for `rejected`: the exchange's error code (e.g. -2010)
+
+---@class runner.Balance
+---@field free number available
+---@field locked number held by open orders
+
+--- One pool of the shared ledger, in its current fixed window.
+---@class runner.Pool
+---@field type runner.PoolType
+---@field interval "SECOND"|"MINUTE"|"HOUR"|"DAY" the window's unit
+---@field interval_num integer the window's length in units: `{interval = "SECOND", interval_num = 10}` is 10 s
+---@field limit integer
+---@field used integer spent in the current window (by every strategy, and by anyone else the exchange reports)
+---@field resets_at integer exchange time (ms) when the current window ends
+---@field peak integer the highest `used` seen in any window since start
+
+--- What this strategy spent in the current windows.
+---@class runner.LedgerUsage
+---@field weight integer request weight in the current window
+---@field orders integer orders in the current window
+---@field total_weight integer request weight since start
+---@field total_orders integer orders since start
+
+---@class runner.LedgerStatus
+---@field state runner.LedgerState
+---@field resume_at? integer exchange time (ms) when sending resumes (throttled or banned)
+---@field pools runner.Pool[]
+---@field mine runner.LedgerUsage
+---@field throttled_count integer 429 answers received since start (should stay 0)
+---@field banned_count integer 418 answers received since start (should stay 0)
+
+---------------------------------------------------------------------------------------------------------------------
+-- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.
+
+---@class runner.Strategy
+---@field name? string default: the file name without `.lua`; unique within one process
+---@field symbols? string[] the symbols this strategy trades or watches, e.g. `{ "BTCUSDT", "ETHBTC" }`
+---@field streams? runner.Stream[] market streams for every symbol in `symbols`: "book", "depth", "trade", "kline_1m", ...
+---@field max_wait_ms? integer how long market-data calls may wait for budget (default 5000)
+---@field order_wait_ms? integer how long order calls may wait for budget (default 1000)
+---@field on_start? fun() called once after loading (not after a hot reload)
+---@field on_book? fun(q: runner.Quote) best bid/ask changed (stream "book"); quotes coalesce per symbol when the strategy is busy: you always get the latest
+---@field on_depth? fun(symbol: string) the local book of `symbol` changed (stream "depth"); pull it with `market.book(symbol, n)`
+---@field on_trade? fun(t: runner.Trade) a trade printed (stream "trade")
+---@field on_kline? fun(k: runner.KlineEvent) a candle updated (stream "kline_<interval>")
+---@field on_order? fun(o: runner.Order) an order of THIS strategy changed; never dropped, in order
+---@field on_timer? fun(name: string) a timer set with `timer.every` / `timer.after` fired
+---@field on_reload? fun() called on the NEW version after a hot reload (instead of `on_start`); `state`, orders and timers are kept
+---@field on_stop? fun(reason: runner.StopReason) the strategy is stopping
+
+---------------------------------------------------------------------------------------------------------------------
+-- state
+
+--- A plain table the host keeps across hot reloads and restarts (saved as JSON under the state dir). Only numbers,
+--- strings, booleans and nested tables are kept. Initialise defensively: `state.fills = state.fills or 0`.
+--- Prefer string keys for maps (JSON objects) and dense 1..n arrays for lists.
+---@type table<string, any>
+state = {}
+
+---------------------------------------------------------------------------------------------------------------------
+-- market
+
+--- Market data: REST calls (cost weight, may wait for budget) and the host's streamed views (free).
+market = {}
+
+--- Latest price of `symbol`.
+---
+--- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
+---@param symbol string
+---@param opts? runner.CallOptions
+---@return runner.Ticker? ticker
+---@return runner.Error? err
+function market.ticker(symbol, opts) end
+
+--- Best bid and ask of `symbol`, fetched now. Prefer `market.quote` (free) when the strategy streams "book".
+---
+--- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
+---@param symbol string
+---@param opts? runner.CallOptions
+---@return runner.Quote? quote
+---@return runner.Error? err
+function market.book_ticker(symbol, opts) end
+
+--- An order book snapshot of `symbol`, `limit` levels per side (default 100, at most 5000). Prefer `market.book`
+--- (free) when the strategy streams "depth".
+---
+--- Cost: REST, weight by limit: 1-100: 5 · 101-500: 25 · 501-1000: 50 · 1001-5000: 250. Blocking; waits for budget up
+--- to `max_wait_ms`.
+---@param symbol string
+---@param limit? integer
+---@param opts? runner.CallOptions
+---@return runner.Depth? depth
+---@return runner.Error? err
+function market.depth(symbol, limit, opts) end
+
+--- Candles of `symbol`, oldest first. `interval` is the exchange's: "1s", "1m", "3m", "5m", "15m", "30m", "1h",
+--- "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M". `limit` default 100, at most 1000.
+---
+--- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
+---@param symbol string
+---@param interval string
+---@param limit? integer
+---@param opts? runner.CallOptions
+---@return runner.Kline[]? klines
+---@return runner.Error? err
+function market.klines(symbol, interval, limit, opts) end
+
+--- Recent trades of `symbol`, oldest first (`limit` default 100, at most 1000).
+---
+--- Cost: REST, weight 25. Blocking; waits for budget up to `max_wait_ms`.
+---@param symbol string
+---@param limit? integer
+---@param opts? runner.CallOptions
+---@return runner.Trade[]? trades
+---@return runner.Error? err
+function market.trades(symbol, limit, opts) end
+
+--- The latest streamed best bid/ask of `symbol` (same shape as `on_book`), or nil before the first event. Needs the
+--- "book" stream for that symbol.
+---
+--- Cost: none (the host's state). Never blocks.
+---@param symbol string
+---@return runner.Quote?
+function market.quote(symbol) end
+
+--- The host's stream-maintained order book of `symbol`, `levels` per side (default 20), or nil while the
+--- book is not in sync (start-up, after a sequence gap). Needs the "depth" stream for that symbol.
+---
+--- Cost: none (the host's state). Never blocks.
+---@param symbol string
+---@param levels? integer
+---@return runner.Depth?
+function market.book(symbol, levels) end
+
+--- Trading rules of `symbol` (tick and step grids, minimums), as numbers.
+---
+--- Cost: none (cached exchange info). Never blocks.
+---@param symbol string
+---@return runner.SymbolInfo
+function market.info(symbol) end
+
+--- The nearest price to `price` on `symbol`'s tick grid.
+---
+--- Cost: none. Never blocks.
+---@param symbol string
+---@param price number
+---@return number
+function market.round_price(symbol, price) end
+
+--- The largest quantity on `symbol`'s step grid not above `qty` (rounds down: never more than you meant or hold).
+---
+--- Cost: none. Never blocks.
+---@param symbol string
+---@param qty number
+---@return number
+function market.round_qty(symbol, qty) end
+
+--- The symbols the exchange lists (from the cached exchange info).
+---
+--- Cost: none. Never blocks.
+---@return string[]
+function market.symbols() end
+
+---------------------------------------------------------------------------------------------------------------------
+-- orders
+
+--- This strategy's orders. Prices and quantities must be on the symbol's grid (float noise is tolerated and
+--- converted exactly); an off-grid value is refused with `invalid_order` before anything is sent.
+orders = {}
+
+--- Places an order. Returns the order as the exchange acknowledged it (IOC/FOK and MARKET orders usually come back
+--- final); later changes arrive in `on_order`.
+---
+--- ```lua
+--- local o, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 60000, quantity = 0.001,
+---                              tif = "IOC", client_id = "tri-42-1" }
+--- if not o then log.warn("place failed: %s", tostring(err)) end
+--- ```
+---
+--- Cost: order pools (+1 unfilled order) and REST weight 1 (0 when accepted). Blocking; waits for budget up to
+--- `order_wait_ms` (or the request's `wait_ms`).
+---@param request runner.OrderRequest
+---@return runner.Order? order
+---@return runner.Error? err
+function orders.place(request) end
+
+--- Cancels one order; `id` is the exchange's order id (integer) or your client id (string).
+---
+--- Cost: REST weight 1 (0 when accepted); cancels go first in the ledger. Blocking; waits for budget up to
+--- `order_wait_ms`.
+---@param symbol string
+---@param id integer|string
+---@param opts? runner.CallOptions
+---@return runner.Order? order
+---@return runner.Error? err
+function orders.cancel(symbol, id, opts) end
+
+--- Cancels every open order of this strategy on `symbol`.
+---
+--- Cost: REST weight 1 (0 when accepted). Blocking; waits for budget up to `order_wait_ms`.
+---@param symbol string
+---@param opts? runner.CallOptions
+---@return runner.Order[]? cancelled
+---@return runner.Error? err
+function orders.cancel_all(symbol, opts) end
+
+--- One order of this strategy by exchange id or client id: from the host's own order state when it is current,
+--- else from the exchange.
+---
+--- Cost: none when the host's state is current, else REST weight 4. May block (only when it asks the exchange).
+---@param symbol string
+---@param id integer|string
+---@param opts? runner.CallOptions
+---@return runner.Order? order
+---@return runner.Error? err
+function orders.get(symbol, id, opts) end
+
+--- This strategy's open orders (on `symbol`, or on every symbol), from the host's order state.
+---
+--- Cost: none. Never blocks.
+---@param symbol? string
+---@return runner.Order[]
+function orders.open(symbol) end
+
+---------------------------------------------------------------------------------------------------------------------
+-- account
+
+account = {}
+
+--- Balances by asset: `{ BTC = {free = 1.5, locked = 0.1}, ... }`, from the host's account state (kept current by
+--- the user-data stream).
+---
+--- Cost: none (REST weight 20 only when the host must resync). Never blocks in the normal case.
+---@return table<string, runner.Balance>
+function account.balances() end
+
+---------------------------------------------------------------------------------------------------------------------
+-- ledger
+
+ledger = {}
+
+--- The shared rate-limit ledger: backoff state, every pool's use in its current window, and what this strategy
+--- spent. Use it to slow down before the budget runs out.
+---
+--- Cost: none. Never blocks.
+---@return runner.LedgerStatus
+function ledger.status() end
+
+---------------------------------------------------------------------------------------------------------------------
+-- clock
+
+clock = {}
+
+--- Now, in milliseconds since the epoch, on the exchange's clock (server-time offset applied). Use it to compare
+--- with event and order times.
+---
+--- Cost: none. Never blocks.
+---@return integer
+function clock.now() end
+
+---------------------------------------------------------------------------------------------------------------------
+-- timer
+
+--- Named timers, owned by the host: they survive hot reloads and fire `on_timer(name)` on the current version.
+--- Registering a name again replaces the old timer.
+timer = {}
+
+--- Calls `on_timer(name)` every `ms` milliseconds.
+---@param ms integer
+---@param name string
+function timer.every(ms, name) end
+
+--- Calls `on_timer(name)` once, after `ms` milliseconds.
+---@param ms integer
+---@param name string
+function timer.after(ms, name) end
+
+--- Cancels the timer `name` (no error if there is none).
+---@param name string
+function timer.cancel(name) end
+
+---------------------------------------------------------------------------------------------------------------------
+-- log
+
+--- The host's log, tagged with the strategy's name. Arguments are formatted like `string.format`. `print` also
+--- writes to the log (at info).
+log = {}
+
+---@param fmt string
+---@param ... any
+function log.debug(fmt, ...) end
+
+---@param fmt string
+---@param ... any
+function log.info(fmt, ...) end
+
+---@param fmt string
+---@param ... any
+function log.warn(fmt, ...) end
+
+---@param fmt string
+---@param ... any
+function log.error(fmt, ...) end
+
+---------------------------------------------------------------------------------------------------------------------
+-- The sandbox: only string, table, math, utf8, coroutine and this part of os exist. No io, no debug, no package,
+-- no dofile/loadfile; load() accepts text chunks only.
+
+--- The safe subset of `os`.
+os = {}
+
+--- Seconds since the epoch (local machine clock), or the time of a date table.
+---@param t? table
+---@return integer
+function os.time(t) end
+
+--- CPU seconds used by this process.
+---@return number
+function os.clock() end
+
+--- Formats a time like C's strftime (`"!%Y-%m-%d %H:%M:%S"` for UTC), or returns a date table with `"*t"`/`"!*t"`.
+---@param format? string
+---@param time? integer
+---@return string|osdate
+function os.date(format, time) end
+
+--- Loads a module by name from `stdlib/` or the strategy's own folder (names like `indicators` or `my.helpers`,
+--- lower case, dots for sub-folders). Files a strategy requires are watched for hot reload too.
+---@param modname string
+---@return any
+function require(modname) end
