@@ -429,6 +429,8 @@ pub struct UserDataFrame {
     pub event: UserDataEvent,
 }
 
+// Events are parsed and consumed one at a time; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e")]
 pub enum UserDataEvent {
