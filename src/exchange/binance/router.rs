@@ -338,3 +338,75 @@ mod tests {
         assert_eq!(stream_name("garbage"), None);
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    use super::*;
+    use crate::exchange::binance::gateway::{GatewayConfig, Shutdown};
+    use crate::exchange::binance::profile::{Credentials, Profile};
+    use crate::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+
+    struct CountingSink(AtomicU64);
+
+    impl EventSink for CountingSink {
+        fn market(&self, _: MarketEvent) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+        fn order(&self, _: crate::exchange::Order) {}
+    }
+
+    /// Frame → parsed quote → latest-quote table → sink. Run with
+    /// `cargo test --release --lib book_ticker_frames_per_second -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "measurement; run in release"]
+    async fn book_ticker_frames_per_second() {
+        let ledger = Ledger::new(
+            limits::binance_spot_defaults(),
+            LedgerConfig::default(),
+            Arc::new(TokioClock::new()),
+        );
+        let profile = Profile::custom(
+            "http://127.0.0.1:1",
+            "ws://127.0.0.1:1",
+            "ws://127.0.0.1:1/x",
+            Credentials::new("k", "s"),
+        );
+        let config = GatewayConfig {
+            recv_window_ms: 5000,
+            request_timeout: Duration::from_secs(1),
+        };
+        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).unwrap());
+        let entry: crate::exchange::binance::wire::SymbolEntry = serde_json::from_str(
+            r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
+            "quotePrecision":8,"quoteAssetPrecision":8,"filters":[]}"#,
+        )
+        .unwrap();
+        let router = Arc::new(Router::new(gateway, Arc::new(SymbolTable::from_entries(&[entry])), 100));
+        let sink = Arc::new(CountingSink(AtomicU64::new(0)));
+        router.set_sink(sink.clone());
+        let frames: Vec<String> = (0..300_000u64)
+            .map(|u| {
+                format!(
+                    r#"{{"stream":"btcusdt@bookTicker","data":{{"u":{u},"s":"BTCUSDT","b":"6{u}.10","B":"1.5","a":"6{u}.20","A":"2.25"}}}}"#
+                )
+            })
+            .collect();
+        // Update ids rise, so every frame is a new quote delivered to the sink.
+        let rounds = 1;
+        let started = std::time::Instant::now();
+        for frame in &frames {
+            router.on_frame(frame);
+        }
+        let elapsed = started.elapsed();
+        let events = sink.0.load(Ordering::Relaxed);
+        println!(
+            "{} frames in {:?}: {:.0} frames/s, {:.0} ns/frame; {} events delivered",
+            rounds * frames.len(),
+            elapsed,
+            (rounds * frames.len()) as f64 / elapsed.as_secs_f64(),
+            elapsed.as_nanos() as f64 / (rounds * frames.len()) as f64,
+            events
+        );
+        assert_eq!(events, frames.len() as u64);
+    }
+}

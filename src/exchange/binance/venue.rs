@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -88,6 +88,8 @@ pub struct BinanceVenue {
     /// Order events learned before `start` gave us a sink (they must never be dropped).
     queued: Mutex<Vec<Order>>,
     user_stream_up: AtomicBool,
+    /// Times the user stream has been subscribed; after the first, balances may have been missed.
+    user_subscriptions: AtomicU64,
     /// Client ids with a lookup under way.
     resolving: Mutex<HashSet<String>>,
     started: AtomicBool,
@@ -179,6 +181,7 @@ impl BinanceVenue {
             sink: RwLock::new(None),
             queued: Mutex::new(Vec::new()),
             user_stream_up: AtomicBool::new(false),
+            user_subscriptions: AtomicU64::new(0),
             resolving: Mutex::new(HashSet::new()),
             started: AtomicBool::new(false),
         }))
@@ -313,6 +316,22 @@ impl BinanceVenue {
         }
     }
 
+    /// Re-reads the account (charged) after a user-stream outage: balance pushes may have been missed.
+    fn spawn_balance_resync(&self) {
+        let Some(venue) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match venue.rest().account(CLIENT_STRATEGY, LOOKUP_WAIT).await {
+                Ok(account) => {
+                    *venue.balances.write() = to_balances(&account.balances);
+                    if let Some(sink) = venue.sink.read().as_ref() {
+                        sink.balances_changed();
+                    }
+                }
+                Err(e) => tracing::warn!("balance resync after a user-stream outage failed: {e}"),
+            }
+        });
+    }
+
     fn owned(&self, strategy: &str, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.registry
             .find(order)
@@ -380,6 +399,9 @@ impl UserDataHandler for BinanceVenue {
     fn on_subscribed(&self) {
         self.user_stream_up.store(true, Ordering::Relaxed);
         self.resync_orders();
+        if self.user_subscriptions.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.spawn_balance_resync();
+        }
     }
 
     fn on_down(&self) {

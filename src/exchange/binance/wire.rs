@@ -429,7 +429,7 @@ pub struct UserDataFrame {
     pub event: UserDataEvent,
 }
 
-// Events are parsed and consumed one at a time; boxing the big variant would buy nothing.
+// Each event is parsed once and consumed at once; boxing the large variant would only add an allocation.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e")]
