@@ -1,6 +1,5 @@
 //! The commands behind `main`: each returns a typed error that `main` maps to an exit code.
 
-
 use crate::cli::{CheckArgs, Cli, Command, LogFormat, SimArgs};
 use crate::config::{self, CommonConfig, ConfigError, RunConfig};
 use crate::engine::{self, EngineError};
@@ -57,8 +56,11 @@ fn check(args: CheckArgs) -> Result<(), AppError> {
     config::check_strategy_files(&args.strategies)?;
     let common = CommonConfig::resolve(&args.common, None)?;
     init_tracing(common.log_format);
-    let host_config = HostConfig { stdlib_dir: common.stdlib_dir, ..HostConfig::default() };
-    let symbols = sim::SimConfig::default().symbol_names();
+    let host_config = HostConfig {
+        stdlib_dir: common.stdlib_dir,
+        ..HostConfig::default()
+    };
+    let symbols: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
     let known = |s: &str| symbols.iter().any(|k| k == s);
     let mut failures = Vec::new();
     for path in &args.strategies {
@@ -73,7 +75,11 @@ fn check(args: CheckArgs) -> Result<(), AppError> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(AppError::Check(format!("{} of {} strategies failed the check", failures.len(), args.strategies.len())))
+        Err(AppError::Check(format!(
+            "{} of {} strategies failed the check",
+            failures.len(),
+            args.strategies.len()
+        )))
     }
 }
 
@@ -90,15 +96,23 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             api_key = sim::PAPER_API_KEY,
             "simulated exchange listening (Ctrl-C stops it)"
         );
-        let config = sim::SimConfig { seed: args.seed, ..sim::SimConfig::default() };
-        sim::serve(config, listener, shutdown_signal()).await.map_err(|e| AppError::Sim(e.to_string()))
+        let config = sim::SimConfig {
+            seed: args.seed,
+            ..sim::SimConfig::default()
+        };
+        sim::serve(config, listener, shutdown_signal())
+            .await
+            .map_err(|e| AppError::Sim(e.to_string()))
     })
 }
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     // A second initialisation (tests calling twice) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -129,4 +143,3 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
 }
-

@@ -121,10 +121,10 @@ pub struct CommonArgs {
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Where the ledger, the order journal and strategy state persist [default: ./state].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RUNNER_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Folder of the Lua modules strategies can `require` [default: ./stdlib].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "RUNNER_STDLIB")]
     pub stdlib: Option<PathBuf>,
 }
 

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::cli::Mode;
-use crate::config::{Endpoints, RunConfig};
+use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::{CallCtx, EventSink, Venue};
@@ -52,11 +52,17 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
         limits::binance_spot_defaults(),
-        LedgerConfig { state_dir: Some(config.state_dir.clone()), ..LedgerConfig::default() },
+        LedgerConfig {
+            state_dir: Some(config.state_dir.clone()),
+            ..LedgerConfig::default()
+        },
         Arc::new(TokioClock::new()),
     );
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
-    let options = ClientOptions { state_dir: Some(config.state_dir.clone()), ..ClientOptions::default() };
+    let options = ClientOptions {
+        state_dir: Some(config.state_dir.clone()),
+        ..ClientOptions::default()
+    };
     let venue = BinanceVenue::connect(profile, ledger.clone(), options)
         .await
         .map_err(|e| EngineError::Connect(e.to_string()))?;
@@ -69,7 +75,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     let host = Host::new(venue_dyn.clone(), host_config);
     let sink: Arc<dyn EventSink> = host.clone();
-    venue.start(sink).await.map_err(|e| EngineError::Connect(e.to_string()))?;
+    venue
+        .start(sink)
+        .await
+        .map_err(|e| EngineError::Connect(e.to_string()))?;
 
     for path in &config.strategies {
         if let Err(e) = host.add(path).await {
@@ -91,7 +100,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     } else {
         None
     };
-    let status = config.status_every.map(|every| tokio::spawn(status_lines(host.clone(), venue_dyn.clone(), every)));
+    let status = config
+        .status_every
+        .map(|every| tokio::spawn(status_lines(host.clone(), venue_dyn.clone(), every)));
 
     let end = wait_for_end(&config, &host, shutdown).await;
     tracing::info!(reason = ?end, "stopping");
@@ -112,10 +123,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     let summary = Summary::collect(&host, &venue_dyn, end);
     venue.shutdown().await;
-    autosave.abort();
-    if let Err(e) = ledger.save() {
-        tracing::warn!(error = %e, "could not save the ledger state");
-    }
+    // Stopping the autosave writes the final state.
+    autosave.stop().await;
     if let Some(sim) = paper {
         sim.shutdown().await;
     }
@@ -126,17 +135,19 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
 async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::SimHandle>), EngineError> {
     let (mut profile, paper) = match config.mode {
         Mode::Paper => {
-            let sim_config = sim::SimConfig { seed: config.seed, ..sim::SimConfig::default() };
+            let sim_config = sim::SimConfig {
+                seed: config.seed,
+                ..sim::SimConfig::default()
+            };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(|e| EngineError::Sim(e.to_string()))?;
-            let profile = Profile {
-                kind: ProfileKind::Paper,
-                rest_url: handle.rest_url(),
-                ws_url: handle.ws_url(),
-                ws_api_url: handle.ws_api_url(),
-                credentials: Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
-            };
+            let profile = Profile::paper(
+                &handle.rest_url(),
+                &handle.ws_url(),
+                &handle.ws_api_url(),
+                Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+            );
             (profile, Some(handle))
         }
         Mode::Testnet => (Profile::testnet(credentials(ProfileKind::Testnet)?), None),
@@ -146,24 +157,13 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::Si
             (Profile::live(creds), None)
         }
     };
-    apply_endpoints(&mut profile, &config.endpoints);
+    let e = &config.endpoints;
+    profile = profile.with_urls(e.rest_url.as_deref(), e.ws_url.as_deref(), e.ws_api_url.as_deref());
     Ok((profile, paper))
 }
 
 fn credentials(kind: ProfileKind) -> Result<Credentials, EngineError> {
     Credentials::from_env(kind).map_err(|e| EngineError::Credentials(e.to_string()))
-}
-
-fn apply_endpoints(profile: &mut Profile, endpoints: &Endpoints) {
-    if let Some(url) = &endpoints.rest_url {
-        profile.rest_url = url.clone();
-    }
-    if let Some(url) = &endpoints.ws_url {
-        profile.ws_url = url.clone();
-    }
-    if let Some(url) = &endpoints.ws_api_url {
-        profile.ws_api_url = url.clone();
-    }
 }
 
 async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Future<Output = ()>) -> EndReason {
@@ -192,12 +192,17 @@ async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Futur
 /// Cancels what the strategies left open, each order under its owner's name.
 async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) {
     for name in strategies {
-        let ctx = CallCtx { strategy: name.as_str().into(), wait: Duration::from_secs(5) };
+        let ctx = CallCtx {
+            strategy: name.as_str().into(),
+            wait: Duration::from_secs(5),
+        };
         let symbols: std::collections::BTreeSet<String> =
             venue.open_orders(name, None).into_iter().map(|o| o.symbol).collect();
         for symbol in symbols {
             match venue.cancel_all(&ctx, &symbol).await {
-                Ok(cancelled) => tracing::info!(strategy = %name, %symbol, count = cancelled.len(), "cancelled open orders on exit"),
+                Ok(cancelled) => {
+                    tracing::info!(strategy = %name, %symbol, count = cancelled.len(), "cancelled open orders on exit")
+                }
                 Err(e) => tracing::warn!(strategy = %name, %symbol, error = %e, "could not cancel open orders on exit"),
             }
         }
@@ -217,7 +222,11 @@ impl ReloadTarget for HostReloader {
     }
 
     async fn reload(&self, name: &str) -> Result<Duration, String> {
-        self.0.reload(name).await.map(|outcome| outcome.took).map_err(|e| e.to_string())
+        self.0
+            .reload(name)
+            .await
+            .map(|outcome| outcome.swap)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -296,13 +305,19 @@ impl Summary {
                     orders_cancelled: s.orders_cancelled,
                     orders_rejected: s.orders_rejected,
                     errors: s.errors,
-                    pnl: s.asset_flows,
+                    pnl: s.flows,
                     weight_used: ledger.mine.total_weight,
                     peak_weight_pct,
                 }
             })
             .collect();
-        Summary { end, venue: venue.name().to_string(), strategies, throttled, banned }
+        Summary {
+            end,
+            venue: venue.name().to_string(),
+            strategies,
+            throttled,
+            banned,
+        }
     }
 }
 
@@ -310,7 +325,11 @@ fn format_flows(flows: &BTreeMap<String, f64>) -> String {
     if flows.is_empty() {
         return "-".into();
     }
-    flows.iter().map(|(asset, v)| format!("{v:+.8} {asset}")).collect::<Vec<_>>().join(", ")
+    flows
+        .iter()
+        .map(|(asset, v)| format!("{v:+.8} {asset}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl fmt::Display for Summary {
@@ -320,11 +339,25 @@ impl fmt::Display for Summary {
             writeln!(
                 f,
                 "  {}: orders placed {}, filled {}, cancelled {}, rejected {}; open {}; errors {}",
-                s.name, s.orders_placed, s.orders_filled, s.orders_cancelled, s.orders_rejected, s.open_orders, s.errors
+                s.name,
+                s.orders_placed,
+                s.orders_filled,
+                s.orders_cancelled,
+                s.orders_rejected,
+                s.open_orders,
+                s.errors
             )?;
             writeln!(f, "    realised PnL (net flows): {}", format_flows(&s.pnl))?;
-            writeln!(f, "    weight used {}; peak weight window {:.1} % of the limit", s.weight_used, s.peak_weight_pct)?;
+            writeln!(
+                f,
+                "    weight used {}; peak weight window {:.1} % of the limit",
+                s.weight_used, s.peak_weight_pct
+            )?;
         }
-        write!(f, "  exchange throttles (429): {}, bans (418): {}", self.throttled, self.banned)
+        write!(
+            f,
+            "  exchange throttles (429): {}, bans (418): {}",
+            self.throttled, self.banned
+        )
     }
 }

@@ -101,16 +101,29 @@ async fn reload_keeps_state_timers_and_every_event() {
         swaps.push(outcome.swap);
     }
     feeder.await.unwrap();
-    wait_for("every order event", LONG, || stats(&host, "live").events_handled >= ORDERS).await;
-    wait_for("the reload reports", LONG, || venue.reports("live", "reload:").len() == 10).await;
+    wait_for("every order event", LONG, || {
+        stats(&host, "live").events_handled >= ORDERS
+    })
+    .await;
+    wait_for("the reload reports", LONG, || {
+        venue.reports("live", "reload:").len() == 10
+    })
+    .await;
     let reloads = venue.reports("live", "reload:");
-    assert_eq!(reloads.first().map(String::as_str), Some("reload:v2:2"), "state carried into the new VM");
+    assert_eq!(
+        reloads.first().map(String::as_str),
+        Some("reload:v2:2"),
+        "state carried into the new VM"
+    );
     assert_eq!(reloads.last().map(String::as_str), Some("reload:v11:11"));
     assert_eq!(venue.reports("live", "start:").len(), 1, "on_reload, not on_start");
 
     // Timers registered by v1 now fire on the current version.
     let ticks_then = stats(&host, "live").events_handled;
-    wait_for("timer ticks after the reloads", LONG, || stats(&host, "live").events_handled > ticks_then + 2).await;
+    wait_for("timer ticks after the reloads", LONG, || {
+        stats(&host, "live").events_handled > ticks_then + 2
+    })
+    .await;
     host.stop_all(StopReason::Shutdown).await;
     let state = saved_state(&files);
     assert_eq!(state["orders"], ORDERS, "no order event lost across ten swaps");
@@ -142,7 +155,10 @@ async fn a_failed_reload_keeps_the_running_version() {
 
     // Still version 1: its on_book runs, its timer ticks, and the failed candidate's timer never started.
     host.market(MarketEvent::Book(quote("BTCUSDT", 1.0, 5)));
-    wait_for("the old version to go on", LONG, || stats(&host, "live").events_handled > 3).await;
+    wait_for("the old version to go on", LONG, || {
+        stats(&host, "live").events_handled > 3
+    })
+    .await;
     assert!(stats(&host, "live").running);
     assert!(venue.reports("live", "reload:").is_empty());
     host.stop_all(StopReason::Shutdown).await;
@@ -181,5 +197,9 @@ async fn reload_follows_changed_subscriptions_and_required_files() {
     // A stop is handled after the event in hand, so once the inbox is empty the quote is in.
     wait_for("the quote to be taken", LONG, || stats(&host, "live").pending == 0).await;
     host.stop_all(StopReason::Shutdown).await;
-    assert_eq!(saved_state(&files)["last_quote"], 77, "the newly subscribed symbol arrives, others do not");
+    assert_eq!(
+        saved_state(&files)["last_quote"],
+        77,
+        "the newly subscribed symbol arrives, others do not"
+    );
 }

@@ -23,8 +23,7 @@ pub fn runner(state_dir: &Path) -> Command {
         .env_remove("BINANCE_API_SECRET")
         .env_remove("BINANCE_TESTNET_API_KEY")
         .env_remove("BINANCE_TESTNET_API_SECRET")
-        .arg("--state-dir")
-        .arg(state_dir);
+        .env("RUNNER_STATE_DIR", state_dir);
     cmd
 }
 
@@ -103,7 +102,7 @@ impl Running {
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
             self.seen.push(line);
         }
-        (status, self.seen)
+        (status, std::mem::take(&mut self.seen))
     }
 
     /// Sends SIGTERM, as a service manager would.
