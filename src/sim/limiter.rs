@@ -2,12 +2,16 @@
 //! when a request takes a pool over its limit, 418 with an escalating ban for any request sent
 //! during a 429 wait or a ban. Also keeps the per-window peaks the tests assert on.
 
+use std::collections::VecDeque;
+
 use serde::Serialize;
 
 use super::error::{ApiErr, RetryAfter};
 use crate::ledger::limits::{PoolKind, RateLimit};
 
 const MAX_BAN_MS: i64 = 3 * 86_400_000;
+/// Finished windows remembered per pool for the stats.
+const WINDOW_HISTORY: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Pool {
@@ -16,6 +20,7 @@ struct Pool {
     count: u64,
     peak: u64,
     peak_window_start: i64,
+    history: VecDeque<WindowUsage>,
 }
 
 impl Pool {
@@ -26,12 +31,22 @@ impl Pool {
             count: 0,
             peak: 0,
             peak_window_start: 0,
+            history: VecDeque::new(),
         }
     }
 
     fn roll(&mut self, now: i64) {
         let start = self.limit.interval.window_start(now);
         if start != self.window_start {
+            if self.count > 0 {
+                if self.history.len() == WINDOW_HISTORY {
+                    self.history.pop_front();
+                }
+                self.history.push_back(WindowUsage {
+                    start: self.window_start,
+                    count: self.count,
+                });
+            }
             self.window_start = start;
             self.count = 0;
         }
@@ -53,6 +68,13 @@ impl Pool {
     }
 }
 
+/// The final count of one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WindowUsage {
+    pub start: i64,
+    pub count: u64,
+}
+
 /// Peak use of one pool, for the tests' "never exceeded" assertions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolStats {
@@ -64,6 +86,8 @@ pub struct PoolStats {
     pub peak_window_start: i64,
     /// Count in the current window (as of the last request).
     pub current: u64,
+    /// Recent windows that had any use, oldest first, the current one last.
+    pub windows: Vec<WindowUsage>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -137,6 +161,15 @@ impl Limiter {
                 peak: p.peak,
                 peak_window_start: p.peak_window_start,
                 current: p.count,
+                windows: p
+                    .history
+                    .iter()
+                    .copied()
+                    .chain((p.count > 0).then_some(WindowUsage {
+                        start: p.window_start,
+                        count: p.count,
+                    }))
+                    .collect(),
             })
             .collect();
         stats
@@ -364,6 +397,8 @@ mod tests {
         assert_eq!((again.status, again.retry.unwrap().until_ms), (418, t0 + 3600));
         assert!(l.admit(t0 + 3600, draw(1), None).is_ok());
         assert_eq!(l.stats().pools[0].peak, 11);
+        let windows: Vec<u64> = l.stats().pools[0].windows.iter().map(|w| w.count).collect();
+        assert_eq!(windows, vec![11, 1]);
         assert_eq!((l.stats().count_429, l.stats().count_418, l.stats().bans), (1, 3, 2));
     }
 

@@ -7,10 +7,10 @@
 //! bans) and records every request. Fault knobs inject latency, 5xx, lost answers, dropped
 //! sockets, depth sequence gaps, forced 429/418, external weight and clock skew.
 //!
-//! - [`api`]: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
-//! - [`engine`] / [`book`] / [`market`]: matching, balances, the synthetic market.
-//! - [`limiter`]: the exchange's limits; [`faults`]: fault knobs; [`record`]: the request log.
-//! - [`rest`], [`ws_market`], [`ws_api`], [`control`]: transports.
+//! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
+//! - `engine` / `book` / `market`: matching, balances, the synthetic market.
+//! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
+//! - `rest`, `ws_market`, `ws_api`, `control`: transports.
 
 mod api;
 mod book;
@@ -49,7 +49,7 @@ use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 pub use config::{default_asset_prices, default_symbols, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET};
 pub use error::SimError;
 pub use faults::{FailKind, FaultControl, FaultState, FaultUpdate};
-pub use limiter::{PoolStats, SimStats};
+pub use limiter::{PoolStats, SimStats, WindowUsage};
 pub use record::RequestRecord;
 pub use sign::hmac_hex;
 
