@@ -133,6 +133,7 @@ async fn reload_keeps_state_timers_and_every_event() {
     assert_eq!(state["tick_version"], 11);
     swaps.sort();
     let p50 = swaps[swaps.len() / 2];
+    println!("reload swap p50 {p50:?}, max {:?} (under event load)", swaps[swaps.len() - 1]);
     assert!(p50 < Duration::from_millis(50), "swap p50 {p50:?} ({swaps:?})");
 }
 
