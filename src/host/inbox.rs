@@ -180,6 +180,20 @@ impl Inbox {
         }
     }
 
+    /// Removes and returns the pending order events, oldest first (market events stay).
+    pub fn take_orders(&self) -> Vec<Order> {
+        let mut pending = self.pending.lock();
+        let mut orders = Vec::new();
+        pending.order.retain(|slot| match slot {
+            Slot::Order(order) => {
+                orders.push(order.clone());
+                false
+            }
+            _ => true,
+        });
+        orders
+    }
+
     /// Resolves when an event may be pending (spurious wake-ups are possible).
     pub async fn ready(&self) {
         self.ready.notified().await

@@ -338,8 +338,10 @@ impl EventSink for Host {
 
     fn order(&self, order: Order) {
         match self.slots.read().get(&*order.strategy) {
-            Some(slot) => slot.strategy.inbox.push(Event::Order(order)),
-            None => tracing::warn!(
+            Some(slot) if !slot.strategy.stats.stopped.load(Ordering::Relaxed) => {
+                slot.strategy.inbox.push(Event::Order(order))
+            }
+            _ => tracing::warn!(
                 strategy = %order.strategy,
                 client_id = %order.client_id,
                 "order event for a strategy that is not running"

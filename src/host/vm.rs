@@ -135,6 +135,11 @@ impl StrategyVm {
         self.files.lock().clone()
     }
 
+    /// The live list of files this VM has loaded, shared.
+    pub fn loaded_files(&self) -> LoadedFiles {
+        self.files.clone()
+    }
+
     pub fn lua(&self) -> &Lua {
         &self.lua
     }

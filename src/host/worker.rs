@@ -23,7 +23,7 @@ use super::stats::Stats;
 use super::timers::Timers;
 use super::vm::{CallOutcome, StrategyVm, VmOptions};
 use super::{HostConfig, ReloadOutcome, StopReason};
-use crate::exchange::{ApiError, ErrorCode, StreamKey, Venue};
+use crate::exchange::{ApiError, ErrorCode, Order, StreamKey, Venue};
 
 /// Host-wide things every worker uses.
 pub struct Shared {
@@ -90,8 +90,9 @@ pub fn run(
     });
 }
 
+/// The running version's list of loaded files (it grows if a callback `require`s lazily).
 fn vm_files(vm: &StrategyVm) -> LoadedFiles {
-    Arc::new(Mutex::new(vm.files()))
+    vm.loaded_files()
 }
 
 /// Loads the strategy with the state it saved last time (looked up by file name first,
@@ -168,17 +169,18 @@ enum Flow {
 impl Worker {
     async fn run(&mut self) {
         // Wait for the host to register routes and subscriptions.
-        match self.control.recv().await {
-            Some(Control::Start) => {}
-            Some(Control::Stop(_, done)) => {
-                let _ = done.send(());
-                return;
+        loop {
+            match self.control.recv().await {
+                Some(Control::Start) => break,
+                Some(Control::Stop(_, done)) => {
+                    let _ = done.send(());
+                    return;
+                }
+                Some(Control::Reload(reply)) => {
+                    let _ = reply.send(Err(LoadError::Stopped(self.name.clone())));
+                }
+                None => return,
             }
-            Some(Control::Reload(reply)) => {
-                let _ = reply.send(Err(LoadError::Stopped(self.name.clone())));
-                return;
-            }
-            None => return,
         }
         self.vm.activate();
         let outcome = self.vm.on_start().await;
@@ -250,10 +252,7 @@ impl Worker {
             Event::Trade(_) => "on_trade",
             Event::Kline { .. } => "on_kline",
             Event::Order(order) => {
-                let info = (order.filled_qty > 0.0)
-                    .then(|| self.shared.venue.symbol(&order.symbol))
-                    .flatten();
-                self.strategy.stats.record_order(order, info.as_ref());
+                self.account_order(order);
                 "on_order"
             }
             Event::Timer(_) => "on_timer",
@@ -261,6 +260,14 @@ impl Worker {
         self.strategy.stats.events_handled.fetch_add(1, Ordering::Relaxed);
         let outcome = self.vm.deliver(&event).await;
         self.after_call(outcome, what).await
+    }
+
+    /// Counts the order's state change and adds its new fills to the asset flows.
+    fn account_order(&self, order: &Order) {
+        let info = (order.filled_qty > 0.0)
+            .then(|| self.shared.venue.symbol(&order.symbol))
+            .flatten();
+        self.strategy.stats.record_order(order, info.as_ref());
     }
 
     /// Logs failures and counts trips; too many trips in the window stop the strategy.
@@ -358,8 +365,20 @@ impl Worker {
         }
     }
 
-    /// `on_stop(reason)`, then timers, routes and subscriptions go, and state is saved.
+    /// Order events still waiting are delivered first (so `state` reflects every fill,
+    /// unless the strategy is being stopped for misbehaving), then `on_stop(reason)`;
+    /// then timers, routes and subscriptions go, and state is saved.
     async fn stop(&mut self, reason: StopReason) {
+        if reason != StopReason::Error {
+            for order in self.strategy.inbox.take_orders() {
+                self.account_order(&order);
+                let event = Event::Order(order);
+                if let Some(CallOutcome::Failed(message)) = self.vm.deliver(&event).await {
+                    self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(strategy = %self.name, event = "on_order", "{message}");
+                }
+            }
+        }
         if let Some(CallOutcome::Failed(message)) = self.vm.on_stop(reason.as_str()).await {
             self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(strategy = %self.name, event = "on_stop", "{message}");
