@@ -134,6 +134,16 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
 /// The profile to trade on; for paper, the simulator it runs on (kept alive by the caller).
 async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::SimHandle>), EngineError> {
     let (mut profile, paper) = match config.mode {
+        Mode::Paper if config.endpoints.rest_url.is_some() => {
+            // An external simulator (e.g. `runner sim`): streams and WebSocket API default to the same host.
+            let rest = config.endpoints.rest_url.clone().unwrap_or_default();
+            let ws = rest.replacen("http", "ws", 1);
+            let credentials = Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET);
+            (
+                Profile::paper(&rest, &ws, &format!("{ws}/ws-api/v3"), credentials),
+                None,
+            )
+        }
         Mode::Paper => {
             let sim_config = sim::SimConfig {
                 seed: config.seed,
