@@ -63,6 +63,9 @@ impl Exchange {
     /// The runner attached to this exchange, stopping by itself after `duration`.
     pub fn runner(&self, state_dir: &Path, strategies: &[PathBuf], duration: Duration) -> std::process::Command {
         let mut cmd = runner(state_dir);
+        if std::env::var("HOSTILE_DEBUG").is_ok() {
+            cmd.env("RUST_LOG", "info,runner::exchange=debug");
+        }
         cmd.args(strategies)
             .arg("--rest-url")
             .arg(self.sim().rest_url())
@@ -134,15 +137,6 @@ impl Outcome {
             "the exchange throttled or banned us: {:?}",
             self.stats
         );
-        if std::env::var("HOSTILE_DEBUG").is_ok() {
-            for (i, r) in self.requests.iter().enumerate() {
-                if r.status == 429 || r.status == 418 {
-                    for q in &self.requests[i.saturating_sub(6)..(i + 2).min(self.requests.len())] {
-                        eprintln!("DEBUG {q:?}");
-                    }
-                }
-            }
-        }
         let refused: Vec<&RequestRecord> = self
             .requests
             .iter()
@@ -193,6 +187,15 @@ impl Outcome {
 
     /// One line of figures for the record (run with `--nocapture` to see it).
     pub fn report(&self, scenario: &str) {
+        if std::env::var("HOSTILE_DEBUG").is_ok() {
+            for (i, r) in self.requests.iter().enumerate() {
+                if r.status == 429 || r.status == 418 {
+                    for q in &self.requests[i.saturating_sub(6)..(i + 2).min(self.requests.len())] {
+                        eprintln!("DEBUG {q:?}");
+                    }
+                }
+            }
+        }
         let figures = |kind: PoolKind| {
             let pool = self.pool(kind);
             let counts: Vec<u64> = pool.windows.iter().map(|w| w.count).collect();
