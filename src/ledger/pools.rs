@@ -197,7 +197,11 @@ mod tests {
         p.charge_at(3, 20_050);
         assert_eq!(p.used, 60);
         p.roll(20_100);
-        assert_eq!((p.window_start, p.used), (20_000, 10), "only the boundary's units carry over");
+        assert_eq!(
+            (p.window_start, p.used),
+            (20_000, 10),
+            "only the boundary's units carry over"
+        );
         // A window with no use in between: nothing can land in the new one.
         p.charge_at(4, 29_990);
         p.roll(45_000);

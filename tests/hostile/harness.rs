@@ -24,7 +24,12 @@ pub fn small_limits(weight: u64) -> Vec<RateLimit> {
         RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, WINDOW_SECS, weight),
         RateLimit::new(PoolKind::Orders, IntervalUnit::Second, WINDOW_SECS, ORDER_LIMIT),
         RateLimit::new(PoolKind::RawRequests, IntervalUnit::Minute, 1, 20_000),
-        RateLimit::new(PoolKind::Connections, IntervalUnit::Second, WINDOW_SECS, CONNECTION_LIMIT),
+        RateLimit::new(
+            PoolKind::Connections,
+            IntervalUnit::Second,
+            WINDOW_SECS,
+            CONNECTION_LIMIT,
+        ),
     ]
 }
 
@@ -144,7 +149,12 @@ impl Outcome {
             .collect();
         assert!(refused.is_empty(), "requests answered 429/418: {refused:?}");
         for pool in &self.stats.pools {
-            assert!(pool.peak <= pool.limit, "{} {} peaked over its limit: {pool:?}", pool.kind, pool.interval);
+            assert!(
+                pool.peak <= pool.limit,
+                "{} {} peaked over its limit: {pool:?}",
+                pool.kind,
+                pool.interval
+            );
             for window in &pool.windows {
                 assert!(
                     window.count <= pool.limit,

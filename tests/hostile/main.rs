@@ -108,11 +108,18 @@ fn twenty_strategies_hammering_at_once_share_the_limit_and_none_starves() {
             .filter(|line| line.contains("swarm mine") && line.ends_with(&format!("strategy={name}")))
             .find_map(|line| field(line, "total_weight="))
             .unwrap_or_else(|| panic!("{name} never reported ledger.status().mine:\n{text}"));
-        let summary = summary_weight(&outcome.output, name).unwrap_or_else(|| panic!("{name} missing in the summary:\n{text}"));
-        assert!(seen > 0 && summary > 0, "{name} starved: mine {seen}, summary {summary}");
+        let summary =
+            summary_weight(&outcome.output, name).unwrap_or_else(|| panic!("{name} missing in the summary:\n{text}"));
+        assert!(
+            seen > 0 && summary > 0,
+            "{name} starved: mine {seen}, summary {summary}"
+        );
         shares.push(summary);
     }
-    let (least, most) = (shares.iter().min().copied().unwrap_or(0), shares.iter().max().copied().unwrap_or(0));
+    let (least, most) = (
+        shares.iter().min().copied().unwrap_or(0),
+        shares.iter().max().copied().unwrap_or(0),
+    );
     println!("HOSTILE swarm x20 per-strategy weight: least {least}, most {most}, all {shares:?}");
 }
 
@@ -124,7 +131,11 @@ fn reload_storms_changing_symbols_respect_connection_and_message_limits() {
     std::fs::write(&file, &template).expect("write the strategy");
     let exchange = Exchange::start(small_limits(300));
     // Hot reload is on by default in paper mode; the test stops the run itself.
-    let cmd = exchange.runner(&dir.path().join("state"), std::slice::from_ref(&file), Duration::from_secs(120));
+    let cmd = exchange.runner(
+        &dir.path().join("state"),
+        std::slice::from_ref(&file),
+        Duration::from_secs(120),
+    );
     let mut run = support::Running::spawn(cmd);
     run.wait_for("the strategy running", |l| l.contains("running; press Ctrl-C"));
 
@@ -161,14 +172,26 @@ fn reload_storms_changing_symbols_respect_connection_and_message_limits() {
         .unwrap_or(0);
     println!(
         "HOSTILE subscribe_storm: {saves} saves, {reloads} reloads, {} market-stream handshakes",
-        outcome.requests.iter().filter(|r| r.transport == "WS" && r.path == "/stream").count()
+        outcome
+            .requests
+            .iter()
+            .filter(|r| r.transport == "WS" && r.path == "/stream")
+            .count()
     );
-    assert!(reloads >= 20, "the storm must really reload ({reloads} of {saves} saves):\n{}", outcome.text());
+    assert!(
+        reloads >= 20,
+        "the storm must really reload ({reloads} of {saves} saves):\n{}",
+        outcome.text()
+    );
     assert_eq!(
         outcome.stats.ws_message_limit_closes, 0,
         "a connection was closed for sending more than 5 messages a second"
     );
-    assert!(outcome.stats.ws_connections >= 3, "connections came and went: {:?}", outcome.stats);
+    assert!(
+        outcome.stats.ws_connections >= 3,
+        "connections came and went: {:?}",
+        outcome.stats
+    );
 }
 
 /// The number after `key` in a log line.
