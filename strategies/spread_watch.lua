@@ -8,7 +8,7 @@ return {
   on_book = function(q)                      -- q = {symbol, bid, bid_qty, ask, ask_qty, update_id, time}
     if book.spread_bps(q) < 2.5 and state.buys < 3 then
       local order, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT",
-                                       price = q.bid, quantity = 0.001, tif = "IOC" }
+                                       price = q.ask, quantity = 0.001, tif = "IOC" }
       if order then state.buys = state.buys + 1 else log.warn("not placed: %s", tostring(err)) end
     end
   end,
