@@ -110,7 +110,12 @@ fn until_phase(window_s: f64, phase: f64) -> Duration {
 
 async fn burst(out: &Path) -> anyhow::Result<()> {
     let window_s = 1.0;
-    let ledger = ledger(RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 1, BURST_LIMIT));
+    let ledger = ledger(RateLimit::new(
+        PoolKind::RequestWeight,
+        IntervalUnit::Second,
+        1,
+        BURST_LIMIT,
+    ));
     tokio::time::sleep(until_phase(window_s, BURST_PHASE)).await;
     let started_at_s = wall_clock_s();
     let mut requests = tokio::task::JoinSet::new();
