@@ -22,8 +22,9 @@ How a cycle is executed (sequentially, each leg sized by what the previous one r
      leg actually produced (net of fee).
   3. If leg 2 or 3 fills short, the rest of that leg is completed with a MARKET order (`complete_with_market`), so
      the cycle ends back in the asset it started from instead of holding a stray position.
-  Sending all three legs at once would save two round trips (we hold every asset, so no leg waits for another's
-  proceeds), but whenever leg 1 missed, the other two would be left as an unhedged position. On a local or
+  So only the start asset must be held. Sending all three legs at once would save two round trips (holding every
+  asset, no leg would wait for another's proceeds), but whenever leg 1 missed, the other two would be left as an
+  unhedged position. On a local or
   co-located venue the extra round trips cost a few milliseconds; the dislocations this trades last seconds.
 
 Safety: never more than one cycle in flight; a cooldown between cycles; on rate_limited / backoff / banned the
@@ -47,11 +48,12 @@ local config = {
   min_edge_bps = 5, -- required profit of a round trip after 3 fees, in basis points of the amount
   max_cycle = { USDT = 2000, BTC = 0.03 }, -- largest amount of the home asset put through one cycle
   book_fraction = 0.8, -- use at most this share of the quantity shown at the best price
-  balance_fraction = 0.5, -- and at most this share of a free balance
+  balance_fraction = 0.5, -- and at most this share of the free balance of the start asset
   max_quote_age_ms = 60000, -- ignore quotes older than this (a dead stream); a lagging leg is exactly what we want
   cooldown_ms = 1000, -- pause after each cycle
   complete_with_market = true, -- finish a short leg 2 or 3 with a MARKET order
   max_leg_attempts = 3, -- orders per leg at most (1 IOC + MARKET completions)
+  incomplete_share = 0.01, -- a leg 2 or 3 leaving more than this share unconverted makes the cycle "incomplete"
   backoff_ms = 5000, -- pause after a budget error that gave no retry_after_ms
   check_ms = 2000, -- how often an order with an unknown outcome is looked up
   abandon_after_ms = 60000, -- give up tracking a cycle whose orders stay unknown this long (and say so loudly)
@@ -60,7 +62,7 @@ local config = {
 
 -- State kept across hot reloads and restarts. Maps use string keys (it is saved as JSON).
 state.cycles = state.cycles or 0 -- cycles started
-state.outcomes = state.outcomes or {} -- outcome -> count: done, missed, abandoned
+state.outcomes = state.outcomes or {} -- outcome -> count: done, missed, incomplete, abandoned
 state.opportunities = state.opportunities or 0 -- edges seen above the threshold
 state.market_completions = state.market_completions or 0
 state.errors = state.errors or {} -- error code -> count
@@ -208,8 +210,12 @@ local function price_cycle(legs, home, now, balances)
       return nil
     end
     local rate, book_cap, price = leg_terms(leg, q)
-    local free = balances[leg.from] and balances[leg.from].free or 0
-    local cap = math.min(book_cap * config.book_fraction, free * config.balance_fraction)
+    local cap = book_cap * config.book_fraction
+    if i == 1 then
+      -- Only the first leg spends from the balance: the later ones spend what the leg before them produced.
+      local free = balances[leg.from] and balances[leg.from].free or 0
+      cap = math.min(cap, free * config.balance_fraction)
+    end
     max_start = math.min(max_start, cap / factor)
     planned[i] = price
     factor = factor * rate * keep
@@ -353,9 +359,15 @@ local function advance(c)
       send(c, i, order_type, qty)
     elseif i == 1 and consumed == 0 then
       return finish(c, "missed")
-    elseif i == 3 then
-      return finish(c, "done")
     else
+      -- A later leg that could not convert (nearly) all its input leaves part of the cycle as a position.
+      if i > 1 and consumed < leg.input * (1 - config.incomplete_share) then
+        c.incomplete = true
+        log.warn("cycle %d: leg %d %s converted %.8f of %.8f %s", c.id, i, leg.symbol, consumed, leg.input, leg.from)
+      end
+      if i == 3 then
+        return finish(c, c.incomplete and "incomplete" or "done")
+      end
       c.stage = i + 1
       c.legs[i + 1].input = received
     end
@@ -454,9 +466,10 @@ local function report()
     parts[#parts + 1] = string.format("%.8f %s", pnl, home)
   end
   local mine = ledger.status().mine
-  log.info("report: %d cycles (done %d, missed %d, abandoned %d), %d opportunities, %d market completions, "
-    .. "pnl %s, weight used this window %d", state.cycles, state.outcomes.done or 0, state.outcomes.missed or 0,
-    state.outcomes.abandoned or 0, state.opportunities, state.market_completions,
+  log.info("report: %d cycles (done %d, missed %d, incomplete %d, abandoned %d), %d opportunities, "
+    .. "%d market completions, pnl %s, weight used this window %d", state.cycles, state.outcomes.done or 0,
+    state.outcomes.missed or 0, state.outcomes.incomplete or 0, state.outcomes.abandoned or 0, state.opportunities,
+    state.market_completions,
     #parts > 0 and table.concat(parts, ", ") or "0", mine.weight)
 end
 

@@ -35,7 +35,7 @@ pub use persist::Autosave;
 use state::{Fit, State};
 use strategies::Sid;
 
-pub use clock::{Clock, TokioClock};
+pub use clock::{Clock, FastClock, TokioClock};
 pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit};
 
 use crate::exchange::types::{ApiError, ErrorCode};
@@ -441,10 +441,11 @@ impl Ledger {
     /// Reconciles with a response: raises local counts to the server's (never
     /// lowered by an older response) and enters backoff or ban on a 429 or 418.
     pub fn observe(&self, permit: &Permit, observation: &Observation) {
-        let local = self.inner.exchange_now();
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
-        let now = st.advance(local);
+        // No clock read: the permit was granted after its pools rolled to its send
+        // time, so a pool whose window starts later has moved on, and a pool not yet
+        // rolled past it only holds a window that the next roll resets anyway.
         for usage in &observation.usage {
             let window_ms = usage.interval.millis();
             for pool in &mut st.pools {
@@ -461,6 +462,7 @@ impl Ledger {
             }
         }
         if observation.verdict != Verdict::Ok {
+            let now = st.advance(self.inner.exchange_now());
             self.apply_verdict(st, &observation.verdict, now);
         }
     }

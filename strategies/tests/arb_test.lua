@@ -65,6 +65,14 @@ return T.run("arb", {
     T.near(state.flows.USDT, 0.6718 * 2999.7 * 0.999 - 0.03333 * 60006, 1e-6)
   end,
 
+  only_the_start_asset_must_be_held = function()
+    local h = setup({ balances = { USDT = 5000 } })
+    dislocate(h)
+    T.eq(#h.placed, 3)
+    T.eq(state.outcomes.done, 1)
+    T.truthy(h.free.USDT > 5000, "ended with more USDT than it started with")
+  end,
+
   one_cycle_at_a_time_and_a_cooldown = function()
     local h = setup()
     dislocate(h)
@@ -101,6 +109,27 @@ return T.run("arb", {
     T.eq(state.outcomes.done, 1)
     -- the cycle ends back in USDT: nearly all the BTC bought in leg 1 was spent
     T.truthy(math.abs(state.flows.BTC) < 0.0001, "BTC left over " .. state.flows.BTC)
+  end,
+
+  a_later_leg_that_cannot_complete_is_reported_incomplete = function()
+    local h = setup()
+    h.ioc_fill_ratio.ETHBTC = 0.5
+    -- Leg 1 and the half-filled leg 2 go through; the MARKET completion of leg 2 is refused every time.
+    local place = h.place
+    h.place = function(self, req)
+      if req.type == "MARKET" then
+        self.placed[#self.placed + 1] = req
+        return nil, fake_host.err("rejected", "Account has insufficient balance for requested action.",
+          { exchange_code = -2010 })
+      end
+      return place(self, req)
+    end
+    dislocate(h)
+    T.eq(state.outcomes.incomplete, 1)
+    T.is_nil(state.outcomes.done)
+    T.eq(#h:requests("ETHBTC"), 3) -- the IOC and two MARKET tries (max_leg_attempts = 3)
+    T.eq(state.errors.rejected, 2)
+    T.truthy(#h:log_lines("warn") > 0)
   end,
 
   budget_errors_pause_without_retrying = function()

@@ -15,7 +15,7 @@ P.infos = {
     min_notional = 5 },
   BNBBTC = { base = "BNB", quote = "BTC", tick_size = 0.000001, step_size = 0.001, min_qty = 0.001, max_qty = 90000,
     min_notional = 0.0001 },
-  BNBETH = { base = "BNB", quote = "ETH", tick_size = 0.000001, step_size = 0.001, min_qty = 0.001, max_qty = 90000,
+  BNBETH = { base = "BNB", quote = "ETH", tick_size = 0.00001, step_size = 0.001, min_qty = 0.001, max_qty = 90000,
     min_notional = 0.001 },
   SOLUSDT = { base = "SOL", quote = "USDT", tick_size = 0.01, step_size = 0.001, min_qty = 0.001, max_qty = 90000,
     min_notional = 5 },

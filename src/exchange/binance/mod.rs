@@ -1,9 +1,31 @@
 //! Binance spot: the first venue adapter.
 //!
+//! - [`profile`]: where to connect and with which credentials.
+//! - [`gateway`]: the only code that sends bytes to the exchange (reserve → sign → send → observe).
+//! - [`sign`]: HMAC-SHA256 request signing.
+//! - [`errors`]: exchange answers → the strategy API's error codes.
 //! - [`wire`]: the exchange's JSON shapes (shared with the simulator).
 //! - [`weights`]: request cost per endpoint and parameters.
 //! - [`usage`]: `rateLimits` parsing, usage headers, 429/418 classification.
 
+pub mod book;
+pub mod errors;
+pub mod gateway;
+pub mod journal;
+pub mod orders;
+pub mod profile;
+pub mod rest;
+pub mod router;
+pub mod sign;
+pub mod streams;
+pub mod symbols;
 pub mod usage;
+pub mod user_data;
+pub mod venue;
 pub mod weights;
 pub mod wire;
+
+pub use errors::ClientError;
+pub use profile::{ConfigError, Credentials, Profile, ProfileKind};
+pub use rest::RetryPolicy;
+pub use venue::{BinanceVenue, ClientOptions};

@@ -429,6 +429,8 @@ pub struct UserDataFrame {
     pub event: UserDataEvent,
 }
 
+// Each event is parsed once and consumed at once; boxing the large variant would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e")]
 pub enum UserDataEvent {

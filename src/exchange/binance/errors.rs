@@ -1,0 +1,208 @@
+//! Mapping exchange answers and transport failures onto the strategy API's error codes.
+
+use crate::exchange::types::{ApiError, ErrorCode};
+use crate::ledger::Verdict;
+
+use super::profile::ConfigError;
+use super::wire::ErrorBody;
+
+/// What a call does on the exchange; decides how an unknown outcome is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// Reads state: safe to retry, an unknown outcome is just a failed read.
+    Query,
+    /// Changes state (place, cancel): an unknown outcome may have taken effect.
+    Mutation,
+}
+
+/// Why the gateway did not get an answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// The ledger refused or the wait deadline passed; nothing was sent.
+    #[error("{0}")]
+    Ledger(ApiError),
+    /// The endpoint's weight is unknown; nothing was sent.
+    #[error("{0}")]
+    UnknownEndpoint(String),
+    /// No connection could be made; nothing was sent.
+    #[error("could not connect to {host}: {reason}")]
+    Connect { host: String, reason: String },
+    /// Sent (or maybe sent), but no answer arrived in time.
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+    /// The connection failed after the request may have left.
+    #[error("transport failure: {0}")]
+    Transport(String),
+    /// The client is shutting down.
+    #[error("the client is shutting down")]
+    Stopped,
+}
+
+impl SendError {
+    /// True when the request is known not to have reached the exchange.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            SendError::Ledger(_) | SendError::UnknownEndpoint(_) | SendError::Connect { .. } | SendError::Stopped
+        )
+    }
+
+    pub fn to_api_error(&self, kind: CallKind) -> ApiError {
+        match self {
+            SendError::Ledger(err) => err.clone(),
+            SendError::UnknownEndpoint(what) => ApiError::new(ErrorCode::InvalidOrder, what.clone()),
+            SendError::Connect { .. } => ApiError::new(ErrorCode::Network, self.to_string()),
+            SendError::Stopped => ApiError::new(ErrorCode::Stopped, self.to_string()),
+            SendError::Timeout(_) | SendError::Transport(_) => match kind {
+                CallKind::Query => ApiError::new(ErrorCode::Network, self.to_string()),
+                CallKind::Mutation => ApiError::new(
+                    ErrorCode::UnknownStatus,
+                    format!("{self}; the outcome is unknown and is being looked up"),
+                ),
+            },
+        }
+    }
+}
+
+/// The exchange's `{code, msg}` body, if the body is one.
+pub fn error_body(body: &[u8]) -> Option<ErrorBody> {
+    serde_json::from_slice(body).ok()
+}
+
+/// Maps a non-success HTTP answer. `verdict` is the usage classifier's judgement
+/// (already fed to the ledger by the gateway).
+pub fn map_http_error(kind: CallKind, status: u16, body: &[u8], verdict: &Verdict, now_ms: i64) -> ApiError {
+    let parsed = error_body(body);
+    let code = parsed.as_ref().map(|b| b.code);
+    let message = parsed.as_ref().map(|b| b.msg.clone()).unwrap_or_else(|| {
+        format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        )
+    });
+    let with_code = |err: ApiError| match code {
+        Some(c) => err.with_exchange_code(c),
+        None => err,
+    };
+    let error = match verdict {
+        Verdict::Throttled { retry_after } => ApiError::new(ErrorCode::Backoff, message)
+            .with_retry_after(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
+        Verdict::Banned { until_ms } => {
+            ApiError::new(ErrorCode::Banned, message).with_retry_after((until_ms - now_ms).max(0) as u64)
+        }
+        Verdict::Ok => map_status_and_code(kind, status, code, message),
+    };
+    with_code(error)
+}
+
+fn map_status_and_code(kind: CallKind, status: u16, code: Option<i64>, message: String) -> ApiError {
+    let unknown_outcome = status >= 500 || code == Some(-1007);
+    if unknown_outcome {
+        return match kind {
+            CallKind::Mutation => ApiError::new(
+                ErrorCode::UnknownStatus,
+                format!("{message} (HTTP {status}); the outcome is unknown and is being looked up"),
+            ),
+            CallKind::Query => ApiError::new(ErrorCode::Network, format!("{message} (HTTP {status})")),
+        };
+    }
+    match (status, code) {
+        (429, _) | (_, Some(-1003 | -1015)) => ApiError::new(ErrorCode::Backoff, message),
+        (418, _) => ApiError::new(ErrorCode::Banned, message),
+        // Filter failures and malformed parameters: the request itself is wrong; retrying will not help.
+        (_, Some(-1013)) | (_, Some(-1130..=-1100)) => ApiError::new(ErrorCode::InvalidOrder, message),
+        _ => ApiError::new(ErrorCode::Rejected, message),
+    }
+}
+
+/// Errors of [`super::BinanceVenue::connect`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{what} failed: {error}")]
+    Startup { what: &'static str, error: ApiError },
+    #[error("order journal: {0}")]
+    Journal(String),
+    #[error("could not build the HTTP client: {0}")]
+    Http(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn map(kind: CallKind, status: u16, body: &str, verdict: Verdict) -> ApiError {
+        map_http_error(kind, status, body.as_bytes(), &verdict, 1_000_000)
+    }
+
+    #[test]
+    fn throttle_and_ban_carry_retry_after() {
+        let e = map(
+            CallKind::Query,
+            429,
+            r#"{"code":-1003,"msg":"Too much request weight used"}"#,
+            Verdict::Throttled {
+                retry_after: Duration::from_secs(7),
+            },
+        );
+        assert_eq!(
+            (e.code, e.retry_after_ms, e.exchange_code),
+            (ErrorCode::Backoff, Some(7000), Some(-1003))
+        );
+        let e = map(
+            CallKind::Mutation,
+            418,
+            r#"{"code":-1003,"msg":"IP banned until 1120000"}"#,
+            Verdict::Banned { until_ms: 1_120_000 },
+        );
+        assert_eq!((e.code, e.retry_after_ms), (ErrorCode::Banned, Some(120_000)));
+    }
+
+    #[test]
+    fn exchange_codes_map_to_contract_codes() {
+        let cases = [
+            (400, -1013, CallKind::Mutation, ErrorCode::InvalidOrder),
+            (400, -1100, CallKind::Mutation, ErrorCode::InvalidOrder),
+            (400, -1121, CallKind::Query, ErrorCode::InvalidOrder),
+            (400, -1130, CallKind::Mutation, ErrorCode::InvalidOrder),
+            (400, -2010, CallKind::Mutation, ErrorCode::Rejected),
+            (400, -2011, CallKind::Mutation, ErrorCode::Rejected),
+            (400, -2013, CallKind::Query, ErrorCode::Rejected),
+            (400, -1021, CallKind::Mutation, ErrorCode::Rejected),
+            (400, -1007, CallKind::Mutation, ErrorCode::UnknownStatus),
+            (503, -1007, CallKind::Mutation, ErrorCode::UnknownStatus),
+            (503, -1007, CallKind::Query, ErrorCode::Network),
+        ];
+        for (status, code, kind, expected) in cases {
+            let body = format!(r#"{{"code":{code},"msg":"m"}}"#);
+            let e = map(kind, status, &body, Verdict::Ok);
+            assert_eq!(
+                (e.code, e.exchange_code),
+                (expected, Some(code)),
+                "HTTP {status} code {code}"
+            );
+        }
+        let e = map(CallKind::Mutation, 502, "<html>bad gateway</html>", Verdict::Ok);
+        assert_eq!((e.code, e.exchange_code), (ErrorCode::UnknownStatus, None));
+    }
+
+    #[test]
+    fn transport_failures_depend_on_the_call() {
+        assert_eq!(
+            SendError::Timeout(5).to_api_error(CallKind::Mutation).code,
+            ErrorCode::UnknownStatus
+        );
+        assert_eq!(
+            SendError::Timeout(5).to_api_error(CallKind::Query).code,
+            ErrorCode::Network
+        );
+        let connect = SendError::Connect {
+            host: "h".into(),
+            reason: "refused".into(),
+        };
+        assert!(connect.nothing_sent());
+        assert_eq!(connect.to_api_error(CallKind::Mutation).code, ErrorCode::Network);
+    }
+}

@@ -1,0 +1,475 @@
+//! The gateway: the only holder of the HTTP client and the WebSocket connect
+//! function. Every byte sent to the exchange passes here, and the only way to send
+//! is: cost from the weight table (unknown → refused) → reserve in the ledger →
+//! sign → send → reconcile the answer with the ledger.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use url::form_urlencoded;
+
+use crate::ledger::{Cost, Interval, IntervalUnit, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
+
+use super::errors::SendError;
+use super::profile::{Credentials, Profile};
+use super::wire::{WsApiRequest, WsApiResponse};
+use super::{sign, usage, weights};
+
+pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The name under which the client's own requests (start-up, resyncs, lookups) are charged.
+pub const CLIENT_STRATEGY: &str = "_client";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// One REST request, before signing.
+#[derive(Debug, Clone)]
+pub struct RestCall {
+    pub method: HttpMethod,
+    pub path: &'static str,
+    pub params: Vec<(&'static str, String)>,
+    pub signed: bool,
+    pub lane: Lane,
+    /// Successful order place/cancel costs no weight: charge up front, give it back on success.
+    pub credit_on_success: bool,
+}
+
+impl RestCall {
+    pub fn new(method: HttpMethod, path: &'static str, lane: Lane) -> Self {
+        RestCall {
+            method,
+            path,
+            params: Vec::new(),
+            signed: false,
+            lane,
+            credit_on_success: false,
+        }
+    }
+
+    pub fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.params.push((name, value.into()));
+        self
+    }
+
+    pub fn signed(mut self) -> Self {
+        self.signed = true;
+        self
+    }
+
+    pub fn free_on_success(mut self) -> Self {
+        self.credit_on_success = true;
+        self
+    }
+}
+
+/// An HTTP answer, already reconciled with the ledger.
+#[derive(Debug, Clone)]
+pub struct RestReply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub verdict: Verdict,
+}
+
+impl RestReply {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// Lets in-flight calls end with `stopped` when the client shuts down.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+
+    /// Resolves once shutdown has been triggered.
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        // An error means the sender is gone, which only happens when everything is.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}
+
+pub struct GatewayConfig {
+    pub recv_window_ms: u64,
+    pub request_timeout: Duration,
+}
+
+pub struct Gateway {
+    http: reqwest::Client,
+    ledger: Ledger,
+    credentials: Credentials,
+    rest_base: String,
+    ws_base: String,
+    ws_api_url: String,
+    recv_window_ms: u64,
+    request_timeout: Duration,
+    /// The server-time offset this gateway last handed the ledger.
+    offset_ms: AtomicI64,
+    shutdown: Shutdown,
+}
+
+impl Gateway {
+    pub fn new(profile: &Profile, ledger: Ledger, config: GatewayConfig, shutdown: Shutdown) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_timeout(config.request_timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Gateway {
+            http,
+            ledger,
+            credentials: profile.credentials.clone(),
+            rest_base: profile.rest_url.clone(),
+            ws_base: profile.ws_url.clone(),
+            ws_api_url: profile.ws_api_url.clone(),
+            recv_window_ms: config.recv_window_ms,
+            request_timeout: config.request_timeout,
+            offset_ms: AtomicI64::new(0),
+            shutdown,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.ledger.now_ms()
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    async fn reserve(&self, strategy: &str, lane: Lane, cost: Cost, wait: Duration) -> Result<Permit, SendError> {
+        if self.shutdown.is_triggered() {
+            return Err(SendError::Stopped);
+        }
+        tokio::select! {
+            permit = self.ledger.reserve(strategy, lane, cost, wait) => {
+                permit.map_err(|e| SendError::Ledger(e.to_api_error(self.ledger.now_ms())))
+            }
+            _ = self.shutdown.wait() => Err(SendError::Stopped),
+        }
+    }
+
+    /// Sends one REST request (no retries: that is the caller's policy).
+    pub async fn rest(&self, strategy: &str, wait: Duration, call: &RestCall) -> Result<RestReply, SendError> {
+        let borrowed: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let cost = weights::rest_cost(call.method.as_str(), call.path, &borrowed)
+            .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        let permit = self.reserve(strategy, call.lane, cost, wait).await?;
+
+        let query = self.query_string(call);
+        let mut url = String::with_capacity(self.rest_base.len() + call.path.len() + query.len() + 1);
+        url.push_str(&self.rest_base);
+        url.push_str(call.path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        let method = match call.method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let request = self
+            .http
+            .request(method, &url)
+            .header("X-MBX-APIKEY", self.credentials.api_key())
+            .timeout(self.request_timeout);
+
+        let exchange = async {
+            let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+            let status = response.status().as_u16();
+            let usage = usage::parse_usage_headers(
+                response
+                    .headers()
+                    .iter()
+                    .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+            );
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+            let verdict = usage::classify(status, retry_after.as_deref(), &body, self.ledger.now_ms());
+            Ok::<_, SendError>((status, usage, verdict, body.to_vec()))
+        };
+        let (status, usage, verdict, body) = tokio::select! {
+            result = exchange => result?,
+            _ = self.shutdown.wait() => return Err(SendError::Stopped),
+        };
+        self.observe(&permit, usage, verdict.clone());
+        let reply = RestReply { status, body, verdict };
+        if call.credit_on_success && reply.is_success() {
+            self.ledger.credit(&permit, cost.weight);
+        }
+        Ok(reply)
+    }
+
+    /// The URL-encoded parameters, with recvWindow, timestamp and signature when signed.
+    fn query_string(&self, call: &RestCall) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &call.params {
+            query.append_pair(k, v);
+        }
+        if call.signed {
+            query.append_pair("recvWindow", &self.recv_window_ms.to_string());
+            query.append_pair("timestamp", &self.ledger.now_ms().to_string());
+        }
+        let mut query = query.finish();
+        if call.signed {
+            let signature = sign::rest_signature(self.credentials.secret(), &query, "");
+            query.push_str("&signature=");
+            query.push_str(&signature);
+        }
+        query
+    }
+
+    fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {
+        self.ledger.observe(permit, &Observation { usage, verdict });
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> SendError {
+        // reqwest's Display can include the URL (and with it the signed query); keep only the host.
+        let host = error
+            .url()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .unwrap_or_else(|| "the exchange".into());
+        if error.is_timeout() {
+            SendError::Timeout(self.request_timeout.as_millis() as u64)
+        } else if error.is_connect() {
+            SendError::Connect {
+                host,
+                reason: root_cause(error),
+            }
+        } else {
+            SendError::Transport(format!("{host}: {}", root_cause(error)))
+        }
+    }
+
+    /// Fetches the server time and hands the offset to the ledger. Charged (weight 1).
+    pub async fn sync_time(&self, wait: Duration) -> Result<i64, SendError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/time", Lane::MarketData);
+        let before = self.ledger.now_ms();
+        let reply = self.rest(CLIENT_STRATEGY, wait, &call).await?;
+        let after = self.ledger.now_ms();
+        let server: super::wire::ServerTime = serde_json::from_slice(&reply.body)
+            .map_err(|e| SendError::Transport(format!("unreadable server time (HTTP {}): {e}", reply.status)))?;
+        // now_ms already includes the previous offset; correct it by the remaining error
+        // against the midpoint of the round trip.
+        let midpoint = before + (after - before) / 2;
+        let offset = self.offset_ms.load(Ordering::Relaxed) + (server.server_time - midpoint);
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        self.ledger.set_server_offset_ms(offset);
+        Ok(offset)
+    }
+
+    /// Opens a market-stream connection carrying `streams` (combined form).
+    /// Each attempt reserves one connection from the ledger.
+    pub async fn connect_market(&self, streams: &[String], wait: Duration) -> Result<WsStream, SendError> {
+        let url = format!("{}/stream?streams={}", self.ws_base, streams.join("/"));
+        self.connect_ws(&url, weights::STREAM_CONNECT, wait).await
+    }
+
+    async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
+        let permit = self.reserve(CLIENT_STRATEGY, Lane::MarketData, cost, wait).await?;
+        let attempt = tokio::time::timeout(self.request_timeout, tokio_tungstenite::connect_async(url));
+        let result = tokio::select! {
+            result = attempt => result,
+            _ = self.shutdown.wait() => return Err(SendError::Stopped),
+        };
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        match result {
+            Err(_) => Err(SendError::Timeout(self.request_timeout.as_millis() as u64)),
+            Ok(Ok((stream, response))) => {
+                let usage = usage::parse_usage_headers(
+                    response
+                        .headers()
+                        .iter()
+                        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
+                );
+                self.observe(&permit, usage, Verdict::Ok);
+                Ok(stream)
+            }
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
+                let body = response.body().as_deref().unwrap_or_default();
+                let verdict = usage::classify(status, retry_after, body, self.ledger.now_ms());
+                self.observe(&permit, Vec::new(), verdict);
+                Err(SendError::Connect {
+                    host,
+                    reason: format!("HTTP {status} on the WebSocket upgrade"),
+                })
+            }
+            Ok(Err(error)) => Err(SendError::Connect {
+                host,
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    /// Opens a WebSocket API connection (charged as the weight table says).
+    pub async fn connect_ws_api(
+        self: &Arc<Self>,
+        wait: Duration,
+    ) -> Result<(WsApiSender, SplitStream<WsStream>), SendError> {
+        let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
+        let (sink, stream) = stream.split();
+        Ok((
+            WsApiSender {
+                gateway: Arc::clone(self),
+                sink,
+                next_id: 1,
+                in_flight: Vec::new(),
+            },
+            stream,
+        ))
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// The write half of a WebSocket API connection. Every request reserves its cost
+/// first; answers are reconciled through [`WsApiSender::on_response`].
+pub struct WsApiSender {
+    gateway: Arc<Gateway>,
+    sink: SplitSink<WsStream, Message>,
+    next_id: u64,
+    in_flight: Vec<(u64, Permit)>,
+}
+
+impl WsApiSender {
+    /// Sends `method` with `params`; `signed` adds apiKey, timestamp and signature.
+    /// Returns the request id.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        mut params: serde_json::Map<String, serde_json::Value>,
+        signed: bool,
+        wait: Duration,
+    ) -> Result<u64, SendError> {
+        // The cost is judged on the caller's parameters, before credentials are added.
+        let cost = weights::ws_api_cost(method, &serde_json::Value::Object(params.clone()))
+            .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        let permit = self.gateway.reserve(CLIENT_STRATEGY, Lane::Order, cost, wait).await?;
+        if signed {
+            let creds = &self.gateway.credentials;
+            params.insert("apiKey".into(), creds.api_key().into());
+            params.insert("timestamp".into(), self.gateway.ledger.now_ms().into());
+            let signature = sign::ws_api_signature(creds.secret(), &params);
+            params.insert("signature".into(), signature.into());
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = WsApiRequest {
+            id: id.into(),
+            method: method.to_string(),
+            params,
+        };
+        let text = serde_json::to_string(&request).map_err(|e| SendError::Transport(e.to_string()))?;
+        self.sink
+            .send(Message::text(text))
+            .await
+            .map_err(|e| SendError::Transport(e.to_string()))?;
+        self.in_flight.push((id, permit));
+        Ok(id)
+    }
+
+    /// Reconciles an answer with the ledger (usage from `rateLimits`, 429/418 from the error).
+    pub fn on_response(&mut self, response: &WsApiResponse) {
+        let now = self.gateway.ledger.now_ms();
+        let verdict = match &response.error {
+            Some(error) => match serde_json::to_value(error) {
+                Ok(error) => usage::classify_ws_error(response.status, &error, now),
+                Err(_) => Verdict::Ok,
+            },
+            None => Verdict::Ok,
+        };
+        let usage = response
+            .rate_limits
+            .iter()
+            .filter_map(|entry| {
+                Some(ServerUsage {
+                    kind: PoolKind::parse(&entry.rate_limit_type)?,
+                    interval: Interval::new(IntervalUnit::parse(&entry.interval)?, entry.interval_num),
+                    used: entry.count?,
+                })
+            })
+            .collect();
+        let id = response.id.as_u64();
+        match self.in_flight.iter().position(|(pending, _)| Some(*pending) == id) {
+            Some(index) => {
+                let (_, permit) = self.in_flight.swap_remove(index);
+                self.gateway.observe(&permit, usage, verdict);
+            }
+            // An unmatched error still matters: a ban must stop everything.
+            None if verdict != Verdict::Ok => self.gateway.ledger.enter_backoff(&verdict),
+            None => {}
+        }
+    }
+
+    pub async fn close(&mut self) {
+        let _ = self.sink.close().await;
+    }
+}

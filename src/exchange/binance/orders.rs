@@ -1,0 +1,584 @@
+//! The order registry: every order keyed by client order id with its owning
+//! strategy, a state machine that never regresses, client-id minting, and the
+//! journal that makes both survive restarts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use crate::exchange::types::{
+    ApiError, ErrorCode, Order, OrderRef, OrderStatus, OrderType, Side, StrategyId, TimeInForce,
+};
+
+use super::journal::{Journal, JournalRecord};
+use super::wire::{ExecutionReport, OrderWire};
+
+/// Binance's rule for client order ids: `^[\.A-Z\:/a-z0-9_-]{1,36}$`.
+pub fn is_valid_client_id(id: &str) -> bool {
+    (1..=36).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-'))
+}
+
+/// A state change of an order, from any source (REST answer, user stream, lookup).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderUpdate {
+    pub client_id: String,
+    pub id: Option<u64>,
+    /// `None` for transitional exchange states (e.g. PENDING_CANCEL) that change no status.
+    pub status: Option<OrderStatus>,
+    pub filled_qty: f64,
+    pub filled_quote: f64,
+    pub last_fill_qty: f64,
+    pub last_fill_price: f64,
+    pub last_commission: f64,
+    pub commission_asset: Option<String>,
+    pub reject_reason: Option<String>,
+    pub update_time: i64,
+}
+
+fn f(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+/// The exchange's status spelling, with its extra states folded in.
+pub fn parse_status(s: &str) -> Option<OrderStatus> {
+    match s {
+        "EXPIRED_IN_MATCH" => Some(OrderStatus::Expired),
+        "PENDING_NEW" => Some(OrderStatus::Pending),
+        other => OrderStatus::parse(other),
+    }
+}
+
+impl OrderUpdate {
+    /// From a REST order answer (`POST`, `GET` or `DELETE /api/v3/order`).
+    pub fn from_wire(wire: &OrderWire, now_ms: i64) -> Self {
+        // On a cancel answer the order's own id is in origClientOrderId.
+        let client_id = wire
+            .orig_client_order_id
+            .clone()
+            .unwrap_or_else(|| wire.client_order_id.clone());
+        let last = wire.fills.last();
+        OrderUpdate {
+            client_id,
+            id: Some(wire.order_id),
+            status: parse_status(&wire.status),
+            filled_qty: f(wire.executed_qty),
+            filled_quote: f(wire.cummulative_quote_qty),
+            last_fill_qty: last.map_or(0.0, |fill| f(fill.qty)),
+            last_fill_price: last.map_or(0.0, |fill| f(fill.price)),
+            last_commission: wire.fills.iter().map(|fill| f(fill.commission)).sum(),
+            commission_asset: last.map(|fill| fill.commission_asset.clone()),
+            reject_reason: None,
+            update_time: wire.update_time.or(wire.transact_time).unwrap_or(now_ms),
+        }
+    }
+
+    /// From a user-stream `executionReport`.
+    pub fn from_report(report: &ExecutionReport) -> Self {
+        // A cancel report carries the cancel request's id in `c` and the order's in `C`.
+        let client_id = if report.orig_client_id.is_empty() {
+            report.c.clone()
+        } else {
+            report.orig_client_id.clone()
+        };
+        OrderUpdate {
+            client_id,
+            id: Some(report.i),
+            status: parse_status(&report.status),
+            filled_qty: f(report.z),
+            filled_quote: f(report.cum_quote),
+            last_fill_qty: f(report.l),
+            last_fill_price: f(report.last_price),
+            last_commission: f(report.n),
+            commission_asset: report.commission_asset.clone(),
+            reject_reason: (report.r != "NONE" && !report.r.is_empty()).then(|| report.r.clone()),
+            update_time: report.transaction_time,
+        }
+    }
+}
+
+fn rank(status: OrderStatus) -> u8 {
+    match status {
+        OrderStatus::Pending => 0,
+        OrderStatus::New => 1,
+        OrderStatus::PartiallyFilled => 2,
+        _ => 3,
+    }
+}
+
+/// The result of applying an update that changed something.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub order: Order,
+    /// The order's first fill: the exchange lowered the unfilled-order count.
+    pub first_fill: bool,
+}
+
+/// Applies `update` to `order`; `None` when it changes nothing or would regress.
+pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
+    if order.status.is_final() || update.filled_qty < order.filled_qty {
+        return None;
+    }
+    let status = update.status.unwrap_or(order.status);
+    if rank(status) < rank(order.status) {
+        return None;
+    }
+    let changed =
+        status != order.status || update.filled_qty > order.filled_qty || (order.id.is_none() && update.id.is_some());
+    if !changed {
+        return None;
+    }
+    let first_fill = order.filled_qty <= 0.0 && update.filled_qty > 0.0;
+    if update.filled_qty > order.filled_qty {
+        order.last_fill_qty = update.last_fill_qty;
+        order.last_fill_price = update.last_fill_price;
+        order.last_commission = update.last_commission;
+        if update.commission_asset.is_some() {
+            order.commission_asset.clone_from(&update.commission_asset);
+        }
+    }
+    order.status = status;
+    order.id = order.id.or(update.id);
+    order.filled_qty = update.filled_qty;
+    order.filled_quote = update.filled_quote;
+    order.avg_price = if update.filled_qty > 0.0 {
+        update.filled_quote / update.filled_qty
+    } else {
+        0.0
+    };
+    if update.reject_reason.is_some() {
+        order.reject_reason.clone_from(&update.reject_reason);
+    }
+    order.update_time = update.update_time;
+    Some(first_fill)
+}
+
+#[derive(Default)]
+struct State {
+    orders: HashMap<String, Order>,
+    by_exchange_id: HashMap<u64, String>,
+}
+
+impl State {
+    fn index(&mut self, order: &Order) {
+        if let Some(id) = order.id {
+            self.by_exchange_id.insert(id, order.client_id.clone());
+        }
+    }
+}
+
+/// What a new order is, before the exchange has seen it.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub strategy: StrategyId,
+    pub client_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub tif: Option<TimeInForce>,
+    pub price: f64,
+    pub quantity: f64,
+    pub time: i64,
+}
+
+pub struct OrderRegistry {
+    state: Mutex<State>,
+    journal: Option<Journal>,
+    id_prefix: String,
+    counter: AtomicU64,
+}
+
+impl OrderRegistry {
+    /// `journal` records come from [`Journal::open`]; `start_ms` seeds the id prefix
+    /// so ids minted by this process never repeat those of an earlier run.
+    pub fn new(journal: Option<(Journal, Vec<JournalRecord>)>, start_ms: i64) -> Self {
+        let mut state = State::default();
+        let journal = journal.map(|(journal, records)| {
+            replay(&mut state, records);
+            journal
+        });
+        let salt: u16 = rand::random();
+        OrderRegistry {
+            state: Mutex::new(state),
+            journal,
+            id_prefix: format!("r{}{}", base36(start_ms.max(0) as u64), base36(u64::from(salt))),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh client order id: the process prefix plus a counter (≤ 36 chars, valid charset).
+    pub fn mint_client_id(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{}", self.id_prefix, base36(n))
+    }
+
+    /// Records a new order as PENDING and journals it (on disk before returning).
+    /// A client id already known is refused: the exchange would reject or, worse, confuse it.
+    pub fn register(&self, new: &NewOrder) -> Result<Order, ApiError> {
+        if !is_valid_client_id(&new.client_id) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidOrder,
+                format!(
+                    "client_id {:?} must be 1-36 characters of A-Z a-z 0-9 . : / _ -",
+                    new.client_id
+                ),
+            ));
+        }
+        let order = Order {
+            strategy: Arc::clone(&new.strategy),
+            id: None,
+            client_id: new.client_id.clone(),
+            symbol: new.symbol.clone(),
+            side: new.side,
+            order_type: new.order_type,
+            tif: new.tif,
+            status: OrderStatus::Pending,
+            price: new.price,
+            quantity: new.quantity,
+            filled_qty: 0.0,
+            filled_quote: 0.0,
+            avg_price: 0.0,
+            last_fill_qty: 0.0,
+            last_fill_price: 0.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: None,
+            time: new.time,
+            update_time: new.time,
+        };
+        let mut state = self.state.lock();
+        if state.orders.contains_key(&new.client_id) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidOrder,
+                format!("client_id {:?} is already in use", new.client_id),
+            ));
+        }
+        if let Some(journal) = &self.journal {
+            let record = JournalRecord::New {
+                client_id: new.client_id.clone(),
+                strategy: new.strategy.to_string(),
+                symbol: new.symbol.clone(),
+                side: new.side,
+                order_type: new.order_type,
+                tif: new.tif,
+                price: new.price,
+                quantity: new.quantity,
+                time: new.time,
+            };
+            journal
+                .append(&record, true)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
+        }
+        state.orders.insert(new.client_id.clone(), order.clone());
+        Ok(order)
+    }
+
+    /// The order was never sent: forget it (its id stays spent in the journal).
+    pub fn unsent(&self, client_id: &str, reason: &str) {
+        self.state.lock().orders.remove(client_id);
+        self.journal_write(
+            &JournalRecord::Unsent {
+                client_id: client_id.to_string(),
+                reason: reason.to_string(),
+            },
+            false,
+        );
+    }
+
+    /// Applies an update; returns the new order when something changed.
+    pub fn apply(&self, update: &OrderUpdate) -> Option<Applied> {
+        let mut state = self.state.lock();
+        let order = state.orders.get_mut(&update.client_id)?;
+        let first_fill = merge(order, update)?;
+        let order = order.clone();
+        state.index(&order);
+        drop(state);
+        self.journal_write(
+            &JournalRecord::Update {
+                client_id: order.client_id.clone(),
+                id: order.id,
+                status: order.status,
+                filled_qty: order.filled_qty,
+                filled_quote: order.filled_quote,
+                reject_reason: order.reject_reason.clone(),
+                time: order.update_time,
+            },
+            order.status.is_final(),
+        );
+        Some(Applied { order, first_fill })
+    }
+
+    fn journal_write(&self, record: &JournalRecord, durable: bool) {
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.append(record, durable) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    pub fn get(&self, client_id: &str) -> Option<Order> {
+        self.state.lock().orders.get(client_id).cloned()
+    }
+
+    pub fn find(&self, order: &OrderRef) -> Option<Order> {
+        let state = self.state.lock();
+        match order {
+            OrderRef::ClientId(id) => state.orders.get(id).cloned(),
+            OrderRef::Id(id) => state.by_exchange_id.get(id).and_then(|c| state.orders.get(c)).cloned(),
+        }
+    }
+
+    /// This strategy's orders that are not final (PENDING included).
+    pub fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {
+        let state = self.state.lock();
+        let mut open: Vec<Order> = state
+            .orders
+            .values()
+            .filter(|o| &*o.strategy == strategy && !o.status.is_final())
+            .filter(|o| symbol.is_none_or(|s| o.symbol == s))
+            .cloned()
+            .collect();
+        open.sort_by(|a, b| (a.time, &a.client_id).cmp(&(b.time, &b.client_id)));
+        open
+    }
+
+    /// Every order whose final state is not known.
+    pub fn unresolved(&self) -> Vec<Order> {
+        self.state
+            .lock()
+            .orders
+            .values()
+            .filter(|o| !o.status.is_final())
+            .cloned()
+            .collect()
+    }
+
+    pub fn flush(&self) {
+        if let Some(journal) = &self.journal {
+            if let Err(e) = journal.flush() {
+                tracing::error!("{e}");
+            }
+        }
+    }
+}
+
+fn replay(state: &mut State, records: Vec<JournalRecord>) {
+    for record in records {
+        match record {
+            JournalRecord::New {
+                client_id,
+                strategy,
+                symbol,
+                side,
+                order_type,
+                tif,
+                price,
+                quantity,
+                time,
+            } => {
+                let order = Order {
+                    strategy: Arc::from(strategy),
+                    id: None,
+                    client_id: client_id.clone(),
+                    symbol,
+                    side,
+                    order_type,
+                    tif,
+                    status: OrderStatus::Pending,
+                    price,
+                    quantity,
+                    filled_qty: 0.0,
+                    filled_quote: 0.0,
+                    avg_price: 0.0,
+                    last_fill_qty: 0.0,
+                    last_fill_price: 0.0,
+                    last_commission: 0.0,
+                    commission_asset: None,
+                    reject_reason: None,
+                    time,
+                    update_time: time,
+                };
+                state.orders.insert(client_id, order);
+            }
+            JournalRecord::Update {
+                client_id,
+                id,
+                status,
+                filled_qty,
+                filled_quote,
+                reject_reason,
+                time,
+            } => {
+                let Some(order) = state.orders.get_mut(&client_id) else {
+                    continue;
+                };
+                let update = OrderUpdate {
+                    client_id,
+                    id,
+                    status: Some(status),
+                    filled_qty,
+                    filled_quote,
+                    last_fill_qty: 0.0,
+                    last_fill_price: 0.0,
+                    last_commission: 0.0,
+                    commission_asset: None,
+                    reject_reason,
+                    update_time: time,
+                };
+                merge(order, &update);
+                let order = order.clone();
+                state.index(&order);
+            }
+            JournalRecord::Unsent { client_id, .. } => {
+                state.orders.remove(&client_id);
+            }
+        }
+    }
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_order(registry: &OrderRegistry, strategy: &str) -> NewOrder {
+        NewOrder {
+            strategy: Arc::from(strategy),
+            client_id: registry.mint_client_id(),
+            symbol: "BTCUSDT".into(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            tif: Some(TimeInForce::Gtc),
+            price: 100.0,
+            quantity: 2.0,
+            time: 10,
+        }
+    }
+
+    fn update(client_id: &str, status: OrderStatus, filled: f64, quote: f64) -> OrderUpdate {
+        OrderUpdate {
+            client_id: client_id.into(),
+            id: Some(42),
+            status: Some(status),
+            filled_qty: filled,
+            filled_quote: quote,
+            last_fill_qty: filled,
+            last_fill_price: 100.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: None,
+            update_time: 20,
+        }
+    }
+
+    #[test]
+    fn minted_ids_are_valid_and_unique() {
+        let a = OrderRegistry::new(None, 1_700_000_000_000);
+        let b = OrderRegistry::new(None, 1_700_000_000_001);
+        let ids: Vec<String> = (0..1000)
+            .map(|_| a.mint_client_id())
+            .chain([b.mint_client_id()])
+            .collect();
+        assert!(ids.iter().all(|id| is_valid_client_id(id)), "{:?}", &ids[..3]);
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        assert!(!is_valid_client_id("has space"));
+        assert!(!is_valid_client_id(&"x".repeat(37)));
+    }
+
+    #[test]
+    fn state_machine_never_regresses_and_reports_first_fill_once() {
+        let registry = OrderRegistry::new(None, 0);
+        let new = new_order(&registry, "arb");
+        let cid = new.client_id.clone();
+        registry.register(&new).unwrap();
+        assert!(registry.register(&new).is_err(), "duplicate client id");
+
+        let applied = registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).unwrap();
+        assert_eq!((applied.order.status, applied.first_fill), (OrderStatus::New, false));
+        assert!(
+            registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(),
+            "no change, no event"
+        );
+        let applied = registry
+            .apply(&update(&cid, OrderStatus::PartiallyFilled, 1.0, 100.0))
+            .unwrap();
+        assert!(applied.first_fill);
+        assert!(
+            registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).is_none(),
+            "stale NEW ignored"
+        );
+        let applied = registry.apply(&update(&cid, OrderStatus::Filled, 2.0, 202.0)).unwrap();
+        assert_eq!((applied.order.avg_price, applied.first_fill), (101.0, false));
+        assert!(
+            registry
+                .apply(&update(&cid, OrderStatus::Canceled, 2.0, 202.0))
+                .is_none(),
+            "final stays final"
+        );
+        assert_eq!(registry.find(&OrderRef::Id(42)).unwrap().client_id, cid);
+    }
+
+    #[test]
+    fn open_orders_are_per_strategy() {
+        let registry = OrderRegistry::new(None, 0);
+        let mine = new_order(&registry, "a");
+        let theirs = new_order(&registry, "b");
+        registry.register(&mine).unwrap();
+        registry.register(&theirs).unwrap();
+        let open = registry.open_orders("a", Some("BTCUSDT"));
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].client_id, mine.client_id);
+        assert!(registry.open_orders("a", Some("ETHUSDT")).is_empty());
+    }
+
+    #[test]
+    fn journal_replay_restores_orders_and_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kept, filled, unsent);
+        {
+            let registry = OrderRegistry::new(Some(Journal::open(dir.path()).unwrap()), 1);
+            let a = new_order(&registry, "a");
+            let b = new_order(&registry, "b");
+            let c = new_order(&registry, "a");
+            for o in [&a, &b, &c] {
+                registry.register(o).unwrap();
+            }
+            registry
+                .apply(&update(&a.client_id, OrderStatus::New, 0.0, 0.0))
+                .unwrap();
+            let mut fill = update(&b.client_id, OrderStatus::Filled, 2.0, 200.0);
+            fill.id = Some(43);
+            registry.apply(&fill).unwrap();
+            registry.unsent(&c.client_id, "rate_limited");
+            (kept, filled, unsent) = (a.client_id, b.client_id, c.client_id);
+        }
+        let registry = OrderRegistry::new(Some(Journal::open(dir.path()).unwrap()), 2);
+        let restored = registry.get(&kept).unwrap();
+        assert_eq!((&*restored.strategy, restored.status), ("a", OrderStatus::New));
+        assert_eq!(registry.get(&filled).unwrap().status, OrderStatus::Filled);
+        assert!(registry.get(&unsent).is_none());
+        let unresolved: Vec<String> = registry.unresolved().into_iter().map(|o| o.client_id).collect();
+        assert_eq!(unresolved, vec![kept.clone()]);
+        assert_eq!(registry.find(&OrderRef::Id(43)).unwrap().client_id, filled);
+    }
+}

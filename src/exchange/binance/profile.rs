@@ -1,0 +1,280 @@
+//! Exchange profiles (where to connect) and API credentials (who we are).
+//!
+//! Secrets are held only here and in the gateway; every human-readable form
+//! (`Debug`, `Display`) redacts them, so they cannot leak into logs or errors.
+
+use std::fmt;
+
+/// Which exchange a profile points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProfileKind {
+    /// The built-in simulated exchange.
+    Paper,
+    /// Binance spot testnet.
+    Testnet,
+    /// Binance spot, real money.
+    Live,
+    /// Any other Binance-compatible host (given URLs).
+    Custom,
+}
+
+impl ProfileKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileKind::Paper => "paper",
+            ProfileKind::Testnet => "testnet",
+            ProfileKind::Live => "live",
+            ProfileKind::Custom => "custom",
+        }
+    }
+
+    /// The environment variables holding this profile's key and secret.
+    pub fn env_vars(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ProfileKind::Testnet => Some(("BINANCE_TESTNET_API_KEY", "BINANCE_TESTNET_API_SECRET")),
+            ProfileKind::Live | ProfileKind::Custom => Some(("BINANCE_API_KEY", "BINANCE_API_SECRET")),
+            ProfileKind::Paper => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing credentials for the {profile} profile: set the environment variables {missing}")]
+    MissingCredentials { profile: &'static str, missing: String },
+    #[error("the {0} profile takes its credentials from the simulator, not from the environment")]
+    NoEnvCredentials(&'static str),
+    #[error("invalid URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+}
+
+/// An API key and its HMAC secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    api_key: String,
+    secret: String,
+}
+
+impl Credentials {
+    pub fn new(api_key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Credentials {
+            api_key: api_key.into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// Reads the profile's key and secret from the environment; a missing or empty
+    /// variable is an error naming every variable that must be set.
+    pub fn from_env(kind: ProfileKind) -> Result<Self, ConfigError> {
+        Self::from_lookup(kind, |name| std::env::var(name).ok())
+    }
+
+    /// As [`Credentials::from_env`], with the variable lookup injected (tests).
+    pub fn from_lookup(kind: ProfileKind, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let (key_var, secret_var) = kind.env_vars().ok_or(ConfigError::NoEnvCredentials(kind.as_str()))?;
+        let read = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        match (read(key_var), read(secret_var)) {
+            (Some(key), Some(secret)) => Ok(Credentials::new(key.trim(), secret.trim())),
+            (key, secret) => {
+                let missing: Vec<&str> = [(key.is_none(), key_var), (secret.is_none(), secret_var)]
+                    .into_iter()
+                    .filter_map(|(absent, name)| absent.then_some(name))
+                    .collect();
+                Err(ConfigError::MissingCredentials {
+                    profile: kind.as_str(),
+                    missing: missing.join(" and "),
+                })
+            }
+        }
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.api_key
+    }
+
+    /// Crate-private: only the signer needs the secret.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The key with all but its first and last four characters hidden.
+    pub fn redacted_key(&self) -> String {
+        let chars: Vec<char> = self.api_key.chars().collect();
+        if chars.len() <= 8 {
+            return "****".to_string();
+        }
+        let head: String = chars[..4].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}…{tail}")
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("api_key", &self.redacted_key())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl fmt::Display for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "api key {} (secret redacted)", self.redacted_key())
+    }
+}
+
+/// Where to connect and with which credentials. URLs are bases: the client appends
+/// `/api/v3/...` to `rest_url` and `/ws/...` or `/stream?streams=...` to `ws_url`;
+/// `ws_api_url` is the full WebSocket API endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub kind: ProfileKind,
+    pub rest_url: String,
+    pub ws_url: String,
+    pub ws_api_url: String,
+    pub credentials: Credentials,
+}
+
+impl Profile {
+    pub fn live(credentials: Credentials) -> Self {
+        Profile {
+            kind: ProfileKind::Live,
+            rest_url: "https://api.binance.com".into(),
+            ws_url: "wss://stream.binance.com:9443".into(),
+            ws_api_url: "wss://ws-api.binance.com:443/ws-api/v3".into(),
+            credentials,
+        }
+    }
+
+    pub fn testnet(credentials: Credentials) -> Self {
+        Profile {
+            kind: ProfileKind::Testnet,
+            rest_url: "https://testnet.binance.vision".into(),
+            ws_url: "wss://stream.testnet.binance.vision".into(),
+            ws_api_url: "wss://ws-api.testnet.binance.vision/ws-api/v3".into(),
+            credentials,
+        }
+    }
+
+    /// The simulated exchange at the given URLs (e.g. from `SimHandle`).
+    pub fn paper(rest_url: &str, ws_url: &str, ws_api_url: &str, credentials: Credentials) -> Self {
+        Profile::custom(rest_url, ws_url, ws_api_url, credentials).with_kind(ProfileKind::Paper)
+    }
+
+    pub fn custom(rest_url: &str, ws_url: &str, ws_api_url: &str, credentials: Credentials) -> Self {
+        Profile {
+            kind: ProfileKind::Custom,
+            rest_url: trim_base(rest_url),
+            ws_url: trim_base(ws_url),
+            ws_api_url: ws_api_url.to_string(),
+            credentials,
+        }
+    }
+
+    /// Points this profile at other hosts, keeping its kind and credentials
+    /// (`--rest-url`, `--ws-url`, `--ws-api-url`); `None` keeps the current URL.
+    pub fn with_urls(mut self, rest_url: Option<&str>, ws_url: Option<&str>, ws_api_url: Option<&str>) -> Self {
+        if let Some(url) = rest_url {
+            self.rest_url = trim_base(url);
+        }
+        if let Some(url) = ws_url {
+            self.ws_url = trim_base(url);
+        }
+        if let Some(url) = ws_api_url {
+            self.ws_api_url = url.to_string();
+        }
+        self
+    }
+
+    pub fn with_kind(mut self, kind: ProfileKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// "binance-paper", "binance-testnet", ...
+    pub fn venue_name(&self) -> String {
+        format!("binance-{}", self.kind.as_str())
+    }
+
+    /// Checks every URL parses with a scheme the client speaks.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_url(&self.rest_url, &["http", "https"])?;
+        check_url(&self.ws_url, &["ws", "wss"])?;
+        check_url(&self.ws_api_url, &["ws", "wss"])
+    }
+}
+
+fn trim_base(url: &str) -> String {
+    url.trim_end_matches('/').to_string()
+}
+
+fn check_url(url: &str, schemes: &[&str]) -> Result<(), ConfigError> {
+    let parsed = url::Url::parse(url).map_err(|e| ConfigError::BadUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    if !schemes.contains(&parsed.scheme()) {
+        return Err(ConfigError::BadUrl {
+            url: url.to_string(),
+            reason: format!("scheme must be one of {}", schemes.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_display_redact_the_secret() {
+        let creds = Credentials::new("ABCDEFGHIJKLMNOP", "topsecretvalue");
+        let shown = format!("{creds:?} {creds}");
+        assert!(!shown.contains("topsecretvalue"), "{shown}");
+        assert!(!shown.contains("EFGHIJKL"), "{shown}");
+        assert!(shown.contains("ABCD…MNOP"), "{shown}");
+        let profile = Profile::testnet(creds);
+        assert!(!format!("{profile:?}").contains("topsecretvalue"));
+    }
+
+    #[test]
+    fn missing_env_credentials_name_the_variables() {
+        let err = Credentials::from_lookup(ProfileKind::Testnet, |_| None).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("BINANCE_TESTNET_API_KEY") && text.contains("BINANCE_TESTNET_API_SECRET"),
+            "{text}"
+        );
+
+        let err = Credentials::from_lookup(ProfileKind::Live, |name| {
+            (name == "BINANCE_API_KEY").then(|| "key".to_string())
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("BINANCE_API_SECRET") && !text.contains("BINANCE_API_KEY "),
+            "{text}"
+        );
+
+        let ok = Credentials::from_lookup(ProfileKind::Live, |_| Some("v".into())).unwrap();
+        assert_eq!(ok.api_key(), "v");
+    }
+
+    #[test]
+    fn profiles_have_documented_urls_and_accept_plain_schemes() {
+        let live = Profile::live(Credentials::new("k", "s"));
+        assert_eq!(live.rest_url, "https://api.binance.com");
+        assert_eq!(live.venue_name(), "binance-live");
+        live.validate().unwrap();
+        let local = Profile::custom(
+            "http://127.0.0.1:9000/",
+            "ws://127.0.0.1:9000",
+            "ws://127.0.0.1:9000/ws-api/v3",
+            live.credentials.clone(),
+        );
+        assert_eq!(local.rest_url, "http://127.0.0.1:9000");
+        local.validate().unwrap();
+        assert!(local.with_urls(Some("ftp://x"), None, None).validate().is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! Typed REST calls over the gateway, with the retry policy: idempotent reads retry
+//! with jittered exponential backoff (bounded, each retry reserving budget again);
+//! nothing retries on a 429/418; state-changing calls never retry.
+
+use std::time::Duration;
+
+use rand::Rng;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde::de::DeserializeOwned;
+
+use crate::exchange::types::{ApiError, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
+use crate::ledger::{Lane, Verdict};
+
+use super::errors::{error_body, map_http_error, CallKind, SendError};
+use super::gateway::{Gateway, HttpMethod, RestCall};
+use super::symbols::ValidOrder;
+use super::wire;
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `retry` (1-based): exponential, with ±50 % jitter.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1 << retry.saturating_sub(1).min(16));
+        let capped = exp.min(self.max_delay);
+        capped.mul_f64(rand::rng().random_range(0.5..1.5))
+    }
+}
+
+fn dec(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::Network, format!("unreadable {what} answer: {e}")))
+}
+
+/// Typed calls. `strategy` and `wait` say who is charged and how long budget may be awaited.
+pub struct Rest<'g> {
+    pub gateway: &'g Gateway,
+    pub retry: RetryPolicy,
+}
+
+impl Rest<'_> {
+    /// Sends `call`, retrying reads per the policy; returns the body of a 2xx answer.
+    pub async fn execute(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        call: &RestCall,
+        kind: CallKind,
+    ) -> Result<Vec<u8>, ApiError> {
+        let attempts = if kind == CallKind::Query {
+            self.retry.attempts.max(1)
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        loop {
+            let error = match self.gateway.rest(strategy, wait, call).await {
+                Ok(reply) if reply.is_success() => return Ok(reply.body),
+                Ok(reply) => {
+                    let now = self.gateway.now_ms();
+                    let error = map_http_error(kind, reply.status, &reply.body, &reply.verdict, now);
+                    if error_body(&reply.body).is_some_and(|b| b.code == -1021) {
+                        // Our clock drifted from the server's: resync, then let the caller decide.
+                        if let Err(e) = self.gateway.sync_time(Duration::from_secs(5)).await {
+                            tracing::warn!("server time resync after -1021 failed: {e}");
+                        }
+                        return Err(error);
+                    }
+                    let transient = reply.status >= 500 && reply.verdict == Verdict::Ok;
+                    if !transient {
+                        return Err(error);
+                    }
+                    error
+                }
+                Err(SendError::Ledger(error)) => return Err(error),
+                Err(error @ (SendError::Stopped | SendError::UnknownEndpoint(_))) => {
+                    return Err(error.to_api_error(kind))
+                }
+                Err(error) => error.to_api_error(kind),
+            };
+            if attempt >= attempts {
+                return Err(error);
+            }
+            let delay = self.retry.delay(attempt);
+            tracing::debug!(path = call.path, attempt, ?delay, "retrying read after: {error}");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(kind)),
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Synchronises the server-time offset, retrying transport failures per the policy.
+    pub async fn sync_time(&self, wait: Duration) -> Result<i64, ApiError> {
+        let mut attempt = 1;
+        loop {
+            match self.gateway.sync_time(wait).await {
+                Ok(offset) => return Ok(offset),
+                Err(error @ (SendError::Ledger(_) | SendError::Stopped | SendError::UnknownEndpoint(_))) => {
+                    return Err(error.to_api_error(CallKind::Query))
+                }
+                Err(error) if attempt >= self.retry.attempts.max(1) => return Err(error.to_api_error(CallKind::Query)),
+                Err(error) => {
+                    tracing::debug!(attempt, "retrying server time after: {error}");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.retry.delay(attempt)) => {}
+                        _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(CallKind::Query)),
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn query<T: DeserializeOwned>(&self, strategy: &str, wait: Duration, call: RestCall) -> Result<T, ApiError> {
+        let body = self.execute(strategy, wait, &call, CallKind::Query).await?;
+        parse(&body, call.path)
+    }
+
+    pub async fn exchange_info(&self, strategy: &str, wait: Duration) -> Result<wire::ExchangeInfo, ApiError> {
+        self.query(
+            strategy,
+            wait,
+            RestCall::new(HttpMethod::Get, "/api/v3/exchangeInfo", Lane::MarketData),
+        )
+        .await
+    }
+
+    pub async fn account(&self, strategy: &str, wait: Duration) -> Result<wire::Account, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/account", Lane::MarketData)
+            .param("omitZeroBalances", "true")
+            .signed();
+        self.query(strategy, wait, call).await
+    }
+
+    pub async fn depth(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        limit: u32,
+    ) -> Result<wire::DepthSnapshot, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/depth", Lane::MarketData)
+            .param("symbol", symbol)
+            .param("limit", limit.to_string());
+        self.query(strategy, wait, call).await
+    }
+
+    pub async fn ticker(&self, strategy: &str, wait: Duration, symbol: &str) -> Result<Ticker, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/ticker/price", Lane::MarketData).param("symbol", symbol);
+        let t: wire::PriceTicker = self.query(strategy, wait, call).await?;
+        Ok(Ticker {
+            symbol: t.symbol,
+            price: dec(t.price),
+        })
+    }
+
+    pub async fn book_ticker(&self, strategy: &str, wait: Duration, symbol: &str) -> Result<Quote, ApiError> {
+        let call =
+            RestCall::new(HttpMethod::Get, "/api/v3/ticker/bookTicker", Lane::MarketData).param("symbol", symbol);
+        let t: wire::BookTicker = self.query(strategy, wait, call).await?;
+        Ok(Quote {
+            symbol: t.symbol.as_str().into(),
+            bid: dec(t.bid_price),
+            bid_qty: dec(t.bid_qty),
+            ask: dec(t.ask_price),
+            ask_qty: dec(t.ask_qty),
+            update_id: 0,
+            time: self.gateway.now_ms(),
+        })
+    }
+
+    pub async fn klines(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        interval: &str,
+        limit: u32,
+    ) -> Result<Vec<Kline>, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/klines", Lane::MarketData)
+            .param("symbol", symbol)
+            .param("interval", interval)
+            .param("limit", limit.to_string());
+        let rows: Vec<wire::KlineRow> = self.query(strategy, wait, call).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Kline {
+                open_time: r.0,
+                open: dec(r.1),
+                high: dec(r.2),
+                low: dec(r.3),
+                close: dec(r.4),
+                volume: dec(r.5),
+                close_time: r.6,
+            })
+            .collect())
+    }
+
+    pub async fn trades(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        limit: u32,
+    ) -> Result<Vec<Trade>, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/trades", Lane::MarketData)
+            .param("symbol", symbol)
+            .param("limit", limit.to_string());
+        let rows: Vec<wire::RestTrade> = self.query(strategy, wait, call).await?;
+        let name: std::sync::Arc<str> = symbol.into();
+        Ok(rows
+            .into_iter()
+            .map(|t| Trade {
+                symbol: name.clone(),
+                id: t.id,
+                price: dec(t.price),
+                qty: dec(t.qty),
+                time: t.time,
+                buyer_maker: t.is_buyer_maker,
+            })
+            .collect())
+    }
+
+    /// Places an order (never retried: an unknown outcome is resolved by lookup).
+    pub async fn place_order(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        order: &ValidOrder,
+        client_id: &str,
+    ) -> Result<wire::OrderWire, ApiError> {
+        let mut call = RestCall::new(HttpMethod::Post, "/api/v3/order", Lane::Order)
+            .param("symbol", &order.symbol)
+            .param("side", order.side.as_str())
+            .param("type", order.order_type.as_str());
+        if let Some(tif) = order.tif {
+            call = call.param("timeInForce", tif.as_str());
+        }
+        if let Some(q) = order.quantity {
+            call = call.param("quantity", q.to_string());
+        }
+        if let Some(q) = order.quote_quantity {
+            call = call.param("quoteOrderQty", q.to_string());
+        }
+        if let Some(p) = order.price {
+            call = call.param("price", p.to_string());
+        }
+        let call = call
+            .param("newClientOrderId", client_id)
+            .param("newOrderRespType", "FULL")
+            .signed()
+            .free_on_success();
+        let body = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
+        parse(&body, call.path)
+    }
+
+    pub async fn cancel_order(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        client_id: &str,
+    ) -> Result<wire::OrderWire, ApiError> {
+        let call = RestCall::new(HttpMethod::Delete, "/api/v3/order", Lane::Cancel)
+            .param("symbol", symbol)
+            .param("origClientOrderId", client_id)
+            .signed()
+            .free_on_success();
+        let body = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
+        parse(&body, call.path)
+    }
+
+    pub async fn query_order(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        order: &OrderRef,
+    ) -> Result<wire::OrderWire, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/order", Lane::Order).param("symbol", symbol);
+        let call = match order {
+            OrderRef::ClientId(id) => call.param("origClientOrderId", id),
+            OrderRef::Id(id) => call.param("orderId", id.to_string()),
+        };
+        self.query(strategy, wait, call.signed()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_with_jitter_and_cap() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+        };
+        for _ in 0..50 {
+            let first = policy.delay(1);
+            assert!(
+                first >= Duration::from_millis(50) && first <= Duration::from_millis(150),
+                "{first:?}"
+            );
+            let third = policy.delay(3);
+            assert!(
+                third >= Duration::from_millis(200) && third <= Duration::from_millis(600),
+                "{third:?}"
+            );
+            assert!(policy.delay(30) <= Duration::from_millis(1500));
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Market-stream connections and subscriptions: streams reference-counted across
+//! strategies, packed onto combined connections of at most 1024 streams, changes
+//! sent as SUBSCRIBE/UNSUBSCRIBE paced well under 5 messages/s per connection,
+//! reconnects with jittered exponential backoff (each attempt charged to the
+//! ledger), and rotation before the exchange's 24 h connection lifetime.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use rand::Rng;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::exchange::types::StrategyId;
+use crate::exchange::{StreamKey, StreamKind};
+
+use super::errors::SendError;
+use super::gateway::{Gateway, WsStream};
+use super::router::Router;
+use super::wire::StreamRequest;
+
+/// The exchange's cap on streams per connection.
+pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
+/// Spacing of our control messages: 3.3/s, leaving room under the 5/s limit for pongs.
+const CONTROL_SPACING: Duration = Duration::from_millis(300);
+/// Reconnect well before the exchange's 24 h cut-off.
+const ROTATE_AFTER: Duration = Duration::from_secs(23 * 3600);
+/// How long a connection attempt may wait for connection budget.
+/// Streams named in the connection URL (the rest are subscribed by message): keeps the URL short.
+const URL_STREAMS: usize = 200;
+const CONNECT_WAIT: Duration = Duration::from_secs(60);
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// The exchange's name for a stream.
+pub fn stream_name(key: &StreamKey) -> String {
+    let symbol = key.symbol.to_ascii_lowercase();
+    match &key.kind {
+        StreamKind::Book => format!("{symbol}@bookTicker"),
+        StreamKind::Depth => format!("{symbol}@depth@100ms"),
+        StreamKind::Trade => format!("{symbol}@trade"),
+        StreamKind::Kline(interval) => format!("{symbol}@kline_{interval}"),
+    }
+}
+
+/// Jittered exponential backoff for reconnect number `failures` (1-based).
+fn reconnect_delay(failures: u32) -> Duration {
+    let exp = RECONNECT_BASE.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    exp.min(RECONNECT_MAX).mul_f64(rand::rng().random_range(0.5..1.5))
+}
+
+struct Connection {
+    streams: BTreeSet<String>,
+    desired: watch::Sender<BTreeSet<String>>,
+}
+
+#[derive(Default)]
+struct Subscriptions {
+    by_strategy: HashMap<StrategyId, BTreeSet<StreamKey>>,
+    refcount: HashMap<StreamKey, usize>,
+    connections: Vec<Connection>,
+}
+
+pub struct MarketStreams {
+    gateway: Arc<Gateway>,
+    router: Arc<Router>,
+    per_connection: usize,
+    state: Mutex<Subscriptions>,
+}
+
+impl MarketStreams {
+    pub fn new(gateway: Arc<Gateway>, router: Arc<Router>, per_connection: usize) -> Self {
+        MarketStreams {
+            gateway,
+            router,
+            per_connection: per_connection.clamp(1, MAX_STREAMS_PER_CONNECTION),
+            state: Mutex::new(Subscriptions::default()),
+        }
+    }
+
+    /// Replaces `strategy`'s streams and (un)subscribes the difference across all strategies.
+    pub fn set(&self, strategy: &StrategyId, streams: Vec<StreamKey>) {
+        let wanted: BTreeSet<StreamKey> = streams.into_iter().collect();
+        let mut state = self.state.lock();
+        let previous = state.by_strategy.remove(strategy).unwrap_or_default();
+        let mut touched = BTreeSet::new();
+        for key in wanted.difference(&previous) {
+            let count = state.refcount.entry(key.clone()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                if key.kind == StreamKind::Depth {
+                    self.router.track_book(&key.symbol);
+                }
+                touched.insert(self.assign(&mut state, stream_name(key)));
+            }
+        }
+        for key in previous.difference(&wanted) {
+            let Some(count) = state.refcount.get_mut(key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                state.refcount.remove(key);
+                if key.kind == StreamKind::Depth {
+                    self.router.untrack_book(&key.symbol);
+                }
+                let name = stream_name(key);
+                if let Some(index) = state.connections.iter().position(|c| c.streams.contains(&name)) {
+                    state.connections[index].streams.remove(&name);
+                    touched.insert(index);
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            state.by_strategy.insert(Arc::clone(strategy), wanted);
+        }
+        for index in touched {
+            let connection = &state.connections[index];
+            connection.desired.send_replace(connection.streams.clone());
+        }
+    }
+
+    /// Puts `name` on a connection with room (opening one if needed); returns its index.
+    fn assign(&self, state: &mut Subscriptions, name: String) -> usize {
+        if let Some(index) = state
+            .connections
+            .iter()
+            .position(|c| c.streams.len() < self.per_connection)
+        {
+            state.connections[index].streams.insert(name);
+            return index;
+        }
+        let (desired, rx) = watch::channel(BTreeSet::new());
+        let task = ConnectionTask {
+            gateway: Arc::clone(&self.gateway),
+            router: Arc::clone(&self.router),
+            desired: rx,
+        };
+        tokio::spawn(task.run());
+        state.connections.push(Connection {
+            streams: BTreeSet::from([name]),
+            desired,
+        });
+        state.connections.len() - 1
+    }
+
+    /// Every stream currently wanted by some strategy.
+    pub fn active_streams(&self) -> BTreeSet<String> {
+        self.state.lock().refcount.keys().map(stream_name).collect()
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    /// Time to rotate, or nothing is wanted any more.
+    Closed,
+    /// The exchange dropped us; `received` says whether any data came first.
+    Dropped {
+        received: bool,
+    },
+}
+
+struct ConnectionTask {
+    gateway: Arc<Gateway>,
+    router: Arc<Router>,
+    desired: watch::Receiver<BTreeSet<String>>,
+}
+
+impl ConnectionTask {
+    async fn run(mut self) {
+        let shutdown = self.gateway.shutdown().clone();
+        let mut failures = 0u32;
+        loop {
+            let wanted = self.desired.borrow_and_update().clone();
+            if wanted.is_empty() {
+                tokio::select! {
+                    changed = self.desired.changed() => if changed.is_err() { return },
+                    _ = shutdown.wait() => return,
+                }
+                continue;
+            }
+            let initial: BTreeSet<String> = wanted.iter().take(URL_STREAMS).cloned().collect();
+            let names: Vec<String> = initial.iter().cloned().collect();
+            let delay = match self.gateway.connect_market(&names, CONNECT_WAIT).await {
+                Ok(ws) => {
+                    self.router.on_connected(&wanted);
+                    match self.session(ws, initial).await {
+                        SessionEnd::Shutdown => return,
+                        SessionEnd::Closed => {
+                            failures = 0;
+                            continue;
+                        }
+                        SessionEnd::Dropped { received } => {
+                            failures = if received { 1 } else { failures + 1 };
+                            tracing::info!(failures, "market stream connection dropped; reconnecting");
+                            reconnect_delay(failures)
+                        }
+                    }
+                }
+                Err(SendError::Stopped) => return,
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(failures, "market stream connection failed: {error}");
+                    let wait = match &error {
+                        SendError::Ledger(api) => api.retry_after_ms.map(Duration::from_millis),
+                        _ => None,
+                    };
+                    wait.unwrap_or_default().max(reconnect_delay(failures))
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    /// Reads one connection until it ends, sending paced subscription changes.
+    async fn session(&mut self, ws: WsStream, mut active: BTreeSet<String>) -> SessionEnd {
+        let shutdown = self.gateway.shutdown().clone();
+        let (mut write, mut read) = ws.split();
+        let rotate_at = Instant::now() + ROTATE_AFTER;
+        let mut next_control = Instant::now();
+        let mut request_id = 0u64;
+        let mut received = false;
+        let mut wanted = self.desired.borrow_and_update().clone();
+        loop {
+            let pending = wanted != active;
+            tokio::select! {
+                frame = read.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        received = true;
+                        self.router.on_frame(text.as_str());
+                    }
+                    // Pings are answered by the WebSocket layer on the next read.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return SessionEnd::Dropped { received },
+                },
+                changed = self.desired.changed() => {
+                    if changed.is_err() {
+                        let _ = write.close().await;
+                        return SessionEnd::Shutdown;
+                    }
+                    wanted = self.desired.borrow_and_update().clone();
+                    if wanted.is_empty() {
+                        let _ = write.close().await;
+                        return SessionEnd::Closed;
+                    }
+                }
+                _ = tokio::time::sleep_until(next_control), if pending => {
+                    // One message per tick: unsubscribes first, then subscribes.
+                    let removed: Vec<String> = active.difference(&wanted).cloned().collect();
+                    let (method, params) = if removed.is_empty() {
+                        ("SUBSCRIBE", wanted.difference(&active).cloned().collect::<Vec<_>>())
+                    } else {
+                        ("UNSUBSCRIBE", removed)
+                    };
+                    request_id += 1;
+                    let request = StreamRequest { method: method.into(), params: params.clone(), id: request_id.into() };
+                    let Ok(text) = serde_json::to_string(&request) else { continue };
+                    if write.send(Message::text(text)).await.is_err() {
+                        return SessionEnd::Dropped { received };
+                    }
+                    next_control = Instant::now() + CONTROL_SPACING;
+                    for name in params {
+                        if method == "SUBSCRIBE" {
+                            active.insert(name);
+                        } else {
+                            active.remove(&name);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(rotate_at) => {
+                    let _ = write.close().await;
+                    return SessionEnd::Closed;
+                }
+                _ = shutdown.wait() => {
+                    let _ = write.close().await;
+                    return SessionEnd::Shutdown;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_follow_the_exchange() {
+        let key = |kind| StreamKey {
+            symbol: "BTCUSDT".into(),
+            kind,
+        };
+        assert_eq!(stream_name(&key(StreamKind::Book)), "btcusdt@bookTicker");
+        assert_eq!(stream_name(&key(StreamKind::Depth)), "btcusdt@depth@100ms");
+        assert_eq!(stream_name(&key(StreamKind::Trade)), "btcusdt@trade");
+        assert_eq!(stream_name(&key(StreamKind::Kline("1m".into()))), "btcusdt@kline_1m");
+    }
+
+    #[test]
+    fn reconnect_delays_back_off_with_jitter() {
+        for _ in 0..20 {
+            let first = reconnect_delay(1);
+            assert!(first >= RECONNECT_BASE / 2 && first <= RECONNECT_BASE * 3 / 2);
+            assert!(reconnect_delay(50) <= RECONNECT_MAX * 3 / 2);
+            assert!(reconnect_delay(4) >= RECONNECT_BASE * 4);
+        }
+    }
+}

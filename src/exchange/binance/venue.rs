@@ -1,0 +1,664 @@
+//! `BinanceVenue`: the [`Venue`] the strategy host talks to, wiring the gateway,
+//! REST calls, market streams, local books, the user-data stream and the order
+//! registry together.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::Decimal;
+
+use crate::exchange::types::{
+    ApiError, Balance, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote, StrategyId,
+    SymbolInfo, Ticker, Trade,
+};
+use crate::exchange::{CallCtx, EventSink, StreamKey, Venue};
+use crate::ledger::{Ledger, LedgerStatus};
+
+use super::errors::ClientError;
+use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
+use super::journal::Journal;
+use super::orders::{NewOrder, OrderRegistry, OrderUpdate};
+use super::profile::Profile;
+use super::rest::{Rest, RetryPolicy};
+use super::router::Router;
+use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
+use super::symbols::{self, SymbolTable};
+use super::usage;
+use super::user_data::{self, UserDataHandler};
+use super::wire::{self, UserDataEvent};
+
+/// How long the client's own lookups may wait for budget.
+const LOOKUP_WAIT: Duration = Duration::from_secs(30);
+const LOOKUP_FIRST_DELAY: Duration = Duration::from_millis(500);
+const LOOKUP_MAX_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Where the order journal lives; `None` keeps orders in memory only.
+    pub state_dir: Option<PathBuf>,
+    pub recv_window_ms: u64,
+    pub request_timeout: Duration,
+    /// `limit` of the REST depth snapshot behind each local book (its weight follows the limit).
+    pub depth_snapshot_limit: u32,
+    /// Retries of idempotent reads.
+    pub retry: RetryPolicy,
+    /// After an unanswered placement, how long "no such order" answers are retried
+    /// (the order may still arrive) before the order is declared REJECTED.
+    pub unknown_order_grace: Duration,
+    /// How long start-up calls may wait for budget.
+    pub startup_wait: Duration,
+    pub streams_per_connection: usize,
+    /// Open the user-data stream on `start` (orders and balances pushed by the exchange).
+    pub user_data: bool,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            state_dir: None,
+            recv_window_ms: 5000,
+            request_timeout: Duration::from_secs(10),
+            depth_snapshot_limit: 1000,
+            retry: RetryPolicy::default(),
+            unknown_order_grace: Duration::from_secs(30),
+            startup_wait: Duration::from_secs(30),
+            streams_per_connection: MAX_STREAMS_PER_CONNECTION,
+            user_data: true,
+        }
+    }
+}
+
+pub struct BinanceVenue {
+    me: Weak<BinanceVenue>,
+    name: String,
+    options: ClientOptions,
+    gateway: Arc<Gateway>,
+    symbols: Arc<SymbolTable>,
+    registry: OrderRegistry,
+    balances: RwLock<BTreeMap<String, Balance>>,
+    router: Arc<Router>,
+    streams: MarketStreams,
+    sink: RwLock<Option<Arc<dyn EventSink>>>,
+    /// Order events learned before `start` gave us a sink (they must never be dropped).
+    queued: Mutex<Vec<Order>>,
+    user_stream_up: AtomicBool,
+    /// Times the user stream has been subscribed; after the first, balances may have been missed.
+    user_subscriptions: AtomicU64,
+    /// Client ids with a lookup under way.
+    resolving: Mutex<HashSet<String>>,
+    started: AtomicBool,
+}
+
+fn startup(what: &'static str) -> impl FnOnce(ApiError) -> ClientError {
+    move |error| ClientError::Startup { what, error }
+}
+
+fn to_balances(list: &[wire::AccountBalance]) -> BTreeMap<String, Balance> {
+    list.iter()
+        .map(|b| {
+            (
+                b.asset.clone(),
+                Balance {
+                    free: b.free.to_f64().unwrap_or(0.0),
+                    locked: b.locked.to_f64().unwrap_or(0.0),
+                },
+            )
+        })
+        .collect()
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidOrder, message)
+}
+
+impl BinanceVenue {
+    /// Start-up: server time (offset into the ledger), exchangeInfo (limits into the
+    /// ledger, filters into the symbol table), account (balances), all charged;
+    /// then the order journal is replayed.
+    pub async fn connect(profile: Profile, ledger: Ledger, options: ClientOptions) -> Result<Arc<Self>, ClientError> {
+        profile.validate()?;
+        let config = GatewayConfig {
+            recv_window_ms: options.recv_window_ms,
+            request_timeout: options.request_timeout,
+        };
+        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).map_err(ClientError::Http)?);
+        let wait = options.startup_wait;
+        let rest = Rest {
+            gateway: &gateway,
+            retry: options.retry,
+        };
+        rest.sync_time(wait).await.map_err(startup("GET /api/v3/time"))?;
+        let info = rest
+            .exchange_info(CLIENT_STRATEGY, wait)
+            .await
+            .map_err(startup("GET /api/v3/exchangeInfo"))?;
+        let limits = usage::parse_rate_limits(&info.rate_limits);
+        if !limits.is_empty() {
+            gateway.ledger().set_limits(limits);
+        }
+        let account = rest
+            .account(CLIENT_STRATEGY, wait)
+            .await
+            .map_err(startup("GET /api/v3/account"))?;
+        let journal = match &options.state_dir {
+            Some(dir) => Some(Journal::open(dir).map_err(|e| ClientError::Journal(e.to_string()))?),
+            None => None,
+        };
+        let registry = OrderRegistry::new(journal, gateway.now_ms());
+        let symbols = Arc::new(SymbolTable::from_entries(&info.symbols));
+        let router = Arc::new(Router::new(
+            Arc::clone(&gateway),
+            Arc::clone(&symbols),
+            options.depth_snapshot_limit,
+        ));
+        let streams = MarketStreams::new(
+            Arc::clone(&gateway),
+            Arc::clone(&router),
+            options.streams_per_connection,
+        );
+        tracing::info!(
+            venue = profile.venue_name(),
+            symbols = info.symbols.len(),
+            key = %profile.credentials.redacted_key(),
+            "connected"
+        );
+        Ok(Arc::new_cyclic(|me| BinanceVenue {
+            me: me.clone(),
+            name: profile.venue_name(),
+            options,
+            gateway,
+            symbols,
+            registry,
+            balances: RwLock::new(to_balances(&account.balances)),
+            router,
+            streams,
+            sink: RwLock::new(None),
+            queued: Mutex::new(Vec::new()),
+            user_stream_up: AtomicBool::new(false),
+            user_subscriptions: AtomicU64::new(0),
+            resolving: Mutex::new(HashSet::new()),
+            started: AtomicBool::new(false),
+        }))
+    }
+
+    fn rest(&self) -> Rest<'_> {
+        Rest {
+            gateway: &self.gateway,
+            retry: self.options.retry,
+        }
+    }
+
+    fn info(&self, symbol: &str) -> Result<&SymbolInfo, ApiError> {
+        self.symbols
+            .get(symbol)
+            .ok_or_else(|| invalid(format!("unknown symbol {symbol:?}")))
+    }
+
+    fn emit_order(&self, order: Order) {
+        match self.sink.read().as_ref() {
+            Some(sink) => sink.order(order),
+            None => self.queued.lock().push(order),
+        }
+    }
+
+    /// Applies an update from any source; emits the order if it changed.
+    fn apply(&self, update: &OrderUpdate) -> Option<Order> {
+        let applied = self.registry.apply(update)?;
+        if applied.first_fill {
+            self.gateway.ledger().order_filled(1);
+        }
+        self.emit_order(applied.order.clone());
+        Some(applied.order)
+    }
+
+    /// Looks an order up by client id (charged, paced, respecting backoff) until its
+    /// state is known; a PENDING order the exchange keeps not knowing is declared
+    /// REJECTED after the grace period. Never re-sends it.
+    fn spawn_lookup(&self, client_id: String) {
+        let Some(venue) = self.me.upgrade() else { return };
+        if !self.resolving.lock().insert(client_id.clone()) {
+            return;
+        }
+        tokio::spawn(async move {
+            venue.lookup(&client_id).await;
+            venue.resolving.lock().remove(&client_id);
+        });
+    }
+
+    async fn lookup(&self, client_id: &str) {
+        let shutdown = self.gateway.shutdown().clone();
+        let started = tokio::time::Instant::now();
+        let mut delay = LOOKUP_FIRST_DELAY;
+        loop {
+            let Some(order) = self.registry.get(client_id) else {
+                return;
+            };
+            let pending = order.status == OrderStatus::Pending;
+            if pending {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.wait() => return,
+                }
+                // The user stream may have told us meanwhile.
+                if self
+                    .registry
+                    .get(client_id)
+                    .is_none_or(|o| o.status != OrderStatus::Pending)
+                {
+                    return;
+                }
+            }
+            let reference = OrderRef::ClientId(client_id.to_string());
+            match self
+                .rest()
+                .query_order(CLIENT_STRATEGY, LOOKUP_WAIT, &order.symbol, &reference)
+                .await
+            {
+                Ok(wire) => {
+                    self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                    return;
+                }
+                Err(e) if e.code == ErrorCode::Stopped => return,
+                Err(e) if e.exchange_code == Some(-2013) && !pending => {
+                    tracing::warn!(client_id, "order not found on the exchange during resync: {e}");
+                    return;
+                }
+                Err(e) if e.exchange_code == Some(-2013) && started.elapsed() >= self.options.unknown_order_grace => {
+                    let waited = started.elapsed().as_secs();
+                    self.apply(&OrderUpdate {
+                        client_id: client_id.to_string(),
+                        id: None,
+                        status: Some(OrderStatus::Rejected),
+                        filled_qty: 0.0,
+                        filled_quote: 0.0,
+                        last_fill_qty: 0.0,
+                        last_fill_price: 0.0,
+                        last_commission: 0.0,
+                        commission_asset: None,
+                        reject_reason: Some(format!(
+                            "the placement went unanswered and the exchange still does not know the order after {waited} s"
+                        )),
+                        update_time: self.gateway.now_ms(),
+                    });
+                    return;
+                }
+                Err(e) => {
+                    let pause = e.retry_after_ms.map(Duration::from_millis).unwrap_or(delay);
+                    tracing::debug!(client_id, ?pause, "order lookup failed: {e}");
+                    if !pending {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = shutdown.wait() => return,
+                        }
+                    } else if pause > delay {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause - delay) => {}
+                            _ = shutdown.wait() => return,
+                        }
+                    }
+                }
+            }
+            delay = (delay * 2).min(LOOKUP_MAX_DELAY);
+        }
+    }
+
+    /// Re-queries every order whose final state is not known (after a restart or a
+    /// user-stream outage).
+    fn resync_orders(&self) {
+        for order in self.registry.unresolved() {
+            self.spawn_lookup(order.client_id);
+        }
+    }
+
+    /// Re-reads the account (charged) after a user-stream outage: balance pushes may have been missed.
+    fn spawn_balance_resync(&self) {
+        let Some(venue) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            match venue.rest().account(CLIENT_STRATEGY, LOOKUP_WAIT).await {
+                Ok(account) => {
+                    *venue.balances.write() = to_balances(&account.balances);
+                    if let Some(sink) = venue.sink.read().as_ref() {
+                        sink.balances_changed();
+                    }
+                }
+                Err(e) => tracing::warn!("balance resync after a user-stream outage failed: {e}"),
+            }
+        });
+    }
+
+    fn owned(&self, strategy: &str, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
+        self.registry
+            .find(order)
+            .filter(|o| &*o.strategy == strategy && o.symbol == symbol)
+            .ok_or_else(|| invalid(format!("no order {order:?} of this strategy on {symbol}")))
+    }
+
+    /// The local book's exact top levels (for comparing with the exchange's).
+    pub fn book_levels(&self, symbol: &str, levels: usize) -> Option<super::book::ExactLevels> {
+        self.router.book_levels(symbol, levels)
+    }
+
+    /// Market frames skipped as malformed since start.
+    pub fn malformed_frames(&self) -> u64 {
+        self.router.malformed_frames()
+    }
+
+    /// True while the user-data stream is subscribed.
+    pub fn user_stream_up(&self) -> bool {
+        self.user_stream_up.load(Ordering::Relaxed)
+    }
+}
+
+impl UserDataHandler for BinanceVenue {
+    fn on_event(&self, event: UserDataEvent) {
+        match event {
+            UserDataEvent::ExecutionReport(report) => {
+                let update = OrderUpdate::from_report(&report);
+                if self.registry.get(&update.client_id).is_none() {
+                    tracing::debug!(
+                        client_id = update.client_id,
+                        "update for an order this process does not own"
+                    );
+                    return;
+                }
+                self.apply(&update);
+            }
+            UserDataEvent::AccountPosition(position) => {
+                {
+                    let mut balances = self.balances.write();
+                    for b in &position.balances {
+                        balances.insert(
+                            b.a.clone(),
+                            Balance {
+                                free: b.f.to_f64().unwrap_or(0.0),
+                                locked: b.l.to_f64().unwrap_or(0.0),
+                            },
+                        );
+                    }
+                }
+                if let Some(sink) = self.sink.read().as_ref() {
+                    sink.balances_changed();
+                }
+            }
+            UserDataEvent::BalanceUpdate(update) => {
+                self.balances.write().entry(update.a.clone()).or_default().free += update.d.to_f64().unwrap_or(0.0);
+                if let Some(sink) = self.sink.read().as_ref() {
+                    sink.balances_changed();
+                }
+            }
+            UserDataEvent::StreamTerminated { .. } | UserDataEvent::Other => {}
+        }
+    }
+
+    fn on_subscribed(&self) {
+        self.user_stream_up.store(true, Ordering::Relaxed);
+        self.resync_orders();
+        if self.user_subscriptions.fetch_add(1, Ordering::Relaxed) > 0 {
+            self.spawn_balance_resync();
+        }
+    }
+
+    fn on_down(&self) {
+        self.user_stream_up.store(false, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Venue for BinanceVenue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.gateway.now_ms()
+    }
+
+    fn symbol(&self, symbol: &str) -> Option<SymbolInfo> {
+        self.symbols.get(symbol).cloned()
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        self.symbols.names()
+    }
+
+    async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError> {
+        self.info(symbol)?;
+        self.rest().ticker(&ctx.strategy, ctx.wait, symbol).await
+    }
+
+    async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError> {
+        self.info(symbol)?;
+        self.rest().book_ticker(&ctx.strategy, ctx.wait, symbol).await
+    }
+
+    async fn depth(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Depth, ApiError> {
+        self.info(symbol)?;
+        let snapshot = self.rest().depth(&ctx.strategy, ctx.wait, symbol, limit).await?;
+        let side = |levels: &[[Decimal; 2]]| {
+            levels
+                .iter()
+                .map(|[p, q]| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN)))
+                .collect()
+        };
+        Ok(Depth {
+            symbol: symbol.to_string(),
+            update_id: snapshot.last_update_id,
+            bids: side(&snapshot.bids),
+            asks: side(&snapshot.asks),
+        })
+    }
+
+    async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError> {
+        self.info(symbol)?;
+        self.rest()
+            .klines(&ctx.strategy, ctx.wait, symbol, interval, limit)
+            .await
+    }
+
+    async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
+        self.info(symbol)?;
+        self.rest().trades(&ctx.strategy, ctx.wait, symbol, limit).await
+    }
+
+    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+        let info = self.info(&request.symbol)?;
+        let reference = self
+            .router
+            .quote(&request.symbol)
+            .and_then(|q| Decimal::from_f64((q.bid + q.ask) / 2.0));
+        let valid = symbols::validate(info, &request, reference)?;
+        let client_id = request
+            .client_id
+            .clone()
+            .unwrap_or_else(|| self.registry.mint_client_id());
+        let to_f64 = |d: Option<Decimal>| d.and_then(|d| d.to_f64()).unwrap_or(0.0);
+        self.registry.register(&NewOrder {
+            strategy: Arc::clone(&ctx.strategy),
+            client_id: client_id.clone(),
+            symbol: valid.symbol.clone(),
+            side: valid.side,
+            order_type: valid.order_type,
+            tif: valid.tif,
+            price: to_f64(valid.price),
+            quantity: to_f64(valid.quantity),
+            time: self.gateway.now_ms(),
+        })?;
+        match self
+            .rest()
+            .place_order(&ctx.strategy, ctx.wait, &valid, &client_id)
+            .await
+        {
+            Ok(wire) => {
+                self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                self.registry
+                    .get(&client_id)
+                    .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
+            }
+            Err(mut error) if error.code == ErrorCode::UnknownStatus => {
+                self.spawn_lookup(client_id.clone());
+                error.message = format!("order {client_id} is PENDING: {}", error.message);
+                Err(error)
+            }
+            Err(error)
+                if matches!(
+                    error.code,
+                    ErrorCode::RateLimited
+                        | ErrorCode::Backoff
+                        | ErrorCode::Banned
+                        | ErrorCode::Stopped
+                        | ErrorCode::Network
+                ) || error.exchange_code.is_none() =>
+            {
+                self.registry.unsent(&client_id, error.code.as_str());
+                Err(error)
+            }
+            Err(error) => {
+                self.apply(&OrderUpdate {
+                    client_id: client_id.clone(),
+                    id: None,
+                    status: Some(OrderStatus::Rejected),
+                    filled_qty: 0.0,
+                    filled_quote: 0.0,
+                    last_fill_qty: 0.0,
+                    last_fill_price: 0.0,
+                    last_commission: 0.0,
+                    commission_asset: None,
+                    reject_reason: Some(error.message.clone()),
+                    update_time: self.gateway.now_ms(),
+                });
+                Err(error)
+            }
+        }
+    }
+
+    async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
+        let current = self.owned(&ctx.strategy, symbol, order)?;
+        if current.status.is_final() {
+            return Ok(current);
+        }
+        match self
+            .rest()
+            .cancel_order(&ctx.strategy, ctx.wait, symbol, &current.client_id)
+            .await
+        {
+            Ok(wire) => {
+                self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                Ok(self.registry.get(&current.client_id).unwrap_or(current))
+            }
+            Err(error) => {
+                // -2011 (already gone) or an unknown outcome: find out what the order's state is.
+                if error.exchange_code == Some(-2011) || error.code == ErrorCode::UnknownStatus {
+                    self.spawn_lookup(current.client_id);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {
+        self.info(symbol)?;
+        // Per-order cancels: DELETE openOrders would cancel other strategies' orders too.
+        let refs: Vec<OrderRef> = self
+            .registry
+            .open_orders(&ctx.strategy, Some(symbol))
+            .into_iter()
+            .map(|o| OrderRef::ClientId(o.client_id))
+            .collect();
+        let results = futures_util::future::join_all(refs.iter().map(|r| self.cancel(ctx, symbol, r))).await;
+        let mut canceled = Vec::new();
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(order) => canceled.push(order),
+                Err(e) => {
+                    tracing::warn!(strategy = %ctx.strategy, symbol, "cancel failed: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(error) if canceled.is_empty() => Err(error),
+            _ => Ok(canceled),
+        }
+    }
+
+    async fn get_order(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
+        let current = self.owned(&ctx.strategy, symbol, order)?;
+        let current_enough =
+            current.status.is_final() || (self.user_stream_up() && current.status != OrderStatus::Pending);
+        if current_enough {
+            return Ok(current);
+        }
+        let reference = OrderRef::ClientId(current.client_id.clone());
+        let wire = self
+            .rest()
+            .query_order(&ctx.strategy, ctx.wait, symbol, &reference)
+            .await?;
+        self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+        Ok(self.registry.get(&current.client_id).unwrap_or(current))
+    }
+
+    fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {
+        self.registry.open_orders(strategy, symbol)
+    }
+
+    fn balances(&self) -> BTreeMap<String, Balance> {
+        self.balances.read().clone()
+    }
+
+    fn quote(&self, symbol: &str) -> Option<Quote> {
+        self.router.quote(symbol)
+    }
+
+    fn book(&self, symbol: &str, levels: usize) -> Option<Depth> {
+        self.router.book(symbol, levels)
+    }
+
+    async fn set_subscriptions(&self, strategy: &StrategyId, streams: Vec<StreamKey>) -> Result<(), ApiError> {
+        if let Some(unknown) = streams.iter().find(|k| self.symbols.get(&k.symbol).is_none()) {
+            return Err(invalid(format!("unknown symbol {:?}", unknown.symbol)));
+        }
+        if self.gateway.shutdown().is_triggered() {
+            return Err(ApiError::new(ErrorCode::Stopped, "the client is shutting down"));
+        }
+        self.streams.set(strategy, streams);
+        Ok(())
+    }
+
+    fn ledger_status(&self, strategy: &str) -> LedgerStatus {
+        self.gateway.ledger().status(strategy)
+    }
+
+    async fn start(&self, sink: Arc<dyn EventSink>) -> Result<(), ApiError> {
+        self.router.set_sink(Arc::clone(&sink));
+        {
+            let mut slot = self.sink.write();
+            *slot = Some(Arc::clone(&sink));
+            for order in self.queued.lock().drain(..) {
+                sink.order(order);
+            }
+        }
+        if self.started.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if self.options.user_data {
+            if let Some(venue) = self.me.upgrade() {
+                tokio::spawn(user_data::run(Arc::clone(&self.gateway), venue));
+            }
+        }
+        // Orders restored from the journal whose final state is unknown.
+        self.resync_orders();
+        Ok(())
+    }
+
+    async fn shutdown(&self) {
+        self.gateway.shutdown().trigger();
+        self.registry.flush();
+    }
+}

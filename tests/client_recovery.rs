@@ -1,0 +1,265 @@
+//! Recovery paths: restart from the order journal, clock drift (-1021), orders the
+//! exchange never saw, per-strategy cancel_all, and shutdown of in-flight calls.
+
+mod client_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use client_support::{ctx, eventually, paper_profile, start, start_with, RecordingSink};
+use runner::exchange::binance::{BinanceVenue, ClientOptions};
+use runner::exchange::grid;
+use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::ledger::limits;
+use runner::sim::{FailKind, SimConfig};
+use rust_decimal::Decimal;
+
+fn limit(symbol: &str, side: Side, qty: f64, price: f64) -> OrderRequest {
+    OrderRequest {
+        symbol: symbol.into(),
+        side,
+        order_type: OrderType::Limit,
+        quantity: Some(qty),
+        quote_quantity: None,
+        price: Some(price),
+        tif: None,
+        client_id: None,
+    }
+}
+
+/// A BUY resting at `factor` × the bid, worth about 30 USDT.
+async fn resting_buy(venue: &BinanceVenue, strategy: &str, factor: f64) -> OrderRequest {
+    let info = venue.symbol("BTCUSDT").unwrap();
+    let quote = venue.book_ticker(&ctx(strategy), "BTCUSDT").await.unwrap();
+    let price = grid::round_price(&info, quote.bid * factor).unwrap();
+    let qty = grid::round_qty(&info, 30.0 / price).unwrap();
+    limit("BTCUSDT", Side::Buy, qty, price)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
+    let state = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..ClientOptions::default()
+    };
+    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    let request = resting_buy(&setup.venue, "keeper", 0.95).await;
+    let price = request.price.unwrap();
+    let order = setup.venue.place(&ctx("keeper"), request).await.unwrap();
+    assert_eq!(order.status, OrderStatus::New);
+    setup.venue.shutdown().await;
+    drop(setup.venue);
+
+    // While the client is down the market trades through the order's price.
+    let below = Decimal::try_from(price * 0.9).unwrap();
+    assert!(setup.sim.set_price("BTCUSDT", below));
+    eventually(Duration::from_secs(10), "the exchange to fill the order", || {
+        let status = setup.sim.orders_by_client_id(&order.client_id)[0].status.clone();
+        async move { (status == "FILLED").then_some(()) }
+    })
+    .await;
+
+    let venue = BinanceVenue::connect(paper_profile(&setup.sim), setup.ledger.clone(), options)
+        .await
+        .unwrap();
+    let restored = venue.open_orders("keeper", Some("BTCUSDT"));
+    assert_eq!(restored.len(), 1, "the journal brought the order and its owner back");
+    assert_eq!(restored[0].client_id, order.client_id);
+    let sink = Arc::new(RecordingSink::default());
+    venue.start(sink.clone()).await.unwrap();
+    let cid = order.client_id.clone();
+    let filled = eventually(Duration::from_secs(10), "FILLED after the restart", || {
+        let last = sink.last_order(&cid);
+        async move { last.filter(|o| o.status == OrderStatus::Filled) }
+    })
+    .await;
+    assert_eq!(&*filled.strategy, "keeper");
+    assert!(venue.open_orders("keeper", None).is_empty());
+    // Ids minted after the restart never repeat earlier ones.
+    let next = venue
+        .place(&ctx("keeper"), resting_buy(&venue, "keeper", 0.5).await)
+        .await
+        .unwrap();
+    assert_ne!(next.client_id, order.client_id);
+    assert_eq!(setup.sim.orders_by_client_id(&next.client_id).len(), 1);
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_drift_is_resynced_after_minus_1021() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let request = resting_buy(venue, "drift", 0.9).await;
+    setup.sim.faults().set_clock_skew_ms(20_000);
+    let err = venue.place(&ctx("drift"), request.clone()).await.unwrap_err();
+    assert_eq!(
+        (err.code, err.exchange_code),
+        (ErrorCode::Rejected, Some(-1021)),
+        "{err}"
+    );
+    // The time was resynced; the strategy's retry goes through.
+    let order = venue.place(&ctx("drift"), request).await.unwrap();
+    assert_eq!(order.status, OrderStatus::New);
+    assert_eq!(setup.sim.stats().orders_placed, 1);
+    assert!((venue.now_ms() - setup.sim.now_ms()).abs() < 1_000);
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_exchange_never_saw_is_rejected_after_the_grace_period() {
+    let options = ClientOptions {
+        unknown_order_grace: Duration::from_millis(1500),
+        ..ClientOptions::default()
+    };
+    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options).await;
+    let venue = &setup.venue;
+    let request = resting_buy(venue, "unlucky", 0.9).await;
+    // A plain 503 from the front end: the outcome is unknown to us, and the order does not exist.
+    setup.sim.faults().fail_next(1, FailKind::Unavailable);
+    let err = venue.place(&ctx("unlucky"), request).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::UnknownStatus, "{err}");
+    let cid = venue.open_orders("unlucky", None)[0].client_id.clone();
+    let sink = setup.sink.clone();
+    let rejected = eventually(Duration::from_secs(15), "REJECTED through the sink", || {
+        let last = sink.last_order(&cid);
+        async move { last.filter(|o| o.status == OrderStatus::Rejected) }
+    })
+    .await;
+    assert!(rejected
+        .reject_reason
+        .as_deref()
+        .unwrap_or_default()
+        .contains("does not know"));
+    assert!(setup.sim.orders_by_client_id(&cid).is_empty());
+    assert_eq!(setup.sim.stats().orders_placed, 0, "never re-sent under any id");
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_answered_minus_1007_is_learned_not_resent() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let request = resting_buy(venue, "lucky", 0.9).await;
+    // The exchange placed it but the answer says "unknown" (503, -1007).
+    setup.sim.faults().fail_next(1, FailKind::Unknown1007);
+    let err = venue.place(&ctx("lucky"), request).await.unwrap_err();
+    assert_eq!(
+        (err.code, err.exchange_code),
+        (ErrorCode::UnknownStatus, Some(-1007)),
+        "{err}"
+    );
+    let cid = venue.open_orders("lucky", None)[0].client_id.clone();
+    let sink = setup.sink.clone();
+    eventually(Duration::from_secs(10), "NEW through the sink", || {
+        let last = sink.last_order(&cid);
+        async move { last.filter(|o| o.status == OrderStatus::New) }
+    })
+    .await;
+    assert_eq!(setup.sim.orders_by_client_id(&cid).len(), 1);
+    assert_eq!(setup.sim.stats().orders_placed, 1);
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_all_touches_only_the_calling_strategys_orders() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let mine = venue
+        .place(&ctx("a"), resting_buy(venue, "a", 0.9).await)
+        .await
+        .unwrap();
+    let mine2 = venue
+        .place(&ctx("a"), resting_buy(venue, "a", 0.85).await)
+        .await
+        .unwrap();
+    let theirs = venue
+        .place(&ctx("b"), resting_buy(venue, "b", 0.9).await)
+        .await
+        .unwrap();
+    let canceled = venue.cancel_all(&ctx("a"), "BTCUSDT").await.unwrap();
+    let mut ids: Vec<_> = canceled.iter().map(|o| o.client_id.clone()).collect();
+    ids.sort();
+    let mut expected = vec![mine.client_id.clone(), mine2.client_id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(canceled.iter().all(|o| o.status == OrderStatus::Canceled));
+    assert_eq!(setup.sim.orders_by_client_id(&theirs.client_id)[0].status, "NEW");
+    assert_eq!(venue.open_orders("b", None).len(), 1);
+    assert!(!setup
+        .sim
+        .request_log()
+        .iter()
+        .any(|r| r.path == "/api/v3/openOrders" && r.method == "DELETE"));
+    // get_order is served locally while the user stream is up: no request.
+    let before = setup.sim.request_log().len();
+    let local = venue
+        .get_order(&ctx("b"), "BTCUSDT", &OrderRef::ClientId(theirs.client_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(local.status, OrderStatus::New);
+    assert_eq!(setup.sim.request_log().len(), before);
+    venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_in_flight_calls_with_stopped() {
+    let setup = start().await;
+    let venue = setup.venue.clone();
+    setup.sim.faults().set_latency(Duration::from_secs(5));
+    let call = tokio::spawn({
+        let venue = venue.clone();
+        async move { venue.ticker(&ctx("slow"), "BTCUSDT").await }
+    });
+    venue.shutdown().await;
+    let result = tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .expect("ends promptly")
+        .unwrap();
+    assert_eq!(result.unwrap_err().code, ErrorCode::Stopped);
+    let after = venue.ticker(&ctx("late"), "BTCUSDT").await.unwrap_err();
+    assert_eq!(after.code, ErrorCode::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
+    let setup = start().await;
+    let venue = &setup.venue;
+    let order = venue
+        .place(&ctx("a"), resting_buy(venue, "a", 0.9).await)
+        .await
+        .unwrap();
+    let count = |method: &str, path: &str| {
+        setup
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.method == method && r.path == path)
+            .count()
+    };
+    let (lookups, accounts) = (count("GET", "/api/v3/order"), count("GET", "/api/v3/account"));
+    setup.sim.faults().drop_websockets();
+    eventually(Duration::from_secs(10), "the user stream to go down", || {
+        let up = venue.user_stream_up();
+        async move { (!up).then_some(()) }
+    })
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "re-queries after the user stream is back",
+        || {
+            let done = venue.user_stream_up()
+                && count("GET", "/api/v3/order") > lookups
+                && count("GET", "/api/v3/account") > accounts;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    let current = venue.open_orders("a", None);
+    assert_eq!(current.len(), 1);
+    assert_eq!(
+        (current[0].client_id.as_str(), current[0].status),
+        (order.client_id.as_str(), OrderStatus::New)
+    );
+    venue.shutdown().await;
+}
