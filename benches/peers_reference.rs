@@ -5,9 +5,10 @@
 //!   each `Ledger::reserve`d and then `observe`d with a response carrying its usage header,
 //!   against a limit too high to ever wait: pure admission overhead.
 //! - With `PEERS_BURST_OUT=<file>` set, the criterion run is replaced by the burst experiment:
-//!   3x the limit (300 weight-1 requests against 100 per 1 s) arrives at once, half-way
-//!   through an aligned window; the wall-clock instant of every admission is written to the
-//!   file as JSON, for the same per-window analysis the peers get (`bench/peers/burst.py`).
+//!   3x the limit (300 weight-1 requests against 100 per 1 s) arrives at once, a fraction
+//!   `PEERS_BURST_PHASE` (default 0.5) of the way into an aligned window; the wall-clock
+//!   instant of every admission is written to the file as JSON, for the same per-window
+//!   analysis the peers get (`bench/peers/burst.py`).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -27,8 +28,8 @@ const UNBLOCKING_LIMIT: u64 = 1_000_000_000_000;
 
 const BURST_LIMIT: u64 = 100;
 const BURST_DEMAND: usize = 300;
-/// How far into an aligned window the burst arrives.
-const BURST_PHASE: f64 = 0.5;
+/// How far into an aligned window the burst arrives, unless `PEERS_BURST_PHASE` says otherwise.
+const DEFAULT_BURST_PHASE: f64 = 0.5;
 const BURST_DEADLINE: Duration = Duration::from_secs(8);
 
 fn weight_one() -> Cost {
@@ -108,7 +109,7 @@ fn until_phase(window_s: f64, phase: f64) -> Duration {
     Duration::from_secs_f64(target - now)
 }
 
-async fn burst(out: &Path) -> anyhow::Result<()> {
+async fn burst(out: &Path, phase: f64) -> anyhow::Result<()> {
     let window_s = 1.0;
     let ledger = ledger(RateLimit::new(
         PoolKind::RequestWeight,
@@ -116,7 +117,7 @@ async fn burst(out: &Path) -> anyhow::Result<()> {
         1,
         BURST_LIMIT,
     ));
-    tokio::time::sleep(until_phase(window_s, BURST_PHASE)).await;
+    tokio::time::sleep(until_phase(window_s, phase)).await;
     let started_at_s = wall_clock_s();
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..BURST_DEMAND {
@@ -144,7 +145,7 @@ async fn burst(out: &Path) -> anyhow::Result<()> {
         "limit": BURST_LIMIT,
         "window_s": window_s,
         "demand": BURST_DEMAND,
-        "phase": BURST_PHASE,
+        "phase": phase,
         "started_at_s": started_at_s,
         "admitted_at_s": admitted_at_s,
     });
@@ -153,8 +154,13 @@ async fn burst(out: &Path) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     if let Some(out) = std::env::var_os("PEERS_BURST_OUT") {
+        let phase = match std::env::var("PEERS_BURST_PHASE") {
+            Ok(text) => text.parse().context("PEERS_BURST_PHASE must be a number")?,
+            Err(_) => DEFAULT_BURST_PHASE,
+        };
+        anyhow::ensure!((0.0..1.0).contains(&phase), "PEERS_BURST_PHASE must lie in [0, 1)");
         let runtime = tokio::runtime::Runtime::new().context("tokio runtime")?;
-        return runtime.block_on(burst(Path::new(&out)));
+        return runtime.block_on(burst(Path::new(&out), phase));
     }
     benches();
     Criterion::default().configure_from_args().final_summary();
