@@ -5,7 +5,12 @@
 //! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
 //! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
 
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod exchange;
 pub mod host;
 pub mod ledger;
+pub mod reload;
 pub mod sim;

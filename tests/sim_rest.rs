@@ -96,6 +96,19 @@ async fn market_data_endpoints_answer_in_binance_shapes() {
     let klines = rest.get("/api/v3/klines?symbol=BTCUSDT&interval=1m").await;
     let k: Vec<runner::exchange::binance::wire::KlineRow> = serde_json::from_value(klines.body).unwrap();
     assert!(!k.is_empty() && k[0].2 >= k[0].3, "high >= low");
+    // A day of history exists from the start, ending at today's price.
+    let history = rest.get("/api/v3/klines?symbol=ETHBTC&interval=1m&limit=1000").await;
+    let h: Vec<runner::exchange::binance::wire::KlineRow> = serde_json::from_value(history.body).unwrap();
+    assert_eq!(h.len(), 1000);
+    assert!(h.windows(2).all(|w| w[1].0 - w[0].0 == 60_000), "one candle per minute");
+    assert!(
+        h.iter().all(|k| k.2 >= k.1.max(k.4) && k.3 <= k.1.min(k.4)),
+        "high/low bound open/close"
+    );
+    let last_close = h.last().unwrap().4;
+    assert!(((last_close - ethbtc) / ethbtc).abs() < Decimal::new(2, 2));
+    let hourly = rest.get("/api/v3/klines?symbol=ETHBTC&interval=1h&limit=5").await;
+    assert_eq!(hourly.body.as_array().unwrap().len(), 5);
     let avg = rest.get("/api/v3/avgPrice?symbol=BTCUSDT").await;
     assert_eq!(avg.body["mins"], 5);
     let day = rest.get("/api/v3/ticker/24hr?symbol=BTCUSDT").await;
@@ -671,4 +684,23 @@ async fn forced_ban_lasts_its_seconds() {
     tokio::time::sleep(Duration::from_millis(1_050)).await;
     assert_eq!(rest.get("/api/v3/ping").await.status, 200);
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_runs_on_a_given_listener_until_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(runner::sim::serve(still_market(), listener, async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    let ping = http.get(format!("http://{addr}/api/v3/ping")).send().await.unwrap();
+    assert_eq!(ping.status().as_u16(), 200);
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(DEADLINE, server)
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(result.is_ok());
 }

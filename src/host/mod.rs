@@ -1,1 +1,450 @@
 //! Sandboxed Lua VMs, one per strategy, and the strategy API.
+//!
+//! Each strategy runs in its own Lua 5.4 VM on its own OS thread ([`worker`]), with
+//! limited memory and CPU per callback ([`limits`]) and only the API of
+//! `lua-api.md` ([`api`]). The [`Host`] owns them all: it routes market events by
+//! subscription and order events by owner into per-strategy inboxes ([`inbox`]) that
+//! never block the venue, reloads strategies in place, and stops them cleanly.
+
+pub mod api;
+mod error;
+pub mod inbox;
+pub mod limits;
+mod require;
+mod router;
+pub mod sandbox;
+pub mod spec;
+pub mod state;
+pub mod stats;
+pub mod timers;
+pub mod vm;
+mod worker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::LoadError;
+pub use spec::StrategyMeta;
+
+use crate::exchange::{
+    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderRef, OrderRequest, Quote,
+    StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
+};
+use crate::ledger::{BackoffState, LedgerStatus, StrategyUsage};
+use inbox::{Event, Inbox};
+use stats::Stats;
+use vm::{StrategyVm, VmOptions};
+use worker::{Control, Shared, StrategyShared};
+
+/// A running strategy's name (unique within one host).
+pub type StrategyName = String;
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where `require` finds the shared Lua modules.
+    pub stdlib_dir: PathBuf,
+    /// Memory per VM.
+    pub memory_limit: usize,
+    /// Work allowed per callback (counted in Lua instructions; waiting does not count).
+    pub cpu_limit: Duration,
+    /// A strategy that hits its limits this often within `trip_window` is stopped.
+    pub max_trips: u32,
+    pub trip_window: Duration,
+    /// `state` is saved under `state_dir/strategies/<name>.json`; `None` keeps it in memory.
+    pub state_dir: Option<PathBuf>,
+    /// How often a running strategy's `state` is saved (it is also saved on stop).
+    pub state_save_every: Duration,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            stdlib_dir: PathBuf::from("stdlib"),
+            memory_limit: 64 << 20,
+            cpu_limit: Duration::from_millis(200),
+            max_trips: 3,
+            trip_window: Duration::from_secs(60),
+            state_dir: None,
+            state_save_every: worker::DEFAULT_SAVE_EVERY,
+        }
+    }
+}
+
+/// Why a strategy is being stopped; `on_stop` receives it as a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Shutdown,
+    Duration,
+    Error,
+    ReloadRemoved,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Shutdown => "shutdown",
+            StopReason::Duration => "duration",
+            StopReason::Error => "error",
+            StopReason::ReloadRemoved => "reload-removed",
+        }
+    }
+}
+
+/// A successful hot reload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReloadOutcome {
+    pub name: String,
+    /// Building and validating the new version in a fresh VM.
+    pub load: Duration,
+    /// From the reload request to the new version being in place (events wait meanwhile).
+    pub swap: Duration,
+    pub subscriptions_changed: bool,
+    pub warnings: Vec<String>,
+    /// The new version's `on_reload` tripped the limits often enough to stop the strategy.
+    pub stopped: bool,
+}
+
+/// One strategy's counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrategyStats {
+    pub name: String,
+    pub running: bool,
+    pub events_handled: u64,
+    pub events_coalesced: u64,
+    pub trades_dropped: u64,
+    pub errors: u64,
+    pub trips: u64,
+    pub orders_placed: u64,
+    pub orders_filled: u64,
+    pub orders_cancelled: u64,
+    pub orders_rejected: u64,
+    /// Net asset flows from fills (base and quote, minus commissions): realised PnL per asset.
+    pub flows: BTreeMap<String, f64>,
+    pub open_orders: usize,
+    /// Events waiting in the strategy's inbox.
+    pub pending: usize,
+}
+
+struct Slot {
+    strategy: Arc<StrategyShared>,
+    control: mpsc::UnboundedSender<Control>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Owns every strategy. Implements [`EventSink`]: hand it to the venue's `start`.
+pub struct Host {
+    shared: Arc<Shared>,
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+impl Host {
+    /// Must be called inside a tokio runtime: exchange calls of every strategy run on it.
+    pub fn new(venue: Arc<dyn Venue>, config: HostConfig) -> Arc<Host> {
+        Arc::new(Host {
+            shared: Arc::new(Shared {
+                venue,
+                handle: tokio::runtime::Handle::current(),
+                config,
+                router: router::Router::default(),
+            }),
+            slots: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Loads and validates the strategy at `path` on its own thread, subscribes its
+    /// streams, then calls `on_start`.
+    pub async fn add(&self, path: &Path) -> Result<StrategyName, LoadError> {
+        let stats = Arc::new(Stats::default());
+        let strategy = Arc::new(StrategyShared {
+            path: path.to_path_buf(),
+            inbox: Inbox::new(stats.clone()),
+            stats,
+            files: Mutex::new(Arc::new(Mutex::new(vec![path.to_path_buf()]))),
+        });
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let thread = {
+            let shared = self.shared.clone();
+            let strategy = strategy.clone();
+            std::thread::Builder::new()
+                .name(format!("strategy:{}", spec::default_name(path)))
+                .spawn(move || worker::run(shared, strategy, ready_tx, control_rx))
+                .map_err(|err| LoadError::Thread(err.to_string()))?
+        };
+        let meta = match ready_rx.await {
+            Ok(Ok(meta)) => meta,
+            Ok(Err(err)) => {
+                join(thread).await;
+                return Err(err);
+            }
+            Err(_) => {
+                join(thread).await;
+                return Err(LoadError::Thread("the strategy's thread ended while loading".into()));
+            }
+        };
+        let name = meta.name.clone();
+        let registered = {
+            let mut slots = self.slots.write();
+            let taken = slots
+                .get(&name)
+                .is_some_and(|slot| !slot.strategy.stats.stopped.load(Ordering::Relaxed));
+            if !taken {
+                slots.insert(
+                    name.clone(),
+                    Arc::new(Slot {
+                        strategy: strategy.clone(),
+                        control: control.clone(),
+                        thread: Mutex::new(None),
+                    }),
+                );
+            }
+            !taken
+        };
+        if !registered {
+            drop(control);
+            join(thread).await;
+            return Err(LoadError::Duplicate(name));
+        }
+        if let Some(slot) = self.slots.read().get(&name) {
+            *slot.thread.lock() = Some(thread);
+        }
+        let keys = meta.stream_keys();
+        self.shared.router.set(&name, &strategy.inbox, keys.clone());
+        let id: StrategyId = Arc::from(name.as_str());
+        if let Err(error) = self.shared.venue.set_subscriptions(&id, keys).await {
+            self.shared.router.remove(&name);
+            let slot = self.slots.write().remove(&name);
+            drop(control);
+            // Dropping every control sender tells the waiting thread to end.
+            let thread = slot.and_then(|slot| {
+                let thread = slot.thread.lock().take();
+                thread
+            });
+            if let Some(thread) = thread {
+                join(thread).await;
+            }
+            return Err(LoadError::Subscribe { name, error });
+        }
+        let _ = control.send(Control::Start);
+        tracing::info!(strategy = %name, path = %path.display(), "strategy started");
+        Ok(name)
+    }
+
+    /// Builds the strategy's file in a fresh VM and swaps it in between two events,
+    /// carrying `state`; on failure the running version keeps running.
+    pub async fn reload(&self, name: &str) -> Result<ReloadOutcome, LoadError> {
+        let slot = self.slot(name)?;
+        let (reply, outcome) = oneshot::channel();
+        slot.control
+            .send(Control::Reload(reply))
+            .map_err(|_| LoadError::Stopped(name.to_owned()))?;
+        outcome.await.map_err(|_| LoadError::Stopped(name.to_owned()))?
+    }
+
+    /// The strategy file and every file it `require`d.
+    pub fn watched_files(&self, name: &str) -> Vec<PathBuf> {
+        match self.slots.read().get(name) {
+            Some(slot) => slot.strategy.files.lock().lock().clone(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Stops one strategy: `on_stop(reason)`, timers and subscriptions dropped, state saved.
+    pub async fn stop(&self, name: &str, reason: StopReason) {
+        if let Ok(slot) = self.slot(name) {
+            stop_slot(&slot, reason).await;
+        }
+    }
+
+    /// Stops every strategy (concurrently) and joins their threads.
+    pub async fn stop_all(&self, reason: StopReason) {
+        let slots: Vec<Arc<Slot>> = self.slots.read().values().cloned().collect();
+        futures_util::future::join_all(slots.iter().map(|slot| stop_slot(slot, reason))).await;
+    }
+
+    pub fn stats(&self) -> Vec<StrategyStats> {
+        let slots = self.slots.read();
+        let mut all: Vec<StrategyStats> = slots
+            .iter()
+            .map(|(name, slot)| {
+                let s = &slot.strategy.stats;
+                StrategyStats {
+                    name: name.clone(),
+                    running: !s.stopped.load(Ordering::Relaxed),
+                    events_handled: Stats::get(&s.events_handled),
+                    events_coalesced: Stats::get(&s.events_coalesced),
+                    trades_dropped: Stats::get(&s.trades_dropped),
+                    errors: Stats::get(&s.errors),
+                    trips: Stats::get(&s.trips),
+                    orders_placed: Stats::get(&s.orders_placed),
+                    orders_filled: Stats::get(&s.orders_filled),
+                    orders_cancelled: Stats::get(&s.orders_cancelled),
+                    orders_rejected: Stats::get(&s.orders_rejected),
+                    flows: s.flows(),
+                    open_orders: self.shared.venue.open_orders(name, None).len(),
+                    pending: slot.strategy.inbox.len(),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.slots.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    fn slot(&self, name: &str) -> Result<Arc<Slot>, LoadError> {
+        self.slots
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LoadError::NotFound(name.to_owned()))
+    }
+}
+
+async fn stop_slot(slot: &Slot, reason: StopReason) {
+    let (done, stopped) = oneshot::channel();
+    if slot.control.send(Control::Stop(reason, done)).is_ok() {
+        let _ = stopped.await;
+    }
+    let thread = slot.thread.lock().take();
+    if let Some(thread) = thread {
+        join(thread).await;
+    }
+}
+
+/// Joins a strategy's thread without blocking the runtime.
+async fn join(thread: std::thread::JoinHandle<()>) {
+    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("a strategy thread panicked");
+    }
+}
+
+impl EventSink for Host {
+    fn market(&self, event: MarketEvent) {
+        self.shared.router.route(event);
+    }
+
+    fn order(&self, order: Order) {
+        match self.slots.read().get(&*order.strategy) {
+            Some(slot) => slot.strategy.inbox.push(Event::Order(order)),
+            None => tracing::warn!(
+                strategy = %order.strategy,
+                client_id = %order.client_id,
+                "order event for a strategy that is not running"
+            ),
+        }
+    }
+}
+
+/// `runner check`: loads and validates a strategy exactly as [`Host::add`] does, without
+/// an exchange (API calls made while the file loads fail with `stopped`).
+pub fn check(path: &Path, config: &HostConfig, known_symbol: &dyn Fn(&str) -> bool) -> Result<StrategyMeta, LoadError> {
+    let vm = StrategyVm::load(
+        path,
+        VmOptions {
+            venue: Arc::new(Offline),
+            handle: None,
+            stdlib_dir: &config.stdlib_dir,
+            memory_limit: config.memory_limit,
+            instruction_budget: worker::instruction_budget(config),
+            stats: Arc::new(Stats::default()),
+            timers: None,
+            known_symbol,
+            state: None,
+        },
+    )?;
+    Ok(vm.meta)
+}
+
+/// The venue `check` builds VMs against: knows no symbols, refuses every call.
+struct Offline;
+
+fn offline() -> ApiError {
+    ApiError::new(ErrorCode::Stopped, "not connected to an exchange (checking only)")
+}
+
+#[async_trait]
+impl Venue for Offline {
+    fn name(&self) -> &str {
+        "offline"
+    }
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+    fn symbol(&self, _: &str) -> Option<SymbolInfo> {
+        None
+    }
+    fn symbols(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn ticker(&self, _: &CallCtx, _: &str) -> Result<Ticker, ApiError> {
+        Err(offline())
+    }
+    async fn book_ticker(&self, _: &CallCtx, _: &str) -> Result<Quote, ApiError> {
+        Err(offline())
+    }
+    async fn depth(&self, _: &CallCtx, _: &str, _: u32) -> Result<Depth, ApiError> {
+        Err(offline())
+    }
+    async fn klines(&self, _: &CallCtx, _: &str, _: &str, _: u32) -> Result<Vec<Kline>, ApiError> {
+        Err(offline())
+    }
+    async fn trades(&self, _: &CallCtx, _: &str, _: u32) -> Result<Vec<Trade>, ApiError> {
+        Err(offline())
+    }
+    async fn place(&self, _: &CallCtx, _: OrderRequest) -> Result<Order, ApiError> {
+        Err(offline())
+    }
+    async fn cancel(&self, _: &CallCtx, _: &str, _: &OrderRef) -> Result<Order, ApiError> {
+        Err(offline())
+    }
+    async fn cancel_all(&self, _: &CallCtx, _: &str) -> Result<Vec<Order>, ApiError> {
+        Err(offline())
+    }
+    async fn get_order(&self, _: &CallCtx, _: &str, _: &OrderRef) -> Result<Order, ApiError> {
+        Err(offline())
+    }
+    fn open_orders(&self, _: &str, _: Option<&str>) -> Vec<Order> {
+        Vec::new()
+    }
+    fn balances(&self) -> BTreeMap<String, Balance> {
+        BTreeMap::new()
+    }
+    fn quote(&self, _: &str) -> Option<Quote> {
+        None
+    }
+    fn book(&self, _: &str, _: usize) -> Option<Depth> {
+        None
+    }
+    async fn set_subscriptions(&self, _: &StrategyId, _: Vec<StreamKey>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn ledger_status(&self, _: &str) -> LedgerStatus {
+        LedgerStatus {
+            state: BackoffState::Normal,
+            resume_at_ms: None,
+            pools: Vec::new(),
+            mine: StrategyUsage::default(),
+            throttled_count: 0,
+            banned_count: 0,
+        }
+    }
+    async fn start(&self, _: Arc<dyn EventSink>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}

@@ -115,6 +115,16 @@ impl Candles {
         last_closed
     }
 
+    /// Installs closed one-minute candles from before the simulator started (oldest first),
+    /// so strategies asking for klines at start-up get a history.
+    pub fn seed_history(&mut self, history: Vec<Candle>) {
+        // The running minute continues from the last close, so quiet minutes never leave a gap.
+        self.current = history
+            .last()
+            .map(|last| Candle::flat(last.open_time + MINUTE_MS, MINUTE_MS, last.close));
+        self.closed = history.into_iter().rev().take(KEEP).rev().collect();
+    }
+
     /// Adds one trade (`taker_buy`: the buyer was the taker).
     pub fn trade(&mut self, time: i64, id: u64, price: Decimal, qty: Decimal, taker_buy: bool) {
         self.roll(time);

@@ -131,7 +131,7 @@ impl Default for SimConfig {
             ws_pong_timeout: Duration::from_secs(60),
             synthetic_levels: 20,
             dislocation_every: Duration::from_secs(12),
-            request_log_cap: 1_000_000,
+            request_log_cap: 100_000,
         }
     }
 }

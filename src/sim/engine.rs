@@ -181,6 +181,9 @@ impl StreamNames {
     }
 }
 
+/// A side's best `(price, quantity)`, if any.
+type BestLevel = Option<(Decimal, Decimal)>;
+
 pub struct Market {
     pub spec: SymbolSpec,
     pub streams: StreamNames,
@@ -188,7 +191,7 @@ pub struct Market {
     pub trades: VecDeque<TradeRec>,
     pub next_trade_id: u64,
     pub candles: Candles,
-    last_top: (Option<(Decimal, Decimal)>, Option<(Decimal, Decimal)>),
+    last_top: (BestLevel, BestLevel),
     open_orders: usize,
 }
 

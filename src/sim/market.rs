@@ -11,6 +11,7 @@ use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 
 use super::book::{Amount, Cadence};
+use super::candles::Candle;
 use super::config::SimConfig;
 use super::engine::{Exchange, Taker};
 use super::num::{ceil_to, floor_to};
@@ -46,7 +47,11 @@ pub struct Synthetic {
 
 impl Synthetic {
     pub fn new(config: &SimConfig) -> Self {
-        let step_ms = (config.market_tick.as_millis() as f64).max(1.0);
+        // Manually stepped markets (tick zero) model each step as a default 100 ms step.
+        let step_ms = match config.market_tick.as_millis() {
+            0 => 100.0,
+            ms => ms as f64,
+        };
         let every_ms = config.dislocation_every.as_millis() as f64;
         Synthetic {
             rng: StdRng::seed_from_u64(config.seed),
@@ -57,6 +62,66 @@ impl Synthetic {
             step_ms,
             dislocation_chance: if every_ms > 0.0 { step_ms / every_ms } else { 0.0 },
             slow_every: (1000.0 / step_ms).round().max(1.0) as u64,
+        }
+    }
+
+    /// One-minute candles for the `minutes` before `now`, ending at today's prices: each asset
+    /// walks backwards from its starting value (its own seeded stream, so the live market's
+    /// random sequence is unchanged).
+    pub fn seed_history(&self, ex: &mut Exchange, seed: u64, minutes: usize, now: i64) {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x004b_11e5);
+        let sigma = VOLATILITY * (60_000.0f64 / 100.0).sqrt();
+        let mut assets: Vec<&String> = self.usd.keys().collect();
+        assets.sort();
+        // paths[asset][k] = value k minutes before now (k = 0 is the current value).
+        let mut paths: HashMap<String, Vec<f64>> = HashMap::new();
+        for asset in assets {
+            let mut v = self.usd[asset];
+            let mut path = Vec::with_capacity(minutes + 1);
+            path.push(v);
+            for _ in 0..minutes {
+                if asset != "USDT" {
+                    v /= (sigma * normal(&mut rng)).exp();
+                }
+                path.push(v);
+            }
+            paths.insert(asset.clone(), path);
+        }
+        let this_minute = now.div_euclid(60_000) * 60_000;
+        for m in &mut ex.markets {
+            let (Some(base), Some(quote)) = (paths.get(&m.spec.base), paths.get(&m.spec.quote)) else {
+                continue;
+            };
+            let tick = m.spec.tick_size;
+            let price = |k: usize| floor_to(Decimal::from_f64(base[k] / quote[k]).unwrap_or_default(), tick).max(tick);
+            let candles = (1..=minutes)
+                .rev()
+                .map(|k| {
+                    let (open, close) = (price(k), price(k - 1));
+                    let wiggle = Decimal::from_f64(1.0 + rng.random_range(0.0..0.0008)).unwrap_or(Decimal::ONE);
+                    let volume = floor_to(
+                        Decimal::from_f64(rng.random_range(20.0..200.0) * LEVEL_USD / base[k]).unwrap_or_default(),
+                        m.spec.step_size,
+                    );
+                    let mid = (open + close) / Decimal::TWO;
+                    Candle {
+                        open_time: this_minute - k as i64 * 60_000,
+                        close_time: this_minute - (k as i64 - 1) * 60_000 - 1,
+                        open,
+                        high: floor_to(open.max(close) * wiggle, tick),
+                        low: ceil_to(open.min(close) / wiggle, tick),
+                        close,
+                        volume,
+                        quote_volume: volume * mid,
+                        trades: rng.random_range(50..500),
+                        taker_buy_base: volume / Decimal::TWO,
+                        taker_buy_quote: volume * mid / Decimal::TWO,
+                        first_id: -1,
+                        last_id: -1,
+                    }
+                })
+                .collect();
+            m.candles.seed_history(candles);
         }
     }
 

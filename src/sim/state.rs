@@ -19,6 +19,9 @@ use super::record::RequestLog;
 
 /// The exchange and its synthetic market, changed together under one lock so every event
 /// comes out in order.
+/// One-minute candles generated for before the start (a little over a day, enough for `ticker/24hr`).
+const KLINE_HISTORY_MINUTES: usize = 1_500;
+
 pub struct World {
     pub ex: Exchange,
     pub market: Synthetic,
@@ -100,7 +103,12 @@ impl Sim {
             faults,
             next_id: AtomicU64::new(1),
         });
-        // Books are full before the first request.
+        // Books are full and klines have a history before the first request.
+        {
+            let mut world = sim.world.lock();
+            let World { ex, market } = &mut *world;
+            market.seed_history(ex, sim.config.seed, KLINE_HISTORY_MINUTES, sim.now());
+        }
         sim.step_market();
         sim
     }
@@ -124,5 +132,82 @@ impl Sim {
         let mut world = self.world.lock();
         let World { ex, market } = &mut *world;
         market.step(ex, gap, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    fn still(seed: u64) -> SimConfig {
+        SimConfig {
+            seed,
+            market_tick: Duration::ZERO,
+            ..SimConfig::default()
+        }
+    }
+
+    fn books(sim: &Sim) -> Vec<crate::exchange::binance::wire::DepthSnapshot> {
+        let world = sim.world.lock();
+        (0..world.ex.markets.len()).map(|i| world.ex.depth(i, 20)).collect()
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_market() {
+        let (a, b, c) = (Sim::new(still(7)), Sim::new(still(7)), Sim::new(still(8)));
+        for _ in 0..50 {
+            a.step_market();
+            b.step_market();
+            c.step_market();
+        }
+        assert_eq!(books(&a), books(&b));
+        assert_ne!(books(&a), books(&c));
+    }
+
+    /// Best top-of-book profit of a triangle `quote → x → y → quote`, after three 0.1 % fees.
+    fn triangle_edge(sim: &Sim, x_quote: &str, y_x: &str, y_quote: &str) -> f64 {
+        let world = sim.world.lock();
+        let top = |s: &str| {
+            let m = &world.ex.markets[world.ex.symbol_index(s).unwrap()];
+            let f = |d: Decimal| d.to_string().parse::<f64>().unwrap();
+            (f(m.book.best_bid().unwrap().0), f(m.book.best_ask().unwrap().0))
+        };
+        let ((xb, xa), (yxb, yxa), (yb, ya)) = (top(x_quote), top(y_x), top(y_quote));
+        let fee = 0.999f64.powi(3);
+        let forward = (1.0 / xa) * (1.0 / yxa) * yb * fee; // buy x, buy y with x, sell y
+        let backward = (1.0 / ya) * yxb * xb * fee; // buy y, sell y for x, sell x
+        forward.max(backward) - 1.0
+    }
+
+    #[test]
+    fn triangles_open_a_few_times_a_minute_and_close_again() {
+        let sim = Sim::new(still(3));
+        let triangles = [
+            ("BTCUSDT", "ETHBTC", "ETHUSDT"),
+            ("BTCUSDT", "BNBBTC", "BNBUSDT"),
+            ("ETHUSDT", "BNBETH", "BNBUSDT"),
+            ("BTCUSDT", "SOLBTC", "SOLUSDT"),
+            ("BTCUSDT", "XRPBTC", "XRPUSDT"),
+        ];
+        let (mut episodes, mut open_steps, mut was_open) = (0, 0, false);
+        // Three minutes of 100 ms steps.
+        for _ in 0..1_800 {
+            sim.step_market();
+            let open = triangles.iter().any(|(a, b, c)| triangle_edge(&sim, a, b, c) > 0.0);
+            if open && !was_open {
+                episodes += 1;
+            }
+            open_steps += usize::from(open);
+            was_open = open;
+        }
+        assert!((6..=60).contains(&episodes), "{episodes} opportunities in 3 minutes");
+        assert!(
+            open_steps < 1_800 / 4,
+            "opportunities are brief: open {open_steps} of 1800 steps"
+        );
     }
 }

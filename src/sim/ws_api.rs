@@ -99,7 +99,11 @@ async fn serve(sim: Arc<Sim>, mut socket: WebSocket) {
                         if !latency.is_zero() {
                             tokio::time::sleep(latency).await;
                         }
-                        let (reply, banned) = request(&sim, &conn, &text);
+                        let (reply, banned, placed) = request(&sim, &conn, &text);
+                        let delay = sim.faults.order_answer_delay();
+                        if placed && !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         if socket.send(Message::Text(reply.into())).await.is_err() || banned {
                             break;
                         }
@@ -125,8 +129,8 @@ async fn serve(sim: Arc<Sim>, mut socket: WebSocket) {
     let _ = socket.send(Message::Close(None)).await;
 }
 
-/// Answers one request; the flag says the IP is banned and the socket must close.
-fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
+/// Answers one request. Flags: the IP is banned (the socket must close); the request placed an order.
+fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     let now = sim.now();
     sim.limiter.lock().stats_mut().ws_api_requests += 1;
     let req: WsApiRequest = match serde_json::from_str(text) {
@@ -134,7 +138,7 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
         Err(_) => {
             let err = ApiErr::bad(-1135, "Invalid JSON request");
             sim.log.push(record(now, "?", 400, 0));
-            return (answer(sim, now, Value::Null, Err(err), false), false);
+            return (answer(sim, now, Value::Null, Err(err), false), false, false);
         }
     };
     let method = req.method.as_str();
@@ -151,7 +155,7 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
             None => {
                 sim.log.push(record(now, method, 400, 0));
                 let err = ApiErr::bad(-1020, "Unsupported operation.");
-                return (answer(sim, now, req.id, Err(err), false), false);
+                return (answer(sim, now, req.id, Err(err), false), false, false);
             }
         },
     };
@@ -161,13 +165,15 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
         connection: false,
         refundable: effect != Effect::None,
     };
-    let charge = match sim.limiter.lock().admit(now, draw, sim.faults.take_forced_429()) {
+    let forced = sim.faults.take_forced_429();
+    let admitted = sim.limiter.lock().admit(now, draw, forced);
+    let charge = match admitted {
         Ok(c) => c,
         Err(e) => {
             let banned = e.status == 418;
             sim.log
                 .push(record(now, method, e.status, if banned { 0 } else { weight }));
-            return (answer(sim, now, req.id, Err(e), false), banned);
+            return (answer(sim, now, req.id, Err(e), false), banned, false);
         }
     };
     let result = run(sim, conn, method, &req.params, now);
@@ -180,7 +186,11 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool) {
     }
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));
-    (answer(sim, now, req.id, result, effect == Effect::Place), false)
+    (
+        answer(sim, now, req.id, result, effect == Effect::Place),
+        false,
+        effect == Effect::Place,
+    )
 }
 
 fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {

@@ -1,0 +1,145 @@
+//! The commands behind `main`: each returns a typed error that `main` maps to an exit code.
+
+use crate::cli::{CheckArgs, Cli, Command, LogFormat, SimArgs};
+use crate::config::{self, CommonConfig, ConfigError, RunConfig};
+use crate::engine::{self, EngineError};
+use crate::host::{self, HostConfig};
+use crate::sim;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Check(String),
+    #[error("cannot start: {0}")]
+    Runtime(#[from] std::io::Error),
+    #[error("simulator: {0}")]
+    Sim(String),
+}
+
+impl AppError {
+    /// 2 for what the user can fix by changing the command or files, 1 for failures while running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AppError::Config(_) | AppError::Check(_) => 2,
+            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_)) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<(), AppError> {
+    match cli.command {
+        Some(Command::Check(args)) => check(args),
+        Some(Command::Sim(args)) => serve_sim(args),
+        None => trade(cli.run),
+    }
+}
+
+fn trade(args: crate::cli::RunArgs) -> Result<(), AppError> {
+    let config = RunConfig::resolve(args)?;
+    init_tracing(config.log_format);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let format = config.log_format;
+    let summary = runtime.block_on(engine::run(config, shutdown_signal()))?;
+    match format {
+        LogFormat::Text => println!("{summary}"),
+        LogFormat::Json => println!("{}", serde_json::json!({ "summary": summary })),
+    }
+    Ok(())
+}
+
+fn check(args: CheckArgs) -> Result<(), AppError> {
+    config::check_strategy_files(&args.strategies)?;
+    let common = CommonConfig::resolve(&args.common, None)?;
+    init_tracing(common.log_format);
+    let host_config = HostConfig {
+        stdlib_dir: common.stdlib_dir,
+        ..HostConfig::default()
+    };
+    let symbols: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
+    let known = |s: &str| symbols.iter().any(|k| k == s);
+    let mut failures = Vec::new();
+    for path in &args.strategies {
+        match host::check(path, &host_config, &known) {
+            Ok(meta) => println!("ok    {} ({})", path.display(), meta.name),
+            Err(e) => {
+                println!("error {e}");
+                failures.push(path.display().to_string());
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Check(format!(
+            "{} of {} strategies failed the check",
+            failures.len(),
+            args.strategies.len()
+        )))
+    }
+}
+
+fn serve_sim(args: SimArgs) -> Result<(), AppError> {
+    init_tracing(args.log_format.unwrap_or(LogFormat::Text));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.bind, args.port)).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            rest = %format!("http://{addr}"),
+            streams = %format!("ws://{addr}"),
+            ws_api = %format!("ws://{addr}/ws-api/v3"),
+            api_key = sim::PAPER_API_KEY,
+            "simulated exchange listening (Ctrl-C stops it)"
+        );
+        let config = sim::SimConfig {
+            seed: args.seed,
+            ..sim::SimConfig::default()
+        };
+        sim::serve(config, listener, shutdown_signal())
+            .await
+            .map_err(|e| AppError::Sim(e.to_string()))
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // A second initialisation (tests calling twice) is harmless: keep the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,158 @@
+//! Command-line interface: `runner [OPTIONS] <STRATEGY>...`, `runner check`, `runner sim`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  runner strategies/arb.lua                      paper trading on the built-in simulated exchange
+  runner strategies/arb.lua --duration 30s       ... and stop by itself after 30 seconds
+  runner strategies/arb.lua --testnet            Binance spot testnet (BINANCE_TESTNET_API_KEY / _SECRET)
+  runner strategies/arb.lua --live               real money (BINANCE_API_KEY / BINANCE_API_SECRET)
+  runner a.lua b.lua                             several strategies, one process, one shared ledger
+  runner check strategies/*.lua                  load and validate without trading
+  runner sim --port 9000                         the simulated exchange alone, for other clients";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runner",
+    version,
+    about = "Runs Lua trading strategies behind one shared ledger of the exchange's rate limits",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate strategy files without trading (exit status 1 if any is broken).
+    Check(CheckArgs),
+    /// Run the simulated exchange alone (Binance spot REST, streams and WebSocket API on one port).
+    Sim(SimArgs),
+}
+
+/// Which exchange to trade on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Paper,
+    Testnet,
+    Live,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Strategy files (Lua) to run.
+    #[arg(value_name = "STRATEGY")]
+    pub strategies: Vec<PathBuf>,
+
+    /// Paper trading on the built-in simulated exchange (the default).
+    #[arg(long, conflicts_with_all = ["testnet", "live"])]
+    pub paper: bool,
+    /// Binance spot testnet; keys from BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET.
+    #[arg(long, conflicts_with = "live")]
+    pub testnet: bool,
+    /// Binance spot with REAL FUNDS; keys from BINANCE_API_KEY / BINANCE_API_SECRET.
+    #[arg(long)]
+    pub live: bool,
+
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+
+    /// Stop by itself after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Do not reload strategy files when they change.
+    #[arg(long, conflicts_with = "reload")]
+    pub no_reload: bool,
+    /// Reload strategy files when they change (on by default, except with --live).
+    #[arg(long)]
+    pub reload: bool,
+    /// Cancel the strategies' open orders on exit [default: true on paper, false otherwise].
+    #[arg(long, value_name = "BOOL")]
+    pub cancel_on_exit: Option<bool>,
+    /// Seconds between status lines (0 turns them off).
+    #[arg(long, value_name = "SECS")]
+    pub status_every: Option<u64>,
+    /// Seed of the paper exchange's synthetic market.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    #[command(flatten)]
+    pub common: CommonArgs,
+
+    /// Options file (TOML); every option can be set there, flags win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Where a profile's endpoints are (bases: the client appends `/api/v3/...`, `/ws/...`).
+#[derive(Debug, Args, Default, Clone)]
+pub struct EndpointArgs {
+    /// REST base URL, e.g. http://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    pub rest_url: Option<String>,
+    /// Market-stream base URL, e.g. ws://127.0.0.1:9000.
+    #[arg(long, value_name = "URL")]
+    pub ws_url: Option<String>,
+    /// WebSocket API URL, e.g. ws://127.0.0.1:9000/ws-api/v3.
+    #[arg(long, value_name = "URL")]
+    pub ws_api_url: Option<String>,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct CommonArgs {
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Where the ledger, the order journal and strategy state persist [default: ./state].
+    #[arg(long, value_name = "DIR", env = "RUNNER_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Folder of the Lua modules strategies can `require` [default: ./stdlib].
+    #[arg(long, value_name = "DIR", env = "RUNNER_STDLIB")]
+    pub stdlib: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Strategy files (Lua) to validate.
+    #[arg(value_name = "STRATEGY", required = true)]
+    pub strategies: Vec<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: std::net::IpAddr,
+    /// Seed of the synthetic market (same seed, same market).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+}

@@ -1,0 +1,295 @@
+//! Resolved options of a run: command-line flags over an optional TOML file over defaults.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no strategy given: run `runner <STRATEGY.lua>` (see `runner --help`)")]
+    NoStrategy,
+    #[error("strategy file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0} is a directory, not a strategy file")]
+    Directory(PathBuf),
+    #[error("{0} is not a Lua file (expected a .lua extension)")]
+    NotLua(PathBuf),
+    #[error("strategy file {0} is given twice")]
+    Duplicate(PathBuf),
+    #[error("cannot read config file {path}: {source}")]
+    ReadConfig { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    ParseConfig { path: PathBuf, message: String },
+    #[error("state dir {path} is not writable: {source}")]
+    StateDir { path: PathBuf, source: std::io::Error },
+    #[error("stdlib folder {0} does not exist (set it with --stdlib DIR)")]
+    Stdlib(PathBuf),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Options as they may appear in the `--config` TOML file (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub strategies: Option<Vec<PathBuf>>,
+    pub mode: Option<Mode>,
+    pub rest_url: Option<String>,
+    pub ws_url: Option<String>,
+    pub ws_api_url: Option<String>,
+    /// Humantime text, e.g. "30s".
+    pub duration: Option<String>,
+    pub reload: Option<bool>,
+    pub cancel_on_exit: Option<bool>,
+    pub status_every: Option<u64>,
+    pub seed: Option<u64>,
+    pub log_format: Option<LogFormat>,
+    pub state_dir: Option<PathBuf>,
+    pub stdlib: Option<PathBuf>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::ReadConfig {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::ParseConfig {
+            path: path.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Endpoint overrides for a profile; `None` keeps the profile's own URL.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoints {
+    pub rest_url: Option<String>,
+    pub ws_url: Option<String>,
+    pub ws_api_url: Option<String>,
+}
+
+/// Everything a run needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub strategies: Vec<PathBuf>,
+    pub mode: Mode,
+    pub endpoints: Endpoints,
+    pub duration: Option<Duration>,
+    pub reload: bool,
+    pub cancel_on_exit: bool,
+    pub status_every: Option<Duration>,
+    pub seed: u64,
+    pub log_format: LogFormat,
+    pub state_dir: PathBuf,
+    pub stdlib_dir: PathBuf,
+}
+
+/// Options shared by every command: log format, state dir and stdlib folder.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    pub log_format: LogFormat,
+    pub state_dir: PathBuf,
+    pub stdlib_dir: PathBuf,
+}
+
+impl RunConfig {
+    pub fn resolve(args: RunArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let mode = if args.live {
+            Mode::Live
+        } else if args.testnet {
+            Mode::Testnet
+        } else if args.paper {
+            Mode::Paper
+        } else {
+            file.mode.unwrap_or(Mode::Paper)
+        };
+        let strategies = if args.strategies.is_empty() {
+            file.strategies.clone().unwrap_or_default()
+        } else {
+            args.strategies
+        };
+        check_strategy_files(&strategies)?;
+        let duration = match (args.duration, &file.duration) {
+            (Some(d), _) => Some(d),
+            (None, Some(text)) => Some(crate::cli::parse_duration(text).map_err(ConfigError::Invalid)?),
+            (None, None) => None,
+        };
+        let reload = if args.no_reload {
+            false
+        } else if args.reload {
+            true
+        } else {
+            // Reloading live code by surprise is not what real money wants: opt in there.
+            file.reload.unwrap_or(mode != Mode::Live)
+        };
+        let status_secs = args.status_every.or(file.status_every).unwrap_or(10);
+        let common = CommonConfig::resolve(&args.common, Some(&file))?;
+        Ok(RunConfig {
+            strategies,
+            mode,
+            endpoints: Endpoints {
+                rest_url: args.endpoints.rest_url.or(file.rest_url),
+                ws_url: args.endpoints.ws_url.or(file.ws_url),
+                ws_api_url: args.endpoints.ws_api_url.or(file.ws_api_url),
+            },
+            duration,
+            reload,
+            cancel_on_exit: args
+                .cancel_on_exit
+                .or(file.cancel_on_exit)
+                .unwrap_or(mode == Mode::Paper),
+            status_every: (status_secs > 0).then(|| Duration::from_secs(status_secs)),
+            seed: args.seed.or(file.seed).unwrap_or(1),
+            log_format: common.log_format,
+            state_dir: common.state_dir,
+            stdlib_dir: common.stdlib_dir,
+        })
+    }
+}
+
+impl CommonConfig {
+    pub fn resolve(args: &CommonArgs, file: Option<&FileConfig>) -> Result<Self, ConfigError> {
+        let state_dir = args
+            .state_dir
+            .clone()
+            .or_else(|| file.and_then(|f| f.state_dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("state"));
+        ensure_writable(&state_dir)?;
+        let stdlib_dir = match args.stdlib.clone().or_else(|| file.and_then(|f| f.stdlib.clone())) {
+            Some(dir) if dir.is_dir() => dir,
+            Some(dir) => return Err(ConfigError::Stdlib(dir)),
+            None => default_stdlib()?,
+        };
+        let log_format = args
+            .log_format
+            .or_else(|| file.and_then(|f| f.log_format))
+            .unwrap_or(LogFormat::Text);
+        Ok(CommonConfig {
+            log_format,
+            state_dir,
+            stdlib_dir,
+        })
+    }
+}
+
+/// `./stdlib` when run from a checkout, else the one beside the sources this binary was built from.
+fn default_stdlib() -> Result<PathBuf, ConfigError> {
+    let local = PathBuf::from("stdlib");
+    if local.is_dir() {
+        return Ok(local);
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("stdlib");
+    if built.is_dir() {
+        return Ok(built);
+    }
+    Err(ConfigError::Stdlib(local))
+}
+
+pub fn check_strategy_files(paths: &[PathBuf]) -> Result<(), ConfigError> {
+    if paths.is_empty() {
+        return Err(ConfigError::NoStrategy);
+    }
+    let mut seen = HashSet::new();
+    for path in paths {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.clone()));
+        }
+        if path.is_dir() {
+            return Err(ConfigError::Directory(path.clone()));
+        }
+        if path.extension().and_then(|e| e.to_str()) != Some("lua") {
+            return Err(ConfigError::NotLua(path.clone()));
+        }
+        let canonical = path.canonicalize().map_err(|_| ConfigError::Missing(path.clone()))?;
+        if !seen.insert(canonical) {
+            return Err(ConfigError::Duplicate(path.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn ensure_writable(dir: &Path) -> Result<(), ConfigError> {
+    let fail = |source| ConfigError::StateDir {
+        path: dir.into(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".write-test");
+    fs::write(&probe, b"ok").map_err(fail)?;
+    fs::remove_file(&probe).map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_strategy_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let lua = dir.path().join("a.lua");
+        let txt = dir.path().join("a.txt");
+        fs::write(&lua, "return {}").unwrap();
+        fs::write(&txt, "").unwrap();
+        assert!(matches!(check_strategy_files(&[]), Err(ConfigError::NoStrategy)));
+        assert!(matches!(
+            check_strategy_files(&[dir.path().join("none.lua")]),
+            Err(ConfigError::Missing(_))
+        ));
+        assert!(matches!(
+            check_strategy_files(&[dir.path().to_path_buf()]),
+            Err(ConfigError::Directory(_))
+        ));
+        assert!(matches!(check_strategy_files(&[txt]), Err(ConfigError::NotLua(_))));
+        assert!(matches!(
+            check_strategy_files(&[lua.clone(), lua.clone()]),
+            Err(ConfigError::Duplicate(_))
+        ));
+        assert!(check_strategy_files(&[lua]).is_ok());
+    }
+
+    #[test]
+    fn file_options_apply_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let lua = dir.path().join("s.lua");
+        fs::write(&lua, "return {}").unwrap();
+        let cfg = dir.path().join("runner.toml");
+        let state = dir.path().join("st");
+        fs::write(
+            &cfg,
+            format!(
+                "strategies = [{lua:?}]\nduration = \"5s\"\nseed = 7\nstate_dir = {state:?}\nstdlib = {:?}\n",
+                dir.path()
+            ),
+        )
+        .unwrap();
+        let args = RunArgs {
+            config: Some(cfg.clone()),
+            seed: Some(9),
+            ..RunArgs::default()
+        };
+        let resolved = RunConfig::resolve(args).unwrap();
+        assert_eq!(resolved.strategies, vec![lua]);
+        assert_eq!(resolved.duration, Some(Duration::from_secs(5)));
+        assert_eq!(resolved.seed, 9, "a flag wins over the file");
+        assert_eq!(resolved.mode, Mode::Paper);
+        assert!(resolved.cancel_on_exit && resolved.reload);
+
+        fs::write(&cfg, "colour = \"blue\"\n").unwrap();
+        let err = RunConfig::resolve(RunArgs {
+            config: Some(cfg),
+            ..RunArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+}

@@ -1,0 +1,363 @@
+//! Wiring of one run: exchange profile ⇄ ledger ⇄ venue ⇄ strategy host, hot reload,
+//! status lines, and an orderly shutdown with a summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::cli::Mode;
+use crate::config::RunConfig;
+use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
+use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
+use crate::exchange::{CallCtx, EventSink, Venue};
+use crate::host::{Host, HostConfig, StopReason};
+use crate::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+use crate::reload::{self, ReloadTarget};
+use crate::sim;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Credentials(String),
+    #[error("cannot start the paper exchange: {0}")]
+    Sim(String),
+    #[error("cannot connect to the exchange: {0}")]
+    Connect(String),
+    #[error("{0}")]
+    Strategy(String),
+    #[error("cannot watch strategy files: {0}")]
+    Watch(String),
+}
+
+/// Why the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndReason {
+    /// Ctrl-C or SIGTERM.
+    Shutdown,
+    /// `--duration` elapsed.
+    Duration,
+    /// Every strategy stopped by itself (faults).
+    AllStopped,
+}
+
+/// Runs the strategies until `shutdown` resolves, the duration passes, or all of them stop.
+pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, EngineError> {
+    let (profile, paper) = exchange_profile(&config).await?;
+    let ledger = Ledger::new(
+        limits::binance_spot_defaults(),
+        LedgerConfig {
+            state_dir: Some(config.state_dir.clone()),
+            ..LedgerConfig::default()
+        },
+        Arc::new(TokioClock::new()),
+    );
+    let autosave = ledger.spawn_autosave(Duration::from_secs(1));
+    let options = ClientOptions {
+        state_dir: Some(config.state_dir.clone()),
+        ..ClientOptions::default()
+    };
+    let venue = BinanceVenue::connect(profile, ledger.clone(), options)
+        .await
+        .map_err(|e| EngineError::Connect(e.to_string()))?;
+    let venue_dyn: Arc<dyn Venue> = venue.clone();
+
+    let host_config = HostConfig {
+        stdlib_dir: config.stdlib_dir.clone(),
+        state_dir: Some(config.state_dir.clone()),
+        ..HostConfig::default()
+    };
+    let host = Host::new(venue_dyn.clone(), host_config);
+    let sink: Arc<dyn EventSink> = host.clone();
+    venue
+        .start(sink)
+        .await
+        .map_err(|e| EngineError::Connect(e.to_string()))?;
+
+    for path in &config.strategies {
+        if let Err(e) = host.add(path).await {
+            host.stop_all(StopReason::Shutdown).await;
+            venue.shutdown().await;
+            return Err(EngineError::Strategy(e.to_string()));
+        }
+    }
+    tracing::info!(
+        venue = venue.name(),
+        strategies = ?host.names(),
+        reload = config.reload,
+        "running; press Ctrl-C to stop"
+    );
+
+    let watcher = if config.reload {
+        let target: Arc<dyn ReloadTarget> = Arc::new(HostReloader(host.clone()));
+        Some(reload::spawn(target, reload::DEFAULT_DEBOUNCE).map_err(|e| EngineError::Watch(e.to_string()))?)
+    } else {
+        None
+    };
+    let status = config
+        .status_every
+        .map(|every| tokio::spawn(status_lines(host.clone(), venue_dyn.clone(), every)));
+
+    let end = wait_for_end(&config, &host, shutdown).await;
+    tracing::info!(reason = ?end, "stopping");
+
+    if let Some(task) = watcher {
+        task.abort();
+    }
+    if let Some(task) = status {
+        task.abort();
+    }
+    host.stop_all(match end {
+        EndReason::Duration => StopReason::Duration,
+        _ => StopReason::Shutdown,
+    })
+    .await;
+    if config.cancel_on_exit {
+        cancel_open_orders(&venue_dyn, &host.names()).await;
+    }
+    let summary = Summary::collect(&host, &venue_dyn, end);
+    venue.shutdown().await;
+    // Stopping the autosave writes the final state.
+    autosave.stop().await;
+    if let Some(sim) = paper {
+        sim.shutdown().await;
+    }
+    Ok(summary)
+}
+
+/// The profile to trade on; for paper, the simulator it runs on (kept alive by the caller).
+async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::SimHandle>), EngineError> {
+    let (mut profile, paper) = match config.mode {
+        Mode::Paper => {
+            let sim_config = sim::SimConfig {
+                seed: config.seed,
+                ..sim::SimConfig::default()
+            };
+            let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
+                .await
+                .map_err(|e| EngineError::Sim(e.to_string()))?;
+            let profile = Profile::paper(
+                &handle.rest_url(),
+                &handle.ws_url(),
+                &handle.ws_api_url(),
+                Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+            );
+            (profile, Some(handle))
+        }
+        Mode::Testnet => (Profile::testnet(credentials(ProfileKind::Testnet)?), None),
+        Mode::Live => {
+            let creds = credentials(ProfileKind::Live)?;
+            tracing::warn!("LIVE TRADING: orders placed by these strategies spend REAL FUNDS on Binance");
+            (Profile::live(creds), None)
+        }
+    };
+    let e = &config.endpoints;
+    profile = profile.with_urls(e.rest_url.as_deref(), e.ws_url.as_deref(), e.ws_api_url.as_deref());
+    Ok((profile, paper))
+}
+
+fn credentials(kind: ProfileKind) -> Result<Credentials, EngineError> {
+    Credentials::from_env(kind).map_err(|e| EngineError::Credentials(e.to_string()))
+}
+
+async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Future<Output = ()>) -> EndReason {
+    let duration = async {
+        match config.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    let all_stopped = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if host.stats().iter().all(|s| !s.running) {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = shutdown => EndReason::Shutdown,
+        _ = duration => EndReason::Duration,
+        _ = all_stopped => EndReason::AllStopped,
+    }
+}
+
+/// Cancels what the strategies left open, each order under its owner's name.
+async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) {
+    for name in strategies {
+        let ctx = CallCtx {
+            strategy: name.as_str().into(),
+            wait: Duration::from_secs(5),
+        };
+        let symbols: std::collections::BTreeSet<String> =
+            venue.open_orders(name, None).into_iter().map(|o| o.symbol).collect();
+        for symbol in symbols {
+            match venue.cancel_all(&ctx, &symbol).await {
+                Ok(cancelled) => {
+                    tracing::info!(strategy = %name, %symbol, count = cancelled.len(), "cancelled open orders on exit")
+                }
+                Err(e) => tracing::warn!(strategy = %name, %symbol, error = %e, "could not cancel open orders on exit"),
+            }
+        }
+    }
+}
+
+struct HostReloader(Arc<Host>);
+
+#[async_trait]
+impl ReloadTarget for HostReloader {
+    fn names(&self) -> Vec<String> {
+        self.0.names()
+    }
+
+    fn watched_files(&self, name: &str) -> Vec<PathBuf> {
+        self.0.watched_files(name)
+    }
+
+    async fn reload(&self, name: &str) -> Result<Duration, String> {
+        self.0
+            .reload(name)
+            .await
+            .map(|outcome| outcome.swap)
+            .map_err(|e| e.to_string())
+    }
+}
+
+async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for line in Summary::collect(&host, &venue, EndReason::Shutdown).strategies {
+            tracing::info!(
+                strategy = %line.name,
+                running = line.running,
+                open_orders = line.open_orders,
+                placed = line.orders_placed,
+                filled = line.orders_filled,
+                weight_used = line.weight_used,
+                peak_weight_pct = format!("{:.1}", line.peak_weight_pct),
+                pnl = %format_flows(&line.pnl),
+                "status"
+            );
+        }
+    }
+}
+
+/// What a run did, per strategy; printed at exit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub end: EndReason,
+    pub venue: String,
+    pub strategies: Vec<StrategySummary>,
+    /// Responses 429 and 418 received (the ledger exists to keep these at 0).
+    pub throttled: u64,
+    pub banned: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrategySummary {
+    pub name: String,
+    pub running: bool,
+    pub orders_placed: u64,
+    pub orders_filled: u64,
+    pub orders_cancelled: u64,
+    pub orders_rejected: u64,
+    pub open_orders: usize,
+    pub errors: u64,
+    /// Net asset flows from this strategy's fills (realised PnL per asset, fees included).
+    pub pnl: BTreeMap<String, f64>,
+    pub weight_used: u64,
+    /// Highest share of any request-weight window the whole process used.
+    pub peak_weight_pct: f64,
+}
+
+impl Summary {
+    pub fn collect(host: &Host, venue: &Arc<dyn Venue>, end: EndReason) -> Self {
+        let mut throttled = 0;
+        let mut banned = 0;
+        let strategies = host
+            .stats()
+            .into_iter()
+            .map(|s| {
+                let ledger = venue.ledger_status(&s.name);
+                throttled = ledger.throttled_count;
+                banned = ledger.banned_count;
+                let peak_weight_pct = ledger
+                    .pools
+                    .iter()
+                    .filter(|p| p.kind == limits::PoolKind::RequestWeight && p.limit > 0)
+                    .map(|p| p.peak as f64 * 100.0 / p.limit as f64)
+                    .fold(0.0, f64::max);
+                StrategySummary {
+                    open_orders: venue.open_orders(&s.name, None).len(),
+                    name: s.name,
+                    running: s.running,
+                    orders_placed: s.orders_placed,
+                    orders_filled: s.orders_filled,
+                    orders_cancelled: s.orders_cancelled,
+                    orders_rejected: s.orders_rejected,
+                    errors: s.errors,
+                    pnl: s.flows,
+                    weight_used: ledger.mine.total_weight,
+                    peak_weight_pct,
+                }
+            })
+            .collect();
+        Summary {
+            end,
+            venue: venue.name().to_string(),
+            strategies,
+            throttled,
+            banned,
+        }
+    }
+}
+
+fn format_flows(flows: &BTreeMap<String, f64>) -> String {
+    if flows.is_empty() {
+        return "-".into();
+    }
+    flows
+        .iter()
+        .map(|(asset, v)| format!("{v:+.8} {asset}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "summary ({}; ended by {:?})", self.venue, self.end)?;
+        for s in &self.strategies {
+            writeln!(
+                f,
+                "  {}: orders placed {}, filled {}, cancelled {}, rejected {}; open {}; errors {}",
+                s.name,
+                s.orders_placed,
+                s.orders_filled,
+                s.orders_cancelled,
+                s.orders_rejected,
+                s.open_orders,
+                s.errors
+            )?;
+            writeln!(f, "    realised PnL (net flows): {}", format_flows(&s.pnl))?;
+            writeln!(
+                f,
+                "    weight used {}; peak weight window {:.1} % of the limit",
+                s.weight_used, s.peak_weight_pct
+            )?;
+        }
+        write!(
+            f,
+            "  exchange throttles (429): {}, bans (418): {}",
+            self.throttled, self.banned
+        )
+    }
+}

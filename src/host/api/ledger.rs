@@ -1,0 +1,21 @@
+//! `ledger`: the shared rate-limit ledger's view, with this strategy's own usage.
+
+use std::rc::Rc;
+
+use mlua::Lua;
+
+use super::convert::ledger_table;
+use super::{publish, ApiCtx};
+
+pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
+    let m = lua.create_table()?;
+    let c = ctx.clone();
+    m.raw_set(
+        "status",
+        lua.create_function(move |lua, ()| {
+            c.guard.check()?;
+            ledger_table(lua, &c.venue.ledger_status(&c.strategy()))
+        })?,
+    )?;
+    publish(lua, "ledger", m)
+}

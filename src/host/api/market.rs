@@ -1,0 +1,221 @@
+//! `market`: market data, from the exchange (charged, may wait for budget) or from
+//! the host's streamed state (free).
+
+use std::rc::Rc;
+
+use mlua::{Lua, MultiValue, Value};
+
+use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
+use super::{publish, usage, ApiCtx, Args};
+use crate::exchange::grid;
+
+const DEFAULT_DEPTH: u32 = 100;
+const DEFAULT_BOOK_LEVELS: usize = 20;
+const DEFAULT_KLINES: u32 = 100;
+const DEFAULT_TRADES: u32 = 100;
+
+pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
+    let m = lua.create_table()?;
+
+    // `market.quote` is hot: Rust returns plain numbers and a Lua wrapper builds the table
+    // (cheaper than setting seven fields from Rust).
+    let c = ctx.clone();
+    let quote_fields = lua.create_function(move |lua, args: MultiValue| {
+        c.guard.check()?;
+        let args = Args::new("market.quote", args);
+        let symbol = match args.get(0) {
+            Value::String(s) => s.to_str()?,
+            _ => return Err(args.bad(lua, 0, "symbol", "string")),
+        };
+        c.check_symbol(lua, args.func, &symbol)?;
+        Ok(match c.venue.quote(&symbol) {
+            Some(q) => (
+                Value::Boolean(true),
+                q.bid,
+                q.bid_qty,
+                q.ask,
+                q.ask_qty,
+                q.update_id as i64,
+                q.time,
+            ),
+            None => (Value::Nil, 0.0, 0.0, 0.0, 0.0, 0, 0),
+        })
+    })?;
+    let quote: mlua::Function = lua
+        .load(
+            r#"
+            local fields = ...
+            return function(symbol, ...)
+                local found, bid, bid_qty, ask, ask_qty, update_id, time = fields(symbol, ...)
+                if not found then return nil end
+                return { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask, ask_qty = ask_qty,
+                    update_id = update_id, time = time }
+            end
+            "#,
+        )
+        .set_name("=market")
+        .call(quote_fields)?;
+    m.raw_set("quote", quote)?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "book",
+        lua.create_function(move |lua, args: MultiValue| {
+            c.guard.check()?;
+            let args = Args::new("market.book", args);
+            let symbol = c.symbol_arg(lua, &args, 0)?;
+            let levels = args
+                .opt_count(lua, 1, "levels")?
+                .map_or(DEFAULT_BOOK_LEVELS, |n| n as usize);
+            match c.venue.book(&symbol, levels) {
+                Some(depth) => Ok(Value::Table(depth_table(lua, &depth)?)),
+                None => Ok(Value::Nil),
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "info",
+        lua.create_function(move |lua, args: MultiValue| {
+            c.guard.check()?;
+            let args = Args::new("market.info", args);
+            let symbol = args.string(lua, 0, "symbol")?;
+            info_table(lua, &c.symbol_info(lua, args.func, &symbol)?)
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "symbols",
+        lua.create_function(move |lua, ()| {
+            c.guard.check()?;
+            let mut symbols = c.venue.symbols();
+            symbols.sort();
+            lua.create_sequence_from(symbols)
+        })?,
+    )?;
+
+    for (name, round) in [
+        ("round_price", grid::round_price as fn(&_, f64) -> Option<f64>),
+        ("round_qty", grid::round_qty as fn(&_, f64) -> Option<f64>),
+    ] {
+        let c = ctx.clone();
+        let func: &'static str = if name == "round_price" {
+            "market.round_price"
+        } else {
+            "market.round_qty"
+        };
+        m.raw_set(
+            name,
+            lua.create_function(move |lua, args: MultiValue| {
+                c.guard.check()?;
+                let args = Args::new(func, args);
+                let symbol = args.string(lua, 0, "symbol")?;
+                let value = args.number(lua, 1, "value")?;
+                let info = c.symbol_info(lua, func, &symbol)?;
+                round(&info, value).ok_or_else(|| usage(lua, format!("{func}: {value} is not a usable number")))
+            })?,
+        )?;
+    }
+
+    let c = ctx.clone();
+    m.raw_set(
+        "ticker",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("market.ticker", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let call = c.market_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c.exchange(async move { venue.ticker(&call, &symbol).await }).await;
+                c.reply(&lua, result, ticker_table)
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "book_ticker",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("market.book_ticker", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let call = c.market_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c.exchange(async move { venue.book_ticker(&call, &symbol).await }).await;
+                c.reply(&lua, result, |lua, q| quote_table(lua, &c.keys, q))
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "depth",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("market.depth", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_DEPTH);
+                let call = c.market_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c
+                    .exchange(async move { venue.depth(&call, &symbol, limit).await })
+                    .await;
+                c.reply(&lua, result, depth_table)
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "klines",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("market.klines", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let interval = args.string(&lua, 1, "interval")?;
+                if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
+                    return Err(usage(&lua, format!("market.klines: unknown interval '{interval}'")));
+                }
+                let limit = args.opt_count(&lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
+                let call = c.market_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c
+                    .exchange(async move { venue.klines(&call, &symbol, &interval, limit).await })
+                    .await;
+                c.reply(&lua, result, |lua, k| convert::list(lua, k, kline_table))
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "trades",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("market.trades", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_TRADES);
+                let call = c.market_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c
+                    .exchange(async move { venue.trades(&call, &symbol, limit).await })
+                    .await;
+                c.reply(&lua, result, |lua, t| convert::list(lua, t, trade_table))
+            }
+        })?,
+    )?;
+
+    publish(lua, "market", m)
+}

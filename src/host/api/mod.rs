@@ -1,0 +1,274 @@
+//! The strategy API: one file per Lua module, each with a `register` function.
+//!
+//! Every host function checks the VM's trip flag first, so nothing a script does after
+//! a caught trip reaches the host. Expected exchange failures return `nil, err`;
+//! programming mistakes raise an error that says where and what.
+
+pub mod account;
+pub mod clock;
+pub mod convert;
+pub mod ledger;
+pub mod log;
+pub mod market;
+pub mod orders;
+pub mod timer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mlua::{Lua, MultiValue, Table, Value};
+use tokio::runtime::Handle;
+
+use super::limits::Guard;
+use super::stats::Stats;
+use super::timers::TimerApi;
+use crate::exchange::{ApiError, CallCtx, ErrorCode, StrategyId, SymbolInfo, Venue};
+use convert::Keys;
+
+/// What every API function of one VM shares.
+pub struct ApiCtx {
+    pub venue: Arc<dyn Venue>,
+    /// The main runtime, where exchange calls run; `None` when only checking a file.
+    pub handle: Option<Handle>,
+    pub guard: Rc<Guard>,
+    pub strategy: RefCell<StrategyId>,
+    pub market_wait: Cell<Duration>,
+    pub order_wait: Cell<Duration>,
+    pub stats: Arc<Stats>,
+    pub timers: Rc<TimerApi>,
+    pub keys: Keys,
+    known_symbols: RefCell<HashSet<String>>,
+    error_meta: Table,
+}
+
+impl ApiCtx {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        lua: &Lua,
+        venue: Arc<dyn Venue>,
+        handle: Option<Handle>,
+        guard: Rc<Guard>,
+        strategy: StrategyId,
+        stats: Arc<Stats>,
+        timers: Rc<TimerApi>,
+    ) -> mlua::Result<Rc<ApiCtx>> {
+        Ok(Rc::new(ApiCtx {
+            venue,
+            handle,
+            guard,
+            strategy: RefCell::new(strategy),
+            market_wait: Cell::new(super::spec::DEFAULT_MARKET_WAIT),
+            order_wait: Cell::new(super::spec::DEFAULT_ORDER_WAIT),
+            stats,
+            timers,
+            keys: Keys::new(lua)?,
+            known_symbols: RefCell::new(HashSet::new()),
+            error_meta: convert::error_metatable(lua)?,
+        }))
+    }
+
+    pub fn strategy(&self) -> StrategyId {
+        self.strategy.borrow().clone()
+    }
+
+    /// Budget context for a market-data call; `wait` overrides the strategy's default.
+    pub fn market_call(&self, wait: Option<Duration>) -> CallCtx {
+        CallCtx {
+            strategy: self.strategy(),
+            wait: wait.unwrap_or(self.market_wait.get()),
+        }
+    }
+
+    pub fn order_call(&self, wait: Option<Duration>) -> CallCtx {
+        CallCtx {
+            strategy: self.strategy(),
+            wait: wait.unwrap_or(self.order_wait.get()),
+        }
+    }
+
+    /// Runs an exchange future on the main runtime, so waiting blocks only this coroutine.
+    pub async fn exchange<T, F>(&self, future: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    {
+        let Some(handle) = &self.handle else {
+            return Err(ApiError::new(ErrorCode::Stopped, "not connected to an exchange"));
+        };
+        match handle.spawn(future).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::new(ErrorCode::Stopped, "the runtime is shutting down")),
+        }
+    }
+
+    /// `value, nil` on success, `nil, err` on an expected failure. Checks the trip flag
+    /// again: a trip cannot happen while waiting, but a stop may have been requested.
+    pub fn reply<T>(
+        &self,
+        lua: &Lua,
+        result: Result<T, ApiError>,
+        build: impl FnOnce(&Lua, &T) -> mlua::Result<Table>,
+    ) -> mlua::Result<(Value, Value)> {
+        self.guard.check()?;
+        match result {
+            Ok(value) => Ok((Value::Table(build(lua, &value)?), Value::Nil)),
+            Err(err) => Ok((
+                Value::Nil,
+                Value::Table(convert::error_table(lua, &self.error_meta, &err)?),
+            )),
+        }
+    }
+
+    /// A symbol argument that must name a listed symbol.
+    pub fn symbol_arg(&self, lua: &Lua, args: &Args, index: usize) -> mlua::Result<String> {
+        let symbol = args.string(lua, index, "symbol")?;
+        self.check_symbol(lua, args.func, &symbol)?;
+        Ok(symbol)
+    }
+
+    pub fn check_symbol(&self, lua: &Lua, func: &str, symbol: &str) -> mlua::Result<()> {
+        if self.known_symbols.borrow().contains(symbol) {
+            return Ok(());
+        }
+        if self.venue.symbol(symbol).is_none() {
+            return Err(usage(lua, format!("{func}: unknown symbol '{symbol}'")));
+        }
+        self.known_symbols.borrow_mut().insert(symbol.to_owned());
+        Ok(())
+    }
+
+    pub fn symbol_info(&self, lua: &Lua, func: &str, symbol: &str) -> mlua::Result<SymbolInfo> {
+        self.venue
+            .symbol(symbol)
+            .ok_or_else(|| usage(lua, format!("{func}: unknown symbol '{symbol}'")))
+    }
+}
+
+/// A programming mistake: a Lua error prefixed with the script's `file:line:`.
+pub fn usage(lua: &Lua, message: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{}{message}", location(lua)))
+}
+
+/// `file:line: ` of the innermost script frame (skipping host and mlua frames).
+fn location(lua: &Lua) -> String {
+    for level in 1..8 {
+        let found = lua.inspect_stack(level, |debug| {
+            let source = debug.source();
+            let is_file = source.source.as_deref().is_some_and(|s| s.starts_with('@'));
+            match (is_file, source.short_src, debug.current_line()) {
+                (true, Some(src), Some(line)) => Some(format!("{src}:{line}: ")),
+                _ => None,
+            }
+        });
+        match found {
+            Some(Some(location)) => return location,
+            Some(None) => continue,
+            None => break,
+        }
+    }
+    String::new()
+}
+
+/// The arguments of one API call, for clear "bad argument" errors.
+pub struct Args {
+    pub func: &'static str,
+    values: MultiValue,
+}
+
+impl Args {
+    pub fn new(func: &'static str, values: MultiValue) -> Args {
+        Args { func, values }
+    }
+
+    pub fn get(&self, index: usize) -> &Value {
+        self.values.get(index).unwrap_or(&Value::Nil)
+    }
+
+    pub fn bad(&self, lua: &Lua, index: usize, name: &str, expected: &str) -> mlua::Error {
+        let got = lua_type(self.get(index));
+        usage(
+            lua,
+            format!(
+                "bad argument #{} ({name}) to '{}': {expected} expected, got {got}",
+                index + 1,
+                self.func
+            ),
+        )
+    }
+
+    pub fn string(&self, lua: &Lua, index: usize, name: &str) -> mlua::Result<String> {
+        match self.get(index) {
+            Value::String(s) => Ok(s.to_string_lossy()),
+            _ => Err(self.bad(lua, index, name, "string")),
+        }
+    }
+
+    pub fn number(&self, lua: &Lua, index: usize, name: &str) -> mlua::Result<f64> {
+        match self.get(index) {
+            Value::Integer(i) => Ok(*i as f64),
+            Value::Number(n) => Ok(*n),
+            _ => Err(self.bad(lua, index, name, "number")),
+        }
+    }
+
+    /// An optional positive count (a limit); a trailing options table counts as absent.
+    pub fn opt_count(&self, lua: &Lua, index: usize, name: &str) -> mlua::Result<Option<u32>> {
+        match self.get(index) {
+            Value::Nil | Value::Table(_) => Ok(None),
+            Value::Integer(i) if *i > 0 => Ok(u32::try_from(*i).ok()),
+            Value::Number(n) if *n >= 1.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => Ok(Some(*n as u32)),
+            _ => Err(self.bad(lua, index, name, "positive integer")),
+        }
+    }
+
+    /// `{wait_ms = n}` as the last argument, if given.
+    pub fn wait_option(&self, lua: &Lua) -> mlua::Result<Option<Duration>> {
+        let Some(Value::Table(options)) = self.values.back() else {
+            return Ok(None);
+        };
+        wait_ms(lua, self.func, options.raw_get::<Value>("wait_ms")?)
+    }
+}
+
+/// The type name Lua's own `type()` gives (integers are numbers).
+pub fn lua_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) => "number",
+        other => other.type_name(),
+    }
+}
+
+/// Parses a `wait_ms` option value.
+pub fn wait_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Duration>> {
+    match value {
+        Value::Nil => Ok(None),
+        Value::Integer(ms) if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
+        Value::Number(ms) if ms >= 0.0 && ms.is_finite() => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+        other => Err(usage(
+            lua,
+            format!("{func}: wait_ms must be a number ≥ 0, got {}", lua_type(&other)),
+        )),
+    }
+}
+
+/// Registers every module of the API into `lua`'s globals.
+pub fn register_all(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
+    market::register(lua, ctx)?;
+    orders::register(lua, ctx)?;
+    account::register(lua, ctx)?;
+    ledger::register(lua, ctx)?;
+    clock::register(lua, ctx)?;
+    timer::register(lua, ctx)?;
+    log::register(lua, ctx)?;
+    Ok(())
+}
+
+/// Publishes a module as a read-only global.
+pub fn publish(lua: &Lua, name: &str, module: Table) -> mlua::Result<()> {
+    lua.globals()
+        .raw_set(name, super::sandbox::read_only(lua, name, module)?)
+}

@@ -1,0 +1,214 @@
+//! `orders`: place, cancel and look up this strategy's orders.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::convert::{self, order_table};
+use super::{publish, usage, wait_ms, ApiCtx, Args};
+use crate::exchange::{ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
+use crate::host::spec::suggest;
+
+const PLACE_FIELDS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "quote_quantity",
+    "price",
+    "tif",
+    "client_id",
+    "wait_ms",
+];
+
+pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
+    let m = lua.create_table()?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "place",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("orders.place", args);
+                let Value::Table(spec) = args.get(0).clone() else {
+                    return Err(args.bad(&lua, 0, "order", "table"));
+                };
+                let (request, wait) = parse_request(&lua, &c, &spec)?;
+                let call = c.order_call(wait);
+                let venue = c.venue.clone();
+                let result = c.exchange(async move { venue.place(&call, request).await }).await;
+                match &result {
+                    Ok(_) => c.stats.orders_placed.fetch_add(1, Ordering::Relaxed),
+                    Err(err) if err.code == ErrorCode::Rejected => {
+                        c.stats.orders_rejected.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Err(_) => 0,
+                };
+                c.reply(&lua, result, order_table)
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "cancel",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("orders.cancel", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let order = order_ref(&lua, &args, 1)?;
+                let call = c.order_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c
+                    .exchange(async move { venue.cancel(&call, &symbol, &order).await })
+                    .await;
+                c.reply(&lua, result, order_table)
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "cancel_all",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("orders.cancel_all", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let call = c.order_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c.exchange(async move { venue.cancel_all(&call, &symbol).await }).await;
+                c.reply(&lua, result, |lua, list| convert::list(lua, list, order_table))
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "get",
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = c.clone();
+            async move {
+                c.guard.check()?;
+                let args = Args::new("orders.get", args);
+                let symbol = c.symbol_arg(&lua, &args, 0)?;
+                let order = order_ref(&lua, &args, 1)?;
+                let call = c.order_call(args.wait_option(&lua)?);
+                let venue = c.venue.clone();
+                let result = c
+                    .exchange(async move { venue.get_order(&call, &symbol, &order).await })
+                    .await;
+                c.reply(&lua, result, order_table)
+            }
+        })?,
+    )?;
+
+    let c = ctx.clone();
+    m.raw_set(
+        "open",
+        lua.create_function(move |lua, args: MultiValue| {
+            c.guard.check()?;
+            let args = Args::new("orders.open", args);
+            let symbol = match args.get(0) {
+                Value::Nil => None,
+                _ => Some(c.symbol_arg(lua, &args, 0)?),
+            };
+            let open = c.venue.open_orders(&c.strategy(), symbol.as_deref());
+            convert::list(lua, &open, order_table)
+        })?,
+    )?;
+
+    publish(lua, "orders", m)
+}
+
+/// An exchange order id (number) or a client order id (string).
+fn order_ref(lua: &Lua, args: &Args, index: usize) -> mlua::Result<OrderRef> {
+    match args.get(index) {
+        Value::Integer(id) if *id >= 0 => Ok(OrderRef::Id(*id as u64)),
+        Value::Number(id) if *id >= 0.0 && id.fract() == 0.0 => Ok(OrderRef::Id(*id as u64)),
+        Value::String(s) => Ok(OrderRef::ClientId(s.to_string_lossy())),
+        _ => Err(args.bad(lua, index, "id", "order id (number) or client id (string)")),
+    }
+}
+
+fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRequest, Option<Duration>)> {
+    const FUNC: &str = "orders.place";
+    for pair in spec.clone().pairs::<Value, Value>() {
+        let (key, _) = pair?;
+        let name = key.to_string().unwrap_or_default();
+        if !PLACE_FIELDS.contains(&name.as_str()) {
+            let hint = suggest(&name, PLACE_FIELDS.iter().copied())
+                .map(|s| format!("; did you mean {s}?"))
+                .unwrap_or_default();
+            return Err(usage(lua, format!("{FUNC}: unknown field '{name}'{hint}")));
+        }
+    }
+    let text = |field: &str| -> mlua::Result<Option<String>> {
+        match spec.raw_get::<Value>(field)? {
+            Value::Nil => Ok(None),
+            Value::String(s) => Ok(Some(s.to_string_lossy())),
+            other => Err(usage(
+                lua,
+                format!(
+                    "{FUNC}: {field} must be a string, got {}",
+                    crate::host::api::lua_type(&other)
+                ),
+            )),
+        }
+    };
+    let amount = |field: &str| -> mlua::Result<Option<f64>> {
+        match spec.raw_get::<Value>(field)? {
+            Value::Nil => Ok(None),
+            Value::Integer(i) => Ok(Some(i as f64)),
+            Value::Number(n) => Ok(Some(n)),
+            other => Err(usage(
+                lua,
+                format!(
+                    "{FUNC}: {field} must be a number, got {}",
+                    crate::host::api::lua_type(&other)
+                ),
+            )),
+        }
+    };
+    let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{FUNC}: symbol is required")))?;
+    ctx.check_symbol(lua, FUNC, &symbol)?;
+    let side = text("side")?.ok_or_else(|| usage(lua, format!("{FUNC}: side is required (\"BUY\" or \"SELL\")")))?;
+    let side = Side::parse(&side)
+        .ok_or_else(|| usage(lua, format!("{FUNC}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?;
+    let kind = text("type")?.ok_or_else(|| usage(lua, format!("{FUNC}: type is required")))?;
+    let order_type = OrderType::parse(&kind).ok_or_else(|| {
+        usage(
+            lua,
+            format!("{FUNC}: type must be \"LIMIT\", \"MARKET\" or \"LIMIT_MAKER\", got \"{kind}\""),
+        )
+    })?;
+    let tif = match text("tif")? {
+        Some(tif) => Some(TimeInForce::parse(&tif).ok_or_else(|| {
+            usage(
+                lua,
+                format!("{FUNC}: tif must be \"GTC\", \"IOC\" or \"FOK\", got \"{tif}\""),
+            )
+        })?),
+        None if order_type == OrderType::Limit => Some(TimeInForce::Gtc),
+        None => None,
+    };
+    let request = OrderRequest {
+        symbol,
+        side,
+        order_type,
+        quantity: amount("quantity")?,
+        quote_quantity: amount("quote_quantity")?,
+        price: amount("price")?,
+        tif,
+        client_id: text("client_id")?,
+    };
+    let wait = wait_ms(lua, FUNC, spec.raw_get::<Value>("wait_ms")?)?;
+    Ok((request, wait))
+}

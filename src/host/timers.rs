@@ -1,0 +1,123 @@
+//! Named timers, owned by the strategy's thread rather than by a VM, so they keep
+//! running across hot reloads and fire `on_timer` on whichever version is current.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::{interval_at, sleep, Instant, MissedTickBehavior};
+
+use super::inbox::{Event, Inbox};
+
+#[derive(Debug, Clone)]
+pub enum TimerOp {
+    Every(Duration, Arc<str>),
+    After(Duration, Arc<str>),
+    Cancel(Arc<str>),
+}
+
+/// The running timers of one strategy. A tick is an inbox event (coalesced by name
+/// while the strategy is busy), so timers and market events are handled in order.
+pub struct Timers {
+    inbox: Arc<Inbox>,
+    tasks: RefCell<HashMap<Arc<str>, JoinHandle<()>>>,
+}
+
+impl Timers {
+    pub fn new(inbox: Arc<Inbox>) -> Rc<Timers> {
+        Rc::new(Timers {
+            inbox,
+            tasks: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Must run inside the strategy thread's `LocalSet`.
+    fn apply(&self, op: TimerOp) {
+        let (name, task) = match op {
+            TimerOp::Cancel(name) => {
+                if let Some(task) = self.tasks.borrow_mut().remove(&name) {
+                    task.abort();
+                }
+                return;
+            }
+            TimerOp::Every(period, name) => {
+                let inbox = self.inbox.clone();
+                let tick = name.clone();
+                let task = tokio::task::spawn_local(async move {
+                    let mut ticks = interval_at(Instant::now() + period, period);
+                    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    loop {
+                        ticks.tick().await;
+                        inbox.push(Event::Timer(tick.clone()));
+                    }
+                });
+                (name, task)
+            }
+            TimerOp::After(delay, name) => {
+                let inbox = self.inbox.clone();
+                let tick = name.clone();
+                let task = tokio::task::spawn_local(async move {
+                    sleep(delay).await;
+                    inbox.push(Event::Timer(tick));
+                });
+                (name, task)
+            }
+        };
+        // A name registered again replaces its old timer.
+        if let Some(old) = self.tasks.borrow_mut().insert(name, task) {
+            old.abort();
+        }
+    }
+
+    pub fn cancel_all(&self) {
+        for (_, task) in self.tasks.borrow_mut().drain() {
+            task.abort();
+        }
+    }
+
+    pub fn names(&self) -> Vec<Arc<str>> {
+        let mut tasks = self.tasks.borrow_mut();
+        tasks.retain(|_, task| !task.is_finished());
+        tasks.keys().cloned().collect()
+    }
+}
+
+/// A VM's view of the timers: until the VM becomes the running version (its file
+/// loaded and validated), timer calls are held back, so a reload that fails changes nothing.
+pub struct TimerApi {
+    timers: Option<Rc<Timers>>,
+    active: Cell<bool>,
+    pending: RefCell<Vec<TimerOp>>,
+}
+
+impl TimerApi {
+    /// `None` for VMs that never run (`runner check`).
+    pub fn new(timers: Option<Rc<Timers>>) -> Rc<TimerApi> {
+        Rc::new(TimerApi {
+            timers,
+            active: Cell::new(false),
+            pending: RefCell::new(Vec::new()),
+        })
+    }
+
+    pub fn apply(&self, op: TimerOp) {
+        match &self.timers {
+            Some(timers) if self.active.get() => timers.apply(op),
+            _ => self.pending.borrow_mut().push(op),
+        }
+    }
+
+    /// This VM is now the running version: apply what its loading asked for.
+    pub fn activate(&self) {
+        self.active.set(true);
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if let Some(timers) = &self.timers {
+            for op in pending {
+                timers.apply(op);
+            }
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! A strategy's own OS thread: a current-thread runtime and `LocalSet` (Lua is !Send)
+//! that handles the strategy's events one at a time, in order, and swaps in reloaded
+//! versions between two events.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::LoadError;
+use super::inbox::{Event, Inbox};
+use super::limits::INSTRUCTIONS_PER_SECOND;
+use super::require::LoadedFiles;
+use super::router::Router;
+use super::spec::{self, StrategyMeta};
+use super::state::{self, StateValue};
+use super::stats::Stats;
+use super::timers::Timers;
+use super::vm::{CallOutcome, StrategyVm, VmOptions};
+use super::{HostConfig, ReloadOutcome, StopReason};
+use crate::exchange::{ApiError, ErrorCode, StreamKey, Venue};
+
+/// Host-wide things every worker uses.
+pub struct Shared {
+    pub venue: Arc<dyn Venue>,
+    pub handle: tokio::runtime::Handle,
+    pub config: HostConfig,
+    pub router: Router,
+}
+
+/// What the host and a strategy's thread both see.
+pub struct StrategyShared {
+    pub path: PathBuf,
+    pub inbox: Arc<Inbox>,
+    pub stats: Arc<Stats>,
+    /// The running version's loaded files (replaced on reload).
+    pub files: Mutex<LoadedFiles>,
+}
+
+pub enum Control {
+    Start,
+    Reload(oneshot::Sender<Result<ReloadOutcome, LoadError>>),
+    Stop(StopReason, oneshot::Sender<()>),
+}
+
+/// Body of the strategy's thread.
+pub fn run(
+    shared: Arc<Shared>,
+    strategy: Arc<StrategyShared>,
+    ready: oneshot::Sender<Result<StrategyMeta, LoadError>>,
+    control: mpsc::UnboundedReceiver<Control>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let _ = ready.send(Err(LoadError::Thread(err.to_string())));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let timers = Timers::new(strategy.inbox.clone());
+        let vm = match load_initial(&shared, &strategy, &timers) {
+            Ok(vm) => vm,
+            Err(err) => {
+                let _ = ready.send(Err(err));
+                return;
+            }
+        };
+        *strategy.files.lock() = vm_files(&vm);
+        if ready.send(Ok(vm.meta.clone())).is_err() {
+            return;
+        }
+        let mut worker = Worker {
+            name: vm.meta.name.clone(),
+            shared,
+            strategy,
+            timers,
+            vm,
+            control,
+            trips: VecDeque::new(),
+            last_save: Instant::now(),
+        };
+        worker.run().await;
+    });
+}
+
+fn vm_files(vm: &StrategyVm) -> LoadedFiles {
+    Arc::new(Mutex::new(vm.files()))
+}
+
+/// Loads the strategy with the state it saved last time (looked up by file name first,
+/// then by the name the strategy declares, if that differs).
+fn load_initial(shared: &Shared, strategy: &StrategyShared, timers: &Rc<Timers>) -> Result<StrategyVm, LoadError> {
+    let saved = |name: &str| -> Option<StateValue> {
+        let dir = shared.config.state_dir.as_ref()?;
+        match state::load(&state::file_for(dir, name)) {
+            Ok(saved) => saved,
+            Err(err) => {
+                tracing::warn!(strategy = name, "could not restore state: {err}");
+                None
+            }
+        }
+    };
+    let stem = spec::default_name(&strategy.path);
+    let vm = load_vm(shared, strategy, timers, saved(&stem))?;
+    if vm.meta.name != stem {
+        if let Some(state) = saved(&vm.meta.name) {
+            return load_vm(shared, strategy, timers, Some(state));
+        }
+    }
+    Ok(vm)
+}
+
+fn load_vm(
+    shared: &Shared,
+    strategy: &StrategyShared,
+    timers: &Rc<Timers>,
+    state: Option<StateValue>,
+) -> Result<StrategyVm, LoadError> {
+    let venue = shared.venue.clone();
+    let known = move |symbol: &str| venue.symbol(symbol).is_some();
+    let vm = StrategyVm::load(
+        &strategy.path,
+        VmOptions {
+            venue: shared.venue.clone(),
+            handle: Some(shared.handle.clone()),
+            stdlib_dir: &shared.config.stdlib_dir,
+            memory_limit: shared.config.memory_limit,
+            instruction_budget: instruction_budget(&shared.config),
+            stats: strategy.stats.clone(),
+            timers: Some(timers.clone()),
+            known_symbol: &known,
+            state,
+        },
+    )?;
+    for warning in &vm.meta.warnings {
+        tracing::warn!(strategy = %vm.meta.name, "{warning}");
+    }
+    Ok(vm)
+}
+
+pub fn instruction_budget(config: &HostConfig) -> u64 {
+    (config.cpu_limit.as_secs_f64() * INSTRUCTIONS_PER_SECOND) as u64
+}
+
+struct Worker {
+    name: String,
+    shared: Arc<Shared>,
+    strategy: Arc<StrategyShared>,
+    timers: Rc<Timers>,
+    vm: StrategyVm,
+    control: mpsc::UnboundedReceiver<Control>,
+    trips: VecDeque<Instant>,
+    last_save: Instant,
+}
+
+enum Flow {
+    Continue,
+    Exit,
+}
+
+impl Worker {
+    async fn run(&mut self) {
+        // Wait for the host to register routes and subscriptions.
+        match self.control.recv().await {
+            Some(Control::Start) => {}
+            Some(Control::Stop(_, done)) => {
+                let _ = done.send(());
+                return;
+            }
+            Some(Control::Reload(reply)) => {
+                let _ = reply.send(Err(LoadError::Stopped(self.name.clone())));
+                return;
+            }
+            None => return,
+        }
+        self.vm.activate();
+        let outcome = self.vm.on_start().await;
+        if let Flow::Exit = self.after_call(outcome, "on_start").await {
+            return;
+        }
+        let mut dropped_logged = 0;
+        loop {
+            while let Ok(message) = self.control.try_recv() {
+                if let Flow::Exit = self.on_control(message).await {
+                    return;
+                }
+            }
+            if self.last_save.elapsed() >= self.shared.config.state_save_every {
+                self.save_state();
+            }
+            if let Some(event) = self.strategy.inbox.pop() {
+                if let Flow::Exit = self.on_event(event).await {
+                    return;
+                }
+                let dropped = self.strategy.stats.trades_dropped.load(Ordering::Relaxed);
+                if dropped >= dropped_logged + 1000 || (dropped > dropped_logged && self.strategy.inbox.is_empty()) {
+                    tracing::warn!(strategy = %self.name, dropped, "trades dropped while the strategy was busy");
+                    dropped_logged = dropped;
+                }
+                continue;
+            }
+            let save_at = tokio::time::Instant::from_std(self.last_save + self.shared.config.state_save_every);
+            tokio::select! {
+                message = self.control.recv() => {
+                    let message = message.unwrap_or_else(|| Control::Stop(StopReason::Shutdown, oneshot::channel().0));
+                    if let Flow::Exit = self.on_control(message).await {
+                        return;
+                    }
+                }
+                _ = self.strategy.inbox.ready() => {}
+                _ = tokio::time::sleep_until(save_at) => self.save_state(),
+            }
+        }
+    }
+
+    async fn on_control(&mut self, message: Control) -> Flow {
+        match message {
+            Control::Start => Flow::Continue,
+            Control::Reload(reply) => {
+                let result = self.reload().await;
+                if let Err(err) = &result {
+                    tracing::error!(strategy = %self.name, "reload failed, the running version stays: {err}");
+                }
+                let flow = match &result {
+                    Ok(outcome) if outcome.stopped => Flow::Exit,
+                    _ => Flow::Continue,
+                };
+                let _ = reply.send(result);
+                flow
+            }
+            Control::Stop(reason, done) => {
+                self.stop(reason).await;
+                let _ = done.send(());
+                Flow::Exit
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) -> Flow {
+        let what = match &event {
+            Event::Book(_) => "on_book",
+            Event::Depth(_) => "on_depth",
+            Event::Trade(_) => "on_trade",
+            Event::Kline { .. } => "on_kline",
+            Event::Order(order) => {
+                let info = (order.filled_qty > 0.0)
+                    .then(|| self.shared.venue.symbol(&order.symbol))
+                    .flatten();
+                self.strategy.stats.record_order(order, info.as_ref());
+                "on_order"
+            }
+            Event::Timer(_) => "on_timer",
+        };
+        self.strategy.stats.events_handled.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.vm.deliver(&event).await;
+        self.after_call(outcome, what).await
+    }
+
+    /// Logs failures and counts trips; too many trips in the window stop the strategy.
+    async fn after_call(&mut self, outcome: Option<CallOutcome>, what: &str) -> Flow {
+        match outcome {
+            None | Some(CallOutcome::Done) => Flow::Continue,
+            Some(CallOutcome::Failed(message)) => {
+                self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(strategy = %self.name, event = what, "{message}");
+                Flow::Continue
+            }
+            Some(CallOutcome::Tripped(kind)) => {
+                self.strategy.stats.trips.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                let window = self.shared.config.trip_window;
+                self.trips.push_back(now);
+                while self.trips.front().is_some_and(|t| now.duration_since(*t) > window) {
+                    self.trips.pop_front();
+                }
+                let count = self.trips.len();
+                tracing::warn!(strategy = %self.name, event = what, "{} ({count} in the last {window:?})", kind.describe());
+                if count >= self.shared.config.max_trips as usize {
+                    tracing::error!(
+                        strategy = %self.name,
+                        "strategy stopped: hit its limits {count} times within {}",
+                        humantime::format_duration(window)
+                    );
+                    self.stop(StopReason::Error).await;
+                    return Flow::Exit;
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    async fn reload(&mut self) -> Result<ReloadOutcome, LoadError> {
+        let started = Instant::now();
+        let mut warnings = Vec::new();
+        let carried = self.vm.state(&mut warnings);
+        let candidate = load_vm(&self.shared, &self.strategy, &self.timers, Some(carried))?;
+        if candidate.meta.name != self.name {
+            return Err(LoadError::Renamed {
+                path: self.strategy.path.clone(),
+                old: self.name.clone(),
+                new: candidate.meta.name.clone(),
+            });
+        }
+        let load = started.elapsed();
+        let keys = candidate.meta.stream_keys();
+        let old_keys = self.shared.router.keys(&self.name);
+        let subscriptions_changed = keys != old_keys;
+        if subscriptions_changed {
+            self.set_subscriptions(keys.clone()).await.map_err(|error| {
+                // Put the running version's subscriptions back.
+                self.shared
+                    .router
+                    .set(&self.name, &self.strategy.inbox, old_keys.clone());
+                LoadError::Subscribe {
+                    name: self.name.clone(),
+                    error,
+                }
+            })?;
+        }
+        warnings.extend(candidate.meta.warnings.iter().cloned());
+        let old = std::mem::replace(&mut self.vm, candidate);
+        self.vm.activate();
+        *self.strategy.files.lock() = vm_files(&self.vm);
+        let swap = started.elapsed();
+        drop(old);
+        tracing::info!(strategy = %self.name, ?swap, "reloaded");
+        let outcome = self.vm.on_reload().await;
+        let stopped = matches!(self.after_call(outcome, "on_reload").await, Flow::Exit);
+        Ok(ReloadOutcome {
+            name: self.name.clone(),
+            load,
+            swap,
+            subscriptions_changed,
+            warnings,
+            stopped,
+        })
+    }
+
+    async fn set_subscriptions(&self, keys: Vec<StreamKey>) -> Result<(), ApiError> {
+        self.shared.router.set(&self.name, &self.strategy.inbox, keys.clone());
+        let venue = self.shared.venue.clone();
+        let id: Arc<str> = Arc::from(self.name.as_str());
+        match self
+            .shared
+            .handle
+            .spawn(async move { venue.set_subscriptions(&id, keys).await })
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::new(ErrorCode::Stopped, "the runtime is shutting down")),
+        }
+    }
+
+    /// `on_stop(reason)`, then timers, routes and subscriptions go, and state is saved.
+    async fn stop(&mut self, reason: StopReason) {
+        if let Some(CallOutcome::Failed(message)) = self.vm.on_stop(reason.as_str()).await {
+            self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(strategy = %self.name, event = "on_stop", "{message}");
+        }
+        self.timers.cancel_all();
+        self.shared.router.remove(&self.name);
+        if let Err(err) = self.set_subscriptions(Vec::new()).await {
+            tracing::warn!(strategy = %self.name, "unsubscribing failed: {err}");
+        }
+        self.shared.router.remove(&self.name);
+        self.save_state();
+        self.strategy.stats.stopped.store(true, Ordering::Relaxed);
+        tracing::info!(strategy = %self.name, reason = reason.as_str(), "strategy stopped");
+    }
+
+    fn save_state(&mut self) {
+        self.last_save = Instant::now();
+        let Some(dir) = &self.shared.config.state_dir else {
+            return;
+        };
+        let mut warnings = Vec::new();
+        let state = self.vm.state(&mut warnings);
+        for warning in warnings {
+            tracing::warn!(strategy = %self.name, "{warning}");
+        }
+        if let Err(err) = state::save(&state::file_for(dir, &self.name), &state) {
+            tracing::warn!(strategy = %self.name, "saving state failed: {err}");
+        }
+    }
+}
+
+/// How often the running version's `state` is written out (also on stop).
+pub const DEFAULT_SAVE_EVERY: Duration = Duration::from_secs(30);

@@ -1,0 +1,95 @@
+//! The host against the real client and the built-in simulator on loopback.
+
+#[path = "host_support.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
+use runner::exchange::{EventSink, Venue};
+use runner::host::{Host, HostConfig, StopReason};
+use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+use runner::sim::{self, SimConfig};
+use support::{stats, wait_for, Files};
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_trades_on_the_simulator() {
+    let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts");
+    let ledger = Ledger::new(
+        limits::binance_spot_defaults(),
+        LedgerConfig::default(),
+        Arc::new(TokioClock::new()),
+    );
+    let profile = Profile::paper(
+        &sim.rest_url(),
+        &sim.ws_url(),
+        &sim.ws_api_url(),
+        Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+    );
+    let venue = BinanceVenue::connect(profile, ledger, ClientOptions::default())
+        .await
+        .expect("client connects");
+    let files = Files::new();
+    let host = Host::new(
+        venue.clone(),
+        HostConfig {
+            state_dir: Some(files.path().join("state")),
+            ..support::config(&files)
+        },
+    );
+    let sink: Arc<dyn EventSink> = host.clone();
+    venue.start(sink).await.expect("streams start");
+
+    let path = files.write(
+        "resting.lua",
+        r#"
+        return {
+            symbols = { "BTCUSDT" },
+            streams = { "book" },
+            on_book = function(q)
+                state.quotes = (state.quotes or 0) + 1
+                if state.placed then return end
+                state.placed = true
+                local price = market.round_price("BTCUSDT", q.bid * 0.9)
+                local o, err = orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT",
+                    quantity = market.round_qty("BTCUSDT", 0.001), price = price, client_id = "rest-1" }
+                state.place = o and o.status or tostring(err)
+                local d = market.depth("BTCUSDT", 5)
+                state.depth_levels = d and #d.bids or -1
+                state.usdt = account.balances().USDT.free
+                state.weight = ledger.status().mine.weight
+            end,
+            on_order = function(o) state.last_status = o.status end,
+            on_stop = function()
+                local cancelled = orders.cancel_all("BTCUSDT")
+                state.cancelled = cancelled and #cancelled or -1
+            end,
+        }
+        "#,
+    );
+    host.add(&path).await.expect("strategy starts");
+    wait_for("an order resting on the simulator", LONG, || {
+        let s = stats(&host, "resting");
+        s.orders_placed == 1 && s.open_orders == 1 && s.events_handled > 3
+    })
+    .await;
+    host.stop_all(StopReason::Shutdown).await;
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(files.path().join("state/strategies/resting.json")).unwrap()).unwrap();
+    assert_eq!(state["place"], "NEW", "{state}");
+    assert_eq!(state["depth_levels"], 5, "{state}");
+    assert_eq!(state["cancelled"], 1, "{state}");
+    assert!(state["usdt"].as_f64().unwrap() > 0.0, "{state}");
+    assert!(
+        state["weight"].as_u64().unwrap() > 0,
+        "the depth call was charged to this strategy: {state}"
+    );
+    let s = stats(&host, "resting");
+    assert_eq!((s.errors, s.trips), (0, 0), "{s:?}");
+    venue.shutdown().await;
+}

@@ -1,0 +1,220 @@
+//! The real `runner` binary: bad input, `check`, `--duration` and the summary,
+//! several strategies on one ledger, and hot reload.
+
+mod support;
+
+use std::fs;
+
+use support::{run_to_end, runner, save_like_an_editor, Running};
+
+/// A strategy that counts timer ticks in `state` and logs them with a version tag.
+fn counter(version: &str) -> String {
+    format!(
+        r#"
+state.n = state.n or 0
+return {{
+  name = "counter",
+  symbols = {{ "BTCUSDT" }},
+  on_start = function() timer.every(50, "tick") end,
+  on_timer = function(name)
+    state.n = state.n + 1
+    log.info("{version} tick %d", state.n)
+  end,
+  on_reload = function() log.info("{version} reloaded at %d", state.n) end,
+}}
+"#
+    )
+}
+
+fn tick_of(line: &str, version: &str) -> Option<u64> {
+    let at = line.find(&format!("{version} tick "))?;
+    line[at + version.len() + 6..]
+        .split_whitespace()
+        .next()?
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let txt = dir.path().join("notes.txt");
+    fs::write(&txt, "hello").unwrap();
+    let good = dir.path().join("good.lua");
+    fs::write(&good, counter("v1")).unwrap();
+    let blocked = dir.path().join("blocked");
+    fs::write(&blocked, "a file where a folder should be").unwrap();
+
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (vec!["missing.lua".into()], "does not exist"),
+        (vec![dir.path().into()], "is a directory"),
+        (vec![txt.into()], "not a Lua file"),
+        (vec![good.clone().into(), good.clone().into()], "given twice"),
+        (vec![good.clone().into(), "--testnet".into()], "BINANCE_TESTNET_API_KEY"),
+        (vec![good.clone().into(), "--live".into()], "BINANCE_API_KEY"),
+    ];
+    for (args, expected) in cases {
+        let mut cmd = runner(&state);
+        cmd.args(&args);
+        let (status, output) = run_to_end(cmd);
+        assert!(!status.success(), "{args:?} should fail; output:\n{output}");
+        assert!(
+            output.contains(expected),
+            "{args:?}: expected {expected:?} in:\n{output}"
+        );
+        assert!(!output.contains("panicked"), "{args:?} panicked:\n{output}");
+    }
+
+    let mut cmd = support::runner(&blocked.join("state"));
+    cmd.arg(&good);
+    let (status, output) = run_to_end(cmd);
+    assert!(!status.success());
+    assert!(output.contains("not writable"), "{output}");
+}
+
+#[test]
+fn check_accepts_good_files_and_names_the_line_of_broken_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.lua");
+    let broken = dir.path().join("broken.lua");
+    fs::write(&good, counter("v1")).unwrap();
+    fs::write(&broken, "local x = 1\nreturn {\n  name = = 'oops',\n}\n").unwrap();
+
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg("check").arg(&good);
+    let (status, output) = run_to_end(cmd);
+    assert!(status.success(), "{output}");
+
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg("check").arg(&good).arg(&broken);
+    let (status, output) = run_to_end(cmd);
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("broken.lua:3"), "file:line expected in:\n{output}");
+}
+
+#[test]
+fn duration_stops_cleanly_with_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("counter.lua");
+    fs::write(&file, counter("v1")).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).arg("--duration").arg("2s");
+    let (status, output) = run_to_end(cmd);
+    assert!(status.success(), "{output}");
+    assert!(output.contains("summary"), "{output}");
+    assert!(output.contains("counter: orders placed 0"), "{output}");
+    assert!(output.contains("(429): 0, bans (418): 0"), "{output}");
+}
+
+#[test]
+fn two_strategies_share_one_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.lua");
+    let b = dir.path().join("b.lua");
+    let body = |name: &str| {
+        format!(
+            r#"return {{
+  name = "{name}",
+  symbols = {{ "ETHUSDT" }},
+  on_start = function() timer.every(100, "poll") end,
+  on_timer = function()
+    local t, err = market.ticker("ETHUSDT")
+    if t then
+      local s = ledger.status()
+      log.info("{name} mine=%d pools=%d", s.mine.weight, #s.pools)
+    end
+  end,
+}}"#
+        )
+    };
+    fs::write(&a, body("alpha")).unwrap();
+    fs::write(&b, body("beta")).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&a).arg(&b).arg("--duration").arg("60s");
+    let mut run = Running::spawn(cmd);
+    run.wait_for("alpha polling", |l| l.contains("alpha mine="));
+    run.wait_for("beta polling", |l| l.contains("beta mine="));
+    run.terminate();
+    let (status, output) = run.finish();
+    assert!(status.success(), "{}", output.join("\n"));
+    let text = output.join("\n");
+    assert!(
+        text.contains("alpha: orders placed") && text.contains("beta: orders placed"),
+        "{text}"
+    );
+}
+
+#[test]
+fn hot_reload_keeps_state_survives_errors_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("counter.lua");
+    fs::write(&file, counter("v1")).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).arg("--duration").arg("120s");
+    let mut run = Running::spawn(cmd);
+    let before = tick_of(
+        &run.wait_for("v1 ticks", |l| tick_of(l, "v1").is_some_and(|n| n >= 3)),
+        "v1",
+    )
+    .unwrap();
+
+    // 1. A good edit: the new version takes over and the counter continues.
+    save_like_an_editor(&file, &counter("v2"));
+    run.wait_for("on_reload of v2", |l| l.contains("v2 reloaded at"));
+    let after = tick_of(&run.wait_for("v2 ticks", |l| tick_of(l, "v2").is_some()), "v2").unwrap();
+    assert!(
+        after > before,
+        "state must carry over: v1 reached {before}, v2 started at {after}"
+    );
+
+    // 2. A syntax error: reported with file:line, and v2 keeps running.
+    save_like_an_editor(&file, "return {\n  name = 'counter',\n  on_timer = function( \n}\n");
+    run.wait_for("the reload error with file:line", |l| {
+        l.contains("reload failed") && l.contains("counter.lua:")
+    });
+    let n = tick_of(&run.wait_for("v2 still ticking", |l| tick_of(l, "v2").is_some()), "v2").unwrap();
+    assert!(n > after);
+
+    // 3. Deleted, then restored: the running version keeps going, the restored file loads.
+    fs::remove_file(&file).unwrap();
+    run.wait_for("v2 ticking while the file is gone", |l| {
+        tick_of(l, "v2").is_some_and(|m| m > n + 2)
+    });
+    fs::write(&file, counter("v3")).unwrap();
+    run.wait_for("v3 loaded", |l| l.contains("v3 reloaded at"));
+    run.wait_for("v3 ticks", |l| tick_of(l, "v3").is_some());
+
+    run.terminate();
+    let (status, _) = run.finish();
+    assert!(status.success());
+}
+
+#[test]
+fn editing_a_required_module_reloads_the_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("greeting.lua");
+    let file = dir.path().join("uses_module.lua");
+    fs::write(&module, "return { word = 'hello' }\n").unwrap();
+    fs::write(
+        &file,
+        r#"local greeting = require("greeting")
+return {
+  symbols = { "BTCUSDT" },
+  on_start = function() timer.every(50, "say") end,
+  on_timer = function() log.info("word=%s", greeting.word) end,
+}
+"#,
+    )
+    .unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).arg("--duration").arg("120s");
+    let mut run = Running::spawn(cmd);
+    run.wait_for("the first word", |l| l.contains("word=hello"));
+    save_like_an_editor(&module, "return { word = 'bonjour' }\n");
+    run.wait_for("the edited module's word", |l| l.contains("word=bonjour"));
+    run.terminate();
+    let (status, _) = run.finish();
+    assert!(status.success());
+}
