@@ -1,5 +1,8 @@
 //! A simulated exchange with small limits in this process, the real `runner` binary attached
 //! to it, and assertions made from the simulator's own records.
+//!
+//! `HOSTILE_DEBUG=1` adds the client's debug lines (server-time offset) to the runner's output
+//! and prints the requests around any 429/418 the simulator answered.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
