@@ -6,8 +6,8 @@ use std::rc::Rc;
 use mlua::{Lua, MultiValue, Value};
 
 use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
-use super::{publish, usage, ApiCtx, Args};
-use crate::exchange::grid;
+use super::{exchange_function, publish, usage, ApiCtx, Args};
+use crate::exchange::{grid, CallCtx};
 
 const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
@@ -119,103 +119,90 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         )?;
     }
 
-    let c = ctx.clone();
     m.raw_set(
         "ticker",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.ticker", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.ticker(&call, &symbol).await }).await;
-                c.reply(&lua, result, ticker_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.ticker",
+            symbol_only,
+            |venue, call, symbol| async move { venue.ticker(&call, &symbol).await },
+            ticker_table,
+        )?,
     )?;
 
     let c = ctx.clone();
     m.raw_set(
         "book_ticker",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.book_ticker", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.book_ticker(&call, &symbol).await }).await;
-                c.reply(&lua, result, |lua, q| quote_table(lua, &c.keys, q))
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.book_ticker",
+            symbol_only,
+            |venue, call, symbol| async move { venue.book_ticker(&call, &symbol).await },
+            move |lua, q| quote_table(lua, &c.keys, q),
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "depth",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.depth", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_DEPTH);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.depth(&call, &symbol, limit).await })
-                    .await;
-                c.reply(&lua, result, depth_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.depth",
+            symbol_and_limit(DEFAULT_DEPTH),
+            |venue, call, (symbol, limit)| async move { venue.depth(&call, &symbol, limit).await },
+            depth_table,
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "klines",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.klines", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let interval = args.string(&lua, 1, "interval")?;
+        exchange_function(
+            lua,
+            ctx,
+            "market.klines",
+            |lua, c, args| {
+                let symbol = c.symbol_arg(lua, args, 0)?;
+                let interval = args.string(lua, 1, "interval")?;
                 if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
-                    return Err(usage(&lua, format!("market.klines: unknown interval '{interval}'")));
+                    return Err(usage(lua, format!("market.klines: unknown interval '{interval}'")));
                 }
-                let limit = args.opt_count(&lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.klines(&call, &symbol, &interval, limit).await })
-                    .await;
-                c.reply(&lua, result, |lua, k| convert::list(lua, k, kline_table))
-            }
-        })?,
+                let limit = args.opt_count(lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
+                Ok(((symbol, interval, limit), c.market_call(args.wait_option(lua)?)))
+            },
+            |venue, call, (symbol, interval, limit)| async move {
+                venue.klines(&call, &symbol, &interval, limit).await
+            },
+            |lua, k| convert::list(lua, k, kline_table),
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "trades",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.trades", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_TRADES);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.trades(&call, &symbol, limit).await })
-                    .await;
-                c.reply(&lua, result, |lua, t| convert::list(lua, t, trade_table))
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.trades",
+            symbol_and_limit(DEFAULT_TRADES),
+            |venue, call, (symbol, limit)| async move { venue.trades(&call, &symbol, limit).await },
+            |lua, t| convert::list(lua, t, trade_table),
+        )?,
     )?;
 
     publish(lua, "market", m)
+}
+
+/// A lone symbol argument of a market-data call, with its budget context.
+fn symbol_only(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(String, CallCtx)> {
+    Ok((c.symbol_arg(lua, args, 0)?, c.market_call(args.wait_option(lua)?)))
+}
+
+/// `(symbol, limit?)` arguments of a market-data call, `default` standing for an absent limit.
+fn symbol_and_limit(default: u32) -> impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<((String, u32), CallCtx)> {
+    move |lua, c, args| {
+        let symbol = c.symbol_arg(lua, args, 0)?;
+        let limit = args.opt_count(lua, 1, "limit")?.unwrap_or(default);
+        Ok(((symbol, limit), c.market_call(args.wait_option(lua)?)))
+    }
 }

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 use tokio::runtime::Handle;
 
 use super::limits::Guard;
@@ -146,6 +146,39 @@ impl ApiCtx {
             .symbol(symbol)
             .ok_or_else(|| usage(lua, format!("{func}: unknown symbol '{symbol}'")))
     }
+}
+
+/// A charged exchange call as a Lua function returning `value, nil` or `nil, err`: `parse` checks the
+/// arguments and picks the budget context, `request` runs on the main runtime (so waiting for budget
+/// blocks only the calling coroutine), `build` turns the answer into a table.
+pub fn exchange_function<P, T, Fut>(
+    lua: &Lua,
+    ctx: &Rc<ApiCtx>,
+    func: &'static str,
+    parse: impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<(P, CallCtx)> + 'static,
+    request: impl Fn(Arc<dyn Venue>, CallCtx, P) -> Fut + 'static,
+    build: impl Fn(&Lua, &T) -> mlua::Result<Table> + 'static,
+) -> mlua::Result<Function>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let ctx = ctx.clone();
+    let build = Rc::new(build);
+    lua.create_async_function(move |lua, args: MultiValue| {
+        let c = ctx.clone();
+        let build = build.clone();
+        let started = (|| -> mlua::Result<Fut> {
+            c.guard.check()?;
+            let args = Args::new(func, args);
+            let (params, call) = parse(&lua, &c, &args)?;
+            Ok(request(c.venue.clone(), call, params))
+        })();
+        async move {
+            let result = c.exchange(started?).await;
+            c.reply(&lua, result, |lua, value| build(lua, value))
+        }
+    })
 }
 
 /// A programming mistake: a Lua error prefixed with the script's `file:line:`.
