@@ -10,7 +10,7 @@
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
 //! - `engine` / `book` / `market`: matching, balances, the synthetic market.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
-//! - `rest`, `ws_market`, `ws_api`, `control`: transports.
+//! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
 mod api;
 mod book;
@@ -31,6 +31,7 @@ mod rest;
 mod sign;
 mod state;
 mod ws_api;
+mod ws_conn;
 mod ws_market;
 
 use std::future::Future;
