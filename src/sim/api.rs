@@ -249,12 +249,22 @@ fn symbols_of(ex: &Exchange, p: &Params) -> Result<(Vec<usize>, bool), ApiErr> {
 }
 
 /// One object for `symbol=`, an array otherwise.
-fn one_or_many(values: Vec<Value>, single: bool) -> Value {
-    if single {
-        values.into_iter().next().unwrap_or(Value::Null)
+/// One row for a `symbol` parameter, an array of rows for `symbols` (or for every symbol when neither is given).
+fn per_symbol(sim: &Sim, p: &Params, row: impl Fn(&Exchange, usize) -> Value) -> Result<Value, ApiErr> {
+    let world = sim.world.lock();
+    let (wanted, single) = symbols_of(&world.ex, p)?;
+    let mut rows = wanted.into_iter().map(|i| row(&world.ex, i));
+    Ok(if single {
+        rows.next().unwrap_or(Value::Null)
     } else {
-        Value::Array(values)
-    }
+        Value::Array(rows.collect())
+    })
+}
+
+/// The last trade's price, else the reference price before any trade.
+fn last_price(ex: &Exchange, symbol: usize) -> Decimal {
+    let last_trade = ex.markets[symbol].trades.back().map(|t| t.price);
+    last_trade.or_else(|| ex.reference_price(symbol)).unwrap_or_default()
 }
 
 // ---- market data ----
@@ -441,43 +451,27 @@ fn avg_price(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 }
 
 fn ticker_price(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let price = m.trades.back().map(|t| t.price).or_else(|| ex.reference_price(i));
-            to_json(&PriceTicker {
-                symbol: m.spec.symbol.clone(),
-                price: d8(price.unwrap_or_default()),
-            })
+    per_symbol(sim, p, |ex, i| {
+        to_json(&PriceTicker {
+            symbol: ex.markets[i].spec.symbol.clone(),
+            price: d8(last_price(ex, i)),
         })
-        .collect();
-    Ok(one_or_many(rows, single))
+    })
 }
 
 fn book_ticker(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let (bp, bq) = m.book.best_bid().unwrap_or_default();
-            let (ap, aq) = m.book.best_ask().unwrap_or_default();
-            to_json(&BookTicker {
-                symbol: m.spec.symbol.clone(),
-                bid_price: d8(bp),
-                bid_qty: d8(bq),
-                ask_price: d8(ap),
-                ask_qty: d8(aq),
-            })
+    per_symbol(sim, p, |ex, i| {
+        let m = &ex.markets[i];
+        let (bp, bq) = m.book.best_bid().unwrap_or_default();
+        let (ap, aq) = m.book.best_ask().unwrap_or_default();
+        to_json(&BookTicker {
+            symbol: m.spec.symbol.clone(),
+            bid_price: d8(bp),
+            bid_qty: d8(bq),
+            ask_price: d8(ap),
+            ask_qty: d8(aq),
         })
-        .collect();
-    Ok(one_or_many(rows, single))
+    })
 }
 
 fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
@@ -486,83 +480,73 @@ fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Some("MINI") => true,
         Some(_) => return Err(ApiErr::illegal_chars("type", "FULL, MINI")),
     };
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
     let open_time = now - 86_400_000;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let day = m.candles.since(open_time);
-            let last = m.trades.back();
-            let last_price = last
-                .map(|t| t.price)
-                .or_else(|| ex.reference_price(i))
-                .unwrap_or_default();
-            let (open, high, low, volume, quote_volume, count, first_id, last_id) = match &day {
-                Some(c) => (
-                    c.open,
-                    c.high,
-                    c.low,
-                    c.volume,
-                    c.quote_volume,
-                    c.trades,
-                    c.first_id,
-                    c.last_id,
-                ),
-                None => (
-                    last_price,
-                    last_price,
-                    last_price,
-                    Decimal::ZERO,
-                    Decimal::ZERO,
-                    0,
-                    -1,
-                    -1,
-                ),
-            };
-            let mut row = Ticker24hr {
-                symbol: m.spec.symbol.clone(),
-                open_price: d8(open),
-                high_price: d8(high),
-                low_price: d8(low),
-                last_price: d8(last_price),
-                volume: d8(volume),
-                quote_volume: d8(quote_volume),
-                open_time,
-                close_time: now,
-                first_id,
-                last_id,
-                count,
-                ..Default::default()
-            };
-            if !mini {
-                let (bp, bq) = m.book.best_bid().unwrap_or_default();
-                let (ap, aq) = m.book.best_ask().unwrap_or_default();
-                let change = last_price - open;
-                row.price_change = Some(d8(change));
-                row.price_change_percent = Some(if open.is_zero() {
-                    Decimal::ZERO
-                } else {
-                    (change / open * Decimal::ONE_HUNDRED).round_dp(3)
-                });
-                row.weighted_avg_price = Some(d8(if volume.is_zero() {
-                    last_price
-                } else {
-                    quote_volume / volume
-                }));
-                row.prev_close_price = Some(d8(open));
-                row.last_qty = Some(d8(last.map(|t| t.qty).unwrap_or_default()));
-                row.bid_price = Some(d8(bp));
-                row.bid_qty = Some(d8(bq));
-                row.ask_price = Some(d8(ap));
-                row.ask_qty = Some(d8(aq));
-            }
-            to_json(&row)
-        })
-        .collect();
-    Ok(one_or_many(rows, single))
+    per_symbol(sim, p, |ex, i| {
+        let m = &ex.markets[i];
+        let day = m.candles.since(open_time);
+        let last = m.trades.back();
+        let last_price = last_price(ex, i);
+        let (open, high, low, volume, quote_volume, count, first_id, last_id) = match &day {
+            Some(c) => (
+                c.open,
+                c.high,
+                c.low,
+                c.volume,
+                c.quote_volume,
+                c.trades,
+                c.first_id,
+                c.last_id,
+            ),
+            None => (
+                last_price,
+                last_price,
+                last_price,
+                Decimal::ZERO,
+                Decimal::ZERO,
+                0,
+                -1,
+                -1,
+            ),
+        };
+        let mut row = Ticker24hr {
+            symbol: m.spec.symbol.clone(),
+            open_price: d8(open),
+            high_price: d8(high),
+            low_price: d8(low),
+            last_price: d8(last_price),
+            volume: d8(volume),
+            quote_volume: d8(quote_volume),
+            open_time,
+            close_time: now,
+            first_id,
+            last_id,
+            count,
+            ..Default::default()
+        };
+        if !mini {
+            let (bp, bq) = m.book.best_bid().unwrap_or_default();
+            let (ap, aq) = m.book.best_ask().unwrap_or_default();
+            let change = last_price - open;
+            row.price_change = Some(d8(change));
+            row.price_change_percent = Some(if open.is_zero() {
+                Decimal::ZERO
+            } else {
+                (change / open * Decimal::ONE_HUNDRED).round_dp(3)
+            });
+            row.weighted_avg_price = Some(d8(if volume.is_zero() {
+                last_price
+            } else {
+                quote_volume / volume
+            }));
+            row.prev_close_price = Some(d8(open));
+            row.last_qty = Some(d8(last.map(|t| t.qty).unwrap_or_default()));
+            row.bid_price = Some(d8(bp));
+            row.bid_qty = Some(d8(bq));
+            row.ask_price = Some(d8(ap));
+            row.ask_qty = Some(d8(aq));
+        }
+        to_json(&row)
+    })
 }
 
 // ---- orders ----
