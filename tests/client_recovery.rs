@@ -6,35 +6,12 @@ mod client_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_support::{ctx, eventually, paper_profile, start, start_with, RecordingSink};
+use client_support::{ctx, eventually, paper_profile, resting_buy, start, start_with, RecordingSink};
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
-use runner::exchange::grid;
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::exchange::{ErrorCode, OrderRef, OrderStatus, Venue};
 use runner::ledger::limits;
 use runner::sim::{FailKind, SimConfig};
 use rust_decimal::Decimal;
-
-fn limit(symbol: &str, side: Side, qty: f64, price: f64) -> OrderRequest {
-    OrderRequest {
-        symbol: symbol.into(),
-        side,
-        order_type: OrderType::Limit,
-        quantity: Some(qty),
-        quote_quantity: None,
-        price: Some(price),
-        tif: None,
-        client_id: None,
-    }
-}
-
-/// A BUY resting at `factor` × the bid, worth about 30 USDT.
-async fn resting_buy(venue: &BinanceVenue, strategy: &str, factor: f64) -> OrderRequest {
-    let info = venue.symbol("BTCUSDT").unwrap();
-    let quote = venue.book_ticker(&ctx(strategy), "BTCUSDT").await.unwrap();
-    let price = grid::round_price(&info, quote.bid * factor).unwrap();
-    let qty = grid::round_qty(&info, 30.0 / price).unwrap();
-    limit("BTCUSDT", Side::Buy, qty, price)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
