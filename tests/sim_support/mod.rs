@@ -47,6 +47,11 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
+    /// The request weight used this minute, as the `x-mbx-used-weight-1m` header reports it.
+    pub fn used_weight(&self) -> Option<u64> {
+        self.header("x-mbx-used-weight-1m").and_then(|w| w.parse().ok())
+    }
+
     pub fn code(&self) -> i64 {
         self.body["code"].as_i64().unwrap_or(0)
     }
