@@ -3,10 +3,10 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Value};
+use mlua::{Lua, Value};
 
 use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
-use super::{exchange_function, publish, usage, ApiCtx, Args};
+use super::{exchange_function, host_function, publish, usage, ApiCtx, Args};
 use crate::exchange::{grid, CallCtx};
 
 const DEFAULT_DEPTH: u32 = 100;
@@ -19,10 +19,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 
     // `market.quote` is hot: Rust returns plain numbers and a Lua wrapper builds the table
     // (cheaper than setting seven fields from Rust).
-    let c = ctx.clone();
-    let quote_fields = lua.create_function(move |lua, args: MultiValue| {
-        c.guard.check()?;
-        let args = Args::new("market.quote", args);
+    let quote_fields = host_function(lua, ctx, "market.quote", |lua, c, args| {
         let symbol = match args.get(0) {
             Value::String(s) => s.to_str()?,
             _ => return Err(args.bad(lua, 0, "symbol", "string")),
@@ -57,12 +54,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         .call(quote_fields)?;
     m.raw_set("quote", quote)?;
 
-    let c = ctx.clone();
     m.raw_set(
         "book",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("market.book", args);
+        host_function(lua, ctx, "market.book", |lua, c, args| {
             let symbol = c.symbol_arg(lua, &args, 0)?;
             let levels = args
                 .opt_count(lua, 1, "levels")?
@@ -74,22 +68,17 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         })?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "info",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("market.info", args);
+        host_function(lua, ctx, "market.info", |lua, c, args| {
             let symbol = args.string(lua, 0, "symbol")?;
             info_table(lua, &c.symbol_info(lua, args.func, &symbol)?)
         })?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "symbols",
-        lua.create_function(move |lua, ()| {
-            c.guard.check()?;
+        host_function(lua, ctx, "market.symbols", |lua, c, _| {
             let mut symbols = c.venue.symbols();
             symbols.sort();
             lua.create_sequence_from(symbols)
@@ -100,7 +89,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         ("round_price", grid::round_price as fn(&_, f64) -> Option<f64>),
         ("round_qty", grid::round_qty as fn(&_, f64) -> Option<f64>),
     ] {
-        let c = ctx.clone();
         let func: &'static str = if name == "round_price" {
             "market.round_price"
         } else {
@@ -108,9 +96,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         };
         m.raw_set(
             name,
-            lua.create_function(move |lua, args: MultiValue| {
-                c.guard.check()?;
-                let args = Args::new(func, args);
+            host_function(lua, ctx, func, move |lua, c, args| {
                 let symbol = args.string(lua, 0, "symbol")?;
                 let value = args.number(lua, 1, "value")?;
                 let info = c.symbol_info(lua, func, &symbol)?;

@@ -4,10 +4,10 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Lua, Table, Value};
 
 use super::convert::{self, order_table};
-use super::{exchange_function, publish, usage, wait_ms, ApiCtx, Args};
+use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
 use crate::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
 use crate::host::spec::suggest;
 
@@ -94,12 +94,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "open",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("orders.open", args);
+        host_function(lua, ctx, "orders.open", |lua, c, args| {
             let symbol = match args.get(0) {
                 Value::Nil => None,
                 _ => Some(c.symbol_arg(lua, &args, 0)?),
