@@ -109,12 +109,7 @@ impl Rest {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use runner::ledger::clock::system_ms as now_ms;
 
 pub fn signed_query(params: &str, timestamp: i64) -> String {
     let payload = if params.is_empty() {
