@@ -54,11 +54,8 @@ async fn a_limit_order_rests_and_is_cancelled() {
         .unwrap();
     assert_eq!(canceled.status, OrderStatus::Canceled);
     assert!(venue.open_orders("maker", None).is_empty());
-    eventually(Duration::from_secs(5), "CANCELED through the sink", || {
-        let last = sink.last_order(&cid).map(|o| o.status);
-        async move { (last == Some(OrderStatus::Canceled)).then_some(()) }
-    })
-    .await;
+    sink.order_reaching(&cid, OrderStatus::Canceled, Duration::from_secs(5))
+        .await;
     let on_exchange = setup.sim.orders_by_client_id(&cid);
     assert_eq!(on_exchange.len(), 1);
     assert_eq!(on_exchange[0].status, "CANCELED");
@@ -96,13 +93,11 @@ async fn a_market_order_fills_and_balances_follow() {
     assert_eq!(order.status, OrderStatus::Filled);
     assert!((order.filled_qty - qty).abs() < 1e-12);
     assert!(order.avg_price > 0.0);
-    let sink = setup.sink.clone();
     let cid = order.client_id.clone();
-    eventually(Duration::from_secs(5), "FILLED through the sink", || {
-        let last = sink.last_order(&cid).map(|o| o.status);
-        async move { (last == Some(OrderStatus::Filled)).then_some(()) }
-    })
-    .await;
+    setup
+        .sink
+        .order_reaching(&cid, OrderStatus::Filled, Duration::from_secs(5))
+        .await;
     eventually(Duration::from_secs(5), "USDT balance to drop", || {
         let now = venue.balances().get("USDT").copied().unwrap_or_default().free;
         async move { (now < usdt_before - 50.0).then_some(()) }

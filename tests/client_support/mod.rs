@@ -53,6 +53,16 @@ impl RecordingSink {
             .cloned()
     }
 
+    /// Waits until the last event seen for `client_id` has `status`, and returns that order.
+    pub async fn order_reaching(&self, client_id: &str, status: OrderStatus, timeout: Duration) -> Order {
+        let what = format!("{status:?} for {client_id} through the sink");
+        eventually(timeout, &what, || {
+            let last = self.last_order(client_id);
+            async move { last.filter(|o| o.status == status) }
+        })
+        .await
+    }
+
     pub fn statuses(&self, client_id: &str) -> Vec<OrderStatus> {
         self.orders
             .lock()
