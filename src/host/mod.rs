@@ -386,9 +386,7 @@ impl Venue for Offline {
         "offline"
     }
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        crate::ledger::clock::system_ms()
     }
     fn symbol(&self, _: &str) -> Option<SymbolInfo> {
         None
