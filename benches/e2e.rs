@@ -52,7 +52,8 @@ fn main() -> Result<()> {
         tick_to_order(&logs, 2000)?;
     }
     if runs("throughput") {
-        throughput(&[1, 4], Duration::from_secs(5))?;
+        use Source::*;
+        throughput(&[(Simulator, 1), (Replay, 1), (Replay, 4)], Duration::from_secs(5))?;
     }
     if runs("reload") {
         reload(&logs, 25)?;
@@ -96,14 +97,17 @@ return {
 
 fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
     const WARM_UP: usize = 100;
-    println!("\n== tick to order: {samples} samples after {WARM_UP} warm-up, load {}", load_average());
+    println!(
+        "\n== tick to order: {samples} samples after {WARM_UP} warm-up, load {}",
+        load_average()
+    );
     let exchange_rt = runtime("exchange", 1)?;
     let client_rt = runtime("client", 2)?;
     let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
     let probe = exchange_rt.block_on(WireProbe::start(&sim, br#""b":"8"#, b"POST /api/v3/order"))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
-    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &sim, dir.path()))?;
+    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), &sim, dir.path()))?;
     client_rt.block_on(host.add(&path))?;
 
     let mut wire = Vec::with_capacity(samples);
@@ -127,8 +131,13 @@ fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
         let step = Instant::now();
         sim.step_market();
         let placed = logs.wait(&format!("placed {i} "))?;
-        ensure!(placed.ends_with("EXPIRED"), "the order was not placed as intended: {placed}");
-        let (tick, order) = probe.instants().with_context(|| format!("sample {i}: missing an instant"))?;
+        ensure!(
+            placed.ends_with("EXPIRED"),
+            "the order was not placed as intended: {placed}"
+        );
+        let (tick, order) = probe
+            .instants()
+            .with_context(|| format!("sample {i}: missing an instant"))?;
         ensure!(order > tick, "sample {i}: the order left before the quote arrived");
         if i > WARM_UP {
             wire.push(order - tick);
@@ -149,7 +158,10 @@ fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
 }
 
 fn set_btc(sim: &SimHandle, price: u32) -> Result<()> {
-    ensure!(sim.set_price("BTCUSDT", Decimal::from(price)), "the simulator refused the price");
+    ensure!(
+        sim.set_price("BTCUSDT", Decimal::from(price)),
+        "the simulator refused the price"
+    );
     Ok(())
 }
 
@@ -181,7 +193,9 @@ impl WireProbe {
             while let Ok((client, _)) = listener.accept().await {
                 let seen = noted.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (client_rx, client_tx) = client.into_split();
                     let (server_rx, server_tx) = server.into_split();
@@ -255,55 +269,100 @@ fn quote_counter(name: &str) -> String {
 local n, spread = 0, 0
 return {{
     name = "{name}",
-    symbols = {{ "BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC", "XRPUSDT", "XRPBTC" }},
+    symbols = {{ {symbols} }},
     streams = {{ "book" }},
     on_book = function(q) n = n + 1 spread = q.ask - q.bid end,
 }}
-"#
+"#,
+        symbols = SYMBOLS.map(|s| format!("{s:?}")).join(", ")
     )
 }
 
-fn throughput(strategy_counts: &[usize], run: Duration) -> Result<()> {
-    for &count in strategy_counts {
+const SYMBOLS: [&str; 10] = [
+    "BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC", "XRPUSDT", "XRPBTC",
+];
+
+/// Where the market frames come from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// The simulator, stepped flat out (its own cost shares the two cores).
+    Simulator,
+    /// A stream server that sends ready-made bookTicker frames as fast as the client reads them.
+    Replay,
+}
+
+fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
+    for &(source, count) in runs {
         println!(
-            "\n== events/s: {count} strategies × 10 symbols' bookTicker, {run:?}, load {}",
+            "\n== events/s: {source:?} source, {count} strategies × 10 symbols' bookTicker, {run:?}, load {}",
             load_average()
         );
         let exchange_rt = runtime("exchange", 1)?;
         let client_rt = runtime("client", 2)?;
         let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+        let streams = match source {
+            Source::Simulator => sim.addr(),
+            Source::Replay => exchange_rt.block_on(replay_server())?,
+        };
         let dir = tempfile::tempdir()?;
-        let (venue, host) = client_rt.block_on(connect(&sim.addr().to_string(), &sim, dir.path()))?;
+        let (venue, host) =
+            client_rt.block_on(connect(&sim.addr().to_string(), &streams.to_string(), &sim, dir.path()))?;
         for i in 0..count {
             let path = write(dir.path(), &format!("q{i}.lua"), &quote_counter(&format!("q{i}")))?;
             client_rt.block_on(host.add(&path))?;
         }
+        let step = || {
+            if let Source::Simulator = source {
+                sim.step_market();
+            }
+        };
         // Wait until quotes flow (the subscriptions are live).
         let deadline = Instant::now() + PATIENCE;
         while totals(&host.stats()).0 == 0 {
             ensure!(Instant::now() < deadline, "no quote reached the strategies");
-            sim.step_market();
+            step();
             std::thread::sleep(Duration::from_millis(5));
         }
         let (handled0, coalesced0) = totals(&host.stats());
+        let (strategy_cpu0, client_cpu0) = (thread_cpu("strategy:")?, thread_cpu("client")?);
         let started = Instant::now();
         let mut steps = 0u64;
         while started.elapsed() < run {
-            sim.step_market();
-            steps += 1;
+            match source {
+                Source::Simulator => {
+                    step();
+                    steps += 1;
+                }
+                Source::Replay => std::thread::sleep(Duration::from_millis(10)),
+            }
         }
         let elapsed = started.elapsed();
         let (handled1, coalesced1) = totals(&host.stats());
+        let (strategy_cpu, client_cpu) = (
+            thread_cpu("strategy:")? - strategy_cpu0,
+            thread_cpu("client")? - client_cpu0,
+        );
         let per_s = |n: u64| n as f64 / elapsed.as_secs_f64();
         let (handled, coalesced) = (handled1 - handled0, coalesced1 - coalesced0);
+        if let Source::Simulator = source {
+            println!("simulator steps: {:.0}/s", per_s(steps));
+        }
         println!(
-            "simulator steps: {:.0}/s; quotes handled by on_book: {:.0}/s (all strategies), {:.0}/s per strategy; \
-             replaced while a strategy was busy: {:.0}/s; errors {}",
-            per_s(steps),
+            "quotes handled by on_book: {:.0}/s in all, {:.0}/s per strategy; quotes replaced by a newer one \
+             while the strategy was busy: {:.0}/s; errors {}",
             per_s(handled),
             per_s(handled) / count as f64,
             per_s(coalesced),
             host.stats().iter().map(|s| s.errors).sum::<u64>()
+        );
+        println!(
+            "CPU: strategy threads {:.2} s ({:.2} µs per quote handled), client runtime {:.2} s ({:.2} µs per \
+             quote received), over {:.2} s",
+            strategy_cpu.as_secs_f64(),
+            strategy_cpu.as_secs_f64() * 1e6 / handled as f64,
+            client_cpu.as_secs_f64(),
+            client_cpu.as_secs_f64() * 1e6 / (handled + coalesced) as f64 * count as f64,
+            elapsed.as_secs_f64()
         );
         println!("load average after: {}", load_average());
         client_rt.block_on(async {
@@ -313,6 +372,69 @@ fn throughput(strategy_counts: &[usize], run: Duration) -> Result<()> {
         exchange_rt.block_on(sim.shutdown());
     }
     Ok(())
+}
+
+/// CPU time (user + system) of this process's threads whose name starts with `prefix`.
+fn thread_cpu(prefix: &str) -> Result<Duration> {
+    // Linux reports it in clock ticks; 100 per second on every common configuration.
+    const TICKS_PER_SECOND: u64 = 100;
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(stat) => stat,
+            Err(_) => continue, // the thread ended meanwhile
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(14) + field(15);
+    }
+    Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+}
+
+/// Accepts market-stream connections and sends each an endless run of combined bookTicker
+/// frames for [`SYMBOLS`], as fast as the connection takes them.
+async fn replay_server() -> Result<std::net::SocketAddr> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                for u in 1u64.. {
+                    let symbol = SYMBOLS[(u % SYMBOLS.len() as u64) as usize];
+                    let bid = 100.0 + (u % 1000) as f64 * 0.01;
+                    let frame = format!(
+                        r#"{{"stream":"{}@bookTicker","data":{{"u":{u},"s":"{symbol}","b":"{bid:.2}","B":"1.5","a":"{:.2}","A":"2.5"}}}}"#,
+                        symbol.to_lowercase(),
+                        bid + 0.01
+                    );
+                    // Flushed in batches, as a busy server's writes coalesce.
+                    let sent = if u % 32 == 0 {
+                        ws.send(Message::text(frame)).await
+                    } else {
+                        ws.feed(Message::text(frame)).await
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
 }
 
 /// (events handled, quotes replaced in an inbox) over every strategy.
@@ -400,8 +522,14 @@ fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
     rt.block_on(host.stop_all(StopReason::Shutdown));
     let stats = host.stats();
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state_dir.join("strategies/live.json"))?)?;
-    println!("Host::reload: write → new version's first event   {}", Distribution::of(&mut direct));
-    println!("  of which the swap itself (request → in place)   {}", Distribution::of(&mut swaps));
+    println!(
+        "Host::reload: write → new version's first event   {}",
+        Distribution::of(&mut direct)
+    );
+    println!(
+        "  of which the swap itself (request → in place)   {}",
+        Distribution::of(&mut swaps)
+    );
     println!(
         "file watcher: editor save (rename) → new version's first event   {}",
         Distribution::of(&mut watched)
@@ -483,7 +611,10 @@ return {
 "#;
 
 fn memory(logs: &LogCapture, count: usize) -> Result<()> {
-    println!("\n== memory: {count} idle strategies in one host, load {}", load_average());
+    println!(
+        "\n== memory: {count} idle strategies in one host, load {}",
+        load_average()
+    );
     let rt = runtime("host", 2)?;
     let dir = tempfile::tempdir()?;
     let host = rt.block_on(async {
@@ -529,7 +660,10 @@ fn memory(logs: &LogCapture, count: usize) -> Result<()> {
         heap_kib[count / 2],
         heap_kib[count - 1]
     );
-    ensure!(host.stats().iter().filter(|s| s.running).count() == count, "a strategy stopped");
+    ensure!(
+        host.stats().iter().filter(|s| s.running).count() == count,
+        "a strategy stopped"
+    );
     rt.block_on(host.stop_all(StopReason::Shutdown));
     Ok(())
 }
@@ -577,17 +711,18 @@ fn quiet_sim() -> SimConfig {
     }
 }
 
-/// The production wiring (as `engine::run` does it): ledger, Binance client, host. Market
-/// streams and REST go to `authority` (the simulator, or a relay in front of it).
-async fn connect(authority: &str, sim: &SimHandle, dir: &Path) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
+/// The production wiring (as `engine::run` does it): ledger, Binance client, host. REST and
+/// market streams go to the given `host:port`s (the simulator, or something in front of it);
+/// the WebSocket API (user data) to the simulator.
+async fn connect(rest: &str, streams: &str, sim: &SimHandle, dir: &Path) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
     let ledger = Ledger::new(
         runner::ledger::limits::binance_spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );
     let profile = Profile::paper(
-        &format!("http://{authority}"),
-        &format!("ws://{authority}"),
+        &format!("http://{rest}"),
+        &format!("ws://{streams}"),
         &sim.ws_api_url(),
         Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
     );
@@ -687,10 +822,9 @@ impl LogCapture {
         let capture = Arc::new(LogCapture::default());
         // Only the `log` module's events are enabled, so no other callsite in the measured
         // paths becomes more expensive than in production.
-        let only_lua_logs = tracing_subscriber::filter::Targets::new()
-            .with_target("runner::host::api::log", tracing::Level::INFO);
-        let subscriber =
-            tracing_subscriber::registry().with(CaptureLayer(capture.clone()).with_filter(only_lua_logs));
+        let only_lua_logs =
+            tracing_subscriber::filter::Targets::new().with_target("runner::host::api::log", tracing::Level::INFO);
+        let subscriber = tracing_subscriber::registry().with(CaptureLayer(capture.clone()).with_filter(only_lua_logs));
         if tracing::subscriber::set_global_default(subscriber).is_err() {
             eprintln!("a tracing subscriber was already installed; strategy logs cannot be captured");
         }
