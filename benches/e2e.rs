@@ -15,6 +15,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -469,13 +470,12 @@ return {{
     )
 }
 
-/// Trades fed to the host per millisecond while reloading.
-const TRADES_PER_MS: u64 = 5;
+/// Pause between two trades fed to the host while reloading (the OS adds its own slack).
+const FEED_EVERY: Duration = Duration::from_micros(100);
 
 fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
     println!(
-        "\n== hot reload: {reloads} reloads each way under {} trades/s, load {}",
-        TRADES_PER_MS * 1000,
+        "\n== hot reload: {reloads} reloads each way, a trade every {FEED_EVERY:?} + OS slack, load {}",
         load_average()
     );
     let rt = runtime("host", 2)?;
@@ -493,8 +493,9 @@ fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
         );
         host.add(&path).await.map(|_| host)
     })?;
-    let fed = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let feeder = rt.spawn(feed_trades(host.clone(), fed.clone()));
+    let (fed, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let feeding = Instant::now();
+    let feeder = feed_trades(host.clone(), fed.clone(), stop.clone());
     logs.wait("version 0 handles trade")?;
 
     let mut direct = Vec::with_capacity(reloads);
@@ -516,9 +517,10 @@ fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
         watched.push(first - saved);
     }
     watcher.abort();
-    feeder.abort();
-    let _ = rt.block_on(feeder);
-    let fed = fed.load(std::sync::atomic::Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let feeding = feeding.elapsed();
+    feeder.join().map_err(|_| anyhow!("the feeder panicked"))?;
+    let fed = fed.load(Ordering::SeqCst);
     rt.block_on(host.stop_all(StopReason::Shutdown));
     let stats = host.stats();
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state_dir.join("strategies/live.json"))?)?;
@@ -535,7 +537,8 @@ fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
         Distribution::of(&mut watched)
     );
     println!(
-        "events: fed {fed}, handled {}, out of order or missing {}, dropped {}",
+        "events: fed {fed} in {:.2} s, handled {}, out of order or missing {}, dropped {}",
+        feeding.as_secs_f64(),
         state["count"],
         state.get("gaps").map_or(0, |g| g.as_u64().unwrap_or(u64::MAX)),
         stats.iter().map(|s| s.trades_dropped).sum::<u64>()
@@ -546,12 +549,11 @@ fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
     Ok(())
 }
 
-async fn feed_trades(host: Arc<Host>, fed: Arc<std::sync::atomic::AtomicU64>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    let mut id = 0;
-    loop {
-        tick.tick().await;
-        for _ in 0..TRADES_PER_MS {
+/// Feeds trades with consecutive ids from its own thread, one every ~[`FEED_EVERY`], until `stop`.
+fn feed_trades(host: Arc<Host>, fed: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut id = 0;
+        while !stop.load(Ordering::SeqCst) {
             id += 1;
             host.market(MarketEvent::Trade(Trade {
                 symbol: "BTCUSDT".into(),
@@ -561,9 +563,10 @@ async fn feed_trades(host: Arc<Host>, fed: Arc<std::sync::atomic::AtomicU64>) {
                 time: 1_700_000_000_000,
                 buyer_maker: false,
             }));
-            fed.store(id, std::sync::atomic::Ordering::SeqCst);
+            fed.store(id, Ordering::SeqCst);
+            std::thread::sleep(FEED_EVERY);
         }
-    }
+    })
 }
 
 /// What the file watcher drives: the host.
