@@ -204,6 +204,7 @@ async fn serve(sim: Arc<Sim>, mut socket: WebSocket, initial: Vec<String>, combi
                 }
                 incoming += 1;
                 if incoming > MAX_INCOMING_PER_SECOND {
+                    sim.limiter.lock().stats_mut().ws_message_limit_closes += 1;
                     break;
                 }
                 match msg {
