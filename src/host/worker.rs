@@ -433,6 +433,9 @@ async fn interruptible(
     call: impl std::future::Future<Output = Option<CallOutcome>>,
 ) -> Option<CallOutcome> {
     tokio::select! {
+        // The callback first: one that finishes without waiting is never cut, so no event
+        // in hand is lost to a stop that arrived meanwhile.
+        biased;
         outcome = call => outcome,
         _ = strategy.stop_requested.notified() => {
             tracing::info!(strategy = %name, event = what, "callback cut short by the stop");
