@@ -11,11 +11,13 @@ use crate::harness::{
 };
 use crate::support::Running;
 
-/// Waits (in the simulator's log) for a successful request that arrived at or after `at_ms`.
-fn wait_for_success_after(exchange: &Exchange, at_ms: i64) {
-    poll_until("a successful request after the wait", || {
+/// Waits (in the simulator's log) for a successful request that arrived at or after `at_ms`;
+/// returns how long after `at_ms` it arrived.
+fn wait_for_success_after(exchange: &Exchange, at_ms: i64) -> i64 {
+    let first = poll_until("a successful request after the wait", || {
         exchange.log().into_iter().find(|r| r.status == 200 && r.at_ms >= at_ms)
     });
+    first.at_ms - at_ms
 }
 
 #[test]
@@ -38,10 +40,11 @@ fn after_a_429_nothing_is_sent_until_retry_after_and_then_traffic_resumes() {
         field(&told, "retry_after").is_some_and(|ms| ms > 0),
         "backoff carries retry_after_ms: {told}"
     );
-    wait_for_success_after(&exchange, wait_ends);
+    let resumed_after = wait_for_success_after(&exchange, wait_ends);
     run.wait_for("the strategy polling again", |l| {
         l.contains("poll ok") && field(l, "at").is_some_and(|at| at >= wait_ends)
     });
+    println!("figure 429: first request {resumed_after} ms after Retry-After ended");
 
     let during = arrivals_between(&exchange.log(), throttled.at_ms, wait_ends);
     assert!(
@@ -73,10 +76,11 @@ fn after_a_418_nothing_is_sent_until_the_ban_ends_and_then_traffic_resumes() {
         exchange.log().into_iter().find(|r| r.status == 418)
     });
     run.wait_for("the strategy to be told of the ban", |l| l.contains("poll err banned"));
-    wait_for_success_after(&exchange, ban_ends);
+    let resumed_after = wait_for_success_after(&exchange, ban_ends);
     run.wait_for("the strategy polling again", |l| {
         l.contains("poll ok") && field(l, "at").is_some_and(|at| at >= ban_ends)
     });
+    println!("figure 418: first request {resumed_after} ms after the ban ended");
 
     let during = arrivals_between(&exchange.log(), banned.at_ms, ban_ends);
     assert!(during.is_empty(), "requests arrived during the ban: {during:?}");
@@ -134,6 +138,9 @@ fn weight_spent_by_another_process_is_read_from_the_headers_and_the_rest_is_used
             .find(|w| w.start == start)
             .map(|w| w.count)
             .unwrap_or(0);
+        println!(
+            "figure external weight: window {start}: {used} of {LIMIT} used, {EXTERNAL} of it by the other process"
+        );
         // The runner may leave 5 % for cancels and a request's worth of rounding, no more.
         assert!(
             (LIMIT * 9 / 10..=LIMIT).contains(&used),

@@ -78,9 +78,14 @@ fn a_placement_the_exchange_never_processed_is_reported_rejected_and_placed_agai
         l.contains("place faults-1 -> error unknown_status")
     });
     // The host looks the order up until its grace period says it never arrived.
+    let unknown_at = std::time::Instant::now();
     seen_or_wait(&mut run, "on_order REJECTED", |l| {
         l.contains("on_order faults-1 REJECTED")
     });
+    println!(
+        "figure not processed: REJECTED reached on_order {:.1} s after the strategy saw unknown_status",
+        unknown_at.elapsed().as_secs_f64()
+    );
     seen_or_wait(&mut run, "the second attempt", |l| l.contains("place faults-2 -> NEW"));
 
     assert!(exchange.sim().orders_by_client_id("faults-1").is_empty());

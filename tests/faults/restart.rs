@@ -48,7 +48,11 @@ fn a_restart_in_the_middle_of_a_full_window_does_not_burst_over_it() {
         "the restarted runner went over the window it inherited ({used_at_stop} of {LIMIT} used at the stop):\n{second_text}"
     );
     assert_eq!(summary_throttles(&second_text), (0, 0), "{second_text}");
-    assert!(weight_in_window(&exchange, window) <= LIMIT);
+    let window_total = weight_in_window(&exchange, window);
+    println!(
+        "figure restart mid-window: {used_at_stop} of {LIMIT} used at the stop, {window_total} at the window's end"
+    );
+    assert!(window_total <= LIMIT);
 }
 
 fn weight_in_window(exchange: &Exchange, start: i64) -> u64 {
@@ -97,6 +101,12 @@ fn a_restart_in_the_middle_of_a_ban_sends_nothing_until_it_ends() {
     let second_text = stop(second);
 
     let during = arrivals_between(&exchange.log(), banned.at_ms, ban_ends);
+    if let Some(first) = exchange.log().iter().find(|r| r.at_ms >= ban_ends) {
+        println!(
+            "figure restart mid-ban: first request {} ms after the ban ended",
+            first.at_ms - ban_ends
+        );
+    }
     assert!(
         during.is_empty(),
         "requests arrived during the ban, across the restart: {during:?}\nfirst run:\n{first_text}\nsecond run:\n{second_text}"
@@ -186,6 +196,7 @@ fn after_kill_9_the_journal_and_the_ledger_come_back_and_orders_are_looked_up_no
 
     if exchange.now_ms() / DAY_MS * DAY_MS == day_start {
         let used = field(&restored, "raw_1d_used").unwrap_or(-1);
+        println!("figure kill -9: {raw_saved} requests of the day saved, {used} known at on_start after the restart");
         assert!(
             used >= raw_saved as i64,
             "the day's request count ({raw_saved} saved) was restored, not restarted from zero: {restored}"
