@@ -33,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load and validate strategy files without trading (exit status 1 if any is broken).
+    /// Load and validate strategy files without trading (exit status 2 if any is broken).
     Check(CheckArgs),
     /// Run the simulated exchange alone (Binance spot REST, streams and WebSocket API on one port).
     Sim(SimArgs),

@@ -58,6 +58,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         },
         Arc::new(TokioClock::new()),
     );
+    ledger.set_boundary_guard(crate::ledger::BOUNDARY_GUARD);
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
     let options = ClientOptions {
         state_dir: Some(config.state_dir.clone()),

@@ -63,6 +63,15 @@ function M.microprice(q)
   return (q.bid * aq + q.ask * bq) / total
 end
 
+-- (bid - ask) / (bid + ask) quantities; nil when both are zero.
+local function imbalance_of(bq, aq)
+  local total = bq + aq
+  if total <= 0 then
+    return nil
+  end
+  return (bq - aq) / total
+end
+
 --- Top-of-book quantity imbalance in [-1, 1]: +1 all bids, -1 all asks; nil when both quantities are zero.
 ---@param q runner.Quote?
 ---@return number?
@@ -70,12 +79,7 @@ function M.imbalance(q)
   if q == nil then
     return nil
   end
-  local bq, aq = q.bid_qty or 0, q.ask_qty or 0
-  local total = bq + aq
-  if total <= 0 then
-    return nil
-  end
-  return (bq - aq) / total
+  return imbalance_of(q.bid_qty or 0, q.ask_qty or 0)
 end
 
 -- Summed quantity of the first `levels` levels of one side.
@@ -96,12 +100,7 @@ function M.depth_imbalance(depth, levels)
     return nil
   end
   levels = levels or 5
-  local bq, aq = side_qty(depth.bids or {}, levels), side_qty(depth.asks or {}, levels)
-  local total = bq + aq
-  if total <= 0 then
-    return nil
-  end
-  return (bq - aq) / total
+  return imbalance_of(side_qty(depth.bids or {}, levels), side_qty(depth.asks or {}, levels))
 end
 
 --- The best bid and ask of a depth table as a quote-shaped table {bid, bid_qty, ask, ask_qty} (a missing side is

@@ -33,6 +33,7 @@ strategy pauses for the time the error says and never retries in a loop; an orde
 ]]
 
 local book = require("book")
+local pause = require("pause")
 local sizing = require("sizing")
 
 local config = {
@@ -163,14 +164,10 @@ end
 -- Logs a failed call; budget errors pause the whole strategy for as long as the error says. Never retries here.
 local function on_call_error(what, err)
   count(state.errors, err.code)
-  if err.code == "rate_limited" or err.code == "backoff" or err.code == "banned" then
-    local wait = err.retry_after_ms or config.backoff_ms
-    state.paused_until = math.max(state.paused_until, clock.now() + wait)
-    log.warn("%s: %s; pausing %d ms", what, tostring(err), wait)
-  elseif err.code == "stopped" then
+  if err.code == "stopped" then
     log.info("%s: %s", what, tostring(err))
   else
-    log.warn("%s: %s", what, tostring(err))
+    pause.on_error(state, what, err, config.backoff_ms)
   end
 end
 

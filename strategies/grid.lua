@@ -18,6 +18,7 @@ Stopping the strategy cancels its orders; the next start lays out a fresh grid a
 ]]
 
 local book = require("book")
+local pause = require("pause")
 local position = require("position")
 local sizing = require("sizing")
 
@@ -45,14 +46,9 @@ local function level_price(grid, k)
   return sizing.round_to_tick(grid.center * (1 + grid.spacing_bps / 1e4) ^ k, info.tick_size)
 end
 
+-- Logs a failed call; budget errors pause the strategy for as long as the error says.
 local function on_call_error(what, err)
-  if err.code == "rate_limited" or err.code == "backoff" or err.code == "banned" then
-    local wait = err.retry_after_ms or config.backoff_ms
-    state.paused_until = math.max(state.paused_until, clock.now() + wait)
-    log.warn("%s: %s; pausing %d ms", what, tostring(err), wait)
-  else
-    log.warn("%s: %s", what, tostring(err))
-  end
+  pause.on_error(state, what, err, config.backoff_ms)
 end
 
 -- Places the order of level k, or queues it for the repair timer when that is not possible now.

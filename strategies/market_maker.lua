@@ -21,6 +21,7 @@ working orders) is kept and on_reload runs instead of on_start. On stop, the str
 ]]
 
 local book = require("book")
+local pause = require("pause")
 local position = require("position")
 local sizing = require("sizing")
 
@@ -76,14 +77,9 @@ local function budget_use()
   return budget.use
 end
 
+-- Logs a failed call; budget errors pause the strategy for as long as the error says.
 local function on_call_error(what, err)
-  if err.code == "rate_limited" or err.code == "backoff" or err.code == "banned" then
-    local wait = err.retry_after_ms or config.backoff_ms
-    state.paused_until = math.max(state.paused_until, clock.now() + wait)
-    log.warn("%s: %s; pausing %d ms", what, tostring(err), wait)
-  else
-    log.warn("%s: %s", what, tostring(err))
-  end
+  pause.on_error(state, what, err, config.backoff_ms)
 end
 
 ---------------------------------------------------------------------------------------------------------------------

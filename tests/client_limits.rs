@@ -6,10 +6,9 @@ mod client_support;
 
 use std::time::Duration;
 
-use client_support::{ctx, eventually, start, start_with};
+use client_support::{ctx, eventually, resting_buy, start, start_with};
 use runner::exchange::binance::ClientOptions;
-use runner::exchange::grid;
-use runner::exchange::{CallCtx, ErrorCode, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::exchange::{CallCtx, ErrorCode, OrderStatus, Venue};
 use runner::ledger::{limits, IntervalUnit, PoolKind, RateLimit};
 use runner::sim::SimConfig;
 
@@ -127,27 +126,9 @@ async fn an_unanswered_placement_is_resolved_without_a_second_order() {
     let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options).await;
     let venue = &setup.venue;
     let ctx = ctx("patient");
-    let info = venue.symbol("BTCUSDT").unwrap();
-    let quote = venue.book_ticker(&ctx, "BTCUSDT").await.unwrap();
-    let price = grid::round_price(&info, quote.bid * 0.9).unwrap();
-    let qty = grid::round_qty(&info, 30.0 / price).unwrap();
+    let request = resting_buy(venue, "patient", 0.9).await;
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
-    let err = venue
-        .place(
-            &ctx,
-            OrderRequest {
-                symbol: "BTCUSDT".into(),
-                side: Side::Buy,
-                order_type: OrderType::Limit,
-                quantity: Some(qty),
-                quote_quantity: None,
-                price: Some(price),
-                tif: None,
-                client_id: None,
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = venue.place(&ctx, request).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownStatus, "{err}");
     let pending = venue.open_orders("patient", Some("BTCUSDT"));
     assert_eq!(

@@ -4,22 +4,9 @@ mod client_support;
 
 use std::time::Duration;
 
-use client_support::{ctx, eventually, start};
+use client_support::{ctx, eventually, limit, start};
 use runner::exchange::grid;
 use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
-
-fn limit_buy(symbol: &str, qty: f64, price: f64) -> OrderRequest {
-    OrderRequest {
-        symbol: symbol.into(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        quantity: Some(qty),
-        quote_quantity: None,
-        price: Some(price),
-        tif: None,
-        client_id: None,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_order_rests_and_is_cancelled() {
@@ -34,7 +21,10 @@ async fn a_limit_order_rests_and_is_cancelled() {
         .unwrap()
         .max(info.min_qty.try_into().unwrap());
 
-    let order = venue.place(&ctx, limit_buy("BTCUSDT", qty, price)).await.unwrap();
+    let order = venue
+        .place(&ctx, limit("BTCUSDT", Side::Buy, qty, price))
+        .await
+        .unwrap();
     assert_eq!(order.status, OrderStatus::New);
     assert_eq!(order.tif, Some(runner::exchange::TimeInForce::Gtc));
     assert!(order.id.is_some());
@@ -64,11 +54,8 @@ async fn a_limit_order_rests_and_is_cancelled() {
         .unwrap();
     assert_eq!(canceled.status, OrderStatus::Canceled);
     assert!(venue.open_orders("maker", None).is_empty());
-    eventually(Duration::from_secs(5), "CANCELED through the sink", || {
-        let last = sink.last_order(&cid).map(|o| o.status);
-        async move { (last == Some(OrderStatus::Canceled)).then_some(()) }
-    })
-    .await;
+    sink.order_reaching(&cid, OrderStatus::Canceled, Duration::from_secs(5))
+        .await;
     let on_exchange = setup.sim.orders_by_client_id(&cid);
     assert_eq!(on_exchange.len(), 1);
     assert_eq!(on_exchange[0].status, "CANCELED");
@@ -98,7 +85,7 @@ async fn a_market_order_fills_and_balances_follow() {
             OrderRequest {
                 order_type: OrderType::Market,
                 price: None,
-                ..limit_buy("ETHUSDT", qty, 0.0)
+                ..limit("ETHUSDT", Side::Buy, qty, 0.0)
             },
         )
         .await
@@ -106,13 +93,11 @@ async fn a_market_order_fills_and_balances_follow() {
     assert_eq!(order.status, OrderStatus::Filled);
     assert!((order.filled_qty - qty).abs() < 1e-12);
     assert!(order.avg_price > 0.0);
-    let sink = setup.sink.clone();
     let cid = order.client_id.clone();
-    eventually(Duration::from_secs(5), "FILLED through the sink", || {
-        let last = sink.last_order(&cid).map(|o| o.status);
-        async move { (last == Some(OrderStatus::Filled)).then_some(()) }
-    })
-    .await;
+    setup
+        .sink
+        .order_reaching(&cid, OrderStatus::Filled, Duration::from_secs(5))
+        .await;
     eventually(Duration::from_secs(5), "USDT balance to drop", || {
         let now = venue.balances().get("USDT").copied().unwrap_or_default().free;
         async move { (now < usdt_before - 50.0).then_some(()) }
@@ -140,16 +125,19 @@ async fn bad_orders_are_refused_locally_with_no_request() {
     let weight_before = venue.ledger_status("careless").mine.total_weight;
     for qty in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let err = venue
-            .place(&ctx, limit_buy("BTCUSDT", qty, 10_000.0))
+            .place(&ctx, limit("BTCUSDT", Side::Buy, qty, 10_000.0))
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidOrder, "quantity {qty}: {err}");
     }
-    let err = venue.place(&ctx, limit_buy("NOPEUSDT", 1.0, 1.0)).await.unwrap_err();
+    let err = venue
+        .place(&ctx, limit("NOPEUSDT", Side::Buy, 1.0, 1.0))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidOrder);
     assert!(err.message.contains("NOPEUSDT"), "{err}");
     let err = venue
-        .place(&ctx, limit_buy("BTCUSDT", 0.001, 10_000.000_1))
+        .place(&ctx, limit("BTCUSDT", Side::Buy, 0.001, 10_000.000_1))
         .await
         .unwrap_err();
     assert!(err.message.contains("PRICE_FILTER"), "{err}");
@@ -167,7 +155,7 @@ async fn bad_orders_are_refused_locally_with_no_request() {
     let quote = venue.book_ticker(&ctx, "BTCUSDT").await.unwrap();
     let price = grid::round_price(&info, quote.bid * 0.8).unwrap();
     let qty = grid::round_qty(&info, 20.0 / price).unwrap();
-    let mut request = limit_buy("BTCUSDT", qty, price);
+    let mut request = limit("BTCUSDT", Side::Buy, qty, price);
     request.client_id = Some("my-order-1".into());
     venue.place(&ctx, request.clone()).await.unwrap();
     let err = venue.place(&ctx, request).await.unwrap_err();

@@ -6,35 +6,12 @@ mod client_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use client_support::{ctx, eventually, paper_profile, start, start_with, RecordingSink};
+use client_support::{ctx, eventually, paper_profile, resting_buy, start, start_with, RecordingSink};
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
-use runner::exchange::grid;
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::exchange::{ErrorCode, OrderRef, OrderStatus, Venue};
 use runner::ledger::limits;
 use runner::sim::{FailKind, SimConfig};
 use rust_decimal::Decimal;
-
-fn limit(symbol: &str, side: Side, qty: f64, price: f64) -> OrderRequest {
-    OrderRequest {
-        symbol: symbol.into(),
-        side,
-        order_type: OrderType::Limit,
-        quantity: Some(qty),
-        quote_quantity: None,
-        price: Some(price),
-        tif: None,
-        client_id: None,
-    }
-}
-
-/// A BUY resting at `factor` × the bid, worth about 30 USDT.
-async fn resting_buy(venue: &BinanceVenue, strategy: &str, factor: f64) -> OrderRequest {
-    let info = venue.symbol("BTCUSDT").unwrap();
-    let quote = venue.book_ticker(&ctx(strategy), "BTCUSDT").await.unwrap();
-    let price = grid::round_price(&info, quote.bid * factor).unwrap();
-    let qty = grid::round_qty(&info, 30.0 / price).unwrap();
-    limit("BTCUSDT", Side::Buy, qty, price)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
@@ -69,11 +46,9 @@ async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
     let sink = Arc::new(RecordingSink::default());
     venue.start(sink.clone()).await.unwrap();
     let cid = order.client_id.clone();
-    let filled = eventually(Duration::from_secs(10), "FILLED after the restart", || {
-        let last = sink.last_order(&cid);
-        async move { last.filter(|o| o.status == OrderStatus::Filled) }
-    })
-    .await;
+    let filled = sink
+        .order_reaching(&cid, OrderStatus::Filled, Duration::from_secs(10))
+        .await;
     assert_eq!(&*filled.strategy, "keeper");
     assert!(venue.open_orders("keeper", None).is_empty());
     // Ids minted after the restart never repeat earlier ones.
@@ -120,12 +95,10 @@ async fn an_order_the_exchange_never_saw_is_rejected_after_the_grace_period() {
     let err = venue.place(&ctx("unlucky"), request).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::UnknownStatus, "{err}");
     let cid = venue.open_orders("unlucky", None)[0].client_id.clone();
-    let sink = setup.sink.clone();
-    let rejected = eventually(Duration::from_secs(15), "REJECTED through the sink", || {
-        let last = sink.last_order(&cid);
-        async move { last.filter(|o| o.status == OrderStatus::Rejected) }
-    })
-    .await;
+    let rejected = setup
+        .sink
+        .order_reaching(&cid, OrderStatus::Rejected, Duration::from_secs(15))
+        .await;
     assert!(rejected
         .reject_reason
         .as_deref()
@@ -150,12 +123,10 @@ async fn an_order_answered_minus_1007_is_learned_not_resent() {
         "{err}"
     );
     let cid = venue.open_orders("lucky", None)[0].client_id.clone();
-    let sink = setup.sink.clone();
-    eventually(Duration::from_secs(10), "NEW through the sink", || {
-        let last = sink.last_order(&cid);
-        async move { last.filter(|o| o.status == OrderStatus::New) }
-    })
-    .await;
+    setup
+        .sink
+        .order_reaching(&cid, OrderStatus::New, Duration::from_secs(10))
+        .await;
     assert_eq!(setup.sim.orders_by_client_id(&cid).len(), 1);
     assert_eq!(setup.sim.stats().orders_placed, 1);
     venue.shutdown().await;

@@ -1,5 +1,6 @@
-//! The API the host registers and `stdlib/runner.d.lua` declare the same functions,
-//! and the shipped example strategies pass the host's own load-and-validate path.
+//! The API the host registers and `stdlib/runner.d.lua` declare the same functions, every
+//! declared function is documented in `docs/strategy-api.md`, and the shipped example
+//! strategies pass the host's own load-and-validate path.
 
 #[path = "host_support.rs"]
 mod support;
@@ -94,6 +95,27 @@ fn registered_and_declared_functions_match() {
         "declared in runner.d.lua but not registered: {missing:?}"
     );
     assert!(registered.len() > 25, "the walk found the modules: {registered:?}");
+}
+
+#[test]
+fn every_declared_api_function_is_documented_for_authors() {
+    let declared = declared();
+    for expected in [
+        "market.quote",
+        "orders.place",
+        "ledger.status",
+        "timer.every",
+        "log.info",
+        "clock.now",
+    ] {
+        assert!(declared.contains(expected), "runner.d.lua lacks {expected}");
+    }
+    let docs = std::fs::read_to_string(root().join("docs/strategy-api.md")).expect("read docs/strategy-api.md");
+    let undocumented: Vec<&String> = declared.iter().filter(|name| !docs.contains(name.as_str())).collect();
+    assert!(
+        undocumented.is_empty(),
+        "declared in stdlib/runner.d.lua but not in docs/strategy-api.md: {undocumented:?}"
+    );
 }
 
 #[test]

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use runner::exchange::{EventSink, MarketEvent, Order, OrderStatus, OrderType, Side, StreamKind};
-use runner::host::{Host, HostConfig, StopReason};
-use support::{config, quote, report, stats, wait_for, Files, TestVenue};
+use runner::exchange::{EventSink, MarketEvent, StreamKind};
+use runner::host::{Host, StopReason};
+use support::{config, order, quote, report, saving_config, stats, wait_for, Files, TestVenue};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -35,31 +35,6 @@ fn version(v: u32, symbols: &str) -> String {
     )
 }
 
-fn order(id: u64) -> Order {
-    Order {
-        strategy: "live".into(),
-        id: Some(id),
-        client_id: format!("o{id}"),
-        symbol: "BTCUSDT".into(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        tif: None,
-        status: OrderStatus::New,
-        price: 1.0,
-        quantity: 1.0,
-        filled_qty: 0.0,
-        filled_quote: 0.0,
-        avg_price: 0.0,
-        last_fill_qty: 0.0,
-        last_fill_price: 0.0,
-        last_commission: 0.0,
-        commission_asset: None,
-        reject_reason: None,
-        time: 1,
-        update_time: 1,
-    }
-}
-
 fn saved_state(files: &Files) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(files.path().join("state/strategies/live.json")).unwrap()).unwrap()
 }
@@ -68,13 +43,7 @@ fn saved_state(files: &Files) -> serde_json::Value {
 async fn reload_keeps_state_timers_and_every_event() {
     let files = Files::new();
     let venue = TestVenue::new();
-    let host = Host::new(
-        venue.clone(),
-        HostConfig {
-            state_dir: Some(files.path().join("state")),
-            ..config(&files)
-        },
-    );
+    let host = Host::new(venue.clone(), saving_config(&files));
     let path = files.write("live.lua", &version(1, r#""BTCUSDT""#));
     host.add(&path).await.unwrap();
     wait_for("on_start", LONG, || venue.reports("live", "start:") == ["start:v1:1"]).await;
@@ -85,7 +54,7 @@ async fn reload_keeps_state_timers_and_every_event() {
         let host = host.clone();
         tokio::spawn(async move {
             for id in 1..=ORDERS {
-                host.order(order(id));
+                host.order(order("live", id));
                 host.market(MarketEvent::Book(quote("BTCUSDT", 1.0, id)));
                 if id % 50 == 0 {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -172,13 +141,7 @@ async fn a_failed_reload_keeps_the_running_version() {
 async fn reload_follows_changed_subscriptions_and_required_files() {
     let files = Files::new();
     let venue = TestVenue::new();
-    let host = Host::new(
-        venue.clone(),
-        HostConfig {
-            state_dir: Some(files.path().join("state")),
-            ..config(&files)
-        },
-    );
+    let host = Host::new(venue.clone(), saving_config(&files));
     files.write("helper.lua", "return { n = 1 }");
     let path = files.write(
         "live.lua",
@@ -212,13 +175,7 @@ async fn reload_follows_changed_subscriptions_and_required_files() {
 async fn lazily_required_files_are_watched_and_pending_orders_arrive_before_stop() {
     let files = Files::new();
     let venue = TestVenue::new();
-    let host = Host::new(
-        venue.clone(),
-        HostConfig {
-            state_dir: Some(files.path().join("state")),
-            ..config(&files)
-        },
-    );
+    let host = Host::new(venue.clone(), saving_config(&files));
     files.write("late.lua", "return 42");
     let path = files.write(
         "live.lua",
@@ -229,7 +186,7 @@ async fn lazily_required_files_are_watched_and_pending_orders_arrive_before_stop
     host.add(&path).await.unwrap();
     wait_for("the lazy require", LONG, || host.watched_files("live").len() == 2).await;
     for id in 1..=200 {
-        host.order(order(id));
+        host.order(order("live", id));
     }
     host.stop_all(StopReason::Shutdown).await;
     let state = saved_state(&files);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{EventSink, Venue};
-use runner::host::{Host, HostConfig, StopReason};
+use runner::host::{Host, StopReason};
 use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
 use runner::sim::{self, SimConfig};
 use support::{stats, wait_for, Files};
@@ -35,13 +35,7 @@ async fn a_strategy_trades_on_the_simulator() {
         .await
         .expect("client connects");
     let files = Files::new();
-    let host = Host::new(
-        venue.clone(),
-        HostConfig {
-            state_dir: Some(files.path().join("state")),
-            ..support::config(&files)
-        },
-    );
+    let host = Host::new(venue.clone(), support::saving_config(&files));
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.expect("streams start");
 

@@ -109,27 +109,41 @@ impl TestVenue {
     pub fn order_for(&self, strategy: &str, request: &OrderRequest) -> Order {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Order {
-            strategy: strategy.into(),
-            id: Some(id),
             client_id: request.client_id.clone().unwrap_or_else(|| format!("c{id}")),
             symbol: request.symbol.clone(),
             side: request.side,
             order_type: request.order_type,
             tif: request.tif,
-            status: OrderStatus::New,
             price: request.price.unwrap_or(0.0),
             quantity: request.quantity.unwrap_or(0.0),
-            filled_qty: 0.0,
-            filled_quote: 0.0,
-            avg_price: 0.0,
-            last_fill_qty: 0.0,
-            last_fill_price: 0.0,
-            last_commission: 0.0,
-            commission_asset: None,
-            reject_reason: None,
-            time: 1,
-            update_time: 1,
+            ..order(strategy, id)
         }
+    }
+}
+
+/// A LIMIT BUY of 1 BTCUSDT at 1.0, NEW on the exchange, with exchange id `id` and client id `c{id}`.
+pub fn order(strategy: &str, id: u64) -> Order {
+    Order {
+        strategy: strategy.into(),
+        id: Some(id),
+        client_id: format!("c{id}"),
+        symbol: "BTCUSDT".into(),
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        tif: None,
+        status: OrderStatus::New,
+        price: 1.0,
+        quantity: 1.0,
+        filled_qty: 0.0,
+        filled_quote: 0.0,
+        avg_price: 0.0,
+        last_fill_qty: 0.0,
+        last_fill_price: 0.0,
+        last_commission: 0.0,
+        commission_asset: None,
+        reject_reason: None,
+        time: 1,
+        update_time: 1,
     }
 }
 
@@ -362,5 +376,13 @@ pub fn config(files: &Files) -> runner::host::HostConfig {
     runner::host::HostConfig {
         stdlib_dir: files.path().join("stdlib"),
         ..Default::default()
+    }
+}
+
+/// [`config`], with strategy state saved under `state/` in `files`.
+pub fn saving_config(files: &Files) -> runner::host::HostConfig {
+    runner::host::HostConfig {
+        state_dir: Some(files.path().join("state")),
+        ..config(files)
     }
 }

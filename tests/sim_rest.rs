@@ -23,12 +23,12 @@ async fn market_data_endpoints_answer_in_binance_shapes() {
 
     let ping = rest.get("/api/v3/ping").await;
     assert_eq!((ping.status, ping.body.clone()), (200, serde_json::json!({})));
-    assert_eq!(ping.header("x-mbx-used-weight-1m").as_deref(), Some("1"));
+    assert_eq!(ping.used_weight(), Some(1));
     let time = rest.get("/api/v3/time").await;
     assert!((time.body["serverTime"].as_i64().unwrap() - now_ms()).abs() < 2_000);
 
     let info = rest.get("/api/v3/exchangeInfo").await;
-    assert_eq!(info.header("x-mbx-used-weight-1m").as_deref(), Some("22"));
+    assert_eq!(info.used_weight(), Some(22));
     let limits = info.body["rateLimits"].as_array().unwrap();
     assert!(limits
         .iter()
@@ -55,13 +55,13 @@ async fn market_data_endpoints_answer_in_binance_shapes() {
     assert_eq!(parsed.symbols.len(), symbols.len());
 
     let depth = rest.get("/api/v3/depth?symbol=BTCUSDT&limit=5").await;
-    assert_eq!(depth.header("x-mbx-used-weight-1m").as_deref(), Some("27"));
+    assert_eq!(depth.used_weight(), Some(27));
     let snap: runner::exchange::binance::wire::DepthSnapshot = serde_json::from_value(depth.body.clone()).unwrap();
     assert_eq!((snap.bids.len(), snap.asks.len()), (5, 5));
     assert!(snap.bids[0][0] < snap.asks[0][0], "book is not crossed");
     assert!(snap.bids.windows(2).all(|w| w[0][0] > w[1][0]) && snap.asks.windows(2).all(|w| w[0][0] < w[1][0]));
     let big = rest.get("/api/v3/depth?symbol=BTCUSDT&limit=1000").await;
-    assert_eq!(big.header("x-mbx-used-weight-1m").as_deref(), Some("77"));
+    assert_eq!(big.used_weight(), Some(77));
 
     // Cross rates are consistent: ETHBTC ≈ ETHUSDT / BTCUSDT (within a dislocation's size).
     let price = |s: &str| {
@@ -114,10 +114,7 @@ async fn market_data_endpoints_answer_in_binance_shapes() {
     let day = rest.get("/api/v3/ticker/24hr?symbol=BTCUSDT").await;
     assert!(day.body["count"].as_u64().unwrap() >= 1 && day.body["bidPrice"].is_string());
     assert_eq!(
-        rest.get("/api/v3/ticker/24hr")
-            .await
-            .header("x-mbx-used-weight-1m")
-            .map(|w| w.parse::<u64>().unwrap() >= 80),
+        rest.get("/api/v3/ticker/24hr").await.used_weight().map(|w| w >= 80),
         Some(true)
     );
     sim.shutdown().await;
@@ -163,7 +160,7 @@ async fn signed_requests_check_key_timestamp_and_signature() {
     let rest = Rest::new(&sim);
     let ok = rest.signed(Method::GET, "/api/v3/account", "").await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    assert_eq!(ok.header("x-mbx-used-weight-1m").as_deref(), Some("20"));
+    assert_eq!(ok.used_weight(), Some(20));
     let usdt = ok.body["balances"]
         .as_array()
         .unwrap()
@@ -212,7 +209,7 @@ async fn signed_requests_check_key_timestamp_and_signature() {
         (-1021, "Timestamp for this request is outside of the recvWindow.")
     );
     // A stale request still costs weight, as on the exchange.
-    assert_eq!(stale.header("x-mbx-used-weight-1m").as_deref(), Some("100"));
+    assert_eq!(stale.used_weight(), Some(100));
     let ahead = signed_query("", now_ms() + 5_000);
     assert_eq!(
         rest.send(
@@ -289,21 +286,13 @@ async fn orders_match_with_balances_commission_and_exchange_messages() {
         placed.body
     );
     assert_eq!(placed.header("x-mbx-order-count-10s").as_deref(), Some("1"));
-    assert_eq!(
-        placed.header("x-mbx-used-weight-1m").as_deref(),
-        Some("0"),
-        "a successful order costs no weight"
-    );
+    assert_eq!(placed.used_weight(), Some(0), "a successful order costs no weight");
     assert_eq!(sim.balance("USDT").1, below * Decimal::new(1, 2));
     let in_book = sim.book("BTCUSDT", 5000).unwrap();
     assert!(in_book.bids.iter().any(|[p, _]| *p == below));
     let dup = rest.signed(Method::POST, "/api/v3/order", &rest_params).await;
     assert_eq!((dup.code(), dup.msg()), (-2010, "Duplicate order sent."));
-    assert_eq!(
-        dup.header("x-mbx-used-weight-1m").as_deref(),
-        Some("1"),
-        "a failed order costs 1"
-    );
+    assert_eq!(dup.used_weight(), Some(1), "a failed order costs 1");
     let open = rest.signed(Method::GET, "/api/v3/openOrders", "symbol=BTCUSDT").await;
     assert_eq!(open.body.as_array().unwrap().len(), 1);
     let status = rest
@@ -617,21 +606,9 @@ async fn fault_knobs_inject_failures_latency_skew_and_external_weight() {
     assert!((now_ms() - 30_000 - skewed).abs() < 2_000);
     faults.set_clock_skew_ms(0);
 
-    let before: u64 = rest
-        .get("/api/v3/ping")
-        .await
-        .header("x-mbx-used-weight-1m")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let before = rest.get("/api/v3/ping").await.used_weight().unwrap();
     faults.add_external_weight(1000);
-    let after: u64 = rest
-        .get("/api/v3/ping")
-        .await
-        .header("x-mbx-used-weight-1m")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let after = rest.get("/api/v3/ping").await.used_weight().unwrap();
     assert_eq!(after, before + 1001);
 
     // Over HTTP too: force a 429, then anything is a 418.

@@ -106,6 +106,7 @@ async fn more_than_five_messages_a_second_disconnects() {
         replies += 1;
     }
     assert_eq!(replies, 5, "five answered, then the connection was closed");
+    assert_eq!(sim.stats().ws_message_limit_closes, 1, "the close is on record");
     sim.shutdown().await;
 }
 

@@ -142,36 +142,3 @@ fn a_failing_lua_assertion_is_reported_with_file_and_line() {
     assert!(err.contains("expected 3, got 2"), "no detail in: {err}");
     assert!(err.contains("1 of 1 broken tests failed"), "no summary in: {err}");
 }
-
-/// `module.function` names declared in runner.d.lua (lines like `function market.quote(symbol) end`).
-fn declared_api_functions() -> Vec<String> {
-    let source = fs::read_to_string(root().join("stdlib/runner.d.lua")).expect("read runner.d.lua");
-    source
-        .lines()
-        .filter_map(|line| line.strip_prefix("function "))
-        .filter_map(|rest| rest.split('(').next())
-        .filter(|name| name.contains('.'))
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn every_declared_api_function_is_documented_for_authors() {
-    let declared = declared_api_functions();
-    for expected in [
-        "market.quote",
-        "orders.place",
-        "ledger.status",
-        "timer.every",
-        "log.info",
-        "clock.now",
-    ] {
-        assert!(declared.iter().any(|d| d == expected), "runner.d.lua lacks {expected}");
-    }
-    let docs = fs::read_to_string(root().join("docs/strategy-api.md")).expect("read docs/strategy-api.md");
-    let undocumented: Vec<&String> = declared.iter().filter(|name| !docs.contains(name.as_str())).collect();
-    assert!(
-        undocumented.is_empty(),
-        "declared in stdlib/runner.d.lua but not in docs/strategy-api.md: {undocumented:?}"
-    );
-}

@@ -172,6 +172,7 @@ impl Host {
             inbox: Inbox::new(stats.clone()),
             stats,
             files: Mutex::new(Arc::new(Mutex::new(vec![path.to_path_buf()]))),
+            stop_requested: tokio::sync::Notify::new(),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -324,6 +325,8 @@ impl Host {
 
 async fn stop_slot(slot: &Slot, reason: StopReason) {
     let (done, stopped) = oneshot::channel();
+    // A callback that never returns (a loop of exchange calls) would hold the stop forever.
+    slot.strategy.stop_requested.notify_one();
     if slot.control.send(Control::Stop(reason, done)).is_ok() {
         let _ = stopped.await;
     }
@@ -395,9 +398,7 @@ impl Venue for Offline {
         "offline"
     }
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        crate::ledger::clock::system_ms()
     }
     fn symbol(&self, _: &str) -> Option<SymbolInfo> {
         None

@@ -40,6 +40,8 @@ pub struct StrategyShared {
     pub stats: Arc<Stats>,
     /// The running version's loaded files (replaced on reload).
     pub files: Mutex<LoadedFiles>,
+    /// Signalled before a `Control::Stop` is sent: cuts short the callback in progress.
+    pub stop_requested: tokio::sync::Notify,
 }
 
 pub enum Control {
@@ -183,7 +185,7 @@ impl Worker {
             }
         }
         self.vm.activate();
-        let outcome = self.vm.on_start().await;
+        let outcome = interruptible(&self.strategy, &self.name, "on_start", self.vm.on_start()).await;
         if let Flow::Exit = self.after_call(outcome, "on_start").await {
             return;
         }
@@ -258,7 +260,7 @@ impl Worker {
             Event::Timer(_) => "on_timer",
         };
         self.strategy.stats.events_handled.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.vm.deliver(&event).await;
+        let outcome = interruptible(&self.strategy, &self.name, what, self.vm.deliver(&event)).await;
         self.after_call(outcome, what).await
     }
 
@@ -369,20 +371,18 @@ impl Worker {
     /// unless the strategy is being stopped for misbehaving), then `on_stop(reason)`;
     /// then timers, routes and subscriptions go, and state is saved.
     async fn stop(&mut self, reason: StopReason) {
+        // The last callbacks get a bounded time: one that never returns must not hold the stop.
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
         if reason != StopReason::Error {
             for order in self.strategy.inbox.take_orders() {
                 self.account_order(&order);
                 let event = Event::Order(order);
-                if let Some(CallOutcome::Failed(message)) = self.vm.deliver(&event).await {
-                    self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(strategy = %self.name, event = "on_order", "{message}");
-                }
+                let delivered = tokio::time::timeout_at(deadline, self.vm.deliver(&event)).await;
+                self.after_final_call(delivered, "on_order");
             }
         }
-        if let Some(CallOutcome::Failed(message)) = self.vm.on_stop(reason.as_str()).await {
-            self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(strategy = %self.name, event = "on_stop", "{message}");
-        }
+        let stopped = tokio::time::timeout_at(deadline, self.vm.on_stop(reason.as_str())).await;
+        self.after_final_call(stopped, "on_stop");
         self.timers.cancel_all();
         self.shared.router.remove(&self.name);
         if let Err(err) = self.set_subscriptions(Vec::new()).await {
@@ -392,6 +392,20 @@ impl Worker {
         self.save_state();
         self.strategy.stats.stopped.store(true, Ordering::Relaxed);
         tracing::info!(strategy = %self.name, reason = reason.as_str(), "strategy stopped");
+    }
+
+    /// Logs how a callback during the stop went.
+    fn after_final_call(&self, outcome: Result<Option<CallOutcome>, tokio::time::error::Elapsed>, what: &str) {
+        match outcome {
+            Ok(Some(CallOutcome::Failed(message))) => {
+                self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(strategy = %self.name, event = what, "{message}");
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(strategy = %self.name, event = what, "cut short: still running {STOP_GRACE:?} into the stop")
+            }
+        }
     }
 
     fn save_state(&mut self) {
@@ -409,6 +423,26 @@ impl Worker {
         }
     }
 }
+
+/// Runs one callback unless a stop is requested first; then the callback is dropped where
+/// it waits (a loop of exchange calls that never returns would otherwise hold the stop).
+async fn interruptible(
+    strategy: &StrategyShared,
+    name: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Option<CallOutcome>>,
+) -> Option<CallOutcome> {
+    tokio::select! {
+        outcome = call => outcome,
+        _ = strategy.stop_requested.notified() => {
+            tracing::info!(strategy = %name, event = what, "callback cut short by the stop");
+            None
+        }
+    }
+}
+
+/// How long the callbacks run while stopping (pending `on_order`s, then `on_stop`) may take.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the running version's `state` is written out (also on stop).
 pub const DEFAULT_SAVE_EVERY: Duration = Duration::from_secs(30);

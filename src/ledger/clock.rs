@@ -6,6 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
+/// The system's wall time in epoch ms (0 if the system clock is set before 1970).
+pub fn system_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub trait Clock: Send + Sync + 'static {
     /// Monotonic now, for sleeping.
     fn instant(&self) -> Instant;
@@ -21,11 +28,7 @@ pub struct TokioClock {
 
 impl TokioClock {
     pub fn new() -> Self {
-        let start_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        TokioClock::starting_at(start_ms)
+        TokioClock::starting_at(system_ms())
     }
 
     /// A clock whose wall time reads `start_ms` now (tests pin the epoch with this).
@@ -71,10 +74,7 @@ impl FastClock {
         FastClock {
             clock,
             start,
-            start_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
+            start_ms: system_ms(),
         }
     }
 }
@@ -102,16 +102,10 @@ mod tests {
     #[test]
     fn the_fast_clock_tracks_the_wall_clock() {
         let fast = FastClock::new();
-        let wall = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0)
-        };
         let before = fast.local_ms();
         std::thread::sleep(std::time::Duration::from_millis(30));
         let after = fast.local_ms();
         assert!(after - before >= 29, "{before} -> {after}");
-        assert!((after - wall()).abs() < 50, "fast {after} vs wall {}", wall());
+        assert!((after - system_ms()).abs() < 50, "fast {after} vs wall {}", system_ms());
     }
 }

@@ -61,6 +61,10 @@ pub struct Cost {
     pub connections: u32,
 }
 
+/// The boundary guard the runner uses (see [`Ledger::set_boundary_guard`]): well above the
+/// error of a server-time sync plus a request's transit, small next to any window.
+pub const BOUNDARY_GUARD: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct LedgerConfig {
     /// Fraction of every window the market-data lane may never take, so cancels
@@ -323,6 +327,19 @@ impl Ledger {
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         st.set_limits(limits);
+        st.dispatch(now);
+        self.inner.nudge_driver(&st);
+    }
+
+    /// How far our clock may be off the exchange's for a request, offset error and transit
+    /// included (zero until set). Windows then roll this much after their nominal end, and
+    /// what is sent this close to a boundary counts in both windows, so a request the
+    /// exchange files in the other window than we did cannot take it over its limit.
+    pub fn set_boundary_guard(&self, guard: Duration) {
+        let local = self.inner.exchange_now();
+        let mut st = self.inner.state.lock();
+        st.set_guard(millis(guard));
+        let now = st.advance(local);
         st.dispatch(now);
         self.inner.nudge_driver(&st);
     }

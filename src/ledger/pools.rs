@@ -31,33 +31,67 @@ pub(crate) struct Pool {
     /// grow within a window (fills aside), so a credit never goes below it.
     pub server_floor: u64,
     pub peak: u64,
+    /// How uncertain our view of the exchange's clock is (ms), offset error and transit
+    /// included: a window rolls this long after its nominal end, and what was sent this
+    /// close to the boundary on either side is carried into the next window, since the
+    /// exchange may count it in either.
+    pub guard_ms: i64,
+    /// Units charged within the guard of the current window's nominal end.
+    pub tail: u64,
 }
 
 impl Pool {
-    pub fn new(limit: RateLimit, market_headroom: f64, now_ms: i64) -> Self {
-        let start = limit.interval.window_start(now_ms);
+    pub fn new(limit: RateLimit, market_headroom: f64, now_ms: i64, guard_ms: i64) -> Self {
         // Round the reserved slice up, so even small pools keep room for a cancel.
         let reserved = (limit.limit as f64 * market_headroom).ceil() as u64;
-        Pool {
+        let mut pool = Pool {
             limit,
             market_cap: limit.limit.saturating_sub(reserved),
-            window_start: start,
-            window_end: start + limit.interval.millis(),
+            window_start: 0,
+            window_end: 0,
             used: 0,
             server_floor: 0,
             peak: 0,
-        }
+            guard_ms: guard_ms.max(0),
+            tail: 0,
+        };
+        pool.enter(pool.start_at(now_ms));
+        pool
+    }
+
+    /// Start of the window that `now_ms` belongs to, the guard taken into account.
+    #[inline]
+    pub fn start_at(&self, now_ms: i64) -> i64 {
+        self.limit.interval.window_start(now_ms - self.guard_ms)
+    }
+
+    /// Makes the window starting at `start` current; it rolls at its nominal end plus the guard.
+    #[inline]
+    pub fn enter(&mut self, start: i64) {
+        self.window_start = start;
+        self.window_end = start + self.limit.interval.millis() + self.guard_ms;
     }
 
     /// Moves to the window containing `now_ms` if the current one has ended.
     #[inline]
     pub fn roll(&mut self, now_ms: i64) {
         if now_ms >= self.window_end {
-            self.window_start = self.limit.interval.window_start(now_ms);
-            self.window_end = self.window_start + self.limit.interval.millis();
-            self.used = 0;
+            let start = self.start_at(now_ms);
+            let follows = start == self.window_end - self.guard_ms;
+            self.enter(start);
+            self.used = if follows { self.tail } else { 0 };
+            self.tail = 0;
             self.server_floor = 0;
         }
+    }
+
+    /// Charges units sent at `now_ms`; near the boundary they also count for the next window.
+    #[inline]
+    pub fn charge_at(&mut self, units: u64, now_ms: i64) {
+        if now_ms >= self.window_end - 2 * self.guard_ms {
+            self.tail = self.tail.saturating_add(units);
+        }
+        self.charge(units);
     }
 
     /// Whether an instant (exchange ms) falls in the current window.
@@ -118,11 +152,13 @@ mod tests {
             RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000),
             0.05,
             0,
+            0,
         );
         assert_eq!(p.market_cap, 5700);
         let small = Pool::new(
             RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 5, 10),
             0.05,
+            0,
             0,
         );
         assert_eq!(small.market_cap, 9);
@@ -134,6 +170,7 @@ mod tests {
             RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 10, 100),
             0.0,
             12_345,
+            0,
         );
         assert_eq!((p.window_start, p.window_end), (10_000, 20_000));
         p.charge(40);
@@ -145,10 +182,38 @@ mod tests {
     }
 
     #[test]
+    fn a_guard_rolls_late_and_carries_what_was_sent_near_the_boundary() {
+        let mut p = Pool::new(
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 10, 100),
+            0.0,
+            10_150,
+            100,
+        );
+        assert_eq!((p.window_start, p.window_end), (10_000, 20_100));
+        p.charge_at(50, 12_000);
+        p.charge_at(7, 19_950);
+        // Our clock may be ahead: this may still land in the old window, so no roll yet.
+        p.roll(20_050);
+        p.charge_at(3, 20_050);
+        assert_eq!(p.used, 60);
+        p.roll(20_100);
+        assert_eq!(
+            (p.window_start, p.used),
+            (20_000, 10),
+            "only the boundary's units carry over"
+        );
+        // A window with no use in between: nothing can land in the new one.
+        p.charge_at(4, 29_990);
+        p.roll(45_000);
+        assert_eq!((p.window_start, p.used), (40_000, 0));
+    }
+
+    #[test]
     fn refund_never_goes_below_the_server_count() {
         let mut p = Pool::new(
             RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 100),
             0.0,
+            0,
             0,
         );
         p.charge(10);

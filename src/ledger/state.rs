@@ -86,7 +86,7 @@ impl State {
     pub fn new(limits: Vec<RateLimit>, market_headroom: f64, backoff_jitter: Duration, now_ms: i64) -> Self {
         let pools: Vec<Pool> = normalise(limits)
             .into_iter()
-            .map(|l| Pool::new(l, market_headroom, now_ms))
+            .map(|l| Pool::new(l, market_headroom, now_ms, 0))
             .collect();
         State {
             strategies: Strategies::new(pools.len()),
@@ -130,10 +130,9 @@ impl State {
         }
         self.last_now_ms = now_ms;
         for pool in &mut self.pools {
-            let start = pool.limit.interval.window_start(now_ms);
+            let start = pool.start_at(now_ms);
             if start < pool.window_start {
-                pool.window_start = start;
-                pool.window_end = start + pool.limit.interval.millis();
+                pool.enter(start);
             }
         }
     }
@@ -189,7 +188,7 @@ impl State {
         for (i, p) in self.pools.iter_mut().enumerate() {
             let units = amount(p.limit.kind, &cost);
             if units > 0 {
-                p.charge(units);
+                p.charge_at(units, now_ms);
                 self.strategies.charge(sid, i, p, units);
             }
         }
@@ -360,6 +359,16 @@ impl State {
         self.waiting = 0;
     }
 
+    /// Sets the boundary guard of every pool (see [`Pool::guard_ms`]), keeping current windows.
+    pub fn set_guard(&mut self, guard_ms: i64) {
+        for pool in &mut self.pools {
+            pool.guard_ms = guard_ms.max(0);
+            let start = pool.window_start;
+            pool.enter(start);
+        }
+        self.generation += 1;
+    }
+
     /// Replaces the pools, keeping the counts of windows that still exist.
     pub fn set_limits(&mut self, limits: Vec<RateLimit>) {
         let now = self.last_now_ms;
@@ -367,7 +376,8 @@ impl State {
         let pools: Vec<Pool> = normalise(limits)
             .into_iter()
             .map(|l| {
-                let mut pool = Pool::new(l, self.market_headroom, now);
+                let guard_ms = self.pools.first().map_or(0, |p| p.guard_ms);
+                let mut pool = Pool::new(l, self.market_headroom, now, guard_ms);
                 let old = self
                     .pools
                     .iter()
@@ -379,6 +389,7 @@ impl State {
                     pool.used = prev.used;
                     pool.server_floor = prev.server_floor;
                     pool.peak = prev.peak;
+                    pool.tail = prev.tail;
                 }
                 old_index.push(old);
                 pool

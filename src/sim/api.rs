@@ -62,240 +62,90 @@ const ORDER_PARAMS: &[&str] = &[
     "computeCommissionRates",
 ];
 
-pub static ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        method: "GET",
-        path: "ping",
-        ws: "ping",
-        signed: false,
-        effect: Effect::None,
-        params: &[],
-        weight: |_| 1,
-        run: ping,
-    },
-    Endpoint {
-        method: "GET",
-        path: "time",
-        ws: "time",
-        signed: false,
-        effect: Effect::None,
-        params: &[],
-        weight: |_| 1,
-        run: time,
-    },
-    Endpoint {
-        method: "GET",
-        path: "exchangeInfo",
-        ws: "exchangeInfo",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"],
-        weight: |_| 20,
-        run: exchange_info,
-    },
-    Endpoint {
-        method: "GET",
-        path: "depth",
-        ws: "depth",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "limit", "symbolStatus"],
-        weight: depth_weight,
-        run: depth,
-    },
-    Endpoint {
-        method: "GET",
-        path: "trades",
-        ws: "trades.recent",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "limit"],
-        weight: |_| 25,
-        run: trades,
-    },
-    Endpoint {
-        method: "GET",
-        path: "aggTrades",
-        ws: "trades.aggregate",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "fromId", "startTime", "endTime", "limit"],
-        weight: |_| 4,
-        run: agg_trades,
-    },
-    Endpoint {
-        method: "GET",
-        path: "klines",
-        ws: "klines",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "interval", "startTime", "endTime", "timeZone", "limit"],
-        weight: |_| 2,
-        run: klines,
-    },
-    Endpoint {
-        method: "GET",
-        path: "uiKlines",
-        ws: "uiKlines",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "interval", "startTime", "endTime", "timeZone", "limit"],
-        weight: |_| 2,
-        run: klines,
-    },
-    Endpoint {
-        method: "GET",
-        path: "avgPrice",
-        ws: "avgPrice",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol"],
-        weight: |_| 2,
-        run: avg_price,
-    },
-    Endpoint {
-        method: "GET",
-        path: "ticker/price",
-        ws: "ticker.price",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "symbols", "symbolStatus"],
-        weight: one_or_many_weight,
-        run: ticker_price,
-    },
-    Endpoint {
-        method: "GET",
-        path: "ticker/bookTicker",
-        ws: "ticker.book",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "symbols", "symbolStatus"],
-        weight: one_or_many_weight,
-        run: book_ticker,
-    },
-    Endpoint {
-        method: "GET",
-        path: "ticker/24hr",
-        ws: "ticker.24hr",
-        signed: false,
-        effect: Effect::None,
-        params: &["symbol", "symbols", "type", "symbolStatus"],
-        weight: ticker_24hr_weight,
-        run: ticker_24hr,
-    },
-    Endpoint {
-        method: "POST",
-        path: "order",
-        ws: "order.place",
-        signed: true,
-        effect: Effect::Place,
-        params: ORDER_PARAMS,
-        weight: |_| 1,
-        run: place_order,
-    },
-    Endpoint {
-        method: "POST",
-        path: "order/test",
-        ws: "order.test",
-        signed: true,
-        effect: Effect::None,
-        params: ORDER_PARAMS,
-        weight: |p| {
-            if p.get("computeCommissionRates") == Some("true") {
-                20
-            } else {
-                1
-            }
-        },
-        run: test_order,
-    },
-    Endpoint {
-        method: "GET",
-        path: "order",
-        ws: "order.status",
-        signed: true,
-        effect: Effect::None,
-        params: &["symbol", "orderId", "origClientOrderId"],
-        weight: |_| 4,
-        run: query_order,
-    },
-    Endpoint {
-        method: "DELETE",
-        path: "order",
-        ws: "order.cancel",
-        signed: true,
-        effect: Effect::Cancel,
-        params: &[
-            "symbol",
-            "orderId",
-            "origClientOrderId",
-            "newClientOrderId",
-            "cancelRestrictions",
-        ],
-        weight: |_| 1,
-        run: cancel_order,
-    },
-    Endpoint {
-        method: "GET",
-        path: "openOrders",
-        ws: "openOrders.status",
-        signed: true,
-        effect: Effect::None,
-        params: &["symbol"],
-        weight: |p| if p.get("symbol").is_some() { 6 } else { 80 },
-        run: open_orders,
-    },
-    Endpoint {
-        method: "DELETE",
-        path: "openOrders",
-        ws: "openOrders.cancelAll",
-        signed: true,
-        effect: Effect::Cancel,
-        params: &["symbol"],
-        weight: |_| 1,
-        run: cancel_open_orders,
-    },
-    Endpoint {
-        method: "GET",
-        path: "allOrders",
-        ws: "allOrders",
-        signed: true,
-        effect: Effect::None,
-        params: &["symbol", "orderId", "startTime", "endTime", "limit"],
-        weight: |_| 20,
-        run: all_orders,
-    },
-    Endpoint {
-        method: "GET",
-        path: "account",
-        ws: "account.status",
-        signed: true,
-        effect: Effect::None,
-        params: &["omitZeroBalances"],
-        weight: |_| 20,
-        run: account,
-    },
-    Endpoint {
-        method: "GET",
-        path: "myTrades",
-        ws: "myTrades",
-        signed: true,
-        effect: Effect::None,
-        params: &["symbol", "orderId", "startTime", "endTime", "fromId", "limit"],
-        weight: |p| if p.get("orderId").is_some() { 5 } else { 20 },
-        run: my_trades,
-    },
-    Endpoint {
-        method: "GET",
-        path: "rateLimit/order",
-        ws: "account.rateLimits.orders",
-        signed: true,
-        effect: Effect::None,
-        params: &[],
-        weight: |_| 40,
-        run: rate_limit_order,
-    },
+const KLINE_PARAMS: &[&str] = &["symbol", "interval", "startTime", "endTime", "timeZone", "limit"];
+const ONE_OR_MANY_PARAMS: &[&str] = &["symbol", "symbols", "symbolStatus"];
+const CANCEL_PARAMS: &[&str] = &[
+    "symbol",
+    "orderId",
+    "origClientOrderId",
+    "newClientOrderId",
+    "cancelRestrictions",
 ];
+
+/// One row an endpoint: (method,) REST path under `/api/v3/`, WebSocket API method, (effect,)
+/// parameters, weight, handler. Kept as a table, one endpoint a line.
+#[rustfmt::skip]
+pub static ENDPOINTS: &[Endpoint] = &[
+    public("ping", "ping", &[], |_| 1, ping),
+    public("time", "time", &[], |_| 1, time),
+    public("exchangeInfo", "exchangeInfo",
+        &["symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"], |_| 20, exchange_info),
+    public("depth", "depth", &["symbol", "limit", "symbolStatus"], depth_weight, depth),
+    public("trades", "trades.recent", &["symbol", "limit"], |_| 25, trades),
+    public("aggTrades", "trades.aggregate", &["symbol", "fromId", "startTime", "endTime", "limit"], |_| 4, agg_trades),
+    public("klines", "klines", KLINE_PARAMS, |_| 2, klines),
+    public("uiKlines", "uiKlines", KLINE_PARAMS, |_| 2, klines),
+    public("avgPrice", "avgPrice", &["symbol"], |_| 2, avg_price),
+    public("ticker/price", "ticker.price", ONE_OR_MANY_PARAMS, one_or_many_weight, ticker_price),
+    public("ticker/bookTicker", "ticker.book", ONE_OR_MANY_PARAMS, one_or_many_weight, book_ticker),
+    public("ticker/24hr", "ticker.24hr",
+        &["symbol", "symbols", "type", "symbolStatus"], ticker_24hr_weight, ticker_24hr),
+    signed("POST", "order", "order.place", Effect::Place, ORDER_PARAMS, |_| 1, place_order),
+    signed("POST", "order/test", "order.test", Effect::None, ORDER_PARAMS, test_order_weight, test_order),
+    signed("GET", "order", "order.status", Effect::None,
+        &["symbol", "orderId", "origClientOrderId"], |_| 4, query_order),
+    signed("DELETE", "order", "order.cancel", Effect::Cancel, CANCEL_PARAMS, |_| 1, cancel_order),
+    signed("GET", "openOrders", "openOrders.status", Effect::None, &["symbol"], open_orders_weight, open_orders),
+    signed("DELETE", "openOrders", "openOrders.cancelAll", Effect::Cancel, &["symbol"], |_| 1, cancel_open_orders),
+    signed("GET", "allOrders", "allOrders", Effect::None,
+        &["symbol", "orderId", "startTime", "endTime", "limit"], |_| 20, all_orders),
+    signed("GET", "account", "account.status", Effect::None, &["omitZeroBalances"], |_| 20, account),
+    signed("GET", "myTrades", "myTrades", Effect::None,
+        &["symbol", "orderId", "startTime", "endTime", "fromId", "limit"], my_trades_weight, my_trades),
+    signed("GET", "rateLimit/order", "account.rateLimits.orders", Effect::None, &[], |_| 40, rate_limit_order),
+];
+
+/// An unsigned market-data endpoint: GET, no effect on the order pools.
+const fn public(
+    path: &'static str,
+    ws: &'static str,
+    params: &'static [&'static str],
+    weight: fn(&Params) -> u64,
+    run: Handler,
+) -> Endpoint {
+    Endpoint {
+        method: "GET",
+        path,
+        ws,
+        signed: false,
+        effect: Effect::None,
+        params,
+        weight,
+        run,
+    }
+}
+
+/// An endpoint that needs the API key and a signature.
+const fn signed(
+    method: &'static str,
+    path: &'static str,
+    ws: &'static str,
+    effect: Effect,
+    params: &'static [&'static str],
+    weight: fn(&Params) -> u64,
+    run: Handler,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        ws,
+        signed: true,
+        effect,
+        params,
+        weight,
+        run,
+    }
+}
 
 pub fn rest_endpoint(method: &str, path: &str) -> Option<&'static Endpoint> {
     ENDPOINTS.iter().find(|e| e.method == method && e.path == path)
@@ -311,6 +161,30 @@ pub fn known_path(path: &str) -> bool {
 }
 
 // ---- weights that depend on parameters ----
+
+fn test_order_weight(p: &Params) -> u64 {
+    if p.get("computeCommissionRates") == Some("true") {
+        20
+    } else {
+        1
+    }
+}
+
+fn open_orders_weight(p: &Params) -> u64 {
+    if p.get("symbol").is_some() {
+        6
+    } else {
+        80
+    }
+}
+
+fn my_trades_weight(p: &Params) -> u64 {
+    if p.get("orderId").is_some() {
+        5
+    } else {
+        20
+    }
+}
 
 fn depth_weight(p: &Params) -> u64 {
     match p.uint("limit").ok().flatten().unwrap_or(100) {
@@ -375,12 +249,22 @@ fn symbols_of(ex: &Exchange, p: &Params) -> Result<(Vec<usize>, bool), ApiErr> {
 }
 
 /// One object for `symbol=`, an array otherwise.
-fn one_or_many(values: Vec<Value>, single: bool) -> Value {
-    if single {
-        values.into_iter().next().unwrap_or(Value::Null)
+/// One row for a `symbol` parameter, an array of rows for `symbols` (or for every symbol when neither is given).
+fn per_symbol(sim: &Sim, p: &Params, row: impl Fn(&Exchange, usize) -> Value) -> Result<Value, ApiErr> {
+    let world = sim.world.lock();
+    let (wanted, single) = symbols_of(&world.ex, p)?;
+    let mut rows = wanted.into_iter().map(|i| row(&world.ex, i));
+    Ok(if single {
+        rows.next().unwrap_or(Value::Null)
     } else {
-        Value::Array(values)
-    }
+        Value::Array(rows.collect())
+    })
+}
+
+/// The last trade's price, else the reference price before any trade.
+fn last_price(ex: &Exchange, symbol: usize) -> Decimal {
+    let last_trade = ex.markets[symbol].trades.back().map(|t| t.price);
+    last_trade.or_else(|| ex.reference_price(symbol)).unwrap_or_default()
 }
 
 // ---- market data ----
@@ -567,43 +451,27 @@ fn avg_price(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 }
 
 fn ticker_price(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let price = m.trades.back().map(|t| t.price).or_else(|| ex.reference_price(i));
-            to_json(&PriceTicker {
-                symbol: m.spec.symbol.clone(),
-                price: d8(price.unwrap_or_default()),
-            })
+    per_symbol(sim, p, |ex, i| {
+        to_json(&PriceTicker {
+            symbol: ex.markets[i].spec.symbol.clone(),
+            price: d8(last_price(ex, i)),
         })
-        .collect();
-    Ok(one_or_many(rows, single))
+    })
 }
 
 fn book_ticker(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let (bp, bq) = m.book.best_bid().unwrap_or_default();
-            let (ap, aq) = m.book.best_ask().unwrap_or_default();
-            to_json(&BookTicker {
-                symbol: m.spec.symbol.clone(),
-                bid_price: d8(bp),
-                bid_qty: d8(bq),
-                ask_price: d8(ap),
-                ask_qty: d8(aq),
-            })
+    per_symbol(sim, p, |ex, i| {
+        let m = &ex.markets[i];
+        let (bp, bq) = m.book.best_bid().unwrap_or_default();
+        let (ap, aq) = m.book.best_ask().unwrap_or_default();
+        to_json(&BookTicker {
+            symbol: m.spec.symbol.clone(),
+            bid_price: d8(bp),
+            bid_qty: d8(bq),
+            ask_price: d8(ap),
+            ask_qty: d8(aq),
         })
-        .collect();
-    Ok(one_or_many(rows, single))
+    })
 }
 
 fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
@@ -612,83 +480,73 @@ fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Some("MINI") => true,
         Some(_) => return Err(ApiErr::illegal_chars("type", "FULL, MINI")),
     };
-    let world = sim.world.lock();
-    let ex = &world.ex;
-    let (wanted, single) = symbols_of(ex, p)?;
     let open_time = now - 86_400_000;
-    let rows = wanted
-        .into_iter()
-        .map(|i| {
-            let m = &ex.markets[i];
-            let day = m.candles.since(open_time);
-            let last = m.trades.back();
-            let last_price = last
-                .map(|t| t.price)
-                .or_else(|| ex.reference_price(i))
-                .unwrap_or_default();
-            let (open, high, low, volume, quote_volume, count, first_id, last_id) = match &day {
-                Some(c) => (
-                    c.open,
-                    c.high,
-                    c.low,
-                    c.volume,
-                    c.quote_volume,
-                    c.trades,
-                    c.first_id,
-                    c.last_id,
-                ),
-                None => (
-                    last_price,
-                    last_price,
-                    last_price,
-                    Decimal::ZERO,
-                    Decimal::ZERO,
-                    0,
-                    -1,
-                    -1,
-                ),
-            };
-            let mut row = Ticker24hr {
-                symbol: m.spec.symbol.clone(),
-                open_price: d8(open),
-                high_price: d8(high),
-                low_price: d8(low),
-                last_price: d8(last_price),
-                volume: d8(volume),
-                quote_volume: d8(quote_volume),
-                open_time,
-                close_time: now,
-                first_id,
-                last_id,
-                count,
-                ..Default::default()
-            };
-            if !mini {
-                let (bp, bq) = m.book.best_bid().unwrap_or_default();
-                let (ap, aq) = m.book.best_ask().unwrap_or_default();
-                let change = last_price - open;
-                row.price_change = Some(d8(change));
-                row.price_change_percent = Some(if open.is_zero() {
-                    Decimal::ZERO
-                } else {
-                    (change / open * Decimal::ONE_HUNDRED).round_dp(3)
-                });
-                row.weighted_avg_price = Some(d8(if volume.is_zero() {
-                    last_price
-                } else {
-                    quote_volume / volume
-                }));
-                row.prev_close_price = Some(d8(open));
-                row.last_qty = Some(d8(last.map(|t| t.qty).unwrap_or_default()));
-                row.bid_price = Some(d8(bp));
-                row.bid_qty = Some(d8(bq));
-                row.ask_price = Some(d8(ap));
-                row.ask_qty = Some(d8(aq));
-            }
-            to_json(&row)
-        })
-        .collect();
-    Ok(one_or_many(rows, single))
+    per_symbol(sim, p, |ex, i| {
+        let m = &ex.markets[i];
+        let day = m.candles.since(open_time);
+        let last = m.trades.back();
+        let last_price = last_price(ex, i);
+        let (open, high, low, volume, quote_volume, count, first_id, last_id) = match &day {
+            Some(c) => (
+                c.open,
+                c.high,
+                c.low,
+                c.volume,
+                c.quote_volume,
+                c.trades,
+                c.first_id,
+                c.last_id,
+            ),
+            None => (
+                last_price,
+                last_price,
+                last_price,
+                Decimal::ZERO,
+                Decimal::ZERO,
+                0,
+                -1,
+                -1,
+            ),
+        };
+        let mut row = Ticker24hr {
+            symbol: m.spec.symbol.clone(),
+            open_price: d8(open),
+            high_price: d8(high),
+            low_price: d8(low),
+            last_price: d8(last_price),
+            volume: d8(volume),
+            quote_volume: d8(quote_volume),
+            open_time,
+            close_time: now,
+            first_id,
+            last_id,
+            count,
+            ..Default::default()
+        };
+        if !mini {
+            let (bp, bq) = m.book.best_bid().unwrap_or_default();
+            let (ap, aq) = m.book.best_ask().unwrap_or_default();
+            let change = last_price - open;
+            row.price_change = Some(d8(change));
+            row.price_change_percent = Some(if open.is_zero() {
+                Decimal::ZERO
+            } else {
+                (change / open * Decimal::ONE_HUNDRED).round_dp(3)
+            });
+            row.weighted_avg_price = Some(d8(if volume.is_zero() {
+                last_price
+            } else {
+                quote_volume / volume
+            }));
+            row.prev_close_price = Some(d8(open));
+            row.last_qty = Some(d8(last.map(|t| t.qty).unwrap_or_default()));
+            row.bid_price = Some(d8(bp));
+            row.bid_qty = Some(d8(bq));
+            row.ask_price = Some(d8(ap));
+            row.ask_qty = Some(d8(aq));
+        }
+        to_json(&row)
+    })
 }
 
 // ---- orders ----

@@ -98,6 +98,8 @@ pub struct SimStats {
     pub rest_requests: u64,
     pub ws_api_requests: u64,
     pub ws_connections: u64,
+    /// Market-stream connections closed for sending more than 5 messages in a second.
+    pub ws_message_limit_closes: u64,
     pub orders_placed: u64,
     pub bans: u32,
 }

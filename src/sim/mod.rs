@@ -10,7 +10,7 @@
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
 //! - `engine` / `book` / `market`: matching, balances, the synthetic market.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
-//! - `rest`, `ws_market`, `ws_api`, `control`: transports.
+//! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
 mod api;
 mod book;
@@ -31,6 +31,7 @@ mod rest;
 mod sign;
 mod state;
 mod ws_api;
+mod ws_conn;
 mod ws_market;
 
 use std::future::Future;
@@ -46,12 +47,12 @@ use tokio::task::JoinHandle;
 
 use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 
+pub use crate::exchange::binance::sign::hmac_hex;
 pub use config::{default_asset_prices, default_symbols, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET};
 pub use error::SimError;
 pub use faults::{FailKind, FaultControl, FaultState, FaultUpdate};
 pub use limiter::{PoolStats, SimStats, WindowUsage};
 pub use record::RequestRecord;
-pub use sign::hmac_hex;
 
 use state::Sim;
 

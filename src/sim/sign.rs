@@ -1,38 +1,14 @@
 //! Request authentication: API key, HMAC-SHA256 signature and the timestamp / recvWindow rule.
 
-use hmac::{Hmac, Mac};
 use rust_decimal::Decimal;
-use sha2::Sha256;
 
 use super::error::ApiErr;
 use super::params::Params;
-
-type HmacSha256 = Hmac<Sha256>;
+use crate::exchange::binance::sign::hmac_matches;
 
 /// Largest `recvWindow` the exchange accepts (ms).
 const MAX_RECV_WINDOW: u64 = 60_000;
 const DEFAULT_RECV_WINDOW: u64 = 5_000;
-
-/// Hex HMAC-SHA256 of `payload` (the exchange's signature format).
-pub fn hmac_hex(secret: &str, payload: &str) -> String {
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
-    mac.update(payload.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
-/// Constant-time check of a hex signature.
-fn verify(secret: &str, payload: &str, signature_hex: &str) -> bool {
-    let Ok(sig) = hex::decode(signature_hex) else {
-        return false;
-    };
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(payload.as_bytes());
-    mac.verify_slice(&sig).is_ok()
-}
 
 /// `raw` without its `signature=` pair, byte for byte otherwise.
 fn without_signature(raw: &str) -> String {
@@ -76,7 +52,7 @@ impl Credentials<'_> {
     pub fn check_signed(&self, params: &Params, payload: &str, server_ms: i64) -> Result<(), ApiErr> {
         check_timestamp(params, server_ms)?;
         let signature = params.require("signature")?;
-        if verify(self.api_secret, payload, signature) {
+        if hmac_matches(self.api_secret, payload, signature) {
             Ok(())
         } else {
             Err(ApiErr::bad_signature())
@@ -120,6 +96,7 @@ pub fn check_timestamp(params: &Params, server_ms: i64) -> Result<(), ApiErr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::binance::sign::hmac_hex;
 
     const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -16,6 +15,7 @@ use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::market::Synthetic;
 use super::record::RequestLog;
+use crate::ledger::clock::system_ms;
 
 /// The exchange and its synthetic market, changed together under one lock so every event
 /// comes out in order.
@@ -56,13 +56,6 @@ impl FaultActions for LimiterActions {
         let now = system_ms() + self.state.lock().clock_skew_ms;
         self.limiter.lock().add_external_weight(now, weight);
     }
-}
-
-pub fn system_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Sim {

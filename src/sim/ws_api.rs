@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 use super::api::{self, Effect, SIGNING_PARAMS};
 use super::error::ApiErr;
@@ -21,7 +19,7 @@ use super::params::Params;
 use super::record::RequestRecord;
 use super::sign::{self, Credentials};
 use super::state::Sim;
-use super::ws_market::error_response;
+use super::ws_conn::{self, Attempt, Session};
 use crate::exchange::binance::wire::{RateLimitEntry, WsApiError, WsApiRequest, WsApiResponse};
 use crate::ledger::limits::PoolKind;
 
@@ -30,30 +28,14 @@ const CONNECT_WEIGHT: u64 = 2;
 const SUBSCRIBE_WEIGHT: u64 = 2;
 
 pub async fn handle(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Response {
-    let now = sim.now();
-    let draw = Draw {
-        weight: CONNECT_WEIGHT,
-        raw: false,
-        connection: true,
-        refundable: false,
-    };
-    let admitted = sim.limiter.lock().admit(now, draw, sim.faults.take_forced_429());
-    let status = admitted.as_ref().map(|_| 101).unwrap_or_else(|e| e.status);
-    sim.log.push(RequestRecord {
-        at_ms: now,
+    let attempt = Attempt {
         transport: "WS_API",
-        method: "CONNECT".to_string(),
-        path: "/ws-api/v3".to_string(),
-        status,
-        weight: if status == 418 { 0 } else { CONNECT_WEIGHT },
-    });
-    match admitted {
-        Ok(_) => {
-            sim.limiter.lock().stats_mut().ws_connections += 1;
-            ws.on_upgrade(move |socket| serve(sim, socket))
-        }
-        Err(e) => error_response(e),
-    }
+        method: "CONNECT",
+        path: "/ws-api/v3",
+        weight: CONNECT_WEIGHT,
+        forced_429: sim.faults.take_forced_429(),
+    };
+    ws_conn::upgrade(sim, ws, attempt, |_| Ok(()), |sim, socket, ()| serve(sim, socket))
 }
 
 struct Conn {
@@ -62,71 +44,36 @@ struct Conn {
     overflow: Arc<Notify>,
 }
 
-async fn serve(sim: Arc<Sim>, mut socket: WebSocket) {
-    let (tx, mut rx) = mpsc::channel(CONNECTION_QUEUE);
-    let conn = Conn {
+async fn serve(sim: Arc<Sim>, socket: WebSocket) {
+    let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
+    let mut conn = Conn {
         id: sim.next_id(),
         tx,
         overflow: Arc::new(Notify::new()),
     };
-    let mut kill = sim.drop_ws.subscribe();
-    let period = sim.config.ws_ping_interval.max(std::time::Duration::from_millis(10));
-    let mut pings = interval_at(Instant::now() + period, period);
-    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_pong = Instant::now();
     let overflow = conn.overflow.clone();
-    loop {
-        tokio::select! {
-            push = rx.recv() => {
-                let Some(push) = push else { break };
-                if socket.feed(Message::Text(push)).await.is_err() {
-                    break;
-                }
-                while let Ok(next) = rx.try_recv() {
-                    if socket.feed(Message::Text(next)).await.is_err() {
-                        break;
-                    }
-                }
-                if socket.flush().await.is_err() {
-                    break;
-                }
-            }
-            msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break };
-                match msg {
-                    Message::Text(text) => {
-                        let latency = sim.faults.latency();
-                        if !latency.is_zero() {
-                            tokio::time::sleep(latency).await;
-                        }
-                        let (reply, banned, placed) = request(&sim, &conn, &text);
-                        let delay = sim.faults.order_answer_delay();
-                        if placed && !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        if socket.send(Message::Text(reply.into())).await.is_err() || banned {
-                            break;
-                        }
-                    }
-                    Message::Pong(_) => last_pong = Instant::now(),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Binary(_) => {}
-                }
-            }
-            _ = pings.tick() => {
-                if last_pong.elapsed() > sim.config.ws_pong_timeout + period {
-                    break;
-                }
-                if socket.send(Message::Ping(axum::body::Bytes::from_static(b"sim"))).await.is_err() {
-                    break;
-                }
-            }
-            _ = kill.changed() => break,
-            _ = overflow.notified() => break,
+    ws_conn::run(&sim, socket, rx, overflow, &mut conn).await;
+}
+
+impl Session for Conn {
+    /// Answers after the injected latency; an order's answer also waits the injected order delay.
+    /// A ban closes the socket.
+    async fn answer(&mut self, sim: &Sim, text: &str) -> (Option<String>, bool) {
+        let latency = sim.faults.latency();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
+        let (reply, banned, placed) = request(sim, self, text);
+        let delay = sim.faults.order_answer_delay();
+        if placed && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        (Some(reply), banned)
     }
-    sim.users.unsubscribe(conn.id, None);
-    let _ = socket.send(Message::Close(None)).await;
+
+    fn close(&mut self, sim: &Sim) {
+        sim.users.unsubscribe(self.id, None);
+    }
 }
 
 /// Answers one request. Flags: the IP is banned (the socket must close); the request placed an order.

@@ -5,25 +5,21 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::candles::interval_ms;
 use super::error::ApiErr;
 use super::hub::{Subscriber, CONNECTION_QUEUE};
-use super::limiter::Draw;
-use super::record::RequestRecord;
 use super::state::Sim;
+use super::ws_conn::{self, Attempt, Session};
 
 pub const MAX_STREAMS: usize = 1024;
 const MAX_INCOMING_PER_SECOND: u32 = 5;
-/// Frames written before one flush.
-const WRITE_BATCH: usize = 256;
 
 pub async fn raw_path(State(sim): State<Arc<Sim>>, Path(streams): Path<String>, ws: WebSocketUpgrade) -> Response {
     let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
@@ -46,42 +42,20 @@ pub async fn combined(
 
 /// Counts the connection attempt, checks the stream names, then upgrades.
 fn open(sim: Arc<Sim>, ws: WebSocketUpgrade, names: &[&str], combined: bool, path: &str) -> Response {
-    let now = sim.now();
-    let draw = Draw {
-        weight: 0,
-        raw: false,
-        connection: true,
-        refundable: false,
-    };
-    let admitted = sim.limiter.lock().admit(now, draw, None);
-    let checked = admitted.and_then(|_| canonical_names(&sim, names));
-    let status = checked.as_ref().map(|_| 101).unwrap_or_else(|e| e.status);
-    sim.log.push(RequestRecord {
-        at_ms: now,
+    let attempt = Attempt {
         transport: "WS",
-        method: "GET".to_string(),
-        path: path.to_string(),
-        status,
+        method: "GET",
+        path,
         weight: 0,
-    });
-    match checked {
-        Ok(streams) => {
-            sim.limiter.lock().stats_mut().ws_connections += 1;
-            ws.on_upgrade(move |socket| serve(sim, socket, streams, combined))
-        }
-        Err(e) => error_response(e),
-    }
-}
-
-pub fn error_response(e: ApiErr) -> Response {
-    let status = axum::http::StatusCode::from_u16(e.status).unwrap_or(axum::http::StatusCode::BAD_REQUEST);
-    let mut response = (status, axum::Json(e.body())).into_response();
-    if let Some(retry) = e.retry {
-        response
-            .headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from(retry.secs));
-    }
-    response
+        forced_429: None,
+    };
+    ws_conn::upgrade(
+        sim,
+        ws,
+        attempt,
+        |sim| canonical_names(sim, names),
+        move |sim, socket, streams| serve(sim, socket, streams, combined),
+    )
 }
 
 /// Checks each name and returns the canonical names events are published under.
@@ -129,6 +103,9 @@ struct Conn {
     tx: mpsc::Sender<Utf8Bytes>,
     overflow: Arc<Notify>,
     streams: BTreeSet<String>,
+    /// Start of the current one-second window of incoming frames, and their count in it.
+    window: Instant,
+    incoming: u32,
 }
 
 impl Conn {
@@ -149,90 +126,46 @@ impl Conn {
         sim.hub.unsubscribe(name, self.id);
         self.streams.remove(name);
     }
-
-    fn close(&mut self, sim: &Sim) {
-        for name in std::mem::take(&mut self.streams) {
-            sim.hub.unsubscribe(&name, self.id);
-        }
-    }
 }
 
-async fn serve(sim: Arc<Sim>, mut socket: WebSocket, initial: Vec<String>, combined: bool) {
-    let (tx, mut rx) = mpsc::channel(CONNECTION_QUEUE);
+async fn serve(sim: Arc<Sim>, socket: WebSocket, initial: Vec<String>, combined: bool) {
+    let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
     let mut conn = Conn {
         id: sim.next_id(),
         combined,
         tx,
         overflow: Arc::new(Notify::new()),
         streams: BTreeSet::new(),
+        window: Instant::now(),
+        incoming: 0,
     };
     for name in initial {
         conn.subscribe(&sim, name);
     }
-    let mut kill = sim.drop_ws.subscribe();
-    let period = sim.config.ws_ping_interval.max(std::time::Duration::from_millis(10));
-    let mut pings = interval_at(Instant::now() + period, period);
-    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut last_pong = Instant::now();
-    let (mut window, mut incoming) = (Instant::now(), 0u32);
     let overflow = conn.overflow.clone();
-    loop {
-        tokio::select! {
-            frame = rx.recv() => {
-                let Some(frame) = frame else { break };
-                if socket.feed(Message::Text(frame)).await.is_err() {
-                    break;
-                }
-                let mut sent = 1;
-                while sent < WRITE_BATCH {
-                    let Ok(next) = rx.try_recv() else { break };
-                    if socket.feed(Message::Text(next)).await.is_err() {
-                        break;
-                    }
-                    sent += 1;
-                }
-                if socket.flush().await.is_err() {
-                    break;
-                }
-            }
-            msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break };
-                // Every incoming frame (pings and pongs too) counts against 5 per second.
-                if window.elapsed().as_secs_f64() >= 1.0 {
-                    window = Instant::now();
-                    incoming = 0;
-                }
-                incoming += 1;
-                if incoming > MAX_INCOMING_PER_SECOND {
-                    break;
-                }
-                match msg {
-                    Message::Text(text) => {
-                        if let Some(reply) = request(&sim, &mut conn, &text) {
-                            if socket.send(Message::Text(reply.to_string().into())).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    Message::Pong(_) => last_pong = Instant::now(),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Binary(_) => {}
-                }
-            }
-            _ = pings.tick() => {
-                if last_pong.elapsed() > sim.config.ws_pong_timeout + period {
-                    break;
-                }
-                if socket.send(Message::Ping(axum::body::Bytes::from_static(b"sim"))).await.is_err() {
-                    break;
-                }
-            }
-            _ = kill.changed() => break,
-            _ = overflow.notified() => break,
+    ws_conn::run(&sim, socket, rx, overflow, &mut conn).await;
+}
+
+impl Session for Conn {
+    /// Every incoming frame (pings and pongs too) counts against 5 per second.
+    fn allow_frame(&mut self) -> bool {
+        if self.window.elapsed().as_secs_f64() >= 1.0 {
+            self.window = Instant::now();
+            self.incoming = 0;
+        }
+        self.incoming += 1;
+        self.incoming <= MAX_INCOMING_PER_SECOND
+    }
+
+    async fn answer(&mut self, sim: &Sim, text: &str) -> (Option<String>, bool) {
+        (request(sim, self, text).map(|reply| reply.to_string()), false)
+    }
+
+    fn close(&mut self, sim: &Sim) {
+        for name in std::mem::take(&mut self.streams) {
+            sim.hub.unsubscribe(&name, self.id);
         }
     }
-    conn.close(&sim);
-    let _ = socket.send(Message::Close(None)).await;
 }
 
 /// Answers one SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS request.

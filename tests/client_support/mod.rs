@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
-use runner::exchange::{CallCtx, EventSink, MarketEvent, Order, OrderStatus};
+use runner::exchange::{
+    grid, CallCtx, EventSink, MarketEvent, Order, OrderRequest, OrderStatus, OrderType, Side, Venue,
+};
 use runner::ledger::{limits, Ledger, LedgerConfig, RateLimit, TokioClock};
 use runner::sim::{self, SimConfig, SimHandle};
 use tokio::sync::Notify;
@@ -49,6 +51,16 @@ impl RecordingSink {
             .rev()
             .find(|o| o.client_id == client_id)
             .cloned()
+    }
+
+    /// Waits until the last event seen for `client_id` has `status`, and returns that order.
+    pub async fn order_reaching(&self, client_id: &str, status: OrderStatus, timeout: Duration) -> Order {
+        let what = format!("{status:?} for {client_id} through the sink");
+        eventually(timeout, &what, || {
+            let last = self.last_order(client_id);
+            async move { last.filter(|o| o.status == status) }
+        })
+        .await
     }
 
     pub fn statuses(&self, client_id: &str) -> Vec<OrderStatus> {
@@ -91,6 +103,29 @@ pub fn ctx(strategy: &str) -> CallCtx {
         strategy: Arc::from(strategy),
         wait: Duration::from_secs(5),
     }
+}
+
+/// A LIMIT order request; the client fills in the time in force.
+pub fn limit(symbol: &str, side: Side, qty: f64, price: f64) -> OrderRequest {
+    OrderRequest {
+        symbol: symbol.into(),
+        side,
+        order_type: OrderType::Limit,
+        quantity: Some(qty),
+        quote_quantity: None,
+        price: Some(price),
+        tif: None,
+        client_id: None,
+    }
+}
+
+/// A BTCUSDT BUY resting at `factor` × the bid (read as `strategy`), worth about 30 USDT.
+pub async fn resting_buy(venue: &BinanceVenue, strategy: &str, factor: f64) -> OrderRequest {
+    let info = venue.symbol("BTCUSDT").expect("BTCUSDT listed");
+    let quote = venue.book_ticker(&ctx(strategy), "BTCUSDT").await.unwrap();
+    let price = grid::round_price(&info, quote.bid * factor).unwrap();
+    let qty = grid::round_qty(&info, 30.0 / price).unwrap();
+    limit("BTCUSDT", Side::Buy, qty, price)
 }
 
 pub fn paper_profile(sim: &SimHandle) -> Profile {

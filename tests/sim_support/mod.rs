@@ -47,6 +47,11 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
+    /// The request weight used this minute, as the `x-mbx-used-weight-1m` header reports it.
+    pub fn used_weight(&self) -> Option<u64> {
+        self.header("x-mbx-used-weight-1m").and_then(|w| w.parse().ok())
+    }
+
     pub fn code(&self) -> i64 {
         self.body["code"].as_i64().unwrap_or(0)
     }
@@ -104,12 +109,7 @@ impl Rest {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+pub use runner::ledger::clock::system_ms as now_ms;
 
 pub fn signed_query(params: &str, timestamp: i64) -> String {
     let payload = if params.is_empty() {

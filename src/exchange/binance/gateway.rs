@@ -321,6 +321,7 @@ impl Gateway {
         let midpoint = before + (after - before) / 2;
         let offset = self.offset_ms.load(Ordering::Relaxed) + (server.server_time - midpoint);
         self.offset_ms.store(offset, Ordering::Relaxed);
+        tracing::debug!(offset_ms = offset, round_trip_ms = after - before, "server time offset");
         self.ledger.set_server_offset_ms(offset);
         Ok(offset)
     }

@@ -56,6 +56,23 @@ pub fn parse_status(s: &str) -> Option<OrderStatus> {
 }
 
 impl OrderUpdate {
+    /// A final REJECTED state, with nothing filled.
+    pub fn rejected(client_id: String, reason: String, update_time: i64) -> Self {
+        OrderUpdate {
+            client_id,
+            id: None,
+            status: Some(OrderStatus::Rejected),
+            filled_qty: 0.0,
+            filled_quote: 0.0,
+            last_fill_qty: 0.0,
+            last_fill_price: 0.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: Some(reason),
+            update_time,
+        }
+    }
+
     /// From a REST order answer (`POST`, `GET` or `DELETE /api/v3/order`).
     pub fn from_wire(wire: &OrderWire, now_ms: i64) -> Self {
         // On a cancel answer the order's own id is in origClientOrderId.
@@ -187,6 +204,34 @@ pub struct NewOrder {
     pub time: i64,
 }
 
+impl NewOrder {
+    /// The order as it stands before the exchange has answered.
+    fn pending(&self) -> Order {
+        Order {
+            strategy: Arc::clone(&self.strategy),
+            id: None,
+            client_id: self.client_id.clone(),
+            symbol: self.symbol.clone(),
+            side: self.side,
+            order_type: self.order_type,
+            tif: self.tif,
+            status: OrderStatus::Pending,
+            price: self.price,
+            quantity: self.quantity,
+            filled_qty: 0.0,
+            filled_quote: 0.0,
+            avg_price: 0.0,
+            last_fill_qty: 0.0,
+            last_fill_price: 0.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: None,
+            time: self.time,
+            update_time: self.time,
+        }
+    }
+}
+
 pub struct OrderRegistry {
     state: Mutex<State>,
     journal: Option<Journal>,
@@ -230,28 +275,7 @@ impl OrderRegistry {
                 ),
             ));
         }
-        let order = Order {
-            strategy: Arc::clone(&new.strategy),
-            id: None,
-            client_id: new.client_id.clone(),
-            symbol: new.symbol.clone(),
-            side: new.side,
-            order_type: new.order_type,
-            tif: new.tif,
-            status: OrderStatus::Pending,
-            price: new.price,
-            quantity: new.quantity,
-            filled_qty: 0.0,
-            filled_quote: 0.0,
-            avg_price: 0.0,
-            last_fill_qty: 0.0,
-            last_fill_price: 0.0,
-            last_commission: 0.0,
-            commission_asset: None,
-            reject_reason: None,
-            time: new.time,
-            update_time: new.time,
-        };
+        let order = new.pending();
         let mut state = self.state.lock();
         if state.orders.contains_key(&new.client_id) {
             return Err(ApiError::new(
@@ -382,29 +406,18 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                 quantity,
                 time,
             } => {
-                let order = Order {
+                let new = NewOrder {
                     strategy: Arc::from(strategy),
-                    id: None,
-                    client_id: client_id.clone(),
+                    client_id,
                     symbol,
                     side,
                     order_type,
                     tif,
-                    status: OrderStatus::Pending,
                     price,
                     quantity,
-                    filled_qty: 0.0,
-                    filled_quote: 0.0,
-                    avg_price: 0.0,
-                    last_fill_qty: 0.0,
-                    last_fill_price: 0.0,
-                    last_commission: 0.0,
-                    commission_asset: None,
-                    reject_reason: None,
                     time,
-                    update_time: time,
                 };
-                state.orders.insert(client_id, order);
+                state.orders.insert(new.client_id.clone(), new.pending());
             }
             JournalRecord::Update {
                 client_id,

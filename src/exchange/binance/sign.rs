@@ -5,12 +5,24 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Lower-case hex HMAC-SHA256 of `payload` under `secret`.
+/// Lower-case hex HMAC-SHA256 of `payload` under `secret` (the exchange's signature format).
 pub fn hmac_hex(secret: &str, payload: &str) -> String {
+    hex::encode(keyed(secret, payload).finalize().into_bytes())
+}
+
+/// Whether `signature_hex` is the signature of `payload` under `secret`, compared in constant time.
+pub fn hmac_matches(secret: &str, payload: &str, signature_hex: &str) -> bool {
+    match hex::decode(signature_hex) {
+        Ok(signature) => keyed(secret, payload).verify_slice(&signature).is_ok(),
+        Err(_) => false,
+    }
+}
+
+fn keyed(secret: &str, payload: &str) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(payload.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 /// REST: the signed payload is the query string concatenated, without a separator, with the body.
@@ -63,6 +75,16 @@ mod tests {
         // Split between query and body, the signature is the same.
         let (q, b) = query.split_at(40);
         assert_eq!(rest_signature(DOC_SECRET, q, b), rest_signature(DOC_SECRET, query, ""));
+    }
+
+    #[test]
+    fn matches_only_the_right_signature() {
+        let signature = hmac_hex(DOC_SECRET, "a=1");
+        assert!(hmac_matches(DOC_SECRET, "a=1", &signature));
+        assert!(hmac_matches(DOC_SECRET, "a=1", &signature.to_uppercase()));
+        assert!(!hmac_matches(DOC_SECRET, "a=2", &signature));
+        assert!(!hmac_matches("other", "a=1", &signature));
+        assert!(!hmac_matches(DOC_SECRET, "a=1", "not hex"));
     }
 
     #[test]

@@ -271,21 +271,13 @@ impl BinanceVenue {
                 }
                 Err(e) if e.exchange_code == Some(-2013) && started.elapsed() >= self.options.unknown_order_grace => {
                     let waited = started.elapsed().as_secs();
-                    self.apply(&OrderUpdate {
-                        client_id: client_id.to_string(),
-                        id: None,
-                        status: Some(OrderStatus::Rejected),
-                        filled_qty: 0.0,
-                        filled_quote: 0.0,
-                        last_fill_qty: 0.0,
-                        last_fill_price: 0.0,
-                        last_commission: 0.0,
-                        commission_asset: None,
-                        reject_reason: Some(format!(
+                    self.apply(&OrderUpdate::rejected(
+                        client_id.to_string(),
+                        format!(
                             "the placement went unanswered and the exchange still does not know the order after {waited} s"
-                        )),
-                        update_time: self.gateway.now_ms(),
-                    });
+                        ),
+                        self.gateway.now_ms(),
+                    ));
                     return;
                 }
                 Err(e) => {
@@ -519,19 +511,11 @@ impl Venue for BinanceVenue {
                 Err(error)
             }
             Err(error) => {
-                self.apply(&OrderUpdate {
-                    client_id: client_id.clone(),
-                    id: None,
-                    status: Some(OrderStatus::Rejected),
-                    filled_qty: 0.0,
-                    filled_quote: 0.0,
-                    last_fill_qty: 0.0,
-                    last_fill_price: 0.0,
-                    last_commission: 0.0,
-                    commission_asset: None,
-                    reject_reason: Some(error.message.clone()),
-                    update_time: self.gateway.now_ms(),
-                });
+                self.apply(&OrderUpdate::rejected(
+                    client_id.clone(),
+                    error.message.clone(),
+                    self.gateway.now_ms(),
+                ));
                 Err(error)
             }
         }

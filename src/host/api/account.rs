@@ -5,15 +5,13 @@ use std::rc::Rc;
 use mlua::Lua;
 
 use super::convert::balances_table;
-use super::{publish, ApiCtx};
+use super::{host_function, publish, ApiCtx};
 
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
-    let c = ctx.clone();
     m.raw_set(
         "balances",
-        lua.create_function(move |lua, ()| {
-            c.guard.check()?;
+        host_function(lua, ctx, "account.balances", |lua, c, _| {
             balances_table(lua, &c.venue.balances())
         })?,
     )?;

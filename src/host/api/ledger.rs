@@ -5,15 +5,13 @@ use std::rc::Rc;
 use mlua::Lua;
 
 use super::convert::ledger_table;
-use super::{publish, ApiCtx};
+use super::{host_function, publish, ApiCtx};
 
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
-    let c = ctx.clone();
     m.raw_set(
         "status",
-        lua.create_function(move |lua, ()| {
-            c.guard.check()?;
+        host_function(lua, ctx, "ledger.status", |lua, c, _| {
             ledger_table(lua, &c.venue.ledger_status(&c.strategy()))
         })?,
     )?;

@@ -4,7 +4,7 @@ use std::rc::Rc;
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
-use super::{publish, usage, ApiCtx};
+use super::{host_function, publish, usage, ApiCtx};
 
 #[derive(Clone, Copy)]
 enum Level {
@@ -18,19 +18,17 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let string: Table = lua.globals().raw_get("string")?;
     let format: Function = string.raw_get("format")?;
     let m = lua.create_table()?;
-    for (name, level) in [
-        ("debug", Level::Debug),
-        ("info", Level::Info),
-        ("warn", Level::Warn),
-        ("error", Level::Error),
+    for (name, func, level) in [
+        ("debug", "log.debug", Level::Debug),
+        ("info", "log.info", Level::Info),
+        ("warn", "log.warn", Level::Warn),
+        ("error", "log.error", Level::Error),
     ] {
-        let c = ctx.clone();
         let format = format.clone();
         m.raw_set(
             name,
-            lua.create_function(move |lua, args: MultiValue| {
-                c.guard.check()?;
-                let line = render(lua, &format, args)?;
+            host_function(lua, ctx, func, move |lua, c, args| {
+                let line = render(lua, &format, args.into_values())?;
                 let strategy = c.strategy();
                 match level {
                     Level::Debug => tracing::debug!(strategy = %strategy, "{line}"),

@@ -3,11 +3,11 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, MultiValue, Value};
+use mlua::{Lua, Value};
 
 use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
-use super::{publish, usage, ApiCtx, Args};
-use crate::exchange::grid;
+use super::{exchange_function, host_function, publish, usage, ApiCtx, Args};
+use crate::exchange::{grid, CallCtx};
 
 const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
@@ -19,10 +19,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 
     // `market.quote` is hot: Rust returns plain numbers and a Lua wrapper builds the table
     // (cheaper than setting seven fields from Rust).
-    let c = ctx.clone();
-    let quote_fields = lua.create_function(move |lua, args: MultiValue| {
-        c.guard.check()?;
-        let args = Args::new("market.quote", args);
+    let quote_fields = host_function(lua, ctx, "market.quote", |lua, c, args| {
         let symbol = match args.get(0) {
             Value::String(s) => s.to_str()?,
             _ => return Err(args.bad(lua, 0, "symbol", "string")),
@@ -57,12 +54,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         .call(quote_fields)?;
     m.raw_set("quote", quote)?;
 
-    let c = ctx.clone();
     m.raw_set(
         "book",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("market.book", args);
+        host_function(lua, ctx, "market.book", |lua, c, args| {
             let symbol = c.symbol_arg(lua, &args, 0)?;
             let levels = args
                 .opt_count(lua, 1, "levels")?
@@ -74,22 +68,17 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         })?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "info",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("market.info", args);
+        host_function(lua, ctx, "market.info", |lua, c, args| {
             let symbol = args.string(lua, 0, "symbol")?;
             info_table(lua, &c.symbol_info(lua, args.func, &symbol)?)
         })?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "symbols",
-        lua.create_function(move |lua, ()| {
-            c.guard.check()?;
+        host_function(lua, ctx, "market.symbols", |lua, c, _| {
             let mut symbols = c.venue.symbols();
             symbols.sort();
             lua.create_sequence_from(symbols)
@@ -100,7 +89,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         ("round_price", grid::round_price as fn(&_, f64) -> Option<f64>),
         ("round_qty", grid::round_qty as fn(&_, f64) -> Option<f64>),
     ] {
-        let c = ctx.clone();
         let func: &'static str = if name == "round_price" {
             "market.round_price"
         } else {
@@ -108,9 +96,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         };
         m.raw_set(
             name,
-            lua.create_function(move |lua, args: MultiValue| {
-                c.guard.check()?;
-                let args = Args::new(func, args);
+            host_function(lua, ctx, func, move |lua, c, args| {
                 let symbol = args.string(lua, 0, "symbol")?;
                 let value = args.number(lua, 1, "value")?;
                 let info = c.symbol_info(lua, func, &symbol)?;
@@ -119,103 +105,90 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         )?;
     }
 
-    let c = ctx.clone();
     m.raw_set(
         "ticker",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.ticker", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.ticker(&call, &symbol).await }).await;
-                c.reply(&lua, result, ticker_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.ticker",
+            symbol_only,
+            |venue, call, symbol| async move { venue.ticker(&call, &symbol).await },
+            ticker_table,
+        )?,
     )?;
 
     let c = ctx.clone();
     m.raw_set(
         "book_ticker",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.book_ticker", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.book_ticker(&call, &symbol).await }).await;
-                c.reply(&lua, result, |lua, q| quote_table(lua, &c.keys, q))
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.book_ticker",
+            symbol_only,
+            |venue, call, symbol| async move { venue.book_ticker(&call, &symbol).await },
+            move |lua, q| quote_table(lua, &c.keys, q),
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "depth",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.depth", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_DEPTH);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.depth(&call, &symbol, limit).await })
-                    .await;
-                c.reply(&lua, result, depth_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.depth",
+            symbol_and_limit(DEFAULT_DEPTH),
+            |venue, call, (symbol, limit)| async move { venue.depth(&call, &symbol, limit).await },
+            depth_table,
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "klines",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.klines", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let interval = args.string(&lua, 1, "interval")?;
+        exchange_function(
+            lua,
+            ctx,
+            "market.klines",
+            |lua, c, args| {
+                let symbol = c.symbol_arg(lua, args, 0)?;
+                let interval = args.string(lua, 1, "interval")?;
                 if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
-                    return Err(usage(&lua, format!("market.klines: unknown interval '{interval}'")));
+                    return Err(usage(lua, format!("market.klines: unknown interval '{interval}'")));
                 }
-                let limit = args.opt_count(&lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.klines(&call, &symbol, &interval, limit).await })
-                    .await;
-                c.reply(&lua, result, |lua, k| convert::list(lua, k, kline_table))
-            }
-        })?,
+                let limit = args.opt_count(lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
+                Ok(((symbol, interval, limit), c.market_call(args.wait_option(lua)?)))
+            },
+            |venue, call, (symbol, interval, limit)| async move {
+                venue.klines(&call, &symbol, &interval, limit).await
+            },
+            |lua, k| convert::list(lua, k, kline_table),
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "trades",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("market.trades", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let limit = args.opt_count(&lua, 1, "limit")?.unwrap_or(DEFAULT_TRADES);
-                let call = c.market_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.trades(&call, &symbol, limit).await })
-                    .await;
-                c.reply(&lua, result, |lua, t| convert::list(lua, t, trade_table))
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "market.trades",
+            symbol_and_limit(DEFAULT_TRADES),
+            |venue, call, (symbol, limit)| async move { venue.trades(&call, &symbol, limit).await },
+            |lua, t| convert::list(lua, t, trade_table),
+        )?,
     )?;
 
     publish(lua, "market", m)
+}
+
+/// A lone symbol argument of a market-data call, with its budget context.
+fn symbol_only(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(String, CallCtx)> {
+    Ok((c.symbol_arg(lua, args, 0)?, c.market_call(args.wait_option(lua)?)))
+}
+
+/// `(symbol, limit?)` arguments of a market-data call, `default` standing for an absent limit.
+fn symbol_and_limit(default: u32) -> impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<((String, u32), CallCtx)> {
+    move |lua, c, args| {
+        let symbol = c.symbol_arg(lua, args, 0)?;
+        let limit = args.opt_count(lua, 1, "limit")?.unwrap_or(default);
+        Ok(((symbol, limit), c.market_call(args.wait_option(lua)?)))
+    }
 }

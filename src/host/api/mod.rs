@@ -1,8 +1,9 @@
 //! The strategy API: one file per Lua module, each with a `register` function.
 //!
-//! Every host function checks the VM's trip flag first, so nothing a script does after
-//! a caught trip reaches the host. Expected exchange failures return `nil, err`;
-//! programming mistakes raise an error that says where and what.
+//! Every host function is built by [`host_function`] or [`exchange_function`], which check the
+//! VM's trip flag first, so nothing a script does after a caught trip reaches the host.
+//! Expected exchange failures return `nil, err`; programming mistakes raise an error that
+//! says where and what.
 
 pub mod account;
 pub mod clock;
@@ -20,7 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 use tokio::runtime::Handle;
 
 use super::limits::Guard;
@@ -148,6 +149,53 @@ impl ApiCtx {
     }
 }
 
+/// A host function as a Lua function: checks the trip flag, then runs `body` on the call's arguments.
+pub fn host_function<R: IntoLuaMulti>(
+    lua: &Lua,
+    ctx: &Rc<ApiCtx>,
+    func: &'static str,
+    body: impl Fn(&Lua, &ApiCtx, Args) -> mlua::Result<R> + 'static,
+) -> mlua::Result<Function> {
+    let ctx = ctx.clone();
+    lua.create_function(move |lua, args: MultiValue| {
+        ctx.guard.check()?;
+        body(lua, &ctx, Args::new(func, args))
+    })
+}
+
+/// A charged exchange call as a Lua function returning `value, nil` or `nil, err`: `parse` checks the
+/// arguments and picks the budget context, `request` runs on the main runtime (so waiting for budget
+/// blocks only the calling coroutine), `build` turns the answer into a table.
+pub fn exchange_function<P, T, Fut>(
+    lua: &Lua,
+    ctx: &Rc<ApiCtx>,
+    func: &'static str,
+    parse: impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<(P, CallCtx)> + 'static,
+    request: impl Fn(Arc<dyn Venue>, CallCtx, P) -> Fut + 'static,
+    build: impl Fn(&Lua, &T) -> mlua::Result<Table> + 'static,
+) -> mlua::Result<Function>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    let ctx = ctx.clone();
+    let build = Rc::new(build);
+    lua.create_async_function(move |lua, args: MultiValue| {
+        let c = ctx.clone();
+        let build = build.clone();
+        let started = (|| -> mlua::Result<Fut> {
+            c.guard.check()?;
+            let args = Args::new(func, args);
+            let (params, call) = parse(&lua, &c, &args)?;
+            Ok(request(c.venue.clone(), call, params))
+        })();
+        async move {
+            let result = c.exchange(started?).await;
+            c.reply(&lua, result, |lua, value| build(lua, value))
+        }
+    })
+}
+
 /// A programming mistake: a Lua error prefixed with the script's `file:line:`.
 pub fn usage(lua: &Lua, message: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("{}{message}", location(lua)))
@@ -182,6 +230,11 @@ pub struct Args {
 impl Args {
     pub fn new(func: &'static str, values: MultiValue) -> Args {
         Args { func, values }
+    }
+
+    /// The raw argument values.
+    pub fn into_values(self) -> MultiValue {
+        self.values
     }
 
     pub fn get(&self, index: usize) -> &Value {

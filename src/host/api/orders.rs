@@ -4,11 +4,11 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{Lua, Table, Value};
 
 use super::convert::{self, order_table};
-use super::{publish, usage, wait_ms, ApiCtx, Args};
-use crate::exchange::{ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
+use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
+use crate::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
 use crate::host::spec::suggest;
 
 const PLACE_FIELDS: &[&str] = &[
@@ -26,96 +26,77 @@ const PLACE_FIELDS: &[&str] = &[
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
-    let c = ctx.clone();
+    let stats = ctx.stats.clone();
     m.raw_set(
         "place",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("orders.place", args);
+        exchange_function(
+            lua,
+            ctx,
+            "orders.place",
+            |lua, c, args| {
                 let Value::Table(spec) = args.get(0).clone() else {
-                    return Err(args.bad(&lua, 0, "order", "table"));
+                    return Err(args.bad(lua, 0, "order", "table"));
                 };
-                let (request, wait) = parse_request(&lua, &c, &spec)?;
-                let call = c.order_call(wait);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.place(&call, request).await }).await;
-                match &result {
-                    Ok(_) => c.stats.orders_placed.fetch_add(1, Ordering::Relaxed),
-                    Err(err) if err.code == ErrorCode::Rejected => {
-                        c.stats.orders_rejected.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(_) => 0,
-                };
-                c.reply(&lua, result, order_table)
-            }
-        })?,
+                let (request, wait) = parse_request(lua, c, &spec)?;
+                Ok((request, c.order_call(wait)))
+            },
+            move |venue, call, request| {
+                let stats = stats.clone();
+                async move {
+                    let result = venue.place(&call, request).await;
+                    match &result {
+                        Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
+                        Err(err) if err.code == ErrorCode::Rejected => {
+                            stats.orders_rejected.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Err(_) => 0,
+                    };
+                    result
+                }
+            },
+            order_table,
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "cancel",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("orders.cancel", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let order = order_ref(&lua, &args, 1)?;
-                let call = c.order_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.cancel(&call, &symbol, &order).await })
-                    .await;
-                c.reply(&lua, result, order_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "orders.cancel",
+            symbol_and_order,
+            |venue, call, (symbol, order)| async move { venue.cancel(&call, &symbol, &order).await },
+            order_table,
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "cancel_all",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("orders.cancel_all", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let call = c.order_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c.exchange(async move { venue.cancel_all(&call, &symbol).await }).await;
-                c.reply(&lua, result, |lua, list| convert::list(lua, list, order_table))
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "orders.cancel_all",
+            |lua, c, args| Ok((c.symbol_arg(lua, args, 0)?, c.order_call(args.wait_option(lua)?))),
+            |venue, call, symbol| async move { venue.cancel_all(&call, &symbol).await },
+            |lua, list| convert::list(lua, list, order_table),
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "get",
-        lua.create_async_function(move |lua, args: MultiValue| {
-            let c = c.clone();
-            async move {
-                c.guard.check()?;
-                let args = Args::new("orders.get", args);
-                let symbol = c.symbol_arg(&lua, &args, 0)?;
-                let order = order_ref(&lua, &args, 1)?;
-                let call = c.order_call(args.wait_option(&lua)?);
-                let venue = c.venue.clone();
-                let result = c
-                    .exchange(async move { venue.get_order(&call, &symbol, &order).await })
-                    .await;
-                c.reply(&lua, result, order_table)
-            }
-        })?,
+        exchange_function(
+            lua,
+            ctx,
+            "orders.get",
+            symbol_and_order,
+            |venue, call, (symbol, order)| async move { venue.get_order(&call, &symbol, &order).await },
+            order_table,
+        )?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "open",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("orders.open", args);
+        host_function(lua, ctx, "orders.open", |lua, c, args| {
             let symbol = match args.get(0) {
                 Value::Nil => None,
                 _ => Some(c.symbol_arg(lua, &args, 0)?),
@@ -126,6 +107,13 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     )?;
 
     publish(lua, "orders", m)
+}
+
+/// `(symbol, order)` arguments of a call about one order, with its budget context.
+fn symbol_and_order(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<((String, OrderRef), CallCtx)> {
+    let symbol = c.symbol_arg(lua, args, 0)?;
+    let order = order_ref(lua, args, 1)?;
+    Ok(((symbol, order), c.order_call(args.wait_option(lua)?)))
 }
 
 /// An exchange order id (number) or a client order id (string).

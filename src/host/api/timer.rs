@@ -3,9 +3,9 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue};
+use mlua::Lua;
 
-use super::{publish, usage, ApiCtx, Args};
+use super::{host_function, publish, usage, ApiCtx};
 use crate::host::timers::TimerOp;
 
 /// Shortest period accepted, so a typo cannot turn a timer into a busy loop.
@@ -14,12 +14,9 @@ const MIN_PERIOD: Duration = Duration::from_millis(1);
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
     for (name, func, repeat) in [("every", "timer.every", true), ("after", "timer.after", false)] {
-        let c = ctx.clone();
         m.raw_set(
             name,
-            lua.create_function(move |lua, args: MultiValue| {
-                c.guard.check()?;
-                let args = Args::new(func, args);
+            host_function(lua, ctx, func, move |lua, c, args| {
                 let ms = args.number(lua, 0, "ms")?;
                 let timer = args.string(lua, 1, "name")?;
                 if !ms.is_finite() || ms < 0.0 || (repeat && Duration::from_secs_f64(ms / 1000.0) < MIN_PERIOD) {
@@ -35,12 +32,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             })?,
         )?;
     }
-    let c = ctx.clone();
     m.raw_set(
         "cancel",
-        lua.create_function(move |lua, args: MultiValue| {
-            c.guard.check()?;
-            let args = Args::new("timer.cancel", args);
+        host_function(lua, ctx, "timer.cancel", |lua, c, args| {
             let timer = args.string(lua, 0, "name")?;
             c.timers.apply(TimerOp::Cancel(timer.into()));
             Ok(())

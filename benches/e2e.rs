@@ -1,0 +1,903 @@
+//! End-to-end figures, everything in one process on loopback:
+//!
+//! - `tick_to_order`: simulator → market stream → client → host → Lua `on_book` → `orders.place` →
+//!   signed REST request. Timed on the wire by a byte-forwarding relay between the client and the
+//!   simulator (see [`WireProbe`]).
+//! - `throughput`: bookTicker quotes handled by Lua `on_book` per second, simulator driven flat out.
+//! - `reload`: file saved → the new version handling events, with `Host::reload` and with the file
+//!   watcher; every event is counted across the swaps.
+//! - `memory`: 100 idle strategies in one host: resident memory and Lua heap per strategy.
+//!
+//! `cargo bench --bench e2e` runs all four; `cargo bench --bench e2e -- reload memory` runs some.
+//! Figures are printed as they are measured; nothing is estimated.
+
+#[path = "../tests/host_support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use async_trait::async_trait;
+use parking_lot::{Condvar, Mutex};
+use rust_decimal::Decimal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer;
+
+use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
+use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
+use runner::host::{Host, HostConfig, StopReason, StrategyStats};
+use runner::ledger::{IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit, TokioClock};
+use runner::reload::{self, ReloadTarget};
+use runner::sim::{self, SimConfig, SimHandle};
+use support::TestVenue;
+
+/// Every wait for the system under test; a hang fails the run instead of stalling it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn main() -> Result<()> {
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()));
+    let logs = LogCapture::install();
+    println!("machine: {} cores, load average {}", cores(), load_average());
+    // First, so the process has not grown for other reasons yet.
+    if runs("memory") {
+        memory(&logs, 100)?;
+    }
+    if runs("tick_to_order") {
+        tick_to_order(&logs, 2000)?;
+    }
+    if runs("throughput") {
+        use Source::*;
+        throughput(&[(Simulator, 1), (Replay, 1), (Replay, 4)], Duration::from_secs(5))?;
+    }
+    if runs("reload") {
+        reload(&logs, 25)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Tick to order
+
+/// Alternates BTC between these two prices; the strategy fires when the bid crosses the trigger.
+/// Every bid near `HIGH` starts with an 8, which is how the relay recognises the frame.
+const LOW: u32 = 50_000;
+const HIGH: u32 = 85_000;
+
+const TICK_TO_ORDER: &str = r#"
+local TRIGGER = 65000
+local armed, arms, fires = false, 0, 0
+return {
+    name = "trigger",
+    symbols = { "BTCUSDT" },
+    streams = { "book" },
+    on_book = function(q)
+        if q.bid < TRIGGER then
+            if not armed then
+                armed = true
+                arms = arms + 1
+                log.info("armed %d", arms)
+            end
+        elseif armed then
+            armed = false
+            fires = fires + 1
+            -- Far below the market and immediate-or-cancel: it expires without trading.
+            local o, err = orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", tif = "IOC",
+                quantity = 0.001, price = market.round_price("BTCUSDT", q.bid * 0.5) }
+            log.info("placed %d %s", fires, o and o.status or tostring(err))
+        end
+    end,
+}
+"#;
+
+fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
+    const WARM_UP: usize = 100;
+    println!(
+        "\n== tick to order: {samples} samples after {WARM_UP} warm-up, load {}",
+        load_average()
+    );
+    let exchange_rt = runtime("exchange", 1)?;
+    let client_rt = runtime("client", 2)?;
+    let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+    let probe = exchange_rt.block_on(WireProbe::start(&sim, br#""b":"8"#, b"POST /api/v3/order"))?;
+    let dir = tempfile::tempdir()?;
+    let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
+    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), &sim, dir.path()))?;
+    client_rt.block_on(host.add(&path))?;
+
+    let mut wire = Vec::with_capacity(samples);
+    let mut from_step = Vec::with_capacity(samples);
+    for i in 1..=WARM_UP + samples {
+        // Stepped until seen: the first steps may come before the stream subscription is live.
+        set_btc(&sim, LOW)?;
+        let armed = format!("armed {i}");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            sim.step_market();
+            if logs.wait_for(&armed, Duration::from_millis(50)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the strategy never saw the low price: {:?}", host.stats());
+            }
+        }
+        probe.reset();
+        set_btc(&sim, HIGH)?;
+        let step = Instant::now();
+        sim.step_market();
+        let placed = logs.wait(&format!("placed {i} "))?;
+        ensure!(
+            placed.ends_with("EXPIRED"),
+            "the order was not placed as intended: {placed}"
+        );
+        let (tick, order) = probe
+            .instants()
+            .with_context(|| format!("sample {i}: missing an instant"))?;
+        ensure!(order > tick, "sample {i}: the order left before the quote arrived");
+        if i > WARM_UP {
+            wire.push(order - tick);
+            from_step.push(order - step);
+        }
+    }
+    println!("frame on the wire to the client → order request on the wire to the exchange");
+    println!("  {}", Distribution::of(&mut wire));
+    println!("simulator step starts (price move, requote, publish) → order request on the wire");
+    println!("  {}", Distribution::of(&mut from_step));
+    println!("load average after: {}", load_average());
+    client_rt.block_on(async {
+        host.stop_all(StopReason::Shutdown).await;
+        venue.shutdown().await;
+    });
+    exchange_rt.block_on(sim.shutdown());
+    Ok(())
+}
+
+fn set_btc(sim: &SimHandle, price: u32) -> Result<()> {
+    ensure!(
+        sim.set_price("BTCUSDT", Decimal::from(price)),
+        "the simulator refused the price"
+    );
+    Ok(())
+}
+
+/// A byte-forwarding relay between the client and the simulator that notes, to the
+/// microsecond, when a chosen market frame leaves for the client (it has been read from the
+/// simulator and is being written to the client's socket) and when the first bytes of an
+/// order request arrive from the client. Both instants are on the client's own sockets, so
+/// their difference is the client's tick-to-order time; the relay's one extra hop lies
+/// outside it.
+struct WireProbe {
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+}
+
+#[derive(Default)]
+struct Seen {
+    tick: Option<Instant>,
+    order: Option<Instant>,
+}
+
+impl WireProbe {
+    async fn start(sim: &SimHandle, tick: &'static [u8], order: &'static [u8]) -> Result<WireProbe> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let upstream = sim.addr();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let noted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let seen = noted.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                    let (client_rx, client_tx) = client.into_split();
+                    let (server_rx, server_tx) = server.into_split();
+                    let down = relay(server_rx, client_tx, tick, seen.clone(), |s| &mut s.tick);
+                    let up = relay(client_rx, server_tx, order, seen, |s| &mut s.order);
+                    tokio::join!(down, up);
+                });
+            }
+        });
+        Ok(WireProbe { addr, seen })
+    }
+
+    fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn reset(&self) {
+        *self.seen.lock() = Seen::default();
+    }
+
+    fn instants(&self) -> Result<(Instant, Instant)> {
+        let seen = self.seen.lock();
+        match (seen.tick, seen.order) {
+            (Some(tick), Some(order)) => Ok((tick, order)),
+            (tick, order) => bail!("frame seen: {}, order seen: {}", tick.is_some(), order.is_some()),
+        }
+    }
+}
+
+/// Copies `from` to `to`; the first time `pattern` passes after a reset, notes the instant
+/// the bytes carrying it were read.
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    pattern: &'static [u8],
+    seen: Arc<Mutex<Seen>>,
+    slot: fn(&mut Seen) -> &mut Option<Instant>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    // The end of the previous read, so a pattern split across two reads is still found.
+    let mut tail: Vec<u8> = Vec::with_capacity(2 * pattern.len());
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let now = Instant::now();
+        let chunk = &buf[..n];
+        tail.extend_from_slice(&chunk[..n.min(pattern.len())]);
+        if contains(&tail, pattern) || contains(chunk, pattern) {
+            slot(&mut seen.lock()).get_or_insert(now);
+        }
+        tail.clear();
+        tail.extend_from_slice(&chunk[n.saturating_sub(pattern.len() - 1)..]);
+        if to.write_all(chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Events per second
+
+fn quote_counter(name: &str) -> String {
+    format!(
+        r#"
+local n, spread = 0, 0
+return {{
+    name = "{name}",
+    symbols = {{ {symbols} }},
+    streams = {{ "book" }},
+    on_book = function(q) n = n + 1 spread = q.ask - q.bid end,
+}}
+"#,
+        symbols = SYMBOLS.map(|s| format!("{s:?}")).join(", ")
+    )
+}
+
+const SYMBOLS: [&str; 10] = [
+    "BTCUSDT", "ETHUSDT", "ETHBTC", "BNBUSDT", "BNBBTC", "BNBETH", "SOLUSDT", "SOLBTC", "XRPUSDT", "XRPBTC",
+];
+
+/// Where the market frames come from.
+#[derive(Clone, Copy, Debug)]
+enum Source {
+    /// The simulator, stepped flat out (its own cost shares the two cores).
+    Simulator,
+    /// A stream server that sends ready-made bookTicker frames as fast as the client reads them.
+    Replay,
+}
+
+fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
+    for &(source, count) in runs {
+        println!(
+            "\n== events/s: {source:?} source, {count} strategies × 10 symbols' bookTicker, {run:?}, load {}",
+            load_average()
+        );
+        let exchange_rt = runtime("exchange", 1)?;
+        let client_rt = runtime("client", 2)?;
+        let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+        let streams = match source {
+            Source::Simulator => sim.addr(),
+            Source::Replay => exchange_rt.block_on(replay_server())?,
+        };
+        let dir = tempfile::tempdir()?;
+        let (venue, host) =
+            client_rt.block_on(connect(&sim.addr().to_string(), &streams.to_string(), &sim, dir.path()))?;
+        for i in 0..count {
+            let path = write(dir.path(), &format!("q{i}.lua"), &quote_counter(&format!("q{i}")))?;
+            client_rt.block_on(host.add(&path))?;
+        }
+        let step = || {
+            if let Source::Simulator = source {
+                sim.step_market();
+            }
+        };
+        // Wait until quotes flow (the subscriptions are live).
+        let deadline = Instant::now() + PATIENCE;
+        while totals(&host.stats()).0 == 0 {
+            ensure!(Instant::now() < deadline, "no quote reached the strategies");
+            step();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (handled0, coalesced0) = totals(&host.stats());
+        let (strategy_cpu0, client_cpu0) = (thread_cpu("strategy:")?, thread_cpu("client")?);
+        let started = Instant::now();
+        let mut steps = 0u64;
+        while started.elapsed() < run {
+            match source {
+                Source::Simulator => {
+                    step();
+                    steps += 1;
+                }
+                Source::Replay => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        let elapsed = started.elapsed();
+        let (handled1, coalesced1) = totals(&host.stats());
+        let (strategy_cpu, client_cpu) = (
+            thread_cpu("strategy:")? - strategy_cpu0,
+            thread_cpu("client")? - client_cpu0,
+        );
+        let per_s = |n: u64| n as f64 / elapsed.as_secs_f64();
+        let (handled, coalesced) = (handled1 - handled0, coalesced1 - coalesced0);
+        if let Source::Simulator = source {
+            println!("simulator steps: {:.0}/s", per_s(steps));
+        }
+        println!(
+            "quotes handled by on_book: {:.0}/s in all, {:.0}/s per strategy; quotes replaced by a newer one \
+             while the strategy was busy: {:.0}/s; errors {}",
+            per_s(handled),
+            per_s(handled) / count as f64,
+            per_s(coalesced),
+            host.stats().iter().map(|s| s.errors).sum::<u64>()
+        );
+        println!(
+            "CPU: strategy threads {:.2} s ({:.2} µs per quote handled), client runtime {:.2} s ({:.2} µs per \
+             quote received), over {:.2} s",
+            strategy_cpu.as_secs_f64(),
+            strategy_cpu.as_secs_f64() * 1e6 / handled as f64,
+            client_cpu.as_secs_f64(),
+            client_cpu.as_secs_f64() * 1e6 / (handled + coalesced) as f64 * count as f64,
+            elapsed.as_secs_f64()
+        );
+        println!("load average after: {}", load_average());
+        client_rt.block_on(async {
+            host.stop_all(StopReason::Shutdown).await;
+            venue.shutdown().await;
+        });
+        exchange_rt.block_on(sim.shutdown());
+    }
+    Ok(())
+}
+
+/// CPU time (user + system) of this process's threads whose name starts with `prefix`.
+fn thread_cpu(prefix: &str) -> Result<Duration> {
+    // Linux reports it in clock ticks; 100 per second on every common configuration.
+    const TICKS_PER_SECOND: u64 = 100;
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let stat = match std::fs::read_to_string(task?.path().join("stat")) {
+            Ok(stat) => stat,
+            Err(_) => continue, // the thread ended meanwhile
+        };
+        // `pid (comm) state ...`: the name may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the name: state is field 3, utime 14 and stime 15 (1-based over the whole line).
+        let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        ticks += field(14) + field(15);
+    }
+    Ok(Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND))
+}
+
+/// Accepts market-stream connections and sends each an endless run of combined bookTicker
+/// frames for [`SYMBOLS`], as fast as the connection takes them.
+async fn replay_server() -> Result<std::net::SocketAddr> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                for u in 1u64.. {
+                    let symbol = SYMBOLS[(u % SYMBOLS.len() as u64) as usize];
+                    let bid = 100.0 + (u % 1000) as f64 * 0.01;
+                    let frame = format!(
+                        r#"{{"stream":"{}@bookTicker","data":{{"u":{u},"s":"{symbol}","b":"{bid:.2}","B":"1.5","a":"{:.2}","A":"2.5"}}}}"#,
+                        symbol.to_lowercase(),
+                        bid + 0.01
+                    );
+                    // Flushed in batches, as a busy server's writes coalesce.
+                    let sent = if u % 32 == 0 {
+                        ws.send(Message::text(frame)).await
+                    } else {
+                        ws.feed(Message::text(frame)).await
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// (events handled, quotes replaced in an inbox) over every strategy.
+fn totals(stats: &[StrategyStats]) -> (u64, u64) {
+    stats
+        .iter()
+        .fold((0, 0), |(h, c), s| (h + s.events_handled, c + s.events_coalesced))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Hot reload
+
+fn reloading(version: usize) -> String {
+    format!(
+        r#"
+local first = true
+return {{
+    name = "live",
+    symbols = {{ "BTCUSDT" }},
+    streams = {{ "trade" }},
+    on_trade = function(t)
+        if first then
+            first = false
+            log.info("version {version} handles trade %d", t.id)
+        end
+        if t.id ~= (state.last or 0) + 1 then state.gaps = (state.gaps or 0) + 1 end
+        state.last = t.id
+        state.count = (state.count or 0) + 1
+    end,
+}}
+"#
+    )
+}
+
+/// Pause between two trades fed to the host while reloading (the OS adds its own slack).
+const FEED_EVERY: Duration = Duration::from_micros(100);
+
+fn reload(logs: &LogCapture, reloads: usize) -> Result<()> {
+    println!(
+        "\n== hot reload: {reloads} reloads each way, a trade every {FEED_EVERY:?} + OS slack, load {}",
+        load_average()
+    );
+    let rt = runtime("host", 2)?;
+    let dir = tempfile::tempdir()?;
+    let state_dir = dir.path().join("state");
+    let path = write(dir.path(), "live.lua", &reloading(0))?;
+    let host = rt.block_on(async {
+        let host = Host::new(
+            TestVenue::new(),
+            HostConfig {
+                stdlib_dir: repo_path("stdlib"),
+                state_dir: Some(state_dir.clone()),
+                ..HostConfig::default()
+            },
+        );
+        host.add(&path).await.map(|_| host)
+    })?;
+    let (fed, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+    let feeding = Instant::now();
+    let feeder = feed_trades(host.clone(), fed.clone(), stop.clone());
+    logs.wait("version 0 handles trade")?;
+
+    let mut direct = Vec::with_capacity(reloads);
+    let mut swaps = Vec::with_capacity(reloads);
+    for v in 1..=reloads {
+        std::fs::write(&path, reloading(v))?;
+        let saved = Instant::now();
+        let outcome = rt.block_on(host.reload("live"))?;
+        let first = logs.wait_instant(&format!("version {v} handles trade"))?;
+        direct.push(first - saved);
+        swaps.push(outcome.swap);
+    }
+    let watcher = rt.block_on(async { reload::spawn(Arc::new(Reloader(host.clone())), reload::DEFAULT_DEBOUNCE) })?;
+    let mut watched = Vec::with_capacity(reloads);
+    for v in reloads + 1..=2 * reloads {
+        save_like_an_editor(&path, &reloading(v))?;
+        let saved = Instant::now();
+        let first = logs.wait_instant(&format!("version {v} handles trade"))?;
+        watched.push(first - saved);
+    }
+    watcher.abort();
+    stop.store(true, Ordering::SeqCst);
+    let feeding = feeding.elapsed();
+    feeder.join().map_err(|_| anyhow!("the feeder panicked"))?;
+    let fed = fed.load(Ordering::SeqCst);
+    rt.block_on(host.stop_all(StopReason::Shutdown));
+    let stats = host.stats();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(state_dir.join("strategies/live.json"))?)?;
+    println!(
+        "Host::reload: write → new version's first event   {}",
+        Distribution::of(&mut direct)
+    );
+    println!(
+        "  of which the swap itself (request → in place)   {}",
+        Distribution::of(&mut swaps)
+    );
+    println!(
+        "file watcher: editor save (rename) → new version's first event   {}",
+        Distribution::of(&mut watched)
+    );
+    println!(
+        "events: fed {fed} in {:.2} s, handled {}, out of order or missing {}, dropped {}",
+        feeding.as_secs_f64(),
+        state["count"],
+        state.get("gaps").map_or(0, |g| g.as_u64().unwrap_or(u64::MAX)),
+        stats.iter().map(|s| s.trades_dropped).sum::<u64>()
+    );
+    ensure!(state["count"].as_u64() == Some(fed), "events were lost: {state}");
+    ensure!(state.get("gaps").is_none(), "events arrived out of order: {state}");
+    println!("load average after: {}", load_average());
+    Ok(())
+}
+
+/// Feeds trades with consecutive ids from its own thread, one every ~[`FEED_EVERY`], until `stop`.
+fn feed_trades(host: Arc<Host>, fed: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut id = 0;
+        while !stop.load(Ordering::SeqCst) {
+            id += 1;
+            host.market(MarketEvent::Trade(Trade {
+                symbol: "BTCUSDT".into(),
+                id,
+                price: 65_000.0,
+                qty: 0.01,
+                time: 1_700_000_000_000,
+                buyer_maker: false,
+            }));
+            fed.store(id, Ordering::SeqCst);
+            std::thread::sleep(FEED_EVERY);
+        }
+    })
+}
+
+/// What the file watcher drives: the host.
+struct Reloader(Arc<Host>);
+
+#[async_trait]
+impl ReloadTarget for Reloader {
+    fn names(&self) -> Vec<String> {
+        self.0.names()
+    }
+
+    fn watched_files(&self, name: &str) -> Vec<PathBuf> {
+        self.0.watched_files(name)
+    }
+
+    async fn reload(&self, name: &str) -> Result<Duration, String> {
+        self.0.reload(name).await.map(|o| o.swap).map_err(|e| e.to_string())
+    }
+}
+
+/// Editors save by writing a temporary file and renaming it over the original.
+fn save_like_an_editor(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("lua.tmp~");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Memory per idle strategy
+
+const IDLE: &str = r#"
+local ind = require("indicators")
+local fast, slow = ind.ema(12), ind.ema(26)
+return {
+    symbols = { "BTCUSDT", "ETHUSDT", "ETHBTC" },
+    streams = { "book", "trade" },
+    on_start = function()
+        timer.every(60000, "report")
+        log.info("heap %.1f KiB", collectgarbage("count"))
+    end,
+    on_trade = function(t) fast:update(t.price) slow:update(t.price) end,
+    on_timer = function() log.info("ema %.2f %.2f", fast:value() or 0, slow:value() or 0) end,
+}
+"#;
+
+fn memory(logs: &LogCapture, count: usize) -> Result<()> {
+    println!(
+        "\n== memory: {count} idle strategies in one host, load {}",
+        load_average()
+    );
+    let rt = runtime("host", 2)?;
+    let dir = tempfile::tempdir()?;
+    let host = rt.block_on(async {
+        Host::new(
+            TestVenue::new(),
+            HostConfig {
+                stdlib_dir: repo_path("stdlib"),
+                ..HostConfig::default()
+            },
+        )
+    });
+    let paths: Vec<PathBuf> = (0..count)
+        .map(|i| write(dir.path(), &format!("idle{i:03}.lua"), IDLE))
+        .collect::<Result<_>>()?;
+    let before = proc_status()?;
+    rt.block_on(async {
+        for path in &paths {
+            host.add(path).await?;
+        }
+        Ok::<_, runner::host::LoadError>(())
+    })?;
+    let heaps = logs.wait_all("heap ", count)?;
+    let after = proc_status()?;
+    let mut heap_kib: Vec<f64> = heaps
+        .iter()
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse().ok())
+        .collect();
+    ensure!(heap_kib.len() == count, "a heap figure is missing");
+    heap_kib.sort_by(f64::total_cmp);
+    let grown = after.rss_kib.saturating_sub(before.rss_kib);
+    println!(
+        "RSS {} → {} KiB (+{} KiB), threads {} → {}: {:.0} KiB per strategy",
+        before.rss_kib,
+        after.rss_kib,
+        grown,
+        before.threads,
+        after.threads,
+        grown as f64 / count as f64
+    );
+    println!(
+        "Lua heap per VM after on_start: min {:.1} KiB, median {:.1} KiB, max {:.1} KiB",
+        heap_kib[0],
+        heap_kib[count / 2],
+        heap_kib[count - 1]
+    );
+    ensure!(
+        host.stats().iter().filter(|s| s.running).count() == count,
+        "a strategy stopped"
+    );
+    rt.block_on(host.stop_all(StopReason::Shutdown));
+    Ok(())
+}
+
+struct ProcStatus {
+    rss_kib: u64,
+    threads: u64,
+}
+
+fn proc_status() -> Result<ProcStatus> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let field = |name: &str| -> Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| anyhow!("no {name} in /proc/self/status"))?;
+        line[name.len()..]
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("unreadable {line}"))
+    };
+    Ok(ProcStatus {
+        rss_kib: field("VmRSS:")?,
+        threads: field("Threads:")?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared
+
+/// A simulator with limits out of the way and a market that moves only when stepped.
+fn quiet_sim() -> SimConfig {
+    SimConfig {
+        limits: vec![
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 10_000_000),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 10, 10_000_000),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Day, 1, 100_000_000),
+            RateLimit::new(PoolKind::RawRequests, IntervalUnit::Minute, 5, 100_000_000),
+            RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 5, 300),
+        ],
+        market_tick: Duration::ZERO,
+        dislocation_every: Duration::ZERO,
+        ..SimConfig::default()
+    }
+}
+
+/// The production wiring (as `engine::run` does it): ledger, Binance client, host. REST and
+/// market streams go to the given `host:port`s (the simulator, or something in front of it);
+/// the WebSocket API (user data) to the simulator.
+async fn connect(rest: &str, streams: &str, sim: &SimHandle, dir: &Path) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
+    let ledger = Ledger::new(
+        runner::ledger::limits::binance_spot_defaults(),
+        LedgerConfig::default(),
+        Arc::new(TokioClock::new()),
+    );
+    let profile = Profile::paper(
+        &format!("http://{rest}"),
+        &format!("ws://{streams}"),
+        &sim.ws_api_url(),
+        Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+    );
+    let venue = BinanceVenue::connect(profile, ledger, ClientOptions::default())
+        .await
+        .context("the client connects")?;
+    let host = Host::new(
+        venue.clone(),
+        HostConfig {
+            stdlib_dir: repo_path("stdlib"),
+            state_dir: Some(dir.join("state")),
+            ..HostConfig::default()
+        },
+    );
+    let sink: Arc<dyn EventSink> = host.clone();
+    venue.start(sink).await.map_err(|e| anyhow!("streams start: {e}"))?;
+    Ok((venue, host))
+}
+
+fn runtime(name: &str, workers: usize) -> Result<Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name(name)
+        .enable_all()
+        .build()?)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Sorted samples, summarised.
+struct Distribution {
+    n: usize,
+    p50: Duration,
+    p90: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+impl Distribution {
+    fn of(samples: &mut [Duration]) -> Distribution {
+        samples.sort();
+        // Nearest rank: the smallest sample with at least p of the samples at or below it.
+        let rank = |p: f64| samples[((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        Distribution {
+            n: samples.len(),
+            p50: rank(0.50),
+            p90: rank(0.90),
+            p99: rank(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+impl std::fmt::Display for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        write!(
+            f,
+            "n={} p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            self.n,
+            us(self.p50),
+            us(self.p90),
+            us(self.p99),
+            us(self.max)
+        )
+    }
+}
+
+/// The Lua `log` lines of every strategy, each with the instant it was written: the bench
+/// learns what a strategy did, and when, without touching the code under test.
+#[derive(Default)]
+struct LogCapture {
+    lines: Mutex<Vec<(Instant, String)>>,
+    added: Condvar,
+}
+
+impl LogCapture {
+    fn install() -> Arc<LogCapture> {
+        let capture = Arc::new(LogCapture::default());
+        // Only the `log` module's events are enabled, so no other callsite in the measured
+        // paths becomes more expensive than in production.
+        let only_lua_logs =
+            tracing_subscriber::filter::Targets::new().with_target("runner::host::api::log", tracing::Level::INFO);
+        let subscriber = tracing_subscriber::registry().with(CaptureLayer(capture.clone()).with_filter(only_lua_logs));
+        if tracing::subscriber::set_global_default(subscriber).is_err() {
+            eprintln!("a tracing subscriber was already installed; strategy logs cannot be captured");
+        }
+        capture
+    }
+
+    /// The first line starting with `prefix`, waiting for it.
+    fn wait(&self, prefix: &str) -> Result<String> {
+        self.wait_line(prefix).map(|(_, line)| line)
+    }
+
+    fn wait_instant(&self, prefix: &str) -> Result<Instant> {
+        self.wait_line(prefix).map(|(at, _)| at)
+    }
+
+    fn wait_line(&self, prefix: &str) -> Result<(Instant, String)> {
+        self.wait_for(prefix, PATIENCE)
+    }
+
+    fn wait_for(&self, prefix: &str, patience: Duration) -> Result<(Instant, String)> {
+        let deadline = Instant::now() + patience;
+        let mut lines = self.lines.lock();
+        loop {
+            if let Some(found) = lines.iter().rev().find(|(_, l)| l.starts_with(prefix)) {
+                return Ok(found.clone());
+            }
+            if self.added.wait_until(&mut lines, deadline).timed_out() {
+                bail!("no strategy logged {prefix:?} within {patience:?}");
+            }
+        }
+    }
+
+    /// `count` lines starting with `prefix`.
+    fn wait_all(&self, prefix: &str, count: usize) -> Result<Vec<String>> {
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = self.lines.lock();
+        loop {
+            let found: Vec<String> = lines
+                .iter()
+                .filter(|(_, l)| l.starts_with(prefix))
+                .map(|(_, l)| l.clone())
+                .collect();
+            if found.len() >= count {
+                return Ok(found);
+            }
+            if self.added.wait_until(&mut lines, deadline).timed_out() {
+                bail!("{} of {count} strategies logged {prefix:?}", found.len());
+            }
+        }
+    }
+}
+
+struct CaptureLayer(Arc<LogCapture>);
+
+impl<S: tracing::Subscriber> Layer<S> for CaptureLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let at = Instant::now();
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lines.lock().push((at, message.0));
+        self.0.added.notify_all();
+    }
+}
+
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
