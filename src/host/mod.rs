@@ -142,6 +142,10 @@ struct Slot {
 pub struct Host {
     shared: Arc<Shared>,
     slots: RwLock<HashMap<String, Arc<Slot>>>,
+    /// Order events for strategies not added yet (e.g. orders restored from the journal
+    /// and resolved while the strategies load), handed over when they are added.
+    /// Taken before `slots` wherever both are held.
+    unclaimed: Mutex<HashMap<String, Vec<Order>>>,
 }
 
 impl Host {
@@ -155,6 +159,7 @@ impl Host {
                 router: router::Router::default(),
             }),
             slots: RwLock::new(HashMap::new()),
+            unclaimed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -192,6 +197,7 @@ impl Host {
         };
         let name = meta.name.clone();
         let registered = {
+            let mut unclaimed = self.unclaimed.lock();
             let mut slots = self.slots.write();
             let taken = slots
                 .get(&name)
@@ -205,6 +211,10 @@ impl Host {
                         thread: Mutex::new(None),
                     }),
                 );
+                // Delivered after on_start, like every event.
+                for order in unclaimed.remove(&name).unwrap_or_default() {
+                    strategy.inbox.push(Event::Order(order));
+                }
             }
             !taken
         };
@@ -340,11 +350,13 @@ impl EventSink for Host {
     }
 
     fn order(&self, order: Order) {
+        let mut unclaimed = self.unclaimed.lock();
         match self.slots.read().get(&*order.strategy) {
             Some(slot) if !slot.strategy.stats.stopped.load(Ordering::Relaxed) => {
                 slot.strategy.inbox.push(Event::Order(order))
             }
-            _ => tracing::warn!(
+            None => unclaimed.entry(order.strategy.to_string()).or_default().push(order),
+            Some(_) => tracing::warn!(
                 strategy = %order.strategy,
                 client_id = %order.client_id,
                 "order event for a strategy that is not running"

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::limits::{Interval, PoolKind};
+use super::limits::{Interval, PoolKind, RateLimit};
 use super::state::State;
 use super::Ledger;
 
@@ -34,6 +34,10 @@ pub(crate) struct Snapshot {
 struct SavedPool {
     kind: PoolKind,
     interval: Interval,
+    /// The pool's limit, so a pool the configured limits lack can be adopted on restore
+    /// (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    limit: Option<u64>,
     window_start_ms: i64,
     used: u64,
 }
@@ -48,6 +52,7 @@ pub(crate) fn snapshot(st: &State) -> Snapshot {
             .map(|p| SavedPool {
                 kind: p.limit.kind,
                 interval: p.limit.interval,
+                limit: Some(p.limit.limit),
                 window_start_ms: p.window_start,
                 used: p.used,
             })
@@ -93,6 +98,7 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
         tracing::warn!(path = %path.display(), version = snapshot.version, "unknown ledger state version; starting fresh");
         return;
     }
+    adopt_missing_pools(st, &snapshot, now_ms);
     let mut restored = 0;
     for saved in &snapshot.pools {
         let current = saved.interval.window_start(now_ms) == saved.window_start_ms;
@@ -117,6 +123,35 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
         resume_at_ms = st.backoff.active(now_ms).map(|(_, r)| r),
         "restored ledger state"
     );
+}
+
+/// Adds the saved pools with a current window that the configured limits lack. The ledger
+/// starts on documented defaults, but the exchange may announce other windows (say 300 per
+/// 10 seconds) and does so only after start-up requests have been sent: without this their
+/// counts would be lost and a restart could burst over a window the exchange still holds.
+/// The next announcement of limits replaces them like any other pool.
+fn adopt_missing_pools(st: &mut State, snapshot: &Snapshot, now_ms: i64) {
+    let configured: Vec<RateLimit> = st.pools.iter().map(|p| p.limit).collect();
+    let missing: Vec<RateLimit> = snapshot
+        .pools
+        .iter()
+        .filter(|saved| saved.interval.window_start(now_ms) == saved.window_start_ms)
+        .filter(|saved| {
+            !configured
+                .iter()
+                .any(|l| l.kind == saved.kind && l.interval.millis() == saved.interval.millis())
+        })
+        .filter_map(|saved| {
+            Some(RateLimit {
+                kind: saved.kind,
+                interval: saved.interval,
+                limit: saved.limit.filter(|l| *l > 0)?,
+            })
+        })
+        .collect();
+    if !missing.is_empty() {
+        st.set_limits(configured.into_iter().chain(missing).collect());
+    }
 }
 
 /// Saves periodically while running; stops (saving once more) when stopped or dropped.

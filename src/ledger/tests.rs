@@ -512,6 +512,29 @@ mod persistence {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_restart_keeps_the_count_of_a_pool_the_defaults_lack() {
+        let start = Instant::now();
+        let dir = tempfile::tempdir().unwrap();
+        // The exchange announced a 10-second pool the configured defaults do not have.
+        let announced = vec![RateLimit::new(RequestWeight, Second, 10, 50)];
+        let l = ledger_with(weight_per_minute(100), persisted(dir.path()));
+        l.set_limits(announced.clone());
+        l.try_reserve("s", Lane::Order, weight(45)).unwrap();
+        l.save().unwrap();
+        tokio::time::advance(2 * SEC).await;
+        let again = reopen(dir.path(), start);
+        assert!(
+            again.try_reserve("s", Lane::Order, weight(6)).is_err(),
+            "the 10-second window's 45 carried over"
+        );
+        // Announcing the same pool again keeps the count.
+        again.set_limits(announced);
+        assert_eq!(pool(&again.status("s"), RequestWeight).used, 45);
+        tokio::time::advance(10 * SEC).await;
+        assert!(again.try_reserve("s", Lane::Order, weight(50)).is_ok(), "a new window");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_restart_after_the_window_discards_the_count() {
         let start = Instant::now();
         let dir = tempfile::tempdir().unwrap();

@@ -84,19 +84,20 @@ pub async fn handle(
     if ep.effect != Effect::None {
         sim.limiter.lock().settle(charge, kept);
     }
-    if ep.effect == Effect::Place {
-        let delay = sim.faults.order_answer_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-    }
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
         Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
         _ => result,
     };
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
+    // Logged before a delayed answer: a client that gives up first still sent the request.
     sim.log.push(record(status, kept));
+    if ep.effect == Effect::Place {
+        let delay = sim.faults.order_answer_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
     respond(&sim, now, ep, result)
 }
 

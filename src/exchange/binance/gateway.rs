@@ -90,6 +90,8 @@ pub struct RestReply {
     pub status: u16,
     pub body: Vec<u8>,
     pub verdict: Verdict,
+    /// Exchange time (ms) at which the request left, after any wait for budget.
+    pub sent_at_ms: i64,
 }
 
 impl RestReply {
@@ -204,6 +206,7 @@ impl Gateway {
         let cost = weights::rest_cost(call.method.as_str(), call.path, &borrowed)
             .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
+        let sent_at_ms = self.ledger.now_ms();
 
         let query = self.query_string(call);
         let mut url = String::with_capacity(self.rest_base.len() + call.path.len() + query.len() + 1);
@@ -247,7 +250,12 @@ impl Gateway {
             _ = self.shutdown.wait() => return Err(SendError::Stopped),
         };
         self.observe(&permit, usage, verdict.clone());
-        let reply = RestReply { status, body, verdict };
+        let reply = RestReply {
+            status,
+            body,
+            verdict,
+            sent_at_ms,
+        };
         if call.credit_on_success && reply.is_success() {
             self.ledger.credit(&permit, cost.weight);
         }
@@ -301,9 +309,11 @@ impl Gateway {
     /// Fetches the server time and hands the offset to the ledger. Charged (weight 1).
     pub async fn sync_time(&self, wait: Duration) -> Result<i64, SendError> {
         let call = RestCall::new(HttpMethod::Get, "/api/v3/time", Lane::MarketData);
-        let before = self.ledger.now_ms();
         let reply = self.rest(CLIENT_STRATEGY, wait, &call).await?;
         let after = self.ledger.now_ms();
+        // The round trip starts when the request left, not when it began to wait for budget
+        // (a wait through a ban or a full window would otherwise skew the offset by half of it).
+        let before = reply.sent_at_ms;
         let server: super::wire::ServerTime = serde_json::from_slice(&reply.body)
             .map_err(|e| SendError::Transport(format!("unreadable server time (HTTP {}): {e}", reply.status)))?;
         // now_ms already includes the previous offset; correct it by the remaining error
