@@ -96,8 +96,13 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             api_key = sim::PAPER_API_KEY,
             "simulated exchange listening (Ctrl-C stops it)"
         );
+        let mut limits = sim::SimConfig::default().limits;
+        // A kind given on the command line replaces all of Binance's entries of that kind.
+        limits.retain(|l| !args.limits.iter().any(|given| given.kind == l.kind));
+        limits.extend(args.limits.iter().copied());
         let config = sim::SimConfig {
             seed: args.seed,
+            limits,
             ..sim::SimConfig::default()
         };
         sim::serve(config, listener, shutdown_signal())

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
+
 const EXAMPLES: &str = "\
 Examples:
   runner strategies/arb.lua                      paper trading on the built-in simulated exchange
@@ -148,11 +150,65 @@ pub struct SimArgs {
     /// Seed of the synthetic market (same seed, same market).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// A limit to enforce instead of Binance's for that pool kind, as KIND=COUNT/WINDOW, e.g.
+    /// REQUEST_WEIGHT=300/10s or ORDERS=20/10s (kinds: REQUEST_WEIGHT, ORDERS, RAW_REQUESTS, CONNECTIONS;
+    /// windows: s, m, h, d). Repeat for several; small limits let you stress a strategy safely.
+    #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
+    pub limits: Vec<RateLimit>,
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 }
 
+/// Parses `REQUEST_WEIGHT=300/10s` into a limit of 300 per 10-second window.
+pub fn parse_limit(text: &str) -> Result<RateLimit, String> {
+    let usage = || format!("{text:?}: expected KIND=COUNT/WINDOW, e.g. REQUEST_WEIGHT=300/10s");
+    let (kind, rest) = text.split_once('=').ok_or_else(usage)?;
+    let (count, window) = rest.split_once('/').ok_or_else(usage)?;
+    let kind = PoolKind::parse(kind.trim()).ok_or_else(|| {
+        format!("{text:?}: unknown kind {kind:?} (REQUEST_WEIGHT, ORDERS, RAW_REQUESTS or CONNECTIONS)")
+    })?;
+    let limit: u64 = count.trim().parse().map_err(|_| usage())?;
+    let window = window.trim();
+    let unit = window
+        .chars()
+        .last()
+        .and_then(IntervalUnit::from_letter)
+        .ok_or_else(usage)?;
+    let num: u32 = window[..window.len() - 1].parse().map_err(|_| usage())?;
+    if limit == 0 || num == 0 {
+        return Err(format!("{text:?}: the count and the window must be positive"));
+    }
+    Ok(RateLimit::new(kind, unit, num, limit))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 5m, 1h30m)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_and_bad_ones_are_explained() {
+        assert_eq!(
+            parse_limit("REQUEST_WEIGHT=300/10s").unwrap(),
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 10, 300)
+        );
+        assert_eq!(
+            parse_limit("ORDERS=20/1d").unwrap(),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Day, 1, 20)
+        );
+        for bad in [
+            "WEIGHT=1/1s",
+            "ORDERS=x/1s",
+            "ORDERS=5/10y",
+            "ORDERS=0/1s",
+            "ORDERS",
+            "ORDERS=5/s",
+        ] {
+            assert!(parse_limit(bad).is_err(), "{bad} should be refused");
+        }
+    }
 }

@@ -218,3 +218,69 @@ return {
     let (status, _) = run.finish();
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn sim_command_serves_and_announces_the_limits_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.args([
+        "sim",
+        "--port",
+        "0",
+        "--limit",
+        "REQUEST_WEIGHT=300/10s",
+        "--limit",
+        "ORDERS=20/10s",
+    ]);
+    let mut run = tokio::task::spawn_blocking(move || {
+        let mut run = Running::spawn(cmd);
+        let line = run.wait_for("the listening line", |l| l.contains("simulated exchange listening"));
+        (run, line)
+    });
+    let (sim, line) = (&mut run).await.unwrap();
+    let plain = line.replace("\u{1b}", " ");
+    let at = plain
+        .find("http://127.0.0.1:")
+        .expect("a REST URL in the listening line");
+    let url: String = plain[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    let info: serde_json::Value = reqwest::get(format!("{url}/api/v3/exchangeInfo"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let limits = info["rateLimits"].as_array().unwrap();
+    let find = |kind: &str| {
+        limits
+            .iter()
+            .filter(|l| l["rateLimitType"] == kind)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let weight = find("REQUEST_WEIGHT");
+    assert_eq!(weight.len(), 1, "{limits:?}");
+    assert_eq!(
+        (
+            weight[0]["limit"].as_u64(),
+            weight[0]["interval"].as_str(),
+            weight[0]["intervalNum"].as_u64()
+        ),
+        (Some(300), Some("SECOND"), Some(10))
+    );
+    assert_eq!(
+        find("ORDERS").len(),
+        1,
+        "both Binance ORDERS windows are replaced: {limits:?}"
+    );
+    assert_eq!(
+        find("RAW_REQUESTS").len(),
+        1,
+        "kinds not given keep Binance's: {limits:?}"
+    );
+    sim.terminate();
+    let (status, _) = tokio::task::spawn_blocking(move || sim.finish()).await.unwrap();
+    assert!(status.success());
+}
