@@ -119,10 +119,15 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         _ => StopReason::Shutdown,
     })
     .await;
-    if config.cancel_on_exit {
-        cancel_open_orders(&venue_dyn, &host.names()).await;
+    let cancelled_on_exit = if config.cancel_on_exit {
+        cancel_open_orders(&venue_dyn, &host.names()).await
+    } else {
+        BTreeMap::new()
+    };
+    let mut summary = Summary::collect(&host, &venue_dyn, end);
+    for line in &mut summary.strategies {
+        line.cancelled_on_exit = cancelled_on_exit.get(&line.name).copied().unwrap_or(0);
     }
-    let summary = Summary::collect(&host, &venue_dyn, end);
     venue.shutdown().await;
     // Stopping the autosave writes the final state.
     autosave.stop().await;
@@ -200,8 +205,10 @@ async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Futur
     }
 }
 
-/// Cancels what the strategies left open, each order under its owner's name.
-async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) {
+/// Cancels what the strategies left open, each order under its owner's name;
+/// returns how many were cancelled per strategy.
+async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
     for name in strategies {
         let ctx = CallCtx {
             strategy: name.as_str().into(),
@@ -212,12 +219,14 @@ async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) {
         for symbol in symbols {
             match venue.cancel_all(&ctx, &symbol).await {
                 Ok(cancelled) => {
+                    *counts.entry(name.clone()).or_insert(0) += cancelled.len() as u64;
                     tracing::info!(strategy = %name, %symbol, count = cancelled.len(), "cancelled open orders on exit")
                 }
                 Err(e) => tracing::warn!(strategy = %name, %symbol, error = %e, "could not cancel open orders on exit"),
             }
         }
     }
+    counts
 }
 
 struct HostReloader(Arc<Host>);
@@ -280,6 +289,8 @@ pub struct StrategySummary {
     pub orders_placed: u64,
     pub orders_filled: u64,
     pub orders_cancelled: u64,
+    /// Open orders the runner cancelled at exit (`--cancel-on-exit`).
+    pub cancelled_on_exit: u64,
     pub orders_rejected: u64,
     pub open_orders: usize,
     pub errors: u64,
@@ -314,6 +325,7 @@ impl Summary {
                     orders_placed: s.orders_placed,
                     orders_filled: s.orders_filled,
                     orders_cancelled: s.orders_cancelled,
+                    cancelled_on_exit: 0,
                     orders_rejected: s.orders_rejected,
                     errors: s.errors,
                     pnl: s.flows,
@@ -349,12 +361,13 @@ impl fmt::Display for Summary {
         for s in &self.strategies {
             writeln!(
                 f,
-                "  {}: orders placed {}, filled {}, cancelled {}, rejected {}; open {}; errors {}",
+                "  {}: orders placed {}, filled {}, cancelled {}, rejected {}; cancelled at exit {}; open {}; errors {}",
                 s.name,
                 s.orders_placed,
                 s.orders_filled,
                 s.orders_cancelled,
                 s.orders_rejected,
+                s.cancelled_on_exit,
                 s.open_orders,
                 s.errors
             )?;

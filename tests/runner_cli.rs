@@ -284,3 +284,31 @@ async fn sim_command_serves_and_announces_the_limits_it_is_given() {
     let (status, _) = tokio::task::spawn_blocking(move || sim.finish()).await.unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn orders_left_open_are_cancelled_at_exit_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rester.lua");
+    fs::write(
+        &file,
+        r#"return {
+  symbols = { "BTCUSDT" },
+  on_start = function()
+    local t = assert(market.ticker("BTCUSDT"))
+    local price = market.round_price("BTCUSDT", t.price * 0.8)
+    local o, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = price, quantity = 0.001 }
+    log.info("resting order %s", o and o.status or tostring(err))
+  end,
+}"#,
+    )
+    .unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).arg("--duration").arg("3s");
+    let (status, output) = run_to_end(cmd);
+    assert!(status.success(), "{output}");
+    assert!(output.contains("resting order NEW"), "{output}");
+    assert!(
+        output.contains("rester: orders placed 1, filled 0, cancelled 0, rejected 0; cancelled at exit 1; open 0"),
+        "{output}"
+    );
+}
