@@ -62,22 +62,22 @@ fn check(args: CheckArgs) -> Result<(), AppError> {
     };
     let symbols: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
     let known = |s: &str| symbols.iter().any(|k| k == s);
-    let mut failures = Vec::new();
+    let mut failures = 0;
     for path in &args.strategies {
         match host::check(path, &host_config, &known) {
             Ok(meta) => println!("ok    {} ({})", path.display(), meta.name),
             Err(e) => {
                 println!("error {e}");
-                failures.push(path.display().to_string());
+                failures += 1;
             }
         }
     }
-    if failures.is_empty() {
+    if failures == 0 {
         Ok(())
     } else {
         Err(AppError::Check(format!(
             "{} of {} strategies failed the check",
-            failures.len(),
+            failures,
             args.strategies.len()
         )))
     }

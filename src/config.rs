@@ -134,6 +134,8 @@ impl RunConfig {
         };
         let status_secs = args.status_every.or(file.status_every).unwrap_or(10);
         let common = CommonConfig::resolve(&args.common, Some(&file))?;
+        // Only a run writes state; `check` must leave the disk alone.
+        ensure_writable(&common.state_dir)?;
         Ok(RunConfig {
             strategies,
             mode,
@@ -164,7 +166,6 @@ impl CommonConfig {
             .clone()
             .or_else(|| file.and_then(|f| f.state_dir.clone()))
             .unwrap_or_else(|| PathBuf::from("state"));
-        ensure_writable(&state_dir)?;
         let stdlib_dir = match args.stdlib.clone().or_else(|| file.and_then(|f| f.stdlib.clone())) {
             Some(dir) if dir.is_dir() => dir,
             Some(dir) => return Err(ConfigError::Stdlib(dir)),
