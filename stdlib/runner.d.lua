@@ -180,7 +180,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field avg_price number average fill price (0 before the first fill)
 ---@field last_fill_qty number quantity of the latest fill (0 if the change was not a fill)
 ---@field last_fill_price number price of the latest fill
----@field commission? number commission charged on the latest fill
+---@field commission number commission charged on the latest fill (0 if the change was not a fill)
 ---@field commission_asset? string the asset that commission was charged in
 ---@field reject_reason? string why the exchange rejected it
 ---@field time integer creation time, exchange ms

@@ -14,7 +14,16 @@ pub type LoadedFiles = Arc<Mutex<Vec<PathBuf>>>;
 /// Installs the `require` global. `roots` are searched in order.
 pub fn install(lua: &Lua, roots: Vec<PathBuf>, files: LoadedFiles) -> mlua::Result<()> {
     let cache = lua.create_table()?;
-    let roots: Vec<PathBuf> = roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect();
+    let roots: Vec<PathBuf> = roots
+        .into_iter()
+        .filter_map(|root| match root.canonicalize() {
+            Ok(root) => Some(root),
+            Err(err) => {
+                tracing::warn!(root = %root.display(), "require: module folder left out: {err}");
+                None
+            }
+        })
+        .collect();
     let require = lua.create_function(move |lua, name: String| {
         if let Some(module) = cache.raw_get::<Option<Value>>(name.as_str())? {
             return Ok(module);

@@ -83,17 +83,20 @@ fn install_load(lua: &Lua, globals: &Table) -> mlua::Result<()> {
 
 fn install_print(lua: &Lua, globals: &Table, strategy: Rc<str>) -> mlua::Result<()> {
     let print = lua.create_function(move |_, args: MultiValue| {
-        let mut line = String::new();
-        for (i, value) in args.iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            line.push_str(&value.to_string().unwrap_or_else(|_| format!("{value:?}")));
-        }
-        tracing::info!(strategy = %strategy, "{line}");
+        tracing::info!(strategy = %strategy, "{}", tab_joined(&args));
         Ok(())
     })?;
     globals.raw_set("print", print)
+}
+
+/// The values' `tostring`s joined by tabs, as `print` writes them (a value whose
+/// `__tostring` fails shows its type name).
+pub fn tab_joined(values: &MultiValue) -> String {
+    values
+        .iter()
+        .map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned()))
+        .collect::<Vec<_>>()
+        .join("\t")
 }
 
 fn install_collectgarbage(lua: &Lua, globals: &Table) -> mlua::Result<()> {

@@ -284,7 +284,10 @@ impl StrategyVm {
                 warnings.push(format!("state was replaced by a {}; nothing kept", other.type_name()));
                 StateValue::empty()
             }
-            Err(_) => StateValue::empty(),
+            Err(err) => {
+                warnings.push(format!("state could not be read ({err}); nothing kept"));
+                StateValue::empty()
+            }
         }
     }
 

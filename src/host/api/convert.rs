@@ -56,21 +56,17 @@ pub fn ticker_table(lua: &Lua, ticker: &Ticker) -> mlua::Result<Table> {
 
 /// `{symbol, update_id, bids = {{price, qty}, ...}, asks = {...}}`
 pub fn depth_table(lua: &Lua, depth: &Depth) -> mlua::Result<Table> {
-    let levels = |side: &[(f64, f64)]| -> mlua::Result<Table> {
-        let list = lua.create_table_with_capacity(side.len(), 0)?;
-        for (i, (price, qty)) in side.iter().enumerate() {
-            let level = lua.create_table_with_capacity(2, 0)?;
-            level.raw_set(1, *price)?;
-            level.raw_set(2, *qty)?;
-            list.raw_set(i + 1, level)?;
-        }
-        Ok(list)
+    let level = |lua: &Lua, &(price, qty): &(f64, f64)| -> mlua::Result<Table> {
+        let level = lua.create_table_with_capacity(2, 0)?;
+        level.raw_set(1, price)?;
+        level.raw_set(2, qty)?;
+        Ok(level)
     };
     let table = lua.create_table_with_capacity(0, 4)?;
     table.raw_set("symbol", depth.symbol.as_str())?;
     table.raw_set("update_id", depth.update_id)?;
-    table.raw_set("bids", levels(&depth.bids)?)?;
-    table.raw_set("asks", levels(&depth.asks)?)?;
+    table.raw_set("bids", list(lua, &depth.bids, level)?)?;
+    table.raw_set("asks", list(lua, &depth.asks, level)?)?;
     Ok(table)
 }
 
@@ -182,8 +178,7 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, 6)?;
     table.raw_set("state", status.state.as_str())?;
     table.raw_set("resume_at", status.resume_at_ms)?;
-    let pools = lua.create_table_with_capacity(status.pools.len(), 0)?;
-    for (i, pool) in status.pools.iter().enumerate() {
+    let pools = list(lua, &status.pools, |lua, pool| {
         let entry = lua.create_table_with_capacity(0, 7)?;
         entry.raw_set("type", pool.kind.as_str())?;
         entry.raw_set("interval", pool.interval.unit.as_str())?;
@@ -192,8 +187,8 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("used", pool.used)?;
         entry.raw_set("resets_at", pool.resets_at_ms)?;
         entry.raw_set("peak", pool.peak)?;
-        pools.raw_set(i + 1, entry)?;
-    }
+        Ok(entry)
+    })?;
     table.raw_set("pools", pools)?;
     let mine = lua.create_table_with_capacity(0, 4)?;
     mine.raw_set("weight", status.mine.weight)?;

@@ -50,10 +50,6 @@ fn render(lua: &Lua, format: &Function, args: MultiValue) -> mlua::Result<String
             .call::<String>(args)
             .map_err(|err| usage(lua, format!("log: {}", crate::host::sandbox::error_text(&err)))),
         Some(Value::String(s)) => Ok(s.to_string_lossy()),
-        _ => Ok(args
-            .iter()
-            .map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned()))
-            .collect::<Vec<_>>()
-            .join("\t")),
+        _ => Ok(crate::host::sandbox::tab_joined(&args)),
     }
 }
