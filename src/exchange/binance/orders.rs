@@ -350,6 +350,11 @@ impl OrderRegistry {
         self.state.lock().orders.get(client_id).cloned()
     }
 
+    /// Whether this process placed (or restored) the order, without copying it.
+    pub fn owns(&self, client_id: &str) -> bool {
+        self.state.lock().orders.contains_key(client_id)
+    }
+
     pub fn find(&self, order: &OrderRef) -> Option<Order> {
         let state = self.state.lock();
         match order {
@@ -590,6 +595,7 @@ mod tests {
         assert_eq!((&*restored.strategy, restored.status), ("a", OrderStatus::New));
         assert_eq!(registry.get(&filled).unwrap().status, OrderStatus::Filled);
         assert!(registry.get(&unsent).is_none());
+        assert!(registry.owns(&kept) && !registry.owns(&unsent));
         let unresolved: Vec<String> = registry.unresolved().into_iter().map(|o| o.client_id).collect();
         assert_eq!(unresolved, vec![kept.clone()]);
         assert_eq!(registry.find(&OrderRef::Id(43)).unwrap().client_id, filled);

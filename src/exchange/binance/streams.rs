@@ -228,7 +228,7 @@ impl ConnectionTask {
         let mut request_id = 0u64;
         let mut received = false;
         let mut wanted = self.desired.borrow_and_update().clone();
-        loop {
+        let end = loop {
             let pending = wanted != active;
             tokio::select! {
                 frame = read.next() => match frame {
@@ -242,13 +242,11 @@ impl ConnectionTask {
                 },
                 changed = self.desired.changed() => {
                     if changed.is_err() {
-                        let _ = write.close().await;
-                        return SessionEnd::Shutdown;
+                        break SessionEnd::Shutdown;
                     }
                     wanted = self.desired.borrow_and_update().clone();
                     if wanted.is_empty() {
-                        let _ = write.close().await;
-                        return SessionEnd::Closed;
+                        break SessionEnd::Closed;
                     }
                 }
                 _ = tokio::time::sleep_until(next_control), if pending => {
@@ -274,16 +272,15 @@ impl ConnectionTask {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(rotate_at) => {
-                    let _ = write.close().await;
-                    return SessionEnd::Closed;
-                }
-                _ = shutdown.wait() => {
-                    let _ = write.close().await;
-                    return SessionEnd::Shutdown;
-                }
+                _ = tokio::time::sleep_until(rotate_at) => break SessionEnd::Closed,
+                _ = shutdown.wait() => break SessionEnd::Shutdown,
             }
+        };
+        // The session is over either way; a failed close only means the peer went first.
+        if let Err(e) = write.close().await {
+            tracing::debug!("market stream close: {e}");
         }
+        end
     }
 }
 

@@ -352,7 +352,7 @@ impl UserDataHandler for BinanceVenue {
         match event {
             UserDataEvent::ExecutionReport(report) => {
                 let update = OrderUpdate::from_report(&report);
-                if self.registry.get(&update.client_id).is_none() {
+                if !self.registry.owns(&update.client_id) {
                     tracing::debug!(
                         client_id = update.client_id,
                         "update for an order this process does not own"
