@@ -471,7 +471,9 @@ impl WsApiSender {
     }
 
     pub async fn close(&mut self) {
-        let _ = self.sink.close().await;
+        if let Err(e) = self.sink.close().await {
+            tracing::debug!(error = %e, "closing the WebSocket API connection failed");
+        }
     }
 }
 
