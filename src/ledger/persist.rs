@@ -166,7 +166,9 @@ impl Autosave {
     pub async fn stop(mut self) {
         self.stop.take();
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            if let Err(e) = task.await {
+                tracing::warn!(error = %e, "the ledger autosave task failed; the final save may be missing");
+            }
         }
     }
 }

@@ -230,12 +230,7 @@ impl Gateway {
         let exchange = async {
             let response = request.send().await.map_err(|e| self.transport_error(&e))?;
             let status = response.status().as_u16();
-            let usage = usage::parse_usage_headers(
-                response
-                    .headers()
-                    .iter()
-                    .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
-            );
+            let usage = header_usage(response.headers());
             let retry_after = response
                 .headers()
                 .get("retry-after")
@@ -347,12 +342,7 @@ impl Gateway {
         match result {
             Err(_) => Err(SendError::Timeout(self.request_timeout.as_millis() as u64)),
             Ok(Ok((stream, response))) => {
-                let usage = usage::parse_usage_headers(
-                    response
-                        .headers()
-                        .iter()
-                        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
-                );
+                let usage = header_usage(response.headers());
                 self.observe(&permit, usage, Verdict::Ok);
                 Ok(stream)
             }
@@ -481,6 +471,17 @@ impl WsApiSender {
     }
 
     pub async fn close(&mut self) {
-        let _ = self.sink.close().await;
+        if let Err(e) = self.sink.close().await {
+            tracing::debug!(error = %e, "closing the WebSocket API connection failed");
+        }
     }
+}
+
+/// The usage headers of an HTTP response (REST or WebSocket upgrade); values that are not text are skipped.
+fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
+    usage::parse_usage_headers(
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
 }
