@@ -92,7 +92,10 @@ fn check_accepts_good_files_and_names_the_line_of_broken_ones() {
     let (status, output) = run_to_end(cmd);
     assert!(!status.success(), "{output}");
     assert!(output.contains("broken.lua:3"), "file:line expected in:\n{output}");
-    assert!(!dir.path().join("state").exists(), "check must not create the state dir");
+    assert!(
+        !dir.path().join("state").exists(),
+        "check must not create the state dir"
+    );
 }
 
 #[test]
