@@ -48,7 +48,7 @@ fn load(files: &Files, venue: &Arc<TestVenue>) -> StrategyVm {
         &path,
         VmOptions {
             venue: venue.clone(),
-            handle: None,
+            calls: None,
             stdlib_dir: &files.path().join("stdlib"),
             memory_limit: 64 << 20,
             instruction_budget: 50_000_000,

@@ -31,7 +31,7 @@ fn registered() -> BTreeSet<String> {
         &path,
         VmOptions {
             venue: support::TestVenue::new(),
-            handle: None,
+            calls: None,
             stdlib_dir: &root().join("stdlib"),
             memory_limit: 64 << 20,
             instruction_budget: 10_000_000,

@@ -7,6 +7,7 @@
 //! never block the venue, reloads strategies in place, and stops them cleanly.
 
 pub mod api;
+pub mod calls;
 mod error;
 pub mod inbox;
 pub mod limits;
@@ -173,6 +174,7 @@ impl Host {
             stats,
             files: Mutex::new(Arc::new(Mutex::new(vec![path.to_path_buf()]))),
             stop_requested: tokio::sync::Notify::new(),
+            calls: calls::Calls::default(),
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -372,7 +374,7 @@ pub fn check(path: &Path, config: &HostConfig, known_symbol: &dyn Fn(&str) -> bo
         path,
         VmOptions {
             venue: Arc::new(Offline),
-            handle: None,
+            calls: None,
             stdlib_dir: &config.stdlib_dir,
             memory_limit: config.memory_limit,
             instruction_budget: worker::instruction_budget(config),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use mlua::{ChunkMode, Function, IntoLuaMulti, Lua, Thread, ThreadStatus, Value};
 use parking_lot::Mutex;
-use tokio::runtime::Handle;
 
 use super::api::{self, convert, ApiCtx};
+use super::calls::Calls;
 use super::error::LoadError;
 use super::inbox::Event;
 use super::limits::{self, Guard, TripKind};
@@ -26,8 +26,8 @@ use crate::exchange::Venue;
 /// Everything a VM is built from.
 pub struct VmOptions<'a> {
     pub venue: Arc<dyn Venue>,
-    /// The main runtime for exchange calls; `None` when only checking.
-    pub handle: Option<Handle>,
+    /// Runs exchange calls on the strategy's thread; `None` when only checking.
+    pub calls: Option<Calls>,
     pub stdlib_dir: &'a Path,
     pub memory_limit: usize,
     pub instruction_budget: u64,
@@ -78,7 +78,7 @@ impl StrategyVm {
         let api = ApiCtx::new(
             &lua,
             options.venue.clone(),
-            options.handle.clone(),
+            options.calls.clone(),
             guard.clone(),
             Arc::from(&*provisional),
             options.stats.clone(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
+use super::calls::Calls;
 use super::error::LoadError;
 use super::inbox::{Event, Inbox};
 use super::limits::INSTRUCTIONS_PER_SECOND;
@@ -42,6 +43,8 @@ pub struct StrategyShared {
     pub files: Mutex<LoadedFiles>,
     /// Signalled before a `Control::Stop` is sent: cuts short the callback in progress.
     pub stop_requested: tokio::sync::Notify,
+    /// The strategy's exchange calls under way (they run on its thread).
+    pub calls: Calls,
 }
 
 pub enum Control {
@@ -78,6 +81,8 @@ pub fn run(
         if ready.send(Ok(vm.meta.clone())).is_err() {
             return;
         }
+        let calls = strategy.calls.clone();
+        let name = vm.meta.name.clone();
         let mut worker = Worker {
             name: vm.meta.name.clone(),
             shared,
@@ -89,6 +94,12 @@ pub fn run(
             last_save: Instant::now(),
         };
         worker.run().await;
+        drop(worker);
+        // Calls a cut-short callback left behind still decide orders: see them through.
+        if calls.running() > 0 {
+            tracing::debug!(strategy = %name, calls = calls.running(), "finishing exchange calls under way");
+            calls.all_finished().await;
+        }
     });
 }
 
@@ -132,7 +143,7 @@ fn load_vm(
         &strategy.path,
         VmOptions {
             venue: shared.venue.clone(),
-            handle: Some(shared.handle.clone()),
+            calls: Some(strategy.calls.clone()),
             stdlib_dir: &shared.config.stdlib_dir,
             memory_limit: shared.config.memory_limit,
             instruction_budget: instruction_budget(&shared.config),

@@ -33,7 +33,7 @@ pub enum SendError {
     /// The connection failed after the request may have left.
     #[error("transport failure: {0}")]
     Transport(String),
-    /// The client is shutting down.
+    /// The client is shutting down; nothing was sent.
     #[error("the client is shutting down")]
     Stopped,
 }

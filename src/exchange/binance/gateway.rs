@@ -18,6 +18,7 @@ use url::form_urlencoded;
 use crate::ledger::{Cost, Interval, IntervalUnit, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
 use super::errors::SendError;
+use super::http::HttpClients;
 use super::profile::{Credentials, Profile};
 use super::wire::{WsApiRequest, WsApiResponse};
 use super::{sign, usage, weights};
@@ -137,7 +138,7 @@ pub struct GatewayConfig {
 }
 
 pub struct Gateway {
-    http: reqwest::Client,
+    http: HttpClients,
     ledger: Ledger,
     credentials: Credentials,
     rest_base: String,
@@ -148,16 +149,17 @@ pub struct Gateway {
     /// The server-time offset this gateway last handed the ledger.
     offset_ms: AtomicI64,
     shutdown: Shutdown,
+    /// Where the client's background work runs (streams, lookups, resyncs): the runtime the gateway
+    /// was created on, never the thread of the strategy whose call happened to start the work.
+    background: tokio::runtime::Handle,
 }
 
 impl Gateway {
+    /// Must be called within the tokio runtime that is to run the client's background work.
     pub fn new(profile: &Profile, ledger: Ledger, config: GatewayConfig, shutdown: Shutdown) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .connect_timeout(config.request_timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let background = tokio::runtime::Handle::try_current()
+            .map_err(|_| "the exchange client must be created within a tokio runtime".to_string())?;
+        let http = HttpClients::new(config.request_timeout).map_err(|e| e.to_string())?;
         Ok(Gateway {
             http,
             ledger,
@@ -169,7 +171,17 @@ impl Gateway {
             request_timeout: config.request_timeout,
             offset_ms: AtomicI64::new(0),
             shutdown,
+            background,
         })
+    }
+
+    /// Runs `task` as the client's background work (see [`Gateway::new`]).
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.background.spawn(task)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -223,6 +235,7 @@ impl Gateway {
         };
         let request = self
             .http
+            .current()
             .request(method, &url)
             .header("X-MBX-APIKEY", self.credentials.api_key())
             .timeout(self.request_timeout);
@@ -242,7 +255,10 @@ impl Gateway {
         };
         let (status, usage, verdict, body) = tokio::select! {
             result = exchange => result?,
-            _ = self.shutdown.wait() => return Err(SendError::Stopped),
+            // The request may already have reached the exchange: its outcome is unknown, not "not sent".
+            _ = self.shutdown.wait() => {
+                return Err(SendError::Transport("shut down before the exchange answered".into()))
+            }
         };
         self.observe(&permit, usage, verdict.clone());
         let reply = RestReply {

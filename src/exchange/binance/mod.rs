@@ -11,6 +11,7 @@
 pub mod book;
 pub mod errors;
 pub mod gateway;
+pub mod http;
 pub mod journal;
 pub mod orders;
 pub mod profile;

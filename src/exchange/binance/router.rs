@@ -203,7 +203,7 @@ impl Router {
     /// Fetches a REST depth snapshot (charged) and syncs the book with it.
     fn fetch_snapshot(self: &Arc<Self>, symbol: Arc<str>) {
         let router = Arc::clone(self);
-        tokio::spawn(async move {
+        self.gateway.spawn(async move {
             let rest = Rest {
                 gateway: &router.gateway,
                 retry: RetryPolicy::default(),

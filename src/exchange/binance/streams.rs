@@ -140,7 +140,7 @@ impl MarketStreams {
             router: Arc::clone(&self.router),
             desired: rx,
         };
-        tokio::spawn(task.run());
+        self.gateway.spawn(task.run());
         state.connections.push(Connection {
             streams: BTreeSet::from([name]),
             desired,

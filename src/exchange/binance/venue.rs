@@ -225,7 +225,7 @@ impl BinanceVenue {
         if !self.resolving.lock().insert(client_id.clone()) {
             return;
         }
-        tokio::spawn(async move {
+        self.gateway.spawn(async move {
             venue.lookup(&client_id).await;
             venue.resolving.lock().remove(&client_id);
         });
@@ -311,7 +311,7 @@ impl BinanceVenue {
     /// Re-reads the account (charged) after a user-stream outage: balance pushes may have been missed.
     fn spawn_balance_resync(&self) {
         let Some(venue) = self.me.upgrade() else { return };
-        tokio::spawn(async move {
+        self.gateway.spawn(async move {
             match venue.rest().account(CLIENT_STRATEGY, LOOKUP_WAIT).await {
                 Ok(account) => {
                     *venue.balances.write() = to_balances(&account.balances);
@@ -633,7 +633,7 @@ impl Venue for BinanceVenue {
         }
         if self.options.user_data {
             if let Some(venue) = self.me.upgrade() {
-                tokio::spawn(user_data::run(Arc::clone(&self.gateway), venue));
+                self.gateway.spawn(user_data::run(Arc::clone(&self.gateway), venue));
             }
         }
         // Orders restored from the journal whose final state is unknown.

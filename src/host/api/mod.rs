@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
-use tokio::runtime::Handle;
 
+use super::calls::Calls;
 use super::limits::Guard;
 use super::stats::Stats;
 use super::timers::TimerApi;
@@ -33,8 +33,8 @@ use convert::Keys;
 /// What every API function of one VM shares.
 pub struct ApiCtx {
     pub venue: Arc<dyn Venue>,
-    /// The main runtime, where exchange calls run; `None` when only checking a file.
-    pub handle: Option<Handle>,
+    /// Runs exchange calls on the strategy's thread; `None` when only checking a file.
+    pub calls: Option<Calls>,
     pub guard: Rc<Guard>,
     pub strategy: RefCell<StrategyId>,
     pub market_wait: Cell<Duration>,
@@ -51,7 +51,7 @@ impl ApiCtx {
     pub fn new(
         lua: &Lua,
         venue: Arc<dyn Venue>,
-        handle: Option<Handle>,
+        calls: Option<Calls>,
         guard: Rc<Guard>,
         strategy: StrategyId,
         stats: Arc<Stats>,
@@ -59,7 +59,7 @@ impl ApiCtx {
     ) -> mlua::Result<Rc<ApiCtx>> {
         Ok(Rc::new(ApiCtx {
             venue,
-            handle,
+            calls,
             guard,
             strategy: RefCell::new(strategy),
             market_wait: Cell::new(super::spec::DEFAULT_MARKET_WAIT),
@@ -91,18 +91,22 @@ impl ApiCtx {
         }
     }
 
-    /// Runs an exchange future on the main runtime, so waiting blocks only this coroutine.
+    /// Runs an exchange call as its own task on the strategy's thread (see [`Calls`]); waiting
+    /// blocks only this coroutine.
     pub async fn exchange<T, F>(&self, future: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ApiError>> + Send + 'static,
     {
-        let Some(handle) = &self.handle else {
+        let Some(calls) = &self.calls else {
             return Err(ApiError::new(ErrorCode::Stopped, "not connected to an exchange"));
         };
-        match handle.spawn(future).await {
+        match calls.spawn(future).await {
             Ok(result) => result,
-            Err(_) => Err(ApiError::new(ErrorCode::Stopped, "the runtime is shutting down")),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::Stopped,
+                "the strategy's runtime is shutting down",
+            )),
         }
     }
 
@@ -164,7 +168,7 @@ pub fn host_function<R: IntoLuaMulti>(
 }
 
 /// A charged exchange call as a Lua function returning `value, nil` or `nil, err`: `parse` checks the
-/// arguments and picks the budget context, `request` runs on the main runtime (so waiting for budget
+/// arguments and picks the budget context, `request` runs as its own task (so waiting for budget
 /// blocks only the calling coroutine), `build` turns the answer into a table.
 pub fn exchange_function<P, T, Fut>(
     lua: &Lua,
