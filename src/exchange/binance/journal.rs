@@ -164,6 +164,15 @@ impl Journal {
         result.map_err(JournalError::at(&self.path))
     }
 
+    /// Waits until every record appended so far is on disk.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.active
+            .lock()
+            .file
+            .sync_data()
+            .map_err(JournalError::at(&self.path))
+    }
+
     pub fn flush(&self) -> Result<(), JournalError> {
         self.active.lock().file.sync_all().map_err(JournalError::at(&self.path))
     }
