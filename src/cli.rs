@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// Seed of the paper exchange's synthetic market.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// How long an order whose placement went unanswered, and that the exchange does not
+    /// know, stays PENDING before it is declared REJECTED (5s to 10m) [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unknown_order_grace: Option<Duration>,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -8,6 +8,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
+use crate::exchange::binance::ClientOptions;
+
+/// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
+const MAX_UNKNOWN_ORDER_GRACE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,6 +55,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
     pub stdlib: Option<PathBuf>,
+    /// Humantime text, e.g. "30s".
+    pub unknown_order_grace: Option<String>,
 }
 
 impl FileConfig {
@@ -88,6 +94,8 @@ pub struct RunConfig {
     pub log_format: LogFormat,
     pub state_dir: PathBuf,
     pub stdlib_dir: PathBuf,
+    /// How long an unanswered order the exchange does not know stays PENDING.
+    pub unknown_order_grace: Duration,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -119,11 +127,12 @@ impl RunConfig {
             args.strategies
         };
         check_strategy_files(&strategies)?;
-        let duration = match (args.duration, &file.duration) {
-            (Some(d), _) => Some(d),
-            (None, Some(text)) => Some(crate::cli::parse_duration(text).map_err(ConfigError::Invalid)?),
-            (None, None) => None,
-        };
+        let duration = flag_or_file_duration(args.duration, file.duration.as_deref())?;
+        let unknown_order_grace = flag_or_file_duration(args.unknown_order_grace, file.unknown_order_grace.as_deref())?
+            .map_or(
+                Ok(ClientOptions::default().unknown_order_grace),
+                check_unknown_order_grace,
+            )?;
         let reload = if args.no_reload {
             false
         } else if args.reload {
@@ -155,8 +164,34 @@ impl RunConfig {
             log_format: common.log_format,
             state_dir: common.state_dir,
             stdlib_dir: common.stdlib_dir,
+            unknown_order_grace,
         })
     }
+}
+
+/// A duration from its flag, else from its humantime text in the file.
+fn flag_or_file_duration(flag: Option<Duration>, file: Option<&str>) -> Result<Option<Duration>, ConfigError> {
+    match (flag, file) {
+        (Some(d), _) => Ok(Some(d)),
+        (None, Some(text)) => crate::cli::parse_duration(text).map(Some).map_err(ConfigError::Invalid),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Shorter than the exchange's receive window, an order that went unanswered could still be
+/// placed after it was declared REJECTED (and a strategy placing again would double it).
+fn check_unknown_order_grace(grace: Duration) -> Result<Duration, ConfigError> {
+    let min = Duration::from_millis(ClientOptions::default().recv_window_ms);
+    if (min..=MAX_UNKNOWN_ORDER_GRACE).contains(&grace) {
+        return Ok(grace);
+    }
+    Err(ConfigError::Invalid(format!(
+        "unknown_order_grace {} is out of range: it must be from {} (the exchange's receive window: \
+         an unanswered order may still arrive until then) to {}",
+        humantime::format_duration(grace),
+        humantime::format_duration(min),
+        humantime::format_duration(MAX_UNKNOWN_ORDER_GRACE),
+    )))
 }
 
 impl CommonConfig {
@@ -258,11 +293,17 @@ mod tests {
         assert!(check_strategy_files(&[lua]).is_ok());
     }
 
-    #[test]
-    fn file_options_apply_and_flags_win() {
+    /// A temporary folder holding a strategy file, and that file's path.
+    fn folder_with_strategy() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let lua = dir.path().join("s.lua");
         fs::write(&lua, "return {}").unwrap();
+        (dir, lua)
+    }
+
+    #[test]
+    fn file_options_apply_and_flags_win() {
+        let (dir, lua) = folder_with_strategy();
         let cfg = dir.path().join("runner.toml");
         let state = dir.path().join("st");
         fs::write(
@@ -292,5 +333,52 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn unknown_order_grace_comes_from_a_flag_or_the_file_and_is_checked() {
+        let (dir, lua) = folder_with_strategy();
+        let cfg = dir.path().join("runner.toml");
+        let resolve = |file_value: Option<&str>, flag: Option<Duration>| {
+            let line = file_value.map_or(String::new(), |v| format!("unknown_order_grace = {v:?}\n"));
+            fs::write(
+                &cfg,
+                format!(
+                    "strategies = [{lua:?}]\nstate_dir = {:?}\nstdlib = {:?}\n{line}",
+                    dir.path().join("st"),
+                    dir.path()
+                ),
+            )
+            .unwrap();
+            RunConfig::resolve(RunArgs {
+                config: Some(cfg.clone()),
+                unknown_order_grace: flag,
+                ..RunArgs::default()
+            })
+        };
+        let grace = |file_value, flag| resolve(file_value, flag).unwrap().unknown_order_grace;
+        assert_eq!(grace(None, None), ClientOptions::default().unknown_order_grace);
+        assert_eq!(grace(Some("2m"), None), Duration::from_secs(120));
+        assert_eq!(
+            grace(Some("2m"), Some(Duration::from_secs(7))),
+            Duration::from_secs(7),
+            "a flag wins over the file"
+        );
+        assert_eq!(
+            grace(Some("5s"), None),
+            Duration::from_secs(5),
+            "the receive window itself"
+        );
+        for bad in ["0s", "4s", "11m", "1day"] {
+            let err = resolve(Some(bad), None).unwrap_err().to_string();
+            assert!(
+                err.contains("unknown_order_grace") && err.contains("receive window"),
+                "{bad}: {err}"
+            );
+        }
+        let err = resolve(None, Some(Duration::ZERO)).unwrap_err().to_string();
+        assert!(err.contains("out of range"), "{err}");
+        let err = resolve(Some("soon"), None).unwrap_err().to_string();
+        assert!(err.contains("examples: 30s"), "{err}");
     }
 }

@@ -64,6 +64,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
     let options = ClientOptions {
         state_dir: Some(config.state_dir.clone()),
+        unknown_order_grace: config.unknown_order_grace,
         ..ClientOptions::default()
     };
     let venue = match BinanceVenue::connect(profile, ledger.clone(), options).await {

@@ -54,6 +54,10 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         (vec![good.clone().into(), good.clone().into()], "given twice"),
         (vec![good.clone().into(), "--testnet".into()], "BINANCE_TESTNET_API_KEY"),
         (vec![good.clone().into(), "--live".into()], "BINANCE_API_KEY"),
+        (
+            vec![good.clone().into(), "--unknown-order-grace".into(), "0s".into()],
+            "unknown_order_grace 0s is out of range",
+        ),
     ];
     for (args, expected) in cases {
         let mut cmd = runner(&state);

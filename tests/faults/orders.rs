@@ -13,11 +13,14 @@ use crate::support::Running;
 const PLACE: (&str, &str) = ("POST", "/api/v3/order");
 const LOOKUP: (&str, &str) = ("GET", "/api/v3/order");
 
-/// Starts `one_order.lua`, lets `inject` set a fault, then moves the price so the strategy places.
-fn place_through(inject: impl FnOnce(&Exchange)) -> (Exchange, Running, tempfile::TempDir) {
+/// Starts `one_order.lua` (with `args` for the runner), lets `inject` set a fault, then moves
+/// the price so the strategy places.
+fn place_through(args: &[&str], inject: impl FnOnce(&Exchange)) -> (Exchange, Running, tempfile::TempDir) {
     let exchange = Exchange::start(SimConfig::default());
     let dir = tempfile::tempdir().unwrap();
-    let mut run = Running::spawn(exchange.runner(&dir.path().join("state"), &[strategy("one_order")]));
+    let mut command = exchange.runner(&dir.path().join("state"), &[strategy("one_order")]);
+    command.args(args);
+    let mut run = Running::spawn(command);
     run.wait_for("the strategy to start", |l| l.contains("one_order ready"));
     inject(&exchange);
     assert!(exchange.sim().set_price("BTCUSDT", Decimal::from(120_000)));
@@ -30,7 +33,7 @@ fn orders_placed(exchange: &Exchange) -> u64 {
 
 #[test]
 fn a_placement_processed_but_answered_503_is_learned_not_resent() {
-    let (exchange, mut run, _dir) = place_through(|e| e.sim().faults().fail_next(1, FailKind::Unknown1007));
+    let (exchange, mut run, _dir) = place_through(&[], |e| e.sim().faults().fail_next(1, FailKind::Unknown1007));
     seen_or_wait(&mut run, "the unknown outcome", |l| {
         l.contains("place faults-1 -> error unknown_status")
     });
@@ -52,7 +55,8 @@ fn a_placement_processed_but_answered_503_is_learned_not_resent() {
 #[test]
 fn a_placement_whose_answer_comes_too_late_is_learned_not_resent() {
     // Longer than the runner's request timeout (10 s): the answer never reaches it.
-    let (exchange, mut run, _dir) = place_through(|e| e.sim().faults().delay_order_answers(Duration::from_secs(11)));
+    let (exchange, mut run, _dir) =
+        place_through(&[], |e| e.sim().faults().delay_order_answers(Duration::from_secs(11)));
     seen_or_wait(&mut run, "the unknown outcome", |l| {
         l.contains("place faults-1 -> error unknown_status")
     });
@@ -73,7 +77,10 @@ fn a_placement_whose_answer_comes_too_late_is_learned_not_resent() {
 
 #[test]
 fn a_placement_the_exchange_never_processed_is_reported_rejected_and_placed_again_once() {
-    let (exchange, mut run, _dir) = place_through(|e| e.sim().faults().fail_next(1, FailKind::BadGateway));
+    // A grace shorter than the default (30 s): REJECTED coming sooner shows it reached the client.
+    let (exchange, mut run, _dir) = place_through(&["--unknown-order-grace", "5s"], |e| {
+        e.sim().faults().fail_next(1, FailKind::BadGateway)
+    });
     seen_or_wait(&mut run, "the unknown outcome", |l| {
         l.contains("place faults-1 -> error unknown_status")
     });
@@ -82,9 +89,14 @@ fn a_placement_the_exchange_never_processed_is_reported_rejected_and_placed_agai
     seen_or_wait(&mut run, "on_order REJECTED", |l| {
         l.contains("on_order faults-1 REJECTED")
     });
+    let waited = unknown_at.elapsed();
     println!(
         "figure not processed: REJECTED reached on_order {:.1} s after the strategy saw unknown_status",
-        unknown_at.elapsed().as_secs_f64()
+        waited.as_secs_f64()
+    );
+    assert!(
+        waited < Duration::from_secs(20),
+        "the 5 s grace was not the one applied: {waited:?}"
     );
     seen_or_wait(&mut run, "the second attempt", |l| l.contains("place faults-2 -> NEW"));
 

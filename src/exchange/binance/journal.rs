@@ -1,17 +1,27 @@
-//! The order journal: an append-only JSONL file under the state dir recording every
-//! client order id (with its owning strategy) before the order is sent, and each
-//! state change after. A restart replays it to know which orders to look up.
+//! The order journal: a JSONL file under the state dir recording every client order id
+//! (with its owning strategy) before the order is sent, and each state change after. A
+//! restart replays it to know which orders to look up.
+//!
+//! **Compaction.** Appending alone would grow the file forever, so it is rewritten to what
+//! a restart needs: the registry's current orders (see [`super::orders`]: every order
+//! not in a final state, plus a bounded window of the most recently finished ones), one
+//! `new` and at most one `update` record each. The registry compacts at open, after
+//! replay, and in the background once the file has grown past [`COMPACT_MIN_BYTES`] and
+//! twice its size after the last compaction. The snapshot is written to
+//! [`COMPACTION_FILE`] and synced without holding the journal's lock, so appends go on
+//! meanwhile (to the old file, and kept aside); then, under the lock, those appends are
+//! added, the file is synced, renamed over the journal, and the directory synced. A crash
+//! at any point leaves either the old or the new journal complete; a leftover
+//! [`COMPACTION_FILE`] is an unfinished compaction and is deleted at open.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
-
-pub const JOURNAL_FILE: &str = "orders.jsonl";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
@@ -52,9 +62,36 @@ pub struct JournalError {
     source: std::io::Error,
 }
 
+impl JournalError {
+    fn at(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+        move |source| JournalError {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub const JOURNAL_FILE: &str = "orders.jsonl";
+/// Where a compaction writes the new journal before renaming it over the old one.
+pub const COMPACTION_FILE: &str = "orders.jsonl.compacting";
+/// The size below which the journal is never compacted while running.
+pub const COMPACT_MIN_BYTES: u64 = 16 << 20;
+
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    dir: PathBuf,
+    compact_min_bytes: u64,
+    active: Mutex<Active>,
+}
+
+/// The file appends go to, and what a compaction needs to know about it.
+struct Active {
+    file: File,
+    len: u64,
+    /// The size right after the last compaction (or at open).
+    base_len: u64,
+    /// While a compaction runs: the lines appended since its snapshot, for the new file.
+    tail: Option<Vec<u8>>,
 }
 
 impl Journal {
@@ -62,16 +99,19 @@ impl Journal {
     /// Unreadable lines (e.g. a line torn by a crash) are skipped with a warning.
     pub fn open(dir: &Path) -> Result<(Journal, Vec<JournalRecord>), JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let err = |source| JournalError {
-            path: path.clone(),
-            source,
-        };
-        fs::create_dir_all(dir).map_err(err)?;
+        let err = JournalError::at(&path);
+        fs::create_dir_all(dir).map_err(&err)?;
+        let leftover = dir.join(COMPACTION_FILE);
+        if leftover.exists() {
+            // A compaction that did not reach its rename: the journal itself is complete.
+            tracing::warn!(path = %leftover.display(), "removing an unfinished journal compaction");
+            fs::remove_file(&leftover).map_err(JournalError::at(&leftover))?;
+        }
         let mut records = Vec::new();
         if path.exists() {
-            let reader = BufReader::new(File::open(&path).map_err(err)?);
+            let reader = BufReader::new(File::open(&path).map_err(&err)?);
             for (number, line) in reader.lines().enumerate() {
-                let line = line.map_err(err)?;
+                let line = line.map_err(&err)?;
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -83,43 +123,155 @@ impl Journal {
                 }
             }
         }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(err)?;
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(&err)?;
         // A torn last line must not swallow the next record.
-        if !ends_with_newline(&path).map_err(err)? {
-            file.write_all(b"\n").map_err(err)?;
+        if !ends_with_newline(&path).map_err(&err)? {
+            file.write_all(b"\n").map_err(&err)?;
         }
-        Ok((
-            Journal {
-                path,
-                file: Mutex::new(file),
-            },
-            records,
-        ))
+        let len = file.metadata().map_err(&err)?.len();
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            compact_min_bytes: COMPACT_MIN_BYTES,
+            active: Mutex::new(Active {
+                file,
+                len,
+                base_len: len,
+                tail: None,
+            }),
+        };
+        Ok((journal, records))
+    }
+
+    /// Compacts while running once the file reaches `bytes` (and twice its compacted size).
+    pub fn with_compact_min_bytes(mut self, bytes: u64) -> Self {
+        self.compact_min_bytes = bytes;
+        self
     }
 
     /// Appends one record; `durable` waits until it is on disk.
     pub fn append(&self, record: &JournalRecord, durable: bool) -> Result<(), JournalError> {
-        let mut line = serde_json::to_string(record).map_err(|e| JournalError {
-            path: self.path.clone(),
-            source: std::io::Error::other(e),
-        })?;
-        line.push('\n');
-        let mut file = self.file.lock();
-        let result = file
-            .write_all(line.as_bytes())
-            .and_then(|()| if durable { file.sync_data() } else { Ok(()) });
-        result.map_err(|source| JournalError {
-            path: self.path.clone(),
-            source,
-        })
+        let line = line_of(record).map_err(JournalError::at(&self.path))?;
+        let mut active = self.active.lock();
+        let result = active
+            .file
+            .write_all(&line)
+            .and_then(|()| if durable { active.file.sync_data() } else { Ok(()) });
+        active.len += line.len() as u64;
+        if let Some(tail) = &mut active.tail {
+            tail.extend_from_slice(&line);
+        }
+        result.map_err(JournalError::at(&self.path))
+    }
+
+    /// Waits until every record appended so far is on disk.
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.active
+            .lock()
+            .file
+            .sync_data()
+            .map_err(JournalError::at(&self.path))
     }
 
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.file.lock().sync_all().map_err(|source| JournalError {
-            path: self.path.clone(),
-            source,
-        })
+        self.active.lock().file.sync_all().map_err(JournalError::at(&self.path))
     }
+
+    /// The file's size in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.active.lock().len
+    }
+
+    /// Whether the file has grown enough since the last compaction to compact it again
+    /// (and none is running).
+    pub fn wants_compaction(&self) -> bool {
+        let active = self.active.lock();
+        active.tail.is_none() && active.len >= self.compact_min_bytes.max(active.base_len.saturating_mul(2))
+    }
+
+    /// Starts a compaction: from now on appends are also kept for the new file. The caller
+    /// takes its snapshot after this, under the lock that orders its own state changes, so
+    /// every change is in the snapshot or among those appends. False if one is running.
+    pub fn begin_compaction(&self) -> bool {
+        let mut active = self.active.lock();
+        if active.tail.is_some() {
+            return false;
+        }
+        active.tail = Some(Vec::new());
+        true
+    }
+
+    /// Ends the compaction [`begin_compaction`](Self::begin_compaction) started: writes
+    /// `snapshot` and the records appended since to a new file and renames it over the
+    /// journal. On an error the journal stays as it was (with every record).
+    pub fn finish_compaction(&self, snapshot: &[JournalRecord]) -> Result<(), JournalError> {
+        let temp = self.dir.join(COMPACTION_FILE);
+        let result = self
+            .write_snapshot(&temp, snapshot)
+            .and_then(|file| self.switch_to(&temp, file));
+        if result.is_err() {
+            self.abandon_compaction();
+            // Best effort: a leftover is removed at the next open anyway.
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// Gives up a compaction begun but not finished; the journal stays as it is.
+    pub fn abandon_compaction(&self) {
+        self.active.lock().tail = None;
+    }
+
+    /// Writes and syncs the snapshot; slow, so done without the lock.
+    fn write_snapshot(&self, temp: &Path, snapshot: &[JournalRecord]) -> Result<File, JournalError> {
+        let err = JournalError::at(temp);
+        match fs::remove_file(temp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+            _ => {}
+        }
+        // Append mode: after the rename this handle is the journal's.
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(temp)
+            .map_err(&err)?;
+        let mut writer = BufWriter::new(&file);
+        for record in snapshot {
+            writer.write_all(&line_of(record).map_err(&err)?).map_err(&err)?;
+        }
+        writer.flush().map_err(&err)?;
+        drop(writer);
+        file.sync_all().map_err(&err)?;
+        Ok(file)
+    }
+
+    /// Adds the appends made meanwhile, renames the new file over the journal and makes
+    /// it the one appended to. Holding the lock throughout orders it with every append.
+    fn switch_to(&self, temp: &Path, mut file: File) -> Result<(), JournalError> {
+        let mut active = self.active.lock();
+        let tail = active.tail.take().unwrap_or_default();
+        file.write_all(&tail)
+            .and_then(|()| file.sync_data())
+            .map_err(JournalError::at(temp))?;
+        fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
+        let len = file.metadata().map_or(active.len, |m| m.len());
+        *active = Active {
+            file,
+            len,
+            base_len: len,
+            tail: None,
+        };
+        // Until the directory is synced the rename may not survive a crash; appends wait.
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(JournalError::at(&self.dir))
+    }
+}
+
+fn line_of(record: &JournalRecord) -> std::io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// True for an empty file or one whose last byte is a newline.
@@ -187,5 +339,111 @@ mod tests {
         drop(journal);
         let (_, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records.last(), Some(&unsent));
+    }
+
+    fn unsent(n: usize) -> JournalRecord {
+        JournalRecord::Unsent {
+            client_id: format!("c-{n}"),
+            reason: "rate_limited".into(),
+        }
+    }
+
+    /// A journal in `dir` holding `count` records.
+    fn journal_of(dir: &Path, count: usize) -> Journal {
+        let (journal, _) = Journal::open(dir).unwrap();
+        for n in 0..count {
+            journal.append(&unsent(n), true).unwrap();
+        }
+        journal
+    }
+
+    fn file_len(dir: &Path) -> u64 {
+        fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len()
+    }
+
+    #[test]
+    fn compaction_replaces_the_file_and_keeps_what_was_appended_while_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal_of(dir.path(), 50);
+        let before = file_len(dir.path());
+        assert!(journal.begin_compaction());
+        assert!(!journal.begin_compaction(), "one compaction at a time");
+        // Appended after the snapshot was taken: it must reach the new file.
+        journal.append(&unsent(50), true).unwrap();
+        journal.finish_compaction(&[unsent(1)]).unwrap();
+        journal.append(&unsent(51), true).unwrap();
+        assert_eq!(journal.size_bytes(), file_len(dir.path()));
+        assert!(file_len(dir.path()) < before / 10, "the file shrank");
+        drop(journal);
+        let (_, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![unsent(1), unsent(50), unsent(51)]);
+        assert!(!dir.path().join(COMPACTION_FILE).exists());
+    }
+
+    #[test]
+    fn a_compaction_cut_short_by_a_crash_leaves_the_old_journal_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(journal_of(dir.path(), 3));
+        // The crash came after part of the new file was written, before the rename.
+        let leftover = dir.path().join(COMPACTION_FILE);
+        fs::write(
+            &leftover,
+            b"{\"t\":\"unsent\",\"client_id\":\"c-9\",\"reason\":\"x\"}\n{\"t\":\"un",
+        )
+        .unwrap();
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![unsent(0), unsent(1), unsent(2)]);
+        assert!(!leftover.exists(), "the unfinished compaction is removed");
+        // And the next compaction works.
+        assert!(journal.begin_compaction());
+        journal.finish_compaction(&[unsent(2)]).unwrap();
+        drop(journal);
+        assert_eq!(Journal::open(dir.path()).unwrap().1, vec![unsent(2)]);
+    }
+
+    #[test]
+    fn a_failed_compaction_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal_of(dir.path(), 1);
+        // A directory where the new file should go: writing it fails.
+        fs::create_dir(dir.path().join(COMPACTION_FILE)).unwrap();
+        assert!(journal.begin_compaction());
+        journal.append(&unsent(1), true).unwrap();
+        assert!(journal.finish_compaction(&[]).is_err());
+        journal.append(&unsent(2), true).unwrap();
+        assert!(journal.begin_compaction(), "a later compaction may try again");
+        journal.abandon_compaction();
+        drop(journal);
+        fs::remove_dir(dir.path().join(COMPACTION_FILE)).unwrap();
+        let (_, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![unsent(0), unsent(1), unsent(2)]);
+    }
+
+    #[test]
+    fn compaction_is_wanted_past_the_minimum_and_twice_the_compacted_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        let journal = journal.with_compact_min_bytes(500);
+        let line = line_of(&unsent(0)).unwrap().len() as u64;
+        let mut n = 0;
+        while journal.size_bytes() + line < 500 {
+            journal.append(&unsent(n), false).unwrap();
+            n += 1;
+        }
+        assert!(!journal.wants_compaction());
+        journal.append(&unsent(n), false).unwrap();
+        assert!(journal.wants_compaction());
+        assert!(journal.begin_compaction());
+        assert!(!journal.wants_compaction(), "not while one runs");
+        // A snapshot bigger than the minimum: the next one waits for the file to double.
+        let kept: Vec<JournalRecord> = (0..=n).map(unsent).collect();
+        journal.finish_compaction(&kept).unwrap();
+        let compacted = journal.size_bytes();
+        while journal.size_bytes() + line < 2 * compacted {
+            journal.append(&unsent(0), false).unwrap();
+        }
+        assert!(!journal.wants_compaction());
+        journal.append(&unsent(0), false).unwrap();
+        assert!(journal.wants_compaction());
     }
 }

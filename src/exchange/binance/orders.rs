@@ -1,10 +1,19 @@
 //! The order registry: every order keyed by client order id with its owning
 //! strategy, a state machine that never regresses, client-id minting, and the
 //! journal that makes both survive restarts.
+//!
+//! Finished orders (FILLED, CANCELED, REJECTED, EXPIRED) are kept only in a bounded
+//! window of the most recently finished ([`RECENT_FINISHED_ORDERS`]), in memory and in
+//! the journal alike, so neither grows with the number of orders ever placed. Within the
+//! window `orders.get` still answers from the registry and a custom client id stays
+//! refused as in use; an order finished longer ago is forgotten (the exchange allows
+//! reusing the client id of an order that is no longer open). Orders not yet final are
+//! always kept: a restart must look each of them up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
@@ -176,17 +185,101 @@ pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
     Some(first_fill)
 }
 
-#[derive(Default)]
+/// How many finished orders the registry (and so the journal) keeps.
+pub const RECENT_FINISHED_ORDERS: usize = 10_000;
+
 struct State {
     orders: HashMap<String, Order>,
     by_exchange_id: HashMap<u64, String>,
+    /// Client ids of finished orders, oldest first.
+    finished: VecDeque<String>,
+    recent_finished: usize,
 }
 
 impl State {
-    fn index(&mut self, order: &Order) {
+    fn new(recent_finished: usize) -> Self {
+        State {
+            orders: HashMap::new(),
+            by_exchange_id: HashMap::new(),
+            finished: VecDeque::new(),
+            recent_finished,
+        }
+    }
+
+    /// Applies `update` to a known order; the order when something changed.
+    fn merge(&mut self, update: &OrderUpdate) -> Option<Applied> {
+        let order = self.orders.get_mut(&update.client_id)?;
+        let first_fill = merge(order, update)?;
+        let order = order.clone();
         if let Some(id) = order.id {
             self.by_exchange_id.insert(id, order.client_id.clone());
         }
+        if order.status.is_final() {
+            self.finished(&order.client_id);
+        }
+        Some(Applied { order, first_fill })
+    }
+
+    /// Keeps the order among the recently finished, forgetting the oldest beyond the window.
+    fn finished(&mut self, client_id: &str) {
+        self.finished.push_back(client_id.to_string());
+        while self.finished.len() > self.recent_finished {
+            let Some(oldest) = self.finished.pop_front() else { break };
+            // A re-used id may name a newer order that is not final: keep that one.
+            if self.orders.get(&oldest).is_some_and(|o| o.status.is_final()) {
+                if let Some(order) = self.orders.remove(&oldest) {
+                    if let Some(id) = order.id {
+                        if self.by_exchange_id.get(&id) == Some(&oldest) {
+                            self.by_exchange_id.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The records a restart needs, and nothing more: finished orders in the order they
+    /// finished (so replay keeps the same window), then every order not final.
+    fn snapshot(&self) -> Vec<JournalRecord> {
+        let finished = self.finished.iter().filter_map(|id| self.orders.get(id));
+        let mut unresolved: Vec<&Order> = self.orders.values().filter(|o| !o.status.is_final()).collect();
+        unresolved.sort_by(|a, b| (a.time, &a.client_id).cmp(&(b.time, &b.client_id)));
+        let mut records = Vec::new();
+        for order in finished.chain(unresolved) {
+            records.push(new_record(order));
+            if order.status != OrderStatus::Pending || order.id.is_some() || order.filled_qty > 0.0 {
+                records.push(update_record(order));
+            }
+        }
+        records
+    }
+}
+
+/// The record written before an order is sent.
+fn new_record(order: &Order) -> JournalRecord {
+    JournalRecord::New {
+        client_id: order.client_id.clone(),
+        strategy: order.strategy.to_string(),
+        symbol: order.symbol.clone(),
+        side: order.side,
+        order_type: order.order_type,
+        tif: order.tif,
+        price: order.price,
+        quantity: order.quantity,
+        time: order.time,
+    }
+}
+
+/// The record of an order's current state.
+fn update_record(order: &Order) -> JournalRecord {
+    JournalRecord::Update {
+        client_id: order.client_id.clone(),
+        id: order.id,
+        status: order.status,
+        filled_qty: order.filled_qty,
+        filled_quote: order.filled_quote,
+        reject_reason: order.reject_reason.clone(),
+        time: order.update_time,
     }
 }
 
@@ -234,7 +327,9 @@ impl NewOrder {
 
 pub struct OrderRegistry {
     state: Mutex<State>,
-    journal: Option<Journal>,
+    journal: Option<Arc<Journal>>,
+    /// The background compaction last started.
+    compaction: Mutex<Option<JoinHandle<()>>>,
     id_prefix: String,
     counter: AtomicU64,
 }
@@ -243,15 +338,31 @@ impl OrderRegistry {
     /// `journal` records come from [`Journal::open`]; `start_ms` seeds the id prefix
     /// so ids minted by this process never repeat those of an earlier run.
     pub fn new(journal: Option<(Journal, Vec<JournalRecord>)>, start_ms: i64) -> Self {
-        let mut state = State::default();
+        Self::with_recent_finished(journal, start_ms, RECENT_FINISHED_ORDERS)
+    }
+
+    /// [`new`](Self::new), keeping `recent_finished` finished orders instead of the default.
+    /// The journal is compacted to the replayed state before the registry is used.
+    pub fn with_recent_finished(
+        journal: Option<(Journal, Vec<JournalRecord>)>,
+        start_ms: i64,
+        recent_finished: usize,
+    ) -> Self {
+        let mut state = State::new(recent_finished);
         let journal = journal.map(|(journal, records)| {
             replay(&mut state, records);
-            journal
+            if journal.size_bytes() > 0 && journal.begin_compaction() {
+                if let Err(e) = journal.finish_compaction(&state.snapshot()) {
+                    tracing::error!("compacting at open: {e}");
+                }
+            }
+            Arc::new(journal)
         });
         let salt: u16 = rand::random();
         OrderRegistry {
             state: Mutex::new(state),
             journal,
+            compaction: Mutex::new(None),
             id_prefix: format!("r{}{}", base36(start_ms.max(0) as u64), base36(u64::from(salt))),
             counter: AtomicU64::new(0),
         }
@@ -284,28 +395,21 @@ impl OrderRegistry {
             ));
         }
         if let Some(journal) = &self.journal {
-            let record = JournalRecord::New {
-                client_id: new.client_id.clone(),
-                strategy: new.strategy.to_string(),
-                symbol: new.symbol.clone(),
-                side: new.side,
-                order_type: new.order_type,
-                tif: new.tif,
-                price: new.price,
-                quantity: new.quantity,
-                time: new.time,
-            };
             journal
-                .append(&record, true)
+                .append(&new_record(&order), true)
                 .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
         }
         state.orders.insert(new.client_id.clone(), order.clone());
+        drop(state);
+        self.compact_if_grown();
         Ok(order)
     }
 
     /// The order was never sent: forget it (its id stays spent in the journal).
     pub fn unsent(&self, client_id: &str, reason: &str) {
-        self.state.lock().orders.remove(client_id);
+        let mut state = self.state.lock();
+        state.orders.remove(client_id);
+        // Under the lock: a re-registration of the id must be journaled after this.
         self.journal_write(
             &JournalRecord::Unsent {
                 client_id: client_id.to_string(),
@@ -313,35 +417,65 @@ impl OrderRegistry {
             },
             false,
         );
+        drop(state);
+        self.compact_if_grown();
     }
 
     /// Applies an update; returns the new order when something changed.
     pub fn apply(&self, update: &OrderUpdate) -> Option<Applied> {
         let mut state = self.state.lock();
-        let order = state.orders.get_mut(&update.client_id)?;
-        let first_fill = merge(order, update)?;
-        let order = order.clone();
-        state.index(&order);
+        let applied = state.merge(update)?;
+        // Written under the lock, so the journal's order is the order of the changes
+        // (replay then finishes orders in the same order); synced after it.
+        self.journal_write(&update_record(&applied.order), false);
         drop(state);
-        self.journal_write(
-            &JournalRecord::Update {
-                client_id: order.client_id.clone(),
-                id: order.id,
-                status: order.status,
-                filled_qty: order.filled_qty,
-                filled_quote: order.filled_quote,
-                reject_reason: order.reject_reason.clone(),
-                time: order.update_time,
-            },
-            order.status.is_final(),
-        );
-        Some(Applied { order, first_fill })
+        if applied.order.status.is_final() {
+            if let Some(journal) = &self.journal {
+                if let Err(e) = journal.sync() {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+        self.compact_if_grown();
+        Some(applied)
     }
 
     fn journal_write(&self, record: &JournalRecord, durable: bool) {
         if let Some(journal) = &self.journal {
             if let Err(e) = journal.append(record, durable) {
                 tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// Compacts the journal on a thread of its own once it has grown enough; appends
+    /// (and so order placement) wait only for its final rename.
+    fn compact_if_grown(&self) {
+        let Some(journal) = &self.journal else { return };
+        if !journal.wants_compaction() {
+            return;
+        }
+        let snapshot = {
+            // The state lock orders every change with the start of the compaction.
+            let state = self.state.lock();
+            if !journal.begin_compaction() {
+                return;
+            }
+            state.snapshot()
+        };
+        let worker = Arc::clone(journal);
+        let spawned = std::thread::Builder::new()
+            .name("journal-compaction".into())
+            .spawn(move || {
+                if let Err(e) = worker.finish_compaction(&snapshot) {
+                    tracing::error!("compacting: {e}");
+                }
+            });
+        match spawned {
+            Ok(handle) => *self.compaction.lock() = Some(handle),
+            Err(e) => {
+                journal.abandon_compaction();
+                tracing::error!("cannot start the journal compaction: {e}");
             }
         }
     }
@@ -388,7 +522,12 @@ impl OrderRegistry {
             .collect()
     }
 
+    /// Waits for a running compaction, then for every record to be on disk.
     pub fn flush(&self) {
+        let compaction = self.compaction.lock().take();
+        if compaction.is_some_and(|handle| handle.join().is_err()) {
+            tracing::error!("the journal compaction panicked");
+        }
         if let Some(journal) = &self.journal {
             if let Err(e) = journal.flush() {
                 tracing::error!("{e}");
@@ -433,9 +572,6 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                 reject_reason,
                 time,
             } => {
-                let Some(order) = state.orders.get_mut(&client_id) else {
-                    continue;
-                };
                 let update = OrderUpdate {
                     client_id,
                     id,
@@ -449,9 +585,7 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                     reject_reason,
                     update_time: time,
                 };
-                merge(order, &update);
-                let order = order.clone();
-                state.index(&order);
+                state.merge(&update);
             }
             JournalRecord::Unsent { client_id, .. } => {
                 state.orders.remove(&client_id);
@@ -476,6 +610,7 @@ fn base36(mut n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::JOURNAL_FILE;
     use super::*;
 
     fn new_order(registry: &OrderRegistry, strategy: &str) -> NewOrder {
@@ -599,5 +734,178 @@ mod tests {
         let unresolved: Vec<String> = registry.unresolved().into_iter().map(|o| o.client_id).collect();
         assert_eq!(unresolved, vec![kept.clone()]);
         assert_eq!(registry.find(&OrderRef::Id(43)).unwrap().client_id, filled);
+    }
+
+    /// What replay restores, in a form two replays can be compared by.
+    type Restored = (Vec<Order>, Vec<(u64, String)>, Vec<String>);
+
+    fn restored(records: Vec<JournalRecord>, recent_finished: usize) -> Restored {
+        let mut state = State::new(recent_finished);
+        replay(&mut state, records);
+        let mut orders: Vec<Order> = state.orders.into_values().collect();
+        orders.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        let mut by_id: Vec<(u64, String)> = state.by_exchange_id.into_iter().collect();
+        by_id.sort();
+        (orders, by_id, state.finished.into())
+    }
+
+    /// A day of trading in miniature: orders resting, partly filled, filled, cancelled,
+    /// rejected, never sent, and one whose outcome is unknown. Returns the open ones.
+    fn trade(registry: &OrderRegistry, orders: u64) -> Vec<String> {
+        let mut open = Vec::new();
+        for n in 0..orders {
+            let new = new_order(registry, if n % 2 == 0 { "a" } else { "b" });
+            let cid = new.client_id.clone();
+            registry.register(&new).unwrap();
+            let at = |status, filled: f64| {
+                let mut u = update(&cid, status, filled, filled * 100.0);
+                u.id = Some(1000 + n);
+                registry.apply(&u);
+            };
+            match n % 7 {
+                0 => registry.unsent(&cid, "rate_limited"),
+                1 => {
+                    at(OrderStatus::New, 0.0);
+                    at(OrderStatus::Filled, 2.0);
+                }
+                2 => {
+                    at(OrderStatus::New, 0.0);
+                    at(OrderStatus::PartiallyFilled, 0.5);
+                    open.push(cid);
+                }
+                3 => {
+                    registry.apply(&OrderUpdate::rejected(cid, "-2010".into(), 30));
+                }
+                4 => open.push(cid),
+                5 => {
+                    at(OrderStatus::New, 0.0);
+                    open.push(cid);
+                }
+                _ => {
+                    at(OrderStatus::PartiallyFilled, 1.0);
+                    at(OrderStatus::Canceled, 1.0);
+                }
+            }
+        }
+        open.sort();
+        open
+    }
+
+    fn unresolved_ids(registry: &OrderRegistry) -> Vec<String> {
+        let mut ids: Vec<String> = registry.unresolved().into_iter().map(|o| o.client_id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn compaction_at_open_keeps_unresolved_orders_and_recent_finished_ones_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal_len = || std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
+        let open = {
+            // Unbounded here, so the journal holds every finished order when it is reopened.
+            let registry = OrderRegistry::with_recent_finished(Some(Journal::open(dir.path()).unwrap()), 1, usize::MAX);
+            trade(&registry, 70)
+        };
+        let grown = journal_len();
+        let (journal, before) = Journal::open(dir.path()).unwrap();
+        let registry = OrderRegistry::with_recent_finished(Some((journal, before.clone())), 2, 3);
+        assert_eq!(unresolved_ids(&registry), open);
+        assert!(!open.is_empty());
+        assert!(journal_len() < grown / 2, "{} bytes of {grown} kept", journal_len());
+
+        let (_, after) = Journal::open(dir.path()).unwrap();
+        assert!(after.len() < before.len());
+        let finished: Vec<String> = restored(after, 3).2;
+        assert_eq!(finished.len(), 3);
+        assert_eq!(finished, restored(before, 3).2, "the most recently finished");
+        for cid in &finished {
+            assert!(registry.get(cid).is_some_and(|o| o.status.is_final()));
+        }
+    }
+
+    #[test]
+    fn replay_after_compaction_restores_what_replay_before_it_did() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let registry = OrderRegistry::with_recent_finished(Some(Journal::open(dir.path()).unwrap()), 1, usize::MAX);
+            trade(&registry, 100);
+        }
+        for window in [usize::MAX, 5, 0] {
+            let (journal, before) = Journal::open(dir.path()).unwrap();
+            let expected = restored(before.clone(), window);
+            drop(OrderRegistry::with_recent_finished(Some((journal, before)), 2, window));
+            let (_, after) = Journal::open(dir.path()).unwrap();
+            assert_eq!(restored(after, window), expected, "window {window}");
+        }
+    }
+
+    #[test]
+    fn the_journal_is_compacted_in_the_background_once_it_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path()).unwrap();
+        let journal = (journal.0.with_compact_min_bytes(3_000), journal.1);
+        let registry = OrderRegistry::with_recent_finished(Some(journal), 1, 10);
+        // Several threads at once, as strategies place and the user stream reports.
+        let mut open: Vec<String> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut open = Vec::new();
+                        for n in 0..100 {
+                            let new = new_order(&registry, "a");
+                            registry.register(&new).unwrap();
+                            registry.apply(&update(&new.client_id, OrderStatus::New, 0.0, 0.0));
+                            if n % 50 == 0 {
+                                open.push(new.client_id);
+                            } else {
+                                registry.apply(&update(&new.client_id, OrderStatus::Filled, 2.0, 200.0));
+                            }
+                        }
+                        open
+                    })
+                })
+                .collect();
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        open.sort();
+        registry.flush();
+        let len = std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
+        // Uncompacted, these orders take some 180 kB; compacted, a few kB that may double
+        // before the next compaction.
+        assert!(len < 30_000, "{len} bytes");
+
+        // Replaying the compacted journal gives the registry as it was.
+        let (_, records) = Journal::open(dir.path()).unwrap();
+        let (orders, _, finished) = restored(records, 10);
+        let live = registry.state.lock();
+        let summary = |o: &Order| (o.client_id.clone(), o.status, o.filled_qty, o.id, o.strategy.clone());
+        let mut expected: Vec<_> = live.orders.values().map(summary).collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(orders.iter().map(summary).collect::<Vec<_>>(), expected);
+        assert_eq!(finished, Vec::from(live.finished.clone()));
+        let mut unresolved: Vec<String> = orders
+            .iter()
+            .filter(|o| !o.status.is_final())
+            .map(|o| o.client_id.clone())
+            .collect();
+        unresolved.sort();
+        assert_eq!(unresolved, open);
+    }
+
+    #[test]
+    fn finished_orders_beyond_the_window_are_forgotten() {
+        let registry = OrderRegistry::with_recent_finished(None, 0, 2);
+        let ids: Vec<String> = (0..3)
+            .map(|n| {
+                let new = new_order(&registry, "a");
+                registry.register(&new).unwrap();
+                let mut fill = update(&new.client_id, OrderStatus::Filled, 2.0, 200.0);
+                fill.id = Some(n);
+                registry.apply(&fill).unwrap();
+                new.client_id
+            })
+            .collect();
+        assert!(registry.get(&ids[0]).is_none() && registry.find(&OrderRef::Id(0)).is_none());
+        assert!(registry.get(&ids[1]).is_some() && registry.find(&OrderRef::Id(2)).is_some());
     }
 }
