@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exchange::binance::journal_sync::JournalSync;
 use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
 
 const EXAMPLES: &str = "\
@@ -98,6 +99,12 @@ pub struct RunArgs {
     /// know, stays PENDING before it is declared REJECTED (5s to 10m) [default: 30s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub unknown_order_grace: Option<Duration>,
+    /// When an order's journal record must be on the disk: `background` (written before the
+    /// send, synced right after; survives any crash of the runner) or `before-send` (synced
+    /// before the send; also survives a power loss, at the cost of a disk sync per order)
+    /// [default: background].
+    #[arg(long, value_name = "WHEN", value_parser = JournalSync::parse)]
+    pub journal_sync: Option<JournalSync>,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
+use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ClientOptions;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
@@ -57,6 +58,8 @@ pub struct FileConfig {
     pub stdlib: Option<PathBuf>,
     /// Humantime text, e.g. "30s".
     pub unknown_order_grace: Option<String>,
+    /// "background" or "before-send".
+    pub journal_sync: Option<String>,
 }
 
 impl FileConfig {
@@ -96,6 +99,7 @@ pub struct RunConfig {
     pub stdlib_dir: PathBuf,
     /// How long an unanswered order the exchange does not know stays PENDING.
     pub unknown_order_grace: Duration,
+    pub journal_sync: JournalSync,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -133,6 +137,11 @@ impl RunConfig {
                 Ok(ClientOptions::default().unknown_order_grace),
                 check_unknown_order_grace,
             )?;
+        let journal_sync = match (args.journal_sync, &file.journal_sync) {
+            (Some(policy), _) => policy,
+            (None, Some(text)) => JournalSync::parse(text).map_err(ConfigError::Invalid)?,
+            (None, None) => JournalSync::default(),
+        };
         let reload = if args.no_reload {
             false
         } else if args.reload {
@@ -165,6 +174,7 @@ impl RunConfig {
             state_dir: common.state_dir,
             stdlib_dir: common.stdlib_dir,
             unknown_order_grace,
+            journal_sync,
         })
     }
 }
@@ -380,5 +390,38 @@ mod tests {
         assert!(err.contains("out of range"), "{err}");
         let err = resolve(Some("soon"), None).unwrap_err().to_string();
         assert!(err.contains("examples: 30s"), "{err}");
+    }
+
+    #[test]
+    fn journal_sync_comes_from_a_flag_or_the_file_and_is_checked() {
+        let (dir, lua) = folder_with_strategy();
+        let cfg = dir.path().join("runner.toml");
+        let resolve = |file_value: Option<&str>, flag: Option<JournalSync>| {
+            let line = file_value.map_or(String::new(), |v| format!("journal_sync = {v:?}\n"));
+            fs::write(
+                &cfg,
+                format!(
+                    "strategies = [{lua:?}]\nstate_dir = {:?}\nstdlib = {:?}\n{line}",
+                    dir.path().join("st"),
+                    dir.path()
+                ),
+            )
+            .unwrap();
+            RunConfig::resolve(RunArgs {
+                config: Some(cfg.clone()),
+                journal_sync: flag,
+                ..RunArgs::default()
+            })
+        };
+        let policy = |file_value, flag| resolve(file_value, flag).unwrap().journal_sync;
+        assert_eq!(policy(None, None), JournalSync::Background);
+        assert_eq!(policy(Some("before-send"), None), JournalSync::BeforeSend);
+        assert_eq!(
+            policy(Some("before-send"), Some(JournalSync::Background)),
+            JournalSync::Background,
+            "a flag wins over the file"
+        );
+        let err = resolve(Some("sometimes"), None).unwrap_err().to_string();
+        assert!(err.contains("before-send") && err.contains("sometimes"), "{err}");
     }
 }

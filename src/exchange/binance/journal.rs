@@ -17,10 +17,12 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::journal_sync::{DiskSync, JournalSync};
 use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,7 +83,9 @@ pub struct Journal {
     path: PathBuf,
     dir: PathBuf,
     compact_min_bytes: u64,
-    active: Mutex<Active>,
+    active: Arc<Mutex<Active>>,
+    disk: DiskSync,
+    policy: JournalSync,
 }
 
 /// The file appends go to, and what a compaction needs to know about it.
@@ -129,16 +133,21 @@ impl Journal {
             file.write_all(b"\n").map_err(&err)?;
         }
         let len = file.metadata().map_err(&err)?.len();
+        let active = Arc::new(Mutex::new(Active {
+            file,
+            len,
+            base_len: len,
+            tail: None,
+        }));
+        let current = Arc::clone(&active);
+        let disk = DiskSync::start(Box::new(move || current.lock().file.try_clone())).map_err(&err)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             path: path.clone(),
             compact_min_bytes: COMPACT_MIN_BYTES,
-            active: Mutex::new(Active {
-                file,
-                len,
-                base_len: len,
-                tail: None,
-            }),
+            active,
+            disk,
+            policy: JournalSync::default(),
         };
         Ok((journal, records))
     }
@@ -149,31 +158,43 @@ impl Journal {
         self
     }
 
-    /// Appends one record; `durable` waits until it is on disk.
-    pub fn append(&self, record: &JournalRecord, durable: bool) -> Result<(), JournalError> {
+    /// Sets when an order's record must be on the disk (see [`JournalSync`]).
+    pub fn with_sync(mut self, policy: JournalSync) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Appends one record (written at once, on the disk soon after: see [`DiskSync`]).
+    pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
         let line = line_of(record).map_err(JournalError::at(&self.path))?;
         let mut active = self.active.lock();
-        let result = active
-            .file
-            .write_all(&line)
-            .and_then(|()| if durable { active.file.sync_data() } else { Ok(()) });
+        let result = active.file.write_all(&line);
         active.len += line.len() as u64;
         if let Some(tail) = &mut active.tail {
             tail.extend_from_slice(&line);
         }
+        self.disk.written();
         result.map_err(JournalError::at(&self.path))
     }
 
-    /// Waits until every record appended so far is on disk.
-    pub fn sync(&self) -> Result<(), JournalError> {
-        self.active
-            .lock()
-            .file
-            .sync_data()
-            .map_err(JournalError::at(&self.path))
+    /// Called after an order's record is appended and before the order is sent: waits for the
+    /// disk if the policy says so.
+    pub fn before_send(&self) -> Result<(), JournalError> {
+        match self.policy {
+            JournalSync::Background => Ok(()),
+            JournalSync::BeforeSend => self.wait_synced(),
+        }
+    }
+
+    /// Waits until every record appended so far is on the disk.
+    pub fn wait_synced(&self) -> Result<(), JournalError> {
+        self.disk
+            .wait_all()
+            .map_err(|message| JournalError::at(&self.path)(std::io::Error::other(message)))
     }
 
     pub fn flush(&self) -> Result<(), JournalError> {
+        self.wait_synced()?;
         self.active.lock().file.sync_all().map_err(JournalError::at(&self.path))
     }
 
@@ -318,8 +339,8 @@ mod tests {
         {
             let (journal, records) = Journal::open(dir.path()).unwrap();
             assert!(records.is_empty());
-            journal.append(&new, true).unwrap();
-            journal.append(&update, false).unwrap();
+            journal.append(&new).unwrap();
+            journal.append(&update).unwrap();
             journal.flush().unwrap();
         }
         // A crash mid-write leaves a torn last line.
@@ -335,7 +356,7 @@ mod tests {
             client_id: "rA-2".into(),
             reason: "rate_limited".into(),
         };
-        journal.append(&unsent, true).unwrap();
+        journal.append(&unsent).unwrap();
         drop(journal);
         let (_, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records.last(), Some(&unsent));
@@ -352,7 +373,7 @@ mod tests {
     fn journal_of(dir: &Path, count: usize) -> Journal {
         let (journal, _) = Journal::open(dir).unwrap();
         for n in 0..count {
-            journal.append(&unsent(n), true).unwrap();
+            journal.append(&unsent(n)).unwrap();
         }
         journal
     }
@@ -369,9 +390,9 @@ mod tests {
         assert!(journal.begin_compaction());
         assert!(!journal.begin_compaction(), "one compaction at a time");
         // Appended after the snapshot was taken: it must reach the new file.
-        journal.append(&unsent(50), true).unwrap();
+        journal.append(&unsent(50)).unwrap();
         journal.finish_compaction(&[unsent(1)]).unwrap();
-        journal.append(&unsent(51), true).unwrap();
+        journal.append(&unsent(51)).unwrap();
         assert_eq!(journal.size_bytes(), file_len(dir.path()));
         assert!(file_len(dir.path()) < before / 10, "the file shrank");
         drop(journal);
@@ -408,9 +429,9 @@ mod tests {
         // A directory where the new file should go: writing it fails.
         fs::create_dir(dir.path().join(COMPACTION_FILE)).unwrap();
         assert!(journal.begin_compaction());
-        journal.append(&unsent(1), true).unwrap();
+        journal.append(&unsent(1)).unwrap();
         assert!(journal.finish_compaction(&[]).is_err());
-        journal.append(&unsent(2), true).unwrap();
+        journal.append(&unsent(2)).unwrap();
         assert!(journal.begin_compaction(), "a later compaction may try again");
         journal.abandon_compaction();
         drop(journal);
@@ -427,11 +448,11 @@ mod tests {
         let line = line_of(&unsent(0)).unwrap().len() as u64;
         let mut n = 0;
         while journal.size_bytes() + line < 500 {
-            journal.append(&unsent(n), false).unwrap();
+            journal.append(&unsent(n)).unwrap();
             n += 1;
         }
         assert!(!journal.wants_compaction());
-        journal.append(&unsent(n), false).unwrap();
+        journal.append(&unsent(n)).unwrap();
         assert!(journal.wants_compaction());
         assert!(journal.begin_compaction());
         assert!(!journal.wants_compaction(), "not while one runs");
@@ -440,10 +461,10 @@ mod tests {
         journal.finish_compaction(&kept).unwrap();
         let compacted = journal.size_bytes();
         while journal.size_bytes() + line < 2 * compacted {
-            journal.append(&unsent(0), false).unwrap();
+            journal.append(&unsent(0)).unwrap();
         }
         assert!(!journal.wants_compaction());
-        journal.append(&unsent(0), false).unwrap();
+        journal.append(&unsent(0)).unwrap();
         assert!(journal.wants_compaction());
     }
 }

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod gateway;
 pub mod http;
 pub mod journal;
+pub mod journal_sync;
 pub mod orders;
 pub mod profile;
 pub mod rest;

@@ -396,11 +396,16 @@ impl OrderRegistry {
         }
         if let Some(journal) = &self.journal {
             journal
-                .append(&new_record(&order), true)
+                .append(&new_record(&order))
                 .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
         }
         state.orders.insert(new.client_id.clone(), order.clone());
         drop(state);
+        // Outside the lock: a wait for the disk must not hold up other strategies' orders.
+        if let Some(Err(e)) = self.journal.as_deref().map(Journal::before_send) {
+            self.unsent(&new.client_id, "journal");
+            return Err(ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")));
+        }
         self.compact_if_grown();
         Ok(order)
     }
@@ -410,13 +415,10 @@ impl OrderRegistry {
         let mut state = self.state.lock();
         state.orders.remove(client_id);
         // Under the lock: a re-registration of the id must be journaled after this.
-        self.journal_write(
-            &JournalRecord::Unsent {
-                client_id: client_id.to_string(),
-                reason: reason.to_string(),
-            },
-            false,
-        );
+        self.journal_write(&JournalRecord::Unsent {
+            client_id: client_id.to_string(),
+            reason: reason.to_string(),
+        });
         drop(state);
         self.compact_if_grown();
     }
@@ -427,22 +429,15 @@ impl OrderRegistry {
         let applied = state.merge(update)?;
         // Written under the lock, so the journal's order is the order of the changes
         // (replay then finishes orders in the same order); synced after it.
-        self.journal_write(&update_record(&applied.order), false);
+        self.journal_write(&update_record(&applied.order));
         drop(state);
-        if applied.order.status.is_final() {
-            if let Some(journal) = &self.journal {
-                if let Err(e) = journal.sync() {
-                    tracing::error!("{e}");
-                }
-            }
-        }
         self.compact_if_grown();
         Some(applied)
     }
 
-    fn journal_write(&self, record: &JournalRecord, durable: bool) {
+    fn journal_write(&self, record: &JournalRecord) {
         if let Some(journal) = &self.journal {
-            if let Err(e) = journal.append(record, durable) {
+            if let Err(e) = journal.append(record) {
                 tracing::error!("{e}");
             }
         }

@@ -23,6 +23,7 @@ use crate::ledger::{Ledger, LedgerStatus};
 use super::errors::ClientError;
 use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
 use super::journal::Journal;
+use super::journal_sync::JournalSync;
 use super::orders::{NewOrder, OrderRegistry, OrderUpdate};
 use super::profile::Profile;
 use super::rest::{Rest, RetryPolicy};
@@ -56,6 +57,8 @@ pub struct ClientOptions {
     pub streams_per_connection: usize,
     /// Open the user-data stream on `start` (orders and balances pushed by the exchange).
     pub user_data: bool,
+    /// When an order's journal record must be on the disk (see [`JournalSync`]).
+    pub journal_sync: JournalSync,
 }
 
 impl Default for ClientOptions {
@@ -70,6 +73,7 @@ impl Default for ClientOptions {
             startup_wait: Duration::from_secs(30),
             streams_per_connection: MAX_STREAMS_PER_CONNECTION,
             user_data: true,
+            journal_sync: JournalSync::default(),
         }
     }
 }
@@ -147,7 +151,10 @@ impl BinanceVenue {
             .await
             .map_err(startup("GET /api/v3/account"))?;
         let journal = match &options.state_dir {
-            Some(dir) => Some(Journal::open(dir).map_err(|e| ClientError::Journal(e.to_string()))?),
+            Some(dir) => {
+                let (journal, records) = Journal::open(dir).map_err(|e| ClientError::Journal(e.to_string()))?;
+                Some((journal.with_sync(options.journal_sync), records))
+            }
             None => None,
         };
         let registry = OrderRegistry::new(journal, gateway.now_ms());
