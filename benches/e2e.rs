@@ -29,10 +29,11 @@ use tokio::runtime::Runtime;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
+use runner::exchange::binance::journal_sync::JournalSync;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
 use runner::host::{Host, HostConfig, StopReason, StrategyStats};
-use runner::ledger::{IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit, TokioClock};
+use runner::ledger::{FastClock, IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit};
 use runner::reload::{self, ReloadTarget};
 use runner::sim::{self, SimConfig, SimHandle};
 use support::TestVenue;
@@ -50,7 +51,9 @@ fn main() -> Result<()> {
         memory(&logs, 100)?;
     }
     if runs("tick_to_order") {
-        tick_to_order(&logs, 2000)?;
+        // The default first; then the stricter journal policy, which adds a disk sync per order.
+        tick_to_order(&logs, 2000, JournalSync::Background)?;
+        tick_to_order(&logs, 500, JournalSync::BeforeSend)?;
     }
     if runs("throughput") {
         use Source::*;
@@ -96,10 +99,11 @@ return {
 }
 "#;
 
-fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
+fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync) -> Result<()> {
     const WARM_UP: usize = 100;
+    logs.clear();
     println!(
-        "\n== tick to order: {samples} samples after {WARM_UP} warm-up, load {}",
+        "\n== tick to order, journal sync {journal:?}: {samples} samples after {WARM_UP} warm-up, load {}",
         load_average()
     );
     let exchange_rt = runtime("exchange", 1)?;
@@ -108,7 +112,13 @@ fn tick_to_order(logs: &LogCapture, samples: usize) -> Result<()> {
     let probe = exchange_rt.block_on(WireProbe::start(&sim, br#""b":"8"#, b"POST /api/v3/order"))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
-    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), &sim, dir.path()))?;
+    let (venue, host) = client_rt.block_on(connect(
+        &probe.authority(),
+        &probe.authority(),
+        &sim,
+        dir.path(),
+        journal,
+    ))?;
     client_rt.block_on(host.add(&path))?;
 
     let mut wire = Vec::with_capacity(samples);
@@ -306,8 +316,13 @@ fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
             Source::Replay => exchange_rt.block_on(replay_server())?,
         };
         let dir = tempfile::tempdir()?;
-        let (venue, host) =
-            client_rt.block_on(connect(&sim.addr().to_string(), &streams.to_string(), &sim, dir.path()))?;
+        let (venue, host) = client_rt.block_on(connect(
+            &sim.addr().to_string(),
+            &streams.to_string(),
+            &sim,
+            dir.path(),
+            JournalSync::default(),
+        ))?;
         for i in 0..count {
             let path = write(dir.path(), &format!("q{i}.lua"), &quote_counter(&format!("q{i}")))?;
             client_rt.block_on(host.add(&path))?;
@@ -717,19 +732,33 @@ fn quiet_sim() -> SimConfig {
 /// The production wiring (as `engine::run` does it): ledger, Binance client, host. REST and
 /// market streams go to the given `host:port`s (the simulator, or something in front of it);
 /// the WebSocket API (user data) to the simulator.
-async fn connect(rest: &str, streams: &str, sim: &SimHandle, dir: &Path) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
+/// The client and host wired as `engine::run` wires them: the TSC clock, the journal and state
+/// under `dir`.
+async fn connect(
+    rest: &str,
+    streams: &str,
+    sim: &SimHandle,
+    dir: &Path,
+    journal_sync: JournalSync,
+) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
     let ledger = Ledger::new(
         runner::ledger::limits::binance_spot_defaults(),
         LedgerConfig::default(),
-        Arc::new(TokioClock::new()),
+        Arc::new(FastClock::new()),
     );
+    ledger.set_boundary_guard(runner::ledger::BOUNDARY_GUARD);
     let profile = Profile::paper(
         &format!("http://{rest}"),
         &format!("ws://{streams}"),
         &sim.ws_api_url(),
         Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
     );
-    let venue = BinanceVenue::connect(profile, ledger, ClientOptions::default())
+    let options = ClientOptions {
+        state_dir: Some(dir.join("state")),
+        journal_sync,
+        ..ClientOptions::default()
+    };
+    let venue = BinanceVenue::connect(profile, ledger, options)
         .await
         .context("the client connects")?;
     let host = Host::new(
@@ -832,6 +861,11 @@ impl LogCapture {
             eprintln!("a tracing subscriber was already installed; strategy logs cannot be captured");
         }
         capture
+    }
+
+    /// Forgets every line so far (a new run reuses its markers).
+    fn clear(&self) {
+        self.lines.lock().clear();
     }
 
     /// The first line starting with `prefix`, waiting for it.
