@@ -487,8 +487,9 @@ function timer.cancel(name) end
 ---------------------------------------------------------------------------------------------------------------------
 -- log
 
---- The host's log, tagged with the strategy's name. Arguments are formatted like `string.format`. `print` also
---- writes to the log (at info).
+--- The host's log, tagged with the strategy's name. Arguments are formatted like `string.format` when the first is
+--- a string and there are more, else written like `print` (tostrings joined by tabs). `print` also writes to the log
+--- (at info). A line longer than 8 KiB is cut and ends with `… [log line cut: N bytes in all]`.
 log = {}
 
 ---@param fmt string

@@ -246,7 +246,7 @@ fn accepted(info: &SymbolInfo, quantity: f64, price: f64) -> Result<(), String> 
 #[test]
 fn sizing_quantities_pass_the_hosts_order_checks() {
     let dir = tempfile::tempdir().unwrap();
-    let vm = support::probe_vm(dir.path());
+    let vm = support::probe_vm(dir.path(), "return {}");
     let lua = vm.lua();
     let sizing = require_sizing(lua);
     let round_to_tick: Function = sizing.get("round_to_tick").unwrap();
