@@ -12,7 +12,8 @@
 --
 -- Float noise: a value within NOISE_ULPS doubles of a grid point is that point (0.1 + 0.2 is three steps of 0.1,
 -- 3 * 0.7 is 21 steps), and one that close to a midpoint is the midpoint (ties go away from zero). Counted in
--- doubles, so rounding down never gains a real step however many steps the value holds.
+-- doubles, so rounding down never gains a real step however many steps the value holds. (A difference of nearly
+-- equal numbers, 1.0001 - 1, carries more noise than that: round before subtracting.)
 
 local M = {}
 

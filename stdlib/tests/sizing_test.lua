@@ -100,6 +100,8 @@ return T.run("sizing", {
     T.eq(sizing.round_to_step(2800000 - 0.000000005, 0.00000001), 2799999.99999999)
     T.eq(sizing.round_to_step(3 * 0.7, 0.1), 2.1) -- one double below 2.1 is still 2.1
     T.eq(sizing.ceil_to_step(0.1 + 0.2, 0.1), 0.3)
+    -- a difference of nearly equal numbers is off by far more than noise: documented to round down
+    T.eq(sizing.round_to_step(1.0001 - 1, 0.0001), 0)
   end,
 
   halfway_goes_away_from_zero = function()
