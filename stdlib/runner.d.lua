@@ -332,7 +332,7 @@ function market.book(symbol, levels) end
 ---@return runner.SymbolInfo
 function market.info(symbol) end
 
---- The nearest price to `price` on `symbol`'s tick grid.
+--- The nearest price to `price` on `symbol`'s tick grid (halfway goes up).
 ---
 --- Cost: none. Never blocks.
 ---@param symbol string
@@ -347,6 +347,18 @@ function market.round_price(symbol, price) end
 ---@param qty number
 ---@return number
 function market.round_qty(symbol, qty) end
+
+--- `value` on the grid of `step` (any step, e.g. `info.step_size`), rounded by `mode`: `"down"` (the largest
+--- multiple not above), `"up"` (the smallest not below) or `"nearest"` (halfway goes away from zero). Exact decimal
+--- maths; the result is the double nearest the decimal multiple. A value within a few doubles of a grid point is
+--- that point (`0.1 + 0.2` is three steps of 0.1). The `sizing` module rounds with this.
+---
+--- Cost: none. Never blocks.
+---@param value number
+---@param step number
+---@param mode "down"|"up"|"nearest"
+---@return number
+function market.round_step(value, step, mode) end
 
 --- The symbols the exchange lists (from the cached exchange info).
 ---
@@ -475,8 +487,9 @@ function timer.cancel(name) end
 ---------------------------------------------------------------------------------------------------------------------
 -- log
 
---- The host's log, tagged with the strategy's name. Arguments are formatted like `string.format`. `print` also
---- writes to the log (at info).
+--- The host's log, tagged with the strategy's name. Arguments are formatted like `string.format` when the first is
+--- a string and there are more, else written like `print` (tostrings joined by tabs). `print` also writes to the log
+--- (at info). A line longer than 8 KiB is cut and ends with `… [log line cut: N bytes in all]`.
 log = {}
 
 ---@param fmt string

@@ -1,23 +1,50 @@
 -- Order sizing on a symbol's grid, from the numbers in market.info(symbol):
---   {tick_size, step_size, min_qty, max_qty, min_notional}  (a zero bound means "no bound", as on the exchange)
+--   {tick_size, step_size, min_qty, max_qty, min_notional, max_notional}  (a zero bound means "no bound", as on the exchange)
 --
 --   local sizing = require("sizing")
 --   local info = market.info("BTCUSDT")
 --   local qty, why = sizing.clamp_qty(info, wanted, price)     -- nil, "below min_notional ..." when too small
 --
--- Rounding works in integer step counts and rebuilds the value as units / 10^decimals, so 3 steps of 0.1 is
--- exactly 0.3 (the closest double to the decimal), never 0.30000000000000004.
+-- One rounding rule, the host's: inside the runner every rounding goes through market.round_step, which works
+-- in exact decimals. In a plain Lua VM (unit tests with fake_host) the same rule runs in Lua below, and a test
+-- (tests/host_sizing.rs) checks the two agree. Results are the doubles nearest the decimal multiples, so 3 steps of 0.1 is exactly 0.3
+-- (what tonumber("0.3") gives), never 0.30000000000000004.
 --
--- The host also offers market.round_price(symbol, p) (nearest tick) and market.round_qty(symbol, q) (down to the
--- step); these functions do the same maths in Lua and add the min/max/notional checks.
+-- Float noise: a value within NOISE_ULPS doubles of a grid point is that point (0.1 + 0.2 is three steps of 0.1,
+-- 3 * 0.7 is 21 steps), and one that close to a midpoint is the midpoint (ties go away from zero). Counted in
+-- doubles, so rounding down never gains a real step however many steps the value holds. (A difference of nearly
+-- equal numbers, 1.0001 - 1, carries more noise than that: round before subtracting.)
 
 local M = {}
 
--- Values within this relative distance of a limit count as meeting it (float noise), as the host does.
-local NOISE = 1e-9
--- When rounding down or up, a step count this close (relatively) to a whole number is that number: 0.1 + 0.2 is
--- three steps of 0.1, not two. Much tighter than NOISE so it never moves a large value by a whole step.
-local COUNT_NOISE = 1e-12
+-- As the host's grid::NOISE_ULPS.
+local NOISE_ULPS = 4
+-- A value holding this many units of the step's last decimal (2.8e6 on a 0.00000001 grid) is returned as it is, as
+-- the host does: below it a double has at least 16 values per step and the step counts stay exact integers.
+local MAX_UNITS = 2 ^ 48
+
+-- The bits of x as an integer that orders like the doubles themselves.
+local function ordered_bits(x)
+  local bits = string.unpack("<i8", string.pack("<d", x))
+  if bits < 0 then
+    bits = math.mininteger - bits
+  end
+  return bits
+end
+
+-- How many doubles lie between a and b.
+local function ulps_apart(a, b)
+  local d = ordered_bits(a) - ordered_bits(b)
+  if d < 0 then
+    d = -d
+  end
+  return d < 0 and math.maxinteger or d -- -math.mininteger wraps around
+end
+
+-- value >= limit, float noise included.
+local function meets(value, limit)
+  return value >= limit or ulps_apart(value, limit) <= NOISE_ULPS
+end
 
 -- Decomposes a step into integer units and a power of ten: 0.001 -> 1, 1000; 0.25 -> 25, 100; 10 -> 10, 1.
 -- Steps that are not short decimals fall back to plain float maths (units = step, scale = 1).
@@ -30,10 +57,9 @@ local function grid_of(step)
   end
   local units, scale = step, 1
   for decimals = 0, 15 do
-    local s = 10 ^ decimals
-    local u = step * s
-    local r = math.floor(u + 0.5)
-    if r >= 1 and math.abs(u - r) <= r * NOISE then
+    local s = 10.0 ^ decimals
+    local r = math.floor(step * s + 0.5)
+    if r >= 1 and r / s == step then
       units, scale = r, s
       break
     end
@@ -41,6 +67,42 @@ local function grid_of(step)
   grid_cache[step] = { units, scale }
   return units, scale
 end
+
+-- The host's rounding rule in Lua, for VMs without the host (see the top of this file).
+local function lua_round_step(x, step, mode)
+  local units, scale = grid_of(step)
+  if math.abs(x) * scale >= MAX_UNITS then
+    return x
+  end
+  local n = math.floor(x * scale / units)
+  local function point(k)
+    return k * units / scale
+  end
+  -- Float maths may put n one step off right next to a grid point, so look one step further each way.
+  for k = n - 1, n + 2 do
+    local p = point(k)
+    if ulps_apart(x, p) <= NOISE_ULPS then
+      return p
+    end
+  end
+  if mode == "down" then
+    return point(n)
+  elseif mode == "up" then
+    return point(n + 1)
+  end
+  local midpoint = (2 * n + 1) * units / (2 * scale)
+  local upper
+  if ulps_apart(x, midpoint) <= NOISE_ULPS then
+    upper = x > 0
+  else
+    upper = x > midpoint
+  end
+  return upper and point(n + 1) or point(n)
+end
+
+-- x on the grid of `step`, rounding by mode: "down", "up" or "nearest".
+local host_market = rawget(_G, "market")
+local to_grid = type(host_market) == "table" and host_market.round_step or lua_round_step
 
 local function check_step(step, what)
   if type(step) ~= "number" or not (step > 0) or step == math.huge then
@@ -52,22 +114,6 @@ local function check_value(x, what)
   if type(x) ~= "number" or x ~= x or x == math.huge or x == -math.huge then
     error(string.format("%s: expected a finite number, got %s", what, tostring(x)), 3)
   end
-end
-
--- x on the grid of `step`, rounding by `mode`: "down", "up" or "nearest" (ties away from zero).
-local function to_grid(x, step, mode)
-  local units, scale = grid_of(step)
-  local steps = x * scale / units
-  local slack = math.abs(steps) * COUNT_NOISE
-  local n
-  if mode == "down" then
-    n = math.floor(steps + slack)
-  elseif mode == "up" then
-    n = math.ceil(steps - slack)
-  else
-    n = math.floor(steps + 0.5)
-  end
-  return n * units / scale
 end
 
 --- The largest multiple of `step` not above x (quantities: never ask for more than you meant or hold).
@@ -90,7 +136,7 @@ function M.ceil_to_step(x, step)
   return to_grid(x, step, "up")
 end
 
---- The nearest multiple of `tick` (prices).
+--- The nearest multiple of `tick` (prices); halfway goes away from zero.
 ---@param p number
 ---@param tick number
 ---@return number
@@ -140,7 +186,7 @@ local function check_info(info, what)
 end
 
 --- A valid order quantity for `qty`: rounded down to the step, capped at max_qty, and checked against min_qty and,
---- when `price` is given, min_notional (qty * price). Returns the quantity, or nil and a reason.
+--- when `price` is given, min_notional and max_notional (qty * price). Returns the quantity, or nil and a reason.
 ---@param info runner.SymbolInfo
 ---@param qty number
 ---@param price? number
@@ -149,6 +195,9 @@ end
 function M.clamp_qty(info, qty, price)
   check_info(info, "clamp_qty")
   check_value(qty, "clamp_qty")
+  if price ~= nil then
+    check_value(price, "clamp_qty")
+  end
   local step = info.step_size
   local q = step > 0 and to_grid(qty, step, "down") or qty
   local max_qty = info.max_qty or 0
@@ -158,14 +207,24 @@ function M.clamp_qty(info, qty, price)
   if q <= 0 then
     return nil, string.format("quantity %.12g rounds to zero on step %.12g", qty, step)
   end
+  -- Both are doubles of exchange decimals, so comparing them compares the decimals, as the exchange does.
   local min_qty = info.min_qty or 0
-  if q < min_qty * (1 - NOISE) then
+  if q < min_qty then
     return nil, string.format("quantity %.12g is below min_qty %.12g", q, min_qty)
   end
+  if price == nil then
+    return q
+  end
+  local notional = q * price
   local min_notional = info.min_notional or 0
-  if price ~= nil and min_notional > 0 and q * price < min_notional * (1 - NOISE) then
-    return nil, string.format("notional %.12g (%.12g x %.12g) is below min_notional %.12g", q * price, q, price,
+  if min_notional > 0 and not meets(notional, min_notional) then
+    return nil, string.format("notional %.12g (%.12g x %.12g) is below min_notional %.12g", notional, q, price,
       min_notional)
+  end
+  local max_notional = info.max_notional or 0
+  if max_notional > 0 and not meets(max_notional, notional) then
+    return nil, string.format("notional %.12g (%.12g x %.12g) is above max_notional %.12g", notional, q, price,
+      max_notional)
   end
   return q
 end
@@ -180,9 +239,16 @@ function M.min_qty_at(info, price)
   if price <= 0 then
     error("min_qty_at: price must be positive, got " .. tostring(price), 2)
   end
-  local q = math.max(info.min_qty or 0, (info.min_notional or 0) / price)
-  if info.step_size > 0 then
-    q = math.max(to_grid(q, info.step_size, "up"), info.step_size)
+  local step = info.step_size
+  local min_notional = info.min_notional or 0
+  local q = math.max(info.min_qty or 0, min_notional / price)
+  if step > 0 then
+    q = math.max(to_grid(q, step, "up"), step)
+    -- min_notional / price rounds, and may have landed a hair below the step that meets it: take the next one,
+    -- so clamp_qty(info, min_qty_at(info, price), price) always accepts it.
+    if not meets(q * price, min_notional) then
+      q = to_grid(q + step, step, "nearest")
+    end
   end
   return q
 end

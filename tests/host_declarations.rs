@@ -7,11 +7,8 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use mlua::{Table, Value};
-use runner::host::stats::Stats;
-use runner::host::vm::{StrategyVm, VmOptions};
 use runner::host::{check, HostConfig};
 
 const MODULES: &[&str] = &["market", "orders", "account", "ledger", "clock", "timer", "log"];
@@ -24,24 +21,7 @@ fn root() -> PathBuf {
 /// through their metatable's `__index`), plus the sandbox's `os` subset.
 fn registered() -> BTreeSet<String> {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("empty.lua");
-    std::fs::write(&path, "return {}").unwrap();
-    let known = |_: &str| true;
-    let vm = StrategyVm::load(
-        &path,
-        VmOptions {
-            venue: support::TestVenue::new(),
-            calls: None,
-            stdlib_dir: &root().join("stdlib"),
-            memory_limit: 64 << 20,
-            instruction_budget: 10_000_000,
-            stats: Arc::new(Stats::default()),
-            timers: None,
-            known_symbol: &known,
-            state: None,
-        },
-    )
-    .unwrap();
+    let vm = support::probe_vm(dir.path(), "return {}");
     let globals = vm.lua().globals();
     let mut names = BTreeSet::new();
     for module in MODULES.iter().chain(["os"].iter()) {

@@ -386,3 +386,27 @@ pub fn saving_config(files: &Files) -> runner::host::HostConfig {
         ..config(files)
     }
 }
+
+/// The strategy `source`, as `probe.lua` in `dir`, loaded straight into a VM with the real API over a [`TestVenue`]
+/// and the shipped stdlib, for probing the API from Rust. There is no runtime, so exchange calls are unavailable;
+/// the instruction budget is one no probe exhausts, and memory is ample for huge strings.
+pub fn probe_vm(dir: &Path, source: &str) -> runner::host::vm::StrategyVm {
+    let path = dir.join("probe.lua");
+    std::fs::write(&path, source).unwrap();
+    let known = |_: &str| true;
+    runner::host::vm::StrategyVm::load(
+        &path,
+        runner::host::vm::VmOptions {
+            venue: TestVenue::new(),
+            calls: None,
+            stdlib_dir: &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
+            memory_limit: 512 << 20,
+            instruction_budget: u64::MAX / 2,
+            stats: Arc::new(runner::host::stats::Stats::default()),
+            timers: None,
+            known_symbol: &known,
+            state: None,
+        },
+    )
+    .expect("the probe strategy loads")
+}

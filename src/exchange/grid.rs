@@ -5,6 +5,8 @@
 //! further away is refused (never silently moved), with the nearest valid values.
 
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use std::str::FromStr;
+
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::types::SymbolInfo;
@@ -67,23 +69,130 @@ pub fn snap(filter: &'static str, what: &'static str, value: f64, step: Decimal)
     })
 }
 
+/// How [`round_to_step`] picks a grid point when the value lies between two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    /// The largest multiple not above the value (quantities: never more than meant or held).
+    Down,
+    /// The smallest multiple not below the value.
+    Up,
+    /// The nearest multiple; a value halfway goes away from zero.
+    Nearest,
+}
+
+impl Rounding {
+    /// `"down"`, `"up"` or `"nearest"`, as strategies spell it.
+    pub fn parse(name: &str) -> Option<Rounding> {
+        match name {
+            "down" => Some(Rounding::Down),
+            "up" => Some(Rounding::Up),
+            "nearest" => Some(Rounding::Nearest),
+            _ => None,
+        }
+    }
+}
+
+/// How many doubles apart a value may sit from a grid point (or a midpoint) and still be taken as it:
+/// the error a few float operations leave (`0.1 + 0.2`, `3 * 0.7`). Counted in doubles, not as a relative
+/// distance, so it never grows with the step count and rounding down can never gain a real step.
+pub const NOISE_ULPS: i64 = 4;
+
+/// A value holding this many units of the step's last decimal (2.8e6 on a 0.00000001 grid) is returned as it is:
+/// below it a double has at least 16 values per step, so at most one grid point is within noise of a value.
+const MAX_UNITS: f64 = 281_474_976_710_656.0; // 2^48
+
 /// The nearest price on the tick grid (what `market.round_price` returns).
-pub fn round_price(info: &SymbolInfo, price: f64) -> Option<f64> {
-    round_to(price, info.tick_size, RoundingStrategy::MidpointNearestEven)
+pub fn round_price(info: &SymbolInfo, price: f64) -> Result<f64, GridError> {
+    round_to_step(price, info.tick_size, Rounding::Nearest)
 }
 
 /// The largest quantity on the step grid not above `qty` (what `market.round_qty` returns):
 /// rounding down never asks for more than the strategy meant or holds.
-pub fn round_qty(info: &SymbolInfo, qty: f64) -> Option<f64> {
-    round_to(qty, info.step_size, RoundingStrategy::ToZero)
+pub fn round_qty(info: &SymbolInfo, qty: f64) -> Result<f64, GridError> {
+    round_to_step(qty, info.step_size, Rounding::Down)
 }
 
-fn round_to(value: f64, step: Decimal, strategy: RoundingStrategy) -> Option<f64> {
-    let exact = Decimal::from_f64(value)?;
-    if step.is_zero() {
-        return exact.to_f64();
+/// A step given as a double (from a strategy) as the decimal it was written as: `1e-6` is `0.000001`.
+pub fn step_from_f64(step: f64) -> Result<Decimal, GridError> {
+    let not_usable = GridError::NotPositive {
+        what: "step",
+        value: step,
+    };
+    if !step.is_finite() || step <= 0.0 {
+        return Err(not_usable);
     }
-    ((exact / step).round_dp_with_strategy(0, strategy) * step).to_f64()
+    match shortest_decimal(step) {
+        Some(decimal) if decimal > Decimal::ZERO => Ok(decimal),
+        _ => Err(not_usable),
+    }
+}
+
+/// `value` on the grid of `step` (a zero step disables the grid), as the double nearest the exact decimal
+/// multiple, so `3 * 0.1` on a 0.1 grid is exactly `0.3`. A value within [`NOISE_ULPS`] doubles of a grid
+/// point is that point, and one that close to a midpoint is the midpoint, whatever `rounding` says.
+pub fn round_to_step(value: f64, step: Decimal, rounding: Rounding) -> Result<f64, GridError> {
+    if !value.is_finite() {
+        return Err(GridError::NotFinite { what: "value", value });
+    }
+    if step.is_sign_negative() {
+        return Err(GridError::NotPositive {
+            what: "step",
+            value: step.to_f64().unwrap_or(f64::NAN),
+        });
+    }
+    let step = step.normalize();
+    if step.is_zero() || value.abs() * 10f64.powi(step.scale() as i32) >= MAX_UNITS {
+        return Ok(value);
+    }
+    let exact = shortest_decimal(value).ok_or(GridError::NotFinite { what: "value", value })?;
+    let below = (exact / step).floor() * step;
+    let above = below + step;
+    let (below_f64, above_f64) = (nearest_f64(below), nearest_f64(above));
+    for point in [below_f64, above_f64] {
+        if ulps_apart(value, point) <= NOISE_ULPS {
+            return Ok(point);
+        }
+    }
+    Ok(match rounding {
+        Rounding::Down => below_f64,
+        Rounding::Up => above_f64,
+        Rounding::Nearest => {
+            let midpoint = below + step / Decimal::TWO;
+            let halfway = ulps_apart(value, nearest_f64(midpoint)) <= NOISE_ULPS;
+            let upper = if halfway { value > 0.0 } else { exact > midpoint };
+            if upper {
+                above_f64
+            } else {
+                below_f64
+            }
+        }
+    })
+}
+
+/// The shortest decimal that reads back as `value` (what `tostring` shows), within `Decimal`'s range.
+fn shortest_decimal(value: f64) -> Option<Decimal> {
+    // `Display` for f64 writes the shortest round-trip digits and never an exponent.
+    Decimal::from_str(&value.to_string()).ok()
+}
+
+/// The double nearest to `decimal` (`Decimal::to_f64` may be one double off).
+fn nearest_f64(decimal: Decimal) -> f64 {
+    decimal.to_string().parse().unwrap_or(f64::NAN)
+}
+
+/// How many doubles lie between `a` and `b` (0 when equal; -0.0 and 0.0 are equal).
+fn ulps_apart(a: f64, b: f64) -> i64 {
+    ordered_bits(a).abs_diff(ordered_bits(b)).try_into().unwrap_or(i64::MAX)
+}
+
+/// The bits of `x` as an integer that orders like the doubles themselves.
+fn ordered_bits(x: f64) -> i64 {
+    let bits = x.to_bits() as i64;
+    if bits < 0 {
+        i64::MIN.wrapping_sub(bits)
+    } else {
+        bits
+    }
 }
 
 /// Checks `value` against `[min, max]`; a zero bound disables that side.
@@ -111,7 +220,6 @@ pub fn check_range(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
@@ -150,5 +258,48 @@ mod tests {
         ));
         assert!(check_range("LOT_SIZE", "quantity", d("5"), d("1"), d("0")).is_ok());
         assert!(check_range("LOT_SIZE", "quantity", d("0.5"), d("1"), d("0")).is_err());
+    }
+
+    #[test]
+    fn rounding_lands_on_the_nearest_double_of_the_decimal() {
+        assert_eq!(round_to_step(0.1 + 0.2, d("0.1"), Rounding::Down), Ok(0.3));
+        assert_eq!(round_to_step(3.0 * 0.7, d("0.1"), Rounding::Down), Ok(2.1));
+        assert_eq!(round_to_step(0.29999999, d("0.1"), Rounding::Down), Ok(0.2));
+        assert_eq!(round_to_step(0.31, d("0.1"), Rounding::Up), Ok(0.4));
+        assert_eq!(round_to_step(100.004, d("0.01"), Rounding::Nearest), Ok(100.0));
+        assert_eq!(round_to_step(-0.35, d("0.1"), Rounding::Down), Ok(-0.4));
+        assert_eq!(round_to_step(17.0, d("5"), Rounding::Down), Ok(15.0));
+        assert_eq!(round_to_step(5.0, d("0"), Rounding::Down), Ok(5.0));
+    }
+
+    #[test]
+    fn halfway_goes_away_from_zero() {
+        assert_eq!(round_to_step(0.125, d("0.25"), Rounding::Nearest), Ok(0.25));
+        assert_eq!(round_to_step(-0.125, d("0.25"), Rounding::Nearest), Ok(-0.25));
+        // 100.005 is a hair below the decimal as a double; it still counts as halfway.
+        assert_eq!(round_to_step(100.005, d("0.01"), Rounding::Nearest), Ok(100.01));
+    }
+
+    #[test]
+    fn noise_never_gains_a_whole_step_on_large_counts() {
+        // 1e12 steps of 1e-8: a relative tolerance would round 9999.99999999 up to 10000.
+        assert_eq!(
+            round_to_step(9999.99999999, d("0.00000001"), Rounding::Down),
+            Ok(9999.99999999)
+        );
+        assert_eq!(
+            round_to_step(333333.3333333333, d("0.00000001"), Rounding::Down),
+            Ok(333333.33333333)
+        );
+    }
+
+    #[test]
+    fn steps_given_as_doubles_read_as_their_decimals() {
+        assert_eq!(step_from_f64(0.000001), Ok(d("0.000001")));
+        assert_eq!(step_from_f64(10.0), Ok(d("10")));
+        assert!(step_from_f64(0.0).is_err());
+        assert!(step_from_f64(f64::NAN).is_err());
+        assert!(round_to_step(f64::INFINITY, d("1"), Rounding::Down).is_err());
+        assert_eq!(round_to_step(1e300, d("0.01"), Rounding::Down), Ok(1e300));
     }
 }

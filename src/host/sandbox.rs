@@ -1,7 +1,7 @@
 //! The VM factory: every strategy VM (running, reload candidate, `runner check`) is built here.
 //!
 //! Only `string`, `table`, `math`, `utf8`, `coroutine` and `os.time/clock/date` are
-//! available; `load` takes text only; `print` goes to the log; `collectgarbage` only
+//! available; `load` takes text only (`print` comes with the API's `log`); `collectgarbage` only
 //! answers "count". Memory and CPU are limited by [`super::limits`].
 
 use std::rc::Rc;
@@ -27,8 +27,8 @@ pub const RAW_XPCALL: &str = "runner.raw_xpcall";
 /// mlua's pool of coroutines reused for callbacks (avoids a new thread per event).
 const THREAD_POOL: usize = 16;
 
-/// Builds a sandboxed VM with `guard`'s limits installed; `strategy` labels its log lines.
-pub fn new_vm(guard: &Rc<Guard>, memory_limit: usize, strategy: Rc<str>) -> mlua::Result<Lua> {
+/// Builds a sandboxed VM with `guard`'s limits installed.
+pub fn new_vm(guard: &Rc<Guard>, memory_limit: usize) -> mlua::Result<Lua> {
     let libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::new().thread_pool_size(THREAD_POOL))?;
     let globals = lua.globals();
@@ -39,7 +39,6 @@ pub fn new_vm(guard: &Rc<Guard>, memory_limit: usize, strategy: Rc<str>) -> mlua
     let string: Table = globals.raw_get("string")?;
     string.raw_set("dump", Value::Nil)?;
     install_load(&lua, &globals)?;
-    install_print(&lua, &globals, strategy)?;
     install_collectgarbage(&lua, &globals)?;
     install_protected_calls(&lua, &globals, guard)?;
     lua.set_memory_limit(memory_limit)?;
@@ -79,24 +78,6 @@ fn install_load(lua: &Lua, globals: &Table) -> mlua::Result<()> {
         },
     )?;
     globals.raw_set("load", load)
-}
-
-fn install_print(lua: &Lua, globals: &Table, strategy: Rc<str>) -> mlua::Result<()> {
-    let print = lua.create_function(move |_, args: MultiValue| {
-        tracing::info!(strategy = %strategy, "{}", tab_joined(&args));
-        Ok(())
-    })?;
-    globals.raw_set("print", print)
-}
-
-/// The values' `tostring`s joined by tabs, as `print` writes them (a value whose
-/// `__tostring` fails shows its type name).
-pub fn tab_joined(values: &MultiValue) -> String {
-    values
-        .iter()
-        .map(|v| v.to_string().unwrap_or_else(|_| v.type_name().to_owned()))
-        .collect::<Vec<_>>()
-        .join("\t")
 }
 
 fn install_collectgarbage(lua: &Lua, globals: &Table) -> mlua::Result<()> {

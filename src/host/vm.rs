@@ -73,7 +73,7 @@ impl StrategyVm {
         let provisional: Rc<str> = spec::default_name(path).into();
         let guard = Guard::new(options.instruction_budget, options.memory_limit);
         let lua_err = |err: mlua::Error| LoadError::from_lua(&err);
-        let lua = sandbox::new_vm(&guard, options.memory_limit, provisional.clone()).map_err(lua_err)?;
+        let lua = sandbox::new_vm(&guard, options.memory_limit).map_err(lua_err)?;
         let timers = TimerApi::new(options.timers.clone());
         let api = ApiCtx::new(
             &lua,

@@ -288,6 +288,13 @@ function H:install()
     round_qty = function(symbol, q)
       return sizing.round_to_step(q, known(h, symbol).step_size)
     end,
+    round_step = function(x, step, mode)
+      local round = ({ down = sizing.round_to_step, up = sizing.ceil_to_step, nearest = sizing.round_to_tick })[mode]
+      if not round then
+        error('market.round_step: mode must be "down", "up" or "nearest", got ' .. tostring(mode), 2)
+      end
+      return round(x, step)
+    end,
     symbols = function()
       local list = {}
       for s in pairs(h.infos) do

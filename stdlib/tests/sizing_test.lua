@@ -94,6 +94,36 @@ return T.run("sizing", {
     T.near(sizing.net_of_fee(1000, 0.001), 999, 1e-12)
   end,
 
+  rounding_down_never_gains_a_step_on_large_counts = function()
+    -- a relative tolerance would take these up to 10000 and 2800000.00000001
+    T.eq(sizing.round_to_step(9999.99999999, 0.00000001), 9999.99999999)
+    T.eq(sizing.round_to_step(2800000 - 0.000000005, 0.00000001), 2799999.99999999)
+    T.eq(sizing.round_to_step(3 * 0.7, 0.1), 2.1) -- one double below 2.1 is still 2.1
+    T.eq(sizing.ceil_to_step(0.1 + 0.2, 0.1), 0.3)
+    -- a difference of nearly equal numbers is off by far more than noise: documented to round down
+    T.eq(sizing.round_to_step(1.0001 - 1, 0.0001), 0)
+  end,
+
+  halfway_goes_away_from_zero = function()
+    T.eq(sizing.round_to_tick(0.125, 0.25), 0.25)
+    T.eq(sizing.round_to_tick(-0.125, 0.25), -0.25)
+    T.eq(sizing.round_to_tick(100.005, 0.01), 100.01) -- a hair below halfway as a double, halfway as written
+  end,
+
+  notional_limits = function()
+    local capped = { step_size = 0.001, min_qty = 0.001, max_qty = 0, min_notional = 5, max_notional = 1000 }
+    local q, why = sizing.clamp_qty(capped, 20, 100) -- 2000 > 1000
+    T.is_nil(q)
+    T.truthy(why:find("max_notional", 1, true), why)
+    T.eq(sizing.clamp_qty(capped, 10, 100), 10) -- exactly max_notional
+    T.eq(sizing.clamp_qty(capped, 0.05, 100), 0.05) -- exactly min_notional
+    -- min_qty_at's quantity is always one clamp_qty accepts
+    for _, price in ipairs({ 3, 7, 0.1 + 0.2, 33.33, 99999.99 }) do
+      local m = sizing.min_qty_at(capped, price)
+      T.eq(sizing.clamp_qty(capped, m, price), m, "at " .. price)
+    end
+  end,
+
   bad_steps_raise = function()
     T.raises(function()
       sizing.round_to_step(1, 0)

@@ -7,7 +7,8 @@ use mlua::{Lua, Value};
 
 use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
 use super::{exchange_function, host_function, publish, usage, ApiCtx, Args};
-use crate::exchange::{grid, CallCtx};
+use crate::exchange::grid::{self, Rounding};
+use crate::exchange::{CallCtx, SymbolInfo};
 
 const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
@@ -85,25 +86,39 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         })?,
     )?;
 
-    for (name, round) in [
-        ("round_price", grid::round_price as fn(&_, f64) -> Option<f64>),
-        ("round_qty", grid::round_qty as fn(&_, f64) -> Option<f64>),
+    type SymbolRounding = fn(&SymbolInfo, f64) -> Result<f64, grid::GridError>;
+    for (name, func, round) in [
+        ("round_price", "market.round_price", grid::round_price as SymbolRounding),
+        ("round_qty", "market.round_qty", grid::round_qty as SymbolRounding),
     ] {
-        let func: &'static str = if name == "round_price" {
-            "market.round_price"
-        } else {
-            "market.round_qty"
-        };
         m.raw_set(
             name,
             host_function(lua, ctx, func, move |lua, c, args| {
                 let symbol = args.string(lua, 0, "symbol")?;
                 let value = args.number(lua, 1, "value")?;
                 let info = c.symbol_info(lua, func, &symbol)?;
-                round(&info, value).ok_or_else(|| usage(lua, format!("{func}: {value} is not a usable number")))
+                round(&info, value).map_err(|err| usage(lua, format!("{func}: {err}")))
             })?,
         )?;
     }
+
+    m.raw_set(
+        "round_step",
+        host_function(lua, ctx, "market.round_step", |lua, _, args| {
+            let value = args.number(lua, 0, "value")?;
+            let step = args.number(lua, 1, "step")?;
+            let mode = args.string(lua, 2, "mode")?;
+            let rounding = Rounding::parse(&mode).ok_or_else(|| {
+                usage(
+                    lua,
+                    format!("market.round_step: mode must be \"down\", \"up\" or \"nearest\", got '{mode}'"),
+                )
+            })?;
+            grid::step_from_f64(step)
+                .and_then(|step| grid::round_to_step(value, step, rounding))
+                .map_err(|err| usage(lua, format!("market.round_step: {err}")))
+        })?,
+    )?;
 
     m.raw_set(
         "ticker",
