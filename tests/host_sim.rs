@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
-use runner::exchange::{EventSink, Venue};
+use runner::exchange::{EventSink, OrderStatus, Venue};
 use runner::host::{Host, StopReason};
 use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
-use runner::sim::{self, SimConfig};
+use runner::sim::{self, SimConfig, SimHandle};
 use support::{stats, wait_for, Files};
 
 const LONG: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_strategy_trades_on_the_simulator() {
+/// The simulator, the client with `options`, and a host whose strategies save their state.
+async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
     let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
         .await
         .expect("simulator starts");
@@ -31,13 +31,19 @@ async fn a_strategy_trades_on_the_simulator() {
         &sim.ws_api_url(),
         Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
     );
-    let venue = BinanceVenue::connect(profile, ledger, ClientOptions::default())
+    let venue = BinanceVenue::connect(profile, ledger, options)
         .await
         .expect("client connects");
     let files = Files::new();
     let host = Host::new(venue.clone(), support::saving_config(&files));
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.expect("streams start");
+    (sim, venue, host, files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_trades_on_the_simulator() {
+    let (_sim, venue, host, files) = connected(ClientOptions::default()).await;
 
     let path = files.write(
         "resting.lua",
@@ -85,5 +91,48 @@ async fn a_strategy_trades_on_the_simulator() {
     );
     let s = stats(&host, "resting");
     assert_eq!((s.errors, s.trips), (0, 0), "{s:?}");
+    venue.shutdown().await;
+}
+
+/// A stop that cuts a callback short while its order is in flight must not abandon the order:
+/// the answer still arrives and is applied (with no user stream, nothing else would tell).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_in_flight_when_a_stop_cuts_the_callback_is_seen_through() {
+    let options = ClientOptions {
+        user_data: false,
+        ..ClientOptions::default()
+    };
+    let (sim, venue, host, files) = connected(options).await;
+    sim.faults().delay_order_answers(Duration::from_millis(1500));
+    let path = files.write(
+        "cut.lua",
+        r#"
+        return {
+            symbols = { "BTCUSDT" },
+            streams = { "book" },
+            on_book = function(q)
+                if state.placed then return end
+                state.placed = true
+                orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", client_id = "cut-1",
+                    quantity = market.round_qty("BTCUSDT", 0.001), price = market.round_price("BTCUSDT", q.bid * 0.9) }
+            end,
+        }
+        "#,
+    );
+    host.add(&path).await.expect("strategy starts");
+    wait_for("the order to reach the simulator", LONG, || {
+        !sim.orders_by_client_id("cut-1").is_empty()
+    })
+    .await;
+    // The answer is still 1.5 s away: the stop cuts the callback while the call waits for it.
+    host.stop_all(StopReason::Shutdown).await;
+    wait_for("the order's answer to be applied", LONG, || {
+        venue
+            .open_orders("cut", None)
+            .iter()
+            .any(|o| o.client_id == "cut-1" && o.status == OrderStatus::New && o.id.is_some())
+    })
+    .await;
+    assert_eq!(sim.orders_by_client_id("cut-1").len(), 1);
     venue.shutdown().await;
 }

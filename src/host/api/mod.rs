@@ -91,8 +91,8 @@ impl ApiCtx {
         }
     }
 
-    /// Runs an exchange call as its own task on the strategy's thread (see [`Calls`]); waiting
-    /// blocks only this coroutine.
+    /// Runs an exchange call on the strategy's thread, seen through even if the callback is cut
+    /// short (see [`Calls`]); waiting blocks only this coroutine.
     pub async fn exchange<T, F>(&self, future: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
@@ -101,13 +101,7 @@ impl ApiCtx {
         let Some(calls) = &self.calls else {
             return Err(ApiError::new(ErrorCode::Stopped, "not connected to an exchange"));
         };
-        match calls.spawn(future).await {
-            Ok(result) => result,
-            Err(_) => Err(ApiError::new(
-                ErrorCode::Stopped,
-                "the strategy's runtime is shutting down",
-            )),
-        }
+        calls.run(future).await
     }
 
     /// `value, nil` on success, `nil, err` on an expected failure. Checks the trip flag
