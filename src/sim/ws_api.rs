@@ -17,9 +17,10 @@ use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
 use super::params::Params;
 use super::record::RequestRecord;
-use super::sign::{self, Credentials};
+use super::sign::Credentials;
 use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
+use crate::exchange::binance::sign::ws_api_payload;
 use crate::exchange::binance::wire::{RateLimitEntry, WsApiError, WsApiRequest, WsApiResponse};
 use crate::ledger::limits::PoolKind;
 
@@ -161,7 +162,7 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
         "userDataStream.subscribe.signature" => {
             params.only(|k| SIGNING_PARAMS.contains(&k))?;
             creds.check_key(params.get("apiKey"))?;
-            creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+            creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             let subscription_id = sim.next_id();
             sim.users.subscribe(UserSubscriber {
                 conn: conn.id,
@@ -198,7 +199,7 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
             }
             params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS.contains(&k)))?;
             if ep.signed {
-                creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+                creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             }
             (ep.run)(sim, &params, now)
         }
