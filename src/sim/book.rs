@@ -367,7 +367,11 @@ impl Budget {
                 if price.is_zero() {
                     return Decimal::ZERO;
                 }
-                let take = floor_to(*left / price, self.step).min(available);
+                // A budget worth more than the level (even too large to divide) takes all of it.
+                let take = match left.checked_div(price) {
+                    Some(affordable) if affordable < available => floor_to(affordable, self.step),
+                    _ => available,
+                };
                 *left -= take * price;
                 take
             }

@@ -925,6 +925,25 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_quote_quantity_is_refused_not_a_panic() {
+        let mut ex = exchange();
+        let market = |side| NewOrder {
+            symbol: 0,
+            side,
+            kind: OrderKind::Market,
+            tif: None,
+            price: None,
+            qty: None,
+            quote_qty: Some(Decimal::MAX),
+            client_id: None,
+        };
+        assert_eq!(ex.place(market(Side::Buy), 1).unwrap_err().code, -2010);
+        // Selling for "everything" sells the whole book's bid the account can cover.
+        let sold = ex.place(market(Side::Sell), 1).unwrap();
+        assert_eq!(ex.order(sold.order_id).unwrap().executed, d("1"));
+    }
+
+    #[test]
     fn resting_orders_fill_as_makers_and_duplicates_are_refused() {
         let mut ex = exchange();
         let mut bid = limit(Side::Buy, "99.50", "0.2", Tif::Gtc);
