@@ -331,7 +331,7 @@ fn exchange_info(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
                     Filter::Notional {
                         min_notional: d8(s.min_notional),
                         apply_min_to_market: true,
-                        max_notional: d8(Decimal::from(9_000_000u32)),
+                        max_notional: d8(s.max_notional()),
                         apply_max_to_market: false,
                         avg_price_mins: 5,
                     },

@@ -365,7 +365,8 @@ impl Exchange {
             (_, Some(price), Some(qty), _) => Some(price * qty),
             _ => None,
         };
-        if notional.is_some_and(|n| n < spec.min_notional) {
+        let over_max = req.kind != OrderKind::Market && notional.is_some_and(|n| n > spec.max_notional());
+        if notional.is_some_and(|n| n < spec.min_notional) || over_max {
             return Err(ApiErr::filter("NOTIONAL"));
         }
         if req.kind != OrderKind::Market && m.open_orders >= spec.max_num_orders as usize {
@@ -916,6 +917,13 @@ mod tests {
         );
         assert_eq!(
             ex.place(limit(Side::Buy, "1", "0.001", Tif::Gtc), 1).unwrap_err().msg,
+            "Filter failure: NOTIONAL"
+        );
+        // Over maxNotional (9 000 000) is a filter failure, whatever the balance.
+        assert_eq!(
+            ex.place(limit(Side::Buy, "1000000", "10", Tif::Gtc), 1)
+                .unwrap_err()
+                .msg,
             "Filter failure: NOTIONAL"
         );
         assert_eq!(
