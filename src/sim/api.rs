@@ -628,7 +628,11 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
             ))
         }
     };
-    let default_resp = "FULL";
+    // MARKET and LIMIT orders answer FULL by default, every other type ACK.
+    let default_resp = match kind {
+        OrderKind::Limit | OrderKind::Market => "FULL",
+        OrderKind::LimitMaker => "ACK",
+    };
     let resp = match p.get("newOrderRespType") {
         None => default_resp,
         Some(r @ ("ACK" | "RESULT" | "FULL")) => r,
