@@ -5,7 +5,7 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::engine::{Exchange, NewOrder, Order, OrderKind, Tif};
+use super::engine::{Exchange, NewOrder, Order};
 use super::error::ApiErr;
 use super::num::d8;
 use super::params::Params;
@@ -14,7 +14,7 @@ use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
     RestTrade, SymbolEntry, Ticker24hr,
 };
-use crate::exchange::types::Side;
+use crate::exchange::types::{OrderType, Side, TimeInForce};
 use crate::ledger::limits::PoolKind;
 
 /// What an endpoint does to the order pools (and whether success refunds its weight).
@@ -554,32 +554,22 @@ fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 /// Parses and checks an order request's parameters (everything short of the book and balances).
 fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     let symbol = symbol_of(ex, p)?;
-    let side = match p.require("side")? {
-        "BUY" => Side::Buy,
-        "SELL" => Side::Sell,
-        _ => return Err(ApiErr::bad(-1117, "Invalid side.")),
-    };
+    let side = Side::parse(p.require("side")?).ok_or_else(|| ApiErr::bad(-1117, "Invalid side."))?;
     let kind = match p.require("type")? {
-        "LIMIT" => OrderKind::Limit,
-        "MARKET" => OrderKind::Market,
-        "LIMIT_MAKER" => OrderKind::LimitMaker,
         "STOP_LOSS" | "STOP_LOSS_LIMIT" | "TAKE_PROFIT" | "TAKE_PROFIT_LIMIT" => {
             return Err(ApiErr::bad(-1014, "Unsupported order combination."))
         }
-        _ => return Err(ApiErr::bad(-1116, "Invalid orderType.")),
+        other => OrderType::parse(other).ok_or_else(|| ApiErr::bad(-1116, "Invalid orderType."))?,
     };
     let tif = match p.get("timeInForce") {
         None => None,
-        Some("GTC") => Some(Tif::Gtc),
-        Some("IOC") => Some(Tif::Ioc),
-        Some("FOK") => Some(Tif::Fok),
-        Some(_) => return Err(ApiErr::bad(-1115, "Invalid timeInForce.")),
+        Some(raw) => Some(TimeInForce::parse(raw).ok_or_else(|| ApiErr::bad(-1115, "Invalid timeInForce."))?),
     };
     let price = p.decimal("price")?;
     let qty = p.decimal("quantity")?;
     let quote_qty = p.decimal("quoteOrderQty")?;
     match kind {
-        OrderKind::Limit => {
+        OrderType::Limit => {
             if tif.is_none() {
                 return Err(ApiErr::mandatory("timeInForce"));
             }
@@ -589,7 +579,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderKind::LimitMaker => {
+        OrderType::LimitMaker => {
             qty.ok_or_else(|| ApiErr::mandatory("quantity"))?;
             price.ok_or_else(|| ApiErr::mandatory("price"))?;
             if tif.is_some() {
@@ -599,7 +589,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderKind::Market => {
+        OrderType::Market => {
             if price.is_some() {
                 return Err(ApiErr::not_required("price"));
             }
@@ -630,8 +620,8 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     };
     // MARKET and LIMIT orders answer FULL by default, every other type ACK.
     let default_resp = match kind {
-        OrderKind::Limit | OrderKind::Market => "FULL",
-        OrderKind::LimitMaker => "ACK",
+        OrderType::Limit | OrderType::Market => "FULL",
+        OrderType::LimitMaker => "ACK",
     };
     let resp = match p.get("newOrderRespType") {
         None => default_resp,
