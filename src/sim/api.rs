@@ -15,7 +15,7 @@ use crate::exchange::binance::wire::{
     RestTrade, SymbolEntry, Ticker24hr,
 };
 use crate::exchange::types::{OrderType, Side, TimeInForce};
-use crate::ledger::limits::PoolKind;
+use crate::ledger::limits::{PoolKind, RateLimit};
 
 /// What an endpoint does to the order pools (and whether success refunds its weight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,19 +277,22 @@ fn time(_: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
     Ok(json!({ "serverTime": now }))
 }
 
-pub fn rate_limit_entries(sim: &Sim) -> Vec<Value> {
+/// One `rateLimits` entry; `count` is the current use, for usage reports.
+pub fn rate_limit_entry(limit: &RateLimit, count: Option<u64>) -> RateLimitEntry {
+    RateLimitEntry {
+        rate_limit_type: limit.kind.as_str().to_string(),
+        interval: limit.interval.unit.as_str().to_string(),
+        interval_num: limit.interval.num,
+        limit: limit.limit,
+        count,
+    }
+}
+
+fn rate_limit_entries(sim: &Sim) -> Vec<Value> {
     sim.config
         .limits
         .iter()
-        .map(|l| {
-            to_json(&RateLimitEntry {
-                rate_limit_type: l.kind.as_str().to_string(),
-                interval: l.interval.unit.as_str().to_string(),
-                interval_num: l.interval.num,
-                limit: l.limit,
-                count: None,
-            })
-        })
+        .map(|l| to_json(&rate_limit_entry(l, None)))
         .collect()
 }
 
@@ -881,15 +884,7 @@ fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
     Ok(Value::Array(
         usage
             .into_iter()
-            .map(|(l, count)| {
-                to_json(&RateLimitEntry {
-                    rate_limit_type: l.kind.as_str().to_string(),
-                    interval: l.interval.unit.as_str().to_string(),
-                    interval_num: l.interval.num,
-                    limit: l.limit,
-                    count: Some(count),
-                })
-            })
+            .map(|(l, count)| to_json(&rate_limit_entry(&l, Some(count))))
             .collect(),
     ))
 }

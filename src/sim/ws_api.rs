@@ -21,7 +21,7 @@ use super::sign::Credentials;
 use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
 use crate::exchange::binance::sign::ws_api_payload;
-use crate::exchange::binance::wire::{RateLimitEntry, WsApiError, WsApiRequest, WsApiResponse};
+use crate::exchange::binance::wire::{WsApiError, WsApiRequest, WsApiResponse};
 use crate::ledger::limits::PoolKind;
 
 /// Weight of opening a connection and of the user-data subscription requests.
@@ -215,13 +215,7 @@ fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: 
     drop(limiter);
     let rate_limits = usage
         .into_iter()
-        .map(|(l, count)| RateLimitEntry {
-            rate_limit_type: l.kind.as_str().to_string(),
-            interval: l.interval.unit.as_str().to_string(),
-            interval_num: l.interval.num,
-            limit: l.limit,
-            count: Some(count),
-        })
+        .map(|(l, count)| api::rate_limit_entry(&l, Some(count)))
         .collect();
     let response = match result {
         Ok(v) => WsApiResponse {
