@@ -43,8 +43,10 @@ pub struct Endpoint {
     pub run: Handler,
 }
 
-/// Parameters consumed by authentication, not by handlers.
-pub const SIGNING_PARAMS: [&str; 4] = ["timestamp", "recvWindow", "signature", "apiKey"];
+/// Parameters consumed by authentication, not by handlers (REST sends the key as a header).
+pub const REST_SIGNING_PARAMS: [&str; 3] = ["timestamp", "recvWindow", "signature"];
+/// The WebSocket API also carries the key as `apiKey`.
+pub const WS_SIGNING_PARAMS: [&str; 4] = ["timestamp", "recvWindow", "signature", "apiKey"];
 
 const ORDER_PARAMS: &[&str] = &[
     "symbol",
@@ -72,8 +74,8 @@ const CANCEL_PARAMS: &[&str] = &[
     "cancelRestrictions",
 ];
 
-/// One row an endpoint: (method,) REST path under `/api/v3/`, WebSocket API method, (effect,)
-/// parameters, weight, handler. Kept as a table, one endpoint a line.
+/// Every endpoint, one a line: (method,) REST path under `/api/v3/`, WebSocket API method,
+/// (effect,) parameters, weight, handler. `public` rows are GETs without effect.
 #[rustfmt::skip]
 pub static ENDPOINTS: &[Endpoint] = &[
     public("ping", "ping", &[], |_| 1, ping),
@@ -248,7 +250,6 @@ fn symbols_of(ex: &Exchange, p: &Params) -> Result<(Vec<usize>, bool), ApiErr> {
     Ok(((0..ex.markets.len()).collect(), false))
 }
 
-/// One object for `symbol=`, an array otherwise.
 /// One row for a `symbol` parameter, an array of rows for `symbols` (or for every symbol when neither is given).
 fn per_symbol(sim: &Sim, p: &Params, row: impl Fn(&Exchange, usize) -> Value) -> Result<Value, ApiErr> {
     let world = sim.world.lock();

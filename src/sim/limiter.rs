@@ -108,7 +108,7 @@ pub struct SimStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
     pub weight: u64,
-    window_starts_ms: i64,
+    charged_at_ms: i64,
 }
 
 /// What one arrival draws on.
@@ -214,12 +214,12 @@ impl Limiter {
                 PoolKind::RawRequests => format!(
                     "Too many requests; current limit is {} requests per {}.",
                     p.limit.limit,
-                    window_words(p)
+                    p.limit.interval
                 ),
                 _ => format!(
                     "Too much request weight used; current limit is {} request weight per {}. Please use WebSocket Streams for live updates to avoid polling the API.",
                     p.limit.limit,
-                    window_words(p)
+                    p.limit.interval
                 ),
             };
             self.wait_until = self.wait_until.max(until);
@@ -227,7 +227,7 @@ impl Limiter {
         }
         Ok(Charge {
             weight: draw.weight,
-            window_starts_ms: now,
+            charged_at_ms: now,
         })
     }
 
@@ -238,7 +238,7 @@ impl Limiter {
             if p.limit.kind != PoolKind::RequestWeight {
                 continue;
             }
-            if p.limit.interval.window_start(charge.window_starts_ms) == p.window_start {
+            if p.limit.interval.window_start(charge.charged_at_ms) == p.window_start {
                 p.count = p.count.saturating_sub(refund);
                 p.note_peak();
             }
@@ -262,8 +262,7 @@ impl Limiter {
             let until = p.window_end();
             let msg = format!(
                 "Too many new orders; current limit is {} orders per {}.",
-                p.limit.limit,
-                window_words(p)
+                p.limit.limit, p.limit.interval
             );
             // The wait applies to new orders only; the weight pools stay usable.
             self.order_wait_until = until;
@@ -363,10 +362,6 @@ impl Limiter {
 
 fn ceil_secs(ms: i64) -> u64 {
     (ms.max(0) as u64).div_ceil(1000)
-}
-
-fn window_words(p: &Pool) -> String {
-    p.limit.interval.to_string()
 }
 
 #[cfg(test)]

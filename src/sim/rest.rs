@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::api::{self, Effect, Endpoint, SIGNING_PARAMS};
+use super::api::{self, Effect, Endpoint, REST_SIGNING_PARAMS};
 use super::error::ApiErr;
 use super::faults::FailKind;
 use super::limiter::Draw;
@@ -119,7 +119,7 @@ fn run(
         creds.check_key(key)?;
     }
     let params = parsed?;
-    params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS[..3].contains(&k)))?;
+    params.only(|k| ep.params.contains(&k) || (ep.signed && REST_SIGNING_PARAMS.contains(&k)))?;
     if ep.signed {
         creds.check_signed(&params, &sign::rest_payload(query, body), now)?;
     }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use super::api::{self, Effect, SIGNING_PARAMS};
+use super::api::{self, Effect, WS_SIGNING_PARAMS};
 use super::error::ApiErr;
 use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
@@ -160,7 +160,7 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
     };
     match method {
         "userDataStream.subscribe.signature" => {
-            params.only(|k| SIGNING_PARAMS.contains(&k))?;
+            params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
             creds.check_key(params.get("apiKey"))?;
             creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             let subscription_id = sim.next_id();
@@ -197,7 +197,7 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
             if ep.signed {
                 creds.check_key(params.get("apiKey"))?;
             }
-            params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS.contains(&k)))?;
+            params.only(|k| ep.params.contains(&k) || (ep.signed && WS_SIGNING_PARAMS.contains(&k)))?;
             if ep.signed {
                 creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             }
