@@ -401,3 +401,40 @@ async fn connection_attempts_are_limited_per_window() {
     assert_eq!(sim.stats().count_429, 1);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_ban_for_an_order_sent_during_the_order_wait_closes_the_websocket_api_socket() {
+    use runner::ledger::limits::{IntervalUnit, PoolKind, RateLimit};
+    let config = SimConfig {
+        limits: vec![
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Day, 1, 1),
+        ],
+        ..still_market()
+    };
+    let sim = start(config).await;
+    let mut ws = ws_connect(&sim.ws_api_url()).await;
+    let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
+    let place = |id: u64| {
+        let params = ws_signed(&[
+            ("symbol", json!("ETHUSDT")),
+            ("side", json!("BUY")),
+            ("type", json!("LIMIT")),
+            ("timeInForce", json!("GTC")),
+            ("quantity", json!("0.1")),
+            ("price", json!(bid.to_string())),
+        ]);
+        json!({"id": id, "method": "order.place", "params": params})
+    };
+    for (id, status, code) in [(1, 200, None), (2, 429, Some(-1015)), (3, 418, Some(-1003))] {
+        send_json(&mut ws, place(id)).await;
+        let answer = next_matching(&mut ws, |v| v["id"] == id).await;
+        assert_eq!(
+            (answer["status"].as_u64(), answer["error"]["code"].as_i64()),
+            (Some(status), code),
+            "{answer}"
+        );
+    }
+    assert!(next_json(&mut ws).await.is_none(), "a ban closes the socket");
+    sim.shutdown().await;
+}

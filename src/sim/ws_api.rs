@@ -134,9 +134,11 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     }
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));
+    // An order sent during a -1015 wait is banned by the handler, not at admission.
+    let banned = status == 418;
     (
         answer(sim, now, req.id, result, effect == Effect::Place),
-        false,
+        banned,
         effect == Effect::Place,
     )
 }
