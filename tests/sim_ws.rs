@@ -438,3 +438,51 @@ async fn a_ban_for_an_order_sent_during_the_order_wait_closes_the_websocket_api_
     assert!(next_json(&mut ws).await.is_none(), "a ban closes the socket");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cancel_report_carries_the_cancel_id_in_c_and_the_order_id_in_big_c() {
+    let sim = start(still_market()).await;
+    let rest = Rest::new(&sim);
+    let mut ws = ws_connect(&sim.ws_api_url()).await;
+    send_json(
+        &mut ws,
+        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
+    )
+    .await;
+    assert_eq!(next_matching(&mut ws, |v| v["id"] == 1).await["status"], 200);
+    let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
+    let placed = rest
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            &format!(
+                "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={bid}&newClientOrderId=keep-1"
+            ),
+        )
+        .await;
+    assert_eq!(placed.body["status"], "NEW", "{}", placed.body);
+    let canceled = rest
+        .signed(
+            Method::DELETE,
+            "/api/v3/order",
+            "symbol=ETHUSDT&origClientOrderId=keep-1&newClientOrderId=cancel-1",
+        )
+        .await;
+    assert_eq!(
+        (
+            canceled.body["clientOrderId"].as_str(),
+            canceled.body["origClientOrderId"].as_str()
+        ),
+        (Some("cancel-1"), Some("keep-1"))
+    );
+    let report = next_matching(&mut ws, |v| {
+        v["event"]["e"] == "executionReport" && v["event"]["X"] == "CANCELED"
+    })
+    .await;
+    assert_eq!(
+        (report["event"]["c"].as_str(), report["event"]["C"].as_str()),
+        (Some("cancel-1"), Some("keep-1")),
+        "{report}"
+    );
+    sim.shutdown().await;
+}

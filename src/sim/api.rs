@@ -722,13 +722,17 @@ fn query_order(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     Ok(to_json(&ex.order_wire(order, true)))
 }
 
-fn cancel_wire(ex: &Exchange, id: u64, new_client_id: Option<&str>, now: i64) -> Value {
+/// The cancel request's own client order id: the one sent, else one made up.
+fn cancel_client_id(sent: Option<&str>, order_id: u64) -> String {
+    sent.map(str::to_string)
+        .unwrap_or_else(|| format!("cancel{order_id:08}"))
+}
+
+fn cancel_wire(ex: &Exchange, id: u64, cancel_client_id: String, now: i64) -> Value {
     let Some(o) = ex.order(id) else { return Value::Null };
     let mut wire = ex.order_wire(o, false);
     wire.orig_client_order_id = Some(o.client_id.clone());
-    wire.client_order_id = new_client_id
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("cancel{id:08}"));
+    wire.client_order_id = cancel_client_id;
     wire.transact_time = Some(now);
     wire.working_time = None;
     to_json(&wire)
@@ -742,8 +746,9 @@ fn cancel_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Ok(None) => return Err(ApiErr::unknown_order_cancel()),
         Err(e) => return Err(e),
     };
-    world.ex.cancel(symbol, id, now)?;
-    Ok(cancel_wire(&world.ex, id, p.get("newClientOrderId"), now))
+    let cancel_id = cancel_client_id(p.get("newClientOrderId"), id);
+    world.ex.cancel(symbol, id, &cancel_id, now)?;
+    Ok(cancel_wire(&world.ex, id, cancel_id, now))
 }
 
 fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
@@ -760,8 +765,9 @@ fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> 
     }
     let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
-        world.ex.cancel(symbol, id, now)?;
-        rows.push(cancel_wire(&world.ex, id, None, now));
+        let cancel_id = cancel_client_id(None, id);
+        world.ex.cancel(symbol, id, &cancel_id, now)?;
+        rows.push(cancel_wire(&world.ex, id, cancel_id, now));
     }
     Ok(Value::Array(rows))
 }

@@ -414,7 +414,7 @@ impl Exchange {
         };
         self.orders.insert(id, order);
         self.by_client.entry(client_id).or_default().push(id);
-        self.report(id, "NEW", None, now);
+        self.report(id, Exec::New, now);
 
         let amount = Amount::Base(base_qty);
         let fillable = self.markets[req.symbol]
@@ -432,7 +432,7 @@ impl Exchange {
         if open && rests {
             self.rest(id, now);
         } else if open {
-            self.finish(id, OrderStatus::Expired, now);
+            self.finish(id, End::Expired, now);
         }
         self.after_change(now);
         Ok(Placed { order_id: id, fills })
@@ -450,21 +450,24 @@ impl Exchange {
         self.dirty_tops.insert(symbol);
     }
 
-    /// Cancels an open order (by id or client id).
-    pub fn cancel(&mut self, symbol: usize, id: u64, now: i64) -> Result<u64, ApiErr> {
+    /// Cancels an open order; `cancel_client_id` names the cancel request (its report's `c`).
+    pub fn cancel(&mut self, symbol: usize, id: u64, cancel_client_id: &str, now: i64) -> Result<u64, ApiErr> {
         match self.orders.get(&id) {
             Some(o) if o.symbol == symbol && o.status.is_open() => {}
             _ => return Err(ApiErr::unknown_order_cancel()),
         }
-        self.finish(id, OrderStatus::Canceled, now);
+        self.finish(id, End::Canceled { by: cancel_client_id }, now);
         self.after_change(now);
         Ok(id)
     }
 
     /// Ends an order: takes it off the book, releases what it still had locked, reports it.
-    fn finish(&mut self, id: u64, status: OrderStatus, now: i64) {
+    fn finish(&mut self, id: u64, end: End, now: i64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
-        o.status = status;
+        o.status = match end {
+            End::Canceled { .. } => OrderStatus::Canceled,
+            End::Expired => OrderStatus::Expired,
+        };
         o.update_time = now;
         let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
         o.on_book = false;
@@ -476,12 +479,11 @@ impl Exchange {
             self.dirty_tops.insert(symbol);
         }
         self.release(symbol, side, locked);
-        let exec = match status {
-            OrderStatus::Canceled => "CANCELED",
-            OrderStatus::Expired => "EXPIRED",
-            _ => "TRADE",
+        let exec = match end {
+            End::Canceled { by } => Exec::Canceled { by },
+            End::Expired => Exec::Expired,
         };
-        self.report(id, exec, None, now);
+        self.report(id, exec, now);
     }
 
     fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
@@ -605,7 +607,7 @@ impl Exchange {
             trade_id,
             is_maker,
         };
-        self.report(id, "TRADE", Some(&last), now);
+        self.report(id, Exec::Trade(&last), now);
         if done {
             self.finish_filled(id);
         }
@@ -631,23 +633,32 @@ impl Exchange {
         self.release(symbol, side, locked);
     }
 
-    fn report(&mut self, id: u64, exec: &str, last: Option<&LastFill>, now: i64) {
+    fn report(&mut self, id: u64, exec: Exec, now: i64) {
         if self.users.is_empty() {
             return;
         }
         let Some(o) = self.orders.get(&id) else { return };
         let spec = &self.markets[o.symbol].spec;
+        let last = match exec {
+            Exec::Trade(last) => Some(last),
+            _ => None,
+        };
+        // A cancel is reported under the cancel request's id, the order's own id in `C`.
+        let (c, orig_client_id) = match exec {
+            Exec::Canceled { by } => (by.to_string(), o.client_id.clone()),
+            _ => (o.client_id.clone(), String::new()),
+        };
         let report = ExecutionReport {
             event_time: now,
             s: spec.symbol.clone(),
-            c: o.client_id.clone(),
+            c,
             side: o.side.as_str().to_string(),
             o: o.kind.as_str().to_string(),
             f: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
             q: d8(o.orig_qty),
             p: d8(o.price),
-            orig_client_id: String::new(),
-            x: exec.to_string(),
+            orig_client_id,
+            x: exec.as_str().to_string(),
             status: o.status.as_str().to_string(),
             r: "NONE".to_string(),
             i: o.id,
@@ -658,7 +669,7 @@ impl Exchange {
             commission_asset: last.map(|l| l.asset.clone()),
             transaction_time: now,
             t: last.map(|l| l.trade_id as i64).unwrap_or(-1),
-            w: o.status.is_open() && (o.on_book || o.kind != OrderType::Market && exec == "NEW"),
+            w: o.status.is_open() && (o.on_book || o.kind != OrderType::Market && matches!(exec, Exec::New)),
             m: last.is_some_and(|l| l.is_maker),
             created: o.time,
             cum_quote: d8(o.cum_quote),
@@ -759,6 +770,36 @@ impl Exchange {
     }
 }
 
+/// How an order ends before it fills.
+#[derive(Clone, Copy)]
+enum End<'a> {
+    /// `by`: the cancel request's client order id.
+    Canceled {
+        by: &'a str,
+    },
+    Expired,
+}
+
+/// What an execution report reports (its `x`).
+#[derive(Clone, Copy)]
+enum Exec<'a> {
+    New,
+    Trade(&'a LastFill),
+    Canceled { by: &'a str },
+    Expired,
+}
+
+impl Exec<'_> {
+    fn as_str(self) -> &'static str {
+        match self {
+            Exec::New => "NEW",
+            Exec::Trade(_) => "TRADE",
+            Exec::Canceled { .. } => "CANCELED",
+            Exec::Expired => "EXPIRED",
+        }
+    }
+}
+
 struct LastFill {
     price: Decimal,
     qty: Decimal,
@@ -824,9 +865,9 @@ mod tests {
             (d("100000") - d("100") - d("50.25"), d("50.25"))
         );
         assert_eq!(ex.balances()["BTC"].free, d("1") + d("1") - d("0.001"));
-        ex.cancel(0, placed.order_id, 2).unwrap();
+        ex.cancel(0, placed.order_id, "c1", 2).unwrap();
         assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
-        assert_eq!(ex.cancel(0, placed.order_id, 3).unwrap_err().code, -2011);
+        assert_eq!(ex.cancel(0, placed.order_id, "c2", 3).unwrap_err().code, -2011);
     }
 
     #[test]
