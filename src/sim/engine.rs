@@ -886,31 +886,17 @@ mod tests {
             ex.place(maker, 1).unwrap_err().msg,
             "Order would immediately match and take."
         );
-        assert_eq!(
-            ex.place(limit(Side::Buy, "100.001", "1", TimeInForce::Gtc), 1)
-                .unwrap_err()
-                .msg,
-            "Filter failure: PRICE_FILTER"
-        );
-        assert_eq!(
-            ex.place(limit(Side::Buy, "100", "0.000001", TimeInForce::Gtc), 1)
-                .unwrap_err()
-                .msg,
-            "Filter failure: LOT_SIZE"
-        );
-        assert_eq!(
-            ex.place(limit(Side::Buy, "1", "0.001", TimeInForce::Gtc), 1)
-                .unwrap_err()
-                .msg,
-            "Filter failure: NOTIONAL"
-        );
-        // Over maxNotional (9 000 000) is a filter failure, whatever the balance.
-        assert_eq!(
-            ex.place(limit(Side::Buy, "1000000", "10", TimeInForce::Gtc), 1)
-                .unwrap_err()
-                .msg,
-            "Filter failure: NOTIONAL"
-        );
+        let filter_failures = [
+            ("100.001", "1", "Filter failure: PRICE_FILTER"),
+            ("100", "0.000001", "Filter failure: LOT_SIZE"),
+            ("1", "0.001", "Filter failure: NOTIONAL"),
+            // Over maxNotional (9 000 000), whatever the balance.
+            ("1000000", "10", "Filter failure: NOTIONAL"),
+        ];
+        for (price, qty, msg) in filter_failures {
+            let refused = ex.place(limit(Side::Buy, price, qty, TimeInForce::Gtc), 1).unwrap_err();
+            assert_eq!(refused.msg, msg, "{price} × {qty}");
+        }
         assert_eq!(
             ex.place(limit(Side::Sell, "200", "50", TimeInForce::Gtc), 1)
                 .unwrap_err()
