@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::engine::{Exchange, NewOrder, Order};
 use super::error::ApiErr;
+use super::limiter::Charge;
 use super::num::d8;
 use super::params::Params;
 use super::state::Sim;
@@ -28,6 +29,19 @@ pub enum Effect {
 }
 
 pub type Handler = fn(&Sim, &Params, i64) -> Result<Value, ApiErr>;
+
+/// Settles an admitted request's weight once it has run: a successful order or cancel costs
+/// nothing, anything else what it was charged. Returns the weight kept.
+pub fn settle_weight(sim: &Sim, effect: Effect, charge: Charge, result: &Result<Value, ApiErr>) -> u64 {
+    let kept = match (effect, result) {
+        (Effect::None, _) | (_, Err(_)) => charge.weight,
+        (_, Ok(_)) => 0,
+    };
+    if effect != Effect::None {
+        sim.limiter.lock().settle(charge, kept);
+    }
+    kept
+}
 
 pub struct Endpoint {
     pub method: &'static str,

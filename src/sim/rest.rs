@@ -77,13 +77,7 @@ pub async fn handle(
     };
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
     let result = run(&sim, ep, parsed, &query, &body, key, now);
-    let kept = match (ep.effect, &result) {
-        (Effect::None, _) | (_, Err(_)) => weight,
-        (_, Ok(_)) => 0,
-    };
-    if ep.effect != Effect::None {
-        sim.limiter.lock().settle(charge, kept);
-    }
+    let kept = api::settle_weight(&sim, ep.effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
         Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),

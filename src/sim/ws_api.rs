@@ -125,13 +125,7 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
         }
     };
     let result = run(sim, conn, method, &req.params, now);
-    let kept = match (effect, &result) {
-        (Effect::None, _) | (_, Err(_)) => weight,
-        (_, Ok(_)) => 0,
-    };
-    if effect != Effect::None {
-        sim.limiter.lock().settle(charge, kept);
-    }
+    let kept = api::settle_weight(sim, effect, charge, &result);
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));
     // An order sent during a -1015 wait is banned by the handler, not at admission.
