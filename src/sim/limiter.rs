@@ -199,7 +199,7 @@ impl Limiter {
             }
         }
         if let Some(secs) = forced_429 {
-            let until = now + secs as i64 * 1000;
+            let until = secs_after(now, secs);
             self.wait_until = self.wait_until.max(until);
             return Err(self.throttled(now, until, -1003, "Too much request weight used; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.".to_string()));
         }
@@ -298,7 +298,7 @@ impl Limiter {
     }
 
     pub fn ban_for(&mut self, now: i64, secs: u64) {
-        self.ban_until = now + secs as i64 * 1000;
+        self.ban_until = secs_after(now, secs);
         self.bans += 1;
     }
 
@@ -360,6 +360,12 @@ impl Limiter {
     }
 }
 
+/// `now` plus `secs` seconds in ms, saturating: the knobs come from an HTTP body.
+fn secs_after(now: i64, secs: u64) -> i64 {
+    let ms = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+    now.saturating_add(ms)
+}
+
 fn ceil_secs(ms: i64) -> u64 {
     (ms.max(0) as u64).div_ceil(1000)
 }
@@ -413,6 +419,16 @@ mod tests {
         }
         l.ban_until = 0;
         assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 3 * 86_400);
+    }
+
+    #[test]
+    fn absurd_forced_waits_saturate_instead_of_overflowing() {
+        let mut l = Limiter::new(&[], 1000);
+        l.ban_for(1_000, u64::MAX);
+        assert_eq!(l.admit(2_000, draw(1), None).unwrap_err().status, 418);
+        let mut l = Limiter::new(&[], 1000);
+        let e = l.admit(1_000, draw(1), Some(u64::MAX)).unwrap_err();
+        assert_eq!((e.status, e.retry.unwrap().until_ms), (429, i64::MAX));
     }
 
     #[test]
