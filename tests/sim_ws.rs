@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use runner::sim::{hmac_hex, SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
+use runner::sim::{SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sim_support::*;
@@ -242,22 +242,8 @@ fn ws_signed(params: &[(&str, Value)]) -> serde_json::Map<String, Value> {
     let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     map.insert("apiKey".into(), json!(PAPER_API_KEY));
     map.insert("timestamp".into(), json!(now_ms()));
-    let mut pairs: Vec<(String, String)> = map
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    pairs.sort();
-    let payload = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    map.insert("signature".into(), json!(hmac_hex(PAPER_API_SECRET, &payload)));
+    let signature = runner::exchange::binance::sign::ws_api_signature(PAPER_API_SECRET, &map);
+    map.insert("signature".into(), json!(signature));
     map
 }
 
