@@ -444,6 +444,33 @@ async fn orders_match_with_balances_commission_and_exchange_messages() {
 }
 
 #[tokio::test]
+async fn limit_maker_orders_are_answered_ack_unless_another_response_is_asked_for() {
+    let sim = start(still_market()).await;
+    let rest = Rest::new(&sim);
+    let best_bid = sim.book("BTCUSDT", 1).unwrap().bids[0][0];
+    let below = (best_bid - Decimal::from(500)).round_dp(2);
+    let params = format!("symbol=BTCUSDT&side=BUY&type=LIMIT_MAKER&quantity=0.01&price={below}");
+    let ack = rest.signed(Method::POST, "/api/v3/order", &params).await;
+    assert_eq!(ack.status, 200, "{}", ack.body);
+    assert!(
+        ack.body["orderId"].is_u64() && ack.body["transactTime"].is_i64(),
+        "{}",
+        ack.body
+    );
+    assert!(ack.body.get("status").is_none(), "ACK carries no status: {}", ack.body);
+    let result = rest
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            &format!("{params}&newOrderRespType=RESULT"),
+        )
+        .await;
+    assert_eq!(result.body["status"], "NEW", "{}", result.body);
+    assert!(result.body.get("fills").is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn resting_orders_fill_as_makers_when_the_market_moves_through_them() {
     let sim = start(still_market()).await;
     let rest = Rest::new(&sim);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use runner::sim::{hmac_hex, SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
+use runner::sim::{SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use sim_support::*;
@@ -242,22 +242,8 @@ fn ws_signed(params: &[(&str, Value)]) -> serde_json::Map<String, Value> {
     let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     map.insert("apiKey".into(), json!(PAPER_API_KEY));
     map.insert("timestamp".into(), json!(now_ms()));
-    let mut pairs: Vec<(String, String)> = map
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()),
-            )
-        })
-        .collect();
-    pairs.sort();
-    let payload = pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
-    map.insert("signature".into(), json!(hmac_hex(PAPER_API_SECRET, &payload)));
+    let signature = runner::exchange::binance::sign::ws_api_signature(PAPER_API_SECRET, &map);
+    map.insert("signature".into(), json!(signature));
     map
 }
 
@@ -399,5 +385,90 @@ async fn connection_attempts_are_limited_per_window() {
         other => panic!("expected a 429 handshake, got {:?}", other.map(|_| ())),
     }
     assert_eq!(sim.stats().count_429, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_ban_for_an_order_sent_during_the_order_wait_closes_the_websocket_api_socket() {
+    use runner::ledger::limits::{IntervalUnit, PoolKind, RateLimit};
+    let config = SimConfig {
+        limits: vec![
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Day, 1, 1),
+        ],
+        ..still_market()
+    };
+    let sim = start(config).await;
+    let mut ws = ws_connect(&sim.ws_api_url()).await;
+    let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
+    let place = |id: u64| {
+        let params = ws_signed(&[
+            ("symbol", json!("ETHUSDT")),
+            ("side", json!("BUY")),
+            ("type", json!("LIMIT")),
+            ("timeInForce", json!("GTC")),
+            ("quantity", json!("0.1")),
+            ("price", json!(bid.to_string())),
+        ]);
+        json!({"id": id, "method": "order.place", "params": params})
+    };
+    for (id, status, code) in [(1, 200, None), (2, 429, Some(-1015)), (3, 418, Some(-1003))] {
+        send_json(&mut ws, place(id)).await;
+        let answer = next_matching(&mut ws, |v| v["id"] == id).await;
+        assert_eq!(
+            (answer["status"].as_u64(), answer["error"]["code"].as_i64()),
+            (Some(status), code),
+            "{answer}"
+        );
+    }
+    assert!(next_json(&mut ws).await.is_none(), "a ban closes the socket");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancel_report_carries_the_cancel_id_in_c_and_the_order_id_in_big_c() {
+    let sim = start(still_market()).await;
+    let rest = Rest::new(&sim);
+    let mut ws = ws_connect(&sim.ws_api_url()).await;
+    send_json(
+        &mut ws,
+        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
+    )
+    .await;
+    assert_eq!(next_matching(&mut ws, |v| v["id"] == 1).await["status"], 200);
+    let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
+    let placed = rest
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            &format!(
+                "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={bid}&newClientOrderId=keep-1"
+            ),
+        )
+        .await;
+    assert_eq!(placed.body["status"], "NEW", "{}", placed.body);
+    let canceled = rest
+        .signed(
+            Method::DELETE,
+            "/api/v3/order",
+            "symbol=ETHUSDT&origClientOrderId=keep-1&newClientOrderId=cancel-1",
+        )
+        .await;
+    assert_eq!(
+        (
+            canceled.body["clientOrderId"].as_str(),
+            canceled.body["origClientOrderId"].as_str()
+        ),
+        (Some("cancel-1"), Some("keep-1"))
+    );
+    let report = next_matching(&mut ws, |v| {
+        v["event"]["e"] == "executionReport" && v["event"]["X"] == "CANCELED"
+    })
+    .await;
+    assert_eq!(
+        (report["event"]["c"].as_str(), report["event"]["C"].as_str()),
+        (Some("cancel-1"), Some("keep-1")),
+        "{report}"
+    );
     sim.shutdown().await;
 }

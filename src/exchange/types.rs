@@ -56,6 +56,11 @@ impl OrderStatus {
             OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected | OrderStatus::Expired
         )
     }
+
+    /// True while the exchange holds the order open: it can still fill or be canceled.
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::New | OrderStatus::PartiallyFilled)
+    }
 }
 
 macro_rules! wire_names {

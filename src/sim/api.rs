@@ -5,8 +5,9 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::engine::{Exchange, NewOrder, Order, OrderKind, Tif};
+use super::engine::{Exchange, NewOrder, Order};
 use super::error::ApiErr;
+use super::limiter::Charge;
 use super::num::d8;
 use super::params::Params;
 use super::state::Sim;
@@ -14,8 +15,8 @@ use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
     RestTrade, SymbolEntry, Ticker24hr,
 };
-use crate::exchange::types::Side;
-use crate::ledger::limits::PoolKind;
+use crate::exchange::types::{OrderType, Side, TimeInForce};
+use crate::ledger::limits::{PoolKind, RateLimit};
 
 /// What an endpoint does to the order pools (and whether success refunds its weight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,19 @@ pub enum Effect {
 }
 
 pub type Handler = fn(&Sim, &Params, i64) -> Result<Value, ApiErr>;
+
+/// Settles an admitted request's weight once it has run: a successful order or cancel costs
+/// nothing, anything else what it was charged. Returns the weight kept.
+pub fn settle_weight(sim: &Sim, effect: Effect, charge: Charge, result: &Result<Value, ApiErr>) -> u64 {
+    let kept = match (effect, result) {
+        (Effect::None, _) | (_, Err(_)) => charge.weight,
+        (_, Ok(_)) => 0,
+    };
+    if effect != Effect::None {
+        sim.limiter.lock().settle(charge, kept);
+    }
+    kept
+}
 
 pub struct Endpoint {
     pub method: &'static str,
@@ -43,8 +57,10 @@ pub struct Endpoint {
     pub run: Handler,
 }
 
-/// Parameters consumed by authentication, not by handlers.
-pub const SIGNING_PARAMS: [&str; 4] = ["timestamp", "recvWindow", "signature", "apiKey"];
+/// Parameters consumed by authentication, not by handlers (REST sends the key as a header).
+pub const REST_SIGNING_PARAMS: [&str; 3] = ["timestamp", "recvWindow", "signature"];
+/// The WebSocket API also carries the key as `apiKey`.
+pub const WS_SIGNING_PARAMS: [&str; 4] = ["timestamp", "recvWindow", "signature", "apiKey"];
 
 const ORDER_PARAMS: &[&str] = &[
     "symbol",
@@ -72,8 +88,8 @@ const CANCEL_PARAMS: &[&str] = &[
     "cancelRestrictions",
 ];
 
-/// One row an endpoint: (method,) REST path under `/api/v3/`, WebSocket API method, (effect,)
-/// parameters, weight, handler. Kept as a table, one endpoint a line.
+/// Every endpoint, one a line: (method,) REST path under `/api/v3/`, WebSocket API method,
+/// (effect,) parameters, weight, handler. `public` rows are GETs without effect.
 #[rustfmt::skip]
 pub static ENDPOINTS: &[Endpoint] = &[
     public("ping", "ping", &[], |_| 1, ping),
@@ -248,7 +264,6 @@ fn symbols_of(ex: &Exchange, p: &Params) -> Result<(Vec<usize>, bool), ApiErr> {
     Ok(((0..ex.markets.len()).collect(), false))
 }
 
-/// One object for `symbol=`, an array otherwise.
 /// One row for a `symbol` parameter, an array of rows for `symbols` (or for every symbol when neither is given).
 fn per_symbol(sim: &Sim, p: &Params, row: impl Fn(&Exchange, usize) -> Value) -> Result<Value, ApiErr> {
     let world = sim.world.lock();
@@ -277,19 +292,22 @@ fn time(_: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
     Ok(json!({ "serverTime": now }))
 }
 
-pub fn rate_limit_entries(sim: &Sim) -> Vec<Value> {
+/// One `rateLimits` entry; `count` is the current use, for usage reports.
+pub fn rate_limit_entry(limit: &RateLimit, count: Option<u64>) -> RateLimitEntry {
+    RateLimitEntry {
+        rate_limit_type: limit.kind.as_str().to_string(),
+        interval: limit.interval.unit.as_str().to_string(),
+        interval_num: limit.interval.num,
+        limit: limit.limit,
+        count,
+    }
+}
+
+fn rate_limit_entries(sim: &Sim) -> Vec<Value> {
     sim.config
         .limits
         .iter()
-        .map(|l| {
-            to_json(&RateLimitEntry {
-                rate_limit_type: l.kind.as_str().to_string(),
-                interval: l.interval.unit.as_str().to_string(),
-                interval_num: l.interval.num,
-                limit: l.limit,
-                count: None,
-            })
-        })
+        .map(|l| to_json(&rate_limit_entry(l, None)))
         .collect()
 }
 
@@ -331,7 +349,7 @@ fn exchange_info(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
                     Filter::Notional {
                         min_notional: d8(s.min_notional),
                         apply_min_to_market: true,
-                        max_notional: d8(Decimal::from(9_000_000u32)),
+                        max_notional: d8(s.max_notional()),
                         apply_max_to_market: false,
                         avg_price_mins: 5,
                     },
@@ -554,32 +572,22 @@ fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 /// Parses and checks an order request's parameters (everything short of the book and balances).
 fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     let symbol = symbol_of(ex, p)?;
-    let side = match p.require("side")? {
-        "BUY" => Side::Buy,
-        "SELL" => Side::Sell,
-        _ => return Err(ApiErr::bad(-1117, "Invalid side.")),
-    };
+    let side = Side::parse(p.require("side")?).ok_or_else(|| ApiErr::bad(-1117, "Invalid side."))?;
     let kind = match p.require("type")? {
-        "LIMIT" => OrderKind::Limit,
-        "MARKET" => OrderKind::Market,
-        "LIMIT_MAKER" => OrderKind::LimitMaker,
         "STOP_LOSS" | "STOP_LOSS_LIMIT" | "TAKE_PROFIT" | "TAKE_PROFIT_LIMIT" => {
             return Err(ApiErr::bad(-1014, "Unsupported order combination."))
         }
-        _ => return Err(ApiErr::bad(-1116, "Invalid orderType.")),
+        other => OrderType::parse(other).ok_or_else(|| ApiErr::bad(-1116, "Invalid orderType."))?,
     };
     let tif = match p.get("timeInForce") {
         None => None,
-        Some("GTC") => Some(Tif::Gtc),
-        Some("IOC") => Some(Tif::Ioc),
-        Some("FOK") => Some(Tif::Fok),
-        Some(_) => return Err(ApiErr::bad(-1115, "Invalid timeInForce.")),
+        Some(raw) => Some(TimeInForce::parse(raw).ok_or_else(|| ApiErr::bad(-1115, "Invalid timeInForce."))?),
     };
     let price = p.decimal("price")?;
     let qty = p.decimal("quantity")?;
     let quote_qty = p.decimal("quoteOrderQty")?;
     match kind {
-        OrderKind::Limit => {
+        OrderType::Limit => {
             if tif.is_none() {
                 return Err(ApiErr::mandatory("timeInForce"));
             }
@@ -589,7 +597,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderKind::LimitMaker => {
+        OrderType::LimitMaker => {
             qty.ok_or_else(|| ApiErr::mandatory("quantity"))?;
             price.ok_or_else(|| ApiErr::mandatory("price"))?;
             if tif.is_some() {
@@ -599,7 +607,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderKind::Market => {
+        OrderType::Market => {
             if price.is_some() {
                 return Err(ApiErr::not_required("price"));
             }
@@ -628,7 +636,11 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
             ))
         }
     };
-    let default_resp = "FULL";
+    // MARKET and LIMIT orders answer FULL by default, every other type ACK.
+    let default_resp = match kind {
+        OrderType::Limit | OrderType::Market => "FULL",
+        OrderType::LimitMaker => "ACK",
+    };
     let resp = match p.get("newOrderRespType") {
         None => default_resp,
         Some(r @ ("ACK" | "RESULT" | "FULL")) => r,
@@ -724,13 +736,17 @@ fn query_order(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     Ok(to_json(&ex.order_wire(order, true)))
 }
 
-fn cancel_wire(ex: &Exchange, id: u64, new_client_id: Option<&str>, now: i64) -> Value {
+/// The cancel request's own client order id: the one sent, else one made up.
+fn cancel_client_id(sent: Option<&str>, order_id: u64) -> String {
+    sent.map(str::to_string)
+        .unwrap_or_else(|| format!("cancel{order_id:08}"))
+}
+
+fn cancel_wire(ex: &Exchange, id: u64, cancel_client_id: String, now: i64) -> Value {
     let Some(o) = ex.order(id) else { return Value::Null };
     let mut wire = ex.order_wire(o, false);
     wire.orig_client_order_id = Some(o.client_id.clone());
-    wire.client_order_id = new_client_id
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("cancel{id:08}"));
+    wire.client_order_id = cancel_client_id;
     wire.transact_time = Some(now);
     wire.working_time = None;
     to_json(&wire)
@@ -744,8 +760,9 @@ fn cancel_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Ok(None) => return Err(ApiErr::unknown_order_cancel()),
         Err(e) => return Err(e),
     };
-    world.ex.cancel(symbol, id, now)?;
-    Ok(cancel_wire(&world.ex, id, p.get("newClientOrderId"), now))
+    let cancel_id = cancel_client_id(p.get("newClientOrderId"), id);
+    world.ex.cancel(symbol, id, &cancel_id, now)?;
+    Ok(cancel_wire(&world.ex, id, cancel_id, now))
 }
 
 fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
@@ -762,8 +779,9 @@ fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> 
     }
     let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
-        world.ex.cancel(symbol, id, now)?;
-        rows.push(cancel_wire(&world.ex, id, None, now));
+        let cancel_id = cancel_client_id(None, id);
+        world.ex.cancel(symbol, id, &cancel_id, now)?;
+        rows.push(cancel_wire(&world.ex, id, cancel_id, now));
     }
     Ok(Value::Array(rows))
 }
@@ -887,15 +905,7 @@ fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
     Ok(Value::Array(
         usage
             .into_iter()
-            .map(|(l, count)| {
-                to_json(&RateLimitEntry {
-                    rate_limit_type: l.kind.as_str().to_string(),
-                    interval: l.interval.unit.as_str().to_string(),
-                    interval_num: l.interval.num,
-                    limit: l.limit,
-                    count: Some(count),
-                })
-            })
+            .map(|(l, count)| to_json(&rate_limit_entry(&l, Some(count))))
             .collect(),
     ))
 }

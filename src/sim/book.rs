@@ -263,13 +263,14 @@ impl Book {
                 break;
             }
             let level = entry.get_mut();
-            let mut exhausted = false;
+            let (mut exhausted, mut took) = (false, false);
             while let Some(front) = level.queue.front_mut() {
                 let take = budget.take(price, front.qty);
                 if take.is_zero() {
                     exhausted = true;
                     break;
                 }
+                took = true;
                 front.qty -= take;
                 level.total -= take;
                 fills.push(MakerFill {
@@ -284,7 +285,10 @@ impl Book {
             if level.queue.is_empty() {
                 entry.remove();
             }
-            self.touch(maker_side, price);
+            // A level the taker stopped at without taking anything did not change: no update id.
+            if took {
+                self.touch(maker_side, price);
+            }
             if exhausted {
                 break;
             }
@@ -367,7 +371,11 @@ impl Budget {
                 if price.is_zero() {
                     return Decimal::ZERO;
                 }
-                let take = floor_to(*left / price, self.step).min(available);
+                // A budget worth more than the level (even too large to divide) takes all of it.
+                let take = match left.checked_div(price) {
+                    Some(affordable) if affordable < available => floor_to(affordable, self.step),
+                    _ => available,
+                };
                 *left -= take * price;
                 take
             }
@@ -410,6 +418,18 @@ mod tests {
         // 0.5 left at 100 (50 spent), then 101 buys exactly 1 at 101.
         assert_eq!(quote.iter().map(|f| f.qty).sum::<Decimal>(), d("1.5"));
         assert_eq!(b.best_ask(), None);
+    }
+
+    #[test]
+    fn a_taker_touches_only_the_levels_it_took_from() {
+        let mut b = Book::new(10);
+        b.add(Side::Sell, d("100"), Maker::Synthetic, d("1"));
+        b.add(Side::Sell, d("101"), Maker::Synthetic, d("1"));
+        b.take_diff(Cadence::Fast);
+        b.take(Side::Buy, None, Amount::Base(d("1")), d("0.1"));
+        let diff = b.take_diff(Cadence::Fast).unwrap();
+        assert_eq!((diff.first_id, diff.last_id), (13, 13));
+        assert_eq!(diff.asks, vec![[d8(d("100")), d8(Decimal::ZERO)]]);
     }
 
     #[test]

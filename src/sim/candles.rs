@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use rust_decimal::Decimal;
 
 const MINUTE_MS: i64 = 60_000;
-/// One day of one-minute candles (enough for `ticker/24hr` and the longest aggregations asked for).
+/// Two days of one-minute candles (enough for `ticker/24hr` and a full previous `1d` kline).
 const KEEP: usize = 1_440 * 2;
 
 /// Intervals the simulator serves, with their length in ms.

@@ -44,6 +44,11 @@ impl SymbolSpec {
     pub fn max_price(&self) -> Decimal {
         Decimal::from(1_000_000u32)
     }
+
+    /// NOTIONAL's upper bound (applied to limit orders only, as `applyMaxToMarket` is false).
+    pub fn max_notional(&self) -> Decimal {
+        Decimal::from(9_000_000u32)
+    }
 }
 
 /// Starting USD value of each synthetic asset (USDT is the unit).

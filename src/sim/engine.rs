@@ -18,78 +18,19 @@ use super::num::{d8, is_multiple};
 use crate::exchange::binance::wire::{
     AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
 };
-use crate::exchange::types::Side;
+use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
 
 /// 0.1 % on every fill, paid in the asset received.
 const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 const RECENT_TRADES: usize = 1_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderKind {
-    Limit,
-    LimitMaker,
-    Market,
-}
-
-impl OrderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderKind::Limit => "LIMIT",
-            OrderKind::LimitMaker => "LIMIT_MAKER",
-            OrderKind::Market => "MARKET",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tif {
-    Gtc,
-    Ioc,
-    Fok,
-}
-
-impl Tif {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tif::Gtc => "GTC",
-            Tif::Ioc => "IOC",
-            Tif::Fok => "FOK",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    New,
-    PartiallyFilled,
-    Filled,
-    Canceled,
-    Expired,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::New => "NEW",
-            Status::PartiallyFilled => "PARTIALLY_FILLED",
-            Status::Filled => "FILLED",
-            Status::Canceled => "CANCELED",
-            Status::Expired => "EXPIRED",
-        }
-    }
-
-    pub fn is_open(self) -> bool {
-        matches!(self, Status::New | Status::PartiallyFilled)
-    }
-}
 
 /// A validated new-order request.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     pub symbol: usize,
     pub side: Side,
-    pub kind: OrderKind,
-    pub tif: Option<Tif>,
+    pub kind: OrderType,
+    pub tif: Option<TimeInForce>,
     pub price: Option<Decimal>,
     pub qty: Option<Decimal>,
     pub quote_qty: Option<Decimal>,
@@ -102,14 +43,14 @@ pub struct Order {
     pub symbol: usize,
     pub client_id: String,
     pub side: Side,
-    pub kind: OrderKind,
-    pub tif: Option<Tif>,
+    pub kind: OrderType,
+    pub tif: Option<TimeInForce>,
     pub price: Decimal,
     pub orig_qty: Decimal,
     pub orig_quote_qty: Decimal,
     pub executed: Decimal,
     pub cum_quote: Decimal,
-    pub status: Status,
+    pub status: OrderStatus,
     pub time: i64,
     pub update_time: i64,
     /// Still locked for this order (quote for buys, base for sells).
@@ -345,7 +286,7 @@ impl Exchange {
             if qty <= Decimal::ZERO {
                 return Err(ApiErr::bad(-1013, "Invalid quantity."));
             }
-            let filter = if req.kind == OrderKind::Market {
+            let filter = if req.kind == OrderType::Market {
                 "MARKET_LOT_SIZE"
             } else {
                 "LOT_SIZE"
@@ -360,15 +301,16 @@ impl Exchange {
             }
         }
         let notional = match (req.kind, req.price, req.qty, req.quote_qty) {
-            (OrderKind::Market, _, _, Some(q)) => Some(q),
-            (OrderKind::Market, _, Some(qty), None) => self.reference_price(req.symbol).map(|p| p * qty),
+            (OrderType::Market, _, _, Some(q)) => Some(q),
+            (OrderType::Market, _, Some(qty), None) => self.reference_price(req.symbol).map(|p| p * qty),
             (_, Some(price), Some(qty), _) => Some(price * qty),
             _ => None,
         };
-        if notional.is_some_and(|n| n < spec.min_notional) {
+        let over_max = req.kind != OrderType::Market && notional.is_some_and(|n| n > spec.max_notional());
+        if notional.is_some_and(|n| n < spec.min_notional) || over_max {
             return Err(ApiErr::filter("NOTIONAL"));
         }
-        if req.kind != OrderKind::Market && m.open_orders >= spec.max_num_orders as usize {
+        if req.kind != OrderType::Market && m.open_orders >= spec.max_num_orders as usize {
             return Err(ApiErr::filter("MAX_NUM_ORDERS"));
         }
         if let Some(cid) = &req.client_id {
@@ -376,7 +318,7 @@ impl Exchange {
                 return Err(ApiErr::rejected("Duplicate order sent."));
             }
         }
-        if req.kind == OrderKind::LimitMaker {
+        if req.kind == OrderType::LimitMaker {
             if let Some(price) = req.price {
                 if m.book.would_cross(req.side, price) {
                     return Err(ApiErr::rejected("Order would immediately match and take."));
@@ -400,12 +342,12 @@ impl Exchange {
         let m = &self.markets[req.symbol];
         let step = m.spec.step_size;
         match (req.side, req.kind, req.price, req.qty, req.quote_qty) {
-            (Side::Buy, OrderKind::Market, _, _, Some(q)) => q,
-            (Side::Buy, OrderKind::Market, _, Some(qty), None) => {
+            (Side::Buy, OrderType::Market, _, _, Some(q)) => q,
+            (Side::Buy, OrderType::Market, _, Some(qty), None) => {
                 m.book.preview(Side::Buy, None, Amount::Base(qty), step).1
             }
             (Side::Buy, _, Some(price), Some(qty), _) => price * qty,
-            (Side::Sell, OrderKind::Market, _, _, Some(q)) => {
+            (Side::Sell, OrderType::Market, _, _, Some(q)) => {
                 m.book.preview(Side::Sell, None, Amount::Quote(q), step).0
             }
             (Side::Sell, _, _, Some(qty), _) => qty,
@@ -463,7 +405,7 @@ impl Exchange {
             orig_quote_qty: req.quote_qty.unwrap_or_default(),
             executed: Decimal::ZERO,
             cum_quote: Decimal::ZERO,
-            status: Status::New,
+            status: OrderStatus::New,
             time: now,
             update_time: now,
             locked: lock,
@@ -472,7 +414,7 @@ impl Exchange {
         };
         self.orders.insert(id, order);
         self.by_client.entry(client_id).or_default().push(id);
-        self.report(id, "NEW", None, now);
+        self.report(id, Exec::New, now);
 
         let amount = Amount::Base(base_qty);
         let fillable = self.markets[req.symbol]
@@ -480,17 +422,17 @@ impl Exchange {
             .preview(req.side, req.price, amount, step)
             .0;
         let mut fills = Vec::new();
-        let fok_refused = req.tif == Some(Tif::Fok) && fillable < base_qty;
-        if req.kind != OrderKind::LimitMaker && !fok_refused && !base_qty.is_zero() {
-            let limit = if req.kind == OrderKind::Market { None } else { req.price };
+        let fok_refused = req.tif == Some(TimeInForce::Fok) && fillable < base_qty;
+        if req.kind != OrderType::LimitMaker && !fok_refused && !base_qty.is_zero() {
+            let limit = if req.kind == OrderType::Market { None } else { req.price };
             fills = self.execute(req.symbol, req.side, limit, amount, Taker::User(id), now);
         }
-        let rests = req.kind != OrderKind::Market && matches!(req.tif, None | Some(Tif::Gtc));
+        let rests = req.kind != OrderType::Market && matches!(req.tif, None | Some(TimeInForce::Gtc));
         let open = self.orders.get(&id).is_some_and(|o| o.status.is_open());
         if open && rests {
             self.rest(id, now);
         } else if open {
-            self.finish(id, Status::Expired, now);
+            self.finish(id, End::Expired, now);
         }
         self.after_change(now);
         Ok(Placed { order_id: id, fills })
@@ -508,21 +450,24 @@ impl Exchange {
         self.dirty_tops.insert(symbol);
     }
 
-    /// Cancels an open order (by id or client id).
-    pub fn cancel(&mut self, symbol: usize, id: u64, now: i64) -> Result<u64, ApiErr> {
+    /// Cancels an open order; `cancel_client_id` names the cancel request (its report's `c`).
+    pub fn cancel(&mut self, symbol: usize, id: u64, cancel_client_id: &str, now: i64) -> Result<u64, ApiErr> {
         match self.orders.get(&id) {
             Some(o) if o.symbol == symbol && o.status.is_open() => {}
             _ => return Err(ApiErr::unknown_order_cancel()),
         }
-        self.finish(id, Status::Canceled, now);
+        self.finish(id, End::Canceled { by: cancel_client_id }, now);
         self.after_change(now);
         Ok(id)
     }
 
     /// Ends an order: takes it off the book, releases what it still had locked, reports it.
-    fn finish(&mut self, id: u64, status: Status, now: i64) {
+    fn finish(&mut self, id: u64, end: End, now: i64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
-        o.status = status;
+        o.status = match end {
+            End::Canceled { .. } => OrderStatus::Canceled,
+            End::Expired => OrderStatus::Expired,
+        };
         o.update_time = now;
         let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
         o.on_book = false;
@@ -534,12 +479,11 @@ impl Exchange {
             self.dirty_tops.insert(symbol);
         }
         self.release(symbol, side, locked);
-        let exec = match status {
-            Status::Canceled => "CANCELED",
-            Status::Expired => "EXPIRED",
-            _ => "TRADE",
+        let exec = match end {
+            End::Canceled { by } => Exec::Canceled { by },
+            End::Expired => Exec::Expired,
         };
-        self.report(id, exec, None, now);
+        self.report(id, exec, now);
     }
 
     fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
@@ -615,7 +559,11 @@ impl Exchange {
         let first_fill = !o.filled_once;
         o.filled_once = true;
         let done = o.executed >= o.orig_qty;
-        o.status = if done { Status::Filled } else { Status::PartiallyFilled };
+        o.status = if done {
+            OrderStatus::Filled
+        } else {
+            OrderStatus::PartiallyFilled
+        };
         let (symbol, side) = (o.symbol, o.side);
         // A limit buy locked `limit × qty`; a better fill price frees the difference at once.
         let (unlocked, spent) = match side {
@@ -659,7 +607,7 @@ impl Exchange {
             trade_id,
             is_maker,
         };
-        self.report(id, "TRADE", Some(&last), now);
+        self.report(id, Exec::Trade(&last), now);
         if done {
             self.finish_filled(id);
         }
@@ -685,23 +633,32 @@ impl Exchange {
         self.release(symbol, side, locked);
     }
 
-    fn report(&mut self, id: u64, exec: &str, last: Option<&LastFill>, now: i64) {
+    fn report(&mut self, id: u64, exec: Exec, now: i64) {
         if self.users.is_empty() {
             return;
         }
         let Some(o) = self.orders.get(&id) else { return };
         let spec = &self.markets[o.symbol].spec;
+        let last = match exec {
+            Exec::Trade(last) => Some(last),
+            _ => None,
+        };
+        // A cancel is reported under the cancel request's id, the order's own id in `C`.
+        let (c, orig_client_id) = match exec {
+            Exec::Canceled { by } => (by.to_string(), o.client_id.clone()),
+            _ => (o.client_id.clone(), String::new()),
+        };
         let report = ExecutionReport {
             event_time: now,
             s: spec.symbol.clone(),
-            c: o.client_id.clone(),
-            side: side_str(o.side).to_string(),
+            c,
+            side: o.side.as_str().to_string(),
             o: o.kind.as_str().to_string(),
-            f: o.tif.map(Tif::as_str).unwrap_or("GTC").to_string(),
+            f: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
             q: d8(o.orig_qty),
             p: d8(o.price),
-            orig_client_id: String::new(),
-            x: exec.to_string(),
+            orig_client_id,
+            x: exec.as_str().to_string(),
             status: o.status.as_str().to_string(),
             r: "NONE".to_string(),
             i: o.id,
@@ -712,7 +669,7 @@ impl Exchange {
             commission_asset: last.map(|l| l.asset.clone()),
             transaction_time: now,
             t: last.map(|l| l.trade_id as i64).unwrap_or(-1),
-            w: o.status.is_open() && (o.on_book || o.kind != OrderKind::Market && exec == "NEW"),
+            w: o.status.is_open() && (o.on_book || o.kind != OrderType::Market && matches!(exec, Exec::New)),
             m: last.is_some_and(|l| l.is_maker),
             created: o.time,
             cum_quote: d8(o.cum_quote),
@@ -800,15 +757,45 @@ impl Exchange {
             cummulative_quote_qty: d8(o.cum_quote),
             orig_quote_order_qty: Some(d8(o.orig_quote_qty)),
             status: o.status.as_str().to_string(),
-            time_in_force: o.tif.map(Tif::as_str).unwrap_or("GTC").to_string(),
+            time_in_force: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
             order_type: o.kind.as_str().to_string(),
-            side: side_str(o.side).to_string(),
+            side: o.side.as_str().to_string(),
             time: full.then_some(o.time),
             update_time: full.then_some(o.update_time),
             is_working: full.then_some(o.status.is_open() && o.on_book),
             working_time: Some(o.time),
             self_trade_prevention_mode: Some("NONE".to_string()),
             fills: Vec::new(),
+        }
+    }
+}
+
+/// How an order ends before it fills.
+#[derive(Clone, Copy)]
+enum End<'a> {
+    /// `by`: the cancel request's client order id.
+    Canceled {
+        by: &'a str,
+    },
+    Expired,
+}
+
+/// What an execution report reports (its `x`).
+#[derive(Clone, Copy)]
+enum Exec<'a> {
+    New,
+    Trade(&'a LastFill),
+    Canceled { by: &'a str },
+    Expired,
+}
+
+impl Exec<'_> {
+    fn as_str(self) -> &'static str {
+        match self {
+            Exec::New => "NEW",
+            Exec::Trade(_) => "TRADE",
+            Exec::Canceled { .. } => "CANCELED",
+            Exec::Expired => "EXPIRED",
         }
     }
 }
@@ -820,13 +807,6 @@ struct LastFill {
     asset: String,
     trade_id: u64,
     is_maker: bool,
-}
-
-pub fn side_str(side: Side) -> &'static str {
-    match side {
-        Side::Buy => "BUY",
-        Side::Sell => "SELL",
-    }
 }
 
 #[cfg(test)]
@@ -853,11 +833,11 @@ mod tests {
         ex
     }
 
-    fn limit(side: Side, price: &str, qty: &str, tif: Tif) -> NewOrder {
+    fn limit(side: Side, price: &str, qty: &str, tif: TimeInForce) -> NewOrder {
         NewOrder {
             symbol: 0,
             side,
-            kind: OrderKind::Limit,
+            kind: OrderType::Limit,
             tif: Some(tif),
             price: Some(d(price)),
             qty: Some(d(qty)),
@@ -869,12 +849,14 @@ mod tests {
     #[test]
     fn limit_buy_takes_then_rests_with_locks_and_commission() {
         let mut ex = exchange();
-        let placed = ex.place(limit(Side::Buy, "100.50", "1.5", Tif::Gtc), 1).unwrap();
+        let placed = ex
+            .place(limit(Side::Buy, "100.50", "1.5", TimeInForce::Gtc), 1)
+            .unwrap();
         assert_eq!(placed.fills.len(), 1);
         let o = ex.order(placed.order_id).unwrap().clone();
         assert_eq!(
             (o.status, o.executed, o.on_book),
-            (Status::PartiallyFilled, d("1"), true)
+            (OrderStatus::PartiallyFilled, d("1"), true)
         );
         let usdt = ex.balances()["USDT"];
         // 100 spent on the fill, 0.5 × 100.50 still locked.
@@ -883,57 +865,75 @@ mod tests {
             (d("100000") - d("100") - d("50.25"), d("50.25"))
         );
         assert_eq!(ex.balances()["BTC"].free, d("1") + d("1") - d("0.001"));
-        ex.cancel(0, placed.order_id, 2).unwrap();
+        ex.cancel(0, placed.order_id, "c1", 2).unwrap();
         assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
-        assert_eq!(ex.cancel(0, placed.order_id, 3).unwrap_err().code, -2011);
+        assert_eq!(ex.cancel(0, placed.order_id, "c2", 3).unwrap_err().code, -2011);
     }
 
     #[test]
     fn fok_ioc_maker_and_filters() {
         let mut ex = exchange();
-        let fok = ex.place(limit(Side::Buy, "101.00", "5", Tif::Fok), 1).unwrap();
-        assert_eq!(ex.order(fok.order_id).unwrap().status, Status::Expired);
+        let fok = ex.place(limit(Side::Buy, "101.00", "5", TimeInForce::Fok), 1).unwrap();
+        assert_eq!(ex.order(fok.order_id).unwrap().status, OrderStatus::Expired);
         assert!(fok.fills.is_empty());
-        let ioc = ex.place(limit(Side::Buy, "100.00", "5", Tif::Ioc), 1).unwrap();
+        let ioc = ex.place(limit(Side::Buy, "100.00", "5", TimeInForce::Ioc), 1).unwrap();
         let o = ex.order(ioc.order_id).unwrap();
-        assert_eq!((o.status, o.executed), (Status::Expired, d("1")));
-        let mut maker = limit(Side::Sell, "99.00", "0.1", Tif::Gtc);
-        maker.kind = OrderKind::LimitMaker;
+        assert_eq!((o.status, o.executed), (OrderStatus::Expired, d("1")));
+        let mut maker = limit(Side::Sell, "99.00", "0.1", TimeInForce::Gtc);
+        maker.kind = OrderType::LimitMaker;
         maker.tif = None;
         assert_eq!(
             ex.place(maker, 1).unwrap_err().msg,
             "Order would immediately match and take."
         );
+        let filter_failures = [
+            ("100.001", "1", "Filter failure: PRICE_FILTER"),
+            ("100", "0.000001", "Filter failure: LOT_SIZE"),
+            ("1", "0.001", "Filter failure: NOTIONAL"),
+            // Over maxNotional (9 000 000), whatever the balance.
+            ("1000000", "10", "Filter failure: NOTIONAL"),
+        ];
+        for (price, qty, msg) in filter_failures {
+            let refused = ex.place(limit(Side::Buy, price, qty, TimeInForce::Gtc), 1).unwrap_err();
+            assert_eq!(refused.msg, msg, "{price} × {qty}");
+        }
         assert_eq!(
-            ex.place(limit(Side::Buy, "100.001", "1", Tif::Gtc), 1).unwrap_err().msg,
-            "Filter failure: PRICE_FILTER"
-        );
-        assert_eq!(
-            ex.place(limit(Side::Buy, "100", "0.000001", Tif::Gtc), 1)
+            ex.place(limit(Side::Sell, "200", "50", TimeInForce::Gtc), 1)
                 .unwrap_err()
-                .msg,
-            "Filter failure: LOT_SIZE"
-        );
-        assert_eq!(
-            ex.place(limit(Side::Buy, "1", "0.001", Tif::Gtc), 1).unwrap_err().msg,
-            "Filter failure: NOTIONAL"
-        );
-        assert_eq!(
-            ex.place(limit(Side::Sell, "200", "50", Tif::Gtc), 1).unwrap_err().code,
+                .code,
             -2010
         );
     }
 
     #[test]
+    fn a_huge_quote_quantity_is_refused_not_a_panic() {
+        let mut ex = exchange();
+        let market = |side| NewOrder {
+            symbol: 0,
+            side,
+            kind: OrderType::Market,
+            tif: None,
+            price: None,
+            qty: None,
+            quote_qty: Some(Decimal::MAX),
+            client_id: None,
+        };
+        assert_eq!(ex.place(market(Side::Buy), 1).unwrap_err().code, -2010);
+        // Selling for "everything" sells the whole book's bid the account can cover.
+        let sold = ex.place(market(Side::Sell), 1).unwrap();
+        assert_eq!(ex.order(sold.order_id).unwrap().executed, d("1"));
+    }
+
+    #[test]
     fn resting_orders_fill_as_makers_and_duplicates_are_refused() {
         let mut ex = exchange();
-        let mut bid = limit(Side::Buy, "99.50", "0.2", Tif::Gtc);
+        let mut bid = limit(Side::Buy, "99.50", "0.2", TimeInForce::Gtc);
         bid.client_id = Some("abc".to_string());
         let id = ex.place(bid.clone(), 1).unwrap().order_id;
         assert_eq!(ex.place(bid, 1).unwrap_err().msg, "Duplicate order sent.");
         ex.execute(0, Side::Sell, Some(d("99.50")), Amount::All, Taker::Synthetic, 2);
         let o = ex.order(id).unwrap();
-        assert_eq!((o.status, o.executed), (Status::Filled, d("0.2")));
+        assert_eq!((o.status, o.executed), (OrderStatus::Filled, d("0.2")));
         assert!(ex.my_trades()[0].is_maker);
         assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
     }

@@ -25,7 +25,8 @@ pub enum FailKind {
 pub struct FaultState {
     /// Added before every REST and WebSocket API answer.
     pub latency_ms: u64,
-    /// The next N REST requests are answered with `fail_kind` (without being processed).
+    /// The next N REST requests are answered with `fail_kind`: a 502/503 is never processed,
+    /// a -1007 is processed and its answer lost.
     pub fail_next: u32,
     pub fail_kind: FailKind,
     /// Fraction (0..1) of REST requests answered with `fail_kind`.
@@ -70,6 +71,15 @@ pub(crate) trait FaultActions: Send + Sync {
     fn add_external_weight(&self, weight: u64);
 }
 
+/// `rate` as a probability: clamped to 0..=1, and 0 when it is not a number.
+fn probability(rate: f64) -> f64 {
+    if rate.is_finite() {
+        rate.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// Shared handle on the knobs. Cheap to clone.
 #[derive(Clone)]
 pub struct FaultControl {
@@ -95,7 +105,7 @@ impl FaultControl {
 
     pub fn set_fail_rate(&self, rate: f64, kind: FailKind) {
         let mut s = self.state.lock();
-        s.fail_rate = if rate.is_finite() { rate.clamp(0.0, 1.0) } else { 0.0 };
+        s.fail_rate = probability(rate);
         s.fail_kind = kind;
     }
 
@@ -147,7 +157,7 @@ impl FaultControl {
                 s.fail_kind = v;
             }
             if let Some(v) = update.fail_rate {
-                s.fail_rate = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+                s.fail_rate = probability(v);
             }
             if let Some(v) = update.order_answer_delay_ms {
                 s.order_answer_delay_ms = v;

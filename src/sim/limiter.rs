@@ -108,7 +108,7 @@ pub struct SimStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charge {
     pub weight: u64,
-    window_starts_ms: i64,
+    charged_at_ms: i64,
 }
 
 /// What one arrival draws on.
@@ -199,7 +199,7 @@ impl Limiter {
             }
         }
         if let Some(secs) = forced_429 {
-            let until = now + secs as i64 * 1000;
+            let until = secs_after(now, secs);
             self.wait_until = self.wait_until.max(until);
             return Err(self.throttled(now, until, -1003, "Too much request weight used; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.".to_string()));
         }
@@ -214,12 +214,12 @@ impl Limiter {
                 PoolKind::RawRequests => format!(
                     "Too many requests; current limit is {} requests per {}.",
                     p.limit.limit,
-                    window_words(p)
+                    p.limit.interval
                 ),
                 _ => format!(
                     "Too much request weight used; current limit is {} request weight per {}. Please use WebSocket Streams for live updates to avoid polling the API.",
                     p.limit.limit,
-                    window_words(p)
+                    p.limit.interval
                 ),
             };
             self.wait_until = self.wait_until.max(until);
@@ -227,7 +227,7 @@ impl Limiter {
         }
         Ok(Charge {
             weight: draw.weight,
-            window_starts_ms: now,
+            charged_at_ms: now,
         })
     }
 
@@ -238,7 +238,7 @@ impl Limiter {
             if p.limit.kind != PoolKind::RequestWeight {
                 continue;
             }
-            if p.limit.interval.window_start(charge.window_starts_ms) == p.window_start {
+            if p.limit.interval.window_start(charge.charged_at_ms) == p.window_start {
                 p.count = p.count.saturating_sub(refund);
                 p.note_peak();
             }
@@ -262,8 +262,7 @@ impl Limiter {
             let until = p.window_end();
             let msg = format!(
                 "Too many new orders; current limit is {} orders per {}.",
-                p.limit.limit,
-                window_words(p)
+                p.limit.limit, p.limit.interval
             );
             // The wait applies to new orders only; the weight pools stay usable.
             self.order_wait_until = until;
@@ -299,7 +298,7 @@ impl Limiter {
     }
 
     pub fn ban_for(&mut self, now: i64, secs: u64) {
-        self.ban_until = now + secs as i64 * 1000;
+        self.ban_until = secs_after(now, secs);
         self.bans += 1;
     }
 
@@ -361,12 +360,14 @@ impl Limiter {
     }
 }
 
-fn ceil_secs(ms: i64) -> u64 {
-    (ms.max(0) as u64).div_ceil(1000)
+/// `now` plus `secs` seconds in ms, saturating: the knobs come from an HTTP body.
+fn secs_after(now: i64, secs: u64) -> i64 {
+    let ms = i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000);
+    now.saturating_add(ms)
 }
 
-fn window_words(p: &Pool) -> String {
-    p.limit.interval.to_string()
+fn ceil_secs(ms: i64) -> u64 {
+    (ms.max(0) as u64).div_ceil(1000)
 }
 
 #[cfg(test)]
@@ -418,6 +419,16 @@ mod tests {
         }
         l.ban_until = 0;
         assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 3 * 86_400);
+    }
+
+    #[test]
+    fn absurd_forced_waits_saturate_instead_of_overflowing() {
+        let mut l = Limiter::new(&[], 1000);
+        l.ban_for(1_000, u64::MAX);
+        assert_eq!(l.admit(2_000, draw(1), None).unwrap_err().status, 418);
+        let mut l = Limiter::new(&[], 1000);
+        let e = l.admit(1_000, draw(1), Some(u64::MAX)).unwrap_err();
+        assert_eq!((e.status, e.retry.unwrap().until_ms), (429, i64::MAX));
     }
 
     #[test]

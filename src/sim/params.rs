@@ -85,10 +85,7 @@ impl Params {
     pub fn decimal(&self, name: &str) -> Result<Option<Decimal>, ApiErr> {
         let Some(raw) = self.get(name) else { return Ok(None) };
         let legal = "^([0-9]{1,20})(\\.[0-9]{1,20})?$";
-        let well_formed = !raw.is_empty()
-            && raw.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-            && raw.bytes().filter(|&b| b == b'.').count() <= 1;
-        if !well_formed {
+        if !matches_decimal_pattern(raw) {
             return Err(ApiErr::illegal_chars(name, legal));
         }
         let value = Decimal::from_str(raw).map_err(|_| ApiErr::illegal_chars(name, legal))?;
@@ -150,6 +147,15 @@ impl Params {
     }
 }
 
+/// `^([0-9]{1,20})(\.[0-9]{1,20})?$`, the exchange's pattern for prices and quantities.
+fn matches_decimal_pattern(raw: &str) -> bool {
+    let digits = |s: &str| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    match raw.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(raw),
+    }
+}
+
 fn check_symbol_chars(raw: &str) -> Result<(), ApiErr> {
     let ok = (1..=20).contains(&raw.len())
         && raw
@@ -183,6 +189,12 @@ mod tests {
         assert_eq!(p.symbol().unwrap_err().code, -1100);
         assert_eq!(p.decimal("q").unwrap_err().code, -1100);
         assert_eq!(p.decimal("x").unwrap_err().code, -1111);
+        for malformed in [".5", "1.", "1.2.3", "123456789012345678901", "1.123456789012345678901"] {
+            let one = Params::from_encoded(&[&format!("q={malformed}")]).unwrap();
+            assert_eq!(one.decimal("q").unwrap_err().code, -1100, "{malformed}");
+        }
+        let longest = Params::from_encoded(&["q=12345678901234567890.10000000"]).unwrap();
+        assert!(longest.decimal("q").unwrap().is_some());
         assert_eq!(p.limit(100, 5000).unwrap_err().code, -1100);
         assert_eq!(p.only(|k| k == "symbol").unwrap_err().code, -1104);
         assert_eq!(p.require("missing").unwrap_err().code, -1102);

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::api::{self, Effect, Endpoint, SIGNING_PARAMS};
+use super::api::{self, Effect, Endpoint, REST_SIGNING_PARAMS};
 use super::error::ApiErr;
 use super::faults::FailKind;
 use super::limiter::Draw;
@@ -77,13 +77,7 @@ pub async fn handle(
     };
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
     let result = run(&sim, ep, parsed, &query, &body, key, now);
-    let kept = match (ep.effect, &result) {
-        (Effect::None, _) | (_, Err(_)) => weight,
-        (_, Ok(_)) => 0,
-    };
-    if ep.effect != Effect::None {
-        sim.limiter.lock().settle(charge, kept);
-    }
+    let kept = api::settle_weight(&sim, ep.effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
         Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
@@ -119,7 +113,7 @@ fn run(
         creds.check_key(key)?;
     }
     let params = parsed?;
-    params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS[..3].contains(&k)))?;
+    params.only(|k| ep.params.contains(&k) || (ep.signed && REST_SIGNING_PARAMS.contains(&k)))?;
     if ep.signed {
         creds.check_signed(&params, &sign::rest_payload(query, body), now)?;
     }

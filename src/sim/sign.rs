@@ -23,17 +23,6 @@ pub fn rest_payload(query: &str, body: &str) -> String {
     without_signature(query) + &without_signature(body)
 }
 
-/// WebSocket API: every param except `signature`, sorted by name, joined `k=v&...`.
-pub fn ws_payload(params: &Params) -> String {
-    let mut pairs: Vec<(&str, &str)> = params.iter().filter(|(k, _)| *k != "signature").collect();
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
 pub struct Credentials<'a> {
     pub api_key: &'a str,
     pub api_secret: &'a str,
@@ -96,7 +85,7 @@ pub fn check_timestamp(params: &Params, server_ms: i64) -> Result<(), ApiErr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::binance::sign::hmac_hex;
+    use crate::exchange::binance::sign::{hmac_hex, ws_api_payload};
 
     const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 
@@ -134,7 +123,7 @@ mod tests {
         map.insert("timestamp".to_string(), serde_json::Value::from(1645423376532u64));
         let params = Params::from_json(&map).unwrap();
         assert_eq!(
-            hmac_hex(SECRET, &ws_payload(&params)),
+            hmac_hex(SECRET, &ws_api_payload(params.iter())),
             "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
         );
     }

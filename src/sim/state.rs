@@ -17,11 +17,11 @@ use super::market::Synthetic;
 use super::record::RequestLog;
 use crate::ledger::clock::system_ms;
 
-/// The exchange and its synthetic market, changed together under one lock so every event
-/// comes out in order.
 /// One-minute candles generated for before the start (a little over a day, enough for `ticker/24hr`).
 const KLINE_HISTORY_MINUTES: usize = 1_500;
 
+/// The exchange and its synthetic market, changed together under one lock so every event
+/// comes out in order.
 pub struct World {
     pub ex: Exchange,
     pub market: Synthetic,

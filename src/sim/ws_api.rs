@@ -11,16 +11,17 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
 
-use super::api::{self, Effect, SIGNING_PARAMS};
+use super::api::{self, Effect, WS_SIGNING_PARAMS};
 use super::error::ApiErr;
 use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
 use super::params::Params;
 use super::record::RequestRecord;
-use super::sign::{self, Credentials};
+use super::sign::Credentials;
 use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
-use crate::exchange::binance::wire::{RateLimitEntry, WsApiError, WsApiRequest, WsApiResponse};
+use crate::exchange::binance::sign::ws_api_payload;
+use crate::exchange::binance::wire::{WsApiError, WsApiRequest, WsApiResponse};
 use crate::ledger::limits::PoolKind;
 
 /// Weight of opening a connection and of the user-data subscription requests.
@@ -124,18 +125,14 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
         }
     };
     let result = run(sim, conn, method, &req.params, now);
-    let kept = match (effect, &result) {
-        (Effect::None, _) | (_, Err(_)) => weight,
-        (_, Ok(_)) => 0,
-    };
-    if effect != Effect::None {
-        sim.limiter.lock().settle(charge, kept);
-    }
+    let kept = api::settle_weight(sim, effect, charge, &result);
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));
+    // An order sent during a -1015 wait is banned by the handler, not at admission.
+    let banned = status == 418;
     (
         answer(sim, now, req.id, result, effect == Effect::Place),
-        false,
+        banned,
         effect == Effect::Place,
     )
 }
@@ -159,9 +156,9 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
     };
     match method {
         "userDataStream.subscribe.signature" => {
-            params.only(|k| SIGNING_PARAMS.contains(&k))?;
+            params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
             creds.check_key(params.get("apiKey"))?;
-            creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+            creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             let subscription_id = sim.next_id();
             sim.users.subscribe(UserSubscriber {
                 conn: conn.id,
@@ -196,9 +193,9 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
             if ep.signed {
                 creds.check_key(params.get("apiKey"))?;
             }
-            params.only(|k| ep.params.contains(&k) || (ep.signed && SIGNING_PARAMS.contains(&k)))?;
+            params.only(|k| ep.params.contains(&k) || (ep.signed && WS_SIGNING_PARAMS.contains(&k)))?;
             if ep.signed {
-                creds.check_signed(&params, &sign::ws_payload(&params), now)?;
+                creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             }
             (ep.run)(sim, &params, now)
         }
@@ -214,13 +211,7 @@ fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: 
     drop(limiter);
     let rate_limits = usage
         .into_iter()
-        .map(|(l, count)| RateLimitEntry {
-            rate_limit_type: l.kind.as_str().to_string(),
-            interval: l.interval.unit.as_str().to_string(),
-            interval_num: l.interval.num,
-            limit: l.limit,
-            count: Some(count),
-        })
+        .map(|(l, count)| api::rate_limit_entry(&l, Some(count)))
         .collect();
     let response = match result {
         Ok(v) => WsApiResponse {

@@ -34,19 +34,9 @@ pub fn rest_signature(secret: &str, query: &str, body: &str) -> String {
 }
 
 /// WebSocket API: every parameter except `signature` (`apiKey` included), sorted by
-/// name, joined as `k=v&...`.
-pub fn ws_api_payload(params: &serde_json::Map<String, serde_json::Value>) -> String {
-    let mut pairs: Vec<(&String, String)> = params
-        .iter()
-        .filter(|(k, _)| k.as_str() != "signature")
-        .map(|(k, v)| {
-            let value = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k, value)
-        })
-        .collect();
+/// name, joined as `k=v&...`. Both the client and the simulator sign and check with this.
+pub fn ws_api_payload<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut pairs: Vec<(&str, &str)> = params.into_iter().filter(|(k, _)| *k != "signature").collect();
     pairs.sort_by(|a, b| a.0.cmp(b.0));
     pairs
         .iter()
@@ -55,8 +45,19 @@ pub fn ws_api_payload(params: &serde_json::Map<String, serde_json::Value>) -> St
         .join("&")
 }
 
+/// Signs a WebSocket API `params` object: strings as they are, other values as their JSON text.
 pub fn ws_api_signature(secret: &str, params: &serde_json::Map<String, serde_json::Value>) -> String {
-    hmac_hex(secret, &ws_api_payload(params))
+    let texts: Vec<(&str, String)> = params
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.as_str(), text)
+        })
+        .collect();
+    hmac_hex(secret, &ws_api_payload(texts.iter().map(|(k, v)| (*k, v.as_str()))))
 }
 
 #[cfg(test)]
@@ -95,7 +96,11 @@ mod tests {
                 "apiKey":"vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A","signature":"ignored"}"#,
         )
         .unwrap();
-        assert!(ws_api_payload(&params).starts_with("apiKey=vmPUZE6"));
+        assert_eq!(
+            ws_api_payload([("b", "2"), ("signature", "x"), ("a", "1")]),
+            "a=1&b=2",
+            "sorted by name, signature left out"
+        );
         assert_eq!(
             ws_api_signature(DOC_SECRET, &params),
             "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
