@@ -4,7 +4,9 @@
 //! limited memory and CPU per callback ([`limits`]) and only the API of
 //! `lua-api.md` ([`api`]). The [`Host`] owns them all: it routes market events by
 //! subscription and order events by owner into per-strategy inboxes ([`inbox`]) that
-//! never block the venue, reloads strategies in place, and stops them cleanly.
+//! never block the venue, reloads strategies in place, and stops them cleanly. A strategy's
+//! exchange calls run on its own thread too ([`calls`]), so nothing is handed to another thread
+//! between its callback deciding to trade and the order request leaving.
 
 pub mod api;
 pub mod calls;
@@ -150,7 +152,8 @@ pub struct Host {
 }
 
 impl Host {
-    /// Must be called inside a tokio runtime: exchange calls of every strategy run on it.
+    /// Must be called inside a tokio runtime: subscription changes run on it (a strategy's own
+    /// exchange calls run on its thread, see [`calls`]).
     pub fn new(venue: Arc<dyn Venue>, config: HostConfig) -> Arc<Host> {
         Arc::new(Host {
             shared: Arc::new(Shared {

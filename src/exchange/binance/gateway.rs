@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use reqwest::header::{HeaderName, HeaderValue};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -24,6 +25,8 @@ use super::wire::{WsApiRequest, WsApiResponse};
 use super::{sign, usage, weights};
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
 
 /// The name under which the client's own requests (start-up, resyncs, lookups) are charged.
 pub const CLIENT_STRATEGY: &str = "_client";
@@ -139,6 +142,8 @@ pub struct GatewayConfig {
 
 pub struct Gateway {
     http: HttpClients,
+    /// `X-MBX-APIKEY`, checked once and marked sensitive (kept out of debug output).
+    api_key_header: HeaderValue,
     ledger: Ledger,
     credentials: Credentials,
     rest_base: String,
@@ -160,8 +165,12 @@ impl Gateway {
         let background = tokio::runtime::Handle::try_current()
             .map_err(|_| "the exchange client must be created within a tokio runtime".to_string())?;
         let http = HttpClients::new(config.request_timeout).map_err(|e| e.to_string())?;
+        let mut api_key_header = HeaderValue::from_str(profile.credentials.api_key())
+            .map_err(|_| "the API key has characters an HTTP header cannot carry".to_string())?;
+        api_key_header.set_sensitive(true);
         Ok(Gateway {
             http,
+            api_key_header,
             ledger,
             credentials: profile.credentials.clone(),
             rest_base: profile.rest_url.clone(),
@@ -237,7 +246,7 @@ impl Gateway {
             .http
             .current()
             .request(method, &url)
-            .header("X-MBX-APIKEY", self.credentials.api_key())
+            .header(API_KEY_HEADER, self.api_key_header.clone())
             .timeout(self.request_timeout);
 
         let exchange = async {
@@ -500,4 +509,48 @@ fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::binance::profile::Credentials;
+    use crate::ledger::{limits, LedgerConfig, TokioClock};
+
+    fn gateway(api_key: &str) -> Result<Gateway, String> {
+        let ledger = Ledger::new(
+            limits::binance_spot_defaults(),
+            LedgerConfig::default(),
+            Arc::new(TokioClock::new()),
+        );
+        let profile = Profile::custom(
+            "http://127.0.0.1:1",
+            "ws://127.0.0.1:1",
+            "ws://127.0.0.1:1/x",
+            Credentials::new(api_key, "s"),
+        );
+        let config = GatewayConfig {
+            recv_window_ms: 5000,
+            request_timeout: Duration::from_secs(1),
+        };
+        Gateway::new(&profile, ledger, config, Shutdown::default())
+    }
+
+    #[tokio::test]
+    async fn an_api_key_a_header_cannot_carry_is_refused_up_front() {
+        let error = gateway("key\nwith a line break").err().expect("refused");
+        assert!(error.contains("API key"), "{error}");
+        assert!(
+            !error.contains("line break"),
+            "the key itself stays out of the message: {error}"
+        );
+        let accepted = gateway("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A").unwrap();
+        assert!(accepted.api_key_header.is_sensitive());
+    }
+
+    #[test]
+    fn the_client_must_be_created_within_a_runtime() {
+        let error = gateway("k").err().expect("refused");
+        assert!(error.contains("tokio runtime"), "{error}");
+    }
 }

@@ -28,7 +28,7 @@ use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum JournalRecord {
-    /// Written (and synced to disk) before the order is sent.
+    /// Written before the order is sent (on the disk before or right after it: see `JournalSync`).
     New {
         client_id: String,
         strategy: String,

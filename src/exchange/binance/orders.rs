@@ -374,7 +374,8 @@ impl OrderRegistry {
         format!("{}-{}", self.id_prefix, base36(n))
     }
 
-    /// Records a new order as PENDING and journals it (on disk before returning).
+    /// Records a new order as PENDING and journals it before returning (written, and on the disk if the
+    /// journal's policy says so: see `JournalSync`).
     /// A client id already known is refused: the exchange would reject or, worse, confuse it.
     pub fn register(&self, new: &NewOrder) -> Result<Order, ApiError> {
         if !is_valid_client_id(&new.client_id) {
