@@ -276,10 +276,13 @@ impl Journal {
             .map_err(JournalError::at(temp))?;
         fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
         let len = file.metadata().map_or(active.len, |m| m.len());
+        // The next compaction is measured against the snapshot alone: the records carried over
+        // from a busy compaction are history the next one may drop, however fast they came.
+        let snapshot_len = len.saturating_sub(tail.len() as u64);
         *active = Active {
             file,
             len,
-            base_len: len,
+            base_len: snapshot_len,
             tail: None,
         };
         // Until the directory is synced the rename may not survive a crash; appends wait.
