@@ -5,7 +5,8 @@
 //! polled in place, as part of the callback; if the callback is dropped first (a stop cut it
 //! short, or a reload replaced the VM), the rest of the call becomes a task on the same runtime:
 //! a request in flight is never abandoned (an order whose outcome nobody would then learn), and
-//! the thread finishes such calls before it exits.
+//! the thread finishes such calls before it exits, so a stopped strategy has no order left that
+//! could still be sent after the runner's cancel-on-exit.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -95,9 +95,11 @@ pub fn run(
         };
         worker.run().await;
         drop(worker);
-        // Calls a cut-short callback left behind still decide orders: see them through.
+        // Calls a cut-short callback left behind still decide orders: see them through before the
+        // thread ends, so a stop returns only when every order it could send is sent or refused
+        // (and cancel-on-exit sees them all). Each is bounded by its budget wait and the request timeout.
         if calls.running() > 0 {
-            tracing::debug!(strategy = %name, calls = calls.running(), "finishing exchange calls under way");
+            tracing::info!(strategy = %name, calls = calls.running(), "finishing exchange calls under way");
             calls.all_finished().await;
         }
     });
