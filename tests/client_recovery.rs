@@ -173,6 +173,54 @@ async fn cancel_all_touches_only_the_calling_strategys_orders() {
     venue.shutdown().await;
 }
 
+/// An order already sent when the client shuts down has an unknown outcome, not "not sent": it
+/// stays in the journal, so the next start knows it and its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_in_flight_at_shutdown_is_kept_for_the_next_start() {
+    let state = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..ClientOptions::default()
+    };
+    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    setup.sim.faults().delay_order_answers(Duration::from_secs(3));
+    let mut request = resting_buy(&setup.venue, "late", 0.95).await;
+    request.client_id = Some("inflight-1".into());
+    let call = tokio::spawn({
+        let venue = setup.venue.clone();
+        async move { venue.place(&ctx("late"), request).await }
+    });
+    eventually(Duration::from_secs(10), "the order to reach the exchange", || {
+        let seen = !setup.sim.orders_by_client_id("inflight-1").is_empty();
+        async move { seen.then_some(()) }
+    })
+    .await;
+    setup.venue.shutdown().await;
+    let result = tokio::time::timeout(Duration::from_secs(2), call)
+        .await
+        .expect("ends promptly")
+        .unwrap();
+    assert_eq!(result.unwrap_err().code, ErrorCode::UnknownStatus);
+    drop(setup.venue);
+
+    let venue = BinanceVenue::connect(paper_profile(&setup.sim), setup.ledger.clone(), options)
+        .await
+        .unwrap();
+    let restored = venue.open_orders("late", None);
+    assert_eq!(restored.len(), 1, "the journal kept the order: {restored:?}");
+    venue.start(Arc::new(RecordingSink::default())).await.unwrap();
+    eventually(Duration::from_secs(10), "the order's state to be known", || {
+        let known = venue
+            .open_orders("late", None)
+            .iter()
+            .any(|o| o.client_id == "inflight-1" && o.status == OrderStatus::New && o.id.is_some());
+        async move { known.then_some(()) }
+    })
+    .await;
+    assert_eq!(setup.sim.orders_by_client_id("inflight-1").len(), 1, "never sent twice");
+    venue.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_in_flight_calls_with_stopped() {
     let setup = start().await;
