@@ -345,26 +345,33 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
     }
 
-    #[test]
-    fn unknown_order_grace_comes_from_a_flag_or_the_file_and_is_checked() {
+    /// Resolves `args` with a config file naming a runnable strategy plus the TOML lines `extra`.
+    fn resolve_with_file(extra: &str, args: RunArgs) -> Result<RunConfig, ConfigError> {
         let (dir, lua) = folder_with_strategy();
         let cfg = dir.path().join("runner.toml");
+        let base = format!(
+            "strategies = [{lua:?}]\nstate_dir = {:?}\nstdlib = {:?}\n",
+            dir.path().join("st"),
+            dir.path()
+        );
+        fs::write(&cfg, base + extra).unwrap();
+        RunConfig::resolve(RunArgs {
+            config: Some(cfg),
+            ..args
+        })
+    }
+
+    #[test]
+    fn unknown_order_grace_comes_from_a_flag_or_the_file_and_is_checked() {
         let resolve = |file_value: Option<&str>, flag: Option<Duration>| {
             let line = file_value.map_or(String::new(), |v| format!("unknown_order_grace = {v:?}\n"));
-            fs::write(
-                &cfg,
-                format!(
-                    "strategies = [{lua:?}]\nstate_dir = {:?}\nstdlib = {:?}\n{line}",
-                    dir.path().join("st"),
-                    dir.path()
-                ),
+            resolve_with_file(
+                &line,
+                RunArgs {
+                    unknown_order_grace: flag,
+                    ..RunArgs::default()
+                },
             )
-            .unwrap();
-            RunConfig::resolve(RunArgs {
-                config: Some(cfg.clone()),
-                unknown_order_grace: flag,
-                ..RunArgs::default()
-            })
         };
         let grace = |file_value, flag| resolve(file_value, flag).unwrap().unknown_order_grace;
         assert_eq!(grace(None, None), ClientOptions::default().unknown_order_grace);
@@ -394,24 +401,15 @@ mod tests {
 
     #[test]
     fn journal_sync_comes_from_a_flag_or_the_file_and_is_checked() {
-        let (dir, lua) = folder_with_strategy();
-        let cfg = dir.path().join("runner.toml");
         let resolve = |file_value: Option<&str>, flag: Option<JournalSync>| {
             let line = file_value.map_or(String::new(), |v| format!("journal_sync = {v:?}\n"));
-            fs::write(
-                &cfg,
-                format!(
-                    "strategies = [{lua:?}]\nstate_dir = {:?}\nstdlib = {:?}\n{line}",
-                    dir.path().join("st"),
-                    dir.path()
-                ),
+            resolve_with_file(
+                &line,
+                RunArgs {
+                    journal_sync: flag,
+                    ..RunArgs::default()
+                },
             )
-            .unwrap();
-            RunConfig::resolve(RunArgs {
-                config: Some(cfg.clone()),
-                journal_sync: flag,
-                ..RunArgs::default()
-            })
         };
         let policy = |file_value, flag| resolve(file_value, flag).unwrap().journal_sync;
         assert_eq!(policy(None, None), JournalSync::Background);

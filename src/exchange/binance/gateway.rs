@@ -511,30 +511,31 @@ fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
     )
 }
 
+/// A gateway to nowhere (port 1), for tests that need one but never send.
+#[cfg(test)]
+pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, String> {
+    use crate::ledger::{limits, LedgerConfig, TokioClock};
+    let ledger = Ledger::new(
+        limits::binance_spot_defaults(),
+        LedgerConfig::default(),
+        Arc::new(TokioClock::new()),
+    );
+    let profile = Profile::custom(
+        "http://127.0.0.1:1",
+        "ws://127.0.0.1:1",
+        "ws://127.0.0.1:1/x",
+        super::profile::Credentials::new(api_key, "s"),
+    );
+    let config = GatewayConfig {
+        recv_window_ms: 5000,
+        request_timeout: Duration::from_secs(1),
+    };
+    Gateway::new(&profile, ledger, config, Shutdown::default())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::exchange::binance::profile::Credentials;
-    use crate::ledger::{limits, LedgerConfig, TokioClock};
-
-    fn gateway(api_key: &str) -> Result<Gateway, String> {
-        let ledger = Ledger::new(
-            limits::binance_spot_defaults(),
-            LedgerConfig::default(),
-            Arc::new(TokioClock::new()),
-        );
-        let profile = Profile::custom(
-            "http://127.0.0.1:1",
-            "ws://127.0.0.1:1",
-            "ws://127.0.0.1:1/x",
-            Credentials::new(api_key, "s"),
-        );
-        let config = GatewayConfig {
-            recv_window_ms: 5000,
-            request_timeout: Duration::from_secs(1),
-        };
-        Gateway::new(&profile, ledger, config, Shutdown::default())
-    }
+    use super::unconnected_gateway as gateway;
 
     #[tokio::test]
     async fn an_api_key_a_header_cannot_carry_is_refused_up_front() {

@@ -165,64 +165,73 @@ mod tests {
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A syncer of `path` that counts its syncs and holds each one until `gate` is open.
-    fn syncer(path: std::path::PathBuf, syncs: Arc<AtomicUsize>, gate: Arc<(Mutex<bool>, Condvar)>) -> DiskSync {
-        let current: CurrentFile = Box::new(move || {
-            let mut open = gate.0.lock();
-            while !*open {
-                gate.1.wait(&mut open);
-            }
-            syncs.fetch_add(1, Ordering::SeqCst);
-            File::options().append(true).open(&path)
-        });
-        DiskSync::start(current).unwrap()
+    /// A file, and a syncer of it that counts its syncs and holds each one until the gate is open.
+    struct Fixture {
+        // Dropped first: its last sync still needs the file.
+        sync: DiskSync,
+        file: File,
+        syncs: Arc<AtomicUsize>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        _dir: tempfile::TempDir,
     }
 
-    fn open_gate(gate: &(Mutex<bool>, Condvar)) {
-        *gate.0.lock() = true;
-        gate.1.notify_all();
+    impl Fixture {
+        fn new(gate_open: bool) -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("j");
+            let file = File::create(&path).unwrap();
+            let syncs = Arc::new(AtomicUsize::new(0));
+            let gate = Arc::new((Mutex::new(gate_open), Condvar::new()));
+            let (counted, held) = (syncs.clone(), gate.clone());
+            let current: CurrentFile = Box::new(move || {
+                let mut open = held.0.lock();
+                while !*open {
+                    held.1.wait(&mut open);
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                File::options().append(true).open(&path)
+            });
+            Fixture {
+                _dir: dir,
+                file,
+                sync: DiskSync::start(current).unwrap(),
+                syncs,
+                gate,
+            }
+        }
+
+        fn open_gate(&self) {
+            *self.gate.0.lock() = true;
+            self.gate.1.notify_all();
+        }
+
+        fn syncs(&self) -> usize {
+            self.syncs.load(Ordering::SeqCst)
+        }
     }
 
     #[test]
     fn a_waiting_writer_returns_once_its_record_is_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let mut file = File::create(&path).unwrap();
-        let (syncs, gate) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new((Mutex::new(true), Condvar::new())),
-        );
-        let sync = syncer(path, syncs.clone(), gate);
-        file.write_all(b"one\n").unwrap();
-        let seq = sync.written();
-        sync.wait_all().unwrap();
-        assert!(syncs.load(Ordering::SeqCst) >= 1);
-        assert!(sync.shared.state.lock().synced >= seq);
+        let mut f = Fixture::new(true);
+        f.file.write_all(b"one\n").unwrap();
+        let seq = f.sync.written();
+        f.sync.wait_all().unwrap();
+        assert!(f.syncs() >= 1);
+        assert!(f.sync.shared.state.lock().synced >= seq);
     }
 
     #[test]
     fn writes_made_during_a_sync_share_the_next_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let mut file = File::create(&path).unwrap();
-        let (syncs, gate) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new((Mutex::new(false), Condvar::new())),
-        );
-        let sync = syncer(path, syncs.clone(), gate.clone());
+        let mut f = Fixture::new(false);
         for i in 0..200 {
-            writeln!(file, "record {i}").unwrap();
-            sync.written();
+            writeln!(f.file, "record {i}").unwrap();
+            f.sync.written();
         }
-        open_gate(&gate);
-        sync.wait_all().unwrap();
-        assert_eq!(sync.shared.state.lock().synced, 200);
+        f.open_gate();
+        f.sync.wait_all().unwrap();
+        assert_eq!(f.sync.shared.state.lock().synced, 200);
         // The first sync may have started after one write; everything else shares the second.
-        assert!(
-            syncs.load(Ordering::SeqCst) <= 2,
-            "{} syncs",
-            syncs.load(Ordering::SeqCst)
-        );
+        assert!(f.syncs() <= 2, "{} syncs", f.syncs());
     }
 
     #[test]
@@ -236,19 +245,12 @@ mod tests {
 
     #[test]
     fn dropping_syncs_what_is_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let mut file = File::create(&path).unwrap();
-        let (syncs, gate) = (
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new((Mutex::new(false), Condvar::new())),
-        );
-        let sync = syncer(path, syncs.clone(), gate.clone());
-        file.write_all(b"last\n").unwrap();
-        sync.written();
-        let shared = Arc::clone(&sync.shared);
-        open_gate(&gate);
-        drop(sync);
+        let mut f = Fixture::new(false);
+        f.file.write_all(b"last\n").unwrap();
+        f.sync.written();
+        let (shared, syncs) = (Arc::clone(&f.sync.shared), f.syncs.clone());
+        f.open_gate();
+        drop(f);
         let state = shared.state.lock();
         assert_eq!(state.synced, state.written);
         assert!(syncs.load(Ordering::SeqCst) >= 1);

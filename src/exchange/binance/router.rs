@@ -342,9 +342,6 @@ mod tests {
 #[cfg(test)]
 mod throughput {
     use super::*;
-    use crate::exchange::binance::gateway::{GatewayConfig, Shutdown};
-    use crate::exchange::binance::profile::{Credentials, Profile};
-    use crate::ledger::{limits, Ledger, LedgerConfig, TokioClock};
 
     struct CountingSink(AtomicU64);
 
@@ -360,22 +357,7 @@ mod throughput {
     #[tokio::test]
     #[ignore = "measurement; run in release"]
     async fn book_ticker_frames_per_second() {
-        let ledger = Ledger::new(
-            limits::binance_spot_defaults(),
-            LedgerConfig::default(),
-            Arc::new(TokioClock::new()),
-        );
-        let profile = Profile::custom(
-            "http://127.0.0.1:1",
-            "ws://127.0.0.1:1",
-            "ws://127.0.0.1:1/x",
-            Credentials::new("k", "s"),
-        );
-        let config = GatewayConfig {
-            recv_window_ms: 5000,
-            request_timeout: Duration::from_secs(1),
-        };
-        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).unwrap());
+        let gateway = Arc::new(crate::exchange::binance::gateway::unconnected_gateway("k").unwrap());
         let entry: crate::exchange::binance::wire::SymbolEntry = serde_json::from_str(
             r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
             "quotePrecision":8,"quoteAssetPrecision":8,"filters":[]}"#,
