@@ -4,7 +4,7 @@ mod client_support;
 
 use std::time::Duration;
 
-use client_support::{ctx, eventually, limit, start};
+use client_support::{ctx, eventually, start};
 use runner::exchange::grid;
 use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
 
@@ -22,7 +22,7 @@ async fn a_limit_order_rests_and_is_cancelled() {
         .max(info.min_qty.try_into().unwrap());
 
     let order = venue
-        .place(&ctx, limit("BTCUSDT", Side::Buy, qty, price))
+        .place(&ctx, OrderRequest::limit("BTCUSDT", Side::Buy, qty, price))
         .await
         .unwrap();
     assert_eq!(order.status, OrderStatus::New);
@@ -85,7 +85,7 @@ async fn a_market_order_fills_and_balances_follow() {
             OrderRequest {
                 order_type: OrderType::Market,
                 price: None,
-                ..limit("ETHUSDT", Side::Buy, qty, 0.0)
+                ..OrderRequest::limit("ETHUSDT", Side::Buy, qty, 0.0)
             },
         )
         .await
@@ -125,19 +125,19 @@ async fn bad_orders_are_refused_locally_with_no_request() {
     let weight_before = venue.ledger_status("careless").mine.total_weight;
     for qty in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let err = venue
-            .place(&ctx, limit("BTCUSDT", Side::Buy, qty, 10_000.0))
+            .place(&ctx, OrderRequest::limit("BTCUSDT", Side::Buy, qty, 10_000.0))
             .await
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidOrder, "quantity {qty}: {err}");
     }
     let err = venue
-        .place(&ctx, limit("NOPEUSDT", Side::Buy, 1.0, 1.0))
+        .place(&ctx, OrderRequest::limit("NOPEUSDT", Side::Buy, 1.0, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidOrder);
     assert!(err.message.contains("NOPEUSDT"), "{err}");
     let err = venue
-        .place(&ctx, limit("BTCUSDT", Side::Buy, 0.001, 10_000.000_1))
+        .place(&ctx, OrderRequest::limit("BTCUSDT", Side::Buy, 0.001, 10_000.000_1))
         .await
         .unwrap_err();
     assert!(err.message.contains("PRICE_FILTER"), "{err}");
@@ -155,7 +155,7 @@ async fn bad_orders_are_refused_locally_with_no_request() {
     let quote = venue.book_ticker(&ctx, "BTCUSDT").await.unwrap();
     let price = grid::round_price(&info, quote.bid * 0.8).unwrap();
     let qty = grid::round_qty(&info, 20.0 / price).unwrap();
-    let mut request = limit("BTCUSDT", Side::Buy, qty, price);
+    let mut request = OrderRequest::limit("BTCUSDT", Side::Buy, qty, price);
     request.client_id = Some("my-order-1".into());
     venue.place(&ctx, request.clone()).await.unwrap();
     let err = venue.place(&ctx, request).await.unwrap_err();

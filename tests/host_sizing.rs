@@ -15,7 +15,7 @@ use std::str::FromStr;
 use mlua::{Function, Lua, Table, Value};
 use runner::exchange::binance::symbols;
 use runner::exchange::grid::{self, Rounding};
-use runner::exchange::{OrderRequest, OrderType, Side, SymbolInfo};
+use runner::exchange::{OrderRequest, Side, SymbolInfo};
 use rust_decimal::Decimal;
 
 /// Steps and ticks as exchange info spells them (trailing zeros included).
@@ -225,16 +225,7 @@ fn symbol(lua: &Lua, rng: &mut Rng) -> Symbol {
 }
 
 fn limit_buy(quantity: f64, price: f64) -> OrderRequest {
-    OrderRequest {
-        symbol: "GENUSDT".into(),
-        side: Side::Buy,
-        order_type: OrderType::Limit,
-        quantity: Some(quantity),
-        quote_quantity: None,
-        price: Some(price),
-        tif: None,
-        client_id: None,
-    }
+    OrderRequest::limit("GENUSDT", Side::Buy, quantity, price)
 }
 
 fn accepted(info: &SymbolInfo, quantity: f64, price: f64) -> Result<(), String> {

@@ -187,6 +187,22 @@ pub struct OrderRequest {
     pub client_id: Option<String>,
 }
 
+impl OrderRequest {
+    /// A LIMIT order; the time in force and the client id are left to the client's defaults.
+    pub fn limit(symbol: &str, side: Side, quantity: f64, price: f64) -> OrderRequest {
+        OrderRequest {
+            symbol: symbol.into(),
+            side,
+            order_type: OrderType::Limit,
+            quantity: Some(quantity),
+            quote_quantity: None,
+            price: Some(price),
+            tif: None,
+            client_id: None,
+        }
+    }
+}
+
 /// An order as the host knows it. `strategy` says who owns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {

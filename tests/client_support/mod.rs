@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
-use runner::exchange::{
-    grid, CallCtx, EventSink, MarketEvent, Order, OrderRequest, OrderStatus, OrderType, Side, Venue,
-};
+use runner::exchange::{grid, CallCtx, EventSink, MarketEvent, Order, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::{limits, Ledger, LedgerConfig, RateLimit, TokioClock};
 use runner::sim::{self, SimConfig, SimHandle};
 use tokio::sync::Notify;
@@ -105,27 +103,13 @@ pub fn ctx(strategy: &str) -> CallCtx {
     }
 }
 
-/// A LIMIT order request; the client fills in the time in force.
-pub fn limit(symbol: &str, side: Side, qty: f64, price: f64) -> OrderRequest {
-    OrderRequest {
-        symbol: symbol.into(),
-        side,
-        order_type: OrderType::Limit,
-        quantity: Some(qty),
-        quote_quantity: None,
-        price: Some(price),
-        tif: None,
-        client_id: None,
-    }
-}
-
 /// A BTCUSDT BUY resting at `factor` × the bid (read as `strategy`), worth about 30 USDT.
 pub async fn resting_buy(venue: &BinanceVenue, strategy: &str, factor: f64) -> OrderRequest {
     let info = venue.symbol("BTCUSDT").expect("BTCUSDT listed");
     let quote = venue.book_ticker(&ctx(strategy), "BTCUSDT").await.unwrap();
     let price = grid::round_price(&info, quote.bid * factor).unwrap();
     let qty = grid::round_qty(&info, 30.0 / price).unwrap();
-    limit("BTCUSDT", Side::Buy, qty, price)
+    OrderRequest::limit("BTCUSDT", Side::Buy, qty, price)
 }
 
 pub fn paper_profile(sim: &SimHandle) -> Profile {

@@ -275,16 +275,7 @@ mod tests {
     }
 
     fn limit(qty: f64, price: f64) -> OrderRequest {
-        OrderRequest {
-            symbol: "BTCUSDT".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: Some(qty),
-            quote_quantity: None,
-            price: Some(price),
-            tif: None,
-            client_id: None,
-        }
+        OrderRequest::limit("BTCUSDT", Side::Buy, qty, price)
     }
 
     #[test]
