@@ -106,9 +106,7 @@ fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync) -> Res
         "\n== tick to order, journal sync {journal:?}: {samples} samples after {WARM_UP} warm-up, load {}",
         load_average()
     );
-    let exchange_rt = runtime("exchange", 1)?;
-    let client_rt = runtime("client", 2)?;
-    let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+    let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
     let probe = exchange_rt.block_on(WireProbe::start(&sim, br#""b":"8"#, b"POST /api/v3/order"))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
@@ -308,9 +306,7 @@ fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
             "\n== events/s: {source:?} source, {count} strategies × 10 symbols' bookTicker, {run:?}, load {}",
             load_average()
         );
-        let exchange_rt = runtime("exchange", 1)?;
-        let client_rt = runtime("client", 2)?;
-        let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+        let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
         let streams = match source {
             Source::Simulator => sim.addr(),
             Source::Replay => exchange_rt.block_on(replay_server())?,
@@ -772,6 +768,15 @@ async fn connect(
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.map_err(|e| anyhow!("streams start: {e}"))?;
     Ok((venue, host))
+}
+
+/// The quiet simulator on its own 1-worker runtime ("exchange side"), and a 2-worker runtime for
+/// the client and host.
+fn quiet_sim_and_client_runtime() -> Result<(Runtime, Runtime, SimHandle)> {
+    let exchange_rt = runtime("exchange", 1)?;
+    let client_rt = runtime("client", 2)?;
+    let sim = exchange_rt.block_on(sim::start(quiet_sim(), ([127, 0, 0, 1], 0).into()))?;
+    Ok((exchange_rt, client_rt, sim))
 }
 
 fn runtime(name: &str, workers: usize) -> Result<Runtime> {

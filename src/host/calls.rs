@@ -3,7 +3,8 @@
 //! On its own thread a call and the HTTP connection it uses are driven by the same runtime, so
 //! nothing is handed to another thread between Lua asking and the request leaving. A call is
 //! polled in place, as part of the callback; if the callback is dropped first (a stop cut it
-//! short, or a reload replaced the VM), the rest of the call becomes a task on the same runtime:
+//! short, or a reload replaced the VM), the rest of the call becomes a task on the same runtime
+//! (once the VM lets go of the callback's coroutine, at the latest when the VM is dropped):
 //! a request in flight is never abandoned (an order whose outcome nobody would then learn), and
 //! the thread finishes such calls before it exits, so a stopped strategy has no order left that
 //! could still be sent after the runner's cancel-on-exit.

@@ -81,8 +81,6 @@ pub fn run(
         if ready.send(Ok(vm.meta.clone())).is_err() {
             return;
         }
-        let calls = strategy.calls.clone();
-        let name = vm.meta.name.clone();
         let mut worker = Worker {
             name: vm.meta.name.clone(),
             shared,
@@ -94,14 +92,7 @@ pub fn run(
             last_save: Instant::now(),
         };
         worker.run().await;
-        drop(worker);
-        // Calls a cut-short callback left behind still decide orders: see them through before the
-        // thread ends, so a stop returns only when every order it could send is sent or refused
-        // (and cancel-on-exit sees them all). Each is bounded by its budget wait and the request timeout.
-        if calls.running() > 0 {
-            tracing::info!(strategy = %name, calls = calls.running(), "finishing exchange calls under way");
-            calls.all_finished().await;
-        }
+        worker.finish_calls().await;
     });
 }
 
@@ -182,6 +173,20 @@ enum Flow {
 }
 
 impl Worker {
+    /// Calls a cut-short callback left behind still decide orders: they are seen through before the
+    /// thread ends, so a stop returns only when every order it could send is sent or refused (and
+    /// cancel-on-exit sees them all). Each is bounded by its budget wait and the request timeout.
+    async fn finish_calls(self) {
+        let (calls, name) = (self.strategy.calls.clone(), self.name.clone());
+        // A cut-short callback's coroutine, and the calls inside it, live as long as the VM: only
+        // dropping it hands those calls over as tasks, so it must go first.
+        drop(self);
+        if calls.running() > 0 {
+            tracing::info!(strategy = %name, calls = calls.running(), "finishing exchange calls under way");
+            calls.all_finished().await;
+        }
+    }
+
     async fn run(&mut self) {
         // Wait for the host to register routes and subscriptions.
         loop {
