@@ -30,6 +30,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 use runner::exchange::binance::journal_sync::JournalSync;
+use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
 use runner::host::{Host, HostConfig, StopReason, StrategyStats};
@@ -51,9 +52,11 @@ fn main() -> Result<()> {
         memory(&logs, 100)?;
     }
     if runs("tick_to_order") {
-        // The default first; then the stricter journal policy, which adds a disk sync per order.
-        tick_to_order(&logs, 2000, JournalSync::Background)?;
-        tick_to_order(&logs, 500, JournalSync::BeforeSend)?;
+        // The defaults first; then orders over the WebSocket API; then the stricter journal policy,
+        // which adds a disk sync per order.
+        tick_to_order(&logs, 2000, JournalSync::Background, OrderTransport::Rest)?;
+        tick_to_order(&logs, 2000, JournalSync::Background, OrderTransport::WsApi)?;
+        tick_to_order(&logs, 500, JournalSync::BeforeSend, OrderTransport::Rest)?;
     }
     if runs("throughput") {
         use Source::*;
@@ -99,23 +102,23 @@ return {
 }
 "#;
 
-fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync) -> Result<()> {
+fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync, transport: OrderTransport) -> Result<()> {
     const WARM_UP: usize = 100;
     logs.clear();
     println!(
-        "\n== tick to order, journal sync {journal:?}: {samples} samples after {WARM_UP} warm-up, load {}",
+        "\n== tick to order, journal sync {journal:?}, orders over {transport:?}: {samples} samples after {WARM_UP} \
+         warm-up, load {}",
         load_average()
     );
     let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
-    let probe = exchange_rt.block_on(WireProbe::start(&sim, br#""b":"8"#, b"POST /api/v3/order"))?;
+    let probe = exchange_rt.block_on(WireProbe::start(&sim))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
     let (venue, host) = client_rt.block_on(connect(
         &probe.authority(),
         &probe.authority(),
-        &sim,
         dir.path(),
-        journal,
+        Wiring { journal, transport },
     ))?;
     client_rt.block_on(host.add(&path))?;
 
@@ -174,12 +177,13 @@ fn set_btc(sim: &SimHandle, price: u32) -> Result<()> {
     Ok(())
 }
 
-/// A byte-forwarding relay between the client and the simulator that notes, to the
-/// microsecond, when a chosen market frame leaves for the client (it has been read from the
-/// simulator and is being written to the client's socket) and when the first bytes of an
-/// order request arrive from the client. Both instants are on the client's own sockets, so
-/// their difference is the client's tick-to-order time; the relay's one extra hop lies
-/// outside it.
+/// A byte-forwarding relay between the client and the simulator (REST, market streams and the
+/// WebSocket API) that notes, to the microsecond, when the market frame with the trigger price
+/// leaves for the client (it has been read from the simulator and is being written to the
+/// client's socket) and when the first bytes of an order request arrive from the client (a REST
+/// `POST /api/v3/order`, or a WebSocket API `order.place` frame). Both instants are on the
+/// client's own sockets, so their difference is the client's tick-to-order time; the relay's one
+/// extra hop lies outside it.
 struct WireProbe {
     addr: std::net::SocketAddr,
     seen: Arc<Mutex<Seen>>,
@@ -192,7 +196,7 @@ struct Seen {
 }
 
 impl WireProbe {
-    async fn start(sim: &SimHandle, tick: &'static [u8], order: &'static [u8]) -> Result<WireProbe> {
+    async fn start(sim: &SimHandle) -> Result<WireProbe> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let upstream = sim.addr();
@@ -208,8 +212,8 @@ impl WireProbe {
                     let _ = (client.set_nodelay(true), server.set_nodelay(true));
                     let (client_rx, client_tx) = client.into_split();
                     let (server_rx, server_tx) = server.into_split();
-                    let down = relay(server_rx, client_tx, tick, seen.clone(), |s| &mut s.tick);
-                    let up = relay(client_rx, server_tx, order, seen, |s| &mut s.order);
+                    let down = relay(server_rx, client_tx, is_trigger_quote, seen.clone(), |s| &mut s.tick);
+                    let up = relay(client_rx, server_tx, is_order, seen, |s| &mut s.order);
                     tokio::join!(down, up);
                 });
             }
@@ -234,18 +238,42 @@ impl WireProbe {
     }
 }
 
-/// Copies `from` to `to`; the first time `pattern` passes after a reset, notes the instant
-/// the bytes carrying it were read.
+/// Every bid near `HIGH` starts with an 8 (the simulator writes frames unmasked, in one piece).
+fn is_trigger_quote(chunk: &[u8]) -> bool {
+    contains(chunk, br#""b":"8"#)
+}
+
+/// The client writes each request in one piece; a WebSocket frame from a client is masked.
+fn is_order(chunk: &[u8]) -> bool {
+    contains(chunk, b"POST /api/v3/order") || unmasked_ws_payload(chunk).is_some_and(|p| contains(&p, b"order.place"))
+}
+
+/// The payload of a masked WebSocket frame at the start of `chunk` (as much of it as `chunk` holds).
+fn unmasked_ws_payload(chunk: &[u8]) -> Option<Vec<u8>> {
+    let (&[_, len_byte], rest) = chunk.split_first_chunk::<2>()?;
+    if len_byte & 0x80 == 0 {
+        return None;
+    }
+    let skip = match len_byte & 0x7f {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let rest = rest.get(skip..)?;
+    let (mask, payload) = rest.split_first_chunk::<4>()?;
+    Some(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]).collect())
+}
+
+/// Copies `from` to `to`; the first time a chunk read matches `wanted` after a reset, notes the
+/// instant it was read.
 async fn relay(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    pattern: &'static [u8],
+    wanted: fn(&[u8]) -> bool,
     seen: Arc<Mutex<Seen>>,
     slot: fn(&mut Seen) -> &mut Option<Instant>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
-    // The end of the previous read, so a pattern split across two reads is still found.
-    let mut tail: Vec<u8> = Vec::with_capacity(2 * pattern.len());
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => return,
@@ -253,12 +281,9 @@ async fn relay(
         };
         let now = Instant::now();
         let chunk = &buf[..n];
-        tail.extend_from_slice(&chunk[..n.min(pattern.len())]);
-        if contains(&tail, pattern) || contains(chunk, pattern) {
+        if wanted(chunk) {
             slot(&mut seen.lock()).get_or_insert(now);
         }
-        tail.clear();
-        tail.extend_from_slice(&chunk[n.saturating_sub(pattern.len() - 1)..]);
         if to.write_all(chunk).await.is_err() {
             return;
         }
@@ -315,9 +340,8 @@ fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
         let (venue, host) = client_rt.block_on(connect(
             &sim.addr().to_string(),
             &streams.to_string(),
-            &sim,
             dir.path(),
-            JournalSync::default(),
+            Wiring::default(),
         ))?;
         for i in 0..count {
             let path = write(dir.path(), &format!("q{i}.lua"), &quote_counter(&format!("q{i}")))?;
@@ -730,13 +754,15 @@ fn quiet_sim() -> SimConfig {
 /// the WebSocket API (user data) to the simulator.
 /// The client and host wired as `engine::run` wires them: the TSC clock, the journal and state
 /// under `dir`.
-async fn connect(
-    rest: &str,
-    streams: &str,
-    sim: &SimHandle,
-    dir: &Path,
-    journal_sync: JournalSync,
-) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
+/// How the client is set up, where the benches differ.
+#[derive(Default)]
+struct Wiring {
+    journal: JournalSync,
+    transport: OrderTransport,
+}
+
+/// Connects REST and the WebSocket API through `rest`, market streams through `streams`.
+async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
     let ledger = Ledger::new(
         runner::ledger::limits::binance_spot_defaults(),
         LedgerConfig::default(),
@@ -746,12 +772,13 @@ async fn connect(
     let profile = Profile::paper(
         &format!("http://{rest}"),
         &format!("ws://{streams}"),
-        &sim.ws_api_url(),
+        &format!("ws://{rest}/ws-api/v3"),
         Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
     );
     let options = ClientOptions {
         state_dir: Some(dir.join("state")),
-        journal_sync,
+        journal_sync: wiring.journal,
+        order_transport: wiring.transport,
         ..ClientOptions::default()
     };
     let venue = BinanceVenue::connect(profile, ledger, options)

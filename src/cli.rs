@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exchange::binance::journal_sync::JournalSync;
+use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
 
 const EXAMPLES: &str = "\
@@ -105,6 +106,11 @@ pub struct RunArgs {
     /// [default: background].
     #[arg(long, value_name = "WHEN", value_parser = JournalSync::parse)]
     pub journal_sync: Option<JournalSync>,
+    /// How strategies' orders and cancels reach the exchange: `rest` (HTTP requests) or `ws-api`
+    /// (the WebSocket API, on one connection per strategy, opened on its first order; lower
+    /// latency) [default: rest].
+    #[arg(long, value_name = "HOW", value_parser = OrderTransport::parse)]
+    pub order_transport: Option<OrderTransport>,
 
     #[command(flatten)]
     pub common: CommonArgs,

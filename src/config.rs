@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
+use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::exchange::binance::ClientOptions;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
@@ -60,6 +61,8 @@ pub struct FileConfig {
     pub unknown_order_grace: Option<String>,
     /// "background" or "before-send".
     pub journal_sync: Option<String>,
+    /// "rest" or "ws-api".
+    pub order_transport: Option<String>,
 }
 
 impl FileConfig {
@@ -100,6 +103,7 @@ pub struct RunConfig {
     /// How long an unanswered order the exchange does not know stays PENDING.
     pub unknown_order_grace: Duration,
     pub journal_sync: JournalSync,
+    pub order_transport: OrderTransport,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -137,11 +141,12 @@ impl RunConfig {
                 Ok(ClientOptions::default().unknown_order_grace),
                 check_unknown_order_grace,
             )?;
-        let journal_sync = match (args.journal_sync, &file.journal_sync) {
-            (Some(policy), _) => policy,
-            (None, Some(text)) => JournalSync::parse(text).map_err(ConfigError::Invalid)?,
-            (None, None) => JournalSync::default(),
-        };
+        let journal_sync = flag_or_file(args.journal_sync, file.journal_sync.as_deref(), JournalSync::parse)?;
+        let order_transport = flag_or_file(
+            args.order_transport,
+            file.order_transport.as_deref(),
+            OrderTransport::parse,
+        )?;
         let reload = if args.no_reload {
             false
         } else if args.reload {
@@ -175,7 +180,21 @@ impl RunConfig {
             stdlib_dir: common.stdlib_dir,
             unknown_order_grace,
             journal_sync,
+            order_transport,
         })
+    }
+}
+
+/// A choice from its flag, else parsed from its text in the file, else the default.
+fn flag_or_file<T: Default>(
+    flag: Option<T>,
+    file: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match (flag, file) {
+        (Some(value), _) => Ok(value),
+        (None, Some(text)) => parse(text).map_err(ConfigError::Invalid),
+        (None, None) => Ok(T::default()),
     }
 }
 
@@ -421,5 +440,29 @@ mod tests {
         );
         let err = resolve(Some("sometimes"), None).unwrap_err().to_string();
         assert!(err.contains("before-send") && err.contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn order_transport_comes_from_a_flag_or_the_file_and_is_checked() {
+        let resolve = |file_value: Option<&str>, flag: Option<OrderTransport>| {
+            let line = file_value.map_or(String::new(), |v| format!("order_transport = {v:?}\n"));
+            resolve_with_file(
+                &line,
+                RunArgs {
+                    order_transport: flag,
+                    ..RunArgs::default()
+                },
+            )
+        };
+        let transport = |file_value, flag| resolve(file_value, flag).unwrap().order_transport;
+        assert_eq!(transport(None, None), OrderTransport::Rest);
+        assert_eq!(transport(Some("ws-api"), None), OrderTransport::WsApi);
+        assert_eq!(
+            transport(Some("ws-api"), Some(OrderTransport::Rest)),
+            OrderTransport::Rest,
+            "a flag wins over the file"
+        );
+        let err = resolve(Some("carrier-pigeon"), None).unwrap_err().to_string();
+        assert!(err.contains("ws-api") && err.contains("carrier-pigeon"), "{err}");
     }
 }

@@ -66,6 +66,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         state_dir: Some(config.state_dir.clone()),
         unknown_order_grace: config.unknown_order_grace,
         journal_sync: config.journal_sync,
+        order_transport: config.order_transport,
         ..ClientOptions::default()
     };
     let venue = match BinanceVenue::connect(profile, ledger.clone(), options).await {

@@ -6,6 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{EventSink, OrderStatus, Venue};
 use runner::host::{Host, StopReason};
@@ -43,7 +44,31 @@ async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_trades_on_the_simulator() {
-    let (_sim, venue, host, files) = connected(ClientOptions::default()).await;
+    let sim = trades_on_the_simulator(OrderTransport::Rest).await;
+    assert!(sim
+        .request_log()
+        .iter()
+        .all(|r| r.transport != "WS_API" || !r.method.starts_with("order.")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_trades_on_the_simulator_over_the_ws_api() {
+    let sim = trades_on_the_simulator(OrderTransport::WsApi).await;
+    let log = sim.request_log();
+    let over_ws = |method: &str| log.iter().any(|r| r.transport == "WS_API" && r.method == method);
+    assert!(over_ws("order.place") && over_ws("order.cancel"), "{log:?}");
+    assert!(!log
+        .iter()
+        .any(|r| r.transport == "REST" && r.path == "/api/v3/order" && r.method != "GET"));
+}
+
+/// A strategy places, reads the market and its account, and cancels on stop; returns the simulator.
+async fn trades_on_the_simulator(order_transport: OrderTransport) -> SimHandle {
+    let options = ClientOptions {
+        order_transport,
+        ..ClientOptions::default()
+    };
+    let (sim, venue, host, files) = connected(options).await;
 
     let path = files.write(
         "resting.lua",
@@ -92,6 +117,7 @@ async fn a_strategy_trades_on_the_simulator() {
     let s = stats(&host, "resting");
     assert_eq!((s.errors, s.trips), (0, 0), "{s:?}");
     venue.shutdown().await;
+    sim
 }
 
 /// A stop that cuts a callback short while its order is in flight must not abandon the order:

@@ -140,7 +140,11 @@ pub(super) async fn run(
                 }
                 match msg {
                     Message::Text(text) => {
-                        let (reply, close) = session.answer(sim, &text).await;
+                        // A drop order cuts an answer still being prepared (e.g. a delayed order answer).
+                        let (reply, close) = tokio::select! {
+                            answered = session.answer(sim, &text) => answered,
+                            _ = kill.changed() => break,
+                        };
                         if let Some(reply) = reply {
                             if socket.send(Message::Text(reply.into())).await.is_err() {
                                 break;

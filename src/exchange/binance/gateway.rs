@@ -16,12 +16,14 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::form_urlencoded;
 
-use crate::ledger::{Cost, Interval, IntervalUnit, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
+use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
 
 use super::errors::SendError;
 use super::http::HttpClients;
+use super::per_thread::PerThread;
 use super::profile::{Credentials, Profile};
 use super::wire::{WsApiRequest, WsApiResponse};
+use super::ws_orders::{OrderTransport, Session};
 use super::{sign, usage, weights};
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -138,6 +140,7 @@ impl Shutdown {
 pub struct GatewayConfig {
     pub recv_window_ms: u64,
     pub request_timeout: Duration,
+    pub order_transport: OrderTransport,
 }
 
 pub struct Gateway {
@@ -154,6 +157,8 @@ pub struct Gateway {
     /// The server-time offset this gateway last handed the ledger.
     offset_ms: AtomicI64,
     shutdown: Shutdown,
+    /// With `--order-transport ws-api`: each strategy thread's order connection.
+    order_sessions: Option<PerThread<Arc<Session>>>,
     /// Where the client's background work runs (streams, lookups, resyncs): the runtime the gateway
     /// was created on, never the thread of the strategy whose call happened to start the work.
     background: tokio::runtime::Handle,
@@ -181,6 +186,7 @@ impl Gateway {
             offset_ms: AtomicI64::new(0),
             shutdown,
             background,
+            order_sessions: (config.order_transport == OrderTransport::WsApi).then(PerThread::new),
         })
     }
 
@@ -228,7 +234,98 @@ impl Gateway {
             .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
         let sent_at_ms = self.ledger.now_ms();
+        let exchange = async {
+            match self.order_session(call) {
+                Some((session, method)) => self.over_ws_api(&session, method, call, wait).await,
+                None => self.over_http(call).await,
+            }
+        };
+        let answer = tokio::select! {
+            answer = exchange => answer?,
+            // The request may already have reached the exchange: its outcome is unknown, not "not sent".
+            _ = self.shutdown.wait() => {
+                return Err(SendError::Transport("shut down before the exchange answered".into()))
+            }
+        };
+        self.observe(&permit, answer.usage, answer.verdict.clone());
+        let reply = RestReply {
+            status: answer.status,
+            body: answer.body,
+            verdict: answer.verdict,
+            sent_at_ms,
+        };
+        if call.credit_on_success && reply.is_success() {
+            self.ledger.credit(&permit, cost.weight);
+        }
+        Ok(reply)
+    }
 
+    /// This thread's order connection and the method name, when `call` is order entry made from a
+    /// strategy's thread and orders go over the WebSocket API.
+    fn order_session(&self, call: &RestCall) -> Option<(Arc<Session>, &'static str)> {
+        // Order entry only: reads (an order's status) stay on REST.
+        if !matches!(call.lane, Lane::Order | Lane::Cancel) || call.method == HttpMethod::Get {
+            return None;
+        }
+        let method = weights::ws_api_method(call.method.as_str(), call.path)?;
+        let session = self.order_sessions.as_ref()?.get(|| Some(Arc::default()))?;
+        Some((session, method))
+    }
+
+    /// One request over a strategy thread's WebSocket API connection (opened, and charged, if needed).
+    async fn over_ws_api(
+        &self,
+        session: &Session,
+        method: &'static str,
+        call: &RestCall,
+        wait: Duration,
+    ) -> Result<Answer, SendError> {
+        let connect = || async {
+            let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
+            tracing::debug!("order connection to the WebSocket API opened");
+            Ok(stream)
+        };
+        let frame = |id: u64| {
+            let mut params: serde_json::Map<String, serde_json::Value> = call
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_str().into()))
+                .collect();
+            if call.signed {
+                params.insert("apiKey".into(), self.credentials.api_key().into());
+                params.insert("recvWindow".into(), self.recv_window_ms.into());
+                params.insert("timestamp".into(), self.ledger.now_ms().into());
+                let signature = sign::ws_api_signature(self.credentials.secret(), &params);
+                params.insert("signature".into(), signature.into());
+            }
+            let request = WsApiRequest {
+                id: id.into(),
+                method: method.to_string(),
+                params,
+            };
+            serde_json::to_string(&request).map_err(|e| SendError::Transport(e.to_string()))
+        };
+        let response = session
+            .exchange(connect, &self.ledger, frame, self.request_timeout)
+            .await?;
+        let (usage, verdict) = usage::ws_api_observation(&response, self.ledger.now_ms());
+        // The same body REST would carry: the result, or the `{code, msg}` error.
+        let body = match (&response.result, &response.error) {
+            (_, Some(error)) => serde_json::to_vec(error),
+            (Some(result), None) => serde_json::to_vec(result),
+            (None, None) => Ok(b"{}".to_vec()),
+        }
+        .map_err(|e| SendError::Transport(e.to_string()))?;
+        Ok(Answer {
+            status: response.status,
+            usage,
+            verdict,
+            body,
+        })
+    }
+
+    /// One request over HTTP.
+    async fn over_http(&self, call: &RestCall) -> Result<Answer, SendError> {
         let query = self.query_string(call);
         let mut url = String::with_capacity(self.rest_base.len() + call.path.len() + query.len() + 1);
         url.push_str(&self.rest_base);
@@ -249,37 +346,22 @@ impl Gateway {
             .header(API_KEY_HEADER, self.api_key_header.clone())
             .timeout(self.request_timeout);
 
-        let exchange = async {
-            let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-            let status = response.status().as_u16();
-            let usage = header_usage(response.headers());
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
-            let verdict = usage::classify(status, retry_after.as_deref(), &body, self.ledger.now_ms());
-            Ok::<_, SendError>((status, usage, verdict, body.to_vec()))
-        };
-        let (status, usage, verdict, body) = tokio::select! {
-            result = exchange => result?,
-            // The request may already have reached the exchange: its outcome is unknown, not "not sent".
-            _ = self.shutdown.wait() => {
-                return Err(SendError::Transport("shut down before the exchange answered".into()))
-            }
-        };
-        self.observe(&permit, usage, verdict.clone());
-        let reply = RestReply {
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let usage = header_usage(response.headers());
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let verdict = usage::classify(status, retry_after.as_deref(), &body, self.ledger.now_ms());
+        Ok(Answer {
             status,
-            body,
+            usage,
             verdict,
-            sent_at_ms,
-        };
-        if call.credit_on_success && reply.is_success() {
-            self.ledger.credit(&permit, cost.weight);
-        }
-        Ok(reply)
+            body: body.to_vec(),
+        })
     }
 
     /// The URL-encoded parameters, with recvWindow, timestamp and signature when signed.
@@ -416,6 +498,14 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
+/// An exchange's answer to one request, whichever way it went.
+struct Answer {
+    status: u16,
+    usage: Vec<ServerUsage>,
+    verdict: Verdict,
+    body: Vec<u8>,
+}
+
 /// The write half of a WebSocket API connection. Every request reserves its cost
 /// first; answers are reconciled through [`WsApiSender::on_response`].
 pub struct WsApiSender {
@@ -464,25 +554,7 @@ impl WsApiSender {
 
     /// Reconciles an answer with the ledger (usage from `rateLimits`, 429/418 from the error).
     pub fn on_response(&mut self, response: &WsApiResponse) {
-        let now = self.gateway.ledger.now_ms();
-        let verdict = match &response.error {
-            Some(error) => match serde_json::to_value(error) {
-                Ok(error) => usage::classify_ws_error(response.status, &error, now),
-                Err(_) => Verdict::Ok,
-            },
-            None => Verdict::Ok,
-        };
-        let usage = response
-            .rate_limits
-            .iter()
-            .filter_map(|entry| {
-                Some(ServerUsage {
-                    kind: PoolKind::parse(&entry.rate_limit_type)?,
-                    interval: Interval::new(IntervalUnit::parse(&entry.interval)?, entry.interval_num),
-                    used: entry.count?,
-                })
-            })
-            .collect();
+        let (usage, verdict) = usage::ws_api_observation(response, self.gateway.ledger.now_ms());
         let id = response.id.as_u64();
         match self.in_flight.iter().position(|(pending, _)| Some(*pending) == id) {
             Some(index) => {
@@ -529,6 +601,7 @@ pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, String> {
     let config = GatewayConfig {
         recv_window_ms: 5000,
         request_timeout: Duration::from_secs(1),
+        order_transport: OrderTransport::Rest,
     };
     Gateway::new(&profile, ledger, config, Shutdown::default())
 }

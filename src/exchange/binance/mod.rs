@@ -15,6 +15,7 @@ pub mod http;
 pub mod journal;
 pub mod journal_sync;
 pub mod orders;
+pub mod per_thread;
 pub mod profile;
 pub mod rest;
 pub mod router;
@@ -26,6 +27,7 @@ pub mod user_data;
 pub mod venue;
 pub mod weights;
 pub mod wire;
+pub mod ws_orders;
 
 pub use errors::ClientError;
 pub use profile::{ConfigError, Credentials, Profile, ProfileKind};

@@ -12,6 +12,8 @@ use serde_json::Value;
 use crate::ledger::limits::{binance_spot_defaults, Interval, IntervalUnit, PoolKind, RateLimit};
 use crate::ledger::{ServerUsage, Verdict};
 
+use super::wire::WsApiResponse;
+
 /// No real Binance pool comes near this; a bigger figure is a corrupt announcement.
 const MAX_SANE_LIMIT: u64 = 100_000_000;
 /// A window longer than this (e.g. "400 DAY") is not a real announcement either.
@@ -205,6 +207,29 @@ pub fn classify_ws_error(status: u16, error: &Value, now_ms: i64) -> Verdict {
         }
         _ => Verdict::Ok,
     }
+}
+
+/// What a WebSocket API answer tells the ledger: the usage in its `rateLimits`, and its error's verdict.
+pub fn ws_api_observation(response: &WsApiResponse, now_ms: i64) -> (Vec<ServerUsage>, Verdict) {
+    let verdict = match &response.error {
+        Some(error) => match serde_json::to_value(error) {
+            Ok(error) => classify_ws_error(response.status, &error, now_ms),
+            Err(_) => Verdict::Ok,
+        },
+        None => Verdict::Ok,
+    };
+    let usage = response
+        .rate_limits
+        .iter()
+        .filter_map(|entry| {
+            Some(ServerUsage {
+                kind: PoolKind::parse(&entry.rate_limit_type)?,
+                interval: Interval::new(IntervalUnit::parse(&entry.interval)?, entry.interval_num),
+                used: entry.count?,
+            })
+        })
+        .collect();
+    (usage, verdict)
 }
 
 #[cfg(test)]

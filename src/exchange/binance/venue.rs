@@ -33,6 +33,7 @@ use super::symbols::{self, SymbolTable};
 use super::usage;
 use super::user_data::{self, UserDataHandler};
 use super::wire::{self, UserDataEvent};
+use super::ws_orders::OrderTransport;
 
 /// How long the client's own lookups may wait for budget.
 const LOOKUP_WAIT: Duration = Duration::from_secs(30);
@@ -59,6 +60,8 @@ pub struct ClientOptions {
     pub user_data: bool,
     /// When an order's journal record must be on the disk (see [`JournalSync`]).
     pub journal_sync: JournalSync,
+    /// How strategies' orders and cancels reach the exchange (see [`OrderTransport`]).
+    pub order_transport: OrderTransport,
 }
 
 impl Default for ClientOptions {
@@ -74,6 +77,7 @@ impl Default for ClientOptions {
             streams_per_connection: MAX_STREAMS_PER_CONNECTION,
             user_data: true,
             journal_sync: JournalSync::default(),
+            order_transport: OrderTransport::default(),
         }
     }
 }
@@ -130,6 +134,7 @@ impl BinanceVenue {
         let config = GatewayConfig {
             recv_window_ms: options.recv_window_ms,
             request_timeout: options.request_timeout,
+            order_transport: options.order_transport,
         };
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).map_err(ClientError::Http)?);
         let wait = options.startup_wait;

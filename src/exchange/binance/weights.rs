@@ -240,6 +240,14 @@ pub fn rest_cost(method: &str, path: &str, params: &[(&str, &str)]) -> Result<Co
         .ok_or_else(|| UnknownEndpoint(format!("{} {path}", method.to_ascii_uppercase())))
 }
 
+/// The WebSocket API method that does what the REST request `method path` does, if there is one.
+pub fn ws_api_method(method: &str, path: &str) -> Option<&'static str> {
+    TABLE
+        .iter()
+        .find(|e| matches!(e.rest, Some((m, p)) if m.eq_ignore_ascii_case(method) && p == path))
+        .and_then(|e| e.ws.first().copied())
+}
+
 /// The cost of a WebSocket API request; `params` is its `params` object (or null).
 pub fn ws_api_cost(method: &str, params: &serde_json::Value) -> Result<Cost, UnknownEndpoint> {
     TABLE

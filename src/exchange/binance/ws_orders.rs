@@ -1,0 +1,215 @@
+//! Order entry over the WebSocket API (`--order-transport ws-api`).
+//!
+//! Each strategy thread keeps one WebSocket API connection of its own (see [`super::per_thread`]),
+//! opened on its first order and again after it closes. A request is one frame written on the
+//! strategy's own thread: no HTTP request building, no connection pool, no hand-off to another
+//! task before the bytes leave. A reader task on the same thread routes each answer to its request
+//! by id.
+//!
+//! What a caller learns is what REST would tell it: nothing written means not sent (the connection
+//! could not be opened, or the ledger refused it); written but unanswered (timeout, connection
+//! lost) means the outcome is unknown, and the order is looked up like an unanswered REST order.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::ledger::{Ledger, Verdict};
+
+use super::errors::SendError;
+use super::gateway::WsStream;
+use super::usage;
+use super::wire::WsApiResponse;
+
+/// How orders reach the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrderTransport {
+    /// `POST /api/v3/order` and friends (the default).
+    #[default]
+    Rest,
+    /// The WebSocket API on a connection per strategy thread.
+    WsApi,
+}
+
+impl OrderTransport {
+    /// `rest` or `ws-api`.
+    pub fn parse(text: &str) -> Result<OrderTransport, String> {
+        match text {
+            "rest" => Ok(OrderTransport::Rest),
+            "ws-api" => Ok(OrderTransport::WsApi),
+            other => Err(format!("order transport must be \"rest\" or \"ws-api\", got {other:?}")),
+        }
+    }
+}
+
+/// One strategy thread's order connection (reopened as needed).
+#[derive(Default)]
+pub struct Session {
+    /// The open connection's write half; `None` before the first order and after a failed write.
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    next_id: AtomicU64,
+}
+
+struct Writer {
+    sink: SplitSink<WsStream, Message>,
+    conn: Arc<Conn>,
+}
+
+/// What the write half and the reader task of one connection share.
+#[derive(Default)]
+struct Conn {
+    /// Requests written and not yet answered. Closed (under the same lock) when the reader ends,
+    /// so a request is either registered on a live connection or refused, never left waiting.
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    closed: bool,
+    waiting: HashMap<u64, oneshot::Sender<WsApiResponse>>,
+}
+
+impl Session {
+    /// Writes the request `frame(id)` and waits up to `timeout` for its answer. `connect` opens a
+    /// connection (charged by the caller) when there is none.
+    pub async fn exchange<C, F>(
+        &self,
+        connect: C,
+        ledger: &Ledger,
+        frame: impl FnOnce(u64) -> Result<String, SendError>,
+        timeout: Duration,
+    ) -> Result<WsApiResponse, SendError>
+    where
+        C: FnOnce() -> F,
+        F: std::future::Future<Output = Result<WsStream, SendError>>,
+    {
+        let mut writer = self.writer.lock().await;
+        let live = writer.as_ref().is_some_and(|w| !w.conn.pending.lock().closed);
+        if !live {
+            *writer = None;
+            let (sink, stream) = connect().await?.split();
+            let conn = Arc::new(Conn::default());
+            tokio::spawn(read_answers(stream, Arc::clone(&conn), ledger.clone()));
+            *writer = Some(Writer { sink, conn });
+        }
+        let Some(conn) = writer.as_ref().map(|w| Arc::clone(&w.conn)) else {
+            return Err(SendError::Transport("no WebSocket API connection".into()));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let text = frame(id)?;
+        let (answer_tx, answer) = oneshot::channel();
+        {
+            let mut pending = conn.pending.lock();
+            if pending.closed {
+                // Nothing was written: the connection ended between the check above and now.
+                *writer = None;
+                return Err(SendError::Connect {
+                    host: "the WebSocket API".into(),
+                    reason: "the connection closed before the request was written".into(),
+                });
+            }
+            pending.waiting.insert(id, answer_tx);
+        }
+        let waiting = Waiting { conn, id };
+        let written = match writer.as_mut() {
+            Some(open) => open.sink.send(Message::text(text)).await,
+            None => Err(tungstenite::Error::AlreadyClosed),
+        };
+        if let Err(error) = written {
+            // Part of the frame may have left: the outcome is unknown, and the connection is done.
+            *writer = None;
+            return Err(SendError::Transport(format!("WebSocket API write failed: {error}")));
+        }
+        // Others may write while this request waits for its answer.
+        drop(writer);
+        let answered = tokio::time::timeout(timeout, answer).await;
+        drop(waiting);
+        match answered {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(_)) => Err(SendError::Transport(
+                "the WebSocket API connection closed before the answer".into(),
+            )),
+            Err(_) => Err(SendError::Timeout(timeout.as_millis() as u64)),
+        }
+    }
+}
+
+/// Forgets a request that is no longer waited for (answered, timed out, or its caller gone).
+struct Waiting {
+    conn: Arc<Conn>,
+    id: u64,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.conn.pending.lock().waiting.remove(&self.id);
+    }
+}
+
+/// Ends the connection's requests when the reader ends, however it ends (closed, failed, or dropped
+/// with its runtime).
+struct Closing(Arc<Conn>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut pending = self.0.pending.lock();
+        pending.closed = true;
+        // Dropping the senders tells every waiter the connection is gone.
+        pending.waiting.clear();
+    }
+}
+
+/// Routes answers to their requests until the connection ends. Pings are answered by the
+/// WebSocket layer as frames are read.
+async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger: Ledger) {
+    let closing = Closing(conn);
+    while let Some(frame) = stream.next().await {
+        let text = match frame {
+            Ok(Message::Text(text)) => text,
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => continue,
+        };
+        let response: WsApiResponse = match serde_json::from_str(text.as_str()) {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!("skipping unreadable WebSocket API answer: {e}");
+                continue;
+            }
+        };
+        let waiter = response
+            .id
+            .as_u64()
+            .and_then(|id| closing.0.pending.lock().waiting.remove(&id));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(response);
+            }
+            None => {
+                // Nobody waits (timed out): its usage is lost, but a 429 or a ban must still stop everyone.
+                let (_, verdict) = usage::ws_api_observation(&response, ledger.now_ms());
+                if verdict != Verdict::Ok {
+                    ledger.enter_backoff(&verdict);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transports_parse_by_their_flag_names() {
+        assert_eq!(OrderTransport::parse("rest"), Ok(OrderTransport::Rest));
+        assert_eq!(OrderTransport::parse("ws-api"), Ok(OrderTransport::WsApi));
+        assert!(OrderTransport::parse("websocket").unwrap_err().contains("ws-api"));
+    }
+}
