@@ -23,7 +23,7 @@ use super::http::HttpClients;
 use super::per_thread::PerThread;
 use super::profile::{Credentials, Profile};
 use super::wire::{WsApiRequest, WsApiResponse};
-use super::ws_orders::{OrderTransport, Session};
+use super::ws_orders::{request_frame, OrderTransport, Session, Signing};
 use super::{sign, usage, weights};
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -286,24 +286,14 @@ impl Gateway {
             Ok(stream)
         };
         let frame = |id: u64| {
-            let mut params: serde_json::Map<String, serde_json::Value> = call
-                .params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.as_str().into()))
-                .collect();
-            if call.signed {
-                params.insert("apiKey".into(), self.credentials.api_key().into());
-                params.insert("recvWindow".into(), self.recv_window_ms.into());
-                params.insert("timestamp".into(), self.ledger.now_ms().into());
-                let signature = sign::ws_api_signature(self.credentials.secret(), &params);
-                params.insert("signature".into(), signature.into());
-            }
-            let request = WsApiRequest {
-                id: id.into(),
-                method: method.to_string(),
-                params,
-            };
-            serde_json::to_string(&request).map_err(|e| SendError::Transport(e.to_string()))
+            let params: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let signing = call.signed.then(|| Signing {
+                api_key: self.credentials.api_key(),
+                secret: self.credentials.secret(),
+                recv_window_ms: self.recv_window_ms,
+                timestamp_ms: self.ledger.now_ms(),
+            });
+            request_frame(id, method, &params, signing.as_ref())
         };
         let response = session
             .exchange(connect, &self.ledger, frame, self.request_timeout)

@@ -37,12 +37,17 @@ pub fn rest_signature(secret: &str, query: &str, body: &str) -> String {
 /// name, joined as `k=v&...`. Both the client and the simulator sign and check with this.
 pub fn ws_api_payload<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut pairs: Vec<(&str, &str)> = params.into_iter().filter(|(k, _)| *k != "signature").collect();
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut payload = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            payload.push('&');
+        }
+        payload.push_str(k);
+        payload.push('=');
+        payload.push_str(v);
+    }
+    payload
 }
 
 /// Signs a WebSocket API `params` object: strings as they are, other values as their JSON text.

@@ -11,6 +11,7 @@
 //! lost) means the outcome is unknown, and the order is looked up like an unanswered REST order.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +26,8 @@ use crate::ledger::{Ledger, Verdict};
 
 use super::errors::SendError;
 use super::gateway::WsStream;
-use super::usage;
 use super::wire::WsApiResponse;
+use super::{sign, usage};
 
 /// How orders reach the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +48,57 @@ impl OrderTransport {
             other => Err(format!("order transport must be \"rest\" or \"ws-api\", got {other:?}")),
         }
     }
+}
+
+/// What a signed request adds to its parameters.
+pub struct Signing<'a> {
+    pub api_key: &'a str,
+    pub secret: &'a str,
+    pub recv_window_ms: u64,
+    pub timestamp_ms: i64,
+}
+
+/// The request frame `{"id":..,"method":..,"params":{..}}`, written directly: strings stay strings,
+/// and a signed request gets `apiKey`, `recvWindow`, `timestamp` and the signature of them all.
+pub fn request_frame(id: u64, method: &str, params: &[(&str, &str)], signing: Option<&Signing>) -> String {
+    let mut out = Vec::with_capacity(320);
+    let _ = write!(out, r#"{{"id":{id},"method":"#);
+    json_string(&mut out, method);
+    out.extend_from_slice(br#","params":{"#);
+    for (i, (name, value)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(&mut out, name);
+        out.push(b':');
+        json_string(&mut out, value);
+    }
+    if let Some(s) = signing {
+        let (recv_window, timestamp) = (s.recv_window_ms.to_string(), s.timestamp_ms.to_string());
+        let extra = [
+            ("apiKey", s.api_key),
+            ("recvWindow", recv_window.as_str()),
+            ("timestamp", timestamp.as_str()),
+        ];
+        let signature = sign::hmac_hex(s.secret, &sign::ws_api_payload(params.iter().copied().chain(extra)));
+        if !params.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#""apiKey":"#);
+        json_string(&mut out, s.api_key);
+        let _ = write!(
+            out,
+            r#","recvWindow":{recv_window},"timestamp":{timestamp},"signature":"{signature}""#
+        );
+    }
+    out.extend_from_slice(b"}}");
+    // Only UTF-8 went in: the parts are `str`s and serde_json's escapes.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a `str` to a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, text);
 }
 
 /// One strategy thread's order connection (reopened as needed).
@@ -83,7 +135,7 @@ impl Session {
         &self,
         connect: C,
         ledger: &Ledger,
-        frame: impl FnOnce(u64) -> Result<String, SendError>,
+        frame: impl FnOnce(u64) -> String,
         timeout: Duration,
     ) -> Result<WsApiResponse, SendError>
     where
@@ -103,7 +155,7 @@ impl Session {
             return Err(SendError::Transport("no WebSocket API connection".into()));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let text = frame(id)?;
+        let text = frame(id);
         let (answer_tx, answer) = oneshot::channel();
         {
             let mut pending = conn.pending.lock();
@@ -205,6 +257,52 @@ async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_frame_carries_the_documented_signature() {
+        // The WebSocket API signing example of the exchange's documentation.
+        let params = [
+            ("symbol", "BTCUSDT"),
+            ("side", "SELL"),
+            ("type", "LIMIT"),
+            ("timeInForce", "GTC"),
+            ("quantity", "0.01000000"),
+            ("price", "52000.00"),
+        ];
+        let signing = Signing {
+            api_key: "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
+            secret: "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
+            recv_window_ms: 100,
+            timestamp_ms: 1645423376532,
+        };
+        let frame = request_frame(7, "order.place", &params, Some(&signing));
+        let request: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(request["id"], 7);
+        assert_eq!(request["method"], "order.place");
+        assert_eq!(request["params"]["quantity"], "0.01000000");
+        assert_eq!(request["params"]["recvWindow"], 100);
+        assert_eq!(request["params"]["timestamp"], 1645423376532u64);
+        assert_eq!(
+            request["params"]["signature"],
+            "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
+        );
+        // And it is the signature of the parameters as the exchange reads them back.
+        let read_back: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(request["params"].clone()).unwrap();
+        assert_eq!(
+            sign::ws_api_signature(signing.secret, &read_back),
+            request["params"]["signature"]
+        );
+    }
+
+    #[test]
+    fn values_are_escaped_and_unsigned_frames_carry_only_their_parameters() {
+        let frame = request_frame(1, "ping", &[("note", "a\"b\\c")], None);
+        let request: serde_json::Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(request["params"], serde_json::json!({ "note": "a\"b\\c" }));
+        let empty: serde_json::Value = serde_json::from_str(&request_frame(2, "time", &[], None)).unwrap();
+        assert_eq!(empty, serde_json::json!({ "id": 2, "method": "time", "params": {} }));
+    }
 
     #[test]
     fn transports_parse_by_their_flag_names() {
