@@ -235,10 +235,7 @@ async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Futur
 async fn cancel_open_orders(venue: &Arc<dyn Venue>, strategies: &[String]) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for name in strategies {
-        let ctx = CallCtx {
-            strategy: name.as_str().into(),
-            wait: Duration::from_secs(5),
-        };
+        let ctx = CallCtx::new(name.as_str(), Duration::from_secs(5));
         let symbols: std::collections::BTreeSet<String> =
             venue.open_orders(name, None).into_iter().map(|o| o.symbol).collect();
         for symbol in symbols {

@@ -6,12 +6,13 @@ mod client_support;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client_support::{ctx, resting_buy, start_with, Setup};
 use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
+use runner::exchange::latency::{LatencySamples, Trigger};
+use runner::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::limits;
 use runner::sim::{RequestRecord, SimConfig};
 
@@ -216,7 +217,7 @@ async fn a_429_over_the_ws_api_backs_everyone_off_and_nothing_is_sent_meanwhile(
         faults.force_429(30);
         let refused = venue.place(&ctx("eager"), first).await.unwrap_err();
         // The wait is far longer than this call may wait for budget: refused without a request.
-        let quick = runner::exchange::CallCtx {
+        let quick = CallCtx {
             wait: Duration::from_millis(200),
             ..ctx("eager")
         };
@@ -239,7 +240,7 @@ async fn a_429_over_the_ws_api_backs_everyone_off_and_nothing_is_sent_meanwhile(
     assert!(setup
         .venue
         .book_ticker(
-            &runner::exchange::CallCtx {
+            &CallCtx {
                 wait: Duration::from_millis(100),
                 ..ctx("bystander")
             },
@@ -248,4 +249,45 @@ async fn a_429_over_the_ws_api_backs_everyone_off_and_nothing_is_sent_meanwhile(
         .await
         .is_err());
     setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_placed_for_a_market_event_records_its_latency_once_written() {
+    for transport in [OrderTransport::Rest, OrderTransport::WsApi] {
+        let setup = start_with(
+            SimConfig::default(),
+            limits::binance_spot_defaults(),
+            ClientOptions {
+                order_transport: transport,
+                ..ClientOptions::default()
+            },
+        )
+        .await;
+        let request = resting_buy(&setup.venue, "timed", 0.9).await;
+        let refused = OrderRequest::limit("BTCUSDT", Side::Buy, 0.0, 1.0);
+        let samples = Arc::new(LatencySamples::default());
+        let trigger = Trigger {
+            received: Instant::now(),
+            samples: samples.clone(),
+        };
+        let (placed, took) = on_strategy_thread(&setup.venue, move |venue| async move {
+            let ctx = CallCtx {
+                trigger: Some(trigger),
+                ..ctx("timed")
+            };
+            // Refused locally: nothing written, nothing recorded.
+            assert!(venue.place(&ctx, refused).await.is_err());
+            let placed = venue.place(&ctx, request).await;
+            (placed, ctx.trigger.map(|t| t.received.elapsed()))
+        })
+        .await;
+        assert_eq!(placed.expect("placed").status, OrderStatus::New, "{transport:?}");
+        let summary = samples.summary().expect("one sample");
+        assert_eq!(summary.count, 1, "{transport:?}");
+        assert!(
+            summary.max <= took.unwrap(),
+            "{transport:?}: written before it returned"
+        );
+        setup.venue.shutdown().await;
+    }
 }

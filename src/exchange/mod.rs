@@ -6,11 +6,12 @@
 
 pub mod binance;
 pub mod grid;
+pub mod latency;
 pub mod types;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -24,6 +25,19 @@ pub struct CallCtx {
     /// How long to wait for ledger budget before failing with `rate_limited`.
     /// Zero means "fail at once if the budget is not there now".
     pub wait: Duration,
+    /// The market event this call was made for, if any: an order placed for it records its
+    /// tick-to-order latency there once it is written to the exchange.
+    pub trigger: Option<latency::Trigger>,
+}
+
+impl CallCtx {
+    pub fn new(strategy: impl Into<StrategyId>, wait: Duration) -> CallCtx {
+        CallCtx {
+            strategy: strategy.into(),
+            wait,
+            trigger: None,
+        }
+    }
 }
 
 /// A market stream a strategy can ask for.
@@ -64,6 +78,11 @@ pub enum MarketEvent {
 /// which routes each event to the strategies that asked for it.
 pub trait EventSink: Send + Sync + 'static {
     fn market(&self, event: MarketEvent);
+    /// `event`, read from the exchange at `received`: where its tick-to-order latency starts.
+    fn market_received(&self, event: MarketEvent, received: Instant) {
+        let _ = received;
+        self.market(event);
+    }
     /// An order changed; `order.strategy` owns it. Must never be dropped.
     fn order(&self, order: Order);
     /// Balances changed (the latest view is in [`Venue::balances`]).

@@ -97,10 +97,7 @@ pub struct Setup {
 }
 
 pub fn ctx(strategy: &str) -> CallCtx {
-    CallCtx {
-        strategy: Arc::from(strategy),
-        wait: Duration::from_secs(5),
-    }
+    CallCtx::new(strategy, Duration::from_secs(5))
 }
 
 /// A BTCUSDT BUY resting at `factor` × the bid (read as `strategy`), worth about 30 USDT.

@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::form_urlencoded;
 
+use crate::exchange::latency::Trigger;
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
 
 use super::errors::SendError;
@@ -60,6 +61,8 @@ pub struct RestCall {
     pub lane: Lane,
     /// Successful order place/cancel costs no weight: charge up front, give it back on success.
     pub credit_on_success: bool,
+    /// The market event an order is placed for: told when the order is written.
+    pub trigger: Option<Trigger>,
 }
 
 impl RestCall {
@@ -71,6 +74,7 @@ impl RestCall {
             signed: false,
             lane,
             credit_on_success: false,
+            trigger: None,
         }
     }
 
@@ -86,6 +90,11 @@ impl RestCall {
 
     pub fn free_on_success(mut self) -> Self {
         self.credit_on_success = true;
+        self
+    }
+
+    pub fn for_event(mut self, trigger: Option<Trigger>) -> Self {
+        self.trigger = trigger;
         self
     }
 }
@@ -295,8 +304,9 @@ impl Gateway {
             });
             request_frame(id, method, &params, signing.as_ref())
         };
+        let written = || call.trigger.as_ref().map_or((), Trigger::order_written);
         let response = session
-            .exchange(connect, &self.ledger, frame, self.request_timeout)
+            .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
         let (usage, verdict) = usage::ws_api_observation(&response, self.ledger.now_ms());
         // The same body REST would carry: the result, or the `{code, msg}` error.
@@ -336,6 +346,11 @@ impl Gateway {
             .header(API_KEY_HEADER, self.api_key_header.clone())
             .timeout(self.request_timeout);
 
+        // The HTTP client writes the request inside `send`, which tells nobody when: this is the
+        // last moment before it (the WebSocket API transport records the write itself).
+        if let Some(trigger) = &call.trigger {
+            trigger.order_written();
+        }
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let usage = header_usage(response.headers());

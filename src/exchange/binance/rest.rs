@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
 use crate::exchange::types::{ApiError, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
+use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
 use super::errors::{error_body, map_http_error, CallKind, SendError};
@@ -247,8 +248,7 @@ impl Rest<'_> {
     /// Places an order (never retried: an unknown outcome is resolved by lookup).
     pub async fn place_order(
         &self,
-        strategy: &str,
-        wait: Duration,
+        ctx: &CallCtx,
         order: &ValidOrder,
         client_id: &str,
     ) -> Result<wire::OrderWire, ApiError> {
@@ -272,8 +272,9 @@ impl Rest<'_> {
             .param("newClientOrderId", client_id)
             .param("newOrderRespType", "FULL")
             .signed()
-            .free_on_success();
-        let body = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
+            .free_on_success()
+            .for_event(ctx.trigger.clone());
+        let body = self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await?;
         parse(&body, call.path)
     }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
@@ -64,9 +64,9 @@ impl Router {
         *self.sink.write() = Some(sink);
     }
 
-    fn emit(&self, event: MarketEvent) {
+    fn emit(&self, event: MarketEvent, received: Instant) {
         if let Some(sink) = self.sink.read().as_ref() {
-            sink.market(event);
+            sink.market_received(event, received);
         }
     }
 
@@ -109,13 +109,14 @@ impl Router {
         }
     }
 
-    /// Handles one text frame; malformed frames are counted, logged (rate-limited) and skipped.
-    pub fn on_frame(self: &Arc<Self>, text: &str) {
+    /// Handles one text frame, read at `received`; malformed frames are counted, logged
+    /// (rate-limited) and skipped.
+    pub fn on_frame(self: &Arc<Self>, text: &str, received: Instant) {
         let handled = match stream_name(text).and_then(|name| name.split_once('@')) {
-            Some((_, "bookTicker")) => self.on_book_ticker(text),
-            Some((_, kind)) if kind.starts_with("depth") => self.on_depth(text),
-            Some((_, "trade")) => self.on_trade(text),
-            Some((_, kind)) if kind.starts_with("kline_") => self.on_kline(text),
+            Some((_, "bookTicker")) => self.on_book_ticker(text, received),
+            Some((_, kind)) if kind.starts_with("depth") => self.on_depth(text, received),
+            Some((_, "trade")) => self.on_trade(text, received),
+            Some((_, kind)) if kind.starts_with("kline_") => self.on_kline(text, received),
             Some(_) => false,
             // Replies to SUBSCRIBE / UNSUBSCRIBE: `{"result":null,"id":1}`.
             None => self.on_control_reply(text),
@@ -125,7 +126,7 @@ impl Router {
         }
     }
 
-    fn on_book_ticker(&self, text: &str) -> bool {
+    fn on_book_ticker(&self, text: &str, received: Instant) -> bool {
         let Ok(frame) = serde_json::from_str::<Combined<'_, BookTickerEvent<'_>>>(text) else {
             return false;
         };
@@ -159,11 +160,11 @@ impl Router {
                 }
             }
         }
-        self.emit(MarketEvent::Book(quote));
+        self.emit(MarketEvent::Book(quote), received);
         true
     }
 
-    fn on_depth(self: &Arc<Self>, text: &str) -> bool {
+    fn on_depth(self: &Arc<Self>, text: &str, received: Instant) -> bool {
         let Ok(frame) = serde_json::from_str::<Combined<'_, DepthUpdateEvent<'_>>>(text) else {
             return false;
         };
@@ -188,7 +189,7 @@ impl Router {
             outcome
         };
         match outcome {
-            DiffOutcome::Applied => self.emit(MarketEvent::DepthChanged(symbol)),
+            DiffOutcome::Applied => self.emit(MarketEvent::DepthChanged(symbol), received),
             DiffOutcome::Gap | DiffOutcome::Buffered { needs_snapshot: true } => {
                 if outcome == DiffOutcome::Gap {
                     tracing::info!(%symbol, "depth sequence gap; resyncing the local book");
@@ -217,7 +218,7 @@ impl Router {
                 Ok(snapshot) => match book.on_snapshot(&snapshot) {
                     SnapshotOutcome::Synced => {
                         drop(books);
-                        router.emit(MarketEvent::DepthChanged(symbol));
+                        router.emit(MarketEvent::DepthChanged(symbol), Instant::now());
                     }
                     SnapshotOutcome::Refetch => {
                         tracing::debug!(%symbol, "depth snapshot older than the buffered events; fetching again");
@@ -231,7 +232,7 @@ impl Router {
         });
     }
 
-    fn on_trade(&self, text: &str) -> bool {
+    fn on_trade(&self, text: &str, received: Instant) -> bool {
         let Ok(frame) = serde_json::from_str::<Combined<'_, TradeEvent<'_>>>(text) else {
             return false;
         };
@@ -239,18 +240,21 @@ impl Router {
         let (Some(symbol), Some(price), Some(qty)) = (self.symbols.intern(e.s), parse_f64(e.p), parse_f64(e.q)) else {
             return false;
         };
-        self.emit(MarketEvent::Trade(Trade {
-            symbol,
-            id: e.t,
-            price,
-            qty,
-            time: e.trade_time,
-            buyer_maker: e.m,
-        }));
+        self.emit(
+            MarketEvent::Trade(Trade {
+                symbol,
+                id: e.t,
+                price,
+                qty,
+                time: e.trade_time,
+                buyer_maker: e.m,
+            }),
+            received,
+        );
         true
     }
 
-    fn on_kline(&self, text: &str) -> bool {
+    fn on_kline(&self, text: &str, received: Instant) -> bool {
         let Ok(frame) = serde_json::from_str::<Combined<'_, KlineEvent<'_>>>(text) else {
             return false;
         };
@@ -265,20 +269,23 @@ impl Router {
         ) else {
             return false;
         };
-        self.emit(MarketEvent::Kline {
-            symbol,
-            interval: Arc::from(k.i),
-            kline: Kline {
-                open_time: k.t,
-                open,
-                high,
-                low,
-                close,
-                volume,
-                close_time: k.close_time,
+        self.emit(
+            MarketEvent::Kline {
+                symbol,
+                interval: Arc::from(k.i),
+                kline: Kline {
+                    open_time: k.t,
+                    open,
+                    high,
+                    low,
+                    close,
+                    volume,
+                    close_time: k.close_time,
+                },
+                closed: k.x,
             },
-            closed: k.x,
-        });
+            received,
+        );
         true
     }
 
@@ -377,7 +384,7 @@ mod throughput {
         let rounds = 1;
         let started = std::time::Instant::now();
         for frame in &frames {
-            router.on_frame(frame);
+            router.on_frame(frame, Instant::now());
         }
         let elapsed = started.elapsed();
         let events = sink.0.load(Ordering::Relaxed);

@@ -234,7 +234,7 @@ impl ConnectionTask {
                 frame = read.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         received = true;
-                        self.router.on_frame(text.as_str());
+                        self.router.on_frame(text.as_str(), std::time::Instant::now());
                     }
                     // Pings are answered by the WebSocket layer on the next read.
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}

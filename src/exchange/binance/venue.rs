@@ -493,11 +493,7 @@ impl Venue for BinanceVenue {
             quantity: to_f64(valid.quantity),
             time: self.gateway.now_ms(),
         })?;
-        match self
-            .rest()
-            .place_order(&ctx.strategy, ctx.wait, &valid, &client_id)
-            .await
-        {
+        match self.rest().place_order(ctx, &valid, &client_id).await {
             Ok(wire) => {
                 self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
                 self.registry

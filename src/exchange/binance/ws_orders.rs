@@ -129,13 +129,14 @@ struct Pending {
 }
 
 impl Session {
-    /// Writes the request `frame(id)` and waits up to `timeout` for its answer. `connect` opens a
-    /// connection (charged by the caller) when there is none.
+    /// Writes the request `frame(id)`, calls `written` once it is on the socket, and waits up to
+    /// `timeout` for its answer. `connect` opens a connection (charged by the caller) when there is none.
     pub async fn exchange<C, F>(
         &self,
         connect: C,
         ledger: &Ledger,
         frame: impl FnOnce(u64) -> String,
+        written: impl FnOnce(),
         timeout: Duration,
     ) -> Result<WsApiResponse, SendError>
     where
@@ -170,15 +171,16 @@ impl Session {
             pending.waiting.insert(id, answer_tx);
         }
         let waiting = Waiting { conn, id };
-        let written = match writer.as_mut() {
+        let sent = match writer.as_mut() {
             Some(open) => open.sink.send(Message::text(text)).await,
             None => Err(tungstenite::Error::AlreadyClosed),
         };
-        if let Err(error) = written {
+        if let Err(error) = sent {
             // Part of the frame may have left: the outcome is unknown, and the connection is done.
             *writer = None;
             return Err(SendError::Transport(format!("WebSocket API write failed: {error}")));
         }
+        written();
         // Others may write while this request waits for its answer.
         drop(writer);
         let answered = tokio::time::timeout(timeout, answer).await;

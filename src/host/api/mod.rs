@@ -78,17 +78,11 @@ impl ApiCtx {
 
     /// Budget context for a market-data call; `wait` overrides the strategy's default.
     pub fn market_call(&self, wait: Option<Duration>) -> CallCtx {
-        CallCtx {
-            strategy: self.strategy(),
-            wait: wait.unwrap_or(self.market_wait.get()),
-        }
+        CallCtx::new(self.strategy(), wait.unwrap_or(self.market_wait.get()))
     }
 
     pub fn order_call(&self, wait: Option<Duration>) -> CallCtx {
-        CallCtx {
-            strategy: self.strategy(),
-            wait: wait.unwrap_or(self.order_wait.get()),
-        }
+        CallCtx::new(self.strategy(), wait.unwrap_or(self.order_wait.get()))
     }
 
     /// Runs an exchange call on the strategy's thread, seen through even if the callback is cut
