@@ -160,6 +160,25 @@ fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync, transp
     println!("  {}", Distribution::of(&mut wire));
     println!("simulator step starts (price move, requote, publish) → order request on the wire");
     println!("  {}", Distribution::of(&mut from_step));
+    let stats = host.stats();
+    let in_process = stats
+        .first()
+        .and_then(|s| s.tick_to_order)
+        .context("the strategy recorded no tick-to-order latency")?;
+    println!(
+        "in process, as the runner records it (market frame read → order {}), latest {} orders:",
+        match transport {
+            OrderTransport::WsApi => "frame written to the socket",
+            OrderTransport::Rest => "handed to the HTTP client, which writes it after",
+        },
+        in_process.count
+    );
+    println!(
+        "  p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        micros(in_process.p50),
+        micros(in_process.p99),
+        micros(in_process.max)
+    );
     println!("load average after: {}", load_average());
     client_rt.block_on(async {
         host.stop_all(StopReason::Shutdown).await;
@@ -860,17 +879,20 @@ impl Distribution {
 
 impl std::fmt::Display for Distribution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
         write!(
             f,
             "n={} p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
             self.n,
-            us(self.p50),
-            us(self.p90),
-            us(self.p99),
-            us(self.max)
+            micros(self.p50),
+            micros(self.p90),
+            micros(self.p99),
+            micros(self.max)
         )
     }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
 }
 
 /// The Lua `log` lines of every strategy, each with the instant it was written: the bench

@@ -15,6 +15,7 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
+use crate::exchange::latency::LatencySummary;
 use crate::exchange::{CallCtx, EventSink, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
@@ -288,6 +289,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 weight_used = line.weight_used,
                 peak_weight_pct = format!("{peak_weight_pct:.1}"),
                 pnl = %format_flows(&line.pnl),
+                tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
                 "status"
             );
         }
@@ -323,6 +325,34 @@ pub struct StrategySummary {
     pub pnl: BTreeMap<String, f64>,
     /// Request weight this strategy spent since start.
     pub weight_used: u64,
+    /// Over its latest orders placed from market callbacks (`None` before the first).
+    pub tick_to_order: Option<TickToOrder>,
+}
+
+/// From the client reading a market frame to the order its callback placed being written to the
+/// exchange, over the strategy's latest orders.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickToOrder {
+    pub orders: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+}
+
+impl TickToOrder {
+    fn of(summary: &LatencySummary) -> TickToOrder {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        TickToOrder {
+            orders: summary.count,
+            p50_us: us(summary.p50),
+            p99_us: us(summary.p99),
+            max_us: us(summary.max),
+        }
+    }
+
+    fn brief(&self) -> String {
+        format!("p50 {:.0} µs, p99 {:.0} µs", self.p50_us, self.p99_us)
+    }
 }
 
 impl Summary {
@@ -364,6 +394,7 @@ fn strategy_lines(
             orders_rejected: s.orders_rejected,
             errors: s.errors,
             pnl: s.flows,
+            tick_to_order: s.tick_to_order.as_ref().map(TickToOrder::of),
         })
         .collect()
 }
@@ -408,6 +439,15 @@ impl fmt::Display for Summary {
             )?;
             writeln!(f, "    realised PnL (net flows): {}", format_flows(&s.pnl))?;
             writeln!(f, "    weight used {}", s.weight_used)?;
+            if let Some(t) = &s.tick_to_order {
+                writeln!(
+                    f,
+                    "    tick-to-order over the last {} orders from market callbacks: {}, max {:.0} µs",
+                    t.orders,
+                    t.brief(),
+                    t.max_us
+                )?;
+            }
         }
         writeln!(
             f,

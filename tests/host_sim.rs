@@ -116,6 +116,8 @@ async fn trades_on_the_simulator(order_transport: OrderTransport) -> SimHandle {
     );
     let s = stats(&host, "resting");
     assert_eq!((s.errors, s.trips), (0, 0), "{s:?}");
+    // The one order was placed from on_book: its tick-to-order latency is on record.
+    assert_eq!(s.tick_to_order.map(|t| t.count), Some(1), "{s:?}");
     venue.shutdown().await;
     sim
 }

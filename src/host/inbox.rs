@@ -3,12 +3,14 @@
 //! Each pending event holds one place in a FIFO. While the strategy is busy, a newer
 //! quote for a symbol replaces the pending one in place (latest wins), as do depth
 //! flags and updates of the same candle; trades are bounded (oldest dropped, counted);
-//! order events and timer ticks are never dropped.
+//! order events and timer ticks are never dropped. A market event keeps the instant the client
+//! read it (a replacing one brings its own), which starts its orders' tick-to-order latency.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -50,11 +52,17 @@ type KlineKey = (Arc<str>, Arc<str>);
 #[derive(Default)]
 struct Pending {
     order: VecDeque<Slot>,
-    quotes: HashMap<Arc<str>, Quote>,
-    depth: HashSet<Arc<str>>,
-    klines: HashMap<KlineKey, VecDeque<(Kline, bool)>>,
-    trades: VecDeque<Trade>,
+    quotes: HashMap<Arc<str>, (Quote, Instant)>,
+    depth: HashMap<Arc<str>, Instant>,
+    klines: HashMap<KlineKey, VecDeque<(Kline, bool, Instant)>>,
+    trades: VecDeque<(Trade, Instant)>,
     timers: HashSet<Arc<str>>,
+}
+
+/// A popped event, with when the client read it (market events only).
+pub struct Popped {
+    pub event: Event,
+    pub received: Option<Instant>,
 }
 
 pub struct Inbox {
@@ -73,23 +81,28 @@ impl Inbox {
     }
 
     pub fn push(&self, event: Event) {
+        self.push_received(event, Instant::now());
+    }
+
+    /// Pushes `event`, read by the client at `received`.
+    pub fn push_received(&self, event: Event, received: Instant) {
         let mut pending = self.pending.lock();
         let was_empty = pending.order.is_empty();
         let coalesced = match event {
             Event::Book(quote) => match pending.quotes.entry(quote.symbol.clone()) {
                 Entry::Occupied(mut slot) => {
-                    slot.insert(quote);
+                    slot.insert((quote, received));
                     true
                 }
                 Entry::Vacant(slot) => {
                     let symbol = slot.key().clone();
-                    slot.insert(quote);
+                    slot.insert((quote, received));
                     pending.order.push_back(Slot::Book(symbol));
                     false
                 }
             },
             Event::Depth(symbol) => {
-                let fresh = pending.depth.insert(symbol.clone());
+                let fresh = pending.depth.insert(symbol.clone(), received).is_none();
                 if fresh {
                     pending.order.push_back(Slot::Depth(symbol));
                 }
@@ -105,13 +118,14 @@ impl Inbox {
                 let queue = pending.klines.entry(key.clone()).or_default();
                 match queue.back_mut() {
                     // A newer update of the same candle replaces the pending one.
-                    Some((last, last_closed)) if last.open_time == kline.open_time => {
+                    Some((last, last_closed, last_received)) if last.open_time == kline.open_time => {
                         *last = kline;
                         *last_closed = closed;
+                        *last_received = received;
                         true
                     }
                     _ => {
-                        queue.push_back((kline, closed));
+                        queue.push_back((kline, closed, received));
                         pending.order.push_back(Slot::Kline(key.0, key.1));
                         false
                     }
@@ -125,7 +139,7 @@ impl Inbox {
                 } else {
                     pending.order.push_back(Slot::Trade);
                 }
-                pending.trades.push_back(trade);
+                pending.trades.push_back((trade, received));
                 false
             }
             Event::Order(order) => {
@@ -150,32 +164,60 @@ impl Inbox {
     }
 
     /// The oldest pending event.
+    #[cfg(test)]
     pub fn pop(&self) -> Option<Event> {
+        self.pop_received().map(|popped| popped.event)
+    }
+
+    /// The oldest pending event, with when the client read it.
+    pub fn pop_received(&self) -> Option<Popped> {
         let mut pending = self.pending.lock();
         loop {
             let slot = pending.order.pop_front()?;
-            let event = match slot {
-                Slot::Book(symbol) => pending.quotes.remove(&symbol).map(Event::Book),
-                Slot::Depth(symbol) => pending.depth.remove(&symbol).then_some(Event::Depth(symbol)),
+            let market = |event: Event, received: Instant| Popped {
+                event,
+                received: Some(received),
+            };
+            let popped = match slot {
+                Slot::Book(symbol) => pending
+                    .quotes
+                    .remove(&symbol)
+                    .map(|(quote, received)| market(Event::Book(quote), received)),
+                Slot::Depth(symbol) => pending
+                    .depth
+                    .remove(&symbol)
+                    .map(|received| market(Event::Depth(symbol), received)),
                 Slot::Kline(symbol, interval) => {
                     let key = (symbol, interval);
                     let next = pending.klines.get_mut(&key).and_then(VecDeque::pop_front);
                     if pending.klines.get(&key).is_some_and(VecDeque::is_empty) {
                         pending.klines.remove(&key);
                     }
-                    next.map(|(kline, closed)| Event::Kline {
-                        symbol: key.0,
-                        interval: key.1,
-                        kline,
-                        closed,
+                    next.map(|(kline, closed, received)| {
+                        let event = Event::Kline {
+                            symbol: key.0,
+                            interval: key.1,
+                            kline,
+                            closed,
+                        };
+                        market(event, received)
                     })
                 }
-                Slot::Trade => pending.trades.pop_front().map(Event::Trade),
-                Slot::Order(order) => Some(Event::Order(order)),
-                Slot::Timer(name) => pending.timers.remove(&name).then_some(Event::Timer(name)),
+                Slot::Trade => pending
+                    .trades
+                    .pop_front()
+                    .map(|(trade, received)| market(Event::Trade(trade), received)),
+                Slot::Order(order) => Some(Popped {
+                    event: Event::Order(order),
+                    received: None,
+                }),
+                Slot::Timer(name) => pending.timers.remove(&name).then_some(Popped {
+                    event: Event::Timer(name),
+                    received: None,
+                }),
             };
-            if event.is_some() {
-                return event;
+            if popped.is_some() {
+                return popped;
             }
         }
     }
@@ -240,6 +282,20 @@ mod tests {
         assert!(matches!(inbox.pop(), Some(Event::Timer(_))));
         assert!(matches!(inbox.pop(), Some(Event::Book(q)) if &*q.symbol == "B"));
         assert!(inbox.pop().is_none());
+    }
+
+    #[test]
+    fn a_market_event_keeps_when_it_was_read_and_a_replacing_one_brings_its_own() {
+        let inbox = Inbox::new(Arc::new(Stats::default()));
+        let (first, second) = (Instant::now(), Instant::now() + std::time::Duration::from_micros(5));
+        inbox.push_received(Event::Book(quote("A", 1.0)), first);
+        inbox.push_received(Event::Depth("A".into()), first);
+        inbox.push(Event::Timer("t".into()));
+        inbox.push_received(Event::Book(quote("A", 2.0)), second);
+        inbox.push_received(Event::Depth("A".into()), second);
+        let received: Vec<Option<Instant>> = std::iter::from_fn(|| inbox.pop_received().map(|p| p.received)).collect();
+        // The latest quote and depth flag are handled, timed from when they were read; a timer has no such time.
+        assert_eq!(received, vec![Some(second), Some(second), None]);
     }
 
     #[test]

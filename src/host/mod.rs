@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::LoadError;
 pub use spec::StrategyMeta;
 
+use crate::exchange::latency::LatencySummary;
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderRef, OrderRequest, Quote,
     StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
@@ -133,6 +134,9 @@ pub struct StrategyStats {
     pub open_orders: usize,
     /// Events waiting in the strategy's inbox.
     pub pending: usize,
+    /// Over its latest orders placed from market callbacks: from the client reading the market
+    /// frame to the order written to the exchange (`None` before the first).
+    pub tick_to_order: Option<LatencySummary>,
 }
 
 struct Slot {
@@ -306,6 +310,7 @@ impl Host {
                     flows: s.flows(),
                     open_orders: self.shared.venue.open_orders(name, None).len(),
                     pending: slot.strategy.inbox.len(),
+                    tick_to_order: s.tick_to_order.summary(),
                 }
             })
             .collect();
@@ -351,7 +356,11 @@ async fn join(thread: std::thread::JoinHandle<()>) {
 
 impl EventSink for Host {
     fn market(&self, event: MarketEvent) {
-        self.shared.router.route(event);
+        self.market_received(event, std::time::Instant::now());
+    }
+
+    fn market_received(&self, event: MarketEvent, received: std::time::Instant) {
+        self.shared.router.route(event, received);
     }
 
     fn order(&self, order: Order) {

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -69,22 +70,23 @@ impl Router {
         *self.routes.write() = routes;
     }
 
-    pub fn route(&self, event: MarketEvent) {
+    /// Delivers `event`, read by the client at `received`, to its subscribers.
+    pub fn route(&self, event: MarketEvent, received: Instant) {
         let routes = self.routes.read();
         match event {
             MarketEvent::Book(quote) => {
                 if let Some(r) = routes.get(&*quote.symbol) {
-                    fan_out(&r.book, Event::Book(quote));
+                    fan_out(&r.book, Event::Book(quote), received);
                 }
             }
             MarketEvent::DepthChanged(symbol) => {
                 if let Some(r) = routes.get(&*symbol) {
-                    fan_out(&r.depth, Event::Depth(symbol));
+                    fan_out(&r.depth, Event::Depth(symbol), received);
                 }
             }
             MarketEvent::Trade(trade) => {
                 if let Some(r) = routes.get(&*trade.symbol) {
-                    fan_out(&r.trade, Event::Trade(trade));
+                    fan_out(&r.trade, Event::Trade(trade), received);
                 }
             }
             MarketEvent::Kline {
@@ -102,6 +104,7 @@ impl Router {
                             kline,
                             closed,
                         },
+                        received,
                     );
                 }
             }
@@ -110,11 +113,11 @@ impl Router {
 }
 
 /// Clones the event for all but the last subscriber, which takes it.
-fn fan_out(inboxes: &[Arc<Inbox>], event: Event) {
+fn fan_out(inboxes: &[Arc<Inbox>], event: Event, received: Instant) {
     if let Some((last, rest)) = inboxes.split_last() {
         for inbox in rest {
-            inbox.push(event.clone());
+            inbox.push_received(event.clone(), received);
         }
-        last.push(event);
+        last.push_received(event, received);
     }
 }

@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::exchange::latency::LatencySamples;
 use crate::exchange::{Order, OrderStatus, Side, SymbolInfo};
 
 #[derive(Default)]
@@ -14,6 +16,8 @@ pub struct Stats {
     pub trades_dropped: AtomicU64,
     pub errors: AtomicU64,
     pub trips: AtomicU64,
+    /// Tick-to-order latency of orders placed from market callbacks.
+    pub tick_to_order: Arc<LatencySamples>,
     pub orders_placed: AtomicU64,
     pub orders_filled: AtomicU64,
     pub orders_cancelled: AtomicU64,

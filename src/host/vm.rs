@@ -131,6 +131,11 @@ impl StrategyVm {
         self.api.timers.activate();
     }
 
+    /// While a market callback runs: when the client read its event (orders placed are timed from it).
+    pub fn set_market_event_received(&self, received: Option<std::time::Instant>) {
+        self.api.market_event_received.set(received);
+    }
+
     pub fn files(&self) -> Vec<PathBuf> {
         self.files.lock().clone()
     }

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::calls::Calls;
 use super::error::LoadError;
-use super::inbox::{Event, Inbox};
+use super::inbox::{Event, Inbox, Popped};
 use super::limits::INSTRUCTIONS_PER_SECOND;
 use super::require::LoadedFiles;
 use super::router::Router;
@@ -217,8 +217,8 @@ impl Worker {
             if self.last_save.elapsed() >= self.shared.config.state_save_every {
                 self.save_state();
             }
-            if let Some(event) = self.strategy.inbox.pop() {
-                if let Flow::Exit = self.on_event(event).await {
+            if let Some(popped) = self.strategy.inbox.pop_received() {
+                if let Flow::Exit = self.on_event(popped).await {
                     return;
                 }
                 let dropped = self.strategy.stats.trades_dropped.load(Ordering::Relaxed);
@@ -265,7 +265,7 @@ impl Worker {
         }
     }
 
-    async fn on_event(&mut self, event: Event) -> Flow {
+    async fn on_event(&mut self, Popped { event, received }: Popped) -> Flow {
         let what = match &event {
             Event::Book(_) => "on_book",
             Event::Depth(_) => "on_depth",
@@ -278,7 +278,10 @@ impl Worker {
             Event::Timer(_) => "on_timer",
         };
         self.strategy.stats.events_handled.fetch_add(1, Ordering::Relaxed);
+        // Orders the callback places are timed from when its market event was read.
+        self.vm.set_market_event_received(received);
         let outcome = interruptible(&self.strategy, &self.name, what, self.vm.deliver(&event)).await;
+        self.vm.set_market_event_received(None);
         self.after_call(outcome, what).await
     }
 

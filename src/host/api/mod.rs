@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 
@@ -27,6 +27,7 @@ use super::calls::Calls;
 use super::limits::Guard;
 use super::stats::Stats;
 use super::timers::TimerApi;
+use crate::exchange::latency::Trigger;
 use crate::exchange::{ApiError, CallCtx, ErrorCode, StrategyId, SymbolInfo, Venue};
 use convert::Keys;
 
@@ -39,6 +40,8 @@ pub struct ApiCtx {
     pub strategy: RefCell<StrategyId>,
     pub market_wait: Cell<Duration>,
     pub order_wait: Cell<Duration>,
+    /// While a market callback runs: when the client read its event.
+    pub market_event_received: Cell<Option<Instant>>,
     pub stats: Arc<Stats>,
     pub timers: Rc<TimerApi>,
     pub keys: Keys,
@@ -64,6 +67,7 @@ impl ApiCtx {
             strategy: RefCell::new(strategy),
             market_wait: Cell::new(super::spec::DEFAULT_MARKET_WAIT),
             order_wait: Cell::new(super::spec::DEFAULT_ORDER_WAIT),
+            market_event_received: Cell::new(None),
             stats,
             timers,
             keys: Keys::new(lua)?,
@@ -81,8 +85,16 @@ impl ApiCtx {
         CallCtx::new(self.strategy(), wait.unwrap_or(self.market_wait.get()))
     }
 
+    /// Budget context for an order call; an order placed from a market callback records its
+    /// tick-to-order latency.
     pub fn order_call(&self, wait: Option<Duration>) -> CallCtx {
-        CallCtx::new(self.strategy(), wait.unwrap_or(self.order_wait.get()))
+        CallCtx {
+            trigger: self.market_event_received.get().map(|received| Trigger {
+                received,
+                samples: Arc::clone(&self.stats.tick_to_order),
+            }),
+            ..CallCtx::new(self.strategy(), wait.unwrap_or(self.order_wait.get()))
+        }
     }
 
     /// Runs an exchange call on the strategy's thread, seen through even if the callback is cut
