@@ -166,15 +166,15 @@ impl Journal {
 
     /// Appends one record (written at once, on the disk soon after: see [`DiskSync`]).
     pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        let line = line_of(record).map_err(JournalError::at(&self.path))?;
-        let mut active = self.active.lock();
-        let result = active.file.write_all(&line);
-        active.len += line.len() as u64;
-        if let Some(tail) = &mut active.tail {
-            tail.extend_from_slice(&line);
-        }
-        self.disk.written();
-        result.map_err(JournalError::at(&self.path))
+        self.write(record)?;
+        self.disk.kick();
+        Ok(())
+    }
+
+    /// Appends the record of an order about to be sent, without waking the sync thread: then
+    /// [`Journal::before_send`], the send, and [`Journal::sent`] (see [`JournalSync`]).
+    pub fn append_for_send(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        self.write(record)
     }
 
     /// Called after an order's record is appended and before the order is sent: waits for the
@@ -184,6 +184,24 @@ impl Journal {
             JournalSync::Background => Ok(()),
             JournalSync::BeforeSend => self.wait_synced(),
         }
+    }
+
+    /// The order whose record [`Journal::append_for_send`] wrote has been sent (or will not be):
+    /// its record goes to the disk now.
+    pub fn sent(&self) {
+        self.disk.kick();
+    }
+
+    fn write(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        let line = line_of(record).map_err(JournalError::at(&self.path))?;
+        let mut active = self.active.lock();
+        let result = active.file.write_all(&line);
+        active.len += line.len() as u64;
+        if let Some(tail) = &mut active.tail {
+            tail.extend_from_slice(&line);
+        }
+        self.disk.written_quietly();
+        result.map_err(JournalError::at(&self.path))
     }
 
     /// Waits until every record appended so far is on the disk.

@@ -325,6 +325,21 @@ impl NewOrder {
     }
 }
 
+/// A newly registered order. Dropped once the order is sent (or is known not to be), which lets
+/// its journal record go to the disk: not earlier, so the sync does not compete with the send.
+pub struct Registered {
+    pub order: Order,
+    journal: Option<Arc<Journal>>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.sent();
+        }
+    }
+}
+
 pub struct OrderRegistry {
     state: Mutex<State>,
     journal: Option<Arc<Journal>>,
@@ -375,9 +390,10 @@ impl OrderRegistry {
     }
 
     /// Records a new order as PENDING and journals it before returning (written, and on the disk if the
-    /// journal's policy says so: see `JournalSync`).
+    /// journal's policy says so: see `JournalSync`). Hold the result until the order is sent: its
+    /// record's disk sync starts when it is dropped.
     /// A client id already known is refused: the exchange would reject or, worse, confuse it.
-    pub fn register(&self, new: &NewOrder) -> Result<Order, ApiError> {
+    pub fn register(&self, new: &NewOrder) -> Result<Registered, ApiError> {
         if !is_valid_client_id(&new.client_id) {
             return Err(ApiError::new(
                 ErrorCode::InvalidOrder,
@@ -397,7 +413,7 @@ impl OrderRegistry {
         }
         if let Some(journal) = &self.journal {
             journal
-                .append(&new_record(&order))
+                .append_for_send(&new_record(&order))
                 .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
         }
         state.orders.insert(new.client_id.clone(), order.clone());
@@ -408,7 +424,10 @@ impl OrderRegistry {
             return Err(ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")));
         }
         self.compact_if_grown();
-        Ok(order)
+        Ok(Registered {
+            order,
+            journal: self.journal.clone(),
+        })
     }
 
     /// The order was never sent: forget it (its id stays spent in the journal).

@@ -482,7 +482,8 @@ impl Venue for BinanceVenue {
             .clone()
             .unwrap_or_else(|| self.registry.mint_client_id());
         let to_f64 = |d: Option<Decimal>| d.and_then(|d| d.to_f64()).unwrap_or(0.0);
-        self.registry.register(&NewOrder {
+        // Held until the exchange has answered: the journal syncs the record after the send.
+        let _registered = self.registry.register(&NewOrder {
             strategy: Arc::clone(&ctx.strategy),
             client_id: client_id.clone(),
             symbol: valid.symbol.clone(),
