@@ -54,9 +54,11 @@ fn main() -> Result<()> {
     if runs("tick_to_order") {
         // The defaults first; then orders over the WebSocket API; then the stricter journal policy,
         // which adds a disk sync per order.
-        tick_to_order(&logs, 2000, JournalSync::Background, OrderTransport::Rest)?;
-        tick_to_order(&logs, 2000, JournalSync::Background, OrderTransport::WsApi)?;
-        tick_to_order(&logs, 500, JournalSync::BeforeSend, OrderTransport::Rest)?;
+        use OrderTransport::{Rest, WsApi};
+        let (background, before_send) = (JournalSync::Background, JournalSync::BeforeSend);
+        tick_to_order(&logs, 2000, Wiring::new(background, Rest))?;
+        tick_to_order(&logs, 2000, Wiring::new(background, WsApi))?;
+        tick_to_order(&logs, 500, Wiring::new(before_send, Rest))?;
     }
     if runs("throughput") {
         use Source::*;
@@ -102,24 +104,21 @@ return {
 }
 "#;
 
-fn tick_to_order(logs: &LogCapture, samples: usize, journal: JournalSync, transport: OrderTransport) -> Result<()> {
+fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring) -> Result<()> {
     const WARM_UP: usize = 100;
     logs.clear();
+    let transport = wiring.transport;
     println!(
-        "\n== tick to order, journal sync {journal:?}, orders over {transport:?}: {samples} samples after {WARM_UP} \
+        "\n== tick to order, journal sync {:?}, orders over {transport:?}: {samples} samples after {WARM_UP} \
          warm-up, load {}",
+        wiring.journal,
         load_average()
     );
     let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
     let probe = exchange_rt.block_on(WireProbe::start(&sim))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
-    let (venue, host) = client_rt.block_on(connect(
-        &probe.authority(),
-        &probe.authority(),
-        dir.path(),
-        Wiring { journal, transport },
-    ))?;
+    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), dir.path(), wiring))?;
     client_rt.block_on(host.add(&path))?;
 
     let mut wire = Vec::with_capacity(samples);
@@ -778,6 +777,12 @@ fn quiet_sim() -> SimConfig {
 struct Wiring {
     journal: JournalSync,
     transport: OrderTransport,
+}
+
+impl Wiring {
+    fn new(journal: JournalSync, transport: OrderTransport) -> Wiring {
+        Wiring { journal, transport }
+    }
 }
 
 /// Connects REST and the WebSocket API through `rest`, market streams through `streams`.
