@@ -442,7 +442,9 @@ impl Gateway {
 
     async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
         let permit = self.reserve(CLIENT_STRATEGY, Lane::MarketData, cost, wait).await?;
-        let attempt = tokio::time::timeout(self.request_timeout, tokio_tungstenite::connect_async(url));
+        // No Nagle: an order frame written while an earlier frame is unacknowledged must not wait for the ACK.
+        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
+        let attempt = tokio::time::timeout(self.request_timeout, connect);
         let result = tokio::select! {
             result = attempt => result,
             _ = self.shutdown.wait() => return Err(SendError::Stopped),
@@ -625,6 +627,41 @@ mod tests {
         );
         let accepted = gateway("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A").unwrap();
         assert!(accepted.api_key_header.is_sensitive());
+    }
+
+    #[tokio::test]
+    async fn websocket_connections_send_without_nagle_delay() {
+        use crate::ledger::{limits, LedgerConfig, TokioClock};
+        let sim = crate::sim::start(crate::sim::SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let ledger = super::Ledger::new(
+            limits::binance_spot_defaults(),
+            LedgerConfig::default(),
+            std::sync::Arc::new(TokioClock::new()),
+        );
+        let profile = super::Profile::paper(
+            &sim.rest_url(),
+            &sim.ws_url(),
+            &sim.ws_api_url(),
+            super::Credentials::new(crate::sim::PAPER_API_KEY, crate::sim::PAPER_API_SECRET),
+        );
+        let config = super::GatewayConfig {
+            recv_window_ms: 5000,
+            request_timeout: std::time::Duration::from_secs(5),
+            order_transport: super::OrderTransport::WsApi,
+        };
+        let gateway = std::sync::Arc::new(super::Gateway::new(&profile, ledger, config, Default::default()).unwrap());
+        let wait = std::time::Duration::from_secs(5);
+        let market = gateway
+            .connect_market(&["btcusdt@bookTicker".into()], wait)
+            .await
+            .unwrap();
+        let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = market.get_ref() else {
+            panic!("a plain TCP connection on loopback")
+        };
+        assert!(tcp.nodelay().unwrap());
+        sim.shutdown().await;
     }
 
     #[test]
