@@ -56,9 +56,11 @@ fn main() -> Result<()> {
         // which adds a disk sync per order.
         use OrderTransport::{Rest, WsApi};
         let (background, before_send) = (JournalSync::Background, JournalSync::BeforeSend);
-        tick_to_order(&logs, 2000, Wiring::new(background, Rest))?;
-        tick_to_order(&logs, 2000, Wiring::new(background, WsApi))?;
-        tick_to_order(&logs, 500, Wiring::new(before_send, Rest))?;
+        for cores in [Cores::Shared, Cores::Split] {
+            tick_to_order(&logs, 2000, Wiring::new(background, Rest), cores)?;
+            tick_to_order(&logs, 2000, Wiring::new(background, WsApi), cores)?;
+        }
+        tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
     }
     if runs("throughput") {
         use Source::*;
@@ -104,13 +106,17 @@ return {
 }
 "#;
 
-fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring) -> Result<()> {
+fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores) -> Result<()> {
     const WARM_UP: usize = 100;
+    if cores == Cores::Split && self::cores() < 2 {
+        println!("\n(skipped: splitting the cores needs two)");
+        return Ok(());
+    }
     logs.clear();
     let transport = wiring.transport;
     println!(
-        "\n== tick to order, journal sync {:?}, orders over {transport:?}: {samples} samples after {WARM_UP} \
-         warm-up, load {}",
+        "\n== tick to order, journal sync {:?}, orders over {transport:?}, cores {cores:?}: {samples} samples after \
+         {WARM_UP} warm-up, load {}",
         wiring.journal,
         load_average()
     );
@@ -120,6 +126,7 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring) -> Result<()
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
     let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), dir.path(), wiring))?;
     client_rt.block_on(host.add(&path))?;
+    let _pinned = (cores == Cores::Split).then(pin_exchange_and_client).transpose()?;
 
     let mut wire = Vec::with_capacity(samples);
     let mut from_step = Vec::with_capacity(samples);
@@ -184,6 +191,78 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring) -> Result<()
         venue.shutdown().await;
     });
     exchange_rt.block_on(sim.shutdown());
+    Ok(())
+}
+
+/// Where the bench's threads run while tick-to-order is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cores {
+    /// Wherever the OS puts them: the exchange side (simulator, relay, the bench's own thread)
+    /// shares both cores with the client, and preempts it.
+    Shared,
+    /// The exchange side on core 1, the client and its strategy on core 0: as if the exchange ran
+    /// on another machine, so the client is measured alone (it then has one core, not two).
+    Split,
+}
+
+/// Pins the bench's own thread and the `exchange` runtime to core 1 and every other thread (the
+/// client runtime, the strategy, the journal's sync thread) to core 0; threads started later
+/// inherit their creator's. Dropping the result lets every thread run anywhere again.
+fn pin_exchange_and_client() -> Result<Pinned> {
+    let pinned = Pinned {
+        all: (0..cores()).collect(),
+    };
+    let main = std::fs::read_link("/proc/thread-self")?;
+    let main = main
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for task in std::fs::read_dir("/proc/self/task")? {
+        let task = task?;
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let core = if tid == main || name.starts_with("exchange") {
+            1
+        } else {
+            0
+        };
+        set_affinity(tid.parse()?, &[core])?;
+    }
+    Ok(pinned)
+}
+
+/// Every core the process could use before pinning.
+struct Pinned {
+    all: Vec<usize>,
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for tid in tasks
+                .flatten()
+                .filter_map(|t| t.file_name().to_string_lossy().parse().ok())
+            {
+                let _ = set_affinity(tid, &self.all);
+            }
+        }
+    }
+}
+
+fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it for cpu < CPU_SETSIZE.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    ensure!(
+        result == 0,
+        "sched_setaffinity({tid}): {}",
+        std::io::Error::last_os_error()
+    );
     Ok(())
 }
 
