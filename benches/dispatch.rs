@@ -1,6 +1,7 @@
 //! Strategy host hot paths, one core:
 //! (a) raw bookTicker frame → parse → `Quote` → Lua `on_book`;
-//! (b) the cost of a Lua → host call that needs no exchange (`market.quote`);
+//! (b) the cost of a Lua → host call that needs no exchange (`market.quote`), and of an order
+//!     (`market.round_price` + `orders.place` with its argument checks, to a venue that answers at once);
 //! (c) the memory of an idle VM after loading a typical strategy (printed).
 
 #[path = "../tests/host_support.rs"]
@@ -14,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mlua::Function;
 use runner::exchange::binance::wire::BookTickerEvent;
 use runner::exchange::Quote;
+use runner::host::calls::Calls;
 use runner::host::inbox::Event;
 use runner::host::stats::Stats;
 use runner::host::vm::{CallOutcome, StrategyVm, VmOptions};
@@ -37,7 +39,7 @@ return {
 const FRAME: &str =
     r#"{"u":400900217,"s":"BTCUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
 
-fn load(files: &Files, venue: &Arc<TestVenue>) -> StrategyVm {
+fn load(files: &Files, venue: &Arc<TestVenue>, calls: Option<Calls>) -> StrategyVm {
     files.write(
         "stdlib/indicators.lua",
         "return { mean = function(s, n) return n > 0 and s / n or 0 end }",
@@ -48,7 +50,7 @@ fn load(files: &Files, venue: &Arc<TestVenue>) -> StrategyVm {
         &path,
         VmOptions {
             venue: venue.clone(),
-            calls: None,
+            calls,
             stdlib_dir: &files.path().join("stdlib"),
             memory_limit: 64 << 20,
             instruction_budget: 50_000_000,
@@ -86,7 +88,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let files = Files::new();
     let venue = TestVenue::new();
-    let vm = load(&files, &venue);
+    let vm = load(&files, &venue, None);
     println!("idle VM after loading a typical strategy: {} bytes", vm.used_memory());
     let symbol: Arc<str> = Arc::from("BTCUSDT");
 
@@ -146,6 +148,42 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // An order as a strategy places one, through the host's checks and call machinery to a venue
+    // that answers at once: the host's part of tick-to-order.
+    let trading = runtime.block_on(async { load(&files, &venue, Some(Calls::default())) });
+    let order_loop: Function = trading
+        .lua()
+        .load(
+            r#"return function(n)
+                local o, err
+                for i = 1, n do
+                    o, err = orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", tif = "IOC",
+                        quantity = 0.001, price = market.round_price("BTCUSDT", 25000.123) }
+                end
+                assert(o, tostring(err))
+                return o
+            end"#,
+        )
+        .eval()
+        .unwrap();
+    group.bench_function("orders_place_call", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let batch = left.min(10_000);
+                let started = Instant::now();
+                let outcome = runtime.block_on(trading.invoke(&order_loop, batch));
+                total += started.elapsed();
+                assert_eq!(outcome, CallOutcome::Done);
+                // The test venue keeps what it was sent: forget it between batches.
+                venue.placed.lock().clear();
+                venue.calls.lock().clear();
+                left -= batch;
+            }
+            total
+        })
+    });
     // The same loop in a plain, unsandboxed VM without limits: what the hook and limits cost.
     let plain = mlua::Lua::new();
     let plain_loop: Function = plain
@@ -162,7 +200,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     c.bench_function("vm_load_typical_strategy", |b| {
-        b.iter(|| black_box(load(&files, &venue).used_memory()))
+        b.iter(|| black_box(load(&files, &venue, None).used_memory()))
     });
 }
 
