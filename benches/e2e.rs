@@ -185,12 +185,7 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
         micros(in_process.p99),
         micros(in_process.max)
     );
-    println!("load average after: {}", load_average());
-    client_rt.block_on(async {
-        host.stop_all(StopReason::Shutdown).await;
-        venue.shutdown().await;
-    });
-    exchange_rt.block_on(sim.shutdown());
+    shut_down(&exchange_rt, &client_rt, sim, &host, &venue);
     Ok(())
 }
 
@@ -497,12 +492,7 @@ fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
             client_cpu.as_secs_f64() * 1e6 / (handled + coalesced) as f64 * count as f64,
             elapsed.as_secs_f64()
         );
-        println!("load average after: {}", load_average());
-        client_rt.block_on(async {
-            host.stop_all(StopReason::Shutdown).await;
-            venue.shutdown().await;
-        });
-        exchange_rt.block_on(sim.shutdown());
+        shut_down(&exchange_rt, &client_rt, sim, &host, &venue);
     }
     Ok(())
 }
@@ -898,6 +888,16 @@ async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Resul
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.map_err(|e| anyhow!("streams start: {e}"))?;
     Ok((venue, host))
+}
+
+/// Prints the load, then stops the strategies, the client and the simulator.
+fn shut_down(exchange_rt: &Runtime, client_rt: &Runtime, sim: SimHandle, host: &Host, venue: &BinanceVenue) {
+    println!("load average after: {}", load_average());
+    client_rt.block_on(async {
+        host.stop_all(StopReason::Shutdown).await;
+        venue.shutdown().await;
+    });
+    exchange_rt.block_on(sim.shutdown());
 }
 
 /// The quiet simulator on its own 1-worker runtime ("exchange side"), and a 2-worker runtime for
