@@ -291,3 +291,33 @@ async fn an_order_placed_for_a_market_event_records_its_latency_once_written() {
         setup.venue.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_order_connection_answers_the_exchanges_pings_and_stays_open() {
+    let config = SimConfig {
+        ws_ping_interval: Duration::from_millis(50),
+        ws_pong_timeout: Duration::from_millis(150),
+        ..SimConfig::default()
+    };
+    let options = ClientOptions {
+        order_transport: OrderTransport::WsApi,
+        ..ClientOptions::default()
+    };
+    let setup = start_with(config, limits::binance_spot_defaults(), options).await;
+    let first = resting_buy(&setup.venue, "patient", 0.9).await;
+    let second = resting_buy(&setup.venue, "patient", 0.85).await;
+    let connects_before = count(&setup.sim.request_log(), "WS_API", "CONNECT");
+    on_strategy_thread(&setup.venue, |venue| async move {
+        venue.place(&ctx("patient"), first).await.expect("first order");
+        // Idle for many ping periods: a connection that did not answer would be closed after three.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        venue.place(&ctx("patient"), second).await.expect("second order");
+    })
+    .await;
+    assert_eq!(
+        count(&setup.sim.request_log(), "WS_API", "CONNECT") - connects_before,
+        1,
+        "the same connection carried both orders"
+    );
+    setup.venue.shutdown().await;
+}
