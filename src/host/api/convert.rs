@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use mlua::{Lua, Table};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
@@ -31,6 +31,58 @@ impl Keys {
             update_id: lua.create_string("update_id")?,
             time: lua.create_string("time")?,
         })
+    }
+}
+
+/// The field names of a table argument, made into Lua strings once: reading a field by a ready
+/// key is a plain table lookup, where a `&str` key is a new Lua string each time (and, in a
+/// memory-limited VM, a protected call).
+pub struct FieldKeys {
+    names: &'static [&'static str],
+    keys: Vec<mlua::String>,
+    /// `{[name] = true}`, for [`FieldKeys::unknown_key`].
+    known: Table,
+    /// `(table, known) -> the first key not in known, or nil`: one call into Lua instead of a
+    /// protected call per key from Rust.
+    find_unknown: mlua::Function,
+}
+
+impl FieldKeys {
+    pub fn new(lua: &Lua, names: &'static [&'static str]) -> mlua::Result<FieldKeys> {
+        let keys: Vec<mlua::String> = names
+            .iter()
+            .map(|name| lua.create_string(name))
+            .collect::<mlua::Result<_>>()?;
+        let known = lua.create_table_with_capacity(0, keys.len())?;
+        for key in &keys {
+            known.raw_set(key, true)?;
+        }
+        let find_unknown = lua
+            .load("local next = next return function(t, known) for k in next, t do if known[k] == nil then return k end end end")
+            .set_name("=runner")
+            .eval()?;
+        Ok(FieldKeys {
+            names,
+            keys,
+            known,
+            find_unknown,
+        })
+    }
+
+    /// `table[name]`; `name` must be one of the names given to [`FieldKeys::new`].
+    pub fn get(&self, table: &Table, name: &str) -> mlua::Result<Value> {
+        match self.names.iter().position(|n| *n == name) {
+            Some(i) => table.raw_get(&self.keys[i]),
+            None => table.raw_get(name),
+        }
+    }
+
+    /// The first key of `table` that is not one of the names (as text), if any.
+    pub fn unknown_key(&self, table: &Table) -> mlua::Result<Option<String>> {
+        match self.find_unknown.call::<Value>((table, &self.known))? {
+            Value::Nil => Ok(None),
+            key => Ok(Some(key.to_string().unwrap_or_default())),
+        }
     }
 }
 
@@ -106,27 +158,58 @@ pub fn trade_table(lua: &Lua, trade: &Trade) -> mlua::Result<Table> {
 
 /// The contract's order table, plus `filled_quote`, `commission` and `commission_asset`.
 pub fn order_table(lua: &Lua, order: &Order) -> mlua::Result<Table> {
-    let table = lua.create_table_with_capacity(0, 20)?;
-    table.raw_set("id", order.id)?;
-    table.raw_set("client_id", order.client_id.as_str())?;
-    table.raw_set("symbol", order.symbol.as_str())?;
-    table.raw_set("side", order.side.as_str())?;
-    table.raw_set("type", order.order_type.as_str())?;
-    table.raw_set("tif", order.tif.map(|t| t.as_str()))?;
-    table.raw_set("status", order.status.as_str())?;
-    table.raw_set("price", order.price)?;
-    table.raw_set("quantity", order.quantity)?;
-    table.raw_set("filled_qty", order.filled_qty)?;
-    table.raw_set("filled_quote", order.filled_quote)?;
-    table.raw_set("avg_price", order.avg_price)?;
-    table.raw_set("last_fill_qty", order.last_fill_qty)?;
-    table.raw_set("last_fill_price", order.last_fill_price)?;
-    table.raw_set("commission", order.last_commission)?;
-    table.raw_set("commission_asset", order.commission_asset.as_deref())?;
-    table.raw_set("reject_reason", order.reject_reason.as_deref())?;
-    table.raw_set("time", order.time)?;
-    table.raw_set("update_time", order.update_time)?;
-    Ok(table)
+    // Built by Lua from positional values: one call instead of a protected `raw_set` per field.
+    let values: Vec<Value> = vec![
+        order.id.map_or(Value::Nil, |id| Value::Integer(id as i64)),
+        Value::String(lua.create_string(&order.client_id)?),
+        Value::String(lua.create_string(&order.symbol)?),
+        Value::String(lua.create_string(order.side.as_str())?),
+        Value::String(lua.create_string(order.order_type.as_str())?),
+        match order.tif {
+            Some(tif) => Value::String(lua.create_string(tif.as_str())?),
+            None => Value::Nil,
+        },
+        Value::String(lua.create_string(order.status.as_str())?),
+        Value::Number(order.price),
+        Value::Number(order.quantity),
+        Value::Number(order.filled_qty),
+        Value::Number(order.filled_quote),
+        Value::Number(order.avg_price),
+        Value::Number(order.last_fill_qty),
+        Value::Number(order.last_fill_price),
+        Value::Number(order.last_commission),
+        optional_string(lua, order.commission_asset.as_deref())?,
+        optional_string(lua, order.reject_reason.as_deref())?,
+        Value::Integer(order.time),
+        Value::Integer(order.update_time),
+    ];
+    order_constructor(lua)?.call(MultiValue::from_vec(values))
+}
+
+/// The order table's field names, in the order `order_table` passes the values.
+const ORDER_CONSTRUCTOR: &str = "return function(id, client_id, symbol, side, type, tif, status, price, quantity, \
+     filled_qty, filled_quote, avg_price, last_fill_qty, last_fill_price, commission, commission_asset, \
+     reject_reason, time, update_time) \
+     return { id = id, client_id = client_id, symbol = symbol, side = side, type = type, tif = tif, \
+     status = status, price = price, quantity = quantity, filled_qty = filled_qty, filled_quote = filled_quote, \
+     avg_price = avg_price, last_fill_qty = last_fill_qty, last_fill_price = last_fill_price, \
+     commission = commission, commission_asset = commission_asset, reject_reason = reject_reason, time = time, \
+     update_time = update_time } end";
+
+/// The VM's order-table constructor, compiled on first use.
+struct OrderConstructor(Function);
+
+fn order_constructor(lua: &Lua) -> mlua::Result<Function> {
+    if let Some(made) = lua.app_data_ref::<OrderConstructor>() {
+        return Ok(made.0.clone());
+    }
+    let made: Function = lua.load(ORDER_CONSTRUCTOR).set_name("=runner").eval()?;
+    lua.set_app_data(OrderConstructor(made.clone()));
+    Ok(made)
+}
+
+fn optional_string(lua: &Lua, text: Option<&str>) -> mlua::Result<Value> {
+    text.map_or(Ok(Value::Nil), |text| lua.create_string(text).map(Value::String))
 }
 
 pub fn list<T>(lua: &Lua, items: &[T], each: impl Fn(&Lua, &T) -> mlua::Result<Table>) -> mlua::Result<Table> {
@@ -224,4 +307,91 @@ pub fn error_table(lua: &Lua, meta: &Table, err: &ApiError) -> mlua::Result<Tabl
     table.raw_set("exchange_code", err.exchange_code)?;
     table.set_metatable(Some(meta.clone()))?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{OrderStatus, OrderType, Side, TimeInForce};
+
+    #[test]
+    fn an_order_table_carries_every_field_under_its_name() {
+        let lua = Lua::new();
+        let order = Order {
+            strategy: "s".into(),
+            id: Some(42),
+            client_id: "c-1".into(),
+            symbol: "BTCUSDT".into(),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            tif: Some(TimeInForce::Ioc),
+            status: OrderStatus::PartiallyFilled,
+            price: 1.5,
+            quantity: 2.5,
+            filled_qty: 0.5,
+            filled_quote: 0.75,
+            avg_price: 1.5,
+            last_fill_qty: 0.25,
+            last_fill_price: 1.25,
+            last_commission: 0.001,
+            commission_asset: Some("BNB".into()),
+            reject_reason: Some("why".into()),
+            time: 7,
+            update_time: 9,
+        };
+        let table = order_table(&lua, &order).unwrap();
+        let text = |k: &str| table.get::<String>(k).unwrap();
+        let number = |k: &str| table.get::<f64>(k).unwrap();
+        assert_eq!(table.get::<i64>("id").unwrap(), 42);
+        assert_eq!(
+            [
+                text("client_id"),
+                text("symbol"),
+                text("side"),
+                text("type"),
+                text("tif"),
+                text("status")
+            ],
+            ["c-1", "BTCUSDT", "SELL", "LIMIT", "IOC", "PARTIALLY_FILLED"]
+        );
+        assert_eq!(
+            [
+                number("price"),
+                number("quantity"),
+                number("filled_qty"),
+                number("filled_quote"),
+                number("avg_price"),
+                number("last_fill_qty"),
+                number("last_fill_price"),
+                number("commission")
+            ],
+            [1.5, 2.5, 0.5, 0.75, 1.5, 0.25, 1.25, 0.001]
+        );
+        assert_eq!([text("commission_asset"), text("reject_reason")], ["BNB", "why"]);
+        assert_eq!(
+            (
+                table.get::<i64>("time").unwrap(),
+                table.get::<i64>("update_time").unwrap()
+            ),
+            (7, 9)
+        );
+        assert_eq!(
+            table.pairs::<Value, Value>().count(),
+            19,
+            "no field more, no field less"
+        );
+        // A second table reuses the compiled constructor; absent values stay absent.
+        let bare = order_table(
+            &lua,
+            &Order {
+                id: None,
+                tif: None,
+                commission_asset: None,
+                reject_reason: None,
+                ..order
+            },
+        )
+        .unwrap();
+        assert_eq!(bare.pairs::<Value, Value>().count(), 15);
+    }
 }

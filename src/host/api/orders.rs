@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
-use super::convert::{self, order_table};
+use super::convert::{self, order_table, FieldKeys};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
 use crate::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
 use crate::host::spec::suggest;
@@ -27,17 +27,18 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
     let stats = ctx.stats.clone();
+    let fields = FieldKeys::new(lua, PLACE_FIELDS)?;
     m.raw_set(
         "place",
         exchange_function(
             lua,
             ctx,
             "orders.place",
-            |lua, c, args| {
+            move |lua, c, args| {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order", "table"));
                 };
-                let (request, wait) = parse_request(lua, c, &spec)?;
+                let (request, wait) = parse_request(lua, c, &fields, &spec)?;
                 Ok((request, c.order_call(wait)))
             },
             move |venue, call, request| {
@@ -126,20 +127,21 @@ fn order_ref(lua: &Lua, args: &Args, index: usize) -> mlua::Result<OrderRef> {
     }
 }
 
-fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRequest, Option<Duration>)> {
+fn parse_request(
+    lua: &Lua,
+    ctx: &ApiCtx,
+    fields: &FieldKeys,
+    spec: &Table,
+) -> mlua::Result<(OrderRequest, Option<Duration>)> {
     const FUNC: &str = "orders.place";
-    for pair in spec.clone().pairs::<Value, Value>() {
-        let (key, _) = pair?;
-        let name = key.to_string().unwrap_or_default();
-        if !PLACE_FIELDS.contains(&name.as_str()) {
-            let hint = suggest(&name, PLACE_FIELDS.iter().copied())
-                .map(|s| format!("; did you mean {s}?"))
-                .unwrap_or_default();
-            return Err(usage(lua, format!("{FUNC}: unknown field '{name}'{hint}")));
-        }
+    if let Some(name) = fields.unknown_key(spec)? {
+        let hint = suggest(&name, PLACE_FIELDS.iter().copied())
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default();
+        return Err(usage(lua, format!("{FUNC}: unknown field '{name}'{hint}")));
     }
     let text = |field: &str| -> mlua::Result<Option<String>> {
-        match spec.raw_get::<Value>(field)? {
+        match fields.get(spec, field)? {
             Value::Nil => Ok(None),
             Value::String(s) => Ok(Some(s.to_string_lossy())),
             other => Err(usage(
@@ -152,7 +154,7 @@ fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRe
         }
     };
     let amount = |field: &str| -> mlua::Result<Option<f64>> {
-        match spec.raw_get::<Value>(field)? {
+        match fields.get(spec, field)? {
             Value::Nil => Ok(None),
             Value::Integer(i) => Ok(Some(i as f64)),
             Value::Number(n) => Ok(Some(n)),
@@ -197,6 +199,6 @@ fn parse_request(lua: &Lua, ctx: &ApiCtx, spec: &Table) -> mlua::Result<(OrderRe
         tif,
         client_id: text("client_id")?,
     };
-    let wait = wait_ms(lua, FUNC, spec.raw_get::<Value>("wait_ms")?)?;
+    let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
     Ok((request, wait))
 }
