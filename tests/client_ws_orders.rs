@@ -14,7 +14,7 @@ use runner::exchange::binance::{BinanceVenue, ClientOptions};
 use runner::exchange::latency::{LatencySamples, Trigger};
 use runner::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::limits;
-use runner::sim::{RequestRecord, SimConfig};
+use runner::sim::{FailKind, RequestRecord, SimConfig};
 
 async fn start_ws(options: ClientOptions) -> Setup {
     let options = ClientOptions {
@@ -54,6 +54,20 @@ fn count(log: &[RequestRecord], transport: &str, method: &str) -> usize {
     log.iter()
         .filter(|r| r.transport == transport && r.method == method)
         .count()
+}
+
+/// One `order.place` went over the WebSocket API, answered `status`, and no order went over REST.
+fn assert_placed_once_over_the_ws_api(log: &[RequestRecord], status: u16) {
+    let placed: Vec<u16> = log
+        .iter()
+        .filter(|r| r.transport == "WS_API" && r.method == "order.place")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(placed, vec![status], "{log:?}");
+    assert!(
+        !log.iter().any(|r| r.transport == "REST" && r.method == "POST"),
+        "{log:?}"
+    );
 }
 
 fn rest_order_calls(log: &[RequestRecord]) -> usize {
@@ -319,5 +333,57 @@ async fn an_idle_order_connection_answers_the_exchanges_pings_and_stays_open() {
         1,
         "the same connection carried both orders"
     );
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_answered_minus_1007_over_the_ws_api_is_learned_not_resent() {
+    let setup = start_ws(ClientOptions::default()).await;
+    let mut request = resting_buy(&setup.venue, "lucky", 0.9).await;
+    request.client_id = Some("answer-lost-1".into());
+    // The exchange places it but the answer says "unknown" (-1007).
+    setup.sim.faults().fail_next(1, FailKind::Unknown1007);
+    let err = on_strategy_thread(&setup.venue, |venue| async move {
+        venue.place(&ctx("lucky"), request).await.unwrap_err()
+    })
+    .await;
+    assert_eq!(
+        (err.code, err.exchange_code),
+        (ErrorCode::UnknownStatus, Some(-1007)),
+        "{err}"
+    );
+    setup
+        .sink
+        .order_reaching("answer-lost-1", OrderStatus::New, Duration::from_secs(10))
+        .await;
+    assert_eq!(setup.sim.orders_by_client_id("answer-lost-1").len(), 1);
+    assert_eq!(setup.sim.stats().orders_placed, 1, "never sent again");
+    assert_placed_once_over_the_ws_api(&setup.sim.request_log(), 503);
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_front_end_dropped_is_rejected_after_the_grace_period() {
+    let setup = start_ws(ClientOptions {
+        unknown_order_grace: Duration::from_millis(1500),
+        ..ClientOptions::default()
+    })
+    .await;
+    let mut request = resting_buy(&setup.venue, "unlucky", 0.9).await;
+    request.client_id = Some("front-end-1".into());
+    // A 503 from the front end: the outcome is unknown to the client, and the order does not exist.
+    setup.sim.faults().fail_next(1, FailKind::Unavailable);
+    let err = on_strategy_thread(&setup.venue, |venue| async move {
+        venue.place(&ctx("unlucky"), request).await.unwrap_err()
+    })
+    .await;
+    assert_eq!(err.code, ErrorCode::UnknownStatus, "{err}");
+    setup
+        .sink
+        .order_reaching("front-end-1", OrderStatus::Rejected, Duration::from_secs(15))
+        .await;
+    assert!(setup.sim.orders_by_client_id("front-end-1").is_empty());
+    assert_eq!(setup.sim.stats().orders_placed, 0, "never re-sent under any id");
+    assert_placed_once_over_the_ws_api(&setup.sim.request_log(), 503);
     setup.venue.shutdown().await;
 }

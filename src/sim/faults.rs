@@ -25,11 +25,11 @@ pub enum FailKind {
 pub struct FaultState {
     /// Added before every REST and WebSocket API answer.
     pub latency_ms: u64,
-    /// The next N REST requests are answered with `fail_kind`: a 502/503 is never processed,
-    /// a -1007 is processed and its answer lost.
+    /// The next N REST requests, and WebSocket API requests that change orders, are answered with
+    /// `fail_kind`: a 502/503 is never processed, a -1007 is processed and its answer lost.
     pub fail_next: u32,
     pub fail_kind: FailKind,
-    /// Fraction (0..1) of REST requests answered with `fail_kind`.
+    /// Fraction (0..1) of those requests answered with `fail_kind`.
     pub fail_rate: f64,
     /// Order placements are processed at once but answered this much later.
     pub order_answer_delay_ms: u64,

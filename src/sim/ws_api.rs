@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, Notify};
 
 use super::api::{self, Effect, WS_SIGNING_PARAMS};
 use super::error::ApiErr;
+use super::faults::FailKind;
 use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
 use super::params::Params;
@@ -107,6 +108,24 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
             }
         },
     };
+    // Injected failures hit requests that change orders (as over REST, where they hit every request):
+    // a user-data subscription failing by chance would only muddy a test about orders.
+    let failure = if effect == Effect::None {
+        None
+    } else {
+        sim.faults.take_failure(sim.fault_roll())
+    };
+    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable)) = failure {
+        // The front end failed: the request never reached the exchange.
+        let status = if kind == FailKind::BadGateway { 502 } else { 503 };
+        sim.log.push(record(now, method, status, 0));
+        let err = ApiErr::new(
+            status,
+            -1001,
+            "Internal error; unable to process your request. Please try again.",
+        );
+        return (answer(sim, now, req.id, Err(err), false), false, false);
+    }
     let draw = Draw {
         weight,
         raw: false,
@@ -126,6 +145,11 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     };
     let result = run(sim, conn, method, &req.params, now);
     let kept = api::settle_weight(sim, effect, charge, &result);
+    let result = match failure {
+        // The backend did the work but the answer is lost: status unknown.
+        Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
+        _ => result,
+    };
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));
     // An order sent during a -1015 wait is banned by the handler, not at admission.
