@@ -282,3 +282,72 @@ async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
     );
     venue.shutdown().await;
 }
+
+/// A power loss can take the record of an order sent just before it (the default `background`
+/// journal policy syncs it right after the send). After a run that did not end cleanly, the next
+/// start asks the exchange for its open orders and reports any the journal does not know; after a
+/// clean end it asks nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
+    let state = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        state_dir: Some(state.path().to_path_buf()),
+        ..ClientOptions::default()
+    };
+    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    let open_order_checks = || {
+        setup
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path == "/api/v3/openOrders")
+            .count()
+    };
+    for (id, factor) in [("kept-1", 0.95), ("lost-1", 0.9)] {
+        let mut request = resting_buy(&setup.venue, "victim", factor).await;
+        request.client_id = Some(id.into());
+        setup.venue.place(&ctx("victim"), request).await.unwrap();
+    }
+    // The power goes: no shutdown, and the last order's record never reached the disk.
+    drop(setup.venue);
+    let journal = state.path().join(runner::exchange::binance::journal::JOURNAL_FILE);
+    let text = std::fs::read_to_string(&journal).expect("the journal");
+    let surviving: String = text
+        .lines()
+        .filter(|l| !l.contains("lost-1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(surviving, text, "the lost order had records");
+    std::fs::write(&journal, surviving).unwrap();
+
+    let venue = BinanceVenue::connect(paper_profile(&setup.sim), setup.ledger.clone(), options.clone())
+        .await
+        .unwrap();
+    let unknown: Vec<&str> = venue
+        .open_orders_unknown_to_the_journal()
+        .iter()
+        .map(|o| o.client_order_id.as_str())
+        .collect();
+    assert_eq!(unknown, ["lost-1"], "only the order whose record was lost");
+    assert_eq!(open_order_checks(), 1);
+    assert_eq!(
+        venue.open_orders("victim", None).len(),
+        1,
+        "the journaled order is still the strategy's"
+    );
+    assert_eq!(
+        setup.sim.orders_by_client_id("lost-1")[0].status,
+        "NEW",
+        "reported, never touched"
+    );
+    venue.shutdown().await;
+    drop(venue);
+
+    // A clean end: the next start trusts the journal and asks nothing.
+    let venue = BinanceVenue::connect(paper_profile(&setup.sim), setup.ledger.clone(), options)
+        .await
+        .unwrap();
+    assert!(venue.open_orders_unknown_to_the_journal().is_empty());
+    assert_eq!(open_order_checks(), 1);
+    venue.shutdown().await;
+}

@@ -55,6 +55,14 @@ pub enum JournalRecord {
     },
     /// Never sent (refused by the ledger or the connection); the id is spent.
     Unsent { client_id: String, reason: String },
+    /// The runner shut down cleanly: every record before this one reached the disk.
+    Closed { time: i64 },
+}
+
+/// Whether the run that wrote `records` ended with a clean shutdown. After any other end (a crash, a
+/// `kill -9`, a power loss) the last orders' records may be missing under the `background` policy.
+pub fn ended_cleanly(records: &[JournalRecord]) -> bool {
+    records.is_empty() || matches!(records.last(), Some(JournalRecord::Closed { .. }))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -538,6 +538,12 @@ impl OrderRegistry {
     }
 
     /// Waits for a running compaction, then for every record to be on disk.
+    /// A clean shutdown: marks the journal so the next start knows no record was lost, then flushes.
+    pub fn close(&self, time: i64) {
+        self.journal_write(&JournalRecord::Closed { time });
+        self.flush();
+    }
+
     pub fn flush(&self) {
         let compaction = self.compaction.lock().take();
         if compaction.is_some_and(|handle| handle.join().is_err()) {
@@ -605,6 +611,7 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
             JournalRecord::Unsent { client_id, .. } => {
                 state.orders.remove(&client_id);
             }
+            JournalRecord::Closed { .. } => {}
         }
     }
 }

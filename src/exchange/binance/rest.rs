@@ -294,6 +294,12 @@ impl Rest<'_> {
         parse(&body, call.path)
     }
 
+    /// Every open order of the account (weight 80).
+    pub async fn open_orders(&self, strategy: &str, wait: Duration) -> Result<Vec<wire::OrderWire>, ApiError> {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/openOrders", Lane::Order);
+        self.query(strategy, wait, call.signed()).await
+    }
+
     pub async fn query_order(
         &self,
         strategy: &str,

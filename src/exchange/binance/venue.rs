@@ -22,7 +22,7 @@ use crate::ledger::{Ledger, LedgerStatus};
 
 use super::errors::ClientError;
 use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
-use super::journal::Journal;
+use super::journal::{self, Journal};
 use super::journal_sync::JournalSync;
 use super::orders::{NewOrder, OrderRegistry, OrderUpdate};
 use super::profile::Profile;
@@ -101,6 +101,8 @@ pub struct BinanceVenue {
     /// Client ids with a lookup under way.
     resolving: Mutex<HashSet<String>>,
     started: AtomicBool,
+    /// Found at start after an unclean end; reported, never touched.
+    unknown_open_orders: Vec<wire::OrderWire>,
 }
 
 fn startup(what: &'static str) -> impl FnOnce(ApiError) -> ClientError {
@@ -119,6 +121,41 @@ fn to_balances(list: &[wire::AccountBalance]) -> BTreeMap<String, Balance> {
             )
         })
         .collect()
+}
+
+/// How long the start-up check for unknown open orders may wait for budget (it is skipped, with a
+/// warning, rather than hold up the start).
+const UNKNOWN_ORDERS_CHECK_WAIT: Duration = Duration::from_secs(5);
+
+/// After a run that did not end cleanly, the records of its last orders may not have reached the disk
+/// (the `background` journal policy syncs them just after the send; a power loss in between loses them).
+/// Such an order may still be open on the exchange with no strategy knowing it: every open order the
+/// journal does not know is reported, loudly, and left alone (it may also be another program's).
+async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Vec<wire::OrderWire> {
+    let open = match rest.open_orders(CLIENT_STRATEGY, UNKNOWN_ORDERS_CHECK_WAIT).await {
+        Ok(open) => open,
+        Err(error) => {
+            tracing::warn!("the last run did not end cleanly, and checking the exchange for open orders the journal does not know failed: {error}");
+            return Vec::new();
+        }
+    };
+    let unknown: Vec<wire::OrderWire> = open
+        .into_iter()
+        .filter(|order| registry.get(&order.client_order_id).is_none())
+        .collect();
+    for order in &unknown {
+        tracing::error!(
+            client_id = %order.client_order_id,
+            symbol = %order.symbol,
+            side = %order.side,
+            quantity = %order.orig_qty,
+            price = %order.price,
+            "an open order on the exchange is not in the order journal: the last run did not end cleanly and may \
+             have lost its record, or another program placed it. No strategy owns it and the runner leaves it \
+             alone: cancel it on the exchange if it is not wanted"
+        );
+    }
+    unknown
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -162,7 +199,15 @@ impl BinanceVenue {
             }
             None => None,
         };
+        let ended_cleanly = journal
+            .as_ref()
+            .is_none_or(|(_, records)| journal::ended_cleanly(records));
         let registry = OrderRegistry::new(journal, gateway.now_ms());
+        let unknown_open_orders = if ended_cleanly {
+            Vec::new()
+        } else {
+            open_orders_unknown_to(&rest, &registry).await
+        };
         let symbols = Arc::new(SymbolTable::from_entries(&info.symbols));
         let router = Arc::new(Router::new(
             Arc::clone(&gateway),
@@ -196,7 +241,13 @@ impl BinanceVenue {
             user_subscriptions: AtomicU64::new(0),
             resolving: Mutex::new(HashSet::new()),
             started: AtomicBool::new(false),
+            unknown_open_orders,
         }))
+    }
+
+    /// Open orders found at start that the order journal does not know (see [`open_orders_unknown_to`]).
+    pub fn open_orders_unknown_to_the_journal(&self) -> &[wire::OrderWire] {
+        &self.unknown_open_orders
     }
 
     fn rest(&self) -> Rest<'_> {
@@ -652,6 +703,6 @@ impl Venue for BinanceVenue {
 
     async fn shutdown(&self) {
         self.gateway.shutdown().trigger();
-        self.registry.flush();
+        self.registry.close(self.gateway.now_ms());
     }
 }
