@@ -472,3 +472,30 @@ async fn a_cancel_report_carries_the_cancel_id_in_c_and_the_order_id_in_big_c() 
     );
     sim.shutdown().await;
 }
+
+/// A longer interval's candle is printed closed (`x: true`) when its last minute closes, as on the
+/// exchange; strategies on 5m or 1h candles see them close in paper mode too.
+#[tokio::test]
+async fn a_three_minute_kline_closes_on_its_stream() {
+    let sim = start(still_market()).await;
+    let mut ws = ws_connect(&format!("{}/ws/btcusdt@kline_3m", sim.ws_url())).await;
+    // Four minutes pass at once: at least one 3m boundary is crossed.
+    sim.faults().set_clock_skew_ms(4 * 60_000);
+    sim.step_market();
+    let closed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let frame = next_json(&mut ws).await.expect("the stream stays open");
+            if frame["k"]["x"] == json!(true) {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("a closed 3m candle arrives");
+    let k = &closed["k"];
+    assert_eq!(k["i"], "3m");
+    let (open, close) = (k["t"].as_i64().unwrap(), k["T"].as_i64().unwrap());
+    assert_eq!(open % (3 * 60_000), 0, "aligned to the interval: {k}");
+    assert_eq!(close - open, 3 * 60_000 - 1, "{k}");
+    sim.shutdown().await;
+}

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 
-const MINUTE_MS: i64 = 60_000;
+pub const MINUTE_MS: i64 = 60_000;
 /// Two days of one-minute candles (enough for `ticker/24hr` and a full previous `1d` kline).
 const KEEP: usize = 1_440 * 2;
 
@@ -98,10 +98,10 @@ pub struct Candles {
 
 impl Candles {
     /// Rolls to the minute containing `now`, closing the current candle if it ended.
-    /// Returns the closed candle, so the stream can print it with `x: true`.
-    pub fn roll(&mut self, now: i64) -> Option<Candle> {
+    /// Returns every minute it closed, oldest first, so the streams can print what closed with `x: true`.
+    pub fn roll(&mut self, now: i64) -> Vec<Candle> {
         let start = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let mut last_closed = None;
+        let mut closed = Vec::new();
         // Quiet minutes still get (flat) candles, as on the exchange.
         while let Some(current) = self.current.take_if(|c| c.open_time < start) {
             let next = (current.open_time + MINUTE_MS).max(start - KEEP as i64 * MINUTE_MS);
@@ -110,9 +110,21 @@ impl Candles {
             if self.closed.len() > KEEP {
                 self.closed.pop_front();
             }
-            last_closed = Some(current);
+            closed.push(current);
         }
-        last_closed
+        closed
+    }
+
+    /// The candle of `interval_ms` that the closed minute `minute` completes, if it is that interval's last.
+    pub fn completed_by(&self, minute: &Candle, interval_ms: i64) -> Option<Candle> {
+        let end = minute.open_time + MINUTE_MS;
+        if end.rem_euclid(interval_ms) != 0 {
+            return None;
+        }
+        let start = end - interval_ms;
+        self.query(interval_ms, Some(start), Some(start), 1)
+            .pop()
+            .filter(|c| c.open_time == start)
     }
 
     /// Installs closed one-minute candles from before the simulator started (oldest first),
@@ -204,7 +216,18 @@ mod tests {
         c.trade(30_000, 2, d(12), d(1), false);
         c.trade(61_000, 3, d(9), d(2), true);
         let closed = c.roll(200_000);
-        assert!(closed.is_some());
+        // Minute 0 closed when the trade at 61 s came; this roll closes minute 1 and the quiet minute 2.
+        assert_eq!(
+            closed.iter().map(|c| c.open_time).collect::<Vec<_>>(),
+            [60_000, 120_000]
+        );
+        // Minute 2 completes the first 3m candle, not a 5m one; minute 1 completes nothing longer.
+        let three_closed = c
+            .completed_by(&closed[1], 3 * MINUTE_MS)
+            .expect("a 3m candle ends there");
+        assert_eq!((three_closed.open_time, three_closed.volume), (0, d(4)));
+        assert!(c.completed_by(&closed[1], 5 * MINUTE_MS).is_none());
+        assert!(c.completed_by(&closed[0], 3 * MINUTE_MS).is_none());
         let m = c.query(MINUTE_MS, None, None, 10);
         assert_eq!(m.len(), 4);
         assert_eq!(

@@ -538,9 +538,8 @@ impl Exchange {
             time: now,
             buyer_maker,
         };
-        if let Some(closed) = m.candles.roll(now) {
-            feed::publish_closed_kline(&self.hub, m, &closed, now);
-        }
+        let closed = m.candles.roll(now);
+        feed::publish_closed_klines(&self.hub, m, &closed, now);
         m.candles.trade(now, id, price, qty, !buyer_maker);
         feed::publish_trade(&self.hub, m, &trade);
         m.trades.push_back(trade);
@@ -730,9 +729,8 @@ impl Exchange {
             if depth_gap > 0 {
                 m.book.inject_gap(depth_gap);
             }
-            if let Some(closed) = m.candles.roll(now) {
-                feed::publish_closed_kline(&self.hub, m, &closed, now);
-            }
+            let closed = m.candles.roll(now);
+            feed::publish_closed_klines(&self.hub, m, &closed, now);
             feed::publish_depth(&self.hub, m, cadence, now);
             if cadence == Cadence::Slow {
                 feed::publish_klines(&self.hub, m, now);

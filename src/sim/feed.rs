@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 
 use super::book::Cadence;
-use super::candles::Candle;
+use super::candles::{Candle, MINUTE_MS};
 use super::engine::{Market, TradeRec};
 use super::hub::Hub;
 use super::num::d8;
@@ -146,9 +146,22 @@ pub fn publish_klines(hub: &Hub, m: &Market, now: i64) {
     }
 }
 
-/// A one-minute candle just closed: print it with `x: true` on the 1m stream.
-pub fn publish_closed_kline(hub: &Hub, m: &Market, closed: &Candle, now: i64) {
-    if let Some((interval, _, name)) = m.streams.klines.first() {
-        hub.publish(name, || kline_json(m, interval, closed, true, now));
+/// One-minute candles just closed: each is printed with `x: true` on the 1m stream, and so is every
+/// longer interval's candle that such a minute completes.
+pub fn publish_closed_klines(hub: &Hub, m: &Market, closed: &[Candle], now: i64) {
+    for minute in closed {
+        for (interval, ms, name) in &m.streams.klines {
+            if !hub.wants(name) {
+                continue;
+            }
+            let candle = if *ms == MINUTE_MS {
+                Some(minute.clone())
+            } else {
+                m.candles.completed_by(minute, *ms)
+            };
+            if let Some(candle) = candle {
+                hub.publish(name, || kline_json(m, interval, &candle, true, now));
+            }
+        }
     }
 }
