@@ -103,29 +103,18 @@ mod tests {
 
     #[test]
     fn documented_ws_api_vector() {
+        use crate::exchange::binance::sign::doc_example as doc;
         let mut map = serde_json::Map::new();
-        for (k, v) in [
-            ("symbol", "BTCUSDT"),
-            ("side", "SELL"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.01000000"),
-            ("price", "52000.00"),
-            (
-                "apiKey",
-                "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
-            ),
-            ("signature", "x"),
-        ] {
+        for (k, v) in doc::PARAMS
+            .into_iter()
+            .chain([("apiKey", doc::API_KEY), ("signature", "x")])
+        {
             map.insert(k.to_string(), serde_json::Value::from(v));
         }
-        map.insert("recvWindow".to_string(), serde_json::Value::from(100));
-        map.insert("timestamp".to_string(), serde_json::Value::from(1645423376532u64));
+        map.insert("recvWindow".to_string(), serde_json::Value::from(doc::RECV_WINDOW));
+        map.insert("timestamp".to_string(), serde_json::Value::from(doc::TIMESTAMP));
         let params = Params::from_json(&map).unwrap();
-        assert_eq!(
-            hmac_hex(SECRET, &ws_api_payload(params.iter())),
-            "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
-        );
+        assert_eq!(hmac_hex(doc::SECRET, &ws_api_payload(params.iter())), doc::SIGNATURE);
     }
 
     #[test]

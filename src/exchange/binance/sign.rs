@@ -65,6 +65,25 @@ pub fn ws_api_signature(secret: &str, params: &serde_json::Map<String, serde_jso
     hmac_hex(secret, &ws_api_payload(texts.iter().map(|(k, v)| (*k, v.as_str()))))
 }
 
+/// The WebSocket API signing example of the exchange's documentation: a test vector for the client
+/// and the simulator alike.
+#[cfg(test)]
+pub(crate) mod doc_example {
+    pub const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+    pub const API_KEY: &str = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+    pub const PARAMS: [(&str, &str); 6] = [
+        ("symbol", "BTCUSDT"),
+        ("side", "SELL"),
+        ("type", "LIMIT"),
+        ("timeInForce", "GTC"),
+        ("quantity", "0.01000000"),
+        ("price", "52000.00"),
+    ];
+    pub const RECV_WINDOW: u64 = 100;
+    pub const TIMESTAMP: i64 = 1645423376532;
+    pub const SIGNATURE: &str = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,20 +262,13 @@ mod tests {
 
     #[test]
     fn a_signed_frame_carries_the_documented_signature() {
-        // The WebSocket API signing example of the exchange's documentation.
-        let params = [
-            ("symbol", "BTCUSDT"),
-            ("side", "SELL"),
-            ("type", "LIMIT"),
-            ("timeInForce", "GTC"),
-            ("quantity", "0.01000000"),
-            ("price", "52000.00"),
-        ];
+        use super::sign::doc_example as doc;
+        let params = doc::PARAMS;
         let signing = Signing {
-            api_key: "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A",
-            secret: "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j",
-            recv_window_ms: 100,
-            timestamp_ms: 1645423376532,
+            api_key: doc::API_KEY,
+            secret: doc::SECRET,
+            recv_window_ms: doc::RECV_WINDOW,
+            timestamp_ms: doc::TIMESTAMP,
         };
         let frame = request_frame(7, "order.place", &params, Some(&signing));
         let request: serde_json::Value = serde_json::from_str(&frame).unwrap();
@@ -284,10 +277,7 @@ mod tests {
         assert_eq!(request["params"]["quantity"], "0.01000000");
         assert_eq!(request["params"]["recvWindow"], 100);
         assert_eq!(request["params"]["timestamp"], 1645423376532u64);
-        assert_eq!(
-            request["params"]["signature"],
-            "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
-        );
+        assert_eq!(request["params"]["signature"], doc::SIGNATURE);
         // And it is the signature of the parameters as the exchange reads them back.
         let read_back: serde_json::Map<String, serde_json::Value> =
             serde_json::from_value(request["params"].clone()).unwrap();
