@@ -9,6 +9,15 @@ use rand::Rng;
 
 use super::{BackoffState, LedgerError, Verdict};
 
+/// How much later than the exchange says a wait is taken to end. Our clock and the exchange's
+/// disagree by the time-sync error and, over a long wait, by their rates (NTP alone slews a
+/// clock by up to 500 ppm). A request even 1 ms early during a ban extends the ban, so a wait
+/// ends late, never early: 100 ms plus 0.1 % of its length.
+pub(crate) fn resume_margin_ms(wait_ms: i64) -> i64 {
+    const FLOOR_MS: i64 = 100;
+    FLOOR_MS.saturating_add(wait_ms.max(0) / 1_000)
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Backoff {
     pub throttled_until_ms: i64,
@@ -40,24 +49,28 @@ impl Backoff {
     }
 
     /// Applies a verdict; returns whether it started or extended a backoff.
-    /// Jitter spreads the restart of a crowd of waiters after a Retry-After.
+    /// Every wait gets the clock margin; jitter spreads the restart of a crowd of waiters.
     pub fn apply(&mut self, verdict: &Verdict, now_ms: i64, max_jitter: Duration) -> bool {
+        let jitter_ms = match max_jitter.as_millis() as i64 {
+            0 => 0,
+            max => rand::rng().random_range(0..=max),
+        };
+        let resume = |exchange_end_ms: i64| {
+            let margin = resume_margin_ms(exchange_end_ms.saturating_sub(now_ms));
+            exchange_end_ms.saturating_add(margin).saturating_add(jitter_ms)
+        };
         match verdict {
             Verdict::Ok => false,
             Verdict::Throttled { retry_after } => {
                 self.throttled_count += 1;
-                let jitter_ms = match max_jitter.as_millis() as i64 {
-                    0 => 0,
-                    max => rand::rng().random_range(0..=max),
-                };
                 let wait_ms = i64::try_from(retry_after.as_millis()).unwrap_or(i64::MAX / 4);
-                let until = now_ms.saturating_add(wait_ms).saturating_add(jitter_ms);
+                let until = resume(now_ms.saturating_add(wait_ms));
                 self.throttled_until_ms = self.throttled_until_ms.max(until);
                 true
             }
             Verdict::Banned { until_ms } => {
                 self.banned_count += 1;
-                self.banned_until_ms = self.banned_until_ms.max(*until_ms);
+                self.banned_until_ms = self.banned_until_ms.max(resume(*until_ms));
                 true
             }
         }
@@ -79,8 +92,11 @@ mod tests {
             0,
             Duration::ZERO,
         );
-        assert_eq!(b.active(5_000), Some((BackoffState::Banned, 10_000)));
-        assert_eq!(b.active(10_000), None);
+        let end = 10_000 + resume_margin_ms(10_000);
+        assert_eq!(end, 10_110, "100 ms and 0.1 % of the wait");
+        assert_eq!(b.active(5_000), Some((BackoffState::Banned, end)));
+        assert_eq!(b.active(10_000), Some((BackoffState::Banned, end)), "not a ms early");
+        assert_eq!(b.active(end), None);
         assert_eq!((b.throttled_count, b.banned_count), (1, 1));
     }
 
@@ -95,8 +111,9 @@ mod tests {
                 1_000,
                 Duration::from_millis(250),
             );
+            let end = 3_000 + resume_margin_ms(2_000);
             assert!(
-                (3_000..=3_250).contains(&b.throttled_until_ms),
+                (end..=end + 250).contains(&b.throttled_until_ms),
                 "{}",
                 b.throttled_until_ms
             );

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::backoff::resume_margin_ms;
 use super::limits::IntervalUnit::{Day, Minute, Second};
 use super::limits::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
 use super::*;
@@ -326,7 +327,8 @@ async fn after_a_429_nothing_is_admitted_before_retry_after() {
             verdict: Verdict::Throttled { retry_after: 7 * SEC },
         },
     );
-    let until_ms = T0 + 7_000;
+    // Retry-After plus the clock margin: never a ms early by the exchange's clock.
+    let until_ms = T0 + 7_000 + resume_margin_ms(7_000);
     for lane in [Lane::Cancel, Lane::Order, Lane::MarketData] {
         assert_eq!(
             l.try_reserve("s", lane, weight(1)).unwrap_err(),
@@ -347,7 +349,7 @@ async fn after_a_429_nothing_is_admitted_before_retry_after() {
     // A deadline past it waits and proceeds exactly at the resume time.
     let p = l.reserve("s", Lane::MarketData, weight(1), 10 * SEC).await.unwrap();
     assert_eq!(p.sent_at_ms, until_ms);
-    assert_eq!(Instant::now() - start, 7 * SEC);
+    assert_eq!(Instant::now() - start, Duration::from_millis((until_ms - T0) as u64));
     assert_eq!(l.status("s").state, BackoffState::Normal);
 }
 
@@ -365,16 +367,13 @@ async fn a_backoff_fails_waiters_whose_deadline_comes_first() {
     });
     tokio::time::advance(SEC).await;
     l.enter_backoff(&Verdict::Banned { until_ms: T0 + 120_000 });
+    let resume = T0 + 120_000 + resume_margin_ms(120_000 - 1_000);
     assert_eq!(
         short.await.unwrap().unwrap_err(),
-        LedgerError::Banned { until_ms: T0 + 120_000 }
+        LedgerError::Banned { until_ms: resume }
     );
     let p = long.await.unwrap().unwrap();
-    assert_eq!(
-        p.sent_at_ms,
-        T0 + 120_000,
-        "not admitted at the window reset during the ban"
-    );
+    assert_eq!(p.sent_at_ms, resume, "not admitted at the window reset during the ban");
     let st = l.status("s");
     assert_eq!((st.banned_count, st.state), (1, BackoffState::Normal));
 }
@@ -390,7 +389,8 @@ async fn jitter_delays_the_resume_within_its_bound() {
     );
     l.enter_backoff(&Verdict::Throttled { retry_after: 2 * SEC });
     let resume = l.status("s").resume_at_ms.unwrap();
-    assert!((T0 + 2_000..=T0 + 2_250).contains(&resume), "{resume}");
+    let end = T0 + 2_000 + resume_margin_ms(2_000);
+    assert!((end..=end + 250).contains(&resume), "{resume}");
     let p = l.reserve("s", Lane::Order, weight(1), 5 * SEC).await.unwrap();
     assert_eq!(p.sent_at_ms, resume);
 }
@@ -554,11 +554,12 @@ mod persistence {
         l.save().unwrap();
         tokio::time::advance(100 * SEC).await;
         let again = reopen(dir.path(), start);
+        let resume = T0 + 300_000 + resume_margin_ms(300_000);
         assert_eq!(
             again.try_reserve("s", Lane::Cancel, weight(1)).unwrap_err(),
-            LedgerError::Banned { until_ms: T0 + 300_000 }
+            LedgerError::Banned { until_ms: resume }
         );
-        tokio::time::advance(200 * SEC).await;
+        tokio::time::advance(Duration::from_millis((resume - T0) as u64 - 100_000)).await;
         let after = reopen(dir.path(), start);
         assert_eq!(after.status("s").state, BackoffState::Normal);
     }
