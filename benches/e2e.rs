@@ -60,6 +60,15 @@ fn main() -> Result<()> {
             tick_to_order(&logs, 2000, Wiring::new(background, Rest), cores)?;
             tick_to_order(&logs, 2000, Wiring::new(background, WsApi), cores)?;
         }
+        // The low-latency layout: the strategy spins on a core of its own.
+        for transport in [Rest, WsApi] {
+            tick_to_order(
+                &logs,
+                2000,
+                Wiring::new(background, transport).busy_polling(),
+                Cores::Isolated,
+            )?;
+        }
         tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
     }
     if runs("throughput") {
@@ -108,16 +117,17 @@ return {
 
 fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores) -> Result<()> {
     const WARM_UP: usize = 100;
-    if cores == Cores::Split && self::cores() < 2 {
+    if cores != Cores::Shared && self::cores() < 2 {
         println!("\n(skipped: splitting the cores needs two)");
         return Ok(());
     }
     logs.clear();
     let transport = wiring.transport;
     println!(
-        "\n== tick to order, journal sync {:?}, orders over {transport:?}, cores {cores:?}: {samples} samples after \
-         {WARM_UP} warm-up, load {}",
+        "\n== tick to order, journal sync {:?}, orders over {transport:?}, cores {cores:?}{}: {samples} samples \
+         after {WARM_UP} warm-up, load {}",
         wiring.journal,
+        if wiring.busy_poll { ", busy poll" } else { "" },
         load_average()
     );
     let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
@@ -126,7 +136,7 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
     let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), dir.path(), wiring))?;
     client_rt.block_on(host.add(&path))?;
-    let _pinned = (cores == Cores::Split).then(pin_exchange_and_client).transpose()?;
+    let _pinned = pin(cores)?;
 
     let mut wire = Vec::with_capacity(samples);
     let mut from_step = Vec::with_capacity(samples);
@@ -198,12 +208,21 @@ enum Cores {
     /// The exchange side on core 1, the client and its strategy on core 0: as if the exchange ran
     /// on another machine, so the client is measured alone (it then has one core, not two).
     Split,
+    /// The strategy's thread alone on core 0 (run with `busy_poll`), everything else on core 1:
+    /// a machine with a core reserved for the strategy. The client's stream task shares core 1
+    /// with the exchange side here, which delays frames before the runner reads them (on the wire)
+    /// but not after (in process).
+    Isolated,
 }
 
-/// Pins the bench's own thread and the `exchange` runtime to core 1 and every other thread (the
-/// client runtime, the strategy, the journal's sync thread) to core 0; threads started later
-/// inherit their creator's. Dropping the result lets every thread run anywhere again.
-fn pin_exchange_and_client() -> Result<Pinned> {
+/// Pins every thread as `layout` says. `Split`: the bench's own thread and the `exchange` runtime
+/// on core 1, every other thread (the client runtime, the strategy, the journal's sync thread) on
+/// core 0. `Isolated`: the strategy's thread on core 0, every other on core 1. Threads started
+/// later inherit their creator's. Dropping the result lets every thread run anywhere again.
+fn pin(layout: Cores) -> Result<Option<Pinned>> {
+    if layout == Cores::Shared {
+        return Ok(None);
+    }
     let pinned = Pinned {
         all: (0..cores()).collect(),
     };
@@ -216,14 +235,15 @@ fn pin_exchange_and_client() -> Result<Pinned> {
         let task = task?;
         let tid = task.file_name().to_string_lossy().into_owned();
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let core = if tid == main || name.starts_with("exchange") {
-            1
-        } else {
-            0
+        let core = match layout {
+            Cores::Isolated if name.starts_with("strategy:") => 0,
+            Cores::Isolated => 1,
+            _ if tid == main || name.starts_with("exchange") => 1,
+            _ => 0,
         };
         set_affinity(tid.parse()?, &[core])?;
     }
-    Ok(pinned)
+    Ok(Some(pinned))
 }
 
 /// Every core the process could use before pinning.
@@ -837,20 +857,28 @@ fn quiet_sim() -> SimConfig {
 }
 
 /// The production wiring (as `engine::run` does it): ledger, Binance client, host. REST and
-/// market streams go to the given `host:port`s (the simulator, or something in front of it);
-/// the WebSocket API (user data) to the simulator.
-/// The client and host wired as `engine::run` wires them: the TSC clock, the journal and state
-/// under `dir`.
-/// How the client is set up, where the benches differ.
+/// How the client and host are set up, where the benches differ.
 #[derive(Default)]
 struct Wiring {
     journal: JournalSync,
     transport: OrderTransport,
+    busy_poll: bool,
 }
 
 impl Wiring {
     fn new(journal: JournalSync, transport: OrderTransport) -> Wiring {
-        Wiring { journal, transport }
+        Wiring {
+            journal,
+            transport,
+            busy_poll: false,
+        }
+    }
+
+    fn busy_polling(self) -> Wiring {
+        Wiring {
+            busy_poll: true,
+            ..self
+        }
     }
 }
 
@@ -882,6 +910,7 @@ async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Resul
         HostConfig {
             stdlib_dir: repo_path("stdlib"),
             state_dir: Some(dir.join("state")),
+            busy_poll: wiring.busy_poll,
             ..HostConfig::default()
         },
     );

@@ -63,6 +63,7 @@ pub struct FileConfig {
     pub journal_sync: Option<String>,
     /// "rest" or "ws-api".
     pub order_transport: Option<String>,
+    pub busy_poll: Option<bool>,
 }
 
 impl FileConfig {
@@ -104,6 +105,8 @@ pub struct RunConfig {
     pub unknown_order_grace: Duration,
     pub journal_sync: JournalSync,
     pub order_transport: OrderTransport,
+    /// Strategy threads spin instead of sleeping while they wait for events.
+    pub busy_poll: bool,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -181,6 +184,7 @@ impl RunConfig {
             unknown_order_grace,
             journal_sync,
             order_transport,
+            busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
         })
     }
 }
@@ -464,5 +468,24 @@ mod tests {
         );
         let err = resolve(Some("carrier-pigeon"), None).unwrap_err().to_string();
         assert!(err.contains("ws-api") && err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn busy_poll_is_off_unless_a_flag_or_the_file_turns_it_on() {
+        let busy_poll = |file: &str, flag: bool| {
+            let args = RunArgs {
+                busy_poll: flag,
+                ..RunArgs::default()
+            };
+            resolve_with_file(file, args).unwrap().busy_poll
+        };
+        assert!(!busy_poll("", false));
+        assert!(busy_poll("busy_poll = true\n", false));
+        assert!(busy_poll("", true));
+        assert!(!busy_poll("busy_poll = false\n", false));
+        let err = resolve_with_file("busy_poll = \"yes\"\n", RunArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("busy_poll"), "{err}");
     }
 }

@@ -83,6 +83,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let host_config = HostConfig {
         stdlib_dir: config.stdlib_dir.clone(),
         state_dir: Some(config.state_dir.clone()),
+        busy_poll: config.busy_poll,
         ..HostConfig::default()
     };
     let host = Host::new(venue_dyn.clone(), host_config);

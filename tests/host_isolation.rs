@@ -180,3 +180,46 @@ async fn waiting_on_the_exchange_blocks_only_the_caller() {
     .await;
     host.stop_all(StopReason::Shutdown).await;
 }
+
+/// `busy_poll` really keeps a waiting strategy's thread on its core, and the default really lets
+/// it sleep (the thread's CPU time from /proc, in 10 ms ticks, over half a second).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_polling_strategy_keeps_its_core_and_a_sleeping_one_does_not() {
+    let idle_cpu_ticks = |busy_poll| async move {
+        let files = Files::new();
+        let host = Host::new(
+            TestVenue::new(),
+            HostConfig {
+                busy_poll,
+                ..config(&files)
+            },
+        );
+        let source = r#"return { symbols = { "BTCUSDT" }, on_book = function(q) end }"#;
+        host.add(&files.write("idler.lua", source)).await.unwrap();
+        let before = thread_cpu_ticks("strategy:idler");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let used = thread_cpu_ticks("strategy:idler") - before;
+        host.stop_all(StopReason::Shutdown).await;
+        used
+    };
+    let spinning = idle_cpu_ticks(true).await;
+    let sleeping = idle_cpu_ticks(false).await;
+    assert!(spinning >= 10, "a busy-polling thread used {spinning} ticks of 50");
+    assert!(sleeping <= 5, "a sleeping thread used {sleeping} ticks of 50");
+}
+
+/// User plus system time of this process's thread named `name`, in clock ticks.
+#[cfg(target_os = "linux")]
+fn thread_cpu_ticks(name: &str) -> u64 {
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap();
+            // After "pid (comm) " come the state (field 3) ... utime (14) and stime (15).
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            return fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        }
+    }
+    panic!("no thread named {name}");
+}

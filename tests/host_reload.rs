@@ -41,9 +41,24 @@ fn saved_state(files: &Files) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_keeps_state_timers_and_every_event() {
+    reloads_keep_state_timers_and_every_event(false).await;
+}
+
+/// The same with the strategy's thread spinning between events instead of sleeping: its timers,
+/// stop and state saving must all still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_state_timers_and_every_event_when_busy_polling() {
+    reloads_keep_state_timers_and_every_event(true).await;
+}
+
+async fn reloads_keep_state_timers_and_every_event(busy_poll: bool) {
     let files = Files::new();
     let venue = TestVenue::new();
-    let host = Host::new(venue.clone(), saving_config(&files));
+    let config = runner::host::HostConfig {
+        busy_poll,
+        ..saving_config(&files)
+    };
+    let host = Host::new(venue.clone(), config);
     let path = files.write("live.lua", &version(1, r#""BTCUSDT""#));
     host.add(&path).await.unwrap();
     wait_for("on_start", LONG, || venue.reports("live", "start:") == ["start:v1:1"]).await;

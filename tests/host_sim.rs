@@ -18,6 +18,11 @@ const LONG: Duration = Duration::from_secs(30);
 
 /// The simulator, the client with `options`, and a host whose strategies save their state.
 async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
+    connected_with(options, false).await
+}
+
+/// [`connected`], with the host's strategy threads spinning between events when `busy_poll`.
+async fn connected_with(options: ClientOptions, busy_poll: bool) -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
     let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
         .await
         .expect("simulator starts");
@@ -36,7 +41,11 @@ async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc
         .await
         .expect("client connects");
     let files = Files::new();
-    let host = Host::new(venue.clone(), support::saving_config(&files));
+    let config = runner::host::HostConfig {
+        busy_poll,
+        ..support::saving_config(&files)
+    };
+    let host = Host::new(venue.clone(), config);
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.expect("streams start");
     (sim, venue, host, files)
@@ -44,7 +53,7 @@ async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_trades_on_the_simulator() {
-    let sim = trades_on_the_simulator(OrderTransport::Rest).await;
+    let sim = trades_on_the_simulator(OrderTransport::Rest, false).await;
     assert!(sim
         .request_log()
         .iter()
@@ -53,7 +62,7 @@ async fn a_strategy_trades_on_the_simulator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_trades_on_the_simulator_over_the_ws_api() {
-    let sim = trades_on_the_simulator(OrderTransport::WsApi).await;
+    let sim = trades_on_the_simulator(OrderTransport::WsApi, false).await;
     let log = sim.request_log();
     let over_ws = |method: &str| log.iter().any(|r| r.transport == "WS_API" && r.method == method);
     assert!(over_ws("order.place") && over_ws("order.cancel"), "{log:?}");
@@ -62,13 +71,22 @@ async fn a_strategy_trades_on_the_simulator_over_the_ws_api() {
         .any(|r| r.transport == "REST" && r.path == "/api/v3/order" && r.method != "GET"));
 }
 
+/// A spinning strategy thread still drives its own HTTP connections and WebSocket API session
+/// while it waits for events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_polling_strategy_trades_on_the_simulator() {
+    for transport in [OrderTransport::Rest, OrderTransport::WsApi] {
+        trades_on_the_simulator(transport, true).await;
+    }
+}
+
 /// A strategy places, reads the market and its account, and cancels on stop; returns the simulator.
-async fn trades_on_the_simulator(order_transport: OrderTransport) -> SimHandle {
+async fn trades_on_the_simulator(order_transport: OrderTransport, busy_poll: bool) -> SimHandle {
     let options = ClientOptions {
         order_transport,
         ..ClientOptions::default()
     };
-    let (sim, venue, host, files) = connected(options).await;
+    let (sim, venue, host, files) = connected_with(options, busy_poll).await;
 
     let path = files.write(
         "resting.lua",

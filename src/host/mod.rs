@@ -65,6 +65,9 @@ pub struct HostConfig {
     pub state_dir: Option<PathBuf>,
     /// How often a running strategy's `state` is saved (it is also saved on stop).
     pub state_save_every: Duration,
+    /// Each strategy's thread spins while it waits for an event instead of sleeping: lower
+    /// latency, at the cost of a whole core per strategy.
+    pub busy_poll: bool,
 }
 
 impl Default for HostConfig {
@@ -77,6 +80,7 @@ impl Default for HostConfig {
             trip_window: Duration::from_secs(60),
             state_dir: None,
             state_save_every: worker::DEFAULT_SAVE_EVERY,
+            busy_poll: false,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::calls::Calls;
@@ -209,7 +210,12 @@ impl Worker {
         }
         let mut dropped_logged = 0;
         loop {
-            while let Ok(message) = self.control.try_recv() {
+            loop {
+                let message = match self.control.try_recv() {
+                    Ok(message) => message,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => Control::Stop(StopReason::Shutdown, oneshot::channel().0),
+                };
                 if let Flow::Exit = self.on_control(message).await {
                     return;
                 }
@@ -226,6 +232,13 @@ impl Worker {
                     tracing::warn!(strategy = %self.name, dropped, "trades dropped while the strategy was busy");
                     dropped_logged = dropped;
                 }
+                continue;
+            }
+            if self.shared.config.busy_poll {
+                // A sleeping thread takes tens of µs to wake; a spinning one sees the next event at
+                // once. Yielding lets this thread's runtime poll its sockets and timers, without
+                // blocking, between looks.
+                tokio::task::yield_now().await;
                 continue;
             }
             let save_at = tokio::time::Instant::from_std(self.last_save + self.shared.config.state_save_every);
