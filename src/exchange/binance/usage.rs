@@ -168,8 +168,12 @@ fn banned(candidates: [Option<i64>; 2], now_ms: i64, source: &str) -> Verdict {
 
 /// Classifies an HTTP response: 429 → throttled for Retry-After seconds; 418 →
 /// banned until the later of Retry-After and the body's "banned until"; a body
-/// with -1003 / -1015 on any other status is treated as the 429 it stands for.
+/// with -1003 / -1015 on any other failed status is treated as the 429 it stands for.
 pub fn classify(status: u16, retry_after_header: Option<&str>, body: &[u8], now_ms: i64) -> Verdict {
+    if (200..300).contains(&status) {
+        // A success carries no error code; its body (up to megabytes of depth) is not read twice.
+        return Verdict::Ok;
+    }
     let retry_after = retry_after_secs(retry_after_header);
     if retry_after_header.is_some() && retry_after.is_none() {
         tracing::warn!(value = retry_after_header, "unreadable Retry-After header");
@@ -403,6 +407,12 @@ mod tests {
         );
         assert_eq!(classify(400, None, br#"{"code":-2010,"msg":"no"}"#, NOW), Verdict::Ok);
         assert_eq!(classify(200, None, b"[]", NOW), Verdict::Ok);
+        let quoted = br#"{"symbol":"BTCUSDT","note":"IP banned until 1700000000000","code":-1003}"#;
+        assert_eq!(
+            classify(200, None, quoted, NOW),
+            Verdict::Ok,
+            "a success is never a ban"
+        );
     }
 
     #[test]
