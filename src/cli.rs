@@ -13,8 +13,10 @@ const EXAMPLES: &str = "\
 Examples:
   runner strategies/arb.lua                      paper trading on the built-in simulated exchange
   runner strategies/arb.lua --duration 30s       ... and stop by itself after 30 seconds
-  runner strategies/arb.lua --testnet            Binance spot testnet (BINANCE_TESTNET_API_KEY / _SECRET)
-  runner strategies/arb.lua --live               real money (BINANCE_API_KEY / BINANCE_API_SECRET)
+  runner strategies/arb.lua --testnet            Binance spot testnet (BINANCE_TESTNET_API_KEY / _SECRET,
+                                                 or _PRIVATE_KEY_FILE for an Ed25519 key)
+  runner strategies/arb.lua --live               real money (BINANCE_API_KEY / BINANCE_API_SECRET,
+                                                 or BINANCE_PRIVATE_KEY_FILE)
   runner a.lua b.lua                             several strategies, one process, one shared ledger
   runner check strategies/*.lua                  load and validate without trading
   runner sim --port 9000                         the simulated exchange alone, for other clients";
@@ -68,10 +70,12 @@ pub struct RunArgs {
     /// Paper trading on the built-in simulated exchange (the default).
     #[arg(long, conflicts_with_all = ["testnet", "live"])]
     pub paper: bool,
-    /// Binance spot testnet; keys from BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET.
+    /// Binance spot testnet; keys from BINANCE_TESTNET_API_KEY / BINANCE_TESTNET_API_SECRET (or
+    /// BINANCE_TESTNET_PRIVATE_KEY_FILE, an Ed25519 key).
     #[arg(long, conflicts_with = "live")]
     pub testnet: bool,
-    /// Binance spot with REAL FUNDS; keys from BINANCE_API_KEY / BINANCE_API_SECRET.
+    /// Binance spot with REAL FUNDS; keys from BINANCE_API_KEY / BINANCE_API_SECRET (or
+    /// BINANCE_PRIVATE_KEY_FILE, an Ed25519 key).
     #[arg(long)]
     pub live: bool,
 

@@ -38,6 +38,7 @@ fn from_env_reads_the_profile_variables() {
     // The only test in this binary touching these variables.
     std::env::remove_var("BINANCE_TESTNET_API_KEY");
     std::env::remove_var("BINANCE_TESTNET_API_SECRET");
+    std::env::remove_var("BINANCE_TESTNET_PRIVATE_KEY_FILE");
     let err = Credentials::from_env(ProfileKind::Testnet).unwrap_err().to_string();
     assert!(err.contains("BINANCE_TESTNET_API_KEY"), "{err}");
     std::env::set_var("BINANCE_TESTNET_API_KEY", "testkey-123456789");

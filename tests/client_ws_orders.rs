@@ -4,13 +4,12 @@
 
 mod client_support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use client_support::{ctx, resting_buy, start_with, Setup};
+use client_support::{ctx, on_strategy_thread, resting_buy, start_with, strategy_thread, Setup};
 use runner::exchange::binance::ws_orders::OrderTransport;
-use runner::exchange::binance::{BinanceVenue, ClientOptions};
+use runner::exchange::binance::ClientOptions;
 use runner::exchange::latency::{LatencySamples, Trigger};
 use runner::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::limits;
@@ -22,32 +21,6 @@ async fn start_ws(options: ClientOptions) -> Setup {
         ..options
     };
     start_with(SimConfig::default(), limits::binance_spot_defaults(), options).await
-}
-
-/// Starts `work` as a strategy runs its calls: on a thread of its own, with a current-thread runtime.
-fn strategy_thread<T, F, Fut>(venue: &Arc<BinanceVenue>, work: F) -> tokio::task::JoinHandle<T>
-where
-    F: FnOnce(Arc<BinanceVenue>) -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    let venue = Arc::clone(venue);
-    tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
-        runtime.block_on(work(venue))
-    })
-}
-
-async fn on_strategy_thread<T, F, Fut>(venue: &Arc<BinanceVenue>, work: F) -> T
-where
-    F: FnOnce(Arc<BinanceVenue>) -> Fut + Send + 'static,
-    Fut: Future<Output = T>,
-    T: Send + 'static,
-{
-    strategy_thread(venue, work).await.expect("the strategy thread ran")
 }
 
 fn count(log: &[RequestRecord], transport: &str, method: &str) -> usize {

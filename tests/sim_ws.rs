@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
+use runner::exchange::binance::sign::{ws_api_signature, Signer};
 use runner::sim::{SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -242,7 +243,7 @@ fn ws_signed(params: &[(&str, Value)]) -> serde_json::Map<String, Value> {
     let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     map.insert("apiKey".into(), json!(PAPER_API_KEY));
     map.insert("timestamp".into(), json!(now_ms()));
-    let signature = runner::exchange::binance::sign::ws_api_signature(PAPER_API_SECRET, &map);
+    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
     map.insert("signature".into(), json!(signature));
     map
 }

@@ -82,14 +82,24 @@ pub fn default_symbols() -> Vec<SymbolSpec> {
     ]
 }
 
+/// An Ed25519 API key: its name (sent as the API key) and its public key.
+#[derive(Debug, Clone)]
+pub struct Ed25519ApiKey {
+    pub api_key: String,
+    pub public_key: ed25519_dalek::VerifyingKey,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// Seeds the synthetic market: the same seed gives the same price paths.
     pub seed: u64,
     /// Enforced limits, announced in `exchangeInfo.rateLimits`.
     pub limits: Vec<RateLimit>,
+    /// The account's HMAC API key and secret.
     pub api_key: String,
     pub api_secret: String,
+    /// Ed25519 API keys the account also accepts.
+    pub ed25519_keys: Vec<Ed25519ApiKey>,
     /// Starting free balances of the account.
     pub balances: Vec<(String, Decimal)>,
     /// Synthetic market step (price walk, liquidity refresh, 100 ms depth diffs). Zero: no automatic
@@ -120,6 +130,7 @@ impl Default for SimConfig {
             limits: binance_spot_defaults(),
             api_key: PAPER_API_KEY.to_string(),
             api_secret: PAPER_API_SECRET.to_string(),
+            ed25519_keys: Vec::new(),
             balances: vec![
                 balance("BTC", 10),
                 balance("ETH", 100),

@@ -48,7 +48,9 @@ use tokio::task::JoinHandle;
 use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 
 pub use crate::exchange::binance::sign::hmac_hex;
-pub use config::{default_asset_prices, default_symbols, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET};
+pub use config::{
+    default_asset_prices, default_symbols, Ed25519ApiKey, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
+};
 pub use error::SimError;
 pub use faults::{FailKind, FaultControl, FaultState, FaultUpdate};
 pub use limiter::{PoolStats, SimStats, WindowUsage};

@@ -1,10 +1,13 @@
-//! Request authentication: API key, HMAC-SHA256 signature and the timestamp / recvWindow rule.
+//! Request authentication: API key, signature (HMAC-SHA256 or Ed25519, by the key's type) and
+//! the timestamp / recvWindow rule.
 
+use ed25519_dalek::VerifyingKey;
 use rust_decimal::Decimal;
 
+use super::config::SimConfig;
 use super::error::ApiErr;
 use super::params::Params;
-use crate::exchange::binance::sign::hmac_matches;
+use crate::exchange::binance::sign::{ed25519_matches, hmac_matches};
 
 /// Largest `recvWindow` the exchange accepts (ms).
 const MAX_RECV_WINDOW: u64 = 60_000;
@@ -23,25 +26,48 @@ pub fn rest_payload(query: &str, body: &str) -> String {
     without_signature(query) + &without_signature(body)
 }
 
+/// The account's API keys: one HMAC key, and any Ed25519 keys.
 pub struct Credentials<'a> {
-    pub api_key: &'a str,
-    pub api_secret: &'a str,
+    config: &'a SimConfig,
 }
 
-impl Credentials<'_> {
-    pub fn check_key(&self, sent: Option<&str>) -> Result<(), ApiErr> {
-        match sent {
-            None | Some("") => Err(ApiErr::bad_key_format()),
-            Some(k) if k == self.api_key => Ok(()),
-            Some(_) => Err(ApiErr::bad_key()),
-        }
+/// How a request sent with a known API key is verified.
+pub enum Verifier<'a> {
+    Hmac(&'a str),
+    Ed25519(&'a VerifyingKey),
+}
+
+impl<'a> Credentials<'a> {
+    pub fn of(config: &'a SimConfig) -> Self {
+        Credentials { config }
     }
 
+    /// The sent key's verifier; -2014 without a key, -2015 for an unknown one.
+    pub fn check_key(&self, sent: Option<&str>) -> Result<Verifier<'a>, ApiErr> {
+        let config = self.config;
+        match sent {
+            None | Some("") => Err(ApiErr::bad_key_format()),
+            Some(k) if k == config.api_key => Ok(Verifier::Hmac(&config.api_secret)),
+            Some(k) => config
+                .ed25519_keys
+                .iter()
+                .find(|key| key.api_key == k)
+                .map(|key| Verifier::Ed25519(&key.public_key))
+                .ok_or_else(ApiErr::bad_key),
+        }
+    }
+}
+
+impl Verifier<'_> {
     /// Checks `timestamp`/`recvWindow` against the server clock, then the signature over `payload`.
     pub fn check_signed(&self, params: &Params, payload: &str, server_ms: i64) -> Result<(), ApiErr> {
         check_timestamp(params, server_ms)?;
         let signature = params.require("signature")?;
-        if hmac_matches(self.api_secret, payload, signature) {
+        let valid = match self {
+            Verifier::Hmac(secret) => hmac_matches(secret, payload, signature),
+            Verifier::Ed25519(key) => ed25519_matches(key, payload, signature),
+        };
+        if valid {
             Ok(())
         } else {
             Err(ApiErr::bad_signature())

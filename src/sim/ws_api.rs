@@ -174,15 +174,12 @@ fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
 
 fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value>, now: i64) -> Result<Value, ApiErr> {
     let params = Params::from_json(raw)?;
-    let creds = Credentials {
-        api_key: &sim.config.api_key,
-        api_secret: &sim.config.api_secret,
-    };
+    let creds = Credentials::of(&sim.config);
     match method {
         "userDataStream.subscribe.signature" => {
             params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
-            creds.check_key(params.get("apiKey"))?;
-            creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
+            let verifier = creds.check_key(params.get("apiKey"))?;
+            verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             let subscription_id = sim.next_id();
             sim.users.subscribe(UserSubscriber {
                 conn: conn.id,
@@ -214,12 +211,13 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
         )),
         _ => {
             let ep = api::ws_endpoint(method).ok_or_else(|| ApiErr::bad(-1020, "Unsupported operation."))?;
-            if ep.signed {
-                creds.check_key(params.get("apiKey"))?;
-            }
+            let verifier = match ep.signed {
+                true => Some(creds.check_key(params.get("apiKey"))?),
+                false => None,
+            };
             params.only(|k| ep.params.contains(&k) || (ep.signed && WS_SIGNING_PARAMS.contains(&k)))?;
-            if ep.signed {
-                creds.check_signed(&params, &ws_api_payload(params.iter()), now)?;
+            if let Some(verifier) = verifier {
+                verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             }
             (ep.run)(sim, &params, now)
         }

@@ -118,6 +118,47 @@ pub fn paper_profile(sim: &SimHandle) -> Profile {
     )
 }
 
+/// Starts `venue`'s streams into a new recording sink and waits for the user-data stream.
+pub async fn start_streams(venue: &BinanceVenue) -> Arc<RecordingSink> {
+    let sink = Arc::new(RecordingSink::default());
+    runner::exchange::Venue::start(venue, sink.clone())
+        .await
+        .expect("streams start");
+    eventually(Duration::from_secs(10), "the user-data stream", || {
+        let up = venue.user_stream_up();
+        async move { up.then_some(()) }
+    })
+    .await;
+    sink
+}
+
+/// Starts `work` as a strategy runs its calls: on a thread of its own, with a current-thread runtime.
+pub fn strategy_thread<T, F, Fut>(venue: &Arc<BinanceVenue>, work: F) -> tokio::task::JoinHandle<T>
+where
+    F: FnOnce(Arc<BinanceVenue>) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let venue = Arc::clone(venue);
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        runtime.block_on(work(venue))
+    })
+}
+
+/// [`strategy_thread`], awaited.
+pub async fn on_strategy_thread<T, F, Fut>(venue: &Arc<BinanceVenue>, work: F) -> T
+where
+    F: FnOnce(Arc<BinanceVenue>) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    strategy_thread(venue, work).await.expect("the strategy thread ran")
+}
+
 pub async fn start_with(config: SimConfig, ledger_limits: Vec<RateLimit>, options: ClientOptions) -> Setup {
     let sim = sim::start(config, "127.0.0.1:0".parse().unwrap())
         .await
@@ -126,16 +167,8 @@ pub async fn start_with(config: SimConfig, ledger_limits: Vec<RateLimit>, option
     let venue = BinanceVenue::connect(paper_profile(&sim), ledger.clone(), options)
         .await
         .expect("client connects to the simulator");
-    let sink = Arc::new(RecordingSink::default());
-    runner::exchange::Venue::start(venue.as_ref(), sink.clone())
-        .await
-        .expect("streams start");
     // Tests inject faults into "the next request": let the start-up traffic settle first.
-    eventually(Duration::from_secs(10), "the user-data stream", || {
-        let up = venue.user_stream_up();
-        async move { up.then_some(()) }
-    })
-    .await;
+    let sink = start_streams(&venue).await;
     Setup {
         sim,
         ledger,

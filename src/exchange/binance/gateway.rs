@@ -298,7 +298,7 @@ impl Gateway {
             let params: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let signing = call.signed.then(|| Signing {
                 api_key: self.credentials.api_key(),
-                secret: self.credentials.secret(),
+                signer: self.credentials.signer(),
                 recv_window_ms: self.recv_window_ms,
                 timestamp_ms: self.ledger.now_ms(),
             });
@@ -381,9 +381,10 @@ impl Gateway {
         }
         let mut query = query.finish();
         if call.signed {
-            let signature = sign::rest_signature(self.credentials.secret(), &query, "");
+            let signature = sign::rest_signature(self.credentials.signer(), &query, "");
             query.push_str("&signature=");
-            query.push_str(&signature);
+            // Hex passes unchanged; base64 (Ed25519) has `+`, `/` and `=` to encode.
+            query.extend(form_urlencoded::byte_serialize(signature.as_bytes()));
         }
         query
     }
@@ -540,7 +541,7 @@ impl WsApiSender {
             let creds = &self.gateway.credentials;
             params.insert("apiKey".into(), creds.api_key().into());
             params.insert("timestamp".into(), self.gateway.ledger.now_ms().into());
-            let signature = sign::ws_api_signature(creds.secret(), &params);
+            let signature = sign::ws_api_signature(creds.signer(), &params);
             params.insert("signature".into(), signature.into());
         }
         let id = self.next_id;

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::sign::Signer;
+
 /// Which exchange a profile points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProfileKind {
@@ -28,14 +30,33 @@ impl ProfileKind {
         }
     }
 
-    /// The environment variables holding this profile's key and secret.
-    pub fn env_vars(self) -> Option<(&'static str, &'static str)> {
+    /// The environment variables holding this profile's credentials: the API key, then either
+    /// its HMAC secret or the path of its Ed25519 private key file.
+    pub fn env_vars(self) -> Option<EnvVars> {
         match self {
-            ProfileKind::Testnet => Some(("BINANCE_TESTNET_API_KEY", "BINANCE_TESTNET_API_SECRET")),
-            ProfileKind::Live | ProfileKind::Custom => Some(("BINANCE_API_KEY", "BINANCE_API_SECRET")),
+            ProfileKind::Testnet => Some(EnvVars {
+                key: "BINANCE_TESTNET_API_KEY",
+                secret: "BINANCE_TESTNET_API_SECRET",
+                key_file: "BINANCE_TESTNET_PRIVATE_KEY_FILE",
+            }),
+            ProfileKind::Live | ProfileKind::Custom => Some(EnvVars {
+                key: "BINANCE_API_KEY",
+                secret: "BINANCE_API_SECRET",
+                key_file: "BINANCE_PRIVATE_KEY_FILE",
+            }),
             ProfileKind::Paper => None,
         }
     }
+}
+
+/// Names of a profile's credential variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvVars {
+    pub key: &'static str,
+    /// An HMAC secret.
+    pub secret: &'static str,
+    /// The path of an Ed25519 private key, PKCS#8 PEM.
+    pub key_file: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,37 +67,73 @@ pub enum ConfigError {
     NoEnvCredentials(&'static str),
     #[error("invalid URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    #[error("both {secret} and {key_file} are set: the API key is either an HMAC key or an Ed25519 key; unset one")]
+    TwoSecrets {
+        secret: &'static str,
+        key_file: &'static str,
+    },
+    #[error("{var} = {path}: {reason}")]
+    BadKeyFile {
+        var: &'static str,
+        path: String,
+        reason: String,
+    },
 }
 
-/// An API key and its HMAC secret.
+/// An API key and what signs its requests: an HMAC secret or an Ed25519 private key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     api_key: String,
-    secret: String,
+    signer: Signer,
 }
 
 impl Credentials {
+    /// An API key with an HMAC secret.
     pub fn new(api_key: impl Into<String>, secret: impl Into<String>) -> Self {
         Credentials {
             api_key: api_key.into(),
-            secret: secret.into(),
+            signer: Signer::Hmac(secret.into()),
         }
     }
 
-    /// Reads the profile's key and secret from the environment; a missing or empty
-    /// variable is an error naming every variable that must be set.
+    /// An API key with an Ed25519 private key (see [`Signer::ed25519_from_pem`]).
+    pub fn with_signer(api_key: impl Into<String>, signer: Signer) -> Self {
+        Credentials {
+            api_key: api_key.into(),
+            signer,
+        }
+    }
+
+    /// Reads the profile's credentials from the environment: the API key and either its HMAC
+    /// secret or the path of its Ed25519 key file. A missing or empty variable is an error naming
+    /// every variable that must be set.
     pub fn from_env(kind: ProfileKind) -> Result<Self, ConfigError> {
         Self::from_lookup(kind, |name| std::env::var(name).ok())
     }
 
     /// As [`Credentials::from_env`], with the variable lookup injected (tests).
     pub fn from_lookup(kind: ProfileKind, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let (key_var, secret_var) = kind.env_vars().ok_or(ConfigError::NoEnvCredentials(kind.as_str()))?;
-        let read = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        match (read(key_var), read(secret_var)) {
-            (Some(key), Some(secret)) => Ok(Credentials::new(key.trim(), secret.trim())),
-            (key, secret) => {
-                let missing: Vec<&str> = [(key.is_none(), key_var), (secret.is_none(), secret_var)]
+        let vars = kind.env_vars().ok_or(ConfigError::NoEnvCredentials(kind.as_str()))?;
+        let read = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let signer = match (read(vars.secret), read(vars.key_file)) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::TwoSecrets {
+                    secret: vars.secret,
+                    key_file: vars.key_file,
+                })
+            }
+            (Some(secret), None) => Some(Signer::Hmac(secret)),
+            (None, Some(path)) => Some(read_key_file(vars.key_file, &path)?),
+            (None, None) => None,
+        };
+        match (read(vars.key), signer) {
+            (Some(key), Some(signer)) => Ok(Credentials::with_signer(key, signer)),
+            (key, signer) => {
+                let either = format!(
+                    "{} (an HMAC key) or {} (an Ed25519 key file)",
+                    vars.secret, vars.key_file
+                );
+                let missing: Vec<String> = [(key.is_none(), vars.key.to_owned()), (signer.is_none(), either)]
                     .into_iter()
                     .filter_map(|(absent, name)| absent.then_some(name))
                     .collect();
@@ -92,9 +149,9 @@ impl Credentials {
         &self.api_key
     }
 
-    /// Crate-private: only the signer needs the secret.
-    pub(crate) fn secret(&self) -> &str {
-        &self.secret
+    /// Crate-private: only the gateway signs.
+    pub(crate) fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     /// The key with all but its first and last four characters hidden.
@@ -113,15 +170,31 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Credentials")
             .field("api_key", &self.redacted_key())
-            .field("secret", &"<redacted>")
+            .field("signer", &self.signer)
             .finish()
     }
 }
 
 impl fmt::Display for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "api key {} (secret redacted)", self.redacted_key())
+        write!(
+            f,
+            "{} api key {} (secret redacted)",
+            self.signer.kind(),
+            self.redacted_key()
+        )
     }
+}
+
+/// The Ed25519 key in the file at `path` (named by `var`, for the error).
+fn read_key_file(var: &'static str, path: &str) -> Result<Signer, ConfigError> {
+    let bad = |reason: String| ConfigError::BadKeyFile {
+        var,
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    Signer::ed25519_from_pem(&text).map_err(bad)
 }
 
 /// Where to connect and with which credentials. URLs are bases: the client appends
@@ -257,8 +330,65 @@ mod tests {
             "{text}"
         );
 
-        let ok = Credentials::from_lookup(ProfileKind::Live, |_| Some("v".into())).unwrap();
-        assert_eq!(ok.api_key(), "v");
+        let hmac = |name: &str| (name != "BINANCE_PRIVATE_KEY_FILE").then(|| "v".to_string());
+        let ok = Credentials::from_lookup(ProfileKind::Live, hmac).unwrap();
+        assert_eq!((ok.api_key(), ok.signer().kind()), ("v", "HMAC"));
+    }
+
+    #[test]
+    fn an_ed25519_key_comes_from_its_file_and_only_one_secret_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("key.pem");
+        // RFC 8032's first test key, PKCS#8 PEM as `openssl genpkey -algorithm ed25519` writes it.
+        std::fs::write(
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let path = pem.display().to_string();
+        let env = |vars: &'static [&'static str], path: String| {
+            move |name: &str| match name {
+                "BINANCE_TESTNET_PRIVATE_KEY_FILE" if vars.contains(&name) => Some(path.clone()),
+                _ if vars.contains(&name) => Some("v".to_string()),
+                _ => None,
+            }
+        };
+        let ed = &["BINANCE_TESTNET_API_KEY", "BINANCE_TESTNET_PRIVATE_KEY_FILE"];
+        let creds = Credentials::from_lookup(ProfileKind::Testnet, env(ed, path.clone())).unwrap();
+        assert_eq!(creds.signer().kind(), "Ed25519");
+        assert!(creds.to_string().starts_with("Ed25519 api key"), "{creds}");
+
+        let both = &[
+            "BINANCE_TESTNET_API_KEY",
+            "BINANCE_TESTNET_API_SECRET",
+            "BINANCE_TESTNET_PRIVATE_KEY_FILE",
+        ];
+        let err = Credentials::from_lookup(ProfileKind::Testnet, env(both, path.clone())).unwrap_err();
+        assert!(matches!(err, ConfigError::TwoSecrets { .. }), "{err}");
+
+        let err = Credentials::from_lookup(ProfileKind::Testnet, env(ed, "/no/such/key.pem".into())).unwrap_err();
+        assert!(
+            err.to_string().contains("/no/such/key.pem") && err.to_string().contains("cannot read"),
+            "{err}"
+        );
+
+        std::fs::write(
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IG1hdGVyaWFs\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = Credentials::from_lookup(ProfileKind::Testnet, env(ed, path))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Ed25519") && !err.contains("c2VjcmV0"), "{err}");
+
+        let err = Credentials::from_lookup(ProfileKind::Testnet, env(&["BINANCE_TESTNET_API_KEY"], String::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("BINANCE_TESTNET_API_SECRET") && err.contains("BINANCE_TESTNET_PRIVATE_KEY_FILE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,80 @@
-//! HMAC-SHA256 request signing, as Binance spot documents it.
+//! Request signing, as Binance spot documents it: HMAC-SHA256 (hex) or Ed25519 (base64) keys.
 
+use std::fmt;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
+
+/// What signs requests: the API key's type decides the signature's form.
+#[derive(Clone)]
+pub enum Signer {
+    /// An HMAC secret; signatures are lower-case hex HMAC-SHA256.
+    Hmac(String),
+    /// An Ed25519 private key (the exchange's recommended type); signatures are base64.
+    Ed25519(Arc<SigningKey>),
+}
+
+impl Signer {
+    /// Reads an unencrypted PKCS#8 PEM Ed25519 private key (`openssl genpkey -algorithm ed25519`).
+    /// The error never quotes the key.
+    pub fn ed25519_from_pem(pem: &str) -> Result<Signer, String> {
+        SigningKey::from_pkcs8_pem(pem.trim())
+            .map(|key| Signer::Ed25519(Arc::new(key)))
+            .map_err(|e| format!("not an unencrypted PKCS#8 PEM Ed25519 private key ({e})"))
+    }
+
+    /// The signature of `payload`, in the form the exchange expects for this key type.
+    pub fn sign(&self, payload: &str) -> String {
+        match self {
+            Signer::Hmac(secret) => hmac_hex(secret, payload),
+            Signer::Ed25519(key) => BASE64.encode(key.sign(payload.as_bytes()).to_bytes()),
+        }
+    }
+
+    /// "HMAC" or "Ed25519", for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Signer::Hmac(_) => "HMAC",
+            Signer::Ed25519(_) => "Ed25519",
+        }
+    }
+}
+
+impl PartialEq for Signer {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Signer::Hmac(a), Signer::Hmac(b)) => a == b,
+            (Signer::Ed25519(a), Signer::Ed25519(b)) => a.verifying_key() == b.verifying_key(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Signer {}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signer({}, <redacted>)", self.kind())
+    }
+}
+
+/// Whether `signature_base64` is `key`'s Ed25519 signature of `payload` (case-sensitive, as base64 is).
+pub fn ed25519_matches(key: &VerifyingKey, payload: &str, signature_base64: &str) -> bool {
+    let Ok(bytes) = BASE64.decode(signature_base64) else {
+        return false;
+    };
+    let Ok(signature) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify_strict(payload.as_bytes(), &signature).is_ok()
+}
 
 /// Lower-case hex HMAC-SHA256 of `payload` under `secret` (the exchange's signature format).
 pub fn hmac_hex(secret: &str, payload: &str) -> String {
@@ -26,11 +97,11 @@ fn keyed(secret: &str, payload: &str) -> HmacSha256 {
 }
 
 /// REST: the signed payload is the query string concatenated, without a separator, with the body.
-pub fn rest_signature(secret: &str, query: &str, body: &str) -> String {
+pub fn rest_signature(signer: &Signer, query: &str, body: &str) -> String {
     let mut payload = String::with_capacity(query.len() + body.len());
     payload.push_str(query);
     payload.push_str(body);
-    hmac_hex(secret, &payload)
+    signer.sign(&payload)
 }
 
 /// WebSocket API: every parameter except `signature` (`apiKey` included), sorted by
@@ -51,7 +122,7 @@ pub fn ws_api_payload<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) 
 }
 
 /// Signs a WebSocket API `params` object: strings as they are, other values as their JSON text.
-pub fn ws_api_signature(secret: &str, params: &serde_json::Map<String, serde_json::Value>) -> String {
+pub fn ws_api_signature(signer: &Signer, params: &serde_json::Map<String, serde_json::Value>) -> String {
     let texts: Vec<(&str, String)> = params
         .iter()
         .map(|(k, v)| {
@@ -62,7 +133,7 @@ pub fn ws_api_signature(secret: &str, params: &serde_json::Map<String, serde_jso
             (k.as_str(), text)
         })
         .collect();
-    hmac_hex(secret, &ws_api_payload(texts.iter().map(|(k, v)| (*k, v.as_str()))))
+    signer.sign(&ws_api_payload(texts.iter().map(|(k, v)| (*k, v.as_str()))))
 }
 
 /// The WebSocket API signing example of the exchange's documentation: a test vector for the client
@@ -90,16 +161,71 @@ mod tests {
 
     const DOC_SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 
+    fn doc_signer() -> Signer {
+        Signer::Hmac(DOC_SECRET.into())
+    }
+
+    /// RFC 8032, section 7.1, TEST 1: the private key's seed, its public key, and the signature of
+    /// the empty message.
+    const RFC_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const RFC_PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const RFC_SIGNATURE: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+    /// The RFC key as `openssl genpkey -algorithm ed25519` writes one: PKCS#8 DER (a fixed
+    /// 16-byte prefix, then the seed) in a PEM frame.
+    fn rfc_pem() -> String {
+        let mut der = hex::decode("302e020100300506032b657004220420").unwrap();
+        der.extend(hex::decode(RFC_SEED).unwrap());
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            BASE64.encode(der)
+        )
+    }
+
+    #[test]
+    fn ed25519_keys_load_from_pem_and_sign_as_rfc_8032_says() {
+        let signer = Signer::ed25519_from_pem(&rfc_pem()).unwrap();
+        let Signer::Ed25519(key) = &signer else {
+            panic!("an Ed25519 signer");
+        };
+        assert_eq!(hex::encode(key.verifying_key().as_bytes()), RFC_PUBLIC);
+        let signature = signer.sign("");
+        assert_eq!(hex::encode(BASE64.decode(&signature).unwrap()), RFC_SIGNATURE);
+        assert!(ed25519_matches(&key.verifying_key(), "", &signature));
+        assert!(!ed25519_matches(&key.verifying_key(), "a=1", &signature));
+        assert!(!ed25519_matches(&key.verifying_key(), "", "not base64!"));
+        assert!(!ed25519_matches(&key.verifying_key(), "", &BASE64.encode([0u8; 10])));
+    }
+
+    #[test]
+    fn a_bad_key_file_is_refused_without_quoting_it() {
+        for text in [
+            "",
+            "hello",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----",
+        ] {
+            let err = Signer::ed25519_from_pem(text).unwrap_err();
+            assert!(err.contains("PKCS#8 PEM Ed25519"), "{err}");
+            assert!(!err.contains("AAAA"), "{err}");
+        }
+        let signer = Signer::ed25519_from_pem(&rfc_pem()).unwrap();
+        assert_eq!(format!("{signer:?}"), "Signer(Ed25519, <redacted>)");
+        assert_eq!(format!("{:?}", doc_signer()), "Signer(HMAC, <redacted>)");
+    }
+
     #[test]
     fn rest_vector_from_the_docs() {
         let query = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
         assert_eq!(
-            rest_signature(DOC_SECRET, query, ""),
+            rest_signature(&doc_signer(), query, ""),
             "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
         );
         // Split between query and body, the signature is the same.
         let (q, b) = query.split_at(40);
-        assert_eq!(rest_signature(DOC_SECRET, q, b), rest_signature(DOC_SECRET, query, ""));
+        assert_eq!(
+            rest_signature(&doc_signer(), q, b),
+            rest_signature(&doc_signer(), query, "")
+        );
     }
 
     #[test]
@@ -126,7 +252,7 @@ mod tests {
             "sorted by name, signature left out"
         );
         assert_eq!(
-            ws_api_signature(DOC_SECRET, &params),
+            ws_api_signature(&doc_signer(), &params),
             "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"
         );
     }

@@ -26,8 +26,9 @@ use crate::ledger::{Ledger, Verdict};
 
 use super::errors::SendError;
 use super::gateway::WsStream;
+use super::sign::{self, Signer};
+use super::usage;
 use super::wire::WsApiResponse;
-use super::{sign, usage};
 
 /// How orders reach the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,7 +54,7 @@ impl OrderTransport {
 /// What a signed request adds to its parameters.
 pub struct Signing<'a> {
     pub api_key: &'a str,
-    pub secret: &'a str,
+    pub signer: &'a Signer,
     pub recv_window_ms: u64,
     pub timestamp_ms: i64,
 }
@@ -80,7 +81,9 @@ pub fn request_frame(id: u64, method: &str, params: &[(&str, &str)], signing: Op
             ("recvWindow", recv_window.as_str()),
             ("timestamp", timestamp.as_str()),
         ];
-        let signature = sign::hmac_hex(s.secret, &sign::ws_api_payload(params.iter().copied().chain(extra)));
+        let signature = s
+            .signer
+            .sign(&sign::ws_api_payload(params.iter().copied().chain(extra)));
         if !params.is_empty() {
             out.push(b',');
         }
@@ -264,9 +267,10 @@ mod tests {
     fn a_signed_frame_carries_the_documented_signature() {
         use super::sign::doc_example as doc;
         let params = doc::PARAMS;
+        let signer = Signer::Hmac(doc::SECRET.into());
         let signing = Signing {
             api_key: doc::API_KEY,
-            secret: doc::SECRET,
+            signer: &signer,
             recv_window_ms: doc::RECV_WINDOW,
             timestamp_ms: doc::TIMESTAMP,
         };
@@ -282,7 +286,7 @@ mod tests {
         let read_back: serde_json::Map<String, serde_json::Value> =
             serde_json::from_value(request["params"].clone()).unwrap();
         assert_eq!(
-            sign::ws_api_signature(signing.secret, &read_back),
+            sign::ws_api_signature(signing.signer, &read_back),
             request["params"]["signature"]
         );
     }
