@@ -3,6 +3,7 @@
 use crate::cli::{CheckArgs, Cli, Command, LogFormat, SimArgs};
 use crate::config::{self, CommonConfig, ConfigError, RunConfig};
 use crate::engine::{self, EngineError};
+use crate::host::affinity::{self, AffinityError};
 use crate::host::{self, HostConfig};
 use crate::sim;
 
@@ -18,13 +19,15 @@ pub enum AppError {
     Runtime(#[from] std::io::Error),
     #[error("simulator: {0}")]
     Sim(String),
+    #[error(transparent)]
+    Affinity(#[from] AffinityError),
 }
 
 impl AppError {
     /// 2 for what the user can fix by changing the command or files, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::Check(_) => 2,
+            AppError::Config(_) | AppError::Check(_) | AppError::Affinity(_) => 2,
             AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_)) => 2,
             _ => 1,
         }
@@ -42,6 +45,10 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
 fn trade(args: crate::cli::RunArgs) -> Result<(), AppError> {
     let config = RunConfig::resolve(args)?;
     init_tracing(config.log_format);
+    if !config.pin_strategies.is_empty() {
+        // Before the runtime starts its threads, which inherit this thread's CPUs.
+        affinity::reserve(&config.pin_strategies)?;
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let format = config.log_format;
     let summary = runtime.block_on(engine::run(config, shutdown_signal()))?;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
+use crate::host::affinity::CpuList;
 use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
 
 const EXAMPLES: &str = "\
@@ -120,6 +121,10 @@ pub struct RunArgs {
     /// core to spare per strategy.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Reserve these CPUs (e.g. 2,3 or 2-5) for strategy threads: each strategy runs on one of
+    /// them, in turn, and the rest of the runner on the other CPUs (Linux).
+    #[arg(long, value_name = "CPUS", value_parser = CpuList::parse)]
+    pub pin_strategies: Option<CpuList>,
 
     #[command(flatten)]
     pub common: CommonArgs,

@@ -11,6 +11,7 @@ use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::exchange::binance::ClientOptions;
+use crate::host::affinity;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
 const MAX_UNKNOWN_ORDER_GRACE: Duration = Duration::from_secs(600);
@@ -64,6 +65,8 @@ pub struct FileConfig {
     /// "rest" or "ws-api".
     pub order_transport: Option<String>,
     pub busy_poll: Option<bool>,
+    /// A CPU list, e.g. "2,3" or "2-5".
+    pub pin_strategies: Option<String>,
 }
 
 impl FileConfig {
@@ -107,6 +110,8 @@ pub struct RunConfig {
     pub order_transport: OrderTransport,
     /// Strategy threads spin instead of sleeping while they wait for events.
     pub busy_poll: bool,
+    /// CPUs reserved for strategy threads; empty: none.
+    pub pin_strategies: Vec<usize>,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -185,6 +190,13 @@ impl RunConfig {
             journal_sync,
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
+            pin_strategies: match (args.pin_strategies, file.pin_strategies.as_deref()) {
+                (Some(cpus), _) => cpus.0,
+                (None, Some(text)) => {
+                    affinity::parse_cpu_list(text).map_err(|e| ConfigError::Invalid(format!("pin_strategies: {e}")))?
+                }
+                (None, None) => Vec::new(),
+            },
         })
     }
 }
@@ -301,6 +313,7 @@ fn ensure_writable(dir: &Path) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::affinity::CpuList;
 
     #[test]
     fn rejects_bad_strategy_paths() {
@@ -468,6 +481,26 @@ mod tests {
         );
         let err = resolve(Some("carrier-pigeon"), None).unwrap_err().to_string();
         assert!(err.contains("ws-api") && err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn reserved_cpus_come_from_a_flag_or_the_file_and_are_checked() {
+        let cpus = |file: &str, flag: Option<&str>| {
+            let args = RunArgs {
+                pin_strategies: flag.map(|f| CpuList::parse(f).unwrap()),
+                ..RunArgs::default()
+            };
+            resolve_with_file(file, args).map(|c| c.pin_strategies)
+        };
+        assert_eq!(cpus("", None).unwrap(), Vec::<usize>::new());
+        assert_eq!(cpus("pin_strategies = \"2-3\"\n", None).unwrap(), vec![2, 3]);
+        assert_eq!(
+            cpus("pin_strategies = \"2-3\"\n", Some("5")).unwrap(),
+            vec![5],
+            "a flag wins"
+        );
+        let err = cpus("pin_strategies = \"many\"\n", None).unwrap_err().to_string();
+        assert!(err.contains("pin_strategies") && err.contains("CPU list"), "{err}");
     }
 
     #[test]

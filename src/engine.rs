@@ -84,6 +84,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         stdlib_dir: config.stdlib_dir.clone(),
         state_dir: Some(config.state_dir.clone()),
         busy_poll: config.busy_poll,
+        strategy_cpus: config.pin_strategies.clone(),
         ..HostConfig::default()
     };
     let host = Host::new(venue_dyn.clone(), host_config);

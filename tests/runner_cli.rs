@@ -7,6 +7,17 @@ use std::fs;
 
 use support::{run_to_end, runner, save_like_an_editor, Running};
 
+/// The CPUs `Cpus_allowed_list` in a `/proc/.../status` file lists.
+#[cfg(target_os = "linux")]
+fn allowed_cpus(status_file: &std::path::Path) -> Vec<usize> {
+    let status = fs::read_to_string(status_file).unwrap();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .expect("Cpus_allowed_list");
+    runner::host::affinity::parse_cpu_list(list.trim()).unwrap()
+}
+
 /// A strategy that counts timer ticks in `state` and logs them with a version tag.
 fn counter(version: &str) -> String {
     format!(
@@ -57,6 +68,14 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
         (
             vec![good.clone().into(), "--unknown-order-grace".into(), "0s".into()],
             "unknown_order_grace 0s is out of range",
+        ),
+        (
+            vec![good.clone().into(), "--pin-strategies".into(), "two".into()],
+            "is not a CPU list",
+        ),
+        (
+            vec![good.clone().into(), "--pin-strategies".into(), "100000".into()],
+            "CPU 100000 is not available",
         ),
     ];
     for (args, expected) in cases {
@@ -319,4 +338,48 @@ fn orders_left_open_are_cancelled_at_exit_and_reported() {
         output.contains("rester: orders placed 1, filled 0, cancelled 0, rejected 0; cancelled at exit 1; open 0"),
         "{output}"
     );
+}
+
+/// `--pin-strategies`: the strategy's thread runs on the reserved CPU only, and the runner's other
+/// threads never do (read from the live process's `/proc` entries).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_reserved_cpu_runs_the_strategy_and_nothing_else() {
+    let mine = allowed_cpus(std::path::Path::new("/proc/self/status"));
+    let Some(&reserved) = mine.get(1) else {
+        println!("skipped: reserving a CPU needs two, this process may use {mine:?}");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pinned.lua");
+    fs::write(&file, counter("v1")).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file)
+        .args(["--busy-poll", "--pin-strategies", &reserved.to_string()]);
+    let mut run = Running::spawn(cmd);
+    run.wait_for("the strategy pinned", |l| l.contains("strategy pinned"));
+    run.wait_for("a tick", |l| tick_of(l, "v1").is_some());
+
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", run.pid()));
+    let mut strategy_threads = 0;
+    let mut others = 0;
+    for task in fs::read_dir(&tasks).unwrap().flatten() {
+        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let cpus = allowed_cpus(&task.path().join("status"));
+        if name.trim() == "strategy:pinned" {
+            strategy_threads += 1;
+            assert_eq!(cpus, vec![reserved], "the strategy's thread");
+        } else {
+            others += 1;
+            assert!(!cpus.contains(&reserved), "thread {} may run on {cpus:?}", name.trim());
+        }
+    }
+    assert_eq!(strategy_threads, 1);
+    assert!(
+        others >= 2,
+        "the main thread and the runtime's workers were checked too"
+    );
+    run.terminate();
+    let (status, lines) = run.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
 }

@@ -8,6 +8,7 @@
 //! exchange calls run on its own thread too ([`calls`]), so nothing is handed to another thread
 //! between its callback deciding to trade and the order request leaving.
 
+pub mod affinity;
 pub mod api;
 pub mod calls;
 mod error;
@@ -25,7 +26,7 @@ mod worker;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,9 @@ pub struct HostConfig {
     /// Each strategy's thread spins while it waits for an event instead of sleeping: lower
     /// latency, at the cost of a whole core per strategy.
     pub busy_poll: bool,
+    /// CPUs reserved for strategy threads (see [`affinity`]): the n-th strategy added runs on the
+    /// n-th, round robin. Empty: the OS places them.
+    pub strategy_cpus: Vec<usize>,
 }
 
 impl Default for HostConfig {
@@ -81,6 +85,7 @@ impl Default for HostConfig {
             state_dir: None,
             state_save_every: worker::DEFAULT_SAVE_EVERY,
             busy_poll: false,
+            strategy_cpus: Vec::new(),
         }
     }
 }
@@ -157,6 +162,8 @@ pub struct Host {
     /// and resolved while the strategies load), handed over when they are added.
     /// Taken before `slots` wherever both are held.
     unclaimed: Mutex<HashMap<String, Vec<Order>>>,
+    /// Strategies added so far, for handing out reserved CPUs in turn.
+    added: AtomicUsize,
 }
 
 impl Host {
@@ -172,7 +179,26 @@ impl Host {
             }),
             slots: RwLock::new(HashMap::new()),
             unclaimed: Mutex::new(HashMap::new()),
+            added: AtomicUsize::new(0),
         })
+    }
+
+    /// The reserved CPU for the next strategy, if CPUs are reserved.
+    fn next_cpu(&self, path: &Path) -> Option<usize> {
+        let cpus = &self.shared.config.strategy_cpus;
+        if cpus.is_empty() {
+            return None;
+        }
+        let n = self.added.fetch_add(1, Ordering::Relaxed);
+        let cpu = cpus[n % cpus.len()];
+        if n >= cpus.len() && self.shared.config.busy_poll {
+            tracing::warn!(
+                strategy = %path.display(),
+                cpu,
+                "more busy-polling strategies than reserved CPUs: this one shares its core with another spinner"
+            );
+        }
+        Some(cpu)
     }
 
     /// Loads and validates the strategy at `path` on its own thread, subscribes its
@@ -189,12 +215,21 @@ impl Host {
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         let (control, control_rx) = mpsc::unbounded_channel();
+        let cpu = self.next_cpu(path);
         let thread = {
             let shared = self.shared.clone();
             let strategy = strategy.clone();
             std::thread::Builder::new()
                 .name(format!("strategy:{}", spec::default_name(path)))
-                .spawn(move || worker::run(shared, strategy, ready_tx, control_rx))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        match affinity::pin_current_thread(cpu) {
+                            Ok(()) => tracing::info!(strategy = %strategy.path.display(), cpu, "strategy pinned"),
+                            Err(err) => tracing::warn!(strategy = %strategy.path.display(), "not pinned: {err}"),
+                        }
+                    }
+                    worker::run(shared, strategy, ready_tx, control_rx)
+                })
                 .map_err(|err| LoadError::Thread(err.to_string()))?
         };
         let meta = match ready_rx.await {

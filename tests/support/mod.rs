@@ -23,6 +23,8 @@ pub fn runner(state_dir: &Path) -> Command {
         .env_remove("BINANCE_API_SECRET")
         .env_remove("BINANCE_TESTNET_API_KEY")
         .env_remove("BINANCE_TESTNET_API_SECRET")
+        .env_remove("BINANCE_PRIVATE_KEY_FILE")
+        .env_remove("BINANCE_TESTNET_PRIVATE_KEY_FILE")
         .env("RUNNER_STATE_DIR", state_dir);
     cmd
 }
@@ -103,6 +105,10 @@ impl Running {
             self.seen.push(line);
         }
         (status, std::mem::take(&mut self.seen))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends SIGTERM, as a service manager would.
