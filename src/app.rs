@@ -101,6 +101,7 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             streams = %format!("ws://{addr}"),
             ws_api = %format!("ws://{addr}/ws-api/v3"),
             api_key = sim::PAPER_API_KEY,
+            ed25519_keys = ?args.ed25519_keys.iter().map(|k| k.api_key.as_str()).collect::<Vec<_>>(),
             "simulated exchange listening (Ctrl-C stops it)"
         );
         let mut limits = sim::SimConfig::default().limits;
@@ -110,6 +111,7 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
         let config = sim::SimConfig {
             seed: args.seed,
             limits,
+            ed25519_keys: args.ed25519_keys,
             ..sim::SimConfig::default()
         };
         sim::serve(config, listener, shutdown_signal())

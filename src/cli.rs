@@ -4,11 +4,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ed25519_dalek::pkcs8::DecodePublicKey;
+use ed25519_dalek::VerifyingKey;
 
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::host::affinity::CpuList;
 use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
+use crate::sim::Ed25519ApiKey;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -186,9 +189,28 @@ pub struct SimArgs {
     /// windows: s, m, h, d). Repeat for several; small limits let you stress a strategy safely.
     #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
     pub limits: Vec<RateLimit>,
+    /// Also accept the Ed25519 API key NAME, whose public key is the PEM file FILE (as
+    /// `openssl pkey -pubout` writes it). Repeat for several.
+    #[arg(long = "ed25519-key", value_name = "NAME=FILE", value_parser = parse_ed25519_key)]
+    pub ed25519_keys: Vec<Ed25519ApiKey>,
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// Parses `NAME=FILE` into an Ed25519 API key named NAME with the public key in FILE.
+pub fn parse_ed25519_key(text: &str) -> Result<Ed25519ApiKey, String> {
+    let (name, path) = text
+        .split_once('=')
+        .filter(|(name, path)| !name.trim().is_empty() && !path.trim().is_empty())
+        .ok_or_else(|| format!("{text:?}: expected NAME=FILE, e.g. my-key=public.pem"))?;
+    let pem = std::fs::read_to_string(path.trim()).map_err(|e| format!("{path}: {e}"))?;
+    let public_key = VerifyingKey::from_public_key_pem(pem.trim())
+        .map_err(|e| format!("{path}: not a PEM Ed25519 public key ({e})"))?;
+    Ok(Ed25519ApiKey {
+        api_key: name.trim().to_owned(),
+        public_key,
+    })
 }
 
 /// Parses `REQUEST_WEIGHT=300/10s` into a limit of 300 per 10-second window.
@@ -220,6 +242,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ed25519_keys_read_their_public_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("public.pem");
+        // RFC 8032's first test key: SubjectPublicKeyInfo DER (a fixed 12-byte prefix, then the key).
+        std::fs::write(
+            &file,
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        let key = parse_ed25519_key(&format!("mine={}", file.display())).unwrap();
+        assert_eq!(key.api_key, "mine");
+        assert_eq!(
+            hex::encode(key.public_key.as_bytes()),
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+        );
+        for bad in ["mine", "=x.pem", "mine=/no/such.pem"] {
+            assert!(parse_ed25519_key(bad).is_err(), "{bad}");
+        }
+        std::fs::write(&file, "not a key").unwrap();
+        let err = parse_ed25519_key(&format!("mine={}", file.display())).unwrap_err();
+        assert!(err.contains("not a PEM Ed25519 public key"), "{err}");
+    }
 
     #[test]
     fn limits_parse_and_bad_ones_are_explained() {
