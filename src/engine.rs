@@ -87,6 +87,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         strategy_cpus: config.pin_strategies.clone(),
         ..HostConfig::default()
     };
+    warn_if_spinners_take_every_core(&config);
     let host = Host::new(venue_dyn.clone(), host_config);
     let sink: Arc<dyn EventSink> = host.clone();
     let mut started = venue.start(sink).await.map_err(|e| EngineError::Connect(e.to_string()));
@@ -157,6 +158,23 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     autosave.stop().await;
     stop_sim(paper).await;
     Ok(summary)
+}
+
+/// Spinning strategies on unreserved cores can take every core the streams, the journal and the
+/// timers need: say so before it happens.
+fn warn_if_spinners_take_every_core(config: &RunConfig) {
+    if !config.busy_poll || !config.pin_strategies.is_empty() {
+        return;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if config.strategies.len() >= cores {
+        tracing::warn!(
+            strategies = config.strategies.len(),
+            cores,
+            "--busy-poll with as many spinning strategies as cores leaves none for the rest of the runner; \
+             run fewer, or reserve cores with --pin-strategies"
+        );
+    }
 }
 
 async fn stop_sim(paper: Option<sim::SimHandle>) {
