@@ -128,6 +128,13 @@ pub struct RunArgs {
     /// them, in turn, and the rest of the runner on the other CPUs (Linux).
     #[arg(long, value_name = "CPUS", value_parser = CpuList::parse)]
     pub pin_strategies: Option<CpuList>,
+    /// Refuse any order worth more than AMOUNT of the quote asset ASSET, e.g. USDT=1000 (repeat
+    /// for several quote assets). Checked before the order is sent; strategies cannot change it.
+    #[arg(long = "max-order-notional", value_name = "ASSET=AMOUNT", value_parser = parse_notional_cap)]
+    pub max_order_notional: Vec<(String, f64)>,
+    /// Refuse a strategy's order while it has this many open.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_open_orders: Option<u32>,
 
     #[command(flatten)]
     pub common: CommonArgs,
@@ -196,6 +203,18 @@ pub struct SimArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+/// Parses `USDT=1000` into a cap of 1000 on the value of any order quoted in USDT.
+pub fn parse_notional_cap(text: &str) -> Result<(String, f64), String> {
+    let usage = || format!("{text:?}: expected ASSET=AMOUNT with a positive amount, e.g. USDT=1000");
+    let (asset, amount) = text.split_once('=').ok_or_else(usage)?;
+    let asset = asset.trim().to_ascii_uppercase();
+    let amount: f64 = amount.trim().parse().map_err(|_| usage())?;
+    if asset.is_empty() || !amount.is_finite() || amount <= 0.0 {
+        return Err(usage());
+    }
+    Ok((asset, amount))
 }
 
 /// Parses `NAME=FILE` into an Ed25519 API key named NAME with the public key in FILE.

@@ -1,6 +1,6 @@
 //! Resolved options of a run: command-line flags over an optional TOML file over defaults.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::exchange::binance::ClientOptions;
+use crate::exchange::risk::RiskLimits;
 use crate::host::affinity;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
@@ -67,6 +68,9 @@ pub struct FileConfig {
     pub busy_poll: Option<bool>,
     /// A CPU list, e.g. "2,3" or "2-5".
     pub pin_strategies: Option<String>,
+    /// Quote asset → largest order value, e.g. `{ USDT = 1000 }`.
+    pub max_order_notional: Option<BTreeMap<String, f64>>,
+    pub max_open_orders: Option<u32>,
 }
 
 impl FileConfig {
@@ -112,6 +116,8 @@ pub struct RunConfig {
     pub busy_poll: bool,
     /// CPUs reserved for strategy threads; empty: none.
     pub pin_strategies: Vec<usize>,
+    /// What each strategy may send (see [`RiskLimits`]).
+    pub risk: RiskLimits,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -155,6 +161,7 @@ impl RunConfig {
             file.order_transport.as_deref(),
             OrderTransport::parse,
         )?;
+        let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
         let reload = if args.no_reload {
             false
         } else if args.reload {
@@ -190,6 +197,7 @@ impl RunConfig {
             journal_sync,
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
+            risk,
             pin_strategies: match (args.pin_strategies, file.pin_strategies.as_deref()) {
                 (Some(cpus), _) => cpus.0,
                 (None, Some(text)) => {
@@ -199,6 +207,38 @@ impl RunConfig {
             },
         })
     }
+}
+
+/// The risk limits from the flags, else from the file; every cap must be a positive amount.
+fn risk_limits(
+    notional_flags: Vec<(String, f64)>,
+    open_flag: Option<u32>,
+    file: &FileConfig,
+) -> Result<RiskLimits, ConfigError> {
+    let max_order_notional: BTreeMap<String, f64> = if notional_flags.is_empty() {
+        let caps = file.max_order_notional.clone().unwrap_or_default();
+        caps.into_iter()
+            .map(|(asset, cap)| (asset.to_ascii_uppercase(), cap))
+            .collect()
+    } else {
+        notional_flags.into_iter().collect()
+    };
+    if let Some((asset, cap)) = max_order_notional
+        .iter()
+        .find(|(_, cap)| !cap.is_finite() || **cap <= 0.0)
+    {
+        return Err(ConfigError::Invalid(format!(
+            "max_order_notional for {asset} is {cap}: it must be a positive amount"
+        )));
+    }
+    let max_open_orders = match open_flag.or(file.max_open_orders) {
+        Some(0) => return Err(ConfigError::Invalid("max_open_orders must be at least 1".into())),
+        other => other.map(|n| n as usize),
+    };
+    Ok(RiskLimits {
+        max_order_notional,
+        max_open_orders,
+    })
 }
 
 /// A choice from its flag, else parsed from its text in the file, else the default.
@@ -481,6 +521,53 @@ mod tests {
         );
         let err = resolve(Some("carrier-pigeon"), None).unwrap_err().to_string();
         assert!(err.contains("ws-api") && err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn risk_limits_come_from_flags_or_the_file_and_must_be_positive() {
+        let risk = |file: &str, notional: Vec<(String, f64)>, open: Option<u32>| {
+            let args = RunArgs {
+                max_order_notional: notional,
+                max_open_orders: open,
+                ..RunArgs::default()
+            };
+            resolve_with_file(file, args).map(|c| c.risk)
+        };
+        assert!(risk("", vec![], None).unwrap().is_empty());
+        let from_file = risk(
+            "max_order_notional = { usdt = 1000, BTC = 0.5 }\nmax_open_orders = 5\n",
+            vec![],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            from_file.max_order_notional,
+            BTreeMap::from([("BTC".to_string(), 0.5), ("USDT".to_string(), 1000.0)])
+        );
+        assert_eq!(from_file.max_open_orders, Some(5));
+        let flags_win = risk(
+            "max_order_notional = { USDT = 1000 }\nmax_open_orders = 5\n",
+            vec![("USDT".into(), 10.0)],
+            Some(1),
+        )
+        .unwrap();
+        assert_eq!(
+            flags_win.max_order_notional,
+            BTreeMap::from([("USDT".to_string(), 10.0)])
+        );
+        assert_eq!(flags_win.max_open_orders, Some(1));
+        for bad in [
+            "max_order_notional = { USDT = 0 }\n",
+            "max_order_notional = { USDT = -5 }\n",
+            "max_open_orders = 0\n",
+        ] {
+            let err = risk(bad, vec![], None).unwrap_err().to_string();
+            assert!(err.contains("max_"), "{bad}: {err}");
+        }
+        assert!(crate::cli::parse_notional_cap("usdt=250").unwrap() == ("USDT".to_string(), 250.0));
+        for bad in ["USDT", "USDT=", "=5", "USDT=-1", "USDT=nan", "USDT=inf"] {
+            assert!(crate::cli::parse_notional_cap(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

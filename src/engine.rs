@@ -16,6 +16,7 @@ use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::latency::LatencySummary;
+use crate::exchange::risk::RiskGuard;
 use crate::exchange::{CallCtx, EventSink, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
@@ -78,7 +79,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             return Err(EngineError::Connect(e.to_string()));
         }
     };
-    let venue_dyn: Arc<dyn Venue> = venue.clone();
+    let venue_dyn: Arc<dyn Venue> = if config.risk.is_empty() {
+        venue.clone()
+    } else {
+        tracing::info!(limits = ?config.risk, "risk limits on every strategy's orders");
+        RiskGuard::new(venue.clone(), config.risk.clone())
+    };
 
     let host_config = HostConfig {
         stdlib_dir: config.stdlib_dir.clone(),

@@ -45,7 +45,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---| "rate_limited"    # the budget would be exceeded and the call's wait deadline passed; nothing was sent
 ---| "backoff"         # the exchange asked everyone to wait (429); `retry_after_ms` says how long; nothing was sent
 ---| "banned"          # the IP is banned (418) until `retry_after_ms`; nothing was sent
----| "invalid_order"   # refused locally by a filter or a bad parameter; nothing was sent, no weight spent
+---| "invalid_order"   # refused locally by a filter, a bad parameter or a risk limit; nothing was sent, no weight spent
 ---| "rejected"        # the exchange refused it; `exchange_code` holds its code (e.g. -2010)
 ---| "unknown_status"  # sent, but the outcome is not known yet (timeout, 5xx); `on_order` will tell
 ---| "network"         # could not reach the exchange; nothing is known to have arrived

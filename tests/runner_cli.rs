@@ -383,3 +383,41 @@ fn a_reserved_cpu_runs_the_strategy_and_nothing_else() {
     let (status, lines) = run.finish();
     assert!(status.success(), "{}", lines.join("\n"));
 }
+
+/// `--max-order-notional`: the engine puts the limit in front of every strategy, whose order over it
+/// fails in Lua with `invalid_order` and never reaches the exchange.
+#[test]
+fn an_order_over_the_operators_notional_cap_fails_in_lua_and_is_not_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.lua");
+    fs::write(
+        &file,
+        r#"
+return {
+  symbols = { "BTCUSDT" },
+  streams = { "book" },
+  on_book = function(q)
+    if state.tried then return end
+    state.tried = true
+    local price = market.round_price("BTCUSDT", q.bid * 0.5)
+    local o, err = orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", quantity = 1, price = price }
+    log.info("big order: %s %s", o and o.status or err.code, o and "" or err.message)
+  end,
+}
+"#,
+    )
+    .unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).args(["--max-order-notional", "USDT=100"]);
+    let mut run = Running::spawn(cmd);
+    let line = run.wait_for("the refused order", |l| l.contains("big order:"));
+    assert!(
+        line.contains("invalid_order") && line.contains("risk limit") && line.contains("max_order_notional 100 USDT"),
+        "{line}"
+    );
+    run.terminate();
+    let (status, lines) = run.finish();
+    let text = lines.join("\n");
+    assert!(status.success(), "{text}");
+    assert!(text.contains("big: orders placed 0"), "{text}");
+}

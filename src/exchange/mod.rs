@@ -7,6 +7,7 @@
 pub mod binance;
 pub mod grid;
 pub mod latency;
+pub mod risk;
 pub mod types;
 
 use std::collections::BTreeMap;
