@@ -62,12 +62,8 @@ fn main() -> Result<()> {
         }
         // The low-latency layout: the strategy spins on a core of its own.
         for transport in [Rest, WsApi] {
-            tick_to_order(
-                &logs,
-                2000,
-                Wiring::new(background, transport).busy_polling(),
-                Cores::Isolated,
-            )?;
+            let wiring = Wiring::new(background, transport).busy_polling_on(0);
+            tick_to_order(&logs, 2000, wiring, Cores::Isolated)?;
         }
         tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
     }
@@ -208,7 +204,8 @@ enum Cores {
     /// The exchange side on core 1, the client and its strategy on core 0: as if the exchange ran
     /// on another machine, so the client is measured alone (it then has one core, not two).
     Split,
-    /// The strategy's thread alone on core 0 (run with `busy_poll`), everything else on core 1:
+    /// The strategy's thread alone on core 0 (run with `--busy-poll --pin-strategies 0`, as
+    /// `HostConfig` fields), everything else on core 1:
     /// a machine with a core reserved for the strategy. The client's stream task shares core 1
     /// with the exchange side here, which delays frames before the runner reads them (on the wire)
     /// but not after (in process).
@@ -217,7 +214,8 @@ enum Cores {
 
 /// Pins every thread as `layout` says. `Split`: the bench's own thread and the `exchange` runtime
 /// on core 1, every other thread (the client runtime, the strategy, the journal's sync thread) on
-/// core 0. `Isolated`: the strategy's thread on core 0, every other on core 1. Threads started
+/// core 0. `Isolated`: every thread but the strategy's (which the runner pinned to core 0 itself)
+/// on core 1. Threads started
 /// later inherit their creator's. Dropping the result lets every thread run anywhere again.
 fn pin(layout: Cores) -> Result<Option<Pinned>> {
     if layout == Cores::Shared {
@@ -236,7 +234,8 @@ fn pin(layout: Cores) -> Result<Option<Pinned>> {
         let tid = task.file_name().to_string_lossy().into_owned();
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let core = match layout {
-            Cores::Isolated if name.starts_with("strategy:") => 0,
+            // The runner pinned it itself (`HostConfig::strategy_cpus`).
+            Cores::Isolated if name.starts_with("strategy:") => continue,
             Cores::Isolated => 1,
             _ if tid == main || name.starts_with("exchange") => 1,
             _ => 0,
@@ -863,6 +862,8 @@ struct Wiring {
     journal: JournalSync,
     transport: OrderTransport,
     busy_poll: bool,
+    /// The CPU the runner pins the strategy's thread to (`--pin-strategies`).
+    strategy_cpu: Option<usize>,
 }
 
 impl Wiring {
@@ -871,12 +872,15 @@ impl Wiring {
             journal,
             transport,
             busy_poll: false,
+            strategy_cpu: None,
         }
     }
 
-    fn busy_polling(self) -> Wiring {
+    /// `--busy-poll --pin-strategies <cpu>`.
+    fn busy_polling_on(self, cpu: usize) -> Wiring {
         Wiring {
             busy_poll: true,
+            strategy_cpu: Some(cpu),
             ..self
         }
     }
@@ -911,6 +915,7 @@ async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Resul
             stdlib_dir: repo_path("stdlib"),
             state_dir: Some(dir.join("state")),
             busy_poll: wiring.busy_poll,
+            strategy_cpus: wiring.strategy_cpu.into_iter().collect(),
             ..HostConfig::default()
         },
     );
