@@ -16,7 +16,7 @@ use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::latency::LatencySummary;
-use crate::exchange::risk::RiskGuard;
+use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::{CallCtx, EventSink, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
@@ -79,12 +79,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             return Err(EngineError::Connect(e.to_string()));
         }
     };
-    let venue_dyn: Arc<dyn Venue> = if config.risk.is_empty() {
-        venue.clone()
-    } else {
+    if !config.risk.is_empty() {
         tracing::info!(limits = ?config.risk, "risk limits on every strategy's orders");
-        RiskGuard::new(venue.clone(), config.risk.clone())
-    };
+    }
+    let halt = Halt::default();
+    let halt_switch = tokio::spawn(operator_halt_signals(halt.clone()));
+    let venue_dyn: Arc<dyn Venue> = RiskGuard::with_halt(venue.clone(), config.risk.clone(), halt);
 
     let host_config = HostConfig {
         stdlib_dir: config.stdlib_dir.clone(),
@@ -123,6 +123,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     if let Err(e) = started {
         // Nothing may keep running behind a failed start: strategies, streams, the paper exchange.
         host.stop_all(StopReason::Shutdown).await;
+        halt_switch.abort();
         venue.shutdown().await;
         autosave.stop().await;
         stop_sim(paper).await;
@@ -148,6 +149,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     if let Some(task) = status {
         task.abort();
     }
+    halt_switch.abort();
     host.stop_all(match end {
         EndReason::Duration => StopReason::Duration,
         _ => StopReason::Shutdown,
@@ -164,6 +166,35 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     autosave.stop().await;
     stop_sim(paper).await;
     Ok(summary)
+}
+
+/// The operator's kill switch: SIGUSR1 halts every new order (cancels still go out), SIGUSR2
+/// resumes. Runs until aborted.
+async fn operator_halt_signals(halt: Halt) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut stop), Ok(mut go)) = (signal(SignalKind::user_defined1()), signal(SignalKind::user_defined2()))
+        else {
+            tracing::warn!("cannot listen for SIGUSR1/SIGUSR2: the operator's halt switch is off");
+            return;
+        };
+        loop {
+            tokio::select! {
+                Some(()) = stop.recv() => {
+                    halt.halt();
+                    tracing::warn!("SIGUSR1: new orders halted for every strategy; cancels still go out; SIGUSR2 resumes");
+                }
+                Some(()) = go.recv() => {
+                    halt.resume();
+                    tracing::warn!("SIGUSR2: new orders resumed");
+                }
+                else => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = halt;
 }
 
 /// Spinning strategies on unreserved cores can take every core the streams, the journal and the

@@ -6,7 +6,7 @@ mod client_support;
 use std::collections::BTreeMap;
 
 use client_support::{ctx, resting_buy, start, Setup};
-use runner::exchange::risk::{RiskGuard, RiskLimits};
+use runner::exchange::risk::{Halt, RiskGuard, RiskLimits};
 use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
 
 /// Orders the simulator has seen placed.
@@ -117,5 +117,37 @@ async fn a_strategy_at_its_open_order_limit_must_cancel_before_it_places() {
         .await
         .expect("room again after a cancel");
     assert_eq!(placements(&setup), 4, "the refused order was never sent");
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_refuses_new_orders_but_lets_cancels_out() {
+    let setup = start().await;
+    let halt = Halt::default();
+    let guard = RiskGuard::with_halt(setup.venue.clone(), RiskLimits::default(), halt.clone());
+    let request = resting_buy(&setup.venue, "halted", 0.9).await;
+    let resting = guard
+        .place(&ctx("halted"), request.clone())
+        .await
+        .expect("before the halt");
+
+    halt.halt();
+    let err = guard.place(&ctx("halted"), request.clone()).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidOrder);
+    assert!(err.message.contains("halted by the operator"), "{}", err.message);
+    let cancelled = guard
+        .cancel(
+            &ctx("halted"),
+            "BTCUSDT",
+            &OrderRef::ClientId(resting.client_id.clone()),
+        )
+        .await
+        .expect("a cancel goes out during the halt");
+    assert_eq!(cancelled.status, OrderStatus::Canceled);
+    assert_eq!(placements(&setup), 1, "nothing was placed during the halt");
+
+    halt.resume();
+    guard.place(&ctx("halted"), request).await.expect("after the resume");
+    assert_eq!(placements(&setup), 2);
     setup.venue.shutdown().await;
 }

@@ -421,3 +421,57 @@ return {
     assert!(status.success(), "{text}");
     assert!(text.contains("big: orders placed 0"), "{text}");
 }
+
+/// The operator's kill switch: SIGUSR1 halts every new order (refused in Lua, never sent), SIGUSR2
+/// lets them through again.
+#[cfg(unix)]
+#[test]
+fn sigusr1_halts_new_orders_and_sigusr2_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("steady.lua");
+    fs::write(
+        &file,
+        r#"
+local n = 0
+return {
+  symbols = { "BTCUSDT" },
+  streams = { "book" },
+  on_start = function() timer.every(50, "try") end,
+  on_timer = function()
+    local q = market.quote("BTCUSDT")
+    if not q then return end
+    n = n + 1
+    local price = market.round_price("BTCUSDT", q.bid * 0.5)
+    local o, err = orders.place { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", quantity = 0.001, price = price }
+    if o then
+      orders.cancel("BTCUSDT", o.client_id)
+      log.info("attempt %d placed", n)
+    else
+      log.info("attempt %d refused: %s", n, err.message)
+    end
+  end,
+}
+"#,
+    )
+    .unwrap();
+    let signal = |run: &Running, name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{name}"), run.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).args(["--status-every", "0"]);
+    let mut run = Running::spawn(cmd);
+    let placed = |l: &str| l.contains("attempt") && l.contains(" placed");
+    run.wait_for("an order placed", placed);
+    signal(&run, "USR1");
+    let refused = run.wait_for("a refusal", |l| l.contains("refused:"));
+    assert!(refused.contains("halted by the operator"), "{refused}");
+    signal(&run, "USR2");
+    run.wait_for("orders placed again", placed);
+    run.terminate();
+    let (status, lines) = run.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+}

@@ -1,8 +1,10 @@
 //! Operator-set risk limits in front of any venue: an order over a limit is refused before it
 //! reaches the ledger, the journal or the exchange. Strategies can neither see nor change the
-//! limits; a runaway loop or a sizing bug costs nothing but an `invalid_order` error.
+//! limits; a runaway loop or a sizing bug costs nothing but an `invalid_order` error. The operator
+//! can also halt every new order at once (cancels still go out).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -87,15 +89,40 @@ fn refused(message: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidOrder, format!("risk limit: {message}"))
 }
 
-/// A venue whose orders pass [`RiskLimits`] first; everything else goes straight through.
+/// The operator's switch for new orders, shared by everything that may flip it.
+#[derive(Debug, Clone, Default)]
+pub struct Halt(Arc<AtomicBool>);
+
+impl Halt {
+    /// Refuse every new order from now on; cancels still go out.
+    pub fn halt(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A venue whose orders pass the operator's [`Halt`] and [`RiskLimits`] first; everything else
+/// (cancels included) goes straight through.
 pub struct RiskGuard {
     inner: Arc<dyn Venue>,
     limits: RiskLimits,
+    halt: Halt,
 }
 
 impl RiskGuard {
     pub fn new(inner: Arc<dyn Venue>, limits: RiskLimits) -> Arc<RiskGuard> {
-        Arc::new(RiskGuard { inner, limits })
+        Self::with_halt(inner, limits, Halt::default())
+    }
+
+    pub fn with_halt(inner: Arc<dyn Venue>, limits: RiskLimits, halt: Halt) -> Arc<RiskGuard> {
+        Arc::new(RiskGuard { inner, limits, halt })
     }
 }
 
@@ -138,6 +165,9 @@ impl Venue for RiskGuard {
     }
 
     async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+        if self.halt.is_halted() {
+            return Err(refused("new orders are halted by the operator".into()));
+        }
         self.limits.check(self.inner.as_ref(), &ctx.strategy, &request)?;
         self.inner.place(ctx, request).await
     }
