@@ -41,6 +41,9 @@ impl RiskLimits {
                 )));
             }
         }
+        if self.max_order_notional.is_empty() {
+            return Ok(());
+        }
         let Some(info) = venue.symbol(&order.symbol) else {
             // The venue refuses unknown symbols itself, with its own message.
             return Ok(());
