@@ -32,6 +32,7 @@ use tracing_subscriber::Layer;
 use runner::exchange::binance::journal_sync::JournalSync;
 use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
+use runner::exchange::risk::{RiskGuard, RiskLimits};
 use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
 use runner::host::{Host, HostConfig, StopReason, StrategyStats};
 use runner::ledger::{FastClock, IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit};
@@ -909,8 +910,9 @@ async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Resul
     let venue = BinanceVenue::connect(profile, ledger, options)
         .await
         .context("the client connects")?;
+    // As the engine does: every order passes the (here empty) risk limits and the halt switch.
     let host = Host::new(
-        venue.clone(),
+        RiskGuard::new(venue.clone(), RiskLimits::default()),
         HostConfig {
             stdlib_dir: repo_path("stdlib"),
             state_dir: Some(dir.join("state")),
