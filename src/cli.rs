@@ -133,7 +133,7 @@ pub struct RunArgs {
     #[arg(long = "max-order-notional", value_name = "ASSET=AMOUNT", value_parser = parse_notional_cap)]
     pub max_order_notional: Vec<(String, f64)>,
     /// Refuse a strategy's order while it has this many open.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N")]
     pub max_open_orders: Option<u32>,
 
     #[command(flatten)]
@@ -205,13 +205,14 @@ pub struct SimArgs {
     pub log_format: Option<LogFormat>,
 }
 
-/// Parses `USDT=1000` into a cap of 1000 on the value of any order quoted in USDT.
+/// Parses `USDT=1000` into a cap of 1000 on the value of any order quoted in USDT (the amount is
+/// checked with the file's caps, in `config`).
 pub fn parse_notional_cap(text: &str) -> Result<(String, f64), String> {
-    let usage = || format!("{text:?}: expected ASSET=AMOUNT with a positive amount, e.g. USDT=1000");
+    let usage = || format!("{text:?}: expected ASSET=AMOUNT, e.g. USDT=1000");
     let (asset, amount) = text.split_once('=').ok_or_else(usage)?;
     let asset = asset.trim().to_ascii_uppercase();
     let amount: f64 = amount.trim().parse().map_err(|_| usage())?;
-    if asset.is_empty() || !amount.is_finite() || amount <= 0.0 {
+    if asset.is_empty() {
         return Err(usage());
     }
     Ok((asset, amount))

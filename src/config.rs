@@ -12,7 +12,7 @@ use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::exchange::binance::ClientOptions;
 use crate::exchange::risk::RiskLimits;
-use crate::host::affinity;
+use crate::host::affinity::CpuList;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
 const MAX_UNKNOWN_ORDER_GRACE: Duration = Duration::from_secs(600);
@@ -198,13 +198,7 @@ impl RunConfig {
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
             risk,
-            pin_strategies: match (args.pin_strategies, file.pin_strategies.as_deref()) {
-                (Some(cpus), _) => cpus.0,
-                (None, Some(text)) => {
-                    affinity::parse_cpu_list(text).map_err(|e| ConfigError::Invalid(format!("pin_strategies: {e}")))?
-                }
-                (None, None) => Vec::new(),
-            },
+            pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
         })
     }
 }
@@ -353,7 +347,6 @@ fn ensure_writable(dir: &Path) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::affinity::CpuList;
 
     #[test]
     fn rejects_bad_strategy_paths() {
@@ -565,9 +558,15 @@ mod tests {
             assert!(err.contains("max_"), "{bad}: {err}");
         }
         assert!(crate::cli::parse_notional_cap("usdt=250").unwrap() == ("USDT".to_string(), 250.0));
-        for bad in ["USDT", "USDT=", "=5", "USDT=-1", "USDT=nan", "USDT=inf"] {
+        for bad in ["USDT", "USDT=", "=5", "USDT=lots"] {
             assert!(crate::cli::parse_notional_cap(bad).is_err(), "{bad}");
         }
+        for bad in ["-1", "nan", "inf"] {
+            let err = risk("", vec![("USDT".into(), bad.parse().unwrap())], None).unwrap_err();
+            assert!(err.to_string().contains("positive amount"), "{bad}: {err}");
+        }
+        let err = risk("", vec![], Some(0)).unwrap_err().to_string();
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]
@@ -587,7 +586,7 @@ mod tests {
             "a flag wins"
         );
         let err = cpus("pin_strategies = \"many\"\n", None).unwrap_err().to_string();
-        assert!(err.contains("pin_strategies") && err.contains("CPU list"), "{err}");
+        assert!(err.contains("\"many\" is not a CPU list"), "{err}");
     }
 
     #[test]

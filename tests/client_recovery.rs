@@ -3,6 +3,7 @@
 
 mod client_support;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +14,18 @@ use runner::ledger::limits;
 use runner::sim::{FailKind, SimConfig};
 use rust_decimal::Decimal;
 
+/// Client options that keep the journal and the ledger under `state`, as a run does.
+fn persisted(state: &Path) -> ClientOptions {
+    ClientOptions {
+        state_dir: Some(state.to_path_buf()),
+        ..ClientOptions::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
     let state = tempfile::tempdir().unwrap();
-    let options = ClientOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..ClientOptions::default()
-    };
+    let options = persisted(state.path());
     let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
     let request = resting_buy(&setup.venue, "keeper", 0.95).await;
     let price = request.price.unwrap();
@@ -178,10 +184,7 @@ async fn cancel_all_touches_only_the_calling_strategys_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_in_flight_at_shutdown_is_kept_for_the_next_start() {
     let state = tempfile::tempdir().unwrap();
-    let options = ClientOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..ClientOptions::default()
-    };
+    let options = persisted(state.path());
     let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
     let mut request = resting_buy(&setup.venue, "late", 0.95).await;
@@ -290,10 +293,7 @@ async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
     let state = tempfile::tempdir().unwrap();
-    let options = ClientOptions {
-        state_dir: Some(state.path().to_path_buf()),
-        ..ClientOptions::default()
-    };
+    let options = persisted(state.path());
     let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
     let open_order_checks = || {
         setup

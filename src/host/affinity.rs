@@ -7,8 +7,8 @@
 #[error("--pin-strategies: {0}")]
 pub struct AffinityError(String);
 
-/// A list of CPUs as the command line gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A list of CPUs as the command line or the config file gives it; empty by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CpuList(pub Vec<usize>);
 
 impl CpuList {

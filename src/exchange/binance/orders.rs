@@ -537,13 +537,13 @@ impl OrderRegistry {
             .collect()
     }
 
-    /// Waits for a running compaction, then for every record to be on disk.
     /// A clean shutdown: marks the journal so the next start knows no record was lost, then flushes.
     pub fn close(&self, time: i64) {
         self.journal_write(&JournalRecord::Closed { time });
         self.flush();
     }
 
+    /// Waits for a running compaction, then for every record to be on disk.
     pub fn flush(&self) {
         let compaction = self.compaction.lock().take();
         if compaction.is_some_and(|handle| handle.join().is_err()) {

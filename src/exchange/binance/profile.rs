@@ -96,7 +96,7 @@ impl Credentials {
         }
     }
 
-    /// An API key with an Ed25519 private key (see [`Signer::ed25519_from_pem`]).
+    /// An API key with any signer, e.g. an Ed25519 key from [`Signer::ed25519_from_pem`].
     pub fn with_signer(api_key: impl Into<String>, signer: Signer) -> Self {
         Credentials {
             api_key: api_key.into(),
