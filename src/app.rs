@@ -13,12 +13,12 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{0}")]
-    Check(String),
+    #[error("{failed} of {total} strategies failed the check")]
+    Check { failed: usize, total: usize },
     #[error("cannot start: {0}")]
     Runtime(#[from] std::io::Error),
-    #[error("simulator: {0}")]
-    Sim(String),
+    #[error("simulator")]
+    Sim(#[source] sim::SimError),
     #[error(transparent)]
     Affinity(#[from] AffinityError),
 }
@@ -27,7 +27,7 @@ impl AppError {
     /// 2 for what the user can fix by changing the command or files, 1 for failures while running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Config(_) | AppError::Check(_) | AppError::Affinity(_) => 2,
+            AppError::Config(_) | AppError::Check { .. } | AppError::Affinity(_) => 2,
             AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_)) => 2,
             _ => 1,
         }
@@ -82,11 +82,10 @@ fn check(args: CheckArgs) -> Result<(), AppError> {
     if failures == 0 {
         Ok(())
     } else {
-        Err(AppError::Check(format!(
-            "{} of {} strategies failed the check",
-            failures,
-            args.strategies.len()
-        )))
+        Err(AppError::Check {
+            failed: failures,
+            total: args.strategies.len(),
+        })
     }
 }
 
@@ -116,7 +115,7 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
         };
         sim::serve(config, listener, shutdown_signal())
             .await
-            .map_err(|e| AppError::Sim(e.to_string()))
+            .map_err(AppError::Sim)
     })
 }
 

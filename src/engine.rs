@@ -13,12 +13,14 @@ use serde::Serialize;
 
 use crate::cli::Mode;
 use crate::config::RunConfig;
-use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
+use crate::exchange::binance::errors::ClientError;
+use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
+use crate::exchange::types::ApiError;
 use crate::exchange::{CallCtx, EventSink, Venue};
-use crate::host::{Host, HostConfig, StopReason};
+use crate::host::{Host, HostConfig, LoadError, StopReason};
 use crate::ledger::limits::PoolKind;
 use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
@@ -26,16 +28,18 @@ use crate::sim;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("{0}")]
-    Credentials(String),
-    #[error("cannot start the paper exchange: {0}")]
-    Sim(String),
-    #[error("cannot connect to the exchange: {0}")]
-    Connect(String),
-    #[error("{0}")]
-    Strategy(String),
-    #[error("cannot watch strategy files: {0}")]
-    Watch(String),
+    #[error(transparent)]
+    Credentials(#[from] ConfigError),
+    #[error("cannot start the paper exchange")]
+    Sim(#[source] sim::SimError),
+    #[error("cannot connect to the exchange")]
+    Connect(#[source] ClientError),
+    #[error("cannot start the market streams")]
+    Streams(#[source] ApiError),
+    #[error(transparent)]
+    Strategy(#[from] LoadError),
+    #[error("cannot watch strategy files")]
+    Watch(#[source] notify::Error),
 }
 
 /// Why the run ended.
@@ -76,7 +80,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Err(e) => {
             autosave.stop().await;
             stop_sim(paper).await;
-            return Err(EngineError::Connect(e.to_string()));
+            return Err(EngineError::Connect(e));
         }
     };
     if !config.risk.is_empty() {
@@ -96,16 +100,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     warn_if_spinners_take_every_core(&config);
     let host = Host::new(venue_dyn.clone(), host_config);
     let sink: Arc<dyn EventSink> = host.clone();
-    let mut started = venue.start(sink).await.map_err(|e| EngineError::Connect(e.to_string()));
+    let mut started = venue.start(sink).await.map_err(EngineError::Streams);
     for path in &config.strategies {
         if started.is_err() {
             break;
         }
-        started = host
-            .add(path)
-            .await
-            .map(drop)
-            .map_err(|e| EngineError::Strategy(e.to_string()));
+        started = host.add(path).await.map(drop).map_err(EngineError::Strategy);
     }
     let watcher = match (&started, config.reload) {
         (Ok(()), true) => {
@@ -113,7 +113,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             match reload::spawn(target, reload::DEFAULT_DEBOUNCE) {
                 Ok(task) => Some(task),
                 Err(e) => {
-                    started = Err(EngineError::Watch(e.to_string()));
+                    started = Err(EngineError::Watch(e));
                     None
                 }
             }
@@ -240,7 +240,7 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::Si
             };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
                 .await
-                .map_err(|e| EngineError::Sim(e.to_string()))?;
+                .map_err(EngineError::Sim)?;
             let profile = Profile::paper(
                 &handle.rest_url(),
                 &handle.ws_url(),
@@ -262,7 +262,7 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::Si
 }
 
 fn credentials(kind: ProfileKind) -> Result<Credentials, EngineError> {
-    Credentials::from_env(kind).map_err(|e| EngineError::Credentials(e.to_string()))
+    Ok(Credentials::from_env(kind)?)
 }
 
 async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Future<Output = ()>) -> EndReason {

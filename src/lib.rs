@@ -9,6 +9,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod error_chain;
 pub mod exchange;
 pub mod host;
 pub mod ledger;

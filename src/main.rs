@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     match runner::app::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("runner: {error}");
+            eprintln!("runner: {}", runner::error_chain::chain(&error));
             ExitCode::from(error.exit_code())
         }
     }

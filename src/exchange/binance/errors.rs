@@ -116,7 +116,7 @@ fn map_status_and_code(kind: CallKind, status: u16, code: Option<i64>, message: 
 }
 
 /// Errors of [`super::BinanceVenue::connect`].
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -124,8 +124,20 @@ pub enum ClientError {
     Startup { what: &'static str, error: ApiError },
     #[error("order journal: {0}")]
     Journal(String),
-    #[error("could not build the HTTP client: {0}")]
-    Http(String),
+    #[error("could not build the exchange client")]
+    Gateway(#[from] GatewayError),
+}
+
+/// Why the gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the exchange client must be created within a tokio runtime")]
+    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    #[error("could not build the HTTP client")]
+    Http(#[source] reqwest::Error),
+    /// The header value is not kept: it is the key.
+    #[error("the API key has characters an HTTP header cannot carry")]
+    ApiKeyHeader,
 }
 
 #[cfg(test)]

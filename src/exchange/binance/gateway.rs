@@ -19,7 +19,7 @@ use url::form_urlencoded;
 use crate::exchange::latency::Trigger;
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
 
-use super::errors::SendError;
+use super::errors::{GatewayError, SendError};
 use super::http::HttpClients;
 use super::per_thread::PerThread;
 use super::profile::{Credentials, Profile};
@@ -175,12 +175,16 @@ pub struct Gateway {
 
 impl Gateway {
     /// Must be called within the tokio runtime that is to run the client's background work.
-    pub fn new(profile: &Profile, ledger: Ledger, config: GatewayConfig, shutdown: Shutdown) -> Result<Self, String> {
-        let background = tokio::runtime::Handle::try_current()
-            .map_err(|_| "the exchange client must be created within a tokio runtime".to_string())?;
-        let http = HttpClients::new(config.request_timeout).map_err(|e| e.to_string())?;
-        let mut api_key_header = HeaderValue::from_str(profile.credentials.api_key())
-            .map_err(|_| "the API key has characters an HTTP header cannot carry".to_string())?;
+    pub fn new(
+        profile: &Profile,
+        ledger: Ledger,
+        config: GatewayConfig,
+        shutdown: Shutdown,
+    ) -> Result<Self, GatewayError> {
+        let background = tokio::runtime::Handle::try_current().map_err(GatewayError::NoRuntime)?;
+        let http = HttpClients::new(config.request_timeout).map_err(GatewayError::Http)?;
+        let mut api_key_header =
+            HeaderValue::from_str(profile.credentials.api_key()).map_err(|_| GatewayError::ApiKeyHeader)?;
         api_key_header.set_sensitive(true);
         Ok(Gateway {
             http,
@@ -593,7 +597,7 @@ fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
 
 /// A gateway to nowhere (port 1), for tests that need one but never send.
 #[cfg(test)]
-pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, String> {
+pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
     use crate::ledger::{limits, LedgerConfig, TokioClock};
     let ledger = Ledger::new(
         limits::binance_spot_defaults(),

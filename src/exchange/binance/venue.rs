@@ -173,7 +173,7 @@ impl BinanceVenue {
             request_timeout: options.request_timeout,
             order_transport: options.order_transport,
         };
-        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).map_err(ClientError::Http)?);
+        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default())?);
         let wait = options.startup_wait;
         let rest = Rest {
             gateway: &gateway,
