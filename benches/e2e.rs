@@ -264,21 +264,8 @@ impl Drop for Pinned {
     }
 }
 
-fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> Result<()> {
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes within it for cpu < CPU_SETSIZE.
-    let result = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    ensure!(
-        result == 0,
-        "sched_setaffinity({tid}): {}",
-        std::io::Error::last_os_error()
-    );
-    Ok(())
+fn set_affinity(tid: i32, cpus: &[usize]) -> Result<()> {
+    Ok(runner::host::affinity::pin_thread(tid, cpus)?)
 }
 
 fn set_btc(sim: &SimHandle, price: u32) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Our side of the peer comparisons in `bench/peers/` (driven by `scripts/compare_peers.sh`):
+//! Our side of the peer comparisons in `benches/peers/` (driven by `scripts/compare_peers.sh`):
 //! the ledger under exactly the workloads the Python throttlers get there.
 //!
 //! - `peers/admission/reserve_observe_100k`: 100 000 weight-1 requests, one after another,
@@ -8,7 +8,7 @@
 //!   3x the limit (300 weight-1 requests against 100 per 1 s) arrives at once, a fraction
 //!   `PEERS_BURST_PHASE` (default 0.5) of the way into an aligned window; the wall-clock
 //!   instant of every admission is written to the file as JSON, for the same per-window
-//!   analysis the peers get (`bench/peers/burst.py`).
+//!   analysis the peers get (`benches/peers/burst.py`).
 
 use std::hint::black_box;
 use std::path::Path;

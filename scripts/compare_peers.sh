@@ -2,7 +2,7 @@
 # Side-by-side comparison with CCXT and Hummingbot, measured in one run on this machine.
 # Builds a Python venv with pinned peers, runs their benchmarks and ours on the same
 # workloads, prints one table and writes it to benches/results/peers.md.
-# Not part of `cargo test`: it downloads the peers from PyPI. See bench/peers/README.md.
+# Not part of `cargo test`: it downloads the peers from PyPI. See benches/peers/README.md.
 set -euo pipefail
 
 CCXT_VERSION=4.5.90
@@ -18,7 +18,7 @@ VENV=$ROOT/target/peers-venv
 RESULTS=$ROOT/target/peers-results
 CRITERION=$CARGO_TARGET_DIR/criterion
 PY=$VENV/bin/python
-BENCH=$ROOT/bench/peers
+BENCH=$ROOT/benches/peers
 
 step() { printf '\n== %s\n' "$*" >&2; }
 

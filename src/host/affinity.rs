@@ -63,6 +63,12 @@ pub fn pin_current_thread(cpu: usize) -> Result<(), AffinityError> {
     os::set(&[cpu])
 }
 
+/// Lets thread `tid` of this process (a number from `/proc/self/task`) run on `cpus` only; for tools
+/// such as the end-to-end bench that place threads they did not start.
+pub fn pin_thread(tid: i32, cpus: &[usize]) -> Result<(), AffinityError> {
+    os::set_for(tid, cpus)
+}
+
 #[cfg(target_os = "linux")]
 mod os {
     use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -80,12 +86,17 @@ mod os {
     }
 
     pub fn set(cpus: &[usize]) -> Result<(), AffinityError> {
+        set_for(0, cpus)
+    }
+
+    /// `tid` 0 is the calling thread.
+    pub fn set_for(tid: i32, cpus: &[usize]) -> Result<(), AffinityError> {
         let mut set = CpuSet::new();
         for &cpu in cpus {
             set.set(cpu).map_err(|e| AffinityError(format!("CPU {cpu}: {e}")))?;
         }
-        sched_setaffinity(Pid::from_raw(0), &set)
-            .map_err(|e| AffinityError(format!("setting the CPU mask {cpus:?}: {e}")))
+        sched_setaffinity(Pid::from_raw(tid), &set)
+            .map_err(|e| AffinityError(format!("setting the CPU mask {cpus:?} of thread {tid}: {e}")))
     }
 }
 
@@ -102,6 +113,10 @@ mod os {
     }
 
     pub fn set(_cpus: &[usize]) -> Result<(), AffinityError> {
+        Err(unsupported())
+    }
+
+    pub fn set_for(_tid: i32, _cpus: &[usize]) -> Result<(), AffinityError> {
         Err(unsupported())
     }
 }

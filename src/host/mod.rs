@@ -2,7 +2,7 @@
 //!
 //! Each strategy runs in its own Lua 5.4 VM on its own OS thread ([`worker`]), with
 //! limited memory and CPU per callback ([`limits`]) and only the API of
-//! `lua-api.md` ([`api`]). The [`Host`] owns them all: it routes market events by
+//! `docs/strategy-api.md` ([`api`]). The [`Host`] owns them all: it routes market events by
 //! subscription and order events by owner into per-strategy inboxes ([`inbox`]) that
 //! never block the venue, reloads strategies in place, and stops them cleanly. A strategy's
 //! exchange calls run on its own thread too ([`calls`]), so nothing is handed to another thread

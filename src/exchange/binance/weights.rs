@@ -71,7 +71,7 @@ const fn ws_only(ws: &'static [&'static str], rule: Rule) -> Endpoint {
 
 use Rule::*;
 
-/// The weight table of `binance-spot.md`.
+/// Binance spot's documented request weights (its REST API and WebSocket API references), one row per endpoint.
 const TABLE: &[Endpoint] = &[
     rest("GET", "/api/v3/ping", &["ping"], Fixed(1)),
     rest("GET", "/api/v3/time", &["time"], Fixed(1)),

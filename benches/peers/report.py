@@ -188,7 +188,7 @@ def main():
     dispatch = load_dispatch(args.results, args.criterion)
     lines = ["# Side by side with widely used peers", "",
              "Measured by `bash scripts/compare_peers.sh` in one run on one machine; what each comparison measures "
-             "and its caveats are in `bench/peers/README.md`.", "",
+             "and its caveats are in `benches/peers/README.md`.", "",
              f"- date: {meta['date']}",
              f"- machine: {meta['nproc']} cores, {meta['cpu']}; load average at start: {meta['load']}",
              "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
