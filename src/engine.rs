@@ -384,6 +384,10 @@ pub struct StrategySummary {
     pub weight_used: u64,
     /// Over its latest orders placed from market callbacks (`None` before the first).
     pub tick_to_order: Option<TickToOrder>,
+    /// Events pushed to the strategy, handed to its callbacks, and conflated while it was behind.
+    pub events_received: u64,
+    pub events_delivered: u64,
+    pub events_conflated: u64,
 }
 
 /// From the client reading a market frame to the order its callback placed being written to the
@@ -452,6 +456,9 @@ fn strategy_lines(
             errors: s.errors,
             pnl: s.flows,
             tick_to_order: s.tick_to_order.as_ref().map(TickToOrder::of),
+            events_received: s.events_received,
+            events_delivered: s.events_handled,
+            events_conflated: s.events_coalesced,
         })
         .collect()
 }
@@ -496,6 +503,11 @@ impl fmt::Display for Summary {
             )?;
             writeln!(f, "    realised PnL (net flows): {}", format_flows(&s.pnl))?;
             writeln!(f, "    weight used {}", s.weight_used)?;
+            writeln!(
+                f,
+                "    events received {}, delivered {}, conflated while behind {}",
+                s.events_received, s.events_delivered, s.events_conflated
+            )?;
             if let Some(t) = &s.tick_to_order {
                 writeln!(
                     f,

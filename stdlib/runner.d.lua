@@ -214,6 +214,13 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field total_weight integer request weight since start
 ---@field total_orders integer orders since start
 
+--- This strategy's events since start. A strategy that keeps up gets every event (`conflated` stays 0); one
+--- that falls more than 4096 events behind gets the latest quote per symbol instead of a backlog.
+---@class runner.EventCounts
+---@field received integer market, order and timer events pushed to this strategy
+---@field delivered integer events handed to its callbacks
+---@field conflated integer quotes (and depth, candle and timer repeats) replaced by a newer one before delivery
+
 ---@class runner.LedgerStatus
 ---@field state runner.LedgerState
 ---@field resume_at? integer exchange time (ms) when sending resumes (throttled or banned)
@@ -221,6 +228,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field mine runner.LedgerUsage
 ---@field throttled_count integer 429 answers received since start (should stay 0)
 ---@field banned_count integer 418 answers received since start (should stay 0)
+---@field events runner.EventCounts this strategy's events since start
 
 ---------------------------------------------------------------------------------------------------------------------
 -- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.

@@ -1,12 +1,13 @@
 //! A strategy's inbox: cheap, never-blocking delivery from the venue's stream tasks.
 //!
-//! Each pending event holds one place in a FIFO. While the strategy is busy, a newer
-//! quote for a symbol replaces the pending one in place (latest wins), as do depth
-//! flags and updates of the same candle; trades are bounded (oldest dropped, counted);
+//! Each pending event holds one place in a FIFO. A strategy that keeps up gets every quote, in
+//! order. Once more than [`QUEUE_LIMIT`] events are pending the strategy is behind, and the inbox
+//! conflates quotes: each symbol keeps only its latest pending quote (a newer one replaces it in
+//! place) until the backlog has halved. Depth flags and updates of the same candle always coalesce
+//! (they say "this changed", not "this happened"); trades are bounded (oldest dropped, counted);
 //! order events and timer ticks are never dropped. A market event keeps the instant the client
 //! read it (a replacing one brings its own), which starts its orders' tick-to-order latency.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -17,6 +18,11 @@ use tokio::sync::Notify;
 
 use super::stats::Stats;
 use crate::exchange::{Kline, Order, Quote, Trade};
+
+/// Pending events past which quotes are conflated to the latest per symbol. Large enough for a
+/// burst of a busy market read in one go; small enough that a strategy that has fallen behind
+/// handles fresh quotes within a few milliseconds of catching up.
+pub const QUEUE_LIMIT: usize = 4096;
 
 /// Trades kept while the strategy is busy; older ones are dropped first.
 pub const TRADE_CAPACITY: usize = 4096;
@@ -38,7 +44,7 @@ pub enum Event {
 }
 
 enum Slot {
-    Book(Arc<str>),
+    Book(Quote, Instant),
     Depth(Arc<str>),
     Kline(Arc<str>, Arc<str>),
     Trade,
@@ -52,11 +58,87 @@ type KlineKey = (Arc<str>, Arc<str>);
 #[derive(Default)]
 struct Pending {
     order: VecDeque<Slot>,
-    quotes: HashMap<Arc<str>, (Quote, Instant)>,
+    /// Sequence number of `order.front()`: slot `i` is number `head + i`.
+    head: u64,
+    /// While the strategy is behind: each symbol's pending quote, by sequence number.
+    conflating: Option<HashMap<Arc<str>, u64>>,
     depth: HashMap<Arc<str>, Instant>,
     klines: HashMap<KlineKey, VecDeque<(Kline, bool, Instant)>>,
     trades: VecDeque<(Trade, Instant)>,
     timers: HashSet<Arc<str>>,
+}
+
+impl Pending {
+    /// Queues a quote; returns how many pending quotes it made redundant (only while conflating).
+    fn push_quote(&mut self, quote: Quote, received: Instant) -> u64 {
+        let mut replaced = 0;
+        if self.conflating.is_none() && self.order.len() >= QUEUE_LIMIT {
+            replaced = self.start_conflating();
+        }
+        let seq = self.head + self.order.len() as u64;
+        let Some(latest) = &mut self.conflating else {
+            self.order.push_back(Slot::Book(quote, received));
+            return replaced;
+        };
+        if let Some(&at) = latest.get(&*quote.symbol) {
+            let slot = at.checked_sub(self.head).and_then(|i| self.order.get_mut(i as usize));
+            if let Some(Slot::Book(pending, when)) = slot {
+                *pending = quote;
+                *when = received;
+                return replaced + 1;
+            }
+        }
+        latest.insert(quote.symbol.clone(), seq);
+        self.order.push_back(Slot::Book(quote, received));
+        replaced
+    }
+
+    /// Drops every pending quote but the latest of each symbol, and numbers those.
+    fn start_conflating(&mut self) -> u64 {
+        let latest = self.latest_quotes();
+        let before = self.order.len();
+        let head = self.head;
+        let mut seq = head;
+        self.order.retain(|slot| {
+            let keep = match slot {
+                Slot::Book(quote, _) => latest.get(&*quote.symbol) == Some(&seq),
+                _ => true,
+            };
+            seq += 1;
+            keep
+        });
+        let dropped = (before - self.order.len()) as u64;
+        self.conflating = Some(self.latest_quotes());
+        dropped
+    }
+
+    /// Each symbol's last pending quote, by sequence number.
+    fn latest_quotes(&self) -> HashMap<Arc<str>, u64> {
+        let mut latest = HashMap::new();
+        for (i, slot) in self.order.iter().enumerate() {
+            if let Slot::Book(quote, _) = slot {
+                latest.insert(quote.symbol.clone(), self.head + i as u64);
+            }
+        }
+        latest
+    }
+
+    fn pop_slot(&mut self) -> Option<Slot> {
+        let slot = self.order.pop_front()?;
+        let seq = self.head;
+        self.head += 1;
+        if let Some(latest) = &mut self.conflating {
+            if let Slot::Book(quote, _) = &slot {
+                if latest.get(&*quote.symbol) == Some(&seq) {
+                    latest.remove(&*quote.symbol);
+                }
+            }
+            if self.order.len() < QUEUE_LIMIT / 2 {
+                self.conflating = None;
+            }
+        }
+        Some(slot)
+    }
 }
 
 /// A popped event, with when the client read it (market events only).
@@ -88,19 +170,14 @@ impl Inbox {
     pub fn push_received(&self, event: Event, received: Instant) {
         let mut pending = self.pending.lock();
         let was_empty = pending.order.is_empty();
-        let coalesced = match event {
-            Event::Book(quote) => match pending.quotes.entry(quote.symbol.clone()) {
-                Entry::Occupied(mut slot) => {
-                    slot.insert((quote, received));
-                    true
+        let coalesced: bool = match event {
+            Event::Book(quote) => {
+                let replaced = pending.push_quote(quote, received);
+                if replaced > 0 {
+                    self.stats.events_coalesced.fetch_add(replaced, Ordering::Relaxed);
                 }
-                Entry::Vacant(slot) => {
-                    let symbol = slot.key().clone();
-                    slot.insert((quote, received));
-                    pending.order.push_back(Slot::Book(symbol));
-                    false
-                }
-            },
+                false
+            }
             Event::Depth(symbol) => {
                 let fresh = pending.depth.insert(symbol.clone(), received).is_none();
                 if fresh {
@@ -155,6 +232,7 @@ impl Inbox {
             }
         };
         drop(pending);
+        self.stats.events_received.fetch_add(1, Ordering::Relaxed);
         if coalesced {
             self.stats.events_coalesced.fetch_add(1, Ordering::Relaxed);
         }
@@ -173,16 +251,13 @@ impl Inbox {
     pub fn pop_received(&self) -> Option<Popped> {
         let mut pending = self.pending.lock();
         loop {
-            let slot = pending.order.pop_front()?;
+            let slot = pending.pop_slot()?;
             let market = |event: Event, received: Instant| Popped {
                 event,
                 received: Some(received),
             };
             let popped = match slot {
-                Slot::Book(symbol) => pending
-                    .quotes
-                    .remove(&symbol)
-                    .map(|(quote, received)| market(Event::Book(quote), received)),
+                Slot::Book(quote, received) => Some(market(Event::Book(quote), received)),
                 Slot::Depth(symbol) => pending
                     .depth
                     .remove(&symbol)
@@ -233,6 +308,10 @@ impl Inbox {
             }
             _ => true,
         });
+        // Positions moved: number the pending quotes again.
+        if pending.conflating.is_some() {
+            pending.conflating = Some(pending.latest_quotes());
+        }
         orders
     }
 
@@ -266,22 +345,85 @@ mod tests {
         }
     }
 
+    fn order(client_id: &str) -> Order {
+        Order {
+            strategy: "s".into(),
+            id: None,
+            client_id: client_id.into(),
+            symbol: "A".into(),
+            side: crate::exchange::Side::Buy,
+            order_type: crate::exchange::OrderType::Limit,
+            tif: None,
+            status: crate::exchange::OrderStatus::New,
+            price: 1.0,
+            quantity: 1.0,
+            filled_qty: 0.0,
+            filled_quote: 0.0,
+            avg_price: 0.0,
+            last_fill_qty: 0.0,
+            last_fill_price: 0.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: None,
+            time: 0,
+            update_time: 0,
+        }
+    }
+
     #[test]
-    fn quotes_coalesce_in_place_and_orders_are_kept() {
+    fn a_strategy_that_keeps_up_gets_every_quote_in_order() {
         let stats = Arc::new(Stats::default());
         let inbox = Inbox::new(stats.clone());
         inbox.push(Event::Book(quote("A", 1.0)));
         inbox.push(Event::Timer("t".into()));
         inbox.push(Event::Book(quote("A", 2.0)));
         inbox.push(Event::Book(quote("B", 3.0)));
-        assert_eq!(stats.events_coalesced.load(Ordering::Relaxed), 1);
-        match inbox.pop() {
-            Some(Event::Book(q)) => assert_eq!((&*q.symbol, q.bid), ("A", 2.0)),
-            other => panic!("unexpected {other:?}"),
-        }
+        assert_eq!(stats.events_coalesced.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.events_received.load(Ordering::Relaxed), 4);
+        assert!(matches!(inbox.pop(), Some(Event::Book(q)) if q.bid == 1.0));
         assert!(matches!(inbox.pop(), Some(Event::Timer(_))));
+        assert!(matches!(inbox.pop(), Some(Event::Book(q)) if q.bid == 2.0));
         assert!(matches!(inbox.pop(), Some(Event::Book(q)) if &*q.symbol == "B"));
         assert!(inbox.pop().is_none());
+    }
+
+    #[test]
+    fn a_strategy_that_is_behind_gets_the_latest_quote_per_symbol_and_no_order_is_lost() {
+        let stats = Arc::new(Stats::default());
+        let inbox = Inbox::new(stats.clone());
+        inbox.push(Event::Order(order("o1")));
+        let pushed = QUEUE_LIMIT * 3;
+        for i in 0..pushed {
+            let symbol = if i % 2 == 0 { "A" } else { "B" };
+            inbox.push(Event::Book(quote(symbol, i as f64)));
+        }
+        inbox.push(Event::Order(order("o2")));
+        // The backlog collapsed to one quote per symbol, and the orders around it stayed.
+        assert!(inbox.len() <= QUEUE_LIMIT);
+        let events: Vec<Event> = std::iter::from_fn(|| inbox.pop()).collect();
+        let orders: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Order(o) => Some(o.client_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(orders, ["o1", "o2"]);
+        let last = |symbol: &str| {
+            events.iter().rev().find_map(|e| match e {
+                Event::Book(q) if &*q.symbol == symbol => Some(q.bid),
+                _ => None,
+            })
+        };
+        assert_eq!(last("A"), Some((pushed - 2) as f64));
+        assert_eq!(last("B"), Some((pushed - 1) as f64));
+        let quotes = events.iter().filter(|e| matches!(e, Event::Book(_))).count() as u64;
+        // Every quote is either delivered or counted as conflated.
+        assert_eq!(quotes + stats.events_coalesced.load(Ordering::Relaxed), pushed as u64);
+        // Caught up: quotes are queued one by one again.
+        inbox.push(Event::Book(quote("A", 1.0)));
+        inbox.push(Event::Book(quote("A", 2.0)));
+        assert_eq!(inbox.len(), 2);
     }
 
     #[test]
@@ -294,8 +436,9 @@ mod tests {
         inbox.push_received(Event::Book(quote("A", 2.0)), second);
         inbox.push_received(Event::Depth("A".into()), second);
         let received: Vec<Option<Instant>> = std::iter::from_fn(|| inbox.pop_received().map(|p| p.received)).collect();
-        // The latest quote and depth flag are handled, timed from when they were read; a timer has no such time.
-        assert_eq!(received, vec![Some(second), Some(second), None]);
+        // Each quote is handled, timed from when it was read; the depth flag is handled once, timed from the
+        // latest notice; a timer has no such time.
+        assert_eq!(received, vec![Some(first), Some(second), None, Some(second)]);
     }
 
     #[test]

@@ -129,6 +129,7 @@ pub struct ReloadOutcome {
 pub struct StrategyStats {
     pub name: String,
     pub running: bool,
+    pub events_received: u64,
     pub events_handled: u64,
     pub events_coalesced: u64,
     pub trades_dropped: u64,
@@ -337,6 +338,7 @@ impl Host {
                 StrategyStats {
                     name: name.clone(),
                     running: !s.stopped.load(Ordering::Relaxed),
+                    events_received: Stats::get(&s.events_received),
                     events_handled: Stats::get(&s.events_handled),
                     events_coalesced: Stats::get(&s.events_coalesced),
                     trades_dropped: Stats::get(&s.trades_dropped),

@@ -11,6 +11,8 @@ use crate::exchange::{Order, OrderStatus, Side, SymbolInfo};
 
 #[derive(Default)]
 pub struct Stats {
+    /// Events pushed into the strategy's inbox.
+    pub events_received: AtomicU64,
     pub events_handled: AtomicU64,
     pub events_coalesced: AtomicU64,
     pub trades_dropped: AtomicU64,

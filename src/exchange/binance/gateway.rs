@@ -624,7 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_api_key_a_header_cannot_carry_is_refused_up_front() {
-        let error = gateway("key\nwith a line break").err().expect("refused");
+        let error = crate::error_chain::chain(&gateway("key\nwith a line break").err().expect("refused"));
         assert!(error.contains("API key"), "{error}");
         assert!(
             !error.contains("line break"),
@@ -671,7 +671,7 @@ mod tests {
 
     #[test]
     fn the_client_must_be_created_within_a_runtime() {
-        let error = gateway("k").err().expect("refused");
+        let error = gateway("k").err().expect("refused").to_string();
         assert!(error.contains("tokio runtime"), "{error}");
     }
 }
