@@ -21,6 +21,8 @@ pub enum AppError {
     Sim(String),
     #[error(transparent)]
     Affinity(#[from] AffinityError),
+    #[error("top: {0}")]
+    Top(#[source] crate::top::TopError),
 }
 
 impl AppError {
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
     match cli.command {
         Some(Command::Check(args)) => check(args),
         Some(Command::Sim(args)) => serve_sim(args),
+        Some(Command::Top(args)) => crate::top::run(args).map_err(AppError::Top),
         None => trade(cli.run),
     }
 }
