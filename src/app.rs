@@ -21,6 +21,8 @@ pub enum AppError {
     Sim(#[source] sim::SimError),
     #[error(transparent)]
     Affinity(#[from] AffinityError),
+    #[error("top: {0}")]
+    Top(#[source] crate::top::TopError),
 }
 
 impl AppError {
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
     match cli.command {
         Some(Command::Check(args)) => check(args),
         Some(Command::Sim(args)) => serve_sim(args),
+        Some(Command::Top(args)) => crate::top::run(args).map_err(AppError::Top),
         None => trade(cli.run),
     }
 }
@@ -125,12 +128,21 @@ fn init_tracing(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .with_target(false);
     // A second initialisation (tests calling twice) is harmless: keep the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Colours only for a person at a terminal: not into files or pipes, and not when `NO_COLOR`
+/// is set to anything but the empty string (no-color.org).
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_color && std::io::stderr().is_terminal()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

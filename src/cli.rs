@@ -23,7 +23,9 @@ Examples:
                                                  or BINANCE_PRIVATE_KEY_FILE)
   runner a.lua b.lua                             several strategies, one process, one shared ledger
   runner check strategies/*.lua                  load and validate without trading
-  runner sim --port 9000                         the simulated exchange alone, for other clients";
+  runner sim --port 9000                         the simulated exchange alone, for other clients
+  runner a.lua --metrics 127.0.0.1:9898          ... with Prometheus metrics at /metrics
+  runner top 127.0.0.1:9898                      live view of that runner";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +49,18 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the simulated exchange alone (Binance spot REST, streams and WebSocket API on one port).
     Sim(SimArgs),
+    /// Live view of a running runner started with --metrics: pools, ledger state, strategies.
+    Top(TopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The runner's --metrics address.
+    #[arg(value_name = "ADDR", default_value = "127.0.0.1:9898")]
+    pub addr: String,
+    /// Seconds between refreshes.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub every: f64,
 }
 
 /// Which exchange to trade on.
@@ -101,6 +115,10 @@ pub struct RunArgs {
     /// Seconds between status lines (0 turns them off).
     #[arg(long, value_name = "SECS")]
     pub status_every: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and a JSON status at /status (for
+    /// `runner top`), e.g. 127.0.0.1:9898; port 0 picks a free port (the log names it).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Seed of the paper exchange's synthetic market.
     #[arg(long)]
     pub seed: Option<u64>,

@@ -55,6 +55,8 @@ pub struct FileConfig {
     pub reload: Option<bool>,
     pub cancel_on_exit: Option<bool>,
     pub status_every: Option<u64>,
+    /// Address of the metrics and status endpoint, e.g. "127.0.0.1:9898".
+    pub metrics: Option<String>,
     pub seed: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub state_dir: Option<PathBuf>,
@@ -104,6 +106,8 @@ pub struct RunConfig {
     pub reload: bool,
     pub cancel_on_exit: bool,
     pub status_every: Option<Duration>,
+    /// Where `/metrics` and `/status` are served; `None`: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
     pub seed: u64,
     pub log_format: LogFormat,
     pub state_dir: PathBuf,
@@ -189,6 +193,18 @@ impl RunConfig {
                 .or(file.cancel_on_exit)
                 .unwrap_or(mode == Mode::Paper),
             status_every: (status_secs > 0).then(|| Duration::from_secs(status_secs)),
+            metrics: match args.metrics {
+                Some(addr) => Some(addr),
+                None => file
+                    .metrics
+                    .as_deref()
+                    .map(|text| {
+                        text.parse().map_err(|_| {
+                            ConfigError::Invalid(format!("metrics: {text:?} is not an address like 127.0.0.1:9898"))
+                        })
+                    })
+                    .transpose()?,
+            },
             seed: args.seed.or(file.seed).unwrap_or(1),
             log_format: common.log_format,
             state_dir: common.state_dir,

@@ -25,6 +25,7 @@ use crate::ledger::limits::PoolKind;
 use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
 use crate::sim;
+use crate::telemetry::MetricsListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -40,6 +41,8 @@ pub enum EngineError {
     Strategy(#[from] LoadError),
     #[error("cannot watch strategy files")]
     Watch(#[source] notify::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::telemetry::TelemetryError),
 }
 
 /// Why the run ended.
@@ -56,6 +59,11 @@ pub enum EndReason {
 
 /// Runs the strategies until `shutdown` resolves, the duration passes, or all of them stop.
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, EngineError> {
+    // Bound (and the recorder installed) before anything is recorded, so a taken port fails first.
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(MetricsListener::bind(addr).await?),
+        None => None,
+    };
     let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
         limits::binance_spot_defaults(),
@@ -99,6 +107,16 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     warn_if_spinners_take_every_core(&config);
     let host = Host::new(venue_dyn.clone(), host_config);
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Some(addr) = listener.local_addr() {
+            tracing::info!(
+                metrics = %format!("http://{addr}/metrics"),
+                status = %format!("http://{addr}/status"),
+                "metrics listening (runner top {addr})"
+            );
+        }
+        listener.serve(host.clone(), venue_dyn.clone(), &config.state_dir)
+    });
     let sink: Arc<dyn EventSink> = host.clone();
     let mut started = venue.start(sink).await.map_err(EngineError::Streams);
     for path in &config.strategies {
@@ -124,6 +142,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         // Nothing may keep running behind a failed start: strategies, streams, the paper exchange.
         host.stop_all(StopReason::Shutdown).await;
         halt_switch.abort();
+        if let Some(task) = &metrics_server {
+            task.abort();
+        }
         venue.shutdown().await;
         autosave.stop().await;
         stop_sim(paper).await;
@@ -161,6 +182,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         BTreeMap::new()
     };
     let summary = Summary::collect(&host, &venue_dyn, end, &cancelled_on_exit);
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     venue.shutdown().await;
     // Stopping the autosave writes the final state.
     autosave.stop().await;

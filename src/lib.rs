@@ -4,6 +4,7 @@
 //! - [`exchange`]: the venue boundary and the Binance spot adapter (the only code that talks to an exchange).
 //! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
 //! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
+//! - [`telemetry`], [`status`], [`top`]: Prometheus metrics, the `/status` report, and the live terminal view.
 
 pub mod app;
 pub mod cli;
@@ -15,3 +16,6 @@ pub mod host;
 pub mod ledger;
 pub mod reload;
 pub mod sim;
+pub mod status;
+pub mod telemetry;
+pub mod top;

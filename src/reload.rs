@@ -99,8 +99,12 @@ impl WatchTask {
             }
         }
         match self.target.reload(name).await {
-            Ok(took) => tracing::info!(strategy = name, took_ms = took.as_secs_f64() * 1e3, "reloaded"),
+            Ok(took) => {
+                metrics::counter!("runner_reloads_total", "strategy" => name.to_string()).increment(1);
+                tracing::info!(strategy = name, took_ms = took.as_secs_f64() * 1e3, "reloaded")
+            }
             Err(error) => {
+                metrics::counter!("runner_reload_failures_total", "strategy" => name.to_string()).increment(1);
                 tracing::error!(strategy = name, %error, "reload failed; the running version keeps going")
             }
         }

@@ -1,5 +1,6 @@
 -- Order sizing on a symbol's grid, from the numbers in market.info(symbol):
---   {tick_size, step_size, min_qty, max_qty, min_notional, max_notional}  (a zero bound means "no bound", as on the exchange)
+--   {tick_size, step_size, min_qty, max_qty, min_notional, max_notional}
+--   (a zero bound means "no bound", as on the exchange)
 --
 --   local sizing = require("sizing")
 --   local info = market.info("BTCUSDT")
@@ -7,8 +8,8 @@
 --
 -- One rounding rule, the host's: inside the runner every rounding goes through market.round_step, which works
 -- in exact decimals. In a plain Lua VM (unit tests with fake_host) the same rule runs in Lua below, and a test
--- (tests/host_sizing.rs) checks the two agree. Results are the doubles nearest the decimal multiples, so 3 steps of 0.1 is exactly 0.3
--- (what tonumber("0.3") gives), never 0.30000000000000004.
+-- (tests/host_sizing.rs) checks the two agree. Results are the doubles nearest the decimal multiples, so 3 steps
+-- of 0.1 is exactly 0.3 (what tonumber("0.3") gives), never 0.30000000000000004.
 --
 -- Float noise: a value within NOISE_ULPS doubles of a grid point is that point (0.1 + 0.2 is three steps of 0.1,
 -- 3 * 0.7 is 21 steps), and one that close to a midpoint is the midpoint (ties go away from zero). Counted in
@@ -105,7 +106,8 @@ local host_market = rawget(_G, "market")
 local to_grid = type(host_market) == "table" and host_market.round_step or lua_round_step
 
 local function check_step(step, what)
-  if type(step) ~= "number" or not (step > 0) or step == math.huge then
+  -- `not (step > 0)` on purpose: it also refuses NaN, which `step <= 0` lets through.
+  if type(step) ~= "number" or not (step > 0) or step == math.huge then -- luacheck: ignore 581
     error(string.format("%s: step must be a positive number, got %s", what, tostring(step)), 3)
   end
 end

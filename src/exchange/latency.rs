@@ -26,9 +26,11 @@ impl Trigger {
 }
 
 /// The latest [`RECENT`] samples of one strategy.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct LatencySamples {
     recent: Mutex<VecDeque<Duration>>,
+    /// Every sample also goes here once the strategy is named (the metrics' histogram).
+    histogram: std::sync::OnceLock<metrics::Histogram>,
 }
 
 /// Percentiles of the recent samples (nearest rank).
@@ -40,8 +42,24 @@ pub struct LatencySummary {
     pub max: Duration,
 }
 
+impl std::fmt::Debug for LatencySamples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencySamples")
+            .field("recent", &self.recent.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl LatencySamples {
+    /// Also records every later sample into `histogram` (set once).
+    pub fn report_to(&self, histogram: metrics::Histogram) {
+        let _ = self.histogram.set(histogram);
+    }
+
     pub fn record(&self, latency: Duration) {
+        if let Some(histogram) = self.histogram.get() {
+            histogram.record(latency);
+        }
         let mut recent = self.recent.lock();
         if recent.len() == RECENT {
             recent.pop_front();

@@ -139,6 +139,10 @@ pub struct StrategyStats {
     pub orders_filled: u64,
     pub orders_cancelled: u64,
     pub orders_rejected: u64,
+    /// Order updates that filled something (partial fills included).
+    pub fills: u64,
+    /// The latest failed callback's message.
+    pub last_error: Option<String>,
     /// Net asset flows from fills (base and quote, minus commissions): realised PnL per asset.
     pub flows: BTreeMap<String, f64>,
     pub open_orders: usize,
@@ -292,6 +296,10 @@ impl Host {
             }
             return Err(LoadError::Subscribe { name, error });
         }
+        strategy
+            .stats
+            .tick_to_order
+            .report_to(metrics::histogram!("runner_tick_to_order_seconds", "strategy" => name.clone()));
         let _ = control.send(Control::Start);
         tracing::info!(strategy = %name, path = %path.display(), "strategy started");
         Ok(name)
@@ -348,6 +356,8 @@ impl Host {
                     orders_filled: Stats::get(&s.orders_filled),
                     orders_cancelled: Stats::get(&s.orders_cancelled),
                     orders_rejected: Stats::get(&s.orders_rejected),
+                    fills: Stats::get(&s.fills),
+                    last_error: s.last_error(),
                     flows: s.flows(),
                     open_orders: self.shared.venue.open_orders(name, None).len(),
                     pending: slot.strategy.inbox.len(),

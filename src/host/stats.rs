@@ -24,8 +24,11 @@ pub struct Stats {
     pub orders_filled: AtomicU64,
     pub orders_cancelled: AtomicU64,
     pub orders_rejected: AtomicU64,
+    /// Order updates that filled something.
+    pub fills: AtomicU64,
     pub stopped: AtomicBool,
-    fills: Mutex<FillBook>,
+    fill_book: Mutex<FillBook>,
+    last_error: Mutex<Option<String>>,
 }
 
 /// Net asset flows from fills, and what each live order had filled so far.
@@ -40,7 +43,7 @@ impl Stats {
     /// part to the asset flows (base in, quote out for a BUY; the reverse for a SELL;
     /// commission out).
     pub fn record_order(&self, order: &Order, info: Option<&SymbolInfo>) {
-        let mut book = self.fills.lock();
+        let mut book = self.fill_book.lock();
         let (prev_qty, prev_quote, prev_status) =
             book.seen
                 .get(&order.client_id)
@@ -48,6 +51,7 @@ impl Stats {
                 .unwrap_or((0.0, 0.0, OrderStatus::Pending));
         let filled = order.filled_qty - prev_qty;
         if filled > 0.0 {
+            self.fills.fetch_add(1, Ordering::Relaxed);
             if let Some(info) = info {
                 let quote_amount = order.filled_quote - prev_quote;
                 let sign = if order.side == Side::Buy { 1.0 } else { -1.0 };
@@ -80,7 +84,17 @@ impl Stats {
     }
 
     pub fn flows(&self) -> BTreeMap<String, f64> {
-        self.fills.lock().flows.clone()
+        self.fill_book.lock().flows.clone()
+    }
+
+    /// Counts a failed callback and keeps its message as the latest error.
+    pub fn record_error(&self, message: &str) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock() = Some(message.to_string());
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

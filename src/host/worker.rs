@@ -311,7 +311,7 @@ impl Worker {
         match outcome {
             None | Some(CallOutcome::Done) => Flow::Continue,
             Some(CallOutcome::Failed(message)) => {
-                self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.strategy.stats.record_error(&message);
                 tracing::error!(strategy = %self.name, event = what, "{message}");
                 Flow::Continue
             }
@@ -432,7 +432,7 @@ impl Worker {
     fn after_final_call(&self, outcome: Result<Option<CallOutcome>, tokio::time::error::Elapsed>, what: &str) {
         match outcome {
             Ok(Some(CallOutcome::Failed(message))) => {
-                self.strategy.stats.errors.fetch_add(1, Ordering::Relaxed);
+                self.strategy.stats.record_error(&message);
                 tracing::error!(strategy = %self.name, event = what, "{message}");
             }
             Ok(_) => {}

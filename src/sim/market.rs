@@ -2,6 +2,10 @@
 //! ladder around its cross rate (so ETHBTC ≈ ETHUSDT / BTCUSDT), one symbol now and then
 //! jumps away from its fair rate for 1–3 s (what a triangular arbitrage looks for), and
 //! random takers print trades. Users' resting orders fill when the market moves through them.
+//!
+//! The market opens lively: its first dislocation comes at a seeded moment 1–3 s after the
+//! start, and they come every few seconds during the opening, so a short first run already
+//! shows arbitrage; after it, they come every `dislocation_every` on average.
 
 use std::collections::HashMap;
 
@@ -27,6 +31,11 @@ const VOLATILITY: f64 = 0.00012;
 const LEVEL_USD: f64 = 4_000.0;
 /// Chance per symbol per step that a random taker prints a trade.
 const TRADE_CHANCE: f64 = 0.25;
+/// How long the lively opening lasts, and the mean time between its dislocations.
+const OPENING_MS: f64 = 20_000.0;
+const OPENING_EVERY_MS: f64 = 2_500.0;
+/// When the opening's first dislocation comes (a seeded moment in this range).
+const FIRST_DISLOCATION_MS: std::ops::Range<f64> = 1_000.0..3_000.0;
 
 #[derive(Debug, Clone, Copy)]
 struct Dislocation {
@@ -42,6 +51,11 @@ pub struct Synthetic {
     levels: usize,
     step_ms: f64,
     dislocation_chance: f64,
+    /// The chance per step during the opening, and the step the opening ends at.
+    opening_chance: f64,
+    opening_steps: u64,
+    /// The step of the first, certain dislocation (none when dislocations are off).
+    first_dislocation_step: Option<u64>,
     slow_every: u64,
 }
 
@@ -53,14 +67,25 @@ impl Synthetic {
             ms => ms as f64,
         };
         let every_ms = config.dislocation_every.as_millis() as f64;
+        let mut rng = StdRng::seed_from_u64(config.seed);
+        let dislocating = every_ms > 0.0;
+        let first_ms = rng.random_range(FIRST_DISLOCATION_MS);
         Synthetic {
-            rng: StdRng::seed_from_u64(config.seed),
+            rng,
             usd: config.asset_prices.iter().cloned().collect(),
             dislocations: vec![None; config.symbols.len()],
             step: 0,
             levels: config.synthetic_levels.max(1),
             step_ms,
-            dislocation_chance: if every_ms > 0.0 { step_ms / every_ms } else { 0.0 },
+            dislocation_chance: if dislocating { step_ms / every_ms } else { 0.0 },
+            // Never calmer than the configured pace.
+            opening_chance: if dislocating {
+                step_ms / every_ms.min(OPENING_EVERY_MS)
+            } else {
+                0.0
+            },
+            opening_steps: (OPENING_MS / step_ms).ceil() as u64,
+            first_dislocation_step: dislocating.then(|| ((first_ms / step_ms).round() as u64).max(1)),
             slow_every: (1000.0 / step_ms).round().max(1.0) as u64,
         }
     }
@@ -177,7 +202,13 @@ impl Synthetic {
             }
         }
         let roll: f64 = self.rng.random();
-        if symbols == 0 || roll >= self.dislocation_chance {
+        let chance = if self.step <= self.opening_steps {
+            self.opening_chance
+        } else {
+            self.dislocation_chance
+        };
+        let certain = self.first_dislocation_step == Some(self.step);
+        if symbols == 0 || (roll >= chance && !certain) {
             return;
         }
         let symbol = self.rng.random_range(0..symbols);

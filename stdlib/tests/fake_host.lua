@@ -92,7 +92,7 @@ local function on_grid(x, step)
   return math.abs(n - math.floor(n + 0.5)) <= math.abs(n) * 1e-9
 end
 
-function H:public(o)
+function H:public(o) -- luacheck: ignore 212/self
   local c = copy(o)
   c.lock_asset, c.lock_left = nil, nil
   return c

@@ -77,7 +77,9 @@ return T.run("market_maker", {
 
   near_the_budget_limit_it_stops_replacing = function()
     local h = setup()
-    h.ledger.pools = { { type = "ORDERS", interval = "SECOND", interval_num = 10, limit = 100, used = 90, resets_at = h.now + 5000 } }
+    h.ledger.pools = {
+      { type = "ORDERS", interval = "SECOND", interval_num = 10, limit = 100, used = 90, resets_at = h.now + 5000 },
+    }
     h:advance(2100) -- past the slowed-down requote interval (4 x min_requote_ms)
     P.quote(h, "BTCUSDT", 60300)
     T.eq(#h.placed, 2)

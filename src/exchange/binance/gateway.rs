@@ -245,7 +245,14 @@ impl Gateway {
         let borrowed: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let cost = weights::rest_cost(call.method.as_str(), call.path, &borrowed)
             .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        let asked_at = std::time::Instant::now();
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
+        let endpoint = format!("{} {}", call.method.as_str(), call.path);
+        let labels = [("strategy", strategy.to_string()), ("endpoint", endpoint)];
+        metrics::histogram!("runner_ledger_wait_seconds", &labels).record(asked_at.elapsed());
+        metrics::counter!("runner_requests_total", &labels).increment(1);
+        metrics::counter!("runner_request_weight_total", &labels).increment(u64::from(cost.weight));
+        let sent_at = std::time::Instant::now();
         let sent_at_ms = self.ledger.now_ms();
         let exchange = async {
             match self.order_session(call) {
@@ -260,6 +267,7 @@ impl Gateway {
                 return Err(SendError::Transport("shut down before the exchange answered".into()))
             }
         };
+        metrics::histogram!("runner_request_duration_seconds", &labels).record(sent_at.elapsed());
         self.observe(&permit, answer.usage, answer.verdict.clone());
         let reply = RestReply {
             status: answer.status,
@@ -269,6 +277,7 @@ impl Gateway {
         };
         if call.credit_on_success && reply.is_success() {
             self.ledger.credit(&permit, cost.weight);
+            metrics::counter!("runner_request_weight_credited_total", &labels).increment(u64::from(cost.weight));
         }
         Ok(reply)
     }

@@ -1,0 +1,196 @@
+//! What a running runner shows about itself: the ledger's pools and state, and each strategy's
+//! orders, PnL, budget share, latency and last error. Served as JSON at `/status` (beside the
+//! Prometheus metrics) and read back by `runner top`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::exchange::Venue;
+use crate::host::Host;
+use crate::ledger::limits::PoolKind;
+use crate::ledger::PoolStatus;
+
+/// How many seconds of weight-per-second history `/status` carries (for the sparkline).
+pub const WEIGHT_HISTORY_SECS: usize = 300;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatusReport {
+    pub venue: String,
+    /// The exchange's time as the ledger reckons it (ms since the epoch): resets and resumes are in it.
+    pub now_ms: i64,
+    /// `normal`, `throttled` (after a 429) or `banned` (after a 418).
+    pub state: String,
+    pub resume_at_ms: Option<i64>,
+    /// 429 and 418 responses since start (the ledger exists to keep these at 0).
+    pub throttled: u64,
+    pub banned: u64,
+    pub pools: Vec<PoolReport>,
+    pub strategies: Vec<StrategyReport>,
+    /// Request weight spent in each of the last seconds, oldest first.
+    pub weight_per_second: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PoolReport {
+    /// `REQUEST_WEIGHT`, `ORDERS`, `RAW_REQUESTS` or `CONNECTIONS`.
+    pub kind: String,
+    /// Window length, e.g. `1m` or `10s`.
+    pub interval: String,
+    /// `ip` (weight, raw requests, connections) or `account` (orders), as the exchange counts them.
+    pub scope: String,
+    pub limit: u64,
+    pub used: u64,
+    pub peak: u64,
+    pub resets_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StrategyReport {
+    pub name: String,
+    pub running: bool,
+    pub orders_placed: u64,
+    pub orders_filled: u64,
+    pub orders_cancelled: u64,
+    pub orders_rejected: u64,
+    pub open_orders: usize,
+    /// Order updates that filled something (partial fills included).
+    pub fills: u64,
+    /// Net asset flows from fills: realised PnL per asset, fees included.
+    pub pnl: BTreeMap<String, f64>,
+    /// Request weight the ledger charged this strategy since start.
+    pub weight_total: u64,
+    /// Its use of the shortest request-weight window, in percent of that window's limit.
+    pub budget_share_pct: f64,
+    pub tick_to_order_p50_us: Option<f64>,
+    pub tick_to_order_p99_us: Option<f64>,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub events_delivered: u64,
+    pub events_conflated: u64,
+    pub trades_dropped: u64,
+    pub sandbox_trips: u64,
+}
+
+/// The exchange counts weight, raw requests and connections per IP, and orders per account.
+pub fn scope_of(kind: PoolKind) -> &'static str {
+    match kind {
+        PoolKind::Orders => "account",
+        _ => "ip",
+    }
+}
+
+pub fn pool_report(p: &PoolStatus) -> PoolReport {
+    PoolReport {
+        kind: p.kind.as_str().to_string(),
+        interval: p.interval.header_suffix().to_ascii_lowercase(),
+        scope: scope_of(p.kind).to_string(),
+        limit: p.limit,
+        used: p.used,
+        peak: p.peak,
+        resets_at_ms: p.resets_at_ms,
+    }
+}
+
+/// Builds the report from the host's counters and the ledger's status.
+pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> StatusReport {
+    let ledger = venue.ledger_status("");
+    let shortest_weight_limit = ledger
+        .pools
+        .iter()
+        .find(|p| p.kind == PoolKind::RequestWeight)
+        .map_or(0, |p| p.limit);
+    let strategies = host
+        .stats()
+        .into_iter()
+        .map(|s| {
+            let mine = venue.ledger_status(&s.name).mine;
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
+            StrategyReport {
+                running: s.running,
+                orders_placed: s.orders_placed,
+                orders_filled: s.orders_filled,
+                orders_cancelled: s.orders_cancelled,
+                orders_rejected: s.orders_rejected,
+                open_orders: s.open_orders,
+                fills: s.fills,
+                pnl: s.flows,
+                weight_total: mine.total_weight,
+                budget_share_pct: if shortest_weight_limit > 0 {
+                    mine.weight as f64 * 100.0 / shortest_weight_limit as f64
+                } else {
+                    0.0
+                },
+                tick_to_order_p50_us: s.tick_to_order.map(|t| us(t.p50)),
+                tick_to_order_p99_us: s.tick_to_order.map(|t| us(t.p99)),
+                errors: s.errors,
+                last_error: s.last_error,
+                events_delivered: s.events_handled,
+                events_conflated: s.events_coalesced,
+                trades_dropped: s.trades_dropped,
+                sandbox_trips: s.trips,
+                name: s.name,
+            }
+        })
+        .collect();
+    StatusReport {
+        venue: venue.name().to_string(),
+        now_ms: venue.now_ms(),
+        state: ledger.state.as_str().to_string(),
+        resume_at_ms: ledger.resume_at_ms,
+        throttled: ledger.throttled_count,
+        banned: ledger.banned_count,
+        pools: ledger.pools.iter().map(pool_report).collect(),
+        strategies,
+        weight_per_second: history.seconds(),
+    }
+}
+
+/// Request weight spent per second, from the shortest request-weight window's count: the
+/// growth of `used` within a window, or all of `used` once a new window began.
+#[derive(Default)]
+pub struct WeightHistory {
+    inner: Mutex<HistoryInner>,
+}
+
+#[derive(Default)]
+struct HistoryInner {
+    last: Option<(i64, u64)>,
+    seconds: VecDeque<u64>,
+}
+
+impl WeightHistory {
+    pub fn sample(&self, pools: &[PoolStatus]) {
+        let Some(pool) = pools.iter().find(|p| p.kind == PoolKind::RequestWeight) else {
+            return;
+        };
+        let mut inner = self.inner.lock();
+        let spent = match inner.last {
+            Some((window_end, used)) if window_end == pool.resets_at_ms => pool.used.saturating_sub(used),
+            Some(_) => pool.used,
+            None => 0,
+        };
+        inner.last = Some((pool.resets_at_ms, pool.used));
+        if inner.seconds.len() == WEIGHT_HISTORY_SECS {
+            inner.seconds.pop_front();
+        }
+        inner.seconds.push_back(spent);
+    }
+
+    pub fn seconds(&self) -> Vec<u64> {
+        self.inner.lock().seconds.iter().copied().collect()
+    }
+
+    /// Samples `venue`'s pools once a second until aborted.
+    pub async fn run(self: Arc<Self>, venue: Arc<dyn Venue>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.sample(&venue.ledger_status("").pools);
+        }
+    }
+}
