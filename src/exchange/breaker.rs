@@ -571,7 +571,7 @@ impl Breakers {
                 if !due.is_empty() {
                     let before: Vec<_> = self.by_class.iter().map(Breaker::progress).collect();
                     // One probe at a time per class; the next round sends the next.
-                    futures_util::future::join_all(due.into_iter().map(|class| probe(class))).await;
+                    futures_util::future::join_all(due.into_iter().map(&probe)).await;
                     let after: Vec<_> = self.by_class.iter().map(Breaker::progress).collect();
                     if before != after {
                         continue;
