@@ -11,6 +11,7 @@ use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
 use crate::exchange::binance::ClientOptions;
+use crate::exchange::breaker::BreakerConfig;
 use crate::exchange::risk::RiskLimits;
 use crate::host::affinity::CpuList;
 
@@ -73,6 +74,53 @@ pub struct FileConfig {
     /// Quote asset → largest order value, e.g. `{ USDT = 1000 }`.
     pub max_order_notional: Option<BTreeMap<String, f64>>,
     pub max_open_orders: Option<u32>,
+    /// The circuit breakers' thresholds (`[breaker]`).
+    pub breaker: Option<BreakerFile>,
+}
+
+/// `[breaker]` in the config file; what is left out keeps its default (see [`BreakerConfig`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerFile {
+    pub enabled: Option<bool>,
+    /// Humantime text, e.g. "10s".
+    pub window: Option<String>,
+    pub min_calls: Option<u32>,
+    pub failure_rate: Option<f64>,
+    /// Humantime text, e.g. "5s".
+    pub cool_down: Option<String>,
+    pub jitter: Option<f64>,
+    pub probes: Option<u32>,
+    /// Humantime text, e.g. "2s".
+    pub slow_call: Option<String>,
+}
+
+impl BreakerFile {
+    /// The thresholds over the defaults, validated.
+    fn resolve(&self) -> Result<BreakerConfig, ConfigError> {
+        let defaults = BreakerConfig::default();
+        let duration = |key: &str, text: &Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(text) if text.trim_start().starts_with('-') => Err(ConfigError::Invalid(format!(
+                "breaker.{key} is {text:?}: a duration cannot be negative"
+            ))),
+            Some(text) => {
+                crate::cli::parse_duration(text).map_err(|e| ConfigError::Invalid(format!("breaker.{key}: {e}")))
+            }
+        };
+        let config = BreakerConfig {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            window: duration("window", &self.window, defaults.window)?,
+            min_calls: self.min_calls.unwrap_or(defaults.min_calls),
+            failure_rate: self.failure_rate.unwrap_or(defaults.failure_rate),
+            cool_down: duration("cool_down", &self.cool_down, defaults.cool_down)?,
+            jitter: self.jitter.unwrap_or(defaults.jitter),
+            probes: self.probes.unwrap_or(defaults.probes),
+            slow_call: duration("slow_call", &self.slow_call, defaults.slow_call)?,
+        };
+        config.validate().map_err(ConfigError::Invalid)?;
+        Ok(config)
+    }
 }
 
 impl FileConfig {
@@ -122,6 +170,8 @@ pub struct RunConfig {
     pub pin_strategies: Vec<usize>,
     /// What each strategy may send (see [`RiskLimits`]).
     pub risk: RiskLimits,
+    /// The circuit breakers' thresholds.
+    pub breaker: BreakerConfig,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -166,6 +216,10 @@ impl RunConfig {
             OrderTransport::parse,
         )?;
         let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
+        let breaker = file
+            .breaker
+            .as_ref()
+            .map_or(Ok(BreakerConfig::default()), BreakerFile::resolve)?;
         let reload = if args.no_reload {
             false
         } else if args.reload {
@@ -214,6 +268,7 @@ impl RunConfig {
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
             risk,
+            breaker,
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
         })
     }
@@ -603,6 +658,44 @@ mod tests {
         );
         let err = cpus("pin_strategies = \"many\"\n", None).unwrap_err().to_string();
         assert!(err.contains("\"many\" is not a CPU list"), "{err}");
+    }
+
+    #[test]
+    fn breaker_thresholds_come_from_the_file_and_nonsense_is_refused() {
+        let resolved = resolve_with_file(
+            "[breaker]\nwindow = \"3s\"\nfailure_rate = 0.25\ncool_down = \"750ms\"\n",
+            RunArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(resolved.breaker.window, Duration::from_secs(3));
+        assert_eq!(resolved.breaker.failure_rate, 0.25);
+        assert_eq!(resolved.breaker.cool_down, Duration::from_millis(750));
+        assert_eq!(resolved.breaker.min_calls, BreakerConfig::default().min_calls);
+        let defaults = resolve_with_file("", RunArgs::default()).unwrap();
+        assert_eq!(defaults.breaker, BreakerConfig::default());
+        for (section, expected) in [
+            ("window = \"0s\"", "breaker.window must be longer than zero"),
+            (
+                "failure_rate = 1.5",
+                "breaker.failure_rate is 1.5: it must be above 0 and at most 1",
+            ),
+            (
+                "failure_rate = 0.0",
+                "breaker.failure_rate is 0: it must be above 0 and at most 1",
+            ),
+            ("failure_rate = -0.5", "breaker.failure_rate is -0.5"),
+            (
+                "cool_down = \"-5s\"",
+                "breaker.cool_down is \"-5s\": a duration cannot be negative",
+            ),
+            ("cool_down = \"soon\"", "breaker.cool_down:"),
+        ] {
+            let error = resolve_with_file(&format!("[breaker]\n{section}\n"), RunArgs::default())
+                .expect_err(section)
+                .to_string();
+            assert!(error.starts_with(expected), "{section}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
     }
 
     #[test]

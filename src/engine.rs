@@ -16,6 +16,7 @@ use crate::config::RunConfig;
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
+use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::types::ApiError;
@@ -81,6 +82,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         unknown_order_grace: config.unknown_order_grace,
         journal_sync: config.journal_sync,
         order_transport: config.order_transport,
+        breaker: config.breaker.clone(),
         ..ClientOptions::default()
     };
     let venue = match BinanceVenue::connect(profile, ledger.clone(), options).await {
@@ -360,6 +362,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
     loop {
         tick.tick().await;
         let peak_weight_pct = peak_weight_pct(&venue);
+        let breakers = breakers_brief(&venue.breakers());
         for line in strategy_lines(&host, &venue, &BTreeMap::new()) {
             tracing::info!(
                 strategy = %line.name,
@@ -371,6 +374,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 peak_weight_pct = format!("{peak_weight_pct:.1}"),
                 pnl = %format_flows(&line.pnl),
                 tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
+                breakers = %breakers,
                 "status"
             );
         }
@@ -388,6 +392,8 @@ pub struct Summary {
     /// Responses 429 and 418 received (the ledger exists to keep these at 0).
     pub throttled: u64,
     pub banned: u64,
+    /// The circuit breakers at exit, with how often each opened and how many calls it refused.
+    pub breakers: Vec<BreakerStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -456,6 +462,7 @@ impl Summary {
             peak_weight_pct: peak_weight_pct(venue),
             throttled: ledger.throttled_count,
             banned: ledger.banned_count,
+            breakers: venue.breakers(),
         }
     }
 }
@@ -485,6 +492,29 @@ fn strategy_lines(
             events_conflated: s.events_coalesced,
         })
         .collect()
+}
+
+/// "all closed", or each breaker that is not closed (or has opened) with its state.
+fn breakers_brief(breakers: &[BreakerStatus]) -> String {
+    let notable: Vec<String> = breakers
+        .iter()
+        .filter(|b| b.state != BreakerState::Closed || b.times_opened > 0)
+        .map(|b| {
+            let wait = b.retry_after_ms.map_or(String::new(), |ms| format!(" for {ms} ms"));
+            format!(
+                "{} {}{wait} (opened {}×, refused {})",
+                b.class.as_str(),
+                b.state.as_str(),
+                b.times_opened,
+                b.refused
+            )
+        })
+        .collect();
+    if notable.is_empty() {
+        "all closed".into()
+    } else {
+        notable.join(", ")
+    }
 }
 
 /// Highest share of any request-weight window used so far, in percent.
@@ -547,10 +577,11 @@ impl fmt::Display for Summary {
             "  peak request-weight window: {:.1} % of the limit",
             self.peak_weight_pct
         )?;
-        write!(
+        writeln!(
             f,
             "  exchange throttles (429): {}, bans (418): {}",
             self.throttled, self.banned
-        )
+        )?;
+        write!(f, "  circuit breakers: {}", breakers_brief(&self.breakers))
     }
 }

@@ -50,6 +50,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---| "unknown_status"  # sent, but the outcome is not known yet (timeout, 5xx); `on_order` will tell
 ---| "network"         # could not reach the exchange; nothing is known to have arrived
 ---| "stopped"         # the runtime is shutting down
+---| "unavailable"     # the exchange is failing and its circuit breaker is open; nothing was sent; `retry_after_ms` says when to try again
 
 ---@alias runner.StopReason
 ---| "shutdown"        # the process is stopping (Ctrl-C, signal)
@@ -190,7 +191,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@class runner.Error
 ---@field code runner.ErrorCode
 ---@field message string human-readable detail (for `invalid_order`: the filter and the nearest valid values)
----@field retry_after_ms? integer for `rate_limited`, `backoff` and `banned`: how long until trying again makes sense
+---@field retry_after_ms? integer for `rate_limited`, `backoff`, `banned` and `unavailable`: how long until trying again makes sense
 ---@field exchange_code? integer for `rejected`: the exchange's error code (e.g. -2010)
 
 ---@class runner.Balance
@@ -229,6 +230,22 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field throttled_count integer 429 answers received since start (should stay 0)
 ---@field banned_count integer 418 answers received since start (should stay 0)
 ---@field events runner.EventCounts this strategy's events since start
+---@field breakers table<runner.EndpointClass, runner.Breaker> the exchange's circuit breakers, one per endpoint class
+
+---@alias runner.EndpointClass
+---| "market_data"     # prices, books, candles, trades, server time
+---| "orders"          # placing, cancelling and looking up orders
+---| "account"         # balances and the account's trades
+---| "streams"         # WebSocket connections
+
+--- A circuit breaker: opens when too many calls fail (5xx, internal errors, timeouts, very slow answers).
+---@class runner.Breaker
+---@field state "closed"|"open"|"half_open" open: calls fail at once with `unavailable`; half_open: the runner is probing
+---@field retry_after_ms? integer while open: how long until the runner probes the exchange again
+---@field calls integer calls in the breaker's current window
+---@field failures integer failed calls among them
+---@field times_opened integer times it opened since start
+---@field refused integer calls refused (not sent) since start
 
 ---------------------------------------------------------------------------------------------------------------------
 -- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.

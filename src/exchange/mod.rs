@@ -5,6 +5,7 @@
 //! request it sends first reserves its cost in the shared [`crate::ledger::Ledger`].
 
 pub mod binance;
+pub mod breaker;
 pub mod grid;
 pub mod latency;
 pub mod risk;
@@ -137,6 +138,11 @@ pub trait Venue: Send + Sync + 'static {
 
     /// The shared ledger's view, with `strategy`'s own usage.
     fn ledger_status(&self, strategy: &str) -> LedgerStatus;
+
+    /// The venue's circuit breakers, one per endpoint class (none for a venue without them).
+    fn breakers(&self) -> Vec<breaker::BreakerStatus> {
+        Vec::new()
+    }
 
     /// Starts the streams (market and user data) delivering into `sink`.
     async fn start(&self, sink: Arc<dyn EventSink>) -> Result<(), ApiError>;

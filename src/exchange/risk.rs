@@ -211,6 +211,10 @@ impl Venue for RiskGuard {
         self.inner.ledger_status(strategy)
     }
 
+    fn breakers(&self) -> Vec<crate::exchange::breaker::BreakerStatus> {
+        self.inner.breakers()
+    }
+
     async fn start(&self, sink: Arc<dyn EventSink>) -> Result<(), ApiError> {
         self.inner.start(sink).await
     }

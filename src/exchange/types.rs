@@ -264,6 +264,9 @@ pub enum ErrorCode {
     Network,
     /// The runtime is shutting down.
     Stopped,
+    /// The exchange is failing and its circuit breaker is open; nothing was sent.
+    /// `retry_after_ms` says when to try again.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -277,6 +280,7 @@ impl ErrorCode {
             ErrorCode::UnknownStatus => "unknown_status",
             ErrorCode::Network => "network",
             ErrorCode::Stopped => "stopped",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct FaultState {
     pub fail_kind: FailKind,
     /// Fraction (0..1) of those requests answered with `fail_kind`.
     pub fail_rate: f64,
+    /// Until this wall-clock time (epoch ms), every one of those requests is answered with
+    /// `fail_kind`: an outage that ends by itself.
+    pub outage_until_ms: Option<i64>,
     /// Order placements are processed at once but answered this much later.
     pub order_answer_delay_ms: u64,
     /// The next depth diff skips this many update ids (a sequence gap).
@@ -49,6 +52,8 @@ pub struct FaultUpdate {
     pub fail_next: Option<u32>,
     pub fail_kind: Option<FailKind>,
     pub fail_rate: Option<f64>,
+    /// Start an outage now, lasting this many ms (see [`FaultState::outage_until_ms`]).
+    pub outage_ms: Option<u64>,
     pub order_answer_delay_ms: Option<u64>,
     pub skip_depth: Option<u64>,
     pub force_429_secs: Option<u64>,
@@ -80,6 +85,13 @@ fn probability(rate: f64) -> f64 {
     }
 }
 
+/// Wall-clock epoch ms (outages are timed on the wall clock, unaffected by the clock skew knob).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Shared handle on the knobs. Cheap to clone.
 #[derive(Clone)]
 pub struct FaultControl {
@@ -106,6 +118,14 @@ impl FaultControl {
     pub fn set_fail_rate(&self, rate: f64, kind: FailKind) {
         let mut s = self.state.lock();
         s.fail_rate = probability(rate);
+        s.fail_kind = kind;
+    }
+
+    /// Every REST request, and WebSocket API request that changes orders, is answered with `kind`
+    /// from now for `length`.
+    pub fn outage(&self, length: Duration, kind: FailKind) {
+        let mut s = self.state.lock();
+        s.outage_until_ms = Some(wall_ms() + i64::try_from(length.as_millis()).unwrap_or(i64::MAX));
         s.fail_kind = kind;
     }
 
@@ -159,6 +179,9 @@ impl FaultControl {
             if let Some(v) = update.fail_rate {
                 s.fail_rate = probability(v);
             }
+            if let Some(v) = update.outage_ms {
+                s.outage_until_ms = Some(wall_ms() + i64::try_from(v).unwrap_or(i64::MAX));
+            }
             if let Some(v) = update.order_answer_delay_ms {
                 s.order_answer_delay_ms = v;
             }
@@ -188,6 +211,9 @@ impl FaultControl {
         let mut s = self.state.lock();
         if s.fail_next > 0 {
             s.fail_next -= 1;
+            return Some(s.fail_kind);
+        }
+        if s.outage_until_ms.is_some_and(|until| wall_ms() < until) {
             return Some(s.fail_kind);
         }
         (roll < s.fail_rate).then_some(s.fail_kind)

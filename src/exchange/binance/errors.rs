@@ -36,6 +36,9 @@ pub enum SendError {
     /// The client is shutting down; nothing was sent.
     #[error("the client is shutting down")]
     Stopped,
+    /// The endpoint's circuit breaker is open; nothing was sent.
+    #[error("{0}")]
+    Unavailable(ApiError),
 }
 
 impl SendError {
@@ -43,13 +46,17 @@ impl SendError {
     pub fn nothing_sent(&self) -> bool {
         matches!(
             self,
-            SendError::Ledger(_) | SendError::UnknownEndpoint(_) | SendError::Connect { .. } | SendError::Stopped
+            SendError::Ledger(_)
+                | SendError::UnknownEndpoint(_)
+                | SendError::Connect { .. }
+                | SendError::Stopped
+                | SendError::Unavailable(_)
         )
     }
 
     pub fn to_api_error(&self, kind: CallKind) -> ApiError {
         match self {
-            SendError::Ledger(err) => err.clone(),
+            SendError::Ledger(err) | SendError::Unavailable(err) => err.clone(),
             SendError::UnknownEndpoint(what) => ApiError::new(ErrorCode::InvalidOrder, what.clone()),
             SendError::Connect { .. } => ApiError::new(ErrorCode::Network, self.to_string()),
             SendError::Stopped => ApiError::new(ErrorCode::Stopped, self.to_string()),
@@ -62,6 +69,16 @@ impl SendError {
             },
         }
     }
+}
+
+/// Exchange codes that say the exchange itself is failing: -1001 (internal error), -1006 (an
+/// unexpected answer from the message bus), -1007 (timeout waiting for the backend).
+const FAILING_EXCHANGE_CODES: [i64; 3] = [-1001, -1006, -1007];
+
+/// True when an answer says the exchange is failing (for its circuit breaker): any 5xx, or one of
+/// the internal-failure codes. A 429/418 is not one: the exchange is up and asks for less.
+pub fn exchange_failing(status: u16, body: &[u8]) -> bool {
+    status >= 500 || (status >= 400 && error_body(body).is_some_and(|b| FAILING_EXCHANGE_CODES.contains(&b.code)))
 }
 
 /// The exchange's `{code, msg}` body, if the body is one.
@@ -198,6 +215,24 @@ mod tests {
         }
         let e = map(CallKind::Mutation, 502, "<html>bad gateway</html>", Verdict::Ok);
         assert_eq!((e.code, e.exchange_code), (ErrorCode::UnknownStatus, None));
+    }
+
+    #[test]
+    fn failing_answers_are_told_apart_from_refusals() {
+        assert!(exchange_failing(503, b"Service Unavailable"));
+        assert!(exchange_failing(502, b""));
+        assert!(exchange_failing(400, br#"{"code":-1001,"msg":"Internal error"}"#));
+        assert!(exchange_failing(400, br#"{"code":-1006,"msg":"unexpected"}"#));
+        assert!(exchange_failing(408, br#"{"code":-1007,"msg":"Timeout"}"#));
+        assert!(!exchange_failing(
+            400,
+            br#"{"code":-2010,"msg":"insufficient balance"}"#
+        ));
+        assert!(!exchange_failing(
+            429,
+            br#"{"code":-1003,"msg":"Too much request weight used"}"#
+        ));
+        assert!(!exchange_failing(200, br#"{"code":-1001}"#));
     }
 
     #[test]

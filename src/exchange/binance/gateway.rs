@@ -16,10 +16,12 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::form_urlencoded;
 
+use crate::exchange::breaker::{BreakerConfig, Breakers, Caller, EndpointClass, Outcome, Refused, Ticket};
 use crate::exchange::latency::Trigger;
+use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
 
-use super::errors::{GatewayError, SendError};
+use super::errors::{exchange_failing, GatewayError, SendError};
 use super::http::HttpClients;
 use super::per_thread::PerThread;
 use super::profile::{Credentials, Profile};
@@ -150,6 +152,7 @@ pub struct GatewayConfig {
     pub recv_window_ms: u64,
     pub request_timeout: Duration,
     pub order_transport: OrderTransport,
+    pub breaker: BreakerConfig,
 }
 
 pub struct Gateway {
@@ -171,6 +174,9 @@ pub struct Gateway {
     /// Where the client's background work runs (streams, lookups, resyncs): the runtime the gateway
     /// was created on, never the thread of the strategy whose call happened to start the work.
     background: tokio::runtime::Handle,
+    /// One circuit breaker per endpoint class, checked before anything is reserved or sent.
+    breakers: Breakers,
+    slow_call: Duration,
 }
 
 impl Gateway {
@@ -200,6 +206,8 @@ impl Gateway {
             shutdown,
             background,
             order_sessions: (config.order_transport == OrderTransport::WsApi).then(PerThread::new),
+            breakers: Breakers::new(&config.breaker),
+            slow_call: config.breaker.slow_call,
         })
     }
 
@@ -240,12 +248,52 @@ impl Gateway {
         }
     }
 
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    /// Asks `class`'s breaker to let one request through; cancels always go out.
+    fn admit(&self, class: EndpointClass, strategy: &str, lane: Lane) -> Result<Ticket<'_>, SendError> {
+        let breaker = self.breakers.get(class);
+        if lane == Lane::Cancel {
+            // A cancel reduces risk: it is attempted whatever the breaker says, and a failure is reported.
+            return Ok(breaker.bypass());
+        }
+        let caller = if strategy == CLIENT_STRATEGY {
+            Caller::Own
+        } else {
+            Caller::Strategy
+        };
+        breaker.admit(caller).map_err(unavailable)
+    }
+
     /// Sends one REST request (no retries: that is the caller's policy).
     pub async fn rest(&self, strategy: &str, wait: Duration, call: &RestCall) -> Result<RestReply, SendError> {
+        self.rest_in(endpoint_class(call), strategy, wait, call).await
+    }
+
+    /// One `GET /api/v3/ping` (weight 1, charged as the client's) counted by `class`'s breaker:
+    /// the cheap request that probes a half-open breaker.
+    pub async fn probe(&self, class: EndpointClass) {
+        let call = RestCall::new(HttpMethod::Get, "/api/v3/ping", Lane::MarketData);
+        if let Err(e) = self.rest_in(class, CLIENT_STRATEGY, Duration::ZERO, &call).await {
+            tracing::debug!(class = class.as_str(), "circuit breaker probe: {e}");
+        }
+    }
+
+    async fn rest_in(
+        &self,
+        class: EndpointClass,
+        strategy: &str,
+        wait: Duration,
+        call: &RestCall,
+    ) -> Result<RestReply, SendError> {
         let borrowed: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let cost = weights::rest_cost(call.method.as_str(), call.path, &borrowed)
             .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
         let asked_at = std::time::Instant::now();
+        // Before the ledger: a call the breaker refuses is neither sent nor charged.
+        let ticket = self.admit(class, strategy, call.lane)?;
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
         let endpoint = format!("{} {}", call.method.as_str(), call.path);
         let labels = [("strategy", strategy.to_string()), ("endpoint", endpoint)];
@@ -254,6 +302,7 @@ impl Gateway {
         metrics::counter!("runner_request_weight_total", &labels).increment(u64::from(cost.weight));
         let sent_at = std::time::Instant::now();
         let sent_at_ms = self.ledger.now_ms();
+        let started = tokio::time::Instant::now();
         let exchange = async {
             match self.order_session(call) {
                 Some((session, method)) => self.over_ws_api(&session, method, call, wait).await,
@@ -261,13 +310,22 @@ impl Gateway {
             }
         };
         let answer = tokio::select! {
-            answer = exchange => answer?,
+            answer = exchange => answer,
             // The request may already have reached the exchange: its outcome is unknown, not "not sent".
             _ = self.shutdown.wait() => {
                 return Err(SendError::Transport("shut down before the exchange answered".into()))
             }
         };
         metrics::histogram!("runner_request_duration_seconds", &labels).record(sent_at.elapsed());
+        let failing = match &answer {
+            Ok(answer) => exchange_failing(answer.status, &answer.body) || started.elapsed() > self.slow_call,
+            Err(error) => !matches!(
+                error,
+                SendError::Ledger(_) | SendError::Stopped | SendError::Unavailable(_)
+            ),
+        };
+        ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
+        let answer = answer?;
         self.observe(&permit, answer.usage, answer.verdict.clone());
         let reply = RestReply {
             status: answer.status,
@@ -455,40 +513,60 @@ impl Gateway {
     }
 
     async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
+        let ticket = self.admit(EndpointClass::Streams, CLIENT_STRATEGY, Lane::MarketData)?;
         let permit = self.reserve(CLIENT_STRATEGY, Lane::MarketData, cost, wait).await?;
+        let started = tokio::time::Instant::now();
+        let (connected, failing) = self.connect_ws_reserved(url, &permit).await;
+        ticket.finish(
+            if failing || (connected.is_ok() && started.elapsed() > self.slow_call) {
+                Outcome::Failure
+            } else {
+                Outcome::Success
+            },
+        );
+        connected
+    }
+
+    /// The connection attempt, and whether it says the exchange is failing.
+    async fn connect_ws_reserved(&self, url: &str, permit: &Permit) -> (Result<WsStream, SendError>, bool) {
         // No Nagle: an order frame written while an earlier frame is unacknowledged must not wait for the ACK.
         let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
         let attempt = tokio::time::timeout(self.request_timeout, connect);
         let result = tokio::select! {
             result = attempt => result,
-            _ = self.shutdown.wait() => return Err(SendError::Stopped),
+            _ = self.shutdown.wait() => return (Err(SendError::Stopped), false),
         };
         let host = url::Url::parse(url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
             .unwrap_or_default();
         match result {
-            Err(_) => Err(SendError::Timeout(self.request_timeout.as_millis() as u64)),
+            Err(_) => (Err(SendError::Timeout(self.request_timeout.as_millis() as u64)), true),
             Ok(Ok((stream, response))) => {
                 let usage = header_usage(response.headers());
-                self.observe(&permit, usage, Verdict::Ok);
-                Ok(stream)
+                self.observe(permit, usage, Verdict::Ok);
+                (Ok(stream), false)
             }
             Ok(Err(tungstenite::Error::Http(response))) => {
                 let status = response.status().as_u16();
                 let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
                 let body = response.body().as_deref().unwrap_or_default();
                 let verdict = usage::classify(status, retry_after, body, self.ledger.now_ms());
-                self.observe(&permit, Vec::new(), verdict);
-                Err(SendError::Connect {
+                self.observe(permit, Vec::new(), verdict);
+                let failing = exchange_failing(status, body);
+                let error = SendError::Connect {
                     host,
                     reason: format!("HTTP {status} on the WebSocket upgrade"),
-                })
+                };
+                (Err(error), failing)
             }
-            Ok(Err(error)) => Err(SendError::Connect {
-                host,
-                reason: error.to_string(),
-            }),
+            Ok(Err(error)) => (
+                Err(SendError::Connect {
+                    host,
+                    reason: error.to_string(),
+                }),
+                true,
+            ),
         }
     }
 
@@ -509,6 +587,27 @@ impl Gateway {
             stream,
         ))
     }
+}
+
+/// Which breaker guards a REST call.
+fn endpoint_class(call: &RestCall) -> EndpointClass {
+    const ACCOUNT: [&str; 4] = [
+        "/api/v3/account",
+        "/api/v3/myTrades",
+        "/api/v3/rateLimit/order",
+        "/api/v3/userDataStream",
+    ];
+    match call.lane {
+        Lane::Order | Lane::Cancel => EndpointClass::Orders,
+        Lane::MarketData if ACCOUNT.contains(&call.path) => EndpointClass::Account,
+        Lane::MarketData => EndpointClass::MarketData,
+    }
+}
+
+/// A breaker's refusal as the strategy API's `unavailable`.
+fn unavailable(refused: Refused) -> SendError {
+    let retry_after_ms = u64::try_from(refused.retry_after.as_millis()).unwrap_or(u64::MAX);
+    SendError::Unavailable(ApiError::new(ErrorCode::Unavailable, refused.to_string()).with_retry_after(retry_after_ms))
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -623,6 +722,7 @@ pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError
         recv_window_ms: 5000,
         request_timeout: Duration::from_secs(1),
         order_transport: OrderTransport::Rest,
+        breaker: BreakerConfig::default(),
     };
     Gateway::new(&profile, ledger, config, Shutdown::default())
 }
@@ -664,6 +764,7 @@ mod tests {
             recv_window_ms: 5000,
             request_timeout: std::time::Duration::from_secs(5),
             order_transport: super::OrderTransport::WsApi,
+            breaker: Default::default(),
         };
         let gateway = std::sync::Arc::new(super::Gateway::new(&profile, ledger, config, Default::default()).unwrap());
         let wait = std::time::Duration::from_secs(5);

@@ -94,7 +94,7 @@ impl Rest<'_> {
                     }
                     error
                 }
-                Err(SendError::Ledger(error)) => return Err(error),
+                Err(SendError::Ledger(error) | SendError::Unavailable(error)) => return Err(error),
                 Err(error @ (SendError::Stopped | SendError::UnknownEndpoint(_))) => {
                     return Err(error.to_api_error(kind))
                 }
@@ -119,9 +119,12 @@ impl Rest<'_> {
         loop {
             match self.gateway.sync_time(wait).await {
                 Ok(offset) => return Ok(offset),
-                Err(error @ (SendError::Ledger(_) | SendError::Stopped | SendError::UnknownEndpoint(_))) => {
-                    return Err(error.to_api_error(CallKind::Query))
-                }
+                Err(
+                    error @ (SendError::Ledger(_)
+                    | SendError::Stopped
+                    | SendError::UnknownEndpoint(_)
+                    | SendError::Unavailable(_)),
+                ) => return Err(error.to_api_error(CallKind::Query)),
                 Err(error) if attempt >= self.retry.attempts.max(1) => return Err(error.to_api_error(CallKind::Query)),
                 Err(error) => {
                     tracing::debug!(attempt, "retrying server time after: {error}");

@@ -206,7 +206,9 @@ impl ConnectionTask {
                     failures += 1;
                     tracing::warn!(failures, "market stream connection failed: {error}");
                     let wait = match &error {
-                        SendError::Ledger(api) => api.retry_after_ms.map(Duration::from_millis),
+                        SendError::Ledger(api) | SendError::Unavailable(api) => {
+                            api.retry_after_ms.map(Duration::from_millis)
+                        }
                         _ => None,
                     };
                     wait.unwrap_or_default().max(reconnect_delay(failures))

@@ -13,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
+use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
 use crate::exchange::types::{
     ApiError, Balance, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote, StrategyId,
     SymbolInfo, Ticker, Trade,
@@ -62,6 +63,8 @@ pub struct ClientOptions {
     pub journal_sync: JournalSync,
     /// How strategies' orders and cancels reach the exchange (see [`OrderTransport`]).
     pub order_transport: OrderTransport,
+    /// The circuit breakers' thresholds.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for ClientOptions {
@@ -78,6 +81,7 @@ impl Default for ClientOptions {
             user_data: true,
             journal_sync: JournalSync::default(),
             order_transport: OrderTransport::default(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -172,8 +176,18 @@ impl BinanceVenue {
             recv_window_ms: options.recv_window_ms,
             request_timeout: options.request_timeout,
             order_transport: options.order_transport,
+            breaker: options.breaker.clone(),
         };
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default())?);
+        let prober = Arc::clone(&gateway);
+        gateway.spawn(async move {
+            let stop = prober.shutdown().clone();
+            let probe = |class| {
+                let gateway = Arc::clone(&prober);
+                async move { gateway.probe(class).await }
+            };
+            prober.breakers().probe_until(probe, stop.wait()).await;
+        });
         let wait = options.startup_wait;
         let rest = Rest {
             gateway: &gateway,
@@ -298,12 +312,14 @@ impl BinanceVenue {
         let shutdown = self.gateway.shutdown().clone();
         let started = tokio::time::Instant::now();
         let mut delay = LOOKUP_FIRST_DELAY;
+        // Set after waiting out an open circuit breaker: ask at once.
+        let mut breaker_waited = false;
         loop {
             let Some(order) = self.registry.get(client_id) else {
                 return;
             };
             let pending = order.status == OrderStatus::Pending;
-            if pending {
+            if pending && !std::mem::take(&mut breaker_waited) {
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.wait() => return,
@@ -328,6 +344,18 @@ impl BinanceVenue {
                     return;
                 }
                 Err(e) if e.code == ErrorCode::Stopped => return,
+                Err(e) if e.code == ErrorCode::Unavailable => {
+                    // Nothing was sent: the lookup waits for the breaker (it is one of the runner's own
+                    // requests, so it may go out as a probe once the cool-down is over).
+                    let pause = Duration::from_millis(e.retry_after_ms.unwrap_or(100));
+                    tracing::debug!(client_id, ?pause, "order lookup waits for the circuit breaker");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                    breaker_waited = true;
+                    continue;
+                }
                 Err(e) if e.exchange_code == Some(-2013) && !pending => {
                     tracing::warn!(client_id, "order not found on the exchange during resync: {e}");
                     return;
@@ -565,6 +593,7 @@ impl Venue for BinanceVenue {
                         | ErrorCode::Banned
                         | ErrorCode::Stopped
                         | ErrorCode::Network
+                        | ErrorCode::Unavailable
                 ) || error.exchange_code.is_none() =>
             {
                 self.registry.unsent(&client_id, error.code.as_str());
@@ -677,6 +706,10 @@ impl Venue for BinanceVenue {
 
     fn ledger_status(&self, strategy: &str) -> LedgerStatus {
         self.gateway.ledger().status(strategy)
+    }
+
+    fn breakers(&self) -> Vec<BreakerStatus> {
+        self.gateway.breakers().snapshot()
     }
 
     async fn start(&self, sink: Arc<dyn EventSink>) -> Result<(), ApiError> {

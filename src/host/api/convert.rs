@@ -6,6 +6,7 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
+use crate::exchange::breaker::BreakerStatus;
 use crate::exchange::{ApiError, Balance, Depth, Kline, Order, Quote, SymbolInfo, Ticker, Trade};
 use crate::ledger::LedgerStatus;
 
@@ -284,6 +285,22 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     Ok(table)
 }
 
+/// `{market_data = {state, retry_after_ms?, calls, failures, times_opened, refused}, orders = ..., ...}`
+pub fn breakers_table(lua: &Lua, breakers: &[BreakerStatus]) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(0, breakers.len())?;
+    for breaker in breakers {
+        let entry = lua.create_table_with_capacity(0, 6)?;
+        entry.raw_set("state", breaker.state.as_str())?;
+        entry.raw_set("retry_after_ms", breaker.retry_after_ms)?;
+        entry.raw_set("calls", breaker.calls)?;
+        entry.raw_set("failures", breaker.failures)?;
+        entry.raw_set("times_opened", breaker.times_opened)?;
+        entry.raw_set("refused", breaker.refused)?;
+        table.raw_set(breaker.class.as_str(), entry)?;
+    }
+    Ok(table)
+}
+
 /// The metatable of error tables: `tostring(err)` gives `"<code>: <message>"`.
 pub fn error_metatable(lua: &Lua) -> mlua::Result<Table> {
     let meta = lua.create_table()?;
@@ -313,6 +330,37 @@ pub fn error_table(lua: &Lua, meta: &Table, err: &ApiError) -> mlua::Result<Tabl
 mod tests {
     use super::*;
     use crate::exchange::{OrderStatus, OrderType, Side, TimeInForce};
+
+    #[test]
+    fn breakers_are_keyed_by_their_class() {
+        use crate::exchange::breaker::{BreakerState, EndpointClass};
+        let lua = Lua::new();
+        let status = |class, state, retry_after_ms| BreakerStatus {
+            class,
+            state,
+            retry_after_ms,
+            calls: 7,
+            failures: 4,
+            times_opened: 1,
+            refused: 12,
+        };
+        let table = breakers_table(
+            &lua,
+            &[
+                status(EndpointClass::MarketData, BreakerState::Open, Some(2500)),
+                status(EndpointClass::Orders, BreakerState::HalfOpen, None),
+            ],
+        )
+        .unwrap();
+        let market: Table = table.get("market_data").unwrap();
+        assert_eq!(market.get::<String>("state").unwrap(), "open");
+        assert_eq!(market.get::<u64>("retry_after_ms").unwrap(), 2500);
+        assert_eq!(market.get::<u32>("failures").unwrap(), 4);
+        assert_eq!(market.get::<u64>("refused").unwrap(), 12);
+        let orders: Table = table.get("orders").unwrap();
+        assert_eq!(orders.get::<String>("state").unwrap(), "half_open");
+        assert_eq!(orders.get::<Option<u64>>("retry_after_ms").unwrap(), None);
+    }
 
     #[test]
     fn an_order_table_carries_every_field_under_its_name() {

@@ -1,10 +1,11 @@
-//! `ledger`: the shared rate-limit ledger's view, with this strategy's own usage.
+//! `ledger`: the shared rate-limit ledger's view, with this strategy's own usage and the venue's
+//! circuit breakers (composed here: the ledger knows nothing of the exchange).
 
 use std::rc::Rc;
 
 use mlua::{Lua, Table};
 
-use super::convert::ledger_table;
+use super::convert::{breakers_table, ledger_table};
 use super::{host_function, publish, ApiCtx};
 use crate::host::stats::Stats;
 
@@ -15,6 +16,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         host_function(lua, ctx, "ledger.status", |lua, c, _| {
             let status = ledger_table(lua, &c.venue.ledger_status(&c.strategy()))?;
             status.raw_set("events", events_table(lua, &c.stats)?)?;
+            status.raw_set("breakers", breakers_table(lua, &c.venue.breakers())?)?;
             Ok(status)
         })?,
     )?;
