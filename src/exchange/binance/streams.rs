@@ -234,6 +234,10 @@ impl ConnectionTask {
                 frame = read.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         received = true;
+                        if super::user_data::is_server_shutdown_text(text.as_str()) {
+                            tracing::info!("a market stream server announced a shutdown; reconnecting now");
+                            break SessionEnd::Closed;
+                        }
                         self.router.on_frame(text.as_str(), std::time::Instant::now());
                     }
                     // Pings are answered by the WebSocket layer on the next read.
