@@ -15,6 +15,7 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
+use crate::exchange::binance::ClientError;
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::{CallCtx, EventSink, Venue};
@@ -36,6 +37,9 @@ pub enum EngineError {
     Strategy(String),
     #[error("cannot watch strategy files: {0}")]
     Watch(String),
+    /// The order journal cannot be opened or read: a file the user must look at.
+    #[error("cannot start: {0}")]
+    Journal(String),
 }
 
 /// Why the run ended.
@@ -76,7 +80,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Err(e) => {
             autosave.stop().await;
             stop_sim(paper).await;
-            return Err(EngineError::Connect(e.to_string()));
+            return Err(match e {
+                ClientError::Journal(_) => EngineError::Journal(e.to_string()),
+                _ => EngineError::Connect(e.to_string()),
+            });
         }
     };
     if !config.risk.is_empty() {
