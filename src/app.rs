@@ -30,7 +30,7 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) | AppError::Check { .. } | AppError::Affinity(_) => 2,
-            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_)) => 2,
+            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_) | EngineError::Journal(_)) => 2,
             _ => 1,
         }
     }
@@ -122,9 +122,26 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
     })
 }
 
+/// Crates that move the exchange's bytes and, at trace level, log them raw: request frames carry
+/// the API key and signatures, and headers the key. Whatever `RUST_LOG` asks, they log at debug at
+/// most (they log no payloads there); what the runner logs itself never holds a secret.
+const RAW_PAYLOAD_LOGGERS: [&str; 6] = [
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "h2",
+];
+
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for target in RAW_PAYLOAD_LOGGERS {
+        if let Ok(directive) = format!("{target}=debug").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

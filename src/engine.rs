@@ -44,6 +44,9 @@ pub enum EngineError {
     Watch(#[source] notify::Error),
     #[error(transparent)]
     Metrics(#[from] crate::telemetry::TelemetryError),
+    /// The order journal cannot be opened or read: a file the user must look at.
+    #[error("cannot start")]
+    Journal(#[source] ClientError),
 }
 
 /// Why the run ended.
@@ -90,7 +93,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Err(e) => {
             autosave.stop().await;
             stop_sim(paper).await;
-            return Err(EngineError::Connect(e));
+            return Err(match e {
+                ClientError::Journal(_) => EngineError::Journal(e),
+                _ => EngineError::Connect(e),
+            });
         }
     };
     if !config.risk.is_empty() {

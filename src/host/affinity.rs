@@ -17,10 +17,21 @@ impl CpuList {
     }
 }
 
+/// The highest CPU number a list may name (Linux's own limit, `CONFIG_NR_CPUS`, is 8192).
+pub const MAX_CPU: usize = 8191;
+
 /// CPU numbers from a list such as `2`, `2,3` or `2-5,8`, in order, without repeats.
+/// Numbers above [`MAX_CPU`] are refused before anything is expanded.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     let bad = || format!("{text:?} is not a CPU list such as 2,3 or 2-5");
-    let number = |s: &str| s.trim().parse::<usize>().map_err(|_| bad());
+    let number = |s: &str| match s.trim().parse::<usize>() {
+        Ok(cpu) if cpu <= MAX_CPU => Ok(cpu),
+        Ok(cpu) => Err(format!(
+            "CPU {cpu} in {text:?} is out of range: CPUs are numbered 0 to {MAX_CPU}"
+        )),
+        Err(_) => Err(bad()),
+    };
+    let mut seen = vec![false; MAX_CPU + 1];
     let mut cpus = Vec::new();
     for part in text.split(',') {
         let range = match part.split_once('-') {
@@ -31,7 +42,7 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
             return Err(bad());
         }
         for cpu in range {
-            if !cpus.contains(&cpu) {
+            if !std::mem::replace(&mut seen[cpu], true) {
                 cpus.push(cpu);
             }
         }
@@ -124,6 +135,20 @@ mod os {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_cpu_lists_are_refused_at_once() {
+        let started = std::time::Instant::now();
+        let err = parse_cpu_list("0-99999999999").unwrap_err();
+        assert!(err.contains("out of range") && err.contains("8191"), "{err}");
+        assert!(parse_cpu_list("8192").is_err());
+        assert_eq!(parse_cpu_list("0-8191").map(|l| l.len()), Ok(8192));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn cpu_lists_parse_like_taskset_lists() {

@@ -74,6 +74,9 @@ pub(crate) fn write(dir: &Path, snapshot: &Snapshot) -> io::Result<()> {
     fs::rename(&tmp, dir.join(FILE_NAME))
 }
 
+/// The longest backoff or ban a state file is believed for (the exchange's longest ban).
+const MAX_RESTORED_WAIT_MS: i64 = 3 * 86_400_000;
+
 /// Loads what is still true at `now_ms`: counts of windows that are still the
 /// current ones, and a backoff or ban that has not ended. Anything unreadable is
 /// logged and ignored: a fresh ledger is always a safe start.
@@ -107,15 +110,37 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
             .iter_mut()
             .find(|p| p.limit.kind == saved.kind && p.limit.interval.millis() == saved.interval.millis());
         if let (true, Some(pool)) = (current, pool) {
-            pool.charge(saved.used);
+            // More than the limit cannot have been used: the file is damaged. The full limit is
+            // the safe reading (the window waits out its end, which is near), said out loud.
+            let used = if saved.used > pool.limit.limit {
+                tracing::warn!(
+                    path = %path.display(),
+                    pool = %pool.limit.interval,
+                    saved = saved.used,
+                    limit = pool.limit.limit,
+                    "the saved count is above the limit; taking the window as full"
+                );
+                pool.limit.limit
+            } else {
+                saved.used
+            };
+            pool.charge(used);
             restored += 1;
         }
     }
+    // No real backoff or ban lasts longer than three days.
+    let latest = now_ms.saturating_add(MAX_RESTORED_WAIT_MS);
+    let believable = |until: i64, what: &str| {
+        if until > latest {
+            tracing::warn!(path = %path.display(), until_ms = until, "the saved {what} ends implausibly late; keeping three days of it");
+        }
+        until.min(latest)
+    };
     if snapshot.throttled_until_ms > now_ms {
-        st.backoff.throttled_until_ms = snapshot.throttled_until_ms;
+        st.backoff.throttled_until_ms = believable(snapshot.throttled_until_ms, "backoff");
     }
     if snapshot.banned_until_ms > now_ms {
-        st.backoff.banned_until_ms = snapshot.banned_until_ms;
+        st.backoff.banned_until_ms = believable(snapshot.banned_until_ms, "ban");
     }
     tracing::info!(
         path = %path.display(),
@@ -208,5 +233,49 @@ pub(crate) fn spawn_autosave(ledger: Ledger, every: Duration) -> Autosave {
     Autosave {
         stop: Some(stop),
         task: Some(task),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::ledger::limits::{IntervalUnit, PoolKind, RateLimit};
+    use crate::ledger::{Cost, Lane, Ledger, LedgerConfig, TokioClock};
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_saved_count_is_taken_as_a_full_window_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = 1_700_000_000_000;
+        let open = || {
+            Ledger::new(
+                vec![RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 1200)],
+                LedgerConfig {
+                    state_dir: Some(dir.path().to_path_buf()),
+                    ..LedgerConfig::default()
+                },
+                Arc::new(TokioClock::starting_at(start)),
+            )
+        };
+        let ledger = open();
+        let cost = Cost {
+            weight: 60,
+            orders: 0,
+            raw: 1,
+            connections: 0,
+        };
+        ledger.try_reserve("s", Lane::Order, cost).unwrap();
+        ledger.save().unwrap();
+        let path = dir.path().join(super::FILE_NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"used\":60"), "{text}");
+        std::fs::write(&path, text.replace("\"used\":60", "\"used\":20000000000")).unwrap();
+
+        let status = open().status("s");
+        let pool = status.pools.iter().find(|p| p.kind == PoolKind::RequestWeight).unwrap();
+        assert_eq!(
+            pool.used, 1200,
+            "clamped to the limit, so the summary shows at most 100 %"
+        );
     }
 }

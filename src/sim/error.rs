@@ -102,6 +102,13 @@ impl ApiErr {
         ApiErr::bad(-1022, "Signature for this request is not valid.")
     }
 
+    pub fn execution_unknown() -> Self {
+        ApiErr::bad(
+            -1006,
+            "An unexpected response was received from the message bus. Execution status unknown.",
+        )
+    }
+
     pub fn timeout_unknown() -> Self {
         ApiErr::new(
             503,

@@ -18,6 +18,60 @@ pub enum FailKind {
     BadGateway,
     /// A plain 503.
     Unavailable,
+    /// Processed, then answered 400 with `{"code":-1006,...}`: execution status unknown (the
+    /// code alone says so, whatever the HTTP status).
+    Unknown1006,
+    /// A 403 from the exchange's firewall (WAF), which also enforces rate limits; never processed.
+    Firewall403,
+}
+
+/// How order answers (successful places and cancels, REST and WebSocket API) are mangled while
+/// the orders themselves are processed as usual: the exchange changing its answer's shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnswerMangle {
+    /// Fields removed.
+    pub drop: Vec<String>,
+    /// Fields renamed, `[from, to]`.
+    pub rename: Vec<(String, String)>,
+    /// Fields given another type: a string becomes a number (or `true` when it is not one), a
+    /// number a string, anything else a string.
+    pub retype: Vec<String>,
+    /// Fields added (unknown to the client).
+    pub add: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AnswerMangle {
+    /// Applies the mangling to an answer object (anything else is left alone).
+    pub fn apply(&self, answer: &mut serde_json::Value) {
+        use serde_json::Value;
+        let Value::Object(fields) = answer else { return };
+        for name in &self.drop {
+            fields.remove(name);
+        }
+        for (from, to) in &self.rename {
+            if let Some(value) = fields.remove(from) {
+                fields.insert(to.clone(), value);
+            }
+        }
+        for name in &self.retype {
+            if let Some(value) = fields.get_mut(name) {
+                let retyped = match &*value {
+                    Value::String(text) => text
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(serde_json::Number::from_f64)
+                        .map_or(Value::Bool(true), Value::Number),
+                    Value::Number(n) => Value::String(n.to_string()),
+                    other => Value::String(other.to_string()),
+                };
+                *value = retyped;
+            }
+        }
+        for (name, value) in &self.add {
+            fields.insert(name.clone(), value.clone());
+        }
+    }
 }
 
 /// The knobs as they are right now.
@@ -42,6 +96,17 @@ pub struct FaultState {
     pub force_429_secs: Option<u64>,
     /// Added to the exchange clock (ms).
     pub clock_skew_ms: i64,
+    /// Every successful order answer is mangled so (the orders are processed as usual).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mangle_order_answers: Option<AnswerMangle>,
+    /// The next new order is answered 429 `-1015` (too many new orders) with this Retry-After
+    /// (seconds); a new order sent before it ends is banned, as the exchange's order limit does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_limit_secs: Option<u64>,
+    /// Stream names refused as invalid (in a connection URL or a SUBSCRIBE), as the exchange
+    /// refuses a stream it does not offer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refuse_streams: Vec<String>,
 }
 
 /// One `POST /sim/faults` body: every field optional; `drop_ws` and `external_weight` are actions.
@@ -62,6 +127,9 @@ pub struct FaultUpdate {
     /// Add this much weight to the current windows, as another process on the same IP would.
     pub external_weight: Option<u64>,
     pub clock_skew_ms: Option<i64>,
+    pub mangle_order_answers: Option<AnswerMangle>,
+    pub order_limit_secs: Option<u64>,
+    pub refuse_streams: Option<Vec<String>>,
     /// Drop every WebSocket connection now.
     #[serde(default)]
     pub drop_ws: bool,
@@ -153,6 +221,30 @@ impl FaultControl {
         self.state.lock().clock_skew_ms = skew_ms;
     }
 
+    pub fn mangle_order_answers(&self, mangle: AnswerMangle) {
+        self.state.lock().mangle_order_answers = Some(mangle);
+    }
+
+    pub fn hit_order_limit(&self, retry_after_secs: u64) {
+        self.state.lock().order_limit_secs = Some(retry_after_secs);
+    }
+
+    pub fn refuse_streams(&self, names: Vec<String>) {
+        self.state.lock().refuse_streams = names;
+    }
+
+    pub(crate) fn refuses_stream(&self, name: &str) -> bool {
+        self.state.lock().refuse_streams.iter().any(|n| n == name)
+    }
+
+    pub(crate) fn order_answer_mangle(&self) -> Option<AnswerMangle> {
+        self.state.lock().mangle_order_answers.clone()
+    }
+
+    pub(crate) fn take_order_limit(&self) -> Option<u64> {
+        self.state.lock().order_limit_secs.take()
+    }
+
     pub fn drop_websockets(&self) {
         self.drop_ws.send_modify(|generation| *generation += 1);
     }
@@ -193,6 +285,15 @@ impl FaultControl {
             }
             if let Some(v) = update.clock_skew_ms {
                 s.clock_skew_ms = v;
+            }
+            if let Some(v) = &update.mangle_order_answers {
+                s.mangle_order_answers = Some(v.clone());
+            }
+            if let Some(v) = update.order_limit_secs {
+                s.order_limit_secs = Some(v);
+            }
+            if let Some(v) = &update.refuse_streams {
+                s.refuse_streams.clone_from(v);
             }
         }
         if let Some(secs) = update.force_418_secs {

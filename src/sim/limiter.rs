@@ -245,6 +245,19 @@ impl Limiter {
         }
     }
 
+    /// Answers 429 (-1015) as if the order limit were reached, holding new orders for `secs`
+    /// (a new order before then is banned, as in [`Limiter::take_order`]).
+    pub fn hit_order_limit(&mut self, now: i64, secs: u64) -> ApiErr {
+        let until = secs_after(now, secs);
+        self.order_wait_until = self.order_wait_until.max(until);
+        self.throttled(
+            now,
+            until,
+            -1015,
+            "Too many new orders; current limit is exceeded.".to_string(),
+        )
+    }
+
     /// Takes one slot in every ORDERS pool for a new order, or answers 429 (-1015).
     pub fn take_order(&mut self, now: i64) -> Result<(), ApiErr> {
         if now < self.order_wait_until {

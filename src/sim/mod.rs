@@ -52,7 +52,7 @@ pub use config::{
     default_asset_prices, default_symbols, Ed25519ApiKey, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
 };
 pub use error::SimError;
-pub use faults::{FailKind, FaultControl, FaultState, FaultUpdate};
+pub use faults::{AnswerMangle, FailKind, FaultControl, FaultState, FaultUpdate};
 pub use limiter::{PoolStats, SimStats, WindowUsage};
 pub use record::RequestRecord;
 

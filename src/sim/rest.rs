@@ -49,9 +49,13 @@ pub async fn handle(
         return plain(status);
     };
     let failure = sim.faults.take_failure(sim.fault_roll());
-    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable)) = failure {
+    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable | FailKind::Firewall403)) = failure {
         // The front end failed: the request never reached the exchange.
-        let status = if kind == FailKind::BadGateway { 502 } else { 503 };
+        let status = match kind {
+            FailKind::BadGateway => 502,
+            FailKind::Firewall403 => 403,
+            _ => 503,
+        };
         sim.log.push(record(status, 0));
         return plain(status);
     }
@@ -75,13 +79,21 @@ pub async fn handle(
             return respond(&sim, now, ep, Err(e));
         }
     };
+    if ep.effect == Effect::Place {
+        if let Some(secs) = sim.faults.take_order_limit() {
+            let refused = sim.limiter.lock().hit_order_limit(now, secs);
+            sim.log.push(record(429, weight));
+            return respond(&sim, now, ep, Err(refused));
+        }
+    }
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
     let result = run(&sim, ep, parsed, &query, &body, key, now);
     let kept = api::settle_weight(&sim, ep.effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
         Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
-        _ => result,
+        Some(FailKind::Unknown1006) => Err(ApiErr::execution_unknown()),
+        _ => mangled(&sim, ep.effect, result),
     };
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     // Logged before a delayed answer: a client that gives up first still sent the request.
@@ -93,6 +105,19 @@ pub async fn handle(
         }
     }
     respond(&sim, now, ep, result)
+}
+
+/// An order answer as the order-answer fault knob shapes it (anything else as it is).
+pub(crate) fn mangled(sim: &Sim, effect: Effect, result: Result<Value, ApiErr>) -> Result<Value, ApiErr> {
+    match (effect, result) {
+        (Effect::Place | Effect::Cancel, Ok(mut answer)) => {
+            if let Some(mangle) = sim.faults.order_answer_mangle() {
+                mangle.apply(&mut answer);
+            }
+            Ok(answer)
+        }
+        (_, result) => result,
+    }
 }
 
 /// Authentication, parameter checks and the handler.

@@ -115,9 +115,13 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     } else {
         sim.faults.take_failure(sim.fault_roll())
     };
-    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable)) = failure {
+    if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable | FailKind::Firewall403)) = failure {
         // The front end failed: the request never reached the exchange.
-        let status = if kind == FailKind::BadGateway { 502 } else { 503 };
+        let status = match kind {
+            FailKind::BadGateway => 502,
+            FailKind::Firewall403 => 403,
+            _ => 503,
+        };
         sim.log.push(record(now, method, status, 0));
         let err = ApiErr::new(
             status,
@@ -148,7 +152,8 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
         Some(FailKind::Unknown1007) => Err(ApiErr::timeout_unknown()),
-        _ => result,
+        Some(FailKind::Unknown1006) => Err(ApiErr::execution_unknown()),
+        _ => super::rest::mangled(sim, effect, result),
     };
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     sim.log.push(record(now, method, status, kept));

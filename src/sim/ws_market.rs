@@ -74,6 +74,9 @@ fn canonical_names(sim: &Sim, names: &[&str]) -> Result<Vec<String>, ApiErr> {
 
 /// `btcusdt@depth@1000ms` → `btcusdt@depth`; unknown symbols or kinds → `None`.
 pub fn canonical(sim: &Sim, name: &str) -> Option<String> {
+    if sim.faults.refuses_stream(name) {
+        return None;
+    }
     let (symbol, kind) = name.split_once('@')?;
     let known = sim
         .config

@@ -14,6 +14,7 @@ mod support;
 
 mod harness;
 
+mod answers;
 mod backoff;
 mod orders;
 mod restart;

@@ -113,7 +113,9 @@ pub fn map_http_error(kind: CallKind, status: u16, body: &[u8], verdict: &Verdic
 }
 
 fn map_status_and_code(kind: CallKind, status: u16, code: Option<i64>, message: String) -> ApiError {
-    let unknown_outcome = status >= 500 || code == Some(-1007);
+    // -1006 ("unexpected response; execution status unknown") and -1007 (timeout) are, like a 5xx,
+    // answers after which the request may or may not have taken effect.
+    let unknown_outcome = status >= 500 || matches!(code, Some(-1006 | -1007));
     if unknown_outcome {
         return match kind {
             CallKind::Mutation => ApiError::new(
@@ -124,7 +126,8 @@ fn map_status_and_code(kind: CallKind, status: u16, code: Option<i64>, message: 
         };
     }
     match (status, code) {
-        (429, _) | (_, Some(-1003 | -1015)) => ApiError::new(ErrorCode::Backoff, message),
+        // 403: the exchange's firewall (WAF), which also enforces rate limits.
+        (429 | 403, _) | (_, Some(-1003 | -1015)) => ApiError::new(ErrorCode::Backoff, message),
         (418, _) => ApiError::new(ErrorCode::Banned, message),
         // Filter failures and malformed parameters: the request itself is wrong; retrying will not help.
         (_, Some(-1013)) | (_, Some(-1130..=-1100)) => ApiError::new(ErrorCode::InvalidOrder, message),
@@ -201,6 +204,8 @@ mod tests {
             (400, -2013, CallKind::Query, ErrorCode::Rejected),
             (400, -1021, CallKind::Mutation, ErrorCode::Rejected),
             (400, -1007, CallKind::Mutation, ErrorCode::UnknownStatus),
+            (400, -1006, CallKind::Mutation, ErrorCode::UnknownStatus),
+            (400, -1006, CallKind::Query, ErrorCode::Network),
             (503, -1007, CallKind::Mutation, ErrorCode::UnknownStatus),
             (503, -1007, CallKind::Query, ErrorCode::Network),
         ];

@@ -168,6 +168,9 @@ pub struct Gateway {
     request_timeout: Duration,
     /// The server-time offset this gateway last handed the ledger.
     offset_ms: AtomicI64,
+    /// After a -1015 (too many new orders): exchange time (ms) until which new orders are held.
+    /// Only new orders: cancels and reads go on (the limit is the account's order count).
+    new_orders_held_until_ms: AtomicI64,
     shutdown: Shutdown,
     /// With `--order-transport ws-api`: each strategy thread's order connection.
     order_sessions: Option<PerThread<Arc<Session>>>,
@@ -203,6 +206,7 @@ impl Gateway {
             recv_window_ms: config.recv_window_ms,
             request_timeout: config.request_timeout,
             offset_ms: AtomicI64::new(0),
+            new_orders_held_until_ms: AtomicI64::new(i64::MIN),
             shutdown,
             background,
             order_sessions: (config.order_transport == OrderTransport::WsApi).then(PerThread::new),
@@ -267,6 +271,46 @@ impl Gateway {
         breaker.admit(caller).map_err(unavailable)
     }
 
+    /// Waits out a -1015 hold on new orders (within `wait`), or refuses: nothing is sent.
+    async fn new_order_hold(&self, call: &RestCall, wait: Duration) -> Result<(), SendError> {
+        if call.lane != Lane::Order || call.method != HttpMethod::Post {
+            return Ok(());
+        }
+        let until = self.new_orders_held_until_ms.load(Ordering::Relaxed);
+        let left_ms = until.saturating_sub(self.ledger.now_ms());
+        if left_ms <= 0 {
+            return Ok(());
+        }
+        let left = Duration::from_millis(left_ms as u64);
+        if left > wait {
+            return Err(SendError::Ledger(
+                crate::exchange::types::ApiError::new(
+                    crate::exchange::types::ErrorCode::Backoff,
+                    format!("the exchange's new-order limit was hit (-1015): new orders wait {left_ms} ms more; cancels go on"),
+                )
+                .with_retry_after(left_ms as u64),
+            ));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(left) => Ok(()),
+            _ = self.shutdown.wait() => Err(SendError::Stopped),
+        }
+    }
+
+    fn hold_new_orders(&self, wait: Duration) {
+        let until = self
+            .ledger
+            .now_ms()
+            .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+        let before = self.new_orders_held_until_ms.fetch_max(until, Ordering::Relaxed);
+        if until > before {
+            tracing::warn!(
+                hold_ms = wait.as_millis() as u64,
+                "too many new orders (-1015): new orders are held; cancels and reads go on"
+            );
+        }
+    }
+
     /// Sends one REST request (no retries: that is the caller's policy).
     pub async fn rest(&self, strategy: &str, wait: Duration, call: &RestCall) -> Result<RestReply, SendError> {
         self.rest_in(endpoint_class(call), strategy, wait, call).await
@@ -294,6 +338,7 @@ impl Gateway {
         let asked_at = std::time::Instant::now();
         // Before the ledger: a call the breaker refuses is neither sent nor charged.
         let ticket = self.admit(class, strategy, call.lane)?;
+        self.new_order_hold(call, wait).await?;
         let permit = self.reserve(strategy, call.lane, cost, wait).await?;
         let endpoint = format!("{} {}", call.method.as_str(), call.path);
         let labels = [("strategy", strategy.to_string()), ("endpoint", endpoint)];
@@ -327,6 +372,9 @@ impl Gateway {
         ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
         let answer = answer?;
         self.observe(&permit, answer.usage, answer.verdict.clone());
+        if let Some(hold) = answer.new_order_wait {
+            self.hold_new_orders(hold);
+        }
         let reply = RestReply {
             status: answer.status,
             body: answer.body,
@@ -380,6 +428,7 @@ impl Gateway {
             .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
         let (usage, verdict) = usage::ws_api_observation(&response, self.ledger.now_ms());
+        let new_order_wait = usage::ws_order_limit_wait(&response, self.ledger.now_ms());
         // The same body REST would carry: the result, or the `{code, msg}` error.
         let body = match (&response.result, &response.error) {
             (_, Some(error)) => serde_json::to_vec(error),
@@ -391,6 +440,7 @@ impl Gateway {
             status: response.status,
             usage,
             verdict,
+            new_order_wait,
             body,
         })
     }
@@ -432,10 +482,15 @@ impl Gateway {
             .map(str::to_owned);
         let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
         let verdict = usage::classify(status, retry_after.as_deref(), &body, self.ledger.now_ms());
+        let new_order_wait = match (200..300).contains(&status) {
+            true => None,
+            false => usage::http_order_limit_wait(retry_after.as_deref(), &body),
+        };
         Ok(Answer {
             status,
             usage,
             verdict,
+            new_order_wait,
             body: body.to_vec(),
         })
     }
@@ -623,6 +678,8 @@ struct Answer {
     status: u16,
     usage: Vec<ServerUsage>,
     verdict: Verdict,
+    /// A -1015: how long new orders must wait.
+    new_order_wait: Option<Duration>,
     body: Vec<u8>,
 }
 

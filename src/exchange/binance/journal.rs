@@ -66,9 +66,12 @@ pub fn ended_cleanly(records: &[JournalRecord]) -> bool {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("order journal {path}: {source}")]
+#[error("order journal {}{}: {source}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
 pub struct JournalError {
     path: PathBuf,
+    /// The line at fault, when one is.
+    line: Option<usize>,
+    #[source]
     source: std::io::Error,
 }
 
@@ -76,6 +79,7 @@ impl JournalError {
     fn at(path: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
         move |source| JournalError {
             path: path.to_path_buf(),
+            line: None,
             source,
         }
     }
@@ -122,8 +126,15 @@ impl Journal {
         let mut records = Vec::new();
         if path.exists() {
             let reader = BufReader::new(File::open(&path).map_err(&err)?);
-            for (number, line) in reader.lines().enumerate() {
-                let line = line.map_err(&err)?;
+            for (number, line) in reader.split(b'\n').enumerate() {
+                let line = String::from_utf8(line.map_err(&err)?).map_err(|_| JournalError {
+                    path: path.clone(),
+                    line: Some(number + 1),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "not text: the file is corrupt (move it away to start without it, and check the exchange for open orders)",
+                    ),
+                })?;
                 if line.trim().is_empty() {
                     continue;
                 }

@@ -24,7 +24,7 @@ use crate::exchange::types::{
 };
 
 use super::journal::{Journal, JournalRecord};
-use super::wire::{ExecutionReport, OrderWire};
+use super::wire::{ExecutionReport, OrderAnswer};
 
 /// Binance's rule for client order ids: `^[\.A-Z\:/a-z0-9_-]{1,36}$`.
 pub fn is_valid_client_id(id: &str) -> bool {
@@ -82,27 +82,29 @@ impl OrderUpdate {
         }
     }
 
-    /// From a REST order answer (`POST`, `GET` or `DELETE /api/v3/order`).
-    pub fn from_wire(wire: &OrderWire, now_ms: i64) -> Self {
+    /// From an order answer (`POST`, `GET` or `DELETE /api/v3/order`, or the WebSocket API's).
+    /// `None` when the answer does not say how much filled: the order must be looked up.
+    pub fn from_answer(answer: &OrderAnswer, now_ms: i64) -> Option<Self> {
+        let (executed, quote) = answer.fill()?;
         // On a cancel answer the order's own id is in origClientOrderId.
-        let client_id = wire
+        let client_id = answer
             .orig_client_order_id
             .clone()
-            .unwrap_or_else(|| wire.client_order_id.clone());
-        let last = wire.fills.last();
-        OrderUpdate {
+            .unwrap_or_else(|| answer.client_order_id.clone());
+        let last = answer.fills.last();
+        Some(OrderUpdate {
             client_id,
-            id: Some(wire.order_id),
-            status: parse_status(&wire.status),
-            filled_qty: f(wire.executed_qty),
-            filled_quote: f(wire.cummulative_quote_qty),
+            id: Some(answer.order_id),
+            status: parse_status(&answer.status),
+            filled_qty: f(executed),
+            filled_quote: f(quote),
             last_fill_qty: last.map_or(0.0, |fill| f(fill.qty)),
             last_fill_price: last.map_or(0.0, |fill| f(fill.price)),
-            last_commission: wire.fills.iter().map(|fill| f(fill.commission)).sum(),
+            last_commission: answer.fills.iter().map(|fill| f(fill.commission)).sum(),
             commission_asset: last.map(|fill| fill.commission_asset.clone()),
             reject_reason: None,
-            update_time: wire.update_time.or(wire.transact_time).unwrap_or(now_ms),
-        }
+            update_time: answer.update_time.or(answer.transact_time).unwrap_or(now_ms),
+        })
     }
 
     /// From a user-stream `executionReport`.

@@ -49,9 +49,35 @@ fn dec(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(ErrorCode::Network, format!("unreadable {what} answer: {e}")))
+/// Reads a 2xx answer. One that arrived but cannot be read is, for a call that may have acted
+/// (place, cancel), an unknown outcome to be looked up, never "nothing arrived".
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str, kind: CallKind) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| unreadable(what, kind, &e.to_string()))
+}
+
+fn unreadable(what: &str, kind: CallKind, reason: &str) -> ApiError {
+    tracing::warn!(call = what, reason, "the exchange's answer could not be read");
+    match kind {
+        CallKind::Mutation => ApiError::new(
+            ErrorCode::UnknownStatus,
+            format!("the exchange answered {what}, but the answer could not be read ({reason}); the outcome is unknown and is being looked up"),
+        ),
+        // A read changed nothing: it failed, and may be tried again.
+        CallKind::Query => ApiError::new(
+            ErrorCode::Network,
+            format!("the exchange answered {what}, but the answer could not be read ({reason})"),
+        ),
+    }
+}
+
+/// Reads an order answer; one that does not say how much filled is an unknown outcome for a
+/// call that may have acted, and a failed read otherwise (the order is looked up either way).
+fn parse_order(body: &[u8], what: &str, kind: CallKind) -> Result<wire::OrderAnswer, ApiError> {
+    let answer: wire::OrderAnswer = parse(body, what, kind)?;
+    match answer.fill() {
+        Some(_) => Ok(answer),
+        None => Err(unreadable(what, kind, "no executedQty or cummulativeQuoteQty")),
+    }
 }
 
 /// Typed calls. `strategy` and `wait` say who is charged and how long budget may be awaited.
@@ -140,7 +166,7 @@ impl Rest<'_> {
 
     async fn query<T: DeserializeOwned>(&self, strategy: &str, wait: Duration, call: RestCall) -> Result<T, ApiError> {
         let body = self.execute(strategy, wait, &call, CallKind::Query).await?;
-        parse(&body, call.path)
+        parse(&body, call.path, CallKind::Query)
     }
 
     pub async fn exchange_info(&self, strategy: &str, wait: Duration) -> Result<wire::ExchangeInfo, ApiError> {
@@ -254,7 +280,7 @@ impl Rest<'_> {
         ctx: &CallCtx,
         order: &ValidOrder,
         client_id: &str,
-    ) -> Result<wire::OrderWire, ApiError> {
+    ) -> Result<wire::OrderAnswer, ApiError> {
         let mut call = RestCall::new(HttpMethod::Post, "/api/v3/order", Lane::Order)
             .param("symbol", &order.symbol)
             .param("side", order.side.as_str())
@@ -278,7 +304,7 @@ impl Rest<'_> {
             .free_on_success()
             .for_event(ctx.trigger.clone());
         let body = self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await?;
-        parse(&body, call.path)
+        parse_order(&body, "POST /api/v3/order", CallKind::Mutation)
     }
 
     pub async fn cancel_order(
@@ -287,18 +313,18 @@ impl Rest<'_> {
         wait: Duration,
         symbol: &str,
         client_id: &str,
-    ) -> Result<wire::OrderWire, ApiError> {
+    ) -> Result<wire::OrderAnswer, ApiError> {
         let call = RestCall::new(HttpMethod::Delete, "/api/v3/order", Lane::Cancel)
             .param("symbol", symbol)
             .param("origClientOrderId", client_id)
             .signed()
             .free_on_success();
         let body = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
-        parse(&body, call.path)
+        parse_order(&body, "DELETE /api/v3/order", CallKind::Mutation)
     }
 
     /// Every open order of the account (weight 80).
-    pub async fn open_orders(&self, strategy: &str, wait: Duration) -> Result<Vec<wire::OrderWire>, ApiError> {
+    pub async fn open_orders(&self, strategy: &str, wait: Duration) -> Result<Vec<wire::OrderAnswer>, ApiError> {
         let call = RestCall::new(HttpMethod::Get, "/api/v3/openOrders", Lane::Order);
         self.query(strategy, wait, call.signed()).await
     }
@@ -309,13 +335,14 @@ impl Rest<'_> {
         wait: Duration,
         symbol: &str,
         order: &OrderRef,
-    ) -> Result<wire::OrderWire, ApiError> {
+    ) -> Result<wire::OrderAnswer, ApiError> {
         let call = RestCall::new(HttpMethod::Get, "/api/v3/order", Lane::Order).param("symbol", symbol);
         let call = match order {
             OrderRef::ClientId(id) => call.param("origClientOrderId", id),
             OrderRef::Id(id) => call.param("orderId", id.to_string()),
         };
-        self.query(strategy, wait, call.signed()).await
+        let body = self.execute(strategy, wait, &call.signed(), CallKind::Query).await?;
+        parse_order(&body, "GET /api/v3/order", CallKind::Query)
     }
 }
 

@@ -139,6 +139,8 @@ impl MarketStreams {
             gateway: Arc::clone(&self.gateway),
             router: Arc::clone(&self.router),
             desired: rx,
+            refused: BTreeSet::new(),
+            subscribe_by_message: false,
         };
         self.gateway.spawn(task.run());
         state.connections.push(Connection {
@@ -168,6 +170,23 @@ struct ConnectionTask {
     gateway: Arc<Gateway>,
     router: Arc<Router>,
     desired: watch::Receiver<BTreeSet<String>>,
+    /// Streams the exchange refused: left out of this connection, so that one bad stream (one
+    /// strategy's) never takes the others' streams down with it.
+    refused: BTreeSet<String>,
+    /// A connection URL was refused: streams are subscribed by message, where a refusal is
+    /// narrowed down to the stream at fault.
+    subscribe_by_message: bool,
+}
+
+/// A reply to a SUBSCRIBE / UNSUBSCRIBE (`{"result":null,"id":n}` or `{"error":{..},"id":n}`):
+/// its id, and whether it is a refusal. Market data frames (`{"stream":..}`) are not replies.
+fn control_reply(text: &str) -> Option<(u64, bool)> {
+    if text.starts_with("{\"stream\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let id = value.get("id")?.as_u64()?;
+    Some((id, value.get("error").is_some_and(|e| !e.is_null())))
 }
 
 impl ConnectionTask {
@@ -175,7 +194,8 @@ impl ConnectionTask {
         let shutdown = self.gateway.shutdown().clone();
         let mut failures = 0u32;
         loop {
-            let wanted = self.desired.borrow_and_update().clone();
+            let mut wanted = self.desired.borrow_and_update().clone();
+            wanted.retain(|name| !self.refused.contains(name));
             if wanted.is_empty() {
                 tokio::select! {
                     changed = self.desired.changed() => if changed.is_err() { return },
@@ -183,7 +203,8 @@ impl ConnectionTask {
                 }
                 continue;
             }
-            let initial: BTreeSet<String> = wanted.iter().take(URL_STREAMS).cloned().collect();
+            let url_streams = if self.subscribe_by_message { 0 } else { URL_STREAMS };
+            let initial: BTreeSet<String> = wanted.iter().take(url_streams).cloned().collect();
             let names: Vec<String> = initial.iter().cloned().collect();
             let delay = match self.gateway.connect_market(&names, CONNECT_WAIT).await {
                 Ok(ws) => {
@@ -204,6 +225,11 @@ impl ConnectionTask {
                 Err(SendError::Stopped) => return,
                 Err(error) => {
                     failures += 1;
+                    // The exchange may have refused one of the streams in the URL: next time, ask
+                    // for each by message, where a refusal names the request (and so the stream).
+                    if matches!(error, SendError::Connect { .. }) {
+                        self.subscribe_by_message = true;
+                    }
                     tracing::warn!(failures, "market stream connection failed: {error}");
                     let wait = match &error {
                         SendError::Ledger(api) | SendError::Unavailable(api) => {
@@ -230,12 +256,34 @@ impl ConnectionTask {
         let mut request_id = 0u64;
         let mut received = false;
         let mut wanted = self.desired.borrow_and_update().clone();
+        wanted.retain(|name| !self.refused.contains(name));
+        // SUBSCRIBEs in flight, by request id; and streams of a refused batch, now asked for one by one.
+        let mut subscribing: HashMap<u64, Vec<String>> = HashMap::new();
+        let mut one_by_one: BTreeSet<String> = BTreeSet::new();
         let end = loop {
             let pending = wanted != active;
             tokio::select! {
                 frame = read.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         received = true;
+                        if super::user_data::is_server_shutdown_text(text.as_str()) {
+                            tracing::info!("a market stream server announced a shutdown; reconnecting now");
+                            break SessionEnd::Closed;
+                        }
+                        let reply = control_reply(text.as_str());
+                        let refused = reply.and_then(|(id, refused)| subscribing.remove(&id).filter(|_| refused));
+                        if let Some(batch) = refused {
+                            for name in &batch {
+                                active.remove(name);
+                            }
+                            if let [name] = batch.as_slice() {
+                                tracing::warn!(stream = %name, "the exchange refused this stream; the strategies that asked for it get no events from it, the others are not affected");
+                                self.refused.insert(name.clone());
+                                wanted.remove(name);
+                            } else {
+                                one_by_one.extend(batch);
+                            }
+                        }
                         self.router.on_frame(text.as_str(), std::time::Instant::now());
                     }
                     // Pings are answered by the WebSocket layer on the next read.
@@ -247,6 +295,7 @@ impl ConnectionTask {
                         break SessionEnd::Shutdown;
                     }
                     wanted = self.desired.borrow_and_update().clone();
+                    wanted.retain(|name| !self.refused.contains(name));
                     if wanted.is_empty() {
                         break SessionEnd::Closed;
                     }
@@ -255,7 +304,13 @@ impl ConnectionTask {
                     // One message per tick: unsubscribes first, then subscribes.
                     let removed: Vec<String> = active.difference(&wanted).cloned().collect();
                     let (method, params) = if removed.is_empty() {
-                        ("SUBSCRIBE", wanted.difference(&active).cloned().collect::<Vec<_>>())
+                        let added: Vec<String> = wanted.difference(&active).cloned().collect();
+                        // After a refused batch, its streams go one per request until the culprit is found.
+                        let params = match added.iter().find(|name| one_by_one.contains(*name)) {
+                            Some(single) => vec![single.clone()],
+                            None => added,
+                        };
+                        ("SUBSCRIBE", params)
                     } else {
                         ("UNSUBSCRIBE", removed)
                     };
@@ -266,6 +321,9 @@ impl ConnectionTask {
                         return SessionEnd::Dropped { received };
                     }
                     next_control = Instant::now() + CONTROL_SPACING;
+                    if method == "SUBSCRIBE" {
+                        subscribing.insert(request_id, params.clone());
+                    }
                     for name in params {
                         if method == "SUBSCRIBE" {
                             active.insert(name);

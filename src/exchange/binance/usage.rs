@@ -166,9 +166,12 @@ fn banned(candidates: [Option<i64>; 2], now_ms: i64, source: &str) -> Verdict {
     }
 }
 
-/// Classifies an HTTP response: 429 → throttled for Retry-After seconds; 418 →
-/// banned until the later of Retry-After and the body's "banned until"; a body
-/// with -1003 / -1015 on any other failed status is treated as the 429 it stands for.
+/// Classifies an HTTP response: 429 → throttled for Retry-After seconds; 403 (the
+/// exchange's firewall, which enforces rate limits too) → the same; 418 → banned until
+/// the later of Retry-After and the body's "banned until"; a body with -1003 on any
+/// other failed status is treated as the 429 it stands for. -1015 (too many new orders)
+/// is an account's order limit, not the IP's: it stops new orders only (see
+/// [`order_limit_wait`]), never cancels or reads, so it is no verdict here.
 pub fn classify(status: u16, retry_after_header: Option<&str>, body: &[u8], now_ms: i64) -> Verdict {
     if (200..300).contains(&status) {
         // A success carries no error code; its body (up to megabytes of depth) is not read twice.
@@ -186,9 +189,42 @@ pub fn classify(status: u16, retry_after_header: Option<&str>, body: &[u8], now_
             banned([from_header, ban_in_body], now_ms, "http 418")
         }
         (_, Some(-1003)) if ban_in_body.is_some() => banned([ban_in_body, None], now_ms, "code -1003"),
-        (429, _) | (_, Some(-1003 | -1015)) => throttled(retry_after, "http 429"),
+        (_, Some(-1015)) => Verdict::Ok,
+        (429, _) | (_, Some(-1003)) => throttled(retry_after, "http 429"),
+        (403, _) => throttled(retry_after, "http 403 (firewall)"),
         _ => Verdict::Ok,
     }
+}
+
+/// How long new orders must wait after a -1015 answer ("too many new orders"), from its
+/// Retry-After (seconds, REST) or `retryAfter` (epoch ms, WebSocket API); the safe default
+/// when neither is readable. `None` when the answer is not a -1015.
+pub fn order_limit_wait(code: Option<i64>, retry_after: Option<Duration>) -> Option<Duration> {
+    if code != Some(-1015) {
+        return None;
+    }
+    Some(retry_after.unwrap_or_else(|| {
+        tracing::warn!("-1015 without a readable Retry-After; holding new orders for the default");
+        DEFAULT_RETRY_AFTER
+    }))
+}
+
+/// [`order_limit_wait`] of an HTTP answer.
+pub fn http_order_limit_wait(retry_after_header: Option<&str>, body: &[u8]) -> Option<Duration> {
+    let (code, _) = body_error(body);
+    order_limit_wait(code, retry_after_secs(retry_after_header))
+}
+
+/// [`order_limit_wait`] of a WebSocket API answer.
+pub fn ws_order_limit_wait(response: &WsApiResponse, now_ms: i64) -> Option<Duration> {
+    let error = response.error.as_ref()?;
+    let retry_at = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("retryAfter"))
+        .and_then(Value::as_i64);
+    let wait = retry_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64).min(MAX_WAIT));
+    order_limit_wait(Some(error.code), wait)
 }
 
 /// Classifies a WebSocket API error (`{"status": .., "error": {"code", "msg",
@@ -205,7 +241,8 @@ pub fn classify_ws_error(status: u16, error: &Value, now_ms: i64) -> Verdict {
     match (status, code) {
         (418, _) => banned([retry_at, ban_in_msg], now_ms, "websocket 418"),
         (_, Some(-1003)) if ban_in_msg.is_some() => banned([ban_in_msg, retry_at], now_ms, "websocket -1003"),
-        (429, _) | (_, Some(-1003 | -1015)) => {
+        (_, Some(-1015)) => Verdict::Ok,
+        (429 | 403, _) | (_, Some(-1003)) => {
             let wait = retry_at.map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64));
             throttled(wait.map(|w| w.min(MAX_WAIT)), "websocket 429")
         }
@@ -399,10 +436,22 @@ mod tests {
     #[test]
     fn body_codes_classify_without_the_status() {
         let orders = br#"{"code":-1015,"msg":"Too many new orders; current limit is 100 orders per 10 SECOND."}"#;
+        // Too many new orders holds new orders only (not the IP): no verdict, an order wait.
+        assert_eq!(classify(429, Some("3"), orders, NOW), Verdict::Ok);
+        assert_eq!(http_order_limit_wait(Some("3"), orders), Some(Duration::from_secs(3)));
+        assert_eq!(http_order_limit_wait(None, orders), Some(DEFAULT_RETRY_AFTER));
+        assert_eq!(http_order_limit_wait(Some("3"), br#"{"code":-1003,"msg":"m"}"#), None);
+        // The firewall's 403 backs off like a 429.
         assert_eq!(
-            classify(400, Some("3"), orders, NOW),
+            classify(403, Some("7"), b"<html>403 Forbidden</html>", NOW),
             Verdict::Throttled {
-                retry_after: Duration::from_secs(3)
+                retry_after: Duration::from_secs(7)
+            }
+        );
+        assert_eq!(
+            classify(403, None, b"", NOW),
+            Verdict::Throttled {
+                retry_after: DEFAULT_RETRY_AFTER
             }
         );
         assert_eq!(classify(400, None, br#"{"code":-2010,"msg":"no"}"#, NOW), Verdict::Ok);
@@ -431,8 +480,9 @@ mod tests {
                 until_ms: NOW + 300_000
             }
         );
+        assert_eq!(classify_ws_error(429, &json!({"code": -1015}), NOW), Verdict::Ok);
         assert_eq!(
-            classify_ws_error(429, &json!({"code": -1015}), NOW),
+            classify_ws_error(403, &json!({"code": -1, "msg": "WAF"}), NOW),
             Verdict::Throttled {
                 retry_after: DEFAULT_RETRY_AFTER
             }

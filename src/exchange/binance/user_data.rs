@@ -27,6 +27,22 @@ pub trait UserDataHandler: Send + Sync + 'static {
     fn on_down(&self);
 }
 
+/// True for the exchange's `serverShutdown` event, in any of its wrappings: bare
+/// (`{"e":"serverShutdown"}`), on the WebSocket API (`{"event":{...}}`) or in a combined
+/// stream (`{"stream":..,"data":{...}}`). The server is about to close the connection:
+/// the client reconnects at once rather than wait to be dropped.
+pub fn is_server_shutdown(value: &serde_json::Value) -> bool {
+    let is =
+        |v: Option<&serde_json::Value>| v.and_then(|v| v.get("e")).and_then(|e| e.as_str()) == Some("serverShutdown");
+    is(Some(value)) || is(value.get("event")) || is(value.get("data"))
+}
+
+/// [`is_server_shutdown`] of a text frame, cheap for every other frame.
+pub fn is_server_shutdown_text(text: &str) -> bool {
+    text.contains("serverShutdown")
+        && serde_json::from_str::<serde_json::Value>(text).is_ok_and(|value| is_server_shutdown(&value))
+}
+
 fn reconnect_delay(failures: u32) -> Duration {
     let exp = RECONNECT_BASE.saturating_mul(1 << failures.saturating_sub(1).min(10));
     exp.min(RECONNECT_MAX).mul_f64(rand::rng().random_range(0.5..1.5))
@@ -94,6 +110,11 @@ async fn session(gateway: &Arc<Gateway>, handler: &dyn UserDataHandler) -> Resul
                 continue;
             }
         };
+        if is_server_shutdown(&value) {
+            tracing::info!("the user data stream's server announced a shutdown; reconnecting now");
+            sender.close().await;
+            return Ok(());
+        }
         if value.get("event").is_some() {
             match serde_json::from_value::<UserDataFrame>(value) {
                 Ok(UserDataFrame {

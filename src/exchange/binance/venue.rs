@@ -106,7 +106,7 @@ pub struct BinanceVenue {
     resolving: Mutex<HashSet<String>>,
     started: AtomicBool,
     /// Found at start after an unclean end; reported, never touched.
-    unknown_open_orders: Vec<wire::OrderWire>,
+    unknown_open_orders: Vec<wire::OrderAnswer>,
 }
 
 fn startup(what: &'static str) -> impl FnOnce(ApiError) -> ClientError {
@@ -135,7 +135,7 @@ const UNKNOWN_ORDERS_CHECK_WAIT: Duration = Duration::from_secs(5);
 /// (the `background` journal policy syncs them just after the send; a power loss in between loses them).
 /// Such an order may still be open on the exchange with no strategy knowing it: every open order the
 /// journal does not know is reported, loudly, and left alone (it may also be another program's).
-async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Vec<wire::OrderWire> {
+async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Vec<wire::OrderAnswer> {
     let open = match rest.open_orders(CLIENT_STRATEGY, UNKNOWN_ORDERS_CHECK_WAIT).await {
         Ok(open) => open,
         Err(error) => {
@@ -143,7 +143,7 @@ async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Ve
             return Vec::new();
         }
     };
-    let unknown: Vec<wire::OrderWire> = open
+    let unknown: Vec<wire::OrderAnswer> = open
         .into_iter()
         .filter(|order| registry.get(&order.client_order_id).is_none())
         .collect();
@@ -151,9 +151,9 @@ async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Ve
         tracing::error!(
             client_id = %order.client_order_id,
             symbol = %order.symbol,
-            side = %order.side,
-            quantity = %order.orig_qty,
-            price = %order.price,
+            side = order.side.as_deref().unwrap_or("?"),
+            quantity = ?order.orig_qty,
+            price = ?order.price,
             "an open order on the exchange is not in the order journal: the last run did not end cleanly and may \
              have lost its record, or another program placed it. No strategy owns it and the runner leaves it \
              alone: cancel it on the exchange if it is not wanted"
@@ -260,7 +260,7 @@ impl BinanceVenue {
     }
 
     /// Open orders found at start that the order journal does not know (see [`open_orders_unknown_to`]).
-    pub fn open_orders_unknown_to_the_journal(&self) -> &[wire::OrderWire] {
+    pub fn open_orders_unknown_to_the_journal(&self) -> &[wire::OrderAnswer] {
         &self.unknown_open_orders
     }
 
@@ -292,6 +292,11 @@ impl BinanceVenue {
         }
         self.emit_order(applied.order.clone());
         Some(applied.order)
+    }
+
+    /// Applies an order answer (the REST layer only hands over answers that say how much filled).
+    fn apply_answer(&self, answer: &wire::OrderAnswer) -> Option<Order> {
+        self.apply(&OrderUpdate::from_answer(answer, self.gateway.now_ms())?)
     }
 
     /// Looks an order up by client id (charged, paced, respecting backoff) until its
@@ -340,7 +345,7 @@ impl BinanceVenue {
                 .await
             {
                 Ok(wire) => {
-                    self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                    self.apply_answer(&wire);
                     return;
                 }
                 Err(e) if e.code == ErrorCode::Stopped => return,
@@ -575,7 +580,7 @@ impl Venue for BinanceVenue {
         })?;
         match self.rest().place_order(ctx, &valid, &client_id).await {
             Ok(wire) => {
-                self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                self.apply_answer(&wire);
                 self.registry
                     .get(&client_id)
                     .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
@@ -621,7 +626,7 @@ impl Venue for BinanceVenue {
             .await
         {
             Ok(wire) => {
-                self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+                self.apply_answer(&wire);
                 Ok(self.registry.get(&current.client_id).unwrap_or(current))
             }
             Err(error) => {
@@ -673,7 +678,7 @@ impl Venue for BinanceVenue {
             .rest()
             .query_order(&ctx.strategy, ctx.wait, symbol, &reference)
             .await?;
-        self.apply(&OrderUpdate::from_wire(&wire, self.gateway.now_ms()));
+        self.apply_answer(&wire);
         Ok(self.registry.get(&current.client_id).unwrap_or(current))
     }
 

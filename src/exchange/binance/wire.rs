@@ -4,7 +4,28 @@
 //! in hot stream events, so the client can parse them without allocating).
 
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads an optional field leniently: absent, `null` or of an unexpected shape is `None`
+/// (what the exchange adds or changes in a field the client can do without must not make
+/// the whole answer unreadable).
+fn lenient<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// Reads a list leniently: entries of an unexpected shape are skipped, a non-list is empty.
+fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    let serde_json::Value::Array(items) = value else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .into_iter()
+        .filter_map(|item| serde_json::from_value(item).ok())
+        .collect())
+}
 
 /// `{"code": -1121, "msg": "Invalid symbol."}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +267,47 @@ fn minus_one() -> i64 {
     -1
 }
 
+/// An order answer as the client reads it (`POST`, `GET` and `DELETE /api/v3/order`,
+/// `openOrders`, and their WebSocket API twins). Only what the runner cannot do without is
+/// required (which order, on which symbol, in which state); every other field is optional and
+/// read leniently, and unknown fields are ignored. The fill quantities are optional too: an
+/// answer without them says the order exists but not how much of it filled, and the client
+/// then looks the order up ([`OrderAnswer::fill`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAnswer {
+    pub symbol: String,
+    pub order_id: u64,
+    pub client_order_id: String,
+    /// On cancels: the client id of the order that was cancelled.
+    #[serde(default, deserialize_with = "lenient")]
+    pub orig_client_order_id: Option<String>,
+    pub status: String,
+    #[serde(default, deserialize_with = "lenient")]
+    pub executed_qty: Option<Decimal>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub cummulative_quote_qty: Option<Decimal>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub price: Option<Decimal>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub orig_qty: Option<Decimal>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub side: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub transact_time: Option<i64>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub update_time: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub fills: Vec<Fill>,
+}
+
+impl OrderAnswer {
+    /// The cumulative filled quantity and quote quantity, when the answer carries both.
+    pub fn fill(&self) -> Option<(Decimal, Decimal)> {
+        Some((self.executed_qty?, self.cummulative_quote_qty?))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountBalance {
     pub asset: String,
@@ -409,7 +471,8 @@ pub struct WsApiResponse {
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WsApiError>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Read leniently: a malformed entry must not make the answer (an order's) unreadable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient_list")]
     pub rate_limits: Vec<RateLimitEntry>,
 }
 

@@ -128,7 +128,8 @@ struct Conn {
 #[derive(Default)]
 struct Pending {
     closed: bool,
-    waiting: HashMap<u64, oneshot::Sender<WsApiResponse>>,
+    /// Each waiter gets its answer, or why its answer could not be read.
+    waiting: HashMap<u64, oneshot::Sender<Result<WsApiResponse, String>>>,
 }
 
 impl Session {
@@ -189,7 +190,11 @@ impl Session {
         let answered = tokio::time::timeout(timeout, answer).await;
         drop(waiting);
         match answered {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(Ok(response))) => Ok(response),
+            // An answer arrived: the request reached the exchange, and may have acted.
+            Ok(Ok(Err(reason))) => Err(SendError::Transport(format!(
+                "the WebSocket API answer could not be read ({reason})"
+            ))),
             Ok(Err(_)) => Err(SendError::Transport(
                 "the WebSocket API connection closed before the answer".into(),
             )),
@@ -233,28 +238,38 @@ async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => continue,
         };
-        let response: WsApiResponse = match serde_json::from_str(text.as_str()) {
-            Ok(response) => response,
+        let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
+            Ok(value) => value,
             Err(e) => {
-                tracing::warn!("skipping unreadable WebSocket API answer: {e}");
+                tracing::warn!("skipping unreadable WebSocket API frame: {e}");
                 continue;
             }
         };
-        let waiter = response
-            .id
-            .as_u64()
-            .and_then(|id| closing.0.pending.lock().waiting.remove(&id));
-        match waiter {
-            Some(waiter) => {
+        if super::user_data::is_server_shutdown(&value) {
+            // The server is about to go: new requests go on a new connection (this one is
+            // marked closed when the reader ends); requests in flight keep their answers.
+            tracing::info!("the WebSocket API announced a shutdown; the order connection is replaced");
+            closing.0.pending.lock().closed = true;
+            continue;
+        }
+        let id = value.get("id").and_then(serde_json::Value::as_u64);
+        let response = serde_json::from_value::<WsApiResponse>(value).map_err(|e| e.to_string());
+        if let Err(reason) = &response {
+            tracing::warn!(?id, reason, "unreadable WebSocket API answer");
+        }
+        let waiter = id.and_then(|id| closing.0.pending.lock().waiting.remove(&id));
+        let response = match (waiter, response) {
+            (Some(waiter), response) => {
                 let _ = waiter.send(response);
+                continue;
             }
-            None => {
-                // Nobody waits (timed out): its usage is lost, but a 429 or a ban must still stop everyone.
-                let (_, verdict) = usage::ws_api_observation(&response, ledger.now_ms());
-                if verdict != Verdict::Ok {
-                    ledger.enter_backoff(&verdict);
-                }
-            }
+            (None, Ok(response)) => response,
+            (None, Err(_)) => continue,
+        };
+        // Nobody waits (timed out): its usage is lost, but a 429 or a ban must still stop everyone.
+        let (_, verdict) = usage::ws_api_observation(&response, ledger.now_ms());
+        if verdict != Verdict::Ok {
+            ledger.enter_backoff(&verdict);
         }
     }
 }

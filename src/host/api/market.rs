@@ -14,6 +14,26 @@ const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
 const DEFAULT_KLINES: u32 = 100;
 const DEFAULT_TRADES: u32 = 100;
+/// The exchange's largest `limit` for each call: a larger one is refused here, before anything is sent.
+const MAX_DEPTH: u32 = 5000;
+const MAX_KLINES: u32 = 1000;
+const MAX_TRADES: u32 = 1000;
+
+/// `limit` checked against the exchange's range `1..=max`: a clear Lua error names the range.
+fn limit_in_range(lua: &Lua, args: &Args, index: usize, default: u32, max: u32) -> mlua::Result<u32> {
+    match args.opt_count(lua, index, "limit")? {
+        None => Ok(default),
+        Some(limit) if limit <= max => Ok(limit),
+        Some(limit) => Err(usage(
+            lua,
+            format!(
+                "bad argument #{} (limit) to '{}': {limit} is out of range, the exchange allows 1 to {max}",
+                index + 1,
+                args.func
+            ),
+        )),
+    }
+}
 
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
@@ -151,7 +171,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             lua,
             ctx,
             "market.depth",
-            symbol_and_limit(DEFAULT_DEPTH),
+            symbol_and_limit(DEFAULT_DEPTH, MAX_DEPTH),
             |venue, call, (symbol, limit)| async move { venue.depth(&call, &symbol, limit).await },
             depth_table,
         )?,
@@ -169,7 +189,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
                     return Err(usage(lua, format!("market.klines: unknown interval '{interval}'")));
                 }
-                let limit = args.opt_count(lua, 2, "limit")?.unwrap_or(DEFAULT_KLINES);
+                let limit = limit_in_range(lua, args, 2, DEFAULT_KLINES, MAX_KLINES)?;
                 Ok(((symbol, interval, limit), c.market_call(args.wait_option(lua)?)))
             },
             |venue, call, (symbol, interval, limit)| async move {
@@ -185,7 +205,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             lua,
             ctx,
             "market.trades",
-            symbol_and_limit(DEFAULT_TRADES),
+            symbol_and_limit(DEFAULT_TRADES, MAX_TRADES),
             |venue, call, (symbol, limit)| async move { venue.trades(&call, &symbol, limit).await },
             |lua, t| convert::list(lua, t, trade_table),
         )?,
@@ -199,11 +219,12 @@ fn symbol_only(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(String, Call
     Ok((c.symbol_arg(lua, args, 0)?, c.market_call(args.wait_option(lua)?)))
 }
 
-/// `(symbol, limit?)` arguments of a market-data call, `default` standing for an absent limit.
-fn symbol_and_limit(default: u32) -> impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<((String, u32), CallCtx)> {
+/// `(symbol, limit?)` arguments of a market-data call, `default` standing for an absent limit
+/// and `max` the exchange's largest.
+fn symbol_and_limit(default: u32, max: u32) -> impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<((String, u32), CallCtx)> {
     move |lua, c, args| {
         let symbol = c.symbol_arg(lua, args, 0)?;
-        let limit = args.opt_count(lua, 1, "limit")?.unwrap_or(default);
+        let limit = limit_in_range(lua, args, 1, default, max)?;
         Ok(((symbol, limit), c.market_call(args.wait_option(lua)?)))
     }
 }
