@@ -42,6 +42,12 @@ pub enum LoadError {
     Thread(String),
     #[error("strategy '{0}' is not running")]
     Stopped(String),
+    #[error("{name}: state cannot be carried over: {error}")]
+    State {
+        name: String,
+        #[source]
+        error: super::state::StateError,
+    },
 }
 
 impl LoadError {

@@ -1,4 +1,11 @@
-//! Per-VM resource limits: an instruction budget per callback and a memory watch.
+//! Per-VM resource limits: a budget of work per callback and a memory watch.
+//!
+//! Work is counted two ways, and either trips: Lua instructions (counted by the hook), and the
+//! strategy thread's CPU time while the callback runs (waiting for the exchange excluded). CPU
+//! time covers what instructions cannot see: library calls written in C. The hook reads the
+//! clock each time it fires, and fires every [`SLOW_HOOK_EVERY`] instructions instead of every
+//! [`HOOK_EVERY`] while instructions are expensive (long strings built with `..`); library calls
+//! that could run long by themselves are bounded where they run (see [`super::strlib`]).
 //!
 //! A trip must not be swallowable by `pcall`: once tripped, the hook re-arms itself
 //! to fire on every instruction and raises each time, and every host function checks
@@ -7,6 +14,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use mlua::{ffi, HookTriggers, Lua, MultiValue, Value, VmState};
 
@@ -18,6 +26,19 @@ const HOOK_EVERY: i32 = 10_000;
 /// configured CPU time into an instruction budget (waiting on the exchange is free).
 pub const INSTRUCTIONS_PER_SECOND: f64 = 250_000_000.0;
 
+/// CPU time allowed per callback, as a multiple of the configured CPU limit: pure Lua trips on
+/// instructions first (the budget is calibrated on the reference machine, so a slower one
+/// gets headroom); time is the backstop for work done inside library calls.
+pub const CPU_TIME_FACTOR: u32 = 2;
+
+/// Hook period while instructions are expensive: a loop whose every step copies megabytes is
+/// checked every few steps rather than every few thousand.
+const SLOW_HOOK_EVERY: i32 = 100;
+
+/// Average CPU time per instruction above which the hook switches to [`SLOW_HOOK_EVERY`]
+/// (pure Lua runs at a few ns per instruction).
+const SLOW_INSTRUCTION: Duration = Duration::from_nanos(200);
+
 /// Why a callback was cut short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TripKind {
@@ -28,7 +49,7 @@ pub enum TripKind {
 impl TripKind {
     pub fn describe(self) -> &'static str {
         match self {
-            TripKind::Cpu => "CPU limit exceeded (callback ran too many instructions)",
+            TripKind::Cpu => "CPU limit exceeded (callback ran too long)",
             TripKind::Memory => "memory limit exceeded",
         }
     }
@@ -40,15 +61,27 @@ pub struct Guard {
     used: Cell<u64>,
     budget: u64,
     memory_limit: usize,
+    time_limit: Duration,
+    /// CPU time the callback spent before its latest wait for the exchange.
+    spent: Cell<Duration>,
+    /// The thread's CPU clock when the callback last started or resumed running; `None` while it waits.
+    running_since: Cell<Option<Duration>>,
+    /// `spent_now()` at the latest hook, to price the instructions since.
+    at_last_hook: Cell<Duration>,
 }
 
 impl Guard {
     pub fn new(budget: u64, memory_limit: usize) -> Rc<Guard> {
+        let budget = budget.max(HOOK_EVERY as u64);
         Rc::new(Guard {
             tripped: Cell::new(None),
             used: Cell::new(0),
-            budget: budget.max(HOOK_EVERY as u64),
+            budget,
             memory_limit,
+            time_limit: Duration::from_secs_f64(budget as f64 / INSTRUCTIONS_PER_SECOND) * CPU_TIME_FACTOR,
+            spent: Cell::new(Duration::ZERO),
+            running_since: Cell::new(None),
+            at_last_hook: Cell::new(Duration::ZERO),
         })
     }
 
@@ -56,6 +89,54 @@ impl Guard {
     pub fn begin(&self) {
         self.tripped.set(None);
         self.used.set(0);
+        self.spent.set(Duration::ZERO);
+        self.at_last_hook.set(Duration::ZERO);
+        self.running_since.set(Some(thread_cpu_time()));
+    }
+
+    /// The callback waits for the exchange: what the thread does meanwhile is not its work.
+    pub fn pause(&self) {
+        if let Some(since) = self.running_since.take() {
+            self.spent
+                .set(self.spent.get() + thread_cpu_time().saturating_sub(since));
+        }
+    }
+
+    /// The callback runs again after a wait.
+    pub fn resume(&self) {
+        if self.running_since.get().is_none() {
+            self.running_since.set(Some(thread_cpu_time()));
+        }
+    }
+
+    /// CPU time the current callback has run so far.
+    fn spent_now(&self) -> Duration {
+        let running = self
+            .running_since
+            .get()
+            .map_or(Duration::ZERO, |since| thread_cpu_time().saturating_sub(since));
+        self.spent.get() + running
+    }
+
+    /// Counts `work` instructions' worth of work done outside the interpreter (a library call's
+    /// steps) and checks both budgets; false once the callback has tripped.
+    pub fn charge(&self, work: u64) -> bool {
+        self.used.set(self.used.get().saturating_add(work));
+        if self.used.get() > self.budget || self.spent_now() > self.time_limit {
+            self.trip(TripKind::Cpu);
+        }
+        self.tripped.get().is_none()
+    }
+
+    /// [`Guard::charge`] as a Lua error: a trip raised here unwinds like one raised by the hook.
+    pub fn charge_or_raise(&self, work: u64) -> mlua::Result<()> {
+        self.charge(work);
+        self.check()
+    }
+
+    /// The VM's memory limit: nothing one call builds can be larger.
+    pub fn memory_limit(&self) -> usize {
+        self.memory_limit
     }
 
     /// Fails when the current callback has tripped; every host function calls this first.
@@ -102,11 +183,21 @@ fn on_hook(lua: &Lua, guard: &Guard) -> mlua::Result<VmState> {
         rearm(lua, 1)?;
         return Err(trip_error(kind));
     }
-    guard.used.set(guard.used.get() + count.max(1) as u64);
-    if count != HOOK_EVERY {
-        rearm(lua, HOOK_EVERY)?;
+    let count = count.max(1);
+    guard.used.set(guard.used.get() + count as u64);
+    let spent = guard.spent_now();
+    let interval = spent.saturating_sub(guard.at_last_hook.get());
+    guard.at_last_hook.set(spent);
+    // Expensive instructions (each copying megabytes) are watched closely, cheap ones cheaply.
+    let every = if interval > SLOW_INSTRUCTION * count as u32 {
+        SLOW_HOOK_EVERY
+    } else {
+        HOOK_EVERY
+    };
+    if count != every {
+        rearm(lua, every)?;
     }
-    if guard.used.get() > guard.budget {
+    if guard.used.get() > guard.budget || spent > guard.time_limit {
         guard.trip(TripKind::Cpu);
     } else if lua.used_memory() > guard.memory_ceiling() {
         // Garbage does not count: only live data that stays near the limit trips.
@@ -120,6 +211,14 @@ fn on_hook(lua: &Lua, guard: &Guard) -> mlua::Result<VmState> {
         return Err(trip_error(kind));
     }
     Ok(VmState::Continue)
+}
+
+/// CPU time this thread has used (zero if the clock cannot be read, which leaves instructions as the only count).
+fn thread_cpu_time() -> Duration {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(|t| Duration::new(t.tv_sec().max(0) as u64, t.tv_nsec().clamp(0, 999_999_999) as u32))
+        .unwrap_or_default()
 }
 
 fn current_hook_count(lua: &Lua) -> mlua::Result<i32> {

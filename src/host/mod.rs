@@ -20,6 +20,7 @@ pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod stats;
+mod strlib;
 pub mod timers;
 pub mod vm;
 mod worker;
@@ -233,7 +234,17 @@ impl Host {
                             Err(err) => tracing::warn!(strategy = %strategy.path.display(), "not pinned: {err}"),
                         }
                     }
-                    worker::run(shared, strategy, ready_tx, control_rx)
+                    let (stats, path) = (strategy.stats.clone(), strategy.path.clone());
+                    let run = std::panic::AssertUnwindSafe(|| worker::run(shared, strategy, ready_tx, control_rx));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        // Marked stopped, the strategy is started afresh by the next reload (a good save).
+                        stats.stopped.store(true, Ordering::Relaxed);
+                        tracing::error!(
+                            strategy = %path.display(),
+                            "the strategy's thread died ({}); saving its file starts it again",
+                            panic_message(panic.as_ref())
+                        );
+                    }
                 })
                 .map_err(|err| LoadError::Thread(err.to_string()))?
         };
@@ -307,13 +318,46 @@ impl Host {
 
     /// Builds the strategy's file in a fresh VM and swaps it in between two events,
     /// carrying `state`; on failure the running version keeps running.
+    /// A strategy that is no longer running (stopped for hitting its limits, its file removed,
+    /// or its thread died) is started afresh instead, from its file and saved state.
     pub async fn reload(&self, name: &str) -> Result<ReloadOutcome, LoadError> {
         let slot = self.slot(name)?;
+        if slot.strategy.stats.stopped.load(Ordering::Relaxed) || slot.control.is_closed() {
+            return self.restart(name, &slot).await;
+        }
         let (reply, outcome) = oneshot::channel();
         slot.control
             .send(Control::Reload(reply))
             .map_err(|_| LoadError::Stopped(name.to_owned()))?;
         outcome.await.map_err(|_| LoadError::Stopped(name.to_owned()))?
+    }
+
+    async fn restart(&self, name: &str, slot: &Slot) -> Result<ReloadOutcome, LoadError> {
+        let started = std::time::Instant::now();
+        let thread = slot.thread.lock().take();
+        if let Some(thread) = thread {
+            join(thread).await;
+        }
+        let restarted = self.add(&slot.strategy.path).await?;
+        if restarted != name {
+            // Started under its new name: the old entry only named a stopped strategy.
+            let mut slots = self.slots.write();
+            if slots
+                .get(name)
+                .is_some_and(|s| s.strategy.stats.stopped.load(Ordering::Relaxed))
+            {
+                slots.remove(name);
+            }
+        }
+        tracing::info!(strategy = %restarted, "restarted: the strategy was not running");
+        Ok(ReloadOutcome {
+            name: restarted,
+            load: started.elapsed(),
+            swap: started.elapsed(),
+            subscriptions_changed: true,
+            warnings: Vec::new(),
+            stopped: false,
+        })
     }
 
     /// The strategy file and every file it `require`d.
@@ -395,6 +439,15 @@ async fn stop_slot(slot: &Slot, reason: StopReason) {
     if let Some(thread) = thread {
         join(thread).await;
     }
+}
+
+/// What a panic said, for the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
 }
 
 /// Joins a strategy's thread without blocking the runtime.

@@ -37,7 +37,7 @@ pub fn install(lua: &Lua, roots: Vec<PathBuf>, files: LoadedFiles) -> mlua::Resu
             let searched: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
             mlua::Error::runtime(format!("require: module '{name}' not found in {}", searched.join(", ")))
         })?;
-        let source = std::fs::read(&path)
+        let source = read_source(&path)
             .map_err(|err| mlua::Error::runtime(format!("require: cannot read {}: {err}", path.display())))?;
         files.lock().push(path.clone());
         let chunk = lua
@@ -53,6 +53,28 @@ pub fn install(lua: &Lua, roots: Vec<PathBuf>, files: LoadedFiles) -> mlua::Resu
         Ok(module)
     })?;
     lua.globals().raw_set("require", require)
+}
+
+/// Largest Lua source file a strategy or module may be (a bigger one is refused, never read whole).
+pub const MAX_SOURCE_BYTES: u64 = 8 << 20;
+
+/// Reads a strategy or module file of at most [`MAX_SOURCE_BYTES`].
+pub fn read_source(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let cannot = |err: std::io::Error| err.to_string();
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut source = Vec::new();
+    // Reading one byte past the bound tells a file that grew after a size check apart.
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut source)
+        .map_err(cannot)?;
+    if source.len() as u64 > MAX_SOURCE_BYTES {
+        return Err(format!(
+            "larger than {} MiB, the limit for a Lua source file",
+            MAX_SOURCE_BYTES >> 20
+        ));
+    }
+    Ok(source)
 }
 
 /// `^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$`

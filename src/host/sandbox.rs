@@ -9,6 +9,7 @@ use std::rc::Rc;
 use mlua::{ChunkMode, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
 use super::limits::{self, Guard};
+use super::strlib;
 
 /// Globals of the base library that are removed outright.
 const REMOVED_GLOBALS: &[&str] = &[
@@ -41,6 +42,8 @@ pub fn new_vm(guard: &Rc<Guard>, memory_limit: usize) -> mlua::Result<Lua> {
     install_load(&lua, &globals)?;
     install_collectgarbage(&lua, &globals)?;
     install_protected_calls(&lua, &globals, guard)?;
+    install_setmetatable(&lua, &globals)?;
+    strlib::install(&lua, guard)?;
     lua.set_memory_limit(memory_limit)?;
     limits::install(&lua, guard.clone())?;
     Ok(lua)
@@ -120,6 +123,38 @@ fn install_protected_calls(lua: &Lua, globals: &Table, guard: &Rc<Guard>) -> mlu
         globals.raw_get::<Value>("xpcall")?,
         globals.raw_get::<Table>("coroutine")?,
     ))
+}
+
+/// `setmetatable` without finalizers: Lua runs `__gc` with the instruction hook switched off
+/// (also while the VM closes), so one that never returns would hang shutdown, `runner check` and
+/// reloads. Only a metatable that has `__gc` when it is set makes an object finalizable, so
+/// refusing it here is enough.
+fn install_setmetatable(lua: &Lua, globals: &Table) -> mlua::Result<()> {
+    let native: mlua::Function = globals.raw_get("setmetatable")?;
+    let refuse = lua.create_function(|lua, ()| -> mlua::Result<()> {
+        Err(mlua::Error::runtime(format!(
+            "{}setmetatable: __gc finalizers are not allowed in strategies (use on_stop to clean up)",
+            super::api::location(lua)
+        )))
+    })?;
+    let wrapped: mlua::Function = lua
+        .load(
+            r#"
+            local native, refuse, type, rawget = ...
+            return function(t, mt)
+                if type(mt) == "table" and rawget(mt, "__gc") ~= nil then refuse() end
+                return native(t, mt)
+            end
+            "#,
+        )
+        .set_name("=sandbox")
+        .call((
+            native,
+            refuse,
+            globals.raw_get::<Value>("type")?,
+            globals.raw_get::<Value>("rawget")?,
+        ))?;
+    globals.raw_set("setmetatable", wrapped)
 }
 
 /// Wraps `table` in a read-only proxy: reads and `pairs` see it, writes raise.

@@ -159,9 +159,9 @@ pub fn validate(
         inferred_streams(&callbacks)
     };
     let max_wait = wait_field(&table, "max_wait_ms", DEFAULT_MARKET_WAIT)
-        .map_err(|got| bad("max_wait_ms", "a number ≥ 0", &got))?;
+        .map_err(|got| bad("max_wait_ms", "a number of milliseconds from 0 to 30 days", &got))?;
     let order_wait = wait_field(&table, "order_wait_ms", DEFAULT_ORDER_WAIT)
-        .map_err(|got| bad("order_wait_ms", "a number ≥ 0", &got))?;
+        .map_err(|got| bad("order_wait_ms", "a number of milliseconds from 0 to 30 days", &got))?;
     let defined = CALLBACKS
         .iter()
         .copied()
@@ -261,8 +261,7 @@ fn string_list(table: &Table, field: &str) -> Result<Vec<String>, Value> {
 fn wait_field(table: &Table, field: &str, default: Duration) -> Result<Duration, Value> {
     match table.raw_get::<Value>(field).unwrap_or(Value::Nil) {
         Value::Nil => Ok(default),
-        Value::Integer(ms) if ms >= 0 => Ok(Duration::from_millis(ms as u64)),
-        Value::Number(ms) if ms >= 0.0 && ms.is_finite() => Ok(Duration::from_secs_f64(ms / 1000.0)),
+        ms @ (Value::Integer(_) | Value::Number(_)) => super::api::duration_ms(&ms).map_err(|_| ms),
         other => Err(other),
     }
 }

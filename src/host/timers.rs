@@ -19,6 +19,14 @@ pub enum TimerOp {
     Cancel(Arc<str>),
 }
 
+/// Timers one strategy may have at once (each is a task and a name held by the host).
+pub const MAX_TIMERS: usize = 1000;
+
+/// A timer refused because the strategy has [`MAX_TIMERS`] already.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("too many timers (at most {MAX_TIMERS} per strategy; cancel one or reuse a name)")]
+pub struct TooManyTimers;
+
 /// The running timers of one strategy. A tick is an inbox event (coalesced by name
 /// while the strategy is busy), so timers and market events are handled in order.
 pub struct Timers {
@@ -35,13 +43,22 @@ impl Timers {
     }
 
     /// Must run inside the strategy thread's `LocalSet`.
-    fn apply(&self, op: TimerOp) {
+    fn apply(&self, op: TimerOp) -> Result<(), TooManyTimers> {
+        if let TimerOp::Every(_, name) | TimerOp::After(_, name) = &op {
+            let mut tasks = self.tasks.borrow_mut();
+            if tasks.len() >= MAX_TIMERS && !tasks.contains_key(name) {
+                tasks.retain(|_, task| !task.is_finished());
+                if tasks.len() >= MAX_TIMERS {
+                    return Err(TooManyTimers);
+                }
+            }
+        }
         let (name, task) = match op {
             TimerOp::Cancel(name) => {
                 if let Some(task) = self.tasks.borrow_mut().remove(&name) {
                     task.abort();
                 }
-                return;
+                return Ok(());
             }
             TimerOp::Every(period, name) => {
                 let inbox = self.inbox.clone();
@@ -70,6 +87,7 @@ impl Timers {
         if let Some(old) = self.tasks.borrow_mut().insert(name, task) {
             old.abort();
         }
+        Ok(())
     }
 
     pub fn cancel_all(&self) {
@@ -103,10 +121,21 @@ impl TimerApi {
         })
     }
 
-    pub fn apply(&self, op: TimerOp) {
+    pub fn apply(&self, op: TimerOp) -> Result<(), TooManyTimers> {
         match &self.timers {
             Some(timers) if self.active.get() => timers.apply(op),
-            _ => self.pending.borrow_mut().push(op),
+            _ => {
+                let mut pending = self.pending.borrow_mut();
+                let name = op_name(&op);
+                // Only the last call per name matters; the list stays as short as the names used.
+                if let Some(at) = pending.iter().position(|old| op_name(old) == name) {
+                    pending.remove(at);
+                } else if pending.len() >= MAX_TIMERS {
+                    return Err(TooManyTimers);
+                }
+                pending.push(op);
+                Ok(())
+            }
         }
     }
 
@@ -116,8 +145,16 @@ impl TimerApi {
         let pending = std::mem::take(&mut *self.pending.borrow_mut());
         if let Some(timers) = &self.timers {
             for op in pending {
-                timers.apply(op);
+                if let Err(err) = timers.apply(op) {
+                    tracing::warn!("timer left out: {err}");
+                }
             }
         }
+    }
+}
+
+fn op_name(op: &TimerOp) -> &Arc<str> {
+    match op {
+        TimerOp::Every(_, name) | TimerOp::After(_, name) | TimerOp::Cancel(name) => name,
     }
 }

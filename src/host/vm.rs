@@ -18,7 +18,7 @@ use super::limits::{self, Guard, TripKind};
 use super::require::{self, LoadedFiles};
 use super::sandbox::{self, error_text};
 use super::spec::{self, Callbacks, StrategyMeta};
-use super::state::StateValue;
+use super::state::{StateError, StateValue};
 use super::stats::Stats;
 use super::timers::{TimerApi, Timers};
 use crate::exchange::Venue;
@@ -66,9 +66,9 @@ pub struct StrategyVm {
 impl StrategyVm {
     /// Loads and validates the strategy file at `path` in a fresh VM.
     pub fn load(path: &Path, options: VmOptions<'_>) -> Result<StrategyVm, LoadError> {
-        let source = std::fs::read(path).map_err(|err| LoadError::Read {
+        let source = require::read_source(path).map_err(|message| LoadError::Read {
             path: path.to_path_buf(),
-            message: err.to_string(),
+            message,
         })?;
         let provisional: Rc<str> = spec::default_name(path).into();
         let guard = Guard::new(options.instruction_budget, options.memory_limit);
@@ -238,6 +238,7 @@ impl StrategyVm {
             }
             None => self.lua.create_thread(entry.clone())?,
         };
+        self.api.callback_thread.set(thread.to_pointer());
         let first = thread.resume::<(bool, Value)>(args);
         match thread.status() {
             ThreadStatus::Resumable => thread.into_async::<(bool, Value)>(())?.await,
@@ -281,17 +282,18 @@ impl StrategyVm {
         }
     }
 
-    /// A copy of the `state` global (what cannot be kept is reported in `warnings`).
-    pub fn state(&self, warnings: &mut Vec<String>) -> StateValue {
+    /// A copy of the `state` global (what cannot be kept is reported in `warnings`; a cycle or an
+    /// oversized state is an error).
+    pub fn state(&self, warnings: &mut Vec<String>) -> Result<StateValue, StateError> {
         match self.lua.globals().raw_get::<Value>("state") {
             Ok(value @ Value::Table(_)) => StateValue::from_lua(&value, warnings),
             Ok(other) => {
                 warnings.push(format!("state was replaced by a {}; nothing kept", other.type_name()));
-                StateValue::empty()
+                Ok(StateValue::empty())
             }
             Err(err) => {
                 warnings.push(format!("state could not be read ({err}); nothing kept"));
-                StateValue::empty()
+                Ok(StateValue::empty())
             }
         }
     }

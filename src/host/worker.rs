@@ -259,10 +259,8 @@ impl Worker {
         match message {
             Control::Start => Flow::Continue,
             Control::Reload(reply) => {
+                // A failure is logged by whoever asked (the file watcher), once.
                 let result = self.reload().await;
-                if let Err(err) = &result {
-                    tracing::error!(strategy = %self.name, "reload failed, the running version stays: {err}");
-                }
                 let flow = match &result {
                     Ok(outcome) if outcome.stopped => Flow::Exit,
                     _ => Flow::Continue,
@@ -342,7 +340,10 @@ impl Worker {
     async fn reload(&mut self) -> Result<ReloadOutcome, LoadError> {
         let started = Instant::now();
         let mut warnings = Vec::new();
-        let carried = self.vm.state(&mut warnings);
+        let carried = self.vm.state(&mut warnings).map_err(|error| LoadError::State {
+            name: self.name.clone(),
+            error,
+        })?;
         let candidate = load_vm(&self.shared, &self.strategy, &self.timers, Some(carried))?;
         if candidate.meta.name != self.name {
             return Err(LoadError::Renamed {
@@ -452,6 +453,13 @@ impl Worker {
         for warning in warnings {
             tracing::warn!(strategy = %self.name, "{warning}");
         }
+        let state = match state {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::error!(strategy = %self.name, "state not saved (the last saved file stays): {err}");
+                return;
+            }
+        };
         if let Err(err) = state::save(&state::file_for(dir, &self.name), &state) {
             tracing::warn!(strategy = %self.name, "saving state failed: {err}");
         }

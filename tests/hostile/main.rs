@@ -7,6 +7,7 @@
 mod support;
 
 mod harness;
+mod sandbox;
 
 use std::time::Duration;
 

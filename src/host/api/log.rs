@@ -4,6 +4,7 @@
 //! short line, not a copy of the string, and cannot flood the log.
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
@@ -50,8 +51,74 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     publish(lua, "log", m)
 }
 
+/// Bytes per second a strategy may write to the log, on average.
+pub const LOG_BYTES_PER_SEC: f64 = 64.0 * 1024.0;
+/// Bytes a strategy may write in one burst above the average.
+pub const LOG_BURST_BYTES: f64 = 512.0 * 1024.0;
+/// What a short line costs: a flood of empty lines is a flood too.
+const MIN_LINE_COST: f64 = 128.0;
+
+/// A token bucket over bytes: lines beyond it are counted, not written, and the count is
+/// written with the next line that fits (or when the VM goes).
+pub struct LogBudget {
+    tokens: f64,
+    refilled: Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub fn new() -> LogBudget {
+        LogBudget {
+            tokens: LOG_BURST_BYTES,
+            refilled: Instant::now(),
+            suppressed: 0,
+        }
+    }
+
+    /// Whether a line of `len` bytes may be written now.
+    fn admit(&mut self, len: usize) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.refilled).as_secs_f64() * LOG_BYTES_PER_SEC;
+        self.tokens = (self.tokens + refill).min(LOG_BURST_BYTES);
+        self.refilled = now;
+        let cost = (len as f64).max(MIN_LINE_COST);
+        if self.tokens < cost {
+            self.suppressed += 1;
+            return false;
+        }
+        self.tokens -= cost;
+        true
+    }
+
+    /// Writes the count of lines left out since the last one written, if any.
+    pub fn flush(&mut self, strategy: &str) {
+        if self.suppressed > 0 {
+            tracing::warn!(
+                strategy = %strategy,
+                "{} log lines suppressed (over {} KiB/s)",
+                self.suppressed,
+                LOG_BYTES_PER_SEC / 1024.0
+            );
+            self.suppressed = 0;
+        }
+    }
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        LogBudget::new()
+    }
+}
+
 fn emit(c: &ApiCtx, level: Level, line: &str) {
     let strategy = c.strategy();
+    {
+        let mut budget = c.log_budget.borrow_mut();
+        if !budget.admit(line.len()) {
+            return;
+        }
+        budget.flush(&strategy);
+    }
     match level {
         Level::Debug => tracing::debug!(strategy = %strategy, "{line}"),
         Level::Info => tracing::info!(strategy = %strategy, "{line}"),

@@ -16,6 +16,7 @@ pub mod timer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
+use std::ffi::c_void;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -45,8 +46,19 @@ pub struct ApiCtx {
     pub stats: Arc<Stats>,
     pub timers: Rc<TimerApi>,
     pub keys: Keys,
+    /// The coroutine the host runs the current callback in: the only place an exchange call can
+    /// wait (see [`ApiCtx::check_can_wait`]).
+    pub callback_thread: Cell<*const c_void>,
+    /// Bounds how much this strategy writes to the log.
+    pub log_budget: RefCell<log::LogBudget>,
     known_symbols: RefCell<HashSet<String>>,
     error_meta: Table,
+}
+
+impl Drop for ApiCtx {
+    fn drop(&mut self) {
+        self.log_budget.borrow_mut().flush(&self.strategy());
+    }
 }
 
 impl ApiCtx {
@@ -71,6 +83,8 @@ impl ApiCtx {
             stats,
             timers,
             keys: Keys::new(lua)?,
+            callback_thread: Cell::new(std::ptr::null()),
+            log_budget: RefCell::new(log::LogBudget::new()),
             known_symbols: RefCell::new(HashSet::new()),
             error_meta: convert::error_metatable(lua)?,
         }))
@@ -108,6 +122,33 @@ impl ApiCtx {
             return Err(ApiError::new(ErrorCode::Stopped, "not connected to an exchange"));
         };
         calls.run(future).await
+    }
+
+    /// An exchange call waits for its answer by yielding the callback's coroutine. Anywhere else
+    /// (while the file loads, in a coroutine the strategy created, in a function run by
+    /// `string.gsub`/`table.sort`, in a metamethod the collector runs) it cannot wait, and a call
+    /// started there would be sent while Lua is told it failed. Refused before anything is sent.
+    pub fn check_can_wait(&self, lua: &Lua, func: &str) -> mlua::Result<()> {
+        if self.calls.is_none() {
+            // Only checking a file: nothing can be sent, the call answers `stopped`.
+            return Ok(());
+        }
+        let current = lua.current_thread().to_pointer();
+        let in_callback = current == self.callback_thread.get();
+        // SAFETY: a thread's pointer is its `lua_State`, alive while `current`'s thread runs this
+        // function; `lua_isyieldable` only reads its call counter.
+        let yieldable = in_callback && unsafe { mlua::ffi::lua_isyieldable(current as *mut mlua::ffi::lua_State) != 0 };
+        if in_callback && yieldable {
+            return Ok(());
+        }
+        Err(usage(
+            lua,
+            format!(
+                "{func}: exchange calls can only be made from a callback's own code, where it can wait \
+                 (not while the file loads, not inside a coroutine the strategy created or a function called by \
+                 string.gsub/table.sort or a metamethod); nothing was sent"
+            ),
+        ))
     }
 
     /// `value, nil` on success, `nil, err` on an expected failure. Checks the trip flag
@@ -191,10 +232,15 @@ where
             c.guard.check()?;
             let args = Args::new(func, args);
             let (params, call) = parse(&lua, &c, &args)?;
+            c.check_can_wait(&lua, func)?;
             Ok(request(c.venue.clone(), call, params))
         })();
         async move {
-            let result = c.exchange(started?).await;
+            let request = started?;
+            // Waiting is not work: the CPU limit counts only the callback's own running time.
+            c.guard.pause();
+            let result = c.exchange(request).await;
+            c.guard.resume();
             c.reply(&lua, result, |lua, value| build(lua, value))
         }
     })
@@ -206,7 +252,7 @@ pub fn usage(lua: &Lua, message: impl std::fmt::Display) -> mlua::Error {
 }
 
 /// `file:line: ` of the innermost script frame (skipping host and mlua frames).
-fn location(lua: &Lua) -> String {
+pub(crate) fn location(lua: &Lua) -> String {
     for level in 1..8 {
         let found = lua.inspect_stack(level, |debug| {
             let source = debug.source();
@@ -299,16 +345,33 @@ pub fn lua_type(value: &Value) -> &'static str {
     }
 }
 
+/// Longest duration, in milliseconds, a strategy may give (waits, timer periods): 30 days.
+pub const MAX_DURATION_MS: f64 = 30.0 * 24.0 * 3600.0 * 1000.0;
+
+/// Every number of milliseconds from Lua that becomes a `Duration` goes through here: NaN,
+/// negative and huge values (which would panic in `Duration` or in `Instant` arithmetic) are
+/// refused with a message naming the limits.
+pub fn duration_ms(value: &Value) -> Result<Duration, String> {
+    let ms = match value {
+        Value::Integer(ms) => *ms as f64,
+        Value::Number(ms) => *ms,
+        other => return Err(format!("a number of milliseconds expected, got {}", lua_type(other))),
+    };
+    if !(0.0..=MAX_DURATION_MS).contains(&ms) {
+        return Err(format!(
+            "milliseconds must be from 0 to {MAX_DURATION_MS} (30 days), got {ms}"
+        ));
+    }
+    Ok(Duration::from_secs_f64(ms / 1000.0))
+}
+
 /// Parses a `wait_ms` option value.
 pub fn wait_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Duration>> {
     match value {
         Value::Nil => Ok(None),
-        Value::Integer(ms) if ms >= 0 => Ok(Some(Duration::from_millis(ms as u64))),
-        Value::Number(ms) if ms >= 0.0 && ms.is_finite() => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
-        other => Err(usage(
-            lua,
-            format!("{func}: wait_ms must be a number ≥ 0, got {}", lua_type(&other)),
-        )),
+        other => duration_ms(&other)
+            .map(Some)
+            .map_err(|err| usage(lua, format!("{func}: wait_ms: {err}"))),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mlua::Lua;
 
-use super::{host_function, publish, usage, ApiCtx};
+use super::{duration_ms, host_function, publish, usage, ApiCtx};
 use crate::host::timers::TimerOp;
 
 /// Shortest period accepted, so a typo cannot turn a timer into a busy loop.
@@ -19,16 +19,17 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             host_function(lua, ctx, func, move |lua, c, args| {
                 let ms = args.number(lua, 0, "ms")?;
                 let timer = args.string(lua, 1, "name")?;
-                if !ms.is_finite() || ms < 0.0 || (repeat && Duration::from_secs_f64(ms / 1000.0) < MIN_PERIOD) {
+                let period = duration_ms(args.get(0)).map_err(|err| usage(lua, format!("{func}: ms: {err}")))?;
+                if repeat && period < MIN_PERIOD {
                     return Err(usage(lua, format!("{func}: ms must be a number ≥ 1, got {ms}")));
                 }
-                let period = Duration::from_secs_f64(ms / 1000.0);
-                c.timers.apply(if repeat {
-                    TimerOp::Every(period, timer.into())
-                } else {
-                    TimerOp::After(period, timer.into())
-                });
-                Ok(())
+                c.timers
+                    .apply(if repeat {
+                        TimerOp::Every(period, timer.into())
+                    } else {
+                        TimerOp::After(period, timer.into())
+                    })
+                    .map_err(|err| usage(lua, format!("{func}: {err}")))
             })?,
         )?;
     }
@@ -36,8 +37,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         "cancel",
         host_function(lua, ctx, "timer.cancel", |lua, c, args| {
             let timer = args.string(lua, 0, "name")?;
-            c.timers.apply(TimerOp::Cancel(timer.into()));
-            Ok(())
+            c.timers
+                .apply(TimerOp::Cancel(timer.into()))
+                .map_err(|err| usage(lua, format!("timer.cancel: {err}")))
         })?,
     )?;
     publish(lua, "timer", m)
