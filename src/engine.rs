@@ -17,7 +17,7 @@ use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
-use crate::exchange::{CallCtx, EventSink, Venue};
+use crate::exchange::{CallCtx, EventSink, MarketSavings, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
 use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
@@ -364,6 +364,8 @@ pub struct Summary {
     /// Responses 429 and 418 received (the ledger exists to keep these at 0).
     pub throttled: u64,
     pub banned: u64,
+    /// Market-data calls of all strategies and what coalescing saved.
+    pub market_data: MarketSavings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -384,6 +386,8 @@ pub struct StrategySummary {
     pub weight_used: u64,
     /// Over its latest orders placed from market callbacks (`None` before the first).
     pub tick_to_order: Option<TickToOrder>,
+    /// Its market-data calls and what coalescing saved it.
+    pub market_data: MarketSavings,
 }
 
 /// From the client reading a market frame to the order its callback placed being written to the
@@ -421,6 +425,13 @@ impl Summary {
     ) -> Self {
         // The counts and the peak are the process's (one ledger); an empty name asks for no strategy's share.
         let ledger = venue.ledger_status("");
+        let market_data = venue
+            .market_savings()
+            .iter()
+            .fold(MarketSavings::default(), |mut total, (_, s)| {
+                total.add(s);
+                total
+            });
         Summary {
             end,
             venue: venue.name().to_string(),
@@ -428,6 +439,7 @@ impl Summary {
             peak_weight_pct: peak_weight_pct(venue),
             throttled: ledger.throttled_count,
             banned: ledger.banned_count,
+            market_data,
         }
     }
 }
@@ -437,9 +449,11 @@ fn strategy_lines(
     venue: &Arc<dyn Venue>,
     cancelled_on_exit: &BTreeMap<String, u64>,
 ) -> Vec<StrategySummary> {
+    let savings: BTreeMap<_, _> = venue.market_savings().into_iter().collect();
     host.stats()
         .into_iter()
         .map(|s| StrategySummary {
+            market_data: savings.get(s.name.as_str()).copied().unwrap_or_default(),
             open_orders: venue.open_orders(&s.name, None).len(),
             weight_used: venue.ledger_status(&s.name).mine.total_weight,
             cancelled_on_exit: cancelled_on_exit.get(&s.name).copied().unwrap_or(0),
@@ -465,6 +479,20 @@ fn peak_weight_pct(venue: &Arc<dyn Venue>) -> f64 {
         .filter(|p| p.kind == PoolKind::RequestWeight && p.limit > 0)
         .map(|p| p.peak as f64 * 100.0 / p.limit as f64)
         .fold(0.0, f64::max)
+}
+
+fn savings_line(savings: &MarketSavings) -> String {
+    format!(
+        "{} calls, {} requests saved (hit rate {:.1} %: {} joined, {} cached, {} from streams, {} stale), weight saved {}",
+        savings.calls,
+        savings.requests_saved(),
+        savings.hit_rate() * 100.0,
+        savings.joined,
+        savings.cache_hits,
+        savings.stream_hits,
+        savings.stale_served,
+        savings.weight_saved
+    )
 }
 
 fn format_flows(flows: &BTreeMap<String, f64>) -> String {
@@ -496,6 +524,9 @@ impl fmt::Display for Summary {
             )?;
             writeln!(f, "    realised PnL (net flows): {}", format_flows(&s.pnl))?;
             writeln!(f, "    weight used {}", s.weight_used)?;
+            if s.market_data.calls > 0 {
+                writeln!(f, "    market data: {}", savings_line(&s.market_data))?;
+            }
             if let Some(t) = &s.tick_to_order {
                 writeln!(
                     f,
@@ -511,6 +542,9 @@ impl fmt::Display for Summary {
             "  peak request-weight window: {:.1} % of the limit",
             self.peak_weight_pct
         )?;
+        if self.market_data.calls > 0 {
+            writeln!(f, "  market data, all strategies: {}", savings_line(&self.market_data))?;
+        }
         write!(
             f,
             "  exchange throttles (429): {}, bans (418): {}",
