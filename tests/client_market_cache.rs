@@ -126,7 +126,7 @@ async fn a_stream_backed_depth_is_the_exchange_book_at_no_weight() {
     stream_depth_matches(&setup).await;
 
     let before = depth_requests_at_the_exchange(&setup);
-    let strategy: StrategyId = Arc::from("reader");
+    let strategy: StrategyId = Arc::from("asker");
     let answer = setup
         .venue
         .market_data(&ctx(&strategy), depth_request(100), STREAM)
