@@ -20,7 +20,7 @@ use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::types::ApiError;
-use crate::exchange::{CallCtx, EventSink, Venue};
+use crate::exchange::{CallCtx, EventSink, MarketSavings, Venue};
 use crate::host::{Host, HostConfig, LoadError, StopReason};
 use crate::ledger::limits::PoolKind;
 use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
@@ -400,6 +400,8 @@ pub struct Summary {
     pub banned: u64,
     /// The circuit breakers at exit, with how often each opened and how many calls it refused.
     pub breakers: Vec<BreakerStatus>,
+    /// Market-data calls of all strategies and what coalescing saved.
+    pub market_data: MarketSavings,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -424,6 +426,8 @@ pub struct StrategySummary {
     pub events_received: u64,
     pub events_delivered: u64,
     pub events_conflated: u64,
+    /// Its market-data calls and what coalescing saved it.
+    pub market_data: MarketSavings,
 }
 
 /// From the client reading a market frame to the order its callback placed being written to the
@@ -461,6 +465,13 @@ impl Summary {
     ) -> Self {
         // The counts and the peak are the process's (one ledger); an empty name asks for no strategy's share.
         let ledger = venue.ledger_status("");
+        let market_data = venue
+            .market_savings()
+            .iter()
+            .fold(MarketSavings::default(), |mut total, (_, s)| {
+                total.add(s);
+                total
+            });
         Summary {
             end,
             venue: venue.name().to_string(),
@@ -469,6 +480,7 @@ impl Summary {
             throttled: ledger.throttled_count,
             banned: ledger.banned_count,
             breakers: venue.breakers(),
+            market_data,
         }
     }
 }
@@ -478,9 +490,11 @@ fn strategy_lines(
     venue: &Arc<dyn Venue>,
     cancelled_on_exit: &BTreeMap<String, u64>,
 ) -> Vec<StrategySummary> {
+    let savings: BTreeMap<_, _> = venue.market_savings().into_iter().collect();
     host.stats()
         .into_iter()
         .map(|s| StrategySummary {
+            market_data: savings.get(s.name.as_str()).copied().unwrap_or_default(),
             open_orders: venue.open_orders(&s.name, None).len(),
             weight_used: venue.ledger_status(&s.name).mine.total_weight,
             cancelled_on_exit: cancelled_on_exit.get(&s.name).copied().unwrap_or(0),
@@ -534,6 +548,20 @@ fn peak_weight_pct(venue: &Arc<dyn Venue>) -> f64 {
         .fold(0.0, f64::max)
 }
 
+fn savings_line(savings: &MarketSavings) -> String {
+    format!(
+        "{} calls, {} requests saved (hit rate {:.1} %: {} joined, {} cached, {} from streams, {} stale), weight saved {}",
+        savings.calls,
+        savings.requests_saved(),
+        savings.hit_rate() * 100.0,
+        savings.joined,
+        savings.cache_hits,
+        savings.stream_hits,
+        savings.stale_served,
+        savings.weight_saved
+    )
+}
+
 fn format_flows(flows: &BTreeMap<String, f64>) -> String {
     if flows.is_empty() {
         return "-".into();
@@ -568,6 +596,9 @@ impl fmt::Display for Summary {
                 "    events received {}, delivered {}, conflated while behind {}",
                 s.events_received, s.events_delivered, s.events_conflated
             )?;
+            if s.market_data.calls > 0 {
+                writeln!(f, "    market data: {}", savings_line(&s.market_data))?;
+            }
             if let Some(t) = &s.tick_to_order {
                 writeln!(
                     f,
@@ -583,6 +614,9 @@ impl fmt::Display for Summary {
             "  peak request-weight window: {:.1} % of the limit",
             self.peak_weight_pct
         )?;
+        if self.market_data.calls > 0 {
+            writeln!(f, "  market data, all strategies: {}", savings_line(&self.market_data))?;
+        }
         writeln!(
             f,
             "  exchange throttles (429): {}, bans (418): {}",

@@ -96,13 +96,13 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field [2] number quantity
 
 --- An order book. Bids best (highest) first, asks best (lowest) first.
----@class runner.Depth
+---@class runner.Depth: runner.MarketAnswer
 ---@field symbol string
 ---@field update_id integer the exchange's last update id included
 ---@field bids runner.Level[]
 ---@field asks runner.Level[]
 
----@class runner.Ticker
+---@class runner.Ticker: runner.MarketAnswer
 ---@field symbol string
 ---@field price number last traded price
 
@@ -152,6 +152,19 @@ error("runner.d.lua only describes the API for the language server; it is not me
 --- Per-call options, passed as the last argument of a call that may wait for budget.
 ---@class runner.CallOptions
 ---@field wait_ms? integer how long this call may wait for ledger budget before failing with `rate_limited` (0: fail at once if the budget is not there now). Defaults to the strategy's `max_wait_ms` (market data) or `order_wait_ms` (orders).
+
+--- Options of the REST market-data calls (`ticker`, `book_ticker`, `depth`, `klines`, `trades`).
+---@class runner.MarketOptions: runner.CallOptions
+---@field max_age_ms? number the runner's latest answer to the same request may be returned if at most this old (0 to 86400000); without it, the call sends its own request or shares an identical one in flight. When the budget is short, a kept answer is returned instead of waiting, whatever its age.
+---@field stream? boolean answer from the process's live streams at weight 0 (`depth` from an in-sync local book within its depth, `book_ticker` from the latest streamed quote); default: the strategy's `stream_answers`
+
+--- Where a market-data answer came from.
+---@alias runner.AnswerSource "exchange"|"joined"|"cache"|"stale"|"stream"
+
+--- What every REST market-data answer carries (on `klines` and `trades` arrays, through the array's metatable).
+---@class runner.MarketAnswer
+---@field age_ms integer milliseconds since the request behind the answer was started (0 from a stream)
+---@field source runner.AnswerSource
 
 --- What `orders.place{...}` takes.
 ---@class runner.OrderRequest
@@ -221,6 +234,17 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field received integer market, order and timer events pushed to this strategy
 ---@field delivered integer events handed to its callbacks
 ---@field conflated integer quotes (and depth, candle and timer repeats) replaced by a newer one before delivery
+--- A strategy's market-data calls since start and what asking the exchange once saved.
+---@class runner.MarketSavings
+---@field calls integer market-data calls answered (with data or an error)
+---@field requests_sent integer calls that sent their own request (charged to the strategy)
+---@field requests_saved integer calls answered without one (joined + cache_hits + stream_hits + stale_served)
+---@field weight_saved integer the request weight those calls would have cost
+---@field joined integer calls that shared an identical request in flight
+---@field cache_hits integer calls answered by a kept answer within `max_age_ms`
+---@field stream_hits integer calls answered from a live stream
+---@field stale_served integer calls answered by a kept answer because the budget was short
+---@field hit_rate number requests_saved / calls (0 with no calls)
 
 ---@class runner.LedgerStatus
 ---@field state runner.LedgerState
@@ -246,6 +270,8 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field failures integer failed calls among them
 ---@field times_opened integer times it opened since start
 ---@field refused integer calls refused (not sent) since start
+---@field market_data runner.MarketSavings this strategy's
+---@field market_data_total runner.MarketSavings every strategy's together
 
 ---------------------------------------------------------------------------------------------------------------------
 -- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.
@@ -256,6 +282,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field streams? runner.Stream[] market streams for every symbol in `symbols`: "book", "depth", "trade", "kline_1m", ...
 ---@field max_wait_ms? integer how long market-data calls may wait for budget (default 5000)
 ---@field order_wait_ms? integer how long order calls may wait for budget (default 1000)
+---@field stream_answers? boolean market-data calls may be answered from the process's live streams at weight 0 unless a call passes `stream = false` (default false)
 ---@field on_start? fun() called once after loading (not after a hot reload)
 ---@field on_book? fun(q: runner.Quote) best bid/ask changed (stream "book"); quotes coalesce per symbol when the strategy is busy: you always get the latest
 ---@field on_depth? fun(symbol: string) the local book of `symbol` changed (stream "depth"); pull it with `market.book(symbol, n)`
@@ -285,7 +312,7 @@ market = {}
 ---
 --- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
 ---@param symbol string
----@param opts? runner.CallOptions
+---@param opts? runner.MarketOptions
 ---@return runner.Ticker? ticker
 ---@return runner.Error? err
 function market.ticker(symbol, opts) end
@@ -294,7 +321,7 @@ function market.ticker(symbol, opts) end
 ---
 --- Cost: REST, weight 2. Blocking; waits for budget up to `max_wait_ms`.
 ---@param symbol string
----@param opts? runner.CallOptions
+---@param opts? runner.MarketOptions
 ---@return runner.Quote? quote
 ---@return runner.Error? err
 function market.book_ticker(symbol, opts) end
@@ -306,7 +333,7 @@ function market.book_ticker(symbol, opts) end
 --- to `max_wait_ms`.
 ---@param symbol string
 ---@param limit? integer
----@param opts? runner.CallOptions
+---@param opts? runner.MarketOptions
 ---@return runner.Depth? depth
 ---@return runner.Error? err
 function market.depth(symbol, limit, opts) end
@@ -318,7 +345,7 @@ function market.depth(symbol, limit, opts) end
 ---@param symbol string
 ---@param interval string
 ---@param limit? integer
----@param opts? runner.CallOptions
+---@param opts? runner.MarketOptions
 ---@return runner.Kline[]? klines
 ---@return runner.Error? err
 function market.klines(symbol, interval, limit, opts) end
@@ -328,7 +355,7 @@ function market.klines(symbol, interval, limit, opts) end
 --- Cost: REST, weight 25. Blocking; waits for budget up to `max_wait_ms`.
 ---@param symbol string
 ---@param limit? integer
----@param opts? runner.CallOptions
+---@param opts? runner.MarketOptions
 ---@return runner.Trade[]? trades
 ---@return runner.Error? err
 function market.trades(symbol, limit, opts) end

@@ -8,6 +8,7 @@ pub mod binance;
 pub mod breaker;
 pub mod grid;
 pub mod latency;
+pub mod market_cache;
 pub mod risk;
 pub mod types;
 
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::ledger::LedgerStatus;
+pub use market_cache::{Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source};
 pub use types::*;
 
 /// Who is calling and how long it may wait for budget.
@@ -111,6 +113,54 @@ pub trait Venue: Send + Sync + 'static {
     async fn depth(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Depth, ApiError>;
     async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError>;
     async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError>;
+
+    /// A market-data answer without a request, if there is one now: a live stream's state (when
+    /// `freshness.stream`) or a kept answer within `freshness.max_age`. Never waits.
+    fn market_local(
+        &self,
+        strategy: &StrategyId,
+        request: &MarketRequest,
+        freshness: Freshness,
+    ) -> Option<MarketAnswer> {
+        let _ = (strategy, request, freshness);
+        None
+    }
+
+    /// A market-data answer: locally if [`Venue::market_local`] has one, else by a request (shared with
+    /// identical requests in flight). This default sends every call; venues that coalesce override it.
+    async fn market_data(
+        &self,
+        ctx: &CallCtx,
+        request: MarketRequest,
+        freshness: Freshness,
+    ) -> Result<MarketAnswer, ApiError> {
+        let _ = freshness;
+        let data = match &request {
+            MarketRequest::Ticker { symbol } => MarketData::Ticker(Arc::new(self.ticker(ctx, symbol).await?)),
+            MarketRequest::BookTicker { symbol } => MarketData::Quote(Arc::new(self.book_ticker(ctx, symbol).await?)),
+            MarketRequest::Depth { symbol, limit } => {
+                MarketData::Depth(Arc::new(self.depth(ctx, symbol, *limit).await?))
+            }
+            MarketRequest::Klines {
+                symbol,
+                interval,
+                limit,
+            } => MarketData::Klines(Arc::new(self.klines(ctx, symbol, interval, *limit).await?)),
+            MarketRequest::Trades { symbol, limit } => {
+                MarketData::Trades(Arc::new(self.trades(ctx, symbol, *limit).await?))
+            }
+        };
+        Ok(MarketAnswer {
+            data,
+            age_ms: 0,
+            source: Source::Exchange,
+        })
+    }
+
+    /// Every strategy's market-data calls and what coalescing saved (empty for a venue that does not coalesce).
+    fn market_savings(&self) -> Vec<(StrategyId, MarketSavings)> {
+        Vec::new()
+    }
 
     /// Places an order for `ctx.strategy`. The client order id is minted (if not given)
     /// and journalled before anything is sent; an unknown outcome is resolved by the

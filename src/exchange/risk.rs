@@ -10,8 +10,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, OrderType, Quote,
-    Side, StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
+    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer, MarketRequest,
+    MarketSavings, Order, OrderRef, OrderRequest, OrderType, Quote, Side, StrategyId, StreamKey, SymbolInfo, Ticker,
+    Trade, Venue,
 };
 use crate::ledger::LedgerStatus;
 
@@ -165,6 +166,28 @@ impl Venue for RiskGuard {
 
     async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
         self.inner.trades(ctx, symbol, limit).await
+    }
+
+    fn market_local(
+        &self,
+        strategy: &StrategyId,
+        request: &MarketRequest,
+        freshness: Freshness,
+    ) -> Option<MarketAnswer> {
+        self.inner.market_local(strategy, request, freshness)
+    }
+
+    async fn market_data(
+        &self,
+        ctx: &CallCtx,
+        request: MarketRequest,
+        freshness: Freshness,
+    ) -> Result<MarketAnswer, ApiError> {
+        self.inner.market_data(ctx, request, freshness).await
+    }
+
+    fn market_savings(&self) -> Vec<(StrategyId, MarketSavings)> {
+        self.inner.market_savings()
     }
 
     async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {

@@ -23,7 +23,14 @@ pub const CALLBACKS: &[&str] = &[
     "on_reload",
     "on_stop",
 ];
-const SETTINGS: &[&str] = &["name", "symbols", "streams", "max_wait_ms", "order_wait_ms"];
+const SETTINGS: &[&str] = &[
+    "name",
+    "symbols",
+    "streams",
+    "max_wait_ms",
+    "order_wait_ms",
+    "stream_answers",
+];
 const KLINE_INTERVALS: &[&str] = &[
     "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
 ];
@@ -39,6 +46,9 @@ pub struct StrategyMeta {
     pub callbacks: Vec<&'static str>,
     pub max_wait: Duration,
     pub order_wait: Duration,
+    /// Market-data calls may be answered from the process's live streams (weight 0) unless a call says
+    /// otherwise (`stream_answers = true` in the strategy table; default false).
+    pub stream_answers: bool,
     /// Non-fatal findings (likely typos, dropped state values).
     pub warnings: Vec<String>,
     /// The strategy file and every module it loaded.
@@ -162,6 +172,14 @@ pub fn validate(
         .map_err(|got| bad("max_wait_ms", "a number of milliseconds from 0 to 30 days", &got))?;
     let order_wait = wait_field(&table, "order_wait_ms", DEFAULT_ORDER_WAIT)
         .map_err(|got| bad("order_wait_ms", "a number of milliseconds from 0 to 30 days", &got))?;
+    let stream_answers = match table
+        .raw_get::<Value>("stream_answers")
+        .map_err(|e| LoadError::from_lua(&e))?
+    {
+        Value::Nil => false,
+        Value::Boolean(allowed) => allowed,
+        other => return Err(bad("stream_answers", "a boolean", &other)),
+    };
     let defined = CALLBACKS
         .iter()
         .copied()
@@ -176,6 +194,7 @@ pub fn validate(
             callbacks: defined,
             max_wait,
             order_wait,
+            stream_answers,
             warnings,
             files: Vec::new(),
         },

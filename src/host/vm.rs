@@ -112,6 +112,7 @@ impl StrategyVm {
         meta.files = files.lock().clone();
         *api.strategy.borrow_mut() = Arc::from(meta.name.as_str());
         api.market_wait.set(meta.max_wait);
+        api.stream_answers.set(meta.stream_answers);
         api.order_wait.set(meta.order_wait);
         Ok(StrategyVm {
             lua,

@@ -34,6 +34,8 @@ pub struct Router {
     sink: RwLock<Option<Arc<dyn EventSink>>>,
     malformed_count: AtomicU64,
     malformed_logged_at: AtomicI64,
+    /// Quotes received at or before this exchange time (ms) may be stale: a market connection dropped then.
+    quotes_live_after_ms: AtomicI64,
 }
 
 fn parse_f64(s: &str) -> Option<f64> {
@@ -57,6 +59,7 @@ impl Router {
             sink: RwLock::new(None),
             malformed_count: AtomicU64::new(0),
             malformed_logged_at: AtomicI64::new(i64::MIN),
+            quotes_live_after_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -72,6 +75,13 @@ impl Router {
 
     pub fn quote(&self, symbol: &str) -> Option<Quote> {
         self.quotes.read().get(symbol).cloned()
+    }
+
+    /// The latest quote if it arrived after the last market connection dropped (a connection that drops
+    /// stops its quotes: a quote from before may no longer be current).
+    pub fn live_quote(&self, symbol: &str) -> Option<Quote> {
+        let after = self.quotes_live_after_ms.load(Ordering::Acquire);
+        self.quotes.read().get(symbol).filter(|q| q.time > after).cloned()
     }
 
     pub fn book(&self, symbol: &str, levels: usize) -> Option<Depth> {
@@ -107,6 +117,13 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// A connection carrying `streams` dropped or closed: its books and quotes stop being current.
+    pub fn on_disconnected(&self, streams: &BTreeSet<String>) {
+        self.on_connected(streams);
+        self.quotes_live_after_ms
+            .fetch_max(self.gateway.now_ms(), Ordering::AcqRel);
     }
 
     /// Handles one text frame, read at `received`; malformed frames are counted, logged

@@ -209,7 +209,11 @@ impl ConnectionTask {
             let delay = match self.gateway.connect_market(&names, CONNECT_WAIT).await {
                 Ok(ws) => {
                     self.router.on_connected(&wanted);
-                    match self.session(ws, initial).await {
+                    let end = self.session(ws, initial).await;
+                    // Until the next connection is in sync, what this one fed is not current.
+                    self.router
+                        .on_disconnected(&wanted.union(&self.desired.borrow()).cloned().collect());
+                    match end {
                         SessionEnd::Shutdown => return,
                         SessionEnd::Closed => {
                             failures = 0;

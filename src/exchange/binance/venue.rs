@@ -14,11 +14,14 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
 use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
+use crate::exchange::market_cache::MarketCache;
 use crate::exchange::types::{
     ApiError, Balance, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote, StrategyId,
     SymbolInfo, Ticker, Trade,
 };
-use crate::exchange::{CallCtx, EventSink, StreamKey, Venue};
+use crate::exchange::{
+    CallCtx, EventSink, Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source, StreamKey, Venue,
+};
 use crate::ledger::{Ledger, LedgerStatus};
 
 use super::errors::ClientError;
@@ -31,10 +34,10 @@ use super::rest::{Rest, RetryPolicy};
 use super::router::Router;
 use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
 use super::symbols::{self, SymbolTable};
-use super::usage;
 use super::user_data::{self, UserDataHandler};
 use super::wire::{self, UserDataEvent};
 use super::ws_orders::OrderTransport;
+use super::{usage, weights};
 
 /// How long the client's own lookups may wait for budget.
 const LOOKUP_WAIT: Duration = Duration::from_secs(30);
@@ -96,6 +99,8 @@ pub struct BinanceVenue {
     balances: RwLock<BTreeMap<String, Balance>>,
     router: Arc<Router>,
     streams: MarketStreams,
+    /// Market-data requests asked once: single flight, kept answers, savings per strategy.
+    market: MarketCache,
     sink: RwLock<Option<Arc<dyn EventSink>>>,
     /// Order events learned before `start` gave us a sink (they must never be dropped).
     queued: Mutex<Vec<Order>>,
@@ -160,6 +165,29 @@ async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Ve
         );
     }
     unknown
+}
+
+/// The request weight of a market-data request, from the weight table (0 if the table lacks it: the
+/// gateway would refuse to send it anyway).
+fn market_weight(request: &MarketRequest) -> u32 {
+    let limit;
+    let (path, params): (&str, Vec<(&str, &str)>) = match request {
+        MarketRequest::Ticker { symbol } => ("/api/v3/ticker/price", vec![("symbol", symbol)]),
+        MarketRequest::BookTicker { symbol } => ("/api/v3/ticker/bookTicker", vec![("symbol", symbol)]),
+        MarketRequest::Depth { symbol, limit: l } => {
+            limit = l.to_string();
+            ("/api/v3/depth", vec![("symbol", symbol), ("limit", &limit)])
+        }
+        MarketRequest::Klines { symbol, limit: l, .. } => {
+            limit = l.to_string();
+            ("/api/v3/klines", vec![("symbol", symbol), ("limit", &limit)])
+        }
+        MarketRequest::Trades { symbol, limit: l } => {
+            limit = l.to_string();
+            ("/api/v3/trades", vec![("symbol", symbol), ("limit", &limit)])
+        }
+    };
+    weights::rest_cost("GET", path, &params).map_or(0, |cost| cost.weight)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -249,6 +277,7 @@ impl BinanceVenue {
             balances: RwLock::new(to_balances(&account.balances)),
             router,
             streams,
+            market: MarketCache::new(),
             sink: RwLock::new(None),
             queued: Mutex::new(Vec::new()),
             user_stream_up: AtomicBool::new(false),
@@ -427,6 +456,84 @@ impl BinanceVenue {
             .ok_or_else(|| invalid(format!("no order {order:?} of this strategy on {symbol}")))
     }
 
+    /// Sends a market-data request (charged to `strategy`, waiting at most `wait` for budget).
+    async fn fetch_market(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        request: &MarketRequest,
+    ) -> Result<MarketData, ApiError> {
+        let rest = self.rest();
+        Ok(match request {
+            MarketRequest::Ticker { symbol } => {
+                MarketData::Ticker(Arc::new(rest.ticker(strategy, wait, symbol).await?))
+            }
+            MarketRequest::BookTicker { symbol } => {
+                MarketData::Quote(Arc::new(rest.book_ticker(strategy, wait, symbol).await?))
+            }
+            MarketRequest::Depth { symbol, limit } => {
+                let snapshot = rest.depth(strategy, wait, symbol, *limit).await?;
+                let side = |levels: &[[Decimal; 2]]| {
+                    levels
+                        .iter()
+                        .map(|[p, q]| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN)))
+                        .collect()
+                };
+                MarketData::Depth(Arc::new(Depth {
+                    symbol: symbol.clone(),
+                    update_id: snapshot.last_update_id,
+                    bids: side(&snapshot.bids),
+                    asks: side(&snapshot.asks),
+                }))
+            }
+            MarketRequest::Klines {
+                symbol,
+                interval,
+                limit,
+            } => MarketData::Klines(Arc::new(rest.klines(strategy, wait, symbol, interval, *limit).await?)),
+            MarketRequest::Trades { symbol, limit } => {
+                MarketData::Trades(Arc::new(rest.trades(strategy, wait, symbol, *limit).await?))
+            }
+        })
+    }
+
+    /// The answer the live streams hold: the synced local book for a depth within the snapshot's levels,
+    /// the latest bookTicker of a connected stream. Klines, tickers and trades have none.
+    fn stream_answer(&self, request: &MarketRequest) -> Option<MarketAnswer> {
+        let data = match request {
+            MarketRequest::Depth { symbol, limit } if *limit <= self.options.depth_snapshot_limit => {
+                MarketData::Depth(Arc::new(self.router.book(symbol, *limit as usize)?))
+            }
+            MarketRequest::BookTicker { symbol } => MarketData::Quote(Arc::new(self.router.live_quote(symbol)?)),
+            _ => return None,
+        };
+        Some(MarketAnswer {
+            data,
+            age_ms: 0,
+            source: Source::Stream,
+        })
+    }
+
+    /// The answer to `request` without sending it, if `freshness` allows one; not counted.
+    fn local_answer(&self, request: &MarketRequest, freshness: Freshness) -> Option<MarketAnswer> {
+        freshness
+            .stream
+            .then(|| self.stream_answer(request))
+            .flatten()
+            .or_else(|| self.market.fresh(request, freshness.max_age?))
+    }
+
+    /// One market-data call, by default freshness (shared in flight, never cached), unwrapped.
+    async fn market_call<T>(
+        &self,
+        ctx: &CallCtx,
+        request: MarketRequest,
+        unwrap: impl FnOnce(MarketData) -> Option<T>,
+    ) -> Result<T, ApiError> {
+        let answer = self.market_data(ctx, request, Freshness::default()).await?;
+        unwrap(answer.data).ok_or_else(|| ApiError::new(ErrorCode::Network, "market answer of another kind"))
+    }
+
     /// The local book's exact top levels (for comparing with the exchange's).
     pub fn book_levels(&self, symbol: &str, levels: usize) -> Option<super::book::ExactLevels> {
         self.router.book_levels(symbol, levels)
@@ -516,42 +623,92 @@ impl Venue for BinanceVenue {
     }
 
     async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError> {
-        self.info(symbol)?;
-        self.rest().ticker(&ctx.strategy, ctx.wait, symbol).await
+        let request = MarketRequest::Ticker { symbol: symbol.into() };
+        self.market_call(ctx, request, |data| match data {
+            MarketData::Ticker(t) => Some(Arc::unwrap_or_clone(t)),
+            _ => None,
+        })
+        .await
     }
 
     async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError> {
-        self.info(symbol)?;
-        self.rest().book_ticker(&ctx.strategy, ctx.wait, symbol).await
+        let request = MarketRequest::BookTicker { symbol: symbol.into() };
+        self.market_call(ctx, request, |data| match data {
+            MarketData::Quote(q) => Some(Arc::unwrap_or_clone(q)),
+            _ => None,
+        })
+        .await
     }
 
     async fn depth(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Depth, ApiError> {
-        self.info(symbol)?;
-        let snapshot = self.rest().depth(&ctx.strategy, ctx.wait, symbol, limit).await?;
-        let side = |levels: &[[Decimal; 2]]| {
-            levels
-                .iter()
-                .map(|[p, q]| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN)))
-                .collect()
+        let request = MarketRequest::Depth {
+            symbol: symbol.into(),
+            limit,
         };
-        Ok(Depth {
-            symbol: symbol.to_string(),
-            update_id: snapshot.last_update_id,
-            bids: side(&snapshot.bids),
-            asks: side(&snapshot.asks),
+        self.market_call(ctx, request, |data| match data {
+            MarketData::Depth(d) => Some(Arc::unwrap_or_clone(d)),
+            _ => None,
         })
+        .await
     }
 
     async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError> {
-        self.info(symbol)?;
-        self.rest()
-            .klines(&ctx.strategy, ctx.wait, symbol, interval, limit)
-            .await
+        let request = MarketRequest::Klines {
+            symbol: symbol.into(),
+            interval: interval.into(),
+            limit,
+        };
+        self.market_call(ctx, request, |data| match data {
+            MarketData::Klines(k) => Some(Arc::unwrap_or_clone(k)),
+            _ => None,
+        })
+        .await
     }
 
     async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
-        self.info(symbol)?;
-        self.rest().trades(&ctx.strategy, ctx.wait, symbol, limit).await
+        let request = MarketRequest::Trades {
+            symbol: symbol.into(),
+            limit,
+        };
+        self.market_call(ctx, request, |data| match data {
+            MarketData::Trades(t) => Some(Arc::unwrap_or_clone(t)),
+            _ => None,
+        })
+        .await
+    }
+
+    fn market_local(
+        &self,
+        strategy: &StrategyId,
+        request: &MarketRequest,
+        freshness: Freshness,
+    ) -> Option<MarketAnswer> {
+        let answer = self.local_answer(request, freshness)?;
+        self.market.record(strategy, answer.source, market_weight(request));
+        Some(answer)
+    }
+
+    async fn market_data(
+        &self,
+        ctx: &CallCtx,
+        request: MarketRequest,
+        freshness: Freshness,
+    ) -> Result<MarketAnswer, ApiError> {
+        self.info(request.symbol())?;
+        let weight = market_weight(&request);
+        if let Some(answer) = freshness.stream.then(|| self.stream_answer(&request)).flatten() {
+            self.market.record(&ctx.strategy, answer.source, weight);
+            return Ok(answer);
+        }
+        self.market
+            .get(&ctx.strategy, weight, &request, freshness.max_age, ctx.wait, |wait| {
+                self.fetch_market(&ctx.strategy, wait, &request)
+            })
+            .await
+    }
+
+    fn market_savings(&self) -> Vec<(StrategyId, MarketSavings)> {
+        self.market.savings()
     }
 
     async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {

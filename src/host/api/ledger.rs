@@ -8,15 +8,28 @@ use mlua::{Lua, Table};
 use super::convert::{breakers_table, ledger_table};
 use super::{host_function, publish, ApiCtx};
 use crate::host::stats::Stats;
+use crate::exchange::MarketSavings;
 
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
     m.raw_set(
         "status",
         host_function(lua, ctx, "ledger.status", |lua, c, _| {
-            let status = ledger_table(lua, &c.venue.ledger_status(&c.strategy()))?;
+            let strategy = c.strategy();
+            let status = ledger_table(lua, &c.venue.ledger_status(&strategy))?;
             status.raw_set("events", events_table(lua, &c.stats)?)?;
             status.raw_set("breakers", breakers_table(lua, &c.venue.breakers())?)?;
+            // What market-data coalescing saved, composed here: the ledger knows nothing of it.
+            let mut mine = MarketSavings::default();
+            let mut total = MarketSavings::default();
+            for (name, savings) in c.venue.market_savings() {
+                if name == strategy {
+                    mine = savings;
+                }
+                total.add(&savings);
+            }
+            status.raw_set("market_data", savings_table(lua, &mine)?)?;
+            status.raw_set("market_data_total", savings_table(lua, &total)?)?;
             Ok(status)
         })?,
     )?;
@@ -31,4 +44,19 @@ fn events_table(lua: &Lua, stats: &Stats) -> mlua::Result<Table> {
     events.raw_set("delivered", Stats::get(&stats.events_handled))?;
     events.raw_set("conflated", Stats::get(&stats.events_coalesced))?;
     Ok(events)
+}
+
+/// `{calls, requests_sent, requests_saved, weight_saved, joined, cache_hits, stream_hits, stale_served, hit_rate}`
+fn savings_table(lua: &Lua, savings: &MarketSavings) -> mlua::Result<mlua::Table> {
+    let table = lua.create_table_with_capacity(0, 9)?;
+    table.raw_set("calls", savings.calls)?;
+    table.raw_set("requests_sent", savings.requests_sent)?;
+    table.raw_set("requests_saved", savings.requests_saved())?;
+    table.raw_set("weight_saved", savings.weight_saved)?;
+    table.raw_set("joined", savings.joined)?;
+    table.raw_set("cache_hits", savings.cache_hits)?;
+    table.raw_set("stream_hits", savings.stream_hits)?;
+    table.raw_set("stale_served", savings.stale_served)?;
+    table.raw_set("hit_rate", savings.hit_rate())?;
+    Ok(table)
 }

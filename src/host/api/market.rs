@@ -3,12 +3,15 @@
 
 use std::rc::Rc;
 
-use mlua::{Lua, Value};
+use std::time::Duration;
 
-use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table};
-use super::{exchange_function, host_function, publish, usage, ApiCtx, Args};
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table, Keys};
+use super::{host_function, lua_type, publish, usage, ApiCtx, Args};
 use crate::exchange::grid::{self, Rounding};
-use crate::exchange::{CallCtx, SymbolInfo};
+use crate::exchange::market_cache::MAX_AGE_LIMIT;
+use crate::exchange::{Freshness, MarketAnswer, MarketData, MarketRequest, SymbolInfo};
 
 const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
@@ -142,89 +145,171 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 
     m.raw_set(
         "ticker",
-        exchange_function(
-            lua,
-            ctx,
-            "market.ticker",
-            symbol_only,
-            |venue, call, symbol| async move { venue.ticker(&call, &symbol).await },
-            ticker_table,
-        )?,
+        market_function(lua, ctx, "market.ticker", |lua, c, args| {
+            Ok(MarketRequest::Ticker {
+                symbol: c.symbol_arg(lua, args, 0)?,
+            })
+        })?,
     )?;
 
-    let c = ctx.clone();
     m.raw_set(
         "book_ticker",
-        exchange_function(
-            lua,
-            ctx,
-            "market.book_ticker",
-            symbol_only,
-            |venue, call, symbol| async move { venue.book_ticker(&call, &symbol).await },
-            move |lua, q| quote_table(lua, &c.keys, q),
-        )?,
+        market_function(lua, ctx, "market.book_ticker", |lua, c, args| {
+            Ok(MarketRequest::BookTicker {
+                symbol: c.symbol_arg(lua, args, 0)?,
+            })
+        })?,
     )?;
 
     m.raw_set(
         "depth",
-        exchange_function(
-            lua,
-            ctx,
-            "market.depth",
-            symbol_and_limit(DEFAULT_DEPTH, MAX_DEPTH),
-            |venue, call, (symbol, limit)| async move { venue.depth(&call, &symbol, limit).await },
-            depth_table,
-        )?,
+        market_function(lua, ctx, "market.depth", |lua, c, args| {
+            Ok(MarketRequest::Depth {
+                symbol: c.symbol_arg(lua, args, 0)?,
+                limit: limit_in_range(lua, args, 1, DEFAULT_DEPTH, MAX_DEPTH)?,
+            })
+        })?,
     )?;
 
     m.raw_set(
         "klines",
-        exchange_function(
-            lua,
-            ctx,
-            "market.klines",
-            |lua, c, args| {
-                let symbol = c.symbol_arg(lua, args, 0)?;
-                let interval = args.string(lua, 1, "interval")?;
-                if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
-                    return Err(usage(lua, format!("market.klines: unknown interval '{interval}'")));
-                }
-                let limit = limit_in_range(lua, args, 2, DEFAULT_KLINES, MAX_KLINES)?;
-                Ok(((symbol, interval, limit), c.market_call(args.wait_option(lua)?)))
-            },
-            |venue, call, (symbol, interval, limit)| async move {
-                venue.klines(&call, &symbol, &interval, limit).await
-            },
-            |lua, k| convert::list(lua, k, kline_table),
-        )?,
+        market_function(lua, ctx, "market.klines", |lua, c, args| {
+            let symbol = c.symbol_arg(lua, args, 0)?;
+            let interval = args.string(lua, 1, "interval")?;
+            if super::super::spec::parse_stream(&format!("kline_{interval}")).is_none() {
+                return Err(usage(lua, format!("market.klines: unknown interval '{interval}'")));
+            }
+            let limit = limit_in_range(lua, args, 2, DEFAULT_KLINES, MAX_KLINES)?;
+            Ok(MarketRequest::Klines {
+                symbol,
+                interval,
+                limit,
+            })
+        })?,
     )?;
 
     m.raw_set(
         "trades",
-        exchange_function(
-            lua,
-            ctx,
-            "market.trades",
-            symbol_and_limit(DEFAULT_TRADES, MAX_TRADES),
-            |venue, call, (symbol, limit)| async move { venue.trades(&call, &symbol, limit).await },
-            |lua, t| convert::list(lua, t, trade_table),
-        )?,
+        market_function(lua, ctx, "market.trades", |lua, c, args| {
+            Ok(MarketRequest::Trades {
+                symbol: c.symbol_arg(lua, args, 0)?,
+                limit: limit_in_range(lua, args, 1, DEFAULT_TRADES, MAX_TRADES)?,
+            })
+        })?,
     )?;
 
     publish(lua, "market", m)
 }
 
-/// A lone symbol argument of a market-data call, with its budget context.
-fn symbol_only(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(String, CallCtx)> {
-    Ok((c.symbol_arg(lua, args, 0)?, c.market_call(args.wait_option(lua)?)))
+/// A market-data call as a Lua function returning `answer, nil` or `nil, err`: `parse` reads the request
+/// from the arguments; the trailing options table gives `wait_ms`, `max_age_ms` and `stream`. An answer
+/// the process already holds (a live stream's, or a kept one within `max_age_ms`) returns at once,
+/// without a task or a request; anything else is asked of the venue, shared with identical requests in
+/// flight.
+fn market_function(
+    lua: &Lua,
+    ctx: &Rc<ApiCtx>,
+    func: &'static str,
+    parse: impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<MarketRequest> + 'static,
+) -> mlua::Result<mlua::Function> {
+    let ctx = ctx.clone();
+    lua.create_async_function(move |lua, args: MultiValue| {
+        let c = ctx.clone();
+        let prepared = (|| -> mlua::Result<_> {
+            c.guard.check()?;
+            let args = Args::new(func, args);
+            let request = parse(&lua, &c, &args)?;
+            let (wait, freshness) = market_options(&lua, &c, &args)?;
+            let call = c.market_call(wait);
+            let local = c.venue.market_local(&call.strategy, &request, freshness);
+            Ok((request, freshness, call, local))
+        })();
+        async move {
+            let (request, freshness, call, local) = prepared?;
+            let result = match local {
+                Some(answer) => Ok(answer),
+                None => {
+                    let venue = c.venue.clone();
+                    c.exchange(async move { venue.market_data(&call, request, freshness).await })
+                        .await
+                }
+            };
+            c.reply(&lua, result, |lua, answer| answer_table(lua, &c.keys, answer))
+        }
+    })
 }
 
-/// `(symbol, limit?)` arguments of a market-data call, `default` standing for an absent limit
-/// and `max` the exchange's largest.
-fn symbol_and_limit(default: u32, max: u32) -> impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<((String, u32), CallCtx)> {
-    move |lua, c, args| {
-        let symbol = c.symbol_arg(lua, args, 0)?;
-        let limit = limit_in_range(lua, args, 1, default, max)?;
-        Ok(((symbol, limit), c.market_call(args.wait_option(lua)?)))
+/// `{wait_ms = n, max_age_ms = n, stream = bool}` as the last argument, each optional; `stream`
+/// defaults to the strategy's `stream_answers`.
+fn market_options(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(Option<Duration>, Freshness)> {
+    let wait = args.wait_option(lua)?;
+    let mut freshness = Freshness {
+        max_age: None,
+        stream: c.stream_answers.get(),
+    };
+    if let Some(Value::Table(options)) = args.last() {
+        freshness.max_age = max_age_ms(lua, args.func, options.raw_get::<Value>("max_age_ms")?)?;
+        match options.raw_get::<Value>("stream")? {
+            Value::Nil => {}
+            Value::Boolean(allowed) => freshness.stream = allowed,
+            other => {
+                return Err(usage(
+                    lua,
+                    format!("{}: stream must be a boolean, got {}", args.func, lua_type(&other)),
+                ))
+            }
+        }
     }
+    Ok((wait, freshness))
+}
+
+/// Parses a `max_age_ms` option: a number from 0 to a day.
+fn max_age_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Duration>> {
+    let limit_ms = MAX_AGE_LIMIT.as_millis() as f64;
+    let ms = match value {
+        Value::Nil => return Ok(None),
+        Value::Integer(ms) => ms as f64,
+        Value::Number(ms) => ms,
+        other => {
+            return Err(usage(
+                lua,
+                format!(
+                    "{func}: max_age_ms must be a number of milliseconds, got {}",
+                    lua_type(&other)
+                ),
+            ))
+        }
+    };
+    if !(0.0..=limit_ms).contains(&ms) {
+        return Err(usage(
+            lua,
+            format!("{func}: max_age_ms must be from 0 to {limit_ms} (a day), got {ms}"),
+        ));
+    }
+    Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
+}
+
+/// The answer's table with its `age_ms` and `source`; on a list (klines, trades) they are read through
+/// the list's metatable, so `#`, `ipairs` and `pairs` see only the rows.
+fn answer_table(lua: &Lua, keys: &Keys, answer: &MarketAnswer) -> mlua::Result<Table> {
+    let (table, is_list) = match &answer.data {
+        MarketData::Ticker(t) => (ticker_table(lua, t)?, false),
+        MarketData::Quote(q) => (quote_table(lua, keys, q)?, false),
+        MarketData::Depth(d) => (depth_table(lua, d)?, false),
+        MarketData::Klines(k) => (convert::list(lua, k, kline_table)?, true),
+        MarketData::Trades(t) => (convert::list(lua, t, trade_table)?, true),
+    };
+    let fields = if is_list {
+        lua.create_table_with_capacity(0, 2)?
+    } else {
+        table.clone()
+    };
+    fields.raw_set("age_ms", answer.age_ms)?;
+    fields.raw_set("source", answer.source.as_str())?;
+    if is_list {
+        let meta = lua.create_table_with_capacity(0, 1)?;
+        meta.raw_set("__index", fields)?;
+        table.set_metatable(Some(meta))?;
+    }
+    Ok(table)
 }

@@ -40,6 +40,8 @@ pub struct ApiCtx {
     pub guard: Rc<Guard>,
     pub strategy: RefCell<StrategyId>,
     pub market_wait: Cell<Duration>,
+    /// The strategy's `stream_answers`: market-data calls may be answered from live streams by default.
+    pub stream_answers: Cell<bool>,
     pub order_wait: Cell<Duration>,
     /// While a market callback runs: when the client read its event.
     pub market_event_received: Cell<Option<Instant>>,
@@ -78,6 +80,7 @@ impl ApiCtx {
             guard,
             strategy: RefCell::new(strategy),
             market_wait: Cell::new(super::spec::DEFAULT_MARKET_WAIT),
+            stream_answers: Cell::new(false),
             order_wait: Cell::new(super::spec::DEFAULT_ORDER_WAIT),
             market_event_received: Cell::new(None),
             stats,
@@ -326,6 +329,11 @@ impl Args {
             Value::Number(n) if *n >= 1.0 && n.fract() == 0.0 && *n <= u32::MAX as f64 => Ok(Some(*n as u32)),
             _ => Err(self.bad(lua, index, name, "positive integer")),
         }
+    }
+
+    /// The last argument, if any (where options tables go).
+    pub fn last(&self) -> Option<&Value> {
+        self.values.back()
     }
 
     /// `{wait_ms = n}` as the last argument, if given.
