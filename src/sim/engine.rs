@@ -1320,4 +1320,56 @@ mod tests {
         assert!(ex.my_trades()[0].is_maker);
         assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
     }
+
+    #[test]
+    fn an_amended_order_keeps_its_place_in_the_queue() {
+        let mut ex = exchange();
+        let first = ex
+            .place(limit(Side::Buy, "98.00", "1", TimeInForce::Gtc), 1)
+            .unwrap()
+            .order_id;
+        let second = ex
+            .place(limit(Side::Buy, "98.00", "1", TimeInForce::Gtc), 1)
+            .unwrap()
+            .order_id;
+        ex.amend(0, first, d("0.4"), "a".into(), 2).unwrap();
+        assert_eq!(ex.amend(0, first, d("0.5"), "a".into(), 2).unwrap_err().code, -2038);
+        // A seller of 0.4 at 98 meets the amended order first, as it was first in the queue.
+        ex.execute(
+            0,
+            Side::Sell,
+            Some(d("98.00")),
+            Amount::Base(d("0.4")),
+            Taker::Synthetic,
+            3,
+        );
+        assert_eq!(ex.order(first).unwrap().status, OrderStatus::Filled);
+        assert_eq!(ex.order(second).unwrap().executed, Decimal::ZERO);
+        assert_eq!(ex.balances()["USDT"].locked, d("98"));
+    }
+
+    #[test]
+    fn a_stop_limit_waits_for_its_trigger_then_works() {
+        let mut ex = exchange();
+        // A trade at 100 sets the last price.
+        ex.execute(0, Side::Buy, None, Amount::Base(d("0.1")), Taker::Synthetic, 1);
+        let mut stop = limit(Side::Sell, "98.50", "0.5", TimeInForce::Gtc);
+        stop.kind = Kind::StopLossLimit;
+        stop.stop_price = Some(d("101.00"));
+        assert_eq!(
+            ex.place(stop.clone(), 2).unwrap_err().msg,
+            "Order would trigger immediately."
+        );
+        stop.stop_price = Some(d("99.00"));
+        let id = ex.place(stop, 2).unwrap().order_id;
+        assert_eq!(ex.order(id).unwrap().working_time, None);
+        assert_eq!(ex.depth(0, 10).asks.len(), 2, "not on the book yet");
+        // The market trades down to 99: the stop triggers and its limit sell at 98.50 takes nothing
+        // (the bid at 99 is gone), so it rests.
+        ex.execute(0, Side::Sell, None, Amount::Base(d("1")), Taker::Synthetic, 3);
+        ex.after_change(3);
+        let o = ex.order(id).unwrap();
+        assert_eq!((o.working_time, o.on_book, o.status), (Some(3), true, OrderStatus::New));
+        assert_eq!(ex.depth(0, 10).asks[0], [d8(d("98.50")), d8(d("0.5"))]);
+    }
 }
