@@ -103,6 +103,7 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             streams = %format!("ws://{addr}"),
             ws_api = %format!("ws://{addr}/ws-api/v3"),
             api_key = sim::PAPER_API_KEY,
+            api_secret = sim::PAPER_API_SECRET,
             ed25519_keys = ?args.ed25519_keys.iter().map(|k| k.api_key.as_str()).collect::<Vec<_>>(),
             "simulated exchange listening (Ctrl-C stops it)"
         );

@@ -5,18 +5,22 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use super::engine::{Exchange, NewOrder, Order};
+use super::candles::{Candle, Span, MINUTE_MS};
+use super::engine::{Exchange, Kind, NewOrder, Order, TradeRec, COMMISSION_RATE};
 use super::error::ApiErr;
 use super::limiter::Charge;
 use super::num::d8;
 use super::params::Params;
 use super::state::Sim;
+use super::stats;
 use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
-    RestTrade, SymbolEntry, Ticker24hr,
+    RestTrade, SymbolEntry,
 };
-use crate::exchange::types::{OrderType, Side, TimeInForce};
+use crate::exchange::types::{Side, TimeInForce};
 use crate::ledger::limits::{PoolKind, RateLimit};
+
+const DAY_MS: i64 = 1_440 * MINUTE_MS;
 
 /// What an endpoint does to the order pools (and whether success refunds its weight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,8 @@ pub const REST_SIGNING_PARAMS: [&str; 3] = ["timestamp", "recvWindow", "signatur
 pub const WS_SIGNING_PARAMS: [&str; 4] = ["timestamp", "recvWindow", "signature", "apiKey"];
 
 const ORDER_PARAMS: &[&str] = &[
+    "stopPrice",
+    "icebergQty",
     "symbol",
     "side",
     "type",
@@ -98,6 +104,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
         &["symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"], |_| 20, exchange_info),
     public("depth", "depth", &["symbol", "limit", "symbolStatus"], depth_weight, depth),
     public("trades", "trades.recent", &["symbol", "limit"], |_| 25, trades),
+    public("historicalTrades", "trades.historical", &["symbol", "limit", "fromId"], |_| 25, historical_trades),
     public("aggTrades", "trades.aggregate", &["symbol", "fromId", "startTime", "endTime", "limit"], |_| 4, agg_trades),
     public("klines", "klines", KLINE_PARAMS, |_| 2, klines),
     public("uiKlines", "uiKlines", KLINE_PARAMS, |_| 2, klines),
@@ -106,11 +113,22 @@ pub static ENDPOINTS: &[Endpoint] = &[
     public("ticker/bookTicker", "ticker.book", ONE_OR_MANY_PARAMS, one_or_many_weight, book_ticker),
     public("ticker/24hr", "ticker.24hr",
         &["symbol", "symbols", "type", "symbolStatus"], ticker_24hr_weight, ticker_24hr),
+    public("ticker", "ticker",
+        &["symbol", "symbols", "windowSize", "type", "symbolStatus"], per_symbol_4_weight, ticker_window),
+    public("ticker/tradingDay", "ticker.tradingDay",
+        &["symbol", "symbols", "timeZone", "type", "symbolStatus"], per_symbol_4_weight, ticker_trading_day),
+    public("executionRules", "executionRules",
+        &["symbol", "symbols", "symbolStatus"], execution_rules_weight, execution_rules),
+    public("referencePrice", "referencePrice", &["symbol"], |_| 2, reference_price),
     signed("POST", "order", "order.place", Effect::Place, ORDER_PARAMS, |_| 1, place_order),
     signed("POST", "order/test", "order.test", Effect::None, ORDER_PARAMS, test_order_weight, test_order),
     signed("GET", "order", "order.status", Effect::None,
         &["symbol", "orderId", "origClientOrderId"], |_| 4, query_order),
     signed("DELETE", "order", "order.cancel", Effect::Cancel, CANCEL_PARAMS, |_| 1, cancel_order),
+    signed("PUT", "order/amend/keepPriority", "order.amend.keepPriority", Effect::None,
+        &["symbol", "orderId", "origClientOrderId", "newClientOrderId", "newQty"], |_| 4, amend_keep_priority),
+    signed("POST", "order/cancelReplace", "order.cancelReplace", Effect::Place,
+        CANCEL_REPLACE_PARAMS, |_| 1, cancel_replace),
     signed("GET", "openOrders", "openOrders.status", Effect::None, &["symbol"], open_orders_weight, open_orders),
     signed("DELETE", "openOrders", "openOrders.cancelAll", Effect::Cancel, &["symbol"], |_| 1, cancel_open_orders),
     signed("GET", "allOrders", "allOrders", Effect::None,
@@ -119,6 +137,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     signed("GET", "myTrades", "myTrades", Effect::None,
         &["symbol", "orderId", "startTime", "endTime", "fromId", "limit"], my_trades_weight, my_trades),
     signed("GET", "rateLimit/order", "account.rateLimits.orders", Effect::None, &[], |_| 40, rate_limit_order),
+    signed("GET", "account/commission", "account.commission", Effect::None, &["symbol"], |_| 20, commission),
 ];
 
 /// An unsigned market-data endpoint: GET, no effect on the order pools.
@@ -224,6 +243,25 @@ fn one_or_many_weight(p: &Params) -> u64 {
     }
 }
 
+/// 4 per symbol, at most 200 (rolling-window and trading-day tickers).
+fn per_symbol_4_weight(p: &Params) -> u64 {
+    let n = if p.get("symbol").is_some() {
+        1
+    } else {
+        symbols_count(p).unwrap_or(1)
+    };
+    (4 * n as u64).min(200)
+}
+
+/// 2 per symbol capped at 40; every symbol (or a status) 40.
+fn execution_rules_weight(p: &Params) -> u64 {
+    match (p.get("symbol"), symbols_count(p)) {
+        (Some(_), _) => 2,
+        (None, Some(n)) => (2 * n as u64).min(40),
+        (None, None) => 40,
+    }
+}
+
 fn ticker_24hr_weight(p: &Params) -> u64 {
     if p.get("symbol").is_some() {
         return 2;
@@ -276,12 +314,6 @@ fn per_symbol(sim: &Sim, p: &Params, row: impl Fn(&Exchange, usize) -> Value) ->
     })
 }
 
-/// The last trade's price, else the reference price before any trade.
-fn last_price(ex: &Exchange, symbol: usize) -> Decimal {
-    let last_trade = ex.markets[symbol].trades.back().map(|t| t.price);
-    last_trade.or_else(|| ex.reference_price(symbol)).unwrap_or_default()
-}
-
 // ---- market data ----
 
 fn ping(_: &Sim, _: &Params, _: i64) -> Result<Value, ApiErr> {
@@ -327,7 +359,7 @@ fn exchange_info(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
                 quote_asset: s.quote.clone(),
                 quote_precision: 8,
                 quote_asset_precision: 8,
-                order_types: vec!["LIMIT".into(), "LIMIT_MAKER".into(), "MARKET".into()],
+                order_types: ORDER_TYPES.iter().map(|t| t.to_string()).collect(),
                 is_spot_trading_allowed: true,
                 quote_order_qty_market_allowed: true,
                 filters: vec![
@@ -360,17 +392,158 @@ fn exchange_info(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
             }
         })
         .collect();
-    Ok(to_json(&ExchangeInfo {
+    let mut info = to_json(&ExchangeInfo {
         timezone: "UTC".to_string(),
         server_time: now,
         rate_limits: rate_limit_entries(sim),
         exchange_filters: Vec::new(),
         symbols,
-    }))
+    });
+    if let Some(symbols) = info["symbols"].as_array_mut() {
+        for entry in symbols {
+            add_symbol_details(entry);
+        }
+    }
+    Ok(info)
+}
+
+/// Order types every symbol accepts.
+const ORDER_TYPES: [&str; 7] = [
+    "LIMIT",
+    "LIMIT_MAKER",
+    "MARKET",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+];
+
+/// Self-trade prevention modes the matching engine applies (one account trades here: NONE only).
+pub const STP_MODES: [&str; 1] = ["NONE"];
+
+/// The symbol fields of the documented `exchangeInfo` beyond what the client reads: what the
+/// matching engine supports (order lists, amend, cancel-replace, icebergs) and what it does not
+/// (order lists, pegged and trailing orders).
+fn add_symbol_details(entry: &mut Value) {
+    let Some(obj) = entry.as_object_mut() else { return };
+    let details = json!({
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "icebergAllowed": true,
+        "ocoAllowed": false,
+        "otoAllowed": false,
+        "opoAllowed": false,
+        "allowTrailingStop": false,
+        "cancelReplaceAllowed": true,
+        "amendAllowed": true,
+        "pegInstructionsAllowed": false,
+        "isMarginTradingAllowed": false,
+        "permissions": [],
+        "permissionSets": [["SPOT"]],
+        "defaultSelfTradePreventionMode": "NONE",
+        "allowedSelfTradePreventionModes": STP_MODES,
+    });
+    if let Value::Object(details) = details {
+        obj.extend(details);
+    }
+    if let Some(filters) = obj.get_mut("filters").and_then(Value::as_array_mut) {
+        filters.push(json!({"filterType": "ICEBERG_PARTS", "limit": ICEBERG_PARTS}));
+    }
+}
+
+/// The most parts an iceberg order may be split into (the `ICEBERG_PARTS` filter).
+pub const ICEBERG_PARTS: u64 = 10;
+
+/// Which transport an answer goes out on: the two announce different limits in `exchangeInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Rest,
+    WsApi,
+}
+
+/// Adapts an answer to its transport: REST's `exchangeInfo` lists REQUEST_WEIGHT, ORDERS and
+/// RAW_REQUESTS, the WebSocket API's REQUEST_WEIGHT, ORDERS and CONNECTIONS (as documented).
+pub fn for_transport(name: &str, mut value: Value, transport: Transport) -> Value {
+    if name != "exchangeInfo" {
+        return value;
+    }
+    let hidden = match transport {
+        Transport::Rest => PoolKind::Connections.as_str(),
+        Transport::WsApi => PoolKind::RawRequests.as_str(),
+    };
+    if let Some(limits) = value["rateLimits"].as_array_mut() {
+        limits.retain(|l| l["rateLimitType"] != hidden);
+    }
+    value
+}
+
+/// Time fields an answer carries, in ms (scaled by [`to_microseconds`]).
+const TIME_FIELDS: [&str; 12] = [
+    "serverTime",
+    "time",
+    "transactTime",
+    "updateTime",
+    "workingTime",
+    "openTime",
+    "closeTime",
+    "transactionTime",
+    "authorizedSince",
+    "connectedSince",
+    "timestamp",
+    "T",
+];
+
+/// Rewrites an answer's times from ms to µs (`X-MBX-TIME-UNIT: MICROSECOND`, `timeUnit=MICROSECOND`):
+/// every time field, and the open and close times of kline rows.
+pub fn to_microseconds(name: &str, value: &mut Value) {
+    let klines = matches!(name, "klines" | "uiKlines");
+    scale_times(value, klines);
+}
+
+fn scale_times(value: &mut Value, klines: bool) {
+    let scale = |v: &mut Value| {
+        if let Some(ms) = v.as_i64() {
+            *v = Value::from(ms.saturating_mul(1000));
+        }
+    };
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if TIME_FIELDS.contains(&k.as_str()) {
+                    scale(v);
+                } else {
+                    scale_times(v, false);
+                }
+            }
+        }
+        Value::Array(items) if klines => {
+            for row in items {
+                if let Some(cells) = row.as_array_mut() {
+                    for idx in [0, 6] {
+                        if let Some(cell) = cells.get_mut(idx) {
+                            scale(cell);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scale_times(v, false)),
+        _ => {}
+    }
+}
+
+/// Reads a time-unit choice: MILLISECOND (default) or MICROSECOND, any case.
+pub fn micros_wanted(raw: Option<&str>) -> Result<bool, ApiErr> {
+    match raw.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("MILLISECOND") => Ok(false),
+        Some("MICROSECOND") => Ok(true),
+        Some(_) => Err(ApiErr::bad(-1100, "Invalid time unit.")),
+    }
 }
 
 fn depth(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
-    let limit = p.limit(100, 5000)?;
+    // "If limit > 5000, only 5000 entries will be returned."
+    let limit = p.limit(100, u64::MAX)?.min(5000);
     let world = sim.world.lock();
     let i = symbol_of(&world.ex, p)?;
     Ok(to_json(&world.ex.depth(i, limit as usize)))
@@ -384,15 +557,7 @@ fn trades(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let rows: Vec<RestTrade> = recent
         .iter()
         .skip(recent.len().saturating_sub(limit))
-        .map(|t| RestTrade {
-            id: t.id,
-            price: d8(t.price),
-            qty: d8(t.qty),
-            quote_qty: d8(t.price * t.qty),
-            time: t.time,
-            is_buyer_maker: t.buyer_maker,
-            is_best_match: true,
-        })
+        .map(rest_trade)
         .collect();
     Ok(to_json(&rows))
 }
@@ -420,16 +585,19 @@ fn agg_trades(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     Ok(Value::Array(rows))
 }
 
-fn klines(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+fn klines(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let interval = p.require("interval")?;
-    let ms = super::candles::interval_ms(interval).ok_or_else(|| ApiErr::bad(-1120, "Invalid interval."))?;
     let limit = p.limit(500, 1000)? as usize;
     let (start, end) = (p.int("startTime")?, p.int("endTime")?);
     let world = sim.world.lock();
     let i = symbol_of(&world.ex, p)?;
-    let rows: Vec<KlineRow> = world.ex.markets[i]
-        .candles
-        .query(ms, start, end, limit)
+    let m = &world.ex.markets[i];
+    let candles = match (interval, Span::of(interval)) {
+        ("1s", _) => second_candles(&m.trades, now, start, end, limit),
+        (_, Some(span)) => m.candles.query_span(span, start, end, limit),
+        (_, None) => return Err(ApiErr::bad(-1120, "Invalid interval.")),
+    };
+    let rows: Vec<KlineRow> = candles
         .into_iter()
         .map(|c| {
             KlineRow(
@@ -451,15 +619,58 @@ fn klines(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     Ok(to_json(&rows))
 }
 
+/// One-second klines from the kept recent trades: every second from the oldest kept trade's to
+/// now, quiet seconds flat at the last close (as minutes are).
+fn second_candles(
+    trades: &std::collections::VecDeque<TradeRec>,
+    now: i64,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: usize,
+) -> Vec<Candle> {
+    const SECOND: i64 = 1_000;
+    let Some(first) = trades.front() else { return Vec::new() };
+    let mut out: Vec<Candle> = Vec::new();
+    let mut next = trades.iter().peekable();
+    let mut close = first.price;
+    let mut t = first.time.div_euclid(SECOND) * SECOND;
+    while t <= now {
+        let mut c = Candle::flat(t, SECOND, close);
+        while let Some(trade) = next.next_if(|tr| tr.time < t + SECOND) {
+            let one = Candle {
+                trades: 1,
+                volume: trade.qty,
+                quote_volume: trade.qty * trade.price,
+                taker_buy_base: if trade.buyer_maker { Decimal::ZERO } else { trade.qty },
+                taker_buy_quote: if trade.buyer_maker {
+                    Decimal::ZERO
+                } else {
+                    trade.qty * trade.price
+                },
+                first_id: trade.id as i64,
+                last_id: trade.id as i64,
+                ..Candle::flat(t, SECOND, trade.price)
+            };
+            c.merge(&one);
+        }
+        close = c.close;
+        out.push(c);
+        t += SECOND;
+    }
+    out.retain(|c| from.is_none_or(|f| c.close_time >= f) && to.is_none_or(|e| c.open_time <= e));
+    if from.is_some() {
+        out.truncate(limit);
+    } else if out.len() > limit {
+        out.drain(..out.len() - limit);
+    }
+    out
+}
+
 fn avg_price(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let world = sim.world.lock();
     let i = symbol_of(&world.ex, p)?;
     let m = &world.ex.markets[i];
-    let recent = m.candles.since(now - 5 * 60_000).filter(|c| !c.volume.is_zero());
-    let price = match &recent {
-        Some(c) => c.quote_volume / c.volume,
-        None => world.ex.reference_price(i).unwrap_or_default(),
-    };
+    let price = stats::avg_price(m, now);
     let close_time = m.trades.back().map(|t| t.time).unwrap_or(now);
     Ok(to_json(&AvgPrice {
         mins: 5,
@@ -472,7 +683,7 @@ fn ticker_price(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     per_symbol(sim, p, |ex, i| {
         to_json(&PriceTicker {
             symbol: ex.markets[i].spec.symbol.clone(),
-            price: d8(last_price(ex, i)),
+            price: d8(stats::last_price(&ex.markets[i])),
         })
     })
 }
@@ -492,72 +703,26 @@ fn book_ticker(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     })
 }
 
+/// `type`: FULL (default) or MINI.
+fn mini_type(p: &Params) -> Result<bool, ApiErr> {
+    match p.get("type") {
+        None | Some("FULL") => Ok(false),
+        Some("MINI") => Ok(true),
+        Some(_) => Err(ApiErr::illegal_chars("type", "FULL, MINI")),
+    }
+}
+
 fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
-    let mini = match p.get("type") {
-        None | Some("FULL") => false,
-        Some("MINI") => true,
-        Some(_) => return Err(ApiErr::illegal_chars("type", "FULL, MINI")),
-    };
-    let open_time = now - 86_400_000;
+    let mini = mini_type(p)?;
+    let open_time = now - DAY_MS;
     per_symbol(sim, p, |ex, i| {
         let m = &ex.markets[i];
-        let day = m.candles.since(open_time);
-        let last = m.trades.back();
-        let last_price = last_price(ex, i);
-        let (open, high, low, volume, quote_volume, count, first_id, last_id) = match &day {
-            Some(c) => (
-                c.open,
-                c.high,
-                c.low,
-                c.volume,
-                c.quote_volume,
-                c.trades,
-                c.first_id,
-                c.last_id,
-            ),
-            None => (
-                last_price,
-                last_price,
-                last_price,
-                Decimal::ZERO,
-                Decimal::ZERO,
-                0,
-                -1,
-                -1,
-            ),
-        };
-        let mut row = Ticker24hr {
-            symbol: m.spec.symbol.clone(),
-            open_price: d8(open),
-            high_price: d8(high),
-            low_price: d8(low),
-            last_price: d8(last_price),
-            volume: d8(volume),
-            quote_volume: d8(quote_volume),
-            open_time,
-            close_time: now,
-            first_id,
-            last_id,
-            count,
-            ..Default::default()
-        };
+        let mut row = stats::window(m, open_time, now, mini);
         if !mini {
             let (bp, bq) = m.book.best_bid().unwrap_or_default();
             let (ap, aq) = m.book.best_ask().unwrap_or_default();
-            let change = last_price - open;
-            row.price_change = Some(d8(change));
-            row.price_change_percent = Some(if open.is_zero() {
-                Decimal::ZERO
-            } else {
-                (change / open * Decimal::ONE_HUNDRED).round_dp(3)
-            });
-            row.weighted_avg_price = Some(d8(if volume.is_zero() {
-                last_price
-            } else {
-                quote_volume / volume
-            }));
-            row.prev_close_price = Some(d8(open));
-            row.last_qty = Some(d8(last.map(|t| t.qty).unwrap_or_default()));
+            row.prev_close_price = Some(row.open_price);
+            row.last_qty = Some(d8(m.trades.back().map(|t| t.qty).unwrap_or_default()));
             row.bid_price = Some(d8(bp));
             row.bid_qty = Some(d8(bq));
             row.ask_price = Some(d8(ap));
@@ -567,18 +732,143 @@ fn ticker_24hr(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     })
 }
 
+/// `windowSize`: 1m..59m, 1h..23h or 1d..7d, in ms.
+pub fn window_size_ms(raw: &str) -> Option<i64> {
+    let unit = raw.chars().last()?;
+    let n: i64 = raw[..raw.len() - 1].parse().ok()?;
+    let (max, ms) = match unit {
+        'm' => (59, MINUTE_MS),
+        'h' => (23, 60 * MINUTE_MS),
+        'd' => (7, DAY_MS),
+        _ => return None,
+    };
+    (1..=max).contains(&n).then_some(n * ms)
+}
+
+/// `symbol` or `symbols` is mandatory for the rolling-window and trading-day tickers.
+fn require_symbol_or_symbols(p: &Params) -> Result<(), ApiErr> {
+    if p.get("symbol").is_none() && p.get("symbols").is_none() {
+        return Err(ApiErr::bad(
+            -1102,
+            "Param 'symbol' or 'symbols' must be sent, but both were empty/null!",
+        ));
+    }
+    Ok(())
+}
+
+/// `GET /api/v3/ticker`: the window opens on a minute, `windowSize` before now.
+fn ticker_window(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    require_symbol_or_symbols(p)?;
+    let mini = mini_type(p)?;
+    let size = match p.get("windowSize") {
+        None => DAY_MS,
+        Some(raw) => window_size_ms(raw).ok_or_else(|| ApiErr::bad(-1100, "Invalid windowSize."))?,
+    };
+    let open_time = (now - size).div_euclid(MINUTE_MS) * MINUTE_MS;
+    per_symbol(sim, p, |ex, i| {
+        to_json(&stats::window(&ex.markets[i], open_time, now, mini))
+    })
+}
+
+/// `timeZone`: hours (`8`, `-1`) or hours and minutes (`05:45`, `-1:00`), in ms; -12:00..+14:00.
+fn time_zone_ms(raw: &str) -> Option<i64> {
+    let (sign, body) = match raw.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, raw.strip_prefix('+').unwrap_or(raw)),
+    };
+    let (h, m) = match body.split_once(':') {
+        Some((h, m)) => (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?),
+        None => (body.parse::<i64>().ok()?, 0),
+    };
+    let total = sign * (h * 60 + m);
+    ((0..60).contains(&m) && (-12 * 60..=14 * 60).contains(&total)).then_some(total * MINUTE_MS)
+}
+
+/// `GET /api/v3/ticker/tradingDay`: today in `timeZone` (UTC by default).
+fn ticker_trading_day(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    require_symbol_or_symbols(p)?;
+    let mini = mini_type(p)?;
+    let zone = match p.get("timeZone") {
+        None => 0,
+        Some(raw) => time_zone_ms(raw).ok_or_else(|| ApiErr::bad(-1100, "Invalid timeZone."))?,
+    };
+    let open_time = (now + zone).div_euclid(DAY_MS) * DAY_MS - zone;
+    per_symbol(sim, p, |ex, i| {
+        to_json(&stats::window(&ex.markets[i], open_time, open_time + DAY_MS - 1, mini))
+    })
+}
+
+/// `GET /api/v3/historicalTrades`: from `fromId` on, else the most recent (only the last
+/// trades are kept, as for `trades`).
+fn historical_trades(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+    let limit = p.limit(500, 1000)? as usize;
+    let from_id = p.uint("fromId")?;
+    let world = sim.world.lock();
+    let i = symbol_of(&world.ex, p)?;
+    let recent = &world.ex.markets[i].trades;
+    let selected: Vec<&TradeRec> = match from_id {
+        Some(f) => recent.iter().filter(|t| t.id >= f).take(limit).collect(),
+        None => recent.iter().skip(recent.len().saturating_sub(limit)).collect(),
+    };
+    Ok(Value::Array(
+        selected.into_iter().map(|t| to_json(&rest_trade(t))).collect(),
+    ))
+}
+
+fn rest_trade(t: &TradeRec) -> RestTrade {
+    RestTrade {
+        id: t.id,
+        price: d8(t.price),
+        qty: d8(t.qty),
+        quote_qty: d8(t.price * t.qty),
+        time: t.time,
+        is_buyer_maker: t.buyer_maker,
+        is_best_match: true,
+    }
+}
+
+/// `GET /api/v3/executionRules`: no symbol here has price-range rules.
+fn execution_rules(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+    let rows = per_symbol(
+        sim,
+        p,
+        |ex, i| json!({"symbol": ex.markets[i].spec.symbol, "rules": []}),
+    )?;
+    let rows = match rows {
+        Value::Array(rows) => rows,
+        one => vec![one],
+    };
+    Ok(json!({ "symbolRules": rows }))
+}
+
+/// `GET /api/v3/referencePrice`: ordinary spot symbols never have one (-2043, as documented).
+fn reference_price(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+    let world = sim.world.lock();
+    symbol_of(&world.ex, p)?;
+    Err(ApiErr::bad(-2043, "This symbol doesn't have a reference price."))
+}
+
+fn commission(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+    let world = sim.world.lock();
+    let i = symbol_of(&world.ex, p)?;
+    let zero = "0.00000000";
+    let rate = d8(COMMISSION_RATE).to_string();
+    Ok(json!({
+        "symbol": world.ex.markets[i].spec.symbol,
+        "standardCommission": {"maker": rate, "taker": rate, "buyer": zero, "seller": zero},
+        "specialCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
+        "taxCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
+        "discount": {"enabledForAccount": false, "enabledForSymbol": false, "discountAsset": "BNB", "discount": zero},
+    }))
+}
+
 // ---- orders ----
 
 /// Parses and checks an order request's parameters (everything short of the book and balances).
 fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     let symbol = symbol_of(ex, p)?;
     let side = Side::parse(p.require("side")?).ok_or_else(|| ApiErr::bad(-1117, "Invalid side."))?;
-    let kind = match p.require("type")? {
-        "STOP_LOSS" | "STOP_LOSS_LIMIT" | "TAKE_PROFIT" | "TAKE_PROFIT_LIMIT" => {
-            return Err(ApiErr::bad(-1014, "Unsupported order combination."))
-        }
-        other => OrderType::parse(other).ok_or_else(|| ApiErr::bad(-1116, "Invalid orderType."))?,
-    };
+    let kind = Kind::parse(p.require("type")?).ok_or_else(|| ApiErr::bad(-1116, "Invalid orderType."))?;
     let tif = match p.get("timeInForce") {
         None => None,
         Some(raw) => Some(TimeInForce::parse(raw).ok_or_else(|| ApiErr::bad(-1115, "Invalid timeInForce."))?),
@@ -586,8 +876,15 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     let price = p.decimal("price")?;
     let qty = p.decimal("quantity")?;
     let quote_qty = p.decimal("quoteOrderQty")?;
-    match kind {
-        OrderType::Limit => {
+    let stop_price = p.decimal("stopPrice")?;
+    let iceberg_qty = p.decimal("icebergQty")?;
+    if kind.is_conditional() {
+        stop_price.ok_or_else(|| ApiErr::mandatory("stopPrice"))?;
+    } else if stop_price.is_some() {
+        return Err(ApiErr::not_required("stopPrice"));
+    }
+    match kind.active() {
+        Kind::Limit => {
             if tif.is_none() {
                 return Err(ApiErr::mandatory("timeInForce"));
             }
@@ -597,7 +894,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderType::LimitMaker => {
+        Kind::LimitMaker => {
             qty.ok_or_else(|| ApiErr::mandatory("quantity"))?;
             price.ok_or_else(|| ApiErr::mandatory("price"))?;
             if tif.is_some() {
@@ -607,7 +904,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                 return Err(ApiErr::not_required("quoteOrderQty"));
             }
         }
-        OrderType::Market => {
+        _ => {
             if price.is_some() {
                 return Err(ApiErr::not_required("price"));
             }
@@ -622,9 +919,22 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
                     ))
                 }
                 (Some(_), Some(_)) => return Err(ApiErr::not_required("quoteOrderQty")),
+                // The stop-market orders take a base quantity only.
+                (None, Some(_)) if kind.is_conditional() => return Err(ApiErr::mandatory("quantity")),
                 _ => {}
             }
         }
+    }
+    if iceberg_qty.is_some() {
+        // Icebergs rest on the book: GTC limits and limit-makers only.
+        let rests = matches!(kind.active(), Kind::LimitMaker) || tif == Some(TimeInForce::Gtc);
+        if !rests || kind.active() == Kind::Market {
+            return Err(ApiErr::bad(-1013, "Iceberg orders must be GTC."));
+        }
+    }
+    match p.get("selfTradePreventionMode") {
+        None | Some("NONE") => {}
+        Some(_) => return Err(ApiErr::illegal_chars("selfTradePreventionMode", "NONE")),
     }
     let client_id = match p.get("newClientOrderId") {
         None => None,
@@ -638,8 +948,8 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     };
     // MARKET and LIMIT orders answer FULL by default, every other type ACK.
     let default_resp = match kind {
-        OrderType::Limit | OrderType::Market => "FULL",
-        OrderType::LimitMaker => "ACK",
+        Kind::Limit | Kind::Market => "FULL",
+        _ => "ACK",
     };
     let resp = match p.get("newOrderRespType") {
         None => default_resp,
@@ -656,6 +966,8 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
             qty,
             quote_qty,
             client_id,
+            stop_price,
+            iceberg_qty,
         },
         resp.to_string(),
     ))
@@ -669,7 +981,11 @@ fn place_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let mut world = sim.world.lock();
     let (req, resp) = new_order(&world.ex, p)?;
     let placed = world.ex.place(req, now)?;
-    let ex = &world.ex;
+    placed_answer(&world.ex, placed, &resp, now)
+}
+
+/// A placed order's answer in its `newOrderRespType` (ACK, RESULT or FULL).
+fn placed_answer(ex: &Exchange, placed: super::engine::Placed, resp: &str, now: i64) -> Result<Value, ApiErr> {
     let Some(order) = ex.order(placed.order_id) else {
         return Err(ApiErr::new(
             500,
@@ -688,10 +1004,14 @@ fn place_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     }
     let mut wire = ex.order_wire(order, false);
     wire.transact_time = Some(now);
+    if order.working_time.is_none() {
+        wire.working_time = None;
+    }
     if resp == "FULL" {
         wire.fills = placed.fills;
     }
     let mut value = to_json(&wire);
+    add_order_details(&mut value, order);
     if resp == "FULL" && wire.fills.is_empty() {
         value["fills"] = json!([]);
     }
@@ -733,7 +1053,29 @@ fn query_order(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let ex = &world.ex;
     let symbol = symbol_of(ex, p)?;
     let order = find_order(ex, symbol, p)?.ok_or_else(ApiErr::no_such_order)?;
-    Ok(to_json(&ex.order_wire(order, true)))
+    Ok(order_json(ex, order))
+}
+
+/// An order as `order.status` / `openOrders` / `allOrders` show it.
+fn order_json(ex: &Exchange, o: &Order) -> Value {
+    let mut value = to_json(&ex.order_wire(o, true));
+    add_order_details(&mut value, o);
+    value
+}
+
+/// The stop price and iceberg quantity, where the order has them (as the exchange shows them).
+fn add_order_details(value: &mut Value, o: &Order) {
+    if let Some(fields) = value.as_object_mut() {
+        if !o.stop_price.is_zero() {
+            fields.insert("stopPrice".into(), json!(d8(o.stop_price)));
+        }
+        if !o.iceberg_qty.is_zero() {
+            fields.insert("icebergQty".into(), json!(d8(o.iceberg_qty)));
+        }
+        if o.working_time.is_none() {
+            fields.remove("workingTime");
+        }
+    }
 }
 
 /// The cancel request's own client order id: the one sent, else one made up.
@@ -796,7 +1138,7 @@ fn open_orders(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let rows: Vec<Value> = ex
         .orders()
         .filter(|o| o.status.is_open() && symbol.is_none_or(|s| o.symbol == s))
-        .map(|o| to_json(&ex.order_wire(o, true)))
+        .map(|o| order_json(ex, o))
         .collect();
     Ok(Value::Array(rows))
 }
@@ -821,7 +1163,7 @@ fn all_orders(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
         .into_iter()
         .skip(skip)
         .take(limit)
-        .map(|o| to_json(&ex.order_wire(o, true)))
+        .map(|o| order_json(ex, o))
         .collect();
     Ok(Value::Array(rows))
 }
@@ -908,4 +1250,185 @@ fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
             .map(|(l, count)| to_json(&rate_limit_entry(&l, Some(count))))
             .collect(),
     ))
+}
+
+// ---- amend and cancel-replace ----
+
+/// `PUT /api/v3/order/amend/keepPriority`: the quantity goes down, the queue place stays.
+fn amend_keep_priority(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    let new_qty = p.decimal("newQty")?.ok_or_else(|| ApiErr::mandatory("newQty"))?;
+    let mut world = sim.world.lock();
+    let symbol = symbol_of(&world.ex, p)?;
+    let id = match find_order(&world.ex, symbol, p)? {
+        Some(o) => o.id,
+        None => return Err(ApiErr::bad(-2038, "Unknown order sent.")),
+    };
+    let new_client_id = match p.get("newClientOrderId") {
+        None => format!("amend{id:08}x{}", world.ex.last_execution_id() + 1),
+        Some(c) if valid_client_id(c) => c.to_string(),
+        Some(_) => {
+            return Err(ApiErr::illegal_chars(
+                "newClientOrderId",
+                "^[\\.A-Z\\:/a-z0-9_-]{1,36}$",
+            ))
+        }
+    };
+    let orig_client_id = world.ex.order(id).map(|o| o.client_id.clone()).unwrap_or_default();
+    world.ex.amend(symbol, id, new_qty, new_client_id, now)?;
+    let ex = &world.ex;
+    let Some(o) = ex.order(id) else {
+        return Err(ApiErr::new(
+            500,
+            -1000,
+            "An unknown error occurred while processing the request.",
+        ));
+    };
+    let mut amended = json!({
+        "symbol": ex.markets[o.symbol].spec.symbol,
+        "orderId": o.id,
+        "orderListId": -1,
+        "origClientOrderId": orig_client_id,
+        "clientOrderId": o.client_id,
+        "price": d8(o.price),
+        "qty": d8(o.orig_qty),
+        "executedQty": d8(o.executed),
+        "preventedQty": "0.00000000",
+        "quoteOrderQty": d8(o.orig_quote_qty),
+        "cumulativeQuoteQty": d8(o.cum_quote),
+        "status": o.status.as_str(),
+        "timeInForce": o.tif.map(TimeInForce::as_str).unwrap_or("GTC"),
+        "type": o.kind.as_str(),
+        "side": o.side.as_str(),
+        "selfTradePreventionMode": "NONE",
+    });
+    if let Some(w) = o.working_time {
+        amended["workingTime"] = json!(w);
+    }
+    Ok(json!({
+        "transactTime": now,
+        "executionId": ex.last_execution_id(),
+        "amendedOrder": amended,
+    }))
+}
+
+const CANCEL_REPLACE_PARAMS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "cancelReplaceMode",
+    "timeInForce",
+    "quantity",
+    "quoteOrderQty",
+    "price",
+    "cancelNewClientOrderId",
+    "cancelOrigClientOrderId",
+    "cancelOrderId",
+    "newClientOrderId",
+    "strategyId",
+    "strategyType",
+    "stopPrice",
+    "icebergQty",
+    "newOrderRespType",
+    "selfTradePreventionMode",
+    "cancelRestrictions",
+    "orderRateLimitExceededMode",
+];
+
+/// `POST /api/v3/order/cancelReplace`: cancels, then places. The new order is checked (filters,
+/// unfilled-order count) before anything happens; `STOP_ON_FAILURE` places nothing after a failed
+/// cancel, `ALLOW_FAILURE` still tries. Partial failures answer -2021 (409), full ones -2022 (400),
+/// each with both outcomes in `data`.
+fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    let allow_failure = match p.require("cancelReplaceMode")? {
+        "STOP_ON_FAILURE" => false,
+        "ALLOW_FAILURE" => true,
+        _ => {
+            return Err(ApiErr::illegal_chars(
+                "cancelReplaceMode",
+                "STOP_ON_FAILURE, ALLOW_FAILURE",
+            ))
+        }
+    };
+    match p.get("orderRateLimitExceededMode") {
+        None | Some("DO_NOTHING") | Some("CANCEL_ONLY") => {}
+        Some(_) => {
+            return Err(ApiErr::illegal_chars(
+                "orderRateLimitExceededMode",
+                "DO_NOTHING, CANCEL_ONLY",
+            ))
+        }
+    }
+    if p.get("cancelRestrictions").is_some() {
+        return Err(ApiErr::illegal_chars(
+            "cancelRestrictions",
+            "ONLY_NEW, ONLY_PARTIALLY_FILLED (not supported here)",
+        ));
+    }
+    let mut world = sim.world.lock();
+    let (req, resp) = new_order(&world.ex, p)?;
+    let symbol = req.symbol;
+    // Filters are evaluated before either step (the balance only once the old order is gone).
+    if let Err(e) = world.ex.validate(&req) {
+        if e.code == -1013 {
+            return Err(e);
+        }
+    }
+    let target = match (p.uint("cancelOrderId")?, p.get("cancelOrigClientOrderId")) {
+        (Some(id), cid) => world
+            .ex
+            .order(id)
+            .filter(|o| o.symbol == symbol && cid.is_none_or(|c| c == o.client_id))
+            .map(|o| o.id),
+        (None, Some(cid)) => world
+            .ex
+            .order_by_client(cid)
+            .filter(|o| o.symbol == symbol)
+            .map(|o| o.id),
+        (None, None) => {
+            return Err(ApiErr::bad(
+                -1102,
+                "Param 'cancelOrigClientOrderId' or 'cancelOrderId' must be sent, but both were empty/null!",
+            ))
+        }
+    };
+    let cancel = match target {
+        Some(id) => {
+            let cancel_id = cancel_client_id(p.get("cancelNewClientOrderId"), id);
+            world
+                .ex
+                .cancel(symbol, id, &cancel_id, now)
+                .map(|_| cancel_wire(&world.ex, id, cancel_id, now))
+        }
+        None => Err(ApiErr::unknown_order_cancel()),
+    };
+    let placed = if cancel.is_ok() || allow_failure {
+        Some(
+            world
+                .ex
+                .place(req, now)
+                .and_then(|placed| placed_answer(&world.ex, placed, &resp, now)),
+        )
+    } else {
+        // A new order not attempted still counts as an unfilled order.
+        let _ = sim.limiter.lock().take_order(now);
+        None
+    };
+    let outcome = |r: &Result<Value, ApiErr>| if r.is_ok() { "SUCCESS" } else { "FAILURE" };
+    let body = |r: &Result<Value, ApiErr>| match r {
+        Ok(v) => v.clone(),
+        Err(e) => json!({"code": e.code, "msg": e.msg}),
+    };
+    let data = json!({
+        "cancelResult": outcome(&cancel),
+        "newOrderResult": placed.as_ref().map(outcome).unwrap_or("NOT_ATTEMPTED"),
+        "cancelResponse": body(&cancel),
+        "newOrderResponse": placed.as_ref().map(body),
+    });
+    match (&cancel, &placed) {
+        (Ok(_), Some(Ok(_))) => Ok(data),
+        (Ok(_), _) | (Err(_), Some(Ok(_))) => {
+            Err(ApiErr::new(409, -2021, "Order cancel-replace partially failed.").with_data(data))
+        }
+        _ => Err(ApiErr::bad(-2022, "Order cancel-replace failed.").with_data(data)),
+    }
 }

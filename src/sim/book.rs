@@ -144,6 +144,24 @@ impl Book {
         qty
     }
 
+    /// Sets what a user's resting order shows, keeping its place in the queue (an amend).
+    pub fn resize_user(&mut self, side: Side, price: Decimal, order_id: u64, qty: Decimal) {
+        let levels = self.side_mut(side);
+        let Some(level) = levels.get_mut(&price) else { return };
+        let Some(entry) = level.queue.iter_mut().find(|e| e.maker == Maker::User(order_id)) else {
+            return;
+        };
+        level.total += qty - entry.qty;
+        entry.qty = qty;
+        if qty.is_zero() {
+            level.queue.retain(|e| e.maker != Maker::User(order_id));
+            if level.queue.is_empty() {
+                levels.remove(&price);
+            }
+        }
+        self.touch(side, price);
+    }
+
     /// Sets the synthetic quantity resting at one level (zero removes it); keeps its queue place.
     pub fn set_synthetic(&mut self, side: Side, price: Decimal, qty: Decimal) {
         let levels = self.side_mut(side);

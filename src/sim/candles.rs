@@ -29,6 +29,82 @@ pub fn interval_ms(name: &str) -> Option<i64> {
     INTERVALS.iter().find(|(n, _)| *n == name).map(|(_, ms)| *ms)
 }
 
+const DAY_MS: i64 = 1_440 * MINUTE_MS;
+
+/// How a kline interval of a minute or more cuts time into candles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// Fixed length, aligned to `offset` after the epoch.
+    Fixed { ms: i64, offset: i64 },
+    /// Calendar months (UTC).
+    Month,
+}
+
+impl Span {
+    /// The served intervals of a minute or more: those of the streams, and `3d`, `1w` (from Monday) and `1M`.
+    pub fn of(name: &str) -> Option<Span> {
+        match name {
+            "3d" => Some(Span::Fixed {
+                ms: 3 * DAY_MS,
+                offset: 0,
+            }),
+            // 1970-01-01 was a Thursday: weeks start four days later, on Mondays.
+            "1w" => Some(Span::Fixed {
+                ms: 7 * DAY_MS,
+                offset: 4 * DAY_MS,
+            }),
+            "1M" => Some(Span::Month),
+            _ => interval_ms(name).map(|ms| Span::Fixed { ms, offset: 0 }),
+        }
+    }
+
+    pub fn start(self, t: i64) -> i64 {
+        match self {
+            Span::Fixed { ms, offset } => (t - offset).div_euclid(ms) * ms + offset,
+            Span::Month => {
+                let (y, m, _) = civil_from_days(t.div_euclid(DAY_MS));
+                days_from_civil(y, m, 1) * DAY_MS
+            }
+        }
+    }
+
+    /// The first ms after the candle that opens at `start`.
+    pub fn end(self, start: i64) -> i64 {
+        match self {
+            Span::Fixed { ms, .. } => start + ms,
+            Span::Month => {
+                let (y, m, _) = civil_from_days(start.div_euclid(DAY_MS));
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m, 1) * DAY_MS
+            }
+        }
+    }
+}
+
+/// Days since 1970-01-01 → (year, month 1-12, day 1-31), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candle {
     pub open_time: i64,
@@ -48,7 +124,7 @@ pub struct Candle {
 }
 
 impl Candle {
-    fn flat(open_time: i64, len: i64, price: Decimal) -> Self {
+    pub fn flat(open_time: i64, len: i64, price: Decimal) -> Self {
         Candle {
             open_time,
             close_time: open_time + len - 1,
@@ -66,7 +142,7 @@ impl Candle {
         }
     }
 
-    fn merge(&mut self, next: &Candle) {
+    pub fn merge(&mut self, next: &Candle) {
         if self.trades == 0 && next.trades > 0 {
             self.open = next.open;
             self.high = next.high;
@@ -94,6 +170,8 @@ impl Candle {
 pub struct Candles {
     closed: VecDeque<Candle>,
     current: Option<Candle>,
+    /// Trades of the seeded history (ids 1..=this).
+    seeded_trades: u64,
 }
 
 impl Candles {
@@ -128,8 +206,18 @@ impl Candles {
     }
 
     /// Installs closed one-minute candles from before the simulator started (oldest first),
-    /// so strategies asking for klines at start-up get a history.
-    pub fn seed_history(&mut self, history: Vec<Candle>) {
+    /// so strategies asking for klines at start-up get a history. Their trades are numbered from 1
+    /// so trade ids, counts and first/last ids agree; the next id is [`Candles::next_trade_id`].
+    pub fn seed_history(&mut self, mut history: Vec<Candle>) {
+        let mut next = 1i64;
+        for c in &mut history {
+            if c.trades > 0 {
+                c.first_id = next;
+                next += c.trades as i64;
+                c.last_id = next - 1;
+            }
+        }
+        self.seeded_trades = (next - 1) as u64;
         // The running minute continues from the last close, so quiet minutes never leave a gap.
         self.current = history
             .last()
@@ -157,15 +245,33 @@ impl Candles {
         candle.merge(&one);
     }
 
+    /// The id the first live trade gets (after the seeded history's).
+    pub fn next_trade_id(&self) -> u64 {
+        self.seeded_trades + 1
+    }
+
     /// Candles of `interval_ms` overlapping `[from, to]`, oldest first, the last `limit` of them.
     pub fn query(&self, interval_ms: i64, from: Option<i64>, to: Option<i64>, limit: usize) -> Vec<Candle> {
+        self.query_span(
+            Span::Fixed {
+                ms: interval_ms,
+                offset: 0,
+            },
+            from,
+            to,
+            limit,
+        )
+    }
+
+    /// Candles of `span` overlapping `[from, to]`, oldest first, the last `limit` of them.
+    pub fn query_span(&self, span: Span, from: Option<i64>, to: Option<i64>, limit: usize) -> Vec<Candle> {
         let mut out: Vec<Candle> = Vec::new();
         for minute in self.closed.iter().chain(self.current.iter()) {
-            let start = minute.open_time.div_euclid(interval_ms) * interval_ms;
+            let start = span.start(minute.open_time);
             match out.last_mut() {
                 Some(last) if last.open_time == start => last.merge(minute),
                 _ => {
-                    let mut c = Candle::flat(start, interval_ms, minute.open);
+                    let mut c = Candle::flat(start, span.end(start) - start, minute.open);
                     c.merge(minute);
                     c.open = minute.open;
                     out.push(c);
@@ -240,5 +346,19 @@ mod tests {
             (three[0].open, three[0].low, three[0].volume, three[0].last_id),
             (d(10), d(9), d(4), 3)
         );
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        // 2024-03-14 12:00 UTC (a Thursday).
+        let t = 1_710_417_600_000;
+        let week = Span::of("1w").unwrap();
+        assert_eq!(week.start(t), 1_710_115_200_000); // Monday 2024-03-11
+        let month = Span::of("1M").unwrap();
+        assert_eq!(month.start(t), 1_709_251_200_000); // 2024-03-01
+        assert_eq!(month.end(month.start(t)), 1_711_929_600_000); // 2024-04-01
+                                                                  // December rolls into January; February of a leap year has 29 days.
+        assert_eq!(month.end(1_701_388_800_000), 1_704_067_200_000);
+        assert_eq!(month.end(1_706_745_600_000) - 1_706_745_600_000, 29 * DAY_MS);
     }
 }

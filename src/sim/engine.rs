@@ -18,23 +18,87 @@ use super::num::{d8, is_multiple};
 use crate::exchange::binance::wire::{
     AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
 };
-use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
+use crate::exchange::types::{OrderStatus, Side, TimeInForce};
 
 /// 0.1 % on every fill, paid in the asset received.
-const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
+pub const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 const RECENT_TRADES: usize = 1_000;
+
+/// The order types the matching engine runs (the client's own order types are fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Limit,
+    LimitMaker,
+    Market,
+    StopLoss,
+    StopLossLimit,
+    TakeProfit,
+    TakeProfitLimit,
+}
+
+impl Kind {
+    const ALL: [(Kind, &'static str); 7] = [
+        (Kind::Limit, "LIMIT"),
+        (Kind::LimitMaker, "LIMIT_MAKER"),
+        (Kind::Market, "MARKET"),
+        (Kind::StopLoss, "STOP_LOSS"),
+        (Kind::StopLossLimit, "STOP_LOSS_LIMIT"),
+        (Kind::TakeProfit, "TAKE_PROFIT"),
+        (Kind::TakeProfitLimit, "TAKE_PROFIT_LIMIT"),
+    ];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().find(|(_, name)| *name == s).map(|(k, _)| *k)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Kind::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("LIMIT")
+    }
+
+    /// Waits for the last price to reach its stop price.
+    pub fn is_conditional(self) -> bool {
+        !matches!(self, Kind::Limit | Kind::LimitMaker | Kind::Market)
+    }
+
+    /// What the order matches as (a triggered stop or take-profit becomes a market or limit order).
+    pub fn active(self) -> Kind {
+        match self {
+            Kind::StopLoss | Kind::TakeProfit => Kind::Market,
+            Kind::StopLossLimit | Kind::TakeProfitLimit => Kind::Limit,
+            other => other,
+        }
+    }
+
+    /// Does a last trade at `last` trigger a `side` order of this kind with stop price `stop`?
+    /// Stop-loss buys trigger at or above the stop, sells at or below; take-profit the other way.
+    pub fn triggers(self, side: Side, stop: Decimal, last: Decimal) -> bool {
+        match (self, side) {
+            (Kind::StopLoss | Kind::StopLossLimit, Side::Buy)
+            | (Kind::TakeProfit | Kind::TakeProfitLimit, Side::Sell) => last >= stop,
+            (Kind::StopLoss | Kind::StopLossLimit, Side::Sell)
+            | (Kind::TakeProfit | Kind::TakeProfitLimit, Side::Buy) => last <= stop,
+            _ => false,
+        }
+    }
+}
 
 /// A validated new-order request.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
     pub symbol: usize,
     pub side: Side,
-    pub kind: OrderType,
+    pub kind: Kind,
     pub tif: Option<TimeInForce>,
     pub price: Option<Decimal>,
     pub qty: Option<Decimal>,
     pub quote_qty: Option<Decimal>,
     pub client_id: Option<String>,
+    pub stop_price: Option<Decimal>,
+    pub iceberg_qty: Option<Decimal>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +107,7 @@ pub struct Order {
     pub symbol: usize,
     pub client_id: String,
     pub side: Side,
-    pub kind: OrderType,
+    pub kind: Kind,
     pub tif: Option<TimeInForce>,
     pub price: Decimal,
     pub orig_qty: Decimal,
@@ -57,6 +121,14 @@ pub struct Order {
     pub locked: Decimal,
     pub filled_once: bool,
     pub on_book: bool,
+    /// Zero when none.
+    pub stop_price: Decimal,
+    /// Zero when not an iceberg.
+    pub iceberg_qty: Decimal,
+    /// What the book shows of it now (an iceberg's visible part).
+    pub visible: Decimal,
+    /// Since when it can match: placement, or the trigger of a stop / take-profit order.
+    pub working_time: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -100,7 +172,15 @@ pub struct StreamNames {
     pub partial: Vec<(usize, String, String)>,
     /// `(interval, interval ms, name)`.
     pub klines: Vec<(&'static str, i64, String)>,
+    pub mini_ticker: String,
+    pub ticker: String,
+    /// Rolling-window tickers: `(window, window ms, name)`.
+    pub window_tickers: Vec<(&'static str, i64, String)>,
+    pub avg_price: String,
 }
+
+/// The rolling windows of the `<symbol>@ticker_<window>` and `!ticker_<window>@arr` streams.
+pub const TICKER_WINDOWS: [(&str, i64); 3] = [("1h", 3_600_000), ("4h", 14_400_000), ("1d", 86_400_000)];
 
 impl StreamNames {
     fn new(lower: &str) -> Self {
@@ -118,6 +198,13 @@ impl StreamNames {
                 .iter()
                 .map(|(i, ms)| (*i, *ms, format!("{lower}@kline_{i}")))
                 .collect(),
+            mini_ticker: format!("{lower}@miniTicker"),
+            ticker: format!("{lower}@ticker"),
+            window_tickers: TICKER_WINDOWS
+                .iter()
+                .map(|(w, ms)| (*w, *ms, format!("{lower}@ticker_{w}")))
+                .collect(),
+            avg_price: format!("{lower}@avgPrice"),
         }
     }
 }
@@ -154,6 +241,14 @@ pub struct Exchange {
     changed_assets: BTreeSet<String>,
     dirty_tops: BTreeSet<usize>,
     account_update_time: i64,
+    /// Execution reports made so far (each report's `I`).
+    execution_id: u64,
+    /// Symbols that printed a trade since their stop orders were last checked.
+    traded: BTreeSet<usize>,
+    /// Untriggered stop / take-profit orders.
+    pending_stops: BTreeSet<u64>,
+    /// Icebergs whose visible part was just consumed, to show again.
+    iceberg_refills: Vec<u64>,
     hub: Arc<Hub>,
     users: Arc<UserHub>,
     limiter: Arc<Mutex<Limiter>>,
@@ -219,6 +314,10 @@ impl Exchange {
             changed_assets: BTreeSet::new(),
             dirty_tops: BTreeSet::new(),
             account_update_time: 0,
+            execution_id: 0,
+            traded: BTreeSet::new(),
+            pending_stops: BTreeSet::new(),
+            iceberg_refills: Vec::new(),
             hub,
             users,
             limiter,
@@ -286,7 +385,7 @@ impl Exchange {
             if qty <= Decimal::ZERO {
                 return Err(ApiErr::bad(-1013, "Invalid quantity."));
             }
-            let filter = if req.kind == OrderType::Market {
+            let filter = if req.kind.active() == Kind::Market {
                 "MARKET_LOT_SIZE"
             } else {
                 "LOT_SIZE"
@@ -300,25 +399,51 @@ impl Exchange {
                 return Err(ApiErr::bad(-1013, "Invalid quantity."));
             }
         }
+        if let Some(stop) = req.stop_price {
+            if stop <= Decimal::ZERO {
+                return Err(ApiErr::bad(-1013, "Invalid stopPrice."));
+            }
+            if stop < spec.tick_size || stop > spec.max_price() || !is_multiple(stop, spec.tick_size) {
+                return Err(ApiErr::filter("PRICE_FILTER"));
+            }
+        }
         let notional = match (req.kind, req.price, req.qty, req.quote_qty) {
-            (OrderType::Market, _, _, Some(q)) => Some(q),
-            (OrderType::Market, _, Some(qty), None) => self.reference_price(req.symbol).map(|p| p * qty),
+            (Kind::Market, _, _, Some(q)) => Some(q),
+            (Kind::Market, _, Some(qty), None) => self.reference_price(req.symbol).map(|p| p * qty),
+            (Kind::StopLoss | Kind::TakeProfit, _, Some(qty), _) => req.stop_price.map(|s| s * qty),
             (_, Some(price), Some(qty), _) => Some(price * qty),
             _ => None,
         };
-        let over_max = req.kind != OrderType::Market && notional.is_some_and(|n| n > spec.max_notional());
+        let market = req.kind.active() == Kind::Market;
+        let over_max = !market && notional.is_some_and(|n| n > spec.max_notional());
         if notional.is_some_and(|n| n < spec.min_notional) || over_max {
             return Err(ApiErr::filter("NOTIONAL"));
         }
-        if req.kind != OrderType::Market && m.open_orders >= spec.max_num_orders as usize {
+        if req.kind != Kind::Market && m.open_orders + self.pending_on(req.symbol) >= spec.max_num_orders as usize {
             return Err(ApiErr::filter("MAX_NUM_ORDERS"));
+        }
+        if let (Some(iceberg), Some(qty)) = (req.iceberg_qty, req.qty) {
+            if iceberg <= Decimal::ZERO || iceberg >= qty {
+                return Err(ApiErr::bad(-1013, "Invalid icebergQty."));
+            }
+            if iceberg < spec.min_qty || !is_multiple(iceberg, spec.step_size) {
+                return Err(ApiErr::filter("LOT_SIZE"));
+            }
+            if (qty / iceberg).ceil() > Decimal::from(super::api::ICEBERG_PARTS) {
+                return Err(ApiErr::filter("ICEBERG_PARTS"));
+            }
+        }
+        if let (true, Some(stop), Some(last)) = (req.kind.is_conditional(), req.stop_price, m.trades.back()) {
+            if req.kind.triggers(req.side, stop, last.price) {
+                return Err(ApiErr::rejected("Order would trigger immediately."));
+            }
         }
         if let Some(cid) = &req.client_id {
             if self.order_by_client(cid).is_some_and(|o| o.status.is_open()) {
                 return Err(ApiErr::rejected("Duplicate order sent."));
             }
         }
-        if req.kind == OrderType::LimitMaker {
+        if req.kind == Kind::LimitMaker {
             if let Some(price) = req.price {
                 if m.book.would_cross(req.side, price) {
                     return Err(ApiErr::rejected("Order would immediately match and take."));
@@ -330,26 +455,28 @@ impl Exchange {
 
     /// Mid of the book, else the last trade.
     pub fn reference_price(&self, symbol: usize) -> Option<Decimal> {
-        let m = &self.markets[symbol];
-        match (m.book.best_bid(), m.book.best_ask()) {
-            (Some((b, _)), Some((a, _))) => Some((a + b) / Decimal::TWO),
-            _ => m.trades.back().map(|t| t.price),
-        }
+        super::stats::reference_price(&self.markets[symbol])
     }
 
-    /// What the order needs locked (quote for buys, base for sells).
+    /// Untriggered stop orders of a symbol (they count against `MAX_NUM_ORDERS` too).
+    fn pending_on(&self, symbol: usize) -> usize {
+        self.pending_stops
+            .iter()
+            .filter(|id| self.orders.get(id).is_some_and(|o| o.symbol == symbol))
+            .count()
+    }
+
+    /// What the order needs locked (quote for buys, base for sells); a stop-market buy reserves
+    /// its quantity at the stop price until it triggers.
     fn required_lock(&self, req: &NewOrder) -> Decimal {
         let m = &self.markets[req.symbol];
         let step = m.spec.step_size;
         match (req.side, req.kind, req.price, req.qty, req.quote_qty) {
-            (Side::Buy, OrderType::Market, _, _, Some(q)) => q,
-            (Side::Buy, OrderType::Market, _, Some(qty), None) => {
-                m.book.preview(Side::Buy, None, Amount::Base(qty), step).1
-            }
+            (Side::Buy, Kind::Market, _, _, Some(q)) => q,
+            (Side::Buy, Kind::Market, _, Some(qty), None) => m.book.preview(Side::Buy, None, Amount::Base(qty), step).1,
+            (Side::Buy, Kind::StopLoss | Kind::TakeProfit, _, Some(qty), _) => req.stop_price.unwrap_or_default() * qty,
             (Side::Buy, _, Some(price), Some(qty), _) => price * qty,
-            (Side::Sell, OrderType::Market, _, _, Some(q)) => {
-                m.book.preview(Side::Sell, None, Amount::Quote(q), step).0
-            }
+            (Side::Sell, Kind::Market, _, _, Some(q)) => m.book.preview(Side::Sell, None, Amount::Quote(q), step).0,
             (Side::Sell, _, _, Some(qty), _) => qty,
             _ => Decimal::ZERO,
         }
@@ -363,9 +490,23 @@ impl Exchange {
         }
     }
 
-    /// Validates, checks the balance and the unfilled-order limit, then accepts and matches.
+    /// Validates, checks the balance and the unfilled-order limit, then accepts and matches
+    /// (a stop / take-profit order waits for its trigger instead).
     pub fn place(&mut self, req: NewOrder, now: i64) -> Result<Placed, ApiErr> {
-        self.validate(&req)?;
+        let id = self.accept(&req, now)?;
+        let fills = if req.kind.is_conditional() {
+            self.pending_stops.insert(id);
+            Vec::new()
+        } else {
+            self.activate(id, now)
+        };
+        self.after_change(now);
+        Ok(Placed { order_id: id, fills })
+    }
+
+    /// Validates, locks the funds, counts the unfilled order and records the order as NEW.
+    fn accept(&mut self, req: &NewOrder, now: i64) -> Result<u64, ApiErr> {
+        self.validate(req)?;
         let step = self.markets[req.symbol].spec.step_size;
         // A quote-quantity market order is, at this instant, exactly the base quantity it can fill.
         let base_qty = match (req.qty, req.quote_qty) {
@@ -378,7 +519,7 @@ impl Exchange {
             }
             (None, None) => Decimal::ZERO,
         };
-        let lock = self.required_lock(&req);
+        let lock = self.required_lock(req);
         let asset = self.spend_asset(req.symbol, req.side).to_string();
         let free = self.balances.get(&asset).map(|b| b.free).unwrap_or_default();
         if lock > free {
@@ -411,42 +552,197 @@ impl Exchange {
             locked: lock,
             filled_once: false,
             on_book: false,
+            stop_price: req.stop_price.unwrap_or_default(),
+            iceberg_qty: req.iceberg_qty.unwrap_or_default(),
+            visible: Decimal::ZERO,
+            working_time: (!req.kind.is_conditional()).then_some(now),
         };
         self.orders.insert(id, order);
         self.by_client.entry(client_id).or_default().push(id);
         self.report(id, Exec::New, now);
+        Ok(id)
+    }
 
-        let amount = Amount::Base(base_qty);
-        let fillable = self.markets[req.symbol]
-            .book
-            .preview(req.side, req.price, amount, step)
-            .0;
+    /// Matches a working order as what it is now (a triggered stop as market or limit), then
+    /// rests what is left (GTC limits) or expires it. Returns its taker fills.
+    fn activate(&mut self, id: u64, now: i64) -> Vec<Fill> {
+        let Some(o) = self.orders.get(&id) else {
+            return Vec::new();
+        };
+        let (symbol, side, kind, tif, price) = (o.symbol, o.side, o.kind.active(), o.tif, o.price);
+        let qty = o.orig_qty - o.executed;
+        let step = self.markets[symbol].spec.step_size;
+        let limit = if kind == Kind::Market { None } else { Some(price) };
+        let amount = Amount::Base(qty);
+        let fillable = self.markets[symbol].book.preview(side, limit, amount, step).0;
         let mut fills = Vec::new();
-        let fok_refused = req.tif == Some(TimeInForce::Fok) && fillable < base_qty;
-        if req.kind != OrderType::LimitMaker && !fok_refused && !base_qty.is_zero() {
-            let limit = if req.kind == OrderType::Market { None } else { req.price };
-            fills = self.execute(req.symbol, req.side, limit, amount, Taker::User(id), now);
+        let fok_refused = tif == Some(TimeInForce::Fok) && fillable < qty;
+        if kind != Kind::LimitMaker && !fok_refused && !qty.is_zero() {
+            fills = self.execute(symbol, side, limit, amount, Taker::User(id), now);
         }
-        let rests = req.kind != OrderType::Market && matches!(req.tif, None | Some(TimeInForce::Gtc));
+        let rests = kind != Kind::Market && matches!(tif, None | Some(TimeInForce::Gtc));
         let open = self.orders.get(&id).is_some_and(|o| o.status.is_open());
         if open && rests {
             self.rest(id, now);
         } else if open {
             self.finish(id, End::Expired, now);
         }
+        fills
+    }
+
+    /// Triggers the stop orders of the symbols that traded, until none is left to trigger
+    /// (a triggered order's own trades may trigger others).
+    fn run_triggers(&mut self, now: i64) {
+        while let Some(symbol) = self.traded.pop_first() {
+            let Some(last) = self.markets[symbol].trades.back().map(|t| t.price) else {
+                continue;
+            };
+            let due: Vec<u64> = self
+                .pending_stops
+                .iter()
+                .filter(|id| {
+                    self.orders
+                        .get(id)
+                        .is_some_and(|o| o.symbol == symbol && o.kind.triggers(o.side, o.stop_price, last))
+                })
+                .copied()
+                .collect();
+            for id in due {
+                self.trigger(id, now);
+            }
+        }
+    }
+
+    /// A stop order becomes working: its reservation is redone for what it now is (a market buy
+    /// costs what the book asks at this instant); without the funds it expires.
+    fn trigger(&mut self, id: u64, now: i64) {
+        self.pending_stops.remove(&id);
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        let (symbol, side, locked) = (o.symbol, o.side, o.locked);
+        o.locked = Decimal::ZERO;
+        o.working_time = Some(now);
+        let req = NewOrder {
+            symbol,
+            side,
+            kind: o.kind.active(),
+            tif: o.tif,
+            price: (o.price > Decimal::ZERO).then_some(o.price),
+            qty: Some(o.orig_qty - o.executed),
+            quote_qty: None,
+            client_id: None,
+            stop_price: None,
+            iceberg_qty: None,
+        };
+        self.release(symbol, side, locked);
+        let need = self.required_lock(&req);
+        let asset = self.spend_asset(symbol, side).to_string();
+        let bal = self.balances.entry(asset.clone()).or_default();
+        if need > bal.free {
+            self.finish(id, End::Expired, now);
+            return;
+        }
+        bal.free -= need;
+        bal.locked += need;
+        self.changed_assets.insert(asset);
+        if let Some(o) = self.orders.get_mut(&id) {
+            o.locked = need;
+        }
+        self.activate(id, now);
+    }
+
+    /// Reduces an open order's quantity in place, keeping its place in the queue
+    /// (`order/amend/keepPriority`). `new_client_id` renames it.
+    pub fn amend(
+        &mut self,
+        symbol: usize,
+        id: u64,
+        new_qty: Decimal,
+        new_client_id: String,
+        now: i64,
+    ) -> Result<(), ApiErr> {
+        let rejected = |msg: &str| ApiErr::bad(-2038, msg.to_string());
+        let spec = self.markets[symbol].spec.clone();
+        let o = match self.orders.get(&id) {
+            Some(o) if o.symbol == symbol && o.status.is_open() => o,
+            _ => return Err(rejected("Unknown order sent.")),
+        };
+        if new_qty <= Decimal::ZERO {
+            return Err(ApiErr::bad(-1013, "Invalid quantity."));
+        }
+        if new_qty >= o.orig_qty {
+            return Err(rejected("Order amend (quantity increase) is not supported."));
+        }
+        if new_qty < spec.min_qty || !is_multiple(new_qty, spec.step_size) {
+            return Err(ApiErr::filter("LOT_SIZE"));
+        }
+        let taken = |other: &Order| other.status.is_open() && other.id != id;
+        if new_client_id != o.client_id && self.order_by_client(&new_client_id).is_some_and(taken) {
+            return Err(rejected("Duplicate order sent."));
+        }
+        let o = self.orders.get_mut(&id).expect("checked above");
+        let cut = o.orig_qty - new_qty;
+        o.orig_qty = new_qty;
+        o.update_time = now;
+        let old_client = std::mem::replace(&mut o.client_id, new_client_id.clone());
+        // What the cut quantity had reserved goes back (a buy reserved it at its limit price).
+        let freed = match o.side {
+            Side::Buy => (o.price * cut).min(o.locked),
+            Side::Sell => cut.min(o.locked),
+        };
+        o.locked -= freed;
+        let done = o.executed >= o.orig_qty;
+        if done {
+            // Amended down to what already executed: nothing is left to fill.
+            o.status = OrderStatus::Filled;
+        }
+        let (side, price, on_book, iceberg, visible, remaining) = (
+            o.side,
+            o.price,
+            o.on_book,
+            o.iceberg_qty,
+            o.visible,
+            o.orig_qty - o.executed,
+        );
+        if old_client != new_client_id {
+            self.by_client.entry(new_client_id).or_default().push(id);
+        }
+        if on_book {
+            let shown = if iceberg.is_zero() {
+                remaining
+            } else {
+                visible.min(remaining)
+            };
+            self.markets[symbol].book.resize_user(side, price, id, shown);
+            if let Some(o) = self.orders.get_mut(&id) {
+                o.visible = shown;
+            }
+            self.dirty_tops.insert(symbol);
+        }
+        self.release(symbol, side, freed);
+        self.report(id, Exec::Replaced, now);
+        if done {
+            self.finish_filled(id);
+        }
         self.after_change(now);
-        Ok(Placed { order_id: id, fills })
+        Ok(())
     }
 
     fn rest(&mut self, id: u64, now: i64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
         let remaining = o.orig_qty - o.executed;
+        // An iceberg shows only its visible part.
+        let shown = if o.iceberg_qty.is_zero() {
+            remaining
+        } else {
+            o.iceberg_qty.min(remaining)
+        };
         o.on_book = true;
+        o.visible = shown;
         o.update_time = now;
         let (symbol, side, price) = (o.symbol, o.side, o.price);
         let m = &mut self.markets[symbol];
         m.open_orders += 1;
-        m.book.add(side, price, Maker::User(id), remaining);
+        m.book.add(side, price, Maker::User(id), shown);
         self.dirty_tops.insert(symbol);
     }
 
@@ -456,6 +752,7 @@ impl Exchange {
             Some(o) if o.symbol == symbol && o.status.is_open() => {}
             _ => return Err(ApiErr::unknown_order_cancel()),
         }
+        self.pending_stops.remove(&id);
         self.finish(id, End::Canceled { by: cancel_client_id }, now);
         self.after_change(now);
         Ok(id)
@@ -498,6 +795,8 @@ impl Exchange {
     }
 
     /// Runs a taker against the book and settles every fill. Returns the taker's fills.
+    /// An iceberg whose visible part was taken shows its next part at the back of its level, and
+    /// the taker goes on matching against it.
     pub fn execute(
         &mut self,
         symbol: usize,
@@ -508,26 +807,66 @@ impl Exchange {
         now: i64,
     ) -> Vec<Fill> {
         let step = self.markets[symbol].spec.step_size;
-        let maker_fills = self.markets[symbol].book.take(side, limit, amount, step);
-        if !maker_fills.is_empty() {
-            self.dirty_tops.insert(symbol);
-        }
-        let mut taker_fills = Vec::with_capacity(maker_fills.len());
-        for MakerFill { maker, price, qty } in maker_fills {
-            let trade_id = self.print_trade(symbol, price, qty, side == Side::Sell, now);
-            if let Maker::User(id) = maker {
-                self.fill(id, price, qty, true, trade_id, now);
+        let mut left = amount;
+        let mut taker_fills = Vec::new();
+        loop {
+            let maker_fills = self.markets[symbol].book.take(side, limit, left, step);
+            if maker_fills.is_empty() {
+                break;
             }
-            if let Taker::User(id) = taker {
-                if let Some(f) = self.fill(id, price, qty, false, trade_id, now) {
-                    taker_fills.push(f);
+            self.dirty_tops.insert(symbol);
+            let (mut base, mut quote) = (Decimal::ZERO, Decimal::ZERO);
+            for MakerFill { maker, price, qty } in maker_fills {
+                base += qty;
+                quote += price * qty;
+                let trade_id = self.print_trade(symbol, price, qty, side == Side::Sell, now);
+                if let Maker::User(id) = maker {
+                    self.fill(id, price, qty, true, trade_id, now);
                 }
+                if let Taker::User(id) = taker {
+                    if let Some(f) = self.fill(id, price, qty, false, trade_id, now) {
+                        taker_fills.push(f);
+                    }
+                }
+            }
+            let refills = std::mem::take(&mut self.iceberg_refills);
+            if refills.is_empty() {
+                break;
+            }
+            for id in refills {
+                self.refill_iceberg(id);
+            }
+            left = match left {
+                Amount::Base(q) => Amount::Base(q - base),
+                Amount::Quote(q) => Amount::Quote(q - quote),
+                Amount::All => Amount::All,
+            };
+            let taker_done = match taker {
+                Taker::User(id) => !self.orders.get(&id).is_some_and(|o| o.status.is_open()),
+                Taker::Synthetic => false,
+            };
+            if taker_done || matches!(left, Amount::Base(q) | Amount::Quote(q) if q <= Decimal::ZERO) {
+                break;
             }
         }
         taker_fills
     }
 
+    /// Shows an iceberg's next part at the back of its price level.
+    fn refill_iceberg(&mut self, id: u64) {
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        let remaining = o.orig_qty - o.executed;
+        if !o.on_book || remaining <= Decimal::ZERO {
+            return;
+        }
+        let shown = o.iceberg_qty.min(remaining);
+        o.visible = shown;
+        let (symbol, side, price) = (o.symbol, o.side, o.price);
+        self.markets[symbol].book.add(side, price, Maker::User(id), shown);
+    }
+
     fn print_trade(&mut self, symbol: usize, price: Decimal, qty: Decimal, buyer_maker: bool, now: i64) -> u64 {
+        self.traded.insert(symbol);
         let m = &mut self.markets[symbol];
         let id = m.next_trade_id;
         m.next_trade_id += 1;
@@ -554,6 +893,12 @@ impl Exchange {
         let o = self.orders.get_mut(&id)?;
         o.executed += qty;
         o.cum_quote += price * qty;
+        if is_maker && !o.iceberg_qty.is_zero() {
+            o.visible -= qty;
+            if o.visible <= Decimal::ZERO && o.executed < o.orig_qty {
+                self.iceberg_refills.push(id);
+            }
+        }
         o.update_time = now;
         let first_fill = !o.filled_once;
         o.filled_once = true;
@@ -632,7 +977,13 @@ impl Exchange {
         self.release(symbol, side, locked);
     }
 
+    /// The id of the latest execution report (amend answers name theirs).
+    pub fn last_execution_id(&self) -> u64 {
+        self.execution_id
+    }
+
     fn report(&mut self, id: u64, exec: Exec, now: i64) {
+        self.execution_id += 1;
         if self.users.is_empty() {
             return;
         }
@@ -647,6 +998,19 @@ impl Exchange {
             Exec::Canceled { by } => (by.to_string(), o.client_id.clone()),
             _ => (o.client_id.clone(), String::new()),
         };
+        // On the book, or about to rest there (a new limit order); never an untriggered stop.
+        let working = o.status.is_open()
+            && (o.on_book || o.working_time.is_some() && o.kind.active() != Kind::Market && matches!(exec, Exec::New));
+        let extra = serde_json::json!({
+            "P": d8(o.stop_price),
+            "F": d8(o.iceberg_qty),
+            "g": -1,
+            "I": self.execution_id,
+            "M": false,
+            "Q": d8(o.orig_quote_qty),
+            "V": "NONE",
+        });
+        let working_time = o.working_time.filter(|_| working || o.on_book);
         let report = ExecutionReport {
             event_time: now,
             s: spec.symbol.clone(),
@@ -668,21 +1032,29 @@ impl Exchange {
             commission_asset: last.map(|l| l.asset.clone()),
             transaction_time: now,
             t: last.map(|l| l.trade_id as i64).unwrap_or(-1),
-            w: o.status.is_open() && (o.on_book || o.kind != OrderType::Market && matches!(exec, Exec::New)),
+            w: working,
             m: last.is_some_and(|l| l.is_maker),
             created: o.time,
             cum_quote: d8(o.cum_quote),
             last_quote: d8(last.map(|l| l.price * l.qty).unwrap_or_default()),
         };
-        let event = UserDataEvent::ExecutionReport(report);
-        if let Ok(json) = serde_json::to_string(&event) {
-            self.users.publish(&json);
+        // The documented fields the client's type leaves out are added to its JSON.
+        let Ok(mut event) = serde_json::to_value(UserDataEvent::ExecutionReport(report)) else {
+            return;
+        };
+        if let (Some(fields), serde_json::Value::Object(more)) = (event.as_object_mut(), extra) {
+            fields.extend(more);
+            if let Some(w) = working_time {
+                fields.insert("W".to_string(), w.into());
+            }
         }
+        self.users.publish(&event.to_string());
     }
 
     /// After every change: one account-position event for the changed assets, and
     /// book tickers for the symbols whose best prices moved.
     pub fn after_change(&mut self, now: i64) {
+        self.run_triggers(now);
         if !self.changed_assets.is_empty() {
             self.account_update_time = now;
             let assets = std::mem::take(&mut self.changed_assets);
@@ -734,7 +1106,11 @@ impl Exchange {
             feed::publish_depth(&self.hub, m, cadence, now);
             if cadence == Cadence::Slow {
                 feed::publish_klines(&self.hub, m, now);
+                feed::publish_tickers(&self.hub, m, now);
             }
+        }
+        if cadence == Cadence::Slow {
+            feed::publish_all_market_tickers(&self.hub, &self.markets, now);
         }
     }
 
@@ -783,13 +1159,18 @@ enum End<'a> {
 enum Exec<'a> {
     New,
     Trade(&'a LastFill),
-    Canceled { by: &'a str },
+    Canceled {
+        by: &'a str,
+    },
     Expired,
+    /// Amended in place (`order/amend/keepPriority`).
+    Replaced,
 }
 
 impl Exec<'_> {
     fn as_str(self) -> &'static str {
         match self {
+            Exec::Replaced => "REPLACED",
             Exec::New => "NEW",
             Exec::Trade(_) => "TRADE",
             Exec::Canceled { .. } => "CANCELED",
@@ -835,12 +1216,14 @@ mod tests {
         NewOrder {
             symbol: 0,
             side,
-            kind: OrderType::Limit,
+            kind: Kind::Limit,
             tif: Some(tif),
             price: Some(d(price)),
             qty: Some(d(qty)),
             quote_qty: None,
             client_id: None,
+            stop_price: None,
+            iceberg_qty: None,
         }
     }
 
@@ -878,7 +1261,7 @@ mod tests {
         let o = ex.order(ioc.order_id).unwrap();
         assert_eq!((o.status, o.executed), (OrderStatus::Expired, d("1")));
         let mut maker = limit(Side::Sell, "99.00", "0.1", TimeInForce::Gtc);
-        maker.kind = OrderType::LimitMaker;
+        maker.kind = Kind::LimitMaker;
         maker.tif = None;
         assert_eq!(
             ex.place(maker, 1).unwrap_err().msg,
@@ -909,12 +1292,14 @@ mod tests {
         let market = |side| NewOrder {
             symbol: 0,
             side,
-            kind: OrderType::Market,
+            kind: Kind::Market,
             tif: None,
             price: None,
             qty: None,
             quote_qty: Some(Decimal::MAX),
             client_id: None,
+            stop_price: None,
+            iceberg_qty: None,
         };
         assert_eq!(ex.place(market(Side::Buy), 1).unwrap_err().code, -2010);
         // Selling for "everything" sells the whole book's bid the account can cover.
@@ -934,5 +1319,57 @@ mod tests {
         assert_eq!((o.status, o.executed), (OrderStatus::Filled, d("0.2")));
         assert!(ex.my_trades()[0].is_maker);
         assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
+    }
+
+    #[test]
+    fn an_amended_order_keeps_its_place_in_the_queue() {
+        let mut ex = exchange();
+        let first = ex
+            .place(limit(Side::Buy, "98.00", "1", TimeInForce::Gtc), 1)
+            .unwrap()
+            .order_id;
+        let second = ex
+            .place(limit(Side::Buy, "98.00", "1", TimeInForce::Gtc), 1)
+            .unwrap()
+            .order_id;
+        ex.amend(0, first, d("0.4"), "a".into(), 2).unwrap();
+        assert_eq!(ex.amend(0, first, d("0.5"), "a".into(), 2).unwrap_err().code, -2038);
+        // A seller of 0.4 at 98 meets the amended order first, as it was first in the queue.
+        ex.execute(
+            0,
+            Side::Sell,
+            Some(d("98.00")),
+            Amount::Base(d("0.4")),
+            Taker::Synthetic,
+            3,
+        );
+        assert_eq!(ex.order(first).unwrap().status, OrderStatus::Filled);
+        assert_eq!(ex.order(second).unwrap().executed, Decimal::ZERO);
+        assert_eq!(ex.balances()["USDT"].locked, d("98"));
+    }
+
+    #[test]
+    fn a_stop_limit_waits_for_its_trigger_then_works() {
+        let mut ex = exchange();
+        // A trade at 100 sets the last price.
+        ex.execute(0, Side::Buy, None, Amount::Base(d("0.1")), Taker::Synthetic, 1);
+        let mut stop = limit(Side::Sell, "98.50", "0.5", TimeInForce::Gtc);
+        stop.kind = Kind::StopLossLimit;
+        stop.stop_price = Some(d("101.00"));
+        assert_eq!(
+            ex.place(stop.clone(), 2).unwrap_err().msg,
+            "Order would trigger immediately."
+        );
+        stop.stop_price = Some(d("99.00"));
+        let id = ex.place(stop, 2).unwrap().order_id;
+        assert_eq!(ex.order(id).unwrap().working_time, None);
+        assert_eq!(ex.depth(0, 10).asks.len(), 2, "not on the book yet");
+        // The market trades down to 99: the stop triggers and its limit sell at 98.50 takes nothing
+        // (the bid at 99 is gone), so it rests.
+        ex.execute(0, Side::Sell, None, Amount::Base(d("1")), Taker::Synthetic, 3);
+        ex.after_change(3);
+        let o = ex.order(id).unwrap();
+        assert_eq!((o.working_time, o.on_book, o.status), (Some(3), true, OrderStatus::New));
+        assert_eq!(ex.depth(0, 10).asks[0], [d8(d("98.50")), d8(d("0.5"))]);
     }
 }

@@ -32,6 +32,8 @@ pub struct ApiErr {
     pub code: i64,
     pub msg: String,
     pub retry: Option<RetryAfter>,
+    /// Details some errors carry (a cancel-replace's two outcomes).
+    pub data: Option<serde_json::Value>,
 }
 
 impl ApiErr {
@@ -41,6 +43,7 @@ impl ApiErr {
             code,
             msg: msg.into(),
             retry: None,
+            data: None,
         }
     }
 
@@ -122,7 +125,15 @@ impl ApiErr {
         self
     }
 
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({ "code": self.code, "msg": self.msg })
+        match &self.data {
+            Some(data) => serde_json::json!({ "code": self.code, "msg": self.msg, "data": data }),
+            None => serde_json::json!({ "code": self.code, "msg": self.msg }),
+        }
     }
 }

@@ -4,9 +4,10 @@ use rust_decimal::Decimal;
 
 use super::book::Cadence;
 use super::candles::{Candle, MINUTE_MS};
-use super::engine::{Market, TradeRec};
+use super::engine::{Market, TradeRec, TICKER_WINDOWS};
 use super::hub::Hub;
 use super::num::d8;
+use super::stats;
 use crate::exchange::binance::wire::{
     BookTickerEvent, DepthSnapshot, DepthUpdateEvent, KlineBody, KlineEvent, TradeEvent,
 };
@@ -163,5 +164,90 @@ pub fn publish_closed_klines(hub: &Hub, m: &Market, closed: &[Candle], now: i64)
                 hub.publish(name, || kline_json(m, interval, &candle, true, now));
             }
         }
+    }
+}
+
+/// Seconds between two ticker pushes (the streams' documented update speed).
+const TICKER_PERIOD_MS: i64 = 1_000;
+
+fn mini_ticker_json(m: &Market, now: i64) -> serde_json::Value {
+    let w = stats::window(m, now - 86_400_000, now, true);
+    serde_json::json!({
+        "e": "24hrMiniTicker", "E": now, "s": w.symbol, "c": w.last_price, "o": w.open_price,
+        "h": w.high_price, "l": w.low_price, "v": w.volume, "q": w.quote_volume
+    })
+}
+
+fn window_ticker_json(m: &Market, label: &str, ms: i64, now: i64) -> serde_json::Value {
+    let open_time = (now - ms).div_euclid(MINUTE_MS) * MINUTE_MS;
+    let w = stats::window(m, open_time, now, false);
+    serde_json::json!({
+        "e": format!("{label}Ticker"), "E": now, "s": w.symbol,
+        "p": w.price_change.unwrap_or_default(), "P": w.price_change_percent.unwrap_or_default(),
+        "o": w.open_price, "h": w.high_price, "l": w.low_price, "c": w.last_price,
+        "w": w.weighted_avg_price.unwrap_or_default(), "v": w.volume, "q": w.quote_volume,
+        "O": w.open_time, "C": w.close_time, "F": w.first_id, "L": w.last_id, "n": w.count
+    })
+}
+
+/// Each symbol's 24hr mini and full tickers, rolling-window tickers and average price.
+pub fn publish_tickers(hub: &Hub, m: &Market, now: i64) {
+    hub.publish(&m.streams.mini_ticker, || mini_ticker_json(m, now).to_string());
+    hub.publish(&m.streams.ticker, || {
+        let open_time = now - 86_400_000;
+        let w = stats::window(m, open_time, now, false);
+        let (bp, bq) = m.book.best_bid().unwrap_or_default();
+        let (ap, aq) = m.book.best_ask().unwrap_or_default();
+        // "First trade(F)-1 price": the last price before the window, the window's open otherwise.
+        let before = m.candles.query(MINUTE_MS, None, Some(open_time - 1), 1).pop();
+        let x = before.map(|c| c.close).unwrap_or(w.open_price);
+        serde_json::json!({
+            "e": "24hrTicker", "E": now, "s": w.symbol,
+            "p": w.price_change.unwrap_or_default(), "P": w.price_change_percent.unwrap_or_default(),
+            "w": w.weighted_avg_price.unwrap_or_default(), "x": s8(x), "c": w.last_price,
+            "Q": s8(m.trades.back().map(|t| t.qty).unwrap_or_default()),
+            "b": s8(bp), "B": s8(bq), "a": s8(ap), "A": s8(aq),
+            "o": w.open_price, "h": w.high_price, "l": w.low_price, "v": w.volume, "q": w.quote_volume,
+            "O": w.open_time, "C": w.close_time, "F": w.first_id, "L": w.last_id, "n": w.count
+        })
+        .to_string()
+    });
+    for (label, ms, name) in &m.streams.window_tickers {
+        hub.publish(name, || window_ticker_json(m, label, *ms, now).to_string());
+    }
+    hub.publish(&m.streams.avg_price, || {
+        serde_json::json!({
+            "e": "avgPrice", "E": now, "s": m.spec.symbol, "i": format!("{}m", stats::AVG_PRICE_MINS),
+            "w": s8(stats::avg_price(m, now)), "T": m.trades.back().map(|t| t.time).unwrap_or(now)
+        })
+        .to_string()
+    });
+}
+
+/// Name of the all-market mini-ticker stream.
+pub const ALL_MINI_TICKERS: &str = "!miniTicker@arr";
+
+/// Name of an all-market rolling-window ticker stream.
+pub fn all_window_tickers(label: &str) -> String {
+    format!("!ticker_{label}@arr")
+}
+
+/// The all-market arrays, with only the symbols that traded since the last push (as documented).
+pub fn publish_all_market_tickers(hub: &Hub, markets: &[Market], now: i64) {
+    let changed = || {
+        markets
+            .iter()
+            .filter(move |m| m.trades.back().is_some_and(|t| t.time > now - TICKER_PERIOD_MS))
+    };
+    if changed().next().is_none() {
+        return;
+    }
+    hub.publish(ALL_MINI_TICKERS, || {
+        serde_json::Value::Array(changed().map(|m| mini_ticker_json(m, now)).collect()).to_string()
+    });
+    for (label, ms) in TICKER_WINDOWS {
+        hub.publish(&all_window_tickers(label), || {
+            serde_json::Value::Array(changed().map(|m| window_ticker_json(m, label, ms, now)).collect()).to_string()
+        });
     }
 }

@@ -30,6 +30,7 @@ mod record;
 mod rest;
 mod sign;
 mod state;
+mod stats;
 mod ws_api;
 mod ws_conn;
 mod ws_market;

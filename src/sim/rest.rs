@@ -44,9 +44,10 @@ pub async fn handle(
     sim.limiter.lock().stats_mut().rest_requests += 1;
 
     let Some(ep) = api::rest_endpoint(method.as_str(), &path) else {
+        // Answered as JSON (every client parses the body), under the HTTP status it deserves.
         let status = if api::known_path(&path) { 405 } else { 404 };
         sim.log.push(record(status, 0));
-        return plain(status);
+        return error_only(ApiErr::new(status, -1020, "This operation is not supported."));
     };
     let failure = sim.faults.take_failure(sim.fault_roll());
     if let Some(kind @ (FailKind::BadGateway | FailKind::Unavailable | FailKind::Firewall403)) = failure {
@@ -87,7 +88,11 @@ pub async fn handle(
         }
     }
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
-    let result = run(&sim, ep, parsed, &query, &body, key, now);
+    let time_unit = headers.get("X-MBX-TIME-UNIT").map(|v| v.to_str().unwrap_or("?"));
+    let micros = api::micros_wanted(time_unit);
+    let result = micros
+        .clone()
+        .and_then(|_| run(&sim, ep, parsed, &query, &body, key, now));
     let kept = api::settle_weight(&sim, ep.effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
@@ -95,6 +100,13 @@ pub async fn handle(
         Some(FailKind::Unknown1006) => Err(ApiErr::execution_unknown()),
         _ => mangled(&sim, ep.effect, result),
     };
+    let result = result.map(|v| {
+        let mut v = api::for_transport(ep.path, v, api::Transport::Rest);
+        if micros == Ok(true) {
+            api::to_microseconds(ep.path, &mut v);
+        }
+        v
+    });
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     // Logged before a delayed answer: a client that gives up first still sent the request.
     sim.log.push(record(status, kept));
@@ -183,5 +195,16 @@ fn plain(status: u16) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = Response::new(Body::from(code.canonical_reason().unwrap_or("").to_string()));
     *response.status_mut() = code;
+    response
+}
+
+/// A JSON error answer outside any endpoint (no usage headers: nothing was charged).
+fn error_only(e: ApiErr) -> Response {
+    let mut response = Response::new(Body::from(serde_json::to_vec(&e.body()).unwrap_or_default()));
+    *response.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::NOT_FOUND);
+    response.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
     response
 }

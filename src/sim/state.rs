@@ -101,6 +101,10 @@ impl Sim {
             let mut world = sim.world.lock();
             let World { ex, market } = &mut *world;
             market.seed_history(ex, sim.config.seed, KLINE_HISTORY_MINUTES, sim.now());
+            // Live trades are numbered after the history's, so ids and counts agree.
+            for m in &mut ex.markets {
+                m.next_trade_id = m.candles.next_trade_id();
+            }
         }
         sim.step_market();
         sim

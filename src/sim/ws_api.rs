@@ -1,12 +1,16 @@
 //! The WebSocket API (`/ws-api/v3`): the same endpoints as REST under their WebSocket names,
 //! `userDataStream.subscribe.signature` with pushed `executionReport` / `outboundAccountPosition`
 //! events, `rateLimits` usage on every answer, and `error.data.retryAfter` (epoch ms) on 429/418.
-//! A ban closes the socket.
+//! A ban closes the socket. `session.logon` (Ed25519 keys only, as documented) authenticates the
+//! connection; `returnRateLimits` (request or URL parameter) hides the usage report; method names
+//! may carry the `v3/` version prefix.
 
 use std::sync::Arc;
 
 use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -18,7 +22,7 @@ use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
 use super::params::Params;
 use super::record::RequestRecord;
-use super::sign::Credentials;
+use super::sign::{self, Credentials, Verifier};
 use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
 use crate::exchange::binance::sign::ws_api_payload;
@@ -28,8 +32,18 @@ use crate::ledger::limits::PoolKind;
 /// Weight of opening a connection and of the user-data subscription requests.
 const CONNECT_WEIGHT: u64 = 2;
 const SUBSCRIBE_WEIGHT: u64 = 2;
+/// Weight of `session.logon`, `session.status` and `session.logout`.
+const SESSION_WEIGHT: u64 = 2;
 
-pub async fn handle(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Response {
+pub async fn handle(
+    State(sim): State<Arc<Sim>>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // `?returnRateLimits=false` hides the usage report of every answer unless a request asks for it.
+    let return_rate_limits = query.get("returnRateLimits").map(String::as_str) != Some("false");
+    // `?timeUnit=MICROSECOND`: every answer's times in µs (an unknown unit counts as ms).
+    let micros = api::micros_wanted(query.get("timeUnit").map(String::as_str)).unwrap_or(false);
     let attempt = Attempt {
         transport: "WS_API",
         method: "CONNECT",
@@ -37,21 +51,46 @@ pub async fn handle(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Respon
         weight: CONNECT_WEIGHT,
         forced_429: sim.faults.take_forced_429(),
     };
-    ws_conn::upgrade(sim, ws, attempt, |_| Ok(()), |sim, socket, ()| serve(sim, socket))
+    ws_conn::upgrade(
+        sim,
+        ws,
+        attempt,
+        |_| Ok(()),
+        move |sim, socket, ()| serve(sim, socket, return_rate_limits, micros),
+    )
+}
+
+/// The API key a `session.logon` authenticated, and when.
+struct Logon {
+    api_key: String,
+    since: i64,
 }
 
 struct Conn {
     id: u64,
     tx: mpsc::Sender<Utf8Bytes>,
     overflow: Arc<Notify>,
+    connected_since: i64,
+    /// The connection's default for `returnRateLimits`.
+    return_rate_limits: bool,
+    logon: Option<Logon>,
+    /// Subscriptions opened by `userDataStream.subscribe` (closed by `session.logout`).
+    logon_subscriptions: Vec<u64>,
+    /// Times in answers in µs (`?timeUnit=MICROSECOND`).
+    micros: bool,
 }
 
-async fn serve(sim: Arc<Sim>, socket: WebSocket) {
+async fn serve(sim: Arc<Sim>, socket: WebSocket, return_rate_limits: bool, micros: bool) {
     let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
     let mut conn = Conn {
         id: sim.next_id(),
         tx,
         overflow: Arc::new(Notify::new()),
+        connected_since: sim.now(),
+        return_rate_limits,
+        logon: None,
+        logon_subscriptions: Vec::new(),
+        micros,
     };
     let overflow = conn.overflow.clone();
     ws_conn::run(&sim, socket, rx, overflow, &mut conn).await;
@@ -79,23 +118,33 @@ impl Session for Conn {
 }
 
 /// Answers one request. Flags: the IP is banned (the socket must close); the request placed an order.
-fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
+fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
     let now = sim.now();
     sim.limiter.lock().stats_mut().ws_api_requests += 1;
-    let req: WsApiRequest = match serde_json::from_str(text) {
+    let mut req: WsApiRequest = match serde_json::from_str(text) {
         Ok(r) => r,
         Err(_) => {
             let err = ApiErr::bad(-1135, "Invalid JSON request");
             sim.log.push(record(now, "?", 400, 0));
-            return (answer(sim, now, Value::Null, Err(err), false), false, false);
+            return (answer(sim, now, Value::Null, Err(err), false, true), false, false);
         }
     };
-    let method = req.method.as_str();
+    // "Request method names may be prefixed with explicit version: e.g., `v3/order.place`."
+    let method = req.method.strip_prefix("v3/").unwrap_or(&req.method).to_string();
+    let method = method.as_str();
+    let show_limits = match take_return_rate_limits(&mut req.params) {
+        Ok(flag) => flag.unwrap_or(conn.return_rate_limits),
+        Err(err) => {
+            sim.log.push(record(now, method, 400, 0));
+            return (answer(sim, now, req.id, Err(err), false, true), false, false);
+        }
+    };
     let (weight, effect) = match method {
         "userDataStream.subscribe.signature" | "userDataStream.subscribe" | "userDataStream.unsubscribe" => {
             (SUBSCRIBE_WEIGHT, Effect::None)
         }
         "session.subscriptions" => (SUBSCRIBE_WEIGHT, Effect::None),
+        "session.logon" | "session.status" | "session.logout" => (SESSION_WEIGHT, Effect::None),
         _ => match api::ws_endpoint(method) {
             Some(ep) => {
                 let params = Params::from_json(&req.params).unwrap_or_default();
@@ -104,7 +153,7 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
             None => {
                 sim.log.push(record(now, method, 400, 0));
                 let err = ApiErr::bad(-1020, "Unsupported operation.");
-                return (answer(sim, now, req.id, Err(err), false), false, false);
+                return (answer(sim, now, req.id, Err(err), false, show_limits), false, false);
             }
         },
     };
@@ -128,7 +177,7 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
             -1001,
             "Internal error; unable to process your request. Please try again.",
         );
-        return (answer(sim, now, req.id, Err(err), false), false, false);
+        return (answer(sim, now, req.id, Err(err), false, show_limits), false, false);
     }
     let draw = Draw {
         weight,
@@ -144,10 +193,16 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
             let banned = e.status == 418;
             sim.log
                 .push(record(now, method, e.status, if banned { 0 } else { weight }));
-            return (answer(sim, now, req.id, Err(e), false), banned, false);
+            return (answer(sim, now, req.id, Err(e), false, show_limits), banned, false);
         }
     };
-    let result = run(sim, conn, method, &req.params, now);
+    let result = run(sim, conn, method, &req.params, now).map(|v| {
+        let mut v = api::for_transport(method, v, api::Transport::WsApi);
+        if conn.micros {
+            api::to_microseconds(method, &mut v);
+        }
+        v
+    });
     let kept = api::settle_weight(sim, effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
@@ -159,11 +214,18 @@ fn request(sim: &Sim, conn: &Conn, text: &str) -> (String, bool, bool) {
     sim.log.push(record(now, method, status, kept));
     // An order sent during a -1015 wait is banned by the handler, not at admission.
     let banned = status == 418;
-    (
-        answer(sim, now, req.id, result, effect == Effect::Place),
-        banned,
-        effect == Effect::Place,
-    )
+    let placed = effect == Effect::Place;
+    (answer(sim, now, req.id, result, placed, show_limits), banned, placed)
+}
+
+/// Removes the `returnRateLimits` request parameter (a boolean) and returns it.
+fn take_return_rate_limits(params: &mut serde_json::Map<String, Value>) -> Result<Option<bool>, ApiErr> {
+    match params.remove("returnRateLimits") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(b)),
+        Some(Value::String(s)) if s == "true" || s == "false" => Ok(Some(s == "true")),
+        Some(_) => Err(ApiErr::illegal_chars("returnRateLimits", "true, false")),
+    }
 }
 
 fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
@@ -177,34 +239,91 @@ fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
     }
 }
 
-fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value>, now: i64) -> Result<Value, ApiErr> {
+/// The verifier of a signed request: its own `apiKey`, else the key the session logged on with
+/// (whose requests need no signature, only a valid timestamp).
+fn authenticate(sim: &Sim, conn: &Conn, params: &Params, now: i64) -> Result<(), ApiErr> {
+    let creds = Credentials::of(&sim.config);
+    match (params.get("apiKey"), &conn.logon) {
+        (None, Some(_)) if params.get("signature").is_none() => sign::check_timestamp(params, now),
+        (key, _) => {
+            let verifier = creds.check_key(key)?;
+            verifier.check_signed(params, &ws_api_payload(params.iter()), now)
+        }
+    }
+}
+
+fn session_status(sim: &Sim, conn: &Conn, now: i64) -> Value {
+    json!({
+        "apiKey": conn.logon.as_ref().map(|l| l.api_key.clone()),
+        "authorizedSince": conn.logon.as_ref().map(|l| l.since),
+        "connectedSince": conn.connected_since,
+        "returnRateLimits": conn.return_rate_limits,
+        "serverTime": now,
+        "userDataStream": !sim.users.subscriptions(conn.id).is_empty(),
+    })
+}
+
+fn run(
+    sim: &Sim,
+    conn: &mut Conn,
+    method: &str,
+    raw: &serde_json::Map<String, Value>,
+    now: i64,
+) -> Result<Value, ApiErr> {
     let params = Params::from_json(raw)?;
     let creds = Credentials::of(&sim.config);
     match method {
+        "session.logon" => {
+            params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
+            let verifier = creds.check_key(params.get("apiKey"))?;
+            if matches!(verifier, Verifier::Hmac(_)) {
+                // Only Ed25519 keys may log a session on.
+                return Err(ApiErr::bad(-4056, "HMAC_SHA256 API key is not supported."));
+            }
+            verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
+            conn.logon = Some(Logon {
+                api_key: params.require("apiKey")?.to_string(),
+                since: now,
+            });
+            Ok(session_status(sim, conn, now))
+        }
+        "session.status" => {
+            params.only(|_| false)?;
+            Ok(session_status(sim, conn, now))
+        }
+        "session.logout" => {
+            params.only(|_| false)?;
+            conn.logon = None;
+            for id in std::mem::take(&mut conn.logon_subscriptions) {
+                sim.users.unsubscribe(conn.id, Some(id));
+            }
+            Ok(session_status(sim, conn, now))
+        }
         "userDataStream.subscribe.signature" => {
             params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
             let verifier = creds.check_key(params.get("apiKey"))?;
             verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
-            let subscription_id = sim.next_id();
-            sim.users.subscribe(UserSubscriber {
-                conn: conn.id,
-                subscription_id,
-                tx: conn.tx.clone(),
-                overflow: conn.overflow.clone(),
-            });
-            Ok(json!({ "subscriptionId": subscription_id }))
+            Ok(json!({ "subscriptionId": subscribe_user(sim, conn) }))
         }
-        "userDataStream.subscribe" => Err(ApiErr::new(
-            401,
-            -2015,
-            "Invalid API-key, IP, or permissions for action.",
-        )),
+        "userDataStream.subscribe" => {
+            params.only(|_| false)?;
+            if conn.logon.is_none() {
+                return Err(ApiErr::bad_key());
+            }
+            if !conn.logon_subscriptions.is_empty() {
+                return Err(ApiErr::bad(-2035, "User Data Stream subscription already active."));
+            }
+            let id = subscribe_user(sim, conn);
+            conn.logon_subscriptions.push(id);
+            Ok(json!({ "subscriptionId": id }))
+        }
         "userDataStream.unsubscribe" => {
             params.only(|k| k == "subscriptionId")?;
             let id = params.uint("subscriptionId")?;
             if sim.users.unsubscribe(conn.id, id) == 0 && id.is_some() {
-                return Err(ApiErr::bad(-2, "Invalid subscription ID."));
+                return Err(ApiErr::bad(-2036, "User Data Stream subscription not active."));
             }
+            conn.logon_subscriptions.retain(|s| id.is_some_and(|id| id != *s));
             Ok(json!({}))
         }
         "session.subscriptions" => Ok(Value::Array(
@@ -216,30 +335,41 @@ fn run(sim: &Sim, conn: &Conn, method: &str, raw: &serde_json::Map<String, Value
         )),
         _ => {
             let ep = api::ws_endpoint(method).ok_or_else(|| ApiErr::bad(-1020, "Unsupported operation."))?;
-            let verifier = match ep.signed {
-                true => Some(creds.check_key(params.get("apiKey"))?),
-                false => None,
-            };
             params.only(|k| ep.params.contains(&k) || (ep.signed && WS_SIGNING_PARAMS.contains(&k)))?;
-            if let Some(verifier) = verifier {
-                verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
+            if ep.signed {
+                authenticate(sim, conn, &params, now)?;
             }
             (ep.run)(sim, &params, now)
         }
     }
 }
 
-fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: bool) -> String {
-    let mut limiter = sim.limiter.lock();
-    let mut usage = limiter.usage_entries(now, PoolKind::RequestWeight);
-    if order {
-        usage.extend(limiter.usage_entries(now, PoolKind::Orders));
-    }
-    drop(limiter);
-    let rate_limits = usage
-        .into_iter()
-        .map(|(l, count)| api::rate_limit_entry(&l, Some(count)))
-        .collect();
+fn subscribe_user(sim: &Sim, conn: &Conn) -> u64 {
+    let subscription_id = sim.next_id();
+    sim.users.subscribe(UserSubscriber {
+        conn: conn.id,
+        subscription_id,
+        tx: conn.tx.clone(),
+        overflow: conn.overflow.clone(),
+    });
+    subscription_id
+}
+
+fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: bool, show_limits: bool) -> String {
+    let rate_limits = if show_limits {
+        let mut limiter = sim.limiter.lock();
+        let mut usage = limiter.usage_entries(now, PoolKind::RequestWeight);
+        if order {
+            usage.extend(limiter.usage_entries(now, PoolKind::Orders));
+        }
+        drop(limiter);
+        usage
+            .into_iter()
+            .map(|(l, count)| api::rate_limit_entry(&l, Some(count)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let response = match result {
         Ok(v) => WsApiResponse {
             id,
@@ -255,7 +385,10 @@ fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: 
             error: Some(WsApiError {
                 code: e.code,
                 msg: e.msg,
-                data: e.retry.map(|r| json!({ "serverTime": now, "retryAfter": r.until_ms })),
+                data: e
+                    .retry
+                    .map(|r| json!({ "serverTime": now, "retryAfter": r.until_ms }))
+                    .or(e.data),
             }),
             rate_limits,
         },

@@ -155,7 +155,13 @@ pub(super) async fn run(
                         }
                     }
                     Message::Pong(_) => last_pong = Instant::now(),
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        // The reply close frame (RFC 6455 §5.5.1) is queued by the protocol layer
+                        // and goes out on the next flush.
+                        let _ = socket.flush().await;
+                        session.close(sim);
+                        return;
+                    }
                     Message::Ping(_) | Message::Binary(_) => {}
                 }
             }

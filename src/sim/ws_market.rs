@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::candles::interval_ms;
+use super::engine::TICKER_WINDOWS;
 use super::error::ApiErr;
+use super::feed;
 use super::hub::{Subscriber, CONNECTION_QUEUE};
 use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
@@ -21,8 +23,13 @@ use super::ws_conn::{self, Attempt, Session};
 pub const MAX_STREAMS: usize = 1024;
 const MAX_INCOMING_PER_SECOND: u32 = 5;
 
+/// `/ws/<stream>[/<stream>…]`. A path that names no stream opens an empty connection that
+/// subscribes later (clients such as CCXT connect to `/ws/<their own id>` and then SUBSCRIBE);
+/// any stream names in the path must all be valid.
 pub async fn raw_path(State(sim): State<Arc<Sim>>, Path(streams): Path<String>, ws: WebSocketUpgrade) -> Response {
     let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
+    let looks_like_streams = names.iter().any(|n| n.contains('@'));
+    let names = if looks_like_streams { names } else { Vec::new() };
     open(sim, ws, &names, false, "/ws")
 }
 
@@ -77,6 +84,9 @@ pub fn canonical(sim: &Sim, name: &str) -> Option<String> {
     if sim.faults.refuses_stream(name) {
         return None;
     }
+    if name == feed::ALL_MINI_TICKERS || TICKER_WINDOWS.iter().any(|(w, _)| name == feed::all_window_tickers(w)) {
+        return Some(name.to_string());
+    }
     let (symbol, kind) = name.split_once('@')?;
     let known = sim
         .config
@@ -88,7 +98,8 @@ pub fn canonical(sim: &Sim, name: &str) -> Option<String> {
     }
     let kind = kind.strip_suffix("@1000ms").unwrap_or(kind);
     let ok = match kind {
-        "trade" | "aggTrade" | "bookTicker" | "depth" | "depth@100ms" => true,
+        "trade" | "aggTrade" | "bookTicker" | "depth" | "depth@100ms" | "miniTicker" | "ticker" | "avgPrice" => true,
+        _ if kind.starts_with("ticker_") => TICKER_WINDOWS.iter().any(|(w, _)| *w == &kind[7..]),
         _ if kind.starts_with("kline_") => interval_ms(&kind[6..]).is_some(),
         _ => {
             let levels = kind
@@ -123,6 +134,15 @@ impl Conn {
             },
         );
         self.streams.insert(name);
+    }
+
+    /// Switches between raw and combined (`{"stream":..,"data":..}`) payloads for every stream.
+    fn set_combined(&mut self, sim: &Sim, combined: bool) {
+        self.combined = combined;
+        for name in self.streams.clone() {
+            sim.hub.unsubscribe(&name, self.id);
+            self.subscribe(sim, name);
+        }
     }
 
     fn unsubscribe(&mut self, sim: &Sim, name: &str) {
@@ -185,7 +205,9 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> Option<Value> {
     let Some(method) = req.get("method").and_then(Value::as_str) else {
         return fail("missing field `method`");
     };
+    let property_request = matches!(method, "SET_PROPERTY" | "GET_PROPERTY");
     let params: Vec<String> = match req.get("params") {
+        _ if property_request => Vec::new(),
         None => Vec::new(),
         Some(Value::Array(items)) => {
             let names: Option<Vec<String>> = items.iter().map(|v| v.as_str().map(str::to_string)).collect();
@@ -222,8 +244,25 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> Option<Value> {
             Some(json!({"result": null, "id": id}))
         }
         "LIST_SUBSCRIPTIONS" => Some(json!({"result": conn.streams.iter().collect::<Vec<_>>(), "id": id})),
-        "SET_PROPERTY" => Some(json!({"result": null, "id": id})),
-        "GET_PROPERTY" => Some(json!({"result": conn.combined, "id": id})),
+        "SET_PROPERTY" => {
+            let property = req["params"].get(0);
+            match (property.and_then(Value::as_str), req["params"].get(1)) {
+                (None, _) => fail("property name must be a string"),
+                (Some("combined"), Some(Value::Bool(on))) => {
+                    conn.set_combined(sim, *on);
+                    Some(json!({"result": null, "id": id}))
+                }
+                (Some("combined"), _) => {
+                    Some(json!({"error": {"code": 1, "msg": "Invalid value type: expected Boolean"}, "id": id}))
+                }
+                (Some(_), _) => Some(json!({"error": {"code": 0, "msg": "Unknown property"}, "id": id})),
+            }
+        }
+        "GET_PROPERTY" => match req["params"].get(0).and_then(Value::as_str) {
+            None => fail("property name must be a string"),
+            Some("combined") => Some(json!({"result": conn.combined, "id": id})),
+            Some(_) => Some(json!({"error": {"code": 0, "msg": "Unknown property"}, "id": id})),
+        },
         other => fail(&format!("unknown variant `{other}`")),
     }
 }
