@@ -14,13 +14,14 @@ use serde::Serialize;
 use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::profile::{Credentials, Profile, ProfileKind};
+use crate::exchange::binance::rate_limits;
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::{CallCtx, EventSink, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
-use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
+use crate::ledger::{FastClock, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
 use crate::sim;
 
@@ -54,7 +55,7 @@ pub enum EndReason {
 pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<Summary, EngineError> {
     let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         LedgerConfig {
             state_dir: Some(config.state_dir.clone()),
             ..LedgerConfig::default()

@@ -17,6 +17,7 @@ mod driver;
 pub mod limits;
 mod persist;
 mod pools;
+mod rate_ledger;
 mod state;
 mod status;
 mod strategies;
@@ -32,13 +33,12 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use persist::Autosave;
+pub use rate_ledger::RateLedger;
 use state::{Fit, State};
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};
-pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit};
-
-use crate::exchange::types::{ApiError, ErrorCode};
+pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit, Scope, WindowKind};
 
 /// Priority classes; earlier lanes go first when budget frees up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,17 +48,136 @@ pub enum Lane {
     MarketData,
 }
 
-/// What one request draws from the pools.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One pool a request draws on (by scope and kind; every window of that pair) and how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Draw {
+    pub scope: Scope,
+    pub kind: PoolKind,
+    pub units: u32,
+}
+
+/// Most pools one request can draw on. Binance's dearest request draws on three
+/// (weight, raw requests, orders); per-endpoint and per-instrument venues add two.
+pub const MAX_DRAWS: usize = 6;
+
+/// What one request draws from the pools: up to [`MAX_DRAWS`] (scope, kind, units),
+/// inline, so building and checking a cost never allocates. The venue adapter maps
+/// each request to its cost; the ledger matches draws to pools by scope and kind.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cost {
-    /// REQUEST_WEIGHT units.
-    pub weight: u32,
-    /// Unfilled-order count units (ORDERS pools).
-    pub orders: u32,
-    /// RAW_REQUESTS units (1 per request).
-    pub raw: u32,
-    /// WebSocket connection attempts (CONNECTIONS pools).
-    pub connections: u32,
+    draws: [Draw; MAX_DRAWS],
+    len: u8,
+}
+
+const NO_DRAW: Draw = Draw {
+    scope: Scope::Ip(0),
+    kind: PoolKind::RequestWeight,
+    units: 0,
+};
+
+impl Cost {
+    /// Draws on nothing.
+    pub const fn new() -> Self {
+        Cost {
+            draws: [NO_DRAW; MAX_DRAWS],
+            len: 0,
+        }
+    }
+
+    /// Adds `units` of `kind` in the kind's usual scope ([`PoolKind::default_scope`]).
+    pub const fn with(self, kind: PoolKind, units: u32) -> Self {
+        self.with_scoped(kind.default_scope(), kind, units)
+    }
+
+    /// Adds `units` of `kind` counted by `scope` (summed with an earlier draw on the same pool).
+    ///
+    /// # Panics
+    /// When a cost would draw on more than [`MAX_DRAWS`] pools: a venue adapter's mapping
+    /// is wrong, not its input.
+    pub const fn with_scoped(mut self, scope: Scope, kind: PoolKind, units: u32) -> Self {
+        if units == 0 {
+            return self;
+        }
+        let mut i = 0;
+        while i < self.len as usize {
+            let d = &mut self.draws[i];
+            if d.kind as u8 == kind as u8 && scope_eq(d.scope, scope) {
+                d.units = d.units.saturating_add(units);
+                return self;
+            }
+            i += 1;
+        }
+        assert!(
+            (self.len as usize) < MAX_DRAWS,
+            "a cost draws on more pools than MAX_DRAWS"
+        );
+        self.draws[self.len as usize] = Draw { scope, kind, units };
+        self.len += 1;
+        self
+    }
+
+    /// The pools drawn on, each once.
+    #[inline]
+    pub fn draws(&self) -> &[Draw] {
+        &self.draws[..self.len as usize]
+    }
+
+    /// Units drawn from the pools of this scope and kind.
+    #[inline]
+    pub fn units(&self, scope: Scope, kind: PoolKind) -> u64 {
+        self.draws()
+            .iter()
+            .find(|d| d.kind == kind && d.scope == scope)
+            .map_or(0, |d| u64::from(d.units))
+    }
+
+    /// Units of `kind` drawn, whatever the scope.
+    pub fn units_of(&self, kind: PoolKind) -> u64 {
+        self.draws()
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| u64::from(d.units))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// `Scope`'s equality, usable in a `const fn`.
+const fn scope_eq(a: Scope, b: Scope) -> bool {
+    match (a, b) {
+        (Scope::Ip(x), Scope::Ip(y))
+        | (Scope::Account(x), Scope::Account(y))
+        | (Scope::Connection(x), Scope::Connection(y))
+        | (Scope::Endpoint(x), Scope::Endpoint(y)) => x == y,
+        (
+            Scope::AccountInstrument {
+                account: a1,
+                instrument: i1,
+            },
+            Scope::AccountInstrument {
+                account: a2,
+                instrument: i2,
+            },
+        ) => a1 == a2 && i1 == i2,
+        _ => false,
+    }
+}
+
+impl Default for Cost {
+    fn default() -> Self {
+        Cost::new()
+    }
+}
+
+impl std::fmt::Debug for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.draws().iter().map(|d| (d.scope, d.kind, d.units)))
+            .finish()
+    }
 }
 
 /// The boundary guard the runner uses (see [`Ledger::set_boundary_guard`]): well above the
@@ -116,6 +235,8 @@ pub enum Verdict {
 /// The exchange's own count of a pool's current window, from a response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerUsage {
+    /// Whose count it is (the IP's weight, an account's orders).
+    pub scope: Scope,
     pub kind: PoolKind,
     pub interval: Interval,
     pub used: u64,
@@ -148,11 +269,14 @@ impl BackoffState {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolStatus {
+    pub scope: Scope,
+    pub window: WindowKind,
     pub kind: PoolKind,
     pub interval: Interval,
     pub limit: u64,
     pub used: u64,
-    /// Exchange time (ms) at which the current window ends.
+    /// Exchange time (ms) at which the count next goes down by itself (a fixed
+    /// window's end).
     pub resets_at_ms: i64,
     /// Highest `used` seen in any window since start.
     pub peak: u64,
@@ -191,26 +315,6 @@ pub enum LedgerError {
     TooLarge(String),
     #[error("the ledger is closed")]
     Closed,
-}
-
-impl LedgerError {
-    /// The strategy-facing error, with `retry_after_ms` relative to `now_ms`.
-    pub fn to_api_error(&self, now_ms: i64) -> ApiError {
-        let after = |until: i64| (until - now_ms).max(0) as u64;
-        match self {
-            LedgerError::RateLimited { until_ms } => {
-                ApiError::new(ErrorCode::RateLimited, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::Throttled { until_ms } => {
-                ApiError::new(ErrorCode::Backoff, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::Banned { until_ms } => {
-                ApiError::new(ErrorCode::Banned, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::TooLarge(_) => ApiError::new(ErrorCode::InvalidOrder, self.to_string()),
-            LedgerError::Closed => ApiError::new(ErrorCode::Stopped, self.to_string()),
-        }
-    }
 }
 
 /// The ledger. Cheap to clone; all clones share one state.
@@ -271,8 +375,8 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl Ledger {
-    /// Builds a ledger with these pools (use [`limits::binance_spot_defaults`] until
-    /// the exchange announces its own). Restores persisted state from
+    /// Builds a ledger with these pools (the venue adapter's defaults until the
+    /// exchange announces its own). Restores persisted state from
     /// `config.state_dir` when present and still current.
     pub fn new(limits: Vec<RateLimit>, config: LedgerConfig, clock: Arc<dyn Clock>) -> Self {
         let headroom = if (0.0..1.0).contains(&config.market_headroom) {
@@ -299,15 +403,6 @@ impl Ledger {
                 save_lock: Mutex::new(()),
             }),
         }
-    }
-
-    /// A ledger with Binance spot's documented limits, default settings and the tokio clock.
-    pub fn with_defaults() -> Self {
-        Ledger::new(
-            limits::binance_spot_defaults(),
-            LedgerConfig::default(),
-            Arc::new(TokioClock::new()),
-        )
     }
 
     /// A handle for one strategy: reserves without looking its name up each time.
@@ -468,6 +563,7 @@ impl Ledger {
             for pool in &mut st.pools {
                 // A response sent in an earlier window says nothing about this one.
                 if pool.limit.kind == usage.kind
+                    && pool.limit.scope == usage.scope
                     && pool.limit.interval.millis() == window_ms
                     && pool.is_current(permit.sent_at_ms)
                 {
@@ -498,12 +594,12 @@ impl Ledger {
         }
     }
 
-    /// Gives back weight the exchange did not charge (successful order calls cost 0).
-    /// Only counts of the window the request was sent in are lowered, never below
-    /// what the exchange itself reported. Call it once per permit.
-    pub fn credit(&self, permit: &Permit, weight: u32) {
-        let units = u64::from(weight.min(permit.cost.weight));
-        if units == 0 {
+    /// Gives back up to `units` of `kind` the exchange did not charge (Binance's successful
+    /// order calls cost no weight), from every pool of that kind the permit drew on. Only
+    /// counts of the window the request was sent in are lowered, never below what the
+    /// exchange itself reported. Call it once per permit.
+    pub fn credit(&self, permit: &Permit, kind: PoolKind, units: u32) {
+        if permit.cost.units_of(kind) == 0 || units == 0 {
             return;
         }
         let local = self.inner.exchange_now();
@@ -512,28 +608,34 @@ impl Ledger {
         let now = st.advance(local);
         let sid = st.strategies.lookup(&permit.strategy);
         for (i, pool) in st.pools.iter_mut().enumerate() {
-            if pool.limit.kind == PoolKind::RequestWeight && pool.is_current(permit.sent_at_ms) {
-                pool.refund(units);
+            if pool.limit.kind != kind {
+                continue;
+            }
+            let back = u64::from(units).min(permit.cost.units(pool.limit.scope, kind));
+            if back > 0 && pool.is_current(permit.sent_at_ms) {
+                pool.refund(back, permit.sent_at_ms);
                 if let Some(sid) = sid {
-                    st.strategies.refund(sid, i, pool, units);
+                    st.strategies.refund(sid, i, pool, back);
                 }
             }
         }
-        if let Some(sid) = sid {
-            st.strategies.refund_total_weight(sid, units);
+        if let (Some(sid), PoolKind::RequestWeight) = (sid, kind) {
+            let back = u64::from(units).min(permit.cost.units_of(kind));
+            st.strategies.refund_total_weight(sid, back);
         }
         st.generation += 1;
         st.dispatch(now);
         self.inner.nudge_driver(st);
     }
 
-    /// An order got its first fill: the exchange lowers the unfilled-order count.
-    pub fn order_filled(&self, count: u32) {
+    /// An order of the account `scope` got its first fill: the exchange lowers that
+    /// account's unfilled-order count.
+    pub fn order_filled(&self, scope: Scope, count: u32) {
         let local = self.inner.exchange_now();
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         for pool in &mut st.pools {
-            if pool.limit.kind == PoolKind::Orders {
+            if pool.limit.kind == PoolKind::Orders && pool.limit.scope == scope {
                 pool.lower(u64::from(count));
             }
         }

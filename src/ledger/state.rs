@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::backoff::Backoff;
-use super::limits::RateLimit;
+use super::limits::{PoolKind, RateLimit};
 use super::pools::{amount, normalise, Pool};
 use super::strategies::{Sid, Strategies};
 use super::{Cost, Lane, LedgerError, Permit};
@@ -144,7 +144,7 @@ impl State {
     /// A cost no window of some pool could ever hold for this lane.
     pub fn too_large(&self, lane: Lane, cost: &Cost) -> Option<LedgerError> {
         self.pools.iter().find_map(|p| {
-            let units = amount(p.limit.kind, cost);
+            let units = amount(&p.limit, cost);
             (units > p.cap(lane)).then(|| {
                 LedgerError::TooLarge(format!(
                     "{units} {} units against {} per {} for the {lane:?} lane",
@@ -162,7 +162,7 @@ impl State {
         let mut next_reset_ms = i64::MAX;
         let mut room_at_ms = i64::MIN;
         for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(p.limit.kind, cost);
+            let units = amount(&p.limit, cost);
             if units == 0 {
                 continue;
             }
@@ -186,14 +186,17 @@ impl State {
     #[inline]
     pub fn admit(&mut self, sid: Sid, lane: Lane, cost: Cost, now_ms: i64) -> Permit {
         for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(p.limit.kind, &cost);
+            let units = amount(&p.limit, &cost);
             if units > 0 {
                 p.charge_at(units, now_ms);
                 self.strategies.charge(sid, i, p, units);
             }
         }
-        self.strategies
-            .add_totals(sid, u64::from(cost.weight), u64::from(cost.orders));
+        self.strategies.add_totals(
+            sid,
+            cost.units_of(PoolKind::RequestWeight),
+            cost.units_of(PoolKind::Orders),
+        );
         self.seq += 1;
         self.generation += 1;
         Permit {
@@ -211,20 +214,21 @@ impl State {
             return;
         };
         for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(p.limit.kind, &permit.cost);
+            let units = amount(&p.limit, &permit.cost);
             if units > 0 && p.is_current(permit.sent_at_ms) {
-                p.used = p.used.saturating_sub(units);
+                p.uncharge(units, permit.sent_at_ms);
                 self.strategies.refund(sid, i, p, units);
             }
         }
-        self.strategies.refund_total_weight(sid, u64::from(permit.cost.weight));
+        self.strategies
+            .refund_total_weight(sid, permit.cost.units_of(PoolKind::RequestWeight));
         self.generation += 1;
     }
 
     /// Sets aside what a blocked waiter needs from those behind it.
     fn claim(&self, lane: Lane, cost: &Cost, ahead: &mut [u64]) {
         for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(p.limit.kind, cost);
+            let units = amount(&p.limit, cost);
             if units == 0 {
                 continue;
             }
@@ -378,18 +382,9 @@ impl State {
             .map(|l| {
                 let guard_ms = self.pools.first().map_or(0, |p| p.guard_ms);
                 let mut pool = Pool::new(l, self.market_headroom, now, guard_ms);
-                let old = self
-                    .pools
-                    .iter()
-                    .position(|p| p.limit.kind == l.kind && p.limit.interval.millis() == l.interval.millis());
+                let old = self.pools.iter().position(|p| p.limit.same_pool(&l));
                 if let Some(o) = old {
-                    let prev = &self.pools[o];
-                    pool.window_start = prev.window_start;
-                    pool.window_end = prev.window_end;
-                    pool.used = prev.used;
-                    pool.server_floor = prev.server_floor;
-                    pool.peak = prev.peak;
-                    pool.tail = prev.tail;
+                    pool.adopt(&self.pools[o]);
                 }
                 old_index.push(old);
                 pool

@@ -16,6 +16,8 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         .pools
         .iter()
         .map(|p| PoolStatus {
+            scope: p.limit.scope,
+            window: p.limit.window,
             kind: p.limit.kind,
             interval: p.limit.interval,
             limit: p.limit.limit,

@@ -17,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use url::form_urlencoded;
 
 use crate::exchange::latency::Trigger;
-use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
+use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
 use super::errors::SendError;
 use super::http::HttpClients;
@@ -230,7 +230,7 @@ impl Gateway {
         }
         tokio::select! {
             permit = self.ledger.reserve(strategy, lane, cost, wait) => {
-                permit.map_err(|e| SendError::Ledger(e.to_api_error(self.ledger.now_ms())))
+                permit.map_err(|e| SendError::Ledger(crate::exchange::types::ApiError::from_ledger(&e, self.ledger.now_ms())))
             }
             _ = self.shutdown.wait() => Err(SendError::Stopped),
         }
@@ -264,7 +264,7 @@ impl Gateway {
             sent_at_ms,
         };
         if call.credit_on_success && reply.is_success() {
-            self.ledger.credit(&permit, cost.weight);
+            self.ledger.credit(&permit, PoolKind::RequestWeight, u32::MAX);
         }
         Ok(reply)
     }
@@ -594,9 +594,9 @@ fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
 /// A gateway to nowhere (port 1), for tests that need one but never send.
 #[cfg(test)]
 pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, String> {
-    use crate::ledger::{limits, LedgerConfig, TokioClock};
+    use crate::ledger::{LedgerConfig, TokioClock};
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        super::rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );
@@ -632,12 +632,12 @@ mod tests {
 
     #[tokio::test]
     async fn websocket_connections_send_without_nagle_delay() {
-        use crate::ledger::{limits, LedgerConfig, TokioClock};
+        use crate::ledger::{LedgerConfig, TokioClock};
         let sim = crate::sim::start(crate::sim::SimConfig::default(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let ledger = super::Ledger::new(
-            limits::binance_spot_defaults(),
+            crate::exchange::binance::rate_limits::spot_defaults(),
             LedgerConfig::default(),
             std::sync::Arc::new(TokioClock::new()),
         );
