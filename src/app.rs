@@ -28,7 +28,9 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) | AppError::Check(_) | AppError::Affinity(_) => 2,
-            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_)) => 2,
+            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_) | EngineError::SharedLedger(_)) => {
+                2
+            }
             _ => 1,
         }
     }

@@ -21,6 +21,7 @@ use crate::exchange::risk::{Halt, RiskGuard};
 use crate::exchange::{CallCtx, EventSink, Venue};
 use crate::host::{Host, HostConfig, StopReason};
 use crate::ledger::limits::PoolKind;
+use crate::ledger::shared::SharedError;
 use crate::ledger::{FastClock, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
 use crate::sim;
@@ -37,6 +38,8 @@ pub enum EngineError {
     Strategy(String),
     #[error("cannot watch strategy files: {0}")]
     Watch(String),
+    #[error(transparent)]
+    SharedLedger(#[from] SharedError),
 }
 
 /// Why the run ended.
@@ -64,6 +67,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Arc::new(FastClock::new()),
     );
     ledger.set_boundary_guard(crate::ledger::BOUNDARY_GUARD);
+    // Kept for the whole run: dropping it stops sharing.
+    let _shared_ledger = match config.shared_ledger.clone() {
+        Some(shared) => Some(crate::ledger::shared::share(ledger.clone(), shared).await?),
+        None => None,
+    };
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
     let options = ClientOptions {
         state_dir: Some(config.state_dir.clone()),

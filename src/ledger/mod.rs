@@ -14,10 +14,12 @@
 mod backoff;
 pub mod clock;
 mod driver;
+pub mod lease;
 pub mod limits;
 mod persist;
 mod pools;
 mod rate_ledger;
+pub mod shared;
 mod state;
 mod status;
 mod strategies;
@@ -280,6 +282,10 @@ pub struct PoolStatus {
     pub resets_at_ms: i64,
     /// Highest `used` seen in any window since start.
     pub peak: u64,
+    /// For a pool shared with other processes: the slice of the window this process holds
+    /// (`used` is this process's own use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
 }
 
 /// What one strategy spent in the current windows.
@@ -301,6 +307,9 @@ pub struct LedgerStatus {
     /// 429s and 418s received since start (should stay 0).
     pub throttled_count: u64,
     pub banned_count: u64,
+    /// How the pools are shared with other processes; `None` when this process owns them alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<lease::Sharing>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -332,6 +341,10 @@ pub(crate) struct Inner {
     wake_driver: Notify,
     /// Serialises writers of the state file (the tmp name is shared).
     save_lock: Mutex<()>,
+    /// Woken when a shared pool wants more lease or has news for the other processes.
+    keeper: std::sync::OnceLock<Arc<Notify>>,
+    /// How the pools are shared, if they are (set by the lease keeper).
+    sharing: Mutex<Option<lease::Sharing>>,
 }
 
 impl Inner {
@@ -339,6 +352,16 @@ impl Inner {
     #[inline]
     fn exchange_now(&self) -> i64 {
         self.clock.local_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the lease keeper of a shared ledger when there is news for it.
+    fn tell_keeper(&self, st: &mut State) {
+        if st.lease_news {
+            if let Some(keeper) = self.keeper.get() {
+                st.lease_news = false;
+                keeper.notify_one();
+            }
+        }
     }
 
     /// Wakes the driver if the waiters' next chance moved earlier than its alarm.
@@ -401,6 +424,8 @@ impl Ledger {
                 state_dir: config.state_dir,
                 wake_driver: Notify::new(),
                 save_lock: Mutex::new(()),
+                keeper: std::sync::OnceLock::new(),
+                sharing: Mutex::new(None),
             }),
         }
     }
@@ -526,16 +551,31 @@ impl Ledger {
                 st.dispatch(now);
             }
             match st.check(lane, &cost, st.ahead_of(lane)) {
-                Fit::Now => return Attempt::Done(Ok(st.admit(sid, lane, cost, now))),
-                Fit::Blocked { room_at_ms, .. } if wait.is_zero() => {
-                    return Attempt::Done(Err(LedgerError::RateLimited { until_ms: room_at_ms }))
+                Fit::Now => {
+                    let permit = st.admit(sid, lane, cost, now);
+                    if st.shared {
+                        self.inner.tell_keeper(&mut st);
+                    }
+                    return Attempt::Done(Ok(permit));
                 }
-                Fit::Blocked { .. } => {}
+                Fit::Blocked { room_at_ms, .. } => {
+                    if st.shared {
+                        let ahead = st.ahead_of(lane).to_vec();
+                        st.want(lane, &cost, &ahead);
+                        self.inner.tell_keeper(&mut st);
+                    }
+                    if wait.is_zero() {
+                        return Attempt::Done(Err(LedgerError::RateLimited { until_ms: room_at_ms }));
+                    }
+                }
             }
         }
         let (tx, reply) = oneshot::channel();
         let id = st.push_waiter(sid, lane, cost, now.saturating_add(wait_ms), tx);
         st.dispatch(now);
+        if st.shared {
+            self.inner.tell_keeper(&mut st);
+        }
         if !st.driver_running {
             st.driver_running = true;
             st.driver_target_ms = None;
@@ -567,6 +607,16 @@ impl Ledger {
                     && pool.limit.interval.millis() == window_ms
                     && pool.is_current(permit.sent_at_ms)
                 {
+                    if pool.lease.is_some() {
+                        // The exchange counts every process: the shared count is raised, not ours.
+                        st.server_reports.push(lease::ServerReport {
+                            limit: pool.limit,
+                            window_start_ms: pool.window_start,
+                            used: usage.used,
+                        });
+                        st.lease_news = true;
+                        continue;
+                    }
                     if usage.used > pool.used {
                         st.generation += 1;
                     }
@@ -577,6 +627,9 @@ impl Ledger {
         if observation.verdict != Verdict::Ok {
             let now = st.advance(self.inner.exchange_now());
             self.apply_verdict(st, &observation.verdict, now);
+        }
+        if st.shared {
+            self.inner.tell_keeper(st);
         }
     }
 
@@ -589,6 +642,11 @@ impl Ledger {
                 "exchange asked to back off; nothing is sent until then"
             );
             st.generation += 1;
+            if st.shared {
+                st.backoff_report = Some((state, resume_ms));
+                st.lease_news = true;
+                self.inner.tell_keeper(st);
+            }
             st.dispatch(now);
             self.inner.nudge_driver(st);
         }
@@ -657,7 +715,10 @@ impl Ledger {
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         let sid = st.strategies.lookup(strategy);
-        status::build(&st, sid, now)
+        let mut status = status::build(&st, sid, now);
+        drop(st);
+        status.sharing = self.sharing();
+        status
     }
 
     /// Writes windows and backoff state to the state dir (no-op without one).

@@ -62,6 +62,15 @@ pub(crate) struct Pool {
     /// Units charged within the guard of the current window's nominal end.
     pub tail: u64,
     pub motion: Motion,
+    /// For a pool shared with other processes: the slice of the current window this
+    /// process holds (see `lease`); `None` for a pool this process owns alone.
+    pub lease: Option<u64>,
+    /// Shared pools: units this process needs beyond its lease (0: none wanted).
+    pub wanted: u64,
+    /// Whether what is wanted is for cancels or orders, which may use the whole limit.
+    pub wanted_full: bool,
+    /// Shared pools: ask for more once less than this is left of the lease.
+    pub refill_below: u64,
 }
 
 /// Far enough to never come, near enough to add to without overflow.
@@ -98,6 +107,10 @@ impl Pool {
             guard_ms: guard_ms.max(0),
             tail: 0,
             motion,
+            lease: None,
+            wanted: 0,
+            wanted_full: false,
+            refill_below: 0,
         };
         match pool.motion {
             Motion::Fixed => pool.enter(pool.start_at(now_ms)),
@@ -132,6 +145,11 @@ impl Pool {
                     self.used = if follows { self.tail } else { 0 };
                     self.tail = 0;
                     self.server_floor = 0;
+                    if self.lease.is_some() {
+                        // A lease is for one window; the next one is leased anew.
+                        self.lease = Some(0);
+                        self.wanted = 0;
+                    }
                 }
             }
             Motion::Rolling { slot_ms, head, slots } => {
@@ -213,11 +231,32 @@ impl Pool {
         }
     }
 
+    /// What `lane` may fill the window up to, whatever is leased.
     #[inline]
-    pub fn cap(&self, lane: Lane) -> u64 {
+    pub fn limit_cap(&self, lane: Lane) -> u64 {
         match lane {
             Lane::MarketData => self.market_cap,
             Lane::Cancel | Lane::Order => self.limit.limit,
+        }
+    }
+
+    /// What `lane` may fill the window up to now: a shared pool also stops at its lease.
+    #[inline]
+    pub fn cap(&self, lane: Lane) -> u64 {
+        let cap = self.limit_cap(lane);
+        match self.lease {
+            Some(lease) => cap.min(lease),
+            None => cap,
+        }
+    }
+
+    /// Notes that `units` more for `lane` would not fit the lease although they fit the limit.
+    pub fn want(&mut self, lane: Lane, units: u64, aside: u64) {
+        let Some(lease) = self.lease else { return };
+        let after = self.used.saturating_add(aside).saturating_add(units);
+        if after > lease && after <= self.limit_cap(lane) {
+            self.wanted = self.wanted.max(after - lease);
+            self.wanted_full |= lane != Lane::MarketData;
         }
     }
 
@@ -293,6 +332,10 @@ impl Pool {
         self.peak = prev.peak;
         self.tail = prev.tail;
         self.motion = prev.motion.clone();
+        self.lease = prev.lease;
+        self.wanted = prev.wanted;
+        self.wanted_full = prev.wanted_full;
+        self.refill_below = prev.refill_below;
     }
 }
 

@@ -69,6 +69,16 @@ pub(crate) struct State {
     pub saved_generation: u64,
     pub driver_running: bool,
     pub driver_target_ms: Option<i64>,
+    /// Whether some pool is shared with other processes (see `lease`).
+    pub shared: bool,
+    /// Shared pools: something for the lease keeper to do (more wanted, usage, a backoff).
+    pub lease_news: bool,
+    /// Shared pools: the exchange's counts seen since the keeper last looked.
+    pub server_reports: Vec<super::lease::ServerReport>,
+    /// Shared pools: a backoff this process entered, for the others.
+    pub backoff_report: Option<(super::BackoffState, i64)>,
+    /// Which pools are shared (and when to ask for more), for pools announced later.
+    pub share_rule: Option<super::lease::ShareRule>,
 }
 
 #[inline]
@@ -107,6 +117,11 @@ impl State {
             saved_generation: 0,
             driver_running: false,
             driver_target_ms: None,
+            shared: false,
+            lease_news: false,
+            server_reports: Vec::new(),
+            backoff_report: None,
+            share_rule: None,
         }
     }
 
@@ -145,11 +160,11 @@ impl State {
     pub fn too_large(&self, lane: Lane, cost: &Cost) -> Option<LedgerError> {
         self.pools.iter().find_map(|p| {
             let units = amount(&p.limit, cost);
-            (units > p.cap(lane)).then(|| {
+            (units > p.limit_cap(lane)).then(|| {
                 LedgerError::TooLarge(format!(
                     "{units} {} units against {} per {} for the {lane:?} lane",
                     p.limit.kind,
-                    p.cap(lane),
+                    p.limit_cap(lane),
                     p.limit.interval
                 ))
             })
@@ -190,6 +205,13 @@ impl State {
             if units > 0 {
                 p.charge_at(units, now_ms);
                 self.strategies.charge(sid, i, p, units);
+                if let Some(lease) = p.lease {
+                    if lease.saturating_sub(p.used) < p.refill_below {
+                        p.wanted = p.wanted.max(1);
+                        p.wanted_full |= lane != Lane::MarketData;
+                        self.lease_news = true;
+                    }
+                }
             }
         }
         self.strategies.add_totals(
@@ -223,6 +245,18 @@ impl State {
         self.strategies
             .refund_total_weight(sid, permit.cost.units_of(PoolKind::RequestWeight));
         self.generation += 1;
+    }
+
+    /// Shared pools: records what `cost` lacks beyond the leases (with `ahead` set aside).
+    pub fn want(&mut self, lane: Lane, cost: &Cost, ahead: &[u64]) {
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            let units = amount(&p.limit, cost);
+            let aside = ahead.get(i).copied().filter(|a| *a != CLAIMED).unwrap_or(0);
+            if units > 0 && p.lease.is_some() {
+                p.want(lane, units, aside);
+                self.lease_news |= p.wanted > 0;
+            }
+        }
     }
 
     /// Sets aside what a blocked waiter needs from those behind it.
@@ -319,6 +353,9 @@ impl State {
                     } => {
                         self.lanes[li][i].room_at_ms = room_at_ms;
                         next_wake = Some(next_wake.map_or(next_reset_ms, |w| w.min(next_reset_ms)));
+                        if self.shared {
+                            self.want(lane, &cost, &ahead);
+                        }
                         self.claim(lane, &cost, &mut ahead);
                         i += 1;
                     }
@@ -385,6 +422,8 @@ impl State {
                 let old = self.pools.iter().position(|p| p.limit.same_pool(&l));
                 if let Some(o) = old {
                     pool.adopt(&self.pools[o]);
+                } else if let Some(rule) = &self.share_rule {
+                    rule.apply(&mut pool);
                 }
                 old_index.push(old);
                 pool
