@@ -63,7 +63,10 @@ pub struct Sharing {
 
 /// Which pools are shared, and how low a lease may run before more is asked for.
 #[derive(Clone)]
-pub struct ShareRule(Arc<dyn Fn(&RateLimit) -> Option<u64> + Send + Sync>);
+pub struct ShareRule(Arc<RuleFn>);
+
+/// For a pool to share: the lease left below which more is wanted.
+type RuleFn = dyn Fn(&RateLimit) -> Option<u64> + Send + Sync;
 
 impl ShareRule {
     /// `rule` returns, for a pool to share, the lease left below which more is wanted.

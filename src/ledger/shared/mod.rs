@@ -419,15 +419,19 @@ impl Keeper {
         // locally does.
         let lost_state = epoch != self.epoch;
         let mut pipe = redis::pipe();
+        let mut held = 0;
         for view in self.ledger.leases().into_iter().filter(|v| v.lease > 0) {
             let local_only = self.fallback_granted.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
             if lost_state || local_only {
                 let key = self.keys.window(&view.limit, view.window_start_ms);
                 pipe.incr(&key, view.lease).ignore();
                 pipe.pexpire(&key, ttl_ms(&view)).ignore();
+                held += 1;
             }
         }
-        pipe.query_async::<()>(&mut c).await?;
+        if held > 0 {
+            pipe.query_async::<()>(&mut c).await?;
+        }
         self.epoch = epoch;
         self.fallback_granted.clear();
         let ban: Option<String> = c.get(self.keys.named("ban")).await?;
@@ -483,7 +487,7 @@ impl Keeper {
             .arg(self.ledger.now_ms());
         for v in &wanted {
             let cap = if v.wanted_full { v.limit.limit } else { v.market_cap };
-            let need = v.used.saturating_add(v.wanted).saturating_sub(v.lease).max(1);
+            let need = v.wanted;
             let want = need.max(lease_chunk(v.limit.limit, self.processes));
             invocation
                 .key(self.keys.window(&v.limit, v.window_start_ms))
