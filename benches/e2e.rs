@@ -877,7 +877,7 @@ impl Wiring {
 /// Connects REST and the WebSocket API through `rest`, market streams through `streams`.
 async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
     let ledger = Ledger::new(
-        runner::ledger::limits::binance_spot_defaults(),
+        runner::exchange::binance::rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(FastClock::new()),
     );

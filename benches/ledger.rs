@@ -60,16 +60,12 @@ fn ledger() -> Ledger {
     )
 }
 
-const COST: Cost = Cost {
-    weight: 2,
-    orders: 0,
-    raw: 1,
-    connections: 0,
-};
+const COST: Cost = Cost::new().with(RequestWeight, 2).with(RawRequests, 1);
 
 fn observation() -> Observation {
     Observation {
         usage: vec![ServerUsage {
+            scope: RequestWeight.default_scope(),
             kind: RequestWeight,
             interval: Interval::new(Minute, 1),
             used: 1,

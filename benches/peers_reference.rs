@@ -33,10 +33,7 @@ const DEFAULT_BURST_PHASE: f64 = 0.5;
 const BURST_DEADLINE: Duration = Duration::from_secs(8);
 
 fn weight_one() -> Cost {
-    Cost {
-        weight: 1,
-        ..Cost::default()
-    }
+    Cost::new().with(PoolKind::RequestWeight, 1)
 }
 
 fn ledger(limit: RateLimit) -> Ledger {
@@ -52,6 +49,7 @@ fn admission(c: &mut Criterion) {
     // What a real response reports; 0 never raises the local count, so nothing waits.
     let response = Observation {
         usage: vec![ServerUsage {
+            scope: PoolKind::RequestWeight.default_scope(),
             kind: PoolKind::RequestWeight,
             interval: per_minute,
             used: 0,

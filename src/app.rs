@@ -30,7 +30,12 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) | AppError::Check { .. } | AppError::Affinity(_) => 2,
-            AppError::Engine(EngineError::Credentials(_) | EngineError::Strategy(_) | EngineError::Journal(_)) => 2,
+            AppError::Engine(
+                EngineError::Credentials(_)
+                | EngineError::Strategy(_)
+                | EngineError::Journal(_)
+                | EngineError::SharedLedger(_),
+            ) => 2,
             _ => 1,
         }
     }

@@ -142,6 +142,18 @@ pub struct RunArgs {
     /// core to spare per strategy.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Share the exchange's limits with every process on this IP through Redis, e.g.
+    /// redis://127.0.0.1:6379/0 or rediss://...; the password from RUNNER_REDIS_PASSWORD
+    /// [default: this process's own ledger].
+    #[arg(long, value_name = "URL", env = "RUNNER_LEDGER")]
+    pub ledger: Option<String>,
+    /// Name of the shared budget: one per egress IP [default: default].
+    #[arg(long, value_name = "NAME")]
+    pub ledger_group: Option<String>,
+    /// Start on a conservative local share when the shared ledger cannot be reached at start
+    /// (otherwise that is an error).
+    #[arg(long)]
+    pub ledger_fallback: bool,
     /// Reserve these CPUs (e.g. 2,3 or 2-5) for strategy threads: each strategy runs on one of
     /// them, in turn, and the rest of the runner on the other CPUs (Linux).
     #[arg(long, value_name = "CPUS", value_parser = CpuList::parse)]

@@ -14,6 +14,7 @@ use crate::exchange::binance::ClientOptions;
 use crate::exchange::breaker::BreakerConfig;
 use crate::exchange::risk::RiskLimits;
 use crate::host::affinity::CpuList;
+use crate::ledger::shared::SharedConfig;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
 const MAX_UNKNOWN_ORDER_GRACE: Duration = Duration::from_secs(600);
@@ -76,6 +77,10 @@ pub struct FileConfig {
     pub max_open_orders: Option<u32>,
     /// The circuit breakers' thresholds (`[breaker]`).
     pub breaker: Option<BreakerFile>,
+    /// `redis://...`: the ledger shared by every process on this IP.
+    pub ledger: Option<String>,
+    pub ledger_group: Option<String>,
+    pub ledger_fallback: Option<bool>,
 }
 
 /// `[breaker]` in the config file; what is left out keeps its default (see [`BreakerConfig`]).
@@ -172,6 +177,8 @@ pub struct RunConfig {
     pub risk: RiskLimits,
     /// The circuit breakers' thresholds.
     pub breaker: BreakerConfig,
+    /// Where the exchange's limits are shared with other processes; `None`: not shared.
+    pub shared_ledger: Option<SharedConfig>,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -215,6 +222,7 @@ impl RunConfig {
             file.order_transport.as_deref(),
             OrderTransport::parse,
         )?;
+        let shared_ledger = shared_ledger(args.ledger, args.ledger_group, args.ledger_fallback, &file)?;
         let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
         let breaker = file
             .breaker
@@ -267,6 +275,7 @@ impl RunConfig {
             journal_sync,
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
+            shared_ledger,
             risk,
             breaker,
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
@@ -342,6 +351,36 @@ fn check_unknown_order_grace(grace: Duration) -> Result<Duration, ConfigError> {
         humantime::format_duration(min),
         humantime::format_duration(MAX_UNKNOWN_ORDER_GRACE),
     )))
+}
+
+/// The shared ledger's settings; a URL that is not a Redis one is refused here.
+fn shared_ledger(
+    url: Option<String>,
+    group: Option<String>,
+    fallback: bool,
+    file: &FileConfig,
+) -> Result<Option<SharedConfig>, ConfigError> {
+    let Some(url) = url.or_else(|| file.ledger.clone()) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) || url::Url::parse(&url).is_err() {
+        return Err(ConfigError::Invalid(format!(
+            "ledger {url:?} is not a Redis URL (redis://host:port/db or rediss://host:port/db)"
+        )));
+    }
+    let group = group
+        .or_else(|| file.ledger_group.clone())
+        .unwrap_or_else(|| "default".to_string());
+    if group.is_empty() || group.contains(['{', '}', ' ']) {
+        return Err(ConfigError::Invalid(format!(
+            "ledger_group {group:?} must be a non-empty name without braces or spaces"
+        )));
+    }
+    Ok(Some(SharedConfig {
+        url,
+        group,
+        fallback_on_start: fallback || file.ledger_fallback.unwrap_or(false),
+    }))
 }
 
 impl CommonConfig {

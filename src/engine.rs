@@ -15,6 +15,7 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
+use crate::exchange::binance::rate_limits;
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
@@ -23,7 +24,8 @@ use crate::exchange::types::ApiError;
 use crate::exchange::{CallCtx, EventSink, MarketSavings, Venue};
 use crate::host::{Host, HostConfig, LoadError, StopReason};
 use crate::ledger::limits::PoolKind;
-use crate::ledger::{limits, FastClock, Ledger, LedgerConfig};
+use crate::ledger::shared::SharedError;
+use crate::ledger::{FastClock, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
 use crate::sim;
 use crate::telemetry::MetricsListener;
@@ -47,6 +49,8 @@ pub enum EngineError {
     /// The order journal cannot be opened or read: a file the user must look at.
     #[error("cannot start")]
     Journal(#[source] ClientError),
+    #[error(transparent)]
+    SharedLedger(#[from] SharedError),
 }
 
 /// Why the run ended.
@@ -70,7 +74,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         LedgerConfig {
             state_dir: Some(config.state_dir.clone()),
             ..LedgerConfig::default()
@@ -79,6 +83,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Arc::new(FastClock::new()),
     );
     ledger.set_boundary_guard(crate::ledger::BOUNDARY_GUARD);
+    // Kept for the whole run: dropping it stops sharing.
+    let _shared_ledger = match config.shared_ledger.clone() {
+        Some(shared) => Some(crate::ledger::shared::share(ledger.clone(), shared).await?),
+        None => None,
+    };
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
     let options = ClientOptions {
         state_dir: Some(config.state_dir.clone()),

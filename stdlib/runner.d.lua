@@ -220,6 +220,15 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field used integer spent in the current window (by every strategy, and by anyone else the exchange reports)
 ---@field resets_at integer exchange time (ms) when the current window ends
 ---@field peak integer the highest `used` seen in any window since start
+---@field scope string what the exchange counts the pool by: "ip0" (the egress IP) or "account0"
+---@field lease? integer with a shared ledger (`--ledger redis://...`): the slice of the window this process holds; `used` is then this process's own use
+
+--- How the ledger is shared with other processes on this IP (`--ledger redis://...`).
+---@class runner.LedgerSharing
+---@field backend string where the shared budget lives (URL without credentials)
+---@field group string the budget's name (one per egress IP)
+---@field connected boolean false while Redis is out of reach and this process spends only its share
+---@field processes integer processes last seen alive on this budget, this one included
 
 --- What this strategy spent in the current windows.
 ---@class runner.LedgerUsage
@@ -272,6 +281,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field refused integer calls refused (not sent) since start
 ---@field market_data runner.MarketSavings this strategy's
 ---@field market_data_total runner.MarketSavings every strategy's together
+---@field shared? runner.LedgerSharing present when the ledger is shared through Redis
 
 ---------------------------------------------------------------------------------------------------------------------
 -- The strategy table: what a strategy file returns. Every field is optional except what the strategy uses.

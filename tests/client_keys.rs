@@ -8,11 +8,12 @@ use std::sync::Arc;
 
 use client_support::{ctx, on_strategy_thread, resting_buy, start_streams};
 use ed25519_dalek::SigningKey;
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::sign::Signer;
 use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{OrderRef, OrderStatus, Venue};
-use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 use runner::sim::{self, Ed25519ApiKey, SimConfig, SimHandle};
 
 const API_KEY: &str = "ed25519-test-key";
@@ -41,7 +42,7 @@ async fn connect(sim: &SimHandle, seed: u8, order_transport: OrderTransport) -> 
     let credentials = Credentials::with_signer(API_KEY, Signer::Ed25519(Arc::new(key(seed))));
     let profile = Profile::paper(&sim.rest_url(), &sim.ws_url(), &sim.ws_api_url(), credentials);
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use client_support::{ctx, eventually, paper_profile, resting_buy, start, start_with, RecordingSink};
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
 use runner::exchange::{ErrorCode, OrderRef, OrderStatus, Venue};
-use runner::ledger::limits;
 use runner::sim::{FailKind, SimConfig};
 use rust_decimal::Decimal;
 
@@ -26,7 +26,7 @@ fn persisted(state: &Path) -> ClientOptions {
 async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
     let request = resting_buy(&setup.venue, "keeper", 0.95).await;
     let price = request.price.unwrap();
     let order = setup.venue.place(&ctx("keeper"), request).await.unwrap();
@@ -93,7 +93,7 @@ async fn an_order_the_exchange_never_saw_is_rejected_after_the_grace_period() {
         unknown_order_grace: Duration::from_millis(1500),
         ..ClientOptions::default()
     };
-    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options).await;
+    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options).await;
     let venue = &setup.venue;
     let request = resting_buy(venue, "unlucky", 0.9).await;
     // A plain 503 from the front end: the outcome is unknown to us, and the order does not exist.
@@ -185,7 +185,7 @@ async fn cancel_all_touches_only_the_calling_strategys_orders() {
 async fn an_order_in_flight_at_shutdown_is_kept_for_the_next_start() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
     let mut request = resting_buy(&setup.venue, "late", 0.95).await;
     request.client_id = Some("inflight-1".into());
@@ -294,7 +294,7 @@ async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
 async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), limits::binance_spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
     let open_order_checks = || {
         setup
             .sim

@@ -4,15 +4,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::{
     BinanceVenue, ClientError, ClientOptions, Credentials, Profile, ProfileKind, RetryPolicy,
 };
 use runner::exchange::ErrorCode;
-use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 
 fn ledger() -> Ledger {
     Ledger::new(
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     )

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client_support::{ctx, on_strategy_thread, resting_buy, start_with, strategy_thread, Setup};
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::latency::{LatencySamples, Trigger};
 use runner::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
-use runner::ledger::limits;
 use runner::sim::{FailKind, RequestRecord, SimConfig};
 
 async fn start_ws(options: ClientOptions) -> Setup {
@@ -20,7 +20,7 @@ async fn start_ws(options: ClientOptions) -> Setup {
         order_transport: OrderTransport::WsApi,
         ..options
     };
-    start_with(SimConfig::default(), limits::binance_spot_defaults(), options).await
+    start_with(SimConfig::default(), rate_limits::spot_defaults(), options).await
 }
 
 fn count(log: &[RequestRecord], transport: &str, method: &str) -> usize {
@@ -243,7 +243,7 @@ async fn an_order_placed_for_a_market_event_records_its_latency_once_written() {
     for transport in [OrderTransport::Rest, OrderTransport::WsApi] {
         let setup = start_with(
             SimConfig::default(),
-            limits::binance_spot_defaults(),
+            rate_limits::spot_defaults(),
             ClientOptions {
                 order_transport: transport,
                 ..ClientOptions::default()
@@ -290,7 +290,7 @@ async fn an_idle_order_connection_answers_the_exchanges_pings_and_stays_open() {
         order_transport: OrderTransport::WsApi,
         ..ClientOptions::default()
     };
-    let setup = start_with(config, limits::binance_spot_defaults(), options).await;
+    let setup = start_with(config, rate_limits::spot_defaults(), options).await;
     let first = resting_buy(&setup.venue, "patient", 0.9).await;
     let second = resting_buy(&setup.venue, "patient", 0.85).await;
     let connects_before = count(&setup.sim.request_log(), "WS_API", "CONNECT");

@@ -6,11 +6,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::ws_orders::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{EventSink, OrderStatus, Venue};
 use runner::host::{Host, StopReason};
-use runner::ledger::{limits, Ledger, LedgerConfig, TokioClock};
+use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 use runner::sim::{self, SimConfig, SimHandle};
 use support::{stats, wait_for, Files};
 
@@ -27,7 +28,7 @@ async fn connected_with(options: ClientOptions, busy_poll: bool) -> (SimHandle, 
         .await
         .expect("simulator starts");
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );

@@ -307,6 +307,7 @@ impl Venue for TestVenue {
             },
             throttled_count: 0,
             banned_count: 0,
+            sharing: None,
         }
     }
     async fn start(&self, _: Arc<dyn EventSink>) -> Result<(), ApiError> {

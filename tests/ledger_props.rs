@@ -35,12 +35,7 @@ fn limits() -> Vec<RateLimit> {
 }
 
 fn units(kind: PoolKind, cost: &Cost) -> u64 {
-    u64::from(match kind {
-        RequestWeight => cost.weight,
-        Orders => cost.orders,
-        RawRequests => cost.raw,
-        Connections => cost.connections,
-    })
+    cost.units_of(kind)
 }
 
 fn cap(limit: &RateLimit, lane: Lane) -> u64 {
@@ -98,12 +93,11 @@ fn request() -> impl Strategy<Value = Request> {
             |(delay_ms, lane, weight, orders, connections, wait_ms, credit)| Request {
                 delay_ms,
                 lane,
-                cost: Cost {
-                    weight,
-                    orders,
-                    raw: 1,
-                    connections,
-                },
+                cost: Cost::new()
+                    .with(RequestWeight, weight)
+                    .with(Orders, orders)
+                    .with(RawRequests, 1)
+                    .with(Connections, connections),
                 wait_ms,
                 credit,
             },
@@ -153,8 +147,8 @@ proptest! {
                         asked.lock().push((requested_ms, r.wait_ms));
                         match ledger.reserve(&name, r.lane, r.cost, Duration::from_millis(r.wait_ms)).await {
                             Ok(p) => {
-                                let credited = if r.credit && p.cost.orders > 0 { p.cost.weight.min(1) } else { 0 };
-                                ledger.credit(&p, credited);
+                                let credited = if r.credit && p.cost.units_of(Orders) > 0 { p.cost.units_of(RequestWeight).min(1) as u32 } else { 0 };
+                                ledger.credit(&p, RequestWeight, credited);
                                 admissions.lock().push(Admission {
                                     seq: p.seq,
                                     lane: p.lane,

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::LedgerError;
+
 /// The name a strategy runs under; unique within one process.
 pub type StrategyId = Arc<str>;
 
@@ -313,5 +315,24 @@ impl ApiError {
     pub fn with_exchange_code(mut self, code: i64) -> Self {
         self.exchange_code = Some(code);
         self
+    }
+
+    /// The strategy-facing form of a ledger refusal, with `retry_after_ms` relative to `now_ms`.
+    pub fn from_ledger(error: &LedgerError, now_ms: i64) -> Self {
+        let after = |until: i64| (until - now_ms).max(0) as u64;
+        let message = error.to_string();
+        match error {
+            LedgerError::RateLimited { until_ms } => {
+                ApiError::new(ErrorCode::RateLimited, message).with_retry_after(after(*until_ms))
+            }
+            LedgerError::Throttled { until_ms } => {
+                ApiError::new(ErrorCode::Backoff, message).with_retry_after(after(*until_ms))
+            }
+            LedgerError::Banned { until_ms } => {
+                ApiError::new(ErrorCode::Banned, message).with_retry_after(after(*until_ms))
+            }
+            LedgerError::TooLarge(_) => ApiError::new(ErrorCode::InvalidOrder, message),
+            LedgerError::Closed => ApiError::new(ErrorCode::Stopped, message),
+        }
     }
 }

@@ -574,6 +574,7 @@ impl Venue for Offline {
             mine: StrategyUsage::default(),
             throttled_count: 0,
             banned_count: 0,
+            sharing: None,
         }
     }
     async fn start(&self, _: Arc<dyn EventSink>) -> Result<(), ApiError> {

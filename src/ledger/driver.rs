@@ -14,6 +14,9 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             let mut st = inner.state.lock();
             let now = st.advance(local);
             st.dispatch(now);
+            if st.shared {
+                inner.tell_keeper(&mut st);
+            }
             if st.waiting == 0 || st.closed {
                 st.driver_running = false;
                 st.driver_target_ms = None;

@@ -1,7 +1,8 @@
-//! What a limit is: a kind of pool, a fixed clock-aligned window, and a count.
+//! What a limit is: a pool (scope, kind, window) and a count.
 //!
 //! Venue-neutral. Venue adapters translate their exchange's announcements
-//! (Binance's `exchangeInfo.rateLimits`, usage headers) into these types.
+//! (e.g. a `rateLimits` list, usage headers) into these types, and map each
+//! request to the pools it draws on (see [`super::Cost`]).
 
 use std::fmt;
 
@@ -37,6 +38,76 @@ impl PoolKind {
             "RAW_REQUESTS" => Some(PoolKind::RawRequests),
             "CONNECTIONS" => Some(PoolKind::Connections),
             _ => None,
+        }
+    }
+}
+
+impl PoolKind {
+    /// Where exchanges usually count this kind: orders per account, the rest per
+    /// egress IP. [`RateLimit::new`] uses it; an adapter whose exchange counts
+    /// otherwise says so with [`RateLimit::scoped`].
+    pub const fn default_scope(self) -> Scope {
+        match self {
+            PoolKind::Orders => Scope::Account(0),
+            PoolKind::RequestWeight | PoolKind::RawRequests | PoolKind::Connections => Scope::Ip(0),
+        }
+    }
+}
+
+/// What an exchange counts a pool by. The numbers are ids the venue adapter assigns
+/// (IP group 0 is the default egress address, account 0 the first account), so a
+/// scope is `Copy` and compares in one instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// An egress IP address (a group of connections leaving from one address).
+    Ip(u16),
+    /// An account, sub-account or UID.
+    Account(u16),
+    /// One connection (e.g. messages per WebSocket connection).
+    Connection(u16),
+    /// One endpoint (venues that count per endpoint per IP).
+    Endpoint(u16),
+    /// One account's use of one instrument (venues that count per UID and symbol).
+    AccountInstrument { account: u16, instrument: u32 },
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope::Ip(0)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Ip(n) => write!(f, "ip{n}"),
+            Scope::Account(n) => write!(f, "account{n}"),
+            Scope::Connection(n) => write!(f, "connection{n}"),
+            Scope::Endpoint(n) => write!(f, "endpoint{n}"),
+            Scope::AccountInstrument { account, instrument } => write!(f, "account{account}/instrument{instrument}"),
+        }
+    }
+}
+
+/// How a pool's window moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WindowKind {
+    /// Fixed windows aligned to the exchange's epoch: the count resets at each boundary.
+    #[default]
+    Fixed,
+    /// A window sliding with time: what was sent in the last interval counts.
+    Rolling,
+    /// A leaky (credit) bucket: the limit drains away evenly over each interval.
+    Bucket,
+}
+
+impl WindowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Fixed => "fixed",
+            WindowKind::Rolling => "rolling",
+            WindowKind::Bucket => "bucket",
         }
     }
 }
@@ -140,35 +211,50 @@ impl fmt::Display for Interval {
     }
 }
 
-/// One pool: at most `limit` units of `kind` per fixed `interval` window.
+/// One pool: at most `limit` units of `kind`, counted by `scope`, per `interval`
+/// window of the given `window` kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RateLimit {
     pub kind: PoolKind,
     pub interval: Interval,
     pub limit: u64,
+    #[serde(default)]
+    pub scope: Scope,
+    #[serde(default)]
+    pub window: WindowKind,
 }
 
 impl RateLimit {
+    /// A fixed-window pool in the kind's usual scope ([`PoolKind::default_scope`]).
     pub const fn new(kind: PoolKind, unit: IntervalUnit, num: u32, limit: u64) -> Self {
         RateLimit {
             kind,
             interval: Interval::new(unit, num),
             limit,
+            scope: kind.default_scope(),
+            window: WindowKind::Fixed,
         }
     }
-}
 
-/// Binance spot's documented limits, used until the exchange announces its own.
-pub fn binance_spot_defaults() -> Vec<RateLimit> {
-    use IntervalUnit::*;
-    use PoolKind::*;
-    vec![
-        RateLimit::new(RequestWeight, Minute, 1, 6000),
-        RateLimit::new(Orders, Second, 10, 100),
-        RateLimit::new(Orders, Day, 1, 200_000),
-        RateLimit::new(RawRequests, Minute, 5, 300_000),
-        RateLimit::new(Connections, Minute, 5, 300),
-    ]
+    /// The same pool counted by another scope.
+    pub const fn scoped(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// The same pool with another kind of window.
+    pub const fn windowed(mut self, window: WindowKind) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// Whether two limits describe the same pool (their counts are the same count).
+    pub fn same_pool(&self, other: &RateLimit) -> bool {
+        self.scope == other.scope
+            && self.kind == other.kind
+            && self.window == other.window
+            && self.interval.millis() == other.interval.millis()
+    }
 }
 
 #[cfg(test)]

@@ -14,9 +14,12 @@
 mod backoff;
 pub mod clock;
 mod driver;
+pub mod lease;
 pub mod limits;
 mod persist;
 mod pools;
+mod rate_ledger;
+pub mod shared;
 mod state;
 mod status;
 mod strategies;
@@ -32,13 +35,12 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use persist::Autosave;
+pub use rate_ledger::RateLedger;
 use state::{Fit, State};
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};
-pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit};
-
-use crate::exchange::types::{ApiError, ErrorCode};
+pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit, Scope, WindowKind};
 
 /// Priority classes; earlier lanes go first when budget frees up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -48,17 +50,136 @@ pub enum Lane {
     MarketData,
 }
 
-/// What one request draws from the pools.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One pool a request draws on (by scope and kind; every window of that pair) and how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Draw {
+    pub scope: Scope,
+    pub kind: PoolKind,
+    pub units: u32,
+}
+
+/// Most pools one request can draw on. Binance's dearest request draws on three
+/// (weight, raw requests, orders); per-endpoint and per-instrument venues add two.
+pub const MAX_DRAWS: usize = 6;
+
+/// What one request draws from the pools: up to [`MAX_DRAWS`] (scope, kind, units),
+/// inline, so building and checking a cost never allocates. The venue adapter maps
+/// each request to its cost; the ledger matches draws to pools by scope and kind.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cost {
-    /// REQUEST_WEIGHT units.
-    pub weight: u32,
-    /// Unfilled-order count units (ORDERS pools).
-    pub orders: u32,
-    /// RAW_REQUESTS units (1 per request).
-    pub raw: u32,
-    /// WebSocket connection attempts (CONNECTIONS pools).
-    pub connections: u32,
+    draws: [Draw; MAX_DRAWS],
+    len: u8,
+}
+
+const NO_DRAW: Draw = Draw {
+    scope: Scope::Ip(0),
+    kind: PoolKind::RequestWeight,
+    units: 0,
+};
+
+impl Cost {
+    /// Draws on nothing.
+    pub const fn new() -> Self {
+        Cost {
+            draws: [NO_DRAW; MAX_DRAWS],
+            len: 0,
+        }
+    }
+
+    /// Adds `units` of `kind` in the kind's usual scope ([`PoolKind::default_scope`]).
+    pub const fn with(self, kind: PoolKind, units: u32) -> Self {
+        self.with_scoped(kind.default_scope(), kind, units)
+    }
+
+    /// Adds `units` of `kind` counted by `scope` (summed with an earlier draw on the same pool).
+    ///
+    /// # Panics
+    /// When a cost would draw on more than [`MAX_DRAWS`] pools: a venue adapter's mapping
+    /// is wrong, not its input.
+    pub const fn with_scoped(mut self, scope: Scope, kind: PoolKind, units: u32) -> Self {
+        if units == 0 {
+            return self;
+        }
+        let mut i = 0;
+        while i < self.len as usize {
+            let d = &mut self.draws[i];
+            if d.kind as u8 == kind as u8 && scope_eq(d.scope, scope) {
+                d.units = d.units.saturating_add(units);
+                return self;
+            }
+            i += 1;
+        }
+        assert!(
+            (self.len as usize) < MAX_DRAWS,
+            "a cost draws on more pools than MAX_DRAWS"
+        );
+        self.draws[self.len as usize] = Draw { scope, kind, units };
+        self.len += 1;
+        self
+    }
+
+    /// The pools drawn on, each once.
+    #[inline]
+    pub fn draws(&self) -> &[Draw] {
+        &self.draws[..self.len as usize]
+    }
+
+    /// Units drawn from the pools of this scope and kind.
+    #[inline]
+    pub fn units(&self, scope: Scope, kind: PoolKind) -> u64 {
+        self.draws()
+            .iter()
+            .find(|d| d.kind == kind && d.scope == scope)
+            .map_or(0, |d| u64::from(d.units))
+    }
+
+    /// Units of `kind` drawn, whatever the scope.
+    pub fn units_of(&self, kind: PoolKind) -> u64 {
+        self.draws()
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| u64::from(d.units))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// `Scope`'s equality, usable in a `const fn`.
+const fn scope_eq(a: Scope, b: Scope) -> bool {
+    match (a, b) {
+        (Scope::Ip(x), Scope::Ip(y))
+        | (Scope::Account(x), Scope::Account(y))
+        | (Scope::Connection(x), Scope::Connection(y))
+        | (Scope::Endpoint(x), Scope::Endpoint(y)) => x == y,
+        (
+            Scope::AccountInstrument {
+                account: a1,
+                instrument: i1,
+            },
+            Scope::AccountInstrument {
+                account: a2,
+                instrument: i2,
+            },
+        ) => a1 == a2 && i1 == i2,
+        _ => false,
+    }
+}
+
+impl Default for Cost {
+    fn default() -> Self {
+        Cost::new()
+    }
+}
+
+impl std::fmt::Debug for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.draws().iter().map(|d| (d.scope, d.kind, d.units)))
+            .finish()
+    }
 }
 
 /// The boundary guard the runner uses (see [`Ledger::set_boundary_guard`]): well above the
@@ -116,6 +237,8 @@ pub enum Verdict {
 /// The exchange's own count of a pool's current window, from a response header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerUsage {
+    /// Whose count it is (the IP's weight, an account's orders).
+    pub scope: Scope,
     pub kind: PoolKind,
     pub interval: Interval,
     pub used: u64,
@@ -148,14 +271,21 @@ impl BackoffState {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolStatus {
+    pub scope: Scope,
+    pub window: WindowKind,
     pub kind: PoolKind,
     pub interval: Interval,
     pub limit: u64,
     pub used: u64,
-    /// Exchange time (ms) at which the current window ends.
+    /// Exchange time (ms) at which the count next goes down by itself (a fixed
+    /// window's end).
     pub resets_at_ms: i64,
     /// Highest `used` seen in any window since start.
     pub peak: u64,
+    /// For a pool shared with other processes: the slice of the window this process holds
+    /// (`used` is this process's own use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease: Option<u64>,
 }
 
 /// What one strategy spent in the current windows.
@@ -177,6 +307,9 @@ pub struct LedgerStatus {
     /// 429s and 418s received since start (should stay 0).
     pub throttled_count: u64,
     pub banned_count: u64,
+    /// How the pools are shared with other processes; `None` when this process owns them alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<lease::Sharing>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -191,26 +324,6 @@ pub enum LedgerError {
     TooLarge(String),
     #[error("the ledger is closed")]
     Closed,
-}
-
-impl LedgerError {
-    /// The strategy-facing error, with `retry_after_ms` relative to `now_ms`.
-    pub fn to_api_error(&self, now_ms: i64) -> ApiError {
-        let after = |until: i64| (until - now_ms).max(0) as u64;
-        match self {
-            LedgerError::RateLimited { until_ms } => {
-                ApiError::new(ErrorCode::RateLimited, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::Throttled { until_ms } => {
-                ApiError::new(ErrorCode::Backoff, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::Banned { until_ms } => {
-                ApiError::new(ErrorCode::Banned, self.to_string()).with_retry_after(after(*until_ms))
-            }
-            LedgerError::TooLarge(_) => ApiError::new(ErrorCode::InvalidOrder, self.to_string()),
-            LedgerError::Closed => ApiError::new(ErrorCode::Stopped, self.to_string()),
-        }
-    }
 }
 
 /// The ledger. Cheap to clone; all clones share one state.
@@ -228,6 +341,10 @@ pub(crate) struct Inner {
     wake_driver: Notify,
     /// Serialises writers of the state file (the tmp name is shared).
     save_lock: Mutex<()>,
+    /// Woken when a shared pool wants more lease or has news for the other processes.
+    keeper: std::sync::OnceLock<Arc<Notify>>,
+    /// How the pools are shared, if they are (set by the lease keeper).
+    sharing: Mutex<Option<lease::Sharing>>,
 }
 
 impl Inner {
@@ -235,6 +352,16 @@ impl Inner {
     #[inline]
     fn exchange_now(&self) -> i64 {
         self.clock.local_ms() + self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Wakes the lease keeper of a shared ledger when there is news for it.
+    fn tell_keeper(&self, st: &mut State) {
+        if st.lease_news {
+            if let Some(keeper) = self.keeper.get() {
+                st.lease_news = false;
+                keeper.notify_one();
+            }
+        }
     }
 
     /// Wakes the driver if the waiters' next chance moved earlier than its alarm.
@@ -271,8 +398,8 @@ fn millis(d: Duration) -> i64 {
 }
 
 impl Ledger {
-    /// Builds a ledger with these pools (use [`limits::binance_spot_defaults`] until
-    /// the exchange announces its own). Restores persisted state from
+    /// Builds a ledger with these pools (the venue adapter's defaults until the
+    /// exchange announces its own). Restores persisted state from
     /// `config.state_dir` when present and still current.
     pub fn new(limits: Vec<RateLimit>, config: LedgerConfig, clock: Arc<dyn Clock>) -> Self {
         let headroom = if (0.0..1.0).contains(&config.market_headroom) {
@@ -297,17 +424,10 @@ impl Ledger {
                 state_dir: config.state_dir,
                 wake_driver: Notify::new(),
                 save_lock: Mutex::new(()),
+                keeper: std::sync::OnceLock::new(),
+                sharing: Mutex::new(None),
             }),
         }
-    }
-
-    /// A ledger with Binance spot's documented limits, default settings and the tokio clock.
-    pub fn with_defaults() -> Self {
-        Ledger::new(
-            limits::binance_spot_defaults(),
-            LedgerConfig::default(),
-            Arc::new(TokioClock::new()),
-        )
     }
 
     /// A handle for one strategy: reserves without looking its name up each time.
@@ -431,16 +551,31 @@ impl Ledger {
                 st.dispatch(now);
             }
             match st.check(lane, &cost, st.ahead_of(lane)) {
-                Fit::Now => return Attempt::Done(Ok(st.admit(sid, lane, cost, now))),
-                Fit::Blocked { room_at_ms, .. } if wait.is_zero() => {
-                    return Attempt::Done(Err(LedgerError::RateLimited { until_ms: room_at_ms }))
+                Fit::Now => {
+                    let permit = st.admit(sid, lane, cost, now);
+                    if st.shared {
+                        self.inner.tell_keeper(&mut st);
+                    }
+                    return Attempt::Done(Ok(permit));
                 }
-                Fit::Blocked { .. } => {}
+                Fit::Blocked { room_at_ms, .. } => {
+                    if st.shared {
+                        let ahead = st.ahead_of(lane).to_vec();
+                        st.want(lane, &cost, &ahead);
+                        self.inner.tell_keeper(&mut st);
+                    }
+                    if wait.is_zero() {
+                        return Attempt::Done(Err(LedgerError::RateLimited { until_ms: room_at_ms }));
+                    }
+                }
             }
         }
         let (tx, reply) = oneshot::channel();
         let id = st.push_waiter(sid, lane, cost, now.saturating_add(wait_ms), tx);
         st.dispatch(now);
+        if st.shared {
+            self.inner.tell_keeper(&mut st);
+        }
         if !st.driver_running {
             st.driver_running = true;
             st.driver_target_ms = None;
@@ -468,9 +603,20 @@ impl Ledger {
             for pool in &mut st.pools {
                 // A response sent in an earlier window says nothing about this one.
                 if pool.limit.kind == usage.kind
+                    && pool.limit.scope == usage.scope
                     && pool.limit.interval.millis() == window_ms
                     && pool.is_current(permit.sent_at_ms)
                 {
+                    if pool.lease.is_some() {
+                        // The exchange counts every process: the shared count is raised, not ours.
+                        st.server_reports.push(lease::ServerReport {
+                            limit: pool.limit,
+                            window_start_ms: pool.window_start,
+                            used: usage.used,
+                        });
+                        st.lease_news = true;
+                        continue;
+                    }
                     if usage.used > pool.used {
                         st.generation += 1;
                     }
@@ -481,6 +627,9 @@ impl Ledger {
         if observation.verdict != Verdict::Ok {
             let now = st.advance(self.inner.exchange_now());
             self.apply_verdict(st, &observation.verdict, now);
+        }
+        if st.shared {
+            self.inner.tell_keeper(st);
         }
     }
 
@@ -493,17 +642,22 @@ impl Ledger {
                 "exchange asked to back off; nothing is sent until then"
             );
             st.generation += 1;
+            if st.shared {
+                st.backoff_report = Some((state, resume_ms));
+                st.lease_news = true;
+                self.inner.tell_keeper(st);
+            }
             st.dispatch(now);
             self.inner.nudge_driver(st);
         }
     }
 
-    /// Gives back weight the exchange did not charge (successful order calls cost 0).
-    /// Only counts of the window the request was sent in are lowered, never below
-    /// what the exchange itself reported. Call it once per permit.
-    pub fn credit(&self, permit: &Permit, weight: u32) {
-        let units = u64::from(weight.min(permit.cost.weight));
-        if units == 0 {
+    /// Gives back up to `units` of `kind` the exchange did not charge (Binance's successful
+    /// order calls cost no weight), from every pool of that kind the permit drew on. Only
+    /// counts of the window the request was sent in are lowered, never below what the
+    /// exchange itself reported. Call it once per permit.
+    pub fn credit(&self, permit: &Permit, kind: PoolKind, units: u32) {
+        if permit.cost.units_of(kind) == 0 || units == 0 {
             return;
         }
         let local = self.inner.exchange_now();
@@ -512,28 +666,34 @@ impl Ledger {
         let now = st.advance(local);
         let sid = st.strategies.lookup(&permit.strategy);
         for (i, pool) in st.pools.iter_mut().enumerate() {
-            if pool.limit.kind == PoolKind::RequestWeight && pool.is_current(permit.sent_at_ms) {
-                pool.refund(units);
+            if pool.limit.kind != kind {
+                continue;
+            }
+            let back = u64::from(units).min(permit.cost.units(pool.limit.scope, kind));
+            if back > 0 && pool.is_current(permit.sent_at_ms) {
+                pool.refund(back, permit.sent_at_ms);
                 if let Some(sid) = sid {
-                    st.strategies.refund(sid, i, pool, units);
+                    st.strategies.refund(sid, i, pool, back);
                 }
             }
         }
-        if let Some(sid) = sid {
-            st.strategies.refund_total_weight(sid, units);
+        if let (Some(sid), PoolKind::RequestWeight) = (sid, kind) {
+            let back = u64::from(units).min(permit.cost.units_of(kind));
+            st.strategies.refund_total_weight(sid, back);
         }
         st.generation += 1;
         st.dispatch(now);
         self.inner.nudge_driver(st);
     }
 
-    /// An order got its first fill: the exchange lowers the unfilled-order count.
-    pub fn order_filled(&self, count: u32) {
+    /// An order of the account `scope` got its first fill: the exchange lowers that
+    /// account's unfilled-order count.
+    pub fn order_filled(&self, scope: Scope, count: u32) {
         let local = self.inner.exchange_now();
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         for pool in &mut st.pools {
-            if pool.limit.kind == PoolKind::Orders {
+            if pool.limit.kind == PoolKind::Orders && pool.limit.scope == scope {
                 pool.lower(u64::from(count));
             }
         }
@@ -555,7 +715,10 @@ impl Ledger {
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         let sid = st.strategies.lookup(strategy);
-        status::build(&st, sid, now)
+        let mut status = status::build(&st, sid, now);
+        drop(st);
+        status.sharing = self.sharing();
+        status
     }
 
     /// Writes windows and backoff state to the state dir (no-op without one).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::limits::{Interval, PoolKind, RateLimit};
+use super::limits::{Interval, PoolKind, RateLimit, Scope, WindowKind};
 use super::state::State;
 use super::Ledger;
 
@@ -32,6 +32,11 @@ pub(crate) struct Snapshot {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SavedPool {
+    /// Absent in files written before pools had scopes: the kind's usual scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Scope>,
+    #[serde(default)]
+    window: WindowKind,
     kind: PoolKind,
     interval: Interval,
     /// The pool's limit, so a pool the configured limits lack can be adopted on restore
@@ -42,6 +47,27 @@ struct SavedPool {
     used: u64,
 }
 
+impl SavedPool {
+    /// The saved pool as a limit of `limit` units.
+    fn limit_with(&self, limit: u64) -> RateLimit {
+        RateLimit {
+            kind: self.kind,
+            interval: self.interval,
+            limit,
+            scope: self.scope.unwrap_or(self.kind.default_scope()),
+            window: self.window,
+        }
+    }
+
+    /// Whether what it counted may still count at `now_ms`.
+    fn is_current(&self, saved_at_ms: i64, now_ms: i64) -> bool {
+        match self.window {
+            WindowKind::Fixed => self.interval.window_start(now_ms) == self.window_start_ms,
+            WindowKind::Rolling | WindowKind::Bucket => now_ms.saturating_sub(saved_at_ms) < self.interval.millis(),
+        }
+    }
+}
+
 pub(crate) fn snapshot(st: &State) -> Snapshot {
     Snapshot {
         version: VERSION,
@@ -50,6 +76,8 @@ pub(crate) fn snapshot(st: &State) -> Snapshot {
             .pools
             .iter()
             .map(|p| SavedPool {
+                scope: Some(p.limit.scope),
+                window: p.limit.window,
                 kind: p.limit.kind,
                 interval: p.limit.interval,
                 limit: Some(p.limit.limit),
@@ -104,12 +132,11 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
     adopt_missing_pools(st, &snapshot, now_ms);
     let mut restored = 0;
     for saved in &snapshot.pools {
-        let current = saved.interval.window_start(now_ms) == saved.window_start_ms;
-        let pool = st
-            .pools
-            .iter_mut()
-            .find(|p| p.limit.kind == saved.kind && p.limit.interval.millis() == saved.interval.millis());
-        if let (true, Some(pool)) = (current, pool) {
+        if !saved.is_current(snapshot.saved_at_ms, now_ms) {
+            continue;
+        }
+        let limit = saved.limit_with(0);
+        if let Some(pool) = st.pools.iter_mut().find(|p| p.limit.same_pool(&limit)) {
             // More than the limit cannot have been used: the file is damaged. The full limit is
             // the safe reading (the window waits out its end, which is near), said out loud.
             let used = if saved.used > pool.limit.limit {
@@ -124,7 +151,11 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
             } else {
                 saved.used
             };
-            pool.charge(used);
+            match saved.window {
+                WindowKind::Fixed => pool.charge(used),
+                // Counted anew from now: later than it was sent, so on the safe side.
+                WindowKind::Rolling | WindowKind::Bucket => pool.charge_at(used, now_ms),
+            }
             restored += 1;
         }
     }
@@ -160,19 +191,9 @@ fn adopt_missing_pools(st: &mut State, snapshot: &Snapshot, now_ms: i64) {
     let missing: Vec<RateLimit> = snapshot
         .pools
         .iter()
-        .filter(|saved| saved.interval.window_start(now_ms) == saved.window_start_ms)
-        .filter(|saved| {
-            !configured
-                .iter()
-                .any(|l| l.kind == saved.kind && l.interval.millis() == saved.interval.millis())
-        })
-        .filter_map(|saved| {
-            Some(RateLimit {
-                kind: saved.kind,
-                interval: saved.interval,
-                limit: saved.limit.filter(|l| *l > 0)?,
-            })
-        })
+        .filter(|saved| saved.is_current(snapshot.saved_at_ms, now_ms))
+        .filter_map(|saved| Some(saved.limit_with(saved.limit.filter(|l| *l > 0)?)))
+        .filter(|limit| !configured.iter().any(|l| l.same_pool(limit)))
         .collect();
     if !missing.is_empty() {
         st.set_limits(configured.into_iter().chain(missing).collect());

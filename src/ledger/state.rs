@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::backoff::Backoff;
-use super::limits::RateLimit;
+use super::limits::{PoolKind, RateLimit};
 use super::pools::{amount, normalise, Pool};
 use super::strategies::{Sid, Strategies};
 use super::{Cost, Lane, LedgerError, Permit};
@@ -69,6 +69,16 @@ pub(crate) struct State {
     pub saved_generation: u64,
     pub driver_running: bool,
     pub driver_target_ms: Option<i64>,
+    /// Whether some pool is shared with other processes (see `lease`).
+    pub shared: bool,
+    /// Shared pools: something for the lease keeper to do (more wanted, usage, a backoff).
+    pub lease_news: bool,
+    /// Shared pools: the exchange's counts seen since the keeper last looked.
+    pub server_reports: Vec<super::lease::ServerReport>,
+    /// Shared pools: a backoff this process entered, for the others.
+    pub backoff_report: Option<(super::BackoffState, i64)>,
+    /// Which pools are shared (and when to ask for more), for pools announced later.
+    pub share_rule: Option<super::lease::ShareRule>,
 }
 
 #[inline]
@@ -107,6 +117,11 @@ impl State {
             saved_generation: 0,
             driver_running: false,
             driver_target_ms: None,
+            shared: false,
+            lease_news: false,
+            server_reports: Vec::new(),
+            backoff_report: None,
+            share_rule: None,
         }
     }
 
@@ -144,12 +159,12 @@ impl State {
     /// A cost no window of some pool could ever hold for this lane.
     pub fn too_large(&self, lane: Lane, cost: &Cost) -> Option<LedgerError> {
         self.pools.iter().find_map(|p| {
-            let units = amount(p.limit.kind, cost);
-            (units > p.cap(lane)).then(|| {
+            let units = amount(&p.limit, cost);
+            (units > p.limit_cap(lane)).then(|| {
                 LedgerError::TooLarge(format!(
                     "{units} {} units against {} per {} for the {lane:?} lane",
                     p.limit.kind,
-                    p.cap(lane),
+                    p.limit_cap(lane),
                     p.limit.interval
                 ))
             })
@@ -162,7 +177,7 @@ impl State {
         let mut next_reset_ms = i64::MAX;
         let mut room_at_ms = i64::MIN;
         for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(p.limit.kind, cost);
+            let units = amount(&p.limit, cost);
             if units == 0 {
                 continue;
             }
@@ -186,14 +201,24 @@ impl State {
     #[inline]
     pub fn admit(&mut self, sid: Sid, lane: Lane, cost: Cost, now_ms: i64) -> Permit {
         for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(p.limit.kind, &cost);
+            let units = amount(&p.limit, &cost);
             if units > 0 {
                 p.charge_at(units, now_ms);
                 self.strategies.charge(sid, i, p, units);
+                if let Some(lease) = p.lease {
+                    if lease.saturating_sub(p.used) < p.refill_below {
+                        p.wanted = p.wanted.max(1);
+                        p.wanted_full |= lane != Lane::MarketData;
+                        self.lease_news = true;
+                    }
+                }
             }
         }
-        self.strategies
-            .add_totals(sid, u64::from(cost.weight), u64::from(cost.orders));
+        self.strategies.add_totals(
+            sid,
+            cost.units_of(PoolKind::RequestWeight),
+            cost.units_of(PoolKind::Orders),
+        );
         self.seq += 1;
         self.generation += 1;
         Permit {
@@ -211,20 +236,33 @@ impl State {
             return;
         };
         for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(p.limit.kind, &permit.cost);
+            let units = amount(&p.limit, &permit.cost);
             if units > 0 && p.is_current(permit.sent_at_ms) {
-                p.used = p.used.saturating_sub(units);
+                p.uncharge(units, permit.sent_at_ms);
                 self.strategies.refund(sid, i, p, units);
             }
         }
-        self.strategies.refund_total_weight(sid, u64::from(permit.cost.weight));
+        self.strategies
+            .refund_total_weight(sid, permit.cost.units_of(PoolKind::RequestWeight));
         self.generation += 1;
+    }
+
+    /// Shared pools: records what `cost` lacks beyond the leases (with `ahead` set aside).
+    pub fn want(&mut self, lane: Lane, cost: &Cost, ahead: &[u64]) {
+        for (i, p) in self.pools.iter_mut().enumerate() {
+            let units = amount(&p.limit, cost);
+            let aside = ahead.get(i).copied().filter(|a| *a != CLAIMED).unwrap_or(0);
+            if units > 0 && p.lease.is_some() {
+                p.want(lane, units, aside);
+                self.lease_news |= p.wanted > 0;
+            }
+        }
     }
 
     /// Sets aside what a blocked waiter needs from those behind it.
     fn claim(&self, lane: Lane, cost: &Cost, ahead: &mut [u64]) {
         for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(p.limit.kind, cost);
+            let units = amount(&p.limit, cost);
             if units == 0 {
                 continue;
             }
@@ -315,6 +353,9 @@ impl State {
                     } => {
                         self.lanes[li][i].room_at_ms = room_at_ms;
                         next_wake = Some(next_wake.map_or(next_reset_ms, |w| w.min(next_reset_ms)));
+                        if self.shared {
+                            self.want(lane, &cost, &ahead);
+                        }
                         self.claim(lane, &cost, &mut ahead);
                         i += 1;
                     }
@@ -378,18 +419,11 @@ impl State {
             .map(|l| {
                 let guard_ms = self.pools.first().map_or(0, |p| p.guard_ms);
                 let mut pool = Pool::new(l, self.market_headroom, now, guard_ms);
-                let old = self
-                    .pools
-                    .iter()
-                    .position(|p| p.limit.kind == l.kind && p.limit.interval.millis() == l.interval.millis());
+                let old = self.pools.iter().position(|p| p.limit.same_pool(&l));
                 if let Some(o) = old {
-                    let prev = &self.pools[o];
-                    pool.window_start = prev.window_start;
-                    pool.window_end = prev.window_end;
-                    pool.used = prev.used;
-                    pool.server_floor = prev.server_floor;
-                    pool.peak = prev.peak;
-                    pool.tail = prev.tail;
+                    pool.adopt(&self.pools[o]);
+                } else if let Some(rule) = &self.share_rule {
+                    rule.apply(&mut pool);
                 }
                 old_index.push(old);
                 pool

@@ -16,12 +16,15 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         .pools
         .iter()
         .map(|p| PoolStatus {
+            scope: p.limit.scope,
+            window: p.limit.window,
             kind: p.limit.kind,
             interval: p.limit.interval,
             limit: p.limit.limit,
             used: p.used,
             resets_at_ms: p.window_end,
             peak: p.peak,
+            lease: p.lease,
         })
         .collect();
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {
@@ -46,5 +49,6 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         mine,
         throttled_count: st.backoff.throttled_count,
         banned_count: st.backoff.banned_count,
+        sharing: None,
     }
 }

@@ -32,20 +32,14 @@ fn ledger(limits: Vec<RateLimit>) -> Ledger {
 }
 
 fn weight(n: u32) -> Cost {
-    Cost {
-        weight: n,
-        raw: 1,
-        ..Cost::default()
-    }
+    Cost::new().with(RequestWeight, n).with(RawRequests, 1)
 }
 
 fn order(weight: u32, orders: u32) -> Cost {
-    Cost {
-        weight,
-        orders,
-        raw: 1,
-        connections: 0,
-    }
+    Cost::new()
+        .with(RequestWeight, weight)
+        .with(Orders, orders)
+        .with(RawRequests, 1)
 }
 
 fn pool(status: &LedgerStatus, kind: PoolKind) -> &PoolStatus {
@@ -126,10 +120,7 @@ async fn a_cost_larger_than_a_window_is_refused_at_once() {
         l.try_reserve("s", Lane::MarketData, weight(95)),
         Err(LedgerError::TooLarge(_))
     ));
-    let three = Cost {
-        connections: 3,
-        ..Cost::default()
-    };
+    let three = Cost::new().with(Connections, 3);
     assert!(matches!(
         l.try_reserve("s", Lane::Order, three),
         Err(LedgerError::TooLarge(_))
@@ -254,6 +245,7 @@ async fn server_usage_raises_the_count_but_never_lowers_it() {
     let p = l.try_reserve("s", Lane::Order, weight(10)).unwrap();
     let header = |used| Observation {
         usage: vec![ServerUsage {
+            scope: RequestWeight.default_scope(),
             kind: RequestWeight,
             interval: Interval::new(Minute, 1),
             used,
@@ -286,7 +278,7 @@ async fn credit_gives_weight_back_in_the_same_window_and_wakes_waiters() {
         async move { l.reserve("s", Lane::Order, weight(1), 30 * SEC).await }
     });
     tokio::time::advance(Duration::from_millis(1500)).await;
-    l.credit(&placed, 1);
+    l.credit(&placed, RequestWeight, 1);
     let p = waiter.await.unwrap().unwrap();
     assert_eq!(Instant::now() - start, Duration::from_millis(1500));
     assert_eq!(p.sent_at_ms, T0 + 1500);
@@ -294,7 +286,7 @@ async fn credit_gives_weight_back_in_the_same_window_and_wakes_waiters() {
     // A credit for a request of an earlier window does nothing.
     tokio::time::advance(60 * SEC).await;
     l.try_reserve("s", Lane::Order, weight(3)).unwrap();
-    l.credit(&placed, 1);
+    l.credit(&placed, RequestWeight, 1);
     assert_eq!(pool(&l.status("s"), RequestWeight).used, 3);
 }
 
@@ -308,9 +300,9 @@ async fn a_fill_lowers_the_unfilled_order_count_but_not_below_zero() {
         l.try_reserve("s", Lane::Order, order(0, 1)).unwrap();
     }
     assert!(l.try_reserve("s", Lane::Order, order(0, 1)).is_err());
-    l.order_filled(1);
+    l.order_filled(Scope::Account(0), 1);
     l.try_reserve("s", Lane::Order, order(0, 1)).unwrap();
-    l.order_filled(10);
+    l.order_filled(Scope::Account(0), 10);
     let st = l.status("s");
     assert!(st.pools.iter().all(|p| p.used == 0));
 }
@@ -595,4 +587,109 @@ mod persistence {
         autosave.stop().await;
         assert_eq!(pool(&reopen(dir.path(), start).status("s"), RequestWeight).used, 11);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pools_of_every_scope_and_window_kind_count_only_their_own_draws() {
+    use WindowKind::{Bucket, Fixed, Rolling};
+    let ip = Scope::Ip(0);
+    let account = Scope::Account(1);
+    let connection = Scope::Connection(2);
+    let endpoint = Scope::Endpoint(3);
+    let instrument = Scope::AccountInstrument {
+        account: 1,
+        instrument: 7,
+    };
+    let l = ledger(vec![
+        RateLimit::new(RequestWeight, Minute, 1, 100).scoped(ip).windowed(Fixed),
+        RateLimit::new(Orders, Second, 10, 3).scoped(account).windowed(Rolling),
+        RateLimit::new(RawRequests, Second, 1, 2)
+            .scoped(connection)
+            .windowed(Bucket),
+        RateLimit::new(RawRequests, Second, 10, 5)
+            .scoped(endpoint)
+            .windowed(Fixed),
+        RateLimit::new(Orders, Second, 10, 2)
+            .scoped(instrument)
+            .windowed(Bucket),
+    ]);
+    let status = |scope: Scope| {
+        l.status("s")
+            .pools
+            .into_iter()
+            .find(|p| p.scope == scope)
+            .expect("pool present")
+    };
+    // A request on the endpoint, from the IP: two pools, the others untouched.
+    let get = Cost::new()
+        .with_scoped(ip, RequestWeight, 4)
+        .with_scoped(endpoint, RawRequests, 1);
+    for _ in 0..5 {
+        l.try_reserve("s", Lane::Order, get).unwrap();
+    }
+    assert!(matches!(
+        l.try_reserve("s", Lane::Order, get),
+        Err(LedgerError::RateLimited { until_ms }) if until_ms == T0 + 10_000
+    ));
+    // Another endpoint has no pool of its own here: only the IP's weight counts.
+    l.try_reserve(
+        "s",
+        Lane::Order,
+        Cost::new()
+            .with_scoped(Scope::Endpoint(9), RawRequests, 1)
+            .with_scoped(ip, RequestWeight, 1),
+    )
+    .unwrap();
+    assert_eq!((status(ip).used, status(endpoint).used), (21, 5));
+    assert_eq!(
+        (status(account).used, status(connection).used, status(instrument).used),
+        (0, 0, 0)
+    );
+
+    // Rolling: three orders spread over the window; room returns as each leaves it.
+    let place = Cost::new()
+        .with_scoped(account, Orders, 1)
+        .with_scoped(instrument, Orders, 1);
+    let place_other = Cost::new().with_scoped(account, Orders, 1);
+    l.try_reserve("s", Lane::Order, place).unwrap();
+    tokio::time::advance(Duration::from_millis(4_000)).await;
+    l.try_reserve("s", Lane::Order, place_other).unwrap();
+    l.try_reserve("s", Lane::Order, place_other).unwrap();
+    assert!(
+        l.try_reserve("s", Lane::Order, place_other).is_err(),
+        "3 in the last 10 s"
+    );
+    // Past T0+10 s a fixed window would have reset; the rolling one still holds the first order
+    // until its whole slice has left the window.
+    tokio::time::advance(Duration::from_millis(6_500)).await;
+    assert_eq!(status(account).used, 3);
+    tokio::time::advance(Duration::from_millis(1_000)).await;
+    assert_eq!(status(account).used, 2, "the first order left the window");
+    l.try_reserve("s", Lane::Order, place_other).unwrap();
+
+    // Full again: the next order waits until the two of second 4 have left the window.
+    let start = Instant::now();
+    l.reserve("s", Lane::Order, place, 20 * SEC).await.unwrap();
+    assert_eq!(Instant::now() - start, Duration::from_millis(3_500));
+
+    // Bucket: 2 per 10 s per instrument, draining one unit every 5 s.
+    assert_eq!(status(instrument).used, 1, "the first order drained, this one not yet");
+    let only_instrument = Cost::new().with_scoped(instrument, Orders, 1);
+    l.try_reserve("s", Lane::Order, only_instrument).unwrap();
+    let start = Instant::now();
+    let p = l.reserve("s", Lane::Order, only_instrument, 20 * SEC).await.unwrap();
+    assert_eq!(Instant::now() - start, 5 * SEC, "one unit drains every 5 s");
+    assert_eq!(status(instrument).used, 2);
+    l.credit(&p, Orders, 1);
+    assert_eq!(status(instrument).used, 1, "a credit returns to the bucket");
+
+    // Bucket per connection: 2 per second.
+    let frame = Cost::new().with_scoped(connection, RawRequests, 1);
+    l.try_reserve("s", Lane::Order, frame).unwrap();
+    l.try_reserve("s", Lane::Order, frame).unwrap();
+    assert!(l.try_reserve("s", Lane::Order, frame).is_err());
+    tokio::time::advance(Duration::from_millis(500)).await;
+    l.try_reserve("s", Lane::Order, frame).unwrap();
+    let s = status(connection);
+    assert_eq!((s.window, s.used), (Bucket, 2));
 }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::ledger::limits::{binance_spot_defaults, RateLimit};
+use crate::exchange::binance::rate_limits::spot_defaults;
+use crate::ledger::limits::RateLimit;
 
 /// Built-in paper-trading credentials (the simulator's only account).
 pub const PAPER_API_KEY: &str = "paperKeyRunnerSimulatorXpDq4ZJ0cW9mB7nV2aL8sK3tY6uR1eH5gF0oI";
@@ -127,7 +128,7 @@ impl Default for SimConfig {
         let balance = |a: &str, n: u32| (a.to_string(), Decimal::from(n));
         SimConfig {
             seed: 1,
-            limits: binance_spot_defaults(),
+            limits: spot_defaults(),
             api_key: PAPER_API_KEY.to_string(),
             api_secret: PAPER_API_SECRET.to_string(),
             ed25519_keys: Vec::new(),

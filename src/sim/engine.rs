@@ -1191,7 +1191,6 @@ struct LastFill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::limits::binance_spot_defaults;
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
@@ -1200,7 +1199,10 @@ mod tests {
     fn exchange() -> Exchange {
         let specs = vec![SymbolSpec::new("BTC", "USDT", "0.01", "0.00001", "5")];
         let balances = vec![("BTC".to_string(), d("1")), ("USDT".to_string(), d("100000"))];
-        let limiter = Arc::new(Mutex::new(Limiter::new(&binance_spot_defaults(), 120_000)));
+        let limiter = Arc::new(Mutex::new(Limiter::new(
+            &crate::exchange::binance::rate_limits::spot_defaults(),
+            120_000,
+        )));
         let mut ex = Exchange::new(&specs, &balances, Arc::default(), Arc::default(), limiter);
         ex.markets[0]
             .book

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{grid, CallCtx, EventSink, MarketEvent, Order, OrderRequest, OrderStatus, Side, Venue};
-use runner::ledger::{limits, Ledger, LedgerConfig, RateLimit, TokioClock};
+use runner::ledger::{Ledger, LedgerConfig, RateLimit, TokioClock};
 use runner::sim::{self, SimConfig, SimHandle};
 use tokio::sync::Notify;
 
@@ -180,7 +181,7 @@ pub async fn start_with(config: SimConfig, ledger_limits: Vec<RateLimit>, option
 pub async fn start() -> Setup {
     start_with(
         SimConfig::default(),
-        limits::binance_spot_defaults(),
+        rate_limits::spot_defaults(),
         ClientOptions::default(),
     )
     .await

@@ -19,7 +19,7 @@ use url::form_urlencoded;
 use crate::exchange::breaker::{BreakerConfig, Breakers, Caller, EndpointClass, Outcome, Refused, Ticket};
 use crate::exchange::latency::Trigger;
 use crate::exchange::types::{ApiError, ErrorCode};
-use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, ServerUsage, Verdict};
+use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
 use super::errors::{exchange_failing, GatewayError, SendError};
 use super::http::HttpClients;
@@ -246,7 +246,7 @@ impl Gateway {
         }
         tokio::select! {
             permit = self.ledger.reserve(strategy, lane, cost, wait) => {
-                permit.map_err(|e| SendError::Ledger(e.to_api_error(self.ledger.now_ms())))
+                permit.map_err(|e| SendError::Ledger(crate::exchange::types::ApiError::from_ledger(&e, self.ledger.now_ms())))
             }
             _ = self.shutdown.wait() => Err(SendError::Stopped),
         }
@@ -382,7 +382,7 @@ impl Gateway {
             sent_at_ms,
         };
         if call.credit_on_success && reply.is_success() {
-            self.ledger.credit(&permit, cost.weight);
+            self.ledger.credit(&permit, PoolKind::RequestWeight, u32::MAX);
             metrics::counter!("runner_request_weight_credited_total", &labels).increment(u64::from(cost.weight));
         }
         Ok(reply)
@@ -763,9 +763,9 @@ fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
 /// A gateway to nowhere (port 1), for tests that need one but never send.
 #[cfg(test)]
 pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
-    use crate::ledger::{limits, LedgerConfig, TokioClock};
+    use crate::ledger::{LedgerConfig, TokioClock};
     let ledger = Ledger::new(
-        limits::binance_spot_defaults(),
+        super::rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );
@@ -802,12 +802,12 @@ mod tests {
 
     #[tokio::test]
     async fn websocket_connections_send_without_nagle_delay() {
-        use crate::ledger::{limits, LedgerConfig, TokioClock};
+        use crate::ledger::{LedgerConfig, TokioClock};
         let sim = crate::sim::start(crate::sim::SimConfig::default(), "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
         let ledger = super::Ledger::new(
-            limits::binance_spot_defaults(),
+            crate::exchange::binance::rate_limits::spot_defaults(),
             LedgerConfig::default(),
             std::sync::Arc::new(TokioClock::new()),
         );

@@ -17,6 +17,7 @@ pub mod journal_sync;
 pub mod orders;
 pub mod per_thread;
 pub mod profile;
+pub mod rate_limits;
 pub mod rest;
 pub mod router;
 pub mod sign;

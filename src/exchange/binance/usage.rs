@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::ledger::limits::{binance_spot_defaults, Interval, IntervalUnit, PoolKind, RateLimit};
+use crate::ledger::limits::{Interval, IntervalUnit, PoolKind, RateLimit};
 use crate::ledger::{ServerUsage, Verdict};
 
+use super::rate_limits::{scope_of, spot_defaults};
 use super::wire::WsApiResponse;
 
 /// No real Binance pool comes near this; a bigger figure is a corrupt announcement.
@@ -48,11 +49,7 @@ fn parse_entry(entry: &Value) -> Result<RateLimit, String> {
     if limit == 0 || limit > MAX_SANE_LIMIT {
         return Err(format!("implausible limit {limit}"));
     }
-    Ok(RateLimit {
-        kind,
-        interval: Interval::new(unit, num as u32),
-        limit,
-    })
+    Ok(RateLimit::new(kind, unit, num as u32, limit).scoped(scope_of(kind)))
 }
 
 /// Pools from `exchangeInfo.rateLimits`. A kind with no valid entry keeps the
@@ -69,11 +66,7 @@ pub fn parse_rate_limits(entries: &[Value]) -> Vec<RateLimit> {
         })
         .collect();
     let announced: Vec<PoolKind> = limits.iter().map(|l| l.kind).collect();
-    limits.extend(
-        binance_spot_defaults()
-            .into_iter()
-            .filter(|d| !announced.contains(&d.kind)),
-    );
+    limits.extend(spot_defaults().into_iter().filter(|d| !announced.contains(&d.kind)));
     limits
 }
 
@@ -98,7 +91,12 @@ fn parse_header(name: &str, value: &str) -> Option<ServerUsage> {
         return None;
     };
     match value.trim().parse::<u64>() {
-        Ok(used) if used <= MAX_SANE_USAGE => Some(ServerUsage { kind, interval, used }),
+        Ok(used) if used <= MAX_SANE_USAGE => Some(ServerUsage {
+            scope: scope_of(kind),
+            kind,
+            interval,
+            used,
+        }),
         _ => {
             tracing::warn!(header = name, value, "usage header with an unreadable count; ignored");
             None
@@ -263,8 +261,10 @@ pub fn ws_api_observation(response: &WsApiResponse, now_ms: i64) -> (Vec<ServerU
         .rate_limits
         .iter()
         .filter_map(|entry| {
+            let kind = PoolKind::parse(&entry.rate_limit_type)?;
             Some(ServerUsage {
-                kind: PoolKind::parse(&entry.rate_limit_type)?,
+                scope: scope_of(kind),
+                kind,
                 interval: Interval::new(IntervalUnit::parse(&entry.interval)?, entry.interval_num),
                 used: entry.count?,
             })
@@ -313,14 +313,14 @@ mod tests {
         ];
         let mut limits = parse_rate_limits(&entries);
         limits.sort_by_key(|l| (l.kind, l.interval));
-        let mut expected: Vec<RateLimit> = binance_spot_defaults()
+        let mut expected: Vec<RateLimit> = spot_defaults()
             .into_iter()
             .filter(|l| l.kind != RawRequests)
             .chain([RateLimit::new(RawRequests, Minute, 1, 1000)])
             .collect();
         expected.sort_by_key(|l| (l.kind, l.interval));
         assert_eq!(limits, expected);
-        assert_eq!(parse_rate_limits(&[]), binance_spot_defaults());
+        assert_eq!(parse_rate_limits(&[]), spot_defaults());
     }
 
     #[test]
@@ -336,21 +336,25 @@ mod tests {
             usage,
             vec![
                 ServerUsage {
+                    scope: scope_of(RequestWeight),
                     kind: RequestWeight,
                     interval: Interval::new(Minute, 1),
                     used: 1200
                 },
                 ServerUsage {
+                    scope: scope_of(RequestWeight),
                     kind: RequestWeight,
                     interval: Interval::new(Second, 10),
                     used: 40
                 },
                 ServerUsage {
+                    scope: scope_of(Orders),
                     kind: Orders,
                     interval: Interval::new(Minute, 5),
                     used: 3
                 },
                 ServerUsage {
+                    scope: scope_of(Orders),
                     kind: Orders,
                     interval: Interval::new(Day, 1),
                     used: 77

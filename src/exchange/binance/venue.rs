@@ -317,7 +317,7 @@ impl BinanceVenue {
     fn apply(&self, update: &OrderUpdate) -> Option<Order> {
         let applied = self.registry.apply(update)?;
         if applied.first_fill {
-            self.gateway.ledger().order_filled(1);
+            self.gateway.ledger().order_filled(super::rate_limits::ACCOUNT, 1);
         }
         self.emit_order(applied.order.clone());
         Some(applied.order)

@@ -9,6 +9,8 @@ use std::borrow::Cow;
 
 use crate::ledger::Cost;
 
+use super::rate_limits;
+
 /// A request whose weight is not known; it must not be sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no known request weight for {0}; refusing to send it unthrottled")]
@@ -118,20 +120,10 @@ const TABLE: &[Endpoint] = &[
 
 /// Opening a WebSocket API connection: weight 2, one connection attempt, and
 /// (conservatively) one raw request.
-pub const WS_API_CONNECT: Cost = Cost {
-    weight: 2,
-    orders: 0,
-    raw: 1,
-    connections: 1,
-};
+pub const WS_API_CONNECT: Cost = rate_limits::cost(2, 0, 1, 1);
 
 /// Opening a market-stream connection: no weight, one connection attempt.
-pub const STREAM_CONNECT: Cost = Cost {
-    weight: 0,
-    orders: 0,
-    raw: 0,
-    connections: 1,
-};
+pub const STREAM_CONNECT: Cost = rate_limits::cost(0, 0, 0, 1);
 
 /// The parameters of a request, from a REST query or a WebSocket API `params` object.
 enum Params<'a> {
@@ -222,12 +214,7 @@ fn weight_of(rule: Rule, params: &Params<'_>) -> u32 {
 }
 
 fn cost_of(endpoint: &Endpoint, params: &Params<'_>) -> Cost {
-    Cost {
-        weight: weight_of(endpoint.rule, params),
-        orders: endpoint.orders,
-        raw: 1,
-        connections: 0,
-    }
+    rate_limits::cost(weight_of(endpoint.rule, params), endpoint.orders, 1, 0)
 }
 
 /// The cost of a REST request. `path` is the request path without the query.
@@ -259,12 +246,13 @@ pub fn ws_api_cost(method: &str, params: &serde_json::Value) -> Result<Cost, Unk
 
 #[cfg(test)]
 mod tests {
+    use crate::ledger::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
     use serde_json::json;
 
     use super::*;
 
     fn weight(method: &str, path: &str, params: &[(&str, &str)]) -> u32 {
-        rest_cost(method, path, params).unwrap().weight
+        rest_cost(method, path, params).unwrap().units_of(RequestWeight) as u32
     }
 
     #[test]
@@ -288,7 +276,15 @@ mod tests {
         ];
         for &(method, path, w) in cases {
             let cost = rest_cost(method, path, &[]).unwrap();
-            assert_eq!((cost.weight, cost.orders, cost.raw), (w, 0, 1), "{method} {path}");
+            assert_eq!(
+                (
+                    cost.units_of(RequestWeight),
+                    cost.units_of(Orders),
+                    cost.units_of(RawRequests)
+                ),
+                (u64::from(w), 0, 1),
+                "{method} {path}"
+            );
         }
     }
 
@@ -355,18 +351,10 @@ mod tests {
     #[test]
     fn order_placement_adds_to_the_unfilled_order_count() {
         let orders = |path: &str| rest_cost("POST", path, &[]).unwrap();
-        assert_eq!(
-            orders("/api/v3/order"),
-            Cost {
-                weight: 1,
-                orders: 1,
-                raw: 1,
-                connections: 0
-            }
-        );
-        assert_eq!(orders("/api/v3/order/cancelReplace").orders, 1);
-        assert_eq!(orders("/api/v3/orderList/oco").orders, 2);
-        assert_eq!(rest_cost("DELETE", "/api/v3/order", &[]).unwrap().orders, 0);
+        assert_eq!(orders("/api/v3/order"), rate_limits::cost(1, 1, 1, 0));
+        assert_eq!(orders("/api/v3/order/cancelReplace").units_of(Orders), 1);
+        assert_eq!(orders("/api/v3/orderList/oco").units_of(Orders), 2);
+        assert_eq!(rest_cost("DELETE", "/api/v3/order", &[]).unwrap().units_of(Orders), 0);
     }
 
     #[test]
@@ -387,33 +375,52 @@ mod tests {
     #[test]
     fn websocket_api_methods_cost_as_rest() {
         let ws = |m: &str, p: serde_json::Value| ws_api_cost(m, &p).unwrap();
-        assert_eq!(ws("ping", json!(null)).weight, 1);
-        assert_eq!(ws("time", json!({})).weight, 1);
-        assert_eq!(ws("depth", json!({"symbol": "BTCUSDT", "limit": 1000})).weight, 50);
-        assert_eq!(ws("depth", json!({"symbol": "BTCUSDT"})).weight, 5);
-        assert_eq!(ws("ticker.24hr", json!({"symbols": ["A", "B"]})).weight, 2);
-        assert_eq!(ws("ticker", json!({"symbols": ["A", "B"]})).weight, 8);
+        assert_eq!(ws("ping", json!(null)).units_of(RequestWeight), 1);
+        assert_eq!(ws("time", json!({})).units_of(RequestWeight), 1);
+        assert_eq!(
+            ws("depth", json!({"symbol": "BTCUSDT", "limit": 1000})).units_of(RequestWeight),
+            50
+        );
+        assert_eq!(ws("depth", json!({"symbol": "BTCUSDT"})).units_of(RequestWeight), 5);
+        assert_eq!(
+            ws("ticker.24hr", json!({"symbols": ["A", "B"]})).units_of(RequestWeight),
+            2
+        );
+        assert_eq!(ws("ticker", json!({"symbols": ["A", "B"]})).units_of(RequestWeight), 8);
         assert_eq!(
             ws("order.place", json!({"symbol": "BTCUSDT"})),
-            Cost {
-                weight: 1,
-                orders: 1,
-                raw: 1,
-                connections: 0
-            }
+            rate_limits::cost(1, 1, 1, 0)
         );
-        assert_eq!(ws("order.test", json!({"computeCommissionRates": true})).weight, 20);
-        assert_eq!(ws("myTrades", json!({"symbol": "X", "orderId": 5})).weight, 5);
-        assert_eq!(ws("orderList.place.oco", json!({})).orders, 2);
+        assert_eq!(
+            ws("order.test", json!({"computeCommissionRates": true})).units_of(RequestWeight),
+            20
+        );
+        assert_eq!(
+            ws("myTrades", json!({"symbol": "X", "orderId": 5})).units_of(RequestWeight),
+            5
+        );
+        assert_eq!(ws("orderList.place.oco", json!({})).units_of(Orders), 2);
         for m in [
             "session.logon",
             "session.status",
             "session.logout",
             "userDataStream.subscribe.signature",
         ] {
-            assert_eq!(ws(m, json!({})).weight, 2, "{m}");
+            assert_eq!(ws(m, json!({})).units_of(RequestWeight), 2, "{m}");
         }
-        assert_eq!((WS_API_CONNECT.weight, WS_API_CONNECT.connections), (2, 1));
-        assert_eq!((STREAM_CONNECT.weight, STREAM_CONNECT.connections), (0, 1));
+        assert_eq!(
+            (
+                WS_API_CONNECT.units_of(RequestWeight),
+                WS_API_CONNECT.units_of(Connections)
+            ),
+            (2, 1)
+        );
+        assert_eq!(
+            (
+                STREAM_CONNECT.units_of(RequestWeight),
+                STREAM_CONNECT.units_of(Connections)
+            ),
+            (0, 1)
+        );
     }
 }

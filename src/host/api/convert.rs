@@ -257,7 +257,8 @@ pub fn balances_table(lua: &Lua, balances: &BTreeMap<String, Balance>) -> mlua::
     Ok(table)
 }
 
-/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at}, ...}, mine = {weight, orders}}`
+/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at, scope, lease?}, ...},
+/// mine = {weight, orders}, shared?}`
 pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, 6)?;
     table.raw_set("state", status.state.as_str())?;
@@ -271,9 +272,19 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("used", pool.used)?;
         entry.raw_set("resets_at", pool.resets_at_ms)?;
         entry.raw_set("peak", pool.peak)?;
+        entry.raw_set("scope", pool.scope.to_string())?;
+        entry.raw_set("lease", pool.lease)?;
         Ok(entry)
     })?;
     table.raw_set("pools", pools)?;
+    if let Some(sharing) = &status.sharing {
+        let shared = lua.create_table_with_capacity(0, 4)?;
+        shared.raw_set("backend", sharing.backend.as_str())?;
+        shared.raw_set("group", sharing.group.as_str())?;
+        shared.raw_set("connected", sharing.connected)?;
+        shared.raw_set("processes", sharing.processes)?;
+        table.raw_set("shared", shared)?;
+    }
     let mine = lua.create_table_with_capacity(0, 4)?;
     mine.raw_set("weight", status.mine.weight)?;
     mine.raw_set("orders", status.mine.orders)?;

@@ -1,0 +1,46 @@
+-- Leases a slice of every shared pool a request needs, all or nothing.
+-- KEYS[1] epoch (a random id set when the shared state was created; gone after a
+--         restart that lost it), KEYS[2] ban (exchange ms until which nothing is sent),
+--         then per pool: count of the window (units leased out), lowest limit announced.
+-- ARGV[1] the epoch the caller knows, ARGV[2] exchange now (ms), then per pool:
+--         need, want, limit, window ttl (ms).
+-- Returns {1, granted...}, {0, index of the short pool, its count, its limit},
+--         {-1, current epoch or ''}, {-2, ban end}.
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[1] then
+  return {-1, epoch or ''}
+end
+local ban = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ban > tonumber(ARGV[2]) then
+  return {-2, ban}
+end
+local pools = (#KEYS - 2) / 2
+local counts, limits = {}, {}
+for i = 1, pools do
+  local count_key, limit_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local base = 2 + 4 * (i - 1)
+  local need, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
+  -- Two processes configured with different limits for one pool: the lower wins.
+  local known = tonumber(redis.call('GET', limit_key) or '0')
+  if known > 0 and known < limit then
+    limit = known
+  else
+    redis.call('SET', limit_key, limit, 'PX', 86400000)
+  end
+  local count = tonumber(redis.call('GET', count_key) or '0')
+  if count + need > limit then
+    return {0, i, count, limit}
+  end
+  counts[i], limits[i] = count, limit
+end
+local granted = {1}
+for i = 1, pools do
+  local base = 2 + 4 * (i - 1)
+  local want, ttl = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 4])
+  local give = math.min(want, limits[i] - counts[i])
+  local count_key = KEYS[1 + 2 * i]
+  redis.call('INCRBY', count_key, give)
+  redis.call('PEXPIRE', count_key, ttl)
+  granted[i + 1] = give
+end
+return granted

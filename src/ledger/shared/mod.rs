@@ -1,0 +1,581 @@
+//! The ledger shared through Redis by every process on one egress IP.
+//!
+//! Each process keeps spending through its own local ledger; what is shared is who
+//! may spend how much of each window. A process leases a slice of every shared
+//! window it needs from Redis — all pools a request touches at once, in one Lua
+//! script (`lease.lua`, run with EVALSHA) — spends it locally, and gives back what it
+//! left unused. Windows are keyed by their start in exchange time as this process
+//! measures it. A 429/418 seen anywhere is stored and published at once; every
+//! process joins it. Without Redis a process spends a conservative share (the limit
+//! divided by the processes last seen alive) and says so, loudly, until Redis is back.
+//! See docs/shared-ledger.md.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
+use tokio::task::JoinHandle;
+
+use super::lease::{LeaseView, ShareRule, Sharing};
+use super::limits::RateLimit;
+use super::{BackoffState, Ledger};
+
+/// Environment variable holding the Redis password (kept out of the URL and the config).
+pub const PASSWORD_ENV: &str = "RUNNER_REDIS_PASSWORD";
+/// The key layout this build writes; a budget holding another refuses to start.
+const FORMAT: &str = "1";
+/// A process not heard from for this long is taken to be gone.
+const ALIVE_FOR_MS: i64 = 3_000;
+/// How often a process says it is alive, trims idle leases and retries a lost Redis.
+const TICK: Duration = Duration::from_millis(200);
+/// A Redis answer slower than this counts as Redis being unavailable.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// Share of a limit the leases of all processes may hold unused at once.
+const LEASE_SHARE: f64 = 0.05;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error("invalid ledger URL {url}: {source}")]
+    Url {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("cannot reach the shared ledger at {url}: {source}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: redis::RedisError,
+    },
+    #[error("the shared ledger at {url} holds keys of another format ({found}); refusing to use it")]
+    UnknownFormat { url: String, found: String },
+}
+
+/// Where and how to share.
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    /// `redis://host:port/db` or `rediss://...`.
+    pub url: String,
+    /// The budget's name: one per egress IP.
+    pub group: String,
+    /// Start on the conservative local share if Redis cannot be reached at start.
+    pub fallback_on_start: bool,
+}
+
+/// A running lease keeper; stops (giving its leases back) when dropped.
+pub struct SharedLedger {
+    ledger: Ledger,
+    task: JoinHandle<()>,
+}
+
+impl SharedLedger {
+    /// The local ledger every request still goes through.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+}
+
+impl Drop for SharedLedger {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The URL as it may be shown: without user or password.
+fn display_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".to_string(),
+    }
+}
+
+/// Shares `ledger`'s pools of egress IP and account scope through the Redis at
+/// `config.url`. Fails if the URL is malformed, or Redis is out of reach (unless
+/// `fallback_on_start`), or it holds keys of another format.
+pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger, SharedError> {
+    let shown = display_url(&config.url);
+    let url_error = |source| SharedError::Url {
+        url: shown.clone(),
+        source,
+    };
+    let mut info = config.url.as_str().into_connection_info().map_err(url_error)?;
+    if let Ok(password) = std::env::var(PASSWORD_ENV) {
+        if info.redis_settings().password().is_none() {
+            let settings = info.redis_settings().clone().set_password(password);
+            info = info.set_redis_settings(settings);
+        }
+    }
+    let client = Client::open(info).map_err(url_error)?;
+    let keys = Keys::new(&config.group);
+    let mut keeper = Keeper {
+        ledger: ledger.clone(),
+        client,
+        conn: None,
+        keys,
+        shown: shown.clone(),
+        group: config.group.clone(),
+        process: format!("{}-{:x}", std::process::id(), rand::random::<u64>()),
+        epoch: String::new(),
+        processes: 1,
+        connected: false,
+        lease_script: Script::new(include_str!("lease.lua")),
+        raise_script: Script::new(RAISE),
+        give_back_script: Script::new(GIVE_BACK),
+        ban_script: Script::new(BAN),
+        short_window: HashMap::new(),
+        fallback_granted: HashMap::new(),
+        last_used: HashMap::new(),
+    };
+    let wake = ledger.share_pools(ShareRule::new(|l| {
+        matches!(l.scope, super::Scope::Ip(_) | super::Scope::Account(_)).then(|| lease_chunk(l.limit, 1) / 2)
+    }));
+    let joined = match keeper.connect().await {
+        Ok(()) => {
+            keeper.check_format().await?;
+            keeper.rejoin().await
+        }
+        Err(e) => Err(e),
+    };
+    match joined {
+        Ok(()) => keeper.connected = true,
+        Err(source) if !config.fallback_on_start => {
+            return Err(SharedError::Unreachable { url: shown, source });
+        }
+        Err(e) => {
+            tracing::error!(url = %shown, error = %e, "SHARED LEDGER OUT OF REACH at start: spending a conservative local share until it answers");
+        }
+    }
+    keeper.publish_sharing();
+    let task = tokio::spawn(async move { keeper.run(wake).await });
+    Ok(SharedLedger { ledger, task })
+}
+
+/// Units leased at a time: small enough that the leases all processes hold unused stay
+/// within `LEASE_SHARE` of the limit, large enough to save round trips.
+fn lease_chunk(limit: u64, processes: u32) -> u64 {
+    ((limit as f64 * LEASE_SHARE / f64::from(processes.max(1))) as u64).max(1)
+}
+
+/// Raises a window's shared count to the exchange's (never lowers it).
+const RAISE: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > count then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1";
+
+/// Gives unused units of a window back (never below zero) and tells the others.
+const GIVE_BACK: &str = r"
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then
+  redis.call('SET', KEYS[1], math.max(0, count - tonumber(ARGV[1])), 'KEEPTTL')
+end
+redis.call('PUBLISH', KEYS[2], 'credit')
+return 1";
+
+/// Records a backoff (only ever extended) and tells every process at once.
+const BAN: &str = r"
+local known = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > known then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+end
+redis.call('PUBLISH', KEYS[2], 'backoff ' .. ARGV[2] .. ' ' .. ARGV[1])
+return 1";
+
+/// Key names: one hash tag per budget, so a Redis Cluster keeps them in one slot.
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn new(group: &str) -> Self {
+        Keys {
+            prefix: format!("runner:{{{group}}}:"),
+        }
+    }
+    fn named(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+    fn pool(&self, l: &RateLimit) -> String {
+        format!("{}{}:{}:{}", self.prefix, l.scope, l.kind, l.interval.millis())
+    }
+    fn window(&self, l: &RateLimit, window_start_ms: i64) -> String {
+        format!("w:{}:{window_start_ms}", self.pool(l))
+    }
+    fn limit(&self, l: &RateLimit) -> String {
+        format!("limit:{}", self.pool(l))
+    }
+}
+
+struct Keeper {
+    ledger: Ledger,
+    client: Client,
+    conn: Option<ConnectionManager>,
+    keys: Keys,
+    shown: String,
+    group: String,
+    process: String,
+    /// The shared state's id as this process last knew it; another one means Redis lost it.
+    epoch: String,
+    processes: u32,
+    connected: bool,
+    lease_script: Script,
+    raise_script: Script,
+    give_back_script: Script,
+    ban_script: Script,
+    /// Pools Redis had no room in, by window: not asked again until a credit or the next window.
+    short_window: HashMap<String, i64>,
+    /// Without Redis: the window each pool's local share was granted for.
+    fallback_granted: HashMap<String, i64>,
+    /// Use of each pool at the last tick, to find idle leases.
+    last_used: HashMap<String, (i64, u64)>,
+}
+
+type Redis<T> = Result<T, redis::RedisError>;
+
+impl Keeper {
+    async fn connect(&mut self) -> Redis<()> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let mut conn = self.client.get_connection_manager_with_config(config).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn conn(&mut self) -> Redis<ConnectionManager> {
+        self.conn
+            .clone()
+            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "not connected")))
+    }
+
+    async fn check_format(&mut self) -> Result<(), SharedError> {
+        let key = self.keys.named("format");
+        let found: Option<String> = match self.conn() {
+            Ok(mut c) => c.get(&key).await.unwrap_or(None),
+            Err(_) => None,
+        };
+        match found {
+            Some(f) if f != FORMAT => Err(SharedError::UnknownFormat {
+                url: self.shown.clone(),
+                found: f,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn publish_sharing(&self) {
+        self.ledger.set_sharing(Sharing {
+            backend: self.shown.clone(),
+            group: self.group.clone(),
+            connected: self.connected,
+            processes: self.processes,
+        });
+    }
+
+    async fn run(mut self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let mut events = self.subscribe().await;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {}
+                message = next_event(&mut events) => match message {
+                    Some(text) => self.on_event(&text),
+                    None => events = None,
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.on_tick().await {
+                        self.lost(&e);
+                    }
+                    if events.is_none() && self.connected {
+                        events = self.subscribe().await;
+                    }
+                }
+            }
+            if let Err(e) = self.pass().await {
+                self.lost(&e);
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Option<redis::aio::PubSubStream> {
+        let mut pubsub = self.client.get_async_pubsub().await.ok()?;
+        pubsub.subscribe(self.keys.named("events")).await.ok()?;
+        Some(pubsub.into_on_message())
+    }
+
+    fn on_event(&mut self, text: &str) {
+        let mut words = text.split(' ');
+        match words.next() {
+            Some("credit") => self.short_window.clear(),
+            Some("backoff") => {
+                let state = match words.next() {
+                    Some("banned") => BackoffState::Banned,
+                    _ => BackoffState::Throttled,
+                };
+                if let Some(until) = words.next().and_then(|w| w.parse::<i64>().ok()) {
+                    self.ledger.join_backoff(state, until);
+                }
+            }
+            _ => tracing::warn!(event = text, "unknown event on the shared ledger's channel; ignored"),
+        }
+    }
+
+    fn set_connected(&mut self, connected: bool) {
+        if connected != self.connected {
+            self.connected = connected;
+            if connected {
+                tracing::warn!(url = %self.shown, "shared ledger reachable again; leasing from it");
+            }
+        }
+        self.publish_sharing();
+    }
+
+    fn lost(&mut self, e: &redis::RedisError) {
+        if self.connected {
+            tracing::error!(
+                url = %self.shown,
+                error = %e,
+                processes = self.processes,
+                "SHARED LEDGER UNAVAILABLE: spending only 1/{} of each limit until it answers",
+                self.processes
+            );
+        }
+        // The current windows keep what is held: the others' holdings there are unknown.
+        // Shares start with the next windows.
+        self.fallback_granted = self
+            .ledger
+            .leases()
+            .into_iter()
+            .map(|v| (self.keys.pool(&v.limit), v.window_start_ms))
+            .collect();
+        self.set_connected(false);
+    }
+
+    /// Heartbeat, process count, idle leases; a lost Redis is retried.
+    async fn on_tick(&mut self) -> Redis<()> {
+        if !self.connected {
+            if self.conn.is_none() {
+                self.connect().await?;
+            }
+            let mut c = self.conn()?;
+            let _: String = redis::cmd("PING").query_async(&mut c).await?;
+            self.rejoin().await?;
+            self.set_connected(true);
+        }
+        let now = self.ledger.now_ms();
+        let mut c = self.conn()?;
+        let alive = self.keys.named("alive");
+        let (_, _, count): (i64, i64, u32) = redis::pipe()
+            .atomic()
+            .zadd(&alive, &self.process, now)
+            .zrembyscore(&alive, "-inf", now - ALIVE_FOR_MS)
+            .zcard(&alive)
+            .query_async(&mut c)
+            .await?;
+        if count != self.processes {
+            self.processes = count.max(1);
+            self.publish_sharing();
+        }
+        for view in self.ledger.leases() {
+            let key = self.keys.window(&view.limit, view.window_start_ms);
+            let idle = self.last_used.insert(key.clone(), (view.window_start_ms, view.used))
+                == Some((view.window_start_ms, view.used));
+            if idle && view.lease > view.used {
+                let spare = self.ledger.trim(&view.limit, view.window_start_ms);
+                if spare > 0 {
+                    self.give_back_script
+                        .key(&key)
+                        .key(self.keys.named("events"))
+                        .arg(spare)
+                        .invoke_async::<i64>(&mut c)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a start or a reconnect: adopt the shared state, put back what this process
+    /// holds if Redis lost it, and read a backoff another process recorded.
+    async fn rejoin(&mut self) -> Redis<()> {
+        let mut c = self.conn()?;
+        let epoch_key = self.keys.named("epoch");
+        let fresh = format!("{:x}", rand::random::<u64>());
+        let _: bool = c.set_nx(&epoch_key, &fresh).await?;
+        let _: bool = c.set_nx(self.keys.named("format"), FORMAT).await?;
+        let epoch: String = c.get(&epoch_key).await?;
+        // New to this state (a start, or Redis restarted empty), what this process holds in
+        // the current windows counts there too; back from a fallback, what it was granted
+        // locally does.
+        let lost_state = epoch != self.epoch;
+        let mut pipe = redis::pipe();
+        let mut held = 0;
+        for view in self.ledger.leases().into_iter().filter(|v| v.lease > 0) {
+            let local_only = self.fallback_granted.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
+            if lost_state || local_only {
+                let key = self.keys.window(&view.limit, view.window_start_ms);
+                pipe.incr(&key, view.lease).ignore();
+                pipe.pexpire(&key, ttl_ms(&view)).ignore();
+                held += 1;
+            }
+        }
+        if held > 0 {
+            pipe.query_async::<()>(&mut c).await?;
+        }
+        self.epoch = epoch;
+        self.fallback_granted.clear();
+        let ban: Option<String> = c.get(self.keys.named("ban")).await?;
+        if let Some(until) = ban.and_then(|b| b.parse::<i64>().ok()) {
+            self.ledger.join_backoff(BackoffState::Throttled, until);
+        }
+        Ok(())
+    }
+
+    /// Passes on news, then leases what is wanted.
+    async fn pass(&mut self) -> Redis<()> {
+        let news = self.ledger.take_news();
+        if !self.connected {
+            self.fallback();
+            return Ok(());
+        }
+        let mut c = self.conn()?;
+        if let Some((state, until)) = news.backoff {
+            let ttl = (until - self.ledger.now_ms()).max(1) + 60_000;
+            self.ban_script
+                .key(self.keys.named("ban"))
+                .key(self.keys.named("events"))
+                .arg(until)
+                .arg(state.as_str())
+                .arg(ttl)
+                .invoke_async::<i64>(&mut c)
+                .await?;
+        }
+        for report in news.reports {
+            let ttl = report.limit.interval.millis() * 2;
+            self.raise_script
+                .key(self.keys.window(&report.limit, report.window_start_ms))
+                .arg(report.used)
+                .arg(ttl)
+                .invoke_async::<i64>(&mut c)
+                .await?;
+        }
+        let wanted: Vec<LeaseView> = self
+            .ledger
+            .leases()
+            .into_iter()
+            .filter(|v| v.wanted > 0)
+            .filter(|v| self.short_window.get(&self.keys.pool(&v.limit)) != Some(&v.window_start_ms))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.lease_script.prepare_invoke();
+        invocation
+            .key(self.keys.named("epoch"))
+            .key(self.keys.named("ban"))
+            .arg(&self.epoch)
+            .arg(self.ledger.now_ms());
+        for v in &wanted {
+            let cap = if v.wanted_full { v.limit.limit } else { v.market_cap };
+            let need = v.wanted;
+            let want = need.max(lease_chunk(v.limit.limit, self.processes));
+            invocation
+                .key(self.keys.window(&v.limit, v.window_start_ms))
+                .key(self.keys.limit(&v.limit))
+                .arg(need)
+                .arg(want)
+                .arg(cap)
+                .arg(ttl_ms(v));
+        }
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut c).await?;
+        let number = |i: usize| {
+            reply
+                .get(i)
+                .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+        };
+        match number(0) {
+            Some(1) => {
+                for (i, v) in wanted.iter().enumerate() {
+                    let granted = number(i + 1).unwrap_or(0).max(0) as u64;
+                    if !self.ledger.grant(&v.limit, v.window_start_ms, granted) {
+                        // The window rolled meanwhile: hand the slice straight back.
+                        self.give_back_script
+                            .key(self.keys.window(&v.limit, v.window_start_ms))
+                            .key(self.keys.named("events"))
+                            .arg(granted)
+                            .invoke_async::<i64>(&mut c)
+                            .await?;
+                    }
+                }
+            }
+            Some(0) => {
+                let short = number(1).unwrap_or(1).max(1) as usize - 1;
+                if let (Some(v), Some(limit)) = (wanted.get(short), number(3)) {
+                    if (limit as u64) < v.limit.limit {
+                        tracing::warn!(
+                            pool = %self.keys.pool(&v.limit),
+                            ours = v.limit.limit,
+                            shared = limit,
+                            "another process runs with a lower limit for this pool; the lower one applies"
+                        );
+                    }
+                }
+                for v in &wanted {
+                    self.short_window.insert(self.keys.pool(&v.limit), v.window_start_ms);
+                }
+            }
+            Some(-1) => {
+                tracing::error!(url = %self.shown, "the shared ledger lost its state (Redis restarted?); putting back what this process holds");
+                self.epoch.clear();
+                self.rejoin().await?;
+            }
+            Some(-2) => {
+                if let Some(until) = number(1) {
+                    self.ledger.join_backoff(BackoffState::Throttled, until);
+                }
+            }
+            _ => tracing::warn!(?reply, "unexpected answer from the lease script"),
+        }
+        Ok(())
+    }
+
+    /// Without Redis: each shared pool's window gets this process's share of the limit, once.
+    fn fallback(&mut self) {
+        for v in self.ledger.leases() {
+            let key = self.keys.pool(&v.limit);
+            if self.fallback_granted.get(&key) == Some(&v.window_start_ms) {
+                continue;
+            }
+            let share = v.limit.limit / u64::from(self.processes.max(1));
+            if share > v.lease {
+                self.ledger.grant(&v.limit, v.window_start_ms, share - v.lease);
+            }
+            self.fallback_granted.insert(key, v.window_start_ms);
+        }
+    }
+}
+
+/// How long a window's count must outlive its start: the window, its guard, and a margin.
+fn ttl_ms(v: &LeaseView) -> i64 {
+    (v.window_end_ms - v.window_start_ms) + 10_000
+}
+
+async fn next_event(events: &mut Option<redis::aio::PubSubStream>) -> Option<String> {
+    match events {
+        Some(stream) => {
+            let message = stream.next().await?;
+            message.get_payload::<String>().ok()
+        }
+        None => std::future::pending().await,
+    }
+}

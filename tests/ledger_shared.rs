@@ -1,0 +1,369 @@
+//! The ledger shared through a real `redis-server` (Debian's package; each test starts
+//! its own on a free port and stops it at the end): several ledgers on one budget,
+//! a backoff seen by one stopping all, Redis lost and back, bad input.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use runner::ledger::limits::IntervalUnit::Second;
+use runner::ledger::limits::PoolKind::{RawRequests, RequestWeight};
+use runner::ledger::shared::{share, SharedConfig, SharedError, SharedLedger};
+use runner::ledger::{
+    BackoffState, Cost, Lane, Ledger, LedgerConfig, LedgerError, Observation, RateLimit, TokioClock, Verdict,
+};
+
+/// A redis-server of our own, stopped when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+            listener.local_addr().expect("its address").port()
+        };
+        Self::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install redis-server)");
+        let server = RedisServer { child, port };
+        let client = redis::Client::open(server.url()).expect("url");
+        let answered = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                    if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(answered.is_ok(), "redis-server did not answer PING");
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const WINDOW_LIMIT: u64 = 60;
+
+fn limits() -> Vec<RateLimit> {
+    vec![
+        RateLimit::new(RequestWeight, Second, 1, WINDOW_LIMIT),
+        RateLimit::new(RawRequests, Second, 1, 10_000),
+    ]
+}
+
+fn local_ledger() -> Ledger {
+    Ledger::new(
+        limits(),
+        LedgerConfig {
+            backoff_jitter: Duration::ZERO,
+            ..LedgerConfig::default()
+        },
+        Arc::new(TokioClock::new()),
+    )
+}
+
+async fn shared(url: &str, group: &str) -> SharedLedger {
+    share(
+        local_ledger(),
+        SharedConfig {
+            url: url.to_string(),
+            group: group.to_string(),
+            fallback_on_start: false,
+        },
+    )
+    .await
+    .expect("shared ledger")
+}
+
+fn weight(n: u32) -> Cost {
+    Cost::new().with(RequestWeight, n).with(RawRequests, 1)
+}
+
+/// Admissions (send time, weight) of every ledger.
+type Sent = Arc<Mutex<Vec<(i64, u64)>>>;
+
+/// Every ledger sends as fast as it may for `for_ms`, from three tasks each.
+async fn hammer(ledgers: &[&Ledger], for_ms: i64, sent: &Sent) {
+    let end = ledgers[0].now_ms() + for_ms;
+    let mut tasks = Vec::new();
+    for (i, ledger) in ledgers.iter().enumerate() {
+        for t in 0..3u32 {
+            let ledger = (*ledger).clone();
+            let sent = sent.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = format!("p{i}t{t}");
+                let cost = weight(1 + t);
+                while ledger.now_ms() < end {
+                    match ledger
+                        .reserve(&name, Lane::Order, cost, Duration::from_millis(300))
+                        .await
+                    {
+                        Ok(p) => sent.lock().push((p.sent_at_ms, u64::from(1 + t))),
+                        Err(LedgerError::RateLimited { .. }) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
+/// Weight sent in each one-second window, by window start.
+fn per_window(sent: &Sent) -> std::collections::BTreeMap<i64, u64> {
+    let mut windows = std::collections::BTreeMap::new();
+    for &(at, w) in sent.lock().iter() {
+        *windows.entry(at.div_euclid(1000)).or_insert(0) += w;
+    }
+    windows
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let ok = tokio::time::timeout(Duration::from_secs(10), async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_ledgers_on_one_budget_stay_within_it_and_use_most_of_it() {
+    let redis = RedisServer::start().await;
+    let mut keepers = Vec::new();
+    for _ in 0..4 {
+        keepers.push(shared(&redis.url(), "ip-a").await);
+    }
+    let ledgers: Vec<&Ledger> = keepers.iter().map(|k| k.ledger()).collect();
+    let sent: Sent = Arc::default();
+    hammer(&ledgers, 3_500, &sent).await;
+    let windows = per_window(&sent);
+    let full: Vec<u64> = windows
+        .values()
+        .copied()
+        .skip(1)
+        .take(windows.len().saturating_sub(2))
+        .collect();
+    assert!(full.len() >= 2, "{windows:?}");
+    for (start, used) in &windows {
+        assert!(
+            *used <= WINDOW_LIMIT,
+            "window {start}: {used} > {WINDOW_LIMIT} ({windows:?})"
+        );
+    }
+    for used in &full {
+        assert!(
+            *used * 10 >= WINDOW_LIMIT * 9,
+            "a full window used {used} of {WINDOW_LIMIT}: {windows:?}"
+        );
+    }
+    let status = ledgers[0].status("p0t0");
+    let sharing = status.sharing.expect("shared");
+    assert!(sharing.connected);
+    assert_eq!(sharing.processes, 4, "heartbeats of all four");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
+    let redis = RedisServer::start().await;
+    let a = shared(&redis.url(), "ip-b").await;
+    let b = shared(&redis.url(), "ip-b").await;
+    let p = a.ledger().try_reserve("s", Lane::Order, weight(1));
+    let p = match p {
+        Ok(p) => p,
+        // The first reservation may have to wait for its lease.
+        Err(_) => a
+            .ledger()
+            .reserve("s", Lane::Order, weight(1), Duration::from_secs(1))
+            .await
+            .expect("lease"),
+    };
+    a.ledger().observe(
+        &p,
+        &Observation {
+            usage: Vec::new(),
+            verdict: Verdict::Throttled {
+                retry_after: Duration::from_secs(3),
+            },
+        },
+    );
+    wait_for("the other process to back off", || {
+        b.ledger().status("s").state != BackoffState::Normal
+    })
+    .await;
+    assert!(matches!(
+        b.ledger()
+            .reserve("s", Lane::Order, weight(1), Duration::from_millis(50))
+            .await,
+        Err(LedgerError::Throttled { .. })
+    ));
+    let resume = a.ledger().status("s").resume_at_ms.expect("resume");
+    assert!(b.ledger().status("s").resume_at_ms.expect("resume") >= resume);
+    // A process started now reads the ban before sending anything.
+    let c = shared(&redis.url(), "ip-b").await;
+    wait_for("the newcomer to read the ban", || {
+        c.ledger().status("s").state != BackoffState::Normal
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_each_process_spends_its_share_and_recovers_when_it_returns_empty() {
+    let redis = RedisServer::start().await;
+    let a = shared(&redis.url(), "ip-c").await;
+    let b = shared(&redis.url(), "ip-c").await;
+    wait_for("both heartbeats", || {
+        a.ledger().status("s").sharing.is_some_and(|s| s.processes == 2)
+            && b.ledger().status("s").sharing.is_some_and(|s| s.processes == 2)
+    })
+    .await;
+    let port = redis.stop();
+    let sent: Sent = Arc::default();
+    hammer(&[a.ledger(), b.ledger()], 2_500, &sent).await;
+    for l in [a.ledger(), b.ledger()] {
+        let sharing = l.status("s").sharing.expect("shared");
+        assert!(!sharing.connected, "status says the shared ledger is gone");
+    }
+    for (start, used) in per_window(&sent) {
+        assert!(used <= WINDOW_LIMIT, "window {start}: {used} without Redis");
+    }
+    // Back, but empty: both reconcile and share again.
+    let _redis = RedisServer::start_on(port).await;
+    wait_for("both to reconnect", || {
+        [a.ledger(), b.ledger()]
+            .iter()
+            .all(|l| l.status("s").sharing.is_some_and(|s| s.connected))
+    })
+    .await;
+    let sent: Sent = Arc::default();
+    hammer(&[a.ledger(), b.ledger()], 2_500, &sent).await;
+    for (start, used) in per_window(&sent) {
+        assert!(used <= WINDOW_LIMIT, "window {start}: {used} after Redis came back");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_is_waited_out_on_the_local_share() {
+    let redis = RedisServer::start().await;
+    let a = shared(&redis.url(), "ip-d").await;
+    let b = shared(&redis.url(), "ip-d").await;
+    redis.signal("-STOP");
+    let sent: Sent = Arc::default();
+    hammer(&[a.ledger(), b.ledger()], 2_500, &sent).await;
+    assert!(a.ledger().status("s").sharing.is_some_and(|s| !s.connected));
+    redis.signal("-CONT");
+    wait_for("the paused Redis to be used again", || {
+        a.ledger().status("s").sharing.is_some_and(|s| s.connected)
+    })
+    .await;
+    hammer(&[a.ledger(), b.ledger()], 1_500, &sent).await;
+    for (start, used) in per_window(&sent) {
+        assert!(used <= WINDOW_LIMIT, "window {start}: {used}");
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_and_an_unreachable_redis_fail_at_start_unless_told_to_fall_back() {
+    let config = |url: &str, fallback_on_start: bool| SharedConfig {
+        url: url.to_string(),
+        group: "x".to_string(),
+        fallback_on_start,
+    };
+    assert!(matches!(
+        share(local_ledger(), config("http://nowhere", false)).await,
+        Err(SharedError::Url { .. })
+    ));
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let err = share(local_ledger(), config(&url, false))
+        .await
+        .err()
+        .expect("unreachable");
+    assert!(matches!(err, SharedError::Unreachable { .. }), "{err}");
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+    let fallback = share(local_ledger(), config(&url, true)).await.expect("fallback");
+    assert!(fallback.ledger().status("s").sharing.is_some_and(|s| !s.connected));
+    fallback
+        .ledger()
+        .reserve("s", Lane::Order, weight(1), Duration::from_secs(1))
+        .await
+        .expect("the local share is spent");
+}
+
+#[tokio::test]
+async fn a_budget_of_another_format_is_refused() {
+    let redis = RedisServer::start().await;
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut c = client.get_multiplexed_async_connection().await.expect("conn");
+    redis::cmd("SET")
+        .arg("runner:{ip-e}:format")
+        .arg("99")
+        .query_async::<()>(&mut c)
+        .await
+        .expect("set");
+    let err = share(
+        local_ledger(),
+        SharedConfig {
+            url: redis.url(),
+            group: "ip-e".to_string(),
+            fallback_on_start: false,
+        },
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(matches!(err, SharedError::UnknownFormat { .. }), "{err}");
+}
