@@ -4,13 +4,16 @@
 //! - [`exchange`]: the venue boundary and the Binance spot adapter (the only code that talks to an exchange).
 //! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
 //! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
+//! - [`record`]: market recordings (`runner record`); [`backtest`]: replays them through the matching engine.
 
 pub mod app;
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod exchange;
 pub mod host;
 pub mod ledger;
+pub mod record;
 pub mod reload;
 pub mod sim;

@@ -19,23 +19,42 @@ pub enum TimerOp {
     Cancel(Arc<str>),
 }
 
+/// Where a backtest's timers go: the replay fires them in replayed time.
+pub type TimerSink = Rc<dyn Fn(TimerOp)>;
+
 /// The running timers of one strategy. A tick is an inbox event (coalesced by name
 /// while the strategy is busy), so timers and market events are handled in order.
 pub struct Timers {
-    inbox: Arc<Inbox>,
+    inbox: Option<Arc<Inbox>>,
     tasks: RefCell<HashMap<Arc<str>, JoinHandle<()>>>,
+    replayed: Option<TimerSink>,
 }
 
 impl Timers {
     pub fn new(inbox: Arc<Inbox>) -> Rc<Timers> {
         Rc::new(Timers {
-            inbox,
+            inbox: Some(inbox),
             tasks: RefCell::new(HashMap::new()),
+            replayed: None,
+        })
+    }
+
+    /// Timers in replayed time: every operation goes to `sink` instead of a wall-clock task.
+    pub fn replayed(sink: TimerSink) -> Rc<Timers> {
+        Rc::new(Timers {
+            inbox: None,
+            tasks: RefCell::new(HashMap::new()),
+            replayed: Some(sink),
         })
     }
 
     /// Must run inside the strategy thread's `LocalSet`.
     fn apply(&self, op: TimerOp) {
+        let inbox = match (&self.replayed, &self.inbox) {
+            (Some(sink), _) => return sink(op),
+            (None, Some(inbox)) => inbox.clone(),
+            (None, None) => return,
+        };
         let (name, task) = match op {
             TimerOp::Cancel(name) => {
                 if let Some(task) = self.tasks.borrow_mut().remove(&name) {
@@ -44,7 +63,7 @@ impl Timers {
                 return;
             }
             TimerOp::Every(period, name) => {
-                let inbox = self.inbox.clone();
+                let inbox = inbox.clone();
                 let tick = name.clone();
                 let task = tokio::task::spawn_local(async move {
                     let mut ticks = interval_at(Instant::now() + period, period);
@@ -57,7 +76,7 @@ impl Timers {
                 (name, task)
             }
             TimerOp::After(delay, name) => {
-                let inbox = self.inbox.clone();
+                let inbox = inbox.clone();
                 let tick = name.clone();
                 let task = tokio::task::spawn_local(async move {
                     sleep(delay).await;
