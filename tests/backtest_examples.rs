@@ -35,7 +35,11 @@ fn the_example_strategies_run_in_a_backtest_without_change() {
         let report = backtest::run(&options).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(report.strategy_errors, 0, "{name}");
         assert_eq!(report.limit_trips, 0, "{name}");
-        assert!(report.events_replayed > 100, "{name}: {} events", report.events_replayed);
+        assert!(
+            report.events_replayed > 100,
+            "{name}: {} events",
+            report.events_replayed
+        );
         if name == "market_maker" || name == "grid" {
             assert!(report.calls.placed > 0, "{name} placed nothing: {:?}", report.orders);
         }

@@ -310,8 +310,9 @@ fn binance_agg_trades_and_klines_layouts_replay() {
     let t0 = 1_704_067_200_000i64;
     std::fs::write(
         data.join("BTCUSDT-aggTrades-2024-01-01.csv"),
+        // The first trade leaves 0.5 bid at 99.90 (one tick under it) ahead of our order: a 0.6 sell fills us 0.1.
         format!(
-            "1,100.00,0.5,1,1,{t0},False,True\n2,99.90,0.5,2,3,{},True,True\n",
+            "1,100.00,0.5,1,1,{t0},False,True\n2,99.90,0.6,2,3,{},True,True\n",
             t0 + 1000
         ),
     )

@@ -272,10 +272,12 @@ impl Session<'_> {
         if self.writer.is_none() {
             let path = self.next_path();
             let mut writer = BlockWriter::create(&path)?;
-            // Every file carries the symbols' rules, so it replays on its own.
+            // Every file carries the symbols' rules, so it replays on its own; they come first, timed
+            // no later than what follows, so receive times never go back within a file.
+            let first = self.pending.first().map_or_else(now_us, |r| r.received_us);
             writer.write_block(&[Record {
                 kind: RecordKind::ExchangeInfo,
-                received_us: now_us(),
+                received_us: first,
                 payload: self.info.clone(),
             }])?;
             tracing::info!(file = %path.display(), "recording");
