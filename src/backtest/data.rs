@@ -442,7 +442,11 @@ fn read_csv(path: &Path) -> Result<(Vec<Timed>, SymbolInfo), DataError> {
         last_time = time_ms;
         let (price, qty) = (num(price_col)?, num(qty_col)?);
         price_scale = price_scale.max(price.normalize().scale());
-        qty_scale = qty_scale.max(qty.normalize().scale());
+        // A kline's volume says nothing of the lot step: klines-only data gets 8 decimals.
+        qty_scale = match layout {
+            Layout::Klines => 8,
+            _ => qty_scale.max(qty.normalize().scale()),
+        };
         match layout {
             Layout::Trades | Layout::AggTrades => {
                 let maker_col = if layout == Layout::Trades { 5 } else { 6 };

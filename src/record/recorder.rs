@@ -302,6 +302,8 @@ impl Session<'_> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // Opened first: a new file's rules are timed by the records still pending.
+        self.writer()?;
         let records = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
         self.writer()?.write_block(&records)?;
