@@ -1,6 +1,6 @@
 //! The commands behind `main`: each returns a typed error that `main` maps to an exit code.
 
-use crate::cli::{CheckArgs, Cli, Command, LogFormat, SimArgs};
+use crate::cli::{BacktestArgs, CheckArgs, Cli, Command, LogFormat, RecordArgs, SimArgs};
 use crate::config::{self, CommonConfig, ConfigError, RunConfig};
 use crate::engine::{self, EngineError};
 use crate::host::affinity::{self, AffinityError};
@@ -23,6 +23,10 @@ pub enum AppError {
     Affinity(#[from] AffinityError),
     #[error("top: {0}")]
     Top(#[source] crate::top::TopError),
+    #[error("record: {0}")]
+    Record(#[from] crate::record::RecordError),
+    #[error("backtest: {0}")]
+    Backtest(#[from] crate::backtest::BacktestError),
 }
 
 impl AppError {
@@ -30,6 +34,9 @@ impl AppError {
     pub fn exit_code(&self) -> u8 {
         match self {
             AppError::Config(_) | AppError::Check { .. } | AppError::Affinity(_) => 2,
+            AppError::Backtest(
+                crate::backtest::BacktestError::Data(_) | crate::backtest::BacktestError::Strategy(_),
+            ) => 2,
             AppError::Engine(
                 EngineError::Credentials(_)
                 | EngineError::Strategy(_)
@@ -46,6 +53,8 @@ pub fn run(cli: Cli) -> Result<(), AppError> {
         Some(Command::Check(args)) => check(args),
         Some(Command::Sim(args)) => serve_sim(args),
         Some(Command::Top(args)) => crate::top::run(args).map_err(AppError::Top),
+        Some(Command::Record(args)) => record(args),
+        Some(Command::Backtest(args)) => backtest(args),
         None => trade(cli.run),
     }
 }
@@ -139,6 +148,122 @@ const RAW_PAYLOAD_LOGGERS: [&str; 6] = [
     "reqwest",
     "h2",
 ];
+
+fn backtest(args: BacktestArgs) -> Result<(), AppError> {
+    use rust_decimal::prelude::FromPrimitive;
+    let common = CommonConfig::resolve(&args.common, None)?;
+    init_tracing(common.log_format);
+    let mut limits = crate::exchange::binance::rate_limits::spot_defaults();
+    limits.retain(|l| !args.limits.iter().any(|given| given.kind == l.kind));
+    limits.extend(args.limits.iter().copied());
+    let balances = if args.balances.is_empty() {
+        crate::backtest::default_balances()
+    } else {
+        args.balances
+            .iter()
+            .map(|(asset, amount)| {
+                (
+                    asset.clone(),
+                    rust_decimal::Decimal::from_f64(*amount).unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let options = crate::backtest::BacktestOptions {
+        strategy: args.strategy,
+        data: args.data,
+        from: args.from,
+        to: args.to,
+        latency: args.latency,
+        limits,
+        balances,
+        stdlib_dir: common.stdlib_dir,
+        report_dir: args.report,
+    };
+    let report = crate::backtest::run(&options)?;
+    println!(
+        "backtest of {}: {} events, {} fills, PnL {:+.8} {} (max drawdown {:.8}), orders {:?}{}",
+        report.strategy,
+        report.events_replayed,
+        report.fills,
+        report.pnl_in_quote,
+        report.quote_asset,
+        report.max_drawdown,
+        report.orders,
+        options
+            .report_dir
+            .as_ref()
+            .map_or(String::new(), |d| format!("; report in {}", d.display()))
+    );
+    Ok(())
+}
+
+fn record(args: RecordArgs) -> Result<(), AppError> {
+    use crate::exchange::binance::profile::{Credentials, Profile};
+    use crate::record::{RecordOptions, Rotate};
+    init_tracing(args.log_format.unwrap_or(LogFormat::Text));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        // Public streams and endpoints only: no credentials are read.
+        let none = || Credentials::new("", "");
+        let external = args.endpoints.rest_url.is_some() || args.testnet || args.live;
+        let paper = match external {
+            true => None,
+            false => Some(
+                sim::start(
+                    sim::SimConfig {
+                        seed: args.seed,
+                        ..sim::SimConfig::default()
+                    },
+                    ([127, 0, 0, 1], 0).into(),
+                )
+                .await
+                .map_err(|e| AppError::Sim(e.to_string()))?,
+            ),
+        };
+        let base = match (&paper, args.testnet, args.live) {
+            (Some(sim), _, _) => Profile::paper(&sim.rest_url(), &sim.ws_url(), &sim.ws_api_url(), none()),
+            (None, true, _) => Profile::testnet(none()),
+            (None, _, true) => Profile::live(none()),
+            // --rest-url alone: an external simulator; its streams are on the same host.
+            (None, false, false) => {
+                let rest = args.endpoints.rest_url.clone().unwrap_or_default();
+                let ws = rest.replacen("http", "ws", 1);
+                Profile::paper(&rest, &ws, &format!("{ws}/ws-api/v3"), none())
+            }
+        };
+        let e = &args.endpoints;
+        let profile = base.with_urls(e.rest_url.as_deref(), e.ws_url.as_deref(), None);
+        let options = RecordOptions {
+            symbols: args.symbols.iter().map(|s| s.trim().to_ascii_uppercase()).collect(),
+            out: args.out.clone(),
+            rest_url: profile.rest_url,
+            ws_url: profile.ws_url,
+            rotate: match (args.rotate_mb, &args.rotate) {
+                (Some(mb), _) => Rotate::Bytes((mb.max(0.001) * (1u64 << 20) as f64) as u64),
+                (None, Some(_)) => Rotate::Hourly,
+                (None, None) => Rotate::Never,
+            },
+            duration: args.duration,
+        };
+        let result = crate::record::record(options, shutdown_signal()).await;
+        if let Some(sim) = paper {
+            sim.shutdown().await;
+        }
+        let summary = result?;
+        println!(
+            "recorded {} frames and {} book snapshots into {} file(s) ({} reconnects)",
+            summary.frames,
+            summary.snapshots,
+            summary.files.len(),
+            summary.reconnects
+        );
+        for file in &summary.files {
+            println!("  {}", file.display());
+        }
+        Ok(())
+    })
+}
 
 fn init_tracing(format: LogFormat) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()

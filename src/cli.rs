@@ -25,7 +25,9 @@ Examples:
   runner check strategies/*.lua                  load and validate without trading
   runner sim --port 9000                         the simulated exchange alone, for other clients
   runner a.lua --metrics 127.0.0.1:9898          ... with Prometheus metrics at /metrics
-  runner top 127.0.0.1:9898                      live view of that runner";
+  runner top 127.0.0.1:9898                      live view of that runner
+  runner record --symbols BTCUSDT --out rec --live   record Binance's public market streams
+  runner backtest strategies/x.lua --data rec    replay a recording (or Binance CSV files) through a strategy";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +51,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the simulated exchange alone (Binance spot REST, streams and WebSocket API on one port).
     Sim(SimArgs),
+    /// Record market streams (book tickers, trades, depth diffs, klines) to compressed files.
+    Record(RecordArgs),
+    /// Replay recorded or historical market data through a strategy and report how it did.
+    Backtest(BacktestArgs),
     /// Live view of a running runner started with --metrics: pools, ledger state, strategies.
     Top(TopArgs),
 }
@@ -233,6 +239,86 @@ pub struct SimArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Symbols to record, comma-separated (e.g. BTCUSDT,ETHUSDT).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+    /// Folder the recording files go to (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Record the built-in simulated exchange's market (the default).
+    #[arg(long, conflicts_with_all = ["testnet", "live"])]
+    pub paper: bool,
+    /// Record Binance spot testnet's public streams (no keys needed).
+    #[arg(long, conflicts_with = "live")]
+    pub testnet: bool,
+    /// Record Binance spot's public streams (no keys needed).
+    #[arg(long)]
+    pub live: bool,
+    /// Seed of the built-in simulator's market (with --paper).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+    /// Start a new file once the current one reaches this many MiB (fractions allowed, e.g. 0.5).
+    #[arg(long, value_name = "N", conflicts_with = "rotate")]
+    pub rotate_mb: Option<f64>,
+    /// Start a new file at every UTC hour (`hourly`).
+    #[arg(long, value_name = "WHEN", value_parser = ["hourly"])]
+    pub rotate: Option<String>,
+    /// Stop by itself after this long (e.g. 30s, 5m, 1h).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The strategy file (Lua), unchanged from paper or live.
+    #[arg(value_name = "STRATEGY")]
+    pub strategy: PathBuf,
+    /// A folder of recordings (*.rrec) and/or Binance CSV files (trades, aggTrades, klines), or one file.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Replay from this time (epoch ms, or UTC like 2025-01-01T00:00:00Z).
+    #[arg(long, value_name = "T", value_parser = parse_time_ms)]
+    pub from: Option<i64>,
+    /// Replay up to this time (epoch ms, or UTC like 2025-01-01T06:00:00Z).
+    #[arg(long, value_name = "T", value_parser = parse_time_ms)]
+    pub to: Option<i64>,
+    /// One-way delay of every order and cancel to the exchange (and of its answer back).
+    #[arg(long, value_parser = parse_duration, default_value = "5ms")]
+    pub latency: Duration,
+    /// A limit instead of Binance's for that pool kind, as KIND=COUNT/WINDOW (repeat for several).
+    #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
+    pub limits: Vec<RateLimit>,
+    /// Starting balance ASSET=AMOUNT (repeat; replaces the paper account's defaults when given).
+    #[arg(long = "balance", value_name = "ASSET=AMOUNT", value_parser = parse_notional_cap)]
+    pub balances: Vec<(String, f64)>,
+    /// Folder for report.json and equity.svg.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Epoch ms, or an RFC 3339 UTC time.
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    if let Ok(ms) = text.trim().parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(text.trim())
+        .map_err(|e| format!("{text:?}: {e} (give epoch ms or e.g. 2025-01-01T00:00:00Z)"))
+        .and_then(|t| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .map_err(|_| format!("{text:?}: before 1970"))
+        })
 }
 
 /// Parses `USDT=1000` into a cap of 1000 on the value of any order quoted in USDT (the amount is

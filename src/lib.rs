@@ -5,8 +5,10 @@
 //! - [`sim`]: a simulated Binance-compatible exchange, the default paper-trading venue.
 //! - [`host`]: sandboxed Lua VMs, one per strategy, and the strategy API.
 //! - [`telemetry`], [`status`], [`top`]: Prometheus metrics, the `/status` report, and the live terminal view.
+//! - [`record`]: market recordings (`runner record`); [`backtest`]: replays them through the matching engine.
 
 pub mod app;
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -14,6 +16,7 @@ pub mod error_chain;
 pub mod exchange;
 pub mod host;
 pub mod ledger;
+pub mod record;
 pub mod reload;
 pub mod sim;
 pub mod status;

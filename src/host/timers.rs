@@ -27,23 +27,45 @@ pub const MAX_TIMERS: usize = 1000;
 #[error("too many timers (at most {MAX_TIMERS} per strategy; cancel one or reuse a name)")]
 pub struct TooManyTimers;
 
+/// Where a backtest's timers go: the replay fires them in replayed time.
+pub type TimerSink = Rc<dyn Fn(TimerOp)>;
+
 /// The running timers of one strategy. A tick is an inbox event (coalesced by name
 /// while the strategy is busy), so timers and market events are handled in order.
 pub struct Timers {
-    inbox: Arc<Inbox>,
+    inbox: Option<Arc<Inbox>>,
     tasks: RefCell<HashMap<Arc<str>, JoinHandle<()>>>,
+    replayed: Option<TimerSink>,
 }
 
 impl Timers {
     pub fn new(inbox: Arc<Inbox>) -> Rc<Timers> {
         Rc::new(Timers {
-            inbox,
+            inbox: Some(inbox),
             tasks: RefCell::new(HashMap::new()),
+            replayed: None,
+        })
+    }
+
+    /// Timers in replayed time: every operation goes to `sink` instead of a wall-clock task.
+    pub fn replayed(sink: TimerSink) -> Rc<Timers> {
+        Rc::new(Timers {
+            inbox: None,
+            tasks: RefCell::new(HashMap::new()),
+            replayed: Some(sink),
         })
     }
 
     /// Must run inside the strategy thread's `LocalSet`.
     fn apply(&self, op: TimerOp) -> Result<(), TooManyTimers> {
+        let inbox = match (&self.replayed, &self.inbox) {
+            (Some(sink), _) => {
+                sink(op);
+                return Ok(());
+            }
+            (None, Some(inbox)) => inbox.clone(),
+            (None, None) => return Ok(()),
+        };
         if let TimerOp::Every(_, name) | TimerOp::After(_, name) = &op {
             let mut tasks = self.tasks.borrow_mut();
             if tasks.len() >= MAX_TIMERS && !tasks.contains_key(name) {
@@ -61,7 +83,7 @@ impl Timers {
                 return Ok(());
             }
             TimerOp::Every(period, name) => {
-                let inbox = self.inbox.clone();
+                let inbox = inbox.clone();
                 let tick = name.clone();
                 let task = tokio::task::spawn_local(async move {
                     let mut ticks = interval_at(Instant::now() + period, period);
@@ -74,7 +96,7 @@ impl Timers {
                 (name, task)
             }
             TimerOp::After(delay, name) => {
-                let inbox = self.inbox.clone();
+                let inbox = inbox.clone();
                 let tick = name.clone();
                 let task = tokio::task::spawn_local(async move {
                     sleep(delay).await;

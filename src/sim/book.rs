@@ -217,6 +217,15 @@ impl Book {
             .unwrap_or_default()
     }
 
+    /// The best price holding synthetic (market) liquidity on `side`, ignoring users' orders.
+    pub fn best_synthetic(&self, side: Side) -> Option<Decimal> {
+        let has = |level: &Level| level.queue.iter().any(|e| e.maker == Maker::Synthetic);
+        match side {
+            Side::Buy => self.bids.iter().rev().find(|(_, l)| has(l)).map(|(p, _)| *p),
+            Side::Sell => self.asks.iter().find(|(_, l)| has(l)).map(|(p, _)| *p),
+        }
+    }
+
     pub fn best_bid(&self) -> Option<(Decimal, Decimal)> {
         self.bids.iter().next_back().map(|(p, l)| (*p, l.total))
     }

@@ -13,18 +13,18 @@
 //! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
 mod api;
-mod book;
-mod candles;
+pub(crate) mod book;
+pub(crate) mod candles;
 mod config;
 mod control;
-mod engine;
-mod error;
+pub(crate) mod engine;
+pub(crate) mod error;
 mod faults;
 mod feed;
-mod hub;
-mod limiter;
+pub(crate) mod hub;
+pub(crate) mod limiter;
 mod market;
-mod num;
+pub(crate) mod num;
 mod params;
 mod record;
 mod rest;

@@ -7,8 +7,8 @@ use mlua::{Lua, Table};
 
 use super::convert::{breakers_table, ledger_table};
 use super::{host_function, publish, ApiCtx};
-use crate::host::stats::Stats;
 use crate::exchange::MarketSavings;
+use crate::host::stats::Stats;
 
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;

@@ -1,0 +1,839 @@
+//! The replayed exchange: the simulator's matching engine fed by recorded market items, behind
+//! the [`Venue`] trait, with every call charged to a real [`Ledger`] running on replayed time.
+//!
+//! Calls complete without real waiting: an order or cancel travels `latency` to the exchange
+//! (the market replays meanwhile), is matched there, and its answer travels `latency` back; a
+//! wait for budget advances replayed time. Strategy-facing events the replay produces queue in
+//! order for the driver (`mod.rs`) to deliver.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+
+use super::data::{Level, MarketItem, Timed};
+use crate::exchange::binance::symbols;
+use crate::exchange::binance::weights::rest_cost;
+use crate::exchange::types::{OrderStatus, Side};
+use crate::exchange::{
+    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
+    StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
+};
+use crate::host::inbox::Event;
+use crate::ledger::{
+    Clock, Cost, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict,
+};
+use crate::sim::book::Amount;
+use crate::sim::engine::{Exchange, NewOrder, Taker};
+use crate::sim::hub::{Hub, UserHub};
+use crate::sim::limiter::Limiter;
+use crate::sim::SymbolSpec;
+
+/// Replayed time for the ledger.
+pub struct ReplayClock(pub Arc<AtomicI64>);
+
+impl Clock for ReplayClock {
+    fn instant(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+    fn local_ms(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the report shows besides the engine's own order states.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CallCounts {
+    pub placed: u64,
+    pub rejected: u64,
+    pub invalid: u64,
+    pub rate_limited: u64,
+    pub cancels: u64,
+    pub cancel_rejected: u64,
+}
+
+fn f(d: Decimal) -> f64 {
+    d.to_f64().unwrap_or(0.0)
+}
+
+/// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
+pub struct World {
+    pub ex: Exchange,
+    items: Vec<Timed>,
+    cursor: usize,
+    now: Arc<AtomicI64>,
+    pub pending: VecDeque<Event>,
+    subs: BTreeSet<StreamKey>,
+    /// Open user orders as last reported: executed quantity and status.
+    tracked: BTreeMap<u64, (Decimal, OrderStatus)>,
+    owner: HashMap<u64, StrategyId>,
+    quotes: HashMap<Arc<str>, Quote>,
+    klines: HashMap<(Arc<str>, Arc<str>), VecDeque<Kline>>,
+    synthetic_book: bool,
+    pub counts: CallCounts,
+    /// `(time ms, equity)` samples, one per replayed second with activity.
+    pub equity: Vec<(i64, f64)>,
+    next_sample: i64,
+    /// Quote asset the equity is valued in, and the symbols pricing each other asset in it.
+    pub valuation: Valuation,
+    pub depth_gaps: u64,
+    last_depth_id: HashMap<Arc<str>, u64>,
+    pub events: u64,
+}
+
+/// How to value each asset in the report's quote asset.
+#[derive(Debug, Clone, Default)]
+pub struct Valuation {
+    pub quote: String,
+    /// asset → symbol index of ASSET/quote.
+    pub pricing: BTreeMap<String, usize>,
+}
+
+impl World {
+    pub fn now_ms(&self) -> i64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    fn set_now(&mut self, t: i64) {
+        if t > self.now_ms() {
+            self.now.store(t, Ordering::Relaxed);
+        }
+    }
+
+    /// Time of the next item to replay.
+    pub fn next_time(&self) -> Option<i64> {
+        self.items.get(self.cursor).map(|t| t.time_ms)
+    }
+
+    /// Replays every item up to `t`, then stands at `t`.
+    pub fn advance_to(&mut self, t: i64) {
+        while self.next_time().is_some_and(|next| next <= t) {
+            self.step();
+        }
+        self.set_now(t);
+    }
+
+    /// Replays one item; false when none is left.
+    pub fn step(&mut self) -> bool {
+        let Some(timed) = self.items.get(self.cursor).cloned() else {
+            return false;
+        };
+        self.cursor += 1;
+        self.set_now(timed.time_ms);
+        self.events += 1;
+        self.apply(timed.item);
+        self.report_order_changes();
+        let now = self.now_ms();
+        self.ex.after_change(now);
+        if now >= self.next_sample {
+            self.sample_equity();
+            self.next_sample = (now.div_euclid(1000) + 1) * 1000;
+        }
+        true
+    }
+
+    fn wants(&self, symbol: &str, kind: StreamKind) -> bool {
+        // Cheap for the usual handful of subscriptions.
+        self.subs.iter().any(|k| k.kind == kind && &*k.symbol == symbol)
+    }
+
+    fn apply(&mut self, item: MarketItem) {
+        let now = self.now_ms();
+        match item {
+            MarketItem::Snapshot {
+                symbol,
+                update_id,
+                bids,
+                asks,
+            } => {
+                let Some(i) = self.ex.symbol_index(&symbol) else { return };
+                let book = &mut self.ex.markets[i].book;
+                book.retain_synthetic(Side::Buy, |_| false);
+                book.retain_synthetic(Side::Sell, |_| false);
+                set_levels(&mut self.ex, i, &bids, &asks);
+                self.last_depth_id.insert(symbol.clone(), update_id);
+                self.cross(i);
+                if self.wants(&symbol, StreamKind::Depth) {
+                    self.pending.push_back(Event::Depth(symbol));
+                }
+            }
+            MarketItem::Depth {
+                symbol,
+                first_id,
+                last_id,
+                bids,
+                asks,
+            } => {
+                let Some(i) = self.ex.symbol_index(&symbol) else { return };
+                let last = self.last_depth_id.get(&symbol).copied();
+                // Diffs the snapshot already holds are skipped, as a live client does.
+                if last.is_some_and(|l| last_id <= l) {
+                    return;
+                }
+                if last.is_some_and(|l| first_id > l + 1) {
+                    self.depth_gaps += 1;
+                }
+                self.last_depth_id.insert(symbol.clone(), last_id);
+                set_levels(&mut self.ex, i, &bids, &asks);
+                self.cross(i);
+                if self.wants(&symbol, StreamKind::Depth) {
+                    self.pending.push_back(Event::Depth(symbol));
+                }
+            }
+            MarketItem::Book {
+                symbol,
+                update_id,
+                bid,
+                ask,
+            } => self.set_top(symbol, update_id, bid, ask),
+            MarketItem::Trade {
+                symbol,
+                id,
+                price,
+                qty,
+                buyer_maker,
+            } => {
+                let Some(i) = self.ex.symbol_index(&symbol) else { return };
+                self.recorded_trade(i, price, qty, buyer_maker);
+                if self.wants(&symbol, StreamKind::Trade) {
+                    self.pending.push_back(Event::Trade(Trade {
+                        symbol: symbol.clone(),
+                        id,
+                        price: f(price),
+                        qty: f(qty),
+                        time: now,
+                        buyer_maker,
+                    }));
+                }
+                if self.synthetic_book {
+                    // Trades-only data: the book is one level each side at the trade (docs/backtesting.md).
+                    let tick = self.ex.markets[i].spec.tick_size;
+                    let (bid, ask) = if buyer_maker {
+                        (price, price + tick)
+                    } else {
+                        ((price - tick).max(tick), price)
+                    };
+                    self.set_top(symbol, id, (bid, qty), (ask, qty));
+                }
+            }
+            MarketItem::Kline {
+                symbol,
+                interval,
+                kline,
+                closed,
+            } => {
+                if closed {
+                    let history = self.klines.entry((symbol.clone(), interval.clone())).or_default();
+                    history.push_back(kline.clone());
+                    if history.len() > 1000 {
+                        history.pop_front();
+                    }
+                }
+                if self.wants(&symbol, StreamKind::Kline(interval.to_string())) {
+                    self.pending.push_back(Event::Kline {
+                        symbol,
+                        interval,
+                        kline,
+                        closed,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Best bid and ask as recorded: levels better than them are gone, theirs are set.
+    fn set_top(&mut self, symbol: Arc<str>, update_id: u64, bid: Level, ask: Level) {
+        let Some(i) = self.ex.symbol_index(&symbol) else { return };
+        let book = &mut self.ex.markets[i].book;
+        book.retain_synthetic(Side::Buy, |p| p <= bid.0);
+        book.retain_synthetic(Side::Sell, |p| p >= ask.0);
+        book.set_synthetic(Side::Buy, bid.0, bid.1);
+        book.set_synthetic(Side::Sell, ask.0, ask.1);
+        self.ex.touch_top(i);
+        self.cross(i);
+        let quote = Quote {
+            symbol: symbol.clone(),
+            bid: f(bid.0),
+            bid_qty: f(bid.1),
+            ask: f(ask.0),
+            ask_qty: f(ask.1),
+            update_id,
+            time: self.now_ms(),
+        };
+        if self.wants(&symbol, StreamKind::Book) {
+            self.pending.push_back(Event::Book(quote.clone()));
+        }
+        self.quotes.insert(symbol, quote);
+    }
+
+    /// Users' resting orders the recorded book moved through fill, as makers, at their price.
+    fn cross(&mut self, i: usize) {
+        let now = self.now_ms();
+        let book = &self.ex.markets[i].book;
+        let (ask, bid) = (book.best_synthetic(Side::Sell), book.best_synthetic(Side::Buy));
+        if let Some(ask) = ask {
+            if book.best_bid().is_some_and(|(p, _)| p >= ask) {
+                self.ex
+                    .execute(i, Side::Sell, Some(ask), Amount::All, Taker::Synthetic, now);
+            }
+        }
+        let book = &self.ex.markets[i].book;
+        if let Some(bid) = bid {
+            if book.best_ask().is_some_and(|(p, _)| p <= bid) {
+                self.ex
+                    .execute(i, Side::Buy, Some(bid), Amount::All, Taker::Synthetic, now);
+            }
+        }
+    }
+
+    /// A recorded trade: liquidity better than its price was not there (it is removed), and it
+    /// takes up to its quantity from the book in price-time order, down to its price; users' orders
+    /// at a level fill after the recorded quantity queued ahead of them.
+    fn recorded_trade(&mut self, i: usize, price: Decimal, qty: Decimal, buyer_maker: bool) {
+        let now = self.now_ms();
+        let taker = if buyer_maker { Side::Sell } else { Side::Buy };
+        let book = &mut self.ex.markets[i].book;
+        match taker {
+            Side::Sell => book.retain_synthetic(Side::Buy, |p| p <= price),
+            Side::Buy => book.retain_synthetic(Side::Sell, |p| p >= price),
+        }
+        self.ex.touch_top(i);
+        self.ex
+            .execute(i, taker, Some(price), Amount::Base(qty), Taker::Synthetic, now);
+    }
+
+    /// Queues an order event for every user order whose fill or status changed.
+    pub fn report_order_changes(&mut self) {
+        if self.tracked.is_empty() {
+            return;
+        }
+        let mut changed = Vec::new();
+        for (&id, &(executed, status)) in &self.tracked {
+            if let Some(o) = self.ex.order(id) {
+                if o.executed != executed || o.status != status {
+                    changed.push(id);
+                }
+            }
+        }
+        for id in changed {
+            if let Some(order) = self.order(id) {
+                self.remember(id);
+                self.pending.push_back(Event::Order(order));
+            }
+        }
+    }
+
+    fn remember(&mut self, id: u64) {
+        match self.ex.order(id) {
+            Some(o) if !o.status.is_final() => {
+                self.tracked.insert(id, (o.executed, o.status));
+            }
+            _ => {
+                self.tracked.remove(&id);
+            }
+        }
+    }
+
+    /// The host's view of engine order `id`.
+    pub fn order(&self, id: u64) -> Option<Order> {
+        let o = self.ex.order(id)?;
+        let last = self.ex.my_trades().iter().rev().find(|t| t.order_id == id);
+        let strategy = self.owner.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
+        let executed = f(o.executed);
+        Some(Order {
+            strategy,
+            id: Some(o.id),
+            client_id: o.client_id.clone(),
+            symbol: self.ex.markets[o.symbol].spec.symbol.clone(),
+            side: o.side,
+            order_type: o.kind,
+            tif: o.tif,
+            status: o.status,
+            price: f(o.price),
+            quantity: f(o.orig_qty),
+            filled_qty: executed,
+            filled_quote: f(o.cum_quote),
+            avg_price: if executed > 0.0 { f(o.cum_quote) / executed } else { 0.0 },
+            last_fill_qty: last.map_or(0.0, |t| f(t.qty)),
+            last_fill_price: last.map_or(0.0, |t| f(t.price)),
+            last_commission: last.map_or(0.0, |t| f(t.commission)),
+            commission_asset: last.map(|t| t.commission_asset.clone()),
+            reject_reason: None,
+            time: o.time,
+            update_time: o.update_time,
+        })
+    }
+
+    /// The account's value in the valuation's quote asset at the book's mids.
+    pub fn equity_now(&self) -> f64 {
+        let v = &self.valuation;
+        self.ex
+            .balances()
+            .iter()
+            .filter_map(|(asset, b)| {
+                let total = f(b.free + b.locked);
+                if *asset == v.quote {
+                    return Some(total);
+                }
+                let i = *v.pricing.get(asset)?;
+                Some(total * f(self.ex.reference_price(i)?))
+            })
+            .sum()
+    }
+
+    fn sample_equity(&mut self) {
+        let (now, value) = (self.now_ms(), self.equity_now());
+        self.equity.push((now, value));
+    }
+}
+
+/// Sets recorded quantities level by level (zero removes a level).
+fn set_levels(ex: &mut Exchange, i: usize, bids: &[Level], asks: &[Level]) {
+    let book = &mut ex.markets[i].book;
+    for (price, qty) in bids {
+        book.set_synthetic(Side::Buy, *price, *qty);
+    }
+    for (price, qty) in asks {
+        book.set_synthetic(Side::Sell, *price, *qty);
+    }
+    ex.touch_top(i);
+}
+
+/// The replayed exchange behind the `Venue` trait.
+pub struct ReplayVenue {
+    pub world: Mutex<World>,
+    clock: Arc<AtomicI64>,
+    ledger: Ledger,
+    infos: BTreeMap<String, SymbolInfo>,
+    latency_ms: i64,
+}
+
+pub struct ReplaySetup {
+    pub items: Vec<Timed>,
+    pub symbols: Vec<SymbolInfo>,
+    pub synthetic_book: bool,
+    pub balances: Vec<(String, Decimal)>,
+    pub limits: Vec<RateLimit>,
+    pub latency: Duration,
+}
+
+impl ReplayVenue {
+    pub fn new(setup: ReplaySetup) -> Arc<ReplayVenue> {
+        let specs: Vec<SymbolSpec> = setup
+            .symbols
+            .iter()
+            .map(|s| SymbolSpec {
+                symbol: s.symbol.clone(),
+                base: s.base.clone(),
+                quote: s.quote.clone(),
+                tick_size: s.tick_size,
+                step_size: s.step_size,
+                min_qty: s.min_qty,
+                max_qty: s.max_qty,
+                min_notional: s.min_notional,
+                max_num_orders: s.max_num_orders.unwrap_or(200),
+            })
+            .collect();
+        let start = setup.items.first().map_or(0, |t| t.time_ms);
+        let clock = Arc::new(AtomicI64::new(start));
+        let limiter = Arc::new(Mutex::new(Limiter::new(&setup.limits, 120_000)));
+        let ex = Exchange::new(
+            &specs,
+            &setup.balances,
+            Arc::new(Hub::default()),
+            Arc::new(UserHub::default()),
+            limiter,
+        );
+        let quote = setup.symbols.first().map(|s| s.quote.clone()).unwrap_or_default();
+        let pricing = setup
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.quote == quote)
+            .map(|(i, s)| (s.base.clone(), i))
+            .collect();
+        let world = World {
+            ex,
+            items: setup.items,
+            cursor: 0,
+            now: clock.clone(),
+            pending: VecDeque::new(),
+            subs: BTreeSet::new(),
+            tracked: BTreeMap::new(),
+            owner: HashMap::new(),
+            quotes: HashMap::new(),
+            klines: HashMap::new(),
+            synthetic_book: setup.synthetic_book,
+            counts: CallCounts::default(),
+            equity: Vec::new(),
+            next_sample: i64::MIN,
+            valuation: Valuation { quote, pricing },
+            depth_gaps: 0,
+            last_depth_id: HashMap::new(),
+            events: 0,
+        };
+        let ledger = Ledger::new(
+            setup.limits,
+            LedgerConfig::default(),
+            Arc::new(ReplayClock(clock.clone())),
+        );
+        Arc::new(ReplayVenue {
+            world: Mutex::new(world),
+            clock,
+            ledger,
+            infos: setup.symbols.into_iter().map(|s| (s.symbol.clone(), s)).collect(),
+            latency_ms: setup.latency.as_millis() as i64,
+        })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Takes the call's budget in replayed time; waiting for room advances the replay.
+    fn charge(
+        &self,
+        ctx: &CallCtx,
+        lane: Lane,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<(), ApiError> {
+        let cost = rest_cost(method, path, params).unwrap_or(Cost {
+            weight: 1,
+            raw: 1,
+            ..Cost::default()
+        });
+        let wait_ms = ctx.wait.as_millis() as i64;
+        let deadline = self.now_ms() + wait_ms;
+        loop {
+            match self.ledger.try_reserve(&ctx.strategy, lane, cost) {
+                Ok(permit) => {
+                    let ok = Observation {
+                        usage: Vec::new(),
+                        verdict: Verdict::Ok,
+                    };
+                    self.ledger.observe(&permit, &ok);
+                    return Ok(());
+                }
+                Err(LedgerError::RateLimited { until_ms }) if until_ms <= deadline && until_ms > self.now_ms() => {
+                    self.world.lock().advance_to(until_ms);
+                }
+                Err(e) => {
+                    self.world.lock().counts.rate_limited += u64::from(matches!(e, LedgerError::RateLimited { .. }));
+                    return Err(e.to_api_error(self.now_ms()));
+                }
+            }
+        }
+    }
+
+    fn info(&self, symbol: &str) -> Result<&SymbolInfo, ApiError> {
+        self.infos
+            .get(symbol)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidOrder, format!("unknown symbol {symbol}")))
+    }
+
+    fn index(world: &World, symbol: &str) -> Result<usize, ApiError> {
+        world
+            .ex
+            .symbol_index(symbol)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidOrder, format!("unknown symbol {symbol}")))
+    }
+
+    fn find(world: &World, order: &OrderRef) -> Option<u64> {
+        match order {
+            OrderRef::Id(id) => world.ex.order(*id).map(|o| o.id),
+            OrderRef::ClientId(cid) => world.ex.order_by_client(cid).map(|o| o.id),
+        }
+    }
+
+    fn cancel_in(&self, world: &mut World, strategy: &StrategyId, i: usize, id: u64) -> Result<Order, ApiError> {
+        let now = world.now_ms();
+        world.counts.cancels += 1;
+        let owned = world.owner.get(&id).is_some_and(|s| s == strategy);
+        let result = if owned {
+            world.ex.cancel(i, id, "cancel", now).map_err(|e| (e.code, e.msg))
+        } else {
+            Err((-2011, "Unknown order sent.".to_string()))
+        };
+        match result {
+            Ok(_) => {
+                world.remember(id);
+                world
+                    .order(id)
+                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+            }
+            Err((code, msg)) => {
+                world.counts.cancel_rejected += 1;
+                Err(ApiError::new(ErrorCode::Rejected, msg).with_exchange_code(code))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Venue for ReplayVenue {
+    fn name(&self) -> &str {
+        "backtest"
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.load(Ordering::Relaxed)
+    }
+
+    fn symbol(&self, symbol: &str) -> Option<SymbolInfo> {
+        self.infos.get(symbol).cloned()
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        self.infos.keys().cloned().collect()
+    }
+
+    async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError> {
+        self.charge(
+            ctx,
+            Lane::MarketData,
+            "GET",
+            "/api/v3/ticker/price",
+            &[("symbol", symbol)],
+        )?;
+        let world = self.world.lock();
+        let i = Self::index(&world, symbol)?;
+        let m = &world.ex.markets[i];
+        let price = m.trades.back().map(|t| t.price).or_else(|| world.ex.reference_price(i));
+        Ok(Ticker {
+            symbol: symbol.to_string(),
+            price: price.map_or(0.0, f),
+        })
+    }
+
+    async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError> {
+        self.charge(
+            ctx,
+            Lane::MarketData,
+            "GET",
+            "/api/v3/ticker/bookTicker",
+            &[("symbol", symbol)],
+        )?;
+        let world = self.world.lock();
+        let i = Self::index(&world, symbol)?;
+        let book = &world.ex.markets[i].book;
+        let (b, bq) = book.best_bid().unwrap_or_default();
+        let (a, aq) = book.best_ask().unwrap_or_default();
+        Ok(Quote {
+            symbol: Arc::from(symbol),
+            bid: f(b),
+            bid_qty: f(bq),
+            ask: f(a),
+            ask_qty: f(aq),
+            update_id: book.update_id(),
+            time: world.now_ms(),
+        })
+    }
+
+    async fn depth(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Depth, ApiError> {
+        let limit_text = limit.to_string();
+        self.charge(
+            ctx,
+            Lane::MarketData,
+            "GET",
+            "/api/v3/depth",
+            &[("symbol", symbol), ("limit", &limit_text)],
+        )?;
+        self.book(symbol, limit as usize)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidOrder, format!("unknown symbol {symbol}")))
+    }
+
+    async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError> {
+        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/klines", &[("symbol", symbol)])?;
+        let world = self.world.lock();
+        let key = (Arc::from(symbol), Arc::from(interval));
+        let history = world
+            .klines
+            .get(&key)
+            .map(|h| h.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let skip = history.len().saturating_sub(limit as usize);
+        Ok(history.into_iter().skip(skip).collect())
+    }
+
+    async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
+        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/trades", &[("symbol", symbol)])?;
+        let world = self.world.lock();
+        let i = Self::index(&world, symbol)?;
+        let trades = &world.ex.markets[i].trades;
+        let skip = trades.len().saturating_sub(limit as usize);
+        let symbol: Arc<str> = Arc::from(symbol);
+        Ok(trades
+            .iter()
+            .skip(skip)
+            .map(|t| Trade {
+                symbol: symbol.clone(),
+                id: t.id,
+                price: f(t.price),
+                qty: f(t.qty),
+                time: t.time,
+                buyer_maker: t.buyer_maker,
+            })
+            .collect())
+    }
+
+    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+        let info = self.info(&request.symbol)?;
+        let reference = {
+            let world = self.world.lock();
+            let i = Self::index(&world, &request.symbol)?;
+            world.ex.reference_price(i)
+        };
+        let valid = symbols::validate(info, &request, reference).inspect_err(|_| {
+            self.world.lock().counts.invalid += 1;
+        })?;
+        self.charge(ctx, Lane::Order, "POST", "/api/v3/order", &[])?;
+        let mut world = self.world.lock();
+        let sent = world.now_ms();
+        world.advance_to(sent + self.latency_ms);
+        let i = Self::index(&world, &request.symbol)?;
+        let order = NewOrder {
+            symbol: i,
+            side: valid.side,
+            kind: valid.order_type,
+            tif: valid.tif,
+            price: valid.price,
+            qty: valid.quantity,
+            quote_qty: valid.quote_quantity,
+            client_id: request.client_id.clone(),
+        };
+        let now = world.now_ms();
+        let result = match world.ex.place(order, now) {
+            Ok(placed) => {
+                world.counts.placed += 1;
+                world.owner.insert(placed.order_id, ctx.strategy.clone());
+                world.remember(placed.order_id);
+                world
+                    .order(placed.order_id)
+                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+            }
+            Err(e) => {
+                world.counts.rejected += 1;
+                Err(ApiError::new(ErrorCode::Rejected, e.msg).with_exchange_code(e.code))
+            }
+        };
+        world.advance_to(sent + 2 * self.latency_ms);
+        result
+    }
+
+    async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
+        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/order", &[])?;
+        let mut world = self.world.lock();
+        let sent = world.now_ms();
+        world.advance_to(sent + self.latency_ms);
+        let i = Self::index(&world, symbol)?;
+        let result = match Self::find(&world, order) {
+            Some(id) => self.cancel_in(&mut world, &ctx.strategy, i, id),
+            None => {
+                world.counts.cancels += 1;
+                world.counts.cancel_rejected += 1;
+                Err(ApiError::new(ErrorCode::Rejected, "Unknown order sent.").with_exchange_code(-2011))
+            }
+        };
+        world.advance_to(sent + 2 * self.latency_ms);
+        result
+    }
+
+    async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {
+        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/openOrders", &[])?;
+        let mut world = self.world.lock();
+        let sent = world.now_ms();
+        world.advance_to(sent + self.latency_ms);
+        let i = Self::index(&world, symbol)?;
+        let ids: Vec<u64> = world
+            .ex
+            .orders()
+            .filter(|o| o.symbol == i && o.status.is_open())
+            .filter(|o| world.owner.get(&o.id).is_some_and(|s| *s == ctx.strategy))
+            .map(|o| o.id)
+            .collect();
+        let mut cancelled = Vec::new();
+        for id in ids {
+            if let Ok(order) = self.cancel_in(&mut world, &ctx.strategy, i, id) {
+                cancelled.push(order);
+            }
+        }
+        world.advance_to(sent + 2 * self.latency_ms);
+        Ok(cancelled)
+    }
+
+    async fn get_order(&self, _ctx: &CallCtx, _symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
+        let world = self.world.lock();
+        Self::find(&world, order)
+            .and_then(|id| world.order(id))
+            .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013))
+    }
+
+    fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {
+        let world = self.world.lock();
+        world
+            .ex
+            .orders()
+            .filter(|o| o.status.is_open())
+            .filter(|o| world.owner.get(&o.id).is_some_and(|s| &**s == strategy))
+            .filter(|o| symbol.is_none_or(|s| world.ex.markets[o.symbol].spec.symbol == s))
+            .filter_map(|o| world.order(o.id))
+            .collect()
+    }
+
+    fn balances(&self) -> BTreeMap<String, Balance> {
+        let world = self.world.lock();
+        world
+            .ex
+            .balances()
+            .iter()
+            .map(|(a, b)| {
+                (
+                    a.clone(),
+                    Balance {
+                        free: f(b.free),
+                        locked: f(b.locked),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn quote(&self, symbol: &str) -> Option<Quote> {
+        self.world.lock().quotes.get(symbol).cloned()
+    }
+
+    fn book(&self, symbol: &str, levels: usize) -> Option<Depth> {
+        let world = self.world.lock();
+        let i = world.ex.symbol_index(symbol)?;
+        let snap = world.ex.depth(i, levels);
+        let rows = |l: &[[Decimal; 2]]| l.iter().map(|[p, q]| (f(*p), f(*q))).collect();
+        Some(Depth {
+            symbol: symbol.to_string(),
+            update_id: snap.last_update_id,
+            bids: rows(&snap.bids),
+            asks: rows(&snap.asks),
+        })
+    }
+
+    async fn set_subscriptions(&self, _strategy: &StrategyId, streams: Vec<StreamKey>) -> Result<(), ApiError> {
+        self.world.lock().subs = streams.into_iter().collect();
+        Ok(())
+    }
+
+    fn ledger_status(&self, strategy: &str) -> LedgerStatus {
+        self.ledger.status(strategy)
+    }
+
+    async fn start(&self, _sink: Arc<dyn EventSink>) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    async fn shutdown(&self) {}
+}
