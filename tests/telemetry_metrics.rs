@@ -178,14 +178,8 @@ async fn metrics_agree_with_the_simulator_and_the_ledger() {
     let used = one(&scrape, "runner_ledger_pool_used", &weight_pool);
     assert!(used >= ledger_weight, "{text}");
     assert!(one(&scrape, "runner_ledger_pool_reset_timestamp_seconds", &weight_pool) > 1.0e9);
-    assert_eq!(
-        one(
-            &scrape,
-            "runner_ledger_pool_limit",
-            &[("pool", "ORDERS"), ("scope", "account")]
-        ) > 0.0,
-        true
-    );
+    let orders_pool = [("pool", "ORDERS"), ("interval", "10s"), ("scope", "account")];
+    assert_eq!(one(&scrape, "runner_ledger_pool_limit", &orders_pool), 100.0);
     assert_eq!(one(&scrape, "runner_ledger_state", &[("state", "normal")]), 1.0);
     assert_eq!(one(&scrape, "runner_ledger_state", &[("state", "banned")]), 0.0);
     assert_eq!(sum(&scrape, "runner_exchange_throttled_total", &[]), 0.0);
