@@ -289,8 +289,8 @@ mod tests {
         ledger.save().unwrap();
         let path = dir.path().join(super::FILE_NAME);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("\"used\":60"), "{text}");
-        std::fs::write(&path, text.replace("\"used\":60", "\"used\":20000000000")).unwrap();
+        assert!(text.contains("\"used\": 60"), "{text}");
+        std::fs::write(&path, text.replace("\"used\": 60", "\"used\": 20000000000")).unwrap();
 
         let status = open().status("s");
         let pool = status.pools.iter().find(|p| p.kind == PoolKind::RequestWeight).unwrap();

@@ -29,7 +29,7 @@ fn no_log_level_prints_a_key_a_secret_or_a_signature() {
         assert!(exchange.sim().set_price("BTCUSDT", Decimal::from(120_000)));
         seen_or_wait(&mut run, "the order placed", |l| l.contains("place faults-1 -> NEW"));
         let text = stop(run);
-        assert!(text.lines().count() > 50, "{transport}: a trace-level log:\n{text}");
+        assert!(text.contains("TRACE"), "{transport}: a trace-level log:\n{text}");
         for (what, secret) in [("API key", PAPER_API_KEY), ("secret", PAPER_API_SECRET)] {
             assert!(!text.contains(secret), "{transport}: the {what} is in the log");
         }
