@@ -1025,8 +1025,8 @@ mod tests {
             r#"return table.concat(table.move({1, 2, 3, 4, 5}, 2, 4, 1), ",")"#,
             r#"return table.concat(table.move({1, 2, 3, 4, 5}, 1, 3, 3), ",")"#,
             r#"return table.concat(table.move({1, 2, 3}, 1, 3, 2, {}), ",", 2, 4)"#,
-            r#"return pcall(table.insert, {1}, 5, 2)"#,
-            r#"return pcall(table.insert, {1}, 1, 2, 3)"#,
+            r#"return pcall(function() table.insert({1}, 5, 2) end)"#,
+            r#"return pcall(function() table.insert({1}, 1, 2, 3) end)"#,
             r##"return select("#", string.find("abc", "x")), select("#", string.match("abc", "x"))"##,
         ];
         for case in cases {
