@@ -27,13 +27,16 @@ fn depth_requests_at_the_exchange(setup: &Setup) -> usize {
         .count()
 }
 
+/// Bids and asks as `(price, qty)`.
+type Sides = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
 const STREAM: Freshness = Freshness {
     max_age: None,
     stream: true,
 };
 
 /// The stream answer to `depth(BTCUSDT, 100)`, if the venue has one now, as exact decimal strings.
-fn stream_depth(setup: &Setup) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+fn stream_depth(setup: &Setup) -> Option<Sides> {
     let answer = setup
         .venue
         .market_local(&Arc::from("reader"), &depth_request(100), STREAM)?;
@@ -44,7 +47,7 @@ fn stream_depth(setup: &Setup) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
     }
 }
 
-fn sim_depth(setup: &Setup) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn sim_depth(setup: &Setup) -> Sides {
     use rust_decimal::prelude::ToPrimitive;
     let book = setup.sim.book("BTCUSDT", 100).expect("BTCUSDT listed");
     let side = |levels: &[[rust_decimal::Decimal; 2]]| -> Vec<(f64, f64)> {
