@@ -181,7 +181,7 @@ async def run_sdk_ws(port, ed_name, ed_pem):
         await astep("sdk ws-api user data events", wait_events)
         if placed is not None:
             await astep("sdk ws-api order_amend_keep_priority", lambda: _data(conn.order_amend_keep_priority(
-                symbol="ETHUSDT", order_id=placed.order_id, new_qty=0.1)))
+                symbol="ETHUSDT", order_id=placed.result.order_id, new_qty=0.1)))
         await astep("sdk ws-api session_logout", lambda: _data(conn.session_logout()))
     finally:
         await conn.close_connection()
