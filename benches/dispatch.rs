@@ -4,7 +4,7 @@
 //!     (`market.round_price` + `orders.place` with its argument checks, to a venue that answers at once);
 //! (c) the memory of an idle VM after loading a typical strategy (printed).
 
-#[path = "../tests/host_support.rs"]
+#[path = "../tests/host/support.rs"]
 mod support;
 
 use std::hint::black_box;

@@ -11,7 +11,7 @@
 //! `cargo bench --bench e2e` runs all four; `cargo bench --bench e2e -- reload memory` runs some.
 //! Figures are printed as they are measured; nothing is estimated.
 
-#[path = "../tests/host_support.rs"]
+#[path = "../tests/host/support.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 //! (b) the latency of a market-data call answered without a request (kept answer, live stream), from Lua
 //!     back to Lua, over the real API and venue (criterion).
 
-#[path = "../tests/host_support.rs"]
+#[path = "../tests/host/support.rs"]
 mod support;
 
 use std::sync::Arc;

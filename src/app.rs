@@ -218,7 +218,7 @@ fn record(args: RecordArgs) -> Result<(), AppError> {
                     ([127, 0, 0, 1], 0).into(),
                 )
                 .await
-                .map_err(|e| AppError::Sim(e.to_string()))?,
+                .map_err(AppError::Sim)?,
             ),
         };
         let base = match (&paper, args.testnet, args.live) {

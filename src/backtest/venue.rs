@@ -19,15 +19,13 @@ use rust_decimal::Decimal;
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
 use crate::exchange::binance::weights::rest_cost;
-use crate::exchange::types::{OrderStatus, Side};
+use crate::exchange::types::{OrderStatus, OrderType, Side};
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
     StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::host::inbox::Event;
-use crate::ledger::{
-    Clock, Cost, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict,
-};
+use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
 use crate::sim::book::Amount;
 use crate::sim::engine::{Exchange, NewOrder, Taker};
 use crate::sim::hub::{Hub, UserHub};
@@ -351,7 +349,8 @@ impl World {
             client_id: o.client_id.clone(),
             symbol: self.ex.markets[o.symbol].spec.symbol.clone(),
             side: o.side,
-            order_type: o.kind,
+            // The backtest places only the client's own order types.
+            order_type: o.kind.order_type().unwrap_or(OrderType::Limit),
             tif: o.tif,
             status: o.status,
             price: f(o.price),
@@ -504,11 +503,7 @@ impl ReplayVenue {
         path: &str,
         params: &[(&str, &str)],
     ) -> Result<(), ApiError> {
-        let cost = rest_cost(method, path, params).unwrap_or(Cost {
-            weight: 1,
-            raw: 1,
-            ..Cost::default()
-        });
+        let cost = rest_cost(method, path, params).unwrap_or(crate::exchange::binance::rate_limits::cost(1, 0, 1, 0));
         let wait_ms = ctx.wait.as_millis() as i64;
         let deadline = self.now_ms() + wait_ms;
         loop {
@@ -526,7 +521,7 @@ impl ReplayVenue {
                 }
                 Err(e) => {
                     self.world.lock().counts.rate_limited += u64::from(matches!(e, LedgerError::RateLimited { .. }));
-                    return Err(e.to_api_error(self.now_ms()));
+                    return Err(ApiError::from_ledger(&e, self.now_ms()));
                 }
             }
         }
@@ -701,12 +696,14 @@ impl Venue for ReplayVenue {
         let order = NewOrder {
             symbol: i,
             side: valid.side,
-            kind: valid.order_type,
+            kind: valid.order_type.into(),
             tif: valid.tif,
             price: valid.price,
             qty: valid.quantity,
             quote_qty: valid.quote_quantity,
             client_id: request.client_id.clone(),
+            stop_price: None,
+            iceberg_qty: None,
         };
         let now = world.now_ms();
         let result = match world.ex.place(order, now) {

@@ -279,12 +279,9 @@ mod tests {
             )
         };
         let ledger = open();
-        let cost = Cost {
-            weight: 60,
-            orders: 0,
-            raw: 1,
-            connections: 0,
-        };
+        let cost = Cost::new()
+            .with(PoolKind::RequestWeight, 60)
+            .with(PoolKind::RawRequests, 1);
         ledger.try_reserve("s", Lane::Order, cost).unwrap();
         ledger.save().unwrap();
         let path = dir.path().join(super::FILE_NAME);

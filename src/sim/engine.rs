@@ -18,7 +18,7 @@ use super::num::{d8, is_multiple};
 use crate::exchange::binance::wire::{
     AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
 };
-use crate::exchange::types::{OrderStatus, Side, TimeInForce};
+use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
 
 /// 0.1 % on every fill, paid in the asset received.
 pub const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
@@ -34,6 +34,16 @@ pub enum Kind {
     StopLossLimit,
     TakeProfit,
     TakeProfitLimit,
+}
+
+impl From<OrderType> for Kind {
+    fn from(order_type: OrderType) -> Kind {
+        match order_type {
+            OrderType::Limit => Kind::Limit,
+            OrderType::LimitMaker => Kind::LimitMaker,
+            OrderType::Market => Kind::Market,
+        }
+    }
 }
 
 impl Kind {
@@ -57,6 +67,17 @@ impl Kind {
             .find(|(k, _)| *k == self)
             .map(|(_, n)| *n)
             .unwrap_or("LIMIT")
+    }
+
+    /// The strategy API's order type; `None` for the stop and take-profit kinds, which the runner's
+    /// client does not place.
+    pub fn order_type(self) -> Option<OrderType> {
+        match self {
+            Kind::Limit => Some(OrderType::Limit),
+            Kind::LimitMaker => Some(OrderType::LimitMaker),
+            Kind::Market => Some(OrderType::Market),
+            _ => None,
+        }
     }
 
     /// Waits for the last price to reach its stop price.

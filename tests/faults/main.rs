@@ -7,7 +7,7 @@
 //! - `streams`: dropped sockets and depth sequence gaps.
 //! - `restart`: stops and `kill -9` in the middle of a window, a ban, and open orders.
 
-#[path = "../client_support/mod.rs"]
+#[path = "../client/support.rs"]
 mod client_support;
 #[path = "../support/mod.rs"]
 mod support;

@@ -344,7 +344,7 @@ impl Gateway {
         let labels = [("strategy", strategy.to_string()), ("endpoint", endpoint)];
         metrics::histogram!("runner_ledger_wait_seconds", &labels).record(asked_at.elapsed());
         metrics::counter!("runner_requests_total", &labels).increment(1);
-        metrics::counter!("runner_request_weight_total", &labels).increment(u64::from(cost.weight));
+        metrics::counter!("runner_request_weight_total", &labels).increment(cost.units_of(PoolKind::RequestWeight));
         let sent_at = std::time::Instant::now();
         let sent_at_ms = self.ledger.now_ms();
         let started = tokio::time::Instant::now();
@@ -383,7 +383,8 @@ impl Gateway {
         };
         if call.credit_on_success && reply.is_success() {
             self.ledger.credit(&permit, PoolKind::RequestWeight, u32::MAX);
-            metrics::counter!("runner_request_weight_credited_total", &labels).increment(u64::from(cost.weight));
+            metrics::counter!("runner_request_weight_credited_total", &labels)
+                .increment(cost.units_of(PoolKind::RequestWeight));
         }
         Ok(reply)
     }

@@ -22,7 +22,7 @@ use crate::exchange::types::{
 use crate::exchange::{
     CallCtx, EventSink, Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source, StreamKey, Venue,
 };
-use crate::ledger::{Ledger, LedgerStatus};
+use crate::ledger::{Ledger, LedgerStatus, PoolKind};
 
 use super::errors::ClientError;
 use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
@@ -187,7 +187,9 @@ fn market_weight(request: &MarketRequest) -> u32 {
             ("/api/v3/trades", vec![("symbol", symbol), ("limit", &limit)])
         }
     };
-    weights::rest_cost("GET", path, &params).map_or(0, |cost| cost.weight)
+    weights::rest_cost("GET", path, &params).map_or(0, |cost| {
+        u32::try_from(cost.units_of(PoolKind::RequestWeight)).unwrap_or(u32::MAX)
+    })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

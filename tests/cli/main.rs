@@ -1,0 +1,13 @@
+//! The real `runner` binary as a user runs it: commands, the README's promises, logs, metrics and `runner top`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod cli_breaker;
+mod cli_hostile;
+mod log_colour;
+mod metrics;
+mod readme;
+mod readme_first_run;
+mod top;

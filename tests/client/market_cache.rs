@@ -1,0 +1,257 @@
+//! Market data asked of the simulator once: shared errors, stream-backed answers equal to the
+//! exchange's book, and no stale stream answer across a dropped connection and a resync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client_support::{ctx, eventually, start, Setup};
+use runner::exchange::{
+    ErrorCode, Freshness, MarketData, MarketRequest, Source, StrategyId, StreamKey, StreamKind, Venue,
+};
+
+fn depth_request(limit: u32) -> MarketRequest {
+    MarketRequest::Depth {
+        symbol: "BTCUSDT".into(),
+        limit,
+    }
+}
+
+fn depth_requests_at_the_exchange(setup: &Setup) -> usize {
+    setup
+        .sim
+        .request_log()
+        .iter()
+        .filter(|r| r.path == "/api/v3/depth")
+        .count()
+}
+
+/// Bids and asks as `(price, qty)`.
+type Sides = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+const STREAM: Freshness = Freshness {
+    max_age: None,
+    stream: true,
+};
+
+/// The stream answer to `depth(BTCUSDT, 100)`, if the venue has one now, as exact decimal strings.
+fn stream_depth(setup: &Setup) -> Option<Sides> {
+    let answer = setup
+        .venue
+        .market_local(&Arc::from("reader"), &depth_request(100), STREAM)?;
+    assert_eq!((answer.source, answer.age_ms), (Source::Stream, 0));
+    match answer.data {
+        MarketData::Depth(d) => Some((d.bids.clone(), d.asks.clone())),
+        other => panic!("a depth answer, got {other:?}"),
+    }
+}
+
+fn sim_depth(setup: &Setup) -> Sides {
+    use rust_decimal::prelude::ToPrimitive;
+    let book = setup.sim.book("BTCUSDT", 100).expect("BTCUSDT listed");
+    let side = |levels: &[[rust_decimal::Decimal; 2]]| -> Vec<(f64, f64)> {
+        levels
+            .iter()
+            .map(|[p, q]| (p.to_f64().unwrap(), q.to_f64().unwrap()))
+            .collect()
+    };
+    (side(&book.bids), side(&book.asks))
+}
+
+/// Waits until the stream answer equals the simulator's book (both read in the same instant).
+async fn stream_depth_matches(setup: &Setup) {
+    eventually(
+        Duration::from_secs(15),
+        "the stream depth to equal the exchange's book",
+        || {
+            let local = stream_depth(setup);
+            let remote = sim_depth(setup);
+            async move { (local? == remote).then_some(()) }
+        },
+    )
+    .await;
+}
+
+async fn subscribe_depth_and_book(setup: &Setup) {
+    let streams = vec![
+        StreamKey {
+            symbol: "BTCUSDT".into(),
+            kind: StreamKind::Depth,
+        },
+        StreamKey {
+            symbol: "BTCUSDT".into(),
+            kind: StreamKind::Book,
+        },
+    ];
+    setup
+        .venue
+        .set_subscriptions(&Arc::from("streams"), streams)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_is_shared_by_every_caller_and_sent_once() {
+    let setup = start().await;
+    let before = depth_requests_at_the_exchange(&setup);
+    // Slow answers keep the one request in flight while everyone asks; it is answered with a 429.
+    setup.sim.faults().set_latency(Duration::from_millis(400));
+    setup.sim.faults().force_429(1);
+    let calls = (0..20).map(|i| {
+        let venue = Arc::clone(&setup.venue);
+        tokio::spawn(async move {
+            let call = ctx(&format!("s{i}"));
+            venue.market_data(&call, depth_request(100), Freshness::default()).await
+        })
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let errors: Vec<_> = answers.into_iter().map(|a| a.unwrap().unwrap_err()).collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.code == errors[0].code && e.message == errors[0].message),
+        "{errors:?}"
+    );
+    assert_eq!(errors[0].code, ErrorCode::Backoff, "{errors:?}");
+    assert_eq!(depth_requests_at_the_exchange(&setup) - before, 1);
+    let savings = setup.venue.market_savings();
+    let total_sent: u64 = savings.iter().map(|(_, s)| s.requests_sent).sum();
+    let total_joined: u64 = savings.iter().map(|(_, s)| s.joined).sum();
+    assert_eq!((total_sent, total_joined), (1, 19), "{savings:?}");
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_backed_depth_is_the_exchange_book_at_no_weight() {
+    let setup = start().await;
+    subscribe_depth_and_book(&setup).await;
+    stream_depth_matches(&setup).await;
+
+    let before = depth_requests_at_the_exchange(&setup);
+    let strategy: StrategyId = Arc::from("asker");
+    let answer = setup
+        .venue
+        .market_data(&ctx(&strategy), depth_request(100), STREAM)
+        .await
+        .unwrap();
+    assert_eq!(answer.source, Source::Stream);
+    // More levels than the book behind the stream holds are asked of the exchange.
+    let deeper = setup
+        .venue
+        .market_data(&ctx(&strategy), depth_request(5000), STREAM)
+        .await
+        .unwrap();
+    assert_eq!(deeper.source, Source::Exchange);
+    // Without the stream option the same call goes to the exchange.
+    let asked = setup
+        .venue
+        .market_data(&ctx(&strategy), depth_request(100), Freshness::default())
+        .await
+        .unwrap();
+    assert_eq!(asked.source, Source::Exchange);
+    assert_eq!(depth_requests_at_the_exchange(&setup) - before, 2);
+    let mine = setup
+        .venue
+        .market_savings()
+        .into_iter()
+        .find(|(name, _)| *name == strategy)
+        .unwrap()
+        .1;
+    assert_eq!((mine.stream_hits, mine.requests_sent, mine.weight_saved), (1, 2, 5));
+
+    // A bookTicker answer from the stream is the latest streamed quote.
+    let quote = setup
+        .venue
+        .market_data(
+            &ctx(&strategy),
+            MarketRequest::BookTicker {
+                symbol: "BTCUSDT".into(),
+            },
+            STREAM,
+        )
+        .await
+        .unwrap();
+    assert_eq!(quote.source, Source::Stream);
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_stream_answer_across_a_reconnect_and_a_resync() {
+    let setup = start().await;
+    subscribe_depth_and_book(&setup).await;
+    stream_depth_matches(&setup).await;
+    let quote_request = MarketRequest::BookTicker {
+        symbol: "BTCUSDT".into(),
+    };
+    let reader: StrategyId = Arc::from("reader");
+    eventually(Duration::from_secs(10), "a streamed quote", || {
+        let q = setup.venue.market_local(&reader, &quote_request, STREAM);
+        async move { q }
+    })
+    .await;
+
+    // The connection drops: until the client has reconnected and resynced, nothing is answered from
+    // the stream (the book and the quote it fed stopped being current when it dropped).
+    let connects = || {
+        setup
+            .sim
+            .request_log()
+            .iter()
+            .filter(|r| r.transport == "WS" && r.path == "/stream")
+            .count()
+    };
+    let connected_before = connects();
+    setup.sim.faults().drop_websockets();
+    eventually(Duration::from_secs(10), "the drop to be noticed", || {
+        let depth = stream_depth(&setup);
+        let quote = setup.venue.market_local(&reader, &quote_request, STREAM);
+        async move { (depth.is_none() && quote.is_none()).then_some(()) }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "a new connection", || {
+        let n = connects();
+        async move { (n > connected_before).then_some(()) }
+    })
+    .await;
+    stream_depth_matches(&setup).await;
+
+    // A sequence gap: the book resyncs from a new snapshot, and matches the exchange again.
+    setup.sim.faults().skip_depth(1);
+    stream_depth_matches(&setup).await;
+    setup.venue.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_answer_is_served_within_max_age_only() {
+    let setup = start().await;
+    let before = depth_requests_at_the_exchange(&setup);
+    let max_age = Freshness {
+        max_age: Some(Duration::from_millis(300)),
+        stream: false,
+    };
+    let first = setup
+        .venue
+        .market_data(&ctx("a"), depth_request(100), max_age)
+        .await
+        .unwrap();
+    assert_eq!(first.source, Source::Exchange);
+    let kept = setup
+        .venue
+        .market_local(&Arc::from("b"), &depth_request(100), max_age)
+        .expect("a kept answer within 300 ms");
+    assert_eq!(kept.source, Source::Cache);
+    assert!(kept.age_ms <= 300);
+    assert_eq!(kept.data, first.data);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(setup
+        .venue
+        .market_local(&Arc::from("b"), &depth_request(100), max_age)
+        .is_none());
+    let again = setup
+        .venue
+        .market_data(&ctx("b"), depth_request(100), max_age)
+        .await
+        .unwrap();
+    assert_eq!(again.source, Source::Exchange);
+    assert_eq!(depth_requests_at_the_exchange(&setup) - before, 2);
+    setup.venue.shutdown().await;
+}

@@ -1,0 +1,15 @@
+//! The Lua strategy host: the sandbox, the API modules, reload and isolation.
+
+#[path = "support.rs"]
+mod support;
+
+mod api;
+mod attacks;
+mod declarations;
+mod isolation;
+mod log;
+mod market_cache;
+mod reload;
+mod sandbox;
+mod sim;
+mod sizing;

@@ -1,0 +1,4 @@
+//! The ledger's properties, and the ledger shared through Redis.
+
+mod props;
+mod shared;

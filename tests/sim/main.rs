@@ -1,0 +1,10 @@
+//! The simulated exchange's REST, stream and WebSocket API protocols, as any client sees them.
+
+#[path = "support.rs"]
+mod sim_support;
+
+mod orders_advanced;
+mod rest;
+mod rest_endpoints;
+mod ws;
+mod ws_session;
