@@ -838,7 +838,7 @@ pub fn install(lua: &Lua, guard: &Rc<Guard>) -> mlua::Result<()> {
     })?;
     lua.load(
         r##"
-        local core, price, string, table, error, select, type, math, ipairs = ...
+        local core, price, string, table, error, select, type, math, ipairs, pcall = ...
         local function finish(ok, ...)
             if ok then return ... end
             error((...), 0)
@@ -852,9 +852,20 @@ pub fn install(lua: &Lua, guard: &Rc<Guard>) -> mlua::Result<()> {
             local next = finish(gmatch(...))
             return function() return finish(next()) end
         end
+        -- A wrapped C function would be named 'native' or '?' in its argument errors: name it, and
+        -- point at the caller (the wrapper's frame is gone: `return named(...)` is a tail call).
+        local function named(full, ok, ...)
+            if ok then return ... end
+            local message = ...
+            if type(message) == "string" then
+                local replaced, text = gsub(message, "'[^']*'", "'" .. full .. "'", 1)
+                if replaced then message = text end
+            end
+            error(message, 2)
+        end
         for _, name in ipairs({ "format", "upper", "lower", "reverse" }) do
-            local native = string[name]
-            string[name] = function(...) price(...) return native(...) end
+            local native, full = string[name], "string." .. name
+            string[name] = function(...) price(...) return named(full, pcall(native, ...)) end
         end
         for _, name in ipairs({ "concat", "sort" }) do
             local native = table[name]
@@ -950,6 +961,7 @@ pub fn install(lua: &Lua, guard: &Rc<Guard>) -> mlua::Result<()> {
         globals.raw_get::<Function>("type")?,
         globals.raw_get::<Table>("math")?,
         globals.raw_get::<Function>("ipairs")?,
+        globals.raw_get::<Function>("pcall")?,
     ))
 }
 

@@ -472,9 +472,23 @@ pub fn for_transport(name: &str, mut value: Value, transport: Transport) -> Valu
         Transport::WsApi => PoolKind::RawRequests.as_str(),
     };
     if let Some(limits) = value["rateLimits"].as_array_mut() {
-        limits.retain(|l| l["rateLimitType"] != hidden);
+        limits.retain(|l| l["rateLimitType"] != hidden || !is_documented_connection_limit(l, transport));
     }
     value
+}
+
+/// Binance's own connection limit (300 per 5 minutes) is announced on the WebSocket API only. A
+/// connection limit the simulator was given instead (`--limit CONNECTIONS=...`, small stress limits)
+/// is announced on REST too: a client learns its limits from REST's `exchangeInfo`, and could not
+/// otherwise know of one that differs from the documented default.
+fn is_documented_connection_limit(limit: &Value, transport: Transport) -> bool {
+    let Transport::Rest = transport else {
+        return true;
+    };
+    limit["rateLimitType"] == PoolKind::Connections.as_str()
+        && limit["interval"] == "MINUTE"
+        && limit["intervalNum"] == 5
+        && limit["limit"] == 300
 }
 
 /// Time fields an answer carries, in ms (scaled by [`to_microseconds`]).

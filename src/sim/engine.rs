@@ -1357,18 +1357,18 @@ mod tests {
             .order_id;
         ex.amend(0, first, d("0.4"), "a".into(), 2).unwrap();
         assert_eq!(ex.amend(0, first, d("0.5"), "a".into(), 2).unwrap_err().code, -2038);
-        // A seller of 0.4 at 98 meets the amended order first, as it was first in the queue.
-        ex.execute(
-            0,
-            Side::Sell,
-            Some(d("98.00")),
-            Amount::Base(d("0.4")),
-            Taker::Synthetic,
-            3,
-        );
+        // A seller down to 98 takes every bid on the way (the synthetic ones above 98 too): at 98
+        // the amended order, first in the queue, trades before the second one.
+        ex.execute(0, Side::Sell, Some(d("98.00")), Amount::All, Taker::Synthetic, 3);
+        let at_98: Vec<(u64, Decimal)> = ex
+            .my_trades()
+            .iter()
+            .filter(|t| t.price == d("98.00"))
+            .map(|t| (t.order_id, t.qty))
+            .collect();
+        assert_eq!(at_98, vec![(first, d("0.4")), (second, d("1"))]);
         assert_eq!(ex.order(first).unwrap().status, OrderStatus::Filled);
-        assert_eq!(ex.order(second).unwrap().executed, Decimal::ZERO);
-        assert_eq!(ex.balances()["USDT"].locked, d("98"));
+        assert_eq!(ex.balances()["USDT"].locked, Decimal::ZERO);
     }
 
     #[test]

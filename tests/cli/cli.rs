@@ -72,8 +72,12 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
             "is not a CPU list",
         ),
         (
+            vec![good.clone().into(), "--pin-strategies".into(), "4000".into()],
+            "CPU 4000 is not available",
+        ),
+        (
             vec![good.clone().into(), "--pin-strategies".into(), "100000".into()],
-            "CPU 100000 is not available",
+            "CPU 100000 in \"100000\" is out of range",
         ),
     ];
     for (args, expected) in cases {

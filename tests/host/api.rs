@@ -82,7 +82,7 @@ async fn api_functions_behave_as_the_contract_says() {
             expect_error("order id", orders.cancel, "BTCUSDT", {})
             expect_error("bad argument #1 (ms)", timer.every, "x", "t")
             expect_error("ms must be", timer.every, 0, "t")
-            expect_error("wait_ms must be", market.depth, "BTCUSDT", 5, { wait_ms = "soon" })
+            expect_error("wait_ms: a number of milliseconds expected", market.depth, "BTCUSDT", 5, { wait_ms = "soon" })
             expect_error("read-only", function() orders.place = nil end)
         end
         local ok, err = pcall(check_all)

@@ -228,8 +228,13 @@ impl BinanceVenue {
             .exchange_info(CLIENT_STRATEGY, wait)
             .await
             .map_err(startup("GET /api/v3/exchangeInfo"))?;
-        let limits = usage::parse_rate_limits(&info.rate_limits);
-        if !limits.is_empty() {
+        let announced = usage::parse_rate_limits(&info.rate_limits);
+        if !announced.is_empty() {
+            // REST exchangeInfo announces request weight, orders and raw requests; the connection
+            // limit is only in the WebSocket API's. Kinds not announced keep their documented pools.
+            let mut limits = gateway.ledger().limits();
+            limits.retain(|l| !announced.iter().any(|a| a.kind == l.kind));
+            limits.extend(announced);
             gateway.ledger().set_limits(limits);
         }
         let account = rest

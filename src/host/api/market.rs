@@ -222,6 +222,11 @@ fn market_function(
             let (wait, freshness) = market_options(&lua, &c, &args)?;
             let call = c.market_call(wait);
             let local = c.venue.market_local(&call.strategy, &request, freshness);
+            if local.is_none() {
+                // Only a call that goes to the exchange waits; one where Lua cannot wait is refused
+                // before anything is sent.
+                c.check_can_wait(&lua, func)?;
+            }
             Ok((request, freshness, call, local))
         })();
         async move {
@@ -230,8 +235,13 @@ fn market_function(
                 Some(answer) => Ok(answer),
                 None => {
                     let venue = c.venue.clone();
-                    c.exchange(async move { venue.market_data(&call, request, freshness).await })
-                        .await
+                    // Waiting is not work: the CPU limit counts only the callback's own running time.
+                    c.guard.pause();
+                    let result = c
+                        .exchange(async move { venue.market_data(&call, request, freshness).await })
+                        .await;
+                    c.guard.resume();
+                    result
                 }
             };
             c.reply(&lua, result, |lua, answer| answer_table(lua, &c.keys, answer))
