@@ -217,7 +217,7 @@ fn run_runner(
             .split_whitespace()
             .filter_map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
             .collect();
-        let [count, first, last] = numbers[..3] else {
+        let &[count, first, last, ..] = numbers.as_slice() else {
             bail!("unreadable count line: {line}");
         };
         delivered_total += count as u64;
