@@ -24,7 +24,7 @@ use crate::exchange::Venue;
 use crate::host::calls::Calls;
 use crate::host::inbox::Event;
 use crate::host::stats::Stats;
-use crate::host::timers::{TimerOp, Timers};
+use crate::host::timers::{ReplayedTimers, TimerOp, Timers};
 use crate::host::vm::{CallOutcome, StrategyVm, VmOptions};
 use crate::host::{HostConfig, LoadError, StopReason};
 use crate::ledger::RateLimit;
@@ -73,6 +73,47 @@ struct Timer {
 
 type Schedule = Rc<RefCell<BTreeMap<Arc<str>, Timer>>>;
 
+/// The strategy's timers as the replay keeps them, due in replayed time.
+struct ReplaySchedule {
+    schedule: Schedule,
+    venue: Arc<ReplayVenue>,
+}
+
+impl ReplayedTimers for ReplaySchedule {
+    fn apply(&self, op: TimerOp) {
+        let now = self.venue.now_ms();
+        let mut timers = self.schedule.borrow_mut();
+        match op {
+            TimerOp::Every(period, name) => {
+                let period_ms = (period.as_millis() as i64).max(1);
+                let timer = Timer {
+                    due_ms: now + period_ms,
+                    period_ms: Some(period_ms),
+                };
+                timers.insert(name, timer);
+            }
+            TimerOp::After(delay, name) => {
+                let timer = Timer {
+                    due_ms: now + delay.as_millis() as i64,
+                    period_ms: None,
+                };
+                timers.insert(name, timer);
+            }
+            TimerOp::Cancel(name) => {
+                timers.remove(&name);
+            }
+        }
+    }
+
+    fn is_set(&self, name: &str) -> bool {
+        self.schedule.borrow().contains_key(name)
+    }
+
+    fn count(&self) -> usize {
+        self.schedule.borrow().len()
+    }
+}
+
 /// Loads the data, replays it through the strategy and returns the report (also written to
 /// `report_dir` when given).
 pub fn run(options: &BacktestOptions) -> Result<Report, BacktestError> {
@@ -104,37 +145,10 @@ async fn replay(options: &BacktestOptions, data: Dataset) -> Result<Report, Back
     });
     let start_balances = venue.balances();
     let schedule: Schedule = Rc::new(RefCell::new(BTreeMap::new()));
-    let timers = {
-        let (schedule, venue) = (schedule.clone(), venue.clone());
-        Timers::replayed(Rc::new(move |op: TimerOp| {
-            let now = venue.now_ms();
-            let mut timers = schedule.borrow_mut();
-            match op {
-                TimerOp::Every(period, name) => {
-                    let period_ms = (period.as_millis() as i64).max(1);
-                    timers.insert(
-                        name,
-                        Timer {
-                            due_ms: now + period_ms,
-                            period_ms: Some(period_ms),
-                        },
-                    );
-                }
-                TimerOp::After(delay, name) => {
-                    timers.insert(
-                        name,
-                        Timer {
-                            due_ms: now + delay.as_millis() as i64,
-                            period_ms: None,
-                        },
-                    );
-                }
-                TimerOp::Cancel(name) => {
-                    timers.remove(&name);
-                }
-            }
-        }))
-    };
+    let timers = Timers::replayed(Rc::new(ReplaySchedule {
+        schedule: schedule.clone(),
+        venue: venue.clone(),
+    }));
     let host = HostConfig::default();
     let venue_dyn: Arc<dyn Venue> = venue.clone();
     let known = {

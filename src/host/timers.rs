@@ -27,15 +27,21 @@ pub const MAX_TIMERS: usize = 1000;
 #[error("too many timers (at most {MAX_TIMERS} per strategy; cancel one or reuse a name)")]
 pub struct TooManyTimers;
 
-/// Where a backtest's timers go: the replay fires them in replayed time.
-pub type TimerSink = Rc<dyn Fn(TimerOp)>;
+/// Where a backtest's timers go: the replay keeps them and fires them in replayed time.
+pub trait ReplayedTimers {
+    fn apply(&self, op: TimerOp);
+    /// Whether a timer of this name is set (a one-shot timer that fired is not).
+    fn is_set(&self, name: &str) -> bool;
+    /// Timers set now.
+    fn count(&self) -> usize;
+}
 
 /// The running timers of one strategy. A tick is an inbox event (coalesced by name
 /// while the strategy is busy), so timers and market events are handled in order.
 pub struct Timers {
     inbox: Option<Arc<Inbox>>,
     tasks: RefCell<HashMap<Arc<str>, JoinHandle<()>>>,
-    replayed: Option<TimerSink>,
+    replayed: Option<Rc<dyn ReplayedTimers>>,
 }
 
 impl Timers {
@@ -47,34 +53,31 @@ impl Timers {
         })
     }
 
-    /// Timers in replayed time: every operation goes to `sink` instead of a wall-clock task.
-    pub fn replayed(sink: TimerSink) -> Rc<Timers> {
+    /// Timers in replayed time: every operation goes to `schedule` instead of a wall-clock task.
+    pub fn replayed(schedule: Rc<dyn ReplayedTimers>) -> Rc<Timers> {
         Rc::new(Timers {
             inbox: None,
             tasks: RefCell::new(HashMap::new()),
-            replayed: Some(sink),
+            replayed: Some(schedule),
         })
     }
 
     /// Must run inside the strategy thread's `LocalSet`.
     fn apply(&self, op: TimerOp) -> Result<(), TooManyTimers> {
+        // The cap holds in both modes: a backtest is no place to exhaust the host's memory either.
+        if let TimerOp::Every(_, name) | TimerOp::After(_, name) = &op {
+            if self.count() >= MAX_TIMERS && !self.is_set(name) {
+                return Err(TooManyTimers);
+            }
+        }
         let inbox = match (&self.replayed, &self.inbox) {
-            (Some(sink), _) => {
-                sink(op);
+            (Some(schedule), _) => {
+                schedule.apply(op);
                 return Ok(());
             }
             (None, Some(inbox)) => inbox.clone(),
             (None, None) => return Ok(()),
         };
-        if let TimerOp::Every(_, name) | TimerOp::After(_, name) = &op {
-            let mut tasks = self.tasks.borrow_mut();
-            if tasks.len() >= MAX_TIMERS && !tasks.contains_key(name) {
-                tasks.retain(|_, task| !task.is_finished());
-                if tasks.len() >= MAX_TIMERS {
-                    return Err(TooManyTimers);
-                }
-            }
-        }
         let (name, task) = match op {
             TimerOp::Cancel(name) => {
                 if let Some(task) = self.tasks.borrow_mut().remove(&name) {
@@ -110,6 +113,27 @@ impl Timers {
             old.abort();
         }
         Ok(())
+    }
+
+    fn is_set(&self, name: &str) -> bool {
+        match &self.replayed {
+            Some(schedule) => schedule.is_set(name),
+            None => self.tasks.borrow().contains_key(name),
+        }
+    }
+
+    /// Timers set now; finished one-shot tasks are forgotten first.
+    fn count(&self) -> usize {
+        match &self.replayed {
+            Some(schedule) => schedule.count(),
+            None => {
+                let mut tasks = self.tasks.borrow_mut();
+                if tasks.len() >= MAX_TIMERS {
+                    tasks.retain(|_, task| !task.is_finished());
+                }
+                tasks.len()
+            }
+        }
     }
 
     pub fn cancel_all(&self) {

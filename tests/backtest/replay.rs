@@ -440,3 +440,52 @@ fn bad_input_is_one_clear_line_naming_the_file_and_the_row() {
         "{err}"
     );
 }
+
+#[test]
+fn timers_in_replayed_time_are_capped_like_live_ones_and_fired_one_shots_free_their_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut records = vec![snapshot(1_000, &[("100.00", "1")], &[("100.10", "1")])];
+    for k in 0..50 {
+        records.push(trade(1_100 + k * 100, k as u64 + 1, "100.05", "0.01", k % 2 == 0));
+    }
+    let data = write_recording(&dir.path().join("data"), &records);
+    // Every failure is a strategy error; success is one order per phase, seen in the report.
+    let strategy = write_strategy(
+        dir.path(),
+        "timer_flood",
+        r#"
+local function flood(prefix, delay)
+  local made, refused = 0, nil
+  for i = 1, 1500 do
+    local ok, err = pcall(timer.after, delay, prefix .. i)
+    if ok then made = made + 1 else refused = err end
+  end
+  assert(made == 1000, "made " .. made)
+  assert(tostring(refused):find("too many timers", 1, true), tostring(refused))
+  -- A name already set is replaced, never refused.
+  assert(pcall(timer.after, delay, prefix .. 1))
+end
+
+return {
+  symbols = { "BTCUSDT" },
+  streams = { "trade" },
+  on_start = function()
+    flood("a", 10)
+    timer.cancel("a1")
+    timer.after(50, "next")
+    orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 90, quantity = 0.1 }
+  end,
+  on_timer = function(name)
+    if name == "next" then
+      -- Every one-shot timer of the first flood has fired: their slots are free again.
+      flood("b", 60000)
+      orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 91, quantity = 0.1 }
+    end
+  end,
+}
+"#,
+    );
+    let report = backtest::run(&options(strategy, data)).unwrap();
+    assert_eq!(report.strategy_errors, 0, "{report:?}");
+    assert_eq!(report.calls.placed, 2, "{:?}", report.calls);
+}
