@@ -268,9 +268,13 @@ fn record(args: RecordArgs) -> Result<(), AppError> {
 fn init_tracing(format: LogFormat) {
     let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    for target in RAW_PAYLOAD_LOGGERS {
-        if let Ok(directive) = format!("{target}=debug").parse() {
-            filter = filter.add_directive(directive);
+    // Capping only when trace was asked for: a `target=debug` directive would otherwise raise these
+    // crates above the level the user chose.
+    if filter.max_level_hint() == Some(tracing_subscriber::filter::LevelFilter::TRACE) {
+        for target in RAW_PAYLOAD_LOGGERS {
+            if let Ok(directive) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(directive);
+            }
         }
     }
     let builder = tracing_subscriber::fmt()

@@ -411,6 +411,32 @@ pub struct Summary {
     pub breakers: Vec<BreakerStatus>,
     /// Market-data calls of all strategies and what coalescing saved.
     pub market_data: MarketSavings,
+    /// What the whole process used (each strategy's Lua memory is capped; this shows the host's total).
+    pub process: ProcessUsage,
+}
+
+/// The process's own resource use, from `getrusage`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcessUsage {
+    pub peak_memory_mib: f64,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+}
+
+impl ProcessUsage {
+    pub fn now() -> ProcessUsage {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) else {
+            return ProcessUsage::default();
+        };
+        let seconds = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+        ProcessUsage {
+            // Linux reports the peak resident set in KiB.
+            peak_memory_mib: usage.max_rss() as f64 / 1024.0,
+            cpu_user_s: seconds(usage.user_time()),
+            cpu_system_s: seconds(usage.system_time()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -490,6 +516,7 @@ impl Summary {
             banned: ledger.banned_count,
             breakers: venue.breakers(),
             market_data,
+            process: ProcessUsage::now(),
         }
     }
 }
@@ -631,6 +658,11 @@ impl fmt::Display for Summary {
             "  exchange throttles (429): {}, bans (418): {}",
             self.throttled, self.banned
         )?;
-        write!(f, "  circuit breakers: {}", breakers_brief(&self.breakers))
+        writeln!(f, "  circuit breakers: {}", breakers_brief(&self.breakers))?;
+        write!(
+            f,
+            "  process: peak memory {:.1} MiB, CPU {:.2} s user + {:.2} s system",
+            self.process.peak_memory_mib, self.process.cpu_user_s, self.process.cpu_system_s
+        )
     }
 }

@@ -46,6 +46,9 @@ fn the_first_run_logs_arbitrage_cycles_within_seconds() {
     );
     let (status, lines) = run.finish();
     assert!(status.success(), "{}", lines.join("\n"));
+    // At the default level the first run shows the strategy's story, not the HTTP stack's.
+    let debug: Vec<&String> = lines.iter().filter(|l| l.contains(" DEBUG ")).collect();
+    assert!(debug.is_empty(), "debug lines at level info: {debug:?}");
     let summary = lines
         .iter()
         .find(|l| l.contains("tri-arb: orders placed"))

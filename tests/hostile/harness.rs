@@ -198,6 +198,25 @@ impl Outcome {
         );
     }
 
+    /// The process's peak resident memory, from the exit summary.
+    pub fn peak_memory_mib(&self) -> f64 {
+        self.output
+            .iter()
+            .find_map(|line| {
+                let rest = line.split("process: peak memory ").nth(1)?;
+                rest.split_whitespace().next()?.parse::<f64>().ok()
+            })
+            .unwrap_or_else(|| panic!("no peak memory in the summary:\n{}", self.text()))
+    }
+
+    /// Hostile strategies may not grow the process past the stated bound: the host's own share
+    /// plus each strategy's Lua memory cap.
+    pub fn assert_memory_bounded(&self, strategies: usize) {
+        let peak = self.peak_memory_mib();
+        let bound = HOST_MEMORY_MIB + strategies as f64 * LUA_MEMORY_CAP_MIB;
+        assert!(peak <= bound, "peak memory {peak:.1} MiB, bound {bound} MiB");
+    }
+
     /// One line of figures for the record (run with `--nocapture` to see it).
     pub fn report(&self, scenario: &str) {
         if std::env::var("HOSTILE_DEBUG").is_ok() {
@@ -220,7 +239,7 @@ impl Outcome {
             )
         };
         println!(
-            "HOSTILE {scenario}: {}; {}; {}; REST {} WS-API {} WS handshakes {} orders {}; 429 {} 418 {} message-limit closes {}",
+            "HOSTILE {scenario}: {}; {}; {}; REST {} WS-API {} WS handshakes {} orders {}; 429 {} 418 {} message-limit closes {}; peak memory {:.1} MiB",
             figures(PoolKind::RequestWeight),
             figures(PoolKind::Orders),
             figures(PoolKind::Connections),
@@ -231,9 +250,16 @@ impl Outcome {
             self.stats.count_429,
             self.stats.count_418,
             self.stats.ws_message_limit_closes,
+            self.peak_memory_mib(),
         );
     }
 }
+
+/// The bound the README's reliability section states for the process's peak resident memory:
+/// the host's own share (runtime, connections, bounded queues, timers and logs) plus the Lua
+/// memory cap of each strategy (64 MiB).
+pub const HOST_MEMORY_MIB: f64 = 48.0;
+pub const LUA_MEMORY_CAP_MIB: f64 = 64.0;
 
 /// A strategy file of this suite.
 pub fn strategy(file: &str) -> PathBuf {

@@ -27,6 +27,7 @@ fn a_weight_250_depth_loop_is_held_to_the_limit() {
     let exchange = Exchange::start(small_limits(540));
     let outcome = exchange.run(&[strategy("depth_loop.lua")], RUN);
     outcome.report("depth_loop");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::RequestWeight, WINDOWS);
     outcome.assert_budget_used(PoolKind::RequestWeight, USED);
@@ -37,6 +38,7 @@ fn retrying_at_once_and_ignoring_errors_is_held_to_the_limit() {
     let exchange = Exchange::start(small_limits(300));
     let outcome = exchange.run(&[strategy("ignore_errors.lua")], RUN);
     outcome.report("ignore_errors");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::RequestWeight, WINDOWS);
     outcome.assert_budget_used(PoolKind::RequestWeight, USED);
@@ -47,6 +49,7 @@ fn catching_every_failure_with_pcall_and_retrying_is_held_to_the_limit() {
     let exchange = Exchange::start(small_limits(300));
     let outcome = exchange.run(&[strategy("pcall_retry.lua")], RUN);
     outcome.report("pcall_retry");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::RequestWeight, WINDOWS);
     outcome.assert_budget_used(PoolKind::RequestWeight, USED);
@@ -57,6 +60,7 @@ fn an_order_flood_is_held_to_the_order_limit() {
     let exchange = Exchange::start(small_limits(300));
     let outcome = exchange.run(&[strategy("order_flood.lua")], RUN);
     outcome.report("order_flood");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::Orders, WINDOWS);
     outcome.assert_budget_used(PoolKind::Orders, USED);
@@ -67,6 +71,7 @@ fn a_cancel_storm_is_held_to_the_limits() {
     let exchange = Exchange::start(small_limits(300));
     let outcome = exchange.run(&[strategy("cancel_storm.lua")], RUN);
     outcome.report("cancel_storm");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::Orders, WINDOWS);
     outcome.assert_budget_used(PoolKind::Orders, USED);
@@ -94,6 +99,7 @@ fn twenty_strategies_hammering_at_once_share_the_limit_and_none_starves() {
     let exchange = Exchange::start(small_limits(300));
     let outcome = exchange.run(&files, RUN);
     outcome.report("swarm x20");
+    outcome.assert_memory_bounded(COPIES);
     outcome.assert_never_throttled();
     outcome.assert_windows_crossed(PoolKind::RequestWeight, WINDOWS);
     outcome.assert_budget_used(PoolKind::RequestWeight, USED);
@@ -164,6 +170,7 @@ fn reload_storms_changing_symbols_respect_connection_and_message_limits() {
     run.terminate();
     let outcome = exchange.finish(run);
     outcome.report("subscribe_storm");
+    outcome.assert_memory_bounded(1);
     outcome.assert_never_throttled();
     let reloads = outcome
         .output

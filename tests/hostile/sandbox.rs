@@ -10,7 +10,7 @@ use crate::harness::{small_limits, strategy, Exchange};
 const RUN: Duration = Duration::from_secs(6);
 
 #[test]
-fn pattern_bombs_log_floods_and_timer_floods_leave_the_neighbour_alone() {
+fn pattern_bombs_log_floods_timer_floods_and_memory_bombs_leave_the_neighbour_alone() {
     let exchange = Exchange::start(small_limits(1200));
     let started = Instant::now();
     let outcome = exchange.run(
@@ -19,6 +19,7 @@ fn pattern_bombs_log_floods_and_timer_floods_leave_the_neighbour_alone() {
             strategy("pattern_bomb.lua"),
             strategy("log_flood.lua"),
             strategy("timer_flood.lua"),
+            strategy("memory_bomb.lua"),
         ],
         RUN,
     );
@@ -27,6 +28,8 @@ fn pattern_bombs_log_floods_and_timer_floods_leave_the_neighbour_alone() {
     let bytes = text.len();
     println!("SANDBOX attacks: run {RUN:?} took {took:?}, {bytes} bytes of output");
     assert!(outcome.exit_ok, "exits 0:\n{}", tail(&text));
+    println!("SANDBOX attacks: peak memory {:.1} MiB", outcome.peak_memory_mib());
+    outcome.assert_memory_bounded(5);
     // Start-up (sign-in to the simulator, four VMs) plus the stop; a slow, shared machine gets slack.
     assert!(took < RUN + Duration::from_secs(10), "took {took:?}");
     assert!(!text.contains("panicked"), "{}", tail(&text));
@@ -51,6 +54,13 @@ fn pattern_bombs_log_floods_and_timer_floods_leave_the_neighbour_alone() {
         .max()
         .unwrap_or(0);
     assert!(last_books > 0, "the benign strategy saw market data");
+    // Running out of memory is a limit trip even inside `pcall`: the bomb is stopped, not retried forever.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("memory limit exceeded") && l.contains("strategy=memory_bomb")),
+        "{}",
+        tail(&text)
+    );
     assert!(
         text.contains("pattern_bomb") && text.contains("CPU limit exceeded"),
         "{}",
