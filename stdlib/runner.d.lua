@@ -156,7 +156,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 --- Options of the REST market-data calls (`ticker`, `book_ticker`, `depth`, `klines`, `trades`).
 ---@class runner.MarketOptions: runner.CallOptions
 ---@field max_age_ms? number the runner's latest answer to the same request may be returned if at most this old (0 to 86400000); without it, the call sends its own request or shares an identical one in flight. When the budget is short, a kept answer is returned instead of waiting, whatever its age.
----@field stream? boolean answer from the process's live streams at weight 0 (`depth` from an in-sync local book within its depth, `book_ticker` from the latest streamed quote); default: the strategy's `stream_answers`
+---@field stream? boolean answer from the process's live streams at weight 0 (`depth` from an in-sync local book within its depth, `book_ticker` from the latest streamed quote, `klines` from the candles a kline stream kept after a REST klines answer); default: the strategy's `stream_answers`
 
 --- Where a market-data answer came from.
 ---@alias runner.AnswerSource "exchange"|"joined"|"cache"|"stale"|"stream"

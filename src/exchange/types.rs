@@ -154,7 +154,7 @@ pub struct Trade {
     pub buyer_maker: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Kline {
     pub open_time: i64,
     pub open: f64,

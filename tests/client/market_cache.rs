@@ -255,3 +255,102 @@ async fn a_kept_answer_is_served_within_max_age_only() {
     assert_eq!(depth_requests_at_the_exchange(&setup) - before, 2);
     setup.venue.shutdown().await;
 }
+
+fn klines_request(limit: u32) -> MarketRequest {
+    MarketRequest::Klines {
+        symbol: "BTCUSDT".into(),
+        interval: "1m".into(),
+        limit,
+    }
+}
+
+fn klines_of(answer: &runner::exchange::MarketAnswer) -> Vec<runner::exchange::types::Kline> {
+    match &answer.data {
+        MarketData::Klines(k) => k.as_ref().clone(),
+        other => panic!("a klines answer, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_backed_klines_continue_a_rest_answer_and_stop_at_a_dropped_connection() {
+    let setup = start().await;
+    setup
+        .venue
+        .set_subscriptions(
+            &Arc::from("streams"),
+            vec![StreamKey {
+                symbol: "BTCUSDT".into(),
+                kind: StreamKind::Kline("1m".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    let reader: StrategyId = Arc::from("reader");
+    // A stream gives only the current candle: before a REST answer there is no history to answer from.
+    assert!(setup.venue.market_local(&reader, &klines_request(5), STREAM).is_none());
+    let first = setup
+        .venue
+        .market_data(&ctx(&reader), klines_request(5), STREAM)
+        .await
+        .unwrap();
+    assert_eq!(first.source, Source::Exchange);
+
+    // From then on the stream keeps the series: it moves on from the REST answer and equals the
+    // simulator's own klines (asked over HTTP, beside the venue, so the series is not seeded again).
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=5",
+        setup.sim.rest_url()
+    );
+    let rows = |k: &[runner::exchange::types::Kline]| -> Vec<(i64, f64, f64, f64, f64, f64, i64)> {
+        k.iter()
+            .map(|k| (k.open_time, k.open, k.high, k.low, k.close, k.volume, k.close_time))
+            .collect()
+    };
+    let seeded = rows(&klines_of(&first));
+    eventually(
+        Duration::from_secs(15),
+        "stream klines that moved on and equal the exchange's",
+        || async {
+            let local = setup.venue.market_local(&reader, &klines_request(5), STREAM)?;
+            assert_eq!((local.source, local.age_ms), (Source::Stream, 0));
+            let remote: Vec<serde_json::Value> = http.get(&url).send().await.ok()?.json().await.ok()?;
+            let num = |v: &serde_json::Value| v.as_str().and_then(|s| s.parse::<f64>().ok()).unwrap();
+            let remote: Vec<_> = remote
+                .iter()
+                .map(|r| {
+                    (
+                        r[0].as_i64().unwrap(),
+                        num(&r[1]),
+                        num(&r[2]),
+                        num(&r[3]),
+                        num(&r[4]),
+                        num(&r[5]),
+                        r[6].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+            let local = rows(&klines_of(&local));
+            (local != seeded && local == remote).then_some(())
+        },
+    )
+    .await;
+    // More candles than the series holds are asked of the exchange.
+    let longer = setup
+        .venue
+        .market_data(&ctx(&reader), klines_request(500), STREAM)
+        .await
+        .unwrap();
+    assert_eq!(longer.source, Source::Exchange);
+    assert_eq!(klines_of(&longer).len(), 500);
+
+    // The connection drops: candles may be missed, so nothing is answered from the stream until a
+    // REST answer seeds the series again.
+    setup.sim.faults().drop_websockets();
+    eventually(Duration::from_secs(10), "the drop to be noticed", || {
+        let local = setup.venue.market_local(&reader, &klines_request(5), STREAM);
+        async move { local.is_none().then_some(()) }
+    })
+    .await;
+    setup.venue.shutdown().await;
+}

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod http;
 pub mod journal;
 pub mod journal_sync;
+pub mod kline_series;
 pub mod orders;
 pub mod per_thread;
 pub mod profile;

@@ -16,6 +16,7 @@ use crate::exchange::{EventSink, MarketEvent};
 
 use super::book::{BookSync, DepthDiff, DiffOutcome, SnapshotOutcome};
 use super::gateway::{Gateway, CLIENT_STRATEGY};
+use super::kline_series::KlineSeries;
 use super::rest::{Rest, RetryPolicy};
 use super::symbols::SymbolTable;
 use super::wire::{BookTickerEvent, Combined, DepthUpdateEvent, KlineEvent, TradeEvent};
@@ -31,6 +32,7 @@ pub struct Router {
     snapshot_limit: u32,
     quotes: RwLock<HashMap<Arc<str>, Quote>>,
     books: Mutex<HashMap<Arc<str>, BookSync>>,
+    klines: KlineSeries,
     sink: RwLock<Option<Arc<dyn EventSink>>>,
     malformed_count: AtomicU64,
     malformed_logged_at: AtomicI64,
@@ -56,6 +58,7 @@ impl Router {
             snapshot_limit,
             quotes: RwLock::new(HashMap::new()),
             books: Mutex::new(HashMap::new()),
+            klines: KlineSeries::default(),
             sink: RwLock::new(None),
             malformed_count: AtomicU64::new(0),
             malformed_logged_at: AtomicI64::new(i64::MIN),
@@ -104,12 +107,34 @@ impl Router {
         self.books.lock().remove(symbol);
     }
 
+    /// Starts keeping candles of `symbol` at `interval` (its kline stream was subscribed).
+    pub fn track_klines(&self, symbol: &str, interval: &str) {
+        self.klines.track(symbol, interval);
+    }
+
+    pub fn untrack_klines(&self, symbol: &str, interval: &str) {
+        self.klines.untrack(symbol, interval);
+    }
+
+    /// A REST klines answer: the history a tracked series continues from.
+    pub fn seed_klines(&self, symbol: &str, interval: &str, rows: &[Kline]) {
+        self.klines.seed(symbol, interval, rows);
+    }
+
+    /// The last `limit` candles kept from the stream, if it holds them all.
+    pub fn klines(&self, symbol: &str, interval: &str, limit: usize) -> Option<Vec<Kline>> {
+        self.klines.latest(symbol, interval, limit)
+    }
+
     /// A connection carrying `streams` (re)connected: events may have been missed,
-    /// so the books it feeds start over.
+    /// so the books and candle series it feeds start over.
     pub fn on_connected(&self, streams: &BTreeSet<String>) {
         let mut books = self.books.lock();
         for stream in streams {
             if let Some((symbol, kind)) = stream.split_once('@') {
+                if let Some(interval) = kind.strip_prefix("kline_") {
+                    self.klines.unseed(&symbol.to_ascii_uppercase(), interval);
+                }
                 if kind.starts_with("depth") {
                     if let Some(book) = books.get_mut(symbol.to_ascii_uppercase().as_str()) {
                         book.reset();
@@ -286,19 +311,21 @@ impl Router {
         ) else {
             return false;
         };
+        let kline = Kline {
+            open_time: k.t,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            close_time: k.close_time,
+        };
+        self.klines.update(&symbol, k.i, kline);
         self.emit(
             MarketEvent::Kline {
                 symbol,
                 interval: Arc::from(k.i),
-                kline: Kline {
-                    open_time: k.t,
-                    open,
-                    high,
-                    low,
-                    close,
-                    volume,
-                    close_time: k.close_time,
-                },
+                kline,
                 closed: k.x,
             },
             received,

@@ -92,8 +92,10 @@ impl MarketStreams {
             let count = state.refcount.entry(key.clone()).or_insert(0);
             *count += 1;
             if *count == 1 {
-                if key.kind == StreamKind::Depth {
-                    self.router.track_book(&key.symbol);
+                match &key.kind {
+                    StreamKind::Depth => self.router.track_book(&key.symbol),
+                    StreamKind::Kline(interval) => self.router.track_klines(&key.symbol, interval),
+                    _ => {}
                 }
                 touched.insert(self.assign(&mut state, stream_name(key)));
             }
@@ -105,8 +107,10 @@ impl MarketStreams {
             *count -= 1;
             if *count == 0 {
                 state.refcount.remove(key);
-                if key.kind == StreamKind::Depth {
-                    self.router.untrack_book(&key.symbol);
+                match &key.kind {
+                    StreamKind::Depth => self.router.untrack_book(&key.symbol),
+                    StreamKind::Kline(interval) => self.router.untrack_klines(&key.symbol, interval),
+                    _ => {}
                 }
                 let name = stream_name(key);
                 if let Some(index) = state.connections.iter().position(|c| c.streams.contains(&name)) {

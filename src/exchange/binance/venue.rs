@@ -497,7 +497,12 @@ impl BinanceVenue {
                 symbol,
                 interval,
                 limit,
-            } => MarketData::Klines(Arc::new(rest.klines(strategy, wait, symbol, interval, *limit).await?)),
+            } => {
+                let rows = rest.klines(strategy, wait, symbol, interval, *limit).await?;
+                // A fresh history: a kline stream of this symbol and interval continues from it.
+                self.router.seed_klines(symbol, interval, &rows);
+                MarketData::Klines(Arc::new(rows))
+            }
             MarketRequest::Trades { symbol, limit } => {
                 MarketData::Trades(Arc::new(rest.trades(strategy, wait, symbol, *limit).await?))
             }
@@ -505,13 +510,19 @@ impl BinanceVenue {
     }
 
     /// The answer the live streams hold: the synced local book for a depth within the snapshot's levels,
-    /// the latest bookTicker of a connected stream. Klines, tickers and trades have none.
+    /// the latest bookTicker of a connected stream, the candles a kline stream continued from a REST answer.
+    /// Tickers and trades have none.
     fn stream_answer(&self, request: &MarketRequest) -> Option<MarketAnswer> {
         let data = match request {
             MarketRequest::Depth { symbol, limit } if *limit <= self.options.depth_snapshot_limit => {
                 MarketData::Depth(Arc::new(self.router.book(symbol, *limit as usize)?))
             }
             MarketRequest::BookTicker { symbol } => MarketData::Quote(Arc::new(self.router.live_quote(symbol)?)),
+            MarketRequest::Klines {
+                symbol,
+                interval,
+                limit,
+            } => MarketData::Klines(Arc::new(self.router.klines(symbol, interval, *limit as usize)?)),
             _ => return None,
         };
         Some(MarketAnswer {

@@ -203,50 +203,84 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 
 /// A market-data call as a Lua function returning `answer, nil` or `nil, err`: `parse` reads the request
 /// from the arguments; the trailing options table gives `wait_ms`, `max_age_ms` and `stream`. An answer
-/// the process already holds (a live stream's, or a kept one within `max_age_ms`) returns at once,
-/// without a task or a request; anything else is asked of the venue, shared with identical requests in
-/// flight.
+/// the process already holds (a live stream's, or a kept one within `max_age_ms`) is returned by a plain
+/// function call, without a future, a task or a request; anything else is asked of the venue by an async
+/// call, shared with identical requests in flight.
 fn market_function(
     lua: &Lua,
     ctx: &Rc<ApiCtx>,
     func: &'static str,
     parse: impl Fn(&Lua, &ApiCtx, &Args) -> mlua::Result<MarketRequest> + 'static,
 ) -> mlua::Result<mlua::Function> {
-    let ctx = ctx.clone();
-    lua.create_async_function(move |lua, args: MultiValue| {
-        let c = ctx.clone();
-        let prepared = (|| -> mlua::Result<_> {
-            c.guard.check()?;
-            let args = Args::new(func, args);
-            let request = parse(&lua, &c, &args)?;
-            let (wait, freshness) = market_options(&lua, &c, &args)?;
-            let call = c.market_call(wait);
-            let local = c.venue.market_local(&call.strategy, &request, freshness);
-            if local.is_none() {
-                // Only a call that goes to the exchange waits; one where Lua cannot wait is refused
-                // before anything is sent.
-                c.check_can_wait(&lua, func)?;
-            }
-            Ok((request, freshness, call, local))
-        })();
-        async move {
-            let (request, freshness, call, local) = prepared?;
-            let result = match local {
-                Some(answer) => Ok(answer),
-                None => {
-                    let venue = c.venue.clone();
-                    // Waiting is not work: the CPU limit counts only the callback's own running time.
-                    c.guard.pause();
-                    let result = c
-                        .exchange(async move { venue.market_data(&call, request, freshness).await })
-                        .await;
-                    c.guard.resume();
-                    result
+    let prepare = Rc::new(move |lua: &Lua, c: &ApiCtx, args: MultiValue| -> mlua::Result<_> {
+        c.guard.check()?;
+        let args = Args::new(func, args);
+        let request = parse(lua, c, &args)?;
+        let (wait, freshness) = market_options(lua, c, &args)?;
+        let call = c.market_call(wait);
+        let local = c.venue.market_local(&call.strategy, &request, freshness);
+        Ok((request, freshness, call, local))
+    });
+
+    let held = {
+        let (ctx, prepare) = (ctx.clone(), prepare.clone());
+        lua.create_function(move |lua, args: MultiValue| {
+            let (_, _, _, local) = prepare(lua, &ctx, args)?;
+            match local {
+                Some(answer) => {
+                    ctx.guard.check()?;
+                    Ok((true, Value::Table(answer_table(lua, &ctx.keys, &answer)?)))
                 }
-            };
-            c.reply(&lua, result, |lua, answer| answer_table(lua, &c.keys, answer))
-        }
-    })
+                None => Ok((false, Value::Nil)),
+            }
+        })?
+    };
+
+    let asked = {
+        let ctx = ctx.clone();
+        lua.create_async_function(move |lua, args: MultiValue| {
+            let c = ctx.clone();
+            let prepared = prepare(&lua, &c, args).and_then(|prepared| {
+                if prepared.3.is_none() {
+                    // Only a call that goes to the exchange waits; one where Lua cannot wait is refused
+                    // before anything is sent.
+                    c.check_can_wait(&lua, func)?;
+                }
+                Ok(prepared)
+            });
+            async move {
+                let (request, freshness, call, local) = prepared?;
+                let result = match local {
+                    Some(answer) => Ok(answer),
+                    None => {
+                        let venue = c.venue.clone();
+                        // Waiting is not work: the CPU limit counts only the callback's own running time.
+                        c.guard.pause();
+                        let result = c
+                            .exchange(async move { venue.market_data(&call, request, freshness).await })
+                            .await;
+                        c.guard.resume();
+                        result
+                    }
+                };
+                c.reply(&lua, result, |lua, answer| answer_table(lua, &c.keys, answer))
+            }
+        })?
+    };
+
+    // The held answer is tried first; only a miss pays for the async call.
+    lua.load(
+        r#"
+        local held, asked = ...
+        return function(...)
+            local found, answer = held(...)
+            if found then return answer, nil end
+            return asked(...)
+        end
+        "#,
+    )
+    .set_name("=market")
+    .call((held, asked))
 }
 
 /// `{wait_ms = n, max_age_ms = n, stream = bool}` as the last argument, each optional; `stream`
