@@ -3,30 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{config, quote, report, saving_config, stats, wait_for, Files, TestVenue};
+use crate::support::{config, good_neighbour, quote, report, saving_config, stats, wait_for, Files, TestVenue};
 use runner::exchange::{EventSink, MarketEvent};
 use runner::host::{check, Host, HostConfig, StopReason};
 
 const LONG: Duration = Duration::from_secs(30);
 /// How long stopping every strategy may take, whatever the hostile one is doing.
 const PROMPT_STOP: Duration = Duration::from_secs(5);
-
-/// Counts its timer ticks and its quotes, reporting each tick.
-fn good_strategy() -> String {
-    format!(
-        r#"
-        local ticks = 0
-        return {{
-            name = "good",
-            symbols = {{ "ETHUSDT" }},
-            on_start = function() timer.every(20, "tick") end,
-            on_timer = function() ticks = ticks + 1 {} end,
-            on_book = function(q) state.quotes = (state.quotes or 0) + 1 end,
-        }}
-        "#,
-        report(r#""tick:" .. ticks"#)
-    )
-}
 
 fn limited(files: &Files) -> HostConfig {
     HostConfig {
@@ -42,7 +25,7 @@ async fn beside_a_good_one(bad: &str) {
     let files = Files::new();
     let venue = TestVenue::new();
     let host = Host::new(venue.clone(), limited(&files));
-    host.add(&files.write("good.lua", &good_strategy())).await.unwrap();
+    host.add(&files.write("good.lua", &good_neighbour())).await.unwrap();
     host.add(&files.write("bad.lua", bad)).await.unwrap();
     let started = Instant::now();
     let mut id = 0;

@@ -2,28 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{config, quote, report, stats, wait_for, Files, TestVenue};
+use crate::support::{config, good_neighbour, quote, report, stats, wait_for, Files, TestVenue};
 use runner::exchange::{EventSink, MarketEvent};
 use runner::host::{Host, HostConfig, StopReason};
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// Counts its timer ticks and its quotes, reporting each tick.
-fn good_strategy() -> String {
-    format!(
-        r#"
-        local ticks = 0
-        return {{
-            name = "good",
-            symbols = {{ "ETHUSDT" }},
-            on_start = function() timer.every(20, "tick") end,
-            on_timer = function() ticks = ticks + 1 {} end,
-            on_book = function(q) state.quotes = (state.quotes or 0) + 1 end,
-        }}
-        "#,
-        report(r#""tick:" .. ticks"#)
-    )
-}
 
 async fn misbehaving_neighbour(bad_source: &str, limit_kind: &str) {
     let files = Files::new();
@@ -36,7 +19,7 @@ async fn misbehaving_neighbour(bad_source: &str, limit_kind: &str) {
             ..config(&files)
         },
     );
-    host.add(&files.write("good.lua", &good_strategy())).await.unwrap();
+    host.add(&files.write("good.lua", &good_neighbour())).await.unwrap();
     host.add(&files.write("bad.lua", bad_source)).await.unwrap();
 
     // Feed both a steady stream of quotes while the bad one misbehaves on each of them.

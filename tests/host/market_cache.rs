@@ -1,43 +1,15 @@
 //! Lua strategies asking for market data through the host, against the simulator: one request for
 //! many identical calls, `max_age_ms` and `age_ms`, bad options, and the savings in `ledger.status()`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{wait_for, Files};
-use runner::exchange::binance::rate_limits;
-use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
-use runner::exchange::{EventSink, Venue};
-use runner::host::{Host, StopReason};
-use runner::ledger::{Ledger, LedgerConfig, TokioClock};
-use runner::sim::{self, SimConfig, SimHandle};
+use crate::support::{connected_to_sim, wait_for, Files};
+use runner::exchange::binance::{BinanceVenue, ClientOptions};
+use runner::exchange::Venue;
+use runner::host::StopReason;
+use runner::sim::SimHandle;
 
 const LONG: Duration = Duration::from_secs(30);
-
-async fn connected() -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
-    let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("simulator starts");
-    let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
-        LedgerConfig::default(),
-        Arc::new(TokioClock::new()),
-    );
-    let profile = Profile::paper(
-        &sim.rest_url(),
-        &sim.ws_url(),
-        &sim.ws_api_url(),
-        Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
-    );
-    let venue = BinanceVenue::connect(profile, ledger, ClientOptions::default())
-        .await
-        .expect("client connects");
-    let files = Files::new();
-    let host = Host::new(venue.clone(), crate::support::saving_config(&files));
-    let sink: Arc<dyn EventSink> = host.clone();
-    venue.start(sink).await.expect("streams start");
-    (sim, venue, host, files)
-}
 
 fn requests_to(sim: &SimHandle, path: &str) -> usize {
     sim.request_log().iter().filter(|r| r.path == path).count()
@@ -54,7 +26,7 @@ fn total_calls(venue: &BinanceVenue) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_strategies_asking_the_same_depth_at_once_send_one_request() {
-    let (sim, venue, host, files) = connected().await;
+    let (sim, venue, host, files) = connected_to_sim(ClientOptions::default(), false).await;
     // Every strategy asks at the same exchange instant, and slow answers keep the first request in
     // flight while the others ask (strategies run on threads of their own).
     sim.faults().set_latency(Duration::from_millis(1500));
@@ -108,7 +80,7 @@ async fn twenty_strategies_asking_the_same_depth_at_once_send_one_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_age_ms_age_ms_bad_options_and_the_savings_in_ledger_status() {
-    let (sim, venue, host, files) = connected().await;
+    let (sim, venue, host, files) = connected_to_sim(ClientOptions::default(), false).await;
     let path = files.write(
         "fresh.lua",
         r#"

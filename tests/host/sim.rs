@@ -1,53 +1,15 @@
 //! The host against the real client and the built-in simulator on loopback.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::{stats, wait_for, Files};
-use runner::exchange::binance::rate_limits;
+use crate::support::{connected_to_sim, stats, wait_for};
 use runner::exchange::binance::ws_orders::OrderTransport;
-use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
-use runner::exchange::{EventSink, OrderStatus, Venue};
-use runner::host::{Host, StopReason};
-use runner::ledger::{Ledger, LedgerConfig, TokioClock};
-use runner::sim::{self, SimConfig, SimHandle};
+use runner::exchange::binance::ClientOptions;
+use runner::exchange::{OrderStatus, Venue};
+use runner::host::StopReason;
+use runner::sim::SimHandle;
 
 const LONG: Duration = Duration::from_secs(30);
-
-/// The simulator, the client with `options`, and a host whose strategies save their state.
-async fn connected(options: ClientOptions) -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
-    connected_with(options, false).await
-}
-
-/// [`connected`], with the host's strategy threads spinning between events when `busy_poll`.
-async fn connected_with(options: ClientOptions, busy_poll: bool) -> (SimHandle, Arc<BinanceVenue>, Arc<Host>, Files) {
-    let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("simulator starts");
-    let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
-        LedgerConfig::default(),
-        Arc::new(TokioClock::new()),
-    );
-    let profile = Profile::paper(
-        &sim.rest_url(),
-        &sim.ws_url(),
-        &sim.ws_api_url(),
-        Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
-    );
-    let venue = BinanceVenue::connect(profile, ledger, options)
-        .await
-        .expect("client connects");
-    let files = Files::new();
-    let config = runner::host::HostConfig {
-        busy_poll,
-        ..crate::support::saving_config(&files)
-    };
-    let host = Host::new(venue.clone(), config);
-    let sink: Arc<dyn EventSink> = host.clone();
-    venue.start(sink).await.expect("streams start");
-    (sim, venue, host, files)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_trades_on_the_simulator() {
@@ -84,7 +46,7 @@ async fn trades_on_the_simulator(order_transport: OrderTransport, busy_poll: boo
         order_transport,
         ..ClientOptions::default()
     };
-    let (sim, venue, host, files) = connected_with(options, busy_poll).await;
+    let (sim, venue, host, files) = connected_to_sim(options, busy_poll).await;
 
     let path = files.write(
         "resting.lua",
@@ -147,7 +109,7 @@ async fn an_order_in_flight_when_a_stop_cuts_the_callback_is_seen_through() {
         user_data: false,
         ..ClientOptions::default()
     };
-    let (sim, venue, host, files) = connected(options).await;
+    let (sim, venue, host, files) = connected_to_sim(options, false).await;
     sim.faults().delay_order_answers(Duration::from_millis(1500));
     let path = files.write(
         "cut.lua",

@@ -411,3 +411,63 @@ pub fn probe_vm(dir: &Path, source: &str) -> runner::host::vm::StrategyVm {
     )
     .expect("the probe strategy loads")
 }
+
+/// The built-in simulator, the real client with `options`, and a host whose strategies save their
+/// state (spinning between events when `busy_poll`), wired as the runner wires them.
+pub async fn connected_to_sim(
+    options: runner::exchange::binance::ClientOptions,
+    busy_poll: bool,
+) -> (
+    runner::sim::SimHandle,
+    Arc<runner::exchange::binance::BinanceVenue>,
+    Arc<runner::host::Host>,
+    Files,
+) {
+    use runner::exchange::binance::{rate_limits, BinanceVenue, Credentials, Profile};
+    use runner::ledger::{Ledger, LedgerConfig, TokioClock};
+    use runner::sim::{self, SimConfig};
+    let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("simulator starts");
+    let ledger = Ledger::new(
+        rate_limits::spot_defaults(),
+        LedgerConfig::default(),
+        Arc::new(TokioClock::new()),
+    );
+    let profile = Profile::paper(
+        &sim.rest_url(),
+        &sim.ws_url(),
+        &sim.ws_api_url(),
+        Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+    );
+    let venue = BinanceVenue::connect(profile, ledger, options)
+        .await
+        .expect("client connects");
+    let files = Files::new();
+    let config = runner::host::HostConfig {
+        busy_poll,
+        ..saving_config(&files)
+    };
+    let host = runner::host::Host::new(venue.clone(), config);
+    let sink: Arc<dyn EventSink> = host.clone();
+    venue.start(sink).await.expect("streams start");
+    (sim, venue, host, files)
+}
+
+/// A strategy named "good" that counts its 20 ms timer ticks and its ETHUSDT quotes, reporting each
+/// tick: the neighbour a misbehaving strategy must leave alone.
+pub fn good_neighbour() -> String {
+    format!(
+        r#"
+        local ticks = 0
+        return {{
+            name = "good",
+            symbols = {{ "ETHUSDT" }},
+            on_start = function() timer.every(20, "tick") end,
+            on_timer = function() ticks = ticks + 1 {} end,
+            on_book = function(q) state.quotes = (state.quotes or 0) + 1 end,
+        }}
+        "#,
+        report(r#""tick:" .. ticks"#)
+    )
+}
