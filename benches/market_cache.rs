@@ -36,7 +36,8 @@ fn unlimited() -> SimConfig {
             PoolKind::RequestWeight,
             IntervalUnit::Minute,
             1,
-            u64::MAX / 4,
+            // As high as an announced limit may plausibly be (the client refuses higher ones).
+            runner::exchange::binance::usage::MAX_SANE_LIMIT,
         )],
         request_log_cap: 1_000_000,
         ..SimConfig::default()
@@ -225,6 +226,45 @@ fn load(files: &Files, venue: Arc<dyn Venue>) -> StrategyVm {
     .expect("bench strategy loads")
 }
 
+/// CPU time of the calling thread per call, for each kind of answer held by the process and for
+/// `market.quote` (a plain host function) as the floor: unlike wall time, it does not grow when other
+/// processes take the cores, so it can be read on a busy machine.
+fn thread_cpu_per_call(runtime: &tokio::runtime::Runtime, vm: &StrategyVm) {
+    use nix::time::{clock_gettime, ClockId};
+    const CALLS: u64 = 200_000;
+    let thread_cpu = || {
+        let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock");
+        Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+    };
+    for (name, call, calls) in [
+        ("quote (plain host function)", "market.quote('BTCUSDT')", CALLS),
+        ("book_ticker, stream", "market.book_ticker('BTCUSDT', stream)", CALLS),
+        ("book_ticker, kept", "market.book_ticker('BTCUSDT', opts)", CALLS),
+        ("ticker, kept", "market.ticker('BTCUSDT', opts)", CALLS),
+        ("depth 5, kept", "market.depth('BTCUSDT', 5, opts)", CALLS / 4),
+        ("depth 100, stream", "market.depth('BTCUSDT', 100, stream)", CALLS / 40),
+        (
+            "klines 100, stream",
+            "market.klines('BTCUSDT', '1m', 100, stream)",
+            CALLS / 100,
+        ),
+    ] {
+        let function: Function = vm
+            .lua()
+            .load(format!(
+                "local opts, stream = {{ max_age_ms = 86400000 }}, {{ stream = true }}
+                 return function(n) local a for i = 1, n do a = {call} end assert(a) end"
+            ))
+            .eval()
+            .unwrap();
+        assert_eq!(runtime.block_on(vm.invoke(&function, 1)), CallOutcome::Done);
+        let before = thread_cpu();
+        assert_eq!(runtime.block_on(vm.invoke(&function, calls)), CallOutcome::Done);
+        let per_call = (thread_cpu() - before).as_secs_f64() * 1e9 / calls as f64;
+        println!("thread CPU per call, {name}: {per_call:.0} ns ({calls} calls)");
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -237,7 +277,7 @@ fn bench(c: &mut Criterion) {
         let streams = SYMBOLS
             .iter()
             .flat_map(|s| {
-                [StreamKind::Book, StreamKind::Depth].map(|kind| StreamKey {
+                [StreamKind::Book, StreamKind::Depth, StreamKind::Kline("1m".into())].map(|kind| StreamKey {
                     symbol: s.to_string(),
                     kind,
                 })
@@ -267,6 +307,7 @@ fn bench(c: &mut Criterion) {
         ("depth100_cache_hit", "market.depth('BTCUSDT', 100, opts)"),
         ("depth100_stream_hit", "market.depth('BTCUSDT', 100, stream)"),
         ("klines100_cache_hit", "market.klines('BTCUSDT', '1m', 100, opts)"),
+        ("klines100_stream_hit", "market.klines('BTCUSDT', '1m', 100, stream)"),
     ] {
         let function: Function = vm
             .lua()
@@ -277,7 +318,13 @@ fn bench(c: &mut Criterion) {
             .eval()
             .unwrap();
         // The first call fills the cache; every later one must be a hit.
-        assert_eq!(runtime.block_on(vm.invoke(&function, 1)), CallOutcome::Done);
+        let first = runtime.block_on(vm.invoke(&function, 1));
+        assert_eq!(
+            first,
+            CallOutcome::Done,
+            "{name}: ledger {:#?}",
+            venue.ledger_status("").pools
+        );
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let started = Instant::now();
@@ -288,6 +335,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    thread_cpu_per_call(&runtime, &vm);
     let savings = total(&venue);
     println!(
         "after the latency runs: {} calls, {} requests sent, hit rate {:.4} %",

@@ -16,7 +16,7 @@ use super::rate_limits::{scope_of, spot_defaults};
 use super::wire::WsApiResponse;
 
 /// No real Binance pool comes near this; a bigger figure is a corrupt announcement.
-const MAX_SANE_LIMIT: u64 = 100_000_000;
+pub const MAX_SANE_LIMIT: u64 = 100_000_000;
 /// A window longer than this (e.g. "400 DAY") is not a real announcement either.
 const MAX_INTERVAL_NUM: u64 = 1_000;
 /// Counts in headers above this are garbage, not usage.
