@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use mlua::ffi;
-use nix::sys::pthread::{pthread_kill, pthread_self};
+use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use parking_lot::Mutex;
 
@@ -88,6 +88,17 @@ fn epoch() -> Instant {
 fn now_ns() -> u64 {
     // Never 0, which means "not running".
     (epoch().elapsed().as_nanos() as u64).max(1)
+}
+
+/// `pthread_t` kept in an atomic (an integer of at most 64 bits on Linux; `u64` itself on some targets).
+#[allow(clippy::unnecessary_cast)]
+fn thread_id(thread: Pthread) -> u64 {
+    thread as u64
+}
+
+#[allow(clippy::unnecessary_cast)]
+fn pthread(id: u64) -> Pthread {
+    id as Pthread
 }
 
 fn watchdog() -> &'static Watchdog {
@@ -175,7 +186,7 @@ impl Watchdog {
             if now.saturating_sub(since) >= watch.threshold && !watch.armed.load(Ordering::Relaxed) {
                 let alive = watch.alive.lock();
                 if *alive {
-                    let thread = watch.thread.load(Ordering::Relaxed) as nix::sys::pthread::Pthread;
+                    let thread = pthread(watch.thread.load(Ordering::Relaxed));
                     // The thread is alive: its VM, whose drop clears `alive` under this lock, lives on it.
                     // A signal that lands after the callback ended finds nothing to arm.
                     let _ = pthread_kill(thread, ARM_SIGNAL);
@@ -221,7 +232,7 @@ impl Watch {
         ffi::lua_sethook(state, None, 0, 0);
         self.armed.store(false, Ordering::Relaxed);
         self.ran_before_wait.store(0, Ordering::Relaxed);
-        self.thread.store(pthread_self() as u64, Ordering::Relaxed);
+        self.thread.store(thread_id(pthread_self()), Ordering::Relaxed);
         self.target.store(state, Ordering::Relaxed);
         let previous = CURRENT.with(|current| current.replace(self));
         self.start_running(now_ns());
