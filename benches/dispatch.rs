@@ -39,6 +39,20 @@ return {
 const FRAME: &str =
     r#"{"u":400900217,"s":"BTCUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
 
+/// An indicator-like loop: table writes and reads, arithmetic and a library call per iteration.
+const COMPUTE: &str = r#"return function(n)
+    local window, sum = {}, 0
+    for i = 1, n do
+        local slot = i % 64 + 1
+        window[slot] = i * 0.5
+        sum = sum + math.sqrt(window[slot]) - (window[(slot % 64) + 1] or 0) * 0.001
+    end
+    return sum
+end"#;
+
+/// Iterations per callback: a few milliseconds at most, like a real callback.
+const COMPUTE_BATCH: u64 = 20_000;
+
 fn load(files: &Files, venue: &Arc<TestVenue>, calls: Option<Calls>) -> StrategyVm {
     files.write(
         "stdlib/indicators.lua",
@@ -194,6 +208,48 @@ fn bench(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let started = Instant::now();
             plain_loop.call::<Option<i64>>(iters).unwrap();
+            started.elapsed()
+        })
+    });
+
+    // Compute-heavy Lua (an indicator-like loop over a table with a library call): the strategy
+    // VM's callback against the same code in a plain VM, with and without an instruction hook
+    // that fires every 10 000 instructions (what a CPU limit enforced by counting costs).
+    let compute_vm: Function = vm.lua().load(COMPUTE).eval().unwrap();
+    group.bench_function("compute_callback", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let batch = left.min(COMPUTE_BATCH);
+                let started = Instant::now();
+                let outcome = runtime.block_on(vm.invoke(&compute_vm, batch));
+                total += started.elapsed();
+                assert_eq!(outcome, CallOutcome::Done);
+                left -= batch;
+            }
+            total
+        })
+    });
+    let compute_plain: Function = plain.load(COMPUTE).eval().unwrap();
+    group.bench_function("compute_plain_vm", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            black_box(compute_plain.call::<f64>(iters).unwrap());
+            started.elapsed()
+        })
+    });
+    let hooked = mlua::Lua::new();
+    hooked
+        .set_global_hook(mlua::HookTriggers::new().every_nth_instruction(10_000), |_, _| {
+            Ok(mlua::VmState::Continue)
+        })
+        .unwrap();
+    let compute_hooked: Function = hooked.load(COMPUTE).eval().unwrap();
+    group.bench_function("compute_hook_always_on", |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            black_box(compute_hooked.call::<f64>(iters).unwrap());
             started.elapsed()
         })
     });

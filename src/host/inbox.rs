@@ -139,6 +139,55 @@ impl Pending {
         }
         Some(slot)
     }
+
+    /// The oldest pending event (slots whose event was coalesced away are skipped).
+    fn pop_event(&mut self) -> Option<Popped> {
+        loop {
+            let slot = self.pop_slot()?;
+            let market = |event: Event, received: Instant| Popped {
+                event,
+                received: Some(received),
+            };
+            let popped = match slot {
+                Slot::Book(quote, received) => Some(market(Event::Book(quote), received)),
+                Slot::Depth(symbol) => self
+                    .depth
+                    .remove(&symbol)
+                    .map(|received| market(Event::Depth(symbol), received)),
+                Slot::Kline(symbol, interval) => {
+                    let key = (symbol, interval);
+                    let next = self.klines.get_mut(&key).and_then(VecDeque::pop_front);
+                    if self.klines.get(&key).is_some_and(VecDeque::is_empty) {
+                        self.klines.remove(&key);
+                    }
+                    next.map(|(kline, closed, received)| {
+                        let event = Event::Kline {
+                            symbol: key.0,
+                            interval: key.1,
+                            kline,
+                            closed,
+                        };
+                        market(event, received)
+                    })
+                }
+                Slot::Trade => self
+                    .trades
+                    .pop_front()
+                    .map(|(trade, received)| market(Event::Trade(trade), received)),
+                Slot::Order(order) => Some(Popped {
+                    event: Event::Order(order),
+                    received: None,
+                }),
+                Slot::Timer(name) => self.timers.remove(&name).then_some(Popped {
+                    event: Event::Timer(name),
+                    received: None,
+                }),
+            };
+            if popped.is_some() {
+                return popped;
+            }
+        }
+    }
 }
 
 /// A popped event, with when the client read it (market events only).
@@ -249,50 +298,18 @@ impl Inbox {
 
     /// The oldest pending event, with when the client read it.
     pub fn pop_received(&self) -> Option<Popped> {
+        self.pending.lock().pop_event()
+    }
+
+    /// Moves up to `max` of the oldest pending events to `batch` under one lock, so a strategy
+    /// handles a burst without taking the lock (and racing the stream task for it) per event.
+    /// Few enough that a strategy falling behind still sees conflated, fresh quotes soon.
+    pub fn pop_batch(&self, batch: &mut VecDeque<Popped>, max: usize) {
         let mut pending = self.pending.lock();
-        loop {
-            let slot = pending.pop_slot()?;
-            let market = |event: Event, received: Instant| Popped {
-                event,
-                received: Some(received),
-            };
-            let popped = match slot {
-                Slot::Book(quote, received) => Some(market(Event::Book(quote), received)),
-                Slot::Depth(symbol) => pending
-                    .depth
-                    .remove(&symbol)
-                    .map(|received| market(Event::Depth(symbol), received)),
-                Slot::Kline(symbol, interval) => {
-                    let key = (symbol, interval);
-                    let next = pending.klines.get_mut(&key).and_then(VecDeque::pop_front);
-                    if pending.klines.get(&key).is_some_and(VecDeque::is_empty) {
-                        pending.klines.remove(&key);
-                    }
-                    next.map(|(kline, closed, received)| {
-                        let event = Event::Kline {
-                            symbol: key.0,
-                            interval: key.1,
-                            kline,
-                            closed,
-                        };
-                        market(event, received)
-                    })
-                }
-                Slot::Trade => pending
-                    .trades
-                    .pop_front()
-                    .map(|(trade, received)| market(Event::Trade(trade), received)),
-                Slot::Order(order) => Some(Popped {
-                    event: Event::Order(order),
-                    received: None,
-                }),
-                Slot::Timer(name) => pending.timers.remove(&name).then_some(Popped {
-                    event: Event::Timer(name),
-                    received: None,
-                }),
-            };
-            if popped.is_some() {
-                return popped;
+        for _ in 0..max {
+            match pending.pop_event() {
+                Some(popped) => batch.push_back(popped),
+                None => break,
             }
         }
     }
@@ -439,6 +456,28 @@ mod tests {
         // Each quote is handled, timed from when it was read; the depth flag is handled once, timed from the
         // latest notice; a timer has no such time.
         assert_eq!(received, vec![Some(first), Some(second), None, Some(second)]);
+    }
+
+    #[test]
+    fn a_batch_takes_the_oldest_events_in_order_and_leaves_the_rest() {
+        let inbox = Inbox::new(Arc::new(Stats::default()));
+        for i in 0..10 {
+            inbox.push(Event::Book(quote("A", i as f64)));
+        }
+        let mut batch = VecDeque::new();
+        inbox.pop_batch(&mut batch, 4);
+        let bids: Vec<f64> = batch
+            .iter()
+            .map(|p| match &p.event {
+                Event::Book(q) => q.bid,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(bids, [0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(inbox.len(), 6);
+        inbox.pop_batch(&mut batch, 100);
+        assert_eq!(batch.len(), 10);
+        assert!(inbox.is_empty());
     }
 
     #[test]

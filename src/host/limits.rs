@@ -7,16 +7,25 @@
 //! [`HOOK_EVERY`] while instructions are expensive (long strings built with `..`); library calls
 //! that could run long by themselves are bounded where they run (see [`super::strlib`]).
 //!
-//! A trip must not be swallowable by `pcall`: once tripped, the hook re-arms itself
-//! to fire on every instruction and raises each time, and every host function checks
+//! A callback's own coroutine runs without the hook until it has run past a threshold (a hooked
+//! interpreter pays for every instruction, see [`super::watchdog`]); then the hook is armed and
+//! credited with the instructions the CPU time so far is worth. Coroutines a script creates are
+//! hooked from the start (the watchdog only knows the callback's own). The VM's main thread, which
+//! runs the file while it loads, is always hooked.
+//!
+//! A trip must not be swallowable by `pcall`: once tripped, the hook is armed on the callback's
+//! coroutine to fire on every instruction and raises each time, and every host function checks
 //! the flag first. Every enclosing frame therefore fails at its next instruction, so
 //! the callback unwinds to the host however deeply the script nests `pcall`s.
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
-use mlua::{ffi, HookTriggers, Lua, MultiValue, Value, VmState};
+use mlua::{ffi, HookTriggers, Lua, MultiValue, Thread, Value, VmState};
+
+use super::watchdog::{HookSpec, Watch, Watching};
 
 /// Instructions between two hook calls while nothing is tripped: a cheap check
 /// (well under 1 % of run time) that still bounds a runaway to microseconds.
@@ -68,20 +77,26 @@ pub struct Guard {
     running_since: Cell<Option<Duration>>,
     /// `spent_now()` at the latest hook, to price the instructions since.
     at_last_hook: Cell<Duration>,
+    /// Whether the hook has fired in the current callback (the first firing credits the time before).
+    hooked: Cell<bool>,
+    watch: Arc<Watch>,
 }
 
 impl Guard {
     pub fn new(budget: u64, memory_limit: usize) -> Rc<Guard> {
         let budget = budget.max(HOOK_EVERY as u64);
+        let time_limit = Duration::from_secs_f64(budget as f64 / INSTRUCTIONS_PER_SECOND) * CPU_TIME_FACTOR;
         Rc::new(Guard {
             tripped: Cell::new(None),
             used: Cell::new(0),
             budget,
             memory_limit,
-            time_limit: Duration::from_secs_f64(budget as f64 / INSTRUCTIONS_PER_SECOND) * CPU_TIME_FACTOR,
+            time_limit,
             spent: Cell::new(Duration::ZERO),
             running_since: Cell::new(None),
             at_last_hook: Cell::new(Duration::ZERO),
+            hooked: Cell::new(false),
+            watch: Watch::new(time_limit),
         })
     }
 
@@ -91,11 +106,21 @@ impl Guard {
         self.used.set(0);
         self.spent.set(Duration::ZERO);
         self.at_last_hook.set(Duration::ZERO);
+        self.hooked.set(false);
         self.running_since.set(Some(thread_cpu_time()));
+    }
+
+    /// The callback's code runs on `thread` (a coroutine of this VM, kept alive by the caller)
+    /// until the returned guard drops: it runs unhooked until the watchdog arms it.
+    pub fn watch(&self, thread: &Thread) -> Watching<'_> {
+        // SAFETY: the thread is a live coroutine of this VM on this OS thread; the caller keeps
+        // it referenced until the guard drops (see `StrategyVm::run`).
+        unsafe { self.watch.enter(thread.to_pointer() as *mut ffi::lua_State) }
     }
 
     /// The callback waits for the exchange: what the thread does meanwhile is not its work.
     pub fn pause(&self) {
+        self.watch.pause();
         if let Some(since) = self.running_since.take() {
             self.spent
                 .set(self.spent.get() + thread_cpu_time().saturating_sub(since));
@@ -104,6 +129,7 @@ impl Guard {
 
     /// The callback runs again after a wait.
     pub fn resume(&self) {
+        self.watch.resume();
         if self.running_since.get().is_none() {
             self.running_since.set(Some(thread_cpu_time()));
         }
@@ -150,7 +176,21 @@ impl Guard {
     pub fn trip(&self, kind: TripKind) {
         if self.tripped.get().is_none() {
             self.tripped.set(Some(kind));
+            // The callback's coroutine may run unhooked: from now on every instruction raises.
+            self.watch.arm_now(1);
         }
+    }
+
+    /// Hooks a coroutine the script created, for its whole life (the watchdog cannot arm it).
+    pub fn hook_coroutine(&self, thread: &Thread) {
+        // SAFETY: `thread` is a live coroutine of this VM, referenced by the caller.
+        unsafe { self.watch.hook_always(thread.to_pointer() as *mut ffi::lua_State) }
+    }
+
+    /// Hooks the coroutine running now (the body of a `coroutine.wrap` does this first).
+    pub fn hook_running(&self, lua: &Lua) -> mlua::Result<()> {
+        // SAFETY: only sets the running coroutine's hook.
+        unsafe { lua.exec_raw::<()>((), |state| self.watch.hook_always(state)) }
     }
 
     pub fn tripped(&self) -> Option<TripKind> {
@@ -164,16 +204,41 @@ impl Guard {
     }
 }
 
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.watch.retire();
+    }
+}
+
 fn trip_error(kind: TripKind) -> mlua::Error {
     mlua::Error::runtime(kind.describe())
 }
 
-/// Installs the instruction hook on `lua` (and every thread it creates).
+/// Installs the instruction hook on `lua`'s main thread, and hands it to the watchdog to arm callbacks with.
 pub fn install(lua: &Lua, guard: Rc<Guard>) -> mlua::Result<()> {
+    let watch = guard.watch.clone();
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY as u32),
         move |lua, _debug| on_hook(lua, &guard),
-    )
+    )?;
+    let mut spec = None;
+    // SAFETY: only reads the main thread's hook settings, just installed.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            spec = ffi::lua_gethook(state).map(|hook| HookSpec {
+                hook,
+                mask: ffi::lua_gethookmask(state),
+                count: HOOK_EVERY,
+            });
+        })?;
+    }
+    match spec {
+        Some(spec) => {
+            watch.set_hook(spec);
+            Ok(())
+        }
+        None => Err(mlua::Error::runtime("the instruction hook did not install")),
+    }
 }
 
 fn on_hook(lua: &Lua, guard: &Guard) -> mlua::Result<VmState> {
@@ -184,8 +249,13 @@ fn on_hook(lua: &Lua, guard: &Guard) -> mlua::Result<VmState> {
         return Err(trip_error(kind));
     }
     let count = count.max(1);
-    guard.used.set(guard.used.get() + count as u64);
     let spent = guard.spent_now();
+    let mut used = guard.used.get() + count as u64;
+    if !guard.hooked.replace(true) {
+        // Armed late: what ran before counts at the rate the budget was calibrated with.
+        used = used.max((spent.as_secs_f64() * INSTRUCTIONS_PER_SECOND) as u64);
+    }
+    guard.used.set(used);
     let interval = spent.saturating_sub(guard.at_last_hook.get());
     guard.at_last_hook.set(spent);
     // Expensive instructions (each copying megabytes) are watched closely, cheap ones cheaply.

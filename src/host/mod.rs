@@ -23,6 +23,7 @@ pub mod stats;
 mod strlib;
 pub mod timers;
 pub mod vm;
+mod watchdog;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};

@@ -6,7 +6,7 @@
 
 use std::rc::Rc;
 
-use mlua::{ChunkMode, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
+use mlua::{ChunkMode, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value};
 
 use super::limits::{self, Guard};
 use super::strlib;
@@ -97,23 +97,49 @@ fn install_collectgarbage(lua: &Lua, globals: &Table) -> mlua::Result<()> {
 }
 
 /// Wraps `pcall`, `xpcall` and `coroutine.resume` so a trip or an out-of-memory error
-/// cannot be caught and ignored. The wrappers are Lua closures, so callbacks can still
+/// cannot be caught and ignored, and `coroutine.create`/`wrap` so new coroutines are hooked. The wrappers are Lua closures, so callbacks can still
 /// yield (wait on the exchange) inside a `pcall`.
 fn install_protected_calls(lua: &Lua, globals: &Table, guard: &Rc<Guard>) -> mlua::Result<()> {
     // The host's own callback trampoline uses the unwrapped `xpcall` (trips are seen through the guard).
     lua.set_named_registry_value(RAW_XPCALL, globals.raw_get::<Value>("xpcall")?)?;
-    let guard = guard.clone();
-    let check = lua.create_function(move |_, results: MultiValue| limits::protected_result(&guard, results))?;
+    let check = {
+        let guard = guard.clone();
+        lua.create_function(move |_, results: MultiValue| limits::protected_result(&guard, results))?
+    };
+    // Coroutines the script creates carry the instruction hook from their start (see `limits`).
+    let hook_coroutine = {
+        let guard = guard.clone();
+        lua.create_function(move |_, thread: Thread| {
+            guard.hook_coroutine(&thread);
+            Ok(())
+        })?
+    };
+    let hook_running = {
+        let guard = guard.clone();
+        lua.create_function(move |lua, ()| guard.hook_running(lua))?
+    };
     lua.load(
         r#"
-        local check, raw_pcall, raw_xpcall, co = ...
-        local raw_resume, raw_close = co.resume, co.close
+        local check, raw_pcall, raw_xpcall, co, hook_coroutine, hook_running = ...
+        local raw_resume, raw_close, create, wrap, type = co.resume, co.close, co.create, co.wrap, type
         pcall = function(...) return check(raw_pcall(...)) end
         xpcall = function(f, handler, ...)
             return check(raw_xpcall(f, function(e) check(false, e) return handler(e) end, ...))
         end
         co.resume = function(...) return check(raw_resume(...)) end
         co.close = function(...) return check(raw_close(...)) end
+        co.create = function(f)
+            local thread = create(f)
+            hook_coroutine(thread)
+            return thread
+        end
+        co.wrap = function(f)
+            if type(f) ~= "function" then return wrap(f) end
+            return wrap(function(...)
+                hook_running()
+                return f(...)
+            end)
+        end
         "#,
     )
     .set_name("=sandbox")
@@ -122,6 +148,8 @@ fn install_protected_calls(lua: &Lua, globals: &Table, guard: &Rc<Guard>) -> mlu
         globals.raw_get::<Value>("pcall")?,
         globals.raw_get::<Value>("xpcall")?,
         globals.raw_get::<Table>("coroutine")?,
+        hook_coroutine,
+        hook_running,
     ))
 }
 

@@ -240,9 +240,16 @@ impl StrategyVm {
             None => self.lua.create_thread(entry.clone())?,
         };
         self.api.callback_thread.set(thread.to_pointer());
+        let watching = self.guard.watch(&thread);
         let first = thread.resume::<(bool, Value)>(args);
         match thread.status() {
-            ThreadStatus::Resumable => thread.into_async::<(bool, Value)>(())?.await,
+            ThreadStatus::Resumable => {
+                let mut waiting = thread.into_async::<(bool, Value)>(())?;
+                // Declared after `waiting`, so dropped before it, even when the callback is cut
+                // short: the watch ends while the coroutine is still referenced.
+                let _watching = watching;
+                (&mut waiting).await
+            }
             ThreadStatus::Finished => {
                 *self.spare.borrow_mut() = Some(thread);
                 first

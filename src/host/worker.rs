@@ -91,6 +91,7 @@ pub fn run(
             control,
             trips: VecDeque::new(),
             last_save: Instant::now(),
+            batch: VecDeque::new(),
         };
         worker.run().await;
         worker.finish_calls().await;
@@ -166,7 +167,12 @@ struct Worker {
     control: mpsc::UnboundedReceiver<Control>,
     trips: VecDeque<Instant>,
     last_save: Instant,
+    /// Events taken from the inbox in one go, handled before the next look at it.
+    batch: VecDeque<Popped>,
 }
+
+/// Events taken from the inbox under one lock.
+const BATCH: usize = 64;
 
 enum Flow {
     Continue,
@@ -223,12 +229,17 @@ impl Worker {
             if self.last_save.elapsed() >= self.shared.config.state_save_every {
                 self.save_state();
             }
-            if let Some(popped) = self.strategy.inbox.pop_received() {
+            if self.batch.is_empty() {
+                self.strategy.inbox.pop_batch(&mut self.batch, BATCH);
+            }
+            if let Some(popped) = self.batch.pop_front() {
                 if let Flow::Exit = self.on_event(popped).await {
                     return;
                 }
                 let dropped = self.strategy.stats.trades_dropped.load(Ordering::Relaxed);
-                if dropped >= dropped_logged + 1000 || (dropped > dropped_logged && self.strategy.inbox.is_empty()) {
+                if dropped >= dropped_logged + 1000
+                    || (dropped > dropped_logged && self.batch.is_empty() && self.strategy.inbox.is_empty())
+                {
                     tracing::warn!(strategy = %self.name, dropped, "trades dropped while the strategy was busy");
                     dropped_logged = dropped;
                 }
@@ -408,8 +419,17 @@ impl Worker {
     async fn stop(&mut self, reason: StopReason) {
         // The last callbacks get a bounded time: one that never returns must not hold the stop.
         let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        // Events already taken from the inbox: their orders go first (they are older), the rest is dropped
+        // as the inbox's market events are.
+        let taken: Vec<Order> = std::mem::take(&mut self.batch)
+            .into_iter()
+            .filter_map(|popped| match popped.event {
+                Event::Order(order) => Some(order),
+                _ => None,
+            })
+            .collect();
         if reason != StopReason::Error {
-            for order in self.strategy.inbox.take_orders() {
+            for order in taken.into_iter().chain(self.strategy.inbox.take_orders()) {
                 self.account_order(&order);
                 let event = Event::Order(order);
                 let delivered = tokio::time::timeout_at(deadline, self.vm.deliver(&event)).await;

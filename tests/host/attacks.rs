@@ -93,6 +93,41 @@ async fn loops_of_expensive_library_calls_are_cut_short() {
     }
 }
 
+/// Callbacks run unhooked until the watchdog arms them: a runaway is still stopped wherever it
+/// hides (the same escapes as at load time, where the hook is always on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_callbacks_are_stopped_however_they_hide() {
+    for body in [
+        "while true do end",
+        "while true do pcall(function() while true do end end) end",
+        "while true do xpcall(function() while true do end end, function() while true do end end) end",
+        "local co = coroutine.wrap(function() while true do end end) while true do pcall(co) end",
+        "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+        "local t = {} for i = 1, 100 do t[i] = i end while true do pcall(table.sort, t, function() while true do end end) end",
+        "while true do pcall(string.gsub, 'aaaa', 'a', function() while true do end end) end",
+    ] {
+        beside_a_good_one(&looping(body)).await;
+    }
+    // A coroutine made while the file loaded (on the always-hooked main thread), resumed by callbacks.
+    beside_a_good_one(
+        r#"local spins = {}
+        for i = 1, 3 do
+            local body = function() while true do end end
+            if i == 2 then
+                spins[i] = coroutine.wrap(body)
+            else
+                local co = coroutine.create(body)
+                spins[i] = function() return coroutine.resume(co) end
+            end
+        end
+        local n = 0
+        return { name = "bad", symbols = { "BTCUSDT" },
+            on_start = function() timer.every(50, "attack") end,
+            on_timer = function() n = n + 1 pcall(spins[n]) end }"#,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_close_handler_that_never_returns_is_cut_short() {
     beside_a_good_one(&looping(
