@@ -19,17 +19,17 @@ use rust_decimal::Decimal;
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
 use crate::exchange::binance::weights::rest_cost;
-use crate::exchange::types::{OrderStatus, OrderType, Side};
+use crate::exchange::types::{OrderStatus, OrderType};
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
     StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::host::inbox::Event;
 use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
-use crate::sim::book::Amount;
-use crate::sim::engine::{Exchange, NewOrder, Taker};
+use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::SymbolSpec;
 
 /// Replayed time for the ledger.
@@ -72,15 +72,13 @@ pub struct World {
     owner: HashMap<u64, StrategyId>,
     quotes: HashMap<Arc<str>, Quote>,
     klines: HashMap<(Arc<str>, Arc<str>), VecDeque<Kline>>,
-    synthetic_book: bool,
+    pub mirror: MarketMirror,
     pub counts: CallCounts,
     /// `(time ms, equity)` samples, one per replayed second with activity.
     pub equity: Vec<(i64, f64)>,
     next_sample: i64,
     /// Quote asset the equity is valued in, and the symbols pricing each other asset in it.
     pub valuation: Valuation,
-    pub depth_gaps: u64,
-    last_depth_id: HashMap<Arc<str>, u64>,
     pub events: u64,
 }
 
@@ -142,43 +140,13 @@ impl World {
 
     fn apply(&mut self, item: MarketItem) {
         let now = self.now_ms();
+        // The engine first, so what the strategy hears of comes after the fills it caused.
+        let applied = self.mirror.apply(&mut self.ex, &item, now);
+        if applied == Applied::Nothing && !matches!(item, MarketItem::Kline { .. }) {
+            return;
+        }
         match item {
-            MarketItem::Snapshot {
-                symbol,
-                update_id,
-                bids,
-                asks,
-            } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                let book = &mut self.ex.markets[i].book;
-                book.retain_synthetic(Side::Buy, |_| false);
-                book.retain_synthetic(Side::Sell, |_| false);
-                set_levels(&mut self.ex, i, &bids, &asks);
-                self.last_depth_id.insert(symbol.clone(), update_id);
-                self.cross(i);
-                if self.wants(&symbol, StreamKind::Depth) {
-                    self.pending.push_back(Event::Depth(symbol));
-                }
-            }
-            MarketItem::Depth {
-                symbol,
-                first_id,
-                last_id,
-                bids,
-                asks,
-            } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                let last = self.last_depth_id.get(&symbol).copied();
-                // Diffs the snapshot already holds are skipped, as a live client does.
-                if last.is_some_and(|l| last_id <= l) {
-                    return;
-                }
-                if last.is_some_and(|l| first_id > l + 1) {
-                    self.depth_gaps += 1;
-                }
-                self.last_depth_id.insert(symbol.clone(), last_id);
-                set_levels(&mut self.ex, i, &bids, &asks);
-                self.cross(i);
+            MarketItem::Snapshot { symbol, .. } | MarketItem::Depth { symbol, .. } => {
                 if self.wants(&symbol, StreamKind::Depth) {
                     self.pending.push_back(Event::Depth(symbol));
                 }
@@ -188,7 +156,7 @@ impl World {
                 update_id,
                 bid,
                 ask,
-            } => self.set_top(symbol, update_id, bid, ask),
+            } => self.quoted(symbol, update_id, bid, ask),
             MarketItem::Trade {
                 symbol,
                 id,
@@ -196,8 +164,6 @@ impl World {
                 qty,
                 buyer_maker,
             } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                self.recorded_trade(i, price, qty, buyer_maker);
                 if self.wants(&symbol, StreamKind::Trade) {
                     self.pending.push_back(Event::Trade(Trade {
                         symbol: symbol.clone(),
@@ -208,15 +174,16 @@ impl World {
                         buyer_maker,
                     }));
                 }
-                if self.synthetic_book {
+                if self.mirror.synthetic_book {
                     // Trades-only data: the book is one level each side at the trade (docs/backtesting.md).
+                    let Some(i) = self.ex.symbol_index(&symbol) else { return };
                     let tick = self.ex.markets[i].spec.tick_size;
                     let (bid, ask) = if buyer_maker {
                         (price, price + tick)
                     } else {
                         ((price - tick).max(tick), price)
                     };
-                    self.set_top(symbol, id, (bid, qty), (ask, qty));
+                    self.quoted(symbol, id, (bid, qty), (ask, qty));
                 }
             }
             MarketItem::Kline {
@@ -244,16 +211,8 @@ impl World {
         }
     }
 
-    /// Best bid and ask as recorded: levels better than them are gone, theirs are set.
-    fn set_top(&mut self, symbol: Arc<str>, update_id: u64, bid: Level, ask: Level) {
-        let Some(i) = self.ex.symbol_index(&symbol) else { return };
-        let book = &mut self.ex.markets[i].book;
-        book.retain_synthetic(Side::Buy, |p| p <= bid.0);
-        book.retain_synthetic(Side::Sell, |p| p >= ask.0);
-        book.set_synthetic(Side::Buy, bid.0, bid.1);
-        book.set_synthetic(Side::Sell, ask.0, ask.1);
-        self.ex.touch_top(i);
-        self.cross(i);
+    /// The best bid and ask the engine now holds from the market, as the strategy hears of them.
+    fn quoted(&mut self, symbol: Arc<str>, update_id: u64, bid: Level, ask: Level) {
         let quote = Quote {
             symbol: symbol.clone(),
             bid: f(bid.0),
@@ -267,42 +226,6 @@ impl World {
             self.pending.push_back(Event::Book(quote.clone()));
         }
         self.quotes.insert(symbol, quote);
-    }
-
-    /// Users' resting orders the recorded book moved through fill, as makers, at their price.
-    fn cross(&mut self, i: usize) {
-        let now = self.now_ms();
-        let book = &self.ex.markets[i].book;
-        let (ask, bid) = (book.best_synthetic(Side::Sell), book.best_synthetic(Side::Buy));
-        if let Some(ask) = ask {
-            if book.best_bid().is_some_and(|(p, _)| p >= ask) {
-                self.ex
-                    .execute(i, Side::Sell, Some(ask), Amount::All, Taker::Synthetic, now);
-            }
-        }
-        let book = &self.ex.markets[i].book;
-        if let Some(bid) = bid {
-            if book.best_ask().is_some_and(|(p, _)| p <= bid) {
-                self.ex
-                    .execute(i, Side::Buy, Some(bid), Amount::All, Taker::Synthetic, now);
-            }
-        }
-    }
-
-    /// A recorded trade: liquidity better than its price was not there (it is removed), and it
-    /// takes up to its quantity from the book in price-time order, down to its price; users' orders
-    /// at a level fill after the recorded quantity queued ahead of them.
-    fn recorded_trade(&mut self, i: usize, price: Decimal, qty: Decimal, buyer_maker: bool) {
-        let now = self.now_ms();
-        let taker = if buyer_maker { Side::Sell } else { Side::Buy };
-        let book = &mut self.ex.markets[i].book;
-        match taker {
-            Side::Sell => book.retain_synthetic(Side::Buy, |p| p <= price),
-            Side::Buy => book.retain_synthetic(Side::Sell, |p| p >= price),
-        }
-        self.ex.touch_top(i);
-        self.ex
-            .execute(i, taker, Some(price), Amount::Base(qty), Taker::Synthetic, now);
     }
 
     /// Queues an order event for every user order whose fill or status changed.
@@ -391,18 +314,6 @@ impl World {
     }
 }
 
-/// Sets recorded quantities level by level (zero removes a level).
-fn set_levels(ex: &mut Exchange, i: usize, bids: &[Level], asks: &[Level]) {
-    let book = &mut ex.markets[i].book;
-    for (price, qty) in bids {
-        book.set_synthetic(Side::Buy, *price, *qty);
-    }
-    for (price, qty) in asks {
-        book.set_synthetic(Side::Sell, *price, *qty);
-    }
-    ex.touch_top(i);
-}
-
 /// The replayed exchange behind the `Venue` trait.
 pub struct ReplayVenue {
     pub world: Mutex<World>,
@@ -423,21 +334,7 @@ pub struct ReplaySetup {
 
 impl ReplayVenue {
     pub fn new(setup: ReplaySetup) -> Arc<ReplayVenue> {
-        let specs: Vec<SymbolSpec> = setup
-            .symbols
-            .iter()
-            .map(|s| SymbolSpec {
-                symbol: s.symbol.clone(),
-                base: s.base.clone(),
-                quote: s.quote.clone(),
-                tick_size: s.tick_size,
-                step_size: s.step_size,
-                min_qty: s.min_qty,
-                max_qty: s.max_qty,
-                min_notional: s.min_notional,
-                max_num_orders: s.max_num_orders.unwrap_or(200),
-            })
-            .collect();
+        let specs: Vec<SymbolSpec> = setup.symbols.iter().map(super::live::spec_of).collect();
         let start = setup.items.first().map_or(0, |t| t.time_ms);
         let clock = Arc::new(AtomicI64::new(start));
         let limiter = Arc::new(Mutex::new(Limiter::new(&setup.limits, 120_000)));
@@ -467,13 +364,11 @@ impl ReplayVenue {
             owner: HashMap::new(),
             quotes: HashMap::new(),
             klines: HashMap::new(),
-            synthetic_book: setup.synthetic_book,
+            mirror: MarketMirror::new(setup.synthetic_book),
             counts: CallCounts::default(),
             equity: Vec::new(),
             next_sample: i64::MIN,
             valuation: Valuation { quote, pricing },
-            depth_gaps: 0,
-            last_depth_id: HashMap::new(),
             events: 0,
         };
         let ledger = Ledger::new(
