@@ -338,13 +338,17 @@ impl ReplayVenue {
         let start = setup.items.first().map_or(0, |t| t.time_ms);
         let clock = Arc::new(AtomicI64::new(start));
         let limiter = Arc::new(Mutex::new(Limiter::new(&setup.limits, 120_000)));
-        let ex = Exchange::new(
+        let mut ex = Exchange::new(
             &specs,
             &setup.balances,
             Arc::new(Hub::default()),
             Arc::new(UserHub::default()),
             limiter,
         );
+        // Nothing streams depth out of a backtest.
+        for m in &mut ex.markets {
+            m.book.stop_tracking_diffs();
+        }
         let quote = setup.symbols.first().map(|s| s.quote.clone()).unwrap_or_default();
         let pricing = setup
             .symbols

@@ -146,12 +146,16 @@ impl MarketMirror {
                 };
                 trade(ex, i, *price, *qty, *buyer_maker, now);
                 if self.synthetic_book {
+                    // One level each side: what the trade says of the book, and nothing older.
                     let tick = ex.markets[i].spec.tick_size;
                     let (bid, ask) = if *buyer_maker {
                         (*price, *price + tick)
                     } else {
                         ((*price - tick).max(tick), *price)
                     };
+                    let book = &mut ex.markets[i].book;
+                    book.retain_synthetic(Side::Buy, |_| false);
+                    book.retain_synthetic(Side::Sell, |_| false);
                     set_top(ex, i, (bid, *qty), (ask, *qty), now);
                 }
                 Applied::Market
@@ -187,8 +191,8 @@ fn set_levels(ex: &mut Exchange, i: usize, bids: &[Level], asks: &[Level]) {
 /// Best bid and ask: levels better than them are gone, theirs are set.
 fn set_top(ex: &mut Exchange, i: usize, bid: Level, ask: Level, now: i64) {
     let book = &mut ex.markets[i].book;
-    book.retain_synthetic(Side::Buy, |p| p <= bid.0);
-    book.retain_synthetic(Side::Sell, |p| p >= ask.0);
+    book.remove_synthetic_better_than(Side::Buy, bid.0);
+    book.remove_synthetic_better_than(Side::Sell, ask.0);
     book.set_synthetic(Side::Buy, bid.0, bid.1);
     book.set_synthetic(Side::Sell, ask.0, ask.1);
     ex.touch_top(i);
@@ -219,8 +223,8 @@ fn trade(ex: &mut Exchange, i: usize, price: Decimal, qty: Decimal, buyer_maker:
     let taker = if buyer_maker { Side::Sell } else { Side::Buy };
     let book = &mut ex.markets[i].book;
     match taker {
-        Side::Sell => book.retain_synthetic(Side::Buy, |p| p <= price),
-        Side::Buy => book.retain_synthetic(Side::Sell, |p| p >= price),
+        Side::Sell => book.remove_synthetic_better_than(Side::Buy, price),
+        Side::Buy => book.remove_synthetic_better_than(Side::Sell, price),
     }
     ex.touch_top(i);
     ex.execute(i, taker, Some(price), Amount::Base(qty), Taker::Synthetic, now);
