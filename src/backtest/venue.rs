@@ -19,7 +19,7 @@ use rust_decimal::Decimal;
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
 use crate::exchange::binance::weights::rest_cost;
-use crate::exchange::types::{OrderStatus, OrderType};
+use crate::exchange::types::OrderStatus;
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
     StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
@@ -80,6 +80,26 @@ pub struct World {
     /// Quote asset the equity is valued in, and the symbols pricing each other asset in it.
     pub valuation: Valuation,
     pub events: u64,
+}
+
+/// Why an engine order cannot be shown to a strategy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderViewError {
+    #[error("order {0} is not in the engine")]
+    Missing(u64),
+    #[error("engine order {id} is a {kind} order, a type the strategy API does not have")]
+    UnsupportedKind { id: u64, kind: &'static str },
+}
+
+impl From<OrderViewError> for ApiError {
+    fn from(e: OrderViewError) -> Self {
+        match e {
+            OrderViewError::Missing(_) => {
+                ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013)
+            }
+            OrderViewError::UnsupportedKind { .. } => ApiError::new(ErrorCode::Rejected, e.to_string()),
+        }
+    }
 }
 
 /// How to value each asset in the report's quote asset.
@@ -242,9 +262,10 @@ impl World {
             }
         }
         for id in changed {
-            if let Some(order) = self.order(id) {
-                self.remember(id);
-                self.pending.push_back(Event::Order(order));
+            self.remember(id);
+            match self.order(id) {
+                Ok(order) => self.pending.push_back(Event::Order(order)),
+                Err(e) => tracing::error!("cannot tell the strategy of an order change: {e}"),
             }
         }
     }
@@ -261,19 +282,23 @@ impl World {
     }
 
     /// The host's view of engine order `id`.
-    pub fn order(&self, id: u64) -> Option<Order> {
-        let o = self.ex.order(id)?;
+    pub fn order(&self, id: u64) -> Result<Order, OrderViewError> {
+        let o = self.ex.order(id).ok_or(OrderViewError::Missing(id))?;
+        // The backtest places only the strategy API's own types; anything else is a bug to report.
+        let order_type = o.kind.order_type().ok_or(OrderViewError::UnsupportedKind {
+            id,
+            kind: o.kind.as_str(),
+        })?;
         let last = self.ex.my_trades().iter().rev().find(|t| t.order_id == id);
         let strategy = self.owner.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
         let executed = f(o.executed);
-        Some(Order {
+        Ok(Order {
             strategy,
             id: Some(o.id),
             client_id: o.client_id.clone(),
             symbol: self.ex.markets[o.symbol].spec.symbol.clone(),
             side: o.side,
-            // The backtest places only the client's own order types.
-            order_type: o.kind.order_type().unwrap_or(OrderType::Limit),
+            order_type,
             tif: o.tif,
             status: o.status,
             price: f(o.price),
@@ -458,9 +483,7 @@ impl ReplayVenue {
         match result {
             Ok(_) => {
                 world.remember(id);
-                world
-                    .order(id)
-                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+                world.order(id).map_err(ApiError::from)
             }
             Err((code, msg)) => {
                 world.counts.cancel_rejected += 1;
@@ -610,9 +633,7 @@ impl Venue for ReplayVenue {
                 world.counts.placed += 1;
                 world.owner.insert(placed.order_id, ctx.strategy.clone());
                 world.remember(placed.order_id);
-                world
-                    .order(placed.order_id)
-                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+                world.order(placed.order_id).map_err(ApiError::from)
             }
             Err(e) => {
                 world.counts.rejected += 1;
@@ -666,9 +687,9 @@ impl Venue for ReplayVenue {
 
     async fn get_order(&self, _ctx: &CallCtx, _symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         let world = self.world.lock();
-        Self::find(&world, order)
-            .and_then(|id| world.order(id))
-            .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013))
+        let id = Self::find(&world, order)
+            .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013))?;
+        world.order(id).map_err(ApiError::from)
     }
 
     fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {
@@ -679,7 +700,12 @@ impl Venue for ReplayVenue {
             .filter(|o| o.status.is_open())
             .filter(|o| world.owner.get(&o.id).is_some_and(|s| &**s == strategy))
             .filter(|o| symbol.is_none_or(|s| world.ex.markets[o.symbol].spec.symbol == s))
-            .filter_map(|o| world.order(o.id))
+            .filter_map(|o| {
+                world
+                    .order(o.id)
+                    .inspect_err(|e| tracing::error!("cannot list an open order: {e}"))
+                    .ok()
+            })
             .collect()
     }
 
@@ -732,4 +758,25 @@ impl Venue for ReplayVenue {
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_order_kind_without_an_api_type_is_an_error_not_a_limit_order() {
+        let e = OrderViewError::UnsupportedKind {
+            id: 7,
+            kind: crate::sim::engine::Kind::StopLoss.as_str(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "engine order 7 is a STOP_LOSS order, a type the strategy API does not have"
+        );
+        let api = ApiError::from(e);
+        assert_eq!(api.code, ErrorCode::Rejected);
+        assert!(api.message.contains("STOP_LOSS"), "{}", api.message);
+        assert_eq!(ApiError::from(OrderViewError::Missing(3)).exchange_code, Some(-2013));
+    }
 }
