@@ -133,3 +133,23 @@ fn paper_on_another_market_sees_its_quotes_fills_locally_and_sends_it_no_order()
     assert!(status.success(), "{}", lines.join("\n"));
     rt.block_on(source.shutdown());
 }
+
+#[test]
+fn a_bad_market_source_is_one_clear_line_and_exit_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.lua");
+    fs::write(&file, "return { symbols = { \"BTCUSDT\" } }\n").unwrap();
+    for (args, expected) in [
+        (vec!["--market", "ftp://127.0.0.1:1"], "unknown scheme \"ftp\""),
+        (
+            vec!["--market", "http://127.0.0.1:1", "--rest-url", "http://127.0.0.1:2"],
+            "drop --rest-url",
+        ),
+    ] {
+        let mut cmd = runner(&dir.path().join("state"));
+        cmd.arg(&file).args(&args);
+        let (status, output) = crate::support::run_to_end(cmd);
+        assert_eq!(status.code(), Some(2), "{args:?}: {output}");
+        assert!(output.contains(expected), "{args:?}: {output}");
+    }
+}
