@@ -17,6 +17,7 @@ const EXAMPLES: &str = "\
 Examples:
   runner strategies/arb.lua                      paper trading on the built-in simulated exchange
   runner strategies/arb.lua --duration 30s       ... and stop by itself after 30 seconds
+  runner strategies/arb.lua --paper --market live   paper trading on Binance's live market (no keys)
   runner strategies/arb.lua --testnet            Binance spot testnet (BINANCE_TESTNET_API_KEY / _SECRET,
                                                  or _PRIVATE_KEY_FILE for an Ed25519 key)
   runner strategies/arb.lua --live               real money (BINANCE_API_KEY / BINANCE_API_SECRET,
@@ -105,6 +106,12 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+
+    /// Paper trading on a real market: the paper exchange's book and trades follow the public
+    /// market streams of `live` (Binance spot), `testnet`, or a Binance-compatible server's base
+    /// URL (e.g. http://127.0.0.1:9000). Orders stay on the paper exchange; no keys needed.
+    #[arg(long, value_name = "SOURCE", conflicts_with_all = ["testnet", "live"])]
+    pub market: Option<String>,
 
     /// Stop by itself after this long (e.g. 30s, 5m, 1h).
     #[arg(long, value_parser = parse_duration)]

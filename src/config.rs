@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::backtest::live::MarketSource;
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
 use crate::exchange::binance::ws_orders::OrderTransport;
@@ -52,6 +53,8 @@ pub struct FileConfig {
     pub rest_url: Option<String>,
     pub ws_url: Option<String>,
     pub ws_api_url: Option<String>,
+    /// Paper trading on a real market: "live", "testnet" or a server's base URL.
+    pub market: Option<String>,
     /// Humantime text, e.g. "30s".
     pub duration: Option<String>,
     pub reload: Option<bool>,
@@ -155,6 +158,8 @@ pub struct RunConfig {
     pub strategies: Vec<PathBuf>,
     pub mode: Mode,
     pub endpoints: Endpoints,
+    /// Paper trading on this market instead of the synthetic one.
+    pub market: Option<MarketSource>,
     pub duration: Option<Duration>,
     pub reload: bool,
     pub cancel_on_exit: bool,
@@ -210,6 +215,7 @@ impl RunConfig {
             args.strategies
         };
         check_strategy_files(&strategies)?;
+        let market = market_source(args.market.or(file.market.clone()), mode, &args.endpoints, &file)?;
         let duration = flag_or_file_duration(args.duration, file.duration.as_deref())?;
         let unknown_order_grace = flag_or_file_duration(args.unknown_order_grace, file.unknown_order_grace.as_deref())?
             .map_or(
@@ -248,6 +254,7 @@ impl RunConfig {
                 ws_url: args.endpoints.ws_url.or(file.ws_url),
                 ws_api_url: args.endpoints.ws_api_url.or(file.ws_api_url),
             },
+            market,
             duration,
             reload,
             cancel_on_exit: args
@@ -281,6 +288,29 @@ impl RunConfig {
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
         })
     }
+}
+
+/// `--market`: only with paper trading on the built-in paper exchange.
+fn market_source(
+    text: Option<String>,
+    mode: Mode,
+    endpoints: &crate::cli::EndpointArgs,
+    file: &FileConfig,
+) -> Result<Option<MarketSource>, ConfigError> {
+    let Some(text) = text else { return Ok(None) };
+    if mode != Mode::Paper {
+        return Err(ConfigError::Invalid(
+            "market: a market source feeds the paper exchange; it goes with --paper, not --testnet or --live".into(),
+        ));
+    }
+    if endpoints.rest_url.is_some() || file.rest_url.is_some() {
+        return Err(ConfigError::Invalid(
+            "market: a market source runs its own paper exchange; drop --rest-url (an external simulator)".into(),
+        ));
+    }
+    MarketSource::parse(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid(format!("market: {e}")))
 }
 
 /// The risk limits from the flags, else from the file; every cap must be a positive amount.

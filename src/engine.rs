@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::errors::ClientError;
@@ -36,6 +37,8 @@ pub enum EngineError {
     Credentials(#[from] ConfigError),
     #[error("cannot start the paper exchange")]
     Sim(#[source] sim::SimError),
+    #[error("cannot follow the market source")]
+    MarketSource(#[source] crate::backtest::live::LiveMarketError),
     #[error("cannot connect to the exchange")]
     Connect(#[source] ClientError),
     #[error("cannot start the market streams")]
@@ -255,15 +258,65 @@ fn warn_if_spinners_take_every_core(config: &RunConfig) {
     }
 }
 
-async fn stop_sim(paper: Option<sim::SimHandle>) {
-    if let Some(sim) = paper {
-        sim.shutdown().await;
+/// The paper exchange this run started, and what feeds it a real market (`--market`).
+struct PaperExchange {
+    sim: sim::SimHandle,
+    market_feed: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn stop_sim(paper: Option<PaperExchange>) {
+    if let Some(paper) = paper {
+        if let Some(feed) = paper.market_feed {
+            feed.abort();
+        }
+        paper.sim.shutdown().await;
     }
 }
 
 /// The profile to trade on; for paper, the simulator it runs on (kept alive by the caller).
-async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::SimHandle>), EngineError> {
+async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperExchange>), EngineError> {
     let (mut profile, paper) = match config.mode {
+        Mode::Paper if config.market.is_some() => {
+            let source = config
+                .market
+                .clone()
+                .unwrap_or_else(|| unreachable!("checked by the guard"));
+            let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
+            let symbols = live::source_symbols(&source, &wanted)
+                .await
+                .map_err(EngineError::MarketSource)?;
+            let sim_config = sim::SimConfig {
+                seed: config.seed,
+                symbols,
+                // Still: the source moves this market, not the synthetic one.
+                market_tick: Duration::ZERO,
+                ..sim::SimConfig::default()
+            };
+            let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
+                .await
+                .map_err(EngineError::Sim)?;
+            let market_feed = live::mirror(source.clone(), handle.market_port());
+            tracing::info!(
+                source = %source.ws_url,
+                "paper trading on a real market: orders fill on the paper exchange, market data comes from the source"
+            );
+            // Orders, account and user data on the paper exchange; streams and public market data
+            // straight from the source, so strategies see exactly its market.
+            let profile = Profile::paper(
+                &handle.rest_url(),
+                &source.ws_url,
+                &handle.ws_api_url(),
+                Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
+            )
+            .with_market_rest(&source.rest_url);
+            (
+                profile,
+                Some(PaperExchange {
+                    sim: handle,
+                    market_feed: Some(market_feed),
+                }),
+            )
+        }
         Mode::Paper if config.endpoints.rest_url.is_some() => {
             // An external simulator (e.g. `runner sim`): streams and WebSocket API default to the same host.
             let rest = config.endpoints.rest_url.clone().unwrap_or_default();
@@ -288,7 +341,13 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<sim::Si
                 &handle.ws_api_url(),
                 Credentials::new(sim::PAPER_API_KEY, sim::PAPER_API_SECRET),
             );
-            (profile, Some(handle))
+            (
+                profile,
+                Some(PaperExchange {
+                    sim: handle,
+                    market_feed: None,
+                }),
+            )
         }
         Mode::Testnet => (Profile::testnet(credentials(ProfileKind::Testnet)?), None),
         Mode::Live => {

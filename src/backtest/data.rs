@@ -13,48 +13,7 @@ use crate::exchange::binance::wire::{BookTickerEvent, DepthUpdateEvent, Exchange
 use crate::exchange::{Kline, SymbolInfo};
 use crate::record::{BlockReader, FormatError, RecordKind};
 
-/// A price level: price, quantity (zero removes the level).
-pub type Level = (Decimal, Decimal);
-
-/// What the replayed market did at one instant.
-#[derive(Debug, Clone)]
-pub enum MarketItem {
-    /// A full order book: replaces every recorded level of the symbol.
-    Snapshot {
-        symbol: Arc<str>,
-        update_id: u64,
-        bids: Vec<Level>,
-        asks: Vec<Level>,
-    },
-    /// Changed levels (`first_id..=last_id` are the update ids they cover).
-    Depth {
-        symbol: Arc<str>,
-        first_id: u64,
-        last_id: u64,
-        bids: Vec<Level>,
-        asks: Vec<Level>,
-    },
-    /// Best bid and ask.
-    Book {
-        symbol: Arc<str>,
-        update_id: u64,
-        bid: Level,
-        ask: Level,
-    },
-    Trade {
-        symbol: Arc<str>,
-        id: u64,
-        price: Decimal,
-        qty: Decimal,
-        buyer_maker: bool,
-    },
-    Kline {
-        symbol: Arc<str>,
-        interval: Arc<str>,
-        kline: Kline,
-        closed: bool,
-    },
-}
+pub use crate::sim::replay::{Level, MarketItem};
 
 /// One item at its exchange time (ms).
 #[derive(Debug, Clone)]
@@ -247,7 +206,7 @@ fn read_recording(path: &Path) -> Result<(Vec<Timed>, Vec<SymbolInfo>), DataErro
     Ok((items, symbols))
 }
 
-fn snapshot_item(text: &str) -> Option<MarketItem> {
+pub(crate) fn snapshot_item(text: &str) -> Option<MarketItem> {
     #[derive(serde::Deserialize)]
     struct Snap<'a> {
         symbol: &'a str,
@@ -268,7 +227,7 @@ fn snapshot_item(text: &str) -> Option<MarketItem> {
 }
 
 /// One combined-stream frame; `None` for streams a backtest does not use.
-fn stream_item(text: &str) -> Result<Option<MarketItem>, String> {
+pub(crate) fn stream_item(text: &str) -> Result<Option<MarketItem>, String> {
     #[derive(serde::Deserialize)]
     struct Frame<'a> {
         #[serde(borrow)]

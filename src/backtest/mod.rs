@@ -8,6 +8,7 @@
 //! inputs give the same report, byte for byte.
 
 pub mod data;
+pub mod live;
 pub mod report;
 pub mod venue;
 

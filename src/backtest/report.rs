@@ -190,7 +190,7 @@ pub fn build(
         },
         strategy_errors,
         limit_trips,
-        depth_gaps: world.depth_gaps,
+        depth_gaps: world.mirror.depth_gaps,
         fill_list,
         equity_curve: curve,
     }

@@ -19,17 +19,17 @@ use rust_decimal::Decimal;
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
 use crate::exchange::binance::weights::rest_cost;
-use crate::exchange::types::{OrderStatus, OrderType, Side};
+use crate::exchange::types::OrderStatus;
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
     StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::host::inbox::Event;
 use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
-use crate::sim::book::Amount;
-use crate::sim::engine::{Exchange, NewOrder, Taker};
+use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::SymbolSpec;
 
 /// Replayed time for the ledger.
@@ -72,16 +72,34 @@ pub struct World {
     owner: HashMap<u64, StrategyId>,
     quotes: HashMap<Arc<str>, Quote>,
     klines: HashMap<(Arc<str>, Arc<str>), VecDeque<Kline>>,
-    synthetic_book: bool,
+    pub mirror: MarketMirror,
     pub counts: CallCounts,
     /// `(time ms, equity)` samples, one per replayed second with activity.
     pub equity: Vec<(i64, f64)>,
     next_sample: i64,
     /// Quote asset the equity is valued in, and the symbols pricing each other asset in it.
     pub valuation: Valuation,
-    pub depth_gaps: u64,
-    last_depth_id: HashMap<Arc<str>, u64>,
     pub events: u64,
+}
+
+/// Why an engine order cannot be shown to a strategy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrderViewError {
+    #[error("order {0} is not in the engine")]
+    Missing(u64),
+    #[error("engine order {id} is a {kind} order, a type the strategy API does not have")]
+    UnsupportedKind { id: u64, kind: &'static str },
+}
+
+impl From<OrderViewError> for ApiError {
+    fn from(e: OrderViewError) -> Self {
+        match e {
+            OrderViewError::Missing(_) => {
+                ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013)
+            }
+            OrderViewError::UnsupportedKind { .. } => ApiError::new(ErrorCode::Rejected, e.to_string()),
+        }
+    }
 }
 
 /// How to value each asset in the report's quote asset.
@@ -142,43 +160,13 @@ impl World {
 
     fn apply(&mut self, item: MarketItem) {
         let now = self.now_ms();
+        // The engine first, so what the strategy hears of comes after the fills it caused.
+        let applied = self.mirror.apply(&mut self.ex, &item, now);
+        if applied == Applied::Nothing && !matches!(item, MarketItem::Kline { .. }) {
+            return;
+        }
         match item {
-            MarketItem::Snapshot {
-                symbol,
-                update_id,
-                bids,
-                asks,
-            } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                let book = &mut self.ex.markets[i].book;
-                book.retain_synthetic(Side::Buy, |_| false);
-                book.retain_synthetic(Side::Sell, |_| false);
-                set_levels(&mut self.ex, i, &bids, &asks);
-                self.last_depth_id.insert(symbol.clone(), update_id);
-                self.cross(i);
-                if self.wants(&symbol, StreamKind::Depth) {
-                    self.pending.push_back(Event::Depth(symbol));
-                }
-            }
-            MarketItem::Depth {
-                symbol,
-                first_id,
-                last_id,
-                bids,
-                asks,
-            } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                let last = self.last_depth_id.get(&symbol).copied();
-                // Diffs the snapshot already holds are skipped, as a live client does.
-                if last.is_some_and(|l| last_id <= l) {
-                    return;
-                }
-                if last.is_some_and(|l| first_id > l + 1) {
-                    self.depth_gaps += 1;
-                }
-                self.last_depth_id.insert(symbol.clone(), last_id);
-                set_levels(&mut self.ex, i, &bids, &asks);
-                self.cross(i);
+            MarketItem::Snapshot { symbol, .. } | MarketItem::Depth { symbol, .. } => {
                 if self.wants(&symbol, StreamKind::Depth) {
                     self.pending.push_back(Event::Depth(symbol));
                 }
@@ -188,7 +176,7 @@ impl World {
                 update_id,
                 bid,
                 ask,
-            } => self.set_top(symbol, update_id, bid, ask),
+            } => self.quoted(symbol, update_id, bid, ask),
             MarketItem::Trade {
                 symbol,
                 id,
@@ -196,8 +184,6 @@ impl World {
                 qty,
                 buyer_maker,
             } => {
-                let Some(i) = self.ex.symbol_index(&symbol) else { return };
-                self.recorded_trade(i, price, qty, buyer_maker);
                 if self.wants(&symbol, StreamKind::Trade) {
                     self.pending.push_back(Event::Trade(Trade {
                         symbol: symbol.clone(),
@@ -208,15 +194,16 @@ impl World {
                         buyer_maker,
                     }));
                 }
-                if self.synthetic_book {
+                if self.mirror.synthetic_book {
                     // Trades-only data: the book is one level each side at the trade (docs/backtesting.md).
+                    let Some(i) = self.ex.symbol_index(&symbol) else { return };
                     let tick = self.ex.markets[i].spec.tick_size;
                     let (bid, ask) = if buyer_maker {
                         (price, price + tick)
                     } else {
                         ((price - tick).max(tick), price)
                     };
-                    self.set_top(symbol, id, (bid, qty), (ask, qty));
+                    self.quoted(symbol, id, (bid, qty), (ask, qty));
                 }
             }
             MarketItem::Kline {
@@ -244,16 +231,8 @@ impl World {
         }
     }
 
-    /// Best bid and ask as recorded: levels better than them are gone, theirs are set.
-    fn set_top(&mut self, symbol: Arc<str>, update_id: u64, bid: Level, ask: Level) {
-        let Some(i) = self.ex.symbol_index(&symbol) else { return };
-        let book = &mut self.ex.markets[i].book;
-        book.retain_synthetic(Side::Buy, |p| p <= bid.0);
-        book.retain_synthetic(Side::Sell, |p| p >= ask.0);
-        book.set_synthetic(Side::Buy, bid.0, bid.1);
-        book.set_synthetic(Side::Sell, ask.0, ask.1);
-        self.ex.touch_top(i);
-        self.cross(i);
+    /// The best bid and ask the engine now holds from the market, as the strategy hears of them.
+    fn quoted(&mut self, symbol: Arc<str>, update_id: u64, bid: Level, ask: Level) {
         let quote = Quote {
             symbol: symbol.clone(),
             bid: f(bid.0),
@@ -267,42 +246,6 @@ impl World {
             self.pending.push_back(Event::Book(quote.clone()));
         }
         self.quotes.insert(symbol, quote);
-    }
-
-    /// Users' resting orders the recorded book moved through fill, as makers, at their price.
-    fn cross(&mut self, i: usize) {
-        let now = self.now_ms();
-        let book = &self.ex.markets[i].book;
-        let (ask, bid) = (book.best_synthetic(Side::Sell), book.best_synthetic(Side::Buy));
-        if let Some(ask) = ask {
-            if book.best_bid().is_some_and(|(p, _)| p >= ask) {
-                self.ex
-                    .execute(i, Side::Sell, Some(ask), Amount::All, Taker::Synthetic, now);
-            }
-        }
-        let book = &self.ex.markets[i].book;
-        if let Some(bid) = bid {
-            if book.best_ask().is_some_and(|(p, _)| p <= bid) {
-                self.ex
-                    .execute(i, Side::Buy, Some(bid), Amount::All, Taker::Synthetic, now);
-            }
-        }
-    }
-
-    /// A recorded trade: liquidity better than its price was not there (it is removed), and it
-    /// takes up to its quantity from the book in price-time order, down to its price; users' orders
-    /// at a level fill after the recorded quantity queued ahead of them.
-    fn recorded_trade(&mut self, i: usize, price: Decimal, qty: Decimal, buyer_maker: bool) {
-        let now = self.now_ms();
-        let taker = if buyer_maker { Side::Sell } else { Side::Buy };
-        let book = &mut self.ex.markets[i].book;
-        match taker {
-            Side::Sell => book.retain_synthetic(Side::Buy, |p| p <= price),
-            Side::Buy => book.retain_synthetic(Side::Sell, |p| p >= price),
-        }
-        self.ex.touch_top(i);
-        self.ex
-            .execute(i, taker, Some(price), Amount::Base(qty), Taker::Synthetic, now);
     }
 
     /// Queues an order event for every user order whose fill or status changed.
@@ -319,9 +262,10 @@ impl World {
             }
         }
         for id in changed {
-            if let Some(order) = self.order(id) {
-                self.remember(id);
-                self.pending.push_back(Event::Order(order));
+            self.remember(id);
+            match self.order(id) {
+                Ok(order) => self.pending.push_back(Event::Order(order)),
+                Err(e) => tracing::error!("cannot tell the strategy of an order change: {e}"),
             }
         }
     }
@@ -338,19 +282,23 @@ impl World {
     }
 
     /// The host's view of engine order `id`.
-    pub fn order(&self, id: u64) -> Option<Order> {
-        let o = self.ex.order(id)?;
+    pub fn order(&self, id: u64) -> Result<Order, OrderViewError> {
+        let o = self.ex.order(id).ok_or(OrderViewError::Missing(id))?;
+        // The backtest places only the strategy API's own types; anything else is a bug to report.
+        let order_type = o.kind.order_type().ok_or(OrderViewError::UnsupportedKind {
+            id,
+            kind: o.kind.as_str(),
+        })?;
         let last = self.ex.my_trades().iter().rev().find(|t| t.order_id == id);
         let strategy = self.owner.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
         let executed = f(o.executed);
-        Some(Order {
+        Ok(Order {
             strategy,
             id: Some(o.id),
             client_id: o.client_id.clone(),
             symbol: self.ex.markets[o.symbol].spec.symbol.clone(),
             side: o.side,
-            // The backtest places only the client's own order types.
-            order_type: o.kind.order_type().unwrap_or(OrderType::Limit),
+            order_type,
             tif: o.tif,
             status: o.status,
             price: f(o.price),
@@ -391,18 +339,6 @@ impl World {
     }
 }
 
-/// Sets recorded quantities level by level (zero removes a level).
-fn set_levels(ex: &mut Exchange, i: usize, bids: &[Level], asks: &[Level]) {
-    let book = &mut ex.markets[i].book;
-    for (price, qty) in bids {
-        book.set_synthetic(Side::Buy, *price, *qty);
-    }
-    for (price, qty) in asks {
-        book.set_synthetic(Side::Sell, *price, *qty);
-    }
-    ex.touch_top(i);
-}
-
 /// The replayed exchange behind the `Venue` trait.
 pub struct ReplayVenue {
     pub world: Mutex<World>,
@@ -423,31 +359,21 @@ pub struct ReplaySetup {
 
 impl ReplayVenue {
     pub fn new(setup: ReplaySetup) -> Arc<ReplayVenue> {
-        let specs: Vec<SymbolSpec> = setup
-            .symbols
-            .iter()
-            .map(|s| SymbolSpec {
-                symbol: s.symbol.clone(),
-                base: s.base.clone(),
-                quote: s.quote.clone(),
-                tick_size: s.tick_size,
-                step_size: s.step_size,
-                min_qty: s.min_qty,
-                max_qty: s.max_qty,
-                min_notional: s.min_notional,
-                max_num_orders: s.max_num_orders.unwrap_or(200),
-            })
-            .collect();
+        let specs: Vec<SymbolSpec> = setup.symbols.iter().map(super::live::spec_of).collect();
         let start = setup.items.first().map_or(0, |t| t.time_ms);
         let clock = Arc::new(AtomicI64::new(start));
         let limiter = Arc::new(Mutex::new(Limiter::new(&setup.limits, 120_000)));
-        let ex = Exchange::new(
+        let mut ex = Exchange::new(
             &specs,
             &setup.balances,
             Arc::new(Hub::default()),
             Arc::new(UserHub::default()),
             limiter,
         );
+        // Nothing streams depth out of a backtest.
+        for m in &mut ex.markets {
+            m.book.stop_tracking_diffs();
+        }
         let quote = setup.symbols.first().map(|s| s.quote.clone()).unwrap_or_default();
         let pricing = setup
             .symbols
@@ -467,13 +393,11 @@ impl ReplayVenue {
             owner: HashMap::new(),
             quotes: HashMap::new(),
             klines: HashMap::new(),
-            synthetic_book: setup.synthetic_book,
+            mirror: MarketMirror::new(setup.synthetic_book),
             counts: CallCounts::default(),
             equity: Vec::new(),
             next_sample: i64::MIN,
             valuation: Valuation { quote, pricing },
-            depth_gaps: 0,
-            last_depth_id: HashMap::new(),
             events: 0,
         };
         let ledger = Ledger::new(
@@ -559,9 +483,7 @@ impl ReplayVenue {
         match result {
             Ok(_) => {
                 world.remember(id);
-                world
-                    .order(id)
-                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+                world.order(id).map_err(ApiError::from)
             }
             Err((code, msg)) => {
                 world.counts.cancel_rejected += 1;
@@ -711,9 +633,7 @@ impl Venue for ReplayVenue {
                 world.counts.placed += 1;
                 world.owner.insert(placed.order_id, ctx.strategy.clone());
                 world.remember(placed.order_id);
-                world
-                    .order(placed.order_id)
-                    .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "order vanished"))
+                world.order(placed.order_id).map_err(ApiError::from)
             }
             Err(e) => {
                 world.counts.rejected += 1;
@@ -767,9 +687,9 @@ impl Venue for ReplayVenue {
 
     async fn get_order(&self, _ctx: &CallCtx, _symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         let world = self.world.lock();
-        Self::find(&world, order)
-            .and_then(|id| world.order(id))
-            .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013))
+        let id = Self::find(&world, order)
+            .ok_or_else(|| ApiError::new(ErrorCode::Rejected, "Order does not exist.").with_exchange_code(-2013))?;
+        world.order(id).map_err(ApiError::from)
     }
 
     fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {
@@ -780,7 +700,12 @@ impl Venue for ReplayVenue {
             .filter(|o| o.status.is_open())
             .filter(|o| world.owner.get(&o.id).is_some_and(|s| &**s == strategy))
             .filter(|o| symbol.is_none_or(|s| world.ex.markets[o.symbol].spec.symbol == s))
-            .filter_map(|o| world.order(o.id))
+            .filter_map(|o| {
+                world
+                    .order(o.id)
+                    .inspect_err(|e| tracing::error!("cannot list an open order: {e}"))
+                    .ok()
+            })
             .collect()
     }
 
@@ -833,4 +758,25 @@ impl Venue for ReplayVenue {
     }
 
     async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_order_kind_without_an_api_type_is_an_error_not_a_limit_order() {
+        let e = OrderViewError::UnsupportedKind {
+            id: 7,
+            kind: crate::sim::engine::Kind::StopLoss.as_str(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "engine order 7 is a STOP_LOSS order, a type the strategy API does not have"
+        );
+        let api = ApiError::from(e);
+        assert_eq!(api.code, ErrorCode::Rejected);
+        assert!(api.message.contains("STOP_LOSS"), "{}", api.message);
+        assert_eq!(ApiError::from(OrderViewError::Missing(3)).exchange_code, Some(-2013));
+    }
 }

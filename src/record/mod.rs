@@ -5,4 +5,4 @@ pub mod format;
 pub mod recorder;
 
 pub use format::{BlockReader, BlockWriter, FormatError, Record, RecordKind};
-pub use recorder::{record, RecordError, RecordOptions, RecordSummary, Rotate};
+pub use recorder::{get, record, stream_names, RecordError, RecordOptions, RecordSummary, Rotate};

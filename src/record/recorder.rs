@@ -158,7 +158,7 @@ fn urlencode(text: &str) -> String {
 
 /// A public GET; a throttle (429/418) or any other failure ends the recording rather than retrying
 /// into a back-off.
-async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, RecordError> {
+pub async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, RecordError> {
     let http_err = |source| RecordError::Http {
         url: url.to_string(),
         source,

@@ -78,6 +78,8 @@ pub struct Book {
     update_id: u64,
     fast: Pending,
     slow: Pending,
+    /// No depth stream is ever cut from this book (a backtest): changed levels are not kept.
+    untracked: bool,
 }
 
 impl Book {
@@ -98,6 +100,14 @@ impl Book {
         self.update_id
     }
 
+    /// Stops keeping the changed levels depth diffs are cut from, for a book no depth stream
+    /// reads: otherwise they pile up, and every change pays a set insert.
+    pub fn stop_tracking_diffs(&mut self) {
+        self.untracked = true;
+        self.fast = Pending::default();
+        self.slow = Pending::default();
+    }
+
     fn side_mut(&mut self, side: Side) -> &mut BTreeMap<Decimal, Level> {
         match side {
             Side::Buy => &mut self.bids,
@@ -107,6 +117,9 @@ impl Book {
 
     fn touch(&mut self, side: Side, price: Decimal) {
         self.update_id += 1;
+        if self.untracked {
+            return;
+        }
         for pending in [&mut self.fast, &mut self.slow] {
             match side {
                 Side::Buy => pending.bids.insert(price),
@@ -189,6 +202,25 @@ impl Book {
             levels.remove(&price);
         }
         self.touch(side, price);
+    }
+
+    /// Removes synthetic liquidity priced better than `price` on `side` (bids above it, asks below
+    /// it); visits only those levels, so a deep book costs nothing here.
+    pub fn remove_synthetic_better_than(&mut self, side: Side, price: Decimal) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let range = match side {
+            Side::Buy => (Excluded(price), Unbounded),
+            Side::Sell => (Unbounded, Excluded(price)),
+        };
+        let stale: Vec<Decimal> = self
+            .side_mut(side)
+            .range(range)
+            .filter(|(_, l)| l.queue.iter().any(|e| e.maker == Maker::Synthetic))
+            .map(|(p, _)| *p)
+            .collect();
+        for price in stale {
+            self.set_synthetic(side, price, Decimal::ZERO);
+        }
     }
 
     /// Removes synthetic liquidity from every level of `side` whose price `keep` rejects.

@@ -27,6 +27,7 @@ mod market;
 pub(crate) mod num;
 mod params;
 mod record;
+pub(crate) mod replay;
 mod rest;
 mod sign;
 mod state;
@@ -234,6 +235,12 @@ impl SimHandle {
         }
     }
 
+    /// A handle that moves this simulator's market from outside: paper trading on another
+    /// exchange's market. Start the simulator with `market_tick = 0` so its own market stays still.
+    pub fn market_port(&self) -> MarketPort {
+        MarketPort(self.sim.clone())
+    }
+
     /// Free and locked balance of one asset.
     pub fn balance(&self, asset: &str) -> (rust_decimal::Decimal, rust_decimal::Decimal) {
         let world = self.sim.world.lock();
@@ -247,6 +254,38 @@ impl SimHandle {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+/// Moves a running simulator's market from outside (see [`SimHandle::market_port`]).
+#[derive(Clone)]
+pub struct MarketPort(Arc<Sim>);
+
+impl MarketPort {
+    /// Runs `change` on the engine at exchange time, then publishes what it changed (users' fills
+    /// are published as they happen).
+    pub(crate) fn apply<R>(&self, change: impl FnOnce(&mut engine::Exchange, i64) -> R) -> R {
+        let now = self.0.now();
+        let mut world = self.0.world.lock();
+        let result = change(&mut world.ex, now);
+        world.ex.after_change(now);
+        result
+    }
+
+    /// The periodic stream output (depth diffs; klines and tickers too when `slow`) the synthetic
+    /// market's steps would otherwise make.
+    pub(crate) fn flush_streams(&self, slow: bool) {
+        let now = self.0.now();
+        let mut world = self.0.world.lock();
+        world.ex.flush_streams(book::Cadence::Fast, 0, now);
+        if slow {
+            world.ex.flush_streams(book::Cadence::Slow, 0, now);
+        }
+    }
+
+    /// The symbols the simulator lists.
+    pub fn symbols(&self) -> Vec<String> {
+        self.0.config.symbols.iter().map(|s| s.symbol.clone()).collect()
     }
 }
 

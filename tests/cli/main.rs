@@ -8,6 +8,7 @@ mod cli_breaker;
 mod cli_hostile;
 mod log_colour;
 mod metrics;
+mod paper_market;
 mod readme;
 mod readme_first_run;
 mod top;

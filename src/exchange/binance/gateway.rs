@@ -162,6 +162,8 @@ pub struct Gateway {
     ledger: Ledger,
     credentials: Credentials,
     rest_base: String,
+    /// Where public market data is read, when not from `rest_base` (see `Profile::market_rest_url`).
+    market_rest_base: Option<String>,
     ws_base: String,
     ws_api_url: String,
     recv_window_ms: u64,
@@ -201,6 +203,7 @@ impl Gateway {
             ledger,
             credentials: profile.credentials.clone(),
             rest_base: profile.rest_url.clone(),
+            market_rest_base: profile.market_rest_url.clone(),
             ws_base: profile.ws_url.clone(),
             ws_api_url: profile.ws_api_url.clone(),
             recv_window_ms: config.recv_window_ms,
@@ -449,8 +452,14 @@ impl Gateway {
     /// One request over HTTP.
     async fn over_http(&self, call: &RestCall) -> Result<Answer, SendError> {
         let query = self.query_string(call);
-        let mut url = String::with_capacity(self.rest_base.len() + call.path.len() + query.len() + 1);
-        url.push_str(&self.rest_base);
+        // Public market data may come from elsewhere; the server time stays the trading venue's.
+        let market_base = self
+            .market_rest_base
+            .as_deref()
+            .filter(|_| !call.signed && call.method == HttpMethod::Get && call.path != "/api/v3/time");
+        let base = market_base.unwrap_or(&self.rest_base);
+        let mut url = String::with_capacity(base.len() + call.path.len() + query.len() + 1);
+        url.push_str(base);
         url.push_str(call.path);
         if !query.is_empty() {
             url.push('?');
@@ -461,12 +470,10 @@ impl Gateway {
             HttpMethod::Post => reqwest::Method::POST,
             HttpMethod::Delete => reqwest::Method::DELETE,
         };
-        let request = self
-            .http
-            .current()
-            .request(method, &url)
-            .header(API_KEY_HEADER, self.api_key_header.clone())
-            .timeout(self.request_timeout);
+        let mut request = self.http.current().request(method, &url).timeout(self.request_timeout);
+        if market_base.is_none() {
+            request = request.header(API_KEY_HEADER, self.api_key_header.clone());
+        }
 
         // The HTTP client writes the request inside `send`, which tells nobody when: this is the
         // last moment before it (the WebSocket API transport records the write itself).

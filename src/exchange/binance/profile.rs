@@ -206,6 +206,9 @@ pub struct Profile {
     pub rest_url: String,
     pub ws_url: String,
     pub ws_api_url: String,
+    /// Where public market-data requests go instead of `rest_url` (paper trading on another
+    /// exchange's market: orders to the paper exchange, market data from the source).
+    pub market_rest_url: Option<String>,
     pub credentials: Credentials,
 }
 
@@ -216,6 +219,7 @@ impl Profile {
             rest_url: "https://api.binance.com".into(),
             ws_url: "wss://stream.binance.com:9443".into(),
             ws_api_url: "wss://ws-api.binance.com:443/ws-api/v3".into(),
+            market_rest_url: None,
             credentials,
         }
     }
@@ -226,6 +230,7 @@ impl Profile {
             rest_url: "https://testnet.binance.vision".into(),
             ws_url: "wss://stream.testnet.binance.vision".into(),
             ws_api_url: "wss://ws-api.testnet.binance.vision/ws-api/v3".into(),
+            market_rest_url: None,
             credentials,
         }
     }
@@ -241,6 +246,7 @@ impl Profile {
             rest_url: trim_base(rest_url),
             ws_url: trim_base(ws_url),
             ws_api_url: ws_api_url.to_string(),
+            market_rest_url: None,
             credentials,
         }
     }
@@ -260,6 +266,13 @@ impl Profile {
         self
     }
 
+    /// Sends public market-data requests (depth, klines, trades, tickers, exchangeInfo) to
+    /// `url` instead of `rest_url`, without the API key.
+    pub fn with_market_rest(mut self, url: &str) -> Self {
+        self.market_rest_url = Some(trim_base(url));
+        self
+    }
+
     pub fn with_kind(mut self, kind: ProfileKind) -> Self {
         self.kind = kind;
         self
@@ -274,6 +287,9 @@ impl Profile {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_url(&self.rest_url, &["http", "https"])?;
         check_url(&self.ws_url, &["ws", "wss"])?;
+        if let Some(url) = &self.market_rest_url {
+            check_url(url, &["http", "https"])?;
+        }
         check_url(&self.ws_api_url, &["ws", "wss"])
     }
 }

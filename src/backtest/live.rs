@@ -1,0 +1,238 @@
+//! Paper trading on a live market: the paper simulator's matching engine fed by another
+//! exchange's public market streams (book tickers, trades, depth diffs over a REST snapshot)
+//! instead of its synthetic market, through the same fill model as backtests
+//! ([`crate::sim::replay`]). Only public data is read from the source: no keys, no orders.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::data;
+use crate::exchange::binance::profile::Profile;
+use crate::exchange::binance::symbols::symbol_info;
+use crate::exchange::binance::wire::ExchangeInfo;
+use crate::exchange::SymbolInfo;
+use crate::record::{self, RecordError};
+use crate::sim::replay::{self, MarketMirror};
+use crate::sim::{MarketPort, SymbolSpec};
+
+const RECONNECT_BASE: Duration = Duration::from_millis(250);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// How often the simulator's own depth streams are cut, as its synthetic market would.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Where the market comes from: `live`, `testnet`, or the base URL of a Binance-compatible server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketSource {
+    /// REST base, e.g. `https://api.binance.com`.
+    pub rest_url: String,
+    /// Market-stream base, e.g. `wss://stream.binance.com:9443`.
+    pub ws_url: String,
+}
+
+impl MarketSource {
+    /// `live`, `testnet`, `http(s)://HOST[:PORT]` or `ws(s)://HOST[:PORT]` (a server that has
+    /// REST and streams on one port, as `runner sim` does).
+    pub fn parse(text: &str) -> Result<MarketSource, String> {
+        let public = |p: Profile| MarketSource {
+            rest_url: p.rest_url,
+            ws_url: p.ws_url,
+        };
+        let none = || crate::exchange::binance::profile::Credentials::new("", "");
+        let text = text.trim().trim_end_matches('/');
+        match text {
+            "live" => Ok(public(Profile::live(none()))),
+            "testnet" => Ok(public(Profile::testnet(none()))),
+            url => {
+                let (scheme, rest) = url
+                    .split_once("://")
+                    .ok_or_else(|| format!("{url:?}: expected live, testnet or a URL such as http://127.0.0.1:9000"))?;
+                let (http, ws) = match scheme {
+                    "http" | "ws" => ("http", "ws"),
+                    "https" | "wss" => ("https", "wss"),
+                    other => return Err(format!("{url:?}: unknown scheme {other:?} (http, https, ws or wss)")),
+                };
+                if rest.is_empty() {
+                    return Err(format!("{url:?}: no host"));
+                }
+                Ok(MarketSource {
+                    rest_url: format!("{http}://{rest}"),
+                    ws_url: format!("{ws}://{rest}"),
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveMarketError {
+    #[error("market source: {0}")]
+    Source(#[from] RecordError),
+    #[error("market source {url}: bad exchangeInfo: {source}")]
+    Info {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("market source {url} lists none of the symbols {wanted:?}")]
+    NoSymbols { url: String, wanted: Vec<String> },
+}
+
+/// The rules of those of `wanted` the source lists, as the simulator's symbols (one public
+/// `exchangeInfo` request to the source).
+pub async fn source_symbols(source: &MarketSource, wanted: &[String]) -> Result<Vec<SymbolSpec>, LiveMarketError> {
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v3/exchangeInfo", source.rest_url);
+    let body = record::get(&http, &url).await?;
+    let info: ExchangeInfo = serde_json::from_slice(&body).map_err(|source| LiveMarketError::Info {
+        url: url.clone(),
+        source,
+    })?;
+    let specs: Vec<SymbolSpec> = info
+        .symbols
+        .iter()
+        .map(symbol_info)
+        .filter(|s| wanted.contains(&s.symbol))
+        .map(|s| spec_of(&s))
+        .collect();
+    if specs.is_empty() {
+        return Err(LiveMarketError::NoSymbols {
+            url,
+            wanted: wanted.to_vec(),
+        });
+    }
+    Ok(specs)
+}
+
+/// The simulator's view of a symbol's rules.
+pub fn spec_of(s: &SymbolInfo) -> SymbolSpec {
+    SymbolSpec {
+        symbol: s.symbol.clone(),
+        base: s.base.clone(),
+        quote: s.quote.clone(),
+        tick_size: s.tick_size,
+        step_size: s.step_size,
+        min_qty: s.min_qty,
+        max_qty: s.max_qty,
+        min_notional: s.min_notional,
+        max_num_orders: s.max_num_orders.unwrap_or(200),
+    }
+}
+
+/// Mirrors the source's market into the simulator behind `port` until the task is aborted:
+/// the simulator's own market is cleared first, then every symbol it lists follows the source
+/// (reconnecting with back-off; each connection starts from fresh REST snapshots).
+pub fn mirror(source: MarketSource, port: MarketPort) -> JoinHandle<()> {
+    port.apply(|ex, _| replay::clear_market(ex));
+    tokio::spawn(async move {
+        let symbols = port.symbols();
+        let streams: Vec<String> = symbols.iter().flat_map(|s| record::stream_names(s)).collect();
+        let url = format!("{}/stream?streams={}", source.ws_url, streams.join("/"));
+        let http = reqwest::Client::new();
+        let mut mirror = MarketMirror::new(false);
+        let mut failures = 0u32;
+        loop {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((mut socket, _)) => {
+                    // Frames queue on the socket meanwhile; diffs the snapshots hold are skipped.
+                    match snapshots(&http, &source, &symbols, &port, &mut mirror).await {
+                        Ok(()) => {
+                            failures = 0;
+                            tracing::info!(source = %source.ws_url, symbols = ?symbols, "paper market follows the source");
+                            pump(&mut socket, &port, &mut mirror).await;
+                            tracing::warn!("market source stream closed; reconnecting");
+                        }
+                        Err(e) => {
+                            failures += 1;
+                            tracing::warn!(error = %e, "cannot read the market source's order books");
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(error = %e, "cannot connect to the market source's streams");
+                }
+            }
+            let delay = RECONNECT_BASE.saturating_mul(1 << failures.min(7)).min(RECONNECT_MAX);
+            tokio::time::sleep(delay).await;
+        }
+    })
+}
+
+async fn snapshots(
+    http: &reqwest::Client,
+    source: &MarketSource,
+    symbols: &[String],
+    port: &MarketPort,
+    mirror: &mut MarketMirror,
+) -> Result<(), RecordError> {
+    for symbol in symbols {
+        let url = format!("{}/api/v3/depth?symbol={symbol}&limit=1000", source.rest_url);
+        let body = record::get(http, &url).await?;
+        let mut snapshot: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        snapshot["symbol"] = serde_json::Value::String(symbol.clone());
+        match data::snapshot_item(&snapshot.to_string()) {
+            Some(item) => {
+                port.apply(|ex, now| mirror.apply(ex, &item, now));
+            }
+            None => tracing::warn!(%url, "the market source sent an unreadable order book; skipped"),
+        }
+    }
+    Ok(())
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Applies frames until the connection ends.
+async fn pump(socket: &mut Socket, port: &MarketPort, mirror: &mut MarketMirror) {
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
+    loop {
+        tokio::select! {
+            frame = socket.next() => match frame {
+                Some(Ok(Message::Text(text))) => match data::stream_item(text.as_str()) {
+                    Ok(Some(item)) => {
+                        port.apply(|ex, now| mirror.apply(ex, &item, now));
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "unreadable market source frame; skipped"),
+                },
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "market source stream error");
+                    return;
+                }
+                None => return,
+            },
+            _ = flush.tick() => {
+                ticks += 1;
+                port.flush_streams(ticks % 10 == 0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn market_sources_parse() {
+        let live = MarketSource::parse("live").unwrap();
+        assert_eq!(live.ws_url, "wss://stream.binance.com:9443");
+        assert_eq!(live.rest_url, "https://api.binance.com");
+        assert!(MarketSource::parse("testnet").unwrap().ws_url.contains("testnet"));
+        let local = MarketSource::parse("http://127.0.0.1:9000/").unwrap();
+        assert_eq!(local.rest_url, "http://127.0.0.1:9000");
+        assert_eq!(local.ws_url, "ws://127.0.0.1:9000");
+        assert_eq!(
+            MarketSource::parse("wss://example.test").unwrap().rest_url,
+            "https://example.test"
+        );
+        assert!(MarketSource::parse("ftp://x").is_err());
+        assert!(MarketSource::parse("mainnet").is_err());
+    }
+}

@@ -1,0 +1,155 @@
+//! `runner --paper --market URL`: paper trading on another exchange's market. The source here is a
+//! second simulator on loopback, priced far from the paper exchange's own synthetic market.
+
+use std::fs;
+
+use runner::sim::{self, SimConfig};
+
+use crate::support::{runner, Running};
+
+/// Buys once across the spread (IOC, retried until the paper book has liquidity), then rests a buy
+/// 1 % under the bid and reports when it fills.
+const STRATEGY: &str = r#"
+local taken, resting = false, false
+local function cents(x) return math.floor(x * 100 + 0.5) / 100 end
+return {
+  symbols = { "BTCUSDT" },
+  streams = { "book" },
+  on_book = function(q)
+    if resting or q.ask <= 0 then return end
+    if not taken then
+      log.info("quote bid=%.2f ask=%.2f", q.bid, q.ask)
+      local limit = cents(q.ask * 1.002)
+      local o, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", tif = "IOC",
+                                   price = limit, quantity = 0.001 }
+      if not o then log.warn("taker not placed: %s", tostring(err)) return end
+      if o.status ~= "FILLED" then return end
+      taken = true
+      log.info("taker FILLED %.8f avg=%.2f limit=%.2f", o.filled_qty, o.avg_price, limit)
+      return
+    end
+    local price = cents(q.bid * 0.99)
+    local o, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = price,
+                                 quantity = 0.001, client_id = "resting-buy" }
+    if not o then log.warn("resting not placed: %s", tostring(err)) return end
+    resting = true
+    log.info("resting %s price=%.2f", o.status, price)
+  end,
+  on_order = function(o)
+    if o.client_id == "resting-buy" and o.status == "FILLED" then
+      log.info("resting FILLED %.8f avg=%.2f", o.filled_qty, o.avg_price)
+    end
+  end,
+}
+"#;
+
+fn number_after(line: &str, key: &str) -> f64 {
+    let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
+    let text: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    text.parse()
+        .unwrap_or_else(|_| panic!("a number after {key} in {line}"))
+}
+
+#[test]
+fn paper_on_another_market_sees_its_quotes_fills_locally_and_sends_it_no_order() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // BTC at 12 345 USDT: the paper exchange's own synthetic market starts at 65 000.
+    let mut prices = sim::default_asset_prices();
+    for (asset, price) in &mut prices {
+        if asset == "BTC" {
+            *price = 12_345.0;
+        }
+    }
+    let source = rt
+        .block_on(sim::start(
+            SimConfig {
+                seed: 42,
+                asset_prices: prices,
+                ..SimConfig::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("paper_market.lua");
+    fs::write(&file, STRATEGY).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).args([
+        "--paper",
+        "--market",
+        &source.rest_url(),
+        "--no-reload",
+        "--duration",
+        "120s",
+    ]);
+    let mut run = Running::spawn(cmd);
+
+    // The strategy sees the source's quotes.
+    let quote = run.wait_for("a quote", |l| l.contains("quote bid="));
+    let (bid, ask) = (number_after(&quote, "bid="), number_after(&quote, "ask="));
+    let top = source.book("BTCUSDT", 1).unwrap();
+    let source_bid: f64 = top.bids[0][0].to_string().parse().unwrap();
+    assert!(bid > 0.0 && ask > bid, "{quote}");
+    assert!(
+        (bid / source_bid - 1.0).abs() < 0.01,
+        "the strategy's bid {bid} is the source's ({source_bid}): {quote}"
+    );
+
+    // Across the spread: filled against the source's book, at its price or better.
+    let taker = run.wait_for("the taker fill", |l| l.contains("taker FILLED"));
+    let (avg, limit) = (number_after(&taker, "avg="), number_after(&taker, "limit="));
+    assert!((number_after(&taker, "FILLED ") - 0.001).abs() < 1e-12, "{taker}");
+    assert!(avg <= limit && avg > limit * 0.99, "{taker}");
+
+    // Resting under the market: it fills, at its own price, once the source's market falls through it.
+    let resting = run.wait_for("the resting order", |l| l.contains("resting NEW price="));
+    let price = number_after(&resting, "price=");
+    assert!(price < source_bid, "{resting}");
+    assert!(source.set_price("BTCUSDT", rust_decimal::Decimal::new(11_900, 0)));
+    let filled = run.wait_for("the resting fill", |l| l.contains("resting FILLED"));
+    assert_eq!(
+        number_after(&filled, "avg="),
+        price,
+        "a resting order fills at its price: {filled}"
+    );
+
+    // None of it reached the source: it saw no order request and placed nothing.
+    let stats = source.stats();
+    assert_eq!(stats.orders_placed, 0);
+    let log = source.request_log();
+    assert!(
+        log.iter()
+            .all(|r| !r.path.contains("/order") && !r.method.contains("order")),
+        "an order reached the source: {:?}",
+        log.iter().filter(|r| r.path.contains("order")).collect::<Vec<_>>()
+    );
+    assert!(
+        log.iter().any(|r| r.path.contains("/api/v3/depth")),
+        "the paper exchange read its book from the source"
+    );
+    run.terminate();
+    let (status, lines) = run.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+    rt.block_on(source.shutdown());
+}
+
+#[test]
+fn a_bad_market_source_is_one_clear_line_and_exit_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.lua");
+    fs::write(&file, "return { symbols = { \"BTCUSDT\" } }\n").unwrap();
+    for (args, expected) in [
+        (vec!["--market", "ftp://127.0.0.1:1"], "unknown scheme \"ftp\""),
+        (
+            vec!["--market", "http://127.0.0.1:1", "--rest-url", "http://127.0.0.1:2"],
+            "drop --rest-url",
+        ),
+    ] {
+        let mut cmd = runner(&dir.path().join("state"));
+        cmd.arg(&file).args(&args);
+        let (status, output) = crate::support::run_to_end(cmd);
+        assert_eq!(status.code(), Some(2), "{args:?}: {output}");
+        assert!(output.contains(expected), "{args:?}: {output}");
+    }
+}
