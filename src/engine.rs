@@ -26,7 +26,7 @@ use crate::exchange::{CallCtx, EventSink, MarketSavings, Venue};
 use crate::host::{Host, HostConfig, LoadError, StopReason};
 use crate::ledger::limits::PoolKind;
 use crate::ledger::shared::SharedError;
-use crate::ledger::{FastClock, Ledger, LedgerConfig};
+use crate::ledger::{FastClock, Lane, Ledger, LedgerConfig};
 use crate::reload::{self, ReloadTarget};
 use crate::sim;
 use crate::telemetry::MetricsListener;
@@ -75,7 +75,6 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Some(addr) => Some(MetricsListener::bind(addr).await?),
         None => None,
     };
-    let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
         rate_limits::spot_defaults(),
         LedgerConfig {
@@ -86,6 +85,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Arc::new(FastClock::new()),
     );
     ledger.set_boundary_guard(crate::ledger::BOUNDARY_GUARD);
+    let (profile, paper) = exchange_profile(&config, &ledger).await?;
     // Kept for the whole run: dropping it stops sharing.
     let _shared_ledger = match config.shared_ledger.clone() {
         Some(shared) => Some(crate::ledger::shared::share(ledger.clone(), shared).await?),
@@ -111,6 +111,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             });
         }
     };
+    let paper = paper.map(|paper| paper.follow_source(&venue));
     if !config.risk.is_empty() {
         tracing::info!(limits = ?config.risk, "risk limits on every strategy's orders");
     }
@@ -261,7 +262,66 @@ fn warn_if_spinners_take_every_core(config: &RunConfig) {
 /// The paper exchange this run started, and what feeds it a real market (`--market`).
 struct PaperExchange {
     sim: sim::SimHandle,
+    /// A real market this paper exchange follows, until the venue connects and the feed starts.
+    source: Option<live::MarketSource>,
     market_feed: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How long the paper market's feed may wait for budget for a connection or a snapshot.
+const SOURCE_WAIT: Duration = Duration::from_secs(30);
+/// `GET /api/v3/exchangeInfo`'s weight.
+const EXCHANGE_INFO_WEIGHT: u32 = 20;
+/// The name the paper market's feed is charged under in the ledger.
+const PAPER_MARKET: &str = "paper-market";
+
+impl PaperExchange {
+    /// Starts feeding the paper exchange from its source, through `venue`'s gateway and ledger.
+    fn follow_source(mut self, venue: &Arc<BinanceVenue>) -> PaperExchange {
+        if let Some(source) = self.source.take() {
+            let access = Arc::new(ThroughVenue(venue.clone()));
+            self.market_feed = Some(live::mirror(source, self.sim.market_port(), access));
+        }
+        self
+    }
+}
+
+/// The paper market's way to its source: the venue's gateway, so its stream connection and its
+/// depth snapshots are charged to the ledger like every other request.
+struct ThroughVenue(Arc<BinanceVenue>);
+
+#[async_trait]
+impl live::SourceAccess for ThroughVenue {
+    async fn connect_streams(&self, streams: &[String]) -> Result<live::Socket, String> {
+        self.0
+            .gateway()
+            .connect_market(streams, SOURCE_WAIT)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn depth_snapshot(&self, symbol: &str) -> Result<serde_json::Value, String> {
+        let request = crate::exchange::MarketRequest::Depth {
+            symbol: symbol.to_string(),
+            limit: 1000,
+        };
+        let ctx = crate::exchange::CallCtx::new(PAPER_MARKET, SOURCE_WAIT);
+        let answer = self
+            .0
+            .market_data(&ctx, request, crate::exchange::Freshness::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let crate::exchange::MarketData::Depth(depth) = answer.data else {
+            return Err(format!("{symbol}: a depth request answered with another kind"));
+        };
+        let side = |levels: &[(f64, f64)]| -> Vec<[String; 2]> {
+            levels.iter().map(|(p, q)| [p.to_string(), q.to_string()]).collect()
+        };
+        Ok(serde_json::json!({
+            "lastUpdateId": depth.update_id,
+            "bids": side(&depth.bids),
+            "asks": side(&depth.asks),
+        }))
+    }
 }
 
 async fn stop_sim(paper: Option<PaperExchange>) {
@@ -274,7 +334,10 @@ async fn stop_sim(paper: Option<PaperExchange>) {
 }
 
 /// The profile to trade on; for paper, the simulator it runs on (kept alive by the caller).
-async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperExchange>), EngineError> {
+async fn exchange_profile(
+    config: &RunConfig,
+    ledger: &Ledger,
+) -> Result<(Profile, Option<PaperExchange>), EngineError> {
     let (mut profile, paper) = match config.mode {
         Mode::Paper if config.market.is_some() => {
             let source = config
@@ -282,6 +345,12 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperEx
                 .clone()
                 .unwrap_or_else(|| unreachable!("checked by the guard"));
             let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
+            // Asked before the client exists: charged here (exchangeInfo's weight) like every request.
+            let cost = rate_limits::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
+            ledger
+                .reserve(PAPER_MARKET, Lane::MarketData, cost, SOURCE_WAIT)
+                .await
+                .map_err(|e| EngineError::MarketSource(live::LiveMarketError::Budget(e)))?;
             let symbols = live::source_symbols(&source, &wanted)
                 .await
                 .map_err(EngineError::MarketSource)?;
@@ -295,7 +364,6 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperEx
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(EngineError::Sim)?;
-            let market_feed = live::mirror(source.clone(), handle.market_port());
             tracing::info!(
                 source = %source.ws_url,
                 "paper trading on a real market: orders fill on the paper exchange, market data comes from the source"
@@ -313,7 +381,8 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperEx
                 profile,
                 Some(PaperExchange {
                     sim: handle,
-                    market_feed: Some(market_feed),
+                    source: Some(source),
+                    market_feed: None,
                 }),
             )
         }
@@ -345,6 +414,7 @@ async fn exchange_profile(config: &RunConfig) -> Result<(Profile, Option<PaperEx
                 profile,
                 Some(PaperExchange {
                     sim: handle,
+                    source: None,
                     market_feed: None,
                 }),
             )

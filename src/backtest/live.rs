@@ -18,6 +18,16 @@ use crate::record::{self, RecordError};
 use crate::sim::replay::{self, MarketMirror};
 use crate::sim::{MarketPort, SymbolSpec};
 
+/// How the mirror reaches the source: through the runner's gateway, so its stream connection and
+/// depth snapshots are charged to the ledger like every other request.
+#[async_trait::async_trait]
+pub trait SourceAccess: Send + Sync {
+    /// A combined-stream connection to the source carrying `streams`.
+    async fn connect_streams(&self, streams: &[String]) -> Result<Socket, String>;
+    /// The source's order book of `symbol` (1000 levels), as its REST answer's JSON.
+    async fn depth_snapshot(&self, symbol: &str) -> Result<serde_json::Value, String>;
+}
+
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// How often the simulator's own depth streams are cut, as its synthetic market would.
@@ -70,6 +80,8 @@ impl MarketSource {
 pub enum LiveMarketError {
     #[error("market source: {0}")]
     Source(#[from] RecordError),
+    #[error("no budget to ask the market source: {0}")]
+    Budget(#[source] crate::ledger::LedgerError),
     #[error("market source {url}: bad exchangeInfo: {source}")]
     Info {
         url: String,
@@ -124,20 +136,18 @@ pub fn spec_of(s: &SymbolInfo) -> SymbolSpec {
 /// Mirrors the source's market into the simulator behind `port` until the task is aborted:
 /// the simulator's own market is cleared first, then every symbol it lists follows the source
 /// (reconnecting with back-off; each connection starts from fresh REST snapshots).
-pub fn mirror(source: MarketSource, port: MarketPort) -> JoinHandle<()> {
+pub fn mirror(source: MarketSource, port: MarketPort, access: std::sync::Arc<dyn SourceAccess>) -> JoinHandle<()> {
     port.apply(|ex, _| replay::clear_market(ex));
     tokio::spawn(async move {
         let symbols = port.symbols();
         let streams: Vec<String> = symbols.iter().flat_map(|s| record::stream_names(s)).collect();
-        let url = format!("{}/stream?streams={}", source.ws_url, streams.join("/"));
-        let http = reqwest::Client::new();
         let mut mirror = MarketMirror::new(false);
         let mut failures = 0u32;
         loop {
-            match tokio_tungstenite::connect_async(url.as_str()).await {
-                Ok((mut socket, _)) => {
+            match access.connect_streams(&streams).await {
+                Ok(mut socket) => {
                     // Frames queue on the socket meanwhile; diffs the snapshots hold are skipped.
-                    match snapshots(&http, &source, &symbols, &port, &mut mirror).await {
+                    match snapshots(access.as_ref(), &symbols, &port, &mut mirror).await {
                         Ok(()) => {
                             failures = 0;
                             tracing::info!(source = %source.ws_url, symbols = ?symbols, "paper market follows the source");
@@ -162,28 +172,25 @@ pub fn mirror(source: MarketSource, port: MarketPort) -> JoinHandle<()> {
 }
 
 async fn snapshots(
-    http: &reqwest::Client,
-    source: &MarketSource,
+    access: &dyn SourceAccess,
     symbols: &[String],
     port: &MarketPort,
     mirror: &mut MarketMirror,
-) -> Result<(), RecordError> {
+) -> Result<(), String> {
     for symbol in symbols {
-        let url = format!("{}/api/v3/depth?symbol={symbol}&limit=1000", source.rest_url);
-        let body = record::get(http, &url).await?;
-        let mut snapshot: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let mut snapshot = access.depth_snapshot(symbol).await?;
         snapshot["symbol"] = serde_json::Value::String(symbol.clone());
         match data::snapshot_item(&snapshot.to_string()) {
             Some(item) => {
                 port.apply(|ex, now| mirror.apply(ex, &item, now));
             }
-            None => tracing::warn!(%url, "the market source sent an unreadable order book; skipped"),
+            None => tracing::warn!(%symbol, "the market source sent an unreadable order book; skipped"),
         }
     }
     Ok(())
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Applies frames until the connection ends.
 async fn pump(socket: &mut Socket, port: &MarketPort, mirror: &mut MarketMirror) {

@@ -197,6 +197,11 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 impl BinanceVenue {
+    /// The transport every request of this venue goes through (budgeted by its ledger).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// Start-up: server time (offset into the ledger), exchangeInfo (limits into the
     /// ledger, filters into the symbol table), account (balances), all charged;
     /// then the order journal is replayed.
