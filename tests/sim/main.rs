@@ -3,6 +3,7 @@
 #[path = "support.rs"]
 mod sim_support;
 
+mod order_lists;
 mod orders_advanced;
 mod rest;
 mod rest_endpoints;
