@@ -14,6 +14,7 @@ use super::num::d8;
 use super::params::Params;
 use super::state::Sim;
 use super::stats;
+use super::stp::Stp;
 use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
     RestTrade, SymbolEntry,
@@ -430,9 +431,6 @@ const ORDER_TYPES: [&str; 7] = [
     "TAKE_PROFIT_LIMIT",
 ];
 
-/// Self-trade prevention modes the matching engine applies (one account trades here: NONE only).
-pub const STP_MODES: [&str; 1] = ["NONE"];
-
 /// The symbol fields of the documented `exchangeInfo` beyond what the client reads: what the
 /// matching engine supports (OCO / OTO lists, amend, cancel-replace, icebergs) and what it does not
 /// (OPO lists, pegged and trailing orders).
@@ -453,7 +451,7 @@ fn add_symbol_details(entry: &mut Value) {
         "permissions": [],
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
-        "allowedSelfTradePreventionModes": STP_MODES,
+        "allowedSelfTradePreventionModes": Stp::NAMES,
     });
     if let Value::Object(details) = details {
         obj.extend(details);
@@ -958,10 +956,7 @@ pub(super) fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String),
             return Err(ApiErr::bad(-1013, "Iceberg orders must be GTC."));
         }
     }
-    match p.get("selfTradePreventionMode") {
-        None | Some("NONE") => {}
-        Some(_) => return Err(ApiErr::illegal_chars("selfTradePreventionMode", "NONE")),
-    }
+    Stp::from_params(p)?;
     let client_id = match p.get("newClientOrderId") {
         None => None,
         Some(id) if valid_client_id(id) => Some(id.to_string()),
@@ -1006,7 +1001,7 @@ pub(super) fn valid_client_id(id: &str) -> bool {
 fn place_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let mut world = sim.world.lock();
     let (req, resp) = new_order(&world.ex, p)?;
-    let placed = world.ex.place(req, now)?;
+    let placed = world.ex.place_with_stp(req, Stp::from_params(p)?, now)?;
     placed_answer(&world.ex, placed, &resp, now)
 }
 
@@ -1105,6 +1100,10 @@ fn add_order_details(value: &mut Value, o: &Order) {
         }
         if o.working_time.is_none() {
             fields.remove("workingTime");
+        }
+        if let Some((match_id, qty)) = o.prevented {
+            fields.insert("preventedMatchId".into(), json!(match_id));
+            fields.insert("preventedQuantity".into(), json!(d8(qty)));
         }
     }
 }
@@ -1366,7 +1365,7 @@ fn amend_keep_priority(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr>
         "timeInForce": o.tif.map(TimeInForce::as_str).unwrap_or("GTC"),
         "type": o.kind.as_str(),
         "side": o.side.as_str(),
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": o.stp.as_str(),
     });
     if let Some(w) = o.working_time {
         amended["workingTime"] = json!(w);
@@ -1428,6 +1427,7 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let restriction = cancel_restriction(p)?;
     let mut world = sim.world.lock();
     let (req, resp) = new_order(&world.ex, p)?;
+    let stp = Stp::from_params(p)?;
     let symbol = req.symbol;
     // Filters are evaluated before either step (the balance only once the old order is gone).
     if let Err(e) = world.ex.validate(&req) {
@@ -1466,7 +1466,7 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Some(
             world
                 .ex
-                .place(req, now)
+                .place_with_stp(req, stp, now)
                 .and_then(|placed| placed_answer(&world.ex, placed, &resp, now)),
         )
     } else {

@@ -12,6 +12,7 @@ use super::error::ApiErr;
 use super::order_lists::{Legs, NewList, OrderList, Pair};
 use super::params::Params;
 use super::state::Sim;
+use super::stp::Stp;
 
 /// The parameters of each list placement: the list's own, then each order's under its prefix.
 pub const OCO_PARAMS: &[&str] = &[
@@ -256,6 +257,7 @@ pub fn place_oco(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         client_id: list_client_id(p)?,
         working: None,
         legs: Legs::Pair(pair),
+        stp: Stp::from_params(p)?,
     };
     place(&mut world.ex, new, resp_type(p)?, now)
 }
@@ -281,6 +283,7 @@ pub fn place_oto(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         client_id: list_client_id(p)?,
         working: Some(working),
         legs: Legs::Single(pending),
+        stp: Stp::from_params(p)?,
     };
     place(&mut world.ex, new, resp_type(p)?, now)
 }
@@ -299,6 +302,7 @@ pub fn place_otoco(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         client_id: list_client_id(p)?,
         working: Some(working),
         legs: Legs::Pair(pair),
+        stp: Stp::from_params(p)?,
     };
     place(&mut world.ex, new, resp_type(p)?, now)
 }

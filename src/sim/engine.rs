@@ -16,6 +16,7 @@ use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::num::{d8, is_multiple};
 use super::order_lists::OrderLists;
+use super::stp::{prevented_qty, Stp};
 use crate::exchange::binance::wire::{
     AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
 };
@@ -155,6 +156,9 @@ pub struct Order {
     pub list: Option<u64>,
     /// A pending order of an OTO list, waiting for its working order to fill (`PENDING_NEW`).
     pub awaiting: bool,
+    pub stp: Stp,
+    /// Expired by self-trade prevention: the prevented match and the quantity it expired.
+    pub prevented: Option<(u64, Decimal)>,
 }
 
 impl Order {
@@ -162,6 +166,8 @@ impl Order {
     pub fn status_name(&self) -> &'static str {
         if self.awaiting {
             "PENDING_NEW"
+        } else if self.prevented.is_some() {
+            "EXPIRED_IN_MATCH"
         } else {
             self.status.as_str()
         }
@@ -303,6 +309,8 @@ pub struct Exchange {
     /// Icebergs whose visible part was just consumed, to show again.
     iceberg_refills: Vec<u64>,
     pub(super) lists: OrderLists,
+    /// Prevented matches so far (self-trade prevention), numbering the next one.
+    prevented_matches: u64,
     hub: Arc<Hub>,
     users: Arc<UserHub>,
     pub(super) limiter: Arc<Mutex<Limiter>>,
@@ -373,6 +381,7 @@ impl Exchange {
             pending_stops: BTreeSet::new(),
             iceberg_refills: Vec::new(),
             lists: OrderLists::default(),
+            prevented_matches: 0,
             hub,
             users,
             limiter,
@@ -556,7 +565,12 @@ impl Exchange {
     /// Validates, checks the balance and the unfilled-order limit, then accepts and matches
     /// (a stop / take-profit order waits for its trigger instead).
     pub fn place(&mut self, req: NewOrder, now: i64) -> Result<Placed, ApiErr> {
-        let id = self.accept(&req, now)?;
+        self.place_with_stp(req, Stp::None, now)
+    }
+
+    /// [`Exchange::place`] with a self-trade prevention mode.
+    pub fn place_with_stp(&mut self, req: NewOrder, stp: Stp, now: i64) -> Result<Placed, ApiErr> {
+        let id = self.accept(&req, stp, now)?;
         let fills = self.start_working(id, now);
         self.after_change(now);
         Ok(Placed { order_id: id, fills })
@@ -578,12 +592,17 @@ impl Exchange {
     }
 
     /// Validates, locks the funds, counts the unfilled order and records the order as NEW.
-    fn accept(&mut self, req: &NewOrder, now: i64) -> Result<u64, ApiErr> {
+    fn accept(&mut self, req: &NewOrder, stp: Stp, now: i64) -> Result<u64, ApiErr> {
         self.validate(req)?;
         let lock = self.required_lock(req);
         self.check_funds(req.symbol, req.side, lock)?;
         self.limiter.lock().take_order(now)?;
-        Ok(self.record(req, lock, None, now))
+        Ok(self.record(req, lock, None, stp, now))
+    }
+
+    pub(super) fn next_prevented_match(&mut self) -> u64 {
+        self.prevented_matches += 1;
+        self.prevented_matches
     }
 
     /// Refuses an order whose reservation the free balance cannot cover.
@@ -598,7 +617,14 @@ impl Exchange {
 
     /// Records an accepted order, locking `lock`, and reports it. `list`: its order list, and
     /// whether it waits there for the working order (`PENDING_NEW`).
-    pub(super) fn record(&mut self, req: &NewOrder, lock: Decimal, list: Option<(u64, bool)>, now: i64) -> u64 {
+    pub(super) fn record(
+        &mut self,
+        req: &NewOrder,
+        lock: Decimal,
+        list: Option<(u64, bool)>,
+        stp: Stp,
+        now: i64,
+    ) -> u64 {
         let step = self.markets[req.symbol].spec.step_size;
         // A quote-quantity market order is, at this instant, exactly the base quantity it can fill.
         let base_qty = match (req.qty, req.quote_qty) {
@@ -644,6 +670,8 @@ impl Exchange {
             working_time: (!req.kind.is_conditional() && !awaiting).then_some(now),
             list: list.map(|(list_id, _)| list_id),
             awaiting,
+            stp,
+            prevented: None,
         };
         self.orders.insert(id, order);
         self.by_client.entry(client_id).or_default().push(id);
@@ -840,8 +868,11 @@ impl Exchange {
         o.awaiting = false;
         o.status = match end {
             End::Canceled { .. } => OrderStatus::Canceled,
-            End::Expired => OrderStatus::Expired,
+            End::Expired | End::Prevented { .. } => OrderStatus::Expired,
         };
+        if let End::Prevented { match_id } = end {
+            o.prevented = Some((match_id, prevented_qty(o.orig_qty, o.executed)));
+        }
         o.update_time = now;
         let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
         o.on_book = false;
@@ -856,6 +887,7 @@ impl Exchange {
         let exec = match end {
             End::Canceled { by } => Exec::Canceled { by },
             End::Expired => Exec::Expired,
+            End::Prevented { .. } => Exec::TradePrevention,
         };
         self.report(id, exec, now);
         self.leg_ended(id, end, now);
@@ -910,9 +942,15 @@ impl Exchange {
         let step = self.markets[symbol].spec.step_size;
         let mut left = amount;
         let mut taker_fills = Vec::new();
+        // A user taker with a prevention mode stops at the account's own resting orders.
+        let prevents = match taker {
+            Taker::User(id) => self.orders.get(&id).is_some_and(|o| o.stp != Stp::None),
+            Taker::Synthetic => false,
+        };
         loop {
-            let maker_fills = self.markets[symbol].book.take(side, limit, left, step);
-            if maker_fills.is_empty() {
+            let own = |m: Maker| prevents && matches!(m, Maker::User(_));
+            let (maker_fills, blocked) = self.markets[symbol].book.take_until(side, limit, left, step, own);
+            if maker_fills.is_empty() && blocked.is_none() {
                 break;
             }
             self.dirty_tops.insert(symbol);
@@ -931,11 +969,15 @@ impl Exchange {
                 }
             }
             let refills = std::mem::take(&mut self.iceberg_refills);
-            if refills.is_empty() {
-                break;
-            }
+            let go_on = !refills.is_empty() || blocked.is_some();
             for id in refills {
                 self.refill_iceberg(id);
+            }
+            if let (Some((Maker::User(maker), _)), Taker::User(taker)) = (blocked, taker) {
+                self.prevent_match(taker, maker, now);
+            }
+            if !go_on {
+                break;
             }
             left = match left {
                 Amount::Base(q) => Amount::Base(q - base),
@@ -1110,7 +1152,7 @@ impl Exchange {
             "I": self.execution_id,
             "M": false,
             "Q": d8(o.orig_quote_qty),
-            "V": "NONE",
+            "V": o.stp.as_str(),
         });
         let working_time = o.working_time.filter(|_| working || o.on_book);
         let report = ExecutionReport {
@@ -1148,6 +1190,12 @@ impl Exchange {
             fields.extend(more);
             if let Some(w) = working_time {
                 fields.insert("W".to_string(), w.into());
+            }
+            // The prevented match, its quantity, and what this report's prevention expired.
+            if let Some((match_id, qty)) = o.prevented {
+                fields.insert("v".to_string(), match_id.into());
+                fields.insert("A".to_string(), d8(qty).to_string().into());
+                fields.insert("B".to_string(), d8(qty).to_string().into());
             }
         }
         self.users.publish(&event.to_string());
@@ -1247,7 +1295,7 @@ impl Exchange {
             update_time: full.then_some(o.update_time),
             is_working: full.then_some(o.status.is_open() && o.on_book),
             working_time: Some(o.time),
-            self_trade_prevention_mode: Some("NONE".to_string()),
+            self_trade_prevention_mode: Some(o.stp.as_str().to_string()),
             fills: Vec::new(),
         }
     }
@@ -1261,6 +1309,10 @@ pub(super) enum End<'a> {
         by: &'a str,
     },
     Expired,
+    /// Self-trade prevention expired it (`EXPIRED_IN_MATCH`).
+    Prevented {
+        match_id: u64,
+    },
 }
 
 /// What an execution report reports (its `x`).
@@ -1274,6 +1326,8 @@ pub(super) enum Exec<'a> {
     Expired,
     /// Amended in place (`order/amend/keepPriority`).
     Replaced,
+    /// Expired by self-trade prevention.
+    TradePrevention,
 }
 
 impl Exec<'_> {
@@ -1284,6 +1338,7 @@ impl Exec<'_> {
             Exec::Trade(_) => "TRADE",
             Exec::Canceled { .. } => "CANCELED",
             Exec::Expired => "EXPIRED",
+            Exec::TradePrevention => "TRADE_PREVENTION",
         }
     }
 }

@@ -8,7 +8,8 @@
 //! sockets, depth sequence gaps, forced 429/418, external weight and clock skew.
 //!
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
-//! - `engine` / `book` / `market`: matching, balances, the synthetic market; `order_lists`: OCO, OTO, OTOCO.
+//! - `engine` / `book` / `market`: matching, balances, the synthetic market; `order_lists`: OCO, OTO,
+//!   OTOCO; `stp`: self-trade prevention.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
 //! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
@@ -33,6 +34,7 @@ mod rest;
 mod sign;
 mod state;
 mod stats;
+mod stp;
 mod ws_api;
 mod ws_conn;
 mod ws_market;

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::engine::{End, Exchange, Exec, Kind, NewOrder, Order};
 use super::error::ApiErr;
+use super::stp::Stp;
 use crate::exchange::binance::wire::Fill;
 use crate::exchange::types::Side;
 
@@ -67,6 +68,8 @@ pub struct NewList {
     /// OTO and OTOCO: the order placed at once.
     pub working: Option<NewOrder>,
     pub legs: Legs,
+    /// Every order's self-trade prevention mode.
+    pub stp: Stp,
 }
 
 impl NewList {
@@ -260,7 +263,7 @@ impl Exchange {
         let working = new
             .working
             .as_ref()
-            .map(|w| self.record(w, reserve, Some((list_id, false)), now));
+            .map(|w| self.record(w, reserve, Some((list_id, false)), new.stp, now));
         ids.extend(working);
         let awaiting = working.is_some();
         let holder = holder_index(&pending);
@@ -270,7 +273,7 @@ impl Exchange {
             } else {
                 Decimal::ZERO
             };
-            ids.push(self.record(req, lock, Some((list_id, awaiting)), now));
+            ids.push(self.record(req, lock, Some((list_id, awaiting)), new.stp, now));
         }
         if let Some(list) = self.lists.lists.get_mut(&list_id) {
             list.orders = ids.clone();
@@ -352,7 +355,7 @@ impl Exchange {
         let (list_id, is_working, orders) = (list.id, list.working == Some(id), list.orders.clone());
         let cascade = match end {
             End::Canceled { .. } => true,
-            End::Expired => is_working,
+            End::Expired | End::Prevented { .. } => is_working,
         };
         if cascade {
             for other in orders {

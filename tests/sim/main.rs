@@ -7,5 +7,6 @@ mod order_lists;
 mod orders_advanced;
 mod rest;
 mod rest_endpoints;
+mod self_trade_prevention;
 mod ws;
 mod ws_session;
