@@ -349,20 +349,23 @@ impl Exchange {
     }
 
     /// After a list's order ended unfilled: a cancel cancels the whole list, an expired working
-    /// order expires the pending ones.
+    /// order expires the pending ones, an OCO order expired by self-trade prevention expires its
+    /// pair (whose reservation may have been its own).
     pub(super) fn leg_ended(&mut self, id: u64, end: End, now: i64) {
         let Some(list) = self.list_of(id) else { return };
-        let (list_id, is_working, orders) = (list.id, list.working == Some(id), list.orders.clone());
-        let cascade = match end {
-            End::Canceled { .. } => true,
-            End::Expired | End::Prevented { .. } => is_working,
+        let (list_id, is_working) = (list.id, list.working == Some(id));
+        let all_others: Vec<u64> = list.orders.iter().copied().filter(|&o| o != id).collect();
+        let (others, follow) = match end {
+            End::Canceled { .. } => (all_others, end),
+            _ if is_working => (all_others, End::Expired),
+            End::Prevented { .. } => (self.open_pair_siblings(id), End::Expired),
+            // An OCO order expiring because its pair started working ends nothing more.
+            End::Expired => (Vec::new(), End::Expired),
         };
-        if cascade {
-            for other in orders {
-                // Re-checked each time: ending one may have ended others.
-                if other != id && self.is_open_order(other) {
-                    self.finish(other, end, now);
-                }
+        for other in others {
+            // Re-checked each time: ending one may have ended others.
+            if self.is_open_order(other) {
+                self.finish(other, follow, now);
             }
         }
         self.check_list_done(list_id, now);

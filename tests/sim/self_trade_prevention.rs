@@ -110,3 +110,54 @@ async fn the_taker_mode_expires_the_taker_or_the_maker() {
     assert_eq!(seller.body["status"], "FILLED", "{}", seller.body);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_oco_order_expired_in_match_ends_its_list() {
+    let sim = start(still_market()).await;
+    let rest = Rest::new(&sim);
+    // A sale prints the last trade at the bid, under the ask the limit-maker will rest at.
+    let sold = rest
+        .signed(Method::POST, "/api/v3/order", "symbol=ETHUSDT&side=SELL&type=MARKET&quantity=0.01")
+        .await;
+    let last = dec(&sold.body["fills"][0]["price"]);
+    let [ask, synthetic] = sim.book("ETHUSDT", 1).unwrap().asks[0];
+    let stop = (last * Decimal::new(98, 2)).round_dp(2);
+    let oco = rest
+        .signed(
+            Method::POST,
+            "/api/v3/orderList/oco",
+            &format!(
+                "symbol=ETHUSDT&side=SELL&quantity=0.1&listClientOrderId=stp-list\
+                 &aboveType=LIMIT_MAKER&abovePrice={ask}&aboveClientOrderId=stp-tp\
+                 &belowType=STOP_LOSS&belowStopPrice={stop}&belowClientOrderId=stp-sl"
+            ),
+        )
+        .await;
+    assert_eq!(oco.status, 200, "{}", oco.body);
+    let qty = synthetic + Decimal::new(1, 1);
+    let taker = rest
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            &format!("symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity={qty}&price={ask}&selfTradePreventionMode=EXPIRE_MAKER"),
+        )
+        .await;
+    assert_eq!(
+        (taker.body["status"].as_str(), dec(&taker.body["executedQty"])),
+        (Some("PARTIALLY_FILLED"), synthetic),
+        "{}",
+        taker.body
+    );
+    let status = |cid: &'static str| {
+        let sim = &sim;
+        async move { sim.orders_by_client_id(cid)[0].status.clone() }
+    };
+    assert_eq!(status("stp-tp").await, "EXPIRED_IN_MATCH");
+    assert_eq!(status("stp-sl").await, "EXPIRED");
+    let list = rest
+        .signed(Method::GET, "/api/v3/orderList", "origClientOrderId=stp-list")
+        .await;
+    assert_eq!(list.body["listOrderStatus"], "ALL_DONE", "{}", list.body);
+    assert_eq!(sim.balance("ETH").1, Decimal::ZERO);
+    sim.shutdown().await;
+}
