@@ -130,9 +130,24 @@ def run_sdk_rest(port, key, secret):
     step("sdk rest iceberg order", lambda: api.new_order(
         symbol="ETHUSDT", side="BUY", type="LIMIT", time_in_force="GTC", quantity=1.0, price=price,
         iceberg_qty=0.2).data())
-    step("sdk rest order_list_oco (not implemented in the simulator)", lambda: api.order_list_oco(
+    oco = step("sdk rest order_list_oco", lambda: api.order_list_oco(
         symbol="ETHUSDT", side="SELL", quantity=0.1, above_type="LIMIT_MAKER", below_type="STOP_LOSS",
         above_price=round(bid * 1.05, 2), below_stop_price=round(bid * 0.9, 2)).data())
+    if oco:
+        step("sdk rest get_order_list", lambda: api.get_order_list(order_list_id=oco.order_list_id).data())
+        step("sdk rest open_order_list", lambda: len(api.open_order_list().data()))
+        step("sdk rest delete_order_list", lambda: api.delete_order_list(
+            symbol="ETHUSDT", order_list_id=oco.order_list_id).data())
+    step("sdk rest order_list_oto", lambda: api.order_list_oto(
+        symbol="ETHUSDT", working_type="LIMIT", working_side="BUY", working_price=price,
+        working_quantity=0.1, working_time_in_force="GTC", pending_type="LIMIT_MAKER", pending_side="SELL",
+        pending_price=round(bid * 1.05, 2), pending_quantity=0.1).data())
+    step("sdk rest order_list_otoco", lambda: api.order_list_otoco(
+        symbol="ETHUSDT", working_type="LIMIT", working_side="BUY", working_price=price,
+        working_quantity=0.1, working_time_in_force="GTC", pending_side="SELL", pending_quantity=0.1,
+        pending_above_type="LIMIT_MAKER", pending_above_price=round(bid * 1.05, 2),
+        pending_below_type="STOP_LOSS", pending_below_stop_price=round(bid * 0.9, 2)).data())
+    step("sdk rest all_order_list", lambda: len(api.all_order_list().data()))
 
 
 async def run_sdk_ws(port, ed_name, ed_pem):

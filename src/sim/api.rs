@@ -5,6 +5,7 @@
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use super::api_lists;
 use super::candles::{Candle, Span, MINUTE_MS};
 use super::engine::{Exchange, Kind, NewOrder, Order, TradeRec, COMMISSION_RATE};
 use super::error::ApiErr;
@@ -13,11 +14,12 @@ use super::num::d8;
 use super::params::Params;
 use super::state::Sim;
 use super::stats;
+use super::stp::Stp;
 use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
     RestTrade, SymbolEntry,
 };
-use crate::exchange::types::{Side, TimeInForce};
+use crate::exchange::types::{OrderStatus, Side, TimeInForce};
 use crate::ledger::limits::{PoolKind, RateLimit};
 
 const DAY_MS: i64 = 1_440 * MINUTE_MS;
@@ -138,6 +140,17 @@ pub static ENDPOINTS: &[Endpoint] = &[
         &["symbol", "orderId", "startTime", "endTime", "fromId", "limit"], my_trades_weight, my_trades),
     signed("GET", "rateLimit/order", "account.rateLimits.orders", Effect::None, &[], |_| 40, rate_limit_order),
     signed("GET", "account/commission", "account.commission", Effect::None, &["symbol"], |_| 20, commission),
+    signed("POST", "orderList/oco", "orderList.place.oco", Effect::Place, api_lists::OCO_PARAMS, |_| 1, api_lists::place_oco),
+    signed("POST", "orderList/oto", "orderList.place.oto", Effect::Place, api_lists::OTO_PARAMS, |_| 1, api_lists::place_oto),
+    signed("POST", "orderList/otoco", "orderList.place.otoco", Effect::Place,
+        api_lists::OTOCO_PARAMS, |_| 1, api_lists::place_otoco),
+    signed("DELETE", "orderList", "orderList.cancel", Effect::Cancel,
+        &["symbol", "orderListId", "listClientOrderId", "newClientOrderId"], |_| 1, api_lists::cancel_list),
+    signed("GET", "orderList", "orderList.status", Effect::None,
+        &["orderListId", "origClientOrderId"], |_| 4, api_lists::query_list),
+    signed("GET", "openOrderList", "openOrderLists.status", Effect::None, &[], |_| 6, api_lists::open_lists),
+    signed("GET", "allOrderList", "allOrderLists", Effect::None,
+        &["fromId", "startTime", "endTime", "limit"], |_| 20, api_lists::all_lists),
 ];
 
 /// An unsigned market-data endpoint: GET, no effect on the order pools.
@@ -279,7 +292,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-fn symbol_of(ex: &Exchange, p: &Params) -> Result<usize, ApiErr> {
+pub(super) fn symbol_of(ex: &Exchange, p: &Params) -> Result<usize, ApiErr> {
     let name = p.symbol()?.ok_or_else(|| ApiErr::mandatory("symbol"))?;
     ex.symbol_index(&name).ok_or_else(ApiErr::invalid_symbol)
 }
@@ -418,20 +431,17 @@ const ORDER_TYPES: [&str; 7] = [
     "TAKE_PROFIT_LIMIT",
 ];
 
-/// Self-trade prevention modes the matching engine applies (one account trades here: NONE only).
-pub const STP_MODES: [&str; 1] = ["NONE"];
-
 /// The symbol fields of the documented `exchangeInfo` beyond what the client reads: what the
-/// matching engine supports (order lists, amend, cancel-replace, icebergs) and what it does not
-/// (order lists, pegged and trailing orders).
+/// matching engine supports (OCO / OTO lists, amend, cancel-replace, icebergs) and what it does not
+/// (OPO lists, pegged and trailing orders).
 fn add_symbol_details(entry: &mut Value) {
     let Some(obj) = entry.as_object_mut() else { return };
     let details = json!({
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
         "icebergAllowed": true,
-        "ocoAllowed": false,
-        "otoAllowed": false,
+        "ocoAllowed": true,
+        "otoAllowed": true,
         "opoAllowed": false,
         "allowTrailingStop": false,
         "cancelReplaceAllowed": true,
@@ -441,7 +451,7 @@ fn add_symbol_details(entry: &mut Value) {
         "permissions": [],
         "permissionSets": [["SPOT"]],
         "defaultSelfTradePreventionMode": "NONE",
-        "allowedSelfTradePreventionModes": STP_MODES,
+        "allowedSelfTradePreventionModes": Stp::NAMES,
     });
     if let Value::Object(details) = details {
         obj.extend(details);
@@ -879,7 +889,7 @@ fn commission(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
 // ---- orders ----
 
 /// Parses and checks an order request's parameters (everything short of the book and balances).
-fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
+pub(super) fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     let symbol = symbol_of(ex, p)?;
     let side = Side::parse(p.require("side")?).ok_or_else(|| ApiErr::bad(-1117, "Invalid side."))?;
     let kind = Kind::parse(p.require("type")?).ok_or_else(|| ApiErr::bad(-1116, "Invalid orderType."))?;
@@ -946,10 +956,7 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
             return Err(ApiErr::bad(-1013, "Iceberg orders must be GTC."));
         }
     }
-    match p.get("selfTradePreventionMode") {
-        None | Some("NONE") => {}
-        Some(_) => return Err(ApiErr::illegal_chars("selfTradePreventionMode", "NONE")),
-    }
+    Stp::from_params(p)?;
     let client_id = match p.get("newClientOrderId") {
         None => None,
         Some(id) if valid_client_id(id) => Some(id.to_string()),
@@ -987,19 +994,24 @@ fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String), ApiErr> {
     ))
 }
 
-fn valid_client_id(id: &str) -> bool {
+pub(super) fn valid_client_id(id: &str) -> bool {
     (1..=36).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b".:/_-".contains(&b))
 }
 
 fn place_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let mut world = sim.world.lock();
     let (req, resp) = new_order(&world.ex, p)?;
-    let placed = world.ex.place(req, now)?;
+    let placed = world.ex.place_with_stp(req, Stp::from_params(p)?, now)?;
     placed_answer(&world.ex, placed, &resp, now)
 }
 
 /// A placed order's answer in its `newOrderRespType` (ACK, RESULT or FULL).
-fn placed_answer(ex: &Exchange, placed: super::engine::Placed, resp: &str, now: i64) -> Result<Value, ApiErr> {
+pub(super) fn placed_answer(
+    ex: &Exchange,
+    placed: super::engine::Placed,
+    resp: &str,
+    now: i64,
+) -> Result<Value, ApiErr> {
     let Some(order) = ex.order(placed.order_id) else {
         return Err(ApiErr::new(
             500,
@@ -1011,7 +1023,7 @@ fn placed_answer(ex: &Exchange, placed: super::engine::Placed, resp: &str, now: 
         return Ok(json!({
             "symbol": ex.markets[order.symbol].spec.symbol,
             "orderId": order.id,
-            "orderListId": -1,
+            "orderListId": order.list.map_or(-1, |l| l as i64),
             "clientOrderId": order.client_id,
             "transactTime": now,
         }));
@@ -1089,16 +1101,20 @@ fn add_order_details(value: &mut Value, o: &Order) {
         if o.working_time.is_none() {
             fields.remove("workingTime");
         }
+        if let Some((match_id, qty)) = o.prevented {
+            fields.insert("preventedMatchId".into(), json!(match_id));
+            fields.insert("preventedQuantity".into(), json!(d8(qty)));
+        }
     }
 }
 
 /// The cancel request's own client order id: the one sent, else one made up.
-fn cancel_client_id(sent: Option<&str>, order_id: u64) -> String {
+pub(super) fn cancel_client_id(sent: Option<&str>, order_id: u64) -> String {
     sent.map(str::to_string)
         .unwrap_or_else(|| format!("cancel{order_id:08}"))
 }
 
-fn cancel_wire(ex: &Exchange, id: u64, cancel_client_id: String, now: i64) -> Value {
+pub(super) fn cancel_wire(ex: &Exchange, id: u64, cancel_client_id: String, now: i64) -> Value {
     let Some(o) = ex.order(id) else { return Value::Null };
     let mut wire = ex.order_wire(o, false);
     wire.orig_client_order_id = Some(o.client_id.clone());
@@ -1108,11 +1124,38 @@ fn cancel_wire(ex: &Exchange, id: u64, cancel_client_id: String, now: i64) -> Va
     to_json(&wire)
 }
 
+/// `cancelRestrictions`: the status an order must have to be canceled, if any.
+fn cancel_restriction(p: &Params) -> Result<Option<OrderStatus>, ApiErr> {
+    match p.get("cancelRestrictions") {
+        None => Ok(None),
+        Some("ONLY_NEW") => Ok(Some(OrderStatus::New)),
+        Some("ONLY_PARTIALLY_FILLED") => Ok(Some(OrderStatus::PartiallyFilled)),
+        Some(_) => Err(ApiErr::illegal_chars(
+            "cancelRestrictions",
+            "ONLY_NEW, ONLY_PARTIALLY_FILLED",
+        )),
+    }
+}
+
+/// An open order whose status is not the one `cancelRestrictions` allows stays (-2011).
+fn check_cancel_restriction(restriction: Option<OrderStatus>, order: Option<&Order>) -> Result<(), ApiErr> {
+    match (restriction, order) {
+        (Some(allowed), Some(o)) if o.status.is_open() && o.status != allowed => {
+            Err(ApiErr::bad(-2011, "Order was not canceled due to cancel restrictions."))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn cancel_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    let restriction = cancel_restriction(p)?;
     let mut world = sim.world.lock();
     let symbol = symbol_of(&world.ex, p)?;
     let id = match find_order(&world.ex, symbol, p) {
-        Ok(Some(o)) => o.id,
+        Ok(Some(o)) => {
+            check_cancel_restriction(restriction, Some(o))?;
+            o.id
+        }
         Ok(None) => return Err(ApiErr::unknown_order_cancel()),
         Err(e) => return Err(e),
     };
@@ -1135,9 +1178,18 @@ fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> 
     }
     let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
+        // Canceling an order of a list canceled its other orders already.
+        let Some(o) = world.ex.order(id).filter(|o| o.status.is_open()) else {
+            continue;
+        };
+        let list = o.list;
         let cancel_id = cancel_client_id(None, id);
         world.ex.cancel(symbol, id, &cancel_id, now)?;
-        rows.push(cancel_wire(&world.ex, id, cancel_id, now));
+        rows.push(match list {
+            // An order list is answered as a list, with its orders' reports.
+            Some(list_id) => api_lists::canceled_list_json(&world.ex, list_id, &cancel_id, now),
+            None => cancel_wire(&world.ex, id, cancel_id, now),
+        });
     }
     Ok(Value::Array(rows))
 }
@@ -1313,7 +1365,7 @@ fn amend_keep_priority(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr>
         "timeInForce": o.tif.map(TimeInForce::as_str).unwrap_or("GTC"),
         "type": o.kind.as_str(),
         "side": o.side.as_str(),
-        "selfTradePreventionMode": "NONE",
+        "selfTradePreventionMode": o.stp.as_str(),
     });
     if let Some(w) = o.working_time {
         amended["workingTime"] = json!(w);
@@ -1372,14 +1424,10 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
             ))
         }
     }
-    if p.get("cancelRestrictions").is_some() {
-        return Err(ApiErr::illegal_chars(
-            "cancelRestrictions",
-            "ONLY_NEW, ONLY_PARTIALLY_FILLED (not supported here)",
-        ));
-    }
+    let restriction = cancel_restriction(p)?;
     let mut world = sim.world.lock();
     let (req, resp) = new_order(&world.ex, p)?;
+    let stp = Stp::from_params(p)?;
     let symbol = req.symbol;
     // Filters are evaluated before either step (the balance only once the old order is gone).
     if let Err(e) = world.ex.validate(&req) {
@@ -1408,9 +1456,8 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let cancel = match target {
         Some(id) => {
             let cancel_id = cancel_client_id(p.get("cancelNewClientOrderId"), id);
-            world
-                .ex
-                .cancel(symbol, id, &cancel_id, now)
+            check_cancel_restriction(restriction, world.ex.order(id))
+                .and_then(|_| world.ex.cancel(symbol, id, &cancel_id, now))
                 .map(|_| cancel_wire(&world.ex, id, cancel_id, now))
         }
         None => Err(ApiErr::unknown_order_cancel()),
@@ -1419,7 +1466,7 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         Some(
             world
                 .ex
-                .place(req, now)
+                .place_with_stp(req, stp, now)
                 .and_then(|placed| placed_answer(&world.ex, placed, &resp, now)),
         )
     } else {

@@ -304,6 +304,20 @@ impl Book {
 
     /// Executes a taker against the opposite side in price-time priority.
     pub fn take(&mut self, taker_side: Side, limit: Option<Decimal>, amount: Amount, step: Decimal) -> Vec<MakerFill> {
+        self.take_until(taker_side, limit, amount, step, |_| false).0
+    }
+
+    /// As [`Book::take`], stopping before the first resting entry `blocks` refuses (self-trade
+    /// prevention): that entry's `(maker, price)` is returned beside the fills.
+    pub fn take_until(
+        &mut self,
+        taker_side: Side,
+        limit: Option<Decimal>,
+        amount: Amount,
+        step: Decimal,
+        blocks: impl Fn(Maker) -> bool,
+    ) -> (Vec<MakerFill>, Option<(Maker, Decimal)>) {
+        let mut blocked = None;
         let maker_side = match taker_side {
             Side::Buy => Side::Sell,
             Side::Sell => Side::Buy,
@@ -324,6 +338,11 @@ impl Book {
             let level = entry.get_mut();
             let (mut exhausted, mut took) = (false, false);
             while let Some(front) = level.queue.front_mut() {
+                if blocks(front.maker) {
+                    blocked = Some((front.maker, price));
+                    exhausted = true;
+                    break;
+                }
                 let take = budget.take(price, front.qty);
                 if take.is_zero() {
                     exhausted = true;
@@ -352,7 +371,7 @@ impl Book {
                 break;
             }
         }
-        fills
+        (fills, blocked)
     }
 
     /// The top `limit` levels per side.

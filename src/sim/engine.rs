@@ -15,6 +15,8 @@ use super::feed;
 use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::num::{d8, is_multiple};
+use super::order_lists::OrderLists;
+use super::stp::{prevented_qty, Stp};
 use crate::exchange::binance::wire::{
     AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
 };
@@ -150,6 +152,42 @@ pub struct Order {
     pub visible: Decimal,
     /// Since when it can match: placement, or the trigger of a stop / take-profit order.
     pub working_time: Option<i64>,
+    /// The order list it belongs to (`orderListId`).
+    pub list: Option<u64>,
+    /// A pending order of an OTO list, waiting for its working order to fill (`PENDING_NEW`).
+    pub awaiting: bool,
+    pub stp: Stp,
+    /// Expired by self-trade prevention: the prevented match and the quantity it expired.
+    pub prevented: Option<(u64, Decimal)>,
+}
+
+impl Order {
+    /// The exchange's status name (`PENDING_NEW` for an OTO list's waiting order).
+    pub fn status_name(&self) -> &'static str {
+        if self.awaiting {
+            "PENDING_NEW"
+        } else if self.prevented.is_some() {
+            "EXPIRED_IN_MATCH"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// The order's remaining part as a request of `kind` (what a trigger or a list activation re-checks).
+    pub fn remaining_as(&self, kind: Kind) -> NewOrder {
+        NewOrder {
+            symbol: self.symbol,
+            side: self.side,
+            kind,
+            tif: self.tif,
+            price: (self.price > Decimal::ZERO).then_some(self.price),
+            qty: Some(self.orig_qty - self.executed),
+            quote_qty: None,
+            client_id: None,
+            stop_price: (self.stop_price > Decimal::ZERO).then_some(self.stop_price),
+            iceberg_qty: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -270,9 +308,12 @@ pub struct Exchange {
     pending_stops: BTreeSet<u64>,
     /// Icebergs whose visible part was just consumed, to show again.
     iceberg_refills: Vec<u64>,
+    pub(super) lists: OrderLists,
+    /// Prevented matches so far (self-trade prevention), numbering the next one.
+    prevented_matches: u64,
     hub: Arc<Hub>,
     users: Arc<UserHub>,
-    limiter: Arc<Mutex<Limiter>>,
+    pub(super) limiter: Arc<Mutex<Limiter>>,
 }
 
 /// The result of an accepted order: its id and the fills it took at once.
@@ -339,6 +380,8 @@ impl Exchange {
             traded: BTreeSet::new(),
             pending_stops: BTreeSet::new(),
             iceberg_refills: Vec::new(),
+            lists: OrderLists::default(),
+            prevented_matches: 0,
             hub,
             users,
             limiter,
@@ -479,17 +522,25 @@ impl Exchange {
         super::stats::reference_price(&self.markets[symbol])
     }
 
-    /// Untriggered stop orders of a symbol (they count against `MAX_NUM_ORDERS` too).
-    fn pending_on(&self, symbol: usize) -> usize {
-        self.pending_stops
+    /// Untriggered stop orders and waiting list orders of a symbol (they count against
+    /// `MAX_NUM_ORDERS` too).
+    pub(super) fn pending_on(&self, symbol: usize) -> usize {
+        let stops = self
+            .pending_stops
             .iter()
             .filter(|id| self.orders.get(id).is_some_and(|o| o.symbol == symbol))
-            .count()
+            .count();
+        stops + self.lists.awaiting_on(symbol, &self.orders)
+    }
+
+    /// Orders resting on a symbol's book.
+    pub(super) fn open_on_book(&self, symbol: usize) -> usize {
+        self.markets[symbol].open_orders
     }
 
     /// What the order needs locked (quote for buys, base for sells); a stop-market buy reserves
     /// its quantity at the stop price until it triggers.
-    fn required_lock(&self, req: &NewOrder) -> Decimal {
+    pub(super) fn required_lock(&self, req: &NewOrder) -> Decimal {
         let m = &self.markets[req.symbol];
         let step = m.spec.step_size;
         match (req.side, req.kind, req.price, req.qty, req.quote_qty) {
@@ -503,7 +554,7 @@ impl Exchange {
         }
     }
 
-    fn spend_asset(&self, symbol: usize, side: Side) -> &str {
+    pub(super) fn spend_asset(&self, symbol: usize, side: Side) -> &str {
         let spec = &self.markets[symbol].spec;
         match side {
             Side::Buy => &spec.quote,
@@ -514,20 +565,66 @@ impl Exchange {
     /// Validates, checks the balance and the unfilled-order limit, then accepts and matches
     /// (a stop / take-profit order waits for its trigger instead).
     pub fn place(&mut self, req: NewOrder, now: i64) -> Result<Placed, ApiErr> {
-        let id = self.accept(&req, now)?;
-        let fills = if req.kind.is_conditional() {
-            self.pending_stops.insert(id);
-            Vec::new()
-        } else {
-            self.activate(id, now)
-        };
+        self.place_with_stp(req, Stp::None, now)
+    }
+
+    /// [`Exchange::place`] with a self-trade prevention mode.
+    pub fn place_with_stp(&mut self, req: NewOrder, stp: Stp, now: i64) -> Result<Placed, ApiErr> {
+        let id = self.accept(&req, stp, now)?;
+        let fills = self.start_working(id, now);
         self.after_change(now);
         Ok(Placed { order_id: id, fills })
     }
 
+    /// A stop / take-profit order starts waiting for its trigger, any other order matches.
+    pub(super) fn start_working(&mut self, id: u64, now: i64) -> Vec<Fill> {
+        let Some(o) = self.orders.get(&id) else {
+            return Vec::new();
+        };
+        if o.kind.is_conditional() {
+            // Checked at the next trade, or at once when its trigger was already passed.
+            let symbol = o.symbol;
+            self.pending_stops.insert(id);
+            self.traded.insert(symbol);
+            return Vec::new();
+        }
+        self.activate(id, now)
+    }
+
     /// Validates, locks the funds, counts the unfilled order and records the order as NEW.
-    fn accept(&mut self, req: &NewOrder, now: i64) -> Result<u64, ApiErr> {
+    fn accept(&mut self, req: &NewOrder, stp: Stp, now: i64) -> Result<u64, ApiErr> {
         self.validate(req)?;
+        let lock = self.required_lock(req);
+        self.check_funds(req.symbol, req.side, lock)?;
+        self.limiter.lock().take_order(now)?;
+        Ok(self.record(req, lock, None, stp, now))
+    }
+
+    pub(super) fn next_prevented_match(&mut self) -> u64 {
+        self.prevented_matches += 1;
+        self.prevented_matches
+    }
+
+    /// Refuses an order whose reservation the free balance cannot cover.
+    pub(super) fn check_funds(&self, symbol: usize, side: Side, lock: Decimal) -> Result<(), ApiErr> {
+        let asset = self.spend_asset(symbol, side);
+        let free = self.balances.get(asset).map(|b| b.free).unwrap_or_default();
+        if lock > free {
+            return Err(ApiErr::insufficient_balance());
+        }
+        Ok(())
+    }
+
+    /// Records an accepted order, locking `lock`, and reports it. `list`: its order list, and
+    /// whether it waits there for the working order (`PENDING_NEW`).
+    pub(super) fn record(
+        &mut self,
+        req: &NewOrder,
+        lock: Decimal,
+        list: Option<(u64, bool)>,
+        stp: Stp,
+        now: i64,
+    ) -> u64 {
         let step = self.markets[req.symbol].spec.step_size;
         // A quote-quantity market order is, at this instant, exactly the base quantity it can fill.
         let base_qty = match (req.qty, req.quote_qty) {
@@ -540,14 +637,8 @@ impl Exchange {
             }
             (None, None) => Decimal::ZERO,
         };
-        let lock = self.required_lock(req);
         let asset = self.spend_asset(req.symbol, req.side).to_string();
-        let free = self.balances.get(&asset).map(|b| b.free).unwrap_or_default();
-        if lock > free {
-            return Err(ApiErr::insufficient_balance());
-        }
-        self.limiter.lock().take_order(now)?;
-
+        let awaiting = list.is_some_and(|(_, awaiting)| awaiting);
         let id = self.next_order_id;
         self.next_order_id += 1;
         let client_id = req.client_id.clone().unwrap_or_else(|| format!("sim{id:08}"));
@@ -576,17 +667,21 @@ impl Exchange {
             stop_price: req.stop_price.unwrap_or_default(),
             iceberg_qty: req.iceberg_qty.unwrap_or_default(),
             visible: Decimal::ZERO,
-            working_time: (!req.kind.is_conditional()).then_some(now),
+            working_time: (!req.kind.is_conditional() && !awaiting).then_some(now),
+            list: list.map(|(list_id, _)| list_id),
+            awaiting,
+            stp,
+            prevented: None,
         };
         self.orders.insert(id, order);
         self.by_client.entry(client_id).or_default().push(id);
         self.report(id, Exec::New, now);
-        Ok(id)
+        id
     }
 
     /// Matches a working order as what it is now (a triggered stop as market or limit), then
     /// rests what is left (GTC limits) or expires it. Returns its taker fills.
-    fn activate(&mut self, id: u64, now: i64) -> Vec<Fill> {
+    pub(super) fn activate(&mut self, id: u64, now: i64) -> Vec<Fill> {
         let Some(o) = self.orders.get(&id) else {
             return Vec::new();
         };
@@ -637,37 +732,25 @@ impl Exchange {
     /// A stop order becomes working: its reservation is redone for what it now is (a market buy
     /// costs what the book asks at this instant); without the funds it expires.
     fn trigger(&mut self, id: u64, now: i64) {
-        self.pending_stops.remove(&id);
+        // An order list's other orders may have ended it already.
+        if !self.pending_stops.remove(&id) {
+            return;
+        }
+        // One order of an OCO pair starting to work ends the other (and frees the pair's funds).
+        self.leg_started(id, now);
         let Some(o) = self.orders.get_mut(&id) else { return };
         let (symbol, side, locked) = (o.symbol, o.side, o.locked);
         o.locked = Decimal::ZERO;
         o.working_time = Some(now);
-        let req = NewOrder {
-            symbol,
-            side,
-            kind: o.kind.active(),
-            tif: o.tif,
-            price: (o.price > Decimal::ZERO).then_some(o.price),
-            qty: Some(o.orig_qty - o.executed),
-            quote_qty: None,
-            client_id: None,
-            stop_price: None,
-            iceberg_qty: None,
-        };
+        let mut req = o.remaining_as(o.kind.active());
+        req.stop_price = None;
         self.release(symbol, side, locked);
         let need = self.required_lock(&req);
-        let asset = self.spend_asset(symbol, side).to_string();
-        let bal = self.balances.entry(asset.clone()).or_default();
-        if need > bal.free {
+        if self.check_funds(symbol, side, need).is_err() {
             self.finish(id, End::Expired, now);
             return;
         }
-        bal.free -= need;
-        bal.locked += need;
-        self.changed_assets.insert(asset);
-        if let Some(o) = self.orders.get_mut(&id) {
-            o.locked = need;
-        }
+        self.reserve(id, need);
         self.activate(id, now);
     }
 
@@ -773,19 +856,23 @@ impl Exchange {
             Some(o) if o.symbol == symbol && o.status.is_open() => {}
             _ => return Err(ApiErr::unknown_order_cancel()),
         }
-        self.pending_stops.remove(&id);
         self.finish(id, End::Canceled { by: cancel_client_id }, now);
         self.after_change(now);
         Ok(id)
     }
 
     /// Ends an order: takes it off the book, releases what it still had locked, reports it.
-    fn finish(&mut self, id: u64, end: End, now: i64) {
+    pub(super) fn finish(&mut self, id: u64, end: End, now: i64) {
+        self.pending_stops.remove(&id);
         let Some(o) = self.orders.get_mut(&id) else { return };
+        o.awaiting = false;
         o.status = match end {
             End::Canceled { .. } => OrderStatus::Canceled,
-            End::Expired => OrderStatus::Expired,
+            End::Expired | End::Prevented { .. } => OrderStatus::Expired,
         };
+        if let End::Prevented { match_id } = end {
+            o.prevented = Some((match_id, prevented_qty(o.orig_qty, o.executed)));
+        }
         o.update_time = now;
         let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
         o.on_book = false;
@@ -800,11 +887,36 @@ impl Exchange {
         let exec = match end {
             End::Canceled { by } => Exec::Canceled { by },
             End::Expired => Exec::Expired,
+            End::Prevented { .. } => Exec::TradePrevention,
         };
         self.report(id, exec, now);
+        self.leg_ended(id, end, now);
     }
 
-    fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
+    /// Locks `amount` more of what order `id` spends, for it.
+    pub(super) fn reserve(&mut self, id: u64, amount: Decimal) {
+        let Some(o) = self.orders.get_mut(&id) else { return };
+        o.locked += amount;
+        let (symbol, side) = (o.symbol, o.side);
+        let asset = self.spend_asset(symbol, side).to_string();
+        let bal = self.balances.entry(asset.clone()).or_default();
+        bal.free -= amount;
+        bal.locked += amount;
+        self.changed_assets.insert(asset);
+    }
+
+    pub(super) fn orders_mut(&mut self, id: u64) -> Option<&mut Order> {
+        self.orders.get_mut(&id)
+    }
+
+    /// Sends one user-data event to every subscriber.
+    pub(super) fn publish_user(&self, event: &str) {
+        if !self.users.is_empty() {
+            self.users.publish(event);
+        }
+    }
+
+    pub(super) fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
         if amount.is_zero() {
             return;
         }
@@ -830,9 +942,15 @@ impl Exchange {
         let step = self.markets[symbol].spec.step_size;
         let mut left = amount;
         let mut taker_fills = Vec::new();
+        // A user taker with a prevention mode stops at the account's own resting orders.
+        let prevents = match taker {
+            Taker::User(id) => self.orders.get(&id).is_some_and(|o| o.stp != Stp::None),
+            Taker::Synthetic => false,
+        };
         loop {
-            let maker_fills = self.markets[symbol].book.take(side, limit, left, step);
-            if maker_fills.is_empty() {
+            let own = |m: Maker| prevents && matches!(m, Maker::User(_));
+            let (maker_fills, blocked) = self.markets[symbol].book.take_until(side, limit, left, step, own);
+            if maker_fills.is_empty() && blocked.is_none() {
                 break;
             }
             self.dirty_tops.insert(symbol);
@@ -851,11 +969,15 @@ impl Exchange {
                 }
             }
             let refills = std::mem::take(&mut self.iceberg_refills);
-            if refills.is_empty() {
-                break;
-            }
+            let go_on = !refills.is_empty() || blocked.is_some();
             for id in refills {
                 self.refill_iceberg(id);
+            }
+            if let (Some((Maker::User(maker), _)), Taker::User(taker)) = (blocked, taker) {
+                self.prevent_match(taker, maker, now);
+            }
+            if !go_on {
+                break;
             }
             left = match left {
                 Amount::Base(q) => Amount::Base(q - base),
@@ -976,6 +1098,7 @@ impl Exchange {
         if done {
             self.finish_filled(id);
         }
+        self.leg_filled(id, first_fill, done, now);
         Some(Fill {
             price: d8(price),
             qty: d8(qty),
@@ -1003,7 +1126,7 @@ impl Exchange {
         self.execution_id
     }
 
-    fn report(&mut self, id: u64, exec: Exec, now: i64) {
+    pub(super) fn report(&mut self, id: u64, exec: Exec, now: i64) {
         self.execution_id += 1;
         if self.users.is_empty() {
             return;
@@ -1025,11 +1148,11 @@ impl Exchange {
         let extra = serde_json::json!({
             "P": d8(o.stop_price),
             "F": d8(o.iceberg_qty),
-            "g": -1,
+            "g": o.list.map_or(-1, |l| l as i64),
             "I": self.execution_id,
             "M": false,
             "Q": d8(o.orig_quote_qty),
-            "V": "NONE",
+            "V": o.stp.as_str(),
         });
         let working_time = o.working_time.filter(|_| working || o.on_book);
         let report = ExecutionReport {
@@ -1043,7 +1166,7 @@ impl Exchange {
             p: d8(o.price),
             orig_client_id,
             x: exec.as_str().to_string(),
-            status: o.status.as_str().to_string(),
+            status: o.status_name().to_string(),
             r: "NONE".to_string(),
             i: o.id,
             l: d8(last.map(|l| l.qty).unwrap_or_default()),
@@ -1068,6 +1191,12 @@ impl Exchange {
             if let Some(w) = working_time {
                 fields.insert("W".to_string(), w.into());
             }
+            // The prevented match, its quantity, and what this report's prevention expired.
+            if let Some((match_id, qty)) = o.prevented {
+                fields.insert("v".to_string(), match_id.into());
+                fields.insert("A".to_string(), d8(qty).to_string().into());
+                fields.insert("B".to_string(), d8(qty).to_string().into());
+            }
         }
         self.users.publish(&event.to_string());
     }
@@ -1075,7 +1204,14 @@ impl Exchange {
     /// After every change: one account-position event for the changed assets, and
     /// book tickers for the symbols whose best prices moved.
     pub fn after_change(&mut self, now: i64) {
-        self.run_triggers(now);
+        // Triggers and list activations can each cause the other (a pending order placed after its
+        // working order filled may trade and trigger stops, a triggered stop may fill a working order).
+        loop {
+            self.run_triggers(now);
+            if !self.place_ready_lists(now) {
+                break;
+            }
+        }
         if !self.changed_assets.is_empty() {
             self.account_update_time = now;
             let assets = std::mem::take(&mut self.changed_assets);
@@ -1142,7 +1278,7 @@ impl Exchange {
         OrderWire {
             symbol: spec.symbol.clone(),
             order_id: o.id,
-            order_list_id: -1,
+            order_list_id: o.list.map_or(-1, |l| l as i64),
             client_order_id: o.client_id.clone(),
             orig_client_order_id: None,
             transact_time: None,
@@ -1151,7 +1287,7 @@ impl Exchange {
             executed_qty: d8(o.executed),
             cummulative_quote_qty: d8(o.cum_quote),
             orig_quote_order_qty: Some(d8(o.orig_quote_qty)),
-            status: o.status.as_str().to_string(),
+            status: o.status_name().to_string(),
             time_in_force: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
             order_type: o.kind.as_str().to_string(),
             side: o.side.as_str().to_string(),
@@ -1159,7 +1295,7 @@ impl Exchange {
             update_time: full.then_some(o.update_time),
             is_working: full.then_some(o.status.is_open() && o.on_book),
             working_time: Some(o.time),
-            self_trade_prevention_mode: Some("NONE".to_string()),
+            self_trade_prevention_mode: Some(o.stp.as_str().to_string()),
             fills: Vec::new(),
         }
     }
@@ -1167,17 +1303,21 @@ impl Exchange {
 
 /// How an order ends before it fills.
 #[derive(Clone, Copy)]
-enum End<'a> {
+pub(super) enum End<'a> {
     /// `by`: the cancel request's client order id.
     Canceled {
         by: &'a str,
     },
     Expired,
+    /// Self-trade prevention expired it (`EXPIRED_IN_MATCH`).
+    Prevented {
+        match_id: u64,
+    },
 }
 
 /// What an execution report reports (its `x`).
 #[derive(Clone, Copy)]
-enum Exec<'a> {
+pub(super) enum Exec<'a> {
     New,
     Trade(&'a LastFill),
     Canceled {
@@ -1186,6 +1326,8 @@ enum Exec<'a> {
     Expired,
     /// Amended in place (`order/amend/keepPriority`).
     Replaced,
+    /// Expired by self-trade prevention.
+    TradePrevention,
 }
 
 impl Exec<'_> {
@@ -1196,11 +1338,12 @@ impl Exec<'_> {
             Exec::Trade(_) => "TRADE",
             Exec::Canceled { .. } => "CANCELED",
             Exec::Expired => "EXPIRED",
+            Exec::TradePrevention => "TRADE_PREVENTION",
         }
     }
 }
 
-struct LastFill {
+pub(super) struct LastFill {
     price: Decimal,
     qty: Decimal,
     commission: Decimal,

@@ -260,6 +260,11 @@ impl Limiter {
 
     /// Takes one slot in every ORDERS pool for a new order, or answers 429 (-1015).
     pub fn take_order(&mut self, now: i64) -> Result<(), ApiErr> {
+        self.take_orders(now, 1)
+    }
+
+    /// Takes `n` slots at once (an order list counts each of its orders), or none and answers 429 (-1015).
+    pub fn take_orders(&mut self, now: i64, n: u64) -> Result<(), ApiErr> {
         if now < self.order_wait_until {
             return Err(self.ban(now));
         }
@@ -269,7 +274,7 @@ impl Limiter {
         let blocking = self
             .pools
             .iter()
-            .filter(|p| p.limit.kind == PoolKind::Orders && p.count + 1 > p.limit.limit)
+            .filter(|p| p.limit.kind == PoolKind::Orders && p.count + n > p.limit.limit)
             .max_by_key(|p| p.window_end());
         if let Some(p) = blocking {
             let until = p.window_end();
@@ -282,10 +287,10 @@ impl Limiter {
             return Err(self.throttled(now, until, -1015, msg));
         }
         for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
-            p.count += 1;
+            p.count += n;
             p.note_peak();
         }
-        self.stats.orders_placed += 1;
+        self.stats.orders_placed += n;
         Ok(())
     }
 

@@ -8,11 +8,13 @@
 //! sockets, depth sequence gaps, forced 429/418, external weight and clock skew.
 //!
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
-//! - `engine` / `book` / `market`: matching, balances, the synthetic market.
+//! - `engine` / `book` / `market`: matching, balances, the synthetic market; `order_lists`: OCO, OTO,
+//!   OTOCO; `stp`: self-trade prevention.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
 //! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
 mod api;
+mod api_lists;
 pub(crate) mod book;
 pub(crate) mod candles;
 mod config;
@@ -25,6 +27,7 @@ pub(crate) mod hub;
 pub(crate) mod limiter;
 mod market;
 pub(crate) mod num;
+mod order_lists;
 mod params;
 mod record;
 pub(crate) mod replay;
@@ -32,6 +35,7 @@ mod rest;
 mod sign;
 mod state;
 mod stats;
+mod stp;
 mod ws_api;
 mod ws_conn;
 mod ws_market;

@@ -43,6 +43,11 @@ impl Params {
         Ok(params)
     }
 
+    /// Parameters built by the simulator itself (an order list's order read as a plain order).
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params { pairs }
+    }
+
     fn push(&mut self, k: String, v: String) -> Result<(), ApiErr> {
         if self.pairs.iter().any(|(name, _)| *name == k) {
             return Err(ApiErr::bad(-1101, "Duplicate values for a parameter detected."));

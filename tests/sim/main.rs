@@ -3,8 +3,10 @@
 #[path = "support.rs"]
 mod sim_support;
 
+mod order_lists;
 mod orders_advanced;
 mod rest;
 mod rest_endpoints;
+mod self_trade_prevention;
 mod ws;
 mod ws_session;

@@ -1,6 +1,6 @@
 //! Advanced orders at the simulator, over REST and the WebSocket API: stop-loss / take-profit
 //! orders triggered by the last trade, icebergs, amend-keep-priority and cancel-replace with its
-//! documented failure modes, and the execution reports they push.
+//! documented failure modes, cancel restrictions, and the execution reports they push.
 
 use crate::sim_support::*;
 use reqwest::Method;
@@ -448,5 +448,52 @@ async fn websocket_api_amends_and_replaces_with_full_execution_reports() {
     let refused = next_matching(&mut ws, |v| v["id"] == "f").await;
     assert_eq!(refused["error"]["code"], -2022);
     assert_eq!(refused["error"]["data"]["newOrderResult"], "NOT_ATTEMPTED");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_restrictions_keep_an_order_of_the_other_status() {
+    let sim = start(still_market()).await;
+    let rest = Rest::new(&sim);
+    let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0];
+    let price = (bid * Decimal::new(95, 2)).round_dp(2);
+    let placed = rest
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            &format!(
+                "symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={price}&newClientOrderId=keep"
+            ),
+        )
+        .await;
+    assert_eq!(placed.status, 200, "{}", placed.body);
+    let kept = rest
+        .signed(
+            Method::DELETE,
+            "/api/v3/order",
+            "symbol=ETHUSDT&origClientOrderId=keep&cancelRestrictions=ONLY_PARTIALLY_FILLED",
+        )
+        .await;
+    assert_eq!(
+        (kept.code(), kept.msg()),
+        (-2011, "Order was not canceled due to cancel restrictions.")
+    );
+    assert_eq!(sim.orders_by_client_id("keep")[0].status, "NEW");
+    let bad = rest
+        .signed(
+            Method::DELETE,
+            "/api/v3/order",
+            "symbol=ETHUSDT&origClientOrderId=keep&cancelRestrictions=SOMETIMES",
+        )
+        .await;
+    assert_eq!(bad.code(), -1100);
+    let canceled = rest
+        .signed(
+            Method::DELETE,
+            "/api/v3/order",
+            "symbol=ETHUSDT&origClientOrderId=keep&cancelRestrictions=ONLY_NEW",
+        )
+        .await;
+    assert_eq!(canceled.body["status"], "CANCELED", "{}", canceled.body);
     sim.shutdown().await;
 }
