@@ -15,7 +15,6 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
-use crate::exchange::binance::rate_limits;
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
@@ -74,7 +73,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     let (profile, paper) = exchange_profile(&config).await?;
     let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
+        config.start_limits.clone(),
         LedgerConfig {
             state_dir: Some(config.state_dir.clone()),
             ..LedgerConfig::default()
@@ -378,6 +377,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
         tick.tick().await;
         let peak_weight_pct = peak_weight_pct(&venue);
         let breakers = breakers_brief(&venue.breakers());
+        let pools = crate::status::pools_brief(&venue.ledger_status(""));
         for line in strategy_lines(&host, &venue, &BTreeMap::new()) {
             tracing::info!(
                 strategy = %line.name,
@@ -390,6 +390,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 pnl = %format_flows(&line.pnl),
                 tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
                 breakers = %breakers,
+                pools = %pools,
                 "status"
             );
         }
@@ -411,6 +412,8 @@ pub struct Summary {
     pub breakers: Vec<BreakerStatus>,
     /// Market-data calls of all strategies and what coalescing saved.
     pub market_data: MarketSavings,
+    /// Each pool's scope (IP group, account), whether it is shared and by how many processes.
+    pub pools: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -490,6 +493,7 @@ impl Summary {
             banned: ledger.banned_count,
             breakers: venue.breakers(),
             market_data,
+            pools: crate::status::pools_brief(&ledger),
         }
     }
 }
@@ -626,6 +630,7 @@ impl fmt::Display for Summary {
         if self.market_data.calls > 0 {
             writeln!(f, "  market data, all strategies: {}", savings_line(&self.market_data))?;
         }
+        writeln!(f, "  pools: {}", self.pools)?;
         writeln!(
             f,
             "  exchange throttles (429): {}, bans (418): {}",

@@ -129,6 +129,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         give_back_script: Script::new(GIVE_BACK),
         ban_script: Script::new(BAN),
         short_window: HashMap::new(),
+        frozen_window: HashMap::new(),
         fallback_granted: HashMap::new(),
         last_used: HashMap::new(),
     };
@@ -231,6 +232,9 @@ struct Keeper {
     ban_script: Script,
     /// Pools Redis had no room in, by window: not asked again until a credit or the next window.
     short_window: HashMap<String, i64>,
+    /// Pools whose current window Redis lost (restarted empty): the others' holdings there are
+    /// unknown until they re-register, so nothing more is leased in it; by window.
+    frozen_window: HashMap<String, i64>,
     /// Without Redis: the window each pool's local share was granted for.
     fallback_granted: HashMap<String, i64>,
     /// Use of each pool at the last tick, to find idle leases.
@@ -418,11 +422,20 @@ impl Keeper {
         // the current windows counts there too; back from a fallback, what it was granted
         // locally does.
         let lost_state = epoch != self.epoch;
+        let known_before = !self.epoch.is_empty();
+        self.frozen_window.clear();
         let mut pipe = redis::pipe();
         let mut held = 0;
-        for view in self.ledger.leases().into_iter().filter(|v| v.lease > 0) {
-            let local_only = self.fallback_granted.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
-            if lost_state || local_only {
+        for view in self.ledger.leases() {
+            let pool = self.keys.pool(&view.limit);
+            let local_only = self.fallback_granted.get(&pool) == Some(&view.window_start_ms);
+            // Redis lost what every process holds in this window, or the others spent their
+            // own shares in it without Redis: whoever re-registers later than this process
+            // would find it spent again. Finish it on what is held; lease from the next one.
+            if local_only || (lost_state && known_before) {
+                self.frozen_window.insert(pool, view.window_start_ms);
+            }
+            if view.lease > 0 && (lost_state || local_only) {
                 let key = self.keys.window(&view.limit, view.window_start_ms);
                 pipe.incr(&key, view.lease).ignore();
                 pipe.pexpire(&key, ttl_ms(&view)).ignore();
@@ -474,7 +487,11 @@ impl Keeper {
             .leases()
             .into_iter()
             .filter(|v| v.wanted > 0)
-            .filter(|v| self.short_window.get(&self.keys.pool(&v.limit)) != Some(&v.window_start_ms))
+            .filter(|v| {
+                let pool = self.keys.pool(&v.limit);
+                self.short_window.get(&pool) != Some(&v.window_start_ms)
+                    && self.frozen_window.get(&pool) != Some(&v.window_start_ms)
+            })
             .collect();
         if wanted.is_empty() {
             return Ok(());
@@ -494,6 +511,7 @@ impl Keeper {
                 .key(self.keys.limit(&v.limit))
                 .arg(need)
                 .arg(want)
+                .arg(v.limit.limit)
                 .arg(cap)
                 .arg(ttl_ms(v));
         }
@@ -536,7 +554,6 @@ impl Keeper {
             }
             Some(-1) => {
                 tracing::error!(url = %self.shown, "the shared ledger lost its state (Redis restarted?); putting back what this process holds");
-                self.epoch.clear();
                 self.rejoin().await?;
             }
             Some(-2) => {
