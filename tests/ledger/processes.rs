@@ -270,7 +270,6 @@ fn forget_seen(fleet: &mut [Running]) {
 }
 
 #[test]
-#[ignore = "fails: after Redis is killed the processes send nothing more, even once it is back (under investigation)"]
 fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_429() {
     const WEIGHT: u64 = 1000;
     let redis = RedisServer::start();
