@@ -6,8 +6,6 @@
 //!
 //! Needs `redis-server` on the PATH (Debian's package); starts its own on a free port.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +13,10 @@ use runner::ledger::limits::IntervalUnit::{Minute, Second};
 use runner::ledger::limits::PoolKind::RequestWeight;
 use runner::ledger::shared::{share, SharedConfig};
 use runner::ledger::{Cost, FastClock, Lane, Ledger, LedgerConfig, Observation, RateLimit, Verdict};
+
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 const SAMPLES: usize = 20_000;
 
@@ -75,44 +77,14 @@ fn report(name: &str, mut took: Vec<Duration>) {
 }
 
 fn main() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("port")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let mut redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server on the PATH");
+    let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let url = format!("redis://127.0.0.1:{port}/0");
-        let up = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Ok(client) = redis::Client::open(url.as_str()) {
-                    if client.get_multiplexed_async_connection().await.is_ok() {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(up.is_ok(), "redis-server did not start");
+        let url = redis.url();
         let config = |group: &str| SharedConfig {
             url: url.clone(),
             group: group.to_string(),
@@ -135,6 +107,5 @@ fn main() {
         .expect("shared");
         measure_refills("shared, lease refill", refill.ledger(), 8).await;
     });
-    let _ = redis.kill();
-    let _ = redis.wait();
+    drop(redis);
 }

@@ -153,9 +153,7 @@ fn backtest(args: BacktestArgs) -> Result<(), AppError> {
     use rust_decimal::prelude::FromPrimitive;
     let common = CommonConfig::resolve(&args.common, None)?;
     init_tracing(common.log_format);
-    let mut limits = crate::exchange::binance::rate_limits::spot_defaults();
-    limits.retain(|l| !args.limits.iter().any(|given| given.kind == l.kind));
-    limits.extend(args.limits.iter().copied());
+    let limits = crate::exchange::binance::rate_limits::spot_defaults_with(&args.limits);
     let balances = if args.balances.is_empty() {
         crate::backtest::default_balances()
     } else {

@@ -155,6 +155,12 @@ pub struct RunArgs {
     /// core to spare per strategy.
     #[arg(long)]
     pub busy_poll: bool,
+    /// Start with this limit instead of Binance's documented ones of that pool kind, as
+    /// KIND=COUNT/WINDOW (e.g. REQUEST_WEIGHT=1000/1s; repeat for several): for an exchange or
+    /// simulator with other limits, so what is sent before it announces its own counts in the
+    /// right pool. The limits the exchange announces replace these.
+    #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
+    pub limits: Vec<RateLimit>,
     /// Share the exchange's limits with every process on this IP through Redis, e.g.
     /// redis://127.0.0.1:6379/0 or rediss://...; the password from RUNNER_REDIS_PASSWORD
     /// [default: this process's own ledger].

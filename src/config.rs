@@ -15,6 +15,7 @@ use crate::exchange::binance::ClientOptions;
 use crate::exchange::breaker::BreakerConfig;
 use crate::exchange::risk::RiskLimits;
 use crate::host::affinity::CpuList;
+use crate::ledger::limits::RateLimit;
 use crate::ledger::shared::SharedConfig;
 
 /// The longest `unknown_order_grace`: an order the exchange has not seen by then never arrives.
@@ -80,6 +81,8 @@ pub struct FileConfig {
     pub max_open_orders: Option<u32>,
     /// The circuit breakers' thresholds (`[breaker]`).
     pub breaker: Option<BreakerFile>,
+    /// Limits to start with instead of Binance's documented ones, e.g. `["REQUEST_WEIGHT=1000/1s"]`.
+    pub limits: Option<Vec<String>>,
     /// `redis://...`: the ledger shared by every process on this IP.
     pub ledger: Option<String>,
     pub ledger_group: Option<String>,
@@ -184,6 +187,8 @@ pub struct RunConfig {
     pub breaker: BreakerConfig,
     /// Where the exchange's limits are shared with other processes; `None`: not shared.
     pub shared_ledger: Option<SharedConfig>,
+    /// The ledger's pools until the exchange announces its own (`--limit`).
+    pub start_limits: Vec<RateLimit>,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -230,6 +235,7 @@ impl RunConfig {
         )?;
         let shared_ledger = shared_ledger(args.ledger, args.ledger_group, args.ledger_fallback, &file)?;
         let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
+        let start_limits = start_limits(args.limits, &file)?;
         let breaker = file
             .breaker
             .as_ref()
@@ -283,6 +289,7 @@ impl RunConfig {
             order_transport,
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
             shared_ledger,
+            start_limits,
             risk,
             breaker,
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
@@ -311,6 +318,21 @@ fn market_source(
     MarketSource::parse(&text)
         .map(Some)
         .map_err(|e| ConfigError::Invalid(format!("market: {e}")))
+}
+
+/// The ledger's starting pools: Binance's documented ones, with those of a kind given by
+/// `--limit` (else the file's `limits`) in their place.
+fn start_limits(flags: Vec<RateLimit>, file: &FileConfig) -> Result<Vec<RateLimit>, ConfigError> {
+    let given = if flags.is_empty() {
+        file.limits
+            .iter()
+            .flatten()
+            .map(|text| crate::cli::parse_limit(text).map_err(|e| ConfigError::Invalid(format!("limits: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        flags
+    };
+    Ok(crate::exchange::binance::rate_limits::spot_defaults_with(&given))
 }
 
 /// The risk limits from the flags, else from the file; every cap must be a positive amount.

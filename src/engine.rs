@@ -16,7 +16,6 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
-use crate::exchange::binance::rate_limits;
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
@@ -76,7 +75,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         None => None,
     };
     let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
+        config.start_limits.clone(),
         LedgerConfig {
             state_dir: Some(config.state_dir.clone()),
             ..LedgerConfig::default()
@@ -346,7 +345,7 @@ async fn exchange_profile(
                 .unwrap_or_else(|| unreachable!("checked by the guard"));
             let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
             // Asked before the client exists: charged here (exchangeInfo's weight) like every request.
-            let cost = rate_limits::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
+            let cost = crate::exchange::binance::rate_limits::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
             ledger
                 .reserve(PAPER_MARKET, Lane::MarketData, cost, SOURCE_WAIT)
                 .await
@@ -507,6 +506,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
         tick.tick().await;
         let peak_weight_pct = peak_weight_pct(&venue);
         let breakers = breakers_brief(&venue.breakers());
+        let pools = crate::status::pools_brief(&venue.ledger_status(""));
         for line in strategy_lines(&host, &venue, &BTreeMap::new()) {
             tracing::info!(
                 strategy = %line.name,
@@ -519,6 +519,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 pnl = %format_flows(&line.pnl),
                 tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
                 breakers = %breakers,
+                pools = %pools,
                 "status"
             );
         }
@@ -542,6 +543,8 @@ pub struct Summary {
     pub market_data: MarketSavings,
     /// What the whole process used (each strategy's Lua memory is capped; this shows the host's total).
     pub process: ProcessUsage,
+    /// Each pool's scope (IP group, account), whether it is shared and by how many processes.
+    pub pools: String,
 }
 
 /// The process's own resource use, from `getrusage`.
@@ -646,6 +649,7 @@ impl Summary {
             breakers: venue.breakers(),
             market_data,
             process: ProcessUsage::now(),
+            pools: crate::status::pools_brief(&ledger),
         }
     }
 }
@@ -782,6 +786,7 @@ impl fmt::Display for Summary {
         if self.market_data.calls > 0 {
             writeln!(f, "  market data, all strategies: {}", savings_line(&self.market_data))?;
         }
+        writeln!(f, "  pools: {}", self.pools)?;
         writeln!(
             f,
             "  exchange throttles (429): {}, bans (418): {}",

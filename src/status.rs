@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::exchange::Venue;
 use crate::host::Host;
+use crate::ledger::lease::Sharing;
 use crate::ledger::limits::PoolKind;
-use crate::ledger::PoolStatus;
+use crate::ledger::{LedgerStatus, PoolStatus};
 
 /// How many seconds of weight-per-second history `/status` carries (for the sparkline).
 pub const WEIGHT_HISTORY_SECS: usize = 300;
@@ -32,6 +33,10 @@ pub struct StatusReport {
     pub strategies: Vec<StrategyReport>,
     /// Request weight spent in each of the last seconds, oldest first.
     pub weight_per_second: Vec<u64>,
+    /// Where the shared pools live and how many processes share them; absent when this
+    /// process owns its pools alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +51,12 @@ pub struct PoolReport {
     pub used: u64,
     pub peak: u64,
     pub resets_at_ms: i64,
+    /// The pool's scope with its index: `ip0` (the first egress IP group), `account0`, ...
+    #[serde(default)]
+    pub scope_id: String,
+    /// Whether the pool is shared with other processes (see `StatusReport::sharing`).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +103,46 @@ pub fn pool_report(p: &PoolStatus) -> PoolReport {
         used: p.used,
         peak: p.peak,
         resets_at_ms: p.resets_at_ms,
+        scope_id: p.scope.to_string(),
+        shared: p.lease.is_some(),
+    }
+}
+
+/// The pools in one line, each with its scope (IP group, account) and whether it is shared and
+/// by how many processes, then where the shared ones live, e.g. `REQUEST_WEIGHT 1m ip0 shared
+/// by 4, ORDERS 10s account0 shared by 4, ...; shared through redis://host:6379/0 group office-ip
+/// (connected)`.
+pub fn pools_brief(ledger: &LedgerStatus) -> String {
+    let sharing = ledger.sharing.as_ref();
+    let pools = ledger
+        .pools
+        .iter()
+        .map(|p| {
+            let how = match (p.lease, sharing) {
+                (Some(_), Some(s)) => format!("shared by {}", s.processes),
+                _ => "own".to_string(),
+            };
+            format!(
+                "{} {} {} {how}",
+                p.kind.as_str(),
+                p.interval.header_suffix().to_ascii_lowercase(),
+                p.scope
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    match sharing {
+        Some(s) => format!(
+            "{pools}; shared through {} group {} ({})",
+            s.backend,
+            s.group,
+            if s.connected {
+                "connected"
+            } else {
+                "UNAVAILABLE: spending a conservative local share"
+            }
+        ),
+        None => pools,
     }
 }
 
@@ -146,6 +197,7 @@ pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> 
         pools: ledger.pools.iter().map(pool_report).collect(),
         strategies,
         weight_per_second: history.seconds(),
+        sharing: ledger.sharing.clone(),
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use super::limits::{RateLimit, WindowKind};
@@ -49,7 +49,7 @@ pub struct News {
 }
 
 /// How the pools are shared, for `status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sharing {
     /// Where the shared budget lives, without credentials (e.g. `redis://host:6379/0`).
     pub backend: String,

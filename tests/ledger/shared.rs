@@ -3,7 +3,6 @@
 //! a backoff seen by one stopping all, Redis lost and back, bad input.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,79 +14,7 @@ use runner::ledger::{
     BackoffState, Cost, Lane, Ledger, LedgerConfig, LedgerError, Observation, RateLimit, TokioClock, Verdict,
 };
 
-/// A redis-server of our own, stopped when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-            listener.local_addr().expect("its address").port()
-        };
-        Self::start_on(port).await
-    }
-
-    async fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (apt-get install redis-server)");
-        let server = RedisServer { child, port };
-        let client = redis::Client::open(server.url()).expect("url");
-        let answered = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut c).await.is_ok() {
-                        return;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        assert!(answered.is_ok(), "redis-server did not answer PING");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::redis_server::RedisServer;
 
 const WINDOW_LIMIT: u64 = 60;
 
@@ -179,7 +106,7 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_ledgers_on_one_budget_stay_within_it_and_use_most_of_it() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start();
     let mut keepers = Vec::new();
     for _ in 0..4 {
         keepers.push(shared(&redis.url(), "ip-a").await);
@@ -215,7 +142,7 @@ async fn four_ledgers_on_one_budget_stay_within_it_and_use_most_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start();
     let a = shared(&redis.url(), "ip-b").await;
     let b = shared(&redis.url(), "ip-b").await;
     let p = a.ledger().try_reserve("s", Lane::Order, weight(1));
@@ -259,7 +186,7 @@ async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_redis_each_process_spends_its_share_and_recovers_when_it_returns_empty() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start();
     let a = shared(&redis.url(), "ip-c").await;
     let b = shared(&redis.url(), "ip-c").await;
     wait_for("both heartbeats", || {
@@ -278,7 +205,7 @@ async fn without_redis_each_process_spends_its_share_and_recovers_when_it_return
         assert!(used <= WINDOW_LIMIT, "window {start}: {used} without Redis");
     }
     // Back, but empty: both reconcile and share again.
-    let _redis = RedisServer::start_on(port).await;
+    let _redis = RedisServer::start_on(port);
     wait_for("both to reconnect", || {
         [a.ledger(), b.ledger()]
             .iter()
@@ -294,7 +221,7 @@ async fn without_redis_each_process_spends_its_share_and_recovers_when_it_return
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_is_waited_out_on_the_local_share() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start();
     let a = shared(&redis.url(), "ip-d").await;
     let b = shared(&redis.url(), "ip-d").await;
     redis.signal("-STOP");
@@ -345,7 +272,7 @@ async fn bad_urls_and_an_unreachable_redis_fail_at_start_unless_told_to_fall_bac
 
 #[tokio::test]
 async fn a_budget_of_another_format_is_refused() {
-    let redis = RedisServer::start().await;
+    let redis = RedisServer::start();
     let client = redis::Client::open(redis.url()).expect("url");
     let mut c = client.get_multiplexed_async_connection().await.expect("conn");
     redis::cmd("SET")

@@ -117,7 +117,11 @@ async fn an_oco_order_expired_in_match_ends_its_list() {
     let rest = Rest::new(&sim);
     // A sale prints the last trade at the bid, under the ask the limit-maker will rest at.
     let sold = rest
-        .signed(Method::POST, "/api/v3/order", "symbol=ETHUSDT&side=SELL&type=MARKET&quantity=0.01")
+        .signed(
+            Method::POST,
+            "/api/v3/order",
+            "symbol=ETHUSDT&side=SELL&type=MARKET&quantity=0.01",
+        )
         .await;
     let last = dec(&sold.body["fills"][0]["price"]);
     let [ask, synthetic] = sim.book("ETHUSDT", 1).unwrap().asks[0];

@@ -24,6 +24,15 @@ pub fn spot_defaults() -> Vec<RateLimit> {
     ]
 }
 
+/// Binance's documented limits with `given` in place of every default of the same kind (for
+/// `--limit`: an exchange, simulator or backtest with other limits).
+pub fn spot_defaults_with(given: &[RateLimit]) -> Vec<RateLimit> {
+    let mut limits = spot_defaults();
+    limits.retain(|l| !given.iter().any(|g| g.kind == l.kind));
+    limits.extend(given.iter().copied());
+    limits
+}
+
 /// What a request costs, in Binance's terms, as the pools it draws on.
 pub const fn cost(weight: u32, orders: u32, raw: u32, connections: u32) -> Cost {
     Cost::new()

@@ -3,7 +3,8 @@
 --         restart that lost it), KEYS[2] ban (exchange ms until which nothing is sent),
 --         then per pool: count of the window (units leased out), lowest limit announced.
 -- ARGV[1] the epoch the caller knows, ARGV[2] exchange now (ms), then per pool:
---         need, want, limit, window ttl (ms).
+--         need, want, the pool's limit, what the request's lane may fill it up to (the
+--         limit less the headroom kept for orders), window ttl (ms).
 -- Returns {1, granted...}, {0, index of the short pool, its count, its limit},
 --         {-1, current epoch or ''}, {-2, ban end}.
 local epoch = redis.call('GET', KEYS[1])
@@ -18,8 +19,9 @@ local pools = (#KEYS - 2) / 2
 local counts, limits = {}, {}
 for i = 1, pools do
   local count_key, limit_key = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local base = 2 + 4 * (i - 1)
+  local base = 2 + 5 * (i - 1)
   local need, limit = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 3])
+  local kept = limit - tonumber(ARGV[base + 4])
   -- Two processes configured with different limits for one pool: the lower wins.
   local known = tonumber(redis.call('GET', limit_key) or '0')
   if known > 0 and known < limit then
@@ -28,15 +30,16 @@ for i = 1, pools do
     redis.call('SET', limit_key, limit, 'PX', 86400000)
   end
   local count = tonumber(redis.call('GET', count_key) or '0')
-  if count + need > limit then
+  local cap = limit - kept
+  if count + need > cap then
     return {0, i, count, limit}
   end
-  counts[i], limits[i] = count, limit
+  counts[i], limits[i] = count, cap
 end
 local granted = {1}
 for i = 1, pools do
-  local base = 2 + 4 * (i - 1)
-  local want, ttl = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 4])
+  local base = 2 + 5 * (i - 1)
+  local want, ttl = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 5])
   local give = math.min(want, limits[i] - counts[i])
   local count_key = KEYS[1 + 2 * i]
   redis.call('INCRBY', count_key, give)

@@ -32,6 +32,11 @@ const ALIVE_FOR_MS: i64 = 3_000;
 const TICK: Duration = Duration::from_millis(200);
 /// A Redis answer slower than this counts as Redis being unavailable.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
+/// The longest one step of the keeper (a tick, a lease) may take before Redis counts as lost.
+const STEP_LIMIT: Duration = Duration::from_millis(1000);
+/// After Redis lost its state or came back: how long the others get to re-register (they
+/// retry every tick) before this process leases again.
+const SETTLE: Duration = Duration::from_millis(500);
 /// Share of a limit the leases of all processes may hold unused at once.
 const LEASE_SHARE: f64 = 0.05;
 
@@ -129,6 +134,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         give_back_script: Script::new(GIVE_BACK),
         ban_script: Script::new(BAN),
         short_window: HashMap::new(),
+        settle_until: None,
         fallback_granted: HashMap::new(),
         last_used: HashMap::new(),
     };
@@ -231,6 +237,10 @@ struct Keeper {
     ban_script: Script,
     /// Pools Redis had no room in, by window: not asked again until a credit or the next window.
     short_window: HashMap<String, i64>,
+    /// After Redis lost its state, or came back while processes spent local shares, the
+    /// others' holdings are unknown until they re-register (within a tick of Redis answering
+    /// them): until then nothing more is leased and what is held is spent.
+    settle_until: Option<tokio::time::Instant>,
     /// Without Redis: the window each pool's local share was granted for.
     fallback_granted: HashMap<String, i64>,
     /// Use of each pool at the last tick, to find idle leases.
@@ -293,15 +303,15 @@ impl Keeper {
                     None => events = None,
                 },
                 _ = tick.tick() => {
-                    if let Err(e) = self.on_tick().await {
+                    if let Err(e) = bounded(self.on_tick()).await {
                         self.lost(&e);
                     }
                     if events.is_none() && self.connected {
-                        events = self.subscribe().await;
+                        events = tokio::time::timeout(STEP_LIMIT, self.subscribe()).await.ok().flatten();
                     }
                 }
             }
-            if let Err(e) = self.pass().await {
+            if let Err(e) = bounded(self.pass()).await {
                 self.lost(&e);
             }
         }
@@ -351,12 +361,18 @@ impl Keeper {
             );
         }
         // The current windows keep what is held: the others' holdings there are unknown.
-        // Shares start with the next windows.
+        // Shares start with the next windows. "Current" is the exchange's window under way,
+        // even while this process's pool still finishes the previous one (the boundary guard):
+        // what was leased in the new one before the loss may already exceed a share.
+        let now = self.ledger.now_ms();
         self.fallback_granted = self
             .ledger
             .leases()
             .into_iter()
-            .map(|v| (self.keys.pool(&v.limit), v.window_start_ms))
+            .map(|v| {
+                let current = v.window_start_ms.max(v.limit.interval.window_start(now));
+                (self.keys.pool(&v.limit), current)
+            })
             .collect();
         self.set_connected(false);
     }
@@ -418,16 +434,23 @@ impl Keeper {
         // the current windows counts there too; back from a fallback, what it was granted
         // locally does.
         let lost_state = epoch != self.epoch;
+        let known_before = !self.epoch.is_empty();
         let mut pipe = redis::pipe();
         let mut held = 0;
+        let mut spent_locally = false;
         for view in self.ledger.leases().into_iter().filter(|v| v.lease > 0) {
             let local_only = self.fallback_granted.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
+            spent_locally |= local_only;
             if lost_state || local_only {
                 let key = self.keys.window(&view.limit, view.window_start_ms);
                 pipe.incr(&key, view.lease).ignore();
                 pipe.pexpire(&key, ttl_ms(&view)).ignore();
                 held += 1;
             }
+        }
+        if spent_locally || (lost_state && known_before) {
+            // Whoever re-registers later than this process would find its holdings spent again.
+            self.settle_until = Some(tokio::time::Instant::now() + SETTLE);
         }
         if held > 0 {
             pipe.query_async::<()>(&mut c).await?;
@@ -469,6 +492,9 @@ impl Keeper {
                 .invoke_async::<i64>(&mut c)
                 .await?;
         }
+        if self.settle_until.is_some_and(|t| tokio::time::Instant::now() < t) {
+            return Ok(());
+        }
         let wanted: Vec<LeaseView> = self
             .ledger
             .leases()
@@ -494,6 +520,7 @@ impl Keeper {
                 .key(self.keys.limit(&v.limit))
                 .arg(need)
                 .arg(want)
+                .arg(v.limit.limit)
                 .arg(cap)
                 .arg(ttl_ms(v));
         }
@@ -536,7 +563,6 @@ impl Keeper {
             }
             Some(-1) => {
                 tracing::error!(url = %self.shown, "the shared ledger lost its state (Redis restarted?); putting back what this process holds");
-                self.epoch.clear();
                 self.rejoin().await?;
             }
             Some(-2) => {
@@ -553,7 +579,8 @@ impl Keeper {
     fn fallback(&mut self) {
         for v in self.ledger.leases() {
             let key = self.keys.pool(&v.limit);
-            if self.fallback_granted.get(&key) == Some(&v.window_start_ms) {
+            // A window up to the one under way when Redis was lost keeps what is held.
+            if self.fallback_granted.get(&key).is_some_and(|w| v.window_start_ms <= *w) {
                 continue;
             }
             let share = v.limit.limit / u64::from(self.processes.max(1));
@@ -562,6 +589,19 @@ impl Keeper {
             }
             self.fallback_granted.insert(key, v.window_start_ms);
         }
+    }
+}
+
+/// A step of the keeper that has not finished in [`STEP_LIMIT`] (a Redis that accepts
+/// connections but does not answer, a reconnection that hangs) counts as Redis lost, so the
+/// fallback share is never held up behind it.
+async fn bounded(step: impl std::future::Future<Output = Redis<()>>) -> Redis<()> {
+    match tokio::time::timeout(STEP_LIMIT, step).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "no answer within the step limit",
+        ))),
     }
 }
 
