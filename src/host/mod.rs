@@ -177,6 +177,9 @@ impl Host {
     /// Must be called inside a tokio runtime: subscription changes run on it (a strategy's own
     /// exchange calls run on its thread, see [`calls`]).
     pub fn new(venue: Arc<dyn Venue>, config: HostConfig) -> Arc<Host> {
+        // Started here, not by the first callback: a thread inherits its parent's CPUs, and the
+        // first callback may run on a strategy thread pinned to a reserved CPU.
+        watchdog::start();
         Arc::new(Host {
             shared: Arc::new(Shared {
                 venue,

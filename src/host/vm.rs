@@ -180,10 +180,26 @@ impl StrategyVm {
                 self.callbacks.on_depth.as_ref()?,
                 lua.create_string(&**symbol).map(Value::String),
             ),
-            Event::Trade(trade) => (
-                self.callbacks.on_trade.as_ref()?,
-                convert::trade_table(lua, trade).map(Value::Table),
-            ),
+            Event::Trade(trade) => {
+                let callback = self.callbacks.on_trade.as_ref()?;
+                let symbol = match self.symbol_string(&trade.symbol) {
+                    Ok(symbol) => symbol,
+                    Err(err) => return Some(self.classify(Err(err))),
+                };
+                // Built by Lua from positional values, as `on_book`'s quote is.
+                let args = (
+                    callback.clone(),
+                    symbol,
+                    trade.id as i64,
+                    trade.price,
+                    trade.qty,
+                    trade.time,
+                    trade.buyer_maker,
+                );
+                self.guard.begin();
+                let result = self.run(&self.trampoline.trade, args).await;
+                return Some(self.classify(result));
+            }
             Event::Kline {
                 symbol,
                 interval,
@@ -317,6 +333,7 @@ impl StrategyVm {
 struct Trampoline {
     call: Function,
     book: Function,
+    trade: Function,
 }
 
 fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
@@ -327,7 +344,7 @@ fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
         };
         lua.traceback(Some(&message), 1)
     })?;
-    let (call, book) = lua
+    let (call, book, trade) = lua
         .load(
             r#"
             local xpcall, handler = ...
@@ -336,10 +353,17 @@ fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
                 return xpcall(f, handler, { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask,
                     ask_qty = ask_qty, update_id = update_id, time = time })
             end
-            return call, book
+            local function trade(f, symbol, id, price, qty, time, buyer_maker)
+                return xpcall(f, handler, { symbol = symbol, id = id, price = price, qty = qty, time = time,
+                    buyer_maker = buyer_maker })
+            end
+            return call, book, trade
             "#,
         )
         .set_name("=trampoline")
-        .call::<(Function, Function)>((lua.named_registry_value::<Function>(sandbox::RAW_XPCALL)?, handler))?;
-    Ok(Trampoline { call, book })
+        .call::<(Function, Function, Function)>((
+            lua.named_registry_value::<Function>(sandbox::RAW_XPCALL)?,
+            handler,
+        ))?;
+    Ok(Trampoline { call, book, trade })
 }

@@ -101,6 +101,11 @@ fn pthread(id: u64) -> Pthread {
     id as Pthread
 }
 
+/// Starts the watchdog thread now (on the calling thread's CPUs) if it is not running yet.
+pub fn start() {
+    watchdog();
+}
+
 fn watchdog() -> &'static Watchdog {
     WATCHDOG.get_or_init(|| {
         install_handler();
