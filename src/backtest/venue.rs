@@ -214,7 +214,7 @@ impl World {
             } => {
                 if closed {
                     let history = self.klines.entry((symbol.clone(), interval.clone())).or_default();
-                    history.push_back(kline.clone());
+                    history.push_back(kline);
                     if history.len() > 1000 {
                         history.pop_front();
                     }

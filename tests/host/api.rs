@@ -204,7 +204,7 @@ async fn events_reach_their_callbacks() {
     host.market(MarketEvent::Kline {
         symbol: "BTCUSDT".into(),
         interval: "1m".into(),
-        kline: kline.clone(),
+        kline,
         closed: true,
     });
     host.market(MarketEvent::Kline {

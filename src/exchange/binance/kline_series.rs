@@ -87,10 +87,13 @@ impl Series {
     }
 }
 
+/// A series' key: symbol and interval.
+type SeriesKey = (Arc<str>, Arc<str>);
+
 /// Every tracked series, by symbol and interval.
 #[derive(Default)]
 pub struct KlineSeries {
-    series: Mutex<HashMap<(Arc<str>, Arc<str>), Series>>,
+    series: Mutex<HashMap<SeriesKey, Series>>,
 }
 
 impl KlineSeries {
@@ -146,7 +149,7 @@ impl KlineSeries {
 
     fn get_mut<'a>(
         &self,
-        all: &'a mut HashMap<(Arc<str>, Arc<str>), Series>,
+        all: &'a mut HashMap<SeriesKey, Series>,
         symbol: &str,
         interval: &str,
     ) -> Option<&'a mut Series> {
