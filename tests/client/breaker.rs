@@ -270,7 +270,7 @@ async fn an_outage_fails_fast_sends_little_and_recovers_within_a_cool_down() {
     println!("3 s outage: {figures:?}");
 }
 
-/// The figures in BENCHMARKS.md: `cargo test --release --test client_breaker -- --ignored --nocapture`.
+/// The figures in BENCHMARKS.md: `cargo test --release --test client breaker -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a 10 s outage: run for the figures"]
 async fn ten_second_outage_figures() {
