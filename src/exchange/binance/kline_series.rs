@@ -111,21 +111,21 @@ impl KlineSeries {
 
     /// A stream update of the current candle.
     pub fn update(&self, symbol: &str, interval: &str, kline: Kline) {
-        if let Some(series) = self.get_mut(&mut self.series.lock(), symbol, interval) {
+        if let Some(series) = series_of(&mut self.series.lock(), symbol, interval) {
             series.update(kline);
         }
     }
 
     /// A REST answer for a tracked series.
     pub fn seed(&self, symbol: &str, interval: &str, rows: &[Kline]) {
-        if let Some(series) = self.get_mut(&mut self.series.lock(), symbol, interval) {
+        if let Some(series) = series_of(&mut self.series.lock(), symbol, interval) {
             series.seed(rows);
         }
     }
 
     /// The stream that fed this series (re)connected or dropped: updates may have been missed.
     pub fn unseed(&self, symbol: &str, interval: &str) {
-        if let Some(series) = self.get_mut(&mut self.series.lock(), symbol, interval) {
+        if let Some(series) = series_of(&mut self.series.lock(), symbol, interval) {
             series.unseed();
         }
     }
@@ -133,7 +133,7 @@ impl KlineSeries {
     /// The last `limit` candles, oldest first, if the series is seeded and holds that many.
     pub fn latest(&self, symbol: &str, interval: &str, limit: usize) -> Option<Vec<Kline>> {
         let mut all = self.series.lock();
-        let series = self.get_mut(&mut all, symbol, interval)?;
+        let series = series_of(&mut all, symbol, interval)?;
         if !series.seeded || series.candles.len() < limit || limit == 0 {
             return None;
         }
@@ -146,18 +146,14 @@ impl KlineSeries {
                 .collect(),
         )
     }
+}
 
-    fn get_mut<'a>(
-        &self,
-        all: &'a mut HashMap<SeriesKey, Series>,
-        symbol: &str,
-        interval: &str,
-    ) -> Option<&'a mut Series> {
-        // Tracked series are few (one per subscribed kline stream): a scan avoids two allocations per lookup.
-        all.iter_mut()
-            .find(|((s, i), _)| &**s == symbol && &**i == interval)
-            .map(|(_, series)| series)
-    }
+/// The tracked series of `symbol` at `interval`. Tracked series are few (one per subscribed kline
+/// stream): a scan avoids building a key, two allocations, per lookup.
+fn series_of<'a>(all: &'a mut HashMap<SeriesKey, Series>, symbol: &str, interval: &str) -> Option<&'a mut Series> {
+    all.iter_mut()
+        .find(|((s, i), _)| &**s == symbol && &**i == interval)
+        .map(|(_, series)| series)
 }
 
 #[cfg(test)]

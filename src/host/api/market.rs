@@ -227,10 +227,7 @@ fn market_function(
         lua.create_function(move |lua, args: MultiValue| {
             let (_, _, _, local) = prepare(lua, &ctx, args)?;
             match local {
-                Some(answer) => {
-                    ctx.guard.check()?;
-                    Ok((true, Value::Table(answer_table(lua, &ctx.keys, &answer)?)))
-                }
+                Some(answer) => Ok((true, Value::Table(answer_table(lua, &ctx.keys, &answer)?))),
                 None => Ok((false, Value::Nil)),
             }
         })?
