@@ -68,7 +68,11 @@ fn trade(args: crate::cli::RunArgs) -> Result<(), AppError> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let format = config.log_format;
-    let summary = runtime.block_on(engine::run(config, shutdown_signal()))?;
+    let stop = {
+        let _inside = runtime.enter();
+        shutdown_signal()
+    };
+    let summary = runtime.block_on(engine::run(config, stop))?;
     match format {
         LogFormat::Text => println!("{summary}"),
         LogFormat::Json => println!("{}", serde_json::json!({ "summary": summary })),
@@ -296,25 +300,40 @@ fn colour_logs() -> bool {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves at the first delivery of a signal the listener was made for; never without one.
+#[cfg(unix)]
+async fn wait_for(listener: Option<tokio::signal::unix::Signal>) {
+    match listener {
+        Some(mut listener) => {
+            listener.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Listening starts now, not when the future is first polled: a SIGTERM that comes while the
+    // runner is still starting must stop it cleanly (with its summary), not kill it.
+    #[cfg(unix)]
+    let listeners = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let (interrupt, terminate) = listeners;
+            tokio::select! {
+                _ = wait_for(interrupt) => {},
+                _ = wait_for(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
     }
 }
