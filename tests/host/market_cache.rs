@@ -145,3 +145,68 @@ async fn max_age_ms_age_ms_bad_options_and_the_savings_in_ledger_status() {
     assert_eq!(state["total_calls"], 4, "{state}");
     venue.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_answer_has_the_shape_and_values_of_the_asked_one() {
+    let (_sim, venue, host, files) = connected_to_sim(ClientOptions::default(), false).await;
+    let path = files.write(
+        "shapes.lua",
+        r#"
+        return {
+            on_start = function()
+                local a = market.ticker("BTCUSDT", { max_age_ms = 60000 })
+                local b = market.ticker("BTCUSDT", { max_age_ms = 60000 })
+                local same = a.symbol == "BTCUSDT" and b.symbol == "BTCUSDT" and b.price == a.price
+                local asked = market.book_ticker("BTCUSDT", { max_age_ms = 60000 })
+                local held = market.book_ticker("BTCUSDT", { max_age_ms = 60000 })
+                for _, f in ipairs({ "symbol", "bid", "bid_qty", "ask", "ask_qty", "update_id", "time" }) do
+                    same = same and asked[f] ~= nil and asked[f] == held[f]
+                end
+                local d1 = market.depth("BTCUSDT", 5, { max_age_ms = 60000 })
+                local d2 = market.depth("BTCUSDT", 5, { max_age_ms = 60000 })
+                same = same and #d2.bids == #d1.bids and d2.bids[1][1] == d1.bids[1][1]
+                    and d2.asks[1][2] == d1.asks[1][2] and d2.update_id == d1.update_id and d2.symbol == "BTCUSDT"
+                local k1 = market.klines("BTCUSDT", "1m", 3, { max_age_ms = 60000 })
+                local k2 = market.klines("BTCUSDT", "1m", 3, { max_age_ms = 60000 })
+                same = same and #k1 == 3 and #k2 == 3
+                for i = 1, 3 do
+                    for _, f in ipairs({ "open_time", "open", "high", "low", "close", "volume", "close_time" }) do
+                        same = same and k1[i][f] ~= nil and k1[i][f] == k2[i][f]
+                    end
+                    same = same and math.type(k2[i].open_time) == "integer" and math.type(k2[i].close_time) == "integer"
+                end
+                local t1 = market.trades("BTCUSDT", 3, { max_age_ms = 60000 })
+                local t2 = market.trades("BTCUSDT", 3, { max_age_ms = 60000 })
+                same = same and #t1 == #t2
+                for i = 1, #t1 do
+                    for _, f in ipairs({ "symbol", "id", "price", "qty", "time", "buyer_maker" }) do
+                        same = same and t1[i][f] ~= nil and t1[i][f] == t2[i][f]
+                    end
+                    same = same and math.type(t2[i].id) == "integer" and type(t2[i].buyer_maker) == "boolean"
+                end
+                state.shapes = asked.source .. "," .. held.source .. "," .. d1.source .. "," .. d2.source
+                    .. "," .. k1.source .. "," .. k2.source .. "," .. t1.source .. "," .. t2.source
+                    .. "," .. type(held.age_ms) .. "," .. type(d2.age_ms) .. "," .. type(k2.age_ms)
+                state.same = same
+                state.shapes = a.source .. "," .. b.source .. "," .. state.shapes
+                state.done = true
+            end,
+        }
+        "#,
+    );
+    host.add(&path).await.expect("strategy starts");
+    wait_for("the strategy's calls", LONG, || total_calls(&venue) >= 10).await;
+    host.stop_all(StopReason::Shutdown).await;
+    let state = saved_state(&files, "shapes");
+    assert_eq!(state["done"], true, "{state}");
+    assert_eq!(
+        state["shapes"],
+        "exchange,cache,exchange,cache,exchange,cache,exchange,cache,exchange,cache,number,number,number",
+        "{state}"
+    );
+    assert_eq!(
+        state["same"], true,
+        "fields differ between the asked and the held answer: {state}"
+    );
+    venue.shutdown().await;
+}

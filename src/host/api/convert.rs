@@ -7,31 +7,43 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::exchange::breaker::BreakerStatus;
-use crate::exchange::{ApiError, Balance, Depth, Kline, Order, Quote, SymbolInfo, Ticker, Trade};
+use crate::exchange::market_cache::Source;
+use crate::exchange::{ApiError, Balance, Depth, Kline, Order, SymbolInfo};
 use crate::ledger::LedgerStatus;
 
-/// Keys of the per-event tables, interned once per VM (the hot path sets them by reference).
+/// Keys of the market-data options and answers, interned once per VM
+/// (the hot path reads and sets them by reference).
 pub struct Keys {
-    symbol: mlua::String,
-    bid: mlua::String,
-    bid_qty: mlua::String,
-    ask: mlua::String,
-    ask_qty: mlua::String,
-    update_id: mlua::String,
-    time: mlua::String,
+    pub wait_ms: mlua::String,
+    pub max_age_ms: mlua::String,
+    pub stream: mlua::String,
+    /// A market answer's `source` values, in [`SOURCES`] order.
+    sources: [mlua::String; 5],
 }
+
+const SOURCES: [Source; 5] = [
+    Source::Exchange,
+    Source::Joined,
+    Source::Cache,
+    Source::Stale,
+    Source::Stream,
+];
 
 impl Keys {
     pub fn new(lua: &Lua) -> mlua::Result<Keys> {
+        let [exchange, joined, cache, stale, stream] = SOURCES.map(|source| lua.create_string(source.as_str()));
         Ok(Keys {
-            symbol: lua.create_string("symbol")?,
-            bid: lua.create_string("bid")?,
-            bid_qty: lua.create_string("bid_qty")?,
-            ask: lua.create_string("ask")?,
-            ask_qty: lua.create_string("ask_qty")?,
-            update_id: lua.create_string("update_id")?,
-            time: lua.create_string("time")?,
+            wait_ms: lua.create_string("wait_ms")?,
+            max_age_ms: lua.create_string("max_age_ms")?,
+            stream: lua.create_string("stream")?,
+            sources: [exchange?, joined?, cache?, stale?, stream?],
         })
+    }
+
+    /// The Lua string of a market answer's `source`.
+    pub fn source(&self, source: Source) -> &mlua::String {
+        let index = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        &self.sources[index]
     }
 }
 
@@ -87,26 +99,6 @@ impl FieldKeys {
     }
 }
 
-/// `{symbol, bid, bid_qty, ask, ask_qty, update_id, time}` (as `on_book` and `market.quote` give it).
-pub fn quote_table(lua: &Lua, keys: &Keys, quote: &Quote) -> mlua::Result<Table> {
-    let table = lua.create_table_with_capacity(0, 7)?;
-    table.raw_set(&keys.symbol, lua.create_string(&*quote.symbol)?)?;
-    table.raw_set(&keys.bid, quote.bid)?;
-    table.raw_set(&keys.bid_qty, quote.bid_qty)?;
-    table.raw_set(&keys.ask, quote.ask)?;
-    table.raw_set(&keys.ask_qty, quote.ask_qty)?;
-    table.raw_set(&keys.update_id, quote.update_id)?;
-    table.raw_set(&keys.time, quote.time)?;
-    Ok(table)
-}
-
-pub fn ticker_table(lua: &Lua, ticker: &Ticker) -> mlua::Result<Table> {
-    let table = lua.create_table_with_capacity(0, 2)?;
-    table.raw_set("symbol", ticker.symbol.as_str())?;
-    table.raw_set("price", ticker.price)?;
-    Ok(table)
-}
-
 /// `{symbol, update_id, bids = {{price, qty}, ...}, asks = {...}}`
 pub fn depth_table(lua: &Lua, depth: &Depth) -> mlua::Result<Table> {
     let level = |lua: &Lua, &(price, qty): &(f64, f64)| -> mlua::Result<Table> {
@@ -142,18 +134,6 @@ pub fn kline_event_table(lua: &Lua, symbol: &str, interval: &str, kline: &Kline,
     table.raw_set("symbol", symbol)?;
     table.raw_set("interval", interval)?;
     table.raw_set("closed", closed)?;
-    Ok(table)
-}
-
-/// `{symbol, id, price, qty, time, buyer_maker}`
-pub fn trade_table(lua: &Lua, trade: &Trade) -> mlua::Result<Table> {
-    let table = lua.create_table_with_capacity(0, 6)?;
-    table.raw_set("symbol", &*trade.symbol)?;
-    table.raw_set("id", trade.id)?;
-    table.raw_set("price", trade.price)?;
-    table.raw_set("qty", trade.qty)?;
-    table.raw_set("time", trade.time)?;
-    table.raw_set("buyer_maker", trade.buyer_maker)?;
     Ok(table)
 }
 

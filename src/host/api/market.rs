@@ -5,13 +5,13 @@ use std::rc::Rc;
 
 use std::time::Duration;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{IntoLuaMulti, Lua, MultiValue, Value};
 
-use super::convert::{self, depth_table, info_table, kline_table, quote_table, ticker_table, trade_table, Keys};
+use super::convert::{depth_table, info_table, Keys};
 use super::{host_function, lua_type, publish, usage, ApiCtx, Args};
 use crate::exchange::grid::{self, Rounding};
 use crate::exchange::market_cache::MAX_AGE_LIMIT;
-use crate::exchange::{Freshness, MarketAnswer, MarketData, MarketRequest, SymbolInfo};
+use crate::exchange::{Depth, Freshness, Kline, MarketAnswer, MarketData, MarketRequest, SymbolInfo, Trade};
 
 const DEFAULT_DEPTH: u32 = 100;
 const DEFAULT_BOOK_LEVELS: usize = 20;
@@ -205,7 +205,8 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 /// from the arguments; the trailing options table gives `wait_ms`, `max_age_ms` and `stream`. An answer
 /// the process already holds (a live stream's, or a kept one within `max_age_ms`) is returned by a plain
 /// function call, without a future, a task or a request; anything else is asked of the venue by an async
-/// call, shared with identical requests in flight.
+/// call, shared with identical requests in flight. Either way Rust hands back positional values (see
+/// [`answer_values`]) and Lua builds the answer table: one call instead of a protected store per field.
 fn market_function(
     lua: &Lua,
     ctx: &Rc<ApiCtx>,
@@ -217,9 +218,8 @@ fn market_function(
         let args = Args::new(func, args);
         let request = parse(lua, c, &args)?;
         let (wait, freshness) = market_options(lua, c, &args)?;
-        let call = c.market_call(wait);
-        let local = c.venue.market_local(&call.strategy, &request, freshness);
-        Ok((request, freshness, call, local))
+        let local = c.venue.market_local(&c.strategy.borrow(), &request, freshness);
+        Ok((request, wait, freshness, local))
     });
 
     let held = {
@@ -227,8 +227,8 @@ fn market_function(
         lua.create_function(move |lua, args: MultiValue| {
             let (_, _, _, local) = prepare(lua, &ctx, args)?;
             match local {
-                Some(answer) => Ok((true, Value::Table(answer_table(lua, &ctx.keys, &answer)?))),
-                None => Ok((false, Value::Nil)),
+                Some(answer) => answer_values(lua, &ctx.keys, &answer),
+                None => Ok(AnswerValues::default()),
             }
         })?
     };
@@ -246,11 +246,12 @@ fn market_function(
                 Ok(prepared)
             });
             async move {
-                let (request, freshness, call, local) = prepared?;
+                let (request, wait, freshness, local) = prepared?;
                 let result = match local {
                     Some(answer) => Ok(answer),
                     None => {
                         let venue = c.venue.clone();
+                        let call = c.market_call(wait);
                         // Waiting is not work: the CPU limit counts only the callback's own running time.
                         c.guard.pause();
                         let result = c
@@ -260,19 +261,80 @@ fn market_function(
                         result
                     }
                 };
-                c.reply(&lua, result, |lua, answer| answer_table(lua, &c.keys, answer))
+                c.guard.check()?;
+                match result {
+                    Ok(answer) => answer_values(&lua, &c.keys, &answer),
+                    Err(err) => Ok(AnswerValues {
+                        age_ms_or_error: Value::Table(c.error_table(&lua, &err)?),
+                        ..AnswerValues::default()
+                    }),
+                }
             }
         })?
     };
 
-    // The held answer is tried first; only a miss pays for the async call.
+    // The held answer is tried first; only a miss pays for the async call. `shape` picks the builder.
     lua.load(
         r#"
         local held, asked = ...
-        return function(...)
-            local found, answer = held(...)
-            if found then return answer, nil end
-            return asked(...)
+        local unpack = string.unpack
+        local function levels(packed, pos, count)
+            local out = {}
+            for i = 1, count do
+                local price, qty
+                price, qty, pos = unpack("<dd", packed, pos)
+                out[i] = { price, qty }
+            end
+            return out, pos
+        end
+        -- A list's `age_ms` and `source` are read through its metatable, so `#`, `ipairs` and `pairs`
+        -- see only the rows.
+        local setmetatable = setmetatable
+        local function with_answer_fields(rows, age_ms, source)
+            return setmetatable(rows, { __index = { age_ms = age_ms, source = source } })
+        end
+        local builders = {
+            function(symbol, age_ms, source, price)
+                return { symbol = symbol, price = price, age_ms = age_ms, source = source }
+            end,
+            function(symbol, age_ms, source, bid, bid_qty, ask, ask_qty, update_id, time)
+                return { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask, ask_qty = ask_qty,
+                    update_id = update_id, time = time, age_ms = age_ms, source = source }
+            end,
+            function(symbol, age_ms, source, update_id, bid_count, ask_count, packed)
+                local bids, pos = levels(packed, 1, bid_count)
+                local asks = levels(packed, pos, ask_count)
+                return { symbol = symbol, update_id = update_id, bids = bids, asks = asks, age_ms = age_ms,
+                    source = source }
+            end,
+            function(_, age_ms, source, count, packed)
+                local rows, pos = {}, 1
+                for i = 1, count do
+                    local open_time, open, high, low, close, volume, close_time
+                    open_time, open, high, low, close, volume, close_time, pos = unpack("<i8dddddi8", packed, pos)
+                    rows[i] = { open_time = open_time, open = open, high = high, low = low, close = close,
+                        volume = volume, close_time = close_time }
+                end
+                return with_answer_fields(rows, age_ms, source)
+            end,
+            function(symbol, age_ms, source, count, packed)
+                local rows, pos = {}, 1
+                for i = 1, count do
+                    local id, price, qty, time, buyer_maker
+                    id, price, qty, time, buyer_maker, pos = unpack("<i8ddi8B", packed, pos)
+                    rows[i] = { symbol = symbol, id = id, price = price, qty = qty, time = time,
+                        buyer_maker = buyer_maker == 1 }
+                end
+                return with_answer_fields(rows, age_ms, source)
+            end,
+        }
+        return function(symbol, ...)
+            local shape, age_ms, source, a, b, c, d, e, f = held(symbol, ...)
+            if not shape then
+                shape, age_ms, source, a, b, c, d, e, f = asked(symbol, ...)
+                if not shape then return nil, age_ms end
+            end
+            return builders[shape](symbol, age_ms, source, a, b, c, d, e, f), nil
         end
         "#,
     )
@@ -280,17 +342,119 @@ fn market_function(
     .call((held, asked))
 }
 
+/// An answer as positional values for the Lua-side builders: `shape` (1 ticker, 2 quote, 3 depth,
+/// 4 klines, 5 trades, the last three packed; nil: no answer), then `age_ms` (or the error), `source` and the fields.
+/// The symbol is the caller's own argument (answers are kept per request, so it is the same).
+#[derive(Default)]
+struct AnswerValues {
+    shape: Value,
+    age_ms_or_error: Value,
+    source: Value,
+    fields: [Value; 6],
+}
+
+impl IntoLuaMulti for AnswerValues {
+    fn into_lua_multi(self, lua: &Lua) -> mlua::Result<MultiValue> {
+        let [a, b, c, d, e, f] = self.fields;
+        (self.shape, self.age_ms_or_error, self.source, a, b, c, d, e, f).into_lua_multi(lua)
+    }
+}
+
+fn answer_values(lua: &Lua, keys: &Keys, answer: &MarketAnswer) -> mlua::Result<AnswerValues> {
+    let nil = || Value::Nil;
+    let (shape, fields) = match &answer.data {
+        MarketData::Ticker(t) => (1, [Value::Number(t.price), nil(), nil(), nil(), nil(), nil()]),
+        MarketData::Quote(q) => (
+            2,
+            [
+                Value::Number(q.bid),
+                Value::Number(q.bid_qty),
+                Value::Number(q.ask),
+                Value::Number(q.ask_qty),
+                Value::Integer(q.update_id as i64),
+                Value::Integer(q.time),
+            ],
+        ),
+        MarketData::Depth(d) => (
+            3,
+            [
+                Value::Integer(d.update_id as i64),
+                Value::Integer(d.bids.len() as i64),
+                Value::Integer(d.asks.len() as i64),
+                Value::String(lua.create_string(packed_levels(d))?),
+                nil(),
+                nil(),
+            ],
+        ),
+        MarketData::Klines(klines) => (4, packed_list(lua, klines, pack_kline)?),
+        MarketData::Trades(trades) => (5, packed_list(lua, trades, pack_trade)?),
+    };
+    Ok(AnswerValues {
+        shape: Value::Integer(shape),
+        age_ms_or_error: Value::Integer(answer.age_ms as i64),
+        source: Value::String(keys.source(answer.source).clone()),
+        fields,
+    })
+}
+
+/// A depth's levels, bids then asks, as little-endian `f64` price and quantity pairs: one Lua string
+/// that the Lua-side builder unpacks, instead of a protected store per number from Rust.
+fn packed_levels(depth: &Depth) -> Vec<u8> {
+    let mut packed = Vec::with_capacity((depth.bids.len() + depth.asks.len()) * 16);
+    for (price, qty) in depth.bids.iter().chain(&depth.asks) {
+        packed.extend_from_slice(&price.to_le_bytes());
+        packed.extend_from_slice(&qty.to_le_bytes());
+    }
+    packed
+}
+
+/// A list's rows packed into one Lua string (see [`pack_kline`], [`pack_trade`]) with their count, for
+/// the Lua-side builder to unpack.
+fn packed_list<T>(lua: &Lua, rows: &[T], pack: fn(&mut Vec<u8>, &T)) -> mlua::Result<[Value; 6]> {
+    let mut packed = Vec::with_capacity(rows.len() * 56);
+    for row in rows {
+        pack(&mut packed, row);
+    }
+    let nil = || Value::Nil;
+    Ok([
+        Value::Integer(rows.len() as i64),
+        Value::String(lua.create_string(packed)?),
+        nil(),
+        nil(),
+        nil(),
+        nil(),
+    ])
+}
+
+/// A candle as `string.pack("<i8dddddi8", open_time, open, high, low, close, volume, close_time)`.
+fn pack_kline(packed: &mut Vec<u8>, kline: &Kline) {
+    packed.extend_from_slice(&kline.open_time.to_le_bytes());
+    for value in [kline.open, kline.high, kline.low, kline.close, kline.volume] {
+        packed.extend_from_slice(&value.to_le_bytes());
+    }
+    packed.extend_from_slice(&kline.close_time.to_le_bytes());
+}
+
+/// A trade as `string.pack("<i8ddi8B", id, price, qty, time, buyer_maker)`.
+fn pack_trade(packed: &mut Vec<u8>, trade: &Trade) {
+    packed.extend_from_slice(&(trade.id as i64).to_le_bytes());
+    packed.extend_from_slice(&trade.price.to_le_bytes());
+    packed.extend_from_slice(&trade.qty.to_le_bytes());
+    packed.extend_from_slice(&trade.time.to_le_bytes());
+    packed.push(u8::from(trade.buyer_maker));
+}
+
 /// `{wait_ms = n, max_age_ms = n, stream = bool}` as the last argument, each optional; `stream`
 /// defaults to the strategy's `stream_answers`.
 fn market_options(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(Option<Duration>, Freshness)> {
-    let wait = args.wait_option(lua)?;
+    let wait = args.wait_option(lua, &c.keys)?;
     let mut freshness = Freshness {
         max_age: None,
         stream: c.stream_answers.get(),
     };
     if let Some(Value::Table(options)) = args.last() {
-        freshness.max_age = max_age_ms(lua, args.func, options.raw_get::<Value>("max_age_ms")?)?;
-        match options.raw_get::<Value>("stream")? {
+        freshness.max_age = max_age_ms(lua, args.func, options.raw_get::<Value>(&c.keys.max_age_ms)?)?;
+        match options.raw_get::<Value>(&c.keys.stream)? {
             Value::Nil => {}
             Value::Boolean(allowed) => freshness.stream = allowed,
             other => {
@@ -328,29 +492,4 @@ fn max_age_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Durati
         ));
     }
     Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
-}
-
-/// The answer's table with its `age_ms` and `source`; on a list (klines, trades) they are read through
-/// the list's metatable, so `#`, `ipairs` and `pairs` see only the rows.
-fn answer_table(lua: &Lua, keys: &Keys, answer: &MarketAnswer) -> mlua::Result<Table> {
-    let (table, is_list) = match &answer.data {
-        MarketData::Ticker(t) => (ticker_table(lua, t)?, false),
-        MarketData::Quote(q) => (quote_table(lua, keys, q)?, false),
-        MarketData::Depth(d) => (depth_table(lua, d)?, false),
-        MarketData::Klines(k) => (convert::list(lua, k, kline_table)?, true),
-        MarketData::Trades(t) => (convert::list(lua, t, trade_table)?, true),
-    };
-    let fields = if is_list {
-        lua.create_table_with_capacity(0, 2)?
-    } else {
-        table.clone()
-    };
-    fields.raw_set("age_ms", answer.age_ms)?;
-    fields.raw_set("source", answer.source.as_str())?;
-    if is_list {
-        let meta = lua.create_table_with_capacity(0, 1)?;
-        meta.raw_set("__index", fields)?;
-        table.set_metatable(Some(meta))?;
-    }
-    Ok(table)
 }

@@ -165,11 +165,13 @@ impl ApiCtx {
         self.guard.check()?;
         match result {
             Ok(value) => Ok((Value::Table(build(lua, &value)?), Value::Nil)),
-            Err(err) => Ok((
-                Value::Nil,
-                Value::Table(convert::error_table(lua, &self.error_meta, &err)?),
-            )),
+            Err(err) => Ok((Value::Nil, Value::Table(self.error_table(lua, &err)?))),
         }
+    }
+
+    /// An error's Lua table (with the error metatable).
+    pub fn error_table(&self, lua: &Lua, err: &ApiError) -> mlua::Result<Table> {
+        convert::error_table(lua, &self.error_meta, err)
     }
 
     /// A symbol argument that must name a listed symbol.
@@ -337,11 +339,11 @@ impl Args {
     }
 
     /// `{wait_ms = n}` as the last argument, if given.
-    pub fn wait_option(&self, lua: &Lua) -> mlua::Result<Option<Duration>> {
+    pub fn wait_option(&self, lua: &Lua, keys: &Keys) -> mlua::Result<Option<Duration>> {
         let Some(Value::Table(options)) = self.values.back() else {
             return Ok(None);
         };
-        wait_ms(lua, self.func, options.raw_get::<Value>("wait_ms")?)
+        wait_ms(lua, self.func, options.raw_get::<Value>(&keys.wait_ms)?)
     }
 }
 

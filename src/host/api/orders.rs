@@ -77,7 +77,12 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             lua,
             ctx,
             "orders.cancel_all",
-            |lua, c, args| Ok((c.symbol_arg(lua, args, 0)?, c.order_call(args.wait_option(lua)?))),
+            |lua, c, args| {
+                Ok((
+                    c.symbol_arg(lua, args, 0)?,
+                    c.order_call(args.wait_option(lua, &c.keys)?),
+                ))
+            },
             |venue, call, symbol| async move { venue.cancel_all(&call, &symbol).await },
             |lua, list| convert::list(lua, list, order_table),
         )?,
@@ -114,7 +119,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 fn symbol_and_order(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<((String, OrderRef), CallCtx)> {
     let symbol = c.symbol_arg(lua, args, 0)?;
     let order = order_ref(lua, args, 1)?;
-    Ok(((symbol, order), c.order_call(args.wait_option(lua)?)))
+    Ok(((symbol, order), c.order_call(args.wait_option(lua, &c.keys)?)))
 }
 
 /// An exchange order id (number) or a client order id (string).
