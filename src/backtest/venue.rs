@@ -264,7 +264,7 @@ impl World {
         for id in changed {
             self.remember(id);
             match self.order(id) {
-                Ok(order) => self.pending.push_back(Event::Order(order)),
+                Ok(order) => self.pending.push_back(Event::Order(Box::new(order))),
                 Err(e) => tracing::error!("cannot tell the strategy of an order change: {e}"),
             }
         }

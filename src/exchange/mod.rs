@@ -87,6 +87,13 @@ pub trait EventSink: Send + Sync + 'static {
         let _ = received;
         self.market(event);
     }
+    /// Events read together (frames already waiting behind one another), in order, each with when it was
+    /// read; the sink may hand them on in one go. Leaves `events` empty.
+    fn market_batch(&self, events: &mut Vec<(MarketEvent, Instant)>) {
+        for (event, received) in events.drain(..) {
+            self.market_received(event, received);
+        }
+    }
     /// An order changed; `order.strategy` owns it. Must never be dropped.
     fn order(&self, order: Order);
     /// Balances changed (the latest view is in [`Venue::balances`]).

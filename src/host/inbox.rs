@@ -39,7 +39,8 @@ pub enum Event {
         kline: Kline,
         closed: bool,
     },
-    Order(Order),
+    /// Boxed: far larger than the market events, and rare; events are moved by value.
+    Order(Box<Order>),
     Timer(Arc<str>),
 }
 
@@ -48,7 +49,7 @@ enum Slot {
     Depth(Arc<str>),
     Kline(Arc<str>, Arc<str>),
     Trade,
-    Order(Order),
+    Order(Box<Order>),
     Timer(Arc<str>),
 }
 
@@ -217,6 +218,20 @@ impl Inbox {
 
     /// Pushes `event`, read by the client at `received`.
     pub fn push_received(&self, event: Event, received: Instant) {
+        if self.push_unwoken(event, received) {
+            self.wake();
+        }
+    }
+
+    /// Wakes the strategy's thread if it waits for events.
+    pub fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Pushes `event` without waking the strategy; true when the inbox was empty, and the
+    /// caller must then [`Inbox::wake`] it (once for a batch pushed in one go: each wake-up is a
+    /// system call for the pusher and a context switch for the strategy's thread).
+    pub fn push_unwoken(&self, event: Event, received: Instant) -> bool {
         let mut pending = self.pending.lock();
         let was_empty = pending.order.is_empty();
         let coalesced: bool = match event {
@@ -285,9 +300,7 @@ impl Inbox {
         if coalesced {
             self.stats.events_coalesced.fetch_add(1, Ordering::Relaxed);
         }
-        if was_empty {
-            self.ready.notify_one();
-        }
+        was_empty
     }
 
     /// The oldest pending event.
@@ -320,7 +333,7 @@ impl Inbox {
         let mut orders = Vec::new();
         pending.order.retain(|slot| match slot {
             Slot::Order(order) => {
-                orders.push(order.clone());
+                orders.push((**order).clone());
                 false
             }
             _ => true,
@@ -408,13 +421,13 @@ mod tests {
     fn a_strategy_that_is_behind_gets_the_latest_quote_per_symbol_and_no_order_is_lost() {
         let stats = Arc::new(Stats::default());
         let inbox = Inbox::new(stats.clone());
-        inbox.push(Event::Order(order("o1")));
+        inbox.push(Event::Order(Box::new(order("o1"))));
         let pushed = QUEUE_LIMIT * 3;
         for i in 0..pushed {
             let symbol = if i % 2 == 0 { "A" } else { "B" };
             inbox.push(Event::Book(quote(symbol, i as f64)));
         }
-        inbox.push(Event::Order(order("o2")));
+        inbox.push(Event::Order(Box::new(order("o2"))));
         // The backlog collapsed to one quote per symbol, and the orders around it stayed.
         assert!(inbox.len() <= QUEUE_LIMIT);
         let events: Vec<Event> = std::iter::from_fn(|| inbox.pop()).collect();
@@ -478,6 +491,12 @@ mod tests {
         inbox.pop_batch(&mut batch, 100);
         assert_eq!(batch.len(), 10);
         assert!(inbox.is_empty());
+    }
+
+    #[test]
+    fn events_are_small_to_move() {
+        // Every event is moved several times between the stream task and the callback.
+        assert!(std::mem::size_of::<Event>() <= 128, "{}", std::mem::size_of::<Event>());
     }
 
     #[test]

@@ -7,6 +7,12 @@
 //! [`HOOK_EVERY`] while instructions are expensive (long strings built with `..`); library calls
 //! that could run long by themselves are bounded where they run (see [`super::strlib`]).
 //!
+//! The thread's CPU clock is a system call, too dear to read as each of a million callbacks a
+//! second starts. A callback starts with a cheap monotonic timestamp and the CPU clock as last
+//! read on this VM (read again once it is [`CPU_CLOCK_REFRESH`] old); its CPU time so far is the
+//! smaller of the wall time since it started and the CPU time since that reading. Both bound it
+//! from above (the second by at most [`CPU_CLOCK_REFRESH`]), so a runaway is never undercounted.
+//!
 //! A callback's own coroutine runs without the hook until it has run past a threshold (a hooked
 //! interpreter pays for every instruction, see [`super::watchdog`]); then the hook is armed and
 //! credited with the instructions the CPU time so far is worth. Coroutines a script creates are
@@ -25,7 +31,7 @@ use std::time::Duration;
 
 use mlua::{ffi, HookTriggers, Lua, MultiValue, Thread, Value, VmState};
 
-use super::watchdog::{HookSpec, Watch, Watching};
+use super::watchdog::{self, HookSpec, Watch, Watching};
 
 /// Instructions between two hook calls while nothing is tripped: a cheap check
 /// (well under 1 % of run time) that still bounds a runaway to microseconds.
@@ -47,6 +53,10 @@ const SLOW_HOOK_EVERY: i32 = 100;
 /// Average CPU time per instruction above which the hook switches to [`SLOW_HOOK_EVERY`]
 /// (pure Lua runs at a few ns per instruction).
 const SLOW_INSTRUCTION: Duration = Duration::from_nanos(200);
+
+/// How old the VM's last CPU clock reading may be when a callback starts from it: the most a
+/// callback's CPU time is overcounted by, and at most one clock read per this interval.
+const CPU_CLOCK_REFRESH: Duration = Duration::from_micros(200);
 
 /// Why a callback was cut short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +83,12 @@ pub struct Guard {
     time_limit: Duration,
     /// CPU time the callback spent before its latest wait for the exchange.
     spent: Cell<Duration>,
-    /// The thread's CPU clock when the callback last started or resumed running; `None` while it waits.
-    running_since: Cell<Option<Duration>>,
+    /// When the callback last started or resumed running (watchdog nanoseconds, as its watch
+    /// counts them), and a reading of the thread's CPU clock taken at or at most
+    /// [`CPU_CLOCK_REFRESH`] before; `None` while it waits.
+    running_since: Cell<Option<(u64, Duration)>>,
+    /// The latest CPU clock reading, and when it was taken (watchdog nanoseconds).
+    cpu_reading: Cell<(u64, Duration)>,
     /// `spent_now()` at the latest hook, to price the instructions since.
     at_last_hook: Cell<Duration>,
     /// Whether the hook has fired in the current callback (the first firing credits the time before).
@@ -94,6 +108,7 @@ impl Guard {
             time_limit,
             spent: Cell::new(Duration::ZERO),
             running_since: Cell::new(None),
+            cpu_reading: Cell::new((0, Duration::ZERO)),
             at_last_hook: Cell::new(Duration::ZERO),
             hooked: Cell::new(false),
             watch: Watch::new(time_limit),
@@ -107,7 +122,13 @@ impl Guard {
         self.spent.set(Duration::ZERO);
         self.at_last_hook.set(Duration::ZERO);
         self.hooked.set(false);
-        self.running_since.set(Some(thread_cpu_time()));
+        let now = watchdog::now_ns();
+        let (read_at, mut cpu) = self.cpu_reading.get();
+        if read_at == 0 || now.saturating_sub(read_at) > CPU_CLOCK_REFRESH.as_nanos() as u64 {
+            cpu = thread_cpu_time();
+            self.cpu_reading.set((now, cpu));
+        }
+        self.running_since.set(Some((now, cpu)));
     }
 
     /// The callback's code runs on `thread` (a coroutine of this VM, kept alive by the caller)
@@ -115,15 +136,16 @@ impl Guard {
     pub fn watch(&self, thread: &Thread) -> Watching<'_> {
         // SAFETY: the thread is a live coroutine of this VM on this OS thread; the caller keeps
         // it referenced until the guard drops (see `StrategyVm::run`).
-        unsafe { self.watch.enter(thread.to_pointer() as *mut ffi::lua_State) }
+        let since = self.running_since.get().map_or_else(watchdog::now_ns, |(wall, _)| wall);
+        unsafe { self.watch.enter(thread.to_pointer() as *mut ffi::lua_State, since) }
     }
 
     /// The callback waits for the exchange: what the thread does meanwhile is not its work.
     pub fn pause(&self) {
         self.watch.pause();
-        if let Some(since) = self.running_since.take() {
-            self.spent
-                .set(self.spent.get() + thread_cpu_time().saturating_sub(since));
+        if self.running_since.get().is_some() {
+            self.spent.set(self.spent_now());
+            self.running_since.set(None);
         }
     }
 
@@ -131,16 +153,27 @@ impl Guard {
     pub fn resume(&self) {
         self.watch.resume();
         if self.running_since.get().is_none() {
-            self.running_since.set(Some(thread_cpu_time()));
+            // Waits are rare next to callbacks: an exact reading.
+            let (now, cpu) = (watchdog::now_ns(), thread_cpu_time());
+            self.cpu_reading.set((now, cpu));
+            self.running_since.set(Some((now, cpu)));
         }
     }
 
-    /// CPU time the current callback has run so far.
+    /// Wall time since the callback last started or resumed running: an upper bound of its CPU
+    /// time since, without a system call.
+    fn wall_running(&self) -> Duration {
+        self.running_since.get().map_or(Duration::ZERO, |(wall, _)| {
+            Duration::from_nanos(watchdog::now_ns().saturating_sub(wall))
+        })
+    }
+
+    /// CPU time the current callback has run so far (overcounted by at most [`CPU_CLOCK_REFRESH`]).
     fn spent_now(&self) -> Duration {
-        let running = self
-            .running_since
-            .get()
-            .map_or(Duration::ZERO, |since| thread_cpu_time().saturating_sub(since));
+        let running = self.running_since.get().map_or(Duration::ZERO, |(_, cpu_before)| {
+            let cpu = thread_cpu_time().saturating_sub(cpu_before);
+            cpu.min(self.wall_running())
+        });
         self.spent.get() + running
     }
 
@@ -148,7 +181,9 @@ impl Guard {
     /// steps) and checks both budgets; false once the callback has tripped.
     pub fn charge(&self, work: u64) -> bool {
         self.used.set(self.used.get().saturating_add(work));
-        if self.used.get() > self.budget || self.spent_now() > self.time_limit {
+        // The clock is read only once the wall time says the limit could be near.
+        let may_be_over = self.spent.get() + self.wall_running() > self.time_limit;
+        if self.used.get() > self.budget || (may_be_over && self.spent_now() > self.time_limit) {
             self.trip(TripKind::Cpu);
         }
         self.tripped.get().is_none()

@@ -281,7 +281,7 @@ impl Host {
                 );
                 // Delivered after on_start, like every event.
                 for order in unclaimed.remove(&name).unwrap_or_default() {
-                    strategy.inbox.push(Event::Order(order));
+                    strategy.inbox.push(Event::Order(Box::new(order)));
                 }
             }
             !taken
@@ -471,11 +471,15 @@ impl EventSink for Host {
         self.shared.router.route(event, received);
     }
 
+    fn market_batch(&self, events: &mut Vec<(MarketEvent, std::time::Instant)>) {
+        self.shared.router.route_batch(events.drain(..));
+    }
+
     fn order(&self, order: Order) {
         let mut unclaimed = self.unclaimed.lock();
         match self.slots.read().get(&*order.strategy) {
             Some(slot) if !slot.strategy.stats.stopped.load(Ordering::Relaxed) => {
-                slot.strategy.inbox.push(Event::Order(order))
+                slot.strategy.inbox.push(Event::Order(Box::new(order)))
             }
             None => unclaimed.entry(order.strategy.to_string()).or_default().push(order),
             Some(_) => tracing::warn!(

@@ -72,52 +72,72 @@ impl Router {
 
     /// Delivers `event`, read by the client at `received`, to its subscribers.
     pub fn route(&self, event: MarketEvent, received: Instant) {
+        self.route_batch(std::iter::once((event, received)));
+    }
+
+    /// Delivers events read together, in order, under one look at the routes; each strategy
+    /// whose inbox was empty is woken once, after all of them are queued.
+    pub fn route_batch(&self, events: impl IntoIterator<Item = (MarketEvent, Instant)>) {
         let routes = self.routes.read();
-        match event {
-            MarketEvent::Book(quote) => {
-                if let Some(r) = routes.get(&*quote.symbol) {
-                    fan_out(&r.book, Event::Book(quote), received);
+        let mut to_wake: Vec<&Arc<Inbox>> = Vec::new();
+        for (event, received) in events {
+            match event {
+                MarketEvent::Book(quote) => {
+                    if let Some(r) = routes.get(&*quote.symbol) {
+                        fan_out(&r.book, Event::Book(quote), received, &mut to_wake);
+                    }
+                }
+                MarketEvent::DepthChanged(symbol) => {
+                    if let Some(r) = routes.get(&*symbol) {
+                        fan_out(&r.depth, Event::Depth(symbol), received, &mut to_wake);
+                    }
+                }
+                MarketEvent::Trade(trade) => {
+                    if let Some(r) = routes.get(&*trade.symbol) {
+                        fan_out(&r.trade, Event::Trade(trade), received, &mut to_wake);
+                    }
+                }
+                MarketEvent::Kline {
+                    symbol,
+                    interval,
+                    kline,
+                    closed,
+                } => {
+                    if let Some(list) = routes.get(&*symbol).and_then(|r| r.klines.get(&*interval)) {
+                        fan_out(
+                            list,
+                            Event::Kline {
+                                symbol,
+                                interval,
+                                kline,
+                                closed,
+                            },
+                            received,
+                            &mut to_wake,
+                        );
+                    }
                 }
             }
-            MarketEvent::DepthChanged(symbol) => {
-                if let Some(r) = routes.get(&*symbol) {
-                    fan_out(&r.depth, Event::Depth(symbol), received);
-                }
-            }
-            MarketEvent::Trade(trade) => {
-                if let Some(r) = routes.get(&*trade.symbol) {
-                    fan_out(&r.trade, Event::Trade(trade), received);
-                }
-            }
-            MarketEvent::Kline {
-                symbol,
-                interval,
-                kline,
-                closed,
-            } => {
-                if let Some(list) = routes.get(&*symbol).and_then(|r| r.klines.get(&*interval)) {
-                    fan_out(
-                        list,
-                        Event::Kline {
-                            symbol,
-                            interval,
-                            kline,
-                            closed,
-                        },
-                        received,
-                    );
-                }
-            }
+        }
+        for inbox in to_wake {
+            inbox.wake();
         }
     }
 }
 
-/// Clones the event for all but the last subscriber, which takes it.
-fn fan_out(inboxes: &[Arc<Inbox>], event: Event, received: Instant) {
+/// Queues the event for every subscriber: parsed once, each gets a clone (the symbol is a shared
+/// `Arc<str>`, the rest plain numbers), the last takes it. Inboxes that were empty are noted in
+/// `to_wake` once.
+fn fan_out<'a>(inboxes: &'a [Arc<Inbox>], event: Event, received: Instant, to_wake: &mut Vec<&'a Arc<Inbox>>) {
+    let mut push = |inbox: &'a Arc<Inbox>, event: Event| {
+        if inbox.push_unwoken(event, received) && !to_wake.iter().any(|w| Arc::ptr_eq(w, inbox)) {
+            to_wake.push(inbox);
+        }
+    };
     if let Some((last, rest)) = inboxes.split_last() {
         for inbox in rest {
-            inbox.push_received(event.clone(), received);
+            push(inbox, event.clone());
         }
-        last.push_received(event, received);
+        push(last, event);
     }
 }

@@ -85,7 +85,8 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_ns() -> u64 {
+/// Nanoseconds since the process's watchdog epoch (monotonic; cheap, no system call).
+pub fn now_ns() -> u64 {
     // Never 0, which means "not running".
     (epoch().elapsed().as_nanos() as u64).max(1)
 }
@@ -226,12 +227,12 @@ impl Watch {
         let _ = self.hook.set(spec);
     }
 
-    /// A callback starts running on `state`, a coroutine of this VM on the calling thread; it is
-    /// watched until the returned guard drops.
+    /// A callback started running at `since` ([`now_ns`]) on `state`, a coroutine of this VM on
+    /// the calling thread; it is watched until the returned guard drops.
     ///
     /// # Safety
     /// `state` must stay alive until the guard drops (or the thread's next callback starts).
-    pub unsafe fn enter(&self, state: *mut ffi::lua_State) -> Watching<'_> {
+    pub unsafe fn enter(&self, state: *mut ffi::lua_State, since: u64) -> Watching<'_> {
         // A coroutine reused from an earlier callback may still carry that callback's hook (or
         // the one every new coroutine gets).
         ffi::lua_sethook(state, None, 0, 0);
@@ -240,7 +241,7 @@ impl Watch {
         self.thread.store(thread_id(pthread_self()), Ordering::Relaxed);
         self.target.store(state, Ordering::Relaxed);
         let previous = CURRENT.with(|current| current.replace(self));
-        self.start_running(now_ns());
+        self.start_running(since.max(1));
         Watching { watch: self, previous }
     }
 

@@ -226,10 +226,11 @@ impl Worker {
                     return;
                 }
             }
-            if self.last_save.elapsed() >= self.shared.config.state_save_every {
-                self.save_state();
-            }
             if self.batch.is_empty() {
+                // Once per batch, not per event: reading the clock is a cost at a million events a second.
+                if self.last_save.elapsed() >= self.shared.config.state_save_every {
+                    self.save_state();
+                }
                 self.strategy.inbox.pop_batch(&mut self.batch, BATCH);
             }
             if let Some(popped) = self.batch.pop_front() {
@@ -424,14 +425,14 @@ impl Worker {
         let taken: Vec<Order> = std::mem::take(&mut self.batch)
             .into_iter()
             .filter_map(|popped| match popped.event {
-                Event::Order(order) => Some(order),
+                Event::Order(order) => Some(*order),
                 _ => None,
             })
             .collect();
         if reason != StopReason::Error {
             for order in taken.into_iter().chain(self.strategy.inbox.take_orders()) {
                 self.account_order(&order);
-                let event = Event::Order(order);
+                let event = Event::Order(Box::new(order));
                 let delivered = tokio::time::timeout_at(deadline, self.vm.deliver(&event)).await;
                 self.after_final_call(delivered, "on_order");
             }

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod attacks;
 mod declarations;
+mod fan_out;
 mod isolation;
 mod log;
 mod market_cache;

@@ -35,6 +35,8 @@ pub struct Router {
     klines: KlineSeries,
     sink: RwLock<Option<Arc<dyn EventSink>>>,
     malformed_count: AtomicU64,
+    /// Market frames decoded: one per frame, however many strategies get its event.
+    frames_parsed: AtomicU64,
     malformed_logged_at: AtomicI64,
     /// Quotes received at or before this exchange time (ms) may be stale: a market connection dropped then.
     quotes_live_after_ms: AtomicI64,
@@ -61,6 +63,7 @@ impl Router {
             klines: KlineSeries::default(),
             sink: RwLock::new(None),
             malformed_count: AtomicU64::new(0),
+            frames_parsed: AtomicU64::new(0),
             malformed_logged_at: AtomicI64::new(i64::MIN),
             quotes_live_after_ms: AtomicI64::new(i64::MIN),
         }
@@ -151,14 +154,22 @@ impl Router {
             .fetch_max(self.gateway.now_ms(), Ordering::AcqRel);
     }
 
-    /// Handles one text frame, read at `received`; malformed frames are counted, logged
-    /// (rate-limited) and skipped.
+    /// Handles one text frame, read at `received`, and delivers its event; malformed frames
+    /// are counted, logged (rate-limited) and skipped.
     pub fn on_frame(self: &Arc<Self>, text: &str, received: Instant) {
+        let mut events = Vec::new();
+        self.on_frame_into(text, received, &mut events);
+        self.deliver(&mut events);
+    }
+
+    /// Handles one text frame, read at `received`, adding its event (if any) to `events` for
+    /// [`Router::deliver`]: frames read together are handed on together.
+    pub fn on_frame_into(self: &Arc<Self>, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) {
         let handled = match stream_name(text).and_then(|name| name.split_once('@')) {
-            Some((_, "bookTicker")) => self.on_book_ticker(text, received),
-            Some((_, kind)) if kind.starts_with("depth") => self.on_depth(text, received),
-            Some((_, "trade")) => self.on_trade(text, received),
-            Some((_, kind)) if kind.starts_with("kline_") => self.on_kline(text, received),
+            Some((_, "bookTicker")) => self.on_book_ticker(text, received, events),
+            Some((_, kind)) if kind.starts_with("depth") => self.on_depth(text, received, events),
+            Some((_, "trade")) => self.on_trade(text, received, events),
+            Some((_, kind)) if kind.starts_with("kline_") => self.on_kline(text, received, events),
             Some(_) => false,
             // Replies to SUBSCRIBE / UNSUBSCRIBE: `{"result":null,"id":1}`.
             None => self.on_control_reply(text),
@@ -168,8 +179,32 @@ impl Router {
         }
     }
 
-    fn on_book_ticker(&self, text: &str, received: Instant) -> bool {
-        let Ok(frame) = serde_json::from_str::<Combined<'_, BookTickerEvent<'_>>>(text) else {
+    /// Hands `events` (from [`Router::on_frame_into`]) to the sink in one go; leaves it empty.
+    pub fn deliver(&self, events: &mut Vec<(MarketEvent, Instant)>) {
+        if events.is_empty() {
+            return;
+        }
+        match self.sink.read().as_ref() {
+            Some(sink) => sink.market_batch(events),
+            None => events.clear(),
+        }
+    }
+
+    /// Market frames decoded since start (one per frame: its event is shared by every strategy that
+    /// gets it).
+    pub fn frames_parsed(&self) -> u64 {
+        self.frames_parsed.load(Ordering::Relaxed)
+    }
+
+    /// Decodes a market frame and counts it.
+    fn parse<'a, T: Deserialize<'a>>(&self, text: &'a str) -> Option<T> {
+        let frame = serde_json::from_str(text).ok()?;
+        self.frames_parsed.fetch_add(1, Ordering::Relaxed);
+        Some(frame)
+    }
+
+    fn on_book_ticker(&self, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) -> bool {
+        let Some(frame) = self.parse::<Combined<'_, BookTickerEvent<'_>>>(text) else {
             return false;
         };
         let e = frame.data;
@@ -202,12 +237,12 @@ impl Router {
                 }
             }
         }
-        self.emit(MarketEvent::Book(quote), received);
+        events.push((MarketEvent::Book(quote), received));
         true
     }
 
-    fn on_depth(self: &Arc<Self>, text: &str, received: Instant) -> bool {
-        let Ok(frame) = serde_json::from_str::<Combined<'_, DepthUpdateEvent<'_>>>(text) else {
+    fn on_depth(self: &Arc<Self>, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) -> bool {
+        let Some(frame) = self.parse::<Combined<'_, DepthUpdateEvent<'_>>>(text) else {
             return false;
         };
         let Some(diff) = DepthDiff::from_wire(&frame.data) else {
@@ -231,7 +266,7 @@ impl Router {
             outcome
         };
         match outcome {
-            DiffOutcome::Applied => self.emit(MarketEvent::DepthChanged(symbol), received),
+            DiffOutcome::Applied => events.push((MarketEvent::DepthChanged(symbol), received)),
             DiffOutcome::Gap | DiffOutcome::Buffered { needs_snapshot: true } => {
                 if outcome == DiffOutcome::Gap {
                     tracing::info!(%symbol, "depth sequence gap; resyncing the local book");
@@ -274,15 +309,15 @@ impl Router {
         });
     }
 
-    fn on_trade(&self, text: &str, received: Instant) -> bool {
-        let Ok(frame) = serde_json::from_str::<Combined<'_, TradeEvent<'_>>>(text) else {
+    fn on_trade(&self, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) -> bool {
+        let Some(frame) = self.parse::<Combined<'_, TradeEvent<'_>>>(text) else {
             return false;
         };
         let e = frame.data;
         let (Some(symbol), Some(price), Some(qty)) = (self.symbols.intern(e.s), parse_f64(e.p), parse_f64(e.q)) else {
             return false;
         };
-        self.emit(
+        events.push((
             MarketEvent::Trade(Trade {
                 symbol,
                 id: e.t,
@@ -292,12 +327,12 @@ impl Router {
                 buyer_maker: e.m,
             }),
             received,
-        );
+        ));
         true
     }
 
-    fn on_kline(&self, text: &str, received: Instant) -> bool {
-        let Ok(frame) = serde_json::from_str::<Combined<'_, KlineEvent<'_>>>(text) else {
+    fn on_kline(&self, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) -> bool {
+        let Some(frame) = self.parse::<Combined<'_, KlineEvent<'_>>>(text) else {
             return false;
         };
         let k = &frame.data.k;
@@ -321,7 +356,7 @@ impl Router {
             close_time: k.close_time,
         };
         self.klines.update(&symbol, k.i, kline);
-        self.emit(
+        events.push((
             MarketEvent::Kline {
                 symbol,
                 interval: Arc::from(k.i),
@@ -329,7 +364,7 @@ impl Router {
                 closed: k.x,
             },
             received,
-        );
+        ));
         true
     }
 

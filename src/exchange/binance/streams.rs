@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use parking_lot::Mutex;
 use rand::Rng;
 use tokio::sync::watch;
@@ -35,6 +35,9 @@ const URL_STREAMS: usize = 200;
 const CONNECT_WAIT: Duration = Duration::from_secs(60);
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Frames already read that are handed on as one batch, at most: enough to wake a strategy once per
+/// burst, few enough that the batch's first event waits only microseconds for the last.
+const DRAIN_AT_MOST: usize = 32;
 
 /// The exchange's name for a stream.
 pub fn stream_name(key: &StreamKey) -> String {
@@ -255,6 +258,27 @@ impl ConnectionTask {
         }
     }
 
+    /// The exchange refused a SUBSCRIBE for `batch`: a single stream is left out for good; the
+    /// streams of a larger batch are asked for one by one to find the one at fault.
+    fn on_refused(
+        &mut self,
+        batch: Vec<String>,
+        active: &mut BTreeSet<String>,
+        wanted: &mut BTreeSet<String>,
+        one_by_one: &mut BTreeSet<String>,
+    ) {
+        for name in &batch {
+            active.remove(name);
+        }
+        if let [name] = batch.as_slice() {
+            tracing::warn!(stream = %name, "the exchange refused this stream; the strategies that asked for it get no events from it, the others are not affected");
+            self.refused.insert(name.clone());
+            wanted.remove(name);
+        } else {
+            one_by_one.extend(batch);
+        }
+    }
+
     /// Reads one connection until it ends, sending paced subscription changes.
     async fn session(&mut self, ws: WsStream, mut active: BTreeSet<String>) -> SessionEnd {
         let shutdown = self.gateway.shutdown().clone();
@@ -268,35 +292,52 @@ impl ConnectionTask {
         // SUBSCRIBEs in flight, by request id; and streams of a refused batch, now asked for one by one.
         let mut subscribing: HashMap<u64, Vec<String>> = HashMap::new();
         let mut one_by_one: BTreeSet<String> = BTreeSet::new();
+        let mut events = Vec::new();
         let end = loop {
             let pending = wanted != active;
             tokio::select! {
-                frame = read.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        received = true;
-                        if super::user_data::is_server_shutdown_text(text.as_str()) {
-                            tracing::info!("a market stream server announced a shutdown; reconnecting now");
-                            break SessionEnd::Closed;
-                        }
-                        let reply = control_reply(text.as_str());
-                        let refused = reply.and_then(|(id, refused)| subscribing.remove(&id).filter(|_| refused));
-                        if let Some(batch) = refused {
-                            for name in &batch {
-                                active.remove(name);
+                frame = read.next() => {
+                    let mut frame = frame;
+                    let mut drained = 0;
+                    // The first frame's event goes at once; frames already read behind it are handed on
+                    // together (the strategies are woken once for them), up to `DRAIN_AT_MOST`.
+                    let ended = loop {
+                        match frame {
+                            Some(Ok(Message::Text(text))) => {
+                                received = true;
+                                if super::user_data::is_server_shutdown_text(text.as_str()) {
+                                    tracing::info!("a market stream server announced a shutdown; reconnecting now");
+                                    break Some(SessionEnd::Closed);
+                                }
+                                let reply = control_reply(text.as_str());
+                                let refused = reply.and_then(|(id, refused)| subscribing.remove(&id).filter(|_| refused));
+                                if let Some(batch) = refused {
+                                    self.on_refused(batch, &mut active, &mut wanted, &mut one_by_one);
+                                }
+                                self.router.on_frame_into(text.as_str(), std::time::Instant::now(), &mut events);
                             }
-                            if let [name] = batch.as_slice() {
-                                tracing::warn!(stream = %name, "the exchange refused this stream; the strategies that asked for it get no events from it, the others are not affected");
-                                self.refused.insert(name.clone());
-                                wanted.remove(name);
-                            } else {
-                                one_by_one.extend(batch);
-                            }
+                            // Pings are answered by the WebSocket layer on the next read.
+                            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
+                            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break Some(SessionEnd::Dropped { received }),
                         }
-                        self.router.on_frame(text.as_str(), std::time::Instant::now());
+                        if drained == 0 || drained == DRAIN_AT_MOST {
+                            self.router.deliver(&mut events);
+                        }
+                        if drained == DRAIN_AT_MOST {
+                            break None;
+                        }
+                        drained += 1;
+                        match read.next().now_or_never() {
+                            Some(next) => frame = next,
+                            None => break None,
+                        }
+                    };
+                    self.router.deliver(&mut events);
+                    match ended {
+                        Some(SessionEnd::Dropped { received }) => return SessionEnd::Dropped { received },
+                        Some(end) => break end,
+                        None => {}
                     }
-                    // Pings are answered by the WebSocket layer on the next read.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return SessionEnd::Dropped { received },
                 },
                 changed = self.desired.changed() => {
                     if changed.is_err() {

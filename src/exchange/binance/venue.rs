@@ -567,6 +567,11 @@ impl BinanceVenue {
         self.router.malformed_frames()
     }
 
+    /// Market frames decoded since start: one per frame, however many strategies get its event.
+    pub fn market_frames_parsed(&self) -> u64 {
+        self.router.frames_parsed()
+    }
+
     /// True while the user-data stream is subscribed.
     pub fn user_stream_up(&self) -> bool {
         self.user_stream_up.load(Ordering::Relaxed)
