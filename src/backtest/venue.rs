@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
 use crate::exchange::binance::weights::Endpoint;
+use crate::exchange::grid::to_f64 as f;
 use crate::exchange::types::OrderStatus;
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
@@ -26,9 +26,10 @@ use crate::exchange::{
 };
 use crate::host::inbox::Event;
 use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
-use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::matching::Exchange;
+use crate::sim::order_record::NewOrder;
 use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::SymbolSpec;
 
@@ -53,10 +54,6 @@ pub struct CallCounts {
     pub rate_limited: u64,
     pub cancels: u64,
     pub cancel_rejected: u64,
-}
-
-fn f(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
 }
 
 /// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
@@ -748,7 +745,7 @@ mod tests {
     fn an_engine_order_kind_without_an_api_type_is_an_error_not_a_limit_order() {
         let e = OrderViewError::UnsupportedKind {
             id: 7,
-            kind: crate::sim::engine::Kind::StopLoss.as_str(),
+            kind: crate::sim::order_record::Kind::StopLoss.as_str(),
         };
         assert_eq!(
             e.to_string(),
