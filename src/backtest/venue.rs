@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols;
-use crate::exchange::binance::weights::rest_cost;
+use crate::exchange::binance::weights::Endpoint;
+use crate::exchange::grid::to_f64 as f;
 use crate::exchange::types::OrderStatus;
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
@@ -26,9 +26,10 @@ use crate::exchange::{
 };
 use crate::host::inbox::Event;
 use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
-use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::matching::Exchange;
+use crate::sim::order_record::NewOrder;
 use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::SymbolSpec;
 
@@ -53,10 +54,6 @@ pub struct CallCounts {
     pub rate_limited: u64,
     pub cancels: u64,
     pub cancel_rejected: u64,
-}
-
-fn f(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
 }
 
 /// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
@@ -419,15 +416,8 @@ impl ReplayVenue {
     }
 
     /// Takes the call's budget in replayed time; waiting for room advances the replay.
-    fn charge(
-        &self,
-        ctx: &CallCtx,
-        lane: Lane,
-        method: &str,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Result<(), ApiError> {
-        let cost = rest_cost(method, path, params).unwrap_or(crate::exchange::binance::rate_limits::cost(1, 0, 1, 0));
+    fn charge(&self, ctx: &CallCtx, lane: Lane, endpoint: Endpoint, params: &[(&str, &str)]) -> Result<(), ApiError> {
+        let cost = endpoint.cost(params);
         let wait_ms = ctx.wait.as_millis() as i64;
         let deadline = self.now_ms() + wait_ms;
         loop {
@@ -512,13 +502,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError> {
-        self.charge(
-            ctx,
-            Lane::MarketData,
-            "GET",
-            "/api/v3/ticker/price",
-            &[("symbol", symbol)],
-        )?;
+        self.charge(ctx, Lane::MarketData, Endpoint::TickerPrice, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let m = &world.ex.markets[i];
@@ -530,13 +514,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError> {
-        self.charge(
-            ctx,
-            Lane::MarketData,
-            "GET",
-            "/api/v3/ticker/bookTicker",
-            &[("symbol", symbol)],
-        )?;
+        self.charge(ctx, Lane::MarketData, Endpoint::TickerBook, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let book = &world.ex.markets[i].book;
@@ -558,8 +536,7 @@ impl Venue for ReplayVenue {
         self.charge(
             ctx,
             Lane::MarketData,
-            "GET",
-            "/api/v3/depth",
+            Endpoint::Depth,
             &[("symbol", symbol), ("limit", &limit_text)],
         )?;
         self.book(symbol, limit as usize)
@@ -567,7 +544,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError> {
-        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/klines", &[("symbol", symbol)])?;
+        self.charge(ctx, Lane::MarketData, Endpoint::Klines, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let key = (Arc::from(symbol), Arc::from(interval));
         let history = world
@@ -580,7 +557,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
-        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/trades", &[("symbol", symbol)])?;
+        self.charge(ctx, Lane::MarketData, Endpoint::RecentTrades, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let trades = &world.ex.markets[i].trades;
@@ -610,7 +587,7 @@ impl Venue for ReplayVenue {
         let valid = symbols::validate(info, &request, reference).inspect_err(|_| {
             self.world.lock().counts.invalid += 1;
         })?;
-        self.charge(ctx, Lane::Order, "POST", "/api/v3/order", &[])?;
+        self.charge(ctx, Lane::Order, Endpoint::PlaceOrder, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
@@ -645,7 +622,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
-        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/order", &[])?;
+        self.charge(ctx, Lane::Cancel, Endpoint::CancelOrder, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
@@ -663,7 +640,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {
-        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/openOrders", &[])?;
+        self.charge(ctx, Lane::Cancel, Endpoint::CancelOpenOrders, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
@@ -768,7 +745,7 @@ mod tests {
     fn an_engine_order_kind_without_an_api_type_is_an_error_not_a_limit_order() {
         let e = OrderViewError::UnsupportedKind {
             id: 7,
-            kind: crate::sim::engine::Kind::StopLoss.as_str(),
+            kind: crate::sim::order_record::Kind::StopLoss.as_str(),
         };
         assert_eq!(
             e.to_string(),

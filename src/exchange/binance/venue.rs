@@ -14,6 +14,7 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
 use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
+use crate::exchange::grid::to_f64;
 use crate::exchange::market_cache::MarketCache;
 use crate::exchange::types::{
     ApiError, Balance, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote, StrategyId,
@@ -34,10 +35,11 @@ use super::rest::{Rest, RetryPolicy};
 use super::router::Router;
 use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
 use super::symbols::{self, SymbolTable};
+use super::usage;
 use super::user_data::{self, UserDataHandler};
+use super::weights::Endpoint;
 use super::wire::{self, UserDataEvent};
-use super::ws_orders::OrderTransport;
-use super::{usage, weights};
+use super::ws_api::OrderTransport;
 
 /// How long the client's own lookups may wait for budget.
 const LOOKUP_WAIT: Duration = Duration::from_secs(30);
@@ -124,8 +126,8 @@ fn to_balances(list: &[wire::AccountBalance]) -> BTreeMap<String, Balance> {
             (
                 b.asset.clone(),
                 Balance {
-                    free: b.free.to_f64().unwrap_or(0.0),
-                    locked: b.locked.to_f64().unwrap_or(0.0),
+                    free: to_f64(b.free),
+                    locked: to_f64(b.locked),
                 },
             )
         })
@@ -167,29 +169,27 @@ async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Ve
     unknown
 }
 
-/// The request weight of a market-data request, from the weight table (0 if the table lacks it: the
-/// gateway would refuse to send it anyway).
+/// The request weight of a market-data request, from the endpoint table.
 fn market_weight(request: &MarketRequest) -> u32 {
     let limit;
-    let (path, params): (&str, Vec<(&str, &str)>) = match request {
-        MarketRequest::Ticker { symbol } => ("/api/v3/ticker/price", vec![("symbol", symbol)]),
-        MarketRequest::BookTicker { symbol } => ("/api/v3/ticker/bookTicker", vec![("symbol", symbol)]),
+    let (endpoint, params): (Endpoint, Vec<(&str, &str)>) = match request {
+        MarketRequest::Ticker { symbol } => (Endpoint::TickerPrice, vec![("symbol", symbol)]),
+        MarketRequest::BookTicker { symbol } => (Endpoint::TickerBook, vec![("symbol", symbol)]),
         MarketRequest::Depth { symbol, limit: l } => {
             limit = l.to_string();
-            ("/api/v3/depth", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::Depth, vec![("symbol", symbol), ("limit", &limit)])
         }
         MarketRequest::Klines { symbol, limit: l, .. } => {
             limit = l.to_string();
-            ("/api/v3/klines", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::Klines, vec![("symbol", symbol), ("limit", &limit)])
         }
         MarketRequest::Trades { symbol, limit: l } => {
             limit = l.to_string();
-            ("/api/v3/trades", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::RecentTrades, vec![("symbol", symbol), ("limit", &limit)])
         }
     };
-    weights::rest_cost("GET", path, &params).map_or(0, |cost| {
-        u32::try_from(cost.units_of(PoolKind::RequestWeight)).unwrap_or(u32::MAX)
-    })
+    let cost = endpoint.cost(&params);
+    u32::try_from(cost.units_of(PoolKind::RequestWeight)).unwrap_or(u32::MAX)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -485,12 +485,7 @@ impl BinanceVenue {
             }
             MarketRequest::Depth { symbol, limit } => {
                 let snapshot = rest.depth(strategy, wait, symbol, *limit).await?;
-                let side = |levels: &[[Decimal; 2]]| {
-                    levels
-                        .iter()
-                        .map(|[p, q]| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN)))
-                        .collect()
-                };
+                let side = |levels: &[[Decimal; 2]]| levels.iter().map(|[p, q]| (to_f64(*p), to_f64(*q))).collect();
                 MarketData::Depth(Arc::new(Depth {
                     symbol: symbol.clone(),
                     update_id: snapshot.last_update_id,
@@ -599,8 +594,8 @@ impl UserDataHandler for BinanceVenue {
                         balances.insert(
                             b.a.clone(),
                             Balance {
-                                free: b.f.to_f64().unwrap_or(0.0),
-                                locked: b.l.to_f64().unwrap_or(0.0),
+                                free: to_f64(b.f),
+                                locked: to_f64(b.l),
                             },
                         );
                     }
@@ -610,7 +605,7 @@ impl UserDataHandler for BinanceVenue {
                 }
             }
             UserDataEvent::BalanceUpdate(update) => {
-                self.balances.write().entry(update.a.clone()).or_default().free += update.d.to_f64().unwrap_or(0.0);
+                self.balances.write().entry(update.a.clone()).or_default().free += to_f64(update.d);
                 if let Some(sink) = self.sink.read().as_ref() {
                     sink.balances_changed();
                 }
