@@ -57,6 +57,7 @@ fn main() {
         from: None,
         to: None,
         latency: Duration::from_millis(5),
+        fees: backtest::Fees::default(),
         limits: runner::exchange::binance::rate_limits::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: root.join("stdlib"),

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
@@ -29,6 +28,7 @@ use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus
 use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::num::to_f64 as f;
 use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::SymbolSpec;
 
@@ -55,15 +55,11 @@ pub struct CallCounts {
     pub cancel_rejected: u64,
 }
 
-fn f(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
-}
-
 /// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
 pub struct World {
     pub ex: Exchange,
+    /// The items still to replay, the next one last (taken by `pop`, never copied).
     items: Vec<Timed>,
-    cursor: usize,
     now: Arc<AtomicI64>,
     pub pending: VecDeque<Event>,
     subs: BTreeSet<StreamKey>,
@@ -123,7 +119,7 @@ impl World {
 
     /// Time of the next item to replay.
     pub fn next_time(&self) -> Option<i64> {
-        self.items.get(self.cursor).map(|t| t.time_ms)
+        self.items.last().map(|t| t.time_ms)
     }
 
     /// Replays every item up to `t`, then stands at `t`.
@@ -136,10 +132,9 @@ impl World {
 
     /// Replays one item; false when none is left.
     pub fn step(&mut self) -> bool {
-        let Some(timed) = self.items.get(self.cursor).cloned() else {
+        let Some(timed) = self.items.pop() else {
             return false;
         };
-        self.cursor += 1;
         self.set_now(timed.time_ms);
         self.events += 1;
         self.apply(timed.item);
@@ -355,6 +350,7 @@ pub struct ReplaySetup {
     pub balances: Vec<(String, Decimal)>,
     pub limits: Vec<RateLimit>,
     pub latency: Duration,
+    pub fees: crate::sim::Fees,
 }
 
 impl ReplayVenue {
@@ -370,6 +366,7 @@ impl ReplayVenue {
             Arc::new(UserHub::default()),
             limiter,
         );
+        ex.set_fees(setup.fees);
         // Nothing streams depth out of a backtest.
         for m in &mut ex.markets {
             m.book.stop_tracking_diffs();
@@ -384,8 +381,7 @@ impl ReplayVenue {
             .collect();
         let world = World {
             ex,
-            items: setup.items,
-            cursor: 0,
+            items: setup.items.into_iter().rev().collect(),
             now: clock.clone(),
             pending: VecDeque::new(),
             subs: BTreeSet::new(),

@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 
 use super::book::{Amount, Book, Cadence, Maker, MakerFill};
 use super::candles::{Candles, INTERVALS};
-use super::config::SymbolSpec;
+use super::config::{Fees, SymbolSpec};
 use super::error::ApiErr;
 use super::feed;
 use super::hub::{Hub, UserHub};
@@ -22,8 +22,6 @@ use crate::exchange::binance::wire::{
 };
 use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
 
-/// 0.1 % on every fill, paid in the asset received.
-pub const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 const RECENT_TRADES: usize = 1_000;
 
 /// The order types the matching engine runs (the client's own order types are fewer).
@@ -314,6 +312,8 @@ pub struct Exchange {
     hub: Arc<Hub>,
     users: Arc<UserHub>,
     pub(super) limiter: Arc<Mutex<Limiter>>,
+    /// Commission rates of the user's fills.
+    fees: Fees,
 }
 
 /// The result of an accepted order: its id and the fills it took at once.
@@ -385,7 +385,17 @@ impl Exchange {
             hub,
             users,
             limiter,
+            fees: Fees::default(),
         }
+    }
+
+    /// Commission rates of the fills from now on.
+    pub fn set_fees(&mut self, fees: Fees) {
+        self.fees = fees;
+    }
+
+    pub fn fees(&self) -> Fees {
+        self.fees
     }
 
     pub fn symbol_index(&self, symbol: &str) -> Option<usize> {
@@ -1064,7 +1074,7 @@ impl Exchange {
             Side::Buy => (spec.quote.clone(), spec.base.clone(), qty),
             Side::Sell => (spec.base.clone(), spec.quote.clone(), price * qty),
         };
-        let commission = (received * COMMISSION_RATE).round_dp(8);
+        let commission = (received * self.fees.rate(is_maker)).round_dp(8);
         let spend_balance = self.balances.entry(spend_asset.clone()).or_default();
         spend_balance.locked -= unlocked;
         spend_balance.free += unlocked - spent;

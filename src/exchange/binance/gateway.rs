@@ -432,6 +432,7 @@ impl Gateway {
             .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
         let (usage, verdict) = usage::ws_api_observation(&response, self.ledger.now_ms());
+        let usage = self.source_usage(usage, false);
         let new_order_wait = usage::ws_order_limit_wait(&response, self.ledger.now_ms());
         // The same body REST would carry: the result, or the `{code, msg}` error.
         let body = match (&response.result, &response.error) {
@@ -482,7 +483,7 @@ impl Gateway {
         }
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
-        let usage = header_usage(response.headers());
+        let usage = self.source_usage(header_usage(response.headers()), market_base.is_some());
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -521,6 +522,16 @@ impl Gateway {
             query.extend(form_urlencoded::byte_serialize(signature.as_bytes()));
         }
         query
+    }
+
+    /// With a separate market-data source (paper trading on a real market) the ledger's pools are
+    /// the source's IP pools: what the local paper exchange counts is another server's, and is not
+    /// reconciled with them (its 429/418 verdicts still apply).
+    fn source_usage(&self, usage: Vec<ServerUsage>, from_source: bool) -> Vec<ServerUsage> {
+        match self.market_rest_base.is_some() && !from_source {
+            true => Vec::new(),
+            false => usage,
+        }
     }
 
     fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {
@@ -740,6 +751,7 @@ impl WsApiSender {
     /// Reconciles an answer with the ledger (usage from `rateLimits`, 429/418 from the error).
     pub fn on_response(&mut self, response: &WsApiResponse) {
         let (usage, verdict) = usage::ws_api_observation(response, self.gateway.ledger.now_ms());
+        let usage = self.gateway.source_usage(usage, false);
         let id = response.id.as_u64();
         match self.in_flight.iter().position(|(pending, _)| Some(*pending) == id) {
             Some(index) => {
