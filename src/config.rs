@@ -671,6 +671,44 @@ mod tests {
     }
 
     #[test]
+    fn paper_fees_and_latency_come_from_a_flag_or_the_file_and_are_checked() {
+        use crate::sim::Fees;
+        let resolve = |lines: &str, fees: Option<&str>, latency: Option<Duration>| {
+            resolve_with_file(
+                lines,
+                RunArgs {
+                    fees: fees.map(|f| Fees::parse(f).unwrap()),
+                    latency,
+                    ..RunArgs::default()
+                },
+            )
+        };
+        let config = resolve("", None, None).unwrap();
+        assert_eq!((config.fees, config.order_latency), (Fees::default(), Duration::ZERO));
+        let config = resolve("fees = \"maker=0.0002,taker=0.0005\"\nlatency = \"20ms\"\n", None, None).unwrap();
+        assert_eq!(config.fees, Fees::parse("maker=0.0002,taker=0.0005").unwrap());
+        assert_eq!(config.order_latency, Duration::from_millis(20));
+        let config = resolve(
+            "fees = \"maker=0.0002\"\nlatency = \"20ms\"\n",
+            Some("taker=0.0004"),
+            Some(Duration::from_millis(3)),
+        )
+        .unwrap();
+        assert_eq!(
+            config.fees,
+            Fees::parse("taker=0.0004").unwrap(),
+            "a flag wins over the file"
+        );
+        assert_eq!(config.order_latency, Duration::from_millis(3));
+        let err = resolve("fees = \"maker=2\"\n", None, None).unwrap_err().to_string();
+        assert!(err.starts_with("fees: ") && err.contains("from 0 to 0.1"), "{err}");
+        let err = resolve("mode = \"testnet\"\nlatency = \"5ms\"\n", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latency: sets the built-in paper exchange's"), "{err}");
+    }
+
+    #[test]
     fn journal_sync_comes_from_a_flag_or_the_file_and_is_checked() {
         let resolve = |file_value: Option<&str>, flag: Option<JournalSync>| {
             let line = file_value.map_or(String::new(), |v| format!("journal_sync = {v:?}\n"));
