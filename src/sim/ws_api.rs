@@ -106,10 +106,9 @@ impl Session for Conn {
             tokio::time::sleep(latency).await;
         }
         // The modelled trip of an order or cancel to the matching engine, and of its answer back.
-        let order_latency = if changes_orders(text) {
-            sim.config.order_latency
-        } else {
-            Duration::ZERO
+        let order_latency = match sim.config.order_latency {
+            latency if !latency.is_zero() && changes_orders(text) => latency,
+            _ => Duration::ZERO,
         };
         if !order_latency.is_zero() {
             tokio::time::sleep(order_latency).await;
