@@ -177,6 +177,7 @@ fn backtest(args: BacktestArgs) -> Result<(), AppError> {
         from: args.from,
         to: args.to,
         latency: args.latency,
+        fees: args.fees.unwrap_or_default(),
         limits,
         balances,
         stdlib_dir: common.stdlib_dir,

@@ -112,6 +112,14 @@ pub struct RunArgs {
     /// URL (e.g. http://127.0.0.1:9000). Orders stay on the paper exchange; no keys needed.
     #[arg(long, value_name = "SOURCE", conflicts_with_all = ["testnet", "live"])]
     pub market: Option<String>,
+    /// Commission rates of the paper exchange's fills, e.g. maker=0.0002,taker=0.0005 (fractions;
+    /// paid in the asset received) [default: maker=0.001,taker=0.001, Binance's base rate].
+    #[arg(long, value_name = "maker=RATE,taker=RATE", value_parser = crate::sim::Fees::parse, conflicts_with_all = ["testnet", "live"])]
+    pub fees: Option<crate::sim::Fees>,
+    /// One-way delay the paper exchange applies to every order and cancel (reaching its matching
+    /// engine, then answering), as backtests do, e.g. 20ms [default: none].
+    #[arg(long, value_parser = parse_duration, conflicts_with_all = ["testnet", "live"])]
+    pub latency: Option<Duration>,
 
     /// Stop by itself after this long (e.g. 30s, 5m, 1h).
     #[arg(long, value_parser = parse_duration)]
@@ -307,6 +315,10 @@ pub struct BacktestArgs {
     /// One-way delay of every order and cancel to the exchange (and of its answer back).
     #[arg(long, value_parser = parse_duration, default_value = "5ms")]
     pub latency: Duration,
+    /// Commission rates of the fills, e.g. maker=0.0002,taker=0.0005 (fractions; paid in the
+    /// asset received) [default: maker=0.001,taker=0.001, Binance's base rate].
+    #[arg(long, value_name = "maker=RATE,taker=RATE", value_parser = crate::sim::Fees::parse)]
+    pub fees: Option<crate::sim::Fees>,
     /// A limit instead of Binance's for that pool kind, as KIND=COUNT/WINDOW (repeat for several).
     #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
     pub limits: Vec<RateLimit>,

@@ -56,6 +56,10 @@ pub struct FileConfig {
     pub ws_api_url: Option<String>,
     /// Paper trading on a real market: "live", "testnet" or a server's base URL.
     pub market: Option<String>,
+    /// The paper exchange's commission rates, e.g. "maker=0.0002,taker=0.0005".
+    pub fees: Option<String>,
+    /// The paper exchange's one-way order and cancel delay, humantime text, e.g. "20ms".
+    pub latency: Option<String>,
     /// Humantime text, e.g. "30s".
     pub duration: Option<String>,
     pub reload: Option<bool>,
@@ -163,6 +167,10 @@ pub struct RunConfig {
     pub endpoints: Endpoints,
     /// Paper trading on this market instead of the synthetic one.
     pub market: Option<MarketSource>,
+    /// The built-in paper exchange's commission rates.
+    pub fees: crate::sim::Fees,
+    /// The built-in paper exchange's one-way delay of every order and cancel.
+    pub order_latency: Duration,
     pub duration: Option<Duration>,
     pub reload: bool,
     pub cancel_on_exit: bool,
@@ -221,6 +229,7 @@ impl RunConfig {
         };
         check_strategy_files(&strategies)?;
         let market = market_source(args.market.or(file.market.clone()), mode, &args.endpoints, &file)?;
+        let (fees, order_latency) = paper_exchange_model(args.fees, args.latency, mode, &args.endpoints, &file)?;
         let duration = flag_or_file_duration(args.duration, file.duration.as_deref())?;
         let unknown_order_grace = flag_or_file_duration(args.unknown_order_grace, file.unknown_order_grace.as_deref())?
             .map_or(
@@ -261,6 +270,8 @@ impl RunConfig {
                 ws_api_url: args.endpoints.ws_api_url.or(file.ws_api_url),
             },
             market,
+            fees,
+            order_latency,
             duration,
             reload,
             cancel_on_exit: args
@@ -318,6 +329,35 @@ fn market_source(
     MarketSource::parse(&text)
         .map(Some)
         .map_err(|e| ConfigError::Invalid(format!("market: {e}")))
+}
+
+/// `--fees` and `--latency`: how the built-in paper exchange fills and answers; the exchange
+/// itself decides both on testnet, live, or an external simulator.
+fn paper_exchange_model(
+    fees: Option<crate::sim::Fees>,
+    latency: Option<Duration>,
+    mode: Mode,
+    endpoints: &crate::cli::EndpointArgs,
+    file: &FileConfig,
+) -> Result<(crate::sim::Fees, Duration), ConfigError> {
+    let fees = match (fees, file.fees.as_deref()) {
+        (Some(fees), _) => Some(fees),
+        (None, Some(text)) => {
+            Some(crate::sim::Fees::parse(text).map_err(|e| ConfigError::Invalid(format!("fees: {e}")))?)
+        }
+        (None, None) => None,
+    };
+    let latency = flag_or_file_duration(latency, file.latency.as_deref())?;
+    let external = endpoints.rest_url.is_some() || file.rest_url.is_some();
+    for (name, given) in [("fees", fees.is_some()), ("latency", latency.is_some())] {
+        if given && (mode != Mode::Paper || external) {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: sets the built-in paper exchange's fill model; the exchange decides it on testnet, \
+                 live or an external simulator (--rest-url)"
+            )));
+        }
+    }
+    Ok((fees.unwrap_or_default(), latency.unwrap_or(Duration::ZERO)))
 }
 
 /// The ledger's starting pools: Binance's documented ones, with those of a kind given by
@@ -628,6 +668,44 @@ mod tests {
         assert!(err.contains("out of range"), "{err}");
         let err = resolve(Some("soon"), None).unwrap_err().to_string();
         assert!(err.contains("examples: 30s"), "{err}");
+    }
+
+    #[test]
+    fn paper_fees_and_latency_come_from_a_flag_or_the_file_and_are_checked() {
+        use crate::sim::Fees;
+        let resolve = |lines: &str, fees: Option<&str>, latency: Option<Duration>| {
+            resolve_with_file(
+                lines,
+                RunArgs {
+                    fees: fees.map(|f| Fees::parse(f).unwrap()),
+                    latency,
+                    ..RunArgs::default()
+                },
+            )
+        };
+        let config = resolve("", None, None).unwrap();
+        assert_eq!((config.fees, config.order_latency), (Fees::default(), Duration::ZERO));
+        let config = resolve("fees = \"maker=0.0002,taker=0.0005\"\nlatency = \"20ms\"\n", None, None).unwrap();
+        assert_eq!(config.fees, Fees::parse("maker=0.0002,taker=0.0005").unwrap());
+        assert_eq!(config.order_latency, Duration::from_millis(20));
+        let config = resolve(
+            "fees = \"maker=0.0002\"\nlatency = \"20ms\"\n",
+            Some("taker=0.0004"),
+            Some(Duration::from_millis(3)),
+        )
+        .unwrap();
+        assert_eq!(
+            config.fees,
+            Fees::parse("taker=0.0004").unwrap(),
+            "a flag wins over the file"
+        );
+        assert_eq!(config.order_latency, Duration::from_millis(3));
+        let err = resolve("fees = \"maker=2\"\n", None, None).unwrap_err().to_string();
+        assert!(err.starts_with("fees: ") && err.contains("from 0 to 0.1"), "{err}");
+        let err = resolve("mode = \"testnet\"\nlatency = \"5ms\"\n", None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latency: sets the built-in paper exchange's"), "{err}");
     }
 
     #[test]

@@ -298,7 +298,7 @@ impl live::SourceAccess for ThroughVenue {
             .map_err(|e| e.to_string())
     }
 
-    async fn depth_snapshot(&self, symbol: &str) -> Result<serde_json::Value, String> {
+    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<crate::exchange::Depth>, String> {
         let request = crate::exchange::MarketRequest::Depth {
             symbol: symbol.to_string(),
             limit: 1000,
@@ -309,17 +309,10 @@ impl live::SourceAccess for ThroughVenue {
             .market_data(&ctx, request, crate::exchange::Freshness::default())
             .await
             .map_err(|e| e.to_string())?;
-        let crate::exchange::MarketData::Depth(depth) = answer.data else {
-            return Err(format!("{symbol}: a depth request answered with another kind"));
-        };
-        let side = |levels: &[(f64, f64)]| -> Vec<[String; 2]> {
-            levels.iter().map(|(p, q)| [p.to_string(), q.to_string()]).collect()
-        };
-        Ok(serde_json::json!({
-            "lastUpdateId": depth.update_id,
-            "bids": side(&depth.bids),
-            "asks": side(&depth.asks),
-        }))
+        match answer.data {
+            crate::exchange::MarketData::Depth(depth) => Ok(depth),
+            _ => Err(format!("{symbol}: a depth request answered with another kind")),
+        }
     }
 }
 
@@ -346,11 +339,11 @@ async fn exchange_profile(
             let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
             // Asked before the client exists: charged here (exchangeInfo's weight) like every request.
             let cost = crate::exchange::binance::rate_limits::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
-            ledger
+            let permit = ledger
                 .reserve(PAPER_MARKET, Lane::MarketData, cost, SOURCE_WAIT)
                 .await
                 .map_err(|e| EngineError::MarketSource(live::LiveMarketError::Budget(e)))?;
-            let symbols = live::source_symbols(&source, &wanted)
+            let symbols = live::source_symbols(&source, &wanted, ledger, &permit)
                 .await
                 .map_err(EngineError::MarketSource)?;
             let sim_config = sim::SimConfig {
@@ -358,6 +351,8 @@ async fn exchange_profile(
                 symbols,
                 // Still: the source moves this market, not the synthetic one.
                 market_tick: Duration::ZERO,
+                fees: config.fees,
+                order_latency: config.order_latency,
                 ..sim::SimConfig::default()
             };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
@@ -398,6 +393,8 @@ async fn exchange_profile(
         Mode::Paper => {
             let sim_config = sim::SimConfig {
                 seed: config.seed,
+                fees: config.fees,
+                order_latency: config.order_latency,
                 ..sim::SimConfig::default()
             };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())

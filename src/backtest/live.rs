@@ -3,19 +3,24 @@
 //! instead of its synthetic market, through the same fill model as backtests
 //! ([`crate::sim::replay`]). Only public data is read from the source: no keys, no orders.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use rust_decimal::prelude::FromPrimitive;
+use rust_decimal::Decimal;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::data;
 use crate::exchange::binance::profile::Profile;
 use crate::exchange::binance::symbols::symbol_info;
+use crate::exchange::binance::usage;
 use crate::exchange::binance::wire::ExchangeInfo;
-use crate::exchange::SymbolInfo;
+use crate::exchange::{Depth, SymbolInfo};
+use crate::ledger::{Ledger, Observation, Permit};
 use crate::record::{self, RecordError};
-use crate::sim::replay::{self, MarketMirror};
+use crate::sim::replay::{self, Level, MarketItem, MarketMirror};
 use crate::sim::{MarketPort, SymbolSpec};
 
 /// How the mirror reaches the source: through the runner's gateway, so its stream connection and
@@ -24,8 +29,8 @@ use crate::sim::{MarketPort, SymbolSpec};
 pub trait SourceAccess: Send + Sync {
     /// A combined-stream connection to the source carrying `streams`.
     async fn connect_streams(&self, streams: &[String]) -> Result<Socket, String>;
-    /// The source's order book of `symbol` (1000 levels), as its REST answer's JSON.
-    async fn depth_snapshot(&self, symbol: &str) -> Result<serde_json::Value, String>;
+    /// The source's order book of `symbol` (1000 levels).
+    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<Depth>, String>;
 }
 
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
@@ -93,11 +98,38 @@ pub enum LiveMarketError {
 }
 
 /// The rules of those of `wanted` the source lists, as the simulator's symbols (one public
-/// `exchangeInfo` request to the source).
-pub async fn source_symbols(source: &MarketSource, wanted: &[String]) -> Result<Vec<SymbolSpec>, LiveMarketError> {
+/// `exchangeInfo` request to the source, charged by `permit`). What the source answers (its usage
+/// headers, or a 429/418) reconciles `ledger` as every other answer does.
+pub async fn source_symbols(
+    source: &MarketSource,
+    wanted: &[String],
+    ledger: &Ledger,
+    permit: &Permit,
+) -> Result<Vec<SymbolSpec>, LiveMarketError> {
     let http = reqwest::Client::new();
     let url = format!("{}/api/v3/exchangeInfo", source.rest_url);
-    let body = record::get(&http, &url).await?;
+    let http_err = |source| RecordError::Http {
+        url: url.clone(),
+        source,
+    };
+    let response = http.get(&url).send().await.map_err(http_err)?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(http_err)?;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let observation = Observation {
+        usage: usage::parse_usage_headers(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))),
+        verdict: usage::classify(status, text("retry-after"), &body, ledger.now_ms()),
+    };
+    ledger.observe(permit, &observation);
+    if status != 200 {
+        return Err(RecordError::Status {
+            url,
+            status,
+            body: String::from_utf8_lossy(&body).chars().take(200).collect(),
+        }
+        .into());
+    }
     let info: ExchangeInfo = serde_json::from_slice(&body).map_err(|source| LiveMarketError::Info {
         url: url.clone(),
         source,
@@ -178,16 +210,32 @@ async fn snapshots(
     mirror: &mut MarketMirror,
 ) -> Result<(), String> {
     for symbol in symbols {
-        let mut snapshot = access.depth_snapshot(symbol).await?;
-        snapshot["symbol"] = serde_json::Value::String(symbol.clone());
-        match data::snapshot_item(&snapshot.to_string()) {
+        let depth = access.depth_snapshot(symbol).await?;
+        match snapshot_item(symbol, &depth) {
             Some(item) => {
                 port.apply(|ex, now| mirror.apply(ex, &item, now));
             }
-            None => tracing::warn!(%symbol, "the market source sent an unreadable order book; skipped"),
+            None => {
+                tracing::warn!(%symbol, "the market source sent an order book with a price or quantity out of range; skipped")
+            }
         }
     }
     Ok(())
+}
+
+/// A source's order book as the fill model's snapshot. The levels arrive as `f64`; prices and
+/// quantities have at most 8 decimals on the exchange, so rounding to 8 gives back its exact values.
+pub fn snapshot_item(symbol: &str, depth: &Depth) -> Option<MarketItem> {
+    let exact = |x: f64| Some(Decimal::from_f64(x)?.round_dp(8).normalize());
+    let levels = |rows: &[(f64, f64)]| -> Option<Vec<Level>> {
+        rows.iter().map(|&(p, q)| Some((exact(p)?, exact(q)?))).collect()
+    };
+    Some(MarketItem::Snapshot {
+        symbol: Arc::from(symbol),
+        update_id: depth.update_id,
+        bids: levels(&depth.bids)?,
+        asks: levels(&depth.asks)?,
+    })
 }
 
 pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -225,6 +273,34 @@ async fn pump(socket: &mut Socket, port: &MarketPort, mirror: &mut MarketMirror)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_typed_depth_becomes_a_snapshot_with_the_exchange_decimals() {
+        let depth = Depth {
+            symbol: "BTCUSDT".into(),
+            update_id: 42,
+            bids: vec![(65_000.01, 0.00012345), (64_999.99, 1.5)],
+            asks: vec![(65_000.02, 12_345.12345678)],
+        };
+        let Some(MarketItem::Snapshot {
+            symbol,
+            update_id,
+            bids,
+            asks,
+        }) = snapshot_item("BTCUSDT", &depth)
+        else {
+            panic!("not a snapshot")
+        };
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!((&*symbol, update_id), ("BTCUSDT", 42));
+        assert_eq!(bids, vec![(d("65000.01"), d("0.00012345")), (d("64999.99"), d("1.5"))]);
+        assert_eq!(asks, vec![(d("65000.02"), d("12345.12345678"))]);
+        let bad = Depth {
+            bids: vec![(f64::NAN, 1.0)],
+            ..depth
+        };
+        assert!(snapshot_item("BTCUSDT", &bad).is_none());
+    }
 
     #[test]
     fn market_sources_parse() {

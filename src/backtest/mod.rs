@@ -29,6 +29,7 @@ use crate::host::timers::{ReplayedTimers, TimerOp, Timers};
 use crate::host::vm::{CallOutcome, StrategyVm, VmOptions};
 use crate::host::{HostConfig, LoadError, StopReason};
 use crate::ledger::RateLimit;
+pub use crate::sim::Fees;
 use data::{DataError, Dataset};
 use report::Report;
 use venue::{ReplaySetup, ReplayVenue};
@@ -44,6 +45,8 @@ pub struct BacktestOptions {
     pub latency: Duration,
     pub limits: Vec<RateLimit>,
     pub balances: Vec<(String, Decimal)>,
+    /// Commission rates of the fills.
+    pub fees: Fees,
     pub stdlib_dir: PathBuf,
     /// Where `report.json` and `equity.svg` go.
     pub report_dir: Option<PathBuf>,
@@ -143,6 +146,7 @@ async fn replay(options: &BacktestOptions, data: Dataset) -> Result<Report, Back
         balances: options.balances.clone(),
         limits: options.limits.clone(),
         latency: options.latency,
+        fees: options.fees,
     });
     let start_balances = venue.balances();
     let schedule: Schedule = Rc::new(RefCell::new(BTreeMap::new()));

@@ -1,7 +1,6 @@
 //! The backtest's figures (JSON) and its equity curve (SVG).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
@@ -33,6 +32,8 @@ pub struct Report {
     pub maker_fills: u64,
     pub taker_fills: u64,
     pub fees: BTreeMap<String, f64>,
+    /// The commission rates the fills paid (fractions of what each fill gives).
+    pub fee_rates: FeeRates,
     /// Traded value per quote asset (price × quantity over the fills).
     pub turnover: BTreeMap<String, f64>,
     pub max_drawdown: f64,
@@ -63,6 +64,12 @@ pub struct FillRow {
     pub commission_asset: String,
     pub maker: bool,
     pub order_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct FeeRates {
+    pub maker: f64,
+    pub taker: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -171,6 +178,10 @@ pub fn build(
         maker_fills: maker,
         taker_fills: taker,
         fees,
+        fee_rates: FeeRates {
+            maker: f(ex.fees().maker),
+            taker: f(ex.fees().taker),
+        },
         turnover,
         max_drawdown,
         max_drawdown_pct,
@@ -232,51 +243,54 @@ pub fn write(report: &Report, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("report.json"), json + "\n")?;
-    std::fs::write(dir.join("equity.svg"), equity_svg(report))
+    let svg = equity_svg(report).map_err(|e| std::io::Error::other(format!("cannot draw the equity curve: {e}")))?;
+    std::fs::write(dir.join("equity.svg"), svg)
 }
 
-/// The equity curve as an SVG line chart (no fonts or plotting library needed to view it).
-pub fn equity_svg(report: &Report) -> String {
-    let (w, h, pad) = (800.0, 360.0, 50.0);
+/// The equity curve as an SVG line chart (drawn with plotters; the text is SVG text, so no font
+/// files are needed to draw or view it).
+pub fn equity_svg(report: &Report) -> Result<String, String> {
+    use plotters::prelude::*;
+
     let curve = &report.equity_curve;
-    let (t0, t1) = (
-        curve.first().map_or(0, |p| p.0) as f64,
-        curve.last().map_or(1, |p| p.0) as f64,
-    );
-    let lo = curve.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-    let hi = curve.iter().map(|p| p.1).fold(f64::MIN, f64::max);
-    let span_t = (t1 - t0).max(1.0);
-    let span_e = if hi > lo { hi - lo } else { 1.0 };
-    let mut points = String::new();
-    for &(t, e) in curve {
-        let x = pad + (t as f64 - t0) / span_t * (w - 2.0 * pad);
-        let y = h - pad - (e - lo) / span_e * (h - 2.0 * pad);
-        let _ = write!(points, "{x:.1},{y:.1} ");
-    }
+    // Minutes since the start on the x axis: readable labels without a date library.
+    let t0 = curve.first().map_or(0, |p| p.0);
+    let points: Vec<(f64, f64)> = curve.iter().map(|&(t, e)| ((t - t0) as f64 / 60_000.0, e)).collect();
+    let x_end = points.last().map_or(1.0, |p| p.0).max(1e-3);
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = match (lo.is_finite(), hi.is_finite()) {
+        (true, true) if hi > lo => (lo, hi),
+        (true, true) => (lo - 1.0, hi + 1.0),
+        _ => (0.0, 1.0),
+    };
+    let margin = (hi - lo) * 0.05;
     let mut svg = String::new();
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n\
-<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-<text x=\"{pad}\" y=\"24\" font-family=\"sans-serif\" font-size=\"14\">{} equity in {} (max drawdown {:.2}, {:.2} %)</text>\n\
-<line x1=\"{pad}\" y1=\"{y0}\" x2=\"{x1}\" y2=\"{y0}\" stroke=\"#888\"/>\n\
-<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{y0}\" stroke=\"#888\"/>\n\
-<text x=\"4\" y=\"{pad}\" font-family=\"sans-serif\" font-size=\"10\">{hi:.2}</text>\n\
-<text x=\"4\" y=\"{y0}\" font-family=\"sans-serif\" font-size=\"10\">{lo:.2}</text>\n\
-<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\n</svg>\n",
-        xml(&report.strategy),
-        xml(&report.quote_asset),
-        report.max_drawdown,
-        report.max_drawdown_pct,
-        points.trim_end(),
-        y0 = h - pad,
-        x1 = w - pad,
-        hi = if curve.is_empty() { 0.0 } else { hi },
-        lo = if curve.is_empty() { 0.0 } else { lo },
-    );
-    svg
-}
-
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 420)).into_drawing_area();
+        let fail = |e: &dyn std::fmt::Display| e.to_string();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let caption = format!(
+            "{} equity in {} (max drawdown {:.2}, {:.2} %)",
+            report.strategy, report.quote_asset, report.max_drawdown, report.max_drawdown_pct
+        );
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(90)
+            .build_cartesian_2d(0.0..x_end, (lo - margin)..(hi + margin))
+            .map_err(|e| fail(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("minutes since the start")
+            .y_desc(report.quote_asset.as_str())
+            .draw()
+            .map_err(|e| fail(&e))?;
+        chart
+            .draw_series(LineSeries::new(points, &BLUE))
+            .map_err(|e| fail(&e))?;
+        root.present().map_err(|e| fail(&e))?;
+    }
+    Ok(svg)
 }

@@ -59,8 +59,8 @@ pub struct CallCounts {
 /// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
 pub struct World {
     pub ex: Exchange,
+    /// The items still to replay, the next one last (taken by `pop`, never copied).
     items: Vec<Timed>,
-    cursor: usize,
     now: Arc<AtomicI64>,
     pub pending: VecDeque<Event>,
     subs: BTreeSet<StreamKey>,
@@ -120,7 +120,7 @@ impl World {
 
     /// Time of the next item to replay.
     pub fn next_time(&self) -> Option<i64> {
-        self.items.get(self.cursor).map(|t| t.time_ms)
+        self.items.last().map(|t| t.time_ms)
     }
 
     /// Replays every item up to `t`, then stands at `t`.
@@ -133,10 +133,9 @@ impl World {
 
     /// Replays one item; false when none is left.
     pub fn step(&mut self) -> bool {
-        let Some(timed) = self.items.get(self.cursor).cloned() else {
+        let Some(timed) = self.items.pop() else {
             return false;
         };
-        self.cursor += 1;
         self.set_now(timed.time_ms);
         self.events += 1;
         self.apply(timed.item);
@@ -352,6 +351,7 @@ pub struct ReplaySetup {
     pub balances: Vec<(String, Decimal)>,
     pub limits: Vec<RateLimit>,
     pub latency: Duration,
+    pub fees: crate::sim::Fees,
 }
 
 impl ReplayVenue {
@@ -367,6 +367,7 @@ impl ReplayVenue {
             Arc::new(UserHub::default()),
             limiter,
         );
+        ex.set_fees(setup.fees);
         // Nothing streams depth out of a backtest.
         for m in &mut ex.markets {
             m.book.stop_tracking_diffs();
@@ -381,8 +382,7 @@ impl ReplayVenue {
             .collect();
         let world = World {
             ex,
-            items: setup.items,
-            cursor: 0,
+            items: setup.items.into_iter().rev().collect(),
             now: clock.clone(),
             pending: VecDeque::new(),
             subs: BTreeSet::new(),

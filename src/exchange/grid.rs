@@ -11,10 +11,21 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::types::SymbolInfo;
 
-/// A decimal as the `f64` strategies see. rust_decimal's conversion never fails (every decimal is
-/// within `f64`'s range); were it ever to, NaN shows it instead of a plausible wrong number.
+/// A decimal as the nearest `f64` (what parsing its text gives), fast: a mantissa below 2^53 over a
+/// power of ten up to 10^22 are both exact in `f64`, so one division rounds correctly, without the
+/// 128-bit conversion of the general path (replays convert every price). rust_decimal's general
+/// conversion never fails (every decimal is within `f64`'s range); were it ever to, NaN shows it
+/// instead of a plausible wrong number.
 pub fn to_f64(value: Decimal) -> f64 {
-    value.to_f64().unwrap_or(f64::NAN)
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
+        1e20, 1e21, 1e22,
+    ];
+    let mantissa = value.mantissa();
+    match POW10.get(value.scale() as usize) {
+        Some(&pow) if mantissa.unsigned_abs() < 1 << 53 => mantissa as i64 as f64 / pow,
+        _ => value.to_f64().unwrap_or(f64::NAN),
+    }
 }
 
 /// Relative distance from a grid point still treated as float noise.
@@ -226,6 +237,28 @@ pub fn check_range(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_f64_matches_parsing_the_decimal_text() {
+        for text in [
+            "0",
+            "65000.01",
+            "-0.00012345",
+            "12345.12345678",
+            "0.1",
+            "0.3",
+            "95000.99",
+            "0.00000001",
+        ] {
+            let d: Decimal = text.parse().unwrap();
+            assert_eq!(to_f64(d), text.parse::<f64>().unwrap(), "{text}");
+        }
+        // Past the fast path's exact range: the general conversion.
+        let big: Decimal = "79228162514264337593543950335".parse().unwrap();
+        assert!((to_f64(big) / 7.922816251426434e28 - 1.0).abs() < 1e-15);
+        let fine: Decimal = "0.0000000000000000000000000001".parse().unwrap();
+        assert!((to_f64(fine) / 1e-28 - 1.0).abs() < 1e-12);
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

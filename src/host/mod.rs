@@ -473,7 +473,7 @@ impl EventSink for Host {
     }
 
     fn market_batch(&self, events: &mut Vec<(MarketEvent, std::time::Instant)>) {
-        self.shared.router.route_batch(events.drain(..));
+        self.shared.dispatch.route_batch(events.drain(..));
     }
 
     fn order(&self, order: Order) {

@@ -9,7 +9,7 @@ use super::api_lists;
 use super::candles::{Candle, Span, MINUTE_MS};
 use super::error::ApiErr;
 use super::limiter::Charge;
-use super::matching::{Exchange, COMMISSION_RATE};
+use super::matching::Exchange;
 use super::num::d8;
 use super::order_record::{Kind, NewOrder, Order};
 use super::params::Params;
@@ -878,10 +878,11 @@ fn commission(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let world = sim.world.lock();
     let i = symbol_of(&world.ex, p)?;
     let zero = "0.00000000";
-    let rate = d8(COMMISSION_RATE).to_string();
+    let fees = world.ex.fees();
+    let (maker, taker) = (d8(fees.maker).to_string(), d8(fees.taker).to_string());
     Ok(json!({
         "symbol": world.ex.markets[i].spec.symbol,
-        "standardCommission": {"maker": rate, "taker": rate, "buyer": zero, "seller": zero},
+        "standardCommission": {"maker": maker, "taker": taker, "buyer": zero, "seller": zero},
         "specialCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
         "taxCommission": {"maker": zero, "taker": zero, "buyer": zero, "seller": zero},
         "discount": {"enabledForAccount": false, "enabledForSymbol": false, "discountAsset": "BNB", "discount": zero},
@@ -1250,13 +1251,22 @@ fn account(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
             locked: d8(b.locked),
         })
         .collect();
-    let rate = "0.00100000";
+    let fees = ex.fees();
+    // The integer fields are in basis points, as Binance's account answer has them.
+    let bps = |rate: Decimal| {
+        rust_decimal::prelude::ToPrimitive::to_u32(&(rate * Decimal::from(10_000)).round()).unwrap_or(0)
+    };
     Ok(json!({
-        "makerCommission": 10,
-        "takerCommission": 10,
+        "makerCommission": bps(fees.maker),
+        "takerCommission": bps(fees.taker),
         "buyerCommission": 0,
         "sellerCommission": 0,
-        "commissionRates": {"maker": rate, "taker": rate, "buyer": "0.00000000", "seller": "0.00000000"},
+        "commissionRates": {
+            "maker": d8(fees.maker).to_string(),
+            "taker": d8(fees.taker).to_string(),
+            "buyer": "0.00000000",
+            "seller": "0.00000000",
+        },
         "canTrade": true,
         "canWithdraw": false,
         "canDeposit": false,

@@ -83,6 +83,61 @@ pub fn default_symbols() -> Vec<SymbolSpec> {
     ]
 }
 
+/// Commission rates per fill, as fractions of what the fill gives (0.001 is 0.1 %), paid in the
+/// asset received. Binance's base spot rate, 0.1 % maker and taker, is the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fees {
+    pub maker: Decimal,
+    pub taker: Decimal,
+}
+
+impl Default for Fees {
+    fn default() -> Self {
+        let base = Decimal::new(1, 3);
+        Fees {
+            maker: base,
+            taker: base,
+        }
+    }
+}
+
+impl Fees {
+    /// `maker=0.001,taker=0.001` (either may be left out: it keeps the default 0.001). A rate is
+    /// a fraction from 0 to 0.1 with at most 8 decimals (Binance's commission precision).
+    pub fn parse(text: &str) -> Result<Fees, String> {
+        let mut fees = Fees::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected maker=RATE or taker=RATE, e.g. maker=0.001,taker=0.001"))?;
+            let rate: Decimal = value
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: {:?} is not a number", value.trim()))?;
+            if rate.is_sign_negative() || rate > Decimal::new(1, 1) || rate.scale() > 8 {
+                return Err(format!(
+                    "{part:?}: a rate is a fraction from 0 to 0.1 with at most 8 decimals (0.001 is 0.1 %)"
+                ));
+            }
+            match key.trim() {
+                "maker" => fees.maker = rate,
+                "taker" => fees.taker = rate,
+                other => return Err(format!("{other:?}: unknown fee (maker or taker)")),
+            }
+        }
+        Ok(fees)
+    }
+
+    /// The rate a fill pays.
+    pub fn rate(&self, is_maker: bool) -> Decimal {
+        if is_maker {
+            self.maker
+        } else {
+            self.taker
+        }
+    }
+}
+
 /// An Ed25519 API key: its name (sent as the API key) and its public key.
 #[derive(Debug, Clone)]
 pub struct Ed25519ApiKey {
@@ -121,6 +176,12 @@ pub struct SimConfig {
     pub dislocation_every: Duration,
     /// Oldest request-log entries are dropped beyond this many.
     pub request_log_cap: usize,
+    /// Commission rates of the account's fills.
+    pub fees: Fees,
+    /// One-way delay of every order placement and cancel: the request reaches the matching engine
+    /// this long after it arrives, and its answer leaves this long after that (paper trading's
+    /// `--latency`, the model backtests apply). Zero: none.
+    pub order_latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -149,6 +210,8 @@ impl Default for SimConfig {
             synthetic_levels: 20,
             dislocation_every: Duration::from_secs(12),
             request_log_cap: 100_000,
+            fees: Fees::default(),
+            order_latency: Duration::ZERO,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The exchange's state and its matching: per-symbol books, users' orders, balances with locked
-//! amounts, price-time matching with 0.1 % commission. What a change publishes is built by
+//! amounts, price-time matching with the configured commission. What a change publishes is built by
 //! [`super::feed`] (market streams) and [`super::user_reports`] (execution reports, order shapes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 
 use super::book::{Amount, Book, Cadence, Maker, MakerFill};
 use super::candles::Candles;
-use super::config::SymbolSpec;
+use super::config::{Fees, SymbolSpec};
 use super::error::ApiErr;
 use super::feed;
 use super::hub::{Hub, UserHub};
@@ -24,8 +24,6 @@ use super::user_reports::{Exec, LastFill};
 use crate::exchange::binance::wire::{AccountPosition, DepthSnapshot, Fill, PositionBalance, UserDataEvent};
 use crate::exchange::types::{OrderStatus, Side, TimeInForce};
 
-/// 0.1 % on every fill, paid in the asset received.
-pub const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 const RECENT_TRADES: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -80,6 +78,8 @@ pub struct Exchange {
     hub: Arc<Hub>,
     pub(super) users: Arc<UserHub>,
     pub(super) limiter: Arc<Mutex<Limiter>>,
+    /// Commission rates of the user's fills.
+    fees: Fees,
 }
 
 /// The result of an accepted order: its id and the fills it took at once.
@@ -151,7 +151,17 @@ impl Exchange {
             hub,
             users,
             limiter,
+            fees: Fees::default(),
         }
+    }
+
+    /// Commission rates of the fills from now on.
+    pub fn set_fees(&mut self, fees: Fees) {
+        self.fees = fees;
+    }
+
+    pub fn fees(&self) -> Fees {
+        self.fees
     }
 
     pub fn symbol_index(&self, symbol: &str) -> Option<usize> {
@@ -830,7 +840,7 @@ impl Exchange {
             Side::Buy => (spec.quote.clone(), spec.base.clone(), qty),
             Side::Sell => (spec.base.clone(), spec.quote.clone(), price * qty),
         };
-        let commission = (received * COMMISSION_RATE).round_dp(8);
+        let commission = (received * self.fees.rate(is_maker)).round_dp(8);
         let spend_balance = self.balances.entry(spend_asset.clone()).or_default();
         spend_balance.locked -= unlocked;
         spend_balance.free += unlocked - spent;

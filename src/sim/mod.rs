@@ -60,7 +60,7 @@ use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 
 pub use crate::exchange::binance::sign::hmac_hex;
 pub use config::{
-    default_asset_prices, default_symbols, Ed25519ApiKey, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
+    default_asset_prices, default_symbols, Ed25519ApiKey, Fees, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
 };
 pub use error::SimError;
 pub use faults::{AnswerMangle, FailKind, FaultControl, FaultState, FaultUpdate};

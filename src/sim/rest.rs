@@ -2,6 +2,7 @@
 //! then authentication, then the handler; usage headers on every answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -90,9 +91,20 @@ pub async fn handle(
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
     let time_unit = headers.get("X-MBX-TIME-UNIT").map(|v| v.to_str().unwrap_or("?"));
     let micros = api::micros_wanted(time_unit);
+    let order_latency = match ep.effect {
+        Effect::None => Duration::ZERO,
+        Effect::Place | Effect::Cancel => sim.config.order_latency,
+    };
+    // The modelled trip to the matching engine: the market moves meanwhile.
+    let engine_now = if order_latency.is_zero() {
+        now
+    } else {
+        tokio::time::sleep(order_latency).await;
+        sim.now()
+    };
     let result = micros
         .clone()
-        .and_then(|_| run(&sim, ep, parsed, &query, &body, key, now));
+        .and_then(|_| run(&sim, ep, parsed, &query, &body, key, engine_now));
     let kept = api::settle_weight(&sim, ep.effect, charge, &result);
     let result = match failure {
         // The backend did the work but the answer is lost: status unknown.
@@ -110,6 +122,9 @@ pub async fn handle(
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
     // Logged before a delayed answer: a client that gives up first still sent the request.
     sim.log.push(record(status, kept));
+    if !order_latency.is_zero() {
+        tokio::time::sleep(order_latency).await;
+    }
     if ep.effect == Effect::Place {
         let delay = sim.faults.order_answer_delay();
         if !delay.is_zero() {

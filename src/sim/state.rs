@@ -66,13 +66,14 @@ impl Sim {
         )));
         let hub = Arc::new(Hub::default());
         let users = Arc::new(UserHub::default());
-        let ex = Exchange::new(
+        let mut ex = Exchange::new(
             &config.symbols,
             &config.balances,
             hub.clone(),
             users.clone(),
             limiter.clone(),
         );
+        ex.set_fees(config.fees);
         let market = Synthetic::new(&config);
         let state = Arc::new(Mutex::new(FaultState::default()));
         let (drop_tx, _) = watch::channel(0u64);

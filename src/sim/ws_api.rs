@@ -6,6 +6,7 @@
 //! may carry the `v3/` version prefix.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
 use std::collections::HashMap;
@@ -104,7 +105,18 @@ impl Session for Conn {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        // The modelled trip of an order or cancel to the matching engine, and of its answer back.
+        let order_latency = match sim.config.order_latency {
+            latency if !latency.is_zero() && changes_orders(text) => latency,
+            _ => Duration::ZERO,
+        };
+        if !order_latency.is_zero() {
+            tokio::time::sleep(order_latency).await;
+        }
         let (reply, banned, placed) = request(sim, self, text);
+        if !order_latency.is_zero() {
+            tokio::time::sleep(order_latency).await;
+        }
         let delay = sim.faults.order_answer_delay();
         if placed && !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -216,6 +228,19 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
     let banned = status == 418;
     let placed = effect == Effect::Place;
     (answer(sim, now, req.id, result, placed, show_limits), banned, placed)
+}
+
+/// Whether a request places or cancels orders (read from its method alone).
+fn changes_orders(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Method<'a> {
+        #[serde(borrow)]
+        method: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Method>(text).is_ok_and(|m| {
+        let method = m.method.strip_prefix("v3/").unwrap_or(&m.method);
+        api::ws_endpoint(method).is_some_and(|ep| ep.effect != Effect::None)
+    })
 }
 
 /// Removes the `returnRateLimits` request parameter (a boolean) and returns it.

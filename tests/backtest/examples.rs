@@ -27,6 +27,7 @@ fn the_example_strategies_run_in_a_backtest_without_change() {
             from: None,
             to: None,
             latency: Duration::from_millis(5),
+            fees: backtest::Fees::default(),
             limits: runner::exchange::binance::rate_limits::spot_defaults(),
             balances: backtest::default_balances(),
             stdlib_dir: root.join("stdlib"),

@@ -4,6 +4,7 @@
 mod support;
 
 mod examples;
+mod fees;
 mod files;
 mod parity;
 mod replay;

@@ -92,6 +92,7 @@ fn a_paper_session_and_a_backtest_of_its_recording_fill_alike() {
         to: Some(to),
         // Loopback: the paper session's orders reach its engine within about a millisecond.
         latency: Duration::from_millis(1),
+        fees: backtest::Fees::default(),
         limits: runner::exchange::binance::rate_limits::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: root.join("stdlib"),

@@ -38,7 +38,7 @@ fn stream(at_ms: i64, name: &str, data: serde_json::Value) -> Record {
     }
 }
 
-fn snapshot(at_ms: i64, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> Record {
+pub(crate) fn snapshot(at_ms: i64, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> Record {
     let rows = |l: &[(&str, &str)]| l.iter().map(|(p, q)| json!([p, q])).collect::<Vec<_>>();
     Record {
         kind: RecordKind::DepthSnapshot,
@@ -50,7 +50,7 @@ fn snapshot(at_ms: i64, bids: &[(&str, &str)], asks: &[(&str, &str)]) -> Record 
 }
 
 /// A trade; `seller_took` is true when a seller hit the bids (the buyer was the maker).
-fn trade(at_ms: i64, id: u64, price: &str, qty: &str, seller_took: bool) -> Record {
+pub(crate) fn trade(at_ms: i64, id: u64, price: &str, qty: &str, seller_took: bool) -> Record {
     stream(
         at_ms,
         "btcusdt@trade",
@@ -58,7 +58,7 @@ fn trade(at_ms: i64, id: u64, price: &str, qty: &str, seller_took: bool) -> Reco
     )
 }
 
-fn write_recording(dir: &Path, records: &[Record]) -> PathBuf {
+pub(crate) fn write_recording(dir: &Path, records: &[Record]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("20250101T000000Z-0000.rrec");
     let mut writer = BlockWriter::create(&path).unwrap();
@@ -75,19 +75,20 @@ fn write_recording(dir: &Path, records: &[Record]) -> PathBuf {
     path
 }
 
-fn write_strategy(dir: &Path, name: &str, source: &str) -> PathBuf {
+pub(crate) fn write_strategy(dir: &Path, name: &str, source: &str) -> PathBuf {
     let path = dir.join(format!("{name}.lua"));
     std::fs::write(&path, source).unwrap();
     path
 }
 
-fn options(strategy: PathBuf, data: PathBuf) -> BacktestOptions {
+pub(crate) fn options(strategy: PathBuf, data: PathBuf) -> BacktestOptions {
     BacktestOptions {
         strategy,
         data,
         from: None,
         to: None,
         latency: Duration::from_millis(5),
+        fees: backtest::Fees::default(),
         limits: runner::exchange::binance::rate_limits::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
@@ -95,11 +96,17 @@ fn options(strategy: PathBuf, data: PathBuf) -> BacktestOptions {
     }
 }
 
-fn fill(time_ms: i64, side: &'static str, price: f64, qty: f64, maker: bool) -> (i64, &'static str, f64, f64, bool) {
+pub(crate) fn fill(
+    time_ms: i64,
+    side: &'static str,
+    price: f64,
+    qty: f64,
+    maker: bool,
+) -> (i64, &'static str, f64, f64, bool) {
     (time_ms, side, price, qty, maker)
 }
 
-fn fills(report: &Report) -> Vec<(i64, &'static str, f64, f64, bool)> {
+pub(crate) fn fills(report: &Report) -> Vec<(i64, &'static str, f64, f64, bool)> {
     report
         .fill_list
         .iter()

@@ -153,3 +153,167 @@ fn a_bad_market_source_is_one_clear_line_and_exit_status_2() {
         assert!(output.contains(expected), "{args:?}: {output}");
     }
 }
+
+/// Takes once across the spread, timing the call, then rests a buy under the bid; logs the
+/// commission of each fill.
+const FEES_AND_LATENCY: &str = r#"
+local taken, resting = false, false
+local function cents(x) return math.floor(x * 100 + 0.5) / 100 end
+return {
+  symbols = { "BTCUSDT" },
+  streams = { "book" },
+  on_book = function(q)
+    if resting or q.ask <= 0 then return end
+    if not taken then
+      local sent = clock.now()
+      local o = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", tif = "IOC",
+                              price = cents(q.ask * 1.002), quantity = 0.01 }
+      if not o or o.status ~= "FILLED" then return end
+      taken = true
+      log.info("taker FILLED took_ms=%d commission=%.8f asset=%s", clock.now() - sent, o.commission,
+               o.commission_asset)
+      return
+    end
+    local price = cents(q.bid * 0.99)
+    local o = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = price,
+                            quantity = 0.02, client_id = "resting-buy" }
+    if not o then return end
+    resting = true
+    log.info("resting %s price=%.2f", o.status, price)
+  end,
+  on_order = function(o)
+    if o.client_id == "resting-buy" and o.status == "FILLED" then
+      log.info("resting FILLED commission=%.8f asset=%s", o.commission, o.commission_asset)
+    end
+  end,
+}
+"#;
+
+#[test]
+fn paper_on_a_market_charges_the_configured_fees_and_delays_orders_by_the_latency() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = rt
+        .block_on(sim::start(
+            SimConfig {
+                seed: 7,
+                ..SimConfig::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fees_latency.lua");
+    fs::write(&file, FEES_AND_LATENCY).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).args([
+        "--paper",
+        "--market",
+        &source.rest_url(),
+        "--fees",
+        "maker=0.0002,taker=0.0005",
+        "--latency",
+        "150ms",
+        "--no-reload",
+        "--duration",
+        "120s",
+    ]);
+    let mut run = Running::spawn(cmd);
+
+    // The taker fill pays the taker rate on the 0.01 BTC it received, in BTC, and the call took
+    // the order's trip there and its answer's trip back.
+    let taker = run.wait_for("the taker fill", |l| l.contains("taker FILLED"));
+    // (Each fill's commission is rounded to 8 decimals, so several fills may differ by 1e-8 each.)
+    assert!((number_after(&taker, "commission=") - 0.000005).abs() < 3e-8, "{taker}");
+    assert!(taker.contains("asset=BTC"), "{taker}");
+    assert!(number_after(&taker, "took_ms=") >= 300.0, "{taker}");
+
+    // The resting buy fills as a maker once the source's market falls through it: the maker rate.
+    run.wait_for("the resting order", |l| l.contains("resting NEW price="));
+    let top = source.book("BTCUSDT", 1).unwrap();
+    assert!(source.set_price("BTCUSDT", top.bids[0][0] * rust_decimal::Decimal::new(97, 2)));
+    let filled = run.wait_for("the resting fill", |l| l.contains("resting FILLED"));
+    assert!(
+        (number_after(&filled, "commission=") - 0.000004).abs() < 3e-8,
+        "{filled}"
+    );
+    assert!(filled.contains("asset=BTC"), "{filled}");
+    assert_eq!(source.stats().orders_placed, 0, "no order reached the source");
+    run.terminate();
+    let (status, lines) = run.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+    rt.block_on(source.shutdown());
+}
+
+#[test]
+fn fees_and_latency_belong_to_the_built_in_paper_exchange_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.lua");
+    fs::write(&file, "return { symbols = { \"BTCUSDT\" } }\n").unwrap();
+    for (args, expected) in [
+        (
+            vec!["--rest-url", "http://127.0.0.1:2", "--fees", "maker=0.001"],
+            "fees: sets the built-in paper exchange's",
+        ),
+        (
+            vec!["--rest-url", "http://127.0.0.1:2", "--latency", "5ms"],
+            "latency: sets the built-in paper exchange's",
+        ),
+        (vec!["--fees", "maker=1"], "from 0 to 0.1"),
+    ] {
+        let mut cmd = runner(&dir.path().join("state"));
+        cmd.arg(&file).args(&args);
+        let (status, output) = crate::support::run_to_end(cmd);
+        assert_eq!(status.code(), Some(2), "{args:?}: {output}");
+        assert!(output.contains(expected), "{args:?}: {output}");
+    }
+}
+
+#[test]
+fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage_header() {
+    use runner::backtest::live::{self, MarketSource};
+    use runner::ledger::{Lane, Ledger, LedgerConfig, PoolKind, TokioClock};
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let source = sim::start(
+            SimConfig {
+                market_tick: std::time::Duration::ZERO,
+                ..SimConfig::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        )
+        .await
+        .unwrap();
+        // Others on the source's IP have spent 3 000 of its request weight this minute.
+        source.faults().add_external_weight(3_000);
+        let ledger = Ledger::new(
+            runner::exchange::binance::rate_limits::spot_defaults(),
+            LedgerConfig::default(),
+            Arc::new(TokioClock::new()),
+        );
+        let weight_used = |ledger: &Ledger| {
+            ledger
+                .status("paper-market")
+                .pools
+                .iter()
+                .find(|p| p.kind == PoolKind::RequestWeight && p.interval.millis() == 60_000)
+                .map(|p| p.used)
+                .unwrap()
+        };
+        let cost = runner::exchange::binance::rate_limits::cost(20, 0, 1, 0);
+        let permit = ledger.try_reserve("paper-market", Lane::MarketData, cost).unwrap();
+        assert_eq!(weight_used(&ledger), 20, "the request's own weight, before the answer");
+        let source_url = MarketSource::parse(&source.rest_url()).unwrap();
+        let specs = live::source_symbols(&source_url, &["BTCUSDT".to_string()], &ledger, &permit)
+            .await
+            .unwrap();
+        assert_eq!(specs.len(), 1);
+        assert!(
+            weight_used(&ledger) >= 3_020,
+            "the source's X-MBX-USED-WEIGHT-1M raised the pool: {}",
+            weight_used(&ledger)
+        );
+        source.shutdown().await;
+    });
+}

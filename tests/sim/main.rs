@@ -3,6 +3,7 @@
 #[path = "support.rs"]
 mod sim_support;
 
+mod fees_latency;
 mod order_lists;
 mod orders_advanced;
 mod rest;

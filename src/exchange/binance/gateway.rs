@@ -414,7 +414,10 @@ impl Gateway {
         let response = client
             .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
-        Ok(Answer::from_ws_api(response, self.ledger.now_ms()))
+        let mut answer = Answer::from_ws_api(response, self.ledger.now_ms());
+        // The WebSocket API is always the trading venue's, never a separate market source.
+        answer.usage = self.http.source_usage(answer.usage, false);
+        Ok(answer)
     }
 
     fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {

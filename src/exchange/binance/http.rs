@@ -99,7 +99,7 @@ impl HttpTransport {
         }
         let response = http.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
-        let usage = header_usage(response.headers());
+        let usage = self.source_usage(header_usage(response.headers()), market_base.is_some());
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -113,6 +113,16 @@ impl HttpTransport {
             usage,
             now_ms(),
         ))
+    }
+
+    /// With a separate market-data source (paper trading on a real market) the ledger's pools are
+    /// the source's IP pools: what the local paper exchange counts is another server's, and is not
+    /// reconciled with them (its 429/418 verdicts still apply).
+    pub fn source_usage(&self, usage: Vec<ServerUsage>, from_source: bool) -> Vec<ServerUsage> {
+        match self.market_rest_base.is_some() && !from_source {
+            true => Vec::new(),
+            false => usage,
+        }
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> SendError {
