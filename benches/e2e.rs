@@ -11,6 +11,8 @@
 //! `cargo bench --bench e2e` runs all four; `cargo bench --bench e2e -- reload memory` runs some.
 //! Figures are printed as they are measured; nothing is estimated.
 
+#[path = "../tests/support/redis.rs"]
+mod redis_server;
 #[path = "../tests/host/support.rs"]
 mod support;
 
@@ -68,6 +70,15 @@ fn main() -> Result<()> {
         }
         tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
     }
+    if runs("tick_to_order_shared") {
+        // The same, beside the ledger shared through a Redis of the bench's own (`redis-server`
+        // on the PATH): a lease hit on the hot path, a Redis round trip when a lease runs out.
+        let redis = redis_server::RedisServer::start();
+        let local = Wiring::new(JournalSync::Background, OrderTransport::Rest);
+        tick_to_order(&logs, 500, local, Cores::Shared)?;
+        let shared = Wiring::new(JournalSync::Background, OrderTransport::Rest).sharing_through(redis.url());
+        tick_to_order(&logs, 500, shared, Cores::Shared)?;
+    }
     if runs("throughput") {
         use Source::*;
         throughput(&[(Simulator, 1), (Replay, 1), (Replay, 4)], Duration::from_secs(5))?;
@@ -121,17 +132,23 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
     logs.clear();
     let transport = wiring.transport;
     println!(
-        "\n== tick to order, journal sync {:?}, orders over {transport:?}, cores {cores:?}{}: {samples} samples \
+        "\n== tick to order, journal sync {:?}, orders over {transport:?}, cores {cores:?}{}{}: {samples} samples \
          after {WARM_UP} warm-up, load {}",
         wiring.journal,
         if wiring.busy_poll { ", busy poll" } else { "" },
+        if wiring.shared_ledger.is_some() {
+            ", ledger shared through Redis"
+        } else {
+            ""
+        },
         load_average()
     );
     let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
     let probe = exchange_rt.block_on(WireProbe::start(&sim))?;
     let dir = tempfile::tempdir()?;
     let path = write(dir.path(), "trigger.lua", TICK_TO_ORDER)?;
-    let (venue, host) = client_rt.block_on(connect(&probe.authority(), &probe.authority(), dir.path(), wiring))?;
+    let (venue, host, _shared) =
+        client_rt.block_on(connect(&probe.authority(), &probe.authority(), dir.path(), wiring))?;
     client_rt.block_on(host.add(&path))?;
     let _pinned = pin(cores)?;
 
@@ -436,7 +453,7 @@ fn throughput(runs: &[(Source, usize)], run: Duration) -> Result<()> {
             Source::Replay => exchange_rt.block_on(replay_server())?,
         };
         let dir = tempfile::tempdir()?;
-        let (venue, host) = client_rt.block_on(connect(
+        let (venue, host, _shared) = client_rt.block_on(connect(
             &sim.addr().to_string(),
             &streams.to_string(),
             dir.path(),
@@ -852,6 +869,8 @@ struct Wiring {
     busy_poll: bool,
     /// The CPU the runner pins the strategy's thread to (`--pin-strategies`).
     strategy_cpu: Option<usize>,
+    /// `--ledger <url>`: the ledger shared through this Redis.
+    shared_ledger: Option<String>,
 }
 
 impl Wiring {
@@ -861,6 +880,15 @@ impl Wiring {
             transport,
             busy_poll: false,
             strategy_cpu: None,
+            shared_ledger: None,
+        }
+    }
+
+    /// `--ledger <url>`.
+    fn sharing_through(self, url: String) -> Wiring {
+        Wiring {
+            shared_ledger: Some(url),
+            ..self
         }
     }
 
@@ -874,14 +902,32 @@ impl Wiring {
     }
 }
 
+/// The client, its host, and (with `--ledger`) the lease keeper sharing its ledger.
+type Connected = (
+    Arc<BinanceVenue>,
+    Arc<Host>,
+    Option<runner::ledger::shared::SharedLedger>,
+);
+
 /// Connects REST and the WebSocket API through `rest`, market streams through `streams`.
-async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Result<(Arc<BinanceVenue>, Arc<Host>)> {
+async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Result<Connected> {
     let ledger = Ledger::new(
         runner::exchange::binance::rate_limits::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(FastClock::new()),
     );
     ledger.set_boundary_guard(runner::ledger::BOUNDARY_GUARD);
+    let shared = match wiring.shared_ledger {
+        Some(url) => {
+            let config = runner::ledger::shared::SharedConfig {
+                url,
+                group: "bench".to_string(),
+                fallback_on_start: false,
+            };
+            Some(runner::ledger::shared::share(ledger.clone(), config).await?)
+        }
+        None => None,
+    };
     let profile = Profile::paper(
         &format!("http://{rest}"),
         &format!("ws://{streams}"),
@@ -910,7 +956,7 @@ async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Resul
     );
     let sink: Arc<dyn EventSink> = host.clone();
     venue.start(sink).await.map_err(|e| anyhow!("streams start: {e}"))?;
-    Ok((venue, host))
+    Ok((venue, host, shared))
 }
 
 /// Prints the load, then stops the strategies, the client and the simulator.

@@ -241,11 +241,32 @@ fn a_429_seen_by_one_process_stops_every_process_until_retry_after_has_passed() 
     }
 }
 
-/// Waits in each process's output for a line containing `text`.
-fn each_says(fleet: &mut [Running], what: &str, text: &str) {
-    for run in fleet.iter_mut() {
-        if !run.seen.iter().any(|l| l.contains(text)) {
+/// What each process has printed so far: `each_says` looks only at lines printed after it.
+fn marks(fleet: &[Running]) -> Vec<usize> {
+    fleet.iter().map(|run| run.seen.len()).collect()
+}
+
+/// Waits in each process's output, after its mark, for a line containing `text`.
+fn each_says(fleet: &mut [Running], marks: &[usize], what: &str, text: &str) {
+    for (run, mark) in fleet.iter_mut().zip(marks) {
+        if !run.seen[*mark..].iter().any(|l| l.contains(text)) {
             run.wait_for(what, |l| l.contains(text));
+        }
+    }
+}
+
+/// Waits until each process's last word on how many processes share the budget is `n`
+/// (its share without Redis is the limit divided by that).
+fn each_counts(fleet: &mut [Running], n: usize) {
+    const COUNT: &str = "processes sharing this budget: ";
+    let count = |line: &str| -> Option<usize> {
+        let after = &line[line.find(COUNT)? + COUNT.len()..];
+        after.split(' ').next()?.parse().ok()
+    };
+    for run in fleet.iter_mut() {
+        let last = run.seen.iter().rev().find_map(|l| count(l));
+        if last != Some(n) {
+            run.wait_for(&format!("{COUNT}{n}"), |l| count(l) == Some(n));
         }
     }
 }
@@ -262,17 +283,31 @@ fn lately(fleet: &[Running], exchange: &Exchange) -> String {
     text + &format!("--- simulator:\n{:?}", &log[tail..])
 }
 
-/// Forgets the lines seen so far, so the next `each_says` waits for new ones.
-fn forget_seen(fleet: &mut [Running]) {
-    for run in fleet.iter_mut() {
-        run.seen.clear();
+/// Without Redis each process spends, from the first whole window after it noticed, its
+/// share of the limit: the whole windows from `from_ms` for the next `WINDOWS` windows are
+/// within the limit and carry traffic. Returns their counts.
+fn fallback_windows(fleet: &[Running], exchange: &Exchange, from_ms: i64, weight: u64) -> Vec<u64> {
+    const WINDOWS: i64 = 2;
+    wait_until(exchange, from_ms + (WINDOWS + 1) * WINDOW_MS);
+    let stats = exchange.stats();
+    assert_never_over(&stats);
+    let windows = windows_within(&stats, from_ms, from_ms + (WINDOWS + 1) * WINDOW_MS, WINDOWS as usize);
+    for w in &windows {
+        assert!(
+            w.count >= weight / 2,
+            "window {} used only {} of {weight} on the local shares: {windows:?}\n{}",
+            w.start,
+            w.count,
+            lately(fleet, exchange)
+        );
     }
+    windows.iter().map(|w| w.count).collect()
 }
 
 #[test]
-#[ignore = "fails: the window Redis is killed in can end 25 over its limit (1025 of 1000, one 429), and the fallback share can start a window or two late"]
 fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_429() {
     const WEIGHT: u64 = 1000;
+    const PROCESSES: usize = 4;
     let redis = RedisServer::start();
     let exchange = exchange(WEIGHT);
     let dir = tempfile::tempdir().unwrap();
@@ -281,22 +316,27 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
             exchange: &exchange,
             redis_url: redis.url(),
             weight: WEIGHT,
-            n: 2,
+            n: PROCESSES,
             depth_limit: 500,
         },
         &dir,
     );
     const UNAVAILABLE: &str = "SHARED LEDGER UNAVAILABLE";
     const BACK: &str = "shared ledger reachable again";
+    each_counts(&mut fleet, PROCESSES);
 
-    // Killed: every key is lost. Each process says so and spends its share.
+    // Killed mid-window: every key is lost. Each process spends what it holds of the window
+    // under way, then its share (a quarter of the limit) from the next window on.
+    let mark = marks(&fleet);
     let port = redis.stop();
-    each_says(&mut fleet, "the loss of Redis", UNAVAILABLE);
-    wait_until(&exchange, exchange.now_ms() + 2 * WINDOW_MS);
+    each_says(&mut fleet, &mark, "the loss of Redis", UNAVAILABLE);
+    let lost_at = exchange.now_ms();
+    let killed = fallback_windows(&fleet, &exchange, lost_at, WEIGHT);
+
     // Back, empty, on the same port.
-    forget_seen(&mut fleet);
+    let mark = marks(&fleet);
     let redis = RedisServer::start_on(port);
-    each_says(&mut fleet, "Redis back", BACK);
+    each_says(&mut fleet, &mark, "Redis back", BACK);
     let back_at = exchange.now_ms();
     wait_until(&exchange, back_at + 2 * WINDOW_MS);
     assert!(
@@ -307,14 +347,25 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
         "traffic goes on after Redis came back\n{}",
         lately(&fleet, &exchange)
     );
+    // The heartbeats went with the keys: each process counts the others again before the pause.
+    each_counts(&mut fleet, PROCESSES);
 
-    // Paused for longer than a window: answers stop coming, the processes fall back.
-    forget_seen(&mut fleet);
+    // Paused for longer than a window: answers stop coming, the processes fall back. Nothing
+    // goes over the limit; that the local shares are spent while Redis is paused is not
+    // asserted (see docs/shared-ledger.md: the processes were seen to send nothing then).
+    let mark = marks(&fleet);
     redis.signal("-STOP");
-    each_says(&mut fleet, "the paused Redis to be given up on", UNAVAILABLE);
-    wait_until(&exchange, exchange.now_ms() + 3 * WINDOW_MS / 2);
+    each_says(&mut fleet, &mark, "the paused Redis to be given up on", UNAVAILABLE);
+    let paused_at = exchange.now_ms();
+    wait_until(&exchange, paused_at + 3 * WINDOW_MS);
+    assert_never_over(&exchange.stats());
+    let paused: Vec<u64> = windows_within(&exchange.stats(), paused_at, paused_at + 3 * WINDOW_MS, 2)
+        .iter()
+        .map(|w| w.count)
+        .collect();
+    let mark = marks(&fleet);
     redis.signal("-CONT");
-    each_says(&mut fleet, "the paused Redis to be used again", BACK);
+    each_says(&mut fleet, &mark, "the paused Redis to be used again", BACK);
     let resumed_at = exchange.now_ms();
     wait_until(&exchange, resumed_at + 2 * WINDOW_MS);
     assert!(
@@ -327,4 +378,5 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
     );
     assert_never_over(&exchange.stats());
     stop_fleet(fleet);
+    println!("figure: {PROCESSES} processes on local shares (limit {WEIGHT}), weight per window: Redis killed {killed:?}, paused {paused:?}");
 }

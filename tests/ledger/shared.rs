@@ -224,6 +224,13 @@ async fn a_paused_redis_is_waited_out_on_the_local_share() {
     let redis = RedisServer::start();
     let a = shared(&redis.url(), "ip-d").await;
     let b = shared(&redis.url(), "ip-d").await;
+    // Each one's share without Redis is the limit divided by the processes it knows of.
+    wait_for("each ledger to count both", || {
+        [&a, &b]
+            .iter()
+            .all(|l| l.ledger().status("s").sharing.is_some_and(|s| s.processes == 2))
+    })
+    .await;
     redis.signal("-STOP");
     let sent: Sent = Arc::default();
     hammer(&[a.ledger(), b.ledger()], 2_500, &sent).await;

@@ -11,9 +11,11 @@
 //! See docs/shared-ledger.md.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
 use tokio::task::JoinHandle;
@@ -73,6 +75,7 @@ pub struct SharedConfig {
 pub struct SharedLedger {
     ledger: Ledger,
     task: JoinHandle<()>,
+    shares: JoinHandle<()>,
 }
 
 impl SharedLedger {
@@ -85,6 +88,7 @@ impl SharedLedger {
 impl Drop for SharedLedger {
     fn drop(&mut self) {
         self.task.abort();
+        self.shares.abort();
     }
 }
 
@@ -135,7 +139,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         ban_script: Script::new(BAN),
         short_window: HashMap::new(),
         settle_until: None,
-        fallback_granted: HashMap::new(),
+        fallback: Arc::new(Mutex::new(Fallback::default())),
         last_used: HashMap::new(),
     };
     let wake = ledger.share_pools(ShareRule::new(|l| {
@@ -158,8 +162,16 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         }
     }
     keeper.publish_sharing();
+    if !keeper.connected {
+        keeper.fallback.lock().active = true;
+    }
+    let shares = tokio::spawn(grant_local_shares(
+        ledger.clone(),
+        Keys::new(&config.group),
+        keeper.fallback.clone(),
+    ));
     let task = tokio::spawn(async move { keeper.run(wake).await });
-    Ok(SharedLedger { ledger, task })
+    Ok(SharedLedger { ledger, task, shares })
 }
 
 /// Units leased at a time: small enough that the leases all processes hold unused stay
@@ -241,8 +253,9 @@ struct Keeper {
     /// others' holdings are unknown until they re-register (within a tick of Redis answering
     /// them): until then nothing more is leased and what is held is spent.
     settle_until: Option<tokio::time::Instant>,
-    /// Without Redis: the window each pool's local share was granted for.
-    fallback_granted: HashMap<String, i64>,
+    /// Without Redis: the local shares, granted by their own task so that no wait on Redis
+    /// (a paused server, a hung reconnection) holds them up.
+    fallback: Arc<Mutex<Fallback>>,
     /// Use of each pool at the last tick, to find idle leases.
     last_used: HashMap<String, (i64, u64)>,
 }
@@ -351,21 +364,27 @@ impl Keeper {
     }
 
     fn lost(&mut self, e: &redis::RedisError) {
-        if self.connected {
-            tracing::error!(
-                url = %self.shown,
-                error = %e,
-                processes = self.processes,
-                "SHARED LEDGER UNAVAILABLE: spending only 1/{} of each limit until it answers",
-                self.processes
-            );
+        if !self.connected {
+            // Still out of reach (a failed retry): the windows it was lost in stay as they
+            // were marked then. Marking them again would take the share of a window that
+            // began since.
+            tracing::debug!(error = %e, "shared ledger still out of reach");
+            self.fallback.lock().active = true;
+            return;
         }
+        tracing::error!(
+            url = %self.shown,
+            error = %e,
+            processes = self.processes,
+            "SHARED LEDGER UNAVAILABLE: spending only 1/{} of each limit until it answers",
+            self.processes
+        );
         // The current windows keep what is held: the others' holdings there are unknown.
         // Shares start with the next windows. "Current" is the exchange's window under way,
         // even while this process's pool still finishes the previous one (the boundary guard):
         // what was leased in the new one before the loss may already exceed a share.
         let now = self.ledger.now_ms();
-        self.fallback_granted = self
+        let granted = self
             .ledger
             .leases()
             .into_iter()
@@ -374,7 +393,38 @@ impl Keeper {
                 (self.keys.pool(&v.limit), current)
             })
             .collect();
+        *self.fallback.lock() = Fallback {
+            active: true,
+            processes: self.processes,
+            granted,
+        };
         self.set_connected(false);
+    }
+
+    /// Takes `count` as the processes now sharing the budget (logged when it changes): the
+    /// share each one spends without Redis.
+    fn count_processes(&mut self, count: u32) {
+        let count = count.max(1);
+        if count != self.processes {
+            self.processes = count;
+            tracing::info!(group = %self.group, "processes sharing this budget: {count}");
+            self.publish_sharing();
+        }
+    }
+
+    /// Says this process is alive and counts the processes alive.
+    async fn heartbeat(&mut self, c: &mut ConnectionManager) -> Redis<()> {
+        let now = self.ledger.now_ms();
+        let alive = self.keys.named("alive");
+        let (_, _, count): (i64, i64, u32) = redis::pipe()
+            .atomic()
+            .zadd(&alive, &self.process, now)
+            .zrembyscore(&alive, "-inf", now - ALIVE_FOR_MS)
+            .zcard(&alive)
+            .query_async(c)
+            .await?;
+        self.count_processes(count);
+        Ok(())
     }
 
     /// Heartbeat, process count, idle leases; a lost Redis is retried.
@@ -388,20 +438,8 @@ impl Keeper {
             self.rejoin().await?;
             self.set_connected(true);
         }
-        let now = self.ledger.now_ms();
         let mut c = self.conn()?;
-        let alive = self.keys.named("alive");
-        let (_, _, count): (i64, i64, u32) = redis::pipe()
-            .atomic()
-            .zadd(&alive, &self.process, now)
-            .zrembyscore(&alive, "-inf", now - ALIVE_FOR_MS)
-            .zcard(&alive)
-            .query_async(&mut c)
-            .await?;
-        if count != self.processes {
-            self.processes = count.max(1);
-            self.publish_sharing();
-        }
+        self.heartbeat(&mut c).await?;
         for view in self.ledger.leases() {
             let key = self.keys.window(&view.limit, view.window_start_ms);
             let idle = self.last_used.insert(key.clone(), (view.window_start_ms, view.used))
@@ -430,16 +468,25 @@ impl Keeper {
         let _: bool = c.set_nx(&epoch_key, &fresh).await?;
         let _: bool = c.set_nx(self.keys.named("format"), FORMAT).await?;
         let epoch: String = c.get(&epoch_key).await?;
+        // Registered before anything is leased, so whoever leases next counts this process.
+        self.heartbeat(&mut c).await?;
         // New to this state (a start, or Redis restarted empty), what this process holds in
         // the current windows counts there too; back from a fallback, what it was granted
         // locally does.
         let lost_state = epoch != self.epoch;
+        // No local share from here on: what was granted is put back below. Should this fail,
+        // `lost` turns the shares back on.
+        let local_shares = {
+            let mut fallback = self.fallback.lock();
+            fallback.active = false;
+            std::mem::take(&mut fallback.granted)
+        };
         let known_before = !self.epoch.is_empty();
         let mut pipe = redis::pipe();
         let mut held = 0;
         let mut spent_locally = false;
         for view in self.ledger.leases().into_iter().filter(|v| v.lease > 0) {
-            let local_only = self.fallback_granted.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
+            let local_only = local_shares.get(&self.keys.pool(&view.limit)) == Some(&view.window_start_ms);
             spent_locally |= local_only;
             if lost_state || local_only {
                 let key = self.keys.window(&view.limit, view.window_start_ms);
@@ -456,7 +503,6 @@ impl Keeper {
             pipe.query_async::<()>(&mut c).await?;
         }
         self.epoch = epoch;
-        self.fallback_granted.clear();
         let ban: Option<String> = c.get(self.keys.named("ban")).await?;
         if let Some(until) = ban.and_then(|b| b.parse::<i64>().ok()) {
             self.ledger.join_backoff(BackoffState::Throttled, until);
@@ -468,7 +514,7 @@ impl Keeper {
     async fn pass(&mut self) -> Redis<()> {
         let news = self.ledger.take_news();
         if !self.connected {
-            self.fallback();
+            self.fallback.lock().grant(&self.ledger, &self.keys);
             return Ok(());
         }
         let mut c = self.conn()?;
@@ -509,8 +555,10 @@ impl Keeper {
         invocation
             .key(self.keys.named("epoch"))
             .key(self.keys.named("ban"))
+            .key(self.keys.named("alive"))
             .arg(&self.epoch)
-            .arg(self.ledger.now_ms());
+            .arg(self.ledger.now_ms())
+            .arg(ALIVE_FOR_MS);
         for v in &wanted {
             let cap = if v.wanted_full { v.limit.limit } else { v.market_cap };
             let need = v.wanted;
@@ -532,6 +580,9 @@ impl Keeper {
         };
         match number(0) {
             Some(1) => {
+                if let Some(alive) = number(wanted.len() + 1) {
+                    self.count_processes(u32::try_from(alive).unwrap_or(u32::MAX));
+                }
                 for (i, v) in wanted.iter().enumerate() {
                     let granted = number(i + 1).unwrap_or(0).max(0) as u64;
                     if !self.ledger.grant(&v.limit, v.window_start_ms, granted) {
@@ -574,21 +625,58 @@ impl Keeper {
         }
         Ok(())
     }
+}
 
-    /// Without Redis: each shared pool's window gets this process's share of the limit, once.
-    fn fallback(&mut self) {
-        for v in self.ledger.leases() {
-            let key = self.keys.pool(&v.limit);
+/// The local shares spent while Redis is out of reach.
+#[derive(Default)]
+struct Fallback {
+    /// Whether Redis is out of reach and shares are granted.
+    active: bool,
+    /// Processes last seen alive when Redis was lost: each one's share is 1/processes.
+    processes: u32,
+    /// The window of each pool a share was granted for (or, for the window under way when
+    /// Redis was lost, nothing beyond what was held).
+    granted: HashMap<String, i64>,
+}
+
+impl Fallback {
+    /// Each shared pool's window gets this process's share of the limit, once.
+    fn grant(&mut self, ledger: &Ledger, keys: &Keys) {
+        if !self.active {
+            return;
+        }
+        for v in ledger.leases() {
+            let key = keys.pool(&v.limit);
             // A window up to the one under way when Redis was lost keeps what is held.
-            if self.fallback_granted.get(&key).is_some_and(|w| v.window_start_ms <= *w) {
+            if self.granted.get(&key).is_some_and(|w| v.window_start_ms <= *w) {
                 continue;
             }
             let share = v.limit.limit / u64::from(self.processes.max(1));
             if share > v.lease {
-                self.ledger.grant(&v.limit, v.window_start_ms, share - v.lease);
+                let granted = ledger.grant(&v.limit, v.window_start_ms, share - v.lease);
+                tracing::debug!(pool = %key, window = v.window_start_ms, share, granted, "local share");
             }
-            self.fallback_granted.insert(key, v.window_start_ms);
+            self.granted.insert(key, v.window_start_ms);
         }
+    }
+}
+
+/// Grants the local shares while Redis is out of reach, at each window's start (a pool's
+/// window rolls at its end plus the guard; this wakes just after).
+async fn grant_local_shares(ledger: Ledger, keys: Keys, fallback: Arc<Mutex<Fallback>>) {
+    const AFTER_ROLL: Duration = Duration::from_millis(1);
+    loop {
+        let next = {
+            let mut f = fallback.lock();
+            f.grant(&ledger, &keys);
+            let now = ledger.now_ms();
+            let next_roll = ledger.leases().iter().map(|v| v.window_end_ms).min();
+            match next_roll {
+                Some(end) if f.active => Duration::from_millis(u64::try_from(end - now).unwrap_or(0)).min(TICK),
+                _ => TICK,
+            }
+        };
+        tokio::time::sleep(next + AFTER_ROLL).await;
     }
 }
 
