@@ -158,15 +158,22 @@ impl Router {
     /// are counted, logged (rate-limited) and skipped.
     pub fn on_frame(self: &Arc<Self>, text: &str, received: Instant) {
         let mut events = Vec::new();
-        self.on_frame_into(text, received, &mut events);
+        self.on_frame_into(text, received, self.gateway.now_ms(), &mut events);
         self.deliver(&mut events);
     }
 
-    /// Handles one text frame, read at `received`, adding its event (if any) to `events` for
-    /// [`Router::deliver`]: frames read together are handed on together.
-    pub fn on_frame_into(self: &Arc<Self>, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) {
+    /// Handles one text frame, read at `received` (exchange time `received_ms`), adding its event (if
+    /// any) to `events` for [`Router::deliver`]: frames read together are handed on together and
+    /// share one clock reading.
+    pub fn on_frame_into(
+        self: &Arc<Self>,
+        text: &str,
+        received: Instant,
+        received_ms: i64,
+        events: &mut Vec<(MarketEvent, Instant)>,
+    ) {
         let handled = match stream_name(text).and_then(|name| name.split_once('@')) {
-            Some((_, "bookTicker")) => self.on_book_ticker(text, received, events),
+            Some((_, "bookTicker")) => self.on_book_ticker(text, received, received_ms, events),
             Some((_, kind)) if kind.starts_with("depth") => self.on_depth(text, received, events),
             Some((_, "trade")) => self.on_trade(text, received, events),
             Some((_, kind)) if kind.starts_with("kline_") => self.on_kline(text, received, events),
@@ -203,13 +210,18 @@ impl Router {
         Some(frame)
     }
 
-    fn on_book_ticker(&self, text: &str, received: Instant, events: &mut Vec<(MarketEvent, Instant)>) -> bool {
+    fn on_book_ticker(
+        &self,
+        text: &str,
+        received: Instant,
+        received_ms: i64,
+        events: &mut Vec<(MarketEvent, Instant)>,
+    ) -> bool {
         let Some(frame) = self.parse::<Combined<'_, BookTickerEvent<'_>>>(text) else {
             return false;
         };
         let e = frame.data;
-        let (Some(symbol), Some(bid), Some(bid_qty), Some(ask), Some(ask_qty)) = (
-            self.symbols.intern(e.s),
+        let (Some(bid), Some(bid_qty), Some(ask), Some(ask_qty)) = (
             parse_f64(e.b),
             parse_f64(e.bid_qty),
             parse_f64(e.a),
@@ -217,26 +229,42 @@ impl Router {
         ) else {
             return false;
         };
-        let quote = Quote {
-            symbol,
-            bid,
-            bid_qty,
-            ask,
-            ask_qty,
-            update_id: e.u,
-            time: self.gateway.now_ms(),
-        };
-        {
+        let quote = {
             let mut quotes = self.quotes.write();
+            // One lookup per quote: a symbol seen before lends its interned name from its latest quote.
             match quotes.get_mut(e.s) {
                 // Out-of-order updates must not replace a newer quote.
-                Some(latest) if latest.update_id > quote.update_id => return true,
-                Some(latest) => latest.clone_from(&quote),
+                Some(latest) if latest.update_id > e.u => return true,
+                Some(latest) => {
+                    *latest = Quote {
+                        symbol: Arc::clone(&latest.symbol),
+                        bid,
+                        bid_qty,
+                        ask,
+                        ask_qty,
+                        update_id: e.u,
+                        time: received_ms,
+                    };
+                    latest.clone()
+                }
                 None => {
+                    let Some(symbol) = self.symbols.intern(e.s) else {
+                        return false;
+                    };
+                    let quote = Quote {
+                        symbol,
+                        bid,
+                        bid_qty,
+                        ask,
+                        ask_qty,
+                        update_id: e.u,
+                        time: received_ms,
+                    };
                     quotes.insert(Arc::clone(&quote.symbol), quote.clone());
+                    quote
                 }
             }
-        }
+        };
         events.push((MarketEvent::Book(quote), received));
         true
     }

@@ -294,6 +294,8 @@ impl ConnectionTask {
                 frame = read.next() => {
                     let mut frame = frame;
                     let mut drained = 0;
+                    // One clock reading for the frames read together.
+                    let (read_at, read_ms) = (std::time::Instant::now(), self.gateway.now_ms());
                     // The first frame's event goes at once; frames already read behind it are handed on
                     // together (the strategies are woken once for them), up to `DRAIN_AT_MOST`.
                     let ended = loop {
@@ -309,7 +311,7 @@ impl ConnectionTask {
                                 if let Some(batch) = refused {
                                     self.on_refused(batch, &mut active, &mut wanted, &mut one_by_one);
                                 }
-                                self.router.on_frame_into(text.as_str(), std::time::Instant::now(), &mut events);
+                                self.router.on_frame_into(text.as_str(), read_at, read_ms, &mut events);
                             }
                             // Pings are answered by the WebSocket layer on the next read.
                             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
