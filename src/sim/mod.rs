@@ -35,7 +35,7 @@ mod rest;
 mod sign;
 mod state;
 mod stats;
-mod stp;
+pub(crate) mod stp;
 mod ws_api;
 mod ws_conn;
 mod ws_market;

@@ -7,15 +7,20 @@
 //! - [`wire`]: the exchange's JSON shapes (shared with the simulator).
 //! - [`weights`]: request cost per endpoint and parameters.
 //! - [`usage`]: `rateLimits` parsing, usage headers, 429/418 classification.
+//! - Orders: [`symbols`] (the grid check that makes a `ValidOrder`), [`client_ids`], [`order_wire`]
+//!   (parameters out, answers in), [`order_state`] (the status merge), [`order_registry`] (with its [`journal`]).
 
 pub mod book;
+pub mod client_ids;
 pub mod errors;
 pub mod gateway;
 pub mod http;
 pub mod journal;
 pub mod journal_sync;
 pub mod kline_series;
-pub mod orders;
+pub mod order_registry;
+pub mod order_state;
+pub mod order_wire;
 pub mod per_thread;
 pub mod profile;
 pub mod rate_limits;

@@ -9,12 +9,13 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
-use crate::exchange::types::{ApiError, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
+use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
 use super::errors::{error_body, map_http_error, CallKind, SendError};
 use super::gateway::{Gateway, HttpMethod, RestCall};
+use super::order_wire::order_params;
 use super::symbols::ValidOrder;
 use super::wire;
 
@@ -279,26 +280,13 @@ impl Rest<'_> {
         &self,
         ctx: &CallCtx,
         order: &ValidOrder,
-        client_id: &str,
+        client_id: &ClientOrderId,
     ) -> Result<wire::OrderAnswer, ApiError> {
-        let mut call = RestCall::new(HttpMethod::Post, "/api/v3/order", Lane::Order)
-            .param("symbol", &order.symbol)
-            .param("side", order.side.as_str())
-            .param("type", order.order_type.as_str());
-        if let Some(tif) = order.tif {
-            call = call.param("timeInForce", tif.as_str());
-        }
-        if let Some(q) = order.quantity {
-            call = call.param("quantity", q.to_string());
-        }
-        if let Some(q) = order.quote_quantity {
-            call = call.param("quoteOrderQty", q.to_string());
-        }
-        if let Some(p) = order.price {
-            call = call.param("price", p.to_string());
+        let mut call = RestCall::new(HttpMethod::Post, "/api/v3/order", Lane::Order);
+        for (name, value) in order_params(order, client_id) {
+            call = call.param(name, value);
         }
         let call = call
-            .param("newClientOrderId", client_id)
             .param("newOrderRespType", "FULL")
             .signed()
             .free_on_success()

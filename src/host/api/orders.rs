@@ -8,7 +8,10 @@ use mlua::{Lua, Table, Value};
 
 use super::convert::{self, order_table, FieldKeys};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
-use crate::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
+use crate::exchange::{
+    ApiError, CallCtx, ClientOrderId, ErrorCode, OrderFields, OrderKind, OrderRef, OrderRequest, OrderType, Side,
+    TimeInForce,
+};
 use crate::host::spec::suggest;
 
 const PLACE_FIELDS: &[&str] = &[
@@ -44,7 +47,11 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             move |venue, call, request| {
                 let stats = stats.clone();
                 async move {
-                    let result = venue.place(&call, request).await;
+                    // A malformed order is refused here, as the venue refuses an off-grid one: nothing is sent.
+                    let result = match request {
+                        Ok(request) => venue.place(&call, request).await,
+                        Err(error) => Err(error),
+                    };
                     match &result {
                         Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
                         Err(err) if err.code == ErrorCode::Rejected => {
@@ -132,7 +139,7 @@ fn parse_request(
     ctx: &ApiCtx,
     fields: &FieldKeys,
     spec: &Table,
-) -> mlua::Result<(OrderRequest, Option<Duration>)> {
+) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
     const FUNC: &str = "orders.place";
     if let Some(name) = fields.unknown_key(spec)? {
         let hint = suggest(&name, PLACE_FIELDS.iter().copied())
@@ -186,19 +193,27 @@ fn parse_request(
                 format!("{FUNC}: tif must be \"GTC\", \"IOC\" or \"FOK\", got \"{tif}\""),
             )
         })?),
-        None if order_type == OrderType::Limit => Some(TimeInForce::Gtc),
         None => None,
     };
-    let request = OrderRequest {
-        symbol,
-        side,
-        order_type,
+    let order_fields = OrderFields {
+        price: amount("price")?,
         quantity: amount("quantity")?,
         quote_quantity: amount("quote_quantity")?,
-        price: amount("price")?,
         tif,
-        client_id: text("client_id")?,
+        stop_price: None,
+        trailing_delta: None,
     };
+    let client_id = text("client_id")?;
+    let request = (|| {
+        let kind = OrderKind::from_fields(order_type, order_fields).map_err(invalid)?;
+        let mut request = OrderRequest::new(&symbol, side, kind);
+        request.client_id = client_id.map(ClientOrderId::new).transpose()?;
+        Ok(request)
+    })();
     let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
     Ok((request, wait))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidOrder, message)
 }
