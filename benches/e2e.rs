@@ -30,7 +30,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 use runner::exchange::binance::journal_sync::JournalSync;
-use runner::exchange::binance::ws_orders::OrderTransport;
+use runner::exchange::binance::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::risk::{RiskGuard, RiskLimits};
 use runner::exchange::{EventSink, MarketEvent, Trade, Venue};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::backtest::live::MarketSource;
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::journal_sync::JournalSync;
-use crate::exchange::binance::ws_orders::OrderTransport;
+use crate::exchange::binance::ws_api::OrderTransport;
 use crate::exchange::binance::ClientOptions;
 use crate::exchange::breaker::BreakerConfig;
 use crate::exchange::risk::RiskLimits;

@@ -18,7 +18,7 @@ use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols::{self, ValidOrder};
-use crate::exchange::binance::weights::rest_cost;
+use crate::exchange::binance::weights::Endpoint;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{ClientOrderId, OrderStatus, SelfTradePrevention};
 use crate::exchange::{
@@ -421,15 +421,8 @@ impl ReplayVenue {
     }
 
     /// Takes the call's budget in replayed time; waiting for room advances the replay.
-    fn charge(
-        &self,
-        ctx: &CallCtx,
-        lane: Lane,
-        method: &str,
-        path: &str,
-        params: &[(&str, &str)],
-    ) -> Result<(), ApiError> {
-        let cost = rest_cost(method, path, params).unwrap_or(crate::exchange::binance::rate_limits::cost(1, 0, 1, 0));
+    fn charge(&self, ctx: &CallCtx, lane: Lane, endpoint: Endpoint, params: &[(&str, &str)]) -> Result<(), ApiError> {
+        let cost = endpoint.cost(params);
         let wait_ms = ctx.wait.as_millis() as i64;
         let deadline = self.now_ms() + wait_ms;
         loop {
@@ -514,13 +507,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Ticker, ApiError> {
-        self.charge(
-            ctx,
-            Lane::MarketData,
-            "GET",
-            "/api/v3/ticker/price",
-            &[("symbol", symbol)],
-        )?;
+        self.charge(ctx, Lane::MarketData, Endpoint::TickerPrice, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let m = &world.ex.markets[i];
@@ -532,13 +519,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn book_ticker(&self, ctx: &CallCtx, symbol: &str) -> Result<Quote, ApiError> {
-        self.charge(
-            ctx,
-            Lane::MarketData,
-            "GET",
-            "/api/v3/ticker/bookTicker",
-            &[("symbol", symbol)],
-        )?;
+        self.charge(ctx, Lane::MarketData, Endpoint::TickerBook, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let book = &world.ex.markets[i].book;
@@ -560,8 +541,7 @@ impl Venue for ReplayVenue {
         self.charge(
             ctx,
             Lane::MarketData,
-            "GET",
-            "/api/v3/depth",
+            Endpoint::Depth,
             &[("symbol", symbol), ("limit", &limit_text)],
         )?;
         self.book(symbol, limit as usize)
@@ -569,7 +549,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn klines(&self, ctx: &CallCtx, symbol: &str, interval: &str, limit: u32) -> Result<Vec<Kline>, ApiError> {
-        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/klines", &[("symbol", symbol)])?;
+        self.charge(ctx, Lane::MarketData, Endpoint::Klines, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let key = (Arc::from(symbol), Arc::from(interval));
         let history = world
@@ -582,7 +562,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn trades(&self, ctx: &CallCtx, symbol: &str, limit: u32) -> Result<Vec<Trade>, ApiError> {
-        self.charge(ctx, Lane::MarketData, "GET", "/api/v3/trades", &[("symbol", symbol)])?;
+        self.charge(ctx, Lane::MarketData, Endpoint::RecentTrades, &[("symbol", symbol)])?;
         let world = self.world.lock();
         let i = Self::index(&world, symbol)?;
         let trades = &world.ex.markets[i].trades;
@@ -641,7 +621,7 @@ impl Venue for ReplayVenue {
                 ))
             }
         };
-        self.charge(ctx, Lane::Order, "POST", "/api/v3/order", &[])?;
+        self.charge(ctx, Lane::Order, Endpoint::PlaceOrder, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
@@ -676,7 +656,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
-        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/order", &[])?;
+        self.charge(ctx, Lane::Cancel, Endpoint::CancelOrder, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
@@ -694,7 +674,7 @@ impl Venue for ReplayVenue {
     }
 
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {
-        self.charge(ctx, Lane::Cancel, "DELETE", "/api/v3/openOrders", &[])?;
+        self.charge(ctx, Lane::Cancel, Endpoint::CancelOpenOrders, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);

@@ -101,7 +101,7 @@ async fn mangled_rest_order_answers_lose_no_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mangled_websocket_api_order_answers_lose_no_order() {
     let options = ClientOptions {
-        order_transport: runner::exchange::binance::ws_orders::OrderTransport::WsApi,
+        order_transport: runner::exchange::binance::ws_api::OrderTransport::WsApi,
         ..ClientOptions::default()
     };
     every_mangled_placement_is_known_with_its_fill(options).await;

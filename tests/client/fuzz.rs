@@ -13,7 +13,7 @@ use runner::exchange::binance::order_state::OrderUpdate;
 use runner::exchange::binance::router::Router;
 use runner::exchange::binance::symbols::SymbolTable;
 use runner::exchange::binance::wire::{self, OrderAnswer, UserDataFrame, WsApiResponse};
-use runner::exchange::binance::ws_orders::OrderTransport;
+use runner::exchange::binance::ws_api::OrderTransport;
 use runner::exchange::binance::{usage, user_data, Credentials, Profile};
 use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 

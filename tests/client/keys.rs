@@ -8,7 +8,7 @@ use crate::client_support::{ctx, on_strategy_thread, resting_buy, start_streams}
 use ed25519_dalek::SigningKey;
 use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::sign::Signer;
-use runner::exchange::binance::ws_orders::OrderTransport;
+use runner::exchange::binance::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{OrderRef, OrderStatus, Venue};
 use runner::ledger::{Ledger, LedgerConfig, TokioClock};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::client_support::{ctx, on_strategy_thread, resting_buy, start_with, strategy_thread, Setup};
 use runner::exchange::binance::rate_limits;
-use runner::exchange::binance::ws_orders::OrderTransport;
+use runner::exchange::binance::ws_api::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::latency::{LatencySamples, Trigger};
 use runner::exchange::{CallCtx, ClientOrderId, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};

@@ -4,7 +4,7 @@ use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::Verdict;
 
 use super::profile::ConfigError;
-use super::wire::ErrorBody;
+use super::wire::{ErrorBody, WsApiError};
 
 /// What a call does on the exchange; decides how an unknown outcome is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +21,9 @@ pub enum SendError {
     /// The ledger refused or the wait deadline passed; nothing was sent.
     #[error("{0}")]
     Ledger(ApiError),
-    /// The endpoint's weight is unknown; nothing was sent.
+    /// The endpoint has no form on the transport asked for; nothing was sent.
     #[error("{0}")]
-    UnknownEndpoint(String),
+    NoRoute(String),
     /// No connection could be made; nothing was sent.
     #[error("could not connect to {host}: {reason}")]
     Connect { host: String, reason: String },
@@ -47,7 +47,7 @@ impl SendError {
         matches!(
             self,
             SendError::Ledger(_)
-                | SendError::UnknownEndpoint(_)
+                | SendError::NoRoute(_)
                 | SendError::Connect { .. }
                 | SendError::Stopped
                 | SendError::Unavailable(_)
@@ -57,7 +57,7 @@ impl SendError {
     pub fn to_api_error(&self, kind: CallKind) -> ApiError {
         match self {
             SendError::Ledger(err) | SendError::Unavailable(err) => err.clone(),
-            SendError::UnknownEndpoint(what) => ApiError::new(ErrorCode::InvalidOrder, what.clone()),
+            SendError::NoRoute(what) => ApiError::new(ErrorCode::InvalidOrder, what.clone()),
             SendError::Connect { .. } => ApiError::new(ErrorCode::Network, self.to_string()),
             SendError::Stopped => ApiError::new(ErrorCode::Stopped, self.to_string()),
             SendError::Timeout(_) | SendError::Transport(_) => match kind {
@@ -75,41 +75,75 @@ impl SendError {
 /// unexpected answer from the message bus), -1007 (timeout waiting for the backend).
 const FAILING_EXCHANGE_CODES: [i64; 3] = [-1001, -1006, -1007];
 
-/// True when an answer says the exchange is failing (for its circuit breaker): any 5xx, or one of
-/// the internal-failure codes. A 429/418 is not one: the exchange is up and asks for less.
-pub fn exchange_failing(status: u16, body: &[u8]) -> bool {
-    status >= 500 || (status >= 400 && error_body(body).is_some_and(|b| FAILING_EXCHANGE_CODES.contains(&b.code)))
+/// A non-success answer, from either transport: its status, and the exchange's error code and
+/// message (or, when the body is not the exchange's `{code, msg}`, the start of the body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub status: u16,
+    pub code: Option<i64>,
+    pub message: String,
 }
 
-/// The exchange's `{code, msg}` body, if the body is one.
-pub fn error_body(body: &[u8]) -> Option<ErrorBody> {
-    serde_json::from_slice(body).ok()
-}
-
-/// Maps a non-success HTTP answer. `verdict` is the usage classifier's judgement
-/// (already fed to the ledger by the gateway).
-pub fn map_http_error(kind: CallKind, status: u16, body: &[u8], verdict: &Verdict, now_ms: i64) -> ApiError {
-    let parsed = error_body(body);
-    let code = parsed.as_ref().map(|b| b.code);
-    let message = parsed.as_ref().map(|b| b.msg.clone()).unwrap_or_else(|| {
-        format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        )
-    });
-    let with_code = |err: ApiError| match code {
-        Some(c) => err.with_exchange_code(c),
-        None => err,
-    };
-    let error = match verdict {
-        Verdict::Throttled { retry_after } => ApiError::new(ErrorCode::Backoff, message)
-            .with_retry_after(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
-        Verdict::Banned { until_ms } => {
-            ApiError::new(ErrorCode::Banned, message).with_retry_after((until_ms - now_ms).max(0) as u64)
+impl Rejection {
+    /// A non-success HTTP answer.
+    pub fn from_http(status: u16, body: &[u8]) -> Rejection {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(error) => Rejection {
+                status,
+                code: Some(error.code),
+                message: error.msg,
+            },
+            Err(_) => Rejection {
+                status,
+                code: None,
+                message: format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
+            },
         }
-        Verdict::Ok => map_status_and_code(kind, status, code, message),
-    };
-    with_code(error)
+    }
+
+    /// A non-success WebSocket API answer and its `error` object.
+    pub fn from_ws_api(status: u16, error: Option<&WsApiError>) -> Rejection {
+        match error {
+            Some(error) => Rejection {
+                status,
+                code: Some(error.code),
+                message: error.msg.clone(),
+            },
+            None => Rejection {
+                status,
+                code: None,
+                message: format!("HTTP {status}: no error in the answer"),
+            },
+        }
+    }
+
+    /// True when the answer says the exchange is failing (for its circuit breaker): any 5xx, or one
+    /// of the internal-failure codes. A 429/418 is not one: the exchange is up and asks for less.
+    pub fn exchange_failing(&self) -> bool {
+        self.status >= 500
+            || (self.status >= 400 && self.code.is_some_and(|code| FAILING_EXCHANGE_CODES.contains(&code)))
+    }
+
+    /// The strategy API's error for this answer. `verdict` is the usage classifier's judgement
+    /// (already fed to the ledger by the gateway).
+    pub fn to_api_error(&self, kind: CallKind, verdict: &Verdict, now_ms: i64) -> ApiError {
+        let message = self.message.clone();
+        let error = match verdict {
+            Verdict::Throttled { retry_after } => ApiError::new(ErrorCode::Backoff, message)
+                .with_retry_after(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
+            Verdict::Banned { until_ms } => {
+                ApiError::new(ErrorCode::Banned, message).with_retry_after((until_ms - now_ms).max(0) as u64)
+            }
+            Verdict::Ok => map_status_and_code(kind, self.status, self.code, message),
+        };
+        match self.code {
+            Some(code) => error.with_exchange_code(code),
+            None => error,
+        }
+    }
 }
 
 fn map_status_and_code(kind: CallKind, status: u16, code: Option<i64>, message: String) -> ApiError {
@@ -166,7 +200,11 @@ mod tests {
     use std::time::Duration;
 
     fn map(kind: CallKind, status: u16, body: &str, verdict: Verdict) -> ApiError {
-        map_http_error(kind, status, body.as_bytes(), &verdict, 1_000_000)
+        Rejection::from_http(status, body.as_bytes()).to_api_error(kind, &verdict, 1_000_000)
+    }
+
+    fn exchange_failing(status: u16, body: &[u8]) -> bool {
+        Rejection::from_http(status, body).exchange_failing()
     }
 
     #[test]
@@ -237,7 +275,19 @@ mod tests {
             429,
             br#"{"code":-1003,"msg":"Too much request weight used"}"#
         ));
-        assert!(!exchange_failing(200, br#"{"code":-1001}"#));
+        let refused = |status, code| {
+            Rejection::from_ws_api(
+                status,
+                Some(&WsApiError {
+                    code,
+                    msg: "m".into(),
+                    data: None,
+                }),
+            )
+        };
+        assert!(refused(400, -1001).exchange_failing());
+        assert!(!refused(400, -2010).exchange_failing());
+        assert!(refused(503, -2010).exchange_failing());
     }
 
     #[test]

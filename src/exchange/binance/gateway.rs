@@ -7,111 +7,43 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
-use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::{DeserializeOwned, IgnoredAny};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use url::form_urlencoded;
 
 use crate::exchange::breaker::{BreakerConfig, Breakers, Caller, EndpointClass, Outcome, Refused, Ticket};
 use crate::exchange::latency::Trigger;
 use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
-use super::errors::{exchange_failing, GatewayError, SendError};
-use super::http::HttpClients;
+use super::errors::{GatewayError, Rejection, SendError};
+use super::http::{header_usage, HttpTransport};
 use super::per_thread::PerThread;
 use super::profile::{Credentials, Profile};
-use super::wire::{WsApiRequest, WsApiResponse};
-use super::ws_orders::{request_frame, OrderTransport, Session, Signing};
-use super::{sign, usage, weights};
+use super::sign::Signing;
+use super::transport::{Answer, Body, Request, Transport};
+use super::weights::{self, Endpoint, HttpMethod};
+use super::ws_api::{request_frame, OrderTransport, WsApiClient};
+use super::{usage, wire};
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
 
 /// The name under which the client's own requests (start-up, resyncs, lookups) are charged.
 pub const CLIENT_STRATEGY: &str = "_client";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HttpMethod {
-    Get,
-    Post,
-    Delete,
-}
-
-impl HttpMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HttpMethod::Get => "GET",
-            HttpMethod::Post => "POST",
-            HttpMethod::Delete => "DELETE",
-        }
-    }
-}
-
-/// One REST request, before signing.
-#[derive(Debug, Clone)]
-pub struct RestCall {
-    pub method: HttpMethod,
-    pub path: &'static str,
-    pub params: Vec<(&'static str, String)>,
-    pub signed: bool,
-    pub lane: Lane,
-    /// Successful order place/cancel costs no weight: charge up front, give it back on success.
-    pub credit_on_success: bool,
-    /// The market event an order is placed for: told when the order is written.
-    pub trigger: Option<Trigger>,
-}
-
-impl RestCall {
-    pub fn new(method: HttpMethod, path: &'static str, lane: Lane) -> Self {
-        RestCall {
-            method,
-            path,
-            params: Vec::new(),
-            signed: false,
-            lane,
-            credit_on_success: false,
-            trigger: None,
-        }
-    }
-
-    pub fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.params.push((name, value.into()));
-        self
-    }
-
-    pub fn signed(mut self) -> Self {
-        self.signed = true;
-        self
-    }
-
-    pub fn free_on_success(mut self) -> Self {
-        self.credit_on_success = true;
-        self
-    }
-
-    pub fn for_event(mut self, trigger: Option<Trigger>) -> Self {
-        self.trigger = trigger;
-        self
-    }
-}
-
-/// An HTTP answer, already reconciled with the ledger.
-#[derive(Debug, Clone)]
-pub struct RestReply {
+/// An exchange's answer, already reconciled with the ledger.
+#[derive(Debug)]
+pub struct Reply<T> {
     pub status: u16,
-    pub body: Vec<u8>,
+    pub body: Body<T>,
     pub verdict: Verdict,
     /// Exchange time (ms) at which the request left, after any wait for budget.
     pub sent_at_ms: i64,
 }
 
-impl RestReply {
+impl<T> Reply<T> {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -156,14 +88,9 @@ pub struct GatewayConfig {
 }
 
 pub struct Gateway {
-    http: HttpClients,
-    /// `X-MBX-APIKEY`, checked once and marked sensitive (kept out of debug output).
-    api_key_header: HeaderValue,
+    http: HttpTransport,
     ledger: Ledger,
     credentials: Credentials,
-    rest_base: String,
-    /// Where public market data is read, when not from `rest_base` (see `Profile::market_rest_url`).
-    market_rest_base: Option<String>,
     ws_base: String,
     ws_api_url: String,
     recv_window_ms: u64,
@@ -175,7 +102,7 @@ pub struct Gateway {
     new_orders_held_until_ms: AtomicI64,
     shutdown: Shutdown,
     /// With `--order-transport ws-api`: each strategy thread's order connection.
-    order_sessions: Option<PerThread<Arc<Session>>>,
+    order_sessions: Option<PerThread<Arc<WsApiClient>>>,
     /// Where the client's background work runs (streams, lookups, resyncs): the runtime the gateway
     /// was created on, never the thread of the strategy whose call happened to start the work.
     background: tokio::runtime::Handle,
@@ -193,17 +120,16 @@ impl Gateway {
         shutdown: Shutdown,
     ) -> Result<Self, GatewayError> {
         let background = tokio::runtime::Handle::try_current().map_err(GatewayError::NoRuntime)?;
-        let http = HttpClients::new(config.request_timeout).map_err(GatewayError::Http)?;
-        let mut api_key_header =
-            HeaderValue::from_str(profile.credentials.api_key()).map_err(|_| GatewayError::ApiKeyHeader)?;
-        api_key_header.set_sensitive(true);
+        let http = HttpTransport::new(
+            profile.credentials.api_key(),
+            &profile.rest_url,
+            profile.market_rest_url.as_deref(),
+            config.request_timeout,
+        )?;
         Ok(Gateway {
             http,
-            api_key_header,
             ledger,
             credentials: profile.credentials.clone(),
-            rest_base: profile.rest_url.clone(),
-            market_rest_base: profile.market_rest_url.clone(),
             ws_base: profile.ws_url.clone(),
             ws_api_url: profile.ws_api_url.clone(),
             recv_window_ms: config.recv_window_ms,
@@ -275,8 +201,8 @@ impl Gateway {
     }
 
     /// Waits out a -1015 hold on new orders (within `wait`), or refuses: nothing is sent.
-    async fn new_order_hold(&self, call: &RestCall, wait: Duration) -> Result<(), SendError> {
-        if call.lane != Lane::Order || call.method != HttpMethod::Post {
+    async fn new_order_hold(&self, request: &Request, wait: Duration) -> Result<(), SendError> {
+        if request.lane != Lane::Order || !request.endpoint.row().adds_orders() {
             return Ok(());
         }
         let until = self.new_orders_held_until_ms.load(Ordering::Relaxed);
@@ -314,37 +240,80 @@ impl Gateway {
         }
     }
 
-    /// Sends one REST request (no retries: that is the caller's policy).
-    pub async fn rest(&self, strategy: &str, wait: Duration, call: &RestCall) -> Result<RestReply, SendError> {
-        self.rest_in(endpoint_class(call), strategy, wait, call).await
+    /// Sends one request (no retries: that is the caller's policy) and reads its answer as `T`.
+    /// Order entry goes over the strategy thread's WebSocket API connection when orders are
+    /// configured to; everything else over HTTP.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        request: &Request,
+    ) -> Result<Reply<T>, SendError> {
+        let session = self.order_session(request);
+        let transport = match (&session, request.endpoint.row().ws_api) {
+            (Some(client), Some(method)) => Transport::WsApi { client, method },
+            _ => http_route(request)?,
+        };
+        let class = Some(endpoint_class(request));
+        self.send_in(class, strategy, wait, request, transport).await
+    }
+
+    /// Sends one request on `client`'s WebSocket API connection (opened, and charged, if needed).
+    /// No breaker is asked: the connection was admitted as a stream when it was opened.
+    pub async fn send_ws_api<T: DeserializeOwned>(
+        &self,
+        client: &WsApiClient,
+        strategy: &str,
+        wait: Duration,
+        request: &Request,
+    ) -> Result<Reply<T>, SendError> {
+        let Some(method) = request.endpoint.row().ws_api else {
+            return Err(SendError::NoRoute(format!(
+                "{} has no WebSocket API form; nothing was sent",
+                request.endpoint.name()
+            )));
+        };
+        let transport = Transport::WsApi { client, method };
+        self.send_in(None, strategy, wait, request, transport).await
     }
 
     /// One `GET /api/v3/ping` (weight 1, charged as the client's) counted by `class`'s breaker:
     /// the cheap request that probes a half-open breaker.
     pub async fn probe(&self, class: EndpointClass) {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/ping", Lane::MarketData);
-        if let Err(e) = self.rest_in(class, CLIENT_STRATEGY, Duration::ZERO, &call).await {
+        let request = Request::new(Endpoint::Ping, Lane::MarketData);
+        let sent = match http_route(&request) {
+            Ok(transport) => {
+                self.send_in::<IgnoredAny>(Some(class), CLIENT_STRATEGY, Duration::ZERO, &request, transport)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(e) = sent {
             tracing::debug!(class = class.as_str(), "circuit breaker probe: {e}");
         }
     }
 
-    async fn rest_in(
+    async fn send_in<T: DeserializeOwned>(
         &self,
-        class: EndpointClass,
+        class: Option<EndpointClass>,
         strategy: &str,
         wait: Duration,
-        call: &RestCall,
-    ) -> Result<RestReply, SendError> {
-        let borrowed: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let cost = weights::rest_cost(call.method.as_str(), call.path, &borrowed)
-            .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
+        request: &Request,
+        transport: Transport<'_>,
+    ) -> Result<Reply<T>, SendError> {
+        let cost = request.endpoint.cost(&request.param_pairs());
         let asked_at = std::time::Instant::now();
         // Before the ledger: a call the breaker refuses is neither sent nor charged.
-        let ticket = self.admit(class, strategy, call.lane)?;
-        self.new_order_hold(call, wait).await?;
-        let permit = self.reserve(strategy, call.lane, cost, wait).await?;
-        let endpoint = format!("{} {}", call.method.as_str(), call.path);
-        let labels = [("strategy", strategy.to_string()), ("endpoint", endpoint)];
+        let ticket = match class {
+            Some(class) => Some(self.admit(class, strategy, request.lane)?),
+            None => None,
+        };
+        self.new_order_hold(request, wait).await?;
+        let permit = self.reserve(strategy, request.lane, cost, wait).await?;
+        let labels = [
+            ("strategy", strategy.to_string()),
+            ("endpoint", request.endpoint.name()),
+        ];
         metrics::histogram!("runner_ledger_wait_seconds", &labels).record(asked_at.elapsed());
         metrics::counter!("runner_requests_total", &labels).increment(1);
         metrics::counter!("runner_request_weight_total", &labels).increment(cost.units_of(PoolKind::RequestWeight));
@@ -352,9 +321,14 @@ impl Gateway {
         let sent_at_ms = self.ledger.now_ms();
         let started = tokio::time::Instant::now();
         let exchange = async {
-            match self.order_session(call) {
-                Some((session, method)) => self.over_ws_api(&session, method, call, wait).await,
-                None => self.over_http(call).await,
+            match transport {
+                Transport::WsApi { client, method } => self.over_ws_api::<T>(client, method, request, wait).await,
+                Transport::Http { method, path } => {
+                    let signing = request.signed.then(|| self.signing());
+                    self.http
+                        .send(method, path, request, signing, || self.ledger.now_ms())
+                        .await
+                }
             }
         };
         let answer = tokio::select! {
@@ -366,25 +340,30 @@ impl Gateway {
         };
         metrics::histogram!("runner_request_duration_seconds", &labels).record(sent_at.elapsed());
         let failing = match &answer {
-            Ok(answer) => exchange_failing(answer.status, &answer.body) || started.elapsed() > self.slow_call,
+            Ok(answer) => {
+                matches!(&answer.body, Body::Refused(rejection) if rejection.exchange_failing())
+                    || started.elapsed() > self.slow_call
+            }
             Err(error) => !matches!(
                 error,
                 SendError::Ledger(_) | SendError::Stopped | SendError::Unavailable(_)
             ),
         };
-        ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
+        if let Some(ticket) = ticket {
+            ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
+        }
         let answer = answer?;
         self.observe(&permit, answer.usage, answer.verdict.clone());
         if let Some(hold) = answer.new_order_wait {
             self.hold_new_orders(hold);
         }
-        let reply = RestReply {
+        let reply = Reply {
             status: answer.status,
             body: answer.body,
             verdict: answer.verdict,
             sent_at_ms,
         };
-        if call.credit_on_success && reply.is_success() {
+        if request.credit_on_success && reply.is_success() {
             self.ledger.credit(&permit, PoolKind::RequestWeight, u32::MAX);
             metrics::counter!("runner_request_weight_credited_total", &labels)
                 .increment(cost.units_of(PoolKind::RequestWeight));
@@ -392,172 +371,79 @@ impl Gateway {
         Ok(reply)
     }
 
-    /// This thread's order connection and the method name, when `call` is order entry made from a
-    /// strategy's thread and orders go over the WebSocket API.
-    fn order_session(&self, call: &RestCall) -> Option<(Arc<Session>, &'static str)> {
+    /// This thread's order connection, when `request` is order entry made from a strategy's thread,
+    /// orders go over the WebSocket API, and the endpoint has a WebSocket API form.
+    fn order_session(&self, request: &Request) -> Option<Arc<WsApiClient>> {
         // Order entry only: reads (an order's status) stay on REST.
-        if !matches!(call.lane, Lane::Order | Lane::Cancel) || call.method == HttpMethod::Get {
+        let row = request.endpoint.row();
+        let read = matches!(row.rest, Some((HttpMethod::Get, _)));
+        if !matches!(request.lane, Lane::Order | Lane::Cancel) || read || row.ws_api.is_none() {
             return None;
         }
-        let method = weights::ws_api_method(call.method.as_str(), call.path)?;
-        let session = self.order_sessions.as_ref()?.get(|| Some(Arc::default()))?;
-        Some((session, method))
+        self.order_sessions.as_ref()?.get(|| Some(Arc::default()))
     }
 
-    /// One request over a strategy thread's WebSocket API connection (opened, and charged, if needed).
-    async fn over_ws_api(
+    /// What signs this gateway's requests, as of now.
+    fn signing(&self) -> Signing<'_> {
+        Signing {
+            api_key: self.credentials.api_key(),
+            signer: self.credentials.signer(),
+            recv_window_ms: self.recv_window_ms,
+            timestamp_ms: self.ledger.now_ms(),
+        }
+    }
+
+    /// One request over a WebSocket API connection (opened, and charged, if needed).
+    async fn over_ws_api<T: DeserializeOwned>(
         &self,
-        session: &Session,
+        client: &WsApiClient,
         method: &'static str,
-        call: &RestCall,
+        request: &Request,
         wait: Duration,
-    ) -> Result<Answer, SendError> {
+    ) -> Result<Answer<T>, SendError> {
         let connect = || async {
             let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
-            tracing::debug!("order connection to the WebSocket API opened");
+            tracing::debug!("WebSocket API connection opened");
             Ok(stream)
         };
         let frame = |id: u64| {
-            let params: Vec<(&str, &str)> = call.params.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let signing = call.signed.then(|| Signing {
-                api_key: self.credentials.api_key(),
-                signer: self.credentials.signer(),
-                recv_window_ms: self.recv_window_ms,
-                timestamp_ms: self.ledger.now_ms(),
-            });
-            request_frame(id, method, &params, signing.as_ref())
+            let signing = request.signed.then(|| self.signing());
+            request_frame(id, method, &request.param_pairs(), signing.as_ref())
         };
-        let written = || call.trigger.as_ref().map_or((), Trigger::order_written);
-        let response = session
+        let written = || request.trigger.as_ref().map_or((), Trigger::order_written);
+        let response = client
             .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
-        let (usage, verdict) = usage::ws_api_observation(&response, self.ledger.now_ms());
-        let new_order_wait = usage::ws_order_limit_wait(&response, self.ledger.now_ms());
-        // The same body REST would carry: the result, or the `{code, msg}` error.
-        let body = match (&response.result, &response.error) {
-            (_, Some(error)) => serde_json::to_vec(error),
-            (Some(result), None) => serde_json::to_vec(result),
-            (None, None) => Ok(b"{}".to_vec()),
-        }
-        .map_err(|e| SendError::Transport(e.to_string()))?;
-        Ok(Answer {
-            status: response.status,
-            usage,
-            verdict,
-            new_order_wait,
-            body,
-        })
-    }
-
-    /// One request over HTTP.
-    async fn over_http(&self, call: &RestCall) -> Result<Answer, SendError> {
-        let query = self.query_string(call);
-        // Public market data may come from elsewhere; the server time stays the trading venue's.
-        let market_base = self
-            .market_rest_base
-            .as_deref()
-            .filter(|_| !call.signed && call.method == HttpMethod::Get && call.path != "/api/v3/time");
-        let base = market_base.unwrap_or(&self.rest_base);
-        let mut url = String::with_capacity(base.len() + call.path.len() + query.len() + 1);
-        url.push_str(base);
-        url.push_str(call.path);
-        if !query.is_empty() {
-            url.push('?');
-            url.push_str(&query);
-        }
-        let method = match call.method {
-            HttpMethod::Get => reqwest::Method::GET,
-            HttpMethod::Post => reqwest::Method::POST,
-            HttpMethod::Delete => reqwest::Method::DELETE,
-        };
-        let mut request = self.http.current().request(method, &url).timeout(self.request_timeout);
-        if market_base.is_none() {
-            request = request.header(API_KEY_HEADER, self.api_key_header.clone());
-        }
-
-        // The HTTP client writes the request inside `send`, which tells nobody when: this is the
-        // last moment before it (the WebSocket API transport records the write itself).
-        if let Some(trigger) = &call.trigger {
-            trigger.order_written();
-        }
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
-        let status = response.status().as_u16();
-        let usage = header_usage(response.headers());
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
-        let verdict = usage::classify(status, retry_after.as_deref(), &body, self.ledger.now_ms());
-        let new_order_wait = match (200..300).contains(&status) {
-            true => None,
-            false => usage::http_order_limit_wait(retry_after.as_deref(), &body),
-        };
-        Ok(Answer {
-            status,
-            usage,
-            verdict,
-            new_order_wait,
-            body: body.to_vec(),
-        })
-    }
-
-    /// The URL-encoded parameters, with recvWindow, timestamp and signature when signed.
-    fn query_string(&self, call: &RestCall) -> String {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in &call.params {
-            query.append_pair(k, v);
-        }
-        if call.signed {
-            query.append_pair("recvWindow", &self.recv_window_ms.to_string());
-            query.append_pair("timestamp", &self.ledger.now_ms().to_string());
-        }
-        let mut query = query.finish();
-        if call.signed {
-            let signature = sign::rest_signature(self.credentials.signer(), &query, "");
-            query.push_str("&signature=");
-            // Hex passes unchanged; base64 (Ed25519) has `+`, `/` and `=` to encode.
-            query.extend(form_urlencoded::byte_serialize(signature.as_bytes()));
-        }
-        query
+        Ok(Answer::from_ws_api(response, self.ledger.now_ms()))
     }
 
     fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {
         self.ledger.observe(permit, &Observation { usage, verdict });
     }
 
-    fn transport_error(&self, error: &reqwest::Error) -> SendError {
-        // reqwest's Display can include the URL (and with it the signed query); keep only the host.
-        let host = error
-            .url()
-            .and_then(|u| {
-                u.host_str()
-                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
-            })
-            .unwrap_or_else(|| "the exchange".into());
-        if error.is_timeout() {
-            SendError::Timeout(self.request_timeout.as_millis() as u64)
-        } else if error.is_connect() {
-            SendError::Connect {
-                host,
-                reason: root_cause(error),
-            }
-        } else {
-            SendError::Transport(format!("{host}: {}", root_cause(error)))
-        }
-    }
-
     /// Fetches the server time and hands the offset to the ledger. Charged (weight 1).
     pub async fn sync_time(&self, wait: Duration) -> Result<i64, SendError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/time", Lane::MarketData);
-        let reply = self.rest(CLIENT_STRATEGY, wait, &call).await?;
+        let request = Request::new(Endpoint::Time, Lane::MarketData);
+        let reply: Reply<wire::ServerTime> = self.send(CLIENT_STRATEGY, wait, &request).await?;
         let after = self.ledger.now_ms();
         // The round trip starts when the request left, not when it began to wait for budget
         // (a wait through a ban or a full window would otherwise skew the offset by half of it).
         let before = reply.sent_at_ms;
-        let server: super::wire::ServerTime = serde_json::from_slice(&reply.body)
-            .map_err(|e| SendError::Transport(format!("unreadable server time (HTTP {}): {e}", reply.status)))?;
+        let server = match reply.body {
+            Body::Read(server) => server,
+            Body::Unreadable(reason) => {
+                return Err(SendError::Transport(format!(
+                    "unreadable server time (HTTP {}): {reason}",
+                    reply.status
+                )))
+            }
+            Body::Refused(rejection) => {
+                return Err(SendError::Transport(format!(
+                    "no server time (HTTP {}): {}",
+                    reply.status, rejection.message
+                )))
+            }
+        };
         // now_ms already includes the previous offset; correct it by the remaining error
         // against the midpoint of the round trip.
         let midpoint = before + (after - before) / 2;
@@ -616,7 +502,7 @@ impl Gateway {
                 let body = response.body().as_deref().unwrap_or_default();
                 let verdict = usage::classify(status, retry_after, body, self.ledger.now_ms());
                 self.observe(permit, Vec::new(), verdict);
-                let failing = exchange_failing(status, body);
+                let failing = Rejection::from_http(status, body).exchange_failing();
                 let error = SendError::Connect {
                     host,
                     reason: format!("HTTP {status} on the WebSocket upgrade"),
@@ -632,38 +518,28 @@ impl Gateway {
             ),
         }
     }
+}
 
-    /// Opens a WebSocket API connection (charged as the weight table says).
-    pub async fn connect_ws_api(
-        self: &Arc<Self>,
-        wait: Duration,
-    ) -> Result<(WsApiSender, SplitStream<WsStream>), SendError> {
-        let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
-        let (sink, stream) = stream.split();
-        Ok((
-            WsApiSender {
-                gateway: Arc::clone(self),
-                sink,
-                next_id: 1,
-                in_flight: Vec::new(),
-            },
-            stream,
-        ))
+/// Which breaker guards a request.
+fn endpoint_class(request: &Request) -> EndpointClass {
+    use Endpoint::{Account, MyTrades, OrderRateLimits, UserDataSubscribe, UserDataSubscribeSignature};
+    match (request.lane, request.endpoint) {
+        (Lane::Order | Lane::Cancel, _) => EndpointClass::Orders,
+        (Lane::MarketData, Account | MyTrades | OrderRateLimits | UserDataSubscribe | UserDataSubscribeSignature) => {
+            EndpointClass::Account
+        }
+        (Lane::MarketData, _) => EndpointClass::MarketData,
     }
 }
 
-/// Which breaker guards a REST call.
-fn endpoint_class(call: &RestCall) -> EndpointClass {
-    const ACCOUNT: [&str; 4] = [
-        "/api/v3/account",
-        "/api/v3/myTrades",
-        "/api/v3/rateLimit/order",
-        "/api/v3/userDataStream",
-    ];
-    match call.lane {
-        Lane::Order | Lane::Cancel => EndpointClass::Orders,
-        Lane::MarketData if ACCOUNT.contains(&call.path) => EndpointClass::Account,
-        Lane::MarketData => EndpointClass::MarketData,
+/// The HTTP route of `request`, when its endpoint has a REST form.
+fn http_route(request: &Request) -> Result<Transport<'static>, SendError> {
+    match request.endpoint.row().rest {
+        Some((method, path)) => Ok(Transport::Http { method, path }),
+        None => Err(SendError::NoRoute(format!(
+            "{} has no REST form; nothing was sent",
+            request.endpoint.name()
+        ))),
     }
 }
 
@@ -671,101 +547,6 @@ fn endpoint_class(call: &RestCall) -> EndpointClass {
 fn unavailable(refused: Refused) -> SendError {
     let retry_after_ms = u64::try_from(refused.retry_after.as_millis()).unwrap_or(u64::MAX);
     SendError::Unavailable(ApiError::new(ErrorCode::Unavailable, refused.to_string()).with_retry_after(retry_after_ms))
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
-/// An exchange's answer to one request, whichever way it went.
-struct Answer {
-    status: u16,
-    usage: Vec<ServerUsage>,
-    verdict: Verdict,
-    /// A -1015: how long new orders must wait.
-    new_order_wait: Option<Duration>,
-    body: Vec<u8>,
-}
-
-/// The write half of a WebSocket API connection. Every request reserves its cost
-/// first; answers are reconciled through [`WsApiSender::on_response`].
-pub struct WsApiSender {
-    gateway: Arc<Gateway>,
-    sink: SplitSink<WsStream, Message>,
-    next_id: u64,
-    in_flight: Vec<(u64, Permit)>,
-}
-
-impl WsApiSender {
-    /// Sends `method` with `params`; `signed` adds apiKey, timestamp and signature.
-    /// Returns the request id.
-    pub async fn request(
-        &mut self,
-        method: &str,
-        mut params: serde_json::Map<String, serde_json::Value>,
-        signed: bool,
-        wait: Duration,
-    ) -> Result<u64, SendError> {
-        // The cost is judged on the caller's parameters, before credentials are added.
-        let cost = weights::ws_api_cost(method, &serde_json::Value::Object(params.clone()))
-            .map_err(|e| SendError::UnknownEndpoint(e.to_string()))?;
-        let permit = self.gateway.reserve(CLIENT_STRATEGY, Lane::Order, cost, wait).await?;
-        if signed {
-            let creds = &self.gateway.credentials;
-            params.insert("apiKey".into(), creds.api_key().into());
-            params.insert("timestamp".into(), self.gateway.ledger.now_ms().into());
-            let signature = sign::ws_api_signature(creds.signer(), &params);
-            params.insert("signature".into(), signature.into());
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        let request = WsApiRequest {
-            id: id.into(),
-            method: method.to_string(),
-            params,
-        };
-        let text = serde_json::to_string(&request).map_err(|e| SendError::Transport(e.to_string()))?;
-        self.sink
-            .send(Message::text(text))
-            .await
-            .map_err(|e| SendError::Transport(e.to_string()))?;
-        self.in_flight.push((id, permit));
-        Ok(id)
-    }
-
-    /// Reconciles an answer with the ledger (usage from `rateLimits`, 429/418 from the error).
-    pub fn on_response(&mut self, response: &WsApiResponse) {
-        let (usage, verdict) = usage::ws_api_observation(response, self.gateway.ledger.now_ms());
-        let id = response.id.as_u64();
-        match self.in_flight.iter().position(|(pending, _)| Some(*pending) == id) {
-            Some(index) => {
-                let (_, permit) = self.in_flight.swap_remove(index);
-                self.gateway.observe(&permit, usage, verdict);
-            }
-            // An unmatched error still matters: a ban must stop everything.
-            None if verdict != Verdict::Ok => self.gateway.ledger.enter_backoff(&verdict),
-            None => {}
-        }
-    }
-
-    pub async fn close(&mut self) {
-        if let Err(e) = self.sink.close().await {
-            tracing::debug!(error = %e, "closing the WebSocket API connection failed");
-        }
-    }
-}
-
-/// The usage headers of an HTTP response (REST or WebSocket upgrade); values that are not text are skipped.
-fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
-    usage::parse_usage_headers(
-        headers
-            .iter()
-            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
-    )
 }
 
 /// A gateway to nowhere (port 1), for tests that need one but never send.
@@ -805,7 +586,7 @@ mod tests {
             "the key itself stays out of the message: {error}"
         );
         let accepted = gateway("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A").unwrap();
-        assert!(accepted.api_key_header.is_sensitive());
+        assert!(accepted.http.api_key_header().is_sensitive());
     }
 
     #[tokio::test]

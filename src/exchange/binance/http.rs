@@ -1,12 +1,174 @@
-//! Which HTTP client a request uses: a strategy's own thread gets a client of its own (see
-//! [`super::per_thread`]); multi-thread runtimes (the client's own background work) share one.
+//! The HTTP transport: a request as a URL-encoded query, signed when it must be, sent on the
+//! calling thread's HTTP client (a strategy's own thread gets a client of its own, see
+//! [`super::per_thread`]; multi-thread runtimes, the client's own background work, share one).
 
 use std::time::Duration;
 
-use super::per_thread::PerThread;
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::de::DeserializeOwned;
+use url::form_urlencoded;
 
-/// The HTTP clients of one gateway.
-pub struct HttpClients {
+use crate::ledger::ServerUsage;
+
+use super::errors::{GatewayError, SendError};
+use super::per_thread::PerThread;
+use super::sign::Signing;
+use super::transport::{Answer, Request};
+use super::usage;
+use super::weights::{Endpoint, HttpMethod};
+
+const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
+
+/// Sends requests over HTTP.
+pub struct HttpTransport {
+    clients: HttpClients,
+    /// `X-MBX-APIKEY`, checked once and marked sensitive (kept out of debug output).
+    api_key_header: HeaderValue,
+    rest_base: String,
+    /// Where public market data is read, when not from `rest_base` (see `Profile::market_rest_url`).
+    market_rest_base: Option<String>,
+    request_timeout: Duration,
+}
+
+impl HttpTransport {
+    pub fn new(
+        api_key: &str,
+        rest_base: &str,
+        market_rest_base: Option<&str>,
+        request_timeout: Duration,
+    ) -> Result<HttpTransport, GatewayError> {
+        let clients = HttpClients::new(request_timeout).map_err(GatewayError::Http)?;
+        let mut api_key_header = HeaderValue::from_str(api_key).map_err(|_| GatewayError::ApiKeyHeader)?;
+        api_key_header.set_sensitive(true);
+        Ok(HttpTransport {
+            clients,
+            api_key_header,
+            rest_base: rest_base.to_string(),
+            market_rest_base: market_rest_base.map(str::to_string),
+            request_timeout,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn api_key_header(&self) -> &HeaderValue {
+        &self.api_key_header
+    }
+
+    /// Sends `request` as `method path` (signed with `signing` when it is a signed request) and
+    /// reads the answer.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: HttpMethod,
+        path: &str,
+        request: &Request,
+        signing: Option<Signing<'_>>,
+        now_ms: impl Fn() -> i64,
+    ) -> Result<Answer<T>, SendError> {
+        let query = query_string(request, signing.as_ref());
+        // Public market data may come from elsewhere; the server time stays the trading venue's.
+        let market_base = self
+            .market_rest_base
+            .as_deref()
+            .filter(|_| !request.signed && method == HttpMethod::Get && request.endpoint != Endpoint::Time);
+        let base = market_base.unwrap_or(&self.rest_base);
+        let mut url = String::with_capacity(base.len() + path.len() + query.len() + 1);
+        url.push_str(base);
+        url.push_str(path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        let method = match method {
+            HttpMethod::Get => reqwest::Method::GET,
+            HttpMethod::Post => reqwest::Method::POST,
+            HttpMethod::Delete => reqwest::Method::DELETE,
+        };
+        let mut http = self
+            .clients
+            .current()
+            .request(method, &url)
+            .timeout(self.request_timeout);
+        if market_base.is_none() {
+            http = http.header(API_KEY_HEADER, self.api_key_header.clone());
+        }
+
+        // The HTTP client writes the request inside `send`, which tells nobody when: this is the
+        // last moment before it (the WebSocket API transport records the write itself).
+        if let Some(trigger) = &request.trigger {
+            trigger.order_written();
+        }
+        let response = http.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let usage = header_usage(response.headers());
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        Ok(Answer::from_http(
+            status,
+            retry_after.as_deref(),
+            &body,
+            usage,
+            now_ms(),
+        ))
+    }
+
+    fn transport_error(&self, error: &reqwest::Error) -> SendError {
+        // reqwest's Display can include the URL (and with it the signed query); keep only the host.
+        let host = error
+            .url()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .unwrap_or_else(|| "the exchange".into());
+        if error.is_timeout() {
+            SendError::Timeout(self.request_timeout.as_millis() as u64)
+        } else if error.is_connect() {
+            SendError::Connect {
+                host,
+                reason: root_cause(error),
+            }
+        } else {
+            SendError::Transport(format!("{host}: {}", root_cause(error)))
+        }
+    }
+}
+
+/// The URL-encoded parameters, with recvWindow, timestamp and signature when signed.
+fn query_string(request: &Request, signing: Option<&Signing<'_>>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &request.params {
+        query.append_pair(k, v);
+    }
+    let mut query = query.finish();
+    if let (true, Some(signing)) = (request.signed, signing) {
+        signing.sign_query(&mut query);
+    }
+    query
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// The usage headers of an HTTP response (REST or WebSocket upgrade); values that are not text are skipped.
+pub fn header_usage(headers: &reqwest::header::HeaderMap) -> Vec<ServerUsage> {
+    usage::parse_usage_headers(
+        headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))),
+    )
+}
+
+/// The HTTP clients of one transport.
+struct HttpClients {
     shared: reqwest::Client,
     settings: Settings,
     per_thread: PerThread<reqwest::Client>,
@@ -18,7 +180,7 @@ struct Settings {
 }
 
 impl HttpClients {
-    pub fn new(connect_timeout: Duration) -> Result<HttpClients, reqwest::Error> {
+    fn new(connect_timeout: Duration) -> Result<HttpClients, reqwest::Error> {
         let settings = Settings { connect_timeout };
         Ok(HttpClients {
             shared: build(settings)?,
@@ -28,7 +190,7 @@ impl HttpClients {
     }
 
     /// The client for a request made from the current thread.
-    pub fn current(&self) -> reqwest::Client {
+    fn current(&self) -> reqwest::Client {
         let own = self.per_thread.get(|| match build(self.settings) {
             Ok(client) => Some(client),
             // The same settings built the shared client, so this does not happen in practice;

@@ -1,4 +1,4 @@
-//! Typed REST calls over the gateway, with the retry policy: idempotent reads retry
+//! Typed calls over the gateway (HTTP, or the WebSocket API for order entry), with the retry policy: idempotent reads retry
 //! with jittered exponential backoff (bounded, each retry reserving budget again);
 //! nothing retries on a 429/418; state-changing calls never retry.
 
@@ -13,10 +13,12 @@ use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
-use super::errors::{error_body, map_http_error, CallKind, SendError};
-use super::gateway::{Gateway, HttpMethod, RestCall};
+use super::errors::{CallKind, SendError};
+use super::gateway::Gateway;
 use super::order_wire::order_params;
 use super::symbols::ValidOrder;
+use super::transport::{Body, Request};
+use super::weights::Endpoint;
 use super::wire;
 
 #[derive(Debug, Clone, Copy)]
@@ -50,12 +52,6 @@ fn dec(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
-/// Reads a 2xx answer. One that arrived but cannot be read is, for a call that may have acted
-/// (place, cancel), an unknown outcome to be looked up, never "nothing arrived".
-fn parse<T: DeserializeOwned>(body: &[u8], what: &str, kind: CallKind) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| unreadable(what, kind, &e.to_string()))
-}
-
 fn unreadable(what: &str, kind: CallKind, reason: &str) -> ApiError {
     tracing::warn!(call = what, reason, "the exchange's answer could not be read");
     match kind {
@@ -71,13 +67,16 @@ fn unreadable(what: &str, kind: CallKind, reason: &str) -> ApiError {
     }
 }
 
-/// Reads an order answer; one that does not say how much filled is an unknown outcome for a
+/// Checks an order answer; one that does not say how much filled is an unknown outcome for a
 /// call that may have acted, and a failed read otherwise (the order is looked up either way).
-fn parse_order(body: &[u8], what: &str, kind: CallKind) -> Result<wire::OrderAnswer, ApiError> {
-    let answer: wire::OrderAnswer = parse(body, what, kind)?;
+fn filled(answer: wire::OrderAnswer, endpoint: Endpoint, kind: CallKind) -> Result<wire::OrderAnswer, ApiError> {
     match answer.fill() {
         Some(_) => Ok(answer),
-        None => Err(unreadable(what, kind, "no executedQty or cummulativeQuoteQty")),
+        None => Err(unreadable(
+            &endpoint.name(),
+            kind,
+            "no executedQty or cummulativeQuoteQty",
+        )),
     }
 }
 
@@ -88,14 +87,16 @@ pub struct Rest<'g> {
 }
 
 impl Rest<'_> {
-    /// Sends `call`, retrying reads per the policy; returns the body of a 2xx answer.
-    pub async fn execute(
+    /// Sends `request`, retrying reads per the policy; returns a 2xx answer read as `T`. One that
+    /// arrived but cannot be read is, for a call that may have acted (place, cancel), an unknown
+    /// outcome to be looked up, never "nothing arrived".
+    pub async fn execute<T: DeserializeOwned>(
         &self,
         strategy: &str,
         wait: Duration,
-        call: &RestCall,
+        request: &Request,
         kind: CallKind,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<T, ApiError> {
         let attempts = if kind == CallKind::Query {
             self.retry.attempts.max(1)
         } else {
@@ -103,35 +104,37 @@ impl Rest<'_> {
         };
         let mut attempt = 1;
         loop {
-            let error = match self.gateway.rest(strategy, wait, call).await {
-                Ok(reply) if reply.is_success() => return Ok(reply.body),
-                Ok(reply) => {
-                    let now = self.gateway.now_ms();
-                    let error = map_http_error(kind, reply.status, &reply.body, &reply.verdict, now);
-                    if error_body(&reply.body).is_some_and(|b| b.code == -1021) {
-                        // Our clock drifted from the server's: resync, then let the caller decide.
-                        if let Err(e) = self.gateway.sync_time(Duration::from_secs(5)).await {
-                            tracing::warn!("server time resync after -1021 failed: {e}");
+            let error = match self.gateway.send::<T>(strategy, wait, request).await {
+                Ok(reply) => match reply.body {
+                    Body::Read(answer) => return Ok(answer),
+                    Body::Unreadable(reason) => return Err(unreadable(&request.endpoint.name(), kind, &reason)),
+                    Body::Refused(rejection) => {
+                        let now = self.gateway.now_ms();
+                        let error = rejection.to_api_error(kind, &reply.verdict, now);
+                        if rejection.code == Some(-1021) {
+                            // Our clock drifted from the server's: resync, then let the caller decide.
+                            if let Err(e) = self.gateway.sync_time(Duration::from_secs(5)).await {
+                                tracing::warn!("server time resync after -1021 failed: {e}");
+                            }
+                            return Err(error);
                         }
-                        return Err(error);
+                        let transient = reply.status >= 500 && reply.verdict == Verdict::Ok;
+                        if !transient {
+                            return Err(error);
+                        }
+                        error
                     }
-                    let transient = reply.status >= 500 && reply.verdict == Verdict::Ok;
-                    if !transient {
-                        return Err(error);
-                    }
-                    error
-                }
+                },
                 Err(SendError::Ledger(error) | SendError::Unavailable(error)) => return Err(error),
-                Err(error @ (SendError::Stopped | SendError::UnknownEndpoint(_))) => {
-                    return Err(error.to_api_error(kind))
-                }
+                Err(error @ (SendError::Stopped | SendError::NoRoute(_))) => return Err(error.to_api_error(kind)),
                 Err(error) => error.to_api_error(kind),
             };
             if attempt >= attempts {
                 return Err(error);
             }
             let delay = self.retry.delay(attempt);
-            tracing::debug!(path = call.path, attempt, ?delay, "retrying read after: {error}");
+            let endpoint = request.endpoint;
+            tracing::debug!(?endpoint, attempt, ?delay, "retrying read after: {error}");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(kind)),
@@ -149,7 +152,7 @@ impl Rest<'_> {
                 Err(
                     error @ (SendError::Ledger(_)
                     | SendError::Stopped
-                    | SendError::UnknownEndpoint(_)
+                    | SendError::NoRoute(_)
                     | SendError::Unavailable(_)),
                 ) => return Err(error.to_api_error(CallKind::Query)),
                 Err(error) if attempt >= self.retry.attempts.max(1) => return Err(error.to_api_error(CallKind::Query)),
@@ -165,22 +168,22 @@ impl Rest<'_> {
         }
     }
 
-    async fn query<T: DeserializeOwned>(&self, strategy: &str, wait: Duration, call: RestCall) -> Result<T, ApiError> {
-        let body = self.execute(strategy, wait, &call, CallKind::Query).await?;
-        parse(&body, call.path, CallKind::Query)
+    async fn query<T: DeserializeOwned>(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        request: Request,
+    ) -> Result<T, ApiError> {
+        self.execute(strategy, wait, &request, CallKind::Query).await
     }
 
     pub async fn exchange_info(&self, strategy: &str, wait: Duration) -> Result<wire::ExchangeInfo, ApiError> {
-        self.query(
-            strategy,
-            wait,
-            RestCall::new(HttpMethod::Get, "/api/v3/exchangeInfo", Lane::MarketData),
-        )
-        .await
+        self.query(strategy, wait, Request::new(Endpoint::ExchangeInfo, Lane::MarketData))
+            .await
     }
 
     pub async fn account(&self, strategy: &str, wait: Duration) -> Result<wire::Account, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/account", Lane::MarketData)
+        let call = Request::new(Endpoint::Account, Lane::MarketData)
             .param("omitZeroBalances", "true")
             .signed();
         self.query(strategy, wait, call).await
@@ -193,14 +196,14 @@ impl Rest<'_> {
         symbol: &str,
         limit: u32,
     ) -> Result<wire::DepthSnapshot, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/depth", Lane::MarketData)
+        let call = Request::new(Endpoint::Depth, Lane::MarketData)
             .param("symbol", symbol)
             .param("limit", limit.to_string());
         self.query(strategy, wait, call).await
     }
 
     pub async fn ticker(&self, strategy: &str, wait: Duration, symbol: &str) -> Result<Ticker, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/ticker/price", Lane::MarketData).param("symbol", symbol);
+        let call = Request::new(Endpoint::TickerPrice, Lane::MarketData).param("symbol", symbol);
         let t: wire::PriceTicker = self.query(strategy, wait, call).await?;
         Ok(Ticker {
             symbol: t.symbol,
@@ -209,8 +212,7 @@ impl Rest<'_> {
     }
 
     pub async fn book_ticker(&self, strategy: &str, wait: Duration, symbol: &str) -> Result<Quote, ApiError> {
-        let call =
-            RestCall::new(HttpMethod::Get, "/api/v3/ticker/bookTicker", Lane::MarketData).param("symbol", symbol);
+        let call = Request::new(Endpoint::TickerBook, Lane::MarketData).param("symbol", symbol);
         let t: wire::BookTicker = self.query(strategy, wait, call).await?;
         Ok(Quote {
             symbol: t.symbol.as_str().into(),
@@ -231,7 +233,7 @@ impl Rest<'_> {
         interval: &str,
         limit: u32,
     ) -> Result<Vec<Kline>, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/klines", Lane::MarketData)
+        let call = Request::new(Endpoint::Klines, Lane::MarketData)
             .param("symbol", symbol)
             .param("interval", interval)
             .param("limit", limit.to_string());
@@ -257,7 +259,7 @@ impl Rest<'_> {
         symbol: &str,
         limit: u32,
     ) -> Result<Vec<Trade>, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/trades", Lane::MarketData)
+        let call = Request::new(Endpoint::RecentTrades, Lane::MarketData)
             .param("symbol", symbol)
             .param("limit", limit.to_string());
         let rows: Vec<wire::RestTrade> = self.query(strategy, wait, call).await?;
@@ -282,7 +284,7 @@ impl Rest<'_> {
         order: &ValidOrder,
         client_id: &ClientOrderId,
     ) -> Result<wire::OrderAnswer, ApiError> {
-        let mut call = RestCall::new(HttpMethod::Post, "/api/v3/order", Lane::Order);
+        let mut call = Request::new(Endpoint::PlaceOrder, Lane::Order);
         for (name, value) in order_params(order, client_id) {
             call = call.param(name, value);
         }
@@ -291,8 +293,8 @@ impl Rest<'_> {
             .signed()
             .free_on_success()
             .for_event(ctx.trigger.clone());
-        let body = self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await?;
-        parse_order(&body, "POST /api/v3/order", CallKind::Mutation)
+        let answer = self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await?;
+        filled(answer, call.endpoint, CallKind::Mutation)
     }
 
     pub async fn cancel_order(
@@ -302,18 +304,18 @@ impl Rest<'_> {
         symbol: &str,
         client_id: &str,
     ) -> Result<wire::OrderAnswer, ApiError> {
-        let call = RestCall::new(HttpMethod::Delete, "/api/v3/order", Lane::Cancel)
+        let call = Request::new(Endpoint::CancelOrder, Lane::Cancel)
             .param("symbol", symbol)
             .param("origClientOrderId", client_id)
             .signed()
             .free_on_success();
-        let body = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
-        parse_order(&body, "DELETE /api/v3/order", CallKind::Mutation)
+        let answer = self.execute(strategy, wait, &call, CallKind::Mutation).await?;
+        filled(answer, call.endpoint, CallKind::Mutation)
     }
 
     /// Every open order of the account (weight 80).
     pub async fn open_orders(&self, strategy: &str, wait: Duration) -> Result<Vec<wire::OrderAnswer>, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/openOrders", Lane::Order);
+        let call = Request::new(Endpoint::OpenOrders, Lane::Order);
         self.query(strategy, wait, call.signed()).await
     }
 
@@ -324,13 +326,14 @@ impl Rest<'_> {
         symbol: &str,
         order: &OrderRef,
     ) -> Result<wire::OrderAnswer, ApiError> {
-        let call = RestCall::new(HttpMethod::Get, "/api/v3/order", Lane::Order).param("symbol", symbol);
+        let call = Request::new(Endpoint::OrderStatus, Lane::Order).param("symbol", symbol);
         let call = match order {
             OrderRef::ClientId(id) => call.param("origClientOrderId", id),
             OrderRef::Id(id) => call.param("orderId", id.to_string()),
         };
-        let body = self.execute(strategy, wait, &call.signed(), CallKind::Query).await?;
-        parse_order(&body, "GET /api/v3/order", CallKind::Query)
+        let call = call.signed();
+        let answer = self.execute(strategy, wait, &call, CallKind::Query).await?;
+        filled(answer, call.endpoint, CallKind::Query)
     }
 }
 

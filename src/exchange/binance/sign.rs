@@ -1,4 +1,5 @@
-//! Request signing, as Binance spot documents it: HMAC-SHA256 (hex) or Ed25519 (base64) keys.
+//! Request signing, as Binance spot documents it: HMAC-SHA256 (hex) or Ed25519 (base64) keys. The
+//! one signer of both transports ([`Signing`]), and the payloads the simulator checks against.
 
 use std::fmt;
 use std::sync::Arc;
@@ -96,12 +97,46 @@ fn keyed(secret: &str, payload: &str) -> HmacSha256 {
     mac
 }
 
-/// REST: the signed payload is the query string concatenated, without a separator, with the body.
-pub fn rest_signature(signer: &Signer, query: &str, body: &str) -> String {
-    let mut payload = String::with_capacity(query.len() + body.len());
-    payload.push_str(query);
-    payload.push_str(body);
-    signer.sign(&payload)
+/// What a signed request adds to its parameters, over either transport: the receive window, the
+/// time, the API key (a parameter on the WebSocket API, a header over HTTP) and the signature.
+pub struct Signing<'a> {
+    pub api_key: &'a str,
+    pub signer: &'a Signer,
+    pub recv_window_ms: u64,
+    pub timestamp_ms: i64,
+}
+
+impl Signing<'_> {
+    /// REST: appends `recvWindow`, `timestamp` and the signature of the whole query to the
+    /// URL-encoded `query` (the exchange signs the query string as it is sent).
+    pub fn sign_query(&self, query: &mut String) {
+        use std::fmt::Write as _;
+        if !query.is_empty() {
+            query.push('&');
+        }
+        // Writing to a `String` cannot fail; digits need no encoding.
+        let _ = write!(
+            query,
+            "recvWindow={}&timestamp={}",
+            self.recv_window_ms, self.timestamp_ms
+        );
+        let signature = self.signer.sign(query);
+        query.push_str("&signature=");
+        // Hex passes unchanged; base64 (Ed25519) has `+`, `/` and `=` to encode.
+        query.extend(url::form_urlencoded::byte_serialize(signature.as_bytes()));
+    }
+
+    /// WebSocket API: the signature of `params` with `apiKey`, `recvWindow` and `timestamp` added
+    /// (the frame must carry those three as they are signed here).
+    pub fn ws_api_signature(&self, params: &[(&str, &str)]) -> String {
+        let (recv_window, timestamp) = (self.recv_window_ms.to_string(), self.timestamp_ms.to_string());
+        let extra = [
+            ("apiKey", self.api_key),
+            ("recvWindow", recv_window.as_str()),
+            ("timestamp", timestamp.as_str()),
+        ];
+        self.signer.sign(&ws_api_payload(params.iter().copied().chain(extra)))
+    }
 }
 
 /// WebSocket API: every parameter except `signature` (`apiKey` included), sorted by
@@ -215,17 +250,43 @@ mod tests {
 
     #[test]
     fn rest_vector_from_the_docs() {
-        let query = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+        let signer = doc_signer();
+        let signing = Signing {
+            api_key: "unused over REST",
+            signer: &signer,
+            recv_window_ms: 5000,
+            timestamp_ms: 1499827319559,
+        };
+        let mut query = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1".to_string();
+        signing.sign_query(&mut query);
         assert_eq!(
-            rest_signature(&doc_signer(), query, ""),
-            "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
+            query,
+            "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000\
+             &timestamp=1499827319559&signature=c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
         );
-        // Split between query and body, the signature is the same.
-        let (q, b) = query.split_at(40);
-        assert_eq!(
-            rest_signature(&doc_signer(), q, b),
-            rest_signature(&doc_signer(), query, "")
+        // A query of no parameters of its own is signed the same way.
+        let mut bare = String::new();
+        signing.sign_query(&mut bare);
+        assert!(
+            bare.starts_with("recvWindow=5000&timestamp=1499827319559&signature="),
+            "{bare}"
         );
+    }
+
+    #[test]
+    fn ed25519_signatures_are_url_encoded_in_a_query() {
+        let signer = Signer::ed25519_from_pem(&rfc_pem()).unwrap();
+        let signing = Signing {
+            api_key: "k",
+            signer: &signer,
+            recv_window_ms: 1,
+            timestamp_ms: 2,
+        };
+        let mut query = "a=1".to_string();
+        signing.sign_query(&mut query);
+        let signature = signer.sign("a=1&recvWindow=1&timestamp=2");
+        let encoded: String = url::form_urlencoded::byte_serialize(signature.as_bytes()).collect();
+        assert_eq!(query, format!("a=1&recvWindow=1&timestamp=2&signature={encoded}"));
     }
 
     #[test]

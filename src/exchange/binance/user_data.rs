@@ -5,15 +5,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use rand::Rng;
-use tokio_tungstenite::tungstenite::Message;
+use serde::de::IgnoredAny;
+use tokio::sync::mpsc;
+
+use crate::ledger::Lane;
 
 use super::errors::SendError;
-use super::gateway::Gateway;
-use super::wire::{UserDataEvent, UserDataFrame, WsApiResponse};
+use super::gateway::{Gateway, CLIENT_STRATEGY};
+use super::transport::{Body, Request};
+use super::weights::Endpoint;
+use super::wire::{UserDataEvent, UserDataFrame};
+use super::ws_api::{Pushed, WsApiClient};
 
-const SUBSCRIBE_METHOD: &str = "userDataStream.subscribe.signature";
 const REQUEST_WAIT: Duration = Duration::from_secs(30);
 const RECONNECT_BASE: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
@@ -76,71 +80,50 @@ pub async fn run(gateway: Arc<Gateway>, handler: Arc<dyn UserDataHandler>) {
 /// One connection: subscribe, then read until it ends. `Ok` means it ran and was then closed.
 async fn session(gateway: &Arc<Gateway>, handler: &dyn UserDataHandler) -> Result<(), SendError> {
     let shutdown = gateway.shutdown().clone();
-    let (mut sender, mut read) = gateway.connect_ws_api(REQUEST_WAIT).await?;
-    let subscribe_id = sender
-        .request(SUBSCRIBE_METHOD, serde_json::Map::new(), true, REQUEST_WAIT)
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let client = WsApiClient::with_events(events_tx);
+    let subscribe = Request::new(Endpoint::UserDataSubscribeSignature, Lane::Order).signed();
+    let reply = gateway
+        .send_ws_api::<IgnoredAny>(&client, CLIENT_STRATEGY, REQUEST_WAIT, &subscribe)
         .await?;
-    let mut subscribed = false;
+    if let Body::Refused(refusal) = &reply.body {
+        client.close().await;
+        let code = refusal
+            .code
+            .map_or_else(|| "no code".to_string(), |code| code.to_string());
+        return Err(SendError::Transport(format!(
+            "subscription refused ({code}): {}",
+            refusal.message
+        )));
+    }
+    handler.on_subscribed();
     loop {
-        let frame = tokio::select! {
-            frame = read.next() => frame,
+        let pushed = tokio::select! {
+            pushed = events.recv() => pushed,
             _ = shutdown.wait() => {
-                sender.close().await;
+                client.close().await;
                 return Err(SendError::Stopped);
             }
         };
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(_))) | None => {
-                return if subscribed {
-                    Ok(())
-                } else {
-                    Err(SendError::Transport("closed before subscribing".into()))
-                }
-            }
-            Some(Err(e)) => return Err(SendError::Transport(e.to_string())),
-            // Pings are answered by the WebSocket layer on the next read.
-            Some(Ok(_)) => continue,
-        };
-        // Pushed events carry `event`; answers to our requests carry `id` and `status`.
-        let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
-            Ok(value) => value,
-            Err(e) => {
-                tracing::warn!("skipping unreadable WebSocket API frame: {e}");
-                continue;
-            }
-        };
-        if is_server_shutdown(&value) {
-            tracing::info!("the user data stream's server announced a shutdown; reconnecting now");
-            sender.close().await;
-            return Ok(());
-        }
-        if value.get("event").is_some() {
-            match serde_json::from_value::<UserDataFrame>(value) {
+        match pushed {
+            Some(Pushed::Event(value)) => match serde_json::from_value::<UserDataFrame>(value) {
                 Ok(UserDataFrame {
                     event: UserDataEvent::StreamTerminated { .. },
                     ..
-                }) => return Ok(()),
+                }) => {
+                    client.close().await;
+                    return Ok(());
+                }
                 Ok(frame) => handler.on_event(frame.event),
                 Err(e) => tracing::warn!("skipping unreadable user data event: {e}"),
+            },
+            Some(Pushed::ServerShutdown) => {
+                tracing::info!("the user data stream's server announced a shutdown; reconnecting now");
+                client.close().await;
+                return Ok(());
             }
-            continue;
-        }
-        match serde_json::from_value::<WsApiResponse>(value) {
-            Ok(response) => {
-                sender.on_response(&response);
-                if response.id.as_u64() == Some(subscribe_id) {
-                    if let Some(error) = &response.error {
-                        return Err(SendError::Transport(format!(
-                            "subscription refused ({}): {}",
-                            error.code, error.msg
-                        )));
-                    }
-                    subscribed = true;
-                    handler.on_subscribed();
-                }
-            }
-            Err(e) => tracing::warn!("skipping unreadable WebSocket API frame: {e}"),
+            Some(Pushed::Ended(Ok(()))) | None => return Ok(()),
+            Some(Pushed::Ended(Err(reason))) => return Err(SendError::Transport(reason)),
         }
     }
 }

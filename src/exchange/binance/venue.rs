@@ -36,10 +36,11 @@ use super::rest::{Rest, RetryPolicy};
 use super::router::Router;
 use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
 use super::symbols::{self, SymbolTable, ValidOrder};
+use super::usage;
 use super::user_data::{self, UserDataHandler};
+use super::weights::Endpoint;
 use super::wire::{self, UserDataEvent};
-use super::ws_orders::OrderTransport;
-use super::{usage, weights};
+use super::ws_api::OrderTransport;
 
 /// How long the client's own lookups may wait for budget.
 const LOOKUP_WAIT: Duration = Duration::from_secs(30);
@@ -169,29 +170,27 @@ async fn open_orders_unknown_to(rest: &Rest<'_>, registry: &OrderRegistry) -> Ve
     unknown
 }
 
-/// The request weight of a market-data request, from the weight table (0 if the table lacks it: the
-/// gateway would refuse to send it anyway).
+/// The request weight of a market-data request, from the endpoint table.
 fn market_weight(request: &MarketRequest) -> u32 {
     let limit;
-    let (path, params): (&str, Vec<(&str, &str)>) = match request {
-        MarketRequest::Ticker { symbol } => ("/api/v3/ticker/price", vec![("symbol", symbol)]),
-        MarketRequest::BookTicker { symbol } => ("/api/v3/ticker/bookTicker", vec![("symbol", symbol)]),
+    let (endpoint, params): (Endpoint, Vec<(&str, &str)>) = match request {
+        MarketRequest::Ticker { symbol } => (Endpoint::TickerPrice, vec![("symbol", symbol)]),
+        MarketRequest::BookTicker { symbol } => (Endpoint::TickerBook, vec![("symbol", symbol)]),
         MarketRequest::Depth { symbol, limit: l } => {
             limit = l.to_string();
-            ("/api/v3/depth", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::Depth, vec![("symbol", symbol), ("limit", &limit)])
         }
         MarketRequest::Klines { symbol, limit: l, .. } => {
             limit = l.to_string();
-            ("/api/v3/klines", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::Klines, vec![("symbol", symbol), ("limit", &limit)])
         }
         MarketRequest::Trades { symbol, limit: l } => {
             limit = l.to_string();
-            ("/api/v3/trades", vec![("symbol", symbol), ("limit", &limit)])
+            (Endpoint::RecentTrades, vec![("symbol", symbol), ("limit", &limit)])
         }
     };
-    weights::rest_cost("GET", path, &params).map_or(0, |cost| {
-        u32::try_from(cost.units_of(PoolKind::RequestWeight)).unwrap_or(u32::MAX)
-    })
+    let cost = endpoint.cost(&params);
+    u32::try_from(cost.units_of(PoolKind::RequestWeight)).unwrap_or(u32::MAX)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

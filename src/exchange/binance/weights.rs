@@ -1,20 +1,67 @@
-//! Request cost of each Binance spot endpoint.
+//! The endpoint table: one row per Binance spot endpoint, naming its REST method and path, its
+//! WebSocket API method and how its request weight is worked out.
 //!
-//! One table serves REST and the WebSocket API (the exchange charges both the
-//! same). An endpoint missing from it is refused, never sent unthrottled. Where a
-//! parameter that decides the weight is malformed, the highest weight of that
-//! endpoint is charged: the exchange may still charge a request it rejects.
-
-use std::borrow::Cow;
+//! A request names its endpoint by [`Endpoint`], so the row is found by the key, never by matching
+//! strings, and an endpoint without a row cannot be sent. REST and the WebSocket API are charged
+//! the same (the exchange does). Where a parameter that decides the weight is malformed, the
+//! highest weight of that endpoint is charged: the exchange may still charge a request it rejects.
 
 use crate::ledger::Cost;
 
 use super::rate_limits;
 
-/// A request whose weight is not known; it must not be sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no known request weight for {0}; refusing to send it unthrottled")]
-pub struct UnknownEndpoint(pub String);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// Every endpoint the runner sends to (the key of the endpoint table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Ping,
+    Time,
+    ExchangeInfo,
+    Depth,
+    RecentTrades,
+    HistoricalTrades,
+    AggTrades,
+    Klines,
+    UiKlines,
+    AvgPrice,
+    Ticker24h,
+    TickerPrice,
+    TickerBook,
+    TickerRolling,
+    PlaceOrder,
+    TestOrder,
+    CancelOrder,
+    CancelOpenOrders,
+    CancelReplace,
+    PlaceOco,
+    OrderStatus,
+    OpenOrders,
+    AllOrders,
+    Account,
+    MyTrades,
+    OrderRateLimits,
+    SessionLogon,
+    SessionStatus,
+    SessionLogout,
+    UserDataSubscribe,
+    UserDataSubscribeSignature,
+}
 
 /// How the weight of an endpoint is worked out.
 #[derive(Debug, Clone, Copy)]
@@ -36,87 +83,115 @@ enum Rule {
     OrderTest,
 }
 
-struct Endpoint {
-    rest: Option<(&'static str, &'static str)>,
-    ws: &'static [&'static str],
+/// One row of the endpoint table.
+#[derive(Debug, Clone, Copy)]
+pub struct Row {
+    /// The REST method and path, when the endpoint has a REST form.
+    pub rest: Option<(HttpMethod, &'static str)>,
+    /// The WebSocket API method, when the endpoint has one.
+    pub ws_api: Option<&'static str>,
     rule: Rule,
     /// Added to the unfilled order count (ORDERS pools).
     orders: u32,
 }
 
-const fn rest(method: &'static str, path: &'static str, ws: &'static [&'static str], rule: Rule) -> Endpoint {
-    Endpoint {
+impl Row {
+    /// True for endpoints that place orders (they count against the account's order limits).
+    pub fn adds_orders(&self) -> bool {
+        self.orders > 0
+    }
+}
+
+const fn both(method: HttpMethod, path: &'static str, ws_api: &'static str, rule: Rule) -> Row {
+    Row {
         rest: Some((method, path)),
-        ws,
+        ws_api: Some(ws_api),
         rule,
         orders: 0,
     }
 }
 
-const fn placing(method: &'static str, path: &'static str, ws: &'static [&'static str], orders: u32) -> Endpoint {
-    Endpoint {
-        rest: Some((method, path)),
-        ws,
+const fn placing(path: &'static str, ws_api: &'static str, orders: u32) -> Row {
+    Row {
+        rest: Some((HttpMethod::Post, path)),
+        ws_api: Some(ws_api),
         rule: Rule::Fixed(1),
         orders,
     }
 }
 
-const fn ws_only(ws: &'static [&'static str], rule: Rule) -> Endpoint {
-    Endpoint {
+const fn ws_only(ws_api: &'static str, rule: Rule) -> Row {
+    Row {
         rest: None,
-        ws,
+        ws_api: Some(ws_api),
         rule,
         orders: 0,
     }
 }
 
-use Rule::*;
+impl Endpoint {
+    /// The endpoint's row: Binance spot's documented request weights (its REST API and WebSocket
+    /// API references).
+    pub const fn row(self) -> Row {
+        use Endpoint as E;
+        use HttpMethod::{Delete, Get, Post};
+        use Rule::*;
+        match self {
+            E::Ping => both(Get, "/api/v3/ping", "ping", Fixed(1)),
+            E::Time => both(Get, "/api/v3/time", "time", Fixed(1)),
+            E::ExchangeInfo => both(Get, "/api/v3/exchangeInfo", "exchangeInfo", Fixed(20)),
+            E::Depth => both(Get, "/api/v3/depth", "depth", Depth),
+            E::RecentTrades => both(Get, "/api/v3/trades", "trades.recent", Fixed(25)),
+            E::HistoricalTrades => both(Get, "/api/v3/historicalTrades", "trades.historical", Fixed(25)),
+            E::AggTrades => both(Get, "/api/v3/aggTrades", "trades.aggregate", Fixed(4)),
+            E::Klines => both(Get, "/api/v3/klines", "klines", Fixed(2)),
+            E::UiKlines => both(Get, "/api/v3/uiKlines", "uiKlines", Fixed(2)),
+            E::AvgPrice => both(Get, "/api/v3/avgPrice", "avgPrice", Fixed(2)),
+            E::Ticker24h => both(Get, "/api/v3/ticker/24hr", "ticker.24hr", Ticker24h),
+            E::TickerPrice => both(Get, "/api/v3/ticker/price", "ticker.price", TickerLight),
+            E::TickerBook => both(Get, "/api/v3/ticker/bookTicker", "ticker.book", TickerLight),
+            E::TickerRolling => both(Get, "/api/v3/ticker", "ticker", TickerRolling),
+            E::PlaceOrder => placing("/api/v3/order", "order.place", 1),
+            E::TestOrder => both(Post, "/api/v3/order/test", "order.test", OrderTest),
+            E::CancelOrder => both(Delete, "/api/v3/order", "order.cancel", Fixed(1)),
+            E::CancelOpenOrders => both(Delete, "/api/v3/openOrders", "openOrders.cancelAll", Fixed(1)),
+            E::CancelReplace => placing("/api/v3/order/cancelReplace", "order.cancelReplace", 1),
+            E::PlaceOco => placing("/api/v3/orderList/oco", "orderList.place.oco", 2),
+            E::OrderStatus => both(Get, "/api/v3/order", "order.status", Fixed(4)),
+            E::OpenOrders => both(Get, "/api/v3/openOrders", "openOrders.status", OpenOrders),
+            E::AllOrders => both(Get, "/api/v3/allOrders", "allOrders", Fixed(20)),
+            E::Account => both(Get, "/api/v3/account", "account.status", Fixed(20)),
+            E::MyTrades => both(Get, "/api/v3/myTrades", "myTrades", MyTrades),
+            E::OrderRateLimits => both(Get, "/api/v3/rateLimit/order", "account.rateLimits.orders", Fixed(40)),
+            E::SessionLogon => ws_only("session.logon", Fixed(2)),
+            E::SessionStatus => ws_only("session.status", Fixed(2)),
+            E::SessionLogout => ws_only("session.logout", Fixed(2)),
+            E::UserDataSubscribe => ws_only("userDataStream.subscribe", Fixed(2)),
+            E::UserDataSubscribeSignature => ws_only("userDataStream.subscribe.signature", Fixed(2)),
+        }
+    }
 
-/// Binance spot's documented request weights (its REST API and WebSocket API references), one row per endpoint.
-const TABLE: &[Endpoint] = &[
-    rest("GET", "/api/v3/ping", &["ping"], Fixed(1)),
-    rest("GET", "/api/v3/time", &["time"], Fixed(1)),
-    rest("GET", "/api/v3/exchangeInfo", &["exchangeInfo"], Fixed(20)),
-    rest("GET", "/api/v3/depth", &["depth"], Depth),
-    rest("GET", "/api/v3/trades", &["trades.recent"], Fixed(25)),
-    rest("GET", "/api/v3/historicalTrades", &["trades.historical"], Fixed(25)),
-    rest("GET", "/api/v3/aggTrades", &["trades.aggregate"], Fixed(4)),
-    rest("GET", "/api/v3/klines", &["klines"], Fixed(2)),
-    rest("GET", "/api/v3/uiKlines", &["uiKlines"], Fixed(2)),
-    rest("GET", "/api/v3/avgPrice", &["avgPrice"], Fixed(2)),
-    rest("GET", "/api/v3/ticker/24hr", &["ticker.24hr"], Ticker24h),
-    rest("GET", "/api/v3/ticker/price", &["ticker.price"], TickerLight),
-    rest("GET", "/api/v3/ticker/bookTicker", &["ticker.book"], TickerLight),
-    rest("GET", "/api/v3/ticker", &["ticker"], TickerRolling),
-    placing("POST", "/api/v3/order", &["order.place"], 1),
-    rest("POST", "/api/v3/order/test", &["order.test"], OrderTest),
-    rest("DELETE", "/api/v3/order", &["order.cancel"], Fixed(1)),
-    rest("DELETE", "/api/v3/openOrders", &["openOrders.cancelAll"], Fixed(1)),
-    placing("POST", "/api/v3/order/cancelReplace", &["order.cancelReplace"], 1),
-    placing("POST", "/api/v3/orderList/oco", &["orderList.place.oco"], 2),
-    rest("GET", "/api/v3/order", &["order.status"], Fixed(4)),
-    rest("GET", "/api/v3/openOrders", &["openOrders.status"], OpenOrders),
-    rest("GET", "/api/v3/allOrders", &["allOrders"], Fixed(20)),
-    rest("GET", "/api/v3/account", &["account.status"], Fixed(20)),
-    rest("GET", "/api/v3/myTrades", &["myTrades"], MyTrades),
-    rest(
-        "GET",
-        "/api/v3/rateLimit/order",
-        &["account.rateLimits.orders"],
-        Fixed(40),
-    ),
-    ws_only(
-        &[
-            "session.logon",
-            "session.status",
-            "session.logout",
-            "userDataStream.subscribe",
-            "userDataStream.subscribe.signature",
-        ],
-        Fixed(2),
-    ),
-];
+    /// What a request to this endpoint with `params` costs.
+    pub fn cost(self, params: &[(&str, &str)]) -> Cost {
+        let row = self.row();
+        rate_limits::cost(weight_of(row.rule, &Params(params)), row.orders, 1, 0)
+    }
+
+    /// How the endpoint is named in messages and metrics: its REST method and path, or its
+    /// WebSocket API method.
+    pub fn name(self) -> String {
+        match self.row() {
+            Row {
+                rest: Some((method, path)),
+                ..
+            } => format!("{} {path}", method.as_str()),
+            Row {
+                ws_api: Some(method), ..
+            } => method.to_string(),
+            Row { .. } => format!("{self:?}"),
+        }
+    }
+}
 
 /// Opening a WebSocket API connection: weight 2, one connection attempt, and
 /// (conservatively) one raw request.
@@ -125,40 +200,26 @@ pub const WS_API_CONNECT: Cost = rate_limits::cost(2, 0, 1, 1);
 /// Opening a market-stream connection: no weight, one connection attempt.
 pub const STREAM_CONNECT: Cost = rate_limits::cost(0, 0, 0, 1);
 
-/// The parameters of a request, from a REST query or a WebSocket API `params` object.
-enum Params<'a> {
-    Query(&'a [(&'a str, &'a str)]),
-    Json(&'a serde_json::Value),
-}
+/// The parameters of a request, as name/value texts.
+struct Params<'a>(&'a [(&'a str, &'a str)]);
 
 impl Params<'_> {
-    fn get(&self, key: &str) -> Option<Cow<'_, str>> {
-        match self {
-            Params::Query(pairs) => pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| Cow::Borrowed(*v)),
-            Params::Json(value) => match value.get(key)? {
-                serde_json::Value::String(s) => Some(Cow::Borrowed(s.as_str())),
-                serde_json::Value::Null => None,
-                other => Some(Cow::Owned(other.to_string())),
-            },
-        }
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
     fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }
 
-    /// How many symbols `symbols` names (a JSON array, or its text in a query);
-    /// `Err` when it is present but unreadable.
+    /// How many symbols `symbols` names (its JSON array text); `Err` when it is present but unreadable.
     fn symbols(&self) -> Option<Result<usize, ()>> {
-        let count = |v: &serde_json::Value| v.as_array().map(Vec::len).ok_or(());
-        match self {
-            Params::Json(value) => value.get("symbols").filter(|v| !v.is_null()).map(count),
-            Params::Query(_) => self.get("symbols").map(|text| {
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .map_err(|_| ())
-                    .and_then(|v| count(&v))
-            }),
-        }
+        self.get("symbols").map(|text| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|v| v.as_array().map(Vec::len))
+                .ok_or(())
+        })
     }
 }
 
@@ -174,9 +235,10 @@ fn depth_weight(limit: Option<&str>) -> u32 {
 }
 
 fn weight_of(rule: Rule, params: &Params<'_>) -> u32 {
+    use Rule::*;
     match rule {
         Fixed(w) => w,
-        Depth => depth_weight(params.get("limit").as_deref()),
+        Depth => depth_weight(params.get("limit")),
         Ticker24h => match (params.has("symbol"), params.symbols()) {
             (true, _) => 2,
             (false, Some(Ok(1..=20))) => 2,
@@ -213,69 +275,43 @@ fn weight_of(rule: Rule, params: &Params<'_>) -> u32 {
     }
 }
 
-fn cost_of(endpoint: &Endpoint, params: &Params<'_>) -> Cost {
-    rate_limits::cost(weight_of(endpoint.rule, params), endpoint.orders, 1, 0)
-}
-
-/// The cost of a REST request. `path` is the request path without the query.
-pub fn rest_cost(method: &str, path: &str, params: &[(&str, &str)]) -> Result<Cost, UnknownEndpoint> {
-    let path = path.trim_end_matches('/');
-    TABLE
-        .iter()
-        .find(|e| matches!(e.rest, Some((m, p)) if m.eq_ignore_ascii_case(method) && p == path))
-        .map(|e| cost_of(e, &Params::Query(params)))
-        .ok_or_else(|| UnknownEndpoint(format!("{} {path}", method.to_ascii_uppercase())))
-}
-
-/// The WebSocket API method that does what the REST request `method path` does, if there is one.
-pub fn ws_api_method(method: &str, path: &str) -> Option<&'static str> {
-    TABLE
-        .iter()
-        .find(|e| matches!(e.rest, Some((m, p)) if m.eq_ignore_ascii_case(method) && p == path))
-        .and_then(|e| e.ws.first().copied())
-}
-
-/// The cost of a WebSocket API request; `params` is its `params` object (or null).
-pub fn ws_api_cost(method: &str, params: &serde_json::Value) -> Result<Cost, UnknownEndpoint> {
-    TABLE
-        .iter()
-        .find(|e| e.ws.contains(&method))
-        .map(|e| cost_of(e, &Params::Json(params)))
-        .ok_or_else(|| UnknownEndpoint(format!("WebSocket API method {method}")))
-}
-
 #[cfg(test)]
 mod tests {
     use crate::ledger::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
-    use serde_json::json;
 
+    use super::Endpoint as E;
     use super::*;
 
-    fn weight(method: &str, path: &str, params: &[(&str, &str)]) -> u32 {
-        rest_cost(method, path, params).unwrap().units_of(RequestWeight) as u32
+    fn weight(endpoint: Endpoint, params: &[(&str, &str)]) -> u32 {
+        endpoint.cost(params).units_of(RequestWeight) as u32
     }
 
     #[test]
     fn fixed_weights_match_the_table() {
-        let cases: &[(&str, &str, u32)] = &[
-            ("GET", "/api/v3/ping", 1),
-            ("GET", "/api/v3/time", 1),
-            ("GET", "/api/v3/exchangeInfo", 20),
-            ("GET", "/api/v3/trades", 25),
-            ("GET", "/api/v3/historicalTrades", 25),
-            ("GET", "/api/v3/aggTrades", 4),
-            ("GET", "/api/v3/klines", 2),
-            ("GET", "/api/v3/uiKlines", 2),
-            ("GET", "/api/v3/avgPrice", 2),
-            ("DELETE", "/api/v3/order", 1),
-            ("DELETE", "/api/v3/openOrders", 1),
-            ("GET", "/api/v3/order", 4),
-            ("GET", "/api/v3/allOrders", 20),
-            ("GET", "/api/v3/account", 20),
-            ("GET", "/api/v3/rateLimit/order", 40),
+        let cases: &[(Endpoint, u32)] = &[
+            (E::Ping, 1),
+            (E::Time, 1),
+            (E::ExchangeInfo, 20),
+            (E::RecentTrades, 25),
+            (E::HistoricalTrades, 25),
+            (E::AggTrades, 4),
+            (E::Klines, 2),
+            (E::UiKlines, 2),
+            (E::AvgPrice, 2),
+            (E::CancelOrder, 1),
+            (E::CancelOpenOrders, 1),
+            (E::OrderStatus, 4),
+            (E::AllOrders, 20),
+            (E::Account, 20),
+            (E::OrderRateLimits, 40),
+            (E::SessionLogon, 2),
+            (E::SessionStatus, 2),
+            (E::SessionLogout, 2),
+            (E::UserDataSubscribe, 2),
+            (E::UserDataSubscribeSignature, 2),
         ];
-        for &(method, path, w) in cases {
-            let cost = rest_cost(method, path, &[]).unwrap();
+        for &(endpoint, w) in cases {
+            let cost = endpoint.cost(&[]);
             assert_eq!(
                 (
                     cost.units_of(RequestWeight),
@@ -283,19 +319,30 @@ mod tests {
                     cost.units_of(RawRequests)
                 ),
                 (u64::from(w), 0, 1),
-                "{method} {path}"
+                "{endpoint:?}"
             );
         }
     }
 
     #[test]
-    fn depth_weight_follows_the_limit() {
-        let d = |limit: &str| weight("GET", "/api/v3/depth", &[("symbol", "BTCUSDT"), ("limit", limit)]);
+    fn rows_name_the_rest_path_and_the_websocket_api_method_together() {
+        assert_eq!(E::PlaceOrder.row().rest, Some((HttpMethod::Post, "/api/v3/order")));
+        assert_eq!(E::PlaceOrder.row().ws_api, Some("order.place"));
+        assert_eq!(E::CancelOrder.row().rest, Some((HttpMethod::Delete, "/api/v3/order")));
+        assert_eq!(E::CancelOrder.row().ws_api, Some("order.cancel"));
+        assert_eq!(E::OrderStatus.row().ws_api, Some("order.status"));
+        assert_eq!(E::UserDataSubscribeSignature.row().rest, None);
+        assert_eq!(E::PlaceOrder.name(), "POST /api/v3/order");
         assert_eq!(
-            weight("GET", "/api/v3/depth", &[("symbol", "BTCUSDT")]),
-            5,
-            "default limit 100"
+            E::UserDataSubscribeSignature.name(),
+            "userDataStream.subscribe.signature"
         );
+    }
+
+    #[test]
+    fn depth_weight_follows_the_limit() {
+        let d = |limit: &str| weight(E::Depth, &[("symbol", "BTCUSDT"), ("limit", limit)]);
+        assert_eq!(weight(E::Depth, &[("symbol", "BTCUSDT")]), 5, "default limit 100");
         assert_eq!([d("1"), d("100"), d("101"), d("500"), d("501")], [5, 5, 25, 25, 50]);
         assert_eq!([d("1000"), d("1001"), d("5000")], [50, 250, 250]);
         assert_eq!(
@@ -307,107 +354,49 @@ mod tests {
 
     #[test]
     fn ticker_weights_follow_symbols() {
-        let t24 = "/api/v3/ticker/24hr";
-        assert_eq!(weight("GET", t24, &[("symbol", "BTCUSDT")]), 2);
-        assert_eq!(weight("GET", t24, &[]), 80);
+        assert_eq!(weight(E::Ticker24h, &[("symbol", "BTCUSDT")]), 2);
+        assert_eq!(weight(E::Ticker24h, &[]), 80);
         let symbols = |n: usize| format!("[{}]", vec!["\"A\""; n].join(","));
         let (s20, s21, s100, s101) = (symbols(20), symbols(21), symbols(100), symbols(101));
-        assert_eq!(weight("GET", t24, &[("symbols", &s20)]), 2);
-        assert_eq!(weight("GET", t24, &[("symbols", &s21)]), 40);
-        assert_eq!(weight("GET", t24, &[("symbols", &s100)]), 40);
-        assert_eq!(weight("GET", t24, &[("symbols", &s101)]), 80);
+        assert_eq!(weight(E::Ticker24h, &[("symbols", &s20)]), 2);
+        assert_eq!(weight(E::Ticker24h, &[("symbols", &s21)]), 40);
+        assert_eq!(weight(E::Ticker24h, &[("symbols", &s100)]), 40);
+        assert_eq!(weight(E::Ticker24h, &[("symbols", &s101)]), 80);
         assert_eq!(
-            weight("GET", t24, &[("symbols", "[\"A\",")]),
+            weight(E::Ticker24h, &[("symbols", "[\"A\",")]),
             80,
             "unreadable: the highest weight"
         );
-        for path in ["/api/v3/ticker/price", "/api/v3/ticker/bookTicker"] {
-            assert_eq!(weight("GET", path, &[("symbol", "BTCUSDT")]), 2);
-            assert_eq!(weight("GET", path, &[]), 4);
-            assert_eq!(weight("GET", path, &[("symbols", "[\"A\",\"B\"]")]), 4);
+        for endpoint in [E::TickerPrice, E::TickerBook] {
+            assert_eq!(weight(endpoint, &[("symbol", "BTCUSDT")]), 2);
+            assert_eq!(weight(endpoint, &[]), 4);
+            assert_eq!(weight(endpoint, &[("symbols", "[\"A\",\"B\"]")]), 4);
         }
-        let rolling = "/api/v3/ticker";
-        assert_eq!(weight("GET", rolling, &[("symbol", "BTCUSDT")]), 4);
-        assert_eq!(weight("GET", rolling, &[("symbols", "[\"A\",\"B\",\"C\"]")]), 12);
-        assert_eq!(weight("GET", rolling, &[("symbols", &s100)]), 200);
+        assert_eq!(weight(E::TickerRolling, &[("symbol", "BTCUSDT")]), 4);
+        assert_eq!(weight(E::TickerRolling, &[("symbols", "[\"A\",\"B\",\"C\"]")]), 12);
+        assert_eq!(weight(E::TickerRolling, &[("symbols", &s100)]), 200);
     }
 
     #[test]
     fn account_weights_follow_their_parameters() {
-        assert_eq!(weight("GET", "/api/v3/openOrders", &[("symbol", "BTCUSDT")]), 6);
-        assert_eq!(weight("GET", "/api/v3/openOrders", &[]), 80);
-        assert_eq!(weight("GET", "/api/v3/myTrades", &[("symbol", "BTCUSDT")]), 20);
-        assert_eq!(
-            weight("GET", "/api/v3/myTrades", &[("symbol", "X"), ("orderId", "7")]),
-            5
-        );
-        assert_eq!(weight("POST", "/api/v3/order/test", &[]), 1);
-        assert_eq!(
-            weight("POST", "/api/v3/order/test", &[("computeCommissionRates", "true")]),
-            20
-        );
+        assert_eq!(weight(E::OpenOrders, &[("symbol", "BTCUSDT")]), 6);
+        assert_eq!(weight(E::OpenOrders, &[]), 80);
+        assert_eq!(weight(E::MyTrades, &[("symbol", "BTCUSDT")]), 20);
+        assert_eq!(weight(E::MyTrades, &[("symbol", "X"), ("orderId", "7")]), 5);
+        assert_eq!(weight(E::TestOrder, &[]), 1);
+        assert_eq!(weight(E::TestOrder, &[("computeCommissionRates", "true")]), 20);
     }
 
     #[test]
     fn order_placement_adds_to_the_unfilled_order_count() {
-        let orders = |path: &str| rest_cost("POST", path, &[]).unwrap();
-        assert_eq!(orders("/api/v3/order"), rate_limits::cost(1, 1, 1, 0));
-        assert_eq!(orders("/api/v3/order/cancelReplace").units_of(Orders), 1);
-        assert_eq!(orders("/api/v3/orderList/oco").units_of(Orders), 2);
-        assert_eq!(rest_cost("DELETE", "/api/v3/order", &[]).unwrap().units_of(Orders), 0);
+        assert_eq!(E::PlaceOrder.cost(&[]), rate_limits::cost(1, 1, 1, 0));
+        assert_eq!(E::CancelReplace.cost(&[]).units_of(Orders), 1);
+        assert_eq!(E::PlaceOco.cost(&[]).units_of(Orders), 2);
+        assert_eq!(E::CancelOrder.cost(&[]).units_of(Orders), 0);
     }
 
     #[test]
-    fn unknown_endpoints_are_refused() {
-        assert!(rest_cost("GET", "/api/v3/somethingNew", &[]).is_err());
-        assert!(rest_cost("POST", "/api/v3/depth", &[]).is_err(), "method matters");
-        assert!(rest_cost("GET", "/sapi/v1/capital/config/getall", &[]).is_err());
-        assert!(ws_api_cost("order.amend", &json!({})).is_err());
-        let err = rest_cost("get", "/api/v3/nope", &[]).unwrap_err();
-        assert!(err.to_string().contains("GET /api/v3/nope"));
-        assert_eq!(
-            weight("get", "/api/v3/ping/", &[]),
-            1,
-            "case and a trailing slash do not matter"
-        );
-    }
-
-    #[test]
-    fn websocket_api_methods_cost_as_rest() {
-        let ws = |m: &str, p: serde_json::Value| ws_api_cost(m, &p).unwrap();
-        assert_eq!(ws("ping", json!(null)).units_of(RequestWeight), 1);
-        assert_eq!(ws("time", json!({})).units_of(RequestWeight), 1);
-        assert_eq!(
-            ws("depth", json!({"symbol": "BTCUSDT", "limit": 1000})).units_of(RequestWeight),
-            50
-        );
-        assert_eq!(ws("depth", json!({"symbol": "BTCUSDT"})).units_of(RequestWeight), 5);
-        assert_eq!(
-            ws("ticker.24hr", json!({"symbols": ["A", "B"]})).units_of(RequestWeight),
-            2
-        );
-        assert_eq!(ws("ticker", json!({"symbols": ["A", "B"]})).units_of(RequestWeight), 8);
-        assert_eq!(
-            ws("order.place", json!({"symbol": "BTCUSDT"})),
-            rate_limits::cost(1, 1, 1, 0)
-        );
-        assert_eq!(
-            ws("order.test", json!({"computeCommissionRates": true})).units_of(RequestWeight),
-            20
-        );
-        assert_eq!(
-            ws("myTrades", json!({"symbol": "X", "orderId": 5})).units_of(RequestWeight),
-            5
-        );
-        assert_eq!(ws("orderList.place.oco", json!({})).units_of(Orders), 2);
-        for m in [
-            "session.logon",
-            "session.status",
-            "session.logout",
-            "userDataStream.subscribe.signature",
-        ] {
-            assert_eq!(ws(m, json!({})).units_of(RequestWeight), 2, "{m}");
-        }
+    fn connections_are_charged_as_connection_attempts() {
         assert_eq!(
             (
                 WS_API_CONNECT.units_of(RequestWeight),

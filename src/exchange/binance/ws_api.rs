@@ -1,14 +1,14 @@
-//! Order entry over the WebSocket API (`--order-transport ws-api`).
+//! The WebSocket API client: one connection, opened on its first request (charged by the
+//! gateway) and again after it closes. A request is one frame written on the caller's own thread:
+//! no HTTP request building, no connection pool, no hand-off to another task before the bytes
+//! leave. A reader task routes each answer to its request by id, and pushed events (the user-data
+//! stream) to whoever asked for them.
 //!
-//! Each strategy thread keeps one WebSocket API connection of its own (see [`super::per_thread`]),
-//! opened on its first order and again after it closes. A request is one frame written on the
-//! strategy's own thread: no HTTP request building, no connection pool, no hand-off to another
-//! task before the bytes leave. A reader task on the same thread routes each answer to its request
-//! by id.
-//!
-//! What a caller learns is what REST would tell it: nothing written means not sent (the connection
-//! could not be opened, or the ledger refused it); written but unanswered (timeout, connection
-//! lost) means the outcome is unknown, and the order is looked up like an unanswered REST order.
+//! Orders use one client per strategy thread (`--order-transport ws-api`, see
+//! [`super::per_thread`]); the user-data stream uses one of its own. What a caller learns is what
+//! REST would tell it: nothing written means not sent (the connection could not be opened, or the
+//! ledger refused it); written but unanswered (timeout, connection lost) means the outcome is
+//! unknown, and an order is looked up like an unanswered REST order.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,14 +19,14 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::ledger::{Ledger, Verdict};
 
 use super::errors::SendError;
 use super::gateway::WsStream;
-use super::sign::{self, Signer};
+use super::sign::Signing;
 use super::usage;
 use super::wire::WsApiResponse;
 
@@ -51,14 +51,6 @@ impl OrderTransport {
     }
 }
 
-/// What a signed request adds to its parameters.
-pub struct Signing<'a> {
-    pub api_key: &'a str,
-    pub signer: &'a Signer,
-    pub recv_window_ms: u64,
-    pub timestamp_ms: i64,
-}
-
 /// The request frame `{"id":..,"method":..,"params":{..}}`, written directly: strings stay strings,
 /// and a signed request gets `apiKey`, `recvWindow`, `timestamp` and the signature of them all.
 pub fn request_frame(id: u64, method: &str, params: &[(&str, &str)], signing: Option<&Signing>) -> String {
@@ -75,15 +67,7 @@ pub fn request_frame(id: u64, method: &str, params: &[(&str, &str)], signing: Op
         json_string(&mut out, value);
     }
     if let Some(s) = signing {
-        let (recv_window, timestamp) = (s.recv_window_ms.to_string(), s.timestamp_ms.to_string());
-        let extra = [
-            ("apiKey", s.api_key),
-            ("recvWindow", recv_window.as_str()),
-            ("timestamp", timestamp.as_str()),
-        ];
-        let signature = s
-            .signer
-            .sign(&sign::ws_api_payload(params.iter().copied().chain(extra)));
+        let signature = s.ws_api_signature(params);
         if !params.is_empty() {
             out.push(b',');
         }
@@ -91,7 +75,8 @@ pub fn request_frame(id: u64, method: &str, params: &[(&str, &str)], signing: Op
         json_string(&mut out, s.api_key);
         let _ = write!(
             out,
-            r#","recvWindow":{recv_window},"timestamp":{timestamp},"signature":"{signature}""#
+            r#","recvWindow":{},"timestamp":{},"signature":"{signature}""#,
+            s.recv_window_ms, s.timestamp_ms
         );
     }
     out.extend_from_slice(b"}}");
@@ -104,12 +89,25 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(out, text);
 }
 
-/// One strategy thread's order connection (reopened as needed).
+/// What a connection pushes besides answers, to a client that asked for it.
+#[derive(Debug)]
+pub enum Pushed {
+    /// A frame carrying `event` (the user-data stream).
+    Event(serde_json::Value),
+    /// The server announced it is about to close the connection.
+    ServerShutdown,
+    /// The connection ended: closed, or failed (why).
+    Ended(Result<(), String>),
+}
+
+/// A WebSocket API connection (reopened as needed).
 #[derive(Default)]
-pub struct Session {
-    /// The open connection's write half; `None` before the first order and after a failed write.
+pub struct WsApiClient {
+    /// The open connection's write half; `None` before the first request and after a failed write.
     writer: tokio::sync::Mutex<Option<Writer>>,
     next_id: AtomicU64,
+    /// Where pushed events go; without it they are skipped.
+    events: Option<mpsc::UnboundedSender<Pushed>>,
 }
 
 struct Writer {
@@ -132,7 +130,24 @@ struct Pending {
     waiting: HashMap<u64, oneshot::Sender<Result<WsApiResponse, String>>>,
 }
 
-impl Session {
+impl WsApiClient {
+    /// A client whose connections hand what they push (events, shutdown notices, their end) to `events`.
+    pub fn with_events(events: mpsc::UnboundedSender<Pushed>) -> WsApiClient {
+        WsApiClient {
+            events: Some(events),
+            ..WsApiClient::default()
+        }
+    }
+
+    /// Closes the open connection, if any (the reader then ends when the server's close arrives).
+    pub async fn close(&self) {
+        if let Some(mut writer) = self.writer.lock().await.take() {
+            if let Err(e) = writer.sink.close().await {
+                tracing::debug!(error = %e, "closing the WebSocket API connection failed");
+            }
+        }
+    }
+
     /// Writes the request `frame(id)`, calls `written` once it is on the socket, and waits up to
     /// `timeout` for its answer. `connect` opens a connection (charged by the caller) when there is none.
     pub async fn exchange<C, F>(
@@ -153,7 +168,12 @@ impl Session {
             *writer = None;
             let (sink, stream) = connect().await?.split();
             let conn = Arc::new(Conn::default());
-            tokio::spawn(read_answers(stream, Arc::clone(&conn), ledger.clone()));
+            tokio::spawn(read_answers(
+                stream,
+                Arc::clone(&conn),
+                ledger.clone(),
+                self.events.clone(),
+            ));
             *writer = Some(Writer { sink, conn });
         }
         let Some(conn) = writer.as_ref().map(|w| Arc::clone(&w.conn)) else {
@@ -228,15 +248,27 @@ impl Drop for Closing {
     }
 }
 
-/// Routes answers to their requests until the connection ends. Pings are answered by the
-/// WebSocket layer as frames are read.
-async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger: Ledger) {
+/// Routes answers to their requests, and pushed frames to `events`, until the connection ends.
+/// Pings are answered by the WebSocket layer as frames are read.
+async fn read_answers(
+    mut stream: SplitStream<WsStream>,
+    conn: Arc<Conn>,
+    ledger: Ledger,
+    events: Option<mpsc::UnboundedSender<Pushed>>,
+) {
     let closing = Closing(conn);
-    while let Some(frame) = stream.next().await {
-        let text = match frame {
-            Ok(Message::Text(text)) => text,
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
+    let push = |pushed: Pushed| {
+        if let Some(events) = &events {
+            // A receiver that is gone no longer cares.
+            let _ = events.send(pushed);
+        }
+    };
+    let ended = loop {
+        let text = match stream.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_))) | None => break Ok(()),
+            Some(Err(e)) => break Err(e.to_string()),
+            Some(Ok(_)) => continue,
         };
         let value: serde_json::Value = match serde_json::from_str(text.as_str()) {
             Ok(value) => value,
@@ -248,8 +280,13 @@ async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger
         if super::user_data::is_server_shutdown(&value) {
             // The server is about to go: new requests go on a new connection (this one is
             // marked closed when the reader ends); requests in flight keep their answers.
-            tracing::info!("the WebSocket API announced a shutdown; the order connection is replaced");
+            tracing::info!("the WebSocket API announced a shutdown; the connection is replaced");
             closing.0.pending.lock().closed = true;
+            push(Pushed::ServerShutdown);
+            continue;
+        }
+        if events.is_some() && value.get("event").is_some() {
+            push(Pushed::Event(value));
             continue;
         }
         let id = value.get("id").and_then(serde_json::Value::as_u64);
@@ -271,16 +308,19 @@ async fn read_answers(mut stream: SplitStream<WsStream>, conn: Arc<Conn>, ledger
         if verdict != Verdict::Ok {
             ledger.enter_backoff(&verdict);
         }
-    }
+    };
+    // Waiters are told before the end is pushed: a request is never left waiting on a closed connection.
+    drop(closing);
+    push(Pushed::Ended(ended));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::binance::sign::{self, doc_example as doc, Signer};
 
     #[test]
     fn a_signed_frame_carries_the_documented_signature() {
-        use super::sign::doc_example as doc;
         let params = doc::PARAMS;
         let signer = Signer::Hmac(doc::SECRET.into());
         let signing = Signing {
