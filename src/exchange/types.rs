@@ -47,12 +47,16 @@ pub enum TimeInForce {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
+    /// Accepted as a leg of an order list that is not working yet.
+    PendingNew,
     New,
     PartiallyFilled,
     Filled,
     Canceled,
     Rejected,
     Expired,
+    /// Expired by self-trade prevention.
+    ExpiredInMatch,
 }
 
 impl OrderStatus {
@@ -60,7 +64,11 @@ impl OrderStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected | OrderStatus::Expired
+            OrderStatus::Filled
+                | OrderStatus::Canceled
+                | OrderStatus::Rejected
+                | OrderStatus::Expired
+                | OrderStatus::ExpiredInMatch
         )
     }
 
@@ -108,12 +116,14 @@ wire_names!(SelfTradePrevention {
 wire_names!(TimeInForce { Gtc => "GTC", Ioc => "IOC", Fok => "FOK" });
 wire_names!(OrderStatus {
     Pending => "PENDING",
+    PendingNew => "PENDING_NEW",
     New => "NEW",
     PartiallyFilled => "PARTIALLY_FILLED",
     Filled => "FILLED",
     Canceled => "CANCELED",
     Rejected => "REJECTED",
     Expired => "EXPIRED",
+    ExpiredInMatch => "EXPIRED_IN_MATCH",
 });
 
 /// A symbol's trading rules, from the exchange's symbol list (exact decimals).

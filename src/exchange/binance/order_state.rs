@@ -42,9 +42,11 @@ impl OrderUpdate {
 fn rank(status: OrderStatus) -> u8 {
     match status {
         OrderStatus::Pending => 0,
-        OrderStatus::New => 1,
-        OrderStatus::PartiallyFilled => 2,
-        _ => 3,
+        // Known to the exchange, waiting for its list's working order.
+        OrderStatus::PendingNew => 1,
+        OrderStatus::New => 2,
+        OrderStatus::PartiallyFilled => 3,
+        _ => 4,
     }
 }
 

@@ -38,13 +38,9 @@ fn f(d: Decimal) -> f64 {
     d.to_f64().unwrap_or(f64::NAN)
 }
 
-/// The exchange's status spelling, with its extra states folded in.
+/// The exchange's status spelling; `None` for transitional states (PENDING_CANCEL) that change no status.
 pub fn parse_status(s: &str) -> Option<OrderStatus> {
-    match s {
-        "EXPIRED_IN_MATCH" => Some(OrderStatus::Expired),
-        "PENDING_NEW" => Some(OrderStatus::Pending),
-        other => OrderStatus::parse(other),
-    }
+    OrderStatus::parse(s)
 }
 
 impl OrderUpdate {
