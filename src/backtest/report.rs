@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rust_decimal::prelude::ToPrimitive;
 use serde::Serialize;
 
 use super::venue::{CallCounts, ReplayVenue};
+use crate::exchange::grid::to_f64 as f;
 use crate::exchange::{Balance, Venue};
 use crate::ledger::PoolKind;
 
@@ -73,10 +73,6 @@ pub struct Budget {
     pub peak_weight_pct: f64,
     /// Highest share of any order-count window used, percent.
     pub peak_orders_pct: f64,
-}
-
-fn f(d: rust_decimal::Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
 }
 
 pub fn build(

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
 use crate::exchange::binance::symbols::{self, ValidOrder};
 use crate::exchange::binance::weights::Endpoint;
+use crate::exchange::grid::to_f64 as f;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{ClientOrderId, OrderStatus, SelfTradePrevention};
 use crate::exchange::{
@@ -27,9 +27,10 @@ use crate::exchange::{
 };
 use crate::host::inbox::Event;
 use crate::ledger::{Clock, Lane, Ledger, LedgerConfig, LedgerError, LedgerStatus, Observation, RateLimit, Verdict};
-use crate::sim::engine::{Exchange, NewOrder};
 use crate::sim::hub::{Hub, UserHub};
 use crate::sim::limiter::Limiter;
+use crate::sim::matching::Exchange;
+use crate::sim::order_record::NewOrder;
 use crate::sim::replay::{Applied, MarketMirror};
 use crate::sim::stp::Stp;
 use crate::sim::SymbolSpec;
@@ -55,10 +56,6 @@ pub struct CallCounts {
     pub rate_limited: u64,
     pub cancels: u64,
     pub cancel_rejected: u64,
-}
-
-fn f(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(0.0)
 }
 
 /// The replay's state: the engine, the items still to apply, and what the strategy has yet to see.
@@ -779,7 +776,7 @@ mod tests {
     fn an_engine_order_kind_without_an_api_type_is_an_error_not_a_limit_order() {
         let e = OrderViewError::UnsupportedKind {
             id: 7,
-            kind: crate::sim::engine::Kind::StopLoss.as_str(),
+            kind: crate::sim::order_record::Kind::StopLoss.as_str(),
         };
         assert_eq!(
             e.to_string(),

@@ -11,6 +11,12 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::types::SymbolInfo;
 
+/// A decimal as the `f64` strategies see. rust_decimal's conversion never fails (every decimal is
+/// within `f64`'s range); were it ever to, NaN shows it instead of a plausible wrong number.
+pub fn to_f64(value: Decimal) -> f64 {
+    value.to_f64().unwrap_or(f64::NAN)
+}
+
 /// Relative distance from a grid point still treated as float noise.
 const NOISE: f64 = 1e-9;
 

@@ -46,7 +46,7 @@ pub enum LoadError {
     State {
         name: String,
         #[source]
-        error: super::state::StateError,
+        error: super::state_table::StateError,
     },
 }
 

@@ -11,14 +11,15 @@
 pub mod affinity;
 pub mod api;
 pub mod calls;
+mod dispatch;
 mod error;
 pub mod inbox;
 pub mod limits;
+mod lua_values;
 mod require;
-mod router;
 pub mod sandbox;
 pub mod spec;
-pub mod state;
+pub mod state_table;
 pub mod stats;
 mod strlib;
 pub mod timers;
@@ -187,7 +188,7 @@ impl Host {
                 venue,
                 handle: tokio::runtime::Handle::current(),
                 config,
-                router: router::Router::default(),
+                dispatch: dispatch::Dispatch::default(),
             }),
             slots: RwLock::new(HashMap::new()),
             unclaimed: Mutex::new(HashMap::new()),
@@ -297,10 +298,10 @@ impl Host {
             *slot.thread.lock() = Some(thread);
         }
         let keys = meta.stream_keys();
-        self.shared.router.set(&name, &strategy.inbox, keys.clone());
+        self.shared.dispatch.set(&name, &strategy.inbox, keys.clone());
         let id: StrategyId = Arc::from(name.as_str());
         if let Err(error) = self.shared.venue.set_subscriptions(&id, keys).await {
-            self.shared.router.remove(&name);
+            self.shared.dispatch.remove(&name);
             let slot = self.slots.write().remove(&name);
             drop(control);
             // Dropping every control sender tells the waiting thread to end.
@@ -470,7 +471,7 @@ impl EventSink for Host {
     }
 
     fn market_received(&self, event: MarketEvent, received: std::time::Instant) {
-        self.shared.router.route(event, received);
+        self.shared.dispatch.route(event, received);
     }
 
     fn order(&self, order: Order) {

@@ -111,14 +111,14 @@ pub fn validate(
     let Value::Table(table) = returned else {
         return Err(LoadError::NotATable {
             path: path.to_path_buf(),
-            got: crate::host::api::lua_type(&returned).to_owned(),
+            got: super::lua_values::lua_type(&returned).to_owned(),
         });
     };
     let bad = |field: &str, expected: &'static str, got: &Value| LoadError::BadField {
         path: path.to_path_buf(),
         field: field.to_owned(),
         expected,
-        got: crate::host::api::lua_type(got).to_owned(),
+        got: super::lua_values::lua_type(got).to_owned(),
     };
     let mut warnings = Vec::new();
     let mut callbacks = Callbacks::default();
@@ -280,7 +280,7 @@ fn string_list(table: &Table, field: &str) -> Result<Vec<String>, Value> {
 fn wait_field(table: &Table, field: &str, default: Duration) -> Result<Duration, Value> {
     match table.raw_get::<Value>(field).unwrap_or(Value::Nil) {
         Value::Nil => Ok(default),
-        ms @ (Value::Integer(_) | Value::Number(_)) => super::api::duration_ms(&ms).map_err(|_| ms),
+        ms @ (Value::Integer(_) | Value::Number(_)) => super::lua_values::duration_ms(&ms).map_err(|_| ms),
         other => Err(other),
     }
 }

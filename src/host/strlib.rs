@@ -19,8 +19,8 @@ use std::rc::Rc;
 use memchr::memmem;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
-use super::api::lua_type;
 use super::limits::{Guard, TripKind};
+use super::lua_values::lua_type;
 
 /// Matcher steps between two checks of the budget.
 const STEP_CHECK: u64 = 1 << 14;

@@ -18,7 +18,7 @@ use super::limits::{self, Guard, TripKind};
 use super::require::{self, LoadedFiles};
 use super::sandbox::{self, error_text};
 use super::spec::{self, Callbacks, StrategyMeta};
-use super::state::{StateError, StateValue};
+use super::state_table::{StateError, StateValue};
 use super::stats::Stats;
 use super::timers::{TimerApi, Timers};
 use crate::exchange::Venue;

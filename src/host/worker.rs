@@ -14,13 +14,13 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use super::calls::Calls;
+use super::dispatch::Dispatch;
 use super::error::LoadError;
 use super::inbox::{Event, Inbox, Popped};
 use super::limits::INSTRUCTIONS_PER_SECOND;
 use super::require::LoadedFiles;
-use super::router::Router;
 use super::spec::{self, StrategyMeta};
-use super::state::{self, StateValue};
+use super::state_table::{self, StateValue};
 use super::stats::Stats;
 use super::timers::Timers;
 use super::vm::{CallOutcome, StrategyVm, VmOptions};
@@ -32,7 +32,7 @@ pub struct Shared {
     pub venue: Arc<dyn Venue>,
     pub handle: tokio::runtime::Handle,
     pub config: HostConfig,
-    pub router: Router,
+    pub dispatch: Dispatch,
 }
 
 /// What the host and a strategy's thread both see.
@@ -108,7 +108,7 @@ fn vm_files(vm: &StrategyVm) -> LoadedFiles {
 fn load_initial(shared: &Shared, strategy: &StrategyShared, timers: &Rc<Timers>) -> Result<StrategyVm, LoadError> {
     let saved = |name: &str| -> Option<StateValue> {
         let dir = shared.config.state_dir.as_ref()?;
-        match state::load(&state::file_for(dir, name)) {
+        match state_table::load(&state_table::file_for(dir, name)) {
             Ok(saved) => saved,
             Err(err) => {
                 tracing::warn!(strategy = name, "could not restore state: {err}");
@@ -365,13 +365,13 @@ impl Worker {
         }
         let load = started.elapsed();
         let keys = candidate.meta.stream_keys();
-        let old_keys = self.shared.router.keys(&self.name);
+        let old_keys = self.shared.dispatch.keys(&self.name);
         let subscriptions_changed = keys != old_keys;
         if subscriptions_changed {
             self.set_subscriptions(keys.clone()).await.map_err(|error| {
                 // Put the running version's subscriptions back.
                 self.shared
-                    .router
+                    .dispatch
                     .set(&self.name, &self.strategy.inbox, old_keys.clone());
                 LoadError::Subscribe {
                     name: self.name.clone(),
@@ -399,7 +399,7 @@ impl Worker {
     }
 
     async fn set_subscriptions(&self, keys: Vec<StreamKey>) -> Result<(), ApiError> {
-        self.shared.router.set(&self.name, &self.strategy.inbox, keys.clone());
+        self.shared.dispatch.set(&self.name, &self.strategy.inbox, keys.clone());
         let venue = self.shared.venue.clone();
         let id: Arc<str> = Arc::from(self.name.as_str());
         match self
@@ -439,11 +439,11 @@ impl Worker {
         let stopped = tokio::time::timeout_at(deadline, self.vm.on_stop(reason.as_str())).await;
         self.after_final_call(stopped, "on_stop");
         self.timers.cancel_all();
-        self.shared.router.remove(&self.name);
+        self.shared.dispatch.remove(&self.name);
         if let Err(err) = self.set_subscriptions(Vec::new()).await {
             tracing::warn!(strategy = %self.name, "unsubscribing failed: {err}");
         }
-        self.shared.router.remove(&self.name);
+        self.shared.dispatch.remove(&self.name);
         self.save_state();
         self.strategy.stats.stopped.store(true, Ordering::Relaxed);
         tracing::info!(strategy = %self.name, reason = reason.as_str(), "strategy stopped");
@@ -480,7 +480,7 @@ impl Worker {
                 return;
             }
         };
-        if let Err(err) = state::save(&state::file_for(dir, &self.name), &state) {
+        if let Err(err) = state_table::save(&state_table::file_for(dir, &self.name), &state) {
             tracing::warn!(strategy = %self.name, "saving state failed: {err}");
         }
     }

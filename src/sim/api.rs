@@ -7,14 +7,16 @@ use serde_json::{json, Value};
 
 use super::api_lists;
 use super::candles::{Candle, Span, MINUTE_MS};
-use super::engine::{Exchange, Kind, NewOrder, Order, TradeRec, COMMISSION_RATE};
 use super::error::ApiErr;
 use super::limiter::Charge;
+use super::matching::{Exchange, COMMISSION_RATE};
 use super::num::d8;
+use super::order_record::{Kind, NewOrder, Order};
 use super::params::Params;
 use super::state::Sim;
 use super::stats;
 use super::stp::Stp;
+use super::symbol_state::TradeRec;
 use crate::exchange::binance::wire::{
     AccountBalance, AvgPrice, BookTicker, ExchangeInfo, Filter, KlineRow, MyTrade, PriceTicker, RateLimitEntry,
     RestTrade, SymbolEntry,
@@ -1008,7 +1010,7 @@ fn place_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 /// A placed order's answer in its `newOrderRespType` (ACK, RESULT or FULL).
 pub(super) fn placed_answer(
     ex: &Exchange,
-    placed: super::engine::Placed,
+    placed: super::matching::Placed,
     resp: &str,
     now: i64,
 ) -> Result<Value, ApiErr> {

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use super::api::{cancel_client_id, cancel_wire, new_order, placed_answer, symbol_of, valid_client_id};
-use super::engine::{Exchange, NewOrder, Placed};
 use super::error::ApiErr;
+use super::matching::{Exchange, Placed};
 use super::order_lists::{Legs, NewList, OrderList, Pair};
+use super::order_record::NewOrder;
 use super::params::Params;
 use super::state::Sim;
 use super::stp::Stp;

@@ -183,12 +183,6 @@ impl FaultControl {
         s.fail_kind = kind;
     }
 
-    pub fn set_fail_rate(&self, rate: f64, kind: FailKind) {
-        let mut s = self.state.lock();
-        s.fail_rate = probability(rate);
-        s.fail_kind = kind;
-    }
-
     /// Every REST request, and WebSocket API request that changes orders, is answered with `kind`
     /// from now for `length`.
     pub fn outage(&self, length: Duration, kind: FailKind) {

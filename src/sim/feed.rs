@@ -4,10 +4,10 @@ use rust_decimal::Decimal;
 
 use super::book::Cadence;
 use super::candles::{Candle, MINUTE_MS};
-use super::engine::{Market, TradeRec, TICKER_WINDOWS};
 use super::hub::Hub;
 use super::num::d8;
 use super::stats;
+use super::symbol_state::{Market, TradeRec, TICKER_WINDOWS};
 use crate::exchange::binance::wire::{
     BookTickerEvent, DepthSnapshot, DepthUpdateEvent, KlineBody, KlineEvent, TradeEvent,
 };

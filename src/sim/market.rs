@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use super::book::{Amount, Cadence};
 use super::candles::Candle;
 use super::config::SimConfig;
-use super::engine::{Exchange, Taker};
+use super::matching::{Exchange, Taker};
 use super::num::{ceil_to, floor_to};
 use crate::exchange::types::Side;
 

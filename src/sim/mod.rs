@@ -8,8 +8,10 @@
 //! sockets, depth sequence gaps, forced 429/418, external weight and clock skew.
 //!
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
-//! - `engine` / `book` / `market`: matching, balances, the synthetic market; `order_lists`: OCO, OTO,
-//!   OTOCO; `stp`: self-trade prevention.
+//! - `matching`: the exchange's state, matching and balances; `order_record`: users' orders;
+//!   `symbol_state`: each symbol's book, trades and candles; `book`: the order book; `market`: the
+//!   synthetic market; `order_lists`: OCO, OTO, OTOCO; `stp`: self-trade prevention.
+//! - `feed`: market streams published from the state; `user_reports`: execution reports and order shapes.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
 //! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).
 
@@ -19,15 +21,16 @@ pub(crate) mod book;
 pub(crate) mod candles;
 mod config;
 mod control;
-pub(crate) mod engine;
 pub(crate) mod error;
 mod faults;
 mod feed;
 pub(crate) mod hub;
 pub(crate) mod limiter;
 mod market;
+pub(crate) mod matching;
 pub(crate) mod num;
 mod order_lists;
+pub(crate) mod order_record;
 mod params;
 mod record;
 pub(crate) mod replay;
@@ -36,6 +39,8 @@ mod sign;
 mod state;
 mod stats;
 pub(crate) mod stp;
+mod symbol_state;
+mod user_reports;
 mod ws_api;
 mod ws_conn;
 mod ws_market;
@@ -268,7 +273,7 @@ pub struct MarketPort(Arc<Sim>);
 impl MarketPort {
     /// Runs `change` on the engine at exchange time, then publishes what it changed (users' fills
     /// are published as they happen).
-    pub(crate) fn apply<R>(&self, change: impl FnOnce(&mut engine::Exchange, i64) -> R) -> R {
+    pub(crate) fn apply<R>(&self, change: impl FnOnce(&mut matching::Exchange, i64) -> R) -> R {
         let now = self.0.now();
         let mut world = self.0.world.lock();
         let result = change(&mut world.ex, now);

@@ -12,9 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use super::engine::{End, Exchange, Exec, Kind, NewOrder, Order};
 use super::error::ApiErr;
+use super::matching::{End, Exchange};
+use super::order_record::{Kind, NewOrder, Order};
 use super::stp::Stp;
+use super::user_reports::Exec;
 use crate::exchange::binance::wire::Fill;
 use crate::exchange::types::Side;
 

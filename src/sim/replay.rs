@@ -9,7 +9,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 
 use super::book::Amount;
-use super::engine::{Exchange, Taker};
+use super::matching::{Exchange, Taker};
 use crate::exchange::types::Side;
 use crate::exchange::Kline;
 

@@ -9,11 +9,11 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use super::config::SimConfig;
-use super::engine::Exchange;
 use super::faults::{FaultActions, FaultControl, FaultState};
 use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::market::Synthetic;
+use super::matching::Exchange;
 use super::record::RequestLog;
 use crate::ledger::clock::system_ms;
 

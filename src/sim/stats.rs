@@ -3,8 +3,8 @@
 
 use rust_decimal::Decimal;
 
-use super::engine::Market;
 use super::num::d8;
+use super::symbol_state::Market;
 use crate::exchange::binance::wire::Ticker24hr;
 
 /// The average-price window (`avgPrice`, the `NOTIONAL` filter's `avgPriceMins`).

@@ -4,8 +4,8 @@
 
 use rust_decimal::Decimal;
 
-use super::engine::{End, Exchange};
 use super::error::ApiErr;
+use super::matching::{End, Exchange};
 use super::params::Params;
 
 /// The STP modes the matching engine applies.

@@ -13,11 +13,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::candles::interval_ms;
-use super::engine::TICKER_WINDOWS;
 use super::error::ApiErr;
 use super::feed;
 use super::hub::{Subscriber, CONNECTION_QUEUE};
 use super::state::Sim;
+use super::symbol_state::TICKER_WINDOWS;
 use super::ws_conn::{self, Attempt, Session};
 
 pub const MAX_STREAMS: usize = 1024;

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
+use crate::exchange::grid::to_f64;
 use crate::exchange::types::Depth;
 
 use super::wire::{DepthSnapshot, DepthUpdateEvent};
@@ -245,12 +245,12 @@ impl BookSync {
         else {
             return None;
         };
-        let to_f64 = |(p, q): (&Decimal, &Decimal)| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN));
+        let level = |(p, q): (&Decimal, &Decimal)| (to_f64(*p), to_f64(*q));
         Some(Depth {
             symbol: self.symbol.clone(),
             update_id: *last_update_id,
-            bids: book.bids.iter().rev().take(levels).map(to_f64).collect(),
-            asks: book.asks.iter().take(levels).map(to_f64).collect(),
+            bids: book.bids.iter().rev().take(levels).map(level).collect(),
+            asks: book.asks.iter().take(levels).map(level).collect(),
         })
     }
 

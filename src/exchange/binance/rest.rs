@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use rand::Rng;
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 
+use crate::exchange::grid::to_f64 as dec;
 use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
@@ -46,10 +45,6 @@ impl RetryPolicy {
         let capped = exp.min(self.max_delay);
         capped.mul_f64(rand::rng().random_range(0.5..1.5))
     }
-}
-
-fn dec(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
 }
 
 fn unreadable(what: &str, kind: CallKind, reason: &str) -> ApiError {

@@ -153,11 +153,6 @@ impl MarketStreams {
         });
         state.connections.len() - 1
     }
-
-    /// Every stream currently wanted by some strategy.
-    pub fn active_streams(&self) -> BTreeSet<String> {
-        self.state.lock().refcount.keys().map(stream_name).collect()
-    }
 }
 
 enum SessionEnd {

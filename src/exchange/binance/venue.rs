@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 
 use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
+use crate::exchange::grid::to_f64;
 use crate::exchange::market_cache::MarketCache;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{
@@ -127,8 +128,8 @@ fn to_balances(list: &[wire::AccountBalance]) -> BTreeMap<String, Balance> {
             (
                 b.asset.clone(),
                 Balance {
-                    free: b.free.to_f64().unwrap_or(0.0),
-                    locked: b.locked.to_f64().unwrap_or(0.0),
+                    free: to_f64(b.free),
+                    locked: to_f64(b.locked),
                 },
             )
         })
@@ -486,12 +487,7 @@ impl BinanceVenue {
             }
             MarketRequest::Depth { symbol, limit } => {
                 let snapshot = rest.depth(strategy, wait, symbol, *limit).await?;
-                let side = |levels: &[[Decimal; 2]]| {
-                    levels
-                        .iter()
-                        .map(|[p, q]| (p.to_f64().unwrap_or(f64::NAN), q.to_f64().unwrap_or(f64::NAN)))
-                        .collect()
-                };
+                let side = |levels: &[[Decimal; 2]]| levels.iter().map(|[p, q]| (to_f64(*p), to_f64(*q))).collect();
                 MarketData::Depth(Arc::new(Depth {
                     symbol: symbol.clone(),
                     update_id: snapshot.last_update_id,
@@ -595,8 +591,8 @@ impl UserDataHandler for BinanceVenue {
                         balances.insert(
                             b.a.clone(),
                             Balance {
-                                free: b.f.to_f64().unwrap_or(0.0),
-                                locked: b.l.to_f64().unwrap_or(0.0),
+                                free: to_f64(b.f),
+                                locked: to_f64(b.l),
                             },
                         );
                     }
@@ -606,7 +602,7 @@ impl UserDataHandler for BinanceVenue {
                 }
             }
             UserDataEvent::BalanceUpdate(update) => {
-                self.balances.write().entry(update.a.clone()).or_default().free += update.d.to_f64().unwrap_or(0.0);
+                self.balances.write().entry(update.a.clone()).or_default().free += to_f64(update.d);
                 if let Some(sink) = self.sink.read().as_ref() {
                     sink.balances_changed();
                 }

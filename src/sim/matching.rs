@@ -1,5 +1,6 @@
-//! The exchange's state: per-symbol books, users' orders, balances with locked amounts,
-//! price-time matching with 0.1 % commission, and the market / user-data events each change causes.
+//! The exchange's state and its matching: per-symbol books, users' orders, balances with locked
+//! amounts, price-time matching with 0.1 % commission. What a change publishes is built by
+//! [`super::feed`] (market streams) and [`super::user_reports`] (execution reports, order shapes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
 use super::book::{Amount, Book, Cadence, Maker, MakerFill};
-use super::candles::{Candles, INTERVALS};
+use super::candles::Candles;
 use super::config::SymbolSpec;
 use super::error::ApiErr;
 use super::feed;
@@ -16,197 +17,21 @@ use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::num::{d8, is_multiple};
 use super::order_lists::OrderLists;
+use super::order_record::{Kind, NewOrder, Order};
 use super::stp::{prevented_qty, Stp};
-use crate::exchange::binance::wire::{
-    AccountPosition, DepthSnapshot, ExecutionReport, Fill, OrderWire, PositionBalance, UserDataEvent,
-};
-use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
+use super::symbol_state::{Market, StreamNames, TradeRec};
+use super::user_reports::{Exec, LastFill};
+use crate::exchange::binance::wire::{AccountPosition, DepthSnapshot, Fill, PositionBalance, UserDataEvent};
+use crate::exchange::types::{OrderStatus, Side, TimeInForce};
 
 /// 0.1 % on every fill, paid in the asset received.
 pub const COMMISSION_RATE: Decimal = Decimal::from_parts(1, 0, 0, false, 3);
 const RECENT_TRADES: usize = 1_000;
 
-/// The order types the matching engine runs (the client's own order types are fewer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Limit,
-    LimitMaker,
-    Market,
-    StopLoss,
-    StopLossLimit,
-    TakeProfit,
-    TakeProfitLimit,
-}
-
-impl From<OrderType> for Kind {
-    fn from(order_type: OrderType) -> Kind {
-        match order_type {
-            OrderType::Limit => Kind::Limit,
-            OrderType::LimitMaker => Kind::LimitMaker,
-            OrderType::Market => Kind::Market,
-            OrderType::StopLoss => Kind::StopLoss,
-            OrderType::StopLossLimit => Kind::StopLossLimit,
-            OrderType::TakeProfit => Kind::TakeProfit,
-            OrderType::TakeProfitLimit => Kind::TakeProfitLimit,
-        }
-    }
-}
-
-impl Kind {
-    const ALL: [(Kind, &'static str); 7] = [
-        (Kind::Limit, "LIMIT"),
-        (Kind::LimitMaker, "LIMIT_MAKER"),
-        (Kind::Market, "MARKET"),
-        (Kind::StopLoss, "STOP_LOSS"),
-        (Kind::StopLossLimit, "STOP_LOSS_LIMIT"),
-        (Kind::TakeProfit, "TAKE_PROFIT"),
-        (Kind::TakeProfitLimit, "TAKE_PROFIT_LIMIT"),
-    ];
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.iter().find(|(_, name)| *name == s).map(|(k, _)| *k)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Kind::ALL
-            .iter()
-            .find(|(k, _)| *k == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("LIMIT")
-    }
-
-    /// The strategy API's order type; `None` for the stop and take-profit kinds, which the runner's
-    /// client does not place.
-    pub fn order_type(self) -> Option<OrderType> {
-        match self {
-            Kind::Limit => Some(OrderType::Limit),
-            Kind::LimitMaker => Some(OrderType::LimitMaker),
-            Kind::Market => Some(OrderType::Market),
-            _ => None,
-        }
-    }
-
-    /// Waits for the last price to reach its stop price.
-    pub fn is_conditional(self) -> bool {
-        !matches!(self, Kind::Limit | Kind::LimitMaker | Kind::Market)
-    }
-
-    /// What the order matches as (a triggered stop or take-profit becomes a market or limit order).
-    pub fn active(self) -> Kind {
-        match self {
-            Kind::StopLoss | Kind::TakeProfit => Kind::Market,
-            Kind::StopLossLimit | Kind::TakeProfitLimit => Kind::Limit,
-            other => other,
-        }
-    }
-
-    /// Does a last trade at `last` trigger a `side` order of this kind with stop price `stop`?
-    /// Stop-loss buys trigger at or above the stop, sells at or below; take-profit the other way.
-    pub fn triggers(self, side: Side, stop: Decimal, last: Decimal) -> bool {
-        match (self, side) {
-            (Kind::StopLoss | Kind::StopLossLimit, Side::Buy)
-            | (Kind::TakeProfit | Kind::TakeProfitLimit, Side::Sell) => last >= stop,
-            (Kind::StopLoss | Kind::StopLossLimit, Side::Sell)
-            | (Kind::TakeProfit | Kind::TakeProfitLimit, Side::Buy) => last <= stop,
-            _ => false,
-        }
-    }
-}
-
-/// A validated new-order request.
-#[derive(Debug, Clone)]
-pub struct NewOrder {
-    pub symbol: usize,
-    pub side: Side,
-    pub kind: Kind,
-    pub tif: Option<TimeInForce>,
-    pub price: Option<Decimal>,
-    pub qty: Option<Decimal>,
-    pub quote_qty: Option<Decimal>,
-    pub client_id: Option<String>,
-    pub stop_price: Option<Decimal>,
-    pub iceberg_qty: Option<Decimal>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Order {
-    pub id: u64,
-    pub symbol: usize,
-    pub client_id: String,
-    pub side: Side,
-    pub kind: Kind,
-    pub tif: Option<TimeInForce>,
-    pub price: Decimal,
-    pub orig_qty: Decimal,
-    pub orig_quote_qty: Decimal,
-    pub executed: Decimal,
-    pub cum_quote: Decimal,
-    pub status: OrderStatus,
-    pub time: i64,
-    pub update_time: i64,
-    /// Still locked for this order (quote for buys, base for sells).
-    pub locked: Decimal,
-    pub filled_once: bool,
-    pub on_book: bool,
-    /// Zero when none.
-    pub stop_price: Decimal,
-    /// Zero when not an iceberg.
-    pub iceberg_qty: Decimal,
-    /// What the book shows of it now (an iceberg's visible part).
-    pub visible: Decimal,
-    /// Since when it can match: placement, or the trigger of a stop / take-profit order.
-    pub working_time: Option<i64>,
-    /// The order list it belongs to (`orderListId`).
-    pub list: Option<u64>,
-    /// A pending order of an OTO list, waiting for its working order to fill (`PENDING_NEW`).
-    pub awaiting: bool,
-    pub stp: Stp,
-    /// Expired by self-trade prevention: the prevented match and the quantity it expired.
-    pub prevented: Option<(u64, Decimal)>,
-}
-
-impl Order {
-    /// The exchange's status name (`PENDING_NEW` for an OTO list's waiting order).
-    pub fn status_name(&self) -> &'static str {
-        if self.awaiting {
-            "PENDING_NEW"
-        } else if self.prevented.is_some() {
-            "EXPIRED_IN_MATCH"
-        } else {
-            self.status.as_str()
-        }
-    }
-
-    /// The order's remaining part as a request of `kind` (what a trigger or a list activation re-checks).
-    pub fn remaining_as(&self, kind: Kind) -> NewOrder {
-        NewOrder {
-            symbol: self.symbol,
-            side: self.side,
-            kind,
-            tif: self.tif,
-            price: (self.price > Decimal::ZERO).then_some(self.price),
-            qty: Some(self.orig_qty - self.executed),
-            quote_qty: None,
-            client_id: None,
-            stop_price: (self.stop_price > Decimal::ZERO).then_some(self.stop_price),
-            iceberg_qty: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Balance {
     pub free: Decimal,
     pub locked: Decimal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TradeRec {
-    pub id: u64,
-    pub price: Decimal,
-    pub qty: Decimal,
-    pub time: i64,
-    pub buyer_maker: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,69 +48,6 @@ pub struct MyTradeRec {
     pub is_maker: bool,
 }
 
-/// Stream names of one symbol, built once.
-#[derive(Debug, Clone)]
-pub struct StreamNames {
-    pub trade: String,
-    pub agg_trade: String,
-    pub book_ticker: String,
-    pub depth_slow: String,
-    pub depth_fast: String,
-    /// `(levels, slow name, fast name)`.
-    pub partial: Vec<(usize, String, String)>,
-    /// `(interval, interval ms, name)`.
-    pub klines: Vec<(&'static str, i64, String)>,
-    pub mini_ticker: String,
-    pub ticker: String,
-    /// Rolling-window tickers: `(window, window ms, name)`.
-    pub window_tickers: Vec<(&'static str, i64, String)>,
-    pub avg_price: String,
-}
-
-/// The rolling windows of the `<symbol>@ticker_<window>` and `!ticker_<window>@arr` streams.
-pub const TICKER_WINDOWS: [(&str, i64); 3] = [("1h", 3_600_000), ("4h", 14_400_000), ("1d", 86_400_000)];
-
-impl StreamNames {
-    fn new(lower: &str) -> Self {
-        StreamNames {
-            trade: format!("{lower}@trade"),
-            agg_trade: format!("{lower}@aggTrade"),
-            book_ticker: format!("{lower}@bookTicker"),
-            depth_slow: format!("{lower}@depth"),
-            depth_fast: format!("{lower}@depth@100ms"),
-            partial: [5, 10, 20]
-                .into_iter()
-                .map(|n| (n, format!("{lower}@depth{n}"), format!("{lower}@depth{n}@100ms")))
-                .collect(),
-            klines: INTERVALS
-                .iter()
-                .map(|(i, ms)| (*i, *ms, format!("{lower}@kline_{i}")))
-                .collect(),
-            mini_ticker: format!("{lower}@miniTicker"),
-            ticker: format!("{lower}@ticker"),
-            window_tickers: TICKER_WINDOWS
-                .iter()
-                .map(|(w, ms)| (*w, *ms, format!("{lower}@ticker_{w}")))
-                .collect(),
-            avg_price: format!("{lower}@avgPrice"),
-        }
-    }
-}
-
-/// A side's best `(price, quantity)`, if any.
-type BestLevel = Option<(Decimal, Decimal)>;
-
-pub struct Market {
-    pub spec: SymbolSpec,
-    pub streams: StreamNames,
-    pub book: Book,
-    pub trades: VecDeque<TradeRec>,
-    pub next_trade_id: u64,
-    pub candles: Candles,
-    last_top: (BestLevel, BestLevel),
-    open_orders: usize,
-}
-
 /// The taker of an execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taker {
@@ -296,7 +58,7 @@ pub enum Taker {
 pub struct Exchange {
     pub markets: Vec<Market>,
     index: HashMap<String, usize>,
-    orders: BTreeMap<u64, Order>,
+    pub(super) orders: BTreeMap<u64, Order>,
     by_client: HashMap<String, Vec<u64>>,
     balances: BTreeMap<String, Balance>,
     my_trades: Vec<MyTradeRec>,
@@ -305,7 +67,7 @@ pub struct Exchange {
     dirty_tops: BTreeSet<usize>,
     account_update_time: i64,
     /// Execution reports made so far (each report's `I`).
-    execution_id: u64,
+    pub(super) execution_id: u64,
     /// Symbols that printed a trade since their stop orders were last checked.
     traded: BTreeSet<usize>,
     /// Untriggered stop / take-profit orders.
@@ -316,7 +78,7 @@ pub struct Exchange {
     /// Prevented matches so far (self-trade prevention), numbering the next one.
     prevented_matches: u64,
     hub: Arc<Hub>,
-    users: Arc<UserHub>,
+    pub(super) users: Arc<UserHub>,
     pub(super) limiter: Arc<Mutex<Limiter>>,
 }
 
@@ -1130,81 +892,6 @@ impl Exchange {
         self.execution_id
     }
 
-    pub(super) fn report(&mut self, id: u64, exec: Exec, now: i64) {
-        self.execution_id += 1;
-        if self.users.is_empty() {
-            return;
-        }
-        let Some(o) = self.orders.get(&id) else { return };
-        let spec = &self.markets[o.symbol].spec;
-        let last = match exec {
-            Exec::Trade(last) => Some(last),
-            _ => None,
-        };
-        // A cancel is reported under the cancel request's id, the order's own id in `C`.
-        let (c, orig_client_id) = match exec {
-            Exec::Canceled { by } => (by.to_string(), o.client_id.clone()),
-            _ => (o.client_id.clone(), String::new()),
-        };
-        // On the book, or about to rest there (a new limit order); never an untriggered stop.
-        let working = o.status.is_open()
-            && (o.on_book || o.working_time.is_some() && o.kind.active() != Kind::Market && matches!(exec, Exec::New));
-        let extra = serde_json::json!({
-            "P": d8(o.stop_price),
-            "F": d8(o.iceberg_qty),
-            "g": o.list.map_or(-1, |l| l as i64),
-            "I": self.execution_id,
-            "M": false,
-            "Q": d8(o.orig_quote_qty),
-            "V": o.stp.as_str(),
-        });
-        let working_time = o.working_time.filter(|_| working || o.on_book);
-        let report = ExecutionReport {
-            event_time: now,
-            s: spec.symbol.clone(),
-            c,
-            side: o.side.as_str().to_string(),
-            o: o.kind.as_str().to_string(),
-            f: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
-            q: d8(o.orig_qty),
-            p: d8(o.price),
-            orig_client_id,
-            x: exec.as_str().to_string(),
-            status: o.status_name().to_string(),
-            r: "NONE".to_string(),
-            i: o.id,
-            l: d8(last.map(|l| l.qty).unwrap_or_default()),
-            z: d8(o.executed),
-            last_price: d8(last.map(|l| l.price).unwrap_or_default()),
-            n: d8(last.map(|l| l.commission).unwrap_or_default()),
-            commission_asset: last.map(|l| l.asset.clone()),
-            transaction_time: now,
-            t: last.map(|l| l.trade_id as i64).unwrap_or(-1),
-            w: working,
-            m: last.is_some_and(|l| l.is_maker),
-            created: o.time,
-            cum_quote: d8(o.cum_quote),
-            last_quote: d8(last.map(|l| l.price * l.qty).unwrap_or_default()),
-        };
-        // The documented fields the client's type leaves out are added to its JSON.
-        let Ok(mut event) = serde_json::to_value(UserDataEvent::ExecutionReport(report)) else {
-            return;
-        };
-        if let (Some(fields), serde_json::Value::Object(more)) = (event.as_object_mut(), extra) {
-            fields.extend(more);
-            if let Some(w) = working_time {
-                fields.insert("W".to_string(), w.into());
-            }
-            // The prevented match, its quantity, and what this report's prevention expired.
-            if let Some((match_id, qty)) = o.prevented {
-                fields.insert("v".to_string(), match_id.into());
-                fields.insert("A".to_string(), d8(qty).to_string().into());
-                fields.insert("B".to_string(), d8(qty).to_string().into());
-            }
-        }
-        self.users.publish(&event.to_string());
-    }
-
     /// After every change: one account-position event for the changed assets, and
     /// book tickers for the symbols whose best prices moved.
     pub fn after_change(&mut self, now: i64) {
@@ -1274,35 +961,6 @@ impl Exchange {
             feed::publish_all_market_tickers(&self.hub, &self.markets, now);
         }
     }
-
-    // ---- wire shapes ----
-
-    pub fn order_wire(&self, o: &Order, full: bool) -> OrderWire {
-        let spec = &self.markets[o.symbol].spec;
-        OrderWire {
-            symbol: spec.symbol.clone(),
-            order_id: o.id,
-            order_list_id: o.list.map_or(-1, |l| l as i64),
-            client_order_id: o.client_id.clone(),
-            orig_client_order_id: None,
-            transact_time: None,
-            price: d8(o.price),
-            orig_qty: d8(o.orig_qty),
-            executed_qty: d8(o.executed),
-            cummulative_quote_qty: d8(o.cum_quote),
-            orig_quote_order_qty: Some(d8(o.orig_quote_qty)),
-            status: o.status_name().to_string(),
-            time_in_force: o.tif.map(TimeInForce::as_str).unwrap_or("GTC").to_string(),
-            order_type: o.kind.as_str().to_string(),
-            side: o.side.as_str().to_string(),
-            time: full.then_some(o.time),
-            update_time: full.then_some(o.update_time),
-            is_working: full.then_some(o.status.is_open() && o.on_book),
-            working_time: Some(o.time),
-            self_trade_prevention_mode: Some(o.stp.as_str().to_string()),
-            fills: Vec::new(),
-        }
-    }
 }
 
 /// How an order ends before it fills.
@@ -1317,43 +975,6 @@ pub(super) enum End<'a> {
     Prevented {
         match_id: u64,
     },
-}
-
-/// What an execution report reports (its `x`).
-#[derive(Clone, Copy)]
-pub(super) enum Exec<'a> {
-    New,
-    Trade(&'a LastFill),
-    Canceled {
-        by: &'a str,
-    },
-    Expired,
-    /// Amended in place (`order/amend/keepPriority`).
-    Replaced,
-    /// Expired by self-trade prevention.
-    TradePrevention,
-}
-
-impl Exec<'_> {
-    fn as_str(self) -> &'static str {
-        match self {
-            Exec::Replaced => "REPLACED",
-            Exec::New => "NEW",
-            Exec::Trade(_) => "TRADE",
-            Exec::Canceled { .. } => "CANCELED",
-            Exec::Expired => "EXPIRED",
-            Exec::TradePrevention => "TRADE_PREVENTION",
-        }
-    }
-}
-
-pub(super) struct LastFill {
-    price: Decimal,
-    qty: Decimal,
-    commission: Decimal,
-    asset: String,
-    trade_id: u64,
-    is_maker: bool,
 }
 
 #[cfg(test)]

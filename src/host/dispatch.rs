@@ -25,12 +25,12 @@ struct SymbolRoutes {
 type Subscriber = (Arc<Inbox>, Vec<StreamKey>);
 
 #[derive(Default)]
-pub struct Router {
+pub struct Dispatch {
     routes: RwLock<HashMap<String, SymbolRoutes>>,
     subscribers: Mutex<HashMap<String, Subscriber>>,
 }
 
-impl Router {
+impl Dispatch {
     /// Replaces `strategy`'s subscriptions.
     pub fn set(&self, strategy: &str, inbox: &Arc<Inbox>, keys: Vec<StreamKey>) {
         let mut subscribers = self.subscribers.lock();
