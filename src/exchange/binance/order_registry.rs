@@ -588,7 +588,7 @@ mod tests {
         for n in 0..orders {
             let new = new_order(registry, if n % 2 == 0 { "a" } else { "b" });
             let cid = new.client_id.clone();
-            register(&registry, &new).unwrap();
+            register(registry, &new).unwrap();
             let at = |status, filled: f64| {
                 let mut u = update(&cid, status, filled, filled * 100.0);
                 u.id = Some(1000 + n);
