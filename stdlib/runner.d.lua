@@ -26,20 +26,28 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---| "LIMIT"        # rests on the book at `price` (needs `price`; `tif` defaults to "GTC")
 ---| "MARKET"       # takes liquidity now (`quantity` in base, or `quote_quantity` in quote)
 ---| "LIMIT_MAKER"  # a LIMIT that is rejected instead of taking liquidity (post-only)
+---| "STOP_LOSS"          # a MARKET order once the last price reaches `stop_price` (or trails by `trailing_delta`)
+---| "STOP_LOSS_LIMIT"    # a LIMIT order at `price` once triggered (`tif` defaults to "GTC")
+---| "TAKE_PROFIT"        # a MARKET order once the last price reaches `stop_price` in your favour
+---| "TAKE_PROFIT_LIMIT"  # a LIMIT order at `price` once triggered in your favour
 
 ---@alias runner.TimeInForce
 ---| "GTC"  # good till cancelled (default for LIMIT)
 ---| "IOC"  # immediate or cancel: fill what can be filled now, expire the rest
 ---| "FOK"  # fill or kill: fill everything now or nothing
 
+---@alias runner.SelfTradePrevention "NONE"|"EXPIRE_TAKER"|"EXPIRE_MAKER"|"EXPIRE_BOTH"|"DECREMENT"
+
 ---@alias runner.OrderStatus
 ---| "PENDING"           # sent; the outcome is not known yet
----| "NEW"               # accepted, resting on the book
+---| "PENDING_NEW"       # accepted as a leg of an order list that is not working yet
+---| "NEW"               # accepted, resting on the book (or a stop order waiting for its trigger)
 ---| "PARTIALLY_FILLED"
 ---| "FILLED"
 ---| "CANCELED"
 ---| "REJECTED"
 ---| "EXPIRED"           # IOC/FOK remainder, or expired by the exchange
+---| "EXPIRED_IN_MATCH"  # expired by self-trade prevention
 
 ---@alias runner.ErrorCode
 ---| "rate_limited"    # the budget would be exceeded and the call's wait deadline passed; nothing was sent
@@ -173,7 +181,10 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field type runner.OrderType
 ---@field quantity? number base quantity, on the step grid (`market.round_qty`); required except for MARKET with `quote_quantity`
 ---@field price? number limit price, on the tick grid (`market.round_price`); required for LIMIT and LIMIT_MAKER
----@field tif? runner.TimeInForce LIMIT only; default "GTC"
+---@field tif? runner.TimeInForce LIMIT, STOP_LOSS_LIMIT and TAKE_PROFIT_LIMIT only; default "GTC"
+---@field stop_price? number stop and take-profit types: the trigger price, on the tick grid
+---@field trailing_delta? integer stop and take-profit types: trigger after the price moves this many basis points from its best since placing (with or instead of `stop_price`; the simulator does not trail)
+---@field stp? runner.SelfTradePrevention what the exchange does if the order would trade with your own (default: the symbol's)
 ---@field client_id? string your id for the order (1-36 of `A-Za-z0-9-_`, unique among your open orders); minted by the host when absent. Recorded before sending, so an order whose outcome is unknown can still be found.
 ---@field quote_quantity? number MARKET only: spend (BUY) or receive (SELL) this much of the quote asset
 ---@field wait_ms? integer budget wait for this call (default: the strategy's `order_wait_ms`)

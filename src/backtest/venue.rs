@@ -16,10 +16,11 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
-use crate::exchange::binance::symbols;
+use crate::exchange::binance::symbols::{self, ValidOrder};
 use crate::exchange::binance::weights::Endpoint;
 use crate::exchange::grid::to_f64 as f;
-use crate::exchange::types::OrderStatus;
+use crate::exchange::risk::Approved;
+use crate::exchange::types::{ClientOrderId, OrderStatus, SelfTradePrevention};
 use crate::exchange::{
     ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, Order, OrderRef, OrderRequest, Quote, StrategyId,
     StreamKey, StreamKind, SymbolInfo, Ticker, Trade, Venue,
@@ -31,6 +32,7 @@ use crate::sim::limiter::Limiter;
 use crate::sim::matching::Exchange;
 use crate::sim::order_record::NewOrder;
 use crate::sim::replay::{Applied, MarketMirror};
+use crate::sim::stp::Stp;
 use crate::sim::SymbolSpec;
 
 /// Replayed time for the ledger.
@@ -577,35 +579,64 @@ impl Venue for ReplayVenue {
             .collect())
     }
 
-    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+    fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError> {
         let info = self.info(&request.symbol)?;
         let reference = {
             let world = self.world.lock();
             let i = Self::index(&world, &request.symbol)?;
             world.ex.reference_price(i)
         };
-        let valid = symbols::validate(info, &request, reference).inspect_err(|_| {
+        symbols::validate(info, request, reference).inspect_err(|_| {
             self.world.lock().counts.invalid += 1;
-        })?;
+        })
+    }
+
+    async fn send(
+        &self,
+        ctx: &CallCtx,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        let valid = order.into_inner();
+        let fields = valid.kind().fields();
+        // What the simulated exchange does not do is refused, never silently dropped.
+        if fields.trailing_delta.is_some() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidOrder,
+                "trailing stops are not simulated",
+            ));
+        }
+        let stp = match valid.stp() {
+            None | Some(SelfTradePrevention::None) => Stp::None,
+            Some(SelfTradePrevention::ExpireTaker) => Stp::ExpireTaker,
+            Some(SelfTradePrevention::ExpireMaker) => Stp::ExpireMaker,
+            Some(SelfTradePrevention::ExpireBoth) => Stp::ExpireBoth,
+            Some(mode) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidOrder,
+                    format!("self-trade prevention {mode} is not simulated"),
+                ))
+            }
+        };
         self.charge(ctx, Lane::Order, Endpoint::PlaceOrder, &[])?;
         let mut world = self.world.lock();
         let sent = world.now_ms();
         world.advance_to(sent + self.latency_ms);
-        let i = Self::index(&world, &request.symbol)?;
+        let i = Self::index(&world, valid.symbol())?;
         let order = NewOrder {
             symbol: i,
-            side: valid.side,
-            kind: valid.order_type.into(),
-            tif: valid.tif,
-            price: valid.price,
-            qty: valid.quantity,
-            quote_qty: valid.quote_quantity,
-            client_id: request.client_id.clone(),
-            stop_price: None,
+            side: valid.side(),
+            kind: valid.kind().order_type().into(),
+            tif: fields.tif,
+            price: fields.price,
+            qty: fields.quantity,
+            quote_qty: fields.quote_quantity,
+            client_id: client_id.map(String::from),
+            stop_price: fields.stop_price,
             iceberg_qty: None,
         };
         let now = world.now_ms();
-        let result = match world.ex.place(order, now) {
+        let result = match world.ex.place_with_stp(order, stp, now) {
             Ok(placed) => {
                 world.counts.placed += 1;
                 world.owner.insert(placed.order_id, ctx.strategy.clone());

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::ledger::LedgerStatus;
+use binance::symbols::ValidOrder;
 pub use market_cache::{Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source};
+use risk::Approved;
 pub use types::*;
 
 /// Who is calling and how long it may wait for budget.
@@ -169,10 +171,26 @@ pub trait Venue: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Places an order for `ctx.strategy`. The client order id is minted (if not given)
-    /// and journalled before anything is sent; an unknown outcome is resolved by the
-    /// venue and reported through [`EventSink::order`].
-    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError>;
+    /// Puts `request` exactly on its symbol's grid and checks the symbol's filters; sends nothing.
+    fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError>;
+
+    /// Sends an order the risk limits approved, for `ctx.strategy`. The client order id is minted
+    /// (if not given) and journalled before anything is sent; an unknown outcome is resolved by
+    /// the venue and reported through [`EventSink::order`].
+    async fn send(
+        &self,
+        ctx: &CallCtx,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError>;
+
+    /// Places an order: [`Venue::validate`], the risk limits, [`Venue::send`]. A venue on its own
+    /// has no operator limits; [`risk::RiskGuard`] in front of it applies them.
+    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+        let valid = self.validate(&request)?;
+        let approved = risk::RiskLimits::default().approve(self, &ctx.strategy, valid)?;
+        self.send(ctx, request.client_id, approved).await
+    }
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError>;
     /// Cancels this strategy's open orders on `symbol` (never another strategy's).
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError>;

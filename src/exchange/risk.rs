@@ -8,11 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::Decimal;
 
+use super::binance::symbols::ValidOrder;
 use super::{
-    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer, MarketRequest,
-    MarketSavings, Order, OrderRef, OrderRequest, OrderType, Quote, Side, StrategyId, StreamKey, SymbolInfo, Ticker,
-    Trade, Venue,
+    ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer,
+    MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, Quote, Side, StrategyId, StreamKey, SymbolInfo,
+    Ticker, Trade, Venue,
 };
 use crate::ledger::LedgerStatus;
 
@@ -31,9 +34,14 @@ impl RiskLimits {
         self.max_order_notional.is_empty() && self.max_open_orders.is_none()
     }
 
-    /// Refuses `order` from `strategy` if it breaks a limit, judged with `venue`'s own state
-    /// (symbol rules, latest quote, the strategy's open orders); sends nothing.
-    pub fn check(&self, venue: &dyn Venue, strategy: &str, order: &OrderRequest) -> Result<(), ApiError> {
+    /// Approves `order` from `strategy`, or refuses it if it breaks a limit, judged with `venue`'s
+    /// own state (symbol rules, latest quote, the strategy's open orders); sends nothing.
+    pub fn approve<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        strategy: &str,
+        order: ValidOrder,
+    ) -> Result<Approved<ValidOrder>, ApiError> {
         if let Some(max) = self.max_open_orders {
             let open = venue.open_orders(strategy, None).len();
             if open >= max {
@@ -43,50 +51,62 @@ impl RiskLimits {
             }
         }
         if self.max_order_notional.is_empty() {
-            return Ok(());
+            return Ok(Approved(order));
         }
-        let Some(info) = venue.symbol(&order.symbol) else {
+        let Some(info) = venue.symbol(order.symbol()) else {
             // The venue refuses unknown symbols itself, with its own message.
-            return Ok(());
+            return Ok(Approved(order));
         };
         let Some(&max) = self.max_order_notional.get(&info.quote) else {
-            return Ok(());
+            return Ok(Approved(order));
         };
-        let notional = notional(venue, order).ok_or_else(|| {
+        let notional = notional(venue, &order).ok_or_else(|| {
             refused(format!(
                 "a MARKET order on {} cannot be valued without a streamed quote, and {} orders are capped \
                  (max_order_notional): subscribe to its quotes or give quote_quantity",
-                order.symbol, info.quote
+                order.symbol(),
+                info.quote
             ))
         })?;
-        if notional > max {
+        if notional.to_f64().is_none_or(|n| n > max) {
             return Err(refused(format!(
                 "{} order worth {notional} {} is over max_order_notional {max} {}",
-                order.symbol, info.quote, info.quote
+                order.symbol(),
+                info.quote,
+                info.quote
             )));
         }
-        Ok(())
+        Ok(Approved(order))
     }
 }
 
-/// The order's value in its quote asset: its quote quantity, its price times its quantity, or
-/// for a MARKET order its quantity at the side of the latest quote it would trade against.
-fn notional(venue: &dyn Venue, order: &OrderRequest) -> Option<f64> {
-    if let Some(quote_quantity) = order.quote_quantity {
-        return Some(quote_quantity);
+/// An order the operator's risk limits let through; only [`RiskLimits::approve`] makes one, and a
+/// venue sends nothing else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approved<T>(T);
+
+impl<T> Approved<T> {
+    pub fn get(&self) -> &T {
+        &self.0
     }
-    let quantity = order.quantity?;
-    let price = match (order.order_type, order.price) {
-        (OrderType::Market, _) | (_, None) => {
-            let quote = venue.quote(&order.symbol)?;
-            match order.side {
-                Side::Buy => quote.ask,
-                Side::Sell => quote.bid,
-            }
-        }
-        (_, Some(price)) => price,
+
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// The order's value in its quote asset: from its own fields (see [`ValidOrder::notional`]), or
+/// for a MARKET order by quantity its quantity at the side of the latest quote it would trade against.
+fn notional<V: Venue + ?Sized>(venue: &V, order: &ValidOrder) -> Option<Decimal> {
+    if let Some(notional) = order.notional() {
+        return Some(notional);
+    }
+    let quote = venue.quote(order.symbol())?;
+    let price = match order.side() {
+        Side::Buy => quote.ask,
+        Side::Sell => quote.bid,
     };
-    Some(price * quantity).filter(|n| n.is_finite())
+    Some(Decimal::from_f64(price)? * order.kind().quantity()?)
 }
 
 fn refused(message: String) -> ApiError {
@@ -127,6 +147,22 @@ impl RiskGuard {
 
     pub fn with_halt(inner: Arc<dyn Venue>, limits: RiskLimits, halt: Halt) -> Arc<RiskGuard> {
         Arc::new(RiskGuard { inner, limits, halt })
+    }
+}
+
+impl RiskGuard {
+    /// The operator's checks, then the inner venue's send.
+    async fn check(
+        &self,
+        ctx: &CallCtx,
+        order: ValidOrder,
+        client_id: Option<ClientOrderId>,
+    ) -> Result<Order, ApiError> {
+        if self.halt.is_halted() {
+            return Err(refused("new orders are halted by the operator".into()));
+        }
+        let approved = self.limits.approve(self.inner.as_ref(), &ctx.strategy, order)?;
+        self.inner.send(ctx, client_id, approved).await
     }
 }
 
@@ -190,12 +226,23 @@ impl Venue for RiskGuard {
         self.inner.market_savings()
     }
 
+    fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError> {
+        self.inner.validate(request)
+    }
+
+    /// The halt and the limits are checked here too: an order approved elsewhere still meets them.
+    async fn send(
+        &self,
+        ctx: &CallCtx,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        self.check(ctx, order.into_inner(), client_id).await
+    }
+
     async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
-        if self.halt.is_halted() {
-            return Err(refused("new orders are halted by the operator".into()));
-        }
-        self.limits.check(self.inner.as_ref(), &ctx.strategy, &request)?;
-        self.inner.place(ctx, request).await
+        let valid = self.inner.validate(&request)?;
+        self.check(ctx, valid, request.client_id).await
     }
 
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {

@@ -1,7 +1,8 @@
 //! Venue-neutral domain types: what strategies see, whatever the exchange.
 //!
-//! Prices and quantities here are `f64` because that is what Lua holds; the venue
-//! adapters convert them exactly onto each symbol's grid before anything is sent.
+//! Prices and quantities a strategy gives or sees are `f64` because that is what Lua holds; an
+//! order's [`OrderKind`] is generic over its numbers so that the venue adapters can put it exactly
+//! on each symbol's grid (`OrderKind<Decimal>`) and send those decimals as they are.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub enum OrderType {
     Limit,
     Market,
     LimitMaker,
+    StopLoss,
+    StopLossLimit,
+    TakeProfit,
+    TakeProfitLimit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -42,12 +47,16 @@ pub enum TimeInForce {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     Pending,
+    /// Accepted as a leg of an order list that is not working yet.
+    PendingNew,
     New,
     PartiallyFilled,
     Filled,
     Canceled,
     Rejected,
     Expired,
+    /// Expired by self-trade prevention.
+    ExpiredInMatch,
 }
 
 impl OrderStatus {
@@ -55,7 +64,11 @@ impl OrderStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            OrderStatus::Filled | OrderStatus::Canceled | OrderStatus::Rejected | OrderStatus::Expired
+            OrderStatus::Filled
+                | OrderStatus::Canceled
+                | OrderStatus::Rejected
+                | OrderStatus::Expired
+                | OrderStatus::ExpiredInMatch
         )
     }
 
@@ -84,16 +97,33 @@ macro_rules! wire_names {
 }
 
 wire_names!(Side { Buy => "BUY", Sell => "SELL" });
-wire_names!(OrderType { Limit => "LIMIT", Market => "MARKET", LimitMaker => "LIMIT_MAKER" });
+wire_names!(OrderType {
+    Limit => "LIMIT",
+    Market => "MARKET",
+    LimitMaker => "LIMIT_MAKER",
+    StopLoss => "STOP_LOSS",
+    StopLossLimit => "STOP_LOSS_LIMIT",
+    TakeProfit => "TAKE_PROFIT",
+    TakeProfitLimit => "TAKE_PROFIT_LIMIT",
+});
+wire_names!(SelfTradePrevention {
+    None => "NONE",
+    ExpireTaker => "EXPIRE_TAKER",
+    ExpireMaker => "EXPIRE_MAKER",
+    ExpireBoth => "EXPIRE_BOTH",
+    Decrement => "DECREMENT",
+});
 wire_names!(TimeInForce { Gtc => "GTC", Ioc => "IOC", Fok => "FOK" });
 wire_names!(OrderStatus {
     Pending => "PENDING",
+    PendingNew => "PENDING_NEW",
     New => "NEW",
     PartiallyFilled => "PARTIALLY_FILLED",
     Filled => "FILLED",
     Canceled => "CANCELED",
     Rejected => "REJECTED",
     Expired => "EXPIRED",
+    ExpiredInMatch => "EXPIRED_IN_MATCH",
 });
 
 /// A symbol's trading rules, from the exchange's symbol list (exact decimals).
@@ -175,33 +205,446 @@ pub struct Depth {
     pub asks: Vec<(f64, f64)>,
 }
 
-/// What a strategy asks for with `orders.place{...}`.
+/// Self-trade prevention: what the exchange does when this order would trade with another order
+/// of the same account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SelfTradePrevention {
+    None,
+    ExpireTaker,
+    ExpireMaker,
+    ExpireBoth,
+    Decrement,
+}
+
+/// A client order id as the exchange accepts it: 1-36 characters of `A-Z a-z 0-9 . : / _ -`
+/// (Binance's `^[\.A-Z\:/a-z0-9_-]{1,36}$`). Built only by [`ClientOrderId::new`], so every id
+/// the registry, the journal and the wire see is valid.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ClientOrderId(String);
+
+/// A text that is not a valid client order id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client_id {0:?} must be 1-36 characters of A-Z a-z 0-9 . : / _ -")]
+pub struct InvalidClientOrderId(pub String);
+
+impl ClientOrderId {
+    pub fn new(id: impl Into<String>) -> Result<ClientOrderId, InvalidClientOrderId> {
+        let id = id.into();
+        let valid = (1..=36).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-'));
+        if valid {
+            Ok(ClientOrderId(id))
+        } else {
+            Err(InvalidClientOrderId(id))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ClientOrderId {
+    type Error = InvalidClientOrderId;
+    fn try_from(id: String) -> Result<Self, Self::Error> {
+        ClientOrderId::new(id)
+    }
+}
+
+impl From<ClientOrderId> for String {
+    fn from(id: ClientOrderId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for ClientOrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for ClientOrderId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<InvalidClientOrderId> for ApiError {
+    fn from(error: InvalidClientOrderId) -> ApiError {
+        ApiError::new(ErrorCode::InvalidOrder, error.to_string())
+    }
+}
+
+/// How much a MARKET order trades: a base quantity, or (`quoteOrderQty`) an amount of the quote
+/// asset to spend (BUY) or receive (SELL).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MarketAmount<N> {
+    Base(N),
+    Quote(N),
+}
+
+/// What triggers a stop-loss or take-profit order: a stop price, a trailing delta (in basis
+/// points of the price since the order was placed), or both (the first reached).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopTrigger<N> {
+    pub stop_price: Option<N>,
+    pub trailing_delta: Option<u32>,
+}
+
+/// One order's kind with exactly the fields that kind takes: a LIMIT order always has a price
+/// and a time in force, a MARKET order never has a price, a stop order always has a trigger.
+/// `N` is `f64` as a strategy writes it and `Decimal` once it is on the symbol's grid.
+/// Order lists are made of these; an amendment changes the quantity of one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OrderKind<N> {
+    Limit {
+        price: N,
+        quantity: N,
+        tif: TimeInForce,
+    },
+    /// A LIMIT order the exchange refuses if it would trade at once.
+    LimitMaker {
+        price: N,
+        quantity: N,
+    },
+    Market {
+        amount: MarketAmount<N>,
+    },
+    /// A MARKET order once triggered.
+    StopLoss {
+        quantity: N,
+        trigger: StopTrigger<N>,
+    },
+    /// A LIMIT order once triggered.
+    StopLossLimit {
+        price: N,
+        quantity: N,
+        tif: TimeInForce,
+        trigger: StopTrigger<N>,
+    },
+    TakeProfit {
+        quantity: N,
+        trigger: StopTrigger<N>,
+    },
+    TakeProfitLimit {
+        price: N,
+        quantity: N,
+        tif: TimeInForce,
+        trigger: StopTrigger<N>,
+    },
+}
+
+/// An order's fields as flat options: how a strategy's table and the exchange's parameters
+/// spell them. [`OrderKind::from_fields`] checks which ones a kind needs and takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OrderFields<N> {
+    pub price: Option<N>,
+    pub quantity: Option<N>,
+    pub quote_quantity: Option<N>,
+    pub tif: Option<TimeInForce>,
+    pub stop_price: Option<N>,
+    pub trailing_delta: Option<u32>,
+}
+
+impl<N> Default for OrderFields<N> {
+    fn default() -> Self {
+        OrderFields {
+            price: None,
+            quantity: None,
+            quote_quantity: None,
+            tif: None,
+            stop_price: None,
+            trailing_delta: None,
+        }
+    }
+}
+
+/// Which number of an order a value is: the grid check snaps each by its own rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderField {
+    Price,
+    Quantity,
+    QuoteQuantity,
+    StopPrice,
+}
+
+impl<N: Copy> OrderKind<N> {
+    /// The kind `order_type` names, from flat fields; a message saying what is missing or
+    /// not allowed otherwise. LIMIT-priced kinds default to GTC.
+    pub fn from_fields(order_type: OrderType, fields: OrderFields<N>) -> Result<OrderKind<N>, String> {
+        use OrderType as T;
+        let OrderFields {
+            price,
+            quantity,
+            quote_quantity,
+            tif,
+            stop_price,
+            trailing_delta,
+        } = fields;
+        if quote_quantity.is_some() && order_type != T::Market {
+            return Err("quote_quantity is only allowed on MARKET orders".into());
+        }
+        let priced = matches!(
+            order_type,
+            T::Limit | T::LimitMaker | T::StopLossLimit | T::TakeProfitLimit
+        );
+        let price = match (priced, price) {
+            (true, Some(p)) => Some(p),
+            (true, None) => return Err(format!("a {order_type} order needs a price")),
+            (false, Some(_)) => return Err(format!("a {order_type} order takes no price")),
+            (false, None) => None,
+        };
+        let has_tif = matches!(order_type, T::Limit | T::StopLossLimit | T::TakeProfitLimit);
+        let tif = match (has_tif, tif) {
+            (true, tif) => tif.unwrap_or(TimeInForce::Gtc),
+            (false, Some(_)) => return Err(format!("a {order_type} order takes no time in force")),
+            (false, None) => TimeInForce::Gtc,
+        };
+        let stop = matches!(
+            order_type,
+            T::StopLoss | T::StopLossLimit | T::TakeProfit | T::TakeProfitLimit
+        );
+        let trigger = StopTrigger {
+            stop_price,
+            trailing_delta,
+        };
+        match (stop, stop_price.is_some() || trailing_delta.is_some()) {
+            (true, false) => return Err(format!("a {order_type} order needs stop_price or trailing_delta")),
+            (false, true) => return Err(format!("a {order_type} order takes no stop_price or trailing_delta")),
+            _ => {}
+        }
+        let quantity = || quantity.ok_or_else(|| format!("a {order_type} order needs a quantity"));
+        // `priced` kinds have a price here.
+        let price = || price.ok_or_else(|| format!("a {order_type} order needs a price"));
+        Ok(match order_type {
+            T::Market => OrderKind::Market {
+                amount: match (fields.quantity, quote_quantity) {
+                    (Some(_), Some(_)) => return Err("give either quantity or quote_quantity, not both".into()),
+                    (None, None) => return Err("a MARKET order needs quantity or quote_quantity".into()),
+                    (Some(q), None) => MarketAmount::Base(q),
+                    (None, Some(q)) => MarketAmount::Quote(q),
+                },
+            },
+            T::Limit => OrderKind::Limit {
+                price: price()?,
+                quantity: quantity()?,
+                tif,
+            },
+            T::LimitMaker => OrderKind::LimitMaker {
+                price: price()?,
+                quantity: quantity()?,
+            },
+            T::StopLoss => OrderKind::StopLoss {
+                quantity: quantity()?,
+                trigger,
+            },
+            T::StopLossLimit => OrderKind::StopLossLimit {
+                price: price()?,
+                quantity: quantity()?,
+                tif,
+                trigger,
+            },
+            T::TakeProfit => OrderKind::TakeProfit {
+                quantity: quantity()?,
+                trigger,
+            },
+            T::TakeProfitLimit => OrderKind::TakeProfitLimit {
+                price: price()?,
+                quantity: quantity()?,
+                tif,
+                trigger,
+            },
+        })
+    }
+
+    /// The exchange's name of this kind.
+    pub fn order_type(&self) -> OrderType {
+        match self {
+            OrderKind::Limit { .. } => OrderType::Limit,
+            OrderKind::LimitMaker { .. } => OrderType::LimitMaker,
+            OrderKind::Market { .. } => OrderType::Market,
+            OrderKind::StopLoss { .. } => OrderType::StopLoss,
+            OrderKind::StopLossLimit { .. } => OrderType::StopLossLimit,
+            OrderKind::TakeProfit { .. } => OrderType::TakeProfit,
+            OrderKind::TakeProfitLimit { .. } => OrderType::TakeProfitLimit,
+        }
+    }
+
+    /// The fields of this kind, flat (the inverse of [`OrderKind::from_fields`]).
+    pub fn fields(&self) -> OrderFields<N> {
+        let mut out = OrderFields::default();
+        let stop = |trigger: &StopTrigger<N>, out: &mut OrderFields<N>| {
+            out.stop_price = trigger.stop_price;
+            out.trailing_delta = trigger.trailing_delta;
+        };
+        match self {
+            OrderKind::Limit { price, quantity, tif } => {
+                (out.price, out.quantity, out.tif) = (Some(*price), Some(*quantity), Some(*tif));
+            }
+            OrderKind::LimitMaker { price, quantity } => (out.price, out.quantity) = (Some(*price), Some(*quantity)),
+            OrderKind::Market {
+                amount: MarketAmount::Base(q),
+            } => out.quantity = Some(*q),
+            OrderKind::Market {
+                amount: MarketAmount::Quote(q),
+            } => out.quote_quantity = Some(*q),
+            OrderKind::StopLoss { quantity, trigger } | OrderKind::TakeProfit { quantity, trigger } => {
+                out.quantity = Some(*quantity);
+                stop(trigger, &mut out);
+            }
+            OrderKind::StopLossLimit {
+                price,
+                quantity,
+                tif,
+                trigger,
+            }
+            | OrderKind::TakeProfitLimit {
+                price,
+                quantity,
+                tif,
+                trigger,
+            } => {
+                (out.price, out.quantity, out.tif) = (Some(*price), Some(*quantity), Some(*tif));
+                stop(trigger, &mut out);
+            }
+        }
+        out
+    }
+
+    pub fn price(&self) -> Option<N> {
+        self.fields().price
+    }
+
+    /// The base quantity (none for a MARKET order by quote amount).
+    pub fn quantity(&self) -> Option<N> {
+        self.fields().quantity
+    }
+
+    pub fn tif(&self) -> Option<TimeInForce> {
+        self.fields().tif
+    }
+
+    /// The same kind with each number converted by `convert(field, value)`.
+    pub fn try_map<M: Copy, E>(
+        &self,
+        mut convert: impl FnMut(OrderField, N) -> Result<M, E>,
+    ) -> Result<OrderKind<M>, E> {
+        Ok(match self {
+            OrderKind::Limit { price, quantity, tif } => OrderKind::Limit {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                price: convert(OrderField::Price, *price)?,
+                tif: *tif,
+            },
+            OrderKind::LimitMaker { price, quantity } => OrderKind::LimitMaker {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                price: convert(OrderField::Price, *price)?,
+            },
+            OrderKind::Market {
+                amount: MarketAmount::Base(q),
+            } => OrderKind::Market {
+                amount: MarketAmount::Base(convert(OrderField::Quantity, *q)?),
+            },
+            OrderKind::Market {
+                amount: MarketAmount::Quote(q),
+            } => OrderKind::Market {
+                amount: MarketAmount::Quote(convert(OrderField::QuoteQuantity, *q)?),
+            },
+            OrderKind::StopLoss { quantity, trigger } => OrderKind::StopLoss {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                trigger: map_trigger(trigger, &mut convert)?,
+            },
+            OrderKind::TakeProfit { quantity, trigger } => OrderKind::TakeProfit {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                trigger: map_trigger(trigger, &mut convert)?,
+            },
+            OrderKind::StopLossLimit {
+                price,
+                quantity,
+                tif,
+                trigger,
+            } => OrderKind::StopLossLimit {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                price: convert(OrderField::Price, *price)?,
+                tif: *tif,
+                trigger: map_trigger(trigger, &mut convert)?,
+            },
+            OrderKind::TakeProfitLimit {
+                price,
+                quantity,
+                tif,
+                trigger,
+            } => OrderKind::TakeProfitLimit {
+                quantity: convert(OrderField::Quantity, *quantity)?,
+                price: convert(OrderField::Price, *price)?,
+                tif: *tif,
+                trigger: map_trigger(trigger, &mut convert)?,
+            },
+        })
+    }
+}
+
+fn map_trigger<N: Copy, M, E>(
+    trigger: &StopTrigger<N>,
+    convert: &mut impl FnMut(OrderField, N) -> Result<M, E>,
+) -> Result<StopTrigger<M>, E> {
+    Ok(StopTrigger {
+        stop_price: trigger
+            .stop_price
+            .map(|p| convert(OrderField::StopPrice, p))
+            .transpose()?,
+        trailing_delta: trigger.trailing_delta,
+    })
+}
+
+/// What a strategy asks for with `orders.place{...}`: numbers as the strategy wrote them, the
+/// kind already well-formed. The venue puts it on the symbol's grid before anything is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderRequest {
     pub symbol: String,
     pub side: Side,
-    pub order_type: OrderType,
-    pub quantity: Option<f64>,
-    /// MARKET orders only: spend (BUY) or receive (SELL) this much of the quote asset.
-    pub quote_quantity: Option<f64>,
-    pub price: Option<f64>,
-    pub tif: Option<TimeInForce>,
-    pub client_id: Option<String>,
+    pub kind: OrderKind<f64>,
+    /// Minted by the venue when not given.
+    pub client_id: Option<ClientOrderId>,
+    /// The exchange's default when not given.
+    pub stp: Option<SelfTradePrevention>,
 }
 
 impl OrderRequest {
-    /// A LIMIT order; the time in force and the client id are left to the client's defaults.
-    pub fn limit(symbol: &str, side: Side, quantity: f64, price: f64) -> OrderRequest {
+    pub fn new(symbol: &str, side: Side, kind: OrderKind<f64>) -> OrderRequest {
         OrderRequest {
             symbol: symbol.into(),
             side,
-            order_type: OrderType::Limit,
-            quantity: Some(quantity),
-            quote_quantity: None,
-            price: Some(price),
-            tif: None,
+            kind,
             client_id: None,
+            stp: None,
         }
+    }
+
+    /// A GTC LIMIT order; the client id is left to the venue.
+    pub fn limit(symbol: &str, side: Side, quantity: f64, price: f64) -> OrderRequest {
+        OrderRequest::new(
+            symbol,
+            side,
+            OrderKind::Limit {
+                price,
+                quantity,
+                tif: TimeInForce::Gtc,
+            },
+        )
+    }
+
+    /// A MARKET order by base quantity or quote amount.
+    pub fn market(symbol: &str, side: Side, amount: MarketAmount<f64>) -> OrderRequest {
+        OrderRequest::new(symbol, side, OrderKind::Market { amount })
+    }
+
+    pub fn with_client_id(mut self, id: ClientOrderId) -> OrderRequest {
+        self.client_id = Some(id);
+        self
     }
 }
 

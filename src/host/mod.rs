@@ -40,10 +40,12 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::LoadError;
 pub use spec::StrategyMeta;
 
+use crate::exchange::binance::symbols::ValidOrder;
 use crate::exchange::latency::LatencySummary;
+use crate::exchange::risk::Approved;
 use crate::exchange::{
-    ApiError, Balance, CallCtx, Depth, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderRef, OrderRequest, Quote,
-    StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
+    ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderRef,
+    OrderRequest, Quote, StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::ledger::{BackoffState, LedgerStatus, StrategyUsage};
 use inbox::{Event, Inbox};
@@ -548,7 +550,10 @@ impl Venue for Offline {
     async fn trades(&self, _: &CallCtx, _: &str, _: u32) -> Result<Vec<Trade>, ApiError> {
         Err(offline())
     }
-    async fn place(&self, _: &CallCtx, _: OrderRequest) -> Result<Order, ApiError> {
+    fn validate(&self, _: &OrderRequest) -> Result<ValidOrder, ApiError> {
+        Err(offline())
+    }
+    async fn send(&self, _: &CallCtx, _: Option<ClientOrderId>, _: Approved<ValidOrder>) -> Result<Order, ApiError> {
         Err(offline())
     }
     async fn cancel(&self, _: &CallCtx, _: &str, _: &OrderRef) -> Result<Order, ApiError> {

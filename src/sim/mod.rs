@@ -38,7 +38,7 @@ mod rest;
 mod sign;
 mod state;
 mod stats;
-mod stp;
+pub(crate) mod stp;
 mod symbol_state;
 mod user_reports;
 mod ws_api;

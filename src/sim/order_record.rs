@@ -24,6 +24,10 @@ impl From<OrderType> for Kind {
             OrderType::Limit => Kind::Limit,
             OrderType::LimitMaker => Kind::LimitMaker,
             OrderType::Market => Kind::Market,
+            OrderType::StopLoss => Kind::StopLoss,
+            OrderType::StopLossLimit => Kind::StopLossLimit,
+            OrderType::TakeProfit => Kind::TakeProfit,
+            OrderType::TakeProfitLimit => Kind::TakeProfitLimit,
         }
     }
 }

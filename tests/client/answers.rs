@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::client_support::{ctx, eventually, start, start_with};
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::{
-    grid, ErrorCode, MarketEvent, OrderRef, OrderRequest, OrderStatus, OrderType, Side, StreamKey, StreamKind, Venue,
+    grid, ClientOrderId, ErrorCode, MarketAmount, MarketEvent, OrderRef, OrderRequest, OrderStatus, Side, StreamKey,
+    StreamKind, Venue,
 };
 use runner::sim::{AnswerMangle, FailKind, SimConfig};
 use serde_json::json;
@@ -42,12 +43,8 @@ async fn market_buy(venue: &runner::exchange::binance::BinanceVenue, client_id: 
     let info = venue.symbol("ETHUSDT").expect("ETHUSDT listed");
     let ticker = venue.ticker(&ctx("taker"), "ETHUSDT").await.unwrap();
     let qty = grid::round_qty(&info, 30.0 / ticker.price).unwrap();
-    OrderRequest {
-        order_type: OrderType::Market,
-        price: None,
-        client_id: Some(client_id.to_string()),
-        ..OrderRequest::limit("ETHUSDT", Side::Buy, qty, 0.0)
-    }
+    OrderRequest::market("ETHUSDT", Side::Buy, MarketAmount::Base(qty))
+        .with_client_id(ClientOrderId::new(client_id).unwrap())
 }
 
 /// Places a filling market order per shape, through `options`' transport: never `network`, and

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::client_support::{ctx, resting_buy, start_with};
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::breaker::{BreakerConfig, BreakerState, EndpointClass};
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, Venue};
+use runner::exchange::{ClientOrderId, ErrorCode, OrderRef, OrderRequest, OrderStatus, Venue};
 use runner::sim::{FailKind, SimConfig};
 
 const COOL_DOWN: Duration = Duration::from_millis(500);
@@ -85,13 +85,13 @@ async fn outage_scenario(outage: Duration) -> Figures {
     let mut before = Vec::new();
     for (i, factor) in [0.90, 0.91, 0.92].into_iter().enumerate() {
         let mut request = resting_buy(&venue, "poller", factor).await;
-        request.client_id = Some(format!("before-{i}"));
+        request.client_id = Some(ClientOrderId::new(format!("before-{i}")).unwrap());
         before.push(venue.place(&strategy, request).await.expect("placed before the outage"));
     }
     let mut during = Vec::new();
     for (i, factor) in [0.93, 0.94].into_iter().enumerate() {
         let mut request = resting_buy(&venue, "poller", factor).await;
-        request.client_id = Some(format!("during-{i}"));
+        request.client_id = Some(ClientOrderId::new(format!("during-{i}")).unwrap());
         during.push(request);
     }
 
@@ -130,7 +130,7 @@ async fn outage_scenario(outage: Duration) -> Figures {
             let id = format!("loop-{}", placed_unknown.len());
             let first = &before[0];
             let request = OrderRequest {
-                client_id: Some(id.clone()),
+                client_id: Some(ClientOrderId::new(id.as_str()).unwrap()),
                 ..OrderRequest::limit("BTCUSDT", first.side, first.quantity, first.price)
             };
             let asked = Instant::now();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use runner::exchange::binance::gateway::{Gateway, GatewayConfig, Shutdown};
-use runner::exchange::binance::orders::OrderUpdate;
+use runner::exchange::binance::order_state::OrderUpdate;
 use runner::exchange::binance::router::Router;
 use runner::exchange::binance::symbols::SymbolTable;
 use runner::exchange::binance::wire::{self, OrderAnswer, UserDataFrame, WsApiResponse};

@@ -9,6 +9,7 @@ mod fuzz;
 mod keys;
 mod limits;
 mod market_cache;
+mod order_kinds;
 mod orders;
 mod recovery;
 mod risk;

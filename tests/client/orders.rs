@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::client_support::{ctx, eventually, start};
 use runner::exchange::grid;
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::exchange::{ClientOrderId, ErrorCode, MarketAmount, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_limit_order_rests_and_is_cancelled() {
@@ -80,11 +80,7 @@ async fn a_market_order_fills_and_balances_follow() {
     let order = venue
         .place(
             &ctx,
-            OrderRequest {
-                order_type: OrderType::Market,
-                price: None,
-                ..OrderRequest::limit("ETHUSDT", Side::Buy, qty, 0.0)
-            },
+            OrderRequest::market("ETHUSDT", Side::Buy, MarketAmount::Base(qty)),
         )
         .await
         .unwrap();
@@ -154,7 +150,7 @@ async fn bad_orders_are_refused_locally_with_no_request() {
     let price = grid::round_price(&info, quote.bid * 0.8).unwrap();
     let qty = grid::round_qty(&info, 20.0 / price).unwrap();
     let mut request = OrderRequest::limit("BTCUSDT", Side::Buy, qty, price);
-    request.client_id = Some("my-order-1".into());
+    request.client_id = Some(ClientOrderId::new("my-order-1").unwrap());
     venue.place(&ctx, request.clone()).await.unwrap();
     let err = venue.place(&ctx, request).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidOrder);

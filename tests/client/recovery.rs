@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::client_support::{ctx, eventually, paper_profile, resting_buy, start, start_with, RecordingSink};
 use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
-use runner::exchange::{ErrorCode, OrderRef, OrderStatus, Venue};
+use runner::exchange::{ClientOrderId, ErrorCode, OrderRef, OrderStatus, Venue};
 use runner::sim::{FailKind, SimConfig};
 use rust_decimal::Decimal;
 
@@ -26,7 +26,7 @@ async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
     let options = persisted(state.path());
     let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
     let request = resting_buy(&setup.venue, "keeper", 0.95).await;
-    let price = request.price.unwrap();
+    let price = request.kind.price().unwrap();
     let order = setup.venue.place(&ctx("keeper"), request).await.unwrap();
     assert_eq!(order.status, OrderStatus::New);
     setup.venue.shutdown().await;
@@ -186,7 +186,7 @@ async fn an_order_in_flight_at_shutdown_is_kept_for_the_next_start() {
     let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
     let mut request = resting_buy(&setup.venue, "late", 0.95).await;
-    request.client_id = Some("inflight-1".into());
+    request.client_id = Some(ClientOrderId::new("inflight-1").unwrap());
     let call = tokio::spawn({
         let venue = setup.venue.clone();
         async move { venue.place(&ctx("late"), request).await }
@@ -303,7 +303,7 @@ async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
     };
     for (id, factor) in [("kept-1", 0.95), ("lost-1", 0.9)] {
         let mut request = resting_buy(&setup.venue, "victim", factor).await;
-        request.client_id = Some(id.into());
+        request.client_id = Some(ClientOrderId::new(id).unwrap());
         setup.venue.place(&ctx("victim"), request).await.unwrap();
     }
     // The power goes: no shutdown, and the last order's record never reached the disk.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::client_support::{ctx, resting_buy, start, Setup};
 use runner::exchange::risk::{Halt, RiskGuard, RiskLimits};
-use runner::exchange::{ErrorCode, OrderRef, OrderRequest, OrderStatus, OrderType, Side, Venue};
+use runner::exchange::{ErrorCode, MarketAmount, OrderKind, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 
 /// Orders the simulator has seen placed.
 fn placements(setup: &Setup) -> usize {
@@ -36,8 +36,15 @@ async fn an_order_worth_more_than_the_cap_is_refused_before_it_is_sent() {
         .expect("within the cap");
     assert_eq!(placed.status, OrderStatus::New);
 
+    let OrderKind::Limit { price, quantity, tif } = small.kind else {
+        panic!("resting_buy is a LIMIT order")
+    };
     let big = OrderRequest {
-        quantity: small.quantity.map(|q| q * 4.0),
+        kind: OrderKind::Limit {
+            price,
+            quantity: quantity * 4.0,
+            tif,
+        },
         ..small.clone()
     };
     let err = guard.place(&ctx("capped"), big).await.unwrap_err();
@@ -49,20 +56,14 @@ async fn an_order_worth_more_than_the_cap_is_refused_before_it_is_sent() {
     );
 
     // A MARKET order is valued by its quote quantity, or not at all without a streamed quote.
-    let market = |quantity: Option<f64>, quote_quantity: Option<f64>| OrderRequest {
-        symbol: "BTCUSDT".into(),
-        side: Side::Buy,
-        order_type: OrderType::Market,
-        quantity,
-        quote_quantity,
-        price: None,
-        tif: None,
-        client_id: None,
-    };
-    let err = guard.place(&ctx("capped"), market(None, Some(60.0))).await.unwrap_err();
+    let market = |amount| OrderRequest::market("BTCUSDT", Side::Buy, amount);
+    let err = guard
+        .place(&ctx("capped"), market(MarketAmount::Quote(60.0)))
+        .await
+        .unwrap_err();
     assert!(err.message.contains("worth 60 USDT"), "{}", err.message);
     let err = guard
-        .place(&ctx("capped"), market(Some(0.001), None))
+        .place(&ctx("capped"), market(MarketAmount::Base(0.001)))
         .await
         .unwrap_err();
     assert!(err.message.contains("cannot be valued"), "{}", err.message);

@@ -10,7 +10,7 @@ use runner::exchange::binance::rate_limits;
 use runner::exchange::binance::ws_api::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::latency::{LatencySamples, Trigger};
-use runner::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
+use runner::exchange::{CallCtx, ClientOrderId, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
 use runner::sim::{FailKind, RequestRecord, SimConfig};
 
 async fn start_ws(options: ClientOptions) -> Setup {
@@ -128,7 +128,7 @@ async fn an_exchange_refusal_reads_as_it_does_over_rest() {
 async fn a_connection_lost_before_the_answer_leaves_exactly_one_order_found_by_lookup() {
     let setup = start_ws(ClientOptions::default()).await;
     let mut request = resting_buy(&setup.venue, "unlucky", 0.9).await;
-    request.client_id = Some("lost-answer-1".into());
+    request.client_id = Some(ClientOrderId::new("lost-answer-1").unwrap());
     let retry = resting_buy(&setup.venue, "unlucky", 0.85).await;
     // The exchange places the order at once but answers only after a while; the socket drops first.
     setup.sim.faults().delay_order_answers(Duration::from_secs(30));
@@ -173,7 +173,7 @@ async fn an_unanswered_order_times_out_as_unknown_and_is_looked_up() {
     };
     let setup = start_ws(options).await;
     let mut request = resting_buy(&setup.venue, "slow", 0.9).await;
-    request.client_id = Some("slow-answer-1".into());
+    request.client_id = Some(ClientOrderId::new("slow-answer-1").unwrap());
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
     let err = on_strategy_thread(&setup.venue, |venue| async move {
         venue.place(&ctx("slow"), request).await.unwrap_err()
@@ -311,7 +311,7 @@ async fn an_idle_order_connection_answers_the_exchanges_pings_and_stays_open() {
 async fn an_order_answered_minus_1007_over_the_ws_api_is_learned_not_resent() {
     let setup = start_ws(ClientOptions::default()).await;
     let mut request = resting_buy(&setup.venue, "lucky", 0.9).await;
-    request.client_id = Some("answer-lost-1".into());
+    request.client_id = Some(ClientOrderId::new("answer-lost-1").unwrap());
     // The exchange places it but the answer says "unknown" (-1007).
     setup.sim.faults().fail_next(1, FailKind::Unknown1007);
     let err = on_strategy_thread(&setup.venue, |venue| async move {
@@ -341,7 +341,7 @@ async fn an_order_the_front_end_dropped_is_rejected_after_the_grace_period() {
     })
     .await;
     let mut request = resting_buy(&setup.venue, "unlucky", 0.9).await;
-    request.client_id = Some("front-end-1".into());
+    request.client_id = Some(ClientOrderId::new("front-end-1").unwrap());
     // A 503 from the front end: the outcome is unknown to the client, and the order does not exist.
     setup.sim.faults().fail_next(1, FailKind::Unavailable);
     let err = on_strategy_thread(&setup.venue, |venue| async move {

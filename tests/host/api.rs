@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::{config, quote, report, stats, wait_for, Files, TestVenue};
-use runner::exchange::{ApiError, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderStatus, Side, Trade};
+use runner::exchange::{
+    ApiError, ErrorCode, EventSink, Kline, MarketEvent, Order, OrderKind, OrderStatus, SelfTradePrevention, Side,
+    StopTrigger, TimeInForce, Trade,
+};
 use runner::host::{Host, HostConfig, StopReason};
 
 const LONG: Duration = Duration::from_secs(10);
@@ -363,5 +366,49 @@ async fn duplicate_names_and_bad_files_are_refused() {
     assert_eq!(host.names(), ["same"]);
     let sink: Arc<dyn EventSink> = host.clone();
     sink.market(MarketEvent::DepthChanged("BTCUSDT".into()));
+    host.stop_all(StopReason::Shutdown).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_orders_and_self_trade_prevention_reach_the_venue_typed() {
+    let files = Files::new();
+    let venue = TestVenue::new();
+    let host = Host::new(venue.clone(), config(&files));
+    let source = format!(
+        r#"return {{ name = "stops", on_start = function()
+            local o = orders.place {{ symbol = "BTCUSDT", side = "SELL", type = "STOP_LOSS_LIMIT", quantity = 0.5,
+                price = 90, stop_price = 91, stp = "EXPIRE_BOTH", client_id = "stop-1" }}
+            assert(o.type == "STOP_LOSS_LIMIT" and o.tif == "GTC")
+            local none, err = orders.place {{ symbol = "BTCUSDT", side = "SELL", type = "STOP_LOSS", quantity = 0.5 }}
+            local bad = pcall(orders.place, {{ symbol = "BTCUSDT", side = "SELL", type = "STOP_LOSS", quantity = 0.5,
+                stop_price = 91, stp = "SOMETIMES" }})
+            {}
+        end }}"#,
+        report(r#"(none == nil and err.code or "?") .. ":" .. tostring(bad)"#)
+    );
+    host.add(&files.write("stops.lua", &source)).await.unwrap();
+    wait_for("the report", Duration::from_secs(10), || {
+        !venue.reports("stops", "invalid_order").is_empty()
+    })
+    .await;
+    assert_eq!(venue.reports("stops", "invalid_order"), ["invalid_order:false"]);
+    let placed = venue.placed.lock().clone();
+    let (_, stop, _) = placed
+        .iter()
+        .find(|(_, r, _)| r.symbol == "BTCUSDT" && r.side == Side::Sell)
+        .unwrap();
+    assert_eq!(
+        stop.kind,
+        OrderKind::StopLossLimit {
+            price: 90.0,
+            quantity: 0.5,
+            tif: TimeInForce::Gtc,
+            trigger: StopTrigger {
+                stop_price: Some(91.0),
+                trailing_delta: None
+            }
+        }
+    );
+    assert_eq!(stop.stp, Some(SelfTradePrevention::ExpireBoth));
     host.stop_all(StopReason::Shutdown).await;
 }

@@ -338,11 +338,11 @@ async fn huge_waits_are_errors_with_file_and_line() {
             end
             {}
         end }}"#,
-        report("table.concat(results, ',')")
+        report("table.concat(results, ':')")
     );
     host.add(&files.write("waits.lua", &source)).await.unwrap();
     wait_for("the report", LONG, || !venue.all_reports("waits").is_empty()).await;
-    assert_eq!(venue.all_reports("waits"), ["err,err,err,err"]);
+    assert_eq!(venue.all_reports("waits"), ["err:err:err:err"]);
     // The report itself is an order; no market-data request went out.
     let calls = venue.calls.lock().clone();
     assert!(calls.iter().all(|c| !c.starts_with("depth")), "nothing sent: {calls:?}");

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use runner::exchange::binance::symbols::ValidOrder;
+use runner::exchange::risk::Approved;
 use runner::exchange::*;
 use runner::ledger::{BackoffState, LedgerStatus, StrategyUsage};
 use rust_decimal::Decimal;
@@ -85,8 +87,8 @@ impl TestVenue {
         self.placed
             .lock()
             .iter()
-            .filter(|(s, r, _)| s == strategy && r.client_id.as_deref().is_some_and(|c| c.starts_with(prefix)))
-            .map(|(_, r, _)| r.client_id.clone().unwrap_or_default())
+            .filter(|(s, r, _)| s == strategy && r.client_id.as_ref().is_some_and(|c| c.as_str().starts_with(prefix)))
+            .map(|(_, r, _)| r.client_id.as_ref().map(ClientOrderId::to_string).unwrap_or_default())
             .collect()
     }
 
@@ -109,13 +111,16 @@ impl TestVenue {
     pub fn order_for(&self, strategy: &str, request: &OrderRequest) -> Order {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Order {
-            client_id: request.client_id.clone().unwrap_or_else(|| format!("c{id}")),
+            client_id: request
+                .client_id
+                .as_ref()
+                .map_or_else(|| format!("c{id}"), ClientOrderId::to_string),
             symbol: request.symbol.clone(),
             side: request.side,
-            order_type: request.order_type,
-            tif: request.tif,
-            price: request.price.unwrap_or(0.0),
-            quantity: request.quantity.unwrap_or(0.0),
+            order_type: request.kind.order_type(),
+            tif: request.kind.tif(),
+            price: request.kind.price().unwrap_or(0.0),
+            quantity: request.kind.quantity().unwrap_or(0.0),
             ..order(strategy, id)
         }
     }
@@ -225,20 +230,39 @@ impl Venue for TestVenue {
             .push((ctx.strategy.to_string(), request, ctx.clone()));
         Ok(order)
     }
+    /// The symbol's real filter check.
+    fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError> {
+        let info = self
+            .symbols
+            .get(&request.symbol)
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidOrder, "unknown symbol"))?;
+        runner::exchange::binance::symbols::validate(info, request, None)
+    }
+    /// An approved order, as `place` answers it (not recorded among the placed requests).
+    async fn send(
+        &self,
+        ctx: &CallCtx,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        let valid = order.into_inner();
+        self.exchange(format!("send {}", valid.symbol())).await?;
+        let number = |d: Option<Decimal>| d.and_then(|d| d.to_string().parse().ok()).unwrap_or(0.0);
+        let mut request = OrderRequest::limit(
+            valid.symbol(),
+            valid.side(),
+            number(valid.kind().quantity()),
+            number(valid.kind().price()),
+        );
+        request.client_id = client_id;
+        Ok(self.order_for(&ctx.strategy, &request))
+    }
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.exchange(format!("cancel {symbol} {order:?}")).await?;
-        let request = OrderRequest {
-            symbol: symbol.into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: Some(1.0),
-            quote_quantity: None,
-            price: Some(1.0),
-            tif: None,
-            client_id: match order {
-                OrderRef::ClientId(c) => Some(c.clone()),
-                OrderRef::Id(_) => None,
-            },
+        let mut request = OrderRequest::limit(symbol, Side::Buy, 1.0, 1.0);
+        request.client_id = match order {
+            OrderRef::ClientId(c) => ClientOrderId::new(c.as_str()).ok(),
+            OrderRef::Id(_) => None,
         };
         let mut order = self.order_for(&ctx.strategy, &request);
         order.status = OrderStatus::Canceled;
@@ -250,16 +274,7 @@ impl Venue for TestVenue {
     }
     async fn get_order(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.exchange(format!("get_order {symbol} {order:?}")).await?;
-        let request = OrderRequest {
-            symbol: symbol.into(),
-            side: Side::Sell,
-            order_type: OrderType::Limit,
-            quantity: Some(1.0),
-            quote_quantity: None,
-            price: Some(1.0),
-            tif: Some(TimeInForce::Gtc),
-            client_id: None,
-        };
+        let request = OrderRequest::limit(symbol, Side::Sell, 1.0, 1.0);
         Ok(self.order_for(&ctx.strategy, &request))
     }
     fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order> {

@@ -3,7 +3,7 @@
 //! restart replays it to know which orders to look up.
 //!
 //! **Compaction.** Appending alone would grow the file forever, so it is rewritten to what
-//! a restart needs: the registry's current orders (see [`super::orders`]: every order
+//! a restart needs: the registry's current orders (see [`super::order_registry`]: every order
 //! not in a final state, plus a bounded window of the most recently finished ones), one
 //! `new` and at most one `update` record each. The registry compacts at open, after
 //! replay, and in the background once the file has grown past [`COMPACT_MIN_BYTES`] and
@@ -23,22 +23,20 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::journal_sync::{DiskSync, JournalSync};
-use crate::exchange::types::{OrderStatus, OrderType, Side, TimeInForce};
+use super::symbols::ValidOrder;
+use crate::exchange::types::{ClientOrderId, OrderStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum JournalRecord {
     /// Written before the order is sent (on the disk before or right after it: see `JournalSync`).
+    /// The order is the one sent, its fields flat beside these (see `symbols::ValidOrder`'s form,
+    /// which also reads the float `price` and `quantity` of journals written before it).
     New {
-        client_id: String,
+        client_id: ClientOrderId,
         strategy: String,
-        symbol: String,
-        side: Side,
-        order_type: OrderType,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tif: Option<TimeInForce>,
-        price: f64,
-        quantity: f64,
+        #[serde(flatten)]
+        order: ValidOrder,
         time: i64,
     },
     /// A state change learned from the exchange.
@@ -352,21 +350,42 @@ fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::types::{OrderKind, Side, TimeInForce};
+    use rust_decimal::Decimal;
+
+    /// The `new` records of a journal written before orders were typed (floats, 0 for none), as
+    /// one such version wrote them, read into the typed record.
+    #[test]
+    fn new_records_of_earlier_versions_still_read() {
+        let old = concat!(
+            r#"{"t":"new","client_id":"rmk3f-0","strategy":"arb","symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT","tif":"GTC","price":100.5,"quantity":0.25,"time":1}"#,
+            "\n",
+            r#"{"t":"new","client_id":"rmk3f-1","strategy":"arb","symbol":"BTCUSDT","side":"SELL","order_type":"MARKET","price":0.0,"quantity":0.001,"time":2}"#,
+        );
+        let records: Vec<JournalRecord> = old.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let JournalRecord::New { client_id, order, .. } = &records[0] else {
+            panic!("{:?}", records[0])
+        };
+        assert_eq!(client_id.as_str(), "rmk3f-0");
+        assert_eq!((order.side(), order.kind().tif()), (Side::Buy, Some(TimeInForce::Gtc)));
+        assert_eq!(order.kind().price(), Some(Decimal::new(1005, 1)));
+        let JournalRecord::New { order, .. } = &records[1] else {
+            panic!("{:?}", records[1])
+        };
+        assert!(matches!(order.kind(), OrderKind::Market { .. }));
+        assert_eq!(
+            (order.kind().price(), order.kind().quantity()),
+            (None, Some(Decimal::new(1, 3)))
+        );
+    }
 
     #[test]
     fn records_round_trip_and_torn_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
-        let new = JournalRecord::New {
-            client_id: "rA-1".into(),
-            strategy: "arb".into(),
-            symbol: "BTCUSDT".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            tif: Some(TimeInForce::Gtc),
-            price: 100.5,
-            quantity: 0.25,
-            time: 1,
-        };
+        let new: JournalRecord = serde_json::from_str(
+            r#"{"t":"new","client_id":"rA-1","strategy":"arb","symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT","tif":"GTC","price":"100.5","quantity":"0.25","time":1}"#,
+        )
+        .unwrap();
         let update = JournalRecord::Update {
             client_id: "rA-1".into(),
             id: Some(7),

@@ -10,17 +10,22 @@
 //! - [`errors`]: exchange answers → the strategy API's error codes.
 //! - [`usage`]: `rateLimits` parsing, usage headers, 429/418 classification.
 //! - [`wire`]: the exchange's JSON shapes (shared with the simulator).
-//! - [`venue`]: the `Venue` the host trades through; [`orders`], [`journal`], [`symbols`] behind it.
+//! - [`venue`]: the `Venue` the host trades through; behind it, for orders: [`symbols`] (the grid check that
+//!   makes a `ValidOrder`), [`client_ids`], [`order_wire`] (parameters out, answers in), [`order_state`] (the
+//!   status merge), [`order_registry`] (with its [`journal`]).
 //! - [`streams`], [`router`], [`book`], [`user_data`]: market data and the user-data stream.
 
 pub mod book;
+pub mod client_ids;
 pub mod errors;
 pub mod gateway;
 pub mod http;
 pub mod journal;
 pub mod journal_sync;
 pub mod kline_series;
-pub mod orders;
+pub mod order_registry;
+pub mod order_state;
+pub mod order_wire;
 pub mod per_thread;
 pub mod profile;
 pub mod rate_limits;

@@ -8,12 +8,13 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 
 use crate::exchange::grid::to_f64 as dec;
-use crate::exchange::types::{ApiError, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
+use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
 use super::errors::{CallKind, SendError};
 use super::gateway::Gateway;
+use super::order_wire::order_params;
 use super::symbols::ValidOrder;
 use super::transport::{Body, Request};
 use super::weights::Endpoint;
@@ -276,26 +277,13 @@ impl Rest<'_> {
         &self,
         ctx: &CallCtx,
         order: &ValidOrder,
-        client_id: &str,
+        client_id: &ClientOrderId,
     ) -> Result<wire::OrderAnswer, ApiError> {
-        let mut call = Request::new(Endpoint::PlaceOrder, Lane::Order)
-            .param("symbol", &order.symbol)
-            .param("side", order.side.as_str())
-            .param("type", order.order_type.as_str());
-        if let Some(tif) = order.tif {
-            call = call.param("timeInForce", tif.as_str());
-        }
-        if let Some(q) = order.quantity {
-            call = call.param("quantity", q.to_string());
-        }
-        if let Some(q) = order.quote_quantity {
-            call = call.param("quoteOrderQty", q.to_string());
-        }
-        if let Some(p) = order.price {
-            call = call.param("price", p.to_string());
+        let mut call = Request::new(Endpoint::PlaceOrder, Lane::Order);
+        for (name, value) in order_params(order, client_id) {
+            call = call.param(name, value);
         }
         let call = call
-            .param("newClientOrderId", client_id)
             .param("newOrderRespType", "FULL")
             .signed()
             .free_on_success()

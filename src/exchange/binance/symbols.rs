@@ -6,9 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::exchange::grid::{self, GridError};
-use crate::exchange::types::{ApiError, ErrorCode, OrderRequest, OrderType, Side, SymbolInfo, TimeInForce};
+use crate::exchange::types::{
+    ApiError, ErrorCode, OrderField, OrderFields, OrderKind, OrderRequest, OrderType, SelfTradePrevention, Side,
+    SymbolInfo, TimeInForce,
+};
 
 use super::wire::{Filter, SymbolEntry};
 
@@ -121,16 +125,161 @@ impl SymbolTable {
     }
 }
 
-/// An order that passed every local check: exact decimals on the grid.
-#[derive(Debug, Clone, PartialEq)]
+/// An order that passed every local check: its kind exactly on the symbol's grid, in the decimals
+/// that go on the wire. Only [`validate`] builds one (and the journal's replay of one it built).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "OrderForm", into = "OrderForm")]
 pub struct ValidOrder {
-    pub symbol: String,
-    pub side: Side,
-    pub order_type: OrderType,
-    pub tif: Option<TimeInForce>,
-    pub quantity: Option<Decimal>,
-    pub quote_quantity: Option<Decimal>,
-    pub price: Option<Decimal>,
+    symbol: String,
+    side: Side,
+    kind: OrderKind<Decimal>,
+    stp: Option<SelfTradePrevention>,
+}
+
+impl ValidOrder {
+    pub fn symbol(&self) -> &str {
+        &self.symbol
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn kind(&self) -> &OrderKind<Decimal> {
+        &self.kind
+    }
+
+    pub fn stp(&self) -> Option<SelfTradePrevention> {
+        self.stp
+    }
+
+    /// The order's value in its quote asset when its kind says it: the quote amount of a MARKET
+    /// order, else price × quantity (a stop order without a limit price trades at about its stop
+    /// price); `None` for a MARKET order by base quantity and a trailing stop without a stop price.
+    pub fn notional(&self) -> Option<Decimal> {
+        let fields = self.kind.fields();
+        if let Some(quote) = fields.quote_quantity {
+            return Some(quote);
+        }
+        Some(fields.price.or(fields.stop_price)? * fields.quantity?)
+    }
+}
+
+/// How the order journal writes a [`ValidOrder`]: flat fields, decimals as strings. It reads the
+/// journals of earlier versions too, whose `new` records held `price` and `quantity` as JSON
+/// numbers, with 0 for "none" (a MARKET order's price, a MARKET-by-quote order's quantity).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OrderForm {
+    symbol: String,
+    side: Side,
+    order_type: OrderType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tif: Option<TimeInForce>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact")]
+    price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact")]
+    quantity: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact")]
+    quote_quantity: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "exact")]
+    stop_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trailing_delta: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stp: Option<SelfTradePrevention>,
+}
+
+impl From<ValidOrder> for OrderForm {
+    fn from(order: ValidOrder) -> OrderForm {
+        let fields = order.kind.fields();
+        OrderForm {
+            symbol: order.symbol,
+            side: order.side,
+            order_type: order.kind.order_type(),
+            tif: fields.tif,
+            price: fields.price,
+            quantity: fields.quantity,
+            quote_quantity: fields.quote_quantity,
+            stop_price: fields.stop_price,
+            trailing_delta: fields.trailing_delta,
+            stp: order.stp,
+        }
+    }
+}
+
+impl TryFrom<OrderForm> for ValidOrder {
+    type Error = String;
+    fn try_from(form: OrderForm) -> Result<ValidOrder, String> {
+        let priced = matches!(
+            form.order_type,
+            OrderType::Limit | OrderType::LimitMaker | OrderType::StopLossLimit | OrderType::TakeProfitLimit
+        );
+        // An earlier version's "no price": 0.
+        let price = form.price.filter(|p| priced || !p.is_zero());
+        let fields = OrderFields {
+            price,
+            quantity: form.quantity,
+            quote_quantity: form.quote_quantity,
+            tif: form.tif,
+            stop_price: form.stop_price,
+            trailing_delta: form.trailing_delta,
+        };
+        Ok(ValidOrder {
+            kind: OrderKind::from_fields(form.order_type, fields)?,
+            symbol: form.symbol,
+            side: form.side,
+            stp: form.stp,
+        })
+    }
+}
+
+/// An optional decimal written as a string, read from a string or (earlier journals) a number.
+mod exact {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_str(&d.to_string()),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
+        struct Exact;
+        impl<'de> Visitor<'de> for Exact {
+            type Value = Option<Decimal>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a decimal as a string or a number")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(Exact)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Decimal::from_str(s).map(Some).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                // The shortest text that reads back as `v`: what the strategy wrote, on its grid.
+                Decimal::from_str(&v.to_string()).map(Some).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Some(Decimal::from(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Some(Decimal::from(v)))
+            }
+        }
+        deserializer.deserialize_any(Exact)
+    }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -141,7 +290,7 @@ fn grid_error(error: GridError) -> ApiError {
     invalid(error.to_string())
 }
 
-/// Checks `request` against `info`'s filters and converts it exactly.
+/// Checks `request` against `info`'s filters and puts its numbers exactly on the grid.
 /// `reference_price` (e.g. the latest mid) lets MARKET orders be checked against NOTIONAL.
 pub fn validate(
     info: &SymbolInfo,
@@ -154,21 +303,16 @@ pub fn validate(
             info.symbol, info.status
         )));
     }
-    let market = request.order_type == OrderType::Market;
-    let quantity = match request.quantity {
-        Some(q) => {
-            // MARKET orders must satisfy MARKET_LOT_SIZE as well as LOT_SIZE (zero fields disable a rule).
-            let step = if market && !info.market_step_size.is_zero() {
-                info.market_step_size
-            } else {
-                info.step_size
-            };
-            let filter = if market && !info.market_step_size.is_zero() {
-                "MARKET_LOT_SIZE"
-            } else {
-                "LOT_SIZE"
-            };
-            let q = grid::snap(filter, "quantity", q, step).map_err(grid_error)?;
+    let market = request.kind.order_type() == OrderType::Market;
+    // MARKET orders must satisfy MARKET_LOT_SIZE as well as LOT_SIZE (zero fields disable a rule).
+    let (step, step_filter) = if market && !info.market_step_size.is_zero() {
+        (info.market_step_size, "MARKET_LOT_SIZE")
+    } else {
+        (info.step_size, "LOT_SIZE")
+    };
+    let kind = request.kind.try_map(|field, value| match field {
+        OrderField::Quantity => {
+            let q = grid::snap(step_filter, "quantity", value, step).map_err(grid_error)?;
             grid::check_range("LOT_SIZE", "quantity", q, info.min_qty, info.max_qty).map_err(grid_error)?;
             if market {
                 grid::check_range(
@@ -180,40 +324,32 @@ pub fn validate(
                 )
                 .map_err(grid_error)?;
             }
-            Some(q)
+            Ok(q)
         }
-        None => None,
-    };
-    let quote_quantity = match (request.quote_quantity, market) {
-        (Some(_), false) => return Err(invalid("quote_quantity is only allowed on MARKET orders")),
-        (Some(qq), true) => {
+        OrderField::QuoteQuantity => {
             let step = Decimal::new(1, info.quote_precision.min(28));
-            Some(grid::snap("quote precision", "quote_quantity", qq, step).map_err(grid_error)?)
+            grid::snap("quote precision", "quote_quantity", value, step).map_err(grid_error)
         }
-        (None, _) => None,
-    };
-    match (market, quantity.is_some(), quote_quantity.is_some()) {
-        (true, true, true) => return Err(invalid("give either quantity or quote_quantity, not both")),
-        (true, false, false) => return Err(invalid("a MARKET order needs quantity or quote_quantity")),
-        (false, false, _) => return Err(invalid(format!("a {} order needs a quantity", request.order_type))),
-        _ => {}
-    }
-    let price = match (market, request.price) {
-        (true, Some(_)) => return Err(invalid("a MARKET order takes no price")),
-        (true, None) => None,
-        (false, None) => return Err(invalid(format!("a {} order needs a price", request.order_type))),
-        (false, Some(p)) => {
-            let p = grid::snap("PRICE_FILTER", "price", p, info.tick_size).map_err(grid_error)?;
-            grid::check_range("PRICE_FILTER", "price", p, info.min_price, info.max_price).map_err(grid_error)?;
-            Some(p)
+        OrderField::Price | OrderField::StopPrice => {
+            let what = if field == OrderField::Price {
+                "price"
+            } else {
+                "stop_price"
+            };
+            let p = grid::snap("PRICE_FILTER", what, value, info.tick_size).map_err(grid_error)?;
+            grid::check_range("PRICE_FILTER", what, p, info.min_price, info.max_price).map_err(grid_error)?;
+            Ok(p)
         }
+    })?;
+    let order = ValidOrder {
+        symbol: info.symbol.clone(),
+        side: request.side,
+        kind,
+        stp: request.stp,
     };
-    let notional = match (price, quantity, quote_quantity) {
-        (Some(p), Some(q), _) => Some(p * q),
-        (None, _, Some(qq)) => Some(qq),
-        (None, Some(q), None) => reference_price.map(|p| p * q),
-        _ => None,
-    };
+    let notional = order
+        .notional()
+        .or_else(|| Some(reference_price? * order.kind.quantity()?));
     if let Some(value) = notional {
         let min = if !market || info.apply_min_to_market {
             info.min_notional
@@ -227,32 +363,13 @@ pub fn validate(
         };
         grid::check_range("NOTIONAL", "notional (price × quantity)", value, min, max).map_err(grid_error)?;
     }
-    let tif = match request.order_type {
-        OrderType::Limit => Some(request.tif.unwrap_or(TimeInForce::Gtc)),
-        OrderType::Market | OrderType::LimitMaker => {
-            if request.tif.is_some() {
-                return Err(invalid(format!(
-                    "a {} order takes no time in force",
-                    request.order_type
-                )));
-            }
-            None
-        }
-    };
-    Ok(ValidOrder {
-        symbol: info.symbol.clone(),
-        side: request.side,
-        order_type: request.order_type,
-        tif,
-        quantity,
-        quote_quantity,
-        price,
-    })
+    Ok(order)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::types::{MarketAmount, StopTrigger};
     use std::str::FromStr;
 
     fn d(s: &str) -> Decimal {
@@ -291,9 +408,9 @@ mod tests {
     #[test]
     fn limit_orders_convert_exactly_with_gtc_default() {
         let order = validate(&btcusdt(), &limit(0.1 + 0.2, 50_000.1), None).unwrap();
-        assert_eq!(order.quantity.unwrap().to_string(), "0.3");
-        assert_eq!(order.price.unwrap().to_string(), "50000.1");
-        assert_eq!(order.tif, Some(TimeInForce::Gtc));
+        assert_eq!(order.kind().quantity().unwrap().to_string(), "0.3");
+        assert_eq!(order.kind().price().unwrap().to_string(), "50000.1");
+        assert_eq!(order.kind().tif(), Some(TimeInForce::Gtc));
     }
 
     #[test]
@@ -318,22 +435,80 @@ mod tests {
     #[test]
     fn market_orders_use_market_lot_size_and_reference_price() {
         let info = btcusdt();
-        let mut request = limit(200.0, 1.0);
-        request.order_type = OrderType::Market;
-        request.price = None;
-        let err = validate(&info, &request, None).unwrap_err();
+        let market = |amount| OrderRequest::market("BTCUSDT", Side::Buy, amount);
+        let err = validate(&info, &market(MarketAmount::Base(200.0)), None).unwrap_err();
         assert!(err.message.contains("MARKET_LOT_SIZE"), "{}", err.message);
-        request.quantity = Some(0.0001);
-        assert!(validate(&info, &request, Some(d("100")))
+        let small = market(MarketAmount::Base(0.0001));
+        assert!(validate(&info, &small, Some(d("100")))
             .unwrap_err()
             .message
             .contains("NOTIONAL"));
-        let ok = validate(&info, &request, Some(d("60000"))).unwrap();
-        assert_eq!((ok.tif, ok.price), (None, None));
-        request.quote_quantity = Some(10.0);
-        assert!(
-            validate(&info, &request, None).is_err(),
-            "both quantity and quote_quantity"
+        let ok = validate(&info, &small, Some(d("60000"))).unwrap();
+        assert_eq!((ok.kind().tif(), ok.kind().price()), (None, None));
+        let by_quote = validate(&info, &market(MarketAmount::Quote(10.123456789)), None).unwrap();
+        assert_eq!(
+            *by_quote.kind(),
+            OrderKind::Market {
+                amount: MarketAmount::Quote(d("10.12345679"))
+            }
         );
+    }
+
+    #[test]
+    fn stop_orders_put_their_stop_price_on_the_grid() {
+        let info = btcusdt();
+        let request = OrderRequest::new(
+            "BTCUSDT",
+            Side::Sell,
+            OrderKind::StopLossLimit {
+                price: 99.5,
+                quantity: 0.1,
+                tif: TimeInForce::Gtc,
+                trigger: StopTrigger {
+                    stop_price: Some(100.0 + 1e-12),
+                    trailing_delta: None,
+                },
+            },
+        );
+        let order = validate(&info, &request, None).unwrap();
+        assert_eq!(order.kind().fields().stop_price, Some(d("100")));
+        let off_grid = OrderRequest {
+            kind: OrderKind::StopLoss {
+                quantity: 0.1,
+                trigger: StopTrigger {
+                    stop_price: Some(100.005),
+                    trailing_delta: None,
+                },
+            },
+            ..request
+        };
+        let err = validate(&info, &off_grid, None).unwrap_err();
+        assert!(err.message.contains("stop_price"), "{}", err.message);
+    }
+
+    /// A `new` record of the journal as versions before typed orders wrote it: numbers, 0 for none.
+    #[test]
+    fn the_journal_form_reads_earlier_float_records() {
+        let old_limit: ValidOrder = serde_json::from_str(
+            r#"{"symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT","tif":"GTC","price":50000.1,"quantity":0.3}"#,
+        )
+        .unwrap();
+        assert_eq!(old_limit.kind().price(), Some(d("50000.1")));
+        assert_eq!(old_limit.kind().quantity(), Some(d("0.3")));
+        let market: ValidOrder = serde_json::from_str(
+            r#"{"symbol":"BTCUSDT","side":"SELL","order_type":"MARKET","price":0.0,"quantity":0.25}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            *market.kind(),
+            OrderKind::Market {
+                amount: MarketAmount::Base(d("0.25"))
+            }
+        );
+        // And what is written now reads back the same.
+        let order = validate(&btcusdt(), &limit(0.3, 50_000.1), None).unwrap();
+        let text = serde_json::to_string(&order).unwrap();
+        assert!(text.contains(r#""price":"50000.1""#), "{text}");
+        assert_eq!(serde_json::from_str::<ValidOrder>(&text).unwrap(), order);
     }
 }

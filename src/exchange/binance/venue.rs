@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::Decimal;
 
 use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
 use crate::exchange::grid::to_f64;
 use crate::exchange::market_cache::MarketCache;
+use crate::exchange::risk::Approved;
 use crate::exchange::types::{
-    ApiError, Balance, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote, StrategyId,
-    SymbolInfo, Ticker, Trade,
+    ApiError, Balance, ClientOrderId, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote,
+    StrategyId, SymbolInfo, Ticker, Trade,
 };
 use crate::exchange::{
     CallCtx, EventSink, Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source, StreamKey, Venue,
@@ -29,12 +30,13 @@ use super::errors::ClientError;
 use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
 use super::journal::{self, Journal};
 use super::journal_sync::JournalSync;
-use super::orders::{NewOrder, OrderRegistry, OrderUpdate};
+use super::order_registry::OrderRegistry;
+use super::order_state::OrderUpdate;
 use super::profile::Profile;
 use super::rest::{Rest, RetryPolicy};
 use super::router::Router;
 use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
-use super::symbols::{self, SymbolTable};
+use super::symbols::{self, SymbolTable, ValidOrder};
 use super::usage;
 use super::user_data::{self, UserDataHandler};
 use super::weights::Endpoint;
@@ -734,39 +736,36 @@ impl Venue for BinanceVenue {
         self.market.savings()
     }
 
-    async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
+    fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError> {
         let info = self.info(&request.symbol)?;
         let reference = self
             .router
             .quote(&request.symbol)
             .and_then(|q| Decimal::from_f64((q.bid + q.ask) / 2.0));
-        let valid = symbols::validate(info, &request, reference)?;
-        let client_id = request
-            .client_id
-            .clone()
-            .unwrap_or_else(|| self.registry.mint_client_id());
-        let to_f64 = |d: Option<Decimal>| d.and_then(|d| d.to_f64()).unwrap_or(0.0);
+        symbols::validate(info, request, reference)
+    }
+
+    async fn send(
+        &self,
+        ctx: &CallCtx,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        let valid = order.into_inner();
+        let client_id = client_id.unwrap_or_else(|| self.registry.mint_client_id());
         // Held until the exchange has answered: the journal syncs the record after the send.
-        let _registered = self.registry.register(&NewOrder {
-            strategy: Arc::clone(&ctx.strategy),
-            client_id: client_id.clone(),
-            symbol: valid.symbol.clone(),
-            side: valid.side,
-            order_type: valid.order_type,
-            tif: valid.tif,
-            price: to_f64(valid.price),
-            quantity: to_f64(valid.quantity),
-            time: self.gateway.now_ms(),
-        })?;
+        let _registered = self
+            .registry
+            .register(&ctx.strategy, &client_id, &valid, self.gateway.now_ms())?;
         match self.rest().place_order(ctx, &valid, &client_id).await {
             Ok(wire) => {
                 self.apply_answer(&wire);
                 self.registry
-                    .get(&client_id)
+                    .get(client_id.as_str())
                     .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
             }
             Err(mut error) if error.code == ErrorCode::UnknownStatus => {
-                self.spawn_lookup(client_id.clone());
+                self.spawn_lookup(client_id.to_string());
                 error.message = format!("order {client_id} is PENDING: {}", error.message);
                 Err(error)
             }
@@ -781,12 +780,12 @@ impl Venue for BinanceVenue {
                         | ErrorCode::Unavailable
                 ) || error.exchange_code.is_none() =>
             {
-                self.registry.unsent(&client_id, error.code.as_str());
+                self.registry.unsent(client_id.as_str(), error.code.as_str());
                 Err(error)
             }
             Err(error) => {
                 self.apply(&OrderUpdate::rejected(
-                    client_id.clone(),
+                    client_id.to_string(),
                     error.message.clone(),
                     self.gateway.now_ms(),
                 ));

@@ -8,7 +8,10 @@ use mlua::{Lua, Table, Value};
 
 use super::convert::{self, order_table, FieldKeys};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
-use crate::exchange::{CallCtx, ErrorCode, OrderRef, OrderRequest, OrderType, Side, TimeInForce};
+use crate::exchange::{
+    ApiError, CallCtx, ClientOrderId, ErrorCode, OrderFields, OrderKind, OrderRef, OrderRequest, OrderType,
+    SelfTradePrevention, Side, TimeInForce,
+};
 use crate::host::spec::suggest;
 
 const PLACE_FIELDS: &[&str] = &[
@@ -20,6 +23,9 @@ const PLACE_FIELDS: &[&str] = &[
     "price",
     "tif",
     "client_id",
+    "stop_price",
+    "trailing_delta",
+    "stp",
     "wait_ms",
 ];
 
@@ -44,7 +50,11 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
             move |venue, call, request| {
                 let stats = stats.clone();
                 async move {
-                    let result = venue.place(&call, request).await;
+                    // A malformed order is refused here, as the venue refuses an off-grid one: nothing is sent.
+                    let result = match request {
+                        Ok(request) => venue.place(&call, request).await,
+                        Err(error) => Err(error),
+                    };
                     match &result {
                         Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
                         Err(err) if err.code == ErrorCode::Rejected => {
@@ -137,7 +147,7 @@ fn parse_request(
     ctx: &ApiCtx,
     fields: &FieldKeys,
     spec: &Table,
-) -> mlua::Result<(OrderRequest, Option<Duration>)> {
+) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
     const FUNC: &str = "orders.place";
     if let Some(name) = fields.unknown_key(spec)? {
         let hint = suggest(&name, PLACE_FIELDS.iter().copied())
@@ -181,7 +191,10 @@ fn parse_request(
     let order_type = OrderType::parse(&kind).ok_or_else(|| {
         usage(
             lua,
-            format!("{FUNC}: type must be \"LIMIT\", \"MARKET\" or \"LIMIT_MAKER\", got \"{kind}\""),
+            format!(
+                "{FUNC}: type must be \"LIMIT\", \"MARKET\", \"LIMIT_MAKER\", \"STOP_LOSS\", \"STOP_LOSS_LIMIT\", \
+                 \"TAKE_PROFIT\" or \"TAKE_PROFIT_LIMIT\", got \"{kind}\""
+            ),
         )
     })?;
     let tif = match text("tif")? {
@@ -191,19 +204,53 @@ fn parse_request(
                 format!("{FUNC}: tif must be \"GTC\", \"IOC\" or \"FOK\", got \"{tif}\""),
             )
         })?),
-        None if order_type == OrderType::Limit => Some(TimeInForce::Gtc),
         None => None,
     };
-    let request = OrderRequest {
-        symbol,
-        side,
-        order_type,
+    let order_fields = OrderFields {
+        price: amount("price")?,
         quantity: amount("quantity")?,
         quote_quantity: amount("quote_quantity")?,
-        price: amount("price")?,
         tif,
-        client_id: text("client_id")?,
+        stop_price: amount("stop_price")?,
+        trailing_delta: match fields.get(spec, "trailing_delta")? {
+            Value::Nil => None,
+            Value::Integer(i) if i > 0 && i <= i64::from(u32::MAX) => Some(i as u32),
+            Value::Number(n) if n > 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => Some(n as u32),
+            other => {
+                return Err(usage(
+                    lua,
+                    format!(
+                        "{FUNC}: trailing_delta must be a whole number of basis points above 0, got {}",
+                        crate::host::api::lua_type(&other)
+                    ),
+                ))
+            }
+        },
     };
+    let stp = match text("stp")? {
+        Some(mode) => Some(SelfTradePrevention::parse(&mode).ok_or_else(|| {
+            usage(
+                lua,
+                format!(
+                    "{FUNC}: stp must be \"NONE\", \"EXPIRE_TAKER\", \"EXPIRE_MAKER\", \"EXPIRE_BOTH\" or \
+                     \"DECREMENT\", got \"{mode}\""
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let client_id = text("client_id")?;
+    let request = (|| {
+        let kind = OrderKind::from_fields(order_type, order_fields).map_err(invalid)?;
+        let mut request = OrderRequest::new(&symbol, side, kind);
+        request.client_id = client_id.map(ClientOrderId::new).transpose()?;
+        request.stp = stp;
+        Ok(request)
+    })();
     let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
     Ok((request, wait))
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::new(ErrorCode::InvalidOrder, message)
 }

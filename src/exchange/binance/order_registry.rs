@@ -1,6 +1,5 @@
-//! The order registry: every order keyed by client order id with its owning
-//! strategy, a state machine that never regresses, client-id minting, and the
-//! journal that makes both survive restarts.
+//! The order registry: every order keyed by client order id with its owning strategy, its
+//! state merged by [`super::order_state`], and the journal that makes both survive restarts.
 //!
 //! Finished orders (FILLED, CANCELED, REJECTED, EXPIRED) are kept only in a bounded
 //! window of the most recently finished ([`RECENT_FINISHED_ORDERS`]), in memory and in
@@ -11,7 +10,6 @@
 //! always kept: a restart must look each of them up.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -19,179 +17,24 @@ use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::exchange::types::{
-    ApiError, ErrorCode, Order, OrderRef, OrderStatus, OrderType, Side, StrategyId, TimeInForce,
-};
+use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Order, OrderRef, OrderStatus, StrategyId};
 
+use super::client_ids::ClientIds;
 use super::journal::{Journal, JournalRecord};
-use super::wire::{ExecutionReport, OrderAnswer};
-
-/// Binance's rule for client order ids: `^[\.A-Z\:/a-z0-9_-]{1,36}$`.
-pub fn is_valid_client_id(id: &str) -> bool {
-    (1..=36).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'/' | b'_' | b'-'))
-}
-
-/// A state change of an order, from any source (REST answer, user stream, lookup).
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderUpdate {
-    pub client_id: String,
-    pub id: Option<u64>,
-    /// `None` for transitional exchange states (e.g. PENDING_CANCEL) that change no status.
-    pub status: Option<OrderStatus>,
-    pub filled_qty: f64,
-    pub filled_quote: f64,
-    pub last_fill_qty: f64,
-    pub last_fill_price: f64,
-    pub last_commission: f64,
-    pub commission_asset: Option<String>,
-    pub reject_reason: Option<String>,
-    pub update_time: i64,
-}
-
-fn f(d: Decimal) -> f64 {
-    d.to_f64().unwrap_or(f64::NAN)
-}
-
-/// The exchange's status spelling, with its extra states folded in.
-pub fn parse_status(s: &str) -> Option<OrderStatus> {
-    match s {
-        "EXPIRED_IN_MATCH" => Some(OrderStatus::Expired),
-        "PENDING_NEW" => Some(OrderStatus::Pending),
-        other => OrderStatus::parse(other),
-    }
-}
-
-impl OrderUpdate {
-    /// A final REJECTED state, with nothing filled.
-    pub fn rejected(client_id: String, reason: String, update_time: i64) -> Self {
-        OrderUpdate {
-            client_id,
-            id: None,
-            status: Some(OrderStatus::Rejected),
-            filled_qty: 0.0,
-            filled_quote: 0.0,
-            last_fill_qty: 0.0,
-            last_fill_price: 0.0,
-            last_commission: 0.0,
-            commission_asset: None,
-            reject_reason: Some(reason),
-            update_time,
-        }
-    }
-
-    /// From an order answer (`POST`, `GET` or `DELETE /api/v3/order`, or the WebSocket API's).
-    /// `None` when the answer does not say how much filled: the order must be looked up.
-    pub fn from_answer(answer: &OrderAnswer, now_ms: i64) -> Option<Self> {
-        let (executed, quote) = answer.fill()?;
-        // On a cancel answer the order's own id is in origClientOrderId.
-        let client_id = answer
-            .orig_client_order_id
-            .clone()
-            .unwrap_or_else(|| answer.client_order_id.clone());
-        let last = answer.fills.last();
-        Some(OrderUpdate {
-            client_id,
-            id: Some(answer.order_id),
-            status: parse_status(&answer.status),
-            filled_qty: f(executed),
-            filled_quote: f(quote),
-            last_fill_qty: last.map_or(0.0, |fill| f(fill.qty)),
-            last_fill_price: last.map_or(0.0, |fill| f(fill.price)),
-            last_commission: answer.fills.iter().map(|fill| f(fill.commission)).sum(),
-            commission_asset: last.map(|fill| fill.commission_asset.clone()),
-            reject_reason: None,
-            update_time: answer.update_time.or(answer.transact_time).unwrap_or(now_ms),
-        })
-    }
-
-    /// From a user-stream `executionReport`.
-    pub fn from_report(report: &ExecutionReport) -> Self {
-        // A cancel report carries the cancel request's id in `c` and the order's in `C`.
-        let client_id = if report.orig_client_id.is_empty() {
-            report.c.clone()
-        } else {
-            report.orig_client_id.clone()
-        };
-        OrderUpdate {
-            client_id,
-            id: Some(report.i),
-            status: parse_status(&report.status),
-            filled_qty: f(report.z),
-            filled_quote: f(report.cum_quote),
-            last_fill_qty: f(report.l),
-            last_fill_price: f(report.last_price),
-            last_commission: f(report.n),
-            commission_asset: report.commission_asset.clone(),
-            reject_reason: (report.r != "NONE" && !report.r.is_empty()).then(|| report.r.clone()),
-            update_time: report.transaction_time,
-        }
-    }
-}
-
-fn rank(status: OrderStatus) -> u8 {
-    match status {
-        OrderStatus::Pending => 0,
-        OrderStatus::New => 1,
-        OrderStatus::PartiallyFilled => 2,
-        _ => 3,
-    }
-}
-
-/// The result of applying an update that changed something.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
-    pub order: Order,
-    /// The order's first fill: the exchange lowered the unfilled-order count.
-    pub first_fill: bool,
-}
-
-/// Applies `update` to `order`; `None` when it changes nothing or would regress.
-pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
-    if order.status.is_final() || update.filled_qty < order.filled_qty {
-        return None;
-    }
-    let status = update.status.unwrap_or(order.status);
-    if rank(status) < rank(order.status) {
-        return None;
-    }
-    let changed =
-        status != order.status || update.filled_qty > order.filled_qty || (order.id.is_none() && update.id.is_some());
-    if !changed {
-        return None;
-    }
-    let first_fill = order.filled_qty <= 0.0 && update.filled_qty > 0.0;
-    if update.filled_qty > order.filled_qty {
-        order.last_fill_qty = update.last_fill_qty;
-        order.last_fill_price = update.last_fill_price;
-        order.last_commission = update.last_commission;
-        if update.commission_asset.is_some() {
-            order.commission_asset.clone_from(&update.commission_asset);
-        }
-    }
-    order.status = status;
-    order.id = order.id.or(update.id);
-    order.filled_qty = update.filled_qty;
-    order.filled_quote = update.filled_quote;
-    order.avg_price = if update.filled_qty > 0.0 {
-        update.filled_quote / update.filled_qty
-    } else {
-        0.0
-    };
-    if update.reject_reason.is_some() {
-        order.reject_reason.clone_from(&update.reject_reason);
-    }
-    order.update_time = update.update_time;
-    Some(first_fill)
-}
+use super::order_state::{merge, Applied, OrderUpdate};
+use super::symbols::ValidOrder;
 
 /// How many finished orders the registry (and so the journal) keeps.
 pub const RECENT_FINISHED_ORDERS: usize = 10_000;
 
+/// An order and what was placed: the view strategies see, and the grid-exact order the journal keeps.
+struct Tracked {
+    order: Order,
+    placed: ValidOrder,
+}
+
 struct State {
-    orders: HashMap<String, Order>,
+    orders: HashMap<String, Tracked>,
     by_exchange_id: HashMap<u64, String>,
     /// Client ids of finished orders, oldest first.
     finished: VecDeque<String>,
@@ -210,7 +53,7 @@ impl State {
 
     /// Applies `update` to a known order; the order when something changed.
     fn merge(&mut self, update: &OrderUpdate) -> Option<Applied> {
-        let order = self.orders.get_mut(&update.client_id)?;
+        let order = &mut self.orders.get_mut(&update.client_id)?.order;
         let first_fill = merge(order, update)?;
         let order = order.clone();
         if let Some(id) = order.id {
@@ -228,9 +71,9 @@ impl State {
         while self.finished.len() > self.recent_finished {
             let Some(oldest) = self.finished.pop_front() else { break };
             // A re-used id may name a newer order that is not final: keep that one.
-            if self.orders.get(&oldest).is_some_and(|o| o.status.is_final()) {
-                if let Some(order) = self.orders.remove(&oldest) {
-                    if let Some(id) = order.id {
+            if self.orders.get(&oldest).is_some_and(|o| o.order.status.is_final()) {
+                if let Some(tracked) = self.orders.remove(&oldest) {
+                    if let Some(id) = tracked.order.id {
                         if self.by_exchange_id.get(&id) == Some(&oldest) {
                             self.by_exchange_id.remove(&id);
                         }
@@ -244,11 +87,16 @@ impl State {
     /// finished (so replay keeps the same window), then every order not final.
     fn snapshot(&self) -> Vec<JournalRecord> {
         let finished = self.finished.iter().filter_map(|id| self.orders.get(id));
-        let mut unresolved: Vec<&Order> = self.orders.values().filter(|o| !o.status.is_final()).collect();
-        unresolved.sort_by(|a, b| (a.time, &a.client_id).cmp(&(b.time, &b.client_id)));
+        let mut unresolved: Vec<&Tracked> = self.orders.values().filter(|t| !t.order.status.is_final()).collect();
+        unresolved.sort_by(|a, b| (a.order.time, &a.order.client_id).cmp(&(b.order.time, &b.order.client_id)));
         let mut records = Vec::new();
-        for order in finished.chain(unresolved) {
-            records.push(new_record(order));
+        for tracked in finished.chain(unresolved) {
+            let order = &tracked.order;
+            match ClientOrderId::new(order.client_id.as_str()) {
+                Ok(client_id) => records.push(new_record(&order.strategy, client_id, &tracked.placed, order.time)),
+                // Registered ids are valid; nothing else gets in.
+                Err(e) => tracing::error!("not journaled: {e}"),
+            }
             if order.status != OrderStatus::Pending || order.id.is_some() || order.filled_qty > 0.0 {
                 records.push(update_record(order));
             }
@@ -258,17 +106,12 @@ impl State {
 }
 
 /// The record written before an order is sent.
-fn new_record(order: &Order) -> JournalRecord {
+fn new_record(strategy: &StrategyId, client_id: ClientOrderId, placed: &ValidOrder, time: i64) -> JournalRecord {
     JournalRecord::New {
-        client_id: order.client_id.clone(),
-        strategy: order.strategy.to_string(),
-        symbol: order.symbol.clone(),
-        side: order.side,
-        order_type: order.order_type,
-        tif: order.tif,
-        price: order.price,
-        quantity: order.quantity,
-        time: order.time,
+        client_id,
+        strategy: strategy.to_string(),
+        order: placed.clone(),
+        time,
     }
 }
 
@@ -285,45 +128,34 @@ fn update_record(order: &Order) -> JournalRecord {
     }
 }
 
-/// What a new order is, before the exchange has seen it.
-#[derive(Debug, Clone)]
-pub struct NewOrder {
-    pub strategy: StrategyId,
-    pub client_id: String,
-    pub symbol: String,
-    pub side: Side,
-    pub order_type: OrderType,
-    pub tif: Option<TimeInForce>,
-    pub price: f64,
-    pub quantity: f64,
-    pub time: i64,
+fn decimal(value: Option<Decimal>) -> f64 {
+    value.and_then(|d| d.to_f64()).unwrap_or(0.0)
 }
 
-impl NewOrder {
-    /// The order as it stands before the exchange has answered.
-    fn pending(&self) -> Order {
-        Order {
-            strategy: Arc::clone(&self.strategy),
-            id: None,
-            client_id: self.client_id.clone(),
-            symbol: self.symbol.clone(),
-            side: self.side,
-            order_type: self.order_type,
-            tif: self.tif,
-            status: OrderStatus::Pending,
-            price: self.price,
-            quantity: self.quantity,
-            filled_qty: 0.0,
-            filled_quote: 0.0,
-            avg_price: 0.0,
-            last_fill_qty: 0.0,
-            last_fill_price: 0.0,
-            last_commission: 0.0,
-            commission_asset: None,
-            reject_reason: None,
-            time: self.time,
-            update_time: self.time,
-        }
+/// `placed` as strategies see it before the exchange has answered.
+fn pending(strategy: StrategyId, client_id: &ClientOrderId, placed: &ValidOrder, time: i64) -> Order {
+    let fields = placed.kind().fields();
+    Order {
+        strategy,
+        id: None,
+        client_id: client_id.to_string(),
+        symbol: placed.symbol().to_string(),
+        side: placed.side(),
+        order_type: placed.kind().order_type(),
+        tif: fields.tif,
+        status: OrderStatus::Pending,
+        price: decimal(fields.price),
+        quantity: decimal(fields.quantity),
+        filled_qty: 0.0,
+        filled_quote: 0.0,
+        avg_price: 0.0,
+        last_fill_qty: 0.0,
+        last_fill_price: 0.0,
+        last_commission: 0.0,
+        commission_asset: None,
+        reject_reason: None,
+        time,
+        update_time: time,
     }
 }
 
@@ -347,8 +179,7 @@ pub struct OrderRegistry {
     journal: Option<Arc<Journal>>,
     /// The background compaction last started.
     compaction: Mutex<Option<JoinHandle<()>>>,
-    id_prefix: String,
-    counter: AtomicU64,
+    client_ids: ClientIds,
 }
 
 impl OrderRegistry {
@@ -375,54 +206,52 @@ impl OrderRegistry {
             }
             Arc::new(journal)
         });
-        let salt: u16 = rand::random();
         OrderRegistry {
             state: Mutex::new(state),
             journal,
             compaction: Mutex::new(None),
-            id_prefix: format!("r{}{}", base36(start_ms.max(0) as u64), base36(u64::from(salt))),
-            counter: AtomicU64::new(0),
+            client_ids: ClientIds::new(start_ms),
         }
     }
 
-    /// A fresh client order id: the process prefix plus a counter (≤ 36 chars, valid charset).
-    pub fn mint_client_id(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{}", self.id_prefix, base36(n))
+    /// A fresh client order id, never one of an earlier run's.
+    pub fn mint_client_id(&self) -> ClientOrderId {
+        self.client_ids.mint()
     }
 
     /// Records a new order as PENDING and journals it before returning (written, and on the disk if the
     /// journal's policy says so: see `JournalSync`). Hold the result until the order is sent: its
     /// record's disk sync starts when it is dropped.
     /// A client id already known is refused: the exchange would reject or, worse, confuse it.
-    pub fn register(&self, new: &NewOrder) -> Result<Registered, ApiError> {
-        if !is_valid_client_id(&new.client_id) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidOrder,
-                format!(
-                    "client_id {:?} must be 1-36 characters of A-Z a-z 0-9 . : / _ -",
-                    new.client_id
-                ),
-            ));
-        }
-        let order = new.pending();
+    pub fn register(
+        &self,
+        strategy: &StrategyId,
+        client_id: &ClientOrderId,
+        placed: &ValidOrder,
+        time: i64,
+    ) -> Result<Registered, ApiError> {
+        let order = pending(Arc::clone(strategy), client_id, placed, time);
         let mut state = self.state.lock();
-        if state.orders.contains_key(&new.client_id) {
+        if state.orders.contains_key(client_id.as_str()) {
             return Err(ApiError::new(
                 ErrorCode::InvalidOrder,
-                format!("client_id {:?} is already in use", new.client_id),
+                format!("client_id {:?} is already in use", client_id.as_str()),
             ));
         }
         if let Some(journal) = &self.journal {
             journal
-                .append_for_send(&new_record(&order))
+                .append_for_send(&new_record(strategy, client_id.clone(), placed, time))
                 .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
         }
-        state.orders.insert(new.client_id.clone(), order.clone());
+        let tracked = Tracked {
+            order: order.clone(),
+            placed: placed.clone(),
+        };
+        state.orders.insert(client_id.to_string(), tracked);
         drop(state);
         // Outside the lock: a wait for the disk must not hold up other strategies' orders.
         if let Some(Err(e)) = self.journal.as_deref().map(Journal::before_send) {
-            self.unsent(&new.client_id, "journal");
+            self.unsent(client_id.as_str(), "journal");
             return Err(ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")));
         }
         self.compact_if_grown();
@@ -498,7 +327,7 @@ impl OrderRegistry {
     }
 
     pub fn get(&self, client_id: &str) -> Option<Order> {
-        self.state.lock().orders.get(client_id).cloned()
+        self.state.lock().orders.get(client_id).map(|t| t.order.clone())
     }
 
     /// Whether this process placed (or restored) the order, without copying it.
@@ -509,8 +338,12 @@ impl OrderRegistry {
     pub fn find(&self, order: &OrderRef) -> Option<Order> {
         let state = self.state.lock();
         match order {
-            OrderRef::ClientId(id) => state.orders.get(id).cloned(),
-            OrderRef::Id(id) => state.by_exchange_id.get(id).and_then(|c| state.orders.get(c)).cloned(),
+            OrderRef::ClientId(id) => state.orders.get(id).map(|t| t.order.clone()),
+            OrderRef::Id(id) => state
+                .by_exchange_id
+                .get(id)
+                .and_then(|c| state.orders.get(c))
+                .map(|t| t.order.clone()),
         }
     }
 
@@ -520,6 +353,7 @@ impl OrderRegistry {
         let mut open: Vec<Order> = state
             .orders
             .values()
+            .map(|t| &t.order)
             .filter(|o| &*o.strategy == strategy && !o.status.is_final())
             .filter(|o| symbol.is_none_or(|s| o.symbol == s))
             .cloned()
@@ -534,6 +368,7 @@ impl OrderRegistry {
             .lock()
             .orders
             .values()
+            .map(|t| &t.order)
             .filter(|o| !o.status.is_final())
             .cloned()
             .collect()
@@ -565,26 +400,11 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
             JournalRecord::New {
                 client_id,
                 strategy,
-                symbol,
-                side,
-                order_type,
-                tif,
-                price,
-                quantity,
+                order: placed,
                 time,
             } => {
-                let new = NewOrder {
-                    strategy: Arc::from(strategy),
-                    client_id,
-                    symbol,
-                    side,
-                    order_type,
-                    tif,
-                    price,
-                    quantity,
-                    time,
-                };
-                state.orders.insert(new.client_id.clone(), new.pending());
+                let order = pending(Arc::from(strategy), &client_id, &placed, time);
+                state.orders.insert(client_id.to_string(), Tracked { order, placed });
             }
             JournalRecord::Update {
                 client_id,
@@ -618,37 +438,40 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
     }
 }
 
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::journal::JOURNAL_FILE;
+    use super::super::symbols::{symbol_info, validate};
+    use super::super::wire::SymbolEntry;
     use super::*;
+    use crate::exchange::types::{OrderRequest, OrderType, Side};
+
+    /// An order as the venue registers it: owner, client id, grid-exact order.
+    struct NewOrder {
+        strategy: StrategyId,
+        client_id: String,
+        order: ValidOrder,
+    }
 
     fn new_order(registry: &OrderRegistry, strategy: &str) -> NewOrder {
+        let entry: SymbolEntry = serde_json::from_str(
+            r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
+            "quotePrecision":8,"quoteAssetPrecision":8,"filters":[
+            {"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000.00","tickSize":"0.01"},
+            {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"}]}"#,
+        )
+        .unwrap();
+        let request = OrderRequest::limit("BTCUSDT", Side::Buy, 2.0, 100.0);
         NewOrder {
             strategy: Arc::from(strategy),
-            client_id: registry.mint_client_id(),
-            symbol: "BTCUSDT".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            tif: Some(TimeInForce::Gtc),
-            price: 100.0,
-            quantity: 2.0,
-            time: 10,
+            client_id: registry.mint_client_id().to_string(),
+            order: validate(&symbol_info(&entry), &request, None).unwrap(),
         }
+    }
+
+    fn register(registry: &OrderRegistry, new: &NewOrder) -> Result<Registered, ApiError> {
+        let client_id = ClientOrderId::new(new.client_id.as_str()).unwrap();
+        registry.register(&new.strategy, &client_id, &new.order, 10)
     }
 
     fn update(client_id: &str, status: OrderStatus, filled: f64, quote: f64) -> OrderUpdate {
@@ -668,27 +491,12 @@ mod tests {
     }
 
     #[test]
-    fn minted_ids_are_valid_and_unique() {
-        let a = OrderRegistry::new(None, 1_700_000_000_000);
-        let b = OrderRegistry::new(None, 1_700_000_000_001);
-        let ids: Vec<String> = (0..1000)
-            .map(|_| a.mint_client_id())
-            .chain([b.mint_client_id()])
-            .collect();
-        assert!(ids.iter().all(|id| is_valid_client_id(id)), "{:?}", &ids[..3]);
-        let unique: std::collections::HashSet<_> = ids.iter().collect();
-        assert_eq!(unique.len(), ids.len());
-        assert!(!is_valid_client_id("has space"));
-        assert!(!is_valid_client_id(&"x".repeat(37)));
-    }
-
-    #[test]
     fn state_machine_never_regresses_and_reports_first_fill_once() {
         let registry = OrderRegistry::new(None, 0);
         let new = new_order(&registry, "arb");
         let cid = new.client_id.clone();
-        registry.register(&new).unwrap();
-        assert!(registry.register(&new).is_err(), "duplicate client id");
+        register(&registry, &new).unwrap();
+        assert!(register(&registry, &new).is_err(), "duplicate client id");
 
         let applied = registry.apply(&update(&cid, OrderStatus::New, 0.0, 0.0)).unwrap();
         assert_eq!((applied.order.status, applied.first_fill), (OrderStatus::New, false));
@@ -720,8 +528,8 @@ mod tests {
         let registry = OrderRegistry::new(None, 0);
         let mine = new_order(&registry, "a");
         let theirs = new_order(&registry, "b");
-        registry.register(&mine).unwrap();
-        registry.register(&theirs).unwrap();
+        register(&registry, &mine).unwrap();
+        register(&registry, &theirs).unwrap();
         let open = registry.open_orders("a", Some("BTCUSDT"));
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].client_id, mine.client_id);
@@ -738,7 +546,7 @@ mod tests {
             let b = new_order(&registry, "b");
             let c = new_order(&registry, "a");
             for o in [&a, &b, &c] {
-                registry.register(o).unwrap();
+                register(&registry, o).unwrap();
             }
             registry
                 .apply(&update(&a.client_id, OrderStatus::New, 0.0, 0.0))
@@ -766,7 +574,7 @@ mod tests {
     fn restored(records: Vec<JournalRecord>, recent_finished: usize) -> Restored {
         let mut state = State::new(recent_finished);
         replay(&mut state, records);
-        let mut orders: Vec<Order> = state.orders.into_values().collect();
+        let mut orders: Vec<Order> = state.orders.into_values().map(|t| t.order).collect();
         orders.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         let mut by_id: Vec<(u64, String)> = state.by_exchange_id.into_iter().collect();
         by_id.sort();
@@ -780,7 +588,7 @@ mod tests {
         for n in 0..orders {
             let new = new_order(registry, if n % 2 == 0 { "a" } else { "b" });
             let cid = new.client_id.clone();
-            registry.register(&new).unwrap();
+            register(registry, &new).unwrap();
             let at = |status, filled: f64| {
                 let mut u = update(&cid, status, filled, filled * 100.0);
                 u.id = Some(1000 + n);
@@ -877,7 +685,7 @@ mod tests {
                         let mut open = Vec::new();
                         for n in 0..100 {
                             let new = new_order(&registry, "a");
-                            registry.register(&new).unwrap();
+                            register(&registry, &new).unwrap();
                             registry.apply(&update(&new.client_id, OrderStatus::New, 0.0, 0.0));
                             if n % 50 == 0 {
                                 open.push(new.client_id);
@@ -896,7 +704,7 @@ mod tests {
         // leave the file past the threshold; the next change after it compacts again.
         registry.flush();
         let last = new_order(&registry, "a");
-        registry.register(&last).unwrap();
+        register(&registry, &last).unwrap();
         registry.apply(&update(&last.client_id, OrderStatus::Filled, 2.0, 200.0));
         registry.flush();
         let len = std::fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
@@ -909,7 +717,7 @@ mod tests {
         let (orders, _, finished) = restored(records, 10);
         let live = registry.state.lock();
         let summary = |o: &Order| (o.client_id.clone(), o.status, o.filled_qty, o.id, o.strategy.clone());
-        let mut expected: Vec<_> = live.orders.values().map(summary).collect();
+        let mut expected: Vec<_> = live.orders.values().map(|t| summary(&t.order)).collect();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(orders.iter().map(summary).collect::<Vec<_>>(), expected);
         assert_eq!(finished, Vec::from(live.finished.clone()));
@@ -928,7 +736,7 @@ mod tests {
         let ids: Vec<String> = (0..3)
             .map(|n| {
                 let new = new_order(&registry, "a");
-                registry.register(&new).unwrap();
+                register(&registry, &new).unwrap();
                 let mut fill = update(&new.client_id, OrderStatus::Filled, 2.0, 200.0);
                 fill.id = Some(n);
                 registry.apply(&fill).unwrap();
@@ -937,5 +745,54 @@ mod tests {
             .collect();
         assert!(registry.get(&ids[0]).is_none() && registry.find(&OrderRef::Id(0)).is_none());
         assert!(registry.get(&ids[1]).is_some() && registry.find(&OrderRef::Id(2)).is_some());
+    }
+
+    /// A journal as the version before typed orders wrote it (floats, 0 for "none") restores the
+    /// same orders, and is rewritten in the current form by the compaction at open.
+    #[test]
+    fn a_journal_written_before_typed_orders_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = [
+            r#"{"t":"new","client_id":"rmk3f1a-0","strategy":"grid","symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT","tif":"GTC","price":100.5,"quantity":0.25,"time":1}"#,
+            r#"{"t":"update","client_id":"rmk3f1a-0","id":7,"status":"PARTIALLY_FILLED","filled_qty":0.1,"filled_quote":10.05,"time":2}"#,
+            r#"{"t":"new","client_id":"rmk3f1a-1","strategy":"grid","symbol":"BTCUSDT","side":"SELL","order_type":"MARKET","price":0.0,"quantity":0.001,"time":3}"#,
+            r#"{"t":"update","client_id":"rmk3f1a-1","id":8,"status":"FILLED","filled_qty":0.001,"filled_quote":0.1,"time":4}"#,
+            r#"{"t":"new","client_id":"rmk3f1a-2","strategy":"taker","symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT_MAKER","price":99.0,"quantity":1.0,"time":5}"#,
+            r#"{"t":"new","client_id":"rmk3f1a-3","strategy":"taker","symbol":"BTCUSDT","side":"BUY","order_type":"LIMIT","tif":"IOC","price":101.0,"quantity":1.0,"time":6}"#,
+            r#"{"t":"unsent","client_id":"rmk3f1a-3","reason":"rate_limited"}"#,
+        ];
+        std::fs::write(dir.path().join(JOURNAL_FILE), old.join("\n") + "\n").unwrap();
+        let check = |registry: &OrderRegistry| {
+            let partly = registry.get("rmk3f1a-0").unwrap();
+            assert_eq!(
+                (
+                    &*partly.strategy,
+                    partly.status,
+                    partly.price,
+                    partly.quantity,
+                    partly.filled_qty
+                ),
+                ("grid", OrderStatus::PartiallyFilled, 100.5, 0.25, 0.1)
+            );
+            assert_eq!(registry.find(&OrderRef::Id(7)).unwrap().client_id, "rmk3f1a-0");
+            let market = registry.get("rmk3f1a-1").unwrap();
+            assert_eq!(
+                (market.status, market.price, market.quantity),
+                (OrderStatus::Filled, 0.0, 0.001)
+            );
+            let pending = registry.get("rmk3f1a-2").unwrap();
+            assert_eq!(
+                (pending.status, pending.order_type),
+                (OrderStatus::Pending, OrderType::LimitMaker)
+            );
+            assert!(registry.get("rmk3f1a-3").is_none());
+        };
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records.len(), old.len(), "every line read");
+        check(&OrderRegistry::new(Some((journal, records)), 1));
+        // Compacted at open into the typed form, which reads back the same.
+        let text = std::fs::read_to_string(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert!(text.contains(r#""price":"100.5""#), "{text}");
+        check(&OrderRegistry::new(Some(Journal::open(dir.path()).unwrap()), 2));
     }
 }
