@@ -441,8 +441,7 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
 #[cfg(test)]
 mod tests {
     use super::super::journal::JOURNAL_FILE;
-    use super::super::symbols::{symbol_info, validate};
-    use super::super::wire::SymbolEntry;
+    use super::super::symbols::{grid_only_btcusdt, validate};
     use super::*;
     use crate::exchange::types::{OrderRequest, OrderType, Side};
 
@@ -454,18 +453,11 @@ mod tests {
     }
 
     fn new_order(registry: &OrderRegistry, strategy: &str) -> NewOrder {
-        let entry: SymbolEntry = serde_json::from_str(
-            r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
-            "quotePrecision":8,"quoteAssetPrecision":8,"filters":[
-            {"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000.00","tickSize":"0.01"},
-            {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"}]}"#,
-        )
-        .unwrap();
         let request = OrderRequest::limit("BTCUSDT", Side::Buy, 2.0, 100.0);
         NewOrder {
             strategy: Arc::from(strategy),
             client_id: registry.mint_client_id().to_string(),
-            order: validate(&symbol_info(&entry), &request, None).unwrap(),
+            order: validate(&grid_only_btcusdt(), &request, None).unwrap(),
         }
     }
 

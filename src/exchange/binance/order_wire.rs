@@ -96,19 +96,11 @@ impl OrderUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::binance::symbols::{symbol_info, validate};
-    use crate::exchange::binance::wire::SymbolEntry;
+    use crate::exchange::binance::symbols::{grid_only_btcusdt, validate};
     use crate::exchange::types::{OrderKind, OrderRequest, SelfTradePrevention, Side, StopTrigger, TimeInForce};
 
     #[test]
     fn order_params_carry_the_grid_decimals_as_they_are() {
-        let entry: SymbolEntry = serde_json::from_str(
-            r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
-            "quotePrecision":8,"quoteAssetPrecision":8,"filters":[
-            {"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000.00","tickSize":"0.01"},
-            {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"}]}"#,
-        )
-        .unwrap();
         let mut request = OrderRequest::new(
             "BTCUSDT",
             Side::Sell,
@@ -123,7 +115,7 @@ mod tests {
             },
         );
         request.stp = Some(SelfTradePrevention::ExpireBoth);
-        let order = validate(&symbol_info(&entry), &request, None).unwrap();
+        let order = validate(&grid_only_btcusdt(), &request, None).unwrap();
         let id = ClientOrderId::new("abc").unwrap();
         let params = order_params(&order, &id);
         let expected: Vec<(&str, String)> = [

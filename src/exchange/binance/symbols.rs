@@ -366,6 +366,19 @@ pub fn validate(
     Ok(order)
 }
 
+/// BTCUSDT with only its price and lot grids: for tests of what comes after validation.
+#[cfg(test)]
+pub(crate) fn grid_only_btcusdt() -> SymbolInfo {
+    let entry: SymbolEntry = serde_json::from_str(
+        r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
+        "quotePrecision":8,"quoteAssetPrecision":8,"filters":[
+        {"filterType":"PRICE_FILTER","minPrice":"0.01","maxPrice":"1000000.00","tickSize":"0.01"},
+        {"filterType":"LOT_SIZE","minQty":"0.00001","maxQty":"9000","stepSize":"0.00001"}]}"#,
+    )
+    .unwrap();
+    symbol_info(&entry)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
