@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::sim_support::*;
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
-use runner::sim::{Fees, SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
+use runner::sim::{Fees, SimConfig};
 use serde_json::{json, Value};
 
 const LATENCY: Duration = Duration::from_millis(150);
@@ -16,15 +15,6 @@ fn configured() -> SimConfig {
         order_latency: LATENCY,
         ..still_market()
     }
-}
-
-fn ws_signed(params: &[(&str, Value)]) -> Value {
-    let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    map.insert("apiKey".into(), json!(PAPER_API_KEY));
-    map.insert("timestamp".into(), json!(now_ms()));
-    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
-    map.insert("signature".into(), json!(signature));
-    Value::Object(map)
 }
 
 fn number(v: &Value) -> f64 {

@@ -5,8 +5,7 @@
 
 use crate::sim_support::*;
 use reqwest::Method;
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
-use runner::sim::{SimHandle, PAPER_API_KEY, PAPER_API_SECRET};
+use runner::sim::SimHandle;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -354,15 +353,6 @@ async fn gather(ws: &mut Ws, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         frames.push(next_json(ws).await.expect("socket stays open"));
     }
     frames
-}
-
-fn ws_signed(params: &[(&str, Value)]) -> Value {
-    let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    map.insert("apiKey".into(), json!(PAPER_API_KEY));
-    map.insert("timestamp".into(), json!(now_ms()));
-    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
-    map.insert("signature".into(), json!(signature));
-    Value::Object(map)
 }
 
 #[tokio::test]

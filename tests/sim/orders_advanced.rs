@@ -4,8 +4,6 @@
 
 use crate::sim_support::*;
 use reqwest::Method;
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
-use runner::sim::{PAPER_API_KEY, PAPER_API_SECRET};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -354,15 +352,6 @@ async fn cancel_replace_and_its_failure_modes() {
         .await;
     assert_eq!(still.body["status"], "NEW");
     sim.shutdown().await;
-}
-
-fn ws_signed(params: &[(&str, Value)]) -> Value {
-    let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    map.insert("apiKey".into(), json!(PAPER_API_KEY));
-    map.insert("timestamp".into(), json!(now_ms()));
-    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
-    map.insert("signature".into(), json!(signature));
-    Value::Object(map)
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use runner::exchange::binance::sign::{ws_api_signature, Signer};
 use runner::sim::{self, hmac_hex, SimConfig, SimHandle, PAPER_API_KEY, PAPER_API_SECRET};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -171,4 +172,20 @@ pub async fn next_matching(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value 
 
 pub async fn send_json(ws: &mut Ws, value: Value) {
     ws.send(Message::Text(value.to_string().into())).await.expect("send");
+}
+
+/// WebSocket API parameters signed with the paper account's HMAC key (`apiKey`, `timestamp` and
+/// `signature` added).
+pub fn ws_signed_map(params: &[(&str, Value)]) -> serde_json::Map<String, Value> {
+    let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    map.insert("apiKey".into(), json!(PAPER_API_KEY));
+    map.insert("timestamp".into(), json!(now_ms()));
+    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
+    map.insert("signature".into(), json!(signature));
+    map
+}
+
+/// [`ws_signed_map`] as a JSON value.
+pub fn ws_signed(params: &[(&str, Value)]) -> Value {
+    Value::Object(ws_signed_map(params))
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use crate::sim_support::*;
 use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
-use runner::sim::{SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
+use runner::sim::SimConfig;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -237,15 +236,6 @@ async fn a_client_following_the_documented_procedure_ends_with_the_sims_book() {
     sim.shutdown().await;
 }
 
-fn ws_signed(params: &[(&str, Value)]) -> serde_json::Map<String, Value> {
-    let mut map: serde_json::Map<String, Value> = params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    map.insert("apiKey".into(), json!(PAPER_API_KEY));
-    map.insert("timestamp".into(), json!(now_ms()));
-    let signature = ws_api_signature(&Signer::Hmac(PAPER_API_SECRET.into()), &map);
-    map.insert("signature".into(), json!(signature));
-    map
-}
-
 #[tokio::test]
 async fn websocket_api_pushes_user_data_and_reports_limits() {
     let sim = start(still_market()).await;
@@ -264,7 +254,7 @@ async fn websocket_api_pushes_user_data_and_reports_limits() {
 
     send_json(
         &mut ws,
-        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
+        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed_map(&[])}),
     )
     .await;
     let sub = next_json(&mut ws).await.unwrap();
@@ -303,7 +293,7 @@ async fn websocket_api_pushes_user_data_and_reports_limits() {
 
     // order.place over the WebSocket API answers with the order counts.
     let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
-    let params = ws_signed(&[
+    let params = ws_signed_map(&[
         ("symbol", json!("ETHUSDT")),
         ("side", json!("BUY")),
         ("type", json!("LIMIT")),
@@ -326,7 +316,7 @@ async fn websocket_api_pushes_user_data_and_reports_limits() {
         .any(|l| l["rateLimitType"] == "ORDERS" && l["count"] == 1));
     assert_eq!(sim.orders_by_client_id("ws-1").len(), 1);
 
-    let mut bad = ws_signed(&[]);
+    let mut bad = ws_signed_map(&[]);
     bad.insert("signature".into(), json!("00"));
     send_json(
         &mut ws,
@@ -401,7 +391,7 @@ async fn a_ban_for_an_order_sent_during_the_order_wait_closes_the_websocket_api_
     let mut ws = ws_connect(&sim.ws_api_url()).await;
     let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0] - Decimal::from(100);
     let place = |id: u64| {
-        let params = ws_signed(&[
+        let params = ws_signed_map(&[
             ("symbol", json!("ETHUSDT")),
             ("side", json!("BUY")),
             ("type", json!("LIMIT")),
@@ -431,7 +421,7 @@ async fn a_cancel_report_carries_the_cancel_id_in_c_and_the_order_id_in_big_c() 
     let mut ws = ws_connect(&sim.ws_api_url()).await;
     send_json(
         &mut ws,
-        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
+        json!({"id": 1, "method": "userDataStream.subscribe.signature", "params": ws_signed_map(&[])}),
     )
     .await;
     assert_eq!(next_matching(&mut ws, |v| v["id"] == 1).await["status"], 200);
