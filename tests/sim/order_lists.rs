@@ -358,13 +358,7 @@ async fn gather(ws: &mut Ws, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
 #[tokio::test]
 async fn websocket_api_oto_reports_every_order_and_the_list() {
     let sim = start(still_market()).await;
-    let mut ws = ws_connect(&sim.ws_api_url()).await;
-    send_json(
-        &mut ws,
-        json!({"id": "sub", "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
-    )
-    .await;
-    next_matching(&mut ws, |v| v["id"] == "sub").await;
+    let mut ws = ws_api_with_user_data(&sim).await;
     let ask = sim.book("ETHUSDT", 1).unwrap().asks[0][0];
     // The working buy takes the best ask at once; the pending sell then rests above.
     let oto = ws_signed(&[

@@ -357,13 +357,7 @@ async fn cancel_replace_and_its_failure_modes() {
 #[tokio::test]
 async fn websocket_api_amends_and_replaces_with_full_execution_reports() {
     let sim = start(still_market()).await;
-    let mut ws = ws_connect(&sim.ws_api_url()).await;
-    send_json(
-        &mut ws,
-        json!({"id": "sub", "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
-    )
-    .await;
-    next_matching(&mut ws, |v| v["id"] == "sub").await;
+    let mut ws = ws_api_with_user_data(&sim).await;
     let bid = sim.book("ETHUSDT", 1).unwrap().bids[0][0];
     let price = (bid * Decimal::new(99, 2)).round_dp(2).to_string();
     let order = ws_signed(&[

@@ -189,3 +189,15 @@ pub fn ws_signed_map(params: &[(&str, Value)]) -> serde_json::Map<String, Value>
 pub fn ws_signed(params: &[(&str, Value)]) -> Value {
     Value::Object(ws_signed_map(params))
 }
+
+/// A WebSocket API connection subscribed to the paper account's user data.
+pub async fn ws_api_with_user_data(sim: &SimHandle) -> Ws {
+    let mut ws = ws_connect(&sim.ws_api_url()).await;
+    send_json(
+        &mut ws,
+        json!({"id": "sub", "method": "userDataStream.subscribe.signature", "params": ws_signed(&[])}),
+    )
+    .await;
+    next_matching(&mut ws, |v| v["id"] == "sub").await;
+    ws
+}
