@@ -58,7 +58,7 @@ fn main() {
         to: None,
         latency: Duration::from_millis(5),
         fees: backtest::Fees::default(),
-        limits: runner::exchange::binance::rate_limits::spot_defaults(),
+        limits: runner::exchange::binance::limits::pools::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: root.join("stdlib"),
         report_dir: None,

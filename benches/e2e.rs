@@ -31,8 +31,8 @@ use tokio::runtime::Runtime;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
-use runner::exchange::binance::journal_sync::JournalSync;
-use runner::exchange::binance::ws_api::OrderTransport;
+use runner::exchange::binance::orders::journal_sync::JournalSync;
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::risk::{RiskGuard, RiskLimits};
 use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
@@ -912,7 +912,7 @@ type Connected = (
 /// Connects REST and the WebSocket API through `rest`, market streams through `streams`.
 async fn connect(rest: &str, streams: &str, dir: &Path, wiring: Wiring) -> Result<Connected> {
     let ledger = Ledger::new(
-        runner::exchange::binance::rate_limits::spot_defaults(),
+        runner::exchange::binance::limits::pools::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(FastClock::new()),
     );

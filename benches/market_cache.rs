@@ -39,7 +39,7 @@ fn unlimited() -> SimConfig {
             IntervalUnit::Minute,
             1,
             // As high as an announced limit may plausibly be (the client refuses higher ones).
-            runner::exchange::binance::usage::MAX_SANE_LIMIT,
+            runner::exchange::binance::limits::usage::MAX_SANE_LIMIT,
         )],
         request_log_cap: 1_000_000,
         ..SimConfig::default()

@@ -157,7 +157,7 @@ fn backtest(args: BacktestArgs) -> Result<(), AppError> {
     use rust_decimal::prelude::FromPrimitive;
     let common = CommonConfig::resolve(&args.common, None)?;
     init_tracing(common.log_format);
-    let limits = crate::exchange::binance::rate_limits::spot_defaults_with(&args.limits);
+    let limits = crate::exchange::binance::limits::pools::spot_defaults_with(&args.limits);
     let balances = if args.balances.is_empty() {
         crate::backtest::default_balances()
     } else {
@@ -202,7 +202,7 @@ fn backtest(args: BacktestArgs) -> Result<(), AppError> {
 }
 
 fn record(args: RecordArgs) -> Result<(), AppError> {
-    use crate::exchange::binance::profile::{Credentials, Profile};
+    use crate::exchange::binance::account::profile::{Credentials, Profile};
     use crate::record::{RecordOptions, Rotate};
     init_tracing(args.log_format.unwrap_or(LogFormat::Text));
     let runtime = tokio::runtime::Runtime::new()?;

@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ed25519_dalek::pkcs8::DecodePublicKey;
 use ed25519_dalek::VerifyingKey;
 
-use crate::exchange::binance::journal_sync::JournalSync;
-use crate::exchange::binance::ws_api::OrderTransport;
+use crate::exchange::binance::orders::journal_sync::JournalSync;
+use crate::exchange::binance::transport::ws_api::OrderTransport;
 use crate::host::affinity::CpuList;
 use crate::ledger::{IntervalUnit, PoolKind, RateLimit};
 use crate::sim::Ed25519ApiKey;

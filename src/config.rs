@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::backtest::live::MarketSource;
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
-use crate::exchange::binance::journal_sync::JournalSync;
-use crate::exchange::binance::ws_api::OrderTransport;
+use crate::exchange::binance::orders::journal_sync::JournalSync;
+use crate::exchange::binance::transport::ws_api::OrderTransport;
 use crate::exchange::binance::ClientOptions;
 use crate::exchange::breaker::BreakerConfig;
 use crate::exchange::risk::RiskLimits;
@@ -372,7 +372,7 @@ fn start_limits(flags: Vec<RateLimit>, file: &FileConfig) -> Result<Vec<RateLimi
     } else {
         flags
     };
-    Ok(crate::exchange::binance::rate_limits::spot_defaults_with(&given))
+    Ok(crate::exchange::binance::limits::pools::spot_defaults_with(&given))
 }
 
 /// The risk limits from the flags, else from the file; every cap must be a positive amount.

@@ -14,8 +14,8 @@ use serde::Serialize;
 use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
+use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
-use crate::exchange::binance::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
@@ -338,7 +338,7 @@ async fn exchange_profile(
                 .unwrap_or_else(|| unreachable!("checked by the guard"));
             let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
             // Asked before the client exists: charged here (exchangeInfo's weight) like every request.
-            let cost = crate::exchange::binance::rate_limits::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
+            let cost = crate::exchange::binance::limits::pools::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
             let permit = ledger
                 .reserve(PAPER_MARKET, Lane::MarketData, cost, SOURCE_WAIT)
                 .await

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::exchange::binance::journal::JOURNAL_FILE;
+use crate::exchange::binance::orders::journal::JOURNAL_FILE;
 use crate::exchange::Venue;
 use crate::host::Host;
 use crate::ledger::BackoffState;

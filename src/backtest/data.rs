@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
-use crate::exchange::binance::symbols::symbol_info;
+use crate::exchange::binance::orders::symbols::symbol_info;
 use crate::exchange::binance::wire::{BookTickerEvent, DepthUpdateEvent, ExchangeInfo, KlineEvent, TradeEvent};
 use crate::exchange::{Kline, SymbolInfo};
 use crate::record::{BlockReader, FormatError, RecordKind};

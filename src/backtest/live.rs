@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::data;
-use crate::exchange::binance::profile::Profile;
-use crate::exchange::binance::symbols::symbol_info;
-use crate::exchange::binance::usage;
+use crate::exchange::binance::account::profile::Profile;
+use crate::exchange::binance::limits::usage;
+use crate::exchange::binance::orders::symbols::symbol_info;
 use crate::exchange::binance::wire::ExchangeInfo;
 use crate::exchange::{Depth, SymbolInfo};
 use crate::ledger::{Ledger, Observation, Permit};
@@ -55,7 +55,7 @@ impl MarketSource {
             rest_url: p.rest_url,
             ws_url: p.ws_url,
         };
-        let none = || crate::exchange::binance::profile::Credentials::new("", "");
+        let none = || crate::exchange::binance::account::profile::Credentials::new("", "");
         let text = text.trim().trim_end_matches('/');
         match text {
             "live" => Ok(public(Profile::live(none()))),

@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
 use super::data::{Level, MarketItem, Timed};
-use crate::exchange::binance::symbols::{self, ValidOrder};
-use crate::exchange::binance::weights::Endpoint;
+use crate::exchange::binance::limits::endpoints::Endpoint;
+use crate::exchange::binance::orders::symbols::{self, ValidOrder};
 use crate::exchange::grid::to_f64 as f;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{ClientOrderId, OrderStatus, SelfTradePrevention};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::ledger::LedgerStatus;
-use binance::symbols::ValidOrder;
+use binance::orders::symbols::ValidOrder;
 pub use market_cache::{Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source};
 use risk::Approved;
 pub use types::*;

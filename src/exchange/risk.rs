@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
-use super::binance::symbols::ValidOrder;
+use super::binance::orders::symbols::ValidOrder;
 use super::{
     ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer,
     MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, Quote, Side, StrategyId, StreamKey, SymbolInfo,

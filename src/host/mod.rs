@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::LoadError;
 pub use spec::StrategyMeta;
 
-use crate::exchange::binance::symbols::ValidOrder;
+use crate::exchange::binance::orders::symbols::ValidOrder;
 use crate::exchange::latency::LatencySummary;
 use crate::exchange::risk::Approved;
 use crate::exchange::{

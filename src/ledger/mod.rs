@@ -11,6 +11,7 @@
 //! driver task sleeps until then), or at once when budget is credited back or
 //! the limits change. Nothing polls.
 
+mod admission;
 mod backoff;
 pub mod clock;
 mod driver;
@@ -20,7 +21,6 @@ mod persist;
 mod pools;
 mod rate_ledger;
 pub mod shared;
-mod state;
 mod status;
 mod strategies;
 
@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
+use admission::{Fit, State};
 pub use persist::Autosave;
 pub use rate_ledger::RateLedger;
-use state::{Fit, State};
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::admission::State;
 use super::limits::{Interval, PoolKind, RateLimit, Scope, WindowKind};
-use super::state::State;
 use super::Ledger;
 
 const FILE_NAME: &str = "ledger.json";

@@ -1,7 +1,7 @@
 //! The ledger's state as strategies and operators see it.
 
+use super::admission::State;
 use super::limits::PoolKind;
-use super::state::State;
 use super::strategies::Sid;
 use super::{BackoffState, LedgerStatus, PoolStatus, StrategyUsage};
 

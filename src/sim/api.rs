@@ -13,7 +13,7 @@ use super::matching::Exchange;
 use super::num::d8;
 use super::order_record::{Kind, NewOrder, Order};
 use super::params::Params;
-use super::state::Sim;
+use super::run_state::Sim;
 use super::stats;
 use super::stp::Stp;
 use super::symbol_state::TradeRec;

@@ -12,7 +12,7 @@ use super::matching::{Exchange, Placed};
 use super::order_lists::{Legs, NewList, OrderList, Pair};
 use super::order_record::NewOrder;
 use super::params::Params;
-use super::state::Sim;
+use super::run_state::Sim;
 use super::stp::Stp;
 
 /// The parameters of each list placement: the list's own, then each order's under its prefix.

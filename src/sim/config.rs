@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 
-use crate::exchange::binance::rate_limits::spot_defaults;
+use crate::exchange::binance::limits::pools::spot_defaults;
 use crate::ledger::limits::RateLimit;
 
 /// Built-in paper-trading credentials (the simulator's only account).

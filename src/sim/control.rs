@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::faults::{FaultState, FaultUpdate};
 use super::limiter::SimStats;
-use super::state::Sim;
+use super::run_state::Sim;
 
 pub async fn stats(State(sim): State<Arc<Sim>>) -> Json<SimStats> {
     Json(sim.limiter.lock().stats())

@@ -999,7 +999,7 @@ mod tests {
         let specs = vec![SymbolSpec::new("BTC", "USDT", "0.01", "0.00001", "5")];
         let balances = vec![("BTC".to_string(), d("1")), ("USDT".to_string(), d("100000"))];
         let limiter = Arc::new(Mutex::new(Limiter::new(
-            &crate::exchange::binance::rate_limits::spot_defaults(),
+            &crate::exchange::binance::limits::pools::spot_defaults(),
             120_000,
         )));
         let mut ex = Exchange::new(&specs, &balances, Arc::default(), Arc::default(), limiter);

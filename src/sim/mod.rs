@@ -35,8 +35,8 @@ mod params;
 mod record;
 pub(crate) mod replay;
 mod rest;
+mod run_state;
 mod sign;
-mod state;
 mod stats;
 pub(crate) mod stp;
 mod symbol_state;
@@ -58,7 +58,7 @@ use tokio::task::JoinHandle;
 
 use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 
-pub use crate::exchange::binance::sign::hmac_hex;
+pub use crate::exchange::binance::transport::sign::hmac_hex;
 pub use config::{
     default_asset_prices, default_symbols, Ed25519ApiKey, Fees, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
 };
@@ -67,7 +67,7 @@ pub use faults::{AnswerMangle, FailKind, FaultControl, FaultState, FaultUpdate};
 pub use limiter::{PoolStats, SimStats, WindowUsage};
 pub use record::RequestRecord;
 
-use state::Sim;
+use run_state::Sim;
 
 fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -234,7 +234,7 @@ impl SimHandle {
     /// Moves a symbol's fair price (its base asset is revalued); applied at the next market step.
     pub fn set_price(&self, symbol: &str, price: rust_decimal::Decimal) -> bool {
         let mut world = self.sim.world.lock();
-        let state::World { ex, market } = &mut *world;
+        let run_state::World { ex, market } = &mut *world;
         match (ex.symbol_index(symbol), price.to_f64()) {
             (Some(i), Some(p)) if p > 0.0 => {
                 market.set_price(ex, i, p);

@@ -16,8 +16,8 @@ use super::faults::FailKind;
 use super::limiter::Draw;
 use super::params::Params;
 use super::record::RequestRecord;
+use super::run_state::Sim;
 use super::sign::{self, Credentials};
-use super::state::Sim;
 use crate::ledger::limits::PoolKind;
 
 pub async fn handle(

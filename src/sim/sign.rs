@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use super::config::SimConfig;
 use super::error::ApiErr;
 use super::params::Params;
-use crate::exchange::binance::sign::{ed25519_matches, hmac_matches};
+use crate::exchange::binance::transport::sign::{ed25519_matches, hmac_matches};
 
 /// Largest `recvWindow` the exchange accepts (ms).
 const MAX_RECV_WINDOW: u64 = 60_000;
@@ -111,7 +111,7 @@ pub fn check_timestamp(params: &Params, server_ms: i64) -> Result<(), ApiErr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::binance::sign::{hmac_hex, ws_api_payload};
+    use crate::exchange::binance::transport::sign::{hmac_hex, ws_api_payload};
 
     const SECRET: &str = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
 
@@ -129,7 +129,7 @@ mod tests {
 
     #[test]
     fn documented_ws_api_vector() {
-        use crate::exchange::binance::sign::doc_example as doc;
+        use crate::exchange::binance::transport::sign::doc_example as doc;
         let mut map = serde_json::Map::new();
         for (k, v) in doc::PARAMS
             .into_iter()

@@ -23,10 +23,10 @@ use super::hub::{UserSubscriber, CONNECTION_QUEUE};
 use super::limiter::Draw;
 use super::params::Params;
 use super::record::RequestRecord;
+use super::run_state::Sim;
 use super::sign::{self, Credentials, Verifier};
-use super::state::Sim;
 use super::ws_conn::{self, Attempt, Session};
-use crate::exchange::binance::sign::ws_api_payload;
+use crate::exchange::binance::transport::sign::ws_api_payload;
 use crate::exchange::binance::wire::{WsApiError, WsApiRequest, WsApiResponse};
 use crate::ledger::limits::PoolKind;
 

@@ -14,7 +14,7 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use super::error::ApiErr;
 use super::limiter::Draw;
 use super::record::RequestRecord;
-use super::state::Sim;
+use super::run_state::Sim;
 
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 256;

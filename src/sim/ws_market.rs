@@ -16,7 +16,7 @@ use super::candles::interval_ms;
 use super::error::ApiErr;
 use super::feed;
 use super::hub::{Subscriber, CONNECTION_QUEUE};
-use super::state::Sim;
+use super::run_state::Sim;
 use super::symbol_state::TICKER_WINDOWS;
 use super::ws_conn::{self, Attempt, Session};
 

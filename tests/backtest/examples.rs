@@ -28,7 +28,7 @@ fn the_example_strategies_run_in_a_backtest_without_change() {
             to: None,
             latency: Duration::from_millis(5),
             fees: backtest::Fees::default(),
-            limits: runner::exchange::binance::rate_limits::spot_defaults(),
+            limits: runner::exchange::binance::limits::pools::spot_defaults(),
             balances: backtest::default_balances(),
             stdlib_dir: root.join("stdlib"),
             report_dir: None,

@@ -93,7 +93,7 @@ fn a_paper_session_and_a_backtest_of_its_recording_fill_alike() {
         // Loopback: the paper session's orders reach its engine within about a millisecond.
         latency: Duration::from_millis(1),
         fees: backtest::Fees::default(),
-        limits: runner::exchange::binance::rate_limits::spot_defaults(),
+        limits: runner::exchange::binance::limits::pools::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: root.join("stdlib"),
         report_dir: None,

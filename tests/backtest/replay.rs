@@ -89,7 +89,7 @@ pub(crate) fn options(strategy: PathBuf, data: PathBuf) -> BacktestOptions {
         to: None,
         latency: Duration::from_millis(5),
         fees: backtest::Fees::default(),
-        limits: runner::exchange::binance::rate_limits::spot_defaults(),
+        limits: runner::exchange::binance::limits::pools::spot_defaults(),
         balances: backtest::default_balances(),
         stdlib_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("stdlib"),
         report_dir: None,

@@ -288,7 +288,7 @@ fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage
         // Others on the source's IP have spent 3 000 of its request weight this minute.
         source.faults().add_external_weight(3_000);
         let ledger = Ledger::new(
-            runner::exchange::binance::rate_limits::spot_defaults(),
+            runner::exchange::binance::limits::pools::spot_defaults(),
             LedgerConfig::default(),
             Arc::new(TokioClock::new()),
         );
@@ -301,7 +301,7 @@ fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage
                 .map(|p| p.used)
                 .unwrap()
         };
-        let cost = runner::exchange::binance::rate_limits::cost(20, 0, 1, 0);
+        let cost = runner::exchange::binance::limits::pools::cost(20, 0, 1, 0);
         let permit = ledger.try_reserve("paper-market", Lane::MarketData, cost).unwrap();
         assert_eq!(weight_used(&ledger), 20, "the request's own weight, before the answer");
         let source_url = MarketSource::parse(&source.rest_url()).unwrap();

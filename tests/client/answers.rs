@@ -52,7 +52,7 @@ async fn market_buy(venue: &runner::exchange::binance::BinanceVenue, client_id: 
 async fn every_mangled_placement_is_known_with_its_fill(options: ClientOptions) {
     let setup = start_with(
         SimConfig::default(),
-        runner::exchange::binance::rate_limits::spot_defaults(),
+        runner::exchange::binance::limits::pools::spot_defaults(),
         options,
     )
     .await;
@@ -101,7 +101,7 @@ async fn mangled_rest_order_answers_lose_no_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mangled_websocket_api_order_answers_lose_no_order() {
     let options = ClientOptions {
-        order_transport: runner::exchange::binance::ws_api::OrderTransport::WsApi,
+        order_transport: runner::exchange::binance::transport::ws_api::OrderTransport::WsApi,
         ..ClientOptions::default()
     };
     every_mangled_placement_is_known_with_its_fill(options).await;

@@ -74,7 +74,7 @@ struct Figures {
 async fn outage_scenario(outage: Duration) -> Figures {
     let setup = start_with(
         SimConfig::default(),
-        runner::exchange::binance::rate_limits::spot_defaults(),
+        runner::exchange::binance::limits::pools::spot_defaults(),
         options(breaker()),
     )
     .await;
@@ -288,7 +288,7 @@ async fn slow_answers_open_it() {
     };
     let setup = start_with(
         SimConfig::default(),
-        runner::exchange::binance::rate_limits::spot_defaults(),
+        runner::exchange::binance::limits::pools::spot_defaults(),
         options(config),
     )
     .await;
@@ -323,7 +323,7 @@ async fn slow_answers_open_it() {
 async fn a_single_failure_does_not_open_it() {
     let setup = start_with(
         SimConfig::default(),
-        runner::exchange::binance::rate_limits::spot_defaults(),
+        runner::exchange::binance::limits::pools::spot_defaults(),
         options(breaker()),
     )
     .await;

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use runner::exchange::binance::gateway::{Gateway, GatewayConfig, Shutdown};
-use runner::exchange::binance::order_state::OrderUpdate;
-use runner::exchange::binance::router::Router;
-use runner::exchange::binance::symbols::SymbolTable;
+use runner::exchange::binance::market_data::stream_router::Router;
+use runner::exchange::binance::orders::order_state::OrderUpdate;
+use runner::exchange::binance::orders::symbols::SymbolTable;
+use runner::exchange::binance::transport::gateway::{Gateway, GatewayConfig, Shutdown};
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::wire::{self, OrderAnswer, UserDataFrame, WsApiResponse};
-use runner::exchange::binance::ws_api::OrderTransport;
-use runner::exchange::binance::{usage, user_data, Credentials, Profile};
+use runner::exchange::binance::{account::user_data, limits::usage, Credentials, Profile};
 use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 
 use serde_json::Value;
@@ -231,7 +231,7 @@ fn router() -> (tokio::runtime::Runtime, Arc<Router>) {
         .unwrap();
     let router = runtime.block_on(async {
         let ledger = Ledger::new(
-            runner::exchange::binance::rate_limits::spot_defaults(),
+            runner::exchange::binance::limits::pools::spot_defaults(),
             LedgerConfig::default(),
             Arc::new(TokioClock::new()),
         );

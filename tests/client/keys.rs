@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::client_support::{ctx, on_strategy_thread, resting_buy, start_streams};
 use ed25519_dalek::SigningKey;
-use runner::exchange::binance::rate_limits;
-use runner::exchange::binance::sign::Signer;
-use runner::exchange::binance::ws_api::OrderTransport;
+use runner::exchange::binance::limits::pools;
+use runner::exchange::binance::transport::sign::Signer;
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{OrderRef, OrderStatus, Venue};
 use runner::ledger::{Ledger, LedgerConfig, TokioClock};
@@ -40,7 +40,7 @@ async fn connect(sim: &SimHandle, seed: u8, order_transport: OrderTransport) -> 
     let credentials = Credentials::with_signer(API_KEY, Signer::Ed25519(Arc::new(key(seed))));
     let profile = Profile::paper(&sim.rest_url(), &sim.ws_url(), &sim.ws_api_url(), credentials);
     let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
+        pools::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );

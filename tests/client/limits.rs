@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::client_support::{ctx, eventually, resting_buy, start, start_with};
-use runner::exchange::binance::rate_limits;
+use runner::exchange::binance::limits::pools;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::{CallCtx, ErrorCode, OrderStatus, Venue};
 use runner::ledger::{IntervalUnit, PoolKind, RateLimit};
@@ -94,7 +94,7 @@ async fn weight_used_by_another_process_is_seen_in_the_headers() {
         limits: small.clone(),
         ..SimConfig::default()
     };
-    let setup = start_with(config, rate_limits::spot_defaults(), ClientOptions::default()).await;
+    let setup = start_with(config, pools::spot_defaults(), ClientOptions::default()).await;
     let venue = &setup.venue;
     // Another process on the same IP spends most of the window.
     setup.sim.faults().add_external_weight(300);
@@ -122,7 +122,7 @@ async fn an_unanswered_placement_is_resolved_without_a_second_order() {
         request_timeout: Duration::from_millis(700),
         ..ClientOptions::default()
     };
-    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options).await;
+    let setup = start_with(SimConfig::default(), pools::spot_defaults(), options).await;
     let venue = &setup.venue;
     let ctx = ctx("patient");
     let request = resting_buy(venue, "patient", 0.9).await;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use runner::exchange::binance::rate_limits;
-use runner::exchange::binance::ws_api::OrderTransport;
+use runner::exchange::binance::limits::pools;
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::{
     grid, ClientOrderId, OrderKind, OrderRef, OrderRequest, OrderStatus, OrderType, SelfTradePrevention, Side,
@@ -19,7 +19,7 @@ async fn a_stop_loss_limit_order_waits_for_its_trigger_over_either_transport() {
     for transport in [OrderTransport::Rest, OrderTransport::WsApi] {
         let setup = start_with(
             SimConfig::default(),
-            rate_limits::spot_defaults(),
+            pools::spot_defaults(),
             ClientOptions {
                 order_transport: transport,
                 ..ClientOptions::default()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client_support::{ctx, eventually, paper_profile, resting_buy, start, start_with, RecordingSink};
-use runner::exchange::binance::rate_limits;
+use runner::exchange::binance::limits::pools;
 use runner::exchange::binance::{BinanceVenue, ClientOptions};
 use runner::exchange::{ClientOrderId, ErrorCode, OrderRef, OrderStatus, Venue};
 use runner::sim::{FailKind, SimConfig};
@@ -24,7 +24,7 @@ fn persisted(state: &Path) -> ClientOptions {
 async fn a_restart_reloads_the_journal_and_learns_what_happened_meanwhile() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), pools::spot_defaults(), options.clone()).await;
     let request = resting_buy(&setup.venue, "keeper", 0.95).await;
     let price = request.kind.price().unwrap();
     let order = setup.venue.place(&ctx("keeper"), request).await.unwrap();
@@ -91,7 +91,7 @@ async fn an_order_the_exchange_never_saw_is_rejected_after_the_grace_period() {
         unknown_order_grace: Duration::from_millis(1500),
         ..ClientOptions::default()
     };
-    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options).await;
+    let setup = start_with(SimConfig::default(), pools::spot_defaults(), options).await;
     let venue = &setup.venue;
     let request = resting_buy(venue, "unlucky", 0.9).await;
     // A plain 503 from the front end: the outcome is unknown to us, and the order does not exist.
@@ -183,7 +183,7 @@ async fn cancel_all_touches_only_the_calling_strategys_orders() {
 async fn an_order_in_flight_at_shutdown_is_kept_for_the_next_start() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), pools::spot_defaults(), options.clone()).await;
     setup.sim.faults().delay_order_answers(Duration::from_secs(3));
     let mut request = resting_buy(&setup.venue, "late", 0.95).await;
     request.client_id = Some(ClientOrderId::new("inflight-1").unwrap());
@@ -292,7 +292,7 @@ async fn after_a_user_stream_outage_orders_and_balances_are_requeried() {
 async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
     let state = tempfile::tempdir().unwrap();
     let options = persisted(state.path());
-    let setup = start_with(SimConfig::default(), rate_limits::spot_defaults(), options.clone()).await;
+    let setup = start_with(SimConfig::default(), pools::spot_defaults(), options.clone()).await;
     let open_order_checks = || {
         setup
             .sim
@@ -308,7 +308,9 @@ async fn after_an_unclean_end_open_orders_the_journal_lost_are_reported() {
     }
     // The power goes: no shutdown, and the last order's record never reached the disk.
     drop(setup.venue);
-    let journal = state.path().join(runner::exchange::binance::journal::JOURNAL_FILE);
+    let journal = state
+        .path()
+        .join(runner::exchange::binance::orders::journal::JOURNAL_FILE);
     let text = std::fs::read_to_string(&journal).expect("the journal");
     let surviving: String = text
         .lines()

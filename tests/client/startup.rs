@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use runner::exchange::binance::rate_limits;
+use runner::exchange::binance::limits::pools;
 use runner::exchange::binance::{
     BinanceVenue, ClientError, ClientOptions, Credentials, Profile, ProfileKind, RetryPolicy,
 };
@@ -13,7 +13,7 @@ use runner::ledger::{Ledger, LedgerConfig, TokioClock};
 
 fn ledger() -> Ledger {
     Ledger::new(
-        rate_limits::spot_defaults(),
+        pools::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     )

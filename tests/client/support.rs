@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use runner::exchange::binance::rate_limits;
+use runner::exchange::binance::limits::pools;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{grid, CallCtx, EventSink, MarketEvent, Order, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::{Ledger, LedgerConfig, RateLimit, TokioClock};
@@ -179,10 +179,5 @@ pub async fn start_with(config: SimConfig, ledger_limits: Vec<RateLimit>, option
 }
 
 pub async fn start() -> Setup {
-    start_with(
-        SimConfig::default(),
-        rate_limits::spot_defaults(),
-        ClientOptions::default(),
-    )
-    .await
+    start_with(SimConfig::default(), pools::spot_defaults(), ClientOptions::default()).await
 }

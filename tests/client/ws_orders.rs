@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client_support::{ctx, on_strategy_thread, resting_buy, start_with, strategy_thread, Setup};
-use runner::exchange::binance::rate_limits;
-use runner::exchange::binance::ws_api::OrderTransport;
+use runner::exchange::binance::limits::pools;
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::latency::{LatencySamples, Trigger};
 use runner::exchange::{CallCtx, ClientOrderId, ErrorCode, OrderRef, OrderRequest, OrderStatus, Side, Venue};
@@ -18,7 +18,7 @@ async fn start_ws(options: ClientOptions) -> Setup {
         order_transport: OrderTransport::WsApi,
         ..options
     };
-    start_with(SimConfig::default(), rate_limits::spot_defaults(), options).await
+    start_with(SimConfig::default(), pools::spot_defaults(), options).await
 }
 
 fn count(log: &[RequestRecord], transport: &str, method: &str) -> usize {
@@ -241,7 +241,7 @@ async fn an_order_placed_for_a_market_event_records_its_latency_once_written() {
     for transport in [OrderTransport::Rest, OrderTransport::WsApi] {
         let setup = start_with(
             SimConfig::default(),
-            rate_limits::spot_defaults(),
+            pools::spot_defaults(),
             ClientOptions {
                 order_transport: transport,
                 ..ClientOptions::default()
@@ -288,7 +288,7 @@ async fn an_idle_order_connection_answers_the_exchanges_pings_and_stays_open() {
         order_transport: OrderTransport::WsApi,
         ..ClientOptions::default()
     };
-    let setup = start_with(config, rate_limits::spot_defaults(), options).await;
+    let setup = start_with(config, pools::spot_defaults(), options).await;
     let first = resting_buy(&setup.venue, "patient", 0.9).await;
     let second = resting_buy(&setup.venue, "patient", 0.85).await;
     let connects_before = count(&setup.sim.request_log(), "WS_API", "CONNECT");

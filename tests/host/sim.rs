@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::support::{connected_to_sim, stats, wait_for};
-use runner::exchange::binance::ws_api::OrderTransport;
+use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::ClientOptions;
 use runner::exchange::{OrderStatus, Venue};
 use runner::host::StopReason;

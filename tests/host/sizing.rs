@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use mlua::{Function, Lua, Table, Value};
-use runner::exchange::binance::symbols;
+use runner::exchange::binance::orders::symbols;
 use runner::exchange::grid::{self, Rounding};
 use runner::exchange::{OrderRequest, Side, SymbolInfo};
 use rust_decimal::Decimal;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use runner::exchange::binance::symbols::ValidOrder;
+use runner::exchange::binance::orders::symbols::ValidOrder;
 use runner::exchange::risk::Approved;
 use runner::exchange::*;
 use runner::ledger::{BackoffState, LedgerStatus, StrategyUsage};
@@ -236,7 +236,7 @@ impl Venue for TestVenue {
             .symbols
             .get(&request.symbol)
             .ok_or_else(|| ApiError::new(ErrorCode::InvalidOrder, "unknown symbol"))?;
-        runner::exchange::binance::symbols::validate(info, request, None)
+        runner::exchange::binance::orders::symbols::validate(info, request, None)
     }
     /// An approved order, as `place` answers it (not recorded among the placed requests).
     async fn send(
@@ -438,14 +438,14 @@ pub async fn connected_to_sim(
     Arc<runner::host::Host>,
     Files,
 ) {
-    use runner::exchange::binance::{rate_limits, BinanceVenue, Credentials, Profile};
+    use runner::exchange::binance::{limits::pools, BinanceVenue, Credentials, Profile};
     use runner::ledger::{Ledger, LedgerConfig, TokioClock};
     use runner::sim::{self, SimConfig};
     let sim = sim::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap())
         .await
         .expect("simulator starts");
     let ledger = Ledger::new(
-        rate_limits::spot_defaults(),
+        pools::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );

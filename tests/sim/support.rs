@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
+use runner::exchange::binance::transport::sign::{ws_api_signature, Signer};
 use runner::sim::{self, hmac_hex, SimConfig, SimHandle, PAPER_API_KEY, PAPER_API_SECRET};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;

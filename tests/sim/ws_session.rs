@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::sim_support::*;
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
-use runner::exchange::binance::sign::{ws_api_signature, Signer};
+use runner::exchange::binance::transport::sign::{ws_api_signature, Signer};
 use runner::sim::{Ed25519ApiKey, SimConfig, PAPER_API_KEY, PAPER_API_SECRET};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;

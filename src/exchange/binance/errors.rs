@@ -3,7 +3,7 @@
 use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::Verdict;
 
-use super::profile::ConfigError;
+use super::account::profile::ConfigError;
 use super::wire::{ErrorBody, WsApiError};
 
 /// What a call does on the exchange; decides how an unknown outcome is reported.

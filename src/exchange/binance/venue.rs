@@ -26,22 +26,22 @@ use crate::exchange::{
 };
 use crate::ledger::{Ledger, LedgerStatus, PoolKind};
 
+use super::account::profile::Profile;
+use super::account::user_data::{self, UserDataHandler};
 use super::errors::ClientError;
-use super::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
-use super::journal::{self, Journal};
-use super::journal_sync::JournalSync;
-use super::order_registry::OrderRegistry;
-use super::order_state::OrderUpdate;
-use super::profile::Profile;
-use super::rest::{Rest, RetryPolicy};
-use super::router::Router;
-use super::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
-use super::symbols::{self, SymbolTable, ValidOrder};
-use super::usage;
-use super::user_data::{self, UserDataHandler};
-use super::weights::Endpoint;
+use super::limits::endpoints::Endpoint;
+use super::limits::usage;
+use super::market_data::stream_router::Router;
+use super::market_data::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
+use super::orders::journal::{self, Journal};
+use super::orders::journal_sync::JournalSync;
+use super::orders::order_registry::OrderRegistry;
+use super::orders::order_state::OrderUpdate;
+use super::orders::symbols::{self, SymbolTable, ValidOrder};
+use super::transport::api_calls::{Rest, RetryPolicy};
+use super::transport::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
+use super::transport::ws_api::OrderTransport;
 use super::wire::{self, UserDataEvent};
-use super::ws_api::OrderTransport;
 
 /// How long the client's own lookups may wait for budget.
 const LOOKUP_WAIT: Duration = Duration::from_secs(30);
@@ -331,7 +331,7 @@ impl BinanceVenue {
     fn apply(&self, update: &OrderUpdate) -> Option<Order> {
         let applied = self.registry.apply(update)?;
         if applied.first_fill {
-            self.gateway.ledger().order_filled(super::rate_limits::ACCOUNT, 1);
+            self.gateway.ledger().order_filled(super::limits::pools::ACCOUNT, 1);
         }
         self.emit_order(applied.order.clone());
         Some(applied.order)
@@ -555,7 +555,7 @@ impl BinanceVenue {
     }
 
     /// The local book's exact top levels (for comparing with the exchange's).
-    pub fn book_levels(&self, symbol: &str, levels: usize) -> Option<super::book::ExactLevels> {
+    pub fn book_levels(&self, symbol: &str, levels: usize) -> Option<super::market_data::book::ExactLevels> {
         self.router.book_levels(symbol, levels)
     }
 

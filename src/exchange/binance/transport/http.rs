@@ -10,12 +10,12 @@ use url::form_urlencoded;
 
 use crate::ledger::ServerUsage;
 
-use super::errors::{GatewayError, SendError};
 use super::per_thread::PerThread;
 use super::sign::Signing;
-use super::transport::{Answer, Request};
-use super::usage;
-use super::weights::{Endpoint, HttpMethod};
+use crate::exchange::binance::errors::{GatewayError, SendError};
+use crate::exchange::binance::limits::endpoints::{Endpoint, HttpMethod};
+use crate::exchange::binance::limits::usage;
+use crate::exchange::binance::transport::{Answer, Request};
 
 const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
 

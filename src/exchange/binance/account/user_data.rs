@@ -11,12 +11,12 @@ use tokio::sync::mpsc;
 
 use crate::ledger::Lane;
 
-use super::errors::SendError;
-use super::gateway::{Gateway, CLIENT_STRATEGY};
-use super::transport::{Body, Request};
-use super::weights::Endpoint;
-use super::wire::{UserDataEvent, UserDataFrame};
-use super::ws_api::{Pushed, WsApiClient};
+use crate::exchange::binance::errors::SendError;
+use crate::exchange::binance::limits::endpoints::Endpoint;
+use crate::exchange::binance::transport::gateway::{Gateway, CLIENT_STRATEGY};
+use crate::exchange::binance::transport::ws_api::{Pushed, WsApiClient};
+use crate::exchange::binance::transport::{Body, Request};
+use crate::exchange::binance::wire::{UserDataEvent, UserDataFrame};
 
 const REQUEST_WAIT: Duration = Duration::from_secs(30);
 const RECONNECT_BASE: Duration = Duration::from_millis(500);

@@ -14,7 +14,7 @@ use crate::exchange::types::{
     SymbolInfo, TimeInForce,
 };
 
-use super::wire::{Filter, SymbolEntry};
+use crate::exchange::binance::wire::{Filter, SymbolEntry};
 
 /// Converts one `exchangeInfo` symbol into the venue-neutral trading rules.
 pub fn symbol_info(entry: &SymbolEntry) -> SymbolInfo {

@@ -8,7 +8,7 @@ use crate::exchange::types::{ClientOrderId, OrderStatus};
 
 use super::order_state::OrderUpdate;
 use super::symbols::ValidOrder;
-use super::wire::{ExecutionReport, OrderAnswer};
+use crate::exchange::binance::wire::{ExecutionReport, OrderAnswer};
 
 /// The parameters of a new order (`POST /api/v3/order`, `order.place`), without the signature's.
 pub fn order_params(order: &ValidOrder, client_id: &ClientOrderId) -> Vec<(&'static str, String)> {
@@ -96,7 +96,7 @@ impl OrderUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::binance::symbols::{grid_only_btcusdt, validate};
+    use crate::exchange::binance::orders::symbols::{grid_only_btcusdt, validate};
     use crate::exchange::types::{OrderKind, OrderRequest, SelfTradePrevention, Side, StopTrigger, TimeInForce};
 
     #[test]

@@ -24,11 +24,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::ledger::{Ledger, Verdict};
 
-use super::errors::SendError;
 use super::gateway::WsStream;
 use super::sign::Signing;
-use super::usage;
-use super::wire::WsApiResponse;
+use crate::exchange::binance::errors::SendError;
+use crate::exchange::binance::limits::usage;
+use crate::exchange::binance::wire::WsApiResponse;
 
 /// How orders reach the exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -277,7 +277,7 @@ async fn read_answers(
                 continue;
             }
         };
-        if super::user_data::is_server_shutdown(&value) {
+        if crate::exchange::binance::account::user_data::is_server_shutdown(&value) {
             // The server is about to go: new requests go on a new connection (this one is
             // marked closed when the reader ends); requests in flight keep their answers.
             tracing::info!("the WebSocket API announced a shutdown; the connection is replaced");
@@ -317,7 +317,7 @@ async fn read_answers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exchange::binance::sign::{self, doc_example as doc, Signer};
+    use crate::exchange::binance::transport::sign::{self, doc_example as doc, Signer};
 
     #[test]
     fn a_signed_frame_carries_the_documented_signature() {

@@ -18,15 +18,15 @@ use crate::exchange::latency::Trigger;
 use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
-use super::errors::{GatewayError, Rejection, SendError};
 use super::http::{header_usage, HttpTransport};
 use super::per_thread::PerThread;
-use super::profile::{Credentials, Profile};
 use super::sign::Signing;
-use super::transport::{Answer, Body, Request, Transport};
-use super::weights::{self, Endpoint, HttpMethod};
 use super::ws_api::{request_frame, OrderTransport, WsApiClient};
-use super::{usage, wire};
+use crate::exchange::binance::account::profile::{Credentials, Profile};
+use crate::exchange::binance::errors::{GatewayError, Rejection, SendError};
+use crate::exchange::binance::limits::endpoints::{self, Endpoint, HttpMethod};
+use crate::exchange::binance::transport::{Answer, Body, Request, Transport};
+use crate::exchange::binance::{limits::usage, wire};
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -402,7 +402,9 @@ impl Gateway {
         wait: Duration,
     ) -> Result<Answer<T>, SendError> {
         let connect = || async {
-            let stream = self.connect_ws(&self.ws_api_url, weights::WS_API_CONNECT, wait).await?;
+            let stream = self
+                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, wait)
+                .await?;
             tracing::debug!("WebSocket API connection opened");
             Ok(stream)
         };
@@ -461,7 +463,7 @@ impl Gateway {
     /// Each attempt reserves one connection from the ledger.
     pub async fn connect_market(&self, streams: &[String], wait: Duration) -> Result<WsStream, SendError> {
         let url = format!("{}/stream?streams={}", self.ws_base, streams.join("/"));
-        self.connect_ws(&url, weights::STREAM_CONNECT, wait).await
+        self.connect_ws(&url, endpoints::STREAM_CONNECT, wait).await
     }
 
     async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
@@ -557,7 +559,7 @@ fn unavailable(refused: Refused) -> SendError {
 pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
     use crate::ledger::{LedgerConfig, TokioClock};
     let ledger = Ledger::new(
-        super::rate_limits::spot_defaults(),
+        crate::exchange::binance::limits::pools::spot_defaults(),
         LedgerConfig::default(),
         Arc::new(TokioClock::new()),
     );
@@ -565,7 +567,7 @@ pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError
         "http://127.0.0.1:1",
         "ws://127.0.0.1:1",
         "ws://127.0.0.1:1/x",
-        super::profile::Credentials::new(api_key, "s"),
+        crate::exchange::binance::account::profile::Credentials::new(api_key, "s"),
     );
     let config = GatewayConfig {
         recv_window_ms: 5000,
@@ -599,15 +601,15 @@ mod tests {
             .await
             .unwrap();
         let ledger = super::Ledger::new(
-            crate::exchange::binance::rate_limits::spot_defaults(),
+            crate::exchange::binance::limits::pools::spot_defaults(),
             LedgerConfig::default(),
             std::sync::Arc::new(TokioClock::new()),
         );
-        let profile = super::Profile::paper(
+        let profile = crate::exchange::binance::Profile::paper(
             &sim.rest_url(),
             &sim.ws_url(),
             &sim.ws_api_url(),
-            super::Credentials::new(crate::sim::PAPER_API_KEY, crate::sim::PAPER_API_SECRET),
+            crate::exchange::binance::Credentials::new(crate::sim::PAPER_API_KEY, crate::sim::PAPER_API_SECRET),
         );
         let config = super::GatewayConfig {
             recv_window_ms: 5000,

@@ -18,10 +18,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::exchange::types::StrategyId;
 use crate::exchange::{StreamKey, StreamKind};
 
-use super::errors::SendError;
-use super::gateway::{Gateway, WsStream};
-use super::router::Router;
-use super::wire::StreamRequest;
+use super::stream_router::Router;
+use crate::exchange::binance::errors::SendError;
+use crate::exchange::binance::transport::gateway::{Gateway, WsStream};
+use crate::exchange::binance::wire::StreamRequest;
 
 /// The exchange's cap on streams per connection.
 pub const MAX_STREAMS_PER_CONNECTION: usize = 1024;
@@ -302,7 +302,7 @@ impl ConnectionTask {
                         match frame {
                             Some(Ok(Message::Text(text))) => {
                                 received = true;
-                                if super::user_data::is_server_shutdown_text(text.as_str()) {
+                                if crate::exchange::binance::account::user_data::is_server_shutdown_text(text.as_str()) {
                                     tracing::info!("a market stream server announced a shutdown; reconnecting now");
                                     break Some(SessionEnd::Closed);
                                 }

@@ -1,7 +1,19 @@
 //! One request to the exchange and its answer, whichever transport carries it: HTTP
-//! ([`super::http::HttpTransport`]) or the WebSocket API ([`super::ws_api::WsApiClient`]). The
+//! ([`http::HttpTransport`]) or the WebSocket API ([`ws_api::WsApiClient`]). The
 //! gateway prices, admits and reserves a [`Request`], picks its [`Transport`], and gets back an
 //! [`Answer`] read once into the type the caller expects.
+//!
+//! - [`gateway`]: the only code that sends bytes to the exchange (price → admit → reserve → sign → send → observe).
+//! - [`http`] and [`ws_api`]: the two transports; [`per_thread`]: each strategy thread's own HTTP client and order connection.
+//! - [`sign`]: request signing (HMAC-SHA256 or Ed25519) for both transports.
+//! - [`api_calls`]: typed calls over the gateway and the retry policy.
+
+pub mod api_calls;
+pub mod gateway;
+pub mod http;
+pub mod per_thread;
+pub mod sign;
+pub mod ws_api;
 
 use std::time::Duration;
 
@@ -11,10 +23,10 @@ use crate::exchange::latency::Trigger;
 use crate::ledger::{Lane, ServerUsage, Verdict};
 
 use super::errors::Rejection;
-use super::usage;
-use super::weights::{Endpoint, HttpMethod};
+use super::limits::endpoints::{Endpoint, HttpMethod};
+use super::limits::usage;
 use super::wire::WsApiResponse;
-use super::ws_api::WsApiClient;
+use ws_api::WsApiClient;
 
 /// One request, before signing.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use crate::ledger::Cost;
 
-use super::rate_limits;
+use super::pools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -174,7 +174,7 @@ impl Endpoint {
     /// What a request to this endpoint with `params` costs.
     pub fn cost(self, params: &[(&str, &str)]) -> Cost {
         let row = self.row();
-        rate_limits::cost(weight_of(row.rule, &Params(params)), row.orders, 1, 0)
+        pools::cost(weight_of(row.rule, &Params(params)), row.orders, 1, 0)
     }
 
     /// How the endpoint is named in messages and metrics: its REST method and path, or its
@@ -195,10 +195,10 @@ impl Endpoint {
 
 /// Opening a WebSocket API connection: weight 2, one connection attempt, and
 /// (conservatively) one raw request.
-pub const WS_API_CONNECT: Cost = rate_limits::cost(2, 0, 1, 1);
+pub const WS_API_CONNECT: Cost = pools::cost(2, 0, 1, 1);
 
 /// Opening a market-stream connection: no weight, one connection attempt.
-pub const STREAM_CONNECT: Cost = rate_limits::cost(0, 0, 0, 1);
+pub const STREAM_CONNECT: Cost = pools::cost(0, 0, 0, 1);
 
 /// The parameters of a request, as name/value texts.
 struct Params<'a>(&'a [(&'a str, &'a str)]);
@@ -389,7 +389,7 @@ mod tests {
 
     #[test]
     fn order_placement_adds_to_the_unfilled_order_count() {
-        assert_eq!(E::PlaceOrder.cost(&[]), rate_limits::cost(1, 1, 1, 0));
+        assert_eq!(E::PlaceOrder.cost(&[]), pools::cost(1, 1, 1, 0));
         assert_eq!(E::CancelReplace.cost(&[]).units_of(Orders), 1);
         assert_eq!(E::PlaceOco.cost(&[]).units_of(Orders), 2);
         assert_eq!(E::CancelOrder.cost(&[]).units_of(Orders), 0);

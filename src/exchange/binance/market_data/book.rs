@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use crate::exchange::grid::to_f64;
 use crate::exchange::types::Depth;
 
-use super::wire::{DepthSnapshot, DepthUpdateEvent};
+use crate::exchange::binance::wire::{DepthSnapshot, DepthUpdateEvent};
 
 /// Diff events kept while waiting for a snapshot; older ones are dropped beyond this
 /// (the snapshot will be newer than them anyway, or the sync restarts).

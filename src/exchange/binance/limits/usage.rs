@@ -12,8 +12,8 @@ use serde_json::Value;
 use crate::ledger::limits::{Interval, IntervalUnit, PoolKind, RateLimit};
 use crate::ledger::{ServerUsage, Verdict};
 
-use super::rate_limits::{scope_of, spot_defaults};
-use super::wire::WsApiResponse;
+use super::pools::{scope_of, spot_defaults};
+use crate::exchange::binance::wire::WsApiResponse;
 
 /// No real Binance pool comes near this; a bigger figure is a corrupt announcement.
 pub const MAX_SANE_LIMIT: u64 = 100_000_000;

@@ -12,13 +12,13 @@ use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
-use super::errors::{CallKind, SendError};
 use super::gateway::Gateway;
-use super::order_wire::order_params;
-use super::symbols::ValidOrder;
-use super::transport::{Body, Request};
-use super::weights::Endpoint;
-use super::wire;
+use crate::exchange::binance::errors::{CallKind, SendError};
+use crate::exchange::binance::limits::endpoints::Endpoint;
+use crate::exchange::binance::orders::order_wire::order_params;
+use crate::exchange::binance::orders::symbols::ValidOrder;
+use crate::exchange::binance::transport::{Body, Request};
+use crate::exchange::binance::wire;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::sign::Signer;
+use crate::exchange::binance::transport::sign::Signer;
 
 /// Which exchange a profile points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -15,11 +15,11 @@ use crate::exchange::types::{Depth, Kline, Quote, Trade};
 use crate::exchange::{EventSink, MarketEvent};
 
 use super::book::{BookSync, DepthDiff, DiffOutcome, SnapshotOutcome};
-use super::gateway::{Gateway, CLIENT_STRATEGY};
 use super::kline_series::KlineSeries;
-use super::rest::{Rest, RetryPolicy};
-use super::symbols::SymbolTable;
-use super::wire::{BookTickerEvent, Combined, DepthUpdateEvent, KlineEvent, TradeEvent};
+use crate::exchange::binance::orders::symbols::SymbolTable;
+use crate::exchange::binance::transport::api_calls::{Rest, RetryPolicy};
+use crate::exchange::binance::transport::gateway::{Gateway, CLIENT_STRATEGY};
+use crate::exchange::binance::wire::{BookTickerEvent, Combined, DepthUpdateEvent, KlineEvent, TradeEvent};
 
 /// At most one "malformed frame" warning per this interval (with a count of the skipped).
 const MALFORMED_LOG_EVERY_MS: i64 = 10_000;
@@ -471,7 +471,7 @@ mod throughput {
     #[tokio::test]
     #[ignore = "measurement; run in release"]
     async fn book_ticker_frames_per_second() {
-        let gateway = Arc::new(crate::exchange::binance::gateway::unconnected_gateway("k").unwrap());
+        let gateway = Arc::new(crate::exchange::binance::transport::gateway::unconnected_gateway("k").unwrap());
         let entry: crate::exchange::binance::wire::SymbolEntry = serde_json::from_str(
             r#"{"symbol":"BTCUSDT","status":"TRADING","baseAsset":"BTC","baseAssetPrecision":8,"quoteAsset":"USDT",
             "quotePrecision":8,"quoteAssetPrecision":8,"filters":[]}"#,

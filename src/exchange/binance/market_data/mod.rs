@@ -1,0 +1,12 @@
+//! Market data: stream connections and subscriptions, the frames they carry routed into market
+//! state, and what is kept from them.
+//!
+//! - [`streams`]: connections and reference-counted subscriptions.
+//! - [`stream_router`]: frames in, market state and events out.
+//! - [`book`]: local order books kept in sync with depth diffs.
+//! - [`kline_series`]: candles kept from the kline streams.
+
+pub mod book;
+pub mod kline_series;
+pub mod stream_router;
+pub mod streams;

@@ -1,0 +1,16 @@
+//! Orders from a valid request to their last state.
+//!
+//! - [`symbols`]: the symbol table and the grid check that makes a `ValidOrder`.
+//! - [`client_ids`]: client order ids this process mints.
+//! - [`order_wire`]: parameters out, answers and reports in.
+//! - [`order_state`]: the status merge that never regresses.
+//! - [`order_registry`]: every order with its owner and state, made durable by the [`journal`]
+//!   (synced to disk by [`journal_sync`]).
+
+pub mod client_ids;
+pub mod journal;
+pub mod journal_sync;
+pub mod order_registry;
+pub mod order_state;
+pub mod order_wire;
+pub mod symbols;
