@@ -64,7 +64,7 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---| "shutdown"        # the process is stopping (Ctrl-C, signal)
 ---| "duration"        # `--duration` elapsed
 ---| "error"           # the strategy faulted too often and was stopped
----| "reload-removed"  # the file was removed or no longer loads as a strategy on reload
+---| "reload-removed"  # never sent: a removed file keeps running until it is back (kept so older scripts type-check)
 
 ---@alias runner.LedgerState
 ---| "normal"

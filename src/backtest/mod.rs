@@ -14,7 +14,7 @@ pub mod venue;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,9 +267,4 @@ impl ErrorCount {
 /// The default starting balances: the paper exchange's.
 pub fn default_balances() -> Vec<(String, Decimal)> {
     crate::sim::SimConfig::default().balances
-}
-
-/// True when `path` looks like a strategy file (for the CLI's checks).
-pub fn is_lua(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "lua")
 }

@@ -382,14 +382,6 @@ impl Breaker {
         self.public_state(&self.inner.lock().state, Instant::now())
     }
 
-    /// When an open breaker starts letting probes through; `None` unless open.
-    pub fn half_open_at(&self) -> Option<Instant> {
-        match self.inner.lock().state {
-            State::Open { until } => Some(until),
-            _ => None,
-        }
-    }
-
     /// Tells of every change of state.
     pub fn subscribe(&self) -> watch::Receiver<BreakerState> {
         self.changed.subscribe()

@@ -101,7 +101,6 @@ pub enum StopReason {
     Shutdown,
     Duration,
     Error,
-    ReloadRemoved,
 }
 
 impl StopReason {
@@ -110,7 +109,6 @@ impl StopReason {
             StopReason::Shutdown => "shutdown",
             StopReason::Duration => "duration",
             StopReason::Error => "error",
-            StopReason::ReloadRemoved => "reload-removed",
         }
     }
 }

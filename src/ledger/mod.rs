@@ -19,7 +19,6 @@ pub mod lease;
 pub mod limits;
 mod persist;
 mod pools;
-mod rate_ledger;
 pub mod shared;
 mod status;
 mod strategies;
@@ -36,7 +35,6 @@ use tokio::time::Instant;
 
 use admission::{Fit, State};
 pub use persist::Autosave;
-pub use rate_ledger::RateLedger;
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};

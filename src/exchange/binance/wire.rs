@@ -197,21 +197,6 @@ pub struct RestTrade {
     pub is_best_match: bool,
 }
 
-/// One element of `GET /api/v3/aggTrades`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AggTrade {
-    pub a: u64,
-    pub p: Decimal,
-    pub q: Decimal,
-    pub f: u64,
-    pub l: u64,
-    #[serde(rename = "T")]
-    pub time: i64,
-    pub m: bool,
-    #[serde(rename = "M")]
-    pub best_match: bool,
-}
-
 /// One fill in a FULL order response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

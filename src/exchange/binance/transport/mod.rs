@@ -101,16 +101,6 @@ pub enum Body<T> {
     Refused(Rejection),
 }
 
-impl<T> Body<T> {
-    /// The refusal's exchange code, if it is a refusal that carried one.
-    pub fn error_code(&self) -> Option<i64> {
-        match self {
-            Body::Refused(rejection) => rejection.code,
-            _ => None,
-        }
-    }
-}
-
 /// The exchange's answer to one request, whichever way it went.
 pub struct Answer<T> {
     pub status: u16,
