@@ -10,7 +10,7 @@
 pub mod data;
 pub mod live;
 pub mod report;
-pub mod venue;
+pub(crate) mod venue;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

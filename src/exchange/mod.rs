@@ -8,7 +8,7 @@ pub mod binance;
 pub mod breaker;
 pub mod grid;
 pub mod latency;
-pub mod market_cache;
+pub(crate) mod market_cache;
 pub mod risk;
 pub mod types;
 

@@ -15,7 +15,7 @@ mod admission;
 mod backoff;
 pub mod clock;
 mod driver;
-pub mod lease;
+pub(crate) mod lease;
 pub mod limits;
 mod persist;
 mod pools;

@@ -1,8 +1,8 @@
 //! Market recordings: `runner record` writes what the market streams deliver to compressed,
 //! append-only, checksummed files ([`format`]); backtests replay them.
 
-pub mod format;
-pub mod recorder;
+pub(crate) mod format;
+pub(crate) mod recorder;
 
 pub use format::{BlockReader, BlockWriter, FormatError, Record, RecordKind};
 pub use recorder::{get, record, stream_names, RecordError, RecordOptions, RecordSummary, Rotate};

@@ -11,12 +11,12 @@
 //! - [`wire`]: the exchange's JSON shapes (shared with the simulator).
 
 pub mod account;
-pub mod errors;
+pub(crate) mod errors;
 pub mod limits;
 pub mod market_data;
 pub mod orders;
 pub mod transport;
-pub mod venue;
+pub(crate) mod venue;
 pub mod wire;
 
 pub use account::profile::{ConfigError, Credentials, Profile, ProfileKind};

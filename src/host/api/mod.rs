@@ -5,14 +5,14 @@
 //! Expected exchange failures return `nil, err`; programming mistakes raise an error that
 //! says where and what.
 
-pub mod account;
-pub mod clock;
-pub mod convert;
-pub mod ledger;
+pub(crate) mod account;
+pub(crate) mod clock;
+pub(crate) mod convert;
+pub(crate) mod ledger;
 pub mod log;
-pub mod market;
-pub mod orders;
-pub mod timer;
+pub(crate) mod market;
+pub(crate) mod orders;
+pub(crate) mod timer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;

@@ -3,5 +3,5 @@
 //! - [`profile`]: where to connect and with which credentials.
 //! - [`user_data`]: the user-data stream (order reports and balances).
 
-pub mod profile;
+pub(crate) mod profile;
 pub mod user_data;

@@ -5,6 +5,6 @@
 //! - [`pools`]: the documented pools and what a request draws from each.
 //! - [`usage`]: `rateLimits` parsing, usage headers, 429/418 classification.
 
-pub mod endpoints;
+pub(crate) mod endpoints;
 pub mod pools;
 pub mod usage;

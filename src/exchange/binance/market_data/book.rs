@@ -120,6 +120,7 @@ impl BookSync {
         }
     }
 
+    #[cfg(test)]
     pub fn is_synced(&self) -> bool {
         matches!(self.state, State::Synced { .. })
     }

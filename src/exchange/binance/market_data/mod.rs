@@ -6,7 +6,7 @@
 //! - [`book`]: local order books kept in sync with depth diffs.
 //! - [`kline_series`]: candles kept from the kline streams.
 
-pub mod book;
-pub mod kline_series;
+pub(crate) mod book;
+pub(crate) mod kline_series;
 pub mod stream_router;
-pub mod streams;
+pub(crate) mod streams;

@@ -7,10 +7,10 @@
 //! - [`order_registry`]: every order with its owner and state, made durable by the [`journal`]
 //!   (synced to disk by [`journal_sync`]).
 
-pub mod client_ids;
+pub(crate) mod client_ids;
 pub mod journal;
 pub mod journal_sync;
-pub mod order_registry;
+pub(crate) mod order_registry;
 pub mod order_state;
-pub mod order_wire;
+pub(crate) mod order_wire;
 pub mod symbols;

@@ -162,7 +162,6 @@ fn pending(strategy: StrategyId, client_id: &ClientOrderId, placed: &ValidOrder,
 /// A newly registered order. Dropped once the order is sent (or is known not to be), which lets
 /// its journal record go to the disk: not earlier, so the sync does not compete with the send.
 pub struct Registered {
-    pub order: Order,
     journal: Option<Arc<Journal>>,
 }
 
@@ -244,7 +243,7 @@ impl OrderRegistry {
                 .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
         }
         let tracked = Tracked {
-            order: order.clone(),
+            order,
             placed: placed.clone(),
         };
         state.orders.insert(client_id.to_string(), tracked);
@@ -256,7 +255,6 @@ impl OrderRegistry {
         }
         self.compact_if_grown();
         Ok(Registered {
-            order,
             journal: self.journal.clone(),
         })
     }

@@ -8,10 +8,10 @@
 //! - [`sign`]: request signing (HMAC-SHA256 or Ed25519) for both transports.
 //! - [`api_calls`]: typed calls over the gateway and the retry policy.
 
-pub mod api_calls;
+pub(crate) mod api_calls;
 pub mod gateway;
-pub mod http;
-pub mod per_thread;
+pub(crate) mod http;
+pub(crate) mod per_thread;
 pub mod sign;
 pub mod ws_api;
 

@@ -69,6 +69,7 @@ impl<T: Clone + 'static> PerThread<T> {
     }
 
     /// Forgets this thread's value (the next `get` makes a new one).
+    #[cfg(test)]
     pub fn forget(&self) {
         ENTRIES.with(|entries| entries.borrow_mut().retain(|(id, _, _)| *id != self.id));
     }
