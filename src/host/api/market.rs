@@ -8,7 +8,7 @@ use std::time::Duration;
 use mlua::{IntoLuaMulti, Lua, MultiValue, Value};
 
 use super::convert::{depth_table, info_table, Keys};
-use super::{host_function, lua_type, publish, usage, ApiCtx, Args};
+use super::{duration_ms_up_to, host_function, lua_type, publish, usage, ApiCtx, Args};
 use crate::exchange::grid::{self, Rounding};
 use crate::exchange::market_cache::MAX_AGE_LIMIT;
 use crate::exchange::{Depth, Freshness, Kline, MarketAnswer, MarketData, MarketRequest, SymbolInfo, Trade};
@@ -470,26 +470,10 @@ fn market_options(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<(Option<Du
 
 /// Parses a `max_age_ms` option: a number from 0 to a day.
 fn max_age_ms(lua: &Lua, func: &str, value: Value) -> mlua::Result<Option<Duration>> {
-    let limit_ms = MAX_AGE_LIMIT.as_millis() as f64;
-    let ms = match value {
-        Value::Nil => return Ok(None),
-        Value::Integer(ms) => ms as f64,
-        Value::Number(ms) => ms,
-        other => {
-            return Err(usage(
-                lua,
-                format!(
-                    "{func}: max_age_ms must be a number of milliseconds, got {}",
-                    lua_type(&other)
-                ),
-            ))
-        }
-    };
-    if !(0.0..=limit_ms).contains(&ms) {
-        return Err(usage(
-            lua,
-            format!("{func}: max_age_ms must be from 0 to {limit_ms} (a day), got {ms}"),
-        ));
+    if value.is_nil() {
+        return Ok(None);
     }
-    Ok(Some(Duration::from_secs_f64(ms / 1000.0)))
+    duration_ms_up_to(&value, MAX_AGE_LIMIT.as_millis() as f64, "a day")
+        .map(Some)
+        .map_err(|err| usage(lua, format!("{func}: max_age_ms: {err}")))
 }

@@ -32,7 +32,7 @@ use crate::exchange::latency::Trigger;
 use crate::exchange::{ApiError, CallCtx, ErrorCode, StrategyId, SymbolInfo, Venue};
 use convert::Keys;
 // Where the strategy API's modules have always found them.
-pub use super::lua_values::{duration_ms, lua_type};
+pub use super::lua_values::{duration_ms, duration_ms_up_to, lua_type};
 
 /// What every API function of one VM shares.
 pub struct ApiCtx {
