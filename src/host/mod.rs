@@ -16,6 +16,7 @@ mod error;
 pub mod inbox;
 pub mod limits;
 mod lua_values;
+pub mod market_run;
 mod require;
 pub mod sandbox;
 pub mod spec;
