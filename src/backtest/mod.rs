@@ -24,6 +24,7 @@ use rust_decimal::Decimal;
 use crate::exchange::Venue;
 use crate::host::calls::Calls;
 use crate::host::inbox::Event;
+use crate::host::market_run::{MarketRun, RunEvent};
 use crate::host::stats::Stats;
 use crate::host::timers::{ReplayedTimers, TimerOp, Timers};
 use crate::host::vm::{CallOutcome, StrategyVm, VmOptions};
@@ -180,6 +181,17 @@ async fn replay(options: &BacktestOptions, data: Dataset) -> Result<Report, Back
     vm.activate();
     errors.note(vm.on_start().await);
     loop {
+        // Quotes and trades go to the strategy as one run, the replay stepping on between them,
+        // until something else is due (see `ReplayRun`).
+        deliver_run(
+            &vm,
+            &mut ReplayRun {
+                venue: &venue,
+                schedule: &schedule,
+            },
+            &mut errors,
+        )
+        .await;
         // Everything the last step produced is handled before time moves on.
         let next = venue.world.lock().pending.pop_front();
         if let Some(event) = next {
@@ -240,6 +252,48 @@ async fn replay(options: &BacktestOptions, data: Dataset) -> Result<Report, Back
         errors.errors,
         errors.trips,
     ))
+}
+
+/// The replay as a run of market events: the quotes and trades the last item produced, stepping on
+/// to the next item once they are handled, exactly as the driver's loop would, until an event of
+/// another kind (an order update) or a timer is due, or the data ends.
+struct ReplayRun<'a> {
+    venue: &'a ReplayVenue,
+    schedule: &'a Schedule,
+}
+
+impl MarketRun for ReplayRun<'_> {
+    fn next_event(&mut self) -> Option<(RunEvent, Option<std::time::Instant>)> {
+        loop {
+            let mut world = self.venue.world.lock();
+            match world.pending.front() {
+                Some(Event::Book(_) | Event::Trade(_)) => {
+                    return match world.pending.pop_front() {
+                        Some(Event::Book(quote)) => Some((RunEvent::Book(quote), None)),
+                        Some(Event::Trade(trade)) => Some((RunEvent::Trade(trade), None)),
+                        _ => None,
+                    };
+                }
+                Some(_) => return None,
+                None => {}
+            }
+            let next_item = world.next_time()?;
+            if self.schedule.borrow().values().any(|t| t.due_ms <= next_item) {
+                return None;
+            }
+            world.step();
+        }
+    }
+}
+
+/// Delivers `run` to the strategy, counting the callbacks that fail or trip.
+async fn deliver_run(vm: &StrategyVm, run: &mut ReplayRun<'_>, errors: &mut ErrorCount) {
+    loop {
+        match vm.deliver_run(run).await {
+            CallOutcome::Done => return,
+            failed => errors.note(Some(failed)),
+        }
+    }
 }
 
 #[derive(Default)]

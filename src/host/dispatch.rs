@@ -79,21 +79,22 @@ impl Dispatch {
     /// whose inbox was empty is woken once, after all of them are queued.
     pub fn route_batch(&self, events: impl IntoIterator<Item = (MarketEvent, Instant)>) {
         let routes = self.routes.read();
+        let mut symbols = SymbolCache::new(&routes);
         let mut to_wake: Vec<&Arc<Inbox>> = Vec::new();
         for (event, received) in events {
             match event {
                 MarketEvent::Book(quote) => {
-                    if let Some(r) = routes.get(&*quote.symbol) {
+                    if let Some(r) = symbols.get(&quote.symbol) {
                         fan_out(&r.book, Event::Book(quote), received, &mut to_wake);
                     }
                 }
                 MarketEvent::DepthChanged(symbol) => {
-                    if let Some(r) = routes.get(&*symbol) {
+                    if let Some(r) = symbols.get(&symbol) {
                         fan_out(&r.depth, Event::Depth(symbol), received, &mut to_wake);
                     }
                 }
                 MarketEvent::Trade(trade) => {
-                    if let Some(r) = routes.get(&*trade.symbol) {
+                    if let Some(r) = symbols.get(&trade.symbol) {
                         fan_out(&r.trade, Event::Trade(trade), received, &mut to_wake);
                     }
                 }
@@ -103,7 +104,7 @@ impl Dispatch {
                     kline,
                     closed,
                 } => {
-                    if let Some(list) = routes.get(&*symbol).and_then(|r| r.klines.get(&*interval)) {
+                    if let Some(list) = symbols.get(&symbol).and_then(|r| r.klines.get(&*interval)) {
                         fan_out(
                             list,
                             Event::Kline {
@@ -122,6 +123,37 @@ impl Dispatch {
         for inbox in to_wake {
             inbox.wake();
         }
+    }
+}
+
+/// Symbols distinct in a batch of events read together.
+const CACHED_SYMBOLS: usize = 8;
+
+/// The routes of the symbols a batch has met, found by the symbol's `Arc` (the stream side interns
+/// its symbols) before hashing the name: a batch of a busy stream is a few symbols, many times.
+struct SymbolCache<'a> {
+    routes: &'a HashMap<String, SymbolRoutes>,
+    /// Each keeps its symbol alive, so no other symbol can reuse its address within the batch.
+    seen: Vec<(Arc<str>, Option<&'a SymbolRoutes>)>,
+}
+
+impl<'a> SymbolCache<'a> {
+    fn new(routes: &'a HashMap<String, SymbolRoutes>) -> Self {
+        SymbolCache {
+            routes,
+            seen: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, symbol: &Arc<str>) -> Option<&'a SymbolRoutes> {
+        if let Some((_, found)) = self.seen.iter().find(|(s, _)| Arc::ptr_eq(s, symbol)) {
+            return *found;
+        }
+        let found = self.routes.get(&**symbol);
+        if self.seen.len() < CACHED_SYMBOLS {
+            self.seen.push((symbol.clone(), found));
+        }
+        found
     }
 }
 

@@ -131,6 +131,18 @@ impl Guard {
         self.running_since.set(Some((now, cpu)));
     }
 
+    /// Starts the next callback of a run on `state`, the coroutine the run's loop runs in: a fresh
+    /// budget, and a watch of its own (unhooked again if the callback before it was armed).
+    ///
+    /// # Safety
+    /// `state` must be the coroutine the run's watch was entered with ([`Guard::watch`]), running
+    /// on this thread.
+    pub unsafe fn begin_next(&self, state: *mut ffi::lua_State) {
+        self.begin();
+        let since = self.running_since.get().map_or_else(watchdog::now_ns, |(wall, _)| wall);
+        self.watch.restart(state, since);
+    }
+
     /// The callback's code runs on `thread` (a coroutine of this VM, kept alive by the caller)
     /// until the returned guard drops: it runs unhooked until the watchdog arms it.
     pub fn watch(&self, thread: &Thread) -> Watching<'_> {

@@ -16,6 +16,7 @@ mod error;
 pub mod inbox;
 pub(crate) mod limits;
 mod lua_values;
+pub mod market_run;
 mod require;
 pub(crate) mod sandbox;
 pub(crate) mod spec;

@@ -15,6 +15,7 @@ use super::calls::Calls;
 use super::error::LoadError;
 use super::inbox::Event;
 use super::limits::{self, Guard, TripKind};
+use super::market_run::{MarketRun, RunEvent, RunState};
 use super::require::{self, LoadedFiles};
 use super::sandbox::{self, error_text};
 use super::spec::{self, Callbacks, StrategyMeta};
@@ -58,6 +59,8 @@ pub struct StrategyVm {
     spare: RefCell<Option<Thread>>,
     /// Interned symbol strings for `on_book` (bounded by the subscribed symbols).
     symbols: RefCell<HashMap<Arc<str>, mlua::String>>,
+    /// What a run of market events works with (see [`StrategyVm::deliver_run`]).
+    runs: Rc<RunState>,
     guard: Rc<Guard>,
     api: Rc<ApiCtx>,
     files: LoadedFiles,
@@ -95,7 +98,8 @@ impl StrategyVm {
         let files: LoadedFiles = Arc::new(Mutex::new(vec![path.to_path_buf()]));
         let roots = vec![require::strategy_folder(path), options.stdlib_dir.to_path_buf()];
         require::install(&lua, roots, files.clone()).map_err(lua_err)?;
-        let trampoline = make_trampoline(&lua).map_err(lua_err)?;
+        let runs = RunState::new(&lua, guard.clone(), api.market_event_received.clone()).map_err(lua_err)?;
+        let trampoline = make_trampoline(&lua, &runs).map_err(lua_err)?;
 
         guard.begin();
         let returned = lua
@@ -109,6 +113,7 @@ impl StrategyVm {
                 None => lua_err(err),
             })?;
         let (mut meta, callbacks) = spec::validate(path, returned, options.known_symbol)?;
+        runs.set_callbacks(callbacks.on_book.is_some(), callbacks.on_trade.is_some());
         meta.files = files.lock().clone();
         *api.strategy.borrow_mut() = Arc::from(meta.name.as_str());
         api.market_wait.set(meta.max_wait);
@@ -121,6 +126,7 @@ impl StrategyVm {
             trampoline,
             spare: RefCell::new(None),
             symbols: RefCell::new(HashMap::new()),
+            runs,
             guard,
             api,
             files,
@@ -224,6 +230,39 @@ impl StrategyVm {
         })
     }
 
+    /// Delivers the market events `source` yields, in order, each to its callback (`on_book`,
+    /// `on_trade`), in as few coroutine resumes as it can: normally one for the whole run (see
+    /// [`super::market_run`]). Returns at the first callback that fails or trips, with its outcome
+    /// (the events after it stay with `source`: call again for them), or [`CallOutcome::Done`] once
+    /// `source` has nothing more.
+    pub async fn deliver_run(&self, source: &mut dyn MarketRun) -> CallOutcome {
+        loop {
+            let (on_book, on_trade) = (self.callbacks.on_book.clone(), self.callbacks.on_trade.clone());
+            let installed = self.runs.install(&mut *source);
+            self.guard.begin();
+            let result = self.run(&self.trampoline.run, (on_book, on_trade)).await;
+            drop(installed);
+            let outcome = self.classify(result);
+            if outcome != CallOutcome::Done {
+                return outcome;
+            }
+            // The run stopped before an event whose symbol Lua has no name for yet: delivered the
+            // ordinary way (which names it), then the run goes on.
+            let Some((event, received)) = self.runs.take_held() else {
+                return CallOutcome::Done;
+            };
+            let event = match event {
+                RunEvent::Book(quote) => Event::Book(quote),
+                RunEvent::Trade(trade) => Event::Trade(trade),
+            };
+            self.set_market_event_received(received);
+            match self.deliver(&event).await {
+                None | Some(CallOutcome::Done) => {}
+                Some(outcome) => return outcome,
+            }
+        }
+    }
+
     pub async fn on_start(&self) -> Option<CallOutcome> {
         Some(self.invoke(self.callbacks.on_start.as_ref()?, ()).await)
     }
@@ -279,6 +318,7 @@ impl StrategyVm {
             return Ok(interned.clone());
         }
         let interned = self.lua.create_string(&**symbol)?;
+        self.runs.name_symbol(symbol, &interned)?;
         self.symbols.borrow_mut().insert(symbol.clone(), interned.clone());
         Ok(interned)
     }
@@ -334,9 +374,11 @@ struct Trampoline {
     call: Function,
     book: Function,
     trade: Function,
+    /// `run(on_book, on_trade)`: delivers a run of market events (see [`super::market_run`]).
+    run: Function,
 }
 
-fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
+fn make_trampoline(lua: &Lua, runs: &Rc<RunState>) -> mlua::Result<Trampoline> {
     let handler = lua.create_function(|lua, err: Value| {
         let message = match &err {
             Value::Error(e) => error_text(e),
@@ -344,10 +386,10 @@ fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
         };
         lua.traceback(Some(&message), 1)
     })?;
-    let (call, book, trade) = lua
+    let (call, book, trade, run) = lua
         .load(
             r#"
-            local xpcall, handler = ...
+            local xpcall, handler, next_event, names = ...
             local function call(f, ...) return xpcall(f, handler, ...) end
             local function book(f, symbol, bid, bid_qty, ask, ask_qty, update_id, time)
                 return xpcall(f, handler, { symbol = symbol, bid = bid, bid_qty = bid_qty, ask = ask,
@@ -357,13 +399,29 @@ fn make_trampoline(lua: &Lua) -> mlua::Result<Trampoline> {
                 return xpcall(f, handler, { symbol = symbol, id = id, price = price, qty = qty, time = time,
                     buyer_maker = buyer_maker })
             end
-            return call, book, trade
+            -- The tables are built as `book` and `trade` build them; kinds as market_run.rs numbers them.
+            local function deliver(on_book, on_trade)
+                local kind, s, a, b, c, d, e, f = next_event()
+                while kind do
+                    if kind == 1 then
+                        on_book({ symbol = names[s], bid = a, bid_qty = b, ask = c, ask_qty = d,
+                            update_id = e, time = f })
+                    else
+                        on_trade({ symbol = names[s], id = a, price = b, qty = c, time = d, buyer_maker = e })
+                    end
+                    kind, s, a, b, c, d, e, f = next_event()
+                end
+            end
+            local function run(on_book, on_trade) return xpcall(deliver, handler, on_book, on_trade) end
+            return call, book, trade, run
             "#,
         )
         .set_name("=trampoline")
-        .call::<(Function, Function, Function)>((
+        .call::<(Function, Function, Function, Function)>((
             lua.named_registry_value::<Function>(sandbox::RAW_XPCALL)?,
             handler,
+            runs.next_event_function(lua)?,
+            runs.names().clone(),
         ))?;
-    Ok(Trampoline { call, book, trade })
+    Ok(Trampoline { call, book, trade, run })
 }

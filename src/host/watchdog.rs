@@ -21,7 +21,7 @@ use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mlua::ffi;
 use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
@@ -80,15 +80,24 @@ thread_local! {
     static CURRENT: Cell<*const Watch> = const { Cell::new(ptr::null()) };
 }
 
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
+/// The clock callbacks are timed with, and when it started: read as each callback starts (a million
+/// times a second on a busy stream), so the CPU's time-stamp counter where it is usable (a few ns,
+/// against tens for the OS's clock even without a system call); quanta falls back to the OS's
+/// monotonic clock where it is not.
+fn clock() -> &'static (quanta::Clock, quanta::Instant) {
+    static CLOCK: OnceLock<(quanta::Clock, quanta::Instant)> = OnceLock::new();
+    CLOCK.get_or_init(|| {
+        let clock = quanta::Clock::new();
+        let epoch = clock.now();
+        (clock, epoch)
+    })
 }
 
 /// Nanoseconds since the process's watchdog epoch (monotonic; cheap, no system call).
 pub fn now_ns() -> u64 {
+    let (clock, epoch) = clock();
     // Never 0, which means "not running".
-    (epoch().elapsed().as_nanos() as u64).max(1)
+    (clock.now().duration_since(*epoch).as_nanos() as u64).max(1)
 }
 
 /// `pthread_t` kept in an atomic (an integer of at most 64 bits on Linux; `u64` itself on some targets).
@@ -243,6 +252,23 @@ impl Watch {
         let previous = CURRENT.with(|current| current.replace(self));
         self.start_running(since.max(1));
         Watching { watch: self, previous }
+    }
+
+    /// The next callback of a run starts at `since` on `state`, the coroutine already watched:
+    /// its own threshold, and no hook until it too runs long.
+    ///
+    /// # Safety
+    /// `state` must be the watched coroutine, running on the calling thread.
+    pub unsafe fn restart(&self, state: *mut ffi::lua_State, since: u64) {
+        self.start_running(since.max(1));
+        self.ran_before_wait.store(0, Ordering::Relaxed);
+        // The hook is only ever set on this coroutine by the signal handler (which runs on this
+        // thread and sets `armed` before returning) or after a trip (which ends the run). A signal
+        // landing after this arms the new callback early: harmless, the limits count from its start.
+        if self.armed.load(Ordering::Relaxed) {
+            self.armed.store(false, Ordering::Relaxed);
+            ffi::lua_sethook(state, None, 0, 0);
+        }
     }
 
     /// Marks the callback running since `since` and wakes the watchdog if it sleeps.

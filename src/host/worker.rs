@@ -18,6 +18,7 @@ use super::dispatch::Dispatch;
 use super::error::LoadError;
 use super::inbox::{Event, Inbox, Popped};
 use super::limits::INSTRUCTIONS_PER_SECOND;
+use super::market_run::{MarketRun, RunEvent};
 use super::require::LoadedFiles;
 use super::spec::{self, StrategyMeta};
 use super::state_table::{self, StateValue};
@@ -233,8 +234,15 @@ impl Worker {
                 }
                 self.strategy.inbox.pop_batch(&mut self.batch, BATCH);
             }
-            if let Some(popped) = self.batch.pop_front() {
-                if let Flow::Exit = self.on_event(popped).await {
+            let flow = if starts_market_run(&self.batch) {
+                Some(self.on_market_run().await)
+            } else if let Some(popped) = self.batch.pop_front() {
+                Some(self.on_event(popped).await)
+            } else {
+                None
+            };
+            if let Some(flow) = flow {
+                if let Flow::Exit = flow {
                     return;
                 }
                 let dropped = self.strategy.stats.trades_dropped.load(Ordering::Relaxed);
@@ -306,6 +314,40 @@ impl Worker {
         let outcome = interruptible(&self.strategy, &self.name, what, self.vm.deliver(&event)).await;
         self.vm.set_market_event_received(None);
         self.after_call(outcome, what).await
+    }
+
+    /// Delivers the quotes and trades at the front of the batch as one run (see
+    /// [`StrategyVm::deliver_run`]); a callback that fails or trips is handled as any other, and the
+    /// run goes on after it.
+    async fn on_market_run(&mut self) -> Flow {
+        loop {
+            let mut batch = std::mem::take(&mut self.batch);
+            let mut run = BatchRun {
+                batch: &mut batch,
+                taken: 0,
+                last: "on_book",
+            };
+            let outcome = interruptible(&self.strategy, &self.name, "on_book", async {
+                Some(self.vm.deliver_run(&mut run).await)
+            })
+            .await;
+            let (taken, what) = (run.taken, run.last);
+            self.batch = batch;
+            self.vm.set_market_event_received(None);
+            self.strategy.stats.events_handled.fetch_add(taken, Ordering::Relaxed);
+            match outcome {
+                // Done, or cut short by a stop (the control message that follows handles it).
+                None | Some(CallOutcome::Done) => return Flow::Continue,
+                failed => {
+                    if let Flow::Exit = self.after_call(failed, what).await {
+                        return Flow::Exit;
+                    }
+                    if !starts_market_run(&self.batch) {
+                        return Flow::Continue;
+                    }
+                }
+            }
+        }
     }
 
     /// Counts the order's state change and adds its new fills to the asset flows.
@@ -483,6 +525,43 @@ impl Worker {
         };
         if let Err(err) = state_table::save(&state_table::file_for(dir, &self.name), &state) {
             tracing::warn!(strategy = %self.name, "saving state failed: {err}");
+        }
+    }
+}
+
+/// The quotes and trades at the front of a worker's batch, taken as a run reaches them.
+struct BatchRun<'a> {
+    batch: &'a mut VecDeque<Popped>,
+    /// Events taken so far.
+    taken: u64,
+    /// The callback of the latest event taken (names a failure in the log).
+    last: &'static str,
+}
+
+/// True when the batch starts with a quote or a trade.
+fn starts_market_run(batch: &VecDeque<Popped>) -> bool {
+    batch
+        .front()
+        .is_some_and(|popped| matches!(popped.event, Event::Book(_) | Event::Trade(_)))
+}
+
+impl MarketRun for BatchRun<'_> {
+    fn next_event(&mut self) -> Option<(RunEvent, Option<Instant>)> {
+        if !starts_market_run(self.batch) {
+            return None;
+        }
+        let Popped { event, received } = self.batch.pop_front()?;
+        self.taken += 1;
+        match event {
+            Event::Book(quote) => {
+                self.last = "on_book";
+                Some((RunEvent::Book(quote), received))
+            }
+            Event::Trade(trade) => {
+                self.last = "on_trade";
+                Some((RunEvent::Trade(trade), received))
+            }
+            _ => None,
         }
     }
 }

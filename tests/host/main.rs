@@ -10,6 +10,7 @@ mod fan_out;
 mod isolation;
 mod log;
 mod market_cache;
+mod market_runs;
 mod reload;
 mod sandbox;
 mod sim;

@@ -46,7 +46,7 @@ pub struct ApiCtx {
     pub stream_answers: Cell<bool>,
     pub order_wait: Cell<Duration>,
     /// While a market callback runs: when the client read its event.
-    pub market_event_received: Cell<Option<Instant>>,
+    pub market_event_received: Rc<Cell<Option<Instant>>>,
     pub stats: Arc<Stats>,
     pub timers: Rc<TimerApi>,
     pub keys: Keys,
@@ -84,7 +84,7 @@ impl ApiCtx {
             market_wait: Cell::new(super::spec::DEFAULT_MARKET_WAIT),
             stream_answers: Cell::new(false),
             order_wait: Cell::new(super::spec::DEFAULT_ORDER_WAIT),
-            market_event_received: Cell::new(None),
+            market_event_received: Rc::new(Cell::new(None)),
             stats,
             timers,
             keys: Keys::new(lua)?,
