@@ -123,6 +123,18 @@ pub struct Draw {
     pub refundable: bool,
 }
 
+impl Draw {
+    /// What the arrival adds to a pool of `kind` (orders are counted when placed, not here).
+    fn units(&self, kind: PoolKind) -> u64 {
+        match kind {
+            PoolKind::RequestWeight => self.weight,
+            PoolKind::RawRequests => u64::from(self.raw),
+            PoolKind::Connections => u64::from(self.connection),
+            PoolKind::Orders => 0,
+        }
+    }
+}
+
 pub struct Limiter {
     pools: Vec<Pool>,
     wait_until: i64,
@@ -189,20 +201,13 @@ impl Limiter {
         if now < self.wait_until || (draw.connection && now < self.connect_wait_until) {
             return Err(self.ban(now));
         }
-        let mut drawn = Vec::with_capacity(self.pools.len());
         for p in &mut self.pools {
             p.roll(now);
-            let add = match p.limit.kind {
-                PoolKind::RequestWeight => draw.weight,
-                PoolKind::RawRequests => u64::from(draw.raw),
-                PoolKind::Connections => u64::from(draw.connection),
-                PoolKind::Orders => 0,
-            };
+            let add = draw.units(p.limit.kind);
             p.count += add;
             if add > 0 && !(draw.refundable && p.limit.kind == PoolKind::RequestWeight) {
                 p.note_peak();
             }
-            drawn.push(add > 0);
         }
         if let Some(secs) = forced_429 {
             let until = secs_after(now, secs);
@@ -214,9 +219,7 @@ impl Limiter {
         let blocking = self
             .pools
             .iter()
-            .zip(&drawn)
-            .filter(|(p, drawn)| **drawn && p.limit.kind != PoolKind::Orders && p.over())
-            .map(|(p, _)| p)
+            .filter(|p| draw.units(p.limit.kind) > 0 && p.over())
             .max_by_key(|p| p.window_end());
         if let Some(p) = blocking {
             let (until, kind) = (p.window_end(), p.limit.kind);
