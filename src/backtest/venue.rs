@@ -611,12 +611,7 @@ impl Venue for ReplayVenue {
             Some(SelfTradePrevention::ExpireTaker) => Stp::ExpireTaker,
             Some(SelfTradePrevention::ExpireMaker) => Stp::ExpireMaker,
             Some(SelfTradePrevention::ExpireBoth) => Stp::ExpireBoth,
-            Some(mode) => {
-                return Err(ApiError::new(
-                    ErrorCode::InvalidOrder,
-                    format!("self-trade prevention {mode} is not simulated"),
-                ))
-            }
+            Some(SelfTradePrevention::Decrement) => Stp::Decrement,
         };
         self.charge(ctx, Lane::Order, Endpoint::PlaceOrder, &[])?;
         let mut world = self.world.lock();

@@ -157,8 +157,8 @@ impl Ledger {
     }
 
     /// Lowers the lease of `limit`'s pool in the window starting at `window_start_ms` to
-    /// what is spent, and returns what it gave up (for the other processes).
-    pub fn trim(&self, limit: &RateLimit, window_start_ms: i64) -> u64 {
+    /// what is spent plus `keep`, and returns what it gave up (for the other processes).
+    pub fn trim(&self, limit: &RateLimit, window_start_ms: i64, keep: u64) -> u64 {
         let mut st = self.inner.state.lock();
         let Some(pool) = st
             .pools
@@ -168,12 +168,30 @@ impl Ledger {
             return 0;
         };
         match pool.lease.as_mut() {
-            Some(lease) if *lease > pool.used && pool.wanted == 0 => {
-                let spare = *lease - pool.used;
-                *lease = pool.used;
+            Some(lease) if *lease > pool.used.saturating_add(keep) && pool.wanted == 0 => {
+                let kept = pool.used.saturating_add(keep);
+                let spare = *lease - kept;
+                *lease = kept;
                 spare
             }
             _ => 0,
+        }
+    }
+
+    /// Asks the keeper for a lease of `limit`'s pool in the window starting at
+    /// `window_start_ms` before any request needs it (a window that just began).
+    pub fn want_lease(&self, limit: &RateLimit, window_start_ms: i64) {
+        let mut st = self.inner.state.lock();
+        let Some(pool) = st
+            .pools
+            .iter_mut()
+            .find(|p| p.limit.same_pool(limit) && p.window_start == window_start_ms)
+        else {
+            return;
+        };
+        if pool.lease.is_some() && pool.wanted == 0 {
+            pool.wanted = 1;
+            st.lease_news = true;
         }
     }
 

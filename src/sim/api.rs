@@ -140,6 +140,9 @@ pub static ENDPOINTS: &[Endpoint] = &[
     signed("GET", "account", "account.status", Effect::None, &["omitZeroBalances"], |_| 20, account),
     signed("GET", "myTrades", "myTrades", Effect::None,
         &["symbol", "orderId", "startTime", "endTime", "fromId", "limit"], my_trades_weight, my_trades),
+    signed("GET", "myPreventedMatches", "myPreventedMatches", Effect::None,
+        &["symbol", "preventedMatchId", "orderId", "fromPreventedMatchId", "limit"],
+        prevented_matches_weight, my_prevented_matches),
     signed("GET", "rateLimit/order", "account.rateLimits.orders", Effect::None, &[], |_| 40, rate_limit_order),
     signed("GET", "account/commission", "account.commission", Effect::None, &["symbol"], |_| 20, commission),
     signed("POST", "orderList/oco", "orderList.place.oco", Effect::Place, api_lists::OCO_PARAMS, |_| 1, api_lists::place_oco),
@@ -233,6 +236,16 @@ fn my_trades_weight(p: &Params) -> u64 {
         5
     } else {
         20
+    }
+}
+
+/// By `preventedMatchId` 2, by `orderId` 20 (an invalid symbol would cost 2; the weight is
+/// charged before the symbol is looked up, so it costs what the query asked for).
+fn prevented_matches_weight(p: &Params) -> u64 {
+    if p.get("orderId").is_some() && p.get("preventedMatchId").is_none() {
+        20
+    } else {
+        2
     }
 }
 
@@ -1104,9 +1117,9 @@ fn add_order_details(value: &mut Value, o: &Order) {
         if o.working_time.is_none() {
             fields.remove("workingTime");
         }
-        if let Some((match_id, qty)) = o.prevented {
-            fields.insert("preventedMatchId".into(), json!(match_id));
-            fields.insert("preventedQuantity".into(), json!(d8(qty)));
+        if let Some(p) = o.prevented {
+            fields.insert("preventedMatchId".into(), json!(p.match_id));
+            fields.insert("preventedQuantity".into(), json!(d8(p.qty)));
         }
     }
 }
@@ -1320,6 +1333,56 @@ fn my_trades(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     Ok(Value::Array(selected.into_iter().skip(skip).take(limit).collect()))
 }
 
+/// `myPreventedMatches`: one prevented match by `preventedMatchId`, or an order's (as taker or
+/// maker) by `orderId`, from `fromPreventedMatchId` on, oldest first, at most `limit`.
+fn my_prevented_matches(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
+    let limit = p.limit(500, 1000)? as usize;
+    let by_match = p.uint("preventedMatchId")?;
+    let (order_id, from_id) = (p.uint("orderId")?, p.uint("fromPreventedMatchId")?);
+    let combination = |valid: bool| {
+        valid
+            .then_some(())
+            .ok_or_else(|| ApiErr::bad(-1128, "Combination of optional parameters invalid."))
+    };
+    match (by_match, order_id) {
+        (Some(_), None) => combination(from_id.is_none())?,
+        (None, Some(_)) => {}
+        _ => combination(false)?,
+    }
+    let world = sim.world.lock();
+    let ex = &world.ex;
+    let symbol = symbol_of(ex, p)?;
+    let name = &ex.markets[symbol].spec.symbol;
+    let rows = ex
+        .prevented_matches(symbol)
+        .filter(|m| by_match.is_none_or(|id| m.id == id))
+        .filter(|m| order_id.is_none_or(|id| m.taker_order_id == id || m.maker_order_id == id))
+        .filter(|m| from_id.is_none_or(|from| m.id >= from))
+        .take(limit)
+        .map(|m| {
+            let mut row = json!({
+                "symbol": name,
+                "preventedMatchId": m.id,
+                "takerOrderId": m.taker_order_id,
+                "makerSymbol": name,
+                "makerOrderId": m.maker_order_id,
+                "tradeGroupId": -1,
+                "selfTradePreventionMode": m.mode.as_str(),
+                "price": d8(m.price),
+                "transactTime": m.time,
+            });
+            if let Some(q) = m.taker_qty {
+                row["takerPreventedQuantity"] = json!(d8(q));
+            }
+            if let Some(q) = m.maker_qty {
+                row["makerPreventedQuantity"] = json!(d8(q));
+            }
+            row
+        })
+        .collect();
+    Ok(Value::Array(rows))
+}
+
 fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
     let usage = sim.limiter.lock().usage_entries(now, PoolKind::Orders);
     Ok(Value::Array(
@@ -1370,7 +1433,7 @@ fn amend_keep_priority(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr>
         "price": d8(o.price),
         "qty": d8(o.orig_qty),
         "executedQty": d8(o.executed),
-        "preventedQty": "0.00000000",
+        "preventedQty": d8(o.prevented.map_or(Decimal::ZERO, |p| p.qty)),
         "quoteOrderQty": d8(o.orig_quote_qty),
         "cumulativeQuoteQty": d8(o.cum_quote),
         "status": o.status.as_str(),

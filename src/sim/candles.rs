@@ -5,12 +5,17 @@ use std::collections::VecDeque;
 
 use rust_decimal::Decimal;
 
+pub const SECOND_MS: i64 = 1_000;
 pub const MINUTE_MS: i64 = 60_000;
+/// Quiet seconds printed at most when the `1s` candles catch up after a long gap (older quiet
+/// seconds are flat and the REST klines serve them).
+const SECONDS_CATCH_UP: i64 = 60;
 /// Two days of one-minute candles (enough for `ticker/24hr` and a full previous `1d` kline).
 const KEEP: usize = 1_440 * 2;
 
 /// Intervals the simulator serves, with their length in ms.
-pub const INTERVALS: [(&str, i64); 12] = [
+pub const INTERVALS: [(&str, i64); 13] = [
+    ("1s", SECOND_MS),
     ("1m", MINUTE_MS),
     ("3m", 3 * MINUTE_MS),
     ("5m", 5 * MINUTE_MS),
@@ -170,6 +175,9 @@ impl Candle {
 pub struct Candles {
     closed: VecDeque<Candle>,
     current: Option<Candle>,
+    /// The running one-second candle (the `kline_1s` stream; REST builds seconds from the
+    /// recent trades).
+    second: Option<Candle>,
     /// Trades of the seeded history (ids 1..=this).
     seeded_trades: u64,
 }
@@ -190,6 +198,30 @@ impl Candles {
             }
             closed.push(current);
         }
+        closed
+    }
+
+    /// Rolls the running second to the one containing `now`; returns the seconds it closed,
+    /// oldest first: the running one, then the quiet ones after it, flat at its close (at most
+    /// [`SECONDS_CATCH_UP`] of those).
+    /// The first second starts from the running minute's close.
+    pub fn roll_seconds(&mut self, now: i64) -> Vec<Candle> {
+        let start = now.div_euclid(SECOND_MS) * SECOND_MS;
+        let Some(mut second) = self.second.take() else {
+            self.second = self
+                .current
+                .as_ref()
+                .map(|minute| Candle::flat(start, SECOND_MS, minute.close));
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        while second.open_time < start {
+            let next = (second.open_time + SECOND_MS).max(start - SECONDS_CATCH_UP * SECOND_MS);
+            let close = second.close;
+            closed.push(second);
+            second = Candle::flat(next, SECOND_MS, close);
+        }
+        self.second = Some(second);
         closed
     }
 
@@ -243,6 +275,18 @@ impl Candles {
             ..Candle::flat(start, MINUTE_MS, price)
         };
         candle.merge(&one);
+        // The caller rolled the seconds to `time` before (their closed candles are published).
+        let second_start = time.div_euclid(SECOND_MS) * SECOND_MS;
+        let second = self
+            .second
+            .get_or_insert_with(|| Candle::flat(second_start, SECOND_MS, price));
+        if second.open_time == second_start {
+            second.merge(&Candle {
+                open_time: second_start,
+                close_time: second_start + SECOND_MS - 1,
+                ..one
+            });
+        }
     }
 
     /// The id the first live trade gets (after the seeded history's).
@@ -289,6 +333,9 @@ impl Candles {
 
     /// The latest candle of `interval_ms` (for the kline stream).
     pub fn latest(&self, interval_ms: i64) -> Option<Candle> {
+        if interval_ms == SECOND_MS {
+            return self.second.clone();
+        }
         self.query(interval_ms, None, None, 1).pop()
     }
 
@@ -346,6 +393,40 @@ mod tests {
             (three[0].open, three[0].low, three[0].volume, three[0].last_id),
             (d(10), d(9), d(4), 3)
         );
+    }
+
+    #[test]
+    fn seconds_close_as_time_passes_and_quiet_ones_stay_flat() {
+        let d = |n: i64| Decimal::from(n);
+        let mut c = Candles::default();
+        c.roll(10_000);
+        assert!(c.roll_seconds(10_000).is_empty());
+        assert_eq!(c.latest(SECOND_MS), None, "no minute yet, nothing to start from");
+        c.trade(10_200, 1, d(10), d(1), true);
+        c.trade(10_700, 2, d(12), d(2), false);
+        let running = c.latest(SECOND_MS).unwrap();
+        assert_eq!(
+            (
+                running.open_time,
+                running.close_time,
+                running.open,
+                running.close,
+                running.volume,
+                running.trades
+            ),
+            (10_000, 10_999, d(10), d(12), d(3), 2)
+        );
+        let closed = c.roll_seconds(13_500);
+        assert_eq!(
+            closed
+                .iter()
+                .map(|s| (s.open_time, s.close, s.trades))
+                .collect::<Vec<_>>(),
+            [(10_000, d(12), 2), (11_000, d(12), 0), (12_000, d(12), 0)]
+        );
+        assert_eq!(c.latest(SECOND_MS).unwrap().open_time, 13_000);
+        // A long quiet gap closes the running second and only the last minute of flat ones.
+        assert_eq!(c.roll_seconds(1_000_000).len(), SECONDS_CATCH_UP as usize + 1);
     }
 
     #[test]

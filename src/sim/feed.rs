@@ -3,7 +3,7 @@
 use rust_decimal::Decimal;
 
 use super::book::Cadence;
-use super::candles::{Candle, MINUTE_MS};
+use super::candles::{Candle, MINUTE_MS, SECOND_MS};
 use super::hub::Hub;
 use super::num::d8;
 use super::stats;
@@ -147,12 +147,19 @@ pub fn publish_klines(hub: &Hub, m: &Market, now: i64) {
     }
 }
 
-/// One-minute candles just closed: each is printed with `x: true` on the 1m stream, and so is every
-/// longer interval's candle that such a minute completes.
-pub fn publish_closed_klines(hub: &Hub, m: &Market, closed: &[Candle], now: i64) {
-    for minute in closed {
+/// Candles just closed, each printed with `x: true`: seconds on the 1s stream, minutes on the 1m
+/// stream, and every longer interval's candle that such a minute completes.
+pub fn publish_closed_klines(hub: &Hub, m: &Market, seconds: &[Candle], minutes: &[Candle], now: i64) {
+    if let Some((interval, _, name)) = m.streams.klines.iter().find(|(_, ms, _)| *ms == SECOND_MS) {
+        if hub.wants(name) {
+            for second in seconds {
+                hub.publish(name, || kline_json(m, interval, second, true, now));
+            }
+        }
+    }
+    for minute in minutes {
         for (interval, ms, name) in &m.streams.klines {
-            if !hub.wants(name) {
+            if *ms < MINUTE_MS || !hub.wants(name) {
                 continue;
             }
             let candle = if *ms == MINUTE_MS {

@@ -123,10 +123,25 @@ pub struct Draw {
     pub refundable: bool,
 }
 
+impl Draw {
+    /// What the arrival adds to a pool of `kind` (orders are counted when placed, not here).
+    fn units(&self, kind: PoolKind) -> u64 {
+        match kind {
+            PoolKind::RequestWeight => self.weight,
+            PoolKind::RawRequests => u64::from(self.raw),
+            PoolKind::Connections => u64::from(self.connection),
+            PoolKind::Orders => 0,
+        }
+    }
+}
+
 pub struct Limiter {
     pools: Vec<Pool>,
     wait_until: i64,
     order_wait_until: i64,
+    /// After a connection attempt over the CONNECTIONS limit: new connections wait until then
+    /// (requests on open connections and REST go on).
+    connect_wait_until: i64,
     ban_until: i64,
     bans: u32,
     ban_base_ms: i64,
@@ -139,6 +154,7 @@ impl Limiter {
             pools: limits.iter().copied().map(Pool::new).collect(),
             wait_until: i64::MIN,
             order_wait_until: i64::MIN,
+            connect_wait_until: i64::MIN,
             ban_until: i64::MIN,
             bans: 0,
             ban_base_ms: ban_base_ms.max(1),
@@ -182,17 +198,12 @@ impl Limiter {
         if now < self.ban_until {
             return Err(self.banned(now));
         }
-        if now < self.wait_until {
+        if now < self.wait_until || (draw.connection && now < self.connect_wait_until) {
             return Err(self.ban(now));
         }
         for p in &mut self.pools {
             p.roll(now);
-            let add = match p.limit.kind {
-                PoolKind::RequestWeight => draw.weight,
-                PoolKind::RawRequests => u64::from(draw.raw),
-                PoolKind::Connections => u64::from(draw.connection),
-                PoolKind::Orders => 0,
-            };
+            let add = draw.units(p.limit.kind);
             p.count += add;
             if add > 0 && !(draw.refundable && p.limit.kind == PoolKind::RequestWeight) {
                 p.note_peak();
@@ -203,27 +214,44 @@ impl Limiter {
             self.wait_until = self.wait_until.max(until);
             return Err(self.throttled(now, until, -1003, "Too much request weight used; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.".to_string()));
         }
+        // Only a pool this arrival draws on can refuse it: a full CONNECTIONS pool refuses new
+        // connections, not REST requests or requests on open connections.
         let blocking = self
             .pools
             .iter()
-            .filter(|p| p.limit.kind != PoolKind::Orders && p.over())
+            .filter(|p| draw.units(p.limit.kind) > 0 && p.over())
             .max_by_key(|p| p.window_end());
         if let Some(p) = blocking {
-            let until = p.window_end();
-            let msg = match p.limit.kind {
-                PoolKind::RawRequests => format!(
-                    "Too many requests; current limit is {} requests per {}.",
-                    p.limit.limit,
-                    p.limit.interval
+            let (until, kind) = (p.window_end(), p.limit.kind);
+            let (code, msg) = match kind {
+                PoolKind::RawRequests => (
+                    -1003,
+                    format!(
+                        "Too many requests; current limit is {} requests per {}.",
+                        p.limit.limit, p.limit.interval
+                    ),
                 ),
-                _ => format!(
-                    "Too much request weight used; current limit is {} request weight per {}. Please use WebSocket Streams for live updates to avoid polling the API.",
-                    p.limit.limit,
-                    p.limit.interval
+                PoolKind::Connections => (
+                    -1034,
+                    format!(
+                        "Too many connection attempts from IP; current limit is {} per '{}'.",
+                        p.limit.limit, p.limit.interval
+                    ),
+                ),
+                _ => (
+                    -1003,
+                    format!(
+                        "Too much request weight used; current limit is {} request weight per {}. Please use WebSocket Streams for live updates to avoid polling the API.",
+                        p.limit.limit, p.limit.interval
+                    ),
                 ),
             };
-            self.wait_until = self.wait_until.max(until);
-            return Err(self.throttled(now, until, -1003, msg));
+            if kind == PoolKind::Connections {
+                self.connect_wait_until = self.connect_wait_until.max(until);
+            } else {
+                self.wait_until = self.wait_until.max(until);
+            }
+            return Err(self.throttled(now, until, code, msg));
         }
         Ok(Charge {
             weight: draw.weight,
@@ -421,6 +449,27 @@ mod tests {
         let windows: Vec<u64> = l.stats().pools[0].windows.iter().map(|w| w.count).collect();
         assert_eq!(windows, vec![11, 1]);
         assert_eq!((l.stats().count_429, l.stats().count_418, l.stats().bans), (1, 3, 2));
+    }
+
+    #[test]
+    fn a_full_connection_pool_refuses_connections_only() {
+        let limits = [
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 100),
+            RateLimit::new(PoolKind::Connections, IntervalUnit::Minute, 5, 1),
+        ];
+        let mut l = Limiter::new(&limits, 1000);
+        let connect = Draw {
+            connection: true,
+            ..draw(2)
+        };
+        let t0 = 1_800_000_000_000; // aligned to 5 minutes
+        assert!(l.admit(t0, connect, None).is_ok());
+        let refused = l.admit(t0 + 10, connect, None).unwrap_err();
+        assert_eq!((refused.status, refused.code), (429, -1034));
+        assert_eq!(refused.retry.unwrap().until_ms, t0 + 300_000);
+        // Requests go on; another connection attempt during the wait is banned.
+        assert!(l.admit(t0 + 20, draw(1), None).is_ok());
+        assert_eq!(l.admit(t0 + 30, connect, None).unwrap_err().status, 418);
     }
 
     #[test]

@@ -17,8 +17,9 @@ use super::hub::{Hub, UserHub};
 use super::limiter::Limiter;
 use super::num::{d8, is_multiple};
 use super::order_lists::OrderLists;
+use super::order_record::Prevented;
 use super::order_record::{Kind, NewOrder, Order};
-use super::stp::{prevented_qty, Stp};
+use super::stp::{PreventedMatch, Stp};
 use super::symbol_state::{Market, StreamNames, TradeRec};
 use super::user_reports::{Exec, LastFill};
 use crate::exchange::binance::wire::{AccountPosition, DepthSnapshot, Fill, PositionBalance, UserDataEvent};
@@ -75,6 +76,8 @@ pub struct Exchange {
     pub(super) lists: OrderLists,
     /// Prevented matches so far (self-trade prevention), numbering the next one.
     prevented_matches: u64,
+    /// Every prevented match, oldest first (`myPreventedMatches`).
+    pub(super) prevented: Vec<PreventedMatch>,
     hub: Arc<Hub>,
     pub(super) users: Arc<UserHub>,
     pub(super) limiter: Arc<Mutex<Limiter>>,
@@ -148,6 +151,7 @@ impl Exchange {
             iceberg_refills: Vec::new(),
             lists: OrderLists::default(),
             prevented_matches: 0,
+            prevented: Vec::new(),
             hub,
             users,
             limiter,
@@ -462,7 +466,7 @@ impl Exchange {
             return Vec::new();
         };
         let (symbol, side, kind, tif, price) = (o.symbol, o.side, o.kind.active(), o.tif, o.price);
-        let qty = o.orig_qty - o.executed;
+        let qty = o.remaining();
         let step = self.markets[symbol].spec.step_size;
         let limit = if kind == Kind::Market { None } else { Some(price) };
         let amount = Amount::Base(qty);
@@ -570,19 +574,13 @@ impl Exchange {
             Side::Sell => cut.min(o.locked),
         };
         o.locked -= freed;
-        let done = o.executed >= o.orig_qty;
+        let done = o.remaining().is_zero();
         if done {
             // Amended down to what already executed: nothing is left to fill.
             o.status = OrderStatus::Filled;
         }
-        let (side, price, on_book, iceberg, visible, remaining) = (
-            o.side,
-            o.price,
-            o.on_book,
-            o.iceberg_qty,
-            o.visible,
-            o.orig_qty - o.executed,
-        );
+        let (side, price, on_book, iceberg, visible, remaining) =
+            (o.side, o.price, o.on_book, o.iceberg_qty, o.visible, o.remaining());
         if old_client != new_client_id {
             self.by_client.entry(new_client_id).or_default().push(id);
         }
@@ -609,7 +607,7 @@ impl Exchange {
 
     fn rest(&mut self, id: u64, now: i64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
-        let remaining = o.orig_qty - o.executed;
+        let remaining = o.remaining();
         // An iceberg shows only its visible part.
         let shown = if o.iceberg_qty.is_zero() {
             remaining
@@ -647,7 +645,19 @@ impl Exchange {
             End::Expired | End::Prevented { .. } => OrderStatus::Expired,
         };
         if let End::Prevented { match_id } = end {
-            o.prevented = Some((match_id, prevented_qty(o.orig_qty, o.executed)));
+            // What was left is prevented too (nothing, after a DECREMENT took the rest).
+            let left = o.remaining();
+            let before = o.prevented.map_or(Decimal::ZERO, |p| p.qty);
+            let last = o
+                .prevented
+                .filter(|p| p.match_id == match_id)
+                .map_or(left, |p| p.last_qty + left);
+            o.prevented = Some(Prevented {
+                match_id,
+                qty: before + left,
+                last_qty: last,
+                expired: true,
+            });
         }
         o.update_time = now;
         let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
@@ -749,14 +759,24 @@ impl Exchange {
             for id in refills {
                 self.refill_iceberg(id);
             }
-            if let (Some((Maker::User(maker), _)), Taker::User(taker)) = (blocked, taker) {
-                self.prevent_match(taker, maker, now);
+            // What prevention took from the taker counts as done, as a fill does.
+            let mut prevented = Decimal::ZERO;
+            if let (Some((Maker::User(maker), price)), Taker::User(taker)) = (blocked, taker) {
+                let taken = |ex: &Exchange| {
+                    ex.order(taker)
+                        .and_then(|o| o.prevented)
+                        .map_or(Decimal::ZERO, |p| p.qty)
+                };
+                let before = taken(self);
+                self.prevent_match(taker, maker, price, now);
+                prevented = taken(self) - before;
+                quote += prevented * price;
             }
             if !go_on {
                 break;
             }
             left = match left {
-                Amount::Base(q) => Amount::Base(q - base),
+                Amount::Base(q) => Amount::Base(q - base - prevented),
                 Amount::Quote(q) => Amount::Quote(q - quote),
                 Amount::All => Amount::All,
             };
@@ -772,9 +792,9 @@ impl Exchange {
     }
 
     /// Shows an iceberg's next part at the back of its price level.
-    fn refill_iceberg(&mut self, id: u64) {
+    pub(super) fn refill_iceberg(&mut self, id: u64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
-        let remaining = o.orig_qty - o.executed;
+        let remaining = o.remaining();
         if !o.on_book || remaining <= Decimal::ZERO {
             return;
         }
@@ -796,8 +816,8 @@ impl Exchange {
             time: now,
             buyer_maker,
         };
-        let closed = m.candles.roll(now);
-        feed::publish_closed_klines(&self.hub, m, &closed, now);
+        let (seconds, minutes) = (m.candles.roll_seconds(now), m.candles.roll(now));
+        feed::publish_closed_klines(&self.hub, m, &seconds, &minutes, now);
         m.candles.trade(now, id, price, qty, !buyer_maker);
         feed::publish_trade(&self.hub, m, &trade);
         m.trades.push_back(trade);
@@ -814,14 +834,14 @@ impl Exchange {
         o.cum_quote += price * qty;
         if is_maker && !o.iceberg_qty.is_zero() {
             o.visible -= qty;
-            if o.visible <= Decimal::ZERO && o.executed < o.orig_qty {
+            if o.visible <= Decimal::ZERO && !o.remaining().is_zero() {
                 self.iceberg_refills.push(id);
             }
         }
         o.update_time = now;
         let first_fill = !o.filled_once;
         o.filled_once = true;
-        let done = o.executed >= o.orig_qty;
+        let done = o.remaining().is_zero();
         o.status = if done {
             OrderStatus::Filled
         } else {
@@ -959,8 +979,8 @@ impl Exchange {
             if depth_gap > 0 {
                 m.book.inject_gap(depth_gap);
             }
-            let closed = m.candles.roll(now);
-            feed::publish_closed_klines(&self.hub, m, &closed, now);
+            let (seconds, minutes) = (m.candles.roll_seconds(now), m.candles.roll(now));
+            feed::publish_closed_klines(&self.hub, m, &seconds, &minutes, now);
             feed::publish_depth(&self.hub, m, cadence, now);
             if cadence == Cadence::Slow {
                 feed::publish_klines(&self.hub, m, now);

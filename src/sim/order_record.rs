@@ -141,8 +141,21 @@ pub struct Order {
     /// A pending order of an OTO list, waiting for its working order to fill (`PENDING_NEW`).
     pub awaiting: bool,
     pub stp: Stp,
-    /// Expired by self-trade prevention: the prevented match and the quantity it expired.
-    pub prevented: Option<(u64, Decimal)>,
+    /// What self-trade prevention took from it, if anything.
+    pub prevented: Option<Prevented>,
+}
+
+/// Self-trade prevention's effect on one order (`preventedMatchId`, `preventedQuantity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prevented {
+    /// The latest prevented match the order was in.
+    pub match_id: u64,
+    /// Quantity prevented over the order's life (`A`, `preventedQuantity`).
+    pub qty: Decimal,
+    /// Quantity the latest prevented match took (`B`).
+    pub last_qty: Decimal,
+    /// Whether prevention ended it (`EXPIRED_IN_MATCH`); DECREMENT may leave it open.
+    pub expired: bool,
 }
 
 impl Order {
@@ -150,11 +163,17 @@ impl Order {
     pub fn status_name(&self) -> &'static str {
         if self.awaiting {
             "PENDING_NEW"
-        } else if self.prevented.is_some() {
+        } else if self.prevented.is_some_and(|p| p.expired) {
             "EXPIRED_IN_MATCH"
         } else {
             self.status.as_str()
         }
+    }
+
+    /// Quantity still to execute: what neither filled nor self-trade prevention took.
+    pub fn remaining(&self) -> Decimal {
+        let prevented = self.prevented.map_or(Decimal::ZERO, |p| p.qty);
+        (self.orig_qty - self.executed - prevented).max(Decimal::ZERO)
     }
 
     /// The order's remaining part as a request of `kind` (what a trigger or a list activation re-checks).
@@ -165,7 +184,7 @@ impl Order {
             kind,
             tif: self.tif,
             price: (self.price > Decimal::ZERO).then_some(self.price),
-            qty: Some(self.orig_qty - self.executed),
+            qty: Some(self.remaining()),
             quote_qty: None,
             client_id: None,
             stop_price: (self.stop_price > Decimal::ZERO).then_some(self.stop_price),

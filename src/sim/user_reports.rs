@@ -75,11 +75,11 @@ impl Exchange {
             if let Some(w) = working_time {
                 fields.insert("W".to_string(), w.into());
             }
-            // The prevented match, its quantity, and what this report's prevention expired.
-            if let Some((match_id, qty)) = o.prevented {
-                fields.insert("v".to_string(), match_id.into());
-                fields.insert("A".to_string(), d8(qty).to_string().into());
-                fields.insert("B".to_string(), d8(qty).to_string().into());
+            // The latest prevented match, the quantity prevented so far, and what that match took.
+            if let Some(p) = o.prevented {
+                fields.insert("v".to_string(), p.match_id.into());
+                fields.insert("A".to_string(), d8(p.qty).to_string().into());
+                fields.insert("B".to_string(), d8(p.last_qty).to_string().into());
             }
         }
         self.users.publish(&event.to_string());

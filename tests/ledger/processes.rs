@@ -272,9 +272,10 @@ fn each_counts(fleet: &mut [Running], n: usize) {
 }
 
 /// What each process printed lately and what the simulator saw last, for a failure message.
-fn lately(fleet: &[Running], exchange: &Exchange) -> String {
+fn lately(fleet: &mut [Running], exchange: &Exchange) -> String {
     let mut text = String::new();
-    for (i, run) in fleet.iter().enumerate() {
+    for (i, run) in fleet.iter_mut().enumerate() {
+        run.catch_up();
         let tail = run.seen.len().saturating_sub(25);
         text += &format!("--- process {i}:\n{}\n", run.seen[tail..].join("\n"));
     }
@@ -286,7 +287,7 @@ fn lately(fleet: &[Running], exchange: &Exchange) -> String {
 /// Without Redis each process spends, from the first whole window after it noticed, its
 /// share of the limit: the whole windows from `from_ms` for the next `WINDOWS` windows are
 /// within the limit and carry traffic. Returns their counts.
-fn fallback_windows(fleet: &[Running], exchange: &Exchange, from_ms: i64, weight: u64) -> Vec<u64> {
+fn fallback_windows(fleet: &mut [Running], exchange: &Exchange, from_ms: i64, weight: u64) -> Vec<u64> {
     const WINDOWS: i64 = 2;
     wait_until(exchange, from_ms + (WINDOWS + 1) * WINDOW_MS);
     let stats = exchange.stats();
@@ -331,7 +332,7 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
     let port = redis.stop();
     each_says(&mut fleet, &mark, "the loss of Redis", UNAVAILABLE);
     let lost_at = exchange.now_ms();
-    let killed = fallback_windows(&fleet, &exchange, lost_at, WEIGHT);
+    let killed = fallback_windows(&mut fleet, &exchange, lost_at, WEIGHT);
 
     // Back, empty, on the same port.
     let mark = marks(&fleet);
@@ -345,24 +346,19 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
             .iter()
             .any(|r| r.status == 200 && r.at_ms > back_at + WINDOW_MS),
         "traffic goes on after Redis came back\n{}",
-        lately(&fleet, &exchange)
+        lately(&mut fleet, &exchange)
     );
     // The heartbeats went with the keys: each process counts the others again before the pause.
     each_counts(&mut fleet, PROCESSES);
 
-    // Paused for longer than a window: answers stop coming, the processes fall back. Nothing
-    // goes over the limit; that the local shares are spent while Redis is paused is not
-    // asserted (see docs/shared-ledger.md: the processes were seen to send nothing then).
+    // Paused for longer than a window: answers stop coming, the processes give up on it (the
+    // loud line) and spend their local shares (a quarter of the limit each) from the next
+    // window on, with no 429.
     let mark = marks(&fleet);
     redis.signal("-STOP");
     each_says(&mut fleet, &mark, "the paused Redis to be given up on", UNAVAILABLE);
     let paused_at = exchange.now_ms();
-    wait_until(&exchange, paused_at + 3 * WINDOW_MS);
-    assert_never_over(&exchange.stats());
-    let paused: Vec<u64> = windows_within(&exchange.stats(), paused_at, paused_at + 3 * WINDOW_MS, 2)
-        .iter()
-        .map(|w| w.count)
-        .collect();
+    let paused = fallback_windows(&mut fleet, &exchange, paused_at, WEIGHT);
     let mark = marks(&fleet);
     redis.signal("-CONT");
     each_says(&mut fleet, &mark, "the paused Redis to be used again", BACK);
@@ -374,7 +370,7 @@ fn redis_killed_and_restarted_empty_then_paused_longer_than_a_window_draws_no_42
             .iter()
             .any(|r| r.status == 200 && r.at_ms > resumed_at + WINDOW_MS),
         "traffic goes on after Redis resumed\n{}",
-        lately(&fleet, &exchange)
+        lately(&mut fleet, &exchange)
     );
     assert_never_over(&exchange.stats());
     stop_fleet(fleet);

@@ -3,11 +3,14 @@
 #[path = "support.rs"]
 mod sim_support;
 
+mod connection_limit;
 mod fees_latency;
+mod kline_seconds;
 mod order_lists;
 mod orders_advanced;
 mod rest;
 mod rest_endpoints;
 mod self_trade_prevention;
+mod stp_decrement;
 mod ws;
 mod ws_session;

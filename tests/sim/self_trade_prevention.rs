@@ -36,7 +36,7 @@ async fn the_taker_mode_expires_the_taker_or_the_maker() {
         .signed(
             Method::POST,
             "/api/v3/order",
-            &format!("symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={ask}&selfTradePreventionMode=DECREMENT"),
+            &format!("symbol=ETHUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.1&price={ask}&selfTradePreventionMode=TRANSFER"),
         )
         .await;
     assert_eq!(

@@ -107,6 +107,13 @@ impl Running {
         (status, std::mem::take(&mut self.seen))
     }
 
+    /// Takes in what the process has printed so far without waiting (`seen` then holds it).
+    pub fn catch_up(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

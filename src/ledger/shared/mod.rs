@@ -256,7 +256,7 @@ struct Keeper {
     /// Without Redis: the local shares, granted by their own task so that no wait on Redis
     /// (a paused server, a hung reconnection) holds them up.
     fallback: Arc<Mutex<Fallback>>,
-    /// Use of each pool at the last tick, to find idle leases.
+    /// Window and use of each pool at the last tick, to find idle leases and new windows.
     last_used: HashMap<String, (i64, u64)>,
 }
 
@@ -442,10 +442,21 @@ impl Keeper {
         self.heartbeat(&mut c).await?;
         for view in self.ledger.leases() {
             let key = self.keys.window(&view.limit, view.window_start_ms);
-            let idle = self.last_used.insert(key.clone(), (view.window_start_ms, view.used))
-                == Some((view.window_start_ms, view.used));
-            if idle && view.lease > view.used {
-                let spare = self.ledger.trim(&view.limit, view.window_start_ms);
+            let before = self
+                .last_used
+                .insert(self.keys.pool(&view.limit), (view.window_start_ms, view.used));
+            let idle = before == Some((view.window_start_ms, view.used));
+            // One chunk stays held, and a window that just began is leased a chunk at once if
+            // the last one was used: should Redis go, the window under way keeps only what is
+            // held, and holding nothing of a long window (5-minute raw requests and
+            // connections, the day's orders) would stop this process until it ends.
+            let keep = lease_chunk(view.limit.limit, self.processes);
+            let rolled = before.is_some_and(|(start, used)| start != view.window_start_ms && used > 0);
+            if rolled && view.lease < view.used.saturating_add(keep) {
+                self.ledger.want_lease(&view.limit, view.window_start_ms);
+            }
+            if idle && view.lease > view.used.saturating_add(keep) {
+                let spare = self.ledger.trim(&view.limit, view.window_start_ms, keep);
                 if spare > 0 {
                     self.give_back_script
                         .key(&key)
