@@ -271,6 +271,7 @@ fn fees_and_latency_belong_to_the_built_in_paper_exchange_only() {
 #[test]
 fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage_header() {
     use runner::backtest::live::{self, MarketSource};
+    use runner::exchange::binance::limits::pools;
     use runner::ledger::{Lane, Ledger, LedgerConfig, PoolKind, TokioClock};
     use std::sync::Arc;
 
@@ -288,31 +289,40 @@ fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage
         // Others on the source's IP have spent 3 000 of its request weight this minute.
         source.faults().add_external_weight(3_000);
         let ledger = Ledger::new(
-            runner::exchange::binance::limits::pools::spot_defaults(),
+            pools::with_source_pools(pools::spot_defaults()),
             LedgerConfig::default(),
             Arc::new(TokioClock::new()),
         );
-        let weight_used = |ledger: &Ledger| {
+        let weight_used = |ledger: &Ledger, scope| {
             ledger
                 .status("paper-market")
                 .pools
                 .iter()
-                .find(|p| p.kind == PoolKind::RequestWeight && p.interval.millis() == 60_000)
+                .find(|p| p.kind == PoolKind::RequestWeight && p.interval.millis() == 60_000 && p.scope == scope)
                 .map(|p| p.used)
                 .unwrap()
         };
-        let cost = runner::exchange::binance::limits::pools::cost(20, 0, 1, 0);
+        let cost = pools::at_source(pools::cost(20, 0, 1, 0));
         let permit = ledger.try_reserve("paper-market", Lane::MarketData, cost).unwrap();
-        assert_eq!(weight_used(&ledger), 20, "the request's own weight, before the answer");
+        assert_eq!(
+            weight_used(&ledger, pools::SOURCE_IP),
+            20,
+            "the request's own weight, before the answer"
+        );
         let source_url = MarketSource::parse(&source.rest_url()).unwrap();
         let specs = live::source_symbols(&source_url, &["BTCUSDT".to_string()], &ledger, &permit)
             .await
             .unwrap();
         assert_eq!(specs.len(), 1);
         assert!(
-            weight_used(&ledger) >= 3_020,
-            "the source's X-MBX-USED-WEIGHT-1M raised the pool: {}",
-            weight_used(&ledger)
+            weight_used(&ledger, pools::SOURCE_IP) >= 3_020,
+            "the source's X-MBX-USED-WEIGHT-1M raised its pool: {}",
+            weight_used(&ledger, pools::SOURCE_IP)
+        );
+        assert_eq!(
+            weight_used(&ledger, pools::IP),
+            0,
+            "the paper exchange's pool is another server's"
         );
         source.shutdown().await;
     });
