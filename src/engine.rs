@@ -16,6 +16,7 @@ use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
+use crate::exchange::binance::limits::pools;
 use crate::exchange::binance::venue::{BinanceVenue, ClientOptions};
 use crate::exchange::breaker::{BreakerState, BreakerStatus};
 use crate::exchange::latency::LatencySummary;
@@ -74,8 +75,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         Some(addr) => Some(MetricsListener::bind(addr).await?),
         None => None,
     };
+    // Paper on a real market talks to two servers, each counting on its own: the source's pools
+    // are kept apart from the paper exchange's.
+    let limits = match (config.mode, &config.market) {
+        (Mode::Paper, Some(_)) => pools::with_source_pools(config.start_limits.clone()),
+        _ => config.start_limits.clone(),
+    };
     let ledger = Ledger::new(
-        config.start_limits.clone(),
+        limits,
         LedgerConfig {
             state_dir: Some(config.state_dir.clone()),
             ..LedgerConfig::default()
@@ -337,8 +344,9 @@ async fn exchange_profile(
                 .clone()
                 .unwrap_or_else(|| unreachable!("checked by the guard"));
             let wanted: Vec<String> = sim::default_symbols().into_iter().map(|s| s.symbol).collect();
-            // Asked before the client exists: charged here (exchangeInfo's weight) like every request.
-            let cost = crate::exchange::binance::limits::pools::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0);
+            // Asked before the client exists: charged here (exchangeInfo's weight, to the source's
+            // pools) like every request.
+            let cost = pools::at_source(pools::cost(EXCHANGE_INFO_WEIGHT, 0, 1, 0));
             let permit = ledger
                 .reserve(PAPER_MARKET, Lane::MarketData, cost, SOURCE_WAIT)
                 .await

@@ -55,8 +55,14 @@ pub enum DataError {
     },
     #[error("{}: no data files (*.rrec recordings or Binance *.csv files)", path.display())]
     Empty { path: PathBuf },
-    #[error("no data between {from} and {to} (the data covers {first} to {last}, epoch ms)")]
-    NoDataInRange { from: i64, to: i64, first: i64, last: i64 },
+    #[error("{}: no data between {from} and {to} (the data covers {first} to {last}, epoch ms)", path.display())]
+    NoDataInRange {
+        path: PathBuf,
+        from: i64,
+        to: i64,
+        first: i64,
+        last: i64,
+    },
 }
 
 /// Reads every data file under `dir` (or the one file `dir` names) and keeps items in `[from, to]`.
@@ -125,6 +131,7 @@ pub fn load(dir: &Path, from: Option<i64>, to: Option<i64>) -> Result<Dataset, D
     items.retain(|t| t.time_ms <= hi && (t.time_ms >= lo || matches!(t.item, MarketItem::Snapshot { .. })));
     if !items.iter().any(|t| t.time_ms >= lo) {
         return Err(DataError::NoDataInRange {
+            path: dir.to_owned(),
             from: lo,
             to: hi,
             first,

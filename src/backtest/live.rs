@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::data;
 use crate::exchange::binance::account::profile::Profile;
-use crate::exchange::binance::limits::usage;
+use crate::exchange::binance::limits::{pools, usage};
 use crate::exchange::binance::orders::symbols::symbol_info;
 use crate::exchange::binance::wire::ExchangeInfo;
 use crate::exchange::{Depth, SymbolInfo};
@@ -98,8 +98,9 @@ pub enum LiveMarketError {
 }
 
 /// The rules of those of `wanted` the source lists, as the simulator's symbols (one public
-/// `exchangeInfo` request to the source, charged by `permit`). What the source answers (its usage
-/// headers, or a 429/418) reconciles `ledger` as every other answer does.
+/// `exchangeInfo` request to the source, charged by `permit` to the source's pools,
+/// [`pools::SOURCE_IP`]). What the source answers (its usage headers, or a 429/418) reconciles
+/// those pools of `ledger` as every other answer does.
 pub async fn source_symbols(
     source: &MarketSource,
     wanted: &[String],
@@ -118,7 +119,9 @@ pub async fn source_symbols(
     let body = response.bytes().await.map_err(http_err)?;
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let observation = Observation {
-        usage: usage::parse_usage_headers(headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))),
+        usage: pools::usage_at_source(usage::parse_usage_headers(
+            headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
+        )),
         verdict: usage::classify(status, text("retry-after"), &body, ledger.now_ms()),
     };
     ledger.observe(permit, &observation);

@@ -236,6 +236,35 @@ impl Book {
         }
     }
 
+    /// The synthetic liquidity of `side` becomes one level, `qty` at `price`; users' orders stay.
+    /// The same as `retain_synthetic(side, |_| false)` then `set_synthetic(side, price, qty)`, but
+    /// when the side holds one lone synthetic level (a trades-only replay moves it on every trade)
+    /// that level is moved, keeping its memory, instead of freed and allocated again.
+    pub fn reset_synthetic(&mut self, side: Side, price: Decimal, qty: Decimal) {
+        let levels = self.side_mut(side);
+        let lone = levels.len() == 1
+            && levels
+                .values()
+                .next()
+                .is_some_and(|l| l.queue.len() == 1 && l.queue[0].maker == Maker::Synthetic);
+        let moved = match (lone && qty > Decimal::ZERO).then(|| levels.pop_first()).flatten() {
+            Some((old_price, mut level)) => {
+                level.queue[0].qty = qty;
+                level.total = qty;
+                levels.insert(price, level);
+                old_price
+            }
+            None => {
+                self.retain_synthetic(side, |_| false);
+                self.set_synthetic(side, price, qty);
+                return;
+            }
+        };
+        // As the two steps would: the old level changed, then the new one.
+        self.touch(side, moved);
+        self.touch(side, price);
+    }
+
     /// Synthetic quantity resting at a level.
     pub fn synthetic_at(&self, side: Side, price: Decimal) -> Decimal {
         let levels = match side {
@@ -467,6 +496,41 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn resetting_a_sides_synthetic_liquidity_is_the_same_as_clearing_and_setting_it() {
+        let lone = |b: &mut Book| b.set_synthetic(Side::Buy, d("100"), d("2"));
+        let with_user = |b: &mut Book| {
+            b.set_synthetic(Side::Buy, d("100"), d("2"));
+            b.add(Side::Buy, d("99"), Maker::User(7), d("1"));
+        };
+        let two_levels = |b: &mut Book| {
+            b.set_synthetic(Side::Buy, d("100"), d("2"));
+            b.set_synthetic(Side::Buy, d("98"), d("3"));
+        };
+        let empty = |_: &mut Book| {};
+        let starts: [&dyn Fn(&mut Book); 4] = [&lone, &with_user, &two_levels, &empty];
+        for start in starts {
+            for (price, qty) in [
+                (d("101"), d("0.5")),
+                (d("100"), d("2")),
+                (d("99"), d("1")),
+                (d("97"), d("0")),
+            ] {
+                let (mut fast, mut steps) = (Book::new(1), Book::new(1));
+                fast.stop_tracking_diffs();
+                steps.stop_tracking_diffs();
+                start(&mut fast);
+                start(&mut steps);
+                fast.reset_synthetic(Side::Buy, price, qty);
+                steps.retain_synthetic(Side::Buy, |_| false);
+                steps.set_synthetic(Side::Buy, price, qty);
+                assert_eq!(fast.snapshot(10), steps.snapshot(10), "{price} {qty}");
+                assert_eq!(fast.update_id(), steps.update_id(), "{price} {qty}");
+                assert_eq!(fast.best_synthetic(Side::Buy), steps.best_synthetic(Side::Buy));
+            }
+        }
     }
 
     #[test]

@@ -154,9 +154,10 @@ impl MarketMirror {
                         ((*price - tick).max(tick), *price)
                     };
                     let book = &mut ex.markets[i].book;
-                    book.retain_synthetic(Side::Buy, |_| false);
-                    book.retain_synthetic(Side::Sell, |_| false);
-                    set_top(ex, i, (bid, *qty), (ask, *qty), now);
+                    book.reset_synthetic(Side::Buy, bid, *qty);
+                    book.reset_synthetic(Side::Sell, ask, *qty);
+                    ex.touch_top(i);
+                    cross(ex, i, now);
                 }
                 Applied::Market
             }

@@ -6,5 +6,6 @@ mod support;
 mod examples;
 mod fees;
 mod files;
+mod market_pools;
 mod parity;
 mod replay;

@@ -432,7 +432,17 @@ fn bad_input_is_one_clear_line_naming_the_file_and_the_row() {
     .unwrap();
     let (code, err) = run_cli(&[s, "--data", csv.to_str().unwrap(), "--from", "2030-01-01T00:00:00Z"]);
     assert_ne!(code, 0);
-    assert!(error_line(&err).contains("no data between"), "{err}");
+    let line = error_line(&err);
+    assert!(
+        line.contains(csv.to_str().unwrap()) && line.contains("no data between"),
+        "{line}"
+    );
+
+    // A missing data file named on its own.
+    let missing = csv.join("BTCUSDT-trades-2024-01-02.csv");
+    let (code, err) = run_cli(&[s, "--data", missing.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(error_line(&err).contains("BTCUSDT-trades-2024-01-02.csv"), "{err}");
 
     // A truncated CSV row.
     std::fs::write(
@@ -445,6 +455,30 @@ fn bad_input_is_one_clear_line_naming_the_file_and_the_row() {
     assert!(
         error_line(&err).contains("BTCUSDT-trades-2024-01-01.csv: row 2: 3 columns"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_recording_whose_timestamps_go_back_is_one_line_naming_the_file_and_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let strategy = write_strategy(dir.path(), "resting", RESTING_BUY);
+    let rec = dir.path().join("rec");
+    write_recording(
+        &rec,
+        &[
+            snapshot(1_000, &[("100.00", "1")], &[("100.10", "1")]),
+            trade(3_000, 1, "100.00", "1", true),
+            trade(2_000, 2, "100.00", "1", true),
+        ],
+    );
+    let (code, err) = run_cli(&[strategy.to_str().unwrap(), "--data", rec.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("runner:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("20250101T000000Z-0000.rrec: block 1, record 2: timestamps out of order"),
+        "{}",
+        lines[0]
     );
 }
 

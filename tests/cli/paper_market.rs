@@ -271,6 +271,7 @@ fn fees_and_latency_belong_to_the_built_in_paper_exchange_only() {
 #[test]
 fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage_header() {
     use runner::backtest::live::{self, MarketSource};
+    use runner::exchange::binance::limits::pools;
     use runner::ledger::{Lane, Ledger, LedgerConfig, PoolKind, TokioClock};
     use std::sync::Arc;
 
@@ -288,32 +289,126 @@ fn the_sources_exchange_info_at_paper_start_reconciles_the_ledger_with_its_usage
         // Others on the source's IP have spent 3 000 of its request weight this minute.
         source.faults().add_external_weight(3_000);
         let ledger = Ledger::new(
-            runner::exchange::binance::limits::pools::spot_defaults(),
+            pools::with_source_pools(pools::spot_defaults()),
             LedgerConfig::default(),
             Arc::new(TokioClock::new()),
         );
-        let weight_used = |ledger: &Ledger| {
+        let weight_used = |ledger: &Ledger, scope| {
             ledger
                 .status("paper-market")
                 .pools
                 .iter()
-                .find(|p| p.kind == PoolKind::RequestWeight && p.interval.millis() == 60_000)
+                .find(|p| p.kind == PoolKind::RequestWeight && p.interval.millis() == 60_000 && p.scope == scope)
                 .map(|p| p.used)
                 .unwrap()
         };
-        let cost = runner::exchange::binance::limits::pools::cost(20, 0, 1, 0);
+        let cost = pools::at_source(pools::cost(20, 0, 1, 0));
         let permit = ledger.try_reserve("paper-market", Lane::MarketData, cost).unwrap();
-        assert_eq!(weight_used(&ledger), 20, "the request's own weight, before the answer");
+        assert_eq!(
+            weight_used(&ledger, pools::SOURCE_IP),
+            20,
+            "the request's own weight, before the answer"
+        );
         let source_url = MarketSource::parse(&source.rest_url()).unwrap();
         let specs = live::source_symbols(&source_url, &["BTCUSDT".to_string()], &ledger, &permit)
             .await
             .unwrap();
         assert_eq!(specs.len(), 1);
         assert!(
-            weight_used(&ledger) >= 3_020,
-            "the source's X-MBX-USED-WEIGHT-1M raised the pool: {}",
-            weight_used(&ledger)
+            weight_used(&ledger, pools::SOURCE_IP) >= 3_020,
+            "the source's X-MBX-USED-WEIGHT-1M raised its pool: {}",
+            weight_used(&ledger, pools::SOURCE_IP)
+        );
+        assert_eq!(
+            weight_used(&ledger, pools::IP),
+            0,
+            "the paper exchange's pool is another server's"
         );
         source.shutdown().await;
     });
+}
+
+/// Hammers the source with the dearest depth request (weight 250) without waiting until refused,
+/// then places three paper orders.
+const HAMMER_THEN_ORDER: &str = r#"
+return {
+  symbols = { "BTCUSDT" },
+  on_start = function() timer.after(200, "hammer") end,
+  on_timer = function()
+    local got, refusal = 0, "none"
+    for _ = 1, 50 do
+      local d, err = market.depth("BTCUSDT", 5000, { wait_ms = 0 })
+      if not d then refusal = err.code break end
+      got = got + 1
+    end
+    log.info("hammer got=%d refusal=%s", got, refusal)
+    local placed = 0
+    for _ = 1, 3 do
+      local o, err = orders.place{ symbol = "BTCUSDT", side = "BUY", type = "LIMIT", price = 30000,
+                                   quantity = 0.001 }
+      if o and o.status == "NEW" then placed = placed + 1 else log.warn("order: %s", err and err.code or o.status) end
+    end
+    log.info("paper orders placed=%d", placed)
+  end,
+}
+"#;
+
+#[test]
+fn a_strategy_hammering_the_sources_market_data_is_rate_limited_by_its_pools_and_still_trades_on_paper() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The source announces a small daily weight limit: four depth requests of weight 250.
+    let mut limits = runner::exchange::binance::limits::pools::spot_defaults();
+    limits.push(runner::ledger::RateLimit::new(
+        runner::ledger::PoolKind::RequestWeight,
+        runner::ledger::IntervalUnit::Day,
+        1,
+        1_000,
+    ));
+    let source = rt
+        .block_on(sim::start(
+            SimConfig {
+                limits,
+                ..SimConfig::default()
+            },
+            ([127, 0, 0, 1], 0).into(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hammer.lua");
+    fs::write(&file, HAMMER_THEN_ORDER).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file).args([
+        "--paper",
+        "--market",
+        &source.rest_url(),
+        "--no-reload",
+        "--duration",
+        "120s",
+    ]);
+    let mut run = Running::spawn(cmd);
+
+    let hammer = run.wait_for("the hammer's end", |l| l.contains("hammer got="));
+    assert!(hammer.contains("refusal=rate_limited"), "{hammer}");
+    let got = number_after(&hammer, "got=") as u64;
+    let placed = run.wait_for("the paper orders", |l| l.contains("paper orders placed="));
+    assert_eq!(number_after(&placed, "placed="), 3.0, "{placed}");
+
+    // The source's own counts: the answered depth requests and nothing more, never a 429, no order.
+    let depth_5000 = source
+        .request_log()
+        .iter()
+        .filter(|r| r.path == "/api/v3/depth" && r.weight == 250)
+        .count() as u64;
+    assert_eq!(depth_5000, got, "{hammer}");
+    let stats = source.stats();
+    assert_eq!(
+        stats.count_429 + stats.count_418,
+        0,
+        "the ledger kept the source's budget"
+    );
+    assert_eq!(stats.orders_placed, 0, "no order reached the source");
+    run.terminate();
+    let (status, lines) = run.finish();
+    assert!(status.success(), "{}", lines.join("\n"));
+    rt.block_on(source.shutdown());
 }

@@ -30,7 +30,7 @@ use super::account::profile::Profile;
 use super::account::user_data::{self, UserDataHandler};
 use super::errors::ClientError;
 use super::limits::endpoints::Endpoint;
-use super::limits::usage;
+use super::limits::{pools, usage};
 use super::market_data::stream_router::Router;
 use super::market_data::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
 use super::orders::journal::{self, Journal};
@@ -236,11 +236,18 @@ impl BinanceVenue {
             .await
             .map_err(startup("GET /api/v3/exchangeInfo"))?;
         let announced = usage::parse_rate_limits(&info.rate_limits);
+        // With a separate market source, exchangeInfo came from it: its limits are its own pools';
+        // the paper exchange's pools stay as configured.
+        let announced = if gateway.has_market_source() {
+            pools::limits_at_source(&announced)
+        } else {
+            announced
+        };
         if !announced.is_empty() {
             // REST exchangeInfo announces request weight, orders and raw requests; the connection
             // limit is only in the WebSocket API's. Kinds not announced keep their documented pools.
             let mut limits = gateway.ledger().limits();
-            limits.retain(|l| !announced.iter().any(|a| a.kind == l.kind));
+            limits.retain(|l| !announced.iter().any(|a| a.kind == l.kind && a.scope == l.scope));
             limits.extend(announced);
             gateway.ledger().set_limits(limits);
         }

@@ -6,12 +6,17 @@
 
 use crate::ledger::limits::IntervalUnit::{Day, Minute, Second};
 use crate::ledger::limits::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
-use crate::ledger::{Cost, PoolKind, RateLimit, Scope};
+use crate::ledger::{Cost, PoolKind, RateLimit, Scope, ServerUsage};
 
 /// The egress IP group requests leave from (one address today).
 pub const IP: Scope = Scope::Ip(0);
 /// The account orders are placed for (one account today).
 pub const ACCOUNT: Scope = Scope::Account(0);
+/// The IP pools of a separate market-data server (paper trading on a real market: public market
+/// data and streams from the source, orders on the local paper exchange). That server counts what
+/// it is sent on its own; nothing sent to the paper exchange draws on these pools, and nothing sent
+/// to the source draws on [`IP`].
+pub const SOURCE_IP: Scope = Scope::Ip(1);
 
 /// Binance spot's documented limits, used until the exchange announces its own.
 pub fn spot_defaults() -> Vec<RateLimit> {
@@ -42,6 +47,42 @@ pub const fn cost(weight: u32, orders: u32, raw: u32, connections: u32) -> Cost 
         .with_scoped(IP, Connections, connections)
 }
 
+/// `cost` as charged by the market-data source: its IP draws move to [`SOURCE_IP`]. The source
+/// takes no orders, so an order draw (which no market-data request has) would stay the account's.
+pub fn at_source(cost: Cost) -> Cost {
+    cost.draws().iter().fold(Cost::new(), |sum, d| {
+        let scope = if d.scope == IP { SOURCE_IP } else { d.scope };
+        sum.with_scoped(scope, d.kind, d.units)
+    })
+}
+
+/// The source's usage headers, as counts of its own pools: its IP counts are [`SOURCE_IP`]'s; an
+/// account's order count there is not the paper account's, so it is dropped.
+pub fn usage_at_source(usage: Vec<ServerUsage>) -> Vec<ServerUsage> {
+    usage
+        .into_iter()
+        .filter(|u| u.scope == IP)
+        .map(|u| ServerUsage { scope: SOURCE_IP, ..u })
+        .collect()
+}
+
+/// The source's announced limits as its own pools: the IP ones at [`SOURCE_IP`]; its order limits
+/// are its accounts', never spent by paper orders, so they are left out.
+pub fn limits_at_source(limits: &[RateLimit]) -> Vec<RateLimit> {
+    limits
+        .iter()
+        .filter(|l| l.scope == IP)
+        .map(|l| l.scoped(SOURCE_IP))
+        .collect()
+}
+
+/// The pools of a run whose market data comes from a separate server: `local` (the paper
+/// exchange's) plus the same IP pools again for the source, until the source announces its own.
+pub fn with_source_pools(local: Vec<RateLimit>) -> Vec<RateLimit> {
+    let source = limits_at_source(&local);
+    local.into_iter().chain(source).collect()
+}
+
 /// What Binance counts a kind of pool by.
 pub const fn scope_of(kind: PoolKind) -> Scope {
     match kind {
@@ -64,5 +105,33 @@ mod tests {
         for limit in spot_defaults() {
             assert_eq!(scope_of(limit.kind), limit.scope);
         }
+    }
+
+    #[test]
+    fn the_market_sources_requests_draw_on_its_own_pools_only() {
+        let c = at_source(cost(250, 0, 1, 1));
+        assert_eq!(c.units(SOURCE_IP, RequestWeight), 250);
+        assert_eq!(c.units(SOURCE_IP, RawRequests), 1);
+        assert_eq!(c.units(SOURCE_IP, Connections), 1);
+        assert_eq!(
+            c.units(IP, RequestWeight) + c.units(IP, RawRequests) + c.units(IP, Connections),
+            0
+        );
+        let pools = with_source_pools(spot_defaults());
+        assert_eq!(
+            pools.len(),
+            spot_defaults().len() + 3,
+            "weight, raw requests, connections"
+        );
+        assert!(pools.iter().all(|l| l.scope != SOURCE_IP || l.kind != Orders));
+        let minute = crate::ledger::Interval::new(Minute, 1);
+        let header = |scope, kind| ServerUsage {
+            scope,
+            kind,
+            interval: minute,
+            used: 7,
+        };
+        let usage = usage_at_source(vec![header(IP, RequestWeight), header(ACCOUNT, Orders)]);
+        assert_eq!(usage, vec![header(SOURCE_IP, RequestWeight)]);
     }
 }

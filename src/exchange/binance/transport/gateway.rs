@@ -25,8 +25,9 @@ use super::ws_api::{request_frame, OrderTransport, WsApiClient};
 use crate::exchange::binance::account::profile::{Credentials, Profile};
 use crate::exchange::binance::errors::{GatewayError, Rejection, SendError};
 use crate::exchange::binance::limits::endpoints::{self, Endpoint, HttpMethod};
+use crate::exchange::binance::limits::{pools, usage};
 use crate::exchange::binance::transport::{Answer, Body, Request, Transport};
-use crate::exchange::binance::{limits::usage, wire};
+use crate::exchange::binance::wire;
 
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -92,6 +93,9 @@ pub struct Gateway {
     ledger: Ledger,
     credentials: Credentials,
     ws_base: String,
+    /// Market data (public REST reads, market streams) comes from a separate server, charged to
+    /// its own pools ([`pools::SOURCE_IP`]): paper trading on a real market.
+    market_source: bool,
     ws_api_url: String,
     recv_window_ms: u64,
     request_timeout: Duration,
@@ -131,6 +135,7 @@ impl Gateway {
             ledger,
             credentials: profile.credentials.clone(),
             ws_base: profile.ws_url.clone(),
+            market_source: profile.market_rest_url.is_some(),
             ws_api_url: profile.ws_api_url.clone(),
             recv_window_ms: config.recv_window_ms,
             request_timeout: config.request_timeout,
@@ -155,6 +160,11 @@ impl Gateway {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Whether market data comes from a separate server with its own pools (see [`pools::SOURCE_IP`]).
+    pub fn has_market_source(&self) -> bool {
+        self.market_source
     }
 
     pub fn shutdown(&self) -> &Shutdown {
@@ -302,6 +312,10 @@ impl Gateway {
         transport: Transport<'_>,
     ) -> Result<Reply<T>, SendError> {
         let cost = request.endpoint.cost(&request.param_pairs());
+        let cost = match &transport {
+            Transport::Http { method, .. } if self.http.goes_to_source(*method, request) => pools::at_source(cost),
+            _ => cost,
+        };
         let asked_at = std::time::Instant::now();
         // Before the ledger: a call the breaker refuses is neither sent nor charged.
         let ticket = match class {
@@ -403,7 +417,7 @@ impl Gateway {
     ) -> Result<Answer<T>, SendError> {
         let connect = || async {
             let stream = self
-                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, wait)
+                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, false, wait)
                 .await?;
             tracing::debug!("WebSocket API connection opened");
             Ok(stream)
@@ -416,10 +430,8 @@ impl Gateway {
         let response = client
             .exchange(connect, &self.ledger, frame, written, self.request_timeout)
             .await?;
-        let mut answer = Answer::from_ws_api(response, self.ledger.now_ms());
-        // The WebSocket API is always the trading venue's, never a separate market source.
-        answer.usage = self.http.source_usage(answer.usage, false);
-        Ok(answer)
+        // The WebSocket API is always the trading venue's: its counts are the venue's own pools'.
+        Ok(Answer::from_ws_api(response, self.ledger.now_ms()))
     }
 
     fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {
@@ -461,16 +473,19 @@ impl Gateway {
 
     /// Opens a market-stream connection carrying `streams` (combined form).
     /// Each attempt reserves one connection from the ledger.
+    /// With a separate market-data source the streams are the source's, and so is the connection's budget.
     pub async fn connect_market(&self, streams: &[String], wait: Duration) -> Result<WsStream, SendError> {
         let url = format!("{}/stream?streams={}", self.ws_base, streams.join("/"));
-        self.connect_ws(&url, endpoints::STREAM_CONNECT, wait).await
+        self.connect_ws(&url, endpoints::STREAM_CONNECT, self.market_source, wait)
+            .await
     }
 
-    async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration) -> Result<WsStream, SendError> {
+    async fn connect_ws(&self, url: &str, cost: Cost, at_source: bool, wait: Duration) -> Result<WsStream, SendError> {
         let ticket = self.admit(EndpointClass::Streams, CLIENT_STRATEGY, Lane::MarketData)?;
+        let cost = if at_source { pools::at_source(cost) } else { cost };
         let permit = self.reserve(CLIENT_STRATEGY, Lane::MarketData, cost, wait).await?;
         let started = tokio::time::Instant::now();
-        let (connected, failing) = self.connect_ws_reserved(url, &permit).await;
+        let (connected, failing) = self.connect_ws_reserved(url, &permit, at_source).await;
         ticket.finish(
             if failing || (connected.is_ok() && started.elapsed() > self.slow_call) {
                 Outcome::Failure
@@ -482,7 +497,12 @@ impl Gateway {
     }
 
     /// The connection attempt, and whether it says the exchange is failing.
-    async fn connect_ws_reserved(&self, url: &str, permit: &Permit) -> (Result<WsStream, SendError>, bool) {
+    async fn connect_ws_reserved(
+        &self,
+        url: &str,
+        permit: &Permit,
+        at_source: bool,
+    ) -> (Result<WsStream, SendError>, bool) {
         // No Nagle: an order frame written while an earlier frame is unacknowledged must not wait for the ACK.
         let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
         let attempt = tokio::time::timeout(self.request_timeout, connect);
@@ -498,6 +518,11 @@ impl Gateway {
             Err(_) => (Err(SendError::Timeout(self.request_timeout.as_millis() as u64)), true),
             Ok(Ok((stream, response))) => {
                 let usage = header_usage(response.headers());
+                let usage = if at_source {
+                    pools::usage_at_source(usage)
+                } else {
+                    usage
+                };
                 self.observe(permit, usage, Verdict::Ok);
                 (Ok(stream), false)
             }

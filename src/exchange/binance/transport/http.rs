@@ -14,7 +14,7 @@ use super::per_thread::PerThread;
 use super::sign::Signing;
 use crate::exchange::binance::errors::{GatewayError, SendError};
 use crate::exchange::binance::limits::endpoints::{Endpoint, HttpMethod};
-use crate::exchange::binance::limits::usage;
+use crate::exchange::binance::limits::{pools, usage};
 use crate::exchange::binance::transport::{Answer, Request};
 
 const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
@@ -65,11 +65,10 @@ impl HttpTransport {
         now_ms: impl Fn() -> i64,
     ) -> Result<Answer<T>, SendError> {
         let query = query_string(request, signing.as_ref());
-        // Public market data may come from elsewhere; the server time stays the trading venue's.
         let market_base = self
             .market_rest_base
             .as_deref()
-            .filter(|_| !request.signed && method == HttpMethod::Get && request.endpoint != Endpoint::Time);
+            .filter(|_| self.goes_to_source(method, request));
         let base = market_base.unwrap_or(&self.rest_base);
         let mut url = String::with_capacity(base.len() + path.len() + query.len() + 1);
         url.push_str(base);
@@ -99,7 +98,11 @@ impl HttpTransport {
         }
         let response = http.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
-        let usage = self.source_usage(header_usage(response.headers()), market_base.is_some());
+        let usage = match market_base {
+            // The source's counts are its own pools'; the paper exchange's stay the local ones'.
+            Some(_) => pools::usage_at_source(header_usage(response.headers())),
+            None => header_usage(response.headers()),
+        };
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -115,14 +118,13 @@ impl HttpTransport {
         ))
     }
 
-    /// With a separate market-data source (paper trading on a real market) the ledger's pools are
-    /// the source's IP pools: what the local paper exchange counts is another server's, and is not
-    /// reconciled with them (its 429/418 verdicts still apply).
-    pub fn source_usage(&self, usage: Vec<ServerUsage>, from_source: bool) -> Vec<ServerUsage> {
-        match self.market_rest_base.is_some() && !from_source {
-            true => Vec::new(),
-            false => usage,
-        }
+    /// Whether `request` goes to the separate market-data source (paper trading on a real market):
+    /// public market-data reads do; signed requests and the server time stay the trading venue's.
+    pub fn goes_to_source(&self, method: HttpMethod, request: &Request) -> bool {
+        self.market_rest_base.is_some()
+            && !request.signed
+            && method == HttpMethod::Get
+            && request.endpoint != Endpoint::Time
     }
 
     fn transport_error(&self, error: &reqwest::Error) -> SendError {
