@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runner::exchange::binance::limits::pools::{self, IP, SOURCE_IP};
-use runner::exchange::binance::venue::{BinanceVenue, ClientOptions};
-use runner::exchange::binance::{Credentials, Profile};
+use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::{CallCtx, ErrorCode, OrderRequest, OrderStatus, Side, Venue};
 use runner::ledger::{IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit, Scope, TokioClock};
 use runner::sim::{self, SimConfig, SimHandle};
