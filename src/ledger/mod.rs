@@ -145,6 +145,14 @@ impl Cost {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The same draws, with those on `from`'s pools moved to `to`'s (e.g. another egress IP).
+    pub fn rescoped(self, from: Scope, to: Scope) -> Cost {
+        self.draws().iter().fold(Cost::new(), |cost, d| {
+            let scope = if d.scope == from { to } else { d.scope };
+            cost.with_scoped(scope, d.kind, d.units)
+        })
+    }
 }
 
 /// `Scope`'s equality, usable in a `const fn`.

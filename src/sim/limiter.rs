@@ -572,6 +572,6 @@ mod tests {
             .filter(|p| p.kind == PoolKind::RequestWeight)
             .map(|p| (p.ip, p.peak))
             .collect();
-        assert_eq!(weight, vec![(Some(LO), 11), (Some(other), 10)]);
+        assert_eq!(weight, vec![(Some(LO), 11), (Some(other), 10), (Some(third), 1)]);
     }
 }

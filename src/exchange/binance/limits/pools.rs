@@ -6,9 +6,10 @@
 
 use crate::ledger::limits::IntervalUnit::{Day, Minute, Second};
 use crate::ledger::limits::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
-use crate::ledger::{Cost, PoolKind, RateLimit, Scope};
+use crate::ledger::{Cost, PoolKind, RateLimit, Scope, ServerUsage};
 
-/// The egress IP group requests leave from (one address today).
+/// The first egress IP group (see [`crate::exchange::binance::transport::egress`]): the pools the
+/// endpoint table prices requests in; [`in_group`] moves a cost to another group's.
 pub const IP: Scope = Scope::Ip(0);
 /// The account orders are placed for (one account today).
 pub const ACCOUNT: Scope = Scope::Account(0);
@@ -31,6 +32,43 @@ pub fn spot_defaults_with(given: &[RateLimit]) -> Vec<RateLimit> {
     limits.retain(|l| !given.iter().any(|g| g.kind == l.kind));
     limits.extend(given.iter().copied());
     limits
+}
+
+/// `limits` with each per-IP pool of the first group repeated for groups 1..`groups`: every egress
+/// address has the same limits, counted apart.
+pub fn for_groups(limits: Vec<RateLimit>, groups: u16) -> Vec<RateLimit> {
+    let mut out: Vec<RateLimit> = limits
+        .iter()
+        .copied()
+        .filter(|l| !matches!(l.scope, Scope::Ip(n) if n > 0))
+        .collect();
+    for group in 1..groups {
+        out.extend(
+            limits
+                .iter()
+                .filter(|l| l.scope == IP)
+                .map(|l| l.scoped(Scope::Ip(group))),
+        );
+    }
+    out
+}
+
+/// `cost` drawn from `group`'s per-IP pools instead of the first group's.
+pub fn in_group(cost: Cost, group: u16) -> Cost {
+    match group {
+        0 => cost,
+        n => cost.rescoped(IP, Scope::Ip(n)),
+    }
+}
+
+/// Usage the exchange reported for the address of `group`: its per-IP counts are that group's.
+pub fn usage_in_group(mut usage: Vec<ServerUsage>, group: u16) -> Vec<ServerUsage> {
+    if group > 0 {
+        for u in usage.iter_mut().filter(|u| u.scope == IP) {
+            u.scope = Scope::Ip(group);
+        }
+    }
+    usage
 }
 
 /// What a request costs, in Binance's terms, as the pools it draws on.
@@ -64,5 +102,24 @@ mod tests {
         for limit in spot_defaults() {
             assert_eq!(scope_of(limit.kind), limit.scope);
         }
+    }
+
+    #[test]
+    fn each_egress_group_has_its_own_ip_pools() {
+        let limits = for_groups(spot_defaults(), 2);
+        let second: Vec<PoolKind> = limits
+            .iter()
+            .filter(|l| l.scope == Scope::Ip(1))
+            .map(|l| l.kind)
+            .collect();
+        assert_eq!(second, vec![RequestWeight, RawRequests, Connections]);
+        assert_eq!(for_groups(limits.clone(), 2), limits, "repeating is idempotent");
+        assert_eq!(for_groups(limits, 1), spot_defaults());
+        let c = in_group(cost(5, 1, 1, 0), 1);
+        assert_eq!(
+            (c.units(Scope::Ip(1), RequestWeight), c.units(IP, RequestWeight)),
+            (5, 0)
+        );
+        assert_eq!(c.units(ACCOUNT, Orders), 1, "orders stay the account's");
     }
 }
