@@ -294,6 +294,9 @@ pub struct PoolStatus {
     /// (`used` is this process's own use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
 }
 
 /// What one strategy spent in the current windows.

@@ -898,7 +898,17 @@ impl Venue for BinanceVenue {
     }
 
     fn ledger_status(&self, strategy: &str) -> LedgerStatus {
-        self.gateway.ledger().status(strategy)
+        let mut status = self.gateway.ledger().status(strategy);
+        let egress = self.gateway.egress();
+        // Named only when groups are configured: a single unnamed group stays plain `ip0`.
+        if egress.groups().iter().any(|g| g.source.is_some()) {
+            for pool in &mut status.pools {
+                if let crate::ledger::Scope::Ip(n) = pool.scope {
+                    pool.scope_name = egress.name(n).map(str::to_owned);
+                }
+            }
+        }
+        status
     }
 
     fn breakers(&self) -> Vec<BreakerStatus> {
