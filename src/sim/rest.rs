@@ -91,7 +91,9 @@ pub async fn handle(
             sim.log.push(record(429, weight));
             return respond(&sim, now, ip, ep, Err(refused));
         }
-        if let Some(banned) = sim.limiter.lock().refuse_held_order(now, ip) {
+        // Bound first: the lock must be released before the block takes it again.
+        let held = sim.limiter.lock().refuse_held_order(now, ip);
+        if let Some(banned) = held {
             sim.limiter.lock().settle(charge, 0);
             sim.log.push(record(418, 0));
             return respond(&sim, now, ip, ep, Err(banned));
