@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use crate::backtest::live::MarketSource;
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
 use crate::exchange::binance::orders::journal_sync::JournalSync;
+use crate::exchange::binance::transport::egress::{Egress, IpGroup};
 use crate::exchange::binance::transport::ws_api::OrderTransport;
 use crate::exchange::binance::ClientOptions;
 use crate::exchange::breaker::BreakerConfig;
@@ -91,6 +93,27 @@ pub struct FileConfig {
     pub ledger: Option<String>,
     pub ledger_group: Option<String>,
     pub ledger_fallback: Option<bool>,
+    /// `[[ip_groups]]`: local source addresses requests leave from, the first the default.
+    pub ip_groups: Option<Vec<IpGroupFile>>,
+    /// `[routes.<strategy name>]`: what a strategy sends through (its IP group).
+    pub routes: Option<BTreeMap<String, RouteFile>>,
+}
+
+/// One `[[ip_groups]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpGroupFile {
+    pub name: String,
+    /// A local address, e.g. "192.0.2.10"; the group's connections are bound to it.
+    pub source: String,
+}
+
+/// `[routes.<strategy name>]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// The name of an `[[ip_groups]]` entry.
+    pub ip_group: Option<String>,
 }
 
 /// `[breaker]` in the config file; what is left out keeps its default (see [`BreakerConfig`]).
@@ -197,6 +220,8 @@ pub struct RunConfig {
     pub shared_ledger: Option<SharedConfig>,
     /// The ledger's pools until the exchange announces its own (`--limit`).
     pub start_limits: Vec<RateLimit>,
+    /// The egress IP groups and each strategy's group.
+    pub egress: Egress,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -245,6 +270,7 @@ impl RunConfig {
         let shared_ledger = shared_ledger(args.ledger, args.ledger_group, args.ledger_fallback, &file)?;
         let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
         let start_limits = start_limits(args.limits, &file)?;
+        let egress = egress(&file)?;
         let breaker = file
             .breaker
             .as_ref()
@@ -301,6 +327,7 @@ impl RunConfig {
             busy_poll: args.busy_poll || file.busy_poll.unwrap_or(false),
             shared_ledger,
             start_limits,
+            egress,
             risk,
             breaker,
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
@@ -373,6 +400,41 @@ fn start_limits(flags: Vec<RateLimit>, file: &FileConfig) -> Result<Vec<RateLimi
         flags
     };
     Ok(crate::exchange::binance::limits::pools::spot_defaults_with(&given))
+}
+
+/// The egress IP groups of the file: each source must be an address of this machine (bound here
+/// once, so a typo fails at start, not at the first request), each used by one group.
+fn egress(file: &FileConfig) -> Result<Egress, ConfigError> {
+    let groups = file
+        .ip_groups
+        .iter()
+        .flatten()
+        .map(|group| {
+            let source: IpAddr = group.source.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "ip_groups: {}'s source {:?} is not an IP address",
+                    group.name, group.source
+                ))
+            })?;
+            std::net::TcpListener::bind((source, 0)).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "ip_groups: {}'s source {source} cannot be bound on this machine: {e}",
+                    group.name
+                ))
+            })?;
+            Ok(IpGroup {
+                name: group.name.clone(),
+                source: Some(source),
+            })
+        })
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    let choices: Vec<(String, String)> = file
+        .routes
+        .iter()
+        .flatten()
+        .filter_map(|(strategy, route)| Some((strategy.clone(), route.ip_group.clone()?)))
+        .collect();
+    Egress::new(groups, &choices).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 /// The risk limits from the flags, else from the file; every cap must be a positive amount.
@@ -884,5 +946,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("busy_poll"), "{err}");
+    }
+
+    #[test]
+    fn ip_groups_and_routes_come_from_the_file_and_bad_ones_are_refused() {
+        let groups = "[[ip_groups]]\nname = \"main\"\nsource = \"127.0.0.1\"\n\
+                      [[ip_groups]]\nname = \"spare\"\nsource = \"127.0.0.2\"\n";
+        let config = resolve_with_file(
+            &format!("{groups}[routes.poller]\nip_group = \"spare\"\n"),
+            RunArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(config.egress.names(), vec!["main", "spare"]);
+        assert_eq!((config.egress.group_of("poller"), config.egress.group_of("mm")), (1, 0));
+        assert_eq!(resolve_with_file("", RunArgs::default()).unwrap().egress.count(), 1);
+        for (lines, expected) in [
+            (
+                format!("{groups}[routes.poller]\nip_group = \"third\"\n"),
+                "strategy poller names the IP group \"third\", which is not configured (known: main, spare)",
+            ),
+            (
+                "[[ip_groups]]\nname = \"a\"\nsource = \"127.0.0.2\"\n[[ip_groups]]\nname = \"b\"\nsource = \"127.0.0.2\"\n"
+                    .to_string(),
+                "ip_groups: a and b both leave from 127.0.0.2: each group needs its own address",
+            ),
+            (
+                "[[ip_groups]]\nname = \"far\"\nsource = \"192.0.2.77\"\n".to_string(),
+                "ip_groups: far's source 192.0.2.77 cannot be bound on this machine: ",
+            ),
+            (
+                "[[ip_groups]]\nname = \"x\"\nsource = \"localhost\"\n".to_string(),
+                "ip_groups: x's source \"localhost\" is not an IP address",
+            ),
+        ] {
+            let error = resolve_with_file(&lines, RunArgs::default()).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{lines}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
+        }
     }
 }

@@ -104,6 +104,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         journal_sync: config.journal_sync,
         order_transport: config.order_transport,
         breaker: config.breaker.clone(),
+        egress: config.egress.clone(),
         ..ClientOptions::default()
     };
     let venue = match BinanceVenue::connect(profile, ledger.clone(), options).await {

@@ -122,11 +122,14 @@ pub fn pools_brief(ledger: &LedgerStatus) -> String {
                 (Some(_), Some(s)) => format!("shared by {}", s.processes),
                 _ => "own".to_string(),
             };
+            let scope = match &p.scope_name {
+                Some(name) => format!("{}({name})", p.scope),
+                None => p.scope.to_string(),
+            };
             format!(
-                "{} {} {} {how}",
+                "{} {} {scope} {how}",
                 p.kind.as_str(),
                 p.interval.header_suffix().to_ascii_lowercase(),
-                p.scope
             )
         })
         .collect::<Vec<_>>()

@@ -143,6 +143,14 @@ impl Cost {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The same draws, with those on `from`'s pools moved to `to`'s (e.g. another egress IP).
+    pub fn rescoped(self, from: Scope, to: Scope) -> Cost {
+        self.draws().iter().fold(Cost::new(), |cost, d| {
+            let scope = if d.scope == from { to } else { d.scope };
+            cost.with_scoped(scope, d.kind, d.units)
+        })
+    }
 }
 
 /// `Scope`'s equality, usable in a `const fn`.
@@ -284,6 +292,9 @@ pub struct PoolStatus {
     /// (`used` is this process's own use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
 }
 
 /// What one strategy spent in the current windows.

@@ -25,6 +25,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             resets_at_ms: p.window_end,
             peak: p.peak,
             lease: p.lease,
+            scope_name: None,
         })
         .collect();
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {

@@ -1384,7 +1384,7 @@ fn my_prevented_matches(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> 
 }
 
 fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
-    let usage = sim.limiter.lock().usage_entries(now, PoolKind::Orders);
+    let usage = sim.limiter.lock().order_usage(now);
     Ok(Value::Array(
         usage
             .into_iter()

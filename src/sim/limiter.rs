@@ -2,7 +2,8 @@
 //! when a request takes a pool over its limit, 418 with an escalating ban for any request sent
 //! during a 429 wait or a ban. Also keeps the per-window peaks the tests assert on.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 
@@ -79,6 +80,9 @@ pub struct WindowUsage {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolStats {
     pub kind: PoolKind,
+    /// The client address a per-IP pool counts (request weight, raw requests, connections);
+    /// `None` for the account's order pools.
+    pub ip: Option<IpAddr>,
     pub interval: String,
     pub limit: u64,
     /// Highest count seen in any single window.
@@ -109,6 +113,7 @@ pub struct SimStats {
 pub struct Charge {
     pub weight: u64,
     charged_at_ms: i64,
+    ip: IpAddr,
 }
 
 /// What one arrival draws on.
@@ -135,28 +140,41 @@ impl Draw {
     }
 }
 
-pub struct Limiter {
+/// What the exchange counts per client IP (the peer address of the TCP connection): request
+/// weight, raw requests, connection attempts, and the 429 wait and bans that follow from them.
+struct IpCounts {
     pools: Vec<Pool>,
     wait_until: i64,
-    order_wait_until: i64,
-    /// After a connection attempt over the CONNECTIONS limit: new connections wait until then
-    /// (requests on open connections and REST go on).
+    /// After a connection attempt over the CONNECTIONS limit: new connections from this address
+    /// wait until then (its requests on open connections and REST go on).
     connect_wait_until: i64,
     ban_until: i64,
     bans: u32,
+}
+
+/// The address the fault knobs act on when they name none: the loopback address tests use.
+const DEFAULT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub struct Limiter {
+    /// The per-IP limits each new client address starts with.
+    ip_limits: Vec<RateLimit>,
+    ips: BTreeMap<IpAddr, IpCounts>,
+    /// The account's order pools.
+    orders: Vec<Pool>,
+    order_wait_until: i64,
     ban_base_ms: i64,
     stats: SimStats,
 }
 
 impl Limiter {
     pub fn new(limits: &[RateLimit], ban_base_ms: i64) -> Self {
+        let (orders, ip_limits): (Vec<RateLimit>, Vec<RateLimit>) =
+            limits.iter().copied().partition(|l| l.kind == PoolKind::Orders);
         Limiter {
-            pools: limits.iter().copied().map(Pool::new).collect(),
-            wait_until: i64::MIN,
+            ip_limits,
+            ips: BTreeMap::new(),
+            orders: orders.into_iter().map(Pool::new).collect(),
             order_wait_until: i64::MIN,
-            connect_wait_until: i64::MIN,
-            ban_until: i64::MIN,
-            bans: 0,
             ban_base_ms: ban_base_ms.max(1),
             stats: SimStats::default(),
         }
@@ -166,14 +184,29 @@ impl Limiter {
         &mut self.stats
     }
 
+    fn ip(&mut self, ip: IpAddr) -> &mut IpCounts {
+        let limits = &self.ip_limits;
+        self.ips.entry(ip).or_insert_with(|| IpCounts {
+            pools: limits.iter().copied().map(Pool::new).collect(),
+            wait_until: i64::MIN,
+            connect_wait_until: i64::MIN,
+            ban_until: i64::MIN,
+            bans: 0,
+        })
+    }
+
     pub fn stats(&self) -> SimStats {
         let mut stats = self.stats.clone();
-        stats.bans = self.bans;
-        stats.pools = self
-            .pools
+        stats.bans = self.ips.values().map(|c| c.bans).sum();
+        let per_ip = self
+            .ips
             .iter()
-            .map(|p| PoolStats {
+            .flat_map(|(ip, counts)| counts.pools.iter().map(move |p| (Some(*ip), p)));
+        stats.pools = per_ip
+            .chain(self.orders.iter().map(|p| (None, p)))
+            .map(|(ip, p)| PoolStats {
                 kind: p.limit.kind,
+                ip,
                 interval: p.limit.interval.to_string(),
                 limit: p.limit.limit,
                 peak: p.peak,
@@ -193,15 +226,16 @@ impl Limiter {
         stats
     }
 
-    /// Admits one arrival or answers it with 429/418. A forced 429 (fault knob) comes in as `forced_429`.
-    pub fn admit(&mut self, now: i64, draw: Draw, forced_429: Option<u64>) -> Result<Charge, ApiErr> {
-        if now < self.ban_until {
-            return Err(self.banned(now));
+    /// Admits one arrival from `ip` or answers it with 429/418. A forced 429 (fault knob) comes in as `forced_429`.
+    pub fn admit(&mut self, now: i64, ip: IpAddr, draw: Draw, forced_429: Option<u64>) -> Result<Charge, ApiErr> {
+        let counts = self.ip(ip);
+        if now < counts.ban_until {
+            return Err(self.banned(now, ip));
         }
-        if now < self.wait_until || (draw.connection && now < self.connect_wait_until) {
-            return Err(self.ban(now));
+        if now < counts.wait_until || (draw.connection && now < counts.connect_wait_until) {
+            return Err(self.ban(now, ip));
         }
-        for p in &mut self.pools {
+        for p in &mut counts.pools {
             p.roll(now);
             let add = draw.units(p.limit.kind);
             p.count += add;
@@ -211,12 +245,12 @@ impl Limiter {
         }
         if let Some(secs) = forced_429 {
             let until = secs_after(now, secs);
-            self.wait_until = self.wait_until.max(until);
+            counts.wait_until = counts.wait_until.max(until);
             return Err(self.throttled(now, until, -1003, "Too much request weight used; current limit is exceeded. Please use WebSocket Streams for live updates to avoid polling the API.".to_string()));
         }
         // Only a pool this arrival draws on can refuse it: a full CONNECTIONS pool refuses new
         // connections, not REST requests or requests on open connections.
-        let blocking = self
+        let blocking = counts
             .pools
             .iter()
             .filter(|p| draw.units(p.limit.kind) > 0 && p.over())
@@ -247,22 +281,23 @@ impl Limiter {
                 ),
             };
             if kind == PoolKind::Connections {
-                self.connect_wait_until = self.connect_wait_until.max(until);
+                counts.connect_wait_until = counts.connect_wait_until.max(until);
             } else {
-                self.wait_until = self.wait_until.max(until);
+                counts.wait_until = counts.wait_until.max(until);
             }
             return Err(self.throttled(now, until, code, msg));
         }
         Ok(Charge {
             weight: draw.weight,
             charged_at_ms: now,
+            ip,
         })
     }
 
     /// Settles a refundable charge: `keep` is the weight the request finally costs.
     pub fn settle(&mut self, charge: Charge, keep: u64) {
         let refund = charge.weight.saturating_sub(keep);
-        for p in &mut self.pools {
+        for p in &mut self.ip(charge.ip).pools {
             if p.limit.kind != PoolKind::RequestWeight {
                 continue;
             }
@@ -291,18 +326,32 @@ impl Limiter {
         self.take_orders(now, 1)
     }
 
+    /// A new order from `ip` while new orders must wait after a -1015: the IP is banned, as for
+    /// any request during a 429 wait. `None` when new orders may go.
+    pub fn refuse_held_order(&mut self, now: i64, ip: IpAddr) -> Option<ApiErr> {
+        (now < self.order_wait_until).then(|| self.ban(now, ip))
+    }
+
     /// Takes `n` slots at once (an order list counts each of its orders), or none and answers 429 (-1015).
+    /// The handlers ban an order sent during the wait ([`Limiter::refuse_held_order`]); one that
+    /// slips past them in a race is refused here with the same -1015.
     pub fn take_orders(&mut self, now: i64, n: u64) -> Result<(), ApiErr> {
         if now < self.order_wait_until {
-            return Err(self.ban(now));
+            let until = self.order_wait_until;
+            return Err(self.throttled(
+                now,
+                until,
+                -1015,
+                "Too many new orders; current limit is exceeded.".to_string(),
+            ));
         }
-        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+        for p in &mut self.orders {
             p.roll(now);
         }
         let blocking = self
-            .pools
+            .orders
             .iter()
-            .filter(|p| p.limit.kind == PoolKind::Orders && p.count + n > p.limit.limit)
+            .filter(|p| p.count + n > p.limit.limit)
             .max_by_key(|p| p.window_end());
         if let Some(p) = blocking {
             let until = p.window_end();
@@ -314,7 +363,7 @@ impl Limiter {
             self.order_wait_until = until;
             return Err(self.throttled(now, until, -1015, msg));
         }
-        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+        for p in &mut self.orders {
             p.count += n;
             p.note_peak();
         }
@@ -324,15 +373,16 @@ impl Limiter {
 
     /// The first fill of an order lowers the unfilled order count (never below zero).
     pub fn order_filled(&mut self, now: i64) {
-        for p in self.pools.iter_mut().filter(|p| p.limit.kind == PoolKind::Orders) {
+        for p in &mut self.orders {
             p.roll(now);
             p.count = p.count.saturating_sub(1);
         }
     }
 
-    /// Weight used elsewhere on the same IP (fault knob).
+    /// Weight used elsewhere on the loopback IP (fault knob).
     pub fn add_external_weight(&mut self, now: i64, weight: u64) {
         for p in self
+            .ip(DEFAULT_IP)
             .pools
             .iter_mut()
             .filter(|p| p.limit.kind == PoolKind::RequestWeight)
@@ -343,26 +393,37 @@ impl Limiter {
         }
     }
 
+    /// Bans the loopback IP for `secs` (fault knob).
     pub fn ban_for(&mut self, now: i64, secs: u64) {
-        self.ban_until = secs_after(now, secs);
-        self.bans += 1;
+        let counts = self.ip(DEFAULT_IP);
+        counts.ban_until = secs_after(now, secs);
+        counts.bans += 1;
     }
 
-    /// `(header suffix, count)` of every pool of `kind` at `now`, for the usage headers.
-    pub fn usage(&mut self, now: i64, kind: PoolKind) -> Vec<(String, u64)> {
-        self.pools
-            .iter_mut()
-            .filter(|p| p.limit.kind == kind)
-            .map(|p| {
-                p.roll(now);
-                (p.limit.interval.header_suffix(), p.count)
-            })
+    /// `(header suffix, count)` of every pool of `kind` counting `ip` at `now`, for the usage headers.
+    pub fn usage(&mut self, now: i64, ip: IpAddr, kind: PoolKind) -> Vec<(String, u64)> {
+        self.usage_entries(now, ip, kind)
+            .into_iter()
+            .map(|(limit, count)| (limit.interval.header_suffix(), count))
             .collect()
     }
 
-    /// `(limit, count)` of every pool of `kind`, for WebSocket API `rateLimits`.
-    pub fn usage_entries(&mut self, now: i64, kind: PoolKind) -> Vec<(RateLimit, u64)> {
-        self.pools
+    /// `(limit, count)` of every pool of `kind` counting `ip` (the account's, for orders), for
+    /// WebSocket API `rateLimits`.
+    pub fn usage_entries(&mut self, now: i64, ip: IpAddr, kind: PoolKind) -> Vec<(RateLimit, u64)> {
+        match kind {
+            PoolKind::Orders => self.order_usage(now),
+            _ => Self::entries(&mut self.ip(ip).pools, now, kind),
+        }
+    }
+
+    /// `(limit, count)` of the account's order pools.
+    pub fn order_usage(&mut self, now: i64) -> Vec<(RateLimit, u64)> {
+        Self::entries(&mut self.orders, now, PoolKind::Orders)
+    }
+
+    fn entries(pools: &mut [Pool], now: i64, kind: PoolKind) -> Vec<(RateLimit, u64)> {
+        pools
             .iter_mut()
             .filter(|p| p.limit.kind == kind)
             .map(|p| {
@@ -381,17 +442,19 @@ impl Limiter {
     }
 
     /// A request during a 429 wait: the IP is banned, longer for each repeat.
-    fn ban(&mut self, now: i64) -> ApiErr {
-        let doublings = self.bans.min(20);
-        let len = self.ban_base_ms.saturating_mul(1i64 << doublings).min(MAX_BAN_MS);
-        self.bans += 1;
-        self.ban_until = now + len;
-        self.banned(now)
+    fn ban(&mut self, now: i64, ip: IpAddr) -> ApiErr {
+        let base = self.ban_base_ms;
+        let counts = self.ip(ip);
+        let doublings = counts.bans.min(20);
+        let len = base.saturating_mul(1i64 << doublings).min(MAX_BAN_MS);
+        counts.bans += 1;
+        counts.ban_until = now + len;
+        self.banned(now, ip)
     }
 
-    fn banned(&mut self, now: i64) -> ApiErr {
+    fn banned(&mut self, now: i64, ip: IpAddr) -> ApiErr {
         self.stats.count_418 += 1;
-        let until = self.ban_until;
+        let until = self.ip(ip).ban_until;
         ApiErr::new(
             418,
             -1003,
@@ -421,6 +484,8 @@ mod tests {
     use super::*;
     use crate::ledger::limits::IntervalUnit;
 
+    const LO: IpAddr = DEFAULT_IP;
+
     fn draw(weight: u64) -> Draw {
         Draw {
             weight,
@@ -435,16 +500,16 @@ mod tests {
         let limits = [RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Second, 2, 10)];
         let mut l = Limiter::new(&limits, 1000);
         let t0 = 1_000_000_000_000; // aligned to 2 s
-        assert!(l.admit(t0, draw(10), None).is_ok());
-        let e = l.admit(t0 + 500, draw(1), None).unwrap_err();
+        assert!(l.admit(t0, LO, draw(10), None).is_ok());
+        let e = l.admit(t0 + 500, LO, draw(1), None).unwrap_err();
         assert_eq!((e.status, e.code, e.retry.unwrap().secs), (429, -1003, 2));
-        let b = l.admit(t0 + 600, draw(1), None).unwrap_err();
+        let b = l.admit(t0 + 600, LO, draw(1), None).unwrap_err();
         assert_eq!((b.status, b.retry.unwrap().until_ms), (418, t0 + 1600));
-        assert_eq!(l.admit(t0 + 1500, draw(1), None).unwrap_err().status, 418);
+        assert_eq!(l.admit(t0 + 1500, LO, draw(1), None).unwrap_err().status, 418);
         // The ban is over but the 429 wait (until the window resets) is not: banned again, twice as long.
-        let again = l.admit(t0 + 1600, draw(1), None).unwrap_err();
+        let again = l.admit(t0 + 1600, LO, draw(1), None).unwrap_err();
         assert_eq!((again.status, again.retry.unwrap().until_ms), (418, t0 + 3600));
-        assert!(l.admit(t0 + 3600, draw(1), None).is_ok());
+        assert!(l.admit(t0 + 3600, LO, draw(1), None).is_ok());
         assert_eq!(l.stats().pools[0].peak, 11);
         let windows: Vec<u64> = l.stats().pools[0].windows.iter().map(|w| w.count).collect();
         assert_eq!(windows, vec![11, 1]);
@@ -463,38 +528,41 @@ mod tests {
             ..draw(2)
         };
         let t0 = 1_800_000_000_000; // aligned to 5 minutes
-        assert!(l.admit(t0, connect, None).is_ok());
-        let refused = l.admit(t0 + 10, connect, None).unwrap_err();
+        assert!(l.admit(t0, LO, connect, None).is_ok());
+        let refused = l.admit(t0 + 10, LO, connect, None).unwrap_err();
         assert_eq!((refused.status, refused.code), (429, -1034));
         assert_eq!(refused.retry.unwrap().until_ms, t0 + 300_000);
         // Requests go on; another connection attempt during the wait is banned.
-        assert!(l.admit(t0 + 20, draw(1), None).is_ok());
-        assert_eq!(l.admit(t0 + 30, connect, None).unwrap_err().status, 418);
+        assert!(l.admit(t0 + 20, LO, draw(1), None).is_ok());
+        assert_eq!(l.admit(t0 + 30, LO, connect, None).unwrap_err().status, 418);
     }
 
     #[test]
     fn ban_length_doubles_up_to_three_days() {
         let mut l = Limiter::new(&[], 120_000);
-        l.wait_until = i64::MAX;
-        let first = l.admit(0, draw(1), None).unwrap_err();
+        l.ip(LO).wait_until = i64::MAX;
+        let first = l.admit(0, LO, draw(1), None).unwrap_err();
         assert_eq!(first.retry.unwrap().secs, 120);
-        l.ban_until = 0;
-        assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 240);
+        l.ip(LO).ban_until = 0;
+        assert_eq!(l.admit(0, LO, draw(1), None).unwrap_err().retry.unwrap().secs, 240);
         for _ in 0..30 {
-            l.ban_until = 0;
-            let _ = l.admit(0, draw(1), None);
+            l.ip(LO).ban_until = 0;
+            let _ = l.admit(0, LO, draw(1), None);
         }
-        l.ban_until = 0;
-        assert_eq!(l.admit(0, draw(1), None).unwrap_err().retry.unwrap().secs, 3 * 86_400);
+        l.ip(LO).ban_until = 0;
+        assert_eq!(
+            l.admit(0, LO, draw(1), None).unwrap_err().retry.unwrap().secs,
+            3 * 86_400
+        );
     }
 
     #[test]
     fn absurd_forced_waits_saturate_instead_of_overflowing() {
         let mut l = Limiter::new(&[], 1000);
         l.ban_for(1_000, u64::MAX);
-        assert_eq!(l.admit(2_000, draw(1), None).unwrap_err().status, 418);
+        assert_eq!(l.admit(2_000, LO, draw(1), None).unwrap_err().status, 418);
         let mut l = Limiter::new(&[], 1000);
-        let e = l.admit(1_000, draw(1), Some(u64::MAX)).unwrap_err();
+        let e = l.admit(1_000, LO, draw(1), Some(u64::MAX)).unwrap_err();
         assert_eq!((e.status, e.retry.unwrap().until_ms), (429, i64::MAX));
     }
 
@@ -510,13 +578,53 @@ mod tests {
             refundable: true,
             ..draw(1)
         };
-        let c = l.admit(now, refundable, None).unwrap();
+        let c = l.admit(now, LO, refundable, None).unwrap();
         l.take_order(now).unwrap();
         l.settle(c, 0);
         l.take_order(now).unwrap();
         assert_eq!(l.take_order(now).unwrap_err().code, -1015);
         l.order_filled(now);
-        assert_eq!(l.usage(now, PoolKind::RequestWeight), vec![("1M".to_string(), 0)]);
-        assert_eq!(l.stats().pools[1].peak, 0);
+        assert_eq!(l.usage(now, LO, PoolKind::RequestWeight), vec![("1M".to_string(), 0)]);
+        let weight = l
+            .stats()
+            .pools
+            .into_iter()
+            .find(|p| p.kind == PoolKind::RequestWeight)
+            .unwrap();
+        assert_eq!(weight.peak, 0);
+    }
+
+    #[test]
+    fn each_client_ip_has_its_own_weight_pools_and_bans() {
+        let limits = [
+            RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 10),
+            RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 10, 1),
+        ];
+        let mut l = Limiter::new(&limits, 1000);
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(l.admit(0, LO, draw(10), None).is_ok());
+        assert!(
+            l.admit(0, other, draw(10), None).is_ok(),
+            "another address has its own weight"
+        );
+        assert_eq!(l.admit(1, LO, draw(1), None).unwrap_err().status, 429);
+        assert_eq!(l.usage(1, other, PoolKind::RequestWeight), vec![("1M".to_string(), 10)]);
+        l.take_order(1).unwrap();
+        assert_eq!(
+            l.take_order(1).unwrap_err().code,
+            -1015,
+            "orders count per account, not per IP"
+        );
+        assert_eq!(l.refuse_held_order(2, other).map(|e| e.status), Some(418));
+        let third: IpAddr = "127.0.0.3".parse().unwrap();
+        assert!(l.admit(3, third, draw(1), None).is_ok(), "only the sender is banned");
+        let weight: Vec<(Option<IpAddr>, u64)> = l
+            .stats()
+            .pools
+            .iter()
+            .filter(|p| p.kind == PoolKind::RequestWeight)
+            .map(|p| (p.ip, p.peak))
+            .collect();
+        assert_eq!(weight, vec![(Some(LO), 11), (Some(other), 10), (Some(third), 1)]);
     }
 }

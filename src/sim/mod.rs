@@ -119,7 +119,9 @@ async fn run(
         })
     });
     let drop_ws = sim.drop_ws.clone();
-    let served = axum::serve(listener, router(sim))
+    // The peer address of each connection: the exchange counts weight per client IP.
+    let service = router(sim).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
             // Upgraded sockets are not tracked by the server: close them ourselves.

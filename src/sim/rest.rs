@@ -1,11 +1,12 @@
 //! REST under `/api/v3/`: limits first (every arrival is charged, as on the exchange),
 //! then authentication, then the handler; usage headers on every answer.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
@@ -22,6 +23,7 @@ use crate::ledger::limits::PoolKind;
 
 pub async fn handle(
     State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     method: Method,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
@@ -72,20 +74,29 @@ pub async fn handle(
         refundable: ep.effect != Effect::None,
     };
     let forced = sim.faults.take_forced_429();
-    let admitted = sim.limiter.lock().admit(now, draw, forced);
+    // The exchange counts weight per client IP: the peer address of the connection.
+    let ip = peer.ip();
+    let admitted = sim.limiter.lock().admit(now, ip, draw, forced);
     let charge = match admitted {
         Ok(c) => c,
         Err(e) => {
             let charged = if e.status == 429 { weight } else { 0 };
             sim.log.push(record(e.status, charged));
-            return respond(&sim, now, ep, Err(e));
+            return respond(&sim, now, ip, ep, Err(e));
         }
     };
     if ep.effect == Effect::Place {
         if let Some(secs) = sim.faults.take_order_limit() {
             let refused = sim.limiter.lock().hit_order_limit(now, secs);
             sim.log.push(record(429, weight));
-            return respond(&sim, now, ep, Err(refused));
+            return respond(&sim, now, ip, ep, Err(refused));
+        }
+        // Bound first: the lock must be released before the block takes it again.
+        let held = sim.limiter.lock().refuse_held_order(now, ip);
+        if let Some(banned) = held {
+            sim.limiter.lock().settle(charge, 0);
+            sim.log.push(record(418, 0));
+            return respond(&sim, now, ip, ep, Err(banned));
         }
     }
     let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
@@ -131,7 +142,7 @@ pub async fn handle(
             tokio::time::sleep(delay).await;
         }
     }
-    respond(&sim, now, ep, result)
+    respond(&sim, now, ip, ep, result)
 }
 
 /// An order answer as the order-answer fault knob shapes it (anything else as it is).
@@ -169,7 +180,7 @@ fn run(
     (ep.run)(sim, &params, now)
 }
 
-fn respond(sim: &Sim, now: i64, ep: &Endpoint, result: Result<Value, ApiErr>) -> Response {
+fn respond(sim: &Sim, now: i64, ip: IpAddr, ep: &Endpoint, result: Result<Value, ApiErr>) -> Response {
     let (status, body, retry) = match result {
         Ok(v) => (200, v, None),
         Err(e) => (e.status, e.body(), e.retry),
@@ -185,10 +196,10 @@ fn respond(sim: &Sim, now: i64, ep: &Endpoint, result: Result<Value, ApiErr>) ->
     usage_headers(
         headers,
         "x-mbx-used-weight-",
-        limiter.usage(now, PoolKind::RequestWeight),
+        limiter.usage(now, ip, PoolKind::RequestWeight),
     );
     if ep.effect == Effect::Place && status == 200 {
-        usage_headers(headers, "x-mbx-order-count-", limiter.usage(now, PoolKind::Orders));
+        usage_headers(headers, "x-mbx-order-count-", limiter.usage(now, ip, PoolKind::Orders));
     }
     drop(limiter);
     if let Some(retry) = retry {

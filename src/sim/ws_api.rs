@@ -5,13 +5,14 @@
 //! connection; `returnRateLimits` (request or URL parameter) hides the usage report; method names
 //! may carry the `v3/` version prefix.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -38,6 +39,7 @@ const SESSION_WEIGHT: u64 = 2;
 
 pub async fn handle(
     State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -51,13 +53,14 @@ pub async fn handle(
         path: "/ws-api/v3",
         weight: CONNECT_WEIGHT,
         forced_429: sim.faults.take_forced_429(),
+        ip: peer.ip(),
     };
     ws_conn::upgrade(
         sim,
         ws,
         attempt,
         |_| Ok(()),
-        move |sim, socket, ()| serve(sim, socket, return_rate_limits, micros),
+        move |sim, socket, ()| serve(sim, socket, peer.ip(), return_rate_limits, micros),
     )
 }
 
@@ -69,6 +72,8 @@ struct Logon {
 
 struct Conn {
     id: u64,
+    /// The client's address: its requests draw on that IP's weight.
+    peer: IpAddr,
     tx: mpsc::Sender<Utf8Bytes>,
     overflow: Arc<Notify>,
     connected_since: i64,
@@ -81,10 +86,11 @@ struct Conn {
     micros: bool,
 }
 
-async fn serve(sim: Arc<Sim>, socket: WebSocket, return_rate_limits: bool, micros: bool) {
+async fn serve(sim: Arc<Sim>, socket: WebSocket, peer: IpAddr, return_rate_limits: bool, micros: bool) {
     let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
     let mut conn = Conn {
         id: sim.next_id(),
+        peer,
         tx,
         overflow: Arc::new(Notify::new()),
         connected_since: sim.now(),
@@ -138,7 +144,11 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         Err(_) => {
             let err = ApiErr::bad(-1135, "Invalid JSON request");
             sim.log.push(record(now, "?", 400, 0));
-            return (answer(sim, now, Value::Null, Err(err), false, true), false, false);
+            return (
+                answer(sim, conn.peer, now, Value::Null, Err(err), false, true),
+                false,
+                false,
+            );
         }
     };
     // "Request method names may be prefixed with explicit version: e.g., `v3/order.place`."
@@ -148,7 +158,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         Ok(flag) => flag.unwrap_or(conn.return_rate_limits),
         Err(err) => {
             sim.log.push(record(now, method, 400, 0));
-            return (answer(sim, now, req.id, Err(err), false, true), false, false);
+            return (answer(sim, conn.peer, now, req.id, Err(err), false, true), false, false);
         }
     };
     let (weight, effect) = match method {
@@ -165,7 +175,11 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
             None => {
                 sim.log.push(record(now, method, 400, 0));
                 let err = ApiErr::bad(-1020, "Unsupported operation.");
-                return (answer(sim, now, req.id, Err(err), false, show_limits), false, false);
+                return (
+                    answer(sim, conn.peer, now, req.id, Err(err), false, show_limits),
+                    false,
+                    false,
+                );
             }
         },
     };
@@ -189,7 +203,11 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
             -1001,
             "Internal error; unable to process your request. Please try again.",
         );
-        return (answer(sim, now, req.id, Err(err), false, show_limits), false, false);
+        return (
+            answer(sim, conn.peer, now, req.id, Err(err), false, show_limits),
+            false,
+            false,
+        );
     }
     let draw = Draw {
         weight,
@@ -198,16 +216,32 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         refundable: effect != Effect::None,
     };
     let forced = sim.faults.take_forced_429();
-    let admitted = sim.limiter.lock().admit(now, draw, forced);
+    let admitted = sim.limiter.lock().admit(now, conn.peer, draw, forced);
     let charge = match admitted {
         Ok(c) => c,
         Err(e) => {
             let banned = e.status == 418;
             sim.log
                 .push(record(now, method, e.status, if banned { 0 } else { weight }));
-            return (answer(sim, now, req.id, Err(e), false, show_limits), banned, false);
+            return (
+                answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
+                banned,
+                false,
+            );
         }
     };
+    if effect == Effect::Place {
+        let held = sim.limiter.lock().refuse_held_order(now, conn.peer);
+        if let Some(e) = held {
+            sim.limiter.lock().settle(charge, 0);
+            sim.log.push(record(now, method, e.status, 0));
+            return (
+                answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
+                true,
+                false,
+            );
+        }
+    }
     let result = run(sim, conn, method, &req.params, now).map(|v| {
         let mut v = api::for_transport(method, v, api::Transport::WsApi);
         if conn.micros {
@@ -227,7 +261,11 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
     // An order sent during a -1015 wait is banned by the handler, not at admission.
     let banned = status == 418;
     let placed = effect == Effect::Place;
-    (answer(sim, now, req.id, result, placed, show_limits), banned, placed)
+    (
+        answer(sim, conn.peer, now, req.id, result, placed, show_limits),
+        banned,
+        placed,
+    )
 }
 
 /// Whether a request places or cancels orders (read from its method alone).
@@ -380,12 +418,20 @@ fn subscribe_user(sim: &Sim, conn: &Conn) -> u64 {
     subscription_id
 }
 
-fn answer(sim: &Sim, now: i64, id: Value, result: Result<Value, ApiErr>, order: bool, show_limits: bool) -> String {
+fn answer(
+    sim: &Sim,
+    ip: IpAddr,
+    now: i64,
+    id: Value,
+    result: Result<Value, ApiErr>,
+    order: bool,
+    show_limits: bool,
+) -> String {
     let rate_limits = if show_limits {
         let mut limiter = sim.limiter.lock();
-        let mut usage = limiter.usage_entries(now, PoolKind::RequestWeight);
+        let mut usage = limiter.usage_entries(now, ip, PoolKind::RequestWeight);
         if order {
-            usage.extend(limiter.usage_entries(now, PoolKind::Orders));
+            usage.extend(limiter.usage_entries(now, ip, PoolKind::Orders));
         }
         drop(limiter);
         usage

@@ -27,6 +27,8 @@ pub struct Attempt<'a> {
     /// Request weight of opening the connection.
     pub weight: u64,
     pub forced_429: Option<u64>,
+    /// The client's address: the exchange counts connection attempts and weight per IP.
+    pub ip: std::net::IpAddr,
 }
 
 /// Charges and logs a connection attempt; `check` (run once admitted) may still refuse it.
@@ -51,7 +53,7 @@ where
         connection: true,
         refundable: false,
     };
-    let admitted = sim.limiter.lock().admit(now, draw, attempt.forced_429);
+    let admitted = sim.limiter.lock().admit(now, attempt.ip, draw, attempt.forced_429);
     let checked = admitted.and_then(|_| check(&sim));
     let status = checked.as_ref().map(|_| 101).unwrap_or_else(|e| e.status);
     sim.log.push(RequestRecord {

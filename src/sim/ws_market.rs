@@ -3,10 +3,11 @@
 //! (over → disconnected) and 1024 streams per connection.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::ws::{Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, Notify};
@@ -26,35 +27,46 @@ const MAX_INCOMING_PER_SECOND: u32 = 5;
 /// `/ws/<stream>[/<stream>…]`. A path that names no stream opens an empty connection that
 /// subscribes later (clients such as CCXT connect to `/ws/<their own id>` and then SUBSCRIBE);
 /// any stream names in the path must all be valid.
-pub async fn raw_path(State(sim): State<Arc<Sim>>, Path(streams): Path<String>, ws: WebSocketUpgrade) -> Response {
+pub async fn raw_path(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(streams): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
     let looks_like_streams = names.iter().any(|n| n.contains('@'));
     let names = if looks_like_streams { names } else { Vec::new() };
-    open(sim, ws, &names, false, "/ws")
+    open(sim, peer.ip(), ws, &names, false, "/ws")
 }
 
-pub async fn raw_empty(State(sim): State<Arc<Sim>>, ws: WebSocketUpgrade) -> Response {
-    open(sim, ws, &[], false, "/ws")
+pub async fn raw_empty(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    open(sim, peer.ip(), ws, &[], false, "/ws")
 }
 
 pub async fn combined(
     State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let streams = query.get("streams").cloned().unwrap_or_default();
     let names: Vec<&str> = streams.split('/').filter(|s| !s.is_empty()).collect();
-    open(sim, ws, &names, true, "/stream")
+    open(sim, peer.ip(), ws, &names, true, "/stream")
 }
 
 /// Counts the connection attempt, checks the stream names, then upgrades.
-fn open(sim: Arc<Sim>, ws: WebSocketUpgrade, names: &[&str], combined: bool, path: &str) -> Response {
+fn open(sim: Arc<Sim>, ip: IpAddr, ws: WebSocketUpgrade, names: &[&str], combined: bool, path: &str) -> Response {
     let attempt = Attempt {
         transport: "WS",
         method: "GET",
         path,
         weight: 0,
         forced_429: None,
+        ip,
     };
     ws_conn::upgrade(
         sim,

@@ -246,6 +246,7 @@ fn router() -> (tokio::runtime::Runtime, Arc<Router>) {
             request_timeout: Duration::from_millis(100),
             order_transport: OrderTransport::Rest,
             breaker: Default::default(),
+            egress: Default::default(),
         };
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).unwrap());
         let info: wire::ExchangeInfo = serde_json::from_str(EXCHANGE_INFO).unwrap();

@@ -1,5 +1,6 @@
 //! The ledger's properties, and the ledger shared through Redis: by ledgers in this process
-//! (`shared`) and by real `runner` processes against the simulator (`processes`).
+//! (`shared`) and by real `runner` processes against the simulator (`processes`); egress IP
+//! groups, each its own weight pool at the simulator (`egress`).
 
 // Shared with the fault tests; this binary uses part of it.
 #[allow(dead_code)]
@@ -10,6 +11,7 @@ mod redis_server;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod egress;
 mod processes;
 mod props;
 mod shared;

@@ -29,6 +29,7 @@ use crate::ledger::{Ledger, LedgerStatus, PoolKind};
 use super::account::profile::Profile;
 use super::account::user_data::{self, UserDataHandler};
 use super::errors::ClientError;
+use super::limits;
 use super::limits::endpoints::Endpoint;
 use super::limits::{pools, usage};
 use super::market_data::stream_router::Router;
@@ -39,6 +40,7 @@ use super::orders::order_registry::OrderRegistry;
 use super::orders::order_state::OrderUpdate;
 use super::orders::symbols::{self, SymbolTable, ValidOrder};
 use super::transport::api_calls::{Rest, RetryPolicy};
+use super::transport::egress::Egress;
 use super::transport::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
 use super::transport::ws_api::OrderTransport;
 use super::wire::{self, UserDataEvent};
@@ -72,6 +74,8 @@ pub struct ClientOptions {
     pub order_transport: OrderTransport,
     /// The circuit breakers' thresholds.
     pub breaker: BreakerConfig,
+    /// The egress IP groups requests leave from, and which strategy uses which.
+    pub egress: Egress,
 }
 
 impl Default for ClientOptions {
@@ -89,6 +93,7 @@ impl Default for ClientOptions {
             journal_sync: JournalSync::default(),
             order_transport: OrderTransport::default(),
             breaker: BreakerConfig::default(),
+            egress: Egress::default(),
         }
     }
 }
@@ -214,7 +219,11 @@ impl BinanceVenue {
             request_timeout: options.request_timeout,
             order_transport: options.order_transport,
             breaker: options.breaker.clone(),
+            egress: options.egress.clone(),
         };
+        // Every egress group's address has the same per-IP limits, counted apart.
+        let groups = options.egress.count();
+        ledger.set_limits(limits::pools::for_groups(ledger.limits(), groups));
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default())?);
         let prober = Arc::clone(&gateway);
         gateway.spawn(async move {
@@ -249,7 +258,7 @@ impl BinanceVenue {
             let mut limits = gateway.ledger().limits();
             limits.retain(|l| !announced.iter().any(|a| a.kind == l.kind && a.scope == l.scope));
             limits.extend(announced);
-            gateway.ledger().set_limits(limits);
+            gateway.ledger().set_limits(limits::pools::for_groups(limits, groups));
         }
         let account = rest
             .account(CLIENT_STRATEGY, wait)
@@ -896,7 +905,17 @@ impl Venue for BinanceVenue {
     }
 
     fn ledger_status(&self, strategy: &str) -> LedgerStatus {
-        self.gateway.ledger().status(strategy)
+        let mut status = self.gateway.ledger().status(strategy);
+        let egress = self.gateway.egress();
+        // Named only when groups are configured: a single unnamed group stays plain `ip0`.
+        if egress.groups().iter().any(|g| g.source.is_some()) {
+            for pool in &mut status.pools {
+                if let crate::ledger::Scope::Ip(n) = pool.scope {
+                    pool.scope_name = egress.name(n).map(str::to_owned);
+                }
+            }
+        }
+        status
     }
 
     fn breakers(&self) -> Vec<BreakerStatus> {

@@ -244,7 +244,7 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     table.raw_set("state", status.state.as_str())?;
     table.raw_set("resume_at", status.resume_at_ms)?;
     let pools = list(lua, &status.pools, |lua, pool| {
-        let entry = lua.create_table_with_capacity(0, 7)?;
+        let entry = lua.create_table_with_capacity(0, 8)?;
         entry.raw_set("type", pool.kind.as_str())?;
         entry.raw_set("interval", pool.interval.unit.as_str())?;
         entry.raw_set("interval_num", pool.interval.num)?;
@@ -254,6 +254,7 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("peak", pool.peak)?;
         entry.raw_set("scope", pool.scope.to_string())?;
         entry.raw_set("lease", pool.lease)?;
+        entry.raw_set("scope_name", pool.scope_name.as_deref())?;
         Ok(entry)
     })?;
     table.raw_set("pools", pools)?;

@@ -8,15 +8,18 @@ use crate::ledger::limits::IntervalUnit::{Day, Minute, Second};
 use crate::ledger::limits::PoolKind::{Connections, Orders, RawRequests, RequestWeight};
 use crate::ledger::{Cost, PoolKind, RateLimit, Scope, ServerUsage};
 
-/// The egress IP group requests leave from (one address today).
+/// The first egress IP group (see [`crate::exchange::binance::transport::egress`]): the pools the
+/// endpoint table prices requests in; [`in_group`] moves a cost to another group's.
 pub const IP: Scope = Scope::Ip(0);
 /// The account orders are placed for (one account today).
 pub const ACCOUNT: Scope = Scope::Account(0);
-/// The IP pools of a separate market-data server (paper trading on a real market: public market
-/// data and streams from the source, orders on the local paper exchange). That server counts what
-/// it is sent on its own; nothing sent to the paper exchange draws on these pools, and nothing sent
-/// to the source draws on [`IP`].
-pub const SOURCE_IP: Scope = Scope::Ip(1);
+/// The pool group of a separate market-data server (paper trading on a real market: public market
+/// data and streams from the source, orders on the local paper exchange). It is numbered apart
+/// from the egress groups (which count from 0), since it is another server, not another address.
+pub const SOURCE_GROUP: u16 = u16::MAX;
+/// The source's IP pools. That server counts what it is sent on its own; nothing sent to the paper
+/// exchange draws on these pools, and nothing sent to the source draws on an egress group's.
+pub const SOURCE_IP: Scope = Scope::Ip(SOURCE_GROUP);
 
 /// Binance spot's documented limits, used until the exchange announces its own.
 pub fn spot_defaults() -> Vec<RateLimit> {
@@ -38,6 +41,47 @@ pub fn spot_defaults_with(given: &[RateLimit]) -> Vec<RateLimit> {
     limits
 }
 
+/// `limits` with each per-IP pool of the first group repeated for groups 1..`groups`: every egress
+/// address has the same limits, counted apart.
+pub fn for_groups(limits: Vec<RateLimit>, groups: u16) -> Vec<RateLimit> {
+    let mut out: Vec<RateLimit> = limits
+        .iter()
+        .copied()
+        .filter(|l| !matches!(l.scope, Scope::Ip(n) if n > 0 && n != SOURCE_GROUP))
+        .collect();
+    for group in 1..groups {
+        out.extend(
+            limits
+                .iter()
+                .filter(|l| l.scope == IP)
+                .map(|l| l.scoped(Scope::Ip(group))),
+        );
+    }
+    out
+}
+
+/// `cost` drawn from `group`'s per-IP pools instead of the first group's.
+pub fn in_group(cost: Cost, group: u16) -> Cost {
+    match group {
+        0 => cost,
+        n => cost.rescoped(IP, Scope::Ip(n)),
+    }
+}
+
+/// Usage a server reported for the address of `group`: its per-IP counts are that group's. A
+/// market source's order counts are its accounts', not the paper account's, so they are dropped.
+pub fn usage_in_group(mut usage: Vec<ServerUsage>, group: u16) -> Vec<ServerUsage> {
+    if group == SOURCE_GROUP {
+        usage.retain(|u| u.scope == IP);
+    }
+    if group > 0 {
+        for u in usage.iter_mut().filter(|u| u.scope == IP) {
+            u.scope = Scope::Ip(group);
+        }
+    }
+    usage
+}
+
 /// What a request costs, in Binance's terms, as the pools it draws on.
 pub const fn cost(weight: u32, orders: u32, raw: u32, connections: u32) -> Cost {
     Cost::new()
@@ -50,20 +94,12 @@ pub const fn cost(weight: u32, orders: u32, raw: u32, connections: u32) -> Cost 
 /// `cost` as charged by the market-data source: its IP draws move to [`SOURCE_IP`]. The source
 /// takes no orders, so an order draw (which no market-data request has) would stay the account's.
 pub fn at_source(cost: Cost) -> Cost {
-    cost.draws().iter().fold(Cost::new(), |sum, d| {
-        let scope = if d.scope == IP { SOURCE_IP } else { d.scope };
-        sum.with_scoped(scope, d.kind, d.units)
-    })
+    in_group(cost, SOURCE_GROUP)
 }
 
-/// The source's usage headers, as counts of its own pools: its IP counts are [`SOURCE_IP`]'s; an
-/// account's order count there is not the paper account's, so it is dropped.
+/// The source's usage headers, as counts of its own pools (see [`usage_in_group`]).
 pub fn usage_at_source(usage: Vec<ServerUsage>) -> Vec<ServerUsage> {
-    usage
-        .into_iter()
-        .filter(|u| u.scope == IP)
-        .map(|u| ServerUsage { scope: SOURCE_IP, ..u })
-        .collect()
+    usage_in_group(usage, SOURCE_GROUP)
 }
 
 /// The source's announced limits as its own pools: the IP ones at [`SOURCE_IP`]; its order limits
@@ -133,5 +169,24 @@ mod tests {
         };
         let usage = usage_at_source(vec![header(IP, RequestWeight), header(ACCOUNT, Orders)]);
         assert_eq!(usage, vec![header(SOURCE_IP, RequestWeight)]);
+    }
+
+    #[test]
+    fn each_egress_group_has_its_own_ip_pools() {
+        let limits = for_groups(spot_defaults(), 2);
+        let second: Vec<PoolKind> = limits
+            .iter()
+            .filter(|l| l.scope == Scope::Ip(1))
+            .map(|l| l.kind)
+            .collect();
+        assert_eq!(second, vec![RequestWeight, RawRequests, Connections]);
+        assert_eq!(for_groups(limits.clone(), 2), limits, "repeating is idempotent");
+        assert_eq!(for_groups(limits, 1), spot_defaults());
+        let c = in_group(cost(5, 1, 1, 0), 1);
+        assert_eq!(
+            (c.units(Scope::Ip(1), RequestWeight), c.units(IP, RequestWeight)),
+            (5, 0)
+        );
+        assert_eq!(c.units(ACCOUNT, Orders), 1, "orders stay the account's");
     }
 }

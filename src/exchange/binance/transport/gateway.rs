@@ -3,6 +3,7 @@
 //! is: cost from the weight table (unknown → refused) → reserve in the ledger →
 //! sign → send → reconcile the answer with the ledger.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::exchange::latency::Trigger;
 use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
+use super::egress::Egress;
 use super::http::{header_usage, HttpTransport};
 use super::per_thread::PerThread;
 use super::sign::Signing;
@@ -86,10 +88,14 @@ pub struct GatewayConfig {
     pub request_timeout: Duration,
     pub order_transport: OrderTransport,
     pub breaker: BreakerConfig,
+    /// The egress IP groups and which strategy sends from which.
+    pub egress: Egress,
 }
 
 pub struct Gateway {
-    http: HttpTransport,
+    /// One HTTP transport per egress IP group, bound to the group's address.
+    http: Vec<HttpTransport>,
+    egress: Egress,
     ledger: Ledger,
     credentials: Credentials,
     ws_base: String,
@@ -124,14 +130,23 @@ impl Gateway {
         shutdown: Shutdown,
     ) -> Result<Self, GatewayError> {
         let background = tokio::runtime::Handle::try_current().map_err(GatewayError::NoRuntime)?;
-        let http = HttpTransport::new(
-            profile.credentials.api_key(),
-            &profile.rest_url,
-            profile.market_rest_url.as_deref(),
-            config.request_timeout,
-        )?;
+        let http = config
+            .egress
+            .groups()
+            .iter()
+            .map(|group| {
+                HttpTransport::new(
+                    profile.credentials.api_key(),
+                    &profile.rest_url,
+                    profile.market_rest_url.as_deref(),
+                    config.request_timeout,
+                    group.source,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Gateway {
             http,
+            egress: config.egress,
             ledger,
             credentials: profile.credentials.clone(),
             ws_base: profile.ws_url.clone(),
@@ -165,6 +180,10 @@ impl Gateway {
     /// Whether market data comes from a separate server with its own pools (see [`pools::SOURCE_IP`]).
     pub fn has_market_source(&self) -> bool {
         self.market_source
+    }
+
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     pub fn shutdown(&self) -> &Shutdown {
@@ -311,11 +330,16 @@ impl Gateway {
         request: &Request,
         transport: Transport<'_>,
     ) -> Result<Reply<T>, SendError> {
-        let cost = request.endpoint.cost(&request.param_pairs());
-        let cost = match &transport {
-            Transport::Http { method, .. } if self.http.goes_to_source(*method, request) => pools::at_source(cost),
-            _ => cost,
+        // Drawn from the pools of the server the request goes to, as counted for the address it
+        // leaves from: a separate market-data source has pools of its own.
+        let group = self.egress.group_of(strategy);
+        let pool_group = match &transport {
+            Transport::Http { method, .. } if self.http[usize::from(group)].goes_to_source(*method, request) => {
+                pools::SOURCE_GROUP
+            }
+            _ => group,
         };
+        let cost = pools::in_group(request.endpoint.cost(&request.param_pairs()), pool_group);
         let asked_at = std::time::Instant::now();
         // Before the ledger: a call the breaker refuses is neither sent nor charged.
         let ticket = match class {
@@ -336,10 +360,12 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let exchange = async {
             match transport {
-                Transport::WsApi { client, method } => self.over_ws_api::<T>(client, method, request, wait).await,
+                Transport::WsApi { client, method } => {
+                    self.over_ws_api::<T>(client, method, request, wait, group).await
+                }
                 Transport::Http { method, path } => {
                     let signing = request.signed.then(|| self.signing());
-                    self.http
+                    self.http[usize::from(group)]
                         .send(method, path, request, signing, || self.ledger.now_ms())
                         .await
                 }
@@ -367,7 +393,11 @@ impl Gateway {
             ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
         }
         let answer = answer?;
-        self.observe(&permit, answer.usage, answer.verdict.clone());
+        self.observe(
+            &permit,
+            pools::usage_in_group(answer.usage, pool_group),
+            answer.verdict.clone(),
+        );
         if let Some(hold) = answer.new_order_wait {
             self.hold_new_orders(hold);
         }
@@ -414,10 +444,11 @@ impl Gateway {
         method: &'static str,
         request: &Request,
         wait: Duration,
+        group: u16,
     ) -> Result<Answer<T>, SendError> {
         let connect = || async {
             let stream = self
-                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, false, wait)
+                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, wait, group)
                 .await?;
             tracing::debug!("WebSocket API connection opened");
             Ok(stream)
@@ -476,16 +507,19 @@ impl Gateway {
     /// With a separate market-data source the streams are the source's, and so is the connection's budget.
     pub async fn connect_market(&self, streams: &[String], wait: Duration) -> Result<WsStream, SendError> {
         let url = format!("{}/stream?streams={}", self.ws_base, streams.join("/"));
-        self.connect_ws(&url, endpoints::STREAM_CONNECT, self.market_source, wait)
-            .await
+        let group = if self.market_source { pools::SOURCE_GROUP } else { 0 };
+        self.connect_ws(&url, endpoints::STREAM_CONNECT, wait, group).await
     }
 
-    async fn connect_ws(&self, url: &str, cost: Cost, at_source: bool, wait: Duration) -> Result<WsStream, SendError> {
+    /// Opens a WebSocket charged to `group`'s pools, from that egress group's address (a market
+    /// source's connections leave from the default one).
+    async fn connect_ws(&self, url: &str, cost: Cost, wait: Duration, group: u16) -> Result<WsStream, SendError> {
         let ticket = self.admit(EndpointClass::Streams, CLIENT_STRATEGY, Lane::MarketData)?;
-        let cost = if at_source { pools::at_source(cost) } else { cost };
-        let permit = self.reserve(CLIENT_STRATEGY, Lane::MarketData, cost, wait).await?;
+        let permit = self
+            .reserve(CLIENT_STRATEGY, Lane::MarketData, pools::in_group(cost, group), wait)
+            .await?;
         let started = tokio::time::Instant::now();
-        let (connected, failing) = self.connect_ws_reserved(url, &permit, at_source).await;
+        let (connected, failing) = self.connect_ws_reserved(url, &permit, group).await;
         ticket.finish(
             if failing || (connected.is_ok() && started.elapsed() > self.slow_call) {
                 Outcome::Failure
@@ -497,15 +531,9 @@ impl Gateway {
     }
 
     /// The connection attempt, and whether it says the exchange is failing.
-    async fn connect_ws_reserved(
-        &self,
-        url: &str,
-        permit: &Permit,
-        at_source: bool,
-    ) -> (Result<WsStream, SendError>, bool) {
-        // No Nagle: an order frame written while an earlier frame is unacknowledged must not wait for the ACK.
-        let connect = tokio_tungstenite::connect_async_with_config(url, None, true);
-        let attempt = tokio::time::timeout(self.request_timeout, connect);
+    async fn connect_ws_reserved(&self, url: &str, permit: &Permit, group: u16) -> (Result<WsStream, SendError>, bool) {
+        let source = self.egress.source(group);
+        let attempt = tokio::time::timeout(self.request_timeout, open_ws(url, source));
         let result = tokio::select! {
             result = attempt => result,
             _ = self.shutdown.wait() => return (Err(SendError::Stopped), false),
@@ -517,12 +545,7 @@ impl Gateway {
         match result {
             Err(_) => (Err(SendError::Timeout(self.request_timeout.as_millis() as u64)), true),
             Ok(Ok((stream, response))) => {
-                let usage = header_usage(response.headers());
-                let usage = if at_source {
-                    pools::usage_at_source(usage)
-                } else {
-                    usage
-                };
+                let usage = pools::usage_in_group(header_usage(response.headers()), group);
                 self.observe(permit, usage, Verdict::Ok);
                 (Ok(stream), false)
             }
@@ -548,6 +571,43 @@ impl Gateway {
             ),
         }
     }
+}
+
+/// Connects a WebSocket to `url`, from `source` when given (an egress group's address: the
+/// socket is bound to it before connecting). No Nagle: an order frame written while an earlier
+/// frame is unacknowledged must not wait for the ACK.
+async fn open_ws(
+    url: &str,
+    source: Option<IpAddr>,
+) -> Result<(WsStream, tungstenite::handshake::client::Response), tungstenite::Error> {
+    let Some(source) = source else {
+        return tokio_tungstenite::connect_async_with_config(url, None, true).await;
+    };
+    let parsed = url::Url::parse(url)
+        .map_err(|e| tungstenite::Error::Url(tungstenite::error::UrlError::UnableToConnect(e.to_string())))?;
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    let peer = tokio::net::lookup_host((host, port))
+        .await?
+        .find(|addr| addr.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{host} has no address of the family of the egress address {source}"),
+            )
+        })?;
+    let socket = match source {
+        IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(peer).await?;
+    stream.set_nodelay(true)?;
+    tokio_tungstenite::client_async_tls_with_config(url, stream, None, None).await
 }
 
 /// Which breaker guards a request.
@@ -599,6 +659,7 @@ pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError
         request_timeout: Duration::from_secs(1),
         order_transport: OrderTransport::Rest,
         breaker: BreakerConfig::default(),
+        egress: Egress::default(),
     };
     Gateway::new(&profile, ledger, config, Shutdown::default())
 }
@@ -616,7 +677,7 @@ mod tests {
             "the key itself stays out of the message: {error}"
         );
         let accepted = gateway("vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A").unwrap();
-        assert!(accepted.http.api_key_header().is_sensitive());
+        assert!(accepted.http[0].api_key_header().is_sensitive());
     }
 
     #[tokio::test]
@@ -641,6 +702,7 @@ mod tests {
             request_timeout: std::time::Duration::from_secs(5),
             order_transport: super::OrderTransport::WsApi,
             breaker: Default::default(),
+            egress: Default::default(),
         };
         let gateway = std::sync::Arc::new(super::Gateway::new(&profile, ledger, config, Default::default()).unwrap());
         let wait = std::time::Duration::from_secs(5);

@@ -14,7 +14,7 @@ use super::per_thread::PerThread;
 use super::sign::Signing;
 use crate::exchange::binance::errors::{GatewayError, SendError};
 use crate::exchange::binance::limits::endpoints::{Endpoint, HttpMethod};
-use crate::exchange::binance::limits::{pools, usage};
+use crate::exchange::binance::limits::usage;
 use crate::exchange::binance::transport::{Answer, Request};
 
 const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
@@ -36,8 +36,9 @@ impl HttpTransport {
         rest_base: &str,
         market_rest_base: Option<&str>,
         request_timeout: Duration,
+        source: Option<std::net::IpAddr>,
     ) -> Result<HttpTransport, GatewayError> {
-        let clients = HttpClients::new(request_timeout).map_err(GatewayError::Http)?;
+        let clients = HttpClients::new(request_timeout, source).map_err(GatewayError::Http)?;
         let mut api_key_header = HeaderValue::from_str(api_key).map_err(|_| GatewayError::ApiKeyHeader)?;
         api_key_header.set_sensitive(true);
         Ok(HttpTransport {
@@ -98,11 +99,9 @@ impl HttpTransport {
         }
         let response = http.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
-        let usage = match market_base {
-            // The source's counts are its own pools'; the paper exchange's stay the local ones'.
-            Some(_) => pools::usage_at_source(header_usage(response.headers())),
-            None => header_usage(response.headers()),
-        };
+        // As the exchange counted them; the gateway moves them to the pools of the server and
+        // egress group the request went to.
+        let usage = header_usage(response.headers());
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -189,11 +188,16 @@ struct HttpClients {
 #[derive(Clone, Copy)]
 struct Settings {
     connect_timeout: Duration,
+    /// The egress IP group's local address (see [`super::egress`]).
+    source: Option<std::net::IpAddr>,
 }
 
 impl HttpClients {
-    fn new(connect_timeout: Duration) -> Result<HttpClients, reqwest::Error> {
-        let settings = Settings { connect_timeout };
+    fn new(connect_timeout: Duration, source: Option<std::net::IpAddr>) -> Result<HttpClients, reqwest::Error> {
+        let settings = Settings {
+            connect_timeout,
+            source,
+        };
         Ok(HttpClients {
             shared: build(settings)?,
             settings,
@@ -221,6 +225,7 @@ fn build(settings: Settings) -> Result<reqwest::Client, reqwest::Error> {
         .pool_idle_timeout(Duration::from_secs(60))
         .tcp_nodelay(true)
         .connect_timeout(settings.connect_timeout)
+        .local_address(settings.source)
         .build()
 }
 
@@ -244,7 +249,7 @@ mod tests {
     #[test]
     #[ignore = "measurement; run in release"]
     fn memory_of_per_thread_clients() {
-        let clients = Arc::new(HttpClients::new(Duration::from_secs(1)).unwrap());
+        let clients = Arc::new(HttpClients::new(Duration::from_secs(1), None).unwrap());
         let grow = |with_client: bool| {
             let before = rss_kib();
             let ready = Arc::new(std::sync::Barrier::new(101));

@@ -5,10 +5,12 @@
 //!
 //! - [`gateway`]: the only code that sends bytes to the exchange (price → admit → reserve → sign → send → observe).
 //! - [`http`] and [`ws_api`]: the two transports; [`per_thread`]: each strategy thread's own HTTP client and order connection.
+//! - [`egress`]: the egress IP groups (local source addresses) and which strategy sends from which.
 //! - [`sign`]: request signing (HMAC-SHA256 or Ed25519) for both transports.
 //! - [`api_calls`]: typed calls over the gateway and the retry policy.
 
 pub(crate) mod api_calls;
+pub mod egress;
 pub mod gateway;
 pub(crate) mod http;
 pub(crate) mod per_thread;

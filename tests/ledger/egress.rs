@@ -1,0 +1,133 @@
+//! Two egress IP groups in one `runner` process: each group's requests leave from its own
+//! loopback address (127.0.0.1 and 127.0.0.2), and the simulator, counting weight per client IP
+//! as Binance does, sees two pools, each kept within its limit and mostly used.
+
+use std::path::PathBuf;
+
+use runner::ledger::PoolKind;
+use runner::sim::{PoolStats, SimStats};
+
+use crate::harness::{config_with_weight, poll_until, stop, summary_throttles, Exchange};
+use crate::support::{repo_root, run_to_end, Running};
+
+const WINDOW_MS: i64 = 1000;
+const WEIGHT: u64 = 1000;
+
+/// The hammer strategy as `name`, asking for `depth_limit` levels (two strategies ask for
+/// different depths, so no request of one is shared with the other's).
+fn hammer(dir: &tempfile::TempDir, name: &str, depth_limit: u32) -> PathBuf {
+    let text = std::fs::read_to_string(repo_root().join("tests/ledger/lua/hammer.lua")).expect("hammer.lua");
+    let text = text
+        .replace("local DEPTH_LIMIT = 500", &format!("local DEPTH_LIMIT = {depth_limit}"))
+        .replace("name = \"hammer\"", &format!("name = \"{name}\""));
+    assert!(text.contains(&format!("name = \"{name}\"")));
+    let path = dir.path().join(format!("{name}.lua"));
+    std::fs::write(&path, text).expect("write the strategy");
+    path
+}
+
+/// The weight pool the simulator keeps for `ip`.
+fn weight_of<'a>(stats: &'a SimStats, ip: &str) -> &'a PoolStats {
+    stats
+        .pools
+        .iter()
+        .find(|p| p.kind == PoolKind::RequestWeight && p.ip.is_some_and(|a| a.to_string() == ip))
+        .unwrap_or_else(|| panic!("no weight pool for {ip}: {stats:?}"))
+}
+
+/// Counts of the whole windows within `[from_ms, to_ms)` (0 for a window with no traffic).
+fn full_windows(pool: &PoolStats, from_ms: i64, to_ms: i64) -> Vec<u64> {
+    let first = from_ms.div_euclid(WINDOW_MS) * WINDOW_MS + WINDOW_MS;
+    (0..)
+        .map(|i| first + i * WINDOW_MS)
+        .take_while(|start| start + WINDOW_MS <= to_ms)
+        .map(|start| pool.windows.iter().find(|w| w.start == start).map_or(0, |w| w.count))
+        .collect()
+}
+
+const GROUPS: &str = "[[ip_groups]]\nname = \"main\"\nsource = \"127.0.0.1\"\n\n\
+                      [[ip_groups]]\nname = \"spare\"\nsource = \"127.0.0.2\"\n";
+
+#[test]
+fn two_egress_groups_get_two_weight_pools_each_within_its_limit_and_mostly_used() {
+    let exchange = Exchange::start(config_with_weight(1, WEIGHT));
+    let dir = tempfile::tempdir().unwrap();
+    let strategies = [hammer(&dir, "hammer", 500), hammer(&dir, "hammer_b", 499)];
+    let config = dir.path().join("runner.toml");
+    std::fs::write(&config, format!("{GROUPS}\n[routes.hammer_b]\nip_group = \"spare\"\n")).unwrap();
+    let mut cmd = exchange.runner(&dir.path().join("state"), &strategies);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--limit")
+        .arg(format!("REQUEST_WEIGHT={WEIGHT}/1s"));
+    let mut run = Running::spawn(cmd);
+    for _ in 0..2 {
+        run.wait_for("each hammer's first answer", |l| l.contains("hammer got="));
+    }
+    let running = exchange.now_ms();
+    poll_until("five windows", || {
+        (exchange.now_ms() >= running + 6 * WINDOW_MS).then_some(())
+    });
+    let before_stop = exchange.now_ms();
+    let text = stop(run);
+    assert_eq!(summary_throttles(&text), (0, 0), "{text}");
+
+    let stats = exchange.stats();
+    assert_eq!((stats.count_429, stats.count_418), (0, 0), "{stats:?}");
+    let mut figures = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.2"] {
+        let pool = weight_of(&stats, ip);
+        for w in &pool.windows {
+            assert!(
+                w.count <= WEIGHT,
+                "{ip}: window {} counted {} > {WEIGHT}",
+                w.start,
+                w.count
+            );
+        }
+        // From the second window on: the first holds the start.
+        let windows = full_windows(pool, running + WINDOW_MS, before_stop);
+        assert!(windows.len() >= 3, "{ip}: only {windows:?}");
+        for count in &windows {
+            assert!(
+                count * 10 >= WEIGHT * 9,
+                "{ip}: a window used {count} of {WEIGHT} while demand exceeded it: {windows:?}"
+            );
+        }
+        figures.push((ip, windows));
+    }
+    println!("figure: weight per window per source address (limit {WEIGHT} each): {figures:?}");
+}
+
+#[test]
+fn a_strategy_naming_an_unknown_group_or_an_address_not_on_this_machine_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let strategy = hammer(&dir, "hammer", 500);
+    for (lines, expected) in [
+        (
+            format!("{GROUPS}[routes.hammer]\nip_group = \"third\"\n"),
+            "strategy hammer names the IP group \"third\", which is not configured (known: main, spare)",
+        ),
+        (
+            "[[ip_groups]]\nname = \"far\"\nsource = \"192.0.2.77\"\n".to_string(),
+            "ip_groups: far's source 192.0.2.77 cannot be bound on this machine",
+        ),
+        (
+            "[[ip_groups]]\nname = \"a\"\nsource = \"127.0.0.2\"\n[[ip_groups]]\nname = \"b\"\nsource = \"127.0.0.2\"\n"
+                .to_string(),
+            "ip_groups: a and b both leave from 127.0.0.2: each group needs its own address",
+        ),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, &lines).unwrap();
+        let mut cmd = crate::support::runner(&dir.path().join("state"));
+        cmd.arg("--config").arg(&config).arg(&strategy);
+        let (status, text) = run_to_end(cmd);
+        assert_eq!(status.code(), Some(2), "{lines}: {text}");
+        let line = text
+            .lines()
+            .find(|l| l.contains(expected))
+            .unwrap_or_else(|| panic!("{lines}: no {expected:?} in:\n{text}"));
+        assert!(line.len() < 200, "one short line: {line}");
+    }
+}
