@@ -494,6 +494,8 @@ mod tests {
             commission_asset: None,
             reject_reason: None,
             update_time: 20,
+            quantity: None,
+            list_id: None,
         }
     }
 
