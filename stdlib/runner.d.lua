@@ -210,6 +210,8 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field reject_reason? string why the exchange rejected it
 ---@field time integer creation time, exchange ms
 ---@field update_time integer time of the latest change, exchange ms
+---@field stop_price? number the trigger price of a stop or take-profit order
+---@field list_id? integer the exchange's id of the order list the order is a leg of
 
 --- An expected failure (the second return value of a failed call). `tostring(err)` gives `"<code>: <message>"`.
 ---@class runner.Error
@@ -473,6 +475,28 @@ function orders.place(request) end
 ---@return runner.Order? order
 ---@return runner.Error? err
 function orders.cancel(symbol, id, opts) end
+
+--- Lowers the quantity of an open order, which keeps its place in the queue (amend keep-priority); `id` is the
+--- exchange's order id (integer) or your client id (string). A quantity that is not lower is refused with
+--- `invalid_order` and nothing is sent.
+---
+--- Cost: REST weight 4, no unfilled order. Blocking; waits for budget up to `order_wait_ms` (or `wait_ms`).
+---@param request {symbol: string, id: integer|string, quantity: number, wait_ms?: integer}
+---@return runner.Order? order
+---@return runner.Error? err
+function orders.amend(request) end
+
+--- Cancels the order `cancel_id` and places a new one (the other fields, as for `orders.place`) in one request
+--- (cancel-replace). `mode`: `"STOP_ON_FAILURE"` (default) places nothing if the cancel fails; `"ALLOW_FAILURE"`
+--- places the new order anyway. Returns the new order; both orders' outcomes arrive in `on_order`. When either step
+--- fails it returns `nil, err` with the exchange's code (-2021 partly failed, -2022 failed) and both outcomes in
+--- `err.message`.
+---
+--- Cost: order pools (+1 unfilled order) and REST weight 1 (0 when accepted). Blocking.
+---@param request runner.OrderRequest|{cancel_id: integer|string, mode?: "STOP_ON_FAILURE"|"ALLOW_FAILURE"}
+---@return runner.Order? order
+---@return runner.Error? err
+function orders.replace(request) end
 
 --- Cancels every open order of this strategy on `symbol`.
 ---

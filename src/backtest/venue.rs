@@ -311,6 +311,8 @@ impl World {
             reject_reason: None,
             time: o.time,
             update_time: o.update_time,
+            stop_price: (!o.stop_price.is_zero()).then(|| f(o.stop_price)),
+            list_id: o.list,
         })
     }
 
@@ -660,6 +662,46 @@ impl Venue for ReplayVenue {
                 world.counts.cancel_rejected += 1;
                 Err(ApiError::new(ErrorCode::Rejected, "Unknown order sent.").with_exchange_code(-2011))
             }
+        };
+        world.advance_to(sent + 2 * self.latency_ms);
+        result
+    }
+
+    async fn amend(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef, quantity: f64) -> Result<Order, ApiError> {
+        let info = self.info(symbol)?;
+        // Checked before anything is charged, as the live venue refuses locally.
+        let (id, quantity) = {
+            let world = self.world.lock();
+            let i = Self::index(&world, symbol)?;
+            let mine = Self::find(&world, order)
+                .filter(|id| world.owner.get(id).is_some_and(|s| *s == ctx.strategy))
+                .and_then(|id| world.ex.order(id))
+                .filter(|o| o.symbol == i && o.status.is_open());
+            let Some(o) = mine else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidOrder,
+                    format!("no open order {order:?} of this strategy on {symbol} to amend"),
+                ));
+            };
+            let order_type = world.order(o.id).map_err(ApiError::from)?.order_type;
+            (
+                o.id,
+                symbols::validate_amend(info, order_type, f(o.orig_qty), quantity)?,
+            )
+        };
+        self.charge(ctx, Lane::Order, Endpoint::AmendKeepPriority, &[])?;
+        let mut world = self.world.lock();
+        let sent = world.now_ms();
+        world.advance_to(sent + self.latency_ms);
+        let i = Self::index(&world, symbol)?;
+        let now = world.now_ms();
+        let client_id = world.ex.order(id).map(|o| o.client_id.clone()).unwrap_or_default();
+        let result = match world.ex.amend(i, id, quantity, client_id, now) {
+            Ok(()) => {
+                world.remember(id);
+                world.order(id).map_err(ApiError::from)
+            }
+            Err(e) => Err(ApiError::new(ErrorCode::Rejected, e.msg).with_exchange_code(e.code)),
         };
         world.advance_to(sent + 2 * self.latency_ms);
         result

@@ -24,6 +24,14 @@ pub use market_cache::{Freshness, MarketAnswer, MarketData, MarketRequest, Marke
 use risk::Approved;
 pub use types::*;
 
+/// The refusal of a call a venue does not support: nothing was sent.
+pub fn unsupported(venue: &str, call: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidOrder,
+        format!("{call} is not supported by the {venue} venue; nothing was sent"),
+    )
+}
+
 /// Who is calling and how long it may wait for budget.
 #[derive(Debug, Clone)]
 pub struct CallCtx {
@@ -192,6 +200,45 @@ pub trait Venue: Send + Sync + 'static {
         self.send(ctx, request.client_id, approved).await
     }
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError>;
+
+    /// Lowers the quantity of this strategy's open order, keeping its place in the queue (Binance's
+    /// amend keep-priority). A quantity that is not lower is refused with `invalid_order`, nothing sent.
+    /// It cannot add risk, so no operator limit applies. A venue that cannot amend refuses it.
+    async fn amend(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef, quantity: f64) -> Result<Order, ApiError> {
+        let _ = (ctx, symbol, order, quantity);
+        Err(unsupported(self.name(), "orders.amend"))
+    }
+
+    /// Cancels `cancel` and places an approved order in one request (Binance's cancel-replace), for
+    /// `ctx.strategy`; `mode` says whether the new order is placed when the cancel fails. The new order
+    /// is journalled before anything is sent, and both orders' outcomes go through [`EventSink::order`].
+    /// Answers the new order. A venue that cannot replace refuses it.
+    async fn send_replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        let _ = (ctx, cancel, mode, client_id, order);
+        Err(unsupported(self.name(), "orders.replace"))
+    }
+
+    /// Cancel-replace: [`Venue::validate`] the new order, the risk limits (the canceled order's place
+    /// among the open ones is counted free), [`Venue::send_replace`].
+    async fn replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        request: OrderRequest,
+    ) -> Result<Order, ApiError> {
+        let valid = self.validate(&request)?;
+        let approved = risk::RiskLimits::default().approve_replacing(self, &ctx.strategy, valid)?;
+        self.send_replace(ctx, cancel, mode, request.client_id, approved).await
+    }
+
     /// Cancels this strategy's open orders on `symbol` (never another strategy's).
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError>;
     /// From the venue's own order state when current, else a charged REST query.

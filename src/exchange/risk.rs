@@ -14,8 +14,8 @@ use rust_decimal::Decimal;
 use super::binance::orders::symbols::ValidOrder;
 use super::{
     ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer,
-    MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, Quote, Side, StrategyId, StreamKey, SymbolInfo,
-    Ticker, Trade, Venue,
+    MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, Quote, ReplaceMode, Side, StrategyId, StreamKey,
+    SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::ledger::LedgerStatus;
 
@@ -42,8 +42,29 @@ impl RiskLimits {
         strategy: &str,
         order: ValidOrder,
     ) -> Result<Approved<ValidOrder>, ApiError> {
+        self.approve_freeing(venue, strategy, order, 0)
+    }
+
+    /// [`approve`](Self::approve) for an order that replaces one of the strategy's open orders in the
+    /// same request (cancel-replace): the replaced order's place among the open ones is counted free.
+    pub fn approve_replacing<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        strategy: &str,
+        order: ValidOrder,
+    ) -> Result<Approved<ValidOrder>, ApiError> {
+        self.approve_freeing(venue, strategy, order, 1)
+    }
+
+    fn approve_freeing<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        strategy: &str,
+        order: ValidOrder,
+        freed: usize,
+    ) -> Result<Approved<ValidOrder>, ApiError> {
         if let Some(max) = self.max_open_orders {
-            let open = venue.open_orders(strategy, None).len();
+            let open = venue.open_orders(strategy, None).len().saturating_sub(freed);
             if open >= max {
                 return Err(refused(format!(
                     "{strategy} has {open} open orders and may have at most {max} (max_open_orders)"
@@ -158,11 +179,32 @@ impl RiskGuard {
         order: ValidOrder,
         client_id: Option<ClientOrderId>,
     ) -> Result<Order, ApiError> {
+        self.check_halt()?;
+        let approved = self.limits.approve(self.inner.as_ref(), &ctx.strategy, order)?;
+        self.inner.send(ctx, client_id, approved).await
+    }
+
+    fn check_halt(&self) -> Result<(), ApiError> {
         if self.halt.is_halted() {
             return Err(refused("new orders are halted by the operator".into()));
         }
-        let approved = self.limits.approve(self.inner.as_ref(), &ctx.strategy, order)?;
-        self.inner.send(ctx, client_id, approved).await
+        Ok(())
+    }
+
+    /// The operator's checks for a cancel-replace's new order, then the inner venue's send.
+    async fn check_replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        order: ValidOrder,
+        client_id: Option<ClientOrderId>,
+    ) -> Result<Order, ApiError> {
+        self.check_halt()?;
+        let approved = self
+            .limits
+            .approve_replacing(self.inner.as_ref(), &ctx.strategy, order)?;
+        self.inner.send_replace(ctx, cancel, mode, client_id, approved).await
     }
 }
 
@@ -247,6 +289,34 @@ impl Venue for RiskGuard {
 
     async fn cancel(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.inner.cancel(ctx, symbol, order).await
+    }
+
+    /// An amendment only lowers a quantity: it goes through, halted or not, like a cancel.
+    async fn amend(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef, quantity: f64) -> Result<Order, ApiError> {
+        self.inner.amend(ctx, symbol, order, quantity).await
+    }
+
+    async fn send_replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        self.check_replace(ctx, cancel, mode, order.into_inner(), client_id)
+            .await
+    }
+
+    async fn replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        request: OrderRequest,
+    ) -> Result<Order, ApiError> {
+        let valid = self.inner.validate(&request)?;
+        self.check_replace(ctx, cancel, mode, valid, request.client_id).await
     }
 
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {

@@ -674,7 +674,26 @@ pub struct Order {
     pub reject_reason: Option<String>,
     pub time: i64,
     pub update_time: i64,
+    /// The trigger price of a stop or take-profit order.
+    pub stop_price: Option<f64>,
+    /// The exchange's id of the order list this order is a leg of.
+    pub list_id: Option<u64>,
 }
+
+/// What a cancel-replace does when its cancel fails (Binance's `cancelReplaceMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplaceMode {
+    /// Place the new order only if the old one was canceled.
+    StopOnFailure,
+    /// Place the new order whatever became of the cancel.
+    AllowFailure,
+}
+
+wire_names!(ReplaceMode {
+    StopOnFailure => "STOP_ON_FAILURE",
+    AllowFailure => "ALLOW_FAILURE",
+});
 
 /// How a strategy names an order: the exchange's id or the client order id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

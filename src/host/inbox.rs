@@ -397,6 +397,8 @@ mod tests {
             reject_reason: None,
             time: 0,
             update_time: 0,
+            stop_price: None,
+            list_id: None,
         }
     }
 

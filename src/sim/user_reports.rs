@@ -32,7 +32,6 @@ impl Exchange {
         let extra = serde_json::json!({
             "P": d8(o.stop_price),
             "F": d8(o.iceberg_qty),
-            "g": o.list.map_or(-1, |l| l as i64),
             "I": self.execution_id,
             "M": false,
             "Q": d8(o.orig_quote_qty),
@@ -65,6 +64,7 @@ impl Exchange {
             created: o.time,
             cum_quote: d8(o.cum_quote),
             last_quote: d8(last.map(|l| l.price * l.qty).unwrap_or_default()),
+            g: o.list.map_or(-1, |l| l as i64),
         };
         // The documented fields the client's type leaves out are added to its JSON.
         let Ok(mut event) = serde_json::to_value(UserDataEvent::ExecutionReport(report)) else {

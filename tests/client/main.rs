@@ -3,6 +3,7 @@
 #[path = "support.rs"]
 mod client_support;
 
+mod amend_replace;
 mod answers;
 mod breaker;
 mod fuzz;

@@ -138,6 +138,8 @@ fn order(strategy: &str, client_id: &str, status: OrderStatus, filled: f64, pric
         reject_reason: None,
         time: 1,
         update_time: 2,
+        stop_price: None,
+        list_id: None,
     }
 }
 

@@ -3,6 +3,7 @@
 #[path = "support.rs"]
 mod support;
 
+mod amend_replace;
 mod api;
 mod attacks;
 mod declarations;

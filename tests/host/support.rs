@@ -149,6 +149,8 @@ pub fn order(strategy: &str, id: u64) -> Order {
         reject_reason: None,
         time: 1,
         update_time: 1,
+        stop_price: None,
+        list_id: None,
     }
 }
 

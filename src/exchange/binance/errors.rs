@@ -82,6 +82,8 @@ pub struct Rejection {
     pub status: u16,
     pub code: Option<i64>,
     pub message: String,
+    /// The refusal's `data`, when it carries some (a cancel-replace's outcomes).
+    pub data: Option<serde_json::Value>,
 }
 
 impl Rejection {
@@ -92,6 +94,7 @@ impl Rejection {
                 status,
                 code: Some(error.code),
                 message: error.msg,
+                data: error.data,
             },
             Err(_) => Rejection {
                 status,
@@ -100,6 +103,7 @@ impl Rejection {
                     "HTTP {status}: {}",
                     String::from_utf8_lossy(&body[..body.len().min(200)])
                 ),
+                data: None,
             },
         }
     }
@@ -111,11 +115,13 @@ impl Rejection {
                 status,
                 code: Some(error.code),
                 message: error.msg.clone(),
+                data: error.data.clone(),
             },
             None => Rejection {
                 status,
                 code: None,
                 message: format!("HTTP {status}: no error in the answer"),
+                data: None,
             },
         }
     }

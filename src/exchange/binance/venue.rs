@@ -19,7 +19,7 @@ use crate::exchange::market_cache::MarketCache;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{
     ApiError, Balance, ClientOrderId, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote,
-    StrategyId, SymbolInfo, Ticker, Trade,
+    ReplaceMode, StrategyId, SymbolInfo, Ticker, Trade,
 };
 use crate::exchange::{
     CallCtx, EventSink, Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source, StreamKey, Venue,
@@ -39,7 +39,7 @@ use super::orders::journal_sync::JournalSync;
 use super::orders::order_registry::OrderRegistry;
 use super::orders::order_state::OrderUpdate;
 use super::orders::symbols::{self, SymbolTable, ValidOrder};
-use super::transport::api_calls::{Rest, RetryPolicy};
+use super::transport::api_calls::{Failure, Rest, RetryPolicy};
 use super::transport::egress::Egress;
 use super::transport::gateway::{Gateway, GatewayConfig, Shutdown, CLIENT_STRATEGY};
 use super::transport::ws_api::OrderTransport;
@@ -479,6 +479,85 @@ impl BinanceVenue {
         });
     }
 
+    /// What a failed placement of the registered order `client_id` means for it: an unknown outcome
+    /// is looked up; a request that never reached the exchange (or whose refusal is not the
+    /// exchange's) leaves the order unsent; the exchange's refusal rejects it.
+    fn unsent_or_rejected(&self, client_id: &ClientOrderId, error: &ApiError) {
+        if error.code == ErrorCode::UnknownStatus {
+            self.spawn_lookup(client_id.to_string());
+        } else if matches!(
+            error.code,
+            ErrorCode::RateLimited
+                | ErrorCode::Backoff
+                | ErrorCode::Banned
+                | ErrorCode::Stopped
+                | ErrorCode::Network
+                | ErrorCode::Unavailable
+        ) || error.exchange_code.is_none()
+        {
+            self.registry.unsent(client_id.as_str(), error.code.as_str());
+        } else {
+            self.apply(&OrderUpdate::rejected(
+                client_id.to_string(),
+                error.message.clone(),
+                self.gateway.now_ms(),
+            ));
+        }
+    }
+
+    /// Applies both steps of a cancel-replace as the exchange reported them; a summary of the two
+    /// for the strategy's error message. A failed cancel is looked up (the order may have filled).
+    fn apply_replace_outcome(
+        &self,
+        answer: &wire::CancelReplaceAnswer,
+        old_client_id: &str,
+        new_client_id: &ClientOrderId,
+    ) -> String {
+        let now = self.gateway.now_ms();
+        let refusal = |value: &serde_json::Value| {
+            serde_json::from_value::<wire::ErrorBody>(value.clone())
+                .map(|e| format!("{} {}", e.code, e.msg))
+                .unwrap_or_else(|_| value.to_string())
+        };
+        let cancel = match answer.cancel_result.as_str() {
+            "SUCCESS" => {
+                match serde_json::from_value::<wire::OrderAnswer>(answer.cancel_response.clone()) {
+                    Ok(canceled) if self.apply_answer(&canceled).is_some() || canceled.fill().is_some() => {}
+                    _ => self.spawn_lookup(old_client_id.to_string()),
+                }
+                format!("cancel of {old_client_id} SUCCESS")
+            }
+            other => {
+                self.spawn_lookup(old_client_id.to_string());
+                format!(
+                    "cancel of {old_client_id} {other} ({})",
+                    refusal(&answer.cancel_response)
+                )
+            }
+        };
+        let response = answer.new_order_response.as_ref();
+        let placed = match answer.new_order_result.as_str() {
+            "SUCCESS" => {
+                match response.and_then(|v| serde_json::from_value::<wire::OrderAnswer>(v.clone()).ok()) {
+                    Some(placed) if self.apply_answer(&placed).is_some() || placed.fill().is_some() => {}
+                    _ => self.spawn_lookup(new_client_id.to_string()),
+                }
+                format!("new order {new_client_id} SUCCESS")
+            }
+            "FAILURE" => {
+                let reason = response.map(refusal).unwrap_or_else(|| "no reason given".into());
+                self.apply(&OrderUpdate::rejected(new_client_id.to_string(), reason.clone(), now));
+                format!("new order {new_client_id} FAILURE ({reason})")
+            }
+            other => {
+                let reason = format!("cancel-replace: new order {other} (the cancel failed)");
+                self.apply(&OrderUpdate::rejected(new_client_id.to_string(), reason, now));
+                format!("new order {new_client_id} {other}")
+            }
+        };
+        format!("{cancel}; {placed}")
+    }
+
     fn owned(&self, strategy: &str, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.registry
             .find(order)
@@ -780,31 +859,11 @@ impl Venue for BinanceVenue {
                     .get(client_id.as_str())
                     .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
             }
-            Err(mut error) if error.code == ErrorCode::UnknownStatus => {
-                self.spawn_lookup(client_id.to_string());
-                error.message = format!("order {client_id} is PENDING: {}", error.message);
-                Err(error)
-            }
-            Err(error)
-                if matches!(
-                    error.code,
-                    ErrorCode::RateLimited
-                        | ErrorCode::Backoff
-                        | ErrorCode::Banned
-                        | ErrorCode::Stopped
-                        | ErrorCode::Network
-                        | ErrorCode::Unavailable
-                ) || error.exchange_code.is_none() =>
-            {
-                self.registry.unsent(client_id.as_str(), error.code.as_str());
-                Err(error)
-            }
-            Err(error) => {
-                self.apply(&OrderUpdate::rejected(
-                    client_id.to_string(),
-                    error.message.clone(),
-                    self.gateway.now_ms(),
-                ));
+            Err(mut error) => {
+                self.unsent_or_rejected(&client_id, &error);
+                if error.code == ErrorCode::UnknownStatus {
+                    error.message = format!("order {client_id} is PENDING: {}", error.message);
+                }
                 Err(error)
             }
         }
@@ -828,6 +887,85 @@ impl Venue for BinanceVenue {
                 // -2011 (already gone) or an unknown outcome: find out what the order's state is.
                 if error.exchange_code == Some(-2011) || error.code == ErrorCode::UnknownStatus {
                     self.spawn_lookup(current.client_id);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn amend(&self, ctx: &CallCtx, symbol: &str, order: &OrderRef, quantity: f64) -> Result<Order, ApiError> {
+        let current = self.owned(&ctx.strategy, symbol, order)?;
+        if current.status.is_final() || current.status == OrderStatus::Pending {
+            return Err(invalid(format!(
+                "order {} is {}: only an order the exchange holds open can be amended",
+                current.client_id, current.status
+            )));
+        }
+        let info = self.info(symbol)?;
+        let quantity = symbols::validate_amend(info, current.order_type, current.quantity, quantity)?;
+        match self.rest().amend_order(ctx, symbol, &current.client_id, quantity).await {
+            Ok(answer) => {
+                self.apply(&OrderUpdate::from_amend(&answer, self.gateway.now_ms()));
+                Ok(self.registry.get(&current.client_id).unwrap_or(current))
+            }
+            Err(error) => {
+                // An unknown outcome, or an order that is no longer what we knew: find out its state.
+                if error.code == ErrorCode::UnknownStatus || error.exchange_code == Some(-2038) {
+                    self.spawn_lookup(current.client_id);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn send_replace(
+        &self,
+        ctx: &CallCtx,
+        cancel: &OrderRef,
+        mode: ReplaceMode,
+        client_id: Option<ClientOrderId>,
+        order: Approved<ValidOrder>,
+    ) -> Result<Order, ApiError> {
+        let valid = order.into_inner();
+        let old = self.owned(&ctx.strategy, valid.symbol(), cancel).map_err(|error| {
+            // What the exchange answers for an order it does not know; here nothing was sent.
+            ApiError::new(
+                ErrorCode::InvalidOrder,
+                format!("Unknown order sent. ({}; nothing was sent)", error.message),
+            )
+            .with_exchange_code(-2011)
+        })?;
+        let client_id = client_id.unwrap_or_else(|| self.registry.mint_client_id());
+        // Held until the exchange has answered: the journal syncs the record after the send.
+        let _registered = self
+            .registry
+            .register(&ctx.strategy, &client_id, &valid, self.gateway.now_ms())?;
+        let result = self
+            .rest()
+            .cancel_replace(ctx, &valid, &client_id, &old.client_id, mode)
+            .await;
+        let new_order = || {
+            self.registry
+                .get(client_id.as_str())
+                .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
+        };
+        match result {
+            Ok(answer) => {
+                self.apply_replace_outcome(&answer, &old.client_id, &client_id);
+                new_order()
+            }
+            Err(Failure { error, data }) => {
+                let outcome = data.and_then(|data| serde_json::from_value::<wire::CancelReplaceAnswer>(data).ok());
+                if let Some(answer) = outcome {
+                    let summary = self.apply_replace_outcome(&answer, &old.client_id, &client_id);
+                    let mut error = error;
+                    error.message = format!("{}: {summary}", error.message);
+                    return Err(error);
+                }
+                self.unsent_or_rejected(&client_id, &error);
+                if error.code == ErrorCode::UnknownStatus {
+                    // The cancel may have happened too.
+                    self.spawn_lookup(old.client_id);
                 }
                 Err(error)
             }

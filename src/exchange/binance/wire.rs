@@ -32,6 +32,9 @@ fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<
 pub struct ErrorBody {
     pub code: i64,
     pub msg: String,
+    /// What the refused request did do, on the refusals that say (a cancel-replace's two outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
 }
 
 /// `GET /api/v3/time`
@@ -284,6 +287,9 @@ pub struct OrderAnswer {
     pub update_time: Option<i64>,
     #[serde(default, deserialize_with = "lenient_list")]
     pub fills: Vec<Fill>,
+    /// The order list the order is a leg of (-1 when none).
+    #[serde(default, deserialize_with = "lenient")]
+    pub order_list_id: Option<i64>,
 }
 
 impl OrderAnswer {
@@ -291,6 +297,40 @@ impl OrderAnswer {
     pub fn fill(&self) -> Option<(Decimal, Decimal)> {
         Some((self.executed_qty?, self.cummulative_quote_qty?))
     }
+}
+
+/// `PUT /api/v3/order/amend/keepPriority` (`order.amend.keepPriority`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmendAnswer {
+    #[serde(default)]
+    pub transact_time: Option<i64>,
+    pub amended_order: AmendedOrder,
+}
+
+/// The order an amendment changed (its fields are spelt unlike an order answer's).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AmendedOrder {
+    pub symbol: String,
+    pub order_id: u64,
+    pub client_order_id: String,
+    pub qty: Decimal,
+    pub executed_qty: Decimal,
+    pub cumulative_quote_qty: Decimal,
+    pub status: String,
+}
+
+/// `POST /api/v3/order/cancelReplace` (`order.cancelReplace`): its answer, and on a refusal
+/// (-2021, -2022) the refusal's `data`. A failed step's response is the exchange's `{code, msg}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelReplaceAnswer {
+    pub cancel_result: String,
+    pub new_order_result: String,
+    pub cancel_response: serde_json::Value,
+    #[serde(default)]
+    pub new_order_response: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -552,9 +592,16 @@ pub struct ExecutionReport {
     /// Cumulative quote quantity.
     #[serde(rename = "Z")]
     pub cum_quote: Decimal,
+    /// The order list id (-1 when the order is in none).
+    #[serde(default = "no_list")]
+    pub g: i64,
     /// Last quote quantity.
     #[serde(rename = "Y")]
     pub last_quote: Decimal,
+}
+
+fn no_list() -> i64 {
+    -1
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

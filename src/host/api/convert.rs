@@ -163,6 +163,8 @@ pub fn order_table(lua: &Lua, order: &Order) -> mlua::Result<Table> {
         optional_string(lua, order.reject_reason.as_deref())?,
         Value::Integer(order.time),
         Value::Integer(order.update_time),
+        order.stop_price.map_or(Value::Nil, Value::Number),
+        order.list_id.map_or(Value::Nil, |id| Value::Integer(id as i64)),
     ];
     order_constructor(lua)?.call(MultiValue::from_vec(values))
 }
@@ -170,12 +172,12 @@ pub fn order_table(lua: &Lua, order: &Order) -> mlua::Result<Table> {
 /// The order table's field names, in the order `order_table` passes the values.
 const ORDER_CONSTRUCTOR: &str = "return function(id, client_id, symbol, side, type, tif, status, price, quantity, \
      filled_qty, filled_quote, avg_price, last_fill_qty, last_fill_price, commission, commission_asset, \
-     reject_reason, time, update_time) \
+     reject_reason, time, update_time, stop_price, list_id) \
      return { id = id, client_id = client_id, symbol = symbol, side = side, type = type, tif = tif, \
      status = status, price = price, quantity = quantity, filled_qty = filled_qty, filled_quote = filled_quote, \
      avg_price = avg_price, last_fill_qty = last_fill_qty, last_fill_price = last_fill_price, \
      commission = commission, commission_asset = commission_asset, reject_reason = reject_reason, time = time, \
-     update_time = update_time } end";
+     update_time = update_time, stop_price = stop_price, list_id = list_id } end";
 
 /// The VM's order-table constructor, compiled on first use.
 struct OrderConstructor(Function);
@@ -378,6 +380,8 @@ mod tests {
             reject_reason: Some("why".into()),
             time: 7,
             update_time: 9,
+            stop_price: None,
+            list_id: None,
         };
         let table = order_table(&lua, &order).unwrap();
         let text = |k: &str| table.get::<String>(k).unwrap();

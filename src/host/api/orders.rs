@@ -10,7 +10,7 @@ use super::convert::{self, order_table, FieldKeys};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
 use crate::exchange::{
     ApiError, CallCtx, ClientOrderId, ErrorCode, OrderFields, OrderKind, OrderRef, OrderRequest, OrderType,
-    SelfTradePrevention, Side, TimeInForce,
+    ReplaceMode, SelfTradePrevention, Side, TimeInForce,
 };
 use crate::host::spec::suggest;
 
@@ -29,6 +29,26 @@ const PLACE_FIELDS: &[&str] = &[
     "wait_ms",
 ];
 
+/// `orders.replace{...}`: a new order's fields, the order it replaces and what to do if that cancel fails.
+const REPLACE_FIELDS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "quote_quantity",
+    "price",
+    "tif",
+    "client_id",
+    "stop_price",
+    "trailing_delta",
+    "stp",
+    "wait_ms",
+    "cancel_id",
+    "mode",
+];
+
+const AMEND_FIELDS: &[&str] = &["symbol", "id", "quantity", "wait_ms"];
+
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
@@ -44,7 +64,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order", "table"));
                 };
-                let (request, wait) = parse_request(lua, c, &fields, &spec)?;
+                let (request, wait) = parse_request(lua, c, "orders.place", &fields, &spec)?;
                 Ok((request, c.order_call(wait)))
             },
             move |venue, call, request| {
@@ -55,13 +75,90 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                         Ok(request) => venue.place(&call, request).await,
                         Err(error) => Err(error),
                     };
-                    match &result {
-                        Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
-                        Err(err) if err.code == ErrorCode::Rejected => {
-                            stats.orders_rejected.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(_) => 0,
+                    count(&stats, &result);
+                    result
+                }
+            },
+            order_table,
+        )?,
+    )?;
+
+    let fields = FieldKeys::new(lua, AMEND_FIELDS)?;
+    m.raw_set(
+        "amend",
+        exchange_function(
+            lua,
+            ctx,
+            "orders.amend",
+            move |lua, c, args| {
+                const FUNC: &str = "orders.amend";
+                let Value::Table(spec) = args.get(0).clone() else {
+                    return Err(args.bad(lua, 0, "amendment", "table"));
+                };
+                check_fields(lua, FUNC, &fields, AMEND_FIELDS, &spec)?;
+                let symbol = match fields.get(&spec, "symbol")? {
+                    Value::String(s) => s.to_string_lossy(),
+                    _ => return Err(usage(lua, format!("{FUNC}: symbol is required (a string)"))),
+                };
+                c.check_symbol(lua, FUNC, &symbol)?;
+                let order = field_order_ref(lua, FUNC, "id", fields.get(&spec, "id")?)?;
+                let quantity = match fields.get(&spec, "quantity")? {
+                    Value::Integer(i) => i as f64,
+                    Value::Number(n) => n,
+                    _ => return Err(usage(lua, format!("{FUNC}: quantity is required (a number)"))),
+                };
+                let wait = wait_ms(lua, FUNC, fields.get(&spec, "wait_ms")?)?;
+                Ok(((symbol, order, quantity), c.order_call(wait)))
+            },
+            |venue, call, (symbol, order, quantity)| async move { venue.amend(&call, &symbol, &order, quantity).await },
+            order_table,
+        )?,
+    )?;
+
+    let stats = ctx.stats.clone();
+    let fields = FieldKeys::new(lua, REPLACE_FIELDS)?;
+    m.raw_set(
+        "replace",
+        exchange_function(
+            lua,
+            ctx,
+            "orders.replace",
+            move |lua, c, args| {
+                const FUNC: &str = "orders.replace";
+                let Value::Table(spec) = args.get(0).clone() else {
+                    return Err(args.bad(lua, 0, "order", "table"));
+                };
+                check_fields(lua, FUNC, &fields, REPLACE_FIELDS, &spec)?;
+                let cancel = field_order_ref(lua, FUNC, "cancel_id", fields.get(&spec, "cancel_id")?)?;
+                let mode = match fields.get(&spec, "mode")? {
+                    Value::Nil => ReplaceMode::StopOnFailure,
+                    Value::String(s) => ReplaceMode::parse(&s.to_string_lossy()).ok_or_else(|| {
+                        usage(
+                            lua,
+                            format!("{FUNC}: mode must be \"STOP_ON_FAILURE\" or \"ALLOW_FAILURE\""),
+                        )
+                    })?,
+                    other => {
+                        return Err(usage(
+                            lua,
+                            format!(
+                                "{FUNC}: mode must be a string, got {}",
+                                crate::host::api::lua_type(&other)
+                            ),
+                        ))
+                    }
+                };
+                let (request, wait) = parse_request(lua, c, FUNC, &fields, &spec)?;
+                Ok(((cancel, mode, request), c.order_call(wait)))
+            },
+            move |venue, call, (cancel, mode, request)| {
+                let stats = stats.clone();
+                async move {
+                    let result = match request {
+                        Ok(request) => venue.replace(&call, &cancel, mode, request).await,
+                        Err(error) => Err(error),
                     };
+                    count(&stats, &result);
                     result
                 }
             },
@@ -125,6 +222,39 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     publish(lua, "orders", m)
 }
 
+/// Counts a placement's outcome in the strategy's statistics.
+fn count(stats: &crate::host::Stats, result: &Result<crate::exchange::Order, ApiError>) {
+    match result {
+        Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
+        Err(err) if err.code == ErrorCode::Rejected => stats.orders_rejected.fetch_add(1, Ordering::Relaxed),
+        Err(_) => 0,
+    };
+}
+
+/// Refuses a field `func` does not take, suggesting the nearest it does.
+fn check_fields(lua: &Lua, func: &str, fields: &FieldKeys, names: &[&str], spec: &Table) -> mlua::Result<()> {
+    if let Some(name) = fields.unknown_key(spec)? {
+        let hint = suggest(&name, names.iter().copied())
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default();
+        return Err(usage(lua, format!("{func}: unknown field '{name}'{hint}")));
+    }
+    Ok(())
+}
+
+/// An order named in a table field: its exchange id (number) or client id (string).
+fn field_order_ref(lua: &Lua, func: &str, field: &str, value: Value) -> mlua::Result<OrderRef> {
+    match value {
+        Value::Integer(id) if id >= 0 => Ok(OrderRef::Id(id as u64)),
+        Value::Number(id) if id >= 0.0 && id.fract() == 0.0 => Ok(OrderRef::Id(id as u64)),
+        Value::String(s) => Ok(OrderRef::ClientId(s.to_string_lossy())),
+        _ => Err(usage(
+            lua,
+            format!("{func}: {field} is required (an order id number or a client id string)"),
+        )),
+    }
+}
+
 /// `(symbol, order)` arguments of a call about one order, with its budget context.
 fn symbol_and_order(lua: &Lua, c: &ApiCtx, args: &Args) -> mlua::Result<((String, OrderRef), CallCtx)> {
     let symbol = c.symbol_arg(lua, args, 0)?;
@@ -142,19 +272,20 @@ fn order_ref(lua: &Lua, args: &Args, index: usize) -> mlua::Result<OrderRef> {
     }
 }
 
+/// The new order's fields of `orders.place` (and `orders.replace`, whose other fields `fields` knows).
 fn parse_request(
     lua: &Lua,
     ctx: &ApiCtx,
+    func: &'static str,
     fields: &FieldKeys,
     spec: &Table,
 ) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
-    const FUNC: &str = "orders.place";
-    if let Some(name) = fields.unknown_key(spec)? {
-        let hint = suggest(&name, PLACE_FIELDS.iter().copied())
-            .map(|s| format!("; did you mean {s}?"))
-            .unwrap_or_default();
-        return Err(usage(lua, format!("{FUNC}: unknown field '{name}'{hint}")));
-    }
+    let func_fields = if func == "orders.place" {
+        PLACE_FIELDS
+    } else {
+        REPLACE_FIELDS
+    };
+    check_fields(lua, func, fields, func_fields, spec)?;
     let text = |field: &str| -> mlua::Result<Option<String>> {
         match fields.get(spec, field)? {
             Value::Nil => Ok(None),
@@ -162,7 +293,7 @@ fn parse_request(
             other => Err(usage(
                 lua,
                 format!(
-                    "{FUNC}: {field} must be a string, got {}",
+                    "{func}: {field} must be a string, got {}",
                     crate::host::api::lua_type(&other)
                 ),
             )),
@@ -176,23 +307,23 @@ fn parse_request(
             other => Err(usage(
                 lua,
                 format!(
-                    "{FUNC}: {field} must be a number, got {}",
+                    "{func}: {field} must be a number, got {}",
                     crate::host::api::lua_type(&other)
                 ),
             )),
         }
     };
-    let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{FUNC}: symbol is required")))?;
-    ctx.check_symbol(lua, FUNC, &symbol)?;
-    let side = text("side")?.ok_or_else(|| usage(lua, format!("{FUNC}: side is required (\"BUY\" or \"SELL\")")))?;
+    let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{func}: symbol is required")))?;
+    ctx.check_symbol(lua, func, &symbol)?;
+    let side = text("side")?.ok_or_else(|| usage(lua, format!("{func}: side is required (\"BUY\" or \"SELL\")")))?;
     let side = Side::parse(&side)
-        .ok_or_else(|| usage(lua, format!("{FUNC}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?;
-    let kind = text("type")?.ok_or_else(|| usage(lua, format!("{FUNC}: type is required")))?;
+        .ok_or_else(|| usage(lua, format!("{func}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?;
+    let kind = text("type")?.ok_or_else(|| usage(lua, format!("{func}: type is required")))?;
     let order_type = OrderType::parse(&kind).ok_or_else(|| {
         usage(
             lua,
             format!(
-                "{FUNC}: type must be \"LIMIT\", \"MARKET\", \"LIMIT_MAKER\", \"STOP_LOSS\", \"STOP_LOSS_LIMIT\", \
+                "{func}: type must be \"LIMIT\", \"MARKET\", \"LIMIT_MAKER\", \"STOP_LOSS\", \"STOP_LOSS_LIMIT\", \
                  \"TAKE_PROFIT\" or \"TAKE_PROFIT_LIMIT\", got \"{kind}\""
             ),
         )
@@ -201,7 +332,7 @@ fn parse_request(
         Some(tif) => Some(TimeInForce::parse(&tif).ok_or_else(|| {
             usage(
                 lua,
-                format!("{FUNC}: tif must be \"GTC\", \"IOC\" or \"FOK\", got \"{tif}\""),
+                format!("{func}: tif must be \"GTC\", \"IOC\" or \"FOK\", got \"{tif}\""),
             )
         })?),
         None => None,
@@ -220,7 +351,7 @@ fn parse_request(
                 return Err(usage(
                     lua,
                     format!(
-                        "{FUNC}: trailing_delta must be a whole number of basis points above 0, got {}",
+                        "{func}: trailing_delta must be a whole number of basis points above 0, got {}",
                         crate::host::api::lua_type(&other)
                     ),
                 ))
@@ -232,7 +363,7 @@ fn parse_request(
             usage(
                 lua,
                 format!(
-                    "{FUNC}: stp must be \"NONE\", \"EXPIRE_TAKER\", \"EXPIRE_MAKER\", \"EXPIRE_BOTH\" or \
+                    "{func}: stp must be \"NONE\", \"EXPIRE_TAKER\", \"EXPIRE_MAKER\", \"EXPIRE_BOTH\" or \
                      \"DECREMENT\", got \"{mode}\""
                 ),
             )
@@ -247,7 +378,7 @@ fn parse_request(
         request.stp = stp;
         Ok(request)
     })();
-    let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
+    let wait = wait_ms(lua, func, fields.get(spec, "wait_ms")?)?;
     Ok((request, wait))
 }
 

@@ -14,6 +14,7 @@ use super::pools;
 pub enum HttpMethod {
     Get,
     Post,
+    Put,
     Delete,
 }
 
@@ -22,6 +23,7 @@ impl HttpMethod {
         match self {
             HttpMethod::Get => "GET",
             HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
             HttpMethod::Delete => "DELETE",
         }
     }
@@ -49,7 +51,13 @@ pub enum Endpoint {
     CancelOrder,
     CancelOpenOrders,
     CancelReplace,
+    AmendKeepPriority,
     PlaceOco,
+    PlaceOto,
+    PlaceOtoco,
+    CancelOrderList,
+    OrderListStatus,
+    OpenOrderLists,
     OrderStatus,
     OpenOrders,
     AllOrders,
@@ -134,7 +142,7 @@ impl Endpoint {
     /// API references).
     pub const fn row(self) -> Row {
         use Endpoint as E;
-        use HttpMethod::{Delete, Get, Post};
+        use HttpMethod::{Delete, Get, Post, Put};
         use Rule::*;
         match self {
             E::Ping => both(Get, "/api/v3/ping", "ping", Fixed(1)),
@@ -156,7 +164,19 @@ impl Endpoint {
             E::CancelOrder => both(Delete, "/api/v3/order", "order.cancel", Fixed(1)),
             E::CancelOpenOrders => both(Delete, "/api/v3/openOrders", "openOrders.cancelAll", Fixed(1)),
             E::CancelReplace => placing("/api/v3/order/cancelReplace", "order.cancelReplace", 1),
+            // Amending lowers a quantity: it adds no unfilled order.
+            E::AmendKeepPriority => both(
+                Put,
+                "/api/v3/order/amend/keepPriority",
+                "order.amend.keepPriority",
+                Fixed(4),
+            ),
             E::PlaceOco => placing("/api/v3/orderList/oco", "orderList.place.oco", 2),
+            E::PlaceOto => placing("/api/v3/orderList/oto", "orderList.place.oto", 2),
+            E::PlaceOtoco => placing("/api/v3/orderList/otoco", "orderList.place.otoco", 3),
+            E::CancelOrderList => both(Delete, "/api/v3/orderList", "orderList.cancel", Fixed(1)),
+            E::OrderListStatus => both(Get, "/api/v3/orderList", "orderList.status", Fixed(4)),
+            E::OpenOrderLists => both(Get, "/api/v3/openOrderList", "openOrderLists.status", Fixed(6)),
             E::OrderStatus => both(Get, "/api/v3/order", "order.status", Fixed(4)),
             E::OpenOrders => both(Get, "/api/v3/openOrders", "openOrders.status", OpenOrders),
             E::AllOrders => both(Get, "/api/v3/allOrders", "allOrders", Fixed(20)),
@@ -392,6 +412,16 @@ mod tests {
         assert_eq!(E::PlaceOrder.cost(&[]), pools::cost(1, 1, 1, 0));
         assert_eq!(E::CancelReplace.cost(&[]).units_of(Orders), 1);
         assert_eq!(E::PlaceOco.cost(&[]).units_of(Orders), 2);
+        assert_eq!(E::PlaceOto.cost(&[]).units_of(Orders), 2);
+        assert_eq!(E::PlaceOtoco.cost(&[]).units_of(Orders), 3);
+        assert_eq!(E::AmendKeepPriority.cost(&[]), pools::cost(4, 0, 1, 0));
+        assert_eq!(E::CancelOrderList.cost(&[]).units_of(Orders), 0);
+        assert_eq!(weight(E::OrderListStatus, &[]), 4);
+        assert_eq!(weight(E::OpenOrderLists, &[]), 6);
+        assert_eq!(
+            E::AmendKeepPriority.row().rest,
+            Some((HttpMethod::Put, "/api/v3/order/amend/keepPriority"))
+        );
         assert_eq!(E::CancelOrder.cost(&[]).units_of(Orders), 0);
     }
 

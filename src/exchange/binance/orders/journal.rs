@@ -50,6 +50,12 @@ pub enum JournalRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reject_reason: Option<String>,
         time: i64,
+        /// The quantity after an amendment (absent when never amended).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quantity: Option<f64>,
+        /// The order list the order is a leg of.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        list_id: Option<u64>,
     },
     /// Never sent (refused by the ledger or the connection); the id is spent.
     Unsent { client_id: String, reason: String },
@@ -394,6 +400,8 @@ mod tests {
             filled_quote: 10.05,
             reject_reason: None,
             time: 2,
+            quantity: None,
+            list_id: None,
         };
         {
             let (journal, records) = Journal::open(dir.path()).unwrap();

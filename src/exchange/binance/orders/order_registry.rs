@@ -51,18 +51,20 @@ impl State {
         }
     }
 
-    /// Applies `update` to a known order; the order when something changed.
-    fn merge(&mut self, update: &OrderUpdate) -> Option<Applied> {
-        let order = &mut self.orders.get_mut(&update.client_id)?.order;
-        let first_fill = merge(order, update)?;
-        let order = order.clone();
+    /// Applies `update` to a known order; the order, and the journal record of its new state, when
+    /// something changed.
+    fn merge(&mut self, update: &OrderUpdate) -> Option<(Applied, JournalRecord)> {
+        let tracked = self.orders.get_mut(&update.client_id)?;
+        let first_fill = merge(&mut tracked.order, update)?;
+        let record = update_record(&tracked.order, &tracked.placed);
+        let order = tracked.order.clone();
         if let Some(id) = order.id {
             self.by_exchange_id.insert(id, order.client_id.clone());
         }
         if order.status.is_final() {
             self.finished(&order.client_id);
         }
-        Some(Applied { order, first_fill })
+        Some((Applied { order, first_fill }, record))
     }
 
     /// Keeps the order among the recently finished, forgetting the oldest beyond the window.
@@ -98,7 +100,7 @@ impl State {
                 Err(e) => tracing::error!("not journaled: {e}"),
             }
             if order.status != OrderStatus::Pending || order.id.is_some() || order.filled_qty > 0.0 {
-                records.push(update_record(order));
+                records.push(update_record(order, &tracked.placed));
             }
         }
         records
@@ -116,7 +118,7 @@ fn new_record(strategy: &StrategyId, client_id: ClientOrderId, placed: &ValidOrd
 }
 
 /// The record of an order's current state.
-fn update_record(order: &Order) -> JournalRecord {
+fn update_record(order: &Order, placed: &ValidOrder) -> JournalRecord {
     JournalRecord::Update {
         client_id: order.client_id.clone(),
         id: order.id,
@@ -125,7 +127,14 @@ fn update_record(order: &Order) -> JournalRecord {
         filled_quote: order.filled_quote,
         reject_reason: order.reject_reason.clone(),
         time: order.update_time,
+        quantity: Some(order.quantity).filter(|q| *q < placed_quantity(placed)),
+        list_id: order.list_id,
     }
+}
+
+/// The quantity `placed` was sent with (0 for a MARKET order by quote amount).
+fn placed_quantity(placed: &ValidOrder) -> f64 {
+    decimal(placed.kind().quantity())
 }
 
 fn decimal(value: Option<Decimal>) -> f64 {
@@ -156,6 +165,8 @@ fn pending(strategy: StrategyId, client_id: &ClientOrderId, placed: &ValidOrder,
         reject_reason: None,
         time,
         update_time: time,
+        stop_price: fields.stop_price.map(|p| decimal(Some(p))),
+        list_id: None,
     }
 }
 
@@ -275,10 +286,10 @@ impl OrderRegistry {
     /// Applies an update; returns the new order when something changed.
     pub fn apply(&self, update: &OrderUpdate) -> Option<Applied> {
         let mut state = self.state.lock();
-        let applied = state.merge(update)?;
+        let (applied, record) = state.merge(update)?;
         // Written under the lock, so the journal's order is the order of the changes
         // (replay then finishes orders in the same order); synced after it.
-        self.journal_write(&update_record(&applied.order));
+        self.journal_write(&record);
         drop(state);
         self.compact_if_grown();
         Some(applied)
@@ -412,6 +423,8 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                 filled_quote,
                 reject_reason,
                 time,
+                quantity,
+                list_id,
             } => {
                 let update = OrderUpdate {
                     client_id,
@@ -425,6 +438,8 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                     commission_asset: None,
                     reject_reason,
                     update_time: time,
+                    quantity,
+                    list_id,
                 };
                 state.merge(&update);
             }
@@ -477,6 +492,8 @@ mod tests {
             commission_asset: None,
             reject_reason: None,
             update_time: 20,
+            quantity: None,
+            list_id: None,
         }
     }
 

@@ -18,6 +18,10 @@ pub struct OrderUpdate {
     pub commission_asset: Option<String>,
     pub reject_reason: Option<String>,
     pub update_time: i64,
+    /// The order's quantity when it says so: an amendment only ever lowers it.
+    pub quantity: Option<f64>,
+    /// The order list the order is a leg of, when the source says.
+    pub list_id: Option<u64>,
 }
 
 impl OrderUpdate {
@@ -35,6 +39,8 @@ impl OrderUpdate {
             commission_asset: None,
             reject_reason: Some(reason),
             update_time,
+            quantity: None,
+            list_id: None,
         }
     }
 }
@@ -67,8 +73,13 @@ pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
     if rank(status) < rank(order.status) {
         return None;
     }
-    let changed =
-        status != order.status || update.filled_qty > order.filled_qty || (order.id.is_none() && update.id.is_some());
+    // An amendment lowers the quantity; a stale answer from before it must not raise it again.
+    let amended = update.quantity.filter(|q| *q < order.quantity);
+    let changed = status != order.status
+        || update.filled_qty > order.filled_qty
+        || (order.id.is_none() && update.id.is_some())
+        || amended.is_some()
+        || (order.list_id.is_none() && update.list_id.is_some());
     if !changed {
         return None;
     }
@@ -83,6 +94,10 @@ pub fn merge(order: &mut Order, update: &OrderUpdate) -> Option<bool> {
     }
     order.status = status;
     order.id = order.id.or(update.id);
+    order.list_id = order.list_id.or(update.list_id);
+    if let Some(quantity) = amended {
+        order.quantity = quantity;
+    }
     order.filled_qty = update.filled_qty;
     order.filled_quote = update.filled_quote;
     order.avg_price = if update.filled_qty > 0.0 {

@@ -8,7 +8,7 @@ use crate::exchange::types::{ClientOrderId, OrderStatus};
 
 use super::order_state::OrderUpdate;
 use super::symbols::ValidOrder;
-use crate::exchange::binance::wire::{ExecutionReport, OrderAnswer};
+use crate::exchange::binance::wire::{AmendAnswer, ExecutionReport, OrderAnswer};
 
 /// The parameters of a new order (`POST /api/v3/order`, `order.place`), without the signature's.
 pub fn order_params(order: &ValidOrder, client_id: &ClientOrderId) -> Vec<(&'static str, String)> {
@@ -66,7 +66,30 @@ impl OrderUpdate {
             commission_asset: last.map(|fill| fill.commission_asset.clone()),
             reject_reason: None,
             update_time: answer.update_time.or(answer.transact_time).unwrap_or(now_ms),
+            // The order's quantity now: lower than placed after an amendment.
+            quantity: answer.orig_qty.map(f),
+            list_id: answer.order_list_id.and_then(|id| u64::try_from(id).ok()),
         })
+    }
+
+    /// From an amendment's answer: the order's new quantity and state.
+    pub fn from_amend(answer: &AmendAnswer, now_ms: i64) -> Self {
+        let order = &answer.amended_order;
+        OrderUpdate {
+            client_id: order.client_order_id.clone(),
+            id: Some(order.order_id),
+            status: parse_status(&order.status),
+            filled_qty: f(order.executed_qty),
+            filled_quote: f(order.cumulative_quote_qty),
+            last_fill_qty: 0.0,
+            last_fill_price: 0.0,
+            last_commission: 0.0,
+            commission_asset: None,
+            reject_reason: None,
+            update_time: answer.transact_time.unwrap_or(now_ms),
+            quantity: Some(f(order.qty)),
+            list_id: None,
+        }
     }
 
     /// From a user-stream `executionReport`.
@@ -89,6 +112,9 @@ impl OrderUpdate {
             commission_asset: report.commission_asset.clone(),
             reject_reason: (report.r != "NONE" && !report.r.is_empty()).then(|| report.r.clone()),
             update_time: report.transaction_time,
+            // An amendment (`REPLACED`) reports the order's new quantity.
+            quantity: (report.x == "REPLACED").then(|| f(report.q)),
+            list_id: u64::try_from(report.g).ok(),
         }
     }
 }

@@ -366,6 +366,30 @@ pub fn validate(
     Ok(order)
 }
 
+/// The quantity an open order of `order_type` whose quantity is `current` may be amended to (Binance's
+/// amend keep-priority): exactly on the lot grid and below `current`, as an amendment can only lower it.
+pub fn validate_amend(
+    info: &SymbolInfo,
+    order_type: OrderType,
+    current: f64,
+    quantity: f64,
+) -> Result<Decimal, ApiError> {
+    if order_type == OrderType::Market {
+        return Err(invalid("a MARKET order cannot be amended"));
+    }
+    let q = grid::snap("LOT_SIZE", "quantity", quantity, info.step_size).map_err(grid_error)?;
+    // The current quantity came from the grid, so it snaps back exactly.
+    let current = grid::snap("LOT_SIZE", "quantity", current, info.step_size).map_err(grid_error)?;
+    if q >= current {
+        return Err(invalid(format!(
+            "an amendment can only lower an order's quantity: {q} is not below {current} \
+             (the exchange refuses an increase: -2038 Order amend (quantity increase) is not supported.)"
+        )));
+    }
+    grid::check_range("LOT_SIZE", "quantity", q, info.min_qty, info.max_qty).map_err(grid_error)?;
+    Ok(q)
+}
+
 /// BTCUSDT with only its price and lot grids: for tests of what comes after validation.
 #[cfg(test)]
 pub(crate) fn grid_only_btcusdt() -> SymbolInfo {

@@ -8,7 +8,9 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 
 use crate::exchange::grid::to_f64 as dec;
-use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, Ticker, Trade};
+use rust_decimal::Decimal;
+
+use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, ReplaceMode, Ticker, Trade};
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
@@ -75,6 +77,19 @@ fn filled(answer: wire::OrderAnswer, endpoint: Endpoint, kind: CallKind) -> Resu
     }
 }
 
+/// A failed call: its error, and the refusal's `data` when it carried some.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub error: ApiError,
+    pub data: Option<serde_json::Value>,
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Failure {
+        Failure { error, data: None }
+    }
+}
+
 /// Typed calls. `strategy` and `wait` say who is charged and how long budget may be awaited.
 pub struct Rest<'g> {
     pub gateway: &'g Gateway,
@@ -92,6 +107,19 @@ impl Rest<'_> {
         request: &Request,
         kind: CallKind,
     ) -> Result<T, ApiError> {
+        self.execute_detailed(strategy, wait, request, kind)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`execute`](Self::execute), keeping a refusal's `data` (what a refused cancel-replace did).
+    async fn execute_detailed<T: DeserializeOwned>(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        request: &Request,
+        kind: CallKind,
+    ) -> Result<T, Failure> {
         let attempts = if kind == CallKind::Query {
             self.retry.attempts.max(1)
         } else {
@@ -102,7 +130,7 @@ impl Rest<'_> {
             let error = match self.gateway.send::<T>(strategy, wait, request).await {
                 Ok(reply) => match reply.body {
                     Body::Read(answer) => return Ok(answer),
-                    Body::Unreadable(reason) => return Err(unreadable(&request.endpoint.name(), kind, &reason)),
+                    Body::Unreadable(reason) => return Err(unreadable(&request.endpoint.name(), kind, &reason).into()),
                     Body::Refused(rejection) => {
                         let now = self.gateway.now_ms();
                         let error = rejection.to_api_error(kind, &reply.verdict, now);
@@ -111,28 +139,33 @@ impl Rest<'_> {
                             if let Err(e) = self.gateway.sync_time(Duration::from_secs(5)).await {
                                 tracing::warn!("server time resync after -1021 failed: {e}");
                             }
-                            return Err(error);
+                            return Err(error.into());
                         }
                         let transient = reply.status >= 500 && reply.verdict == Verdict::Ok;
                         if !transient {
-                            return Err(error);
+                            return Err(Failure {
+                                error,
+                                data: rejection.data,
+                            });
                         }
                         error
                     }
                 },
-                Err(SendError::Ledger(error) | SendError::Unavailable(error)) => return Err(error),
-                Err(error @ (SendError::Stopped | SendError::NoRoute(_))) => return Err(error.to_api_error(kind)),
+                Err(SendError::Ledger(error) | SendError::Unavailable(error)) => return Err(error.into()),
+                Err(error @ (SendError::Stopped | SendError::NoRoute(_))) => {
+                    return Err(error.to_api_error(kind).into())
+                }
                 Err(error) => error.to_api_error(kind),
             };
             if attempt >= attempts {
-                return Err(error);
+                return Err(error.into());
             }
             let delay = self.retry.delay(attempt);
             let endpoint = request.endpoint;
             tracing::debug!(?endpoint, attempt, ?delay, "retrying read after: {error}");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(kind)),
+                _ = self.gateway.shutdown().wait() => return Err(SendError::Stopped.to_api_error(kind).into()),
             }
             attempt += 1;
         }
@@ -290,6 +323,50 @@ impl Rest<'_> {
             .for_event(ctx.trigger.clone());
         let answer = self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await?;
         filled(answer, call.endpoint, CallKind::Mutation)
+    }
+
+    /// Lowers an open order's quantity, keeping its place in the queue and its client id (never
+    /// retried: an unknown outcome is resolved by lookup).
+    pub async fn amend_order(
+        &self,
+        ctx: &CallCtx,
+        symbol: &str,
+        client_id: &str,
+        quantity: Decimal,
+    ) -> Result<wire::AmendAnswer, ApiError> {
+        let call = Request::new(Endpoint::AmendKeepPriority, Lane::Order)
+            .param("symbol", symbol)
+            .param("origClientOrderId", client_id)
+            // The same id again: the order keeps the id the registry and the strategy know it by.
+            .param("newClientOrderId", client_id)
+            .param("newQty", quantity.to_string())
+            .signed();
+        self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await
+    }
+
+    /// Cancels the order `cancel_client_id` and places `order` in one request (never retried: an
+    /// unknown outcome is resolved by lookup). A refusal keeps the exchange's account of both steps.
+    pub async fn cancel_replace(
+        &self,
+        ctx: &CallCtx,
+        order: &ValidOrder,
+        client_id: &ClientOrderId,
+        cancel_client_id: &str,
+        mode: ReplaceMode,
+    ) -> Result<wire::CancelReplaceAnswer, Failure> {
+        let mut call = Request::new(Endpoint::CancelReplace, Lane::Order);
+        for (name, value) in order_params(order, client_id) {
+            call = call.param(name, value);
+        }
+        let call = call
+            .param("cancelReplaceMode", mode.as_str())
+            .param("cancelOrigClientOrderId", cancel_client_id)
+            .param("newOrderRespType", "FULL")
+            .signed()
+            .free_on_success()
+            .for_event(ctx.trigger.clone());
+        self.execute_detailed(&ctx.strategy, ctx.wait, &call, CallKind::Mutation)
+            .await
     }
 
     pub async fn cancel_order(
