@@ -14,7 +14,15 @@ use crate::exchange::{
 };
 use crate::host::spec::suggest;
 
-const PLACE_FIELDS: &[&str] = &[
+/// `orders.place{...}` and `orders.replace{...}`: a new order's fields; a replacement also names the
+/// order it replaces and what to do if that cancel fails. One list, so the two cannot drift apart.
+macro_rules! new_order_fields {
+    ($($field:literal),*) => {
+        const PLACE_FIELDS: &[&str] = &[$($field),*];
+        const REPLACE_FIELDS: &[&str] = &[$($field,)* "cancel_id", "mode"];
+    };
+}
+new_order_fields!(
     "symbol",
     "side",
     "type",
@@ -26,26 +34,8 @@ const PLACE_FIELDS: &[&str] = &[
     "stop_price",
     "trailing_delta",
     "stp",
-    "wait_ms",
-];
-
-/// `orders.replace{...}`: a new order's fields, the order it replaces and what to do if that cancel fails.
-const REPLACE_FIELDS: &[&str] = &[
-    "symbol",
-    "side",
-    "type",
-    "quantity",
-    "quote_quantity",
-    "price",
-    "tif",
-    "client_id",
-    "stop_price",
-    "trailing_delta",
-    "stp",
-    "wait_ms",
-    "cancel_id",
-    "mode",
-];
+    "wait_ms"
+);
 
 const AMEND_FIELDS: &[&str] = &["symbol", "id", "quantity", "wait_ms"];
 
@@ -64,6 +54,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order", "table"));
                 };
+                check_fields(lua, "orders.place", &fields, PLACE_FIELDS, &spec)?;
                 let (request, wait) = parse_request(lua, c, "orders.place", &fields, &spec)?;
                 Ok((request, c.order_call(wait)))
             },
@@ -272,7 +263,8 @@ fn order_ref(lua: &Lua, args: &Args, index: usize) -> mlua::Result<OrderRef> {
     }
 }
 
-/// The new order's fields of `orders.place` (and `orders.replace`, whose other fields `fields` knows).
+/// The new order's fields of `orders.place` (and `orders.replace`, whose other fields `fields` knows);
+/// the caller has refused unknown fields.
 fn parse_request(
     lua: &Lua,
     ctx: &ApiCtx,
@@ -280,12 +272,6 @@ fn parse_request(
     fields: &FieldKeys,
     spec: &Table,
 ) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
-    let func_fields = if func == "orders.place" {
-        PLACE_FIELDS
-    } else {
-        REPLACE_FIELDS
-    };
-    check_fields(lua, func, fields, func_fields, spec)?;
     let text = |field: &str| -> mlua::Result<Option<String>> {
         match fields.get(spec, field)? {
             Value::Nil => Ok(None),
