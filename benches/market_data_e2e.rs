@@ -44,11 +44,12 @@ fn main() -> Result<()> {
     let sim = runtime.block_on(runner::sim::start(quiet, ([127, 0, 0, 1], 0).into()))?;
     let feed = Arc::new(frames_for(frames));
     println!(
-        "machine: {} cores, load average {}; {} frames per run, {} symbols, one combined stream",
+        "machine: {} cores, load average {}; {} frames per run, {} symbols, one combined stream, feed {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         load_average(),
         frames,
-        SYMBOLS.len()
+        SYMBOLS.len(),
+        feed_rate().map_or("as fast as read".to_string(), |r| format!("paced at {r:.0} frames/s"))
     );
     for strategies in [1, 4] {
         run_runner(&runtime, &sim.rest_url(), &feed, strategies)?;
@@ -60,6 +61,14 @@ fn main() -> Result<()> {
     }
     runtime.block_on(sim.shutdown());
     Ok(())
+}
+
+/// The feed's pace in frames per second (`MD_E2E_RATE`); unset or 0: as fast as the reader reads.
+fn feed_rate() -> Option<f64> {
+    std::env::var("MD_E2E_RATE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|rate| *rate > 0.0)
 }
 
 /// Ready-made frames: the update ids rise, so the runner never drops one as stale.
@@ -85,8 +94,10 @@ struct Sent {
     micros: AtomicU64,
 }
 
-/// A stream server: every connection waits for `go`, then gets every frame once, as fast as it reads.
+/// A stream server: every connection waits for `go`, then gets every frame once, as fast as it
+/// reads or at `MD_E2E_RATE` frames per second.
 async fn feed_server(frames: Arc<Vec<Utf8Bytes>>, go: watch::Receiver<bool>, sent: Arc<Sent>) -> Result<String> {
+    let pace = feed_rate();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -107,6 +118,12 @@ async fn feed_server(frames: Arc<Vec<Utf8Bytes>>, go: watch::Receiver<bool>, sen
                 for (i, frame) in frames.iter().enumerate() {
                     // Flushed in batches, as a busy exchange's writes coalesce.
                     let result = if i % 64 == 63 {
+                        if let Some(rate) = pace {
+                            // Ahead of the paced schedule: wait for it (the timer's millisecond
+                            // granularity makes the feed bursty, as a real one is).
+                            let due = started + Duration::from_secs_f64((i + 1) as f64 / rate);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
                         sink.send(Message::Text(frame.clone())).await
                     } else {
                         sink.feed(Message::Text(frame.clone())).await

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use runner::sim::{self, SimConfig};
+use runner::sim::{self, SimConfig, SimHandle};
 
 use crate::support::{runner, Running};
 
@@ -43,6 +43,46 @@ return {
 }
 "#;
 
+/// A source simulator and the runner paper-trading on its market with one strategy.
+struct OnMarket {
+    rt: tokio::runtime::Runtime,
+    source: SimHandle,
+    run: Running,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a source simulator with `config` and `runner --paper --market <source>` running `script`,
+/// with `extra` flags.
+fn paper_on_market(config: SimConfig, script: &str, extra: &[&str]) -> OnMarket {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source = rt.block_on(sim::start(config, ([127, 0, 0, 1], 0).into())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("strategy.lua");
+    fs::write(&file, script).unwrap();
+    let mut cmd = runner(&dir.path().join("state"));
+    cmd.arg(&file)
+        .args(["--paper", "--market", &source.rest_url()])
+        .args(extra)
+        .args(["--no-reload", "--duration", "120s"]);
+    OnMarket {
+        rt,
+        source,
+        run: Running::spawn(cmd),
+        _dir: dir,
+    }
+}
+
+impl OnMarket {
+    /// Stops the runner (it must exit cleanly) and the source.
+    fn stop(self) {
+        let OnMarket { rt, source, run, _dir } = self;
+        run.terminate();
+        let (status, lines) = run.finish();
+        assert!(status.success(), "{}", lines.join("\n"));
+        rt.block_on(source.shutdown());
+    }
+}
+
 fn number_after(line: &str, key: &str) -> f64 {
     let rest = &line[line.find(key).unwrap_or_else(|| panic!("{key} in {line}")) + key.len()..];
     let text: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
@@ -52,7 +92,6 @@ fn number_after(line: &str, key: &str) -> f64 {
 
 #[test]
 fn paper_on_another_market_sees_its_quotes_fills_locally_and_sends_it_no_order() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
     // BTC at 12 345 USDT: the paper exchange's own synthetic market starts at 65 000.
     let mut prices = sim::default_asset_prices();
     for (asset, price) in &mut prices {
@@ -60,30 +99,13 @@ fn paper_on_another_market_sees_its_quotes_fills_locally_and_sends_it_no_order()
             *price = 12_345.0;
         }
     }
-    let source = rt
-        .block_on(sim::start(
-            SimConfig {
-                seed: 42,
-                asset_prices: prices,
-                ..SimConfig::default()
-            },
-            ([127, 0, 0, 1], 0).into(),
-        ))
-        .unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("paper_market.lua");
-    fs::write(&file, STRATEGY).unwrap();
-    let mut cmd = runner(&dir.path().join("state"));
-    cmd.arg(&file).args([
-        "--paper",
-        "--market",
-        &source.rest_url(),
-        "--no-reload",
-        "--duration",
-        "120s",
-    ]);
-    let mut run = Running::spawn(cmd);
+    let config = SimConfig {
+        seed: 42,
+        asset_prices: prices,
+        ..SimConfig::default()
+    };
+    let mut market = paper_on_market(config, STRATEGY, &[]);
+    let (source, run) = (&market.source, &mut market.run);
 
     // The strategy sees the source's quotes.
     let quote = run.wait_for("a quote", |l| l.contains("quote bid="));
@@ -128,10 +150,7 @@ fn paper_on_another_market_sees_its_quotes_fills_locally_and_sends_it_no_order()
         log.iter().any(|r| r.path.contains("/api/v3/depth")),
         "the paper exchange read its book from the source"
     );
-    run.terminate();
-    let (status, lines) = run.finish();
-    assert!(status.success(), "{}", lines.join("\n"));
-    rt.block_on(source.shutdown());
+    market.stop();
 }
 
 #[test]
@@ -191,33 +210,13 @@ return {
 
 #[test]
 fn paper_on_a_market_charges_the_configured_fees_and_delays_orders_by_the_latency() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let source = rt
-        .block_on(sim::start(
-            SimConfig {
-                seed: 7,
-                ..SimConfig::default()
-            },
-            ([127, 0, 0, 1], 0).into(),
-        ))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("fees_latency.lua");
-    fs::write(&file, FEES_AND_LATENCY).unwrap();
-    let mut cmd = runner(&dir.path().join("state"));
-    cmd.arg(&file).args([
-        "--paper",
-        "--market",
-        &source.rest_url(),
-        "--fees",
-        "maker=0.0002,taker=0.0005",
-        "--latency",
-        "150ms",
-        "--no-reload",
-        "--duration",
-        "120s",
-    ]);
-    let mut run = Running::spawn(cmd);
+    let config = SimConfig {
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let extra = ["--fees", "maker=0.0002,taker=0.0005", "--latency", "150ms"];
+    let mut market = paper_on_market(config, FEES_AND_LATENCY, &extra);
+    let (source, run) = (&market.source, &mut market.run);
 
     // The taker fill pays the taker rate on the 0.01 BTC it received, in BTC, and the call took
     // the order's trip there and its answer's trip back.
@@ -238,10 +237,7 @@ fn paper_on_a_market_charges_the_configured_fees_and_delays_orders_by_the_latenc
     );
     assert!(filled.contains("asset=BTC"), "{filled}");
     assert_eq!(source.stats().orders_placed, 0, "no order reached the source");
-    run.terminate();
-    let (status, lines) = run.finish();
-    assert!(status.success(), "{}", lines.join("\n"));
-    rt.block_on(source.shutdown());
+    market.stop();
 }
 
 #[test]
@@ -355,7 +351,6 @@ return {
 
 #[test]
 fn a_strategy_hammering_the_sources_market_data_is_rate_limited_by_its_pools_and_still_trades_on_paper() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
     // The source announces a small daily weight limit: four depth requests of weight 250.
     let mut limits = runner::exchange::binance::limits::pools::spot_defaults();
     limits.push(runner::ledger::RateLimit::new(
@@ -364,28 +359,12 @@ fn a_strategy_hammering_the_sources_market_data_is_rate_limited_by_its_pools_and
         1,
         1_000,
     ));
-    let source = rt
-        .block_on(sim::start(
-            SimConfig {
-                limits,
-                ..SimConfig::default()
-            },
-            ([127, 0, 0, 1], 0).into(),
-        ))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("hammer.lua");
-    fs::write(&file, HAMMER_THEN_ORDER).unwrap();
-    let mut cmd = runner(&dir.path().join("state"));
-    cmd.arg(&file).args([
-        "--paper",
-        "--market",
-        &source.rest_url(),
-        "--no-reload",
-        "--duration",
-        "120s",
-    ]);
-    let mut run = Running::spawn(cmd);
+    let config = SimConfig {
+        limits,
+        ..SimConfig::default()
+    };
+    let mut market = paper_on_market(config, HAMMER_THEN_ORDER, &[]);
+    let (source, run) = (&market.source, &mut market.run);
 
     let hammer = run.wait_for("the hammer's end", |l| l.contains("hammer got="));
     assert!(hammer.contains("refusal=rate_limited"), "{hammer}");
@@ -407,8 +386,5 @@ fn a_strategy_hammering_the_sources_market_data_is_rate_limited_by_its_pools_and
         "the ledger kept the source's budget"
     );
     assert_eq!(stats.orders_placed, 0, "no order reached the source");
-    run.terminate();
-    let (status, lines) = run.finish();
-    assert!(status.success(), "{}", lines.join("\n"));
-    rt.block_on(source.shutdown());
+    market.stop();
 }

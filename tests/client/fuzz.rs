@@ -5,17 +5,14 @@
 //! cases run is printed (`--nocapture`) and recorded in BENCHMARKS.md.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
 use runner::exchange::binance::market_data::stream_router::Router;
 use runner::exchange::binance::orders::order_state::OrderUpdate;
 use runner::exchange::binance::orders::symbols::SymbolTable;
-use runner::exchange::binance::transport::gateway::{Gateway, GatewayConfig, Shutdown};
-use runner::exchange::binance::transport::ws_api::OrderTransport;
+use runner::exchange::binance::transport::gateway::unconnected_gateway;
 use runner::exchange::binance::wire::{self, OrderAnswer, UserDataFrame, WsApiResponse};
-use runner::exchange::binance::{account::user_data, limits::usage, Credentials, Profile};
-use runner::ledger::{Ledger, LedgerConfig, TokioClock};
+use runner::exchange::binance::{account::user_data, limits::usage};
 
 use serde_json::Value;
 
@@ -230,25 +227,7 @@ fn router() -> (tokio::runtime::Runtime, Arc<Router>) {
         .build()
         .unwrap();
     let router = runtime.block_on(async {
-        let ledger = Ledger::new(
-            runner::exchange::binance::limits::pools::spot_defaults(),
-            LedgerConfig::default(),
-            Arc::new(TokioClock::new()),
-        );
-        let profile = Profile::custom(
-            "http://127.0.0.1:1",
-            "ws://127.0.0.1:1",
-            "ws://127.0.0.1:1/x",
-            Credentials::new("k", "s"),
-        );
-        let config = GatewayConfig {
-            recv_window_ms: 5000,
-            request_timeout: Duration::from_millis(100),
-            order_transport: OrderTransport::Rest,
-            breaker: Default::default(),
-            egress: Default::default(),
-        };
-        let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).unwrap());
+        let gateway = Arc::new(unconnected_gateway("k").unwrap());
         let info: wire::ExchangeInfo = serde_json::from_str(EXCHANGE_INFO).unwrap();
         Arc::new(Router::new(
             gateway,

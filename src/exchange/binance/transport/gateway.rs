@@ -639,9 +639,9 @@ fn unavailable(refused: Refused) -> SendError {
     SendError::Unavailable(ApiError::new(ErrorCode::Unavailable, refused.to_string()).with_retry_after(retry_after_ms))
 }
 
-/// A gateway to nowhere (port 1), for tests that need one but never send.
-#[cfg(test)]
-pub(crate) fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
+/// A gateway to nowhere (port 1), for code that parses and routes exchange input but never
+/// sends (unit tests, the parsers' fuzz test).
+pub fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
     use crate::ledger::{LedgerConfig, TokioClock};
     let ledger = Ledger::new(
         crate::exchange::binance::limits::pools::spot_defaults(),
