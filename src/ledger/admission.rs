@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::backoff::Backoff;
 use super::limits::{PoolKind, RateLimit};
-use super::pools::{amount, normalise, Pool};
+use super::pools::{normalise, Charges, Pool};
 use super::strategies::{Sid, Strategies};
 use super::{Cost, Lane, LedgerError, Permit};
 
@@ -156,10 +156,16 @@ impl State {
         self.last_now_ms
     }
 
+    /// What `cost` draws from which pools now.
+    #[inline]
+    pub fn charges(&self, cost: &Cost) -> Charges {
+        Charges::resolve(&self.pools, cost)
+    }
+
     /// A cost no window of some pool could ever hold for this lane.
-    pub fn too_large(&self, lane: Lane, cost: &Cost) -> Option<LedgerError> {
-        self.pools.iter().find_map(|p| {
-            let units = amount(&p.limit, cost);
+    pub fn too_large(&self, lane: Lane, charges: &Charges) -> Option<LedgerError> {
+        charges.iter().find_map(|(i, units)| {
+            let p = &self.pools[i];
             (units > p.limit_cap(lane)).then(|| {
                 LedgerError::TooLarge(format!(
                     "{units} {} units against {} per {} for the {lane:?} lane",
@@ -171,16 +177,13 @@ impl State {
         })
     }
 
-    /// Whether `cost` fits with `ahead` set aside (empty slice: nothing set aside).
+    /// Whether `charges` fit with `ahead` set aside (empty slice: nothing set aside).
     #[inline]
-    pub fn check(&self, lane: Lane, cost: &Cost, ahead: &[u64]) -> Fit {
+    pub fn check(&self, lane: Lane, charges: &Charges, ahead: &[u64]) -> Fit {
         let mut next_reset_ms = i64::MAX;
         let mut room_at_ms = i64::MIN;
-        for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(&p.limit, cost);
-            if units == 0 {
-                continue;
-            }
+        for (i, units) in charges.iter() {
+            let p = &self.pools[i];
             let aside = ahead.get(i).copied().unwrap_or(0);
             if aside == CLAIMED || p.used.saturating_add(aside).saturating_add(units) > p.cap(lane) {
                 next_reset_ms = next_reset_ms.min(p.window_end);
@@ -197,20 +200,18 @@ impl State {
         }
     }
 
-    /// Takes `cost` from every pool at once and tags it with the strategy.
+    /// Takes `cost` (drawing `charges`) from every pool at once and tags it with the strategy.
     #[inline]
-    pub fn admit(&mut self, sid: Sid, lane: Lane, cost: Cost, now_ms: i64) -> Permit {
-        for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(&p.limit, &cost);
-            if units > 0 {
-                p.charge_at(units, now_ms);
-                self.strategies.charge(sid, i, p, units);
-                if let Some(lease) = p.lease {
-                    if lease.saturating_sub(p.used) < p.refill_below {
-                        p.wanted = p.wanted.max(1);
-                        p.wanted_full |= lane != Lane::MarketData;
-                        self.lease_news = true;
-                    }
+    pub fn admit(&mut self, sid: Sid, lane: Lane, cost: Cost, charges: &Charges, now_ms: i64) -> Permit {
+        for (i, units) in charges.iter() {
+            let p = &mut self.pools[i];
+            p.charge_at(units, now_ms);
+            self.strategies.charge(sid, i, p, units);
+            if let Some(lease) = p.lease {
+                if lease.saturating_sub(p.used) < p.refill_below {
+                    p.wanted = p.wanted.max(1);
+                    p.wanted_full |= lane != Lane::MarketData;
+                    self.lease_news = true;
                 }
             }
         }
@@ -222,7 +223,7 @@ impl State {
         self.seq += 1;
         self.generation += 1;
         Permit {
-            strategy: self.strategies.name(sid).clone(),
+            sid,
             cost,
             lane,
             sent_at_ms: now_ms,
@@ -232,12 +233,10 @@ impl State {
 
     /// Undoes an admission whose permit never reached its caller (nothing was sent).
     pub fn unadmit(&mut self, permit: &Permit) {
-        let Some(sid) = self.strategies.lookup(&permit.strategy) else {
-            return;
-        };
-        for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(&p.limit, &permit.cost);
-            if units > 0 && p.is_current(permit.sent_at_ms) {
+        let sid = permit.sid;
+        for (i, units) in self.charges(&permit.cost).iter() {
+            let p = &mut self.pools[i];
+            if p.is_current(permit.sent_at_ms) {
                 p.uncharge(units, permit.sent_at_ms);
                 self.strategies.refund(sid, i, p, units);
             }
@@ -247,12 +246,12 @@ impl State {
         self.generation += 1;
     }
 
-    /// Shared pools: records what `cost` lacks beyond the leases (with `ahead` set aside).
-    pub fn want(&mut self, lane: Lane, cost: &Cost, ahead: &[u64]) {
-        for (i, p) in self.pools.iter_mut().enumerate() {
-            let units = amount(&p.limit, cost);
+    /// Shared pools: records what `charges` lack beyond the leases (with `ahead` set aside).
+    pub fn want(&mut self, lane: Lane, charges: &Charges, ahead: &[u64]) {
+        for (i, units) in charges.iter() {
+            let p = &mut self.pools[i];
             let aside = ahead.get(i).copied().filter(|a| *a != CLAIMED).unwrap_or(0);
-            if units > 0 && p.lease.is_some() {
+            if p.lease.is_some() {
                 p.want(lane, units, aside);
                 self.lease_news |= p.wanted > 0;
             }
@@ -260,12 +259,9 @@ impl State {
     }
 
     /// Sets aside what a blocked waiter needs from those behind it.
-    fn claim(&self, lane: Lane, cost: &Cost, ahead: &mut [u64]) {
-        for (i, p) in self.pools.iter().enumerate() {
-            let units = amount(&p.limit, cost);
-            if units == 0 {
-                continue;
-            }
+    fn claim(&self, lane: Lane, charges: &Charges, ahead: &mut [u64]) {
+        for (i, units) in charges.iter() {
+            let p = &self.pools[i];
             let aside = ahead[i];
             ahead[i] = if aside != CLAIMED && p.used.saturating_add(aside).saturating_add(units) <= p.cap(lane) {
                 aside + units
@@ -338,10 +334,11 @@ impl State {
                     continue;
                 }
                 let cost = self.lanes[li][i].cost;
-                match self.check(lane, &cost, &ahead) {
+                let charges = self.charges(&cost);
+                match self.check(lane, &charges, &ahead) {
                     Fit::Now => {
                         if let Some(w) = self.take_waiter(li, i) {
-                            let permit = self.admit(w.sid, lane, cost, now_ms);
+                            let permit = self.admit(w.sid, lane, cost, &charges, now_ms);
                             if let Err(Ok(unsent)) = w.reply.send(Ok(permit)) {
                                 self.unadmit(&unsent);
                             }
@@ -354,9 +351,9 @@ impl State {
                         self.lanes[li][i].room_at_ms = room_at_ms;
                         next_wake = Some(next_wake.map_or(next_reset_ms, |w| w.min(next_reset_ms)));
                         if self.shared {
-                            self.want(lane, &cost, &ahead);
+                            self.want(lane, &charges, &ahead);
                         }
-                        self.claim(lane, &cost, &mut ahead);
+                        self.claim(lane, &charges, &mut ahead);
                         i += 1;
                     }
                 }
@@ -378,7 +375,7 @@ impl State {
         for (li, lane) in LANES.into_iter().enumerate() {
             let mut i = 0;
             while i < self.lanes[li].len() {
-                match self.too_large(lane, &self.lanes[li][i].cost) {
+                match self.too_large(lane, &self.charges(&self.lanes[li][i].cost)) {
                     Some(err) => {
                         if let Some(w) = self.take_waiter(li, i) {
                             let _ = w.reply.send(Err(err));

@@ -89,6 +89,58 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope and a kind in one integer, ordered as (kind, scope): a draw finds its pools
+/// with one compare each, and pools sorted by it keep every window of a pair together.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PoolKey(u64);
+
+impl PoolKey {
+    pub const fn new(scope: Scope, kind: PoolKind) -> Self {
+        let (variant, id, instrument) = match scope {
+            Scope::Ip(n) => (0, n, 0),
+            Scope::Account(n) => (1, n, 0),
+            Scope::Connection(n) => (2, n, 0),
+            Scope::Endpoint(n) => (3, n, 0),
+            Scope::AccountInstrument { account, instrument } => (4, account, instrument),
+        };
+        PoolKey(((kind as u64) << 56) | (variant << 48) | ((id as u64) << 32) | instrument as u64)
+    }
+
+    /// `==`, usable in a `const fn`.
+    pub const fn const_eq(self, other: PoolKey) -> bool {
+        self.0 == other.0
+    }
+
+    pub const fn kind(self) -> PoolKind {
+        match self.0 >> 56 {
+            0 => PoolKind::RequestWeight,
+            1 => PoolKind::Orders,
+            2 => PoolKind::RawRequests,
+            _ => PoolKind::Connections,
+        }
+    }
+
+    pub const fn scope(self) -> Scope {
+        let id = (self.0 >> 32) as u16;
+        match (self.0 >> 48) as u8 {
+            0 => Scope::Ip(id),
+            1 => Scope::Account(id),
+            2 => Scope::Connection(id),
+            3 => Scope::Endpoint(id),
+            _ => Scope::AccountInstrument {
+                account: id,
+                instrument: self.0 as u32,
+            },
+        }
+    }
+}
+
+impl fmt::Debug for PoolKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.scope(), self.kind())
+    }
+}
+
 /// How a pool's window moves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -248,6 +300,11 @@ impl RateLimit {
         self
     }
 
+    /// The pool's scope and kind.
+    pub const fn key(&self) -> PoolKey {
+        PoolKey::new(self.scope, self.kind)
+    }
+
     /// Whether two limits describe the same pool (their counts are the same count).
     pub fn same_pool(&self, other: &RateLimit) -> bool {
         self.scope == other.scope
@@ -268,5 +325,38 @@ mod tests {
         let day = Interval::new(IntervalUnit::Day, 1);
         assert_eq!(day.window_start(86_400_000 * 3 + 5), 86_400_000 * 3);
         assert_eq!(Interval::new(IntervalUnit::Minute, 1).header_suffix(), "1M");
+    }
+
+    #[test]
+    fn a_pool_key_gives_back_its_scope_and_kind_and_sorts_by_kind_then_scope() {
+        let scopes = [
+            Scope::Ip(0),
+            Scope::Ip(u16::MAX),
+            Scope::Account(3),
+            Scope::Connection(7),
+            Scope::Endpoint(9),
+            Scope::AccountInstrument {
+                account: 2,
+                instrument: u32::MAX,
+            },
+        ];
+        let kinds = [
+            PoolKind::RequestWeight,
+            PoolKind::Orders,
+            PoolKind::RawRequests,
+            PoolKind::Connections,
+        ];
+        let mut pairs = Vec::new();
+        for kind in kinds {
+            for scope in scopes {
+                let key = PoolKey::new(scope, kind);
+                assert_eq!((key.scope(), key.kind()), (scope, kind));
+                pairs.push((key, (kind, scope)));
+            }
+        }
+        let mut by_key = pairs.clone();
+        by_key.sort_by_key(|p| p.0);
+        pairs.sort_by_key(|p| p.1);
+        assert_eq!(by_key, pairs);
     }
 }

@@ -38,7 +38,7 @@ pub use persist::Autosave;
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};
-pub use limits::{Interval, IntervalUnit, PoolKind, RateLimit, Scope, WindowKind};
+pub use limits::{Interval, IntervalUnit, PoolKey, PoolKind, RateLimit, Scope, WindowKind};
 
 /// Priority classes; earlier lanes go first when budget frees up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,9 +51,18 @@ pub enum Lane {
 /// One pool a request draws on (by scope and kind; every window of that pair) and how much.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Draw {
-    pub scope: Scope,
-    pub kind: PoolKind,
+    pub key: PoolKey,
     pub units: u32,
+}
+
+impl Draw {
+    pub fn scope(&self) -> Scope {
+        self.key.scope()
+    }
+
+    pub fn kind(&self) -> PoolKind {
+        self.key.kind()
+    }
 }
 
 /// Most pools one request can draw on. Binance's dearest request draws on three
@@ -70,8 +79,7 @@ pub struct Cost {
 }
 
 const NO_DRAW: Draw = Draw {
-    scope: Scope::Ip(0),
-    kind: PoolKind::RequestWeight,
+    key: PoolKey::new(Scope::Ip(0), PoolKind::RequestWeight),
     units: 0,
 };
 
@@ -98,10 +106,11 @@ impl Cost {
         if units == 0 {
             return self;
         }
+        let key = PoolKey::new(scope, kind);
         let mut i = 0;
         while i < self.len as usize {
             let d = &mut self.draws[i];
-            if d.kind as u8 == kind as u8 && scope_eq(d.scope, scope) {
+            if d.key.const_eq(key) {
                 d.units = d.units.saturating_add(units);
                 return self;
             }
@@ -111,7 +120,7 @@ impl Cost {
             (self.len as usize) < MAX_DRAWS,
             "a cost draws on more pools than MAX_DRAWS"
         );
-        self.draws[self.len as usize] = Draw { scope, kind, units };
+        self.draws[self.len as usize] = Draw { key, units };
         self.len += 1;
         self
     }
@@ -125,9 +134,15 @@ impl Cost {
     /// Units drawn from the pools of this scope and kind.
     #[inline]
     pub fn units(&self, scope: Scope, kind: PoolKind) -> u64 {
+        self.units_in(PoolKey::new(scope, kind))
+    }
+
+    /// Units drawn from the pools of this key.
+    #[inline]
+    pub fn units_in(&self, key: PoolKey) -> u64 {
         self.draws()
             .iter()
-            .find(|d| d.kind == kind && d.scope == scope)
+            .find(|d| d.key == key)
             .map_or(0, |d| u64::from(d.units))
     }
 
@@ -135,7 +150,7 @@ impl Cost {
     pub fn units_of(&self, kind: PoolKind) -> u64 {
         self.draws()
             .iter()
-            .filter(|d| d.kind == kind)
+            .filter(|d| d.kind() == kind)
             .map(|d| u64::from(d.units))
             .sum()
     }
@@ -147,30 +162,9 @@ impl Cost {
     /// The same draws, with those on `from`'s pools moved to `to`'s (e.g. another egress IP).
     pub fn rescoped(self, from: Scope, to: Scope) -> Cost {
         self.draws().iter().fold(Cost::new(), |cost, d| {
-            let scope = if d.scope == from { to } else { d.scope };
-            cost.with_scoped(scope, d.kind, d.units)
+            let scope = if d.scope() == from { to } else { d.scope() };
+            cost.with_scoped(scope, d.kind(), d.units)
         })
-    }
-}
-
-/// `Scope`'s equality, usable in a `const fn`.
-const fn scope_eq(a: Scope, b: Scope) -> bool {
-    match (a, b) {
-        (Scope::Ip(x), Scope::Ip(y))
-        | (Scope::Account(x), Scope::Account(y))
-        | (Scope::Connection(x), Scope::Connection(y))
-        | (Scope::Endpoint(x), Scope::Endpoint(y)) => x == y,
-        (
-            Scope::AccountInstrument {
-                account: a1,
-                instrument: i1,
-            },
-            Scope::AccountInstrument {
-                account: a2,
-                instrument: i2,
-            },
-        ) => a1 == a2 && i1 == i2,
-        _ => false,
     }
 }
 
@@ -183,7 +177,7 @@ impl Default for Cost {
 impl std::fmt::Debug for Cost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.draws().iter().map(|d| (d.scope, d.kind, d.units)))
+            .entries(self.draws().iter().map(|d| (d.scope(), d.kind(), d.units)))
             .finish()
     }
 }
@@ -214,10 +208,12 @@ impl Default for LedgerConfig {
     }
 }
 
-/// Budget held for one request. Pass it to [`Ledger::observe`] with the response.
+/// Budget held for one request. Pass it to [`Ledger::observe`] with the response, of the
+/// ledger that granted it.
 #[derive(Debug, Clone)]
 pub struct Permit {
-    pub strategy: Arc<str>,
+    /// The strategy, as the granting ledger numbers it.
+    sid: Sid,
     pub cost: Cost,
     pub lane: Lane,
     /// Exchange time (ms) at which the budget was granted, i.e. the send time.
@@ -546,7 +542,8 @@ impl Ledger {
             Who::Id(sid) => sid,
         };
         let now = st.advance(local);
-        if let Some(err) = st.too_large(lane, &cost) {
+        let charges = st.charges(&cost);
+        if let Some(err) = st.too_large(lane, &charges) {
             return Attempt::Done(Err(err));
         }
         let wait_ms = millis(wait);
@@ -559,9 +556,9 @@ impl Ledger {
                 // Waiters first: admit whoever fits, so the newcomer sees what they set aside.
                 st.dispatch(now);
             }
-            match st.check(lane, &cost, st.ahead_of(lane)) {
+            match st.check(lane, &charges, st.ahead_of(lane)) {
                 Fit::Now => {
-                    let permit = st.admit(sid, lane, cost, now);
+                    let permit = st.admit(sid, lane, cost, &charges, now);
                     if st.shared {
                         self.inner.tell_keeper(&mut st);
                     }
@@ -570,7 +567,7 @@ impl Ledger {
                 Fit::Blocked { room_at_ms, .. } => {
                     if st.shared {
                         let ahead = st.ahead_of(lane).to_vec();
-                        st.want(lane, &cost, &ahead);
+                        st.want(lane, &charges, &ahead);
                         self.inner.tell_keeper(&mut st);
                     }
                     if wait.is_zero() {
@@ -608,14 +605,11 @@ impl Ledger {
         // time, so a pool whose window starts later has moved on, and a pool not yet
         // rolled past it only holds a window that the next roll resets anyway.
         for usage in &observation.usage {
+            let key = PoolKey::new(usage.scope, usage.kind);
             let window_ms = usage.interval.millis();
             for pool in &mut st.pools {
                 // A response sent in an earlier window says nothing about this one.
-                if pool.limit.kind == usage.kind
-                    && pool.limit.scope == usage.scope
-                    && pool.limit.interval.millis() == window_ms
-                    && pool.is_current(permit.sent_at_ms)
-                {
+                if pool.key == key && pool.limit.interval.millis() == window_ms && pool.is_current(permit.sent_at_ms) {
                     if pool.lease.is_some() {
                         // The exchange counts every process: the shared count is raised, not ours.
                         st.server_reports.push(lease::ServerReport {
@@ -673,20 +667,18 @@ impl Ledger {
         let mut guard = self.inner.state.lock();
         let st = &mut *guard;
         let now = st.advance(local);
-        let sid = st.strategies.lookup(&permit.strategy);
+        let sid = permit.sid;
         for (i, pool) in st.pools.iter_mut().enumerate() {
             if pool.limit.kind != kind {
                 continue;
             }
-            let back = u64::from(units).min(permit.cost.units(pool.limit.scope, kind));
+            let back = u64::from(units).min(permit.cost.units_in(pool.key));
             if back > 0 && pool.is_current(permit.sent_at_ms) {
                 pool.refund(back, permit.sent_at_ms);
-                if let Some(sid) = sid {
-                    st.strategies.refund(sid, i, pool, back);
-                }
+                st.strategies.refund(sid, i, pool, back);
             }
         }
-        if let (Some(sid), PoolKind::RequestWeight) = (sid, kind) {
+        if kind == PoolKind::RequestWeight {
             let back = u64::from(units).min(permit.cost.units_of(kind));
             st.strategies.refund_total_weight(sid, back);
         }

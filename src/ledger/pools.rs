@@ -7,13 +7,88 @@
 //! "now" is monotonic, so a late reader can never roll a window back and wipe a
 //! count the exchange still holds.
 
-use super::limits::{RateLimit, WindowKind};
-use super::{Cost, Lane};
+use super::limits::{PoolKey, RateLimit, WindowKind};
+use super::{Cost, Lane, MAX_DRAWS};
 
-/// Units of the pool `limit` that `cost` draws.
-#[inline]
-pub(crate) fn amount(limit: &RateLimit, cost: &Cost) -> u64 {
-    cost.units(limit.scope, limit.kind)
+/// What one cost draws, matched to the pools once per reservation: runs of neighbouring
+/// pools (the windows of one scope and kind lie together, see [`normalise`]) with the units
+/// drawn from each, in pool order; at most one run per draw. Valid while the pools stay as
+/// they are (built and used under one lock).
+#[derive(Clone, Copy)]
+pub(crate) struct Charges {
+    runs: [Run; MAX_DRAWS],
+    len: u8,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Run {
+    start: u32,
+    end: u32,
+    units: u32,
+}
+
+impl Charges {
+    #[inline]
+    pub fn resolve(pools: &[Pool], cost: &Cost) -> Self {
+        let mut charges = Charges {
+            runs: [Run::default(); MAX_DRAWS],
+            len: 0,
+        };
+        let draws = cost.draws();
+        for (i, pool) in pools.iter().enumerate() {
+            let Some(draw) = draws.iter().find(|d| d.key == pool.key) else {
+                continue;
+            };
+            let i = i as u32;
+            let len = charges.len as usize;
+            match charges.runs[..len].last_mut() {
+                // The next window of the same draw (or an equal draw next to it: the same charges).
+                Some(run) if run.end == i && run.units == draw.units => run.end = i + 1,
+                _ => {
+                    charges.runs[len] = Run {
+                        start: i,
+                        end: i + 1,
+                        units: draw.units,
+                    };
+                    charges.len += 1;
+                }
+            }
+        }
+        charges
+    }
+
+    /// Every pool drawn on, as (pool index, units), in pool order.
+    #[inline]
+    pub fn iter(&self) -> ChargeIter<'_> {
+        let runs = &self.runs[..self.len as usize];
+        ChargeIter {
+            next: runs.first().map_or(0, |r| r.start),
+            runs,
+        }
+    }
+}
+
+pub(crate) struct ChargeIter<'a> {
+    runs: &'a [Run],
+    /// The next pool of `runs[0]`.
+    next: u32,
+}
+
+impl Iterator for ChargeIter<'_> {
+    type Item = (usize, u64);
+
+    #[inline]
+    fn next(&mut self) -> Option<(usize, u64)> {
+        loop {
+            let run = self.runs.first()?;
+            if self.next < run.end {
+                self.next += 1;
+                return Some(((self.next - 1) as usize, u64::from(run.units)));
+            }
+            self.runs = &self.runs[1..];
+            self.next = self.runs.first().map_or(0, |r| r.start);
+        }
+    }
 }
 
 /// Slices a rolling window is kept in. A unit counts until its whole slice has left
@@ -42,6 +117,8 @@ pub(crate) enum Motion {
 #[derive(Debug, Clone)]
 pub(crate) struct Pool {
     pub limit: RateLimit,
+    /// The limit's scope and kind.
+    pub key: PoolKey,
     /// What the market-data lane may fill up to: the limit less the headroom.
     pub market_cap: u64,
     /// Start of the current window (rolling: of the span still counted; bucket: 0).
@@ -98,6 +175,7 @@ impl Pool {
         };
         let mut pool = Pool {
             limit,
+            key: limit.key(),
             market_cap: limit.limit.saturating_sub(reserved),
             window_start: 0,
             window_end: 0,
@@ -136,6 +214,14 @@ impl Pool {
     /// window drops the slices that left it, a bucket drains.
     #[inline]
     pub fn roll(&mut self, now_ms: i64) {
+        // The common case, inline: a fixed window before its end has nothing to do.
+        if now_ms >= self.window_end || !matches!(self.motion, Motion::Fixed) {
+            self.roll_on(now_ms);
+        }
+    }
+
+    #[inline(never)]
+    fn roll_on(&mut self, now_ms: i64) {
         match &mut self.motion {
             Motion::Fixed => {
                 if now_ms >= self.window_end {
@@ -342,8 +428,9 @@ impl Pool {
 /// Sorted, de-duplicated pools: one per (scope, kind, window kind, interval), keeping
 /// the smallest limit when the same window is announced twice.
 pub(crate) fn normalise(mut limits: Vec<RateLimit>) -> Vec<RateLimit> {
-    // Kind, then window length first: the order status has always listed pools in.
-    limits.sort_by_key(|l| (l.kind, l.interval.millis(), l.scope, l.window, l.limit));
+    // By kind, then scope (so the windows a draw takes from are neighbours, see `Charges`),
+    // then window length: the shortest window of a kind comes first, as status shows it.
+    limits.sort_by_key(|l| (l.key(), l.interval.millis(), l.window, l.limit));
     limits.dedup_by_key(|l| (l.scope, l.kind, l.window, l.interval.millis()));
     limits
 }

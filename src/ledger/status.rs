@@ -5,8 +5,9 @@ use super::limits::PoolKind;
 use super::strategies::Sid;
 use super::{BackoffState, LedgerStatus, PoolStatus, StrategyUsage};
 
-/// `mine.weight` / `mine.orders` count the strategy's use of the shortest window of
-/// each kind (pools are sorted by kind, then interval), the one that binds first.
+/// `mine.weight` / `mine.orders` count the strategy's use of the first pool of each kind
+/// (pools are sorted by kind, scope, then interval): the shortest window of the kind's
+/// first scope, the one that binds first.
 pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
     let (state, resume_at_ms) = match st.backoff.active(now_ms) {
         Some((state, resume)) => (state, Some(resume)),

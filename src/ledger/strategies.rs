@@ -53,11 +53,6 @@ impl Strategies {
         self.ids.get(name).copied()
     }
 
-    #[inline]
-    pub fn name(&self, sid: Sid) -> &Arc<str> {
-        &self.names[sid as usize]
-    }
-
     /// Records a charge of `units` to pool `pool` (whose window is `pool_state`).
     #[inline]
     pub fn charge(&mut self, sid: Sid, pool: usize, pool_state: &Pool, units: u64) {

@@ -348,13 +348,19 @@ impl Gateway {
         };
         self.new_order_hold(request, wait).await?;
         let permit = self.reserve(strategy, request.lane, cost, wait).await?;
-        let labels = [
-            ("strategy", strategy.to_string()),
-            ("endpoint", request.endpoint.name()),
-        ];
-        metrics::histogram!("runner_ledger_wait_seconds", &labels).record(asked_at.elapsed());
-        metrics::counter!("runner_requests_total", &labels).increment(1);
-        metrics::counter!("runner_request_weight_total", &labels).increment(cost.units_of(PoolKind::RequestWeight));
+        let ledger_wait = asked_at.elapsed();
+        // Counted once the exchange has answered (or the send was cut short): building the
+        // labels allocates, and nothing of it is needed before the request is on the wire.
+        let count_sent = || {
+            let labels = [
+                ("strategy", strategy.to_string()),
+                ("endpoint", request.endpoint.name()),
+            ];
+            metrics::histogram!("runner_ledger_wait_seconds", &labels).record(ledger_wait);
+            metrics::counter!("runner_requests_total", &labels).increment(1);
+            metrics::counter!("runner_request_weight_total", &labels).increment(cost.units_of(PoolKind::RequestWeight));
+            labels
+        };
         let sent_at = std::time::Instant::now();
         let sent_at_ms = self.ledger.now_ms();
         let started = tokio::time::Instant::now();
@@ -375,10 +381,13 @@ impl Gateway {
             answer = exchange => answer,
             // The request may already have reached the exchange: its outcome is unknown, not "not sent".
             _ = self.shutdown.wait() => {
+                count_sent();
                 return Err(SendError::Transport("shut down before the exchange answered".into()))
             }
         };
-        metrics::histogram!("runner_request_duration_seconds", &labels).record(sent_at.elapsed());
+        let duration = sent_at.elapsed();
+        let labels = count_sent();
+        metrics::histogram!("runner_request_duration_seconds", &labels).record(duration);
         let failing = match &answer {
             Ok(answer) => {
                 matches!(&answer.body, Body::Refused(rejection) if rejection.exchange_failing())
