@@ -223,3 +223,47 @@ async fn contradicting_lists_are_refused_locally_and_nothing_is_sent() {
         .count();
     assert_eq!(lists_sent, 0, "nothing was sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_risk_guard_values_a_list_by_what_can_fill_and_counts_each_order() {
+    use runner::exchange::risk::{RiskGuard, RiskLimits};
+    use std::collections::BTreeMap;
+
+    let setup = setup(OrderTransport::Rest).await;
+    let venue = &setup.venue;
+    // Each order is worth about 30 USDT.
+    let (bid, qty) = market(venue).await;
+    let cap = |max_open_orders| RiskLimits {
+        max_order_notional: BTreeMap::from([("USDT".to_string(), 40.0)]),
+        max_open_orders,
+    };
+    let oco = || {
+        list(ListLegs::Oco {
+            above: limit_maker(Side::Sell, price(venue, bid * 1.03), qty),
+            below: stop_loss_limit(Side::Sell, price(venue, bid * 0.97), price(venue, bid * 0.96), qty),
+        })
+    };
+    // An OCO trades one of its orders at most: about 31 USDT, within the cap (its two orders sum to 60).
+    let guard = RiskGuard::new(venue.clone(), cap(Some(3)));
+    let placed = guard.place_list(&ctx("risk"), oco()).await.expect("within the limits");
+    assert!(placed.list_id.is_some());
+    // A second list would make four open orders.
+    let error = guard
+        .place_list(&ctx("risk"), oco())
+        .await
+        .expect_err("over max_open_orders");
+    assert!(error.message.contains("max_open_orders"), "{error}");
+
+    // Both orders of an OTO can fill: about 27 + 33 USDT, over the cap.
+    let oto = list(ListLegs::Oto {
+        working: OrderRequest::limit("BTCUSDT", Side::Buy, qty, price(venue, bid * 0.9)),
+        pending: limit_maker(Side::Sell, price(venue, bid * 1.1), qty),
+    });
+    let error = RiskGuard::new(venue.clone(), cap(None))
+        .place_list(&ctx("risk-2"), oto)
+        .await
+        .expect_err("over the cap");
+    assert_eq!(error.code, ErrorCode::InvalidOrder, "{error}");
+    assert!(error.message.contains("max_order_notional 40 USDT"), "{error}");
+    assert!(venue.open_orders("risk-2", None).is_empty(), "nothing was sent");
+}

@@ -278,7 +278,12 @@ impl OrderRegistry {
         time: i64,
     ) -> Result<Registered, ApiError> {
         let mut state = self.state.lock();
-        if let Some((client_id, _)) = orders.iter().find(|(id, _)| state.orders.contains_key(id.as_str())) {
+        let repeated = |i: usize, id: &ClientOrderId| orders[..i].iter().any(|(other, _)| *other == id);
+        let taken = orders
+            .iter()
+            .enumerate()
+            .find(|(i, (id, _))| state.orders.contains_key(id.as_str()) || repeated(*i, id));
+        if let Some((_, (client_id, _))) = taken {
             return Err(ApiError::new(
                 ErrorCode::InvalidOrder,
                 format!("client_id {:?} is already in use", client_id.as_str()),
@@ -580,6 +585,57 @@ mod tests {
             quantity: None,
             list_id: None,
         }
+    }
+
+    #[test]
+    fn a_list_is_registered_whole_with_its_client_id_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let list_id = ClientOrderId::new("list-1").unwrap();
+        let (a, b);
+        {
+            let (journal, records) = Journal::open(dir.path()).unwrap();
+            let registry = OrderRegistry::new(Some((journal, records)), 0);
+            a = new_order(&registry, "lists");
+            b = new_order(&registry, "lists");
+            let ids = [
+                ClientOrderId::new(a.client_id.as_str()).unwrap(),
+                ClientOrderId::new(b.client_id.as_str()).unwrap(),
+            ];
+            let twice = registry.register_list(&a.strategy, &list_id, &[(&ids[0], &a.order), (&ids[0], &b.order)], 10);
+            assert!(twice.is_err(), "one id for two orders of the list");
+            let pair = registry.mint_client_id();
+            let taken = registry.register_list(&a.strategy, &list_id, &[(&ids[0], &a.order), (&pair, &b.order)], 10);
+            assert!(taken.is_ok(), "fresh ids");
+            drop(taken);
+            // An id already in use refuses the whole list: nothing of it is registered.
+            let other = ClientOrderId::new("list-2").unwrap();
+            let fresh = registry.mint_client_id();
+            assert!(registry
+                .register_list(&a.strategy, &other, &[(&fresh, &a.order), (&ids[0], &b.order)], 10)
+                .is_err());
+            assert!(registry.get(fresh.as_str()).is_none());
+            registry.register(&b.strategy, &ids[1], &b.order, 10).unwrap();
+            let mut member = update(&a.client_id, OrderStatus::New, 0.0, 0.0);
+            member.list_id = Some(7);
+            registry.apply(&member);
+            registry.close(20);
+        }
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        let registry = OrderRegistry::new(Some((journal, records)), 30);
+        let (client_id, orders) = registry
+            .list_orders("lists", "BTCUSDT", &ListRef::Id(7))
+            .expect("the list, found by its exchange id");
+        assert_eq!(client_id, "list-1");
+        assert_eq!(orders.len(), 2, "the list's own orders: {orders:?}");
+        assert!(orders.iter().any(|o| o.client_id == a.client_id));
+        assert!(
+            orders.iter().all(|o| o.client_id != b.client_id),
+            "not the order placed alone"
+        );
+        assert!(
+            registry.list_orders("other", "BTCUSDT", &ListRef::Id(7)).is_none(),
+            "another strategy's"
+        );
     }
 
     #[test]
