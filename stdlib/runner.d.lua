@@ -534,7 +534,8 @@ function orders.amend(request) end
 ---
 --- Cost: order pools (+2 unfilled orders for an OCO or OTO, +3 for an OTOCO) and REST weight 1 (0 when accepted).
 --- The operator's risk limits count every order as open and value the list by what can fill (an OCO's larger
---- order; an OTO's both; an OTOCO's working order and its pair's larger). Blocking.
+--- order; an OTO's both; an OTOCO's working order and its pair's larger). A backtest refuses lists (`invalid_order`).
+--- Blocking.
 ---@param request runner.ListRequest
 ---@return runner.PlacedList? list
 ---@return runner.Error? err
