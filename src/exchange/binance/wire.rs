@@ -722,6 +722,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_list_status_event_names_each_order_and_its_list() {
+        let text = r#"{"e":"listStatus","E":1,"s":"BTCUSDT","g":7,"c":"OCO","l":"EXEC_STARTED","L":"EXECUTING",
+            "r":"NONE","C":"list-1","T":1,"O":[{"s":"BTCUSDT","i":11,"c":"tp"},{"s":"BTCUSDT","i":12,"c":"sl"}]}"#;
+        let UserDataEvent::ListStatus(status) = serde_json::from_str(text).unwrap() else {
+            panic!("a listStatus event")
+        };
+        assert_eq!((status.g, status.list_client_id.as_str()), (7, "list-1"));
+        assert_eq!(
+            status.orders.iter().map(|o| (o.i, o.c.as_str())).collect::<Vec<_>>(),
+            vec![(11, "tp"), (12, "sl")]
+        );
+    }
+
+    #[test]
     fn parses_documented_examples() {
         let bt: BookTickerEvent = serde_json::from_str(
             r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#,
