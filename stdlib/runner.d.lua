@@ -486,6 +486,70 @@ function orders.cancel(symbol, id, opts) end
 ---@return runner.Error? err
 function orders.amend(request) end
 
+---@class runner.ListOrder one order of a list: an order's fields (see `orders.place`) without `symbol` and `stp`,
+---which are the list's. `symbol`, when given, must be the list's.
+---@field symbol? string
+---@field side? "BUY"|"SELL" required, except in an OCO whose list gives it
+---@field type "LIMIT"|"LIMIT_MAKER"|"STOP_LOSS"|"STOP_LOSS_LIMIT"|"TAKE_PROFIT"|"TAKE_PROFIT_LIMIT"|"MARKET"
+---@field quantity? number required, except in an OCO whose list gives it
+---@field price? number
+---@field tif? "GTC"|"IOC"|"FOK"
+---@field stop_price? number
+---@field trailing_delta? integer
+---@field client_id? string
+
+---@class runner.ListRequest
+---@field symbol string
+---@field type "oco"|"oto"|"otoco"
+---@field side? "BUY"|"SELL" an OCO pair's side (or give it on each order)
+---@field quantity? number an OCO pair's quantity (or give it on each order)
+---@field client_id? string the list's client id (`listClientOrderId`); minted when not given
+---@field stp? "NONE"|"EXPIRE_TAKER"|"EXPIRE_MAKER"|"EXPIRE_BOTH"|"DECREMENT" every order's self-trade prevention
+---@field above? runner.ListOrder OCO: the order above the market (LIMIT_MAKER or TAKE_PROFIT* to sell, STOP_LOSS* to buy)
+---@field below? runner.ListOrder OCO: the order below the market (STOP_LOSS* to sell, LIMIT_MAKER or TAKE_PROFIT* to buy)
+---@field working? runner.ListOrder OTO / OTOCO: the order placed at once (LIMIT or LIMIT_MAKER)
+---@field pending? runner.ListOrder OTO: the order placed once the working order has filled
+---@field pending_above? runner.ListOrder OTOCO: the pair placed once the working order has filled, as an OCO's `above`
+---@field pending_below? runner.ListOrder OTOCO: as an OCO's `below`
+---@field wait_ms? integer
+
+---@class runner.PlacedList
+---@field list_id integer the exchange's list id
+---@field client_id string the list's client id
+---@field orders runner.Order[] every order of the list, the working order first
+---@field above? runner.Order
+---@field below? runner.Order
+---@field working? runner.Order
+---@field pending? runner.Order
+---@field pending_above? runner.Order
+---@field pending_below? runner.Order
+
+--- Places an order list: `"oco"` (one order above the market and one below; one working or trading ends the
+--- other), `"oto"` (a working order and a pending one placed once it has filled) or `"otoco"` (a working order and
+--- an OCO pair pending on it). Every order is checked first and the list is refused whole, nothing sent: an OCO
+--- pair on the wrong sides of the market returns `invalid_order` with the exchange's code (-2010 `The relationship
+--- of the prices for the orders is not correct.`, -1165/-1166/-1196..-1199 for a kind on the wrong side); an order of
+--- another symbol or a missing order is an error. `on_order` is called for every order of the list, with `list_id`.
+--- An unknown outcome is looked up order by order, never sent again.
+---
+--- Cost: order pools (+2 unfilled orders for an OCO or OTO, +3 for an OTOCO) and REST weight 1 (0 when accepted).
+--- The operator's risk limits count every order as open and value the list by what can fill (an OCO's larger
+--- order; an OTO's both; an OTOCO's working order and its pair's larger). A backtest refuses lists (`invalid_order`).
+--- Blocking.
+---@param request runner.ListRequest
+---@return runner.PlacedList? list
+---@return runner.Error? err
+function orders.place_list(request) end
+
+--- Cancels every open order of this strategy's list `list_id` (the exchange's list id, or the list's client id).
+--- Returns the list's orders; each outcome also arrives in `on_order`.
+---
+--- Cost: REST weight 1 (0 when accepted). Blocking.
+---@param request {symbol: string, list_id: integer|string, wait_ms?: integer}
+---@return runner.Order[]? orders
+---@return runner.Error? err
+function orders.cancel_list(request) end
+
 --- Cancels the order `cancel_id` and places a new one (the other fields, as for `orders.place`) in one request
 --- (cancel-replace). `mode`: `"STOP_ON_FAILURE"` (default) places nothing if the cancel fails; `"ALLOW_FAILURE"`
 --- places the new order anyway. Returns the new order; both orders' outcomes arrive in `on_order`. When either step

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::ledger::LedgerStatus;
+use binance::orders::order_lists::{self, ValidList};
 use binance::orders::symbols::ValidOrder;
 pub use market_cache::{Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source};
 use risk::Approved;
@@ -237,6 +238,35 @@ pub trait Venue: Send + Sync + 'static {
         let valid = self.validate(&request)?;
         let approved = risk::RiskLimits::default().approve_replacing(self, &ctx.strategy, valid)?;
         self.send_replace(ctx, cancel, mode, request.client_id, approved).await
+    }
+
+    /// Puts every order of a list on its symbol's grid and checks the list's rules (see
+    /// [`order_lists::validate_list`]); sends nothing. This default knows no market price to check an
+    /// OCO pair's prices around.
+    fn validate_list(&self, request: &ListRequest) -> Result<ValidList, ApiError> {
+        order_lists::validate_list(request, None, |order| self.validate(order))
+    }
+
+    /// Sends an order list the risk limits approved, for `ctx.strategy`: the list's and every order's
+    /// client ids are minted (if not given) and journalled before anything is sent; an unknown outcome
+    /// is looked up, never re-sent, and every order's changes go through [`EventSink::order`].
+    /// A venue that cannot place lists refuses it.
+    async fn send_list(&self, ctx: &CallCtx, list: Approved<ValidList>) -> Result<PlacedList, ApiError> {
+        let _ = (ctx, list);
+        Err(unsupported(self.name(), "orders.place_list"))
+    }
+
+    /// Places an order list: [`Venue::validate_list`], the risk limits, [`Venue::send_list`].
+    async fn place_list(&self, ctx: &CallCtx, request: ListRequest) -> Result<PlacedList, ApiError> {
+        let valid = self.validate_list(&request)?;
+        let approved = risk::RiskLimits::default().approve_list(self, &ctx.strategy, valid)?;
+        self.send_list(ctx, approved).await
+    }
+
+    /// Cancels this strategy's order list `list` on `symbol` (every open order of it); answers its orders.
+    async fn cancel_list(&self, ctx: &CallCtx, symbol: &str, list: &ListRef) -> Result<Vec<Order>, ApiError> {
+        let _ = (ctx, symbol, list);
+        Err(unsupported(self.name(), "orders.cancel_list"))
     }
 
     /// Cancels this strategy's open orders on `symbol` (never another strategy's).

@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use rust_decimal::Decimal;
 
+use super::binance::orders::order_lists::ValidList;
 use super::binance::orders::symbols::ValidOrder;
 use super::{
-    ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Freshness, Kline, MarketAnswer,
-    MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, Quote, ReplaceMode, Side, StrategyId, StreamKey,
-    SymbolInfo, Ticker, Trade, Venue,
+    ApiError, Balance, CallCtx, ClientOrderId, Depth, ErrorCode, EventSink, Freshness, Kline, ListRef, ListRequest,
+    MarketAnswer, MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, PlacedList, Quote, ReplaceMode, Side,
+    StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
 };
 use crate::ledger::LedgerStatus;
 
@@ -63,41 +64,83 @@ impl RiskLimits {
         order: ValidOrder,
         freed: usize,
     ) -> Result<Approved<ValidOrder>, ApiError> {
-        if let Some(max) = self.max_open_orders {
-            let open = venue.open_orders(strategy, None).len().saturating_sub(freed);
-            if open >= max {
-                return Err(refused(format!(
-                    "{strategy} has {open} open orders and may have at most {max} (max_open_orders)"
-                )));
-            }
+        self.check_open_orders(venue, strategy, 1, freed)?;
+        self.check_notional(venue, order.symbol(), "order", || notional(venue, &order))?;
+        Ok(Approved(order))
+    }
+
+    /// Approves an order list: each of its orders counts as an open order, and its value is what can
+    /// fill (see [`ValidList::notional`]: an OCO pair trades one order, an OTO both).
+    pub fn approve_list<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        strategy: &str,
+        list: ValidList,
+    ) -> Result<Approved<ValidList>, ApiError> {
+        self.check_open_orders(venue, strategy, list.len(), 0)?;
+        self.check_notional(venue, list.symbol(), "order list", || {
+            list.notional(|order| notional(venue, order))
+        })?;
+        Ok(Approved(list))
+    }
+
+    /// Refuses `adding` more open orders past `max_open_orders` (`freed` of the open ones go in the same request).
+    fn check_open_orders<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        strategy: &str,
+        adding: usize,
+        freed: usize,
+    ) -> Result<(), ApiError> {
+        let Some(max) = self.max_open_orders else {
+            return Ok(());
+        };
+        let open = venue.open_orders(strategy, None).len().saturating_sub(freed);
+        if open + adding > max {
+            let what = if adding == 1 {
+                String::new()
+            } else {
+                format!(" and {adding} more would be placed")
+            };
+            return Err(refused(format!(
+                "{strategy} has {open} open orders{what}, and may have at most {max} (max_open_orders)"
+            )));
         }
+        Ok(())
+    }
+
+    /// Refuses `what` on `symbol` worth more than `max_order_notional` of its quote asset.
+    fn check_notional<V: Venue + ?Sized>(
+        &self,
+        venue: &V,
+        symbol: &str,
+        what: &str,
+        value: impl FnOnce() -> Option<Decimal>,
+    ) -> Result<(), ApiError> {
         if self.max_order_notional.is_empty() {
-            return Ok(Approved(order));
+            return Ok(());
         }
-        let Some(info) = venue.symbol(order.symbol()) else {
+        let Some(info) = venue.symbol(symbol) else {
             // The venue refuses unknown symbols itself, with its own message.
-            return Ok(Approved(order));
+            return Ok(());
         };
         let Some(&max) = self.max_order_notional.get(&info.quote) else {
-            return Ok(Approved(order));
+            return Ok(());
         };
-        let notional = notional(venue, &order).ok_or_else(|| {
+        let notional = value().ok_or_else(|| {
             refused(format!(
-                "a MARKET order on {} cannot be valued without a streamed quote, and {} orders are capped \
+                "a MARKET order on {symbol} cannot be valued without a streamed quote, and {} orders are capped \
                  (max_order_notional): subscribe to its quotes or give quote_quantity",
-                order.symbol(),
                 info.quote
             ))
         })?;
         if notional.to_f64().is_none_or(|n| n > max) {
             return Err(refused(format!(
-                "{} order worth {notional} {} is over max_order_notional {max} {}",
-                order.symbol(),
-                info.quote,
-                info.quote
+                "{symbol} {what} worth {notional} {} is over max_order_notional {max} {}",
+                info.quote, info.quote
             )));
         }
-        Ok(Approved(order))
+        Ok(())
     }
 }
 
@@ -317,6 +360,30 @@ impl Venue for RiskGuard {
     ) -> Result<Order, ApiError> {
         let valid = self.inner.validate(&request)?;
         self.check_replace(ctx, cancel, mode, valid, request.client_id).await
+    }
+
+    fn validate_list(&self, request: &ListRequest) -> Result<ValidList, ApiError> {
+        self.inner.validate_list(request)
+    }
+
+    /// The halt and the limits are checked here too: a list approved elsewhere still meets them.
+    async fn send_list(&self, ctx: &CallCtx, list: Approved<ValidList>) -> Result<PlacedList, ApiError> {
+        self.check_halt()?;
+        let approved = self
+            .limits
+            .approve_list(self.inner.as_ref(), &ctx.strategy, list.into_inner())?;
+        self.inner.send_list(ctx, approved).await
+    }
+
+    async fn place_list(&self, ctx: &CallCtx, request: ListRequest) -> Result<PlacedList, ApiError> {
+        self.check_halt()?;
+        let valid = self.inner.validate_list(&request)?;
+        let approved = self.limits.approve_list(self.inner.as_ref(), &ctx.strategy, valid)?;
+        self.inner.send_list(ctx, approved).await
+    }
+
+    async fn cancel_list(&self, ctx: &CallCtx, symbol: &str, list: &ListRef) -> Result<Vec<Order>, ApiError> {
+        self.inner.cancel_list(ctx, symbol, list).await
     }
 
     async fn cancel_all(&self, ctx: &CallCtx, symbol: &str) -> Result<Vec<Order>, ApiError> {

@@ -648,6 +648,115 @@ impl OrderRequest {
     }
 }
 
+/// The three kinds of order list (Binance's OCO, OTO and OTOCO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListType {
+    /// One-cancels-the-other: two orders, one above the market and one below; one working or
+    /// trading ends the other.
+    Oco,
+    /// One-triggers-the-other: a working order, and a pending order placed once it has filled.
+    Oto,
+    /// A working order, and an OCO pair placed once it has filled.
+    Otoco,
+}
+
+wire_names!(ListType { Oco => "OCO", Oto => "OTO", Otoco => "OTOCO" });
+
+/// The orders of a list, each in its place (Binance's names: `above`/`below`, `working`/`pending`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListLegs<T> {
+    Oco {
+        above: T,
+        below: T,
+    },
+    Oto {
+        working: T,
+        pending: T,
+    },
+    Otoco {
+        working: T,
+        pending_above: T,
+        pending_below: T,
+    },
+}
+
+impl<T> ListLegs<T> {
+    pub fn list_type(&self) -> ListType {
+        match self {
+            ListLegs::Oco { .. } => ListType::Oco,
+            ListLegs::Oto { .. } => ListType::Oto,
+            ListLegs::Otoco { .. } => ListType::Otoco,
+        }
+    }
+
+    /// Each order with its place's name (`above`, `pending_below`, ...), the working order first.
+    pub fn named(&self) -> Vec<(&'static str, &T)> {
+        match self {
+            ListLegs::Oco { above, below } => vec![("above", above), ("below", below)],
+            ListLegs::Oto { working, pending } => vec![("working", working), ("pending", pending)],
+            ListLegs::Otoco {
+                working,
+                pending_above,
+                pending_below,
+            } => vec![
+                ("working", working),
+                ("pending_above", pending_above),
+                ("pending_below", pending_below),
+            ],
+        }
+    }
+
+    /// The same places, each order converted by `convert(name, order)`.
+    pub fn try_map<U, E>(&self, mut convert: impl FnMut(&'static str, &T) -> Result<U, E>) -> Result<ListLegs<U>, E> {
+        Ok(match self {
+            ListLegs::Oco { above, below } => ListLegs::Oco {
+                above: convert("above", above)?,
+                below: convert("below", below)?,
+            },
+            ListLegs::Oto { working, pending } => ListLegs::Oto {
+                working: convert("working", working)?,
+                pending: convert("pending", pending)?,
+            },
+            ListLegs::Otoco {
+                working,
+                pending_above,
+                pending_below,
+            } => ListLegs::Otoco {
+                working: convert("working", working)?,
+                pending_above: convert("pending_above", pending_above)?,
+                pending_below: convert("pending_below", pending_below)?,
+            },
+        })
+    }
+}
+
+/// What a strategy asks for with `orders.place_list{...}`: every order on the list's symbol (each
+/// order's own `symbol` and `stp` are the list's), numbers as the strategy wrote them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub symbol: String,
+    pub legs: ListLegs<OrderRequest>,
+    /// The list's own client id (`listClientOrderId`); minted by the venue when not given.
+    pub client_id: Option<ClientOrderId>,
+    /// Every order's self-trade prevention mode; the exchange's default when not given.
+    pub stp: Option<SelfTradePrevention>,
+}
+
+/// A list as placed: the exchange's list id once known, its client id, and each order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedList {
+    pub list_id: Option<u64>,
+    pub client_id: String,
+    pub orders: ListLegs<Order>,
+}
+
+/// How a strategy names an order list: the exchange's list id or the list's client id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ListRef {
+    Id(u64),
+    ClientId(String),
+}
+
 /// An order as the host knows it. `strategy` says who owns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {

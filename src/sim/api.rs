@@ -65,6 +65,23 @@ pub struct Endpoint {
     pub run: Handler,
 }
 
+impl Endpoint {
+    /// The weight a request is charged: the endpoint's rule, except that `myPreventedMatches` for a
+    /// symbol the exchange does not list costs 2 whatever it asked for (rest-api.md: "If symbol is
+    /// invalid: 2").
+    pub fn weight_of(&self, sim: &Sim, p: &Params) -> u64 {
+        if self.path == "myPreventedMatches" {
+            let listed = p
+                .get("symbol")
+                .is_some_and(|s| sim.world.lock().ex.symbol_index(s).is_some());
+            if !listed {
+                return 2;
+            }
+        }
+        (self.weight)(p)
+    }
+}
+
 /// Parameters consumed by authentication, not by handlers (REST sends the key as a header).
 pub const REST_SIGNING_PARAMS: [&str; 3] = ["timestamp", "recvWindow", "signature"];
 /// The WebSocket API also carries the key as `apiKey`.
@@ -239,8 +256,7 @@ fn my_trades_weight(p: &Params) -> u64 {
     }
 }
 
-/// By `preventedMatchId` 2, by `orderId` 20 (an invalid symbol would cost 2; the weight is
-/// charged before the symbol is looked up, so it costs what the query asked for).
+/// By `preventedMatchId` 2, by `orderId` 20 (an unlisted symbol costs 2: see [`Endpoint::weight_of`]).
 fn prevented_matches_weight(p: &Params) -> u64 {
     if p.get("orderId").is_some() && p.get("preventedMatchId").is_none() {
         20
@@ -1566,5 +1582,28 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
             Err(ApiErr::new(409, -2021, "Order cancel-replace partially failed.").with_data(data))
         }
         _ => Err(ApiErr::bad(-2022, "Order cancel-replace failed.").with_data(data)),
+    }
+}
+
+#[cfg(test)]
+mod weight_tests {
+    use super::*;
+    use crate::sim::SimConfig;
+
+    fn prevented_matches(query: &str) -> u64 {
+        let sim = Sim::new(SimConfig::default());
+        let ep = ENDPOINTS
+            .iter()
+            .find(|e| e.path == "myPreventedMatches")
+            .expect("the endpoint");
+        ep.weight_of(&sim, &Params::from_encoded(&[query, ""]).unwrap())
+    }
+
+    #[test]
+    fn prevented_matches_by_order_cost_20_but_2_for_an_unlisted_symbol() {
+        assert_eq!(prevented_matches("symbol=BTCUSDT&orderId=1"), 20);
+        assert_eq!(prevented_matches("symbol=BTCUSDT&preventedMatchId=1"), 2);
+        assert_eq!(prevented_matches("symbol=NOPEUSDT&orderId=1"), 2);
+        assert_eq!(prevented_matches("orderId=1"), 2);
     }
 }

@@ -66,7 +66,7 @@ pub async fn handle(
 
     let body = String::from_utf8_lossy(&body);
     let parsed = Params::from_encoded(&[&query, &body]);
-    let weight = (ep.weight)(parsed.as_ref().unwrap_or(&Params::default()));
+    let weight = ep.weight_of(&sim, parsed.as_ref().unwrap_or(&Params::default()));
     let draw = Draw {
         weight,
         raw: true,

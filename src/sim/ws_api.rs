@@ -170,7 +170,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         _ => match api::ws_endpoint(method) {
             Some(ep) => {
                 let params = Params::from_json(&req.params).unwrap_or_default();
-                ((ep.weight)(&params), ep.effect)
+                (ep.weight_of(sim, &params), ep.effect)
             }
             None => {
                 sim.log.push(record(now, method, 400, 0));

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bracket;
 mod cli;
 mod cli_breaker;
 mod cli_hostile;

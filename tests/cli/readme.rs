@@ -55,9 +55,10 @@ fn the_readme_example_strategy_is_the_shipped_file_and_passes_check() {
         "strategies/arb.lua",
         "strategies/market_maker.lua",
         "strategies/grid.lua",
+        "strategies/bracket.lua",
     ]);
     cmd.arg("strategies/spread_watch.lua");
     let (status, output) = run_to_end(cmd);
     assert!(status.success(), "{output}");
-    assert_eq!(output.matches("ok ").count(), 4, "{output}");
+    assert_eq!(output.matches("ok ").count(), 5, "{output}");
 }

@@ -11,6 +11,7 @@ mod keys;
 mod limits;
 mod market_cache;
 mod order_kinds;
+mod order_lists;
 mod orders;
 mod recovery;
 mod risk;

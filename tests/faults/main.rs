@@ -16,6 +16,7 @@ mod harness;
 
 mod answers;
 mod backoff;
+mod order_lists;
 mod orders;
 mod restart;
 mod streams;

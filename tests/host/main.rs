@@ -12,6 +12,7 @@ mod isolation;
 mod log;
 mod market_cache;
 mod market_runs;
+mod order_lists;
 mod reload;
 mod sandbox;
 mod sim;

@@ -18,8 +18,8 @@ use crate::exchange::grid::to_f64;
 use crate::exchange::market_cache::MarketCache;
 use crate::exchange::risk::Approved;
 use crate::exchange::types::{
-    ApiError, Balance, ClientOrderId, Depth, ErrorCode, Kline, Order, OrderRef, OrderRequest, OrderStatus, Quote,
-    ReplaceMode, StrategyId, SymbolInfo, Ticker, Trade,
+    ApiError, Balance, ClientOrderId, Depth, ErrorCode, Kline, ListRef, ListRequest, Order, OrderRef, OrderRequest,
+    OrderStatus, PlacedList, Quote, ReplaceMode, StrategyId, SymbolInfo, Ticker, Trade,
 };
 use crate::exchange::{
     CallCtx, EventSink, Freshness, MarketAnswer, MarketData, MarketRequest, MarketSavings, Source, StreamKey, Venue,
@@ -36,6 +36,7 @@ use super::market_data::stream_router::Router;
 use super::market_data::streams::{MarketStreams, MAX_STREAMS_PER_CONNECTION};
 use super::orders::journal::{self, Journal};
 use super::orders::journal_sync::JournalSync;
+use super::orders::order_lists::{self, ValidList};
 use super::orders::order_registry::OrderRegistry;
 use super::orders::order_state::OrderUpdate;
 use super::orders::symbols::{self, SymbolTable, ValidOrder};
@@ -558,6 +559,35 @@ impl BinanceVenue {
         format!("{cancel}; {placed}")
     }
 
+    /// The streamed mid price of `symbol`, when there is one.
+    fn mid_price(&self, symbol: &str) -> Option<Decimal> {
+        self.router
+            .quote(symbol)
+            .and_then(|q| Decimal::from_f64((q.bid + q.ask) / 2.0))
+    }
+
+    /// Applies a list answer (placement or cancel): each order's report, and each order's list id. An
+    /// order whose report does not say how much filled is looked up.
+    fn apply_list_answer(&self, answer: &wire::ListAnswer) {
+        for order in &answer.orders {
+            self.apply_list_member(&order.client_order_id, order.order_id, answer.order_list_id);
+        }
+        for report in &answer.order_reports {
+            if self.apply_answer(report).is_none() && report.fill().is_none() {
+                let client_id = report.orig_client_order_id.as_ref().unwrap_or(&report.client_order_id);
+                self.spawn_lookup(client_id.clone());
+            }
+        }
+    }
+
+    /// Tells a registered order its exchange id and its list's (from a list answer or `listStatus`).
+    fn apply_list_member(&self, client_id: &str, order_id: u64, list_id: u64) {
+        if self.registry.owns(client_id) {
+            let update = OrderUpdate::list_member(client_id.to_string(), order_id, list_id, self.gateway.now_ms());
+            self.apply(&update);
+        }
+    }
+
     fn owned(&self, strategy: &str, symbol: &str, order: &OrderRef) -> Result<Order, ApiError> {
         self.registry
             .find(order)
@@ -707,6 +737,11 @@ impl UserDataHandler for BinanceVenue {
                     sink.balances_changed();
                 }
             }
+            UserDataEvent::ListStatus(status) => {
+                for order in &status.orders {
+                    self.apply_list_member(&order.c, order.i, status.g);
+                }
+            }
             UserDataEvent::StreamTerminated { .. } | UserDataEvent::Other => {}
         }
     }
@@ -833,11 +868,96 @@ impl Venue for BinanceVenue {
 
     fn validate(&self, request: &OrderRequest) -> Result<ValidOrder, ApiError> {
         let info = self.info(&request.symbol)?;
-        let reference = self
-            .router
-            .quote(&request.symbol)
-            .and_then(|q| Decimal::from_f64((q.bid + q.ask) / 2.0));
-        symbols::validate(info, request, reference)
+        symbols::validate(info, request, self.mid_price(&request.symbol))
+    }
+
+    /// With the streamed mid price, when there is one, as the market an OCO pair must stand around.
+    fn validate_list(&self, request: &ListRequest) -> Result<ValidList, ApiError> {
+        let info = self.info(&request.symbol)?;
+        let reference = self.mid_price(&request.symbol);
+        // Every order is on the list's symbol (checked before this runs).
+        order_lists::validate_list(request, reference, |order| symbols::validate(info, order, reference))
+    }
+
+    async fn send_list(&self, ctx: &CallCtx, list: Approved<ValidList>) -> Result<PlacedList, ApiError> {
+        let list = list.into_inner();
+        let list_client_id = list
+            .client_id()
+            .cloned()
+            .unwrap_or_else(|| self.registry.mint_client_id());
+        let client_ids = list
+            .client_ids()
+            .try_map(|_, id| Ok::<_, ApiError>(id.clone().unwrap_or_else(|| self.registry.mint_client_id())))?;
+        let named_ids = client_ids.named();
+        let orders: Vec<(&ClientOrderId, &ValidOrder)> = named_ids
+            .iter()
+            .zip(list.orders().named())
+            .map(|((_, id), (_, order))| (*id, order))
+            .collect();
+        // Held until the exchange has answered: the journal syncs the records after the send.
+        let _registered =
+            self.registry
+                .register_list(&ctx.strategy, &list_client_id, &orders, self.gateway.now_ms())?;
+        match self.rest().place_list(ctx, &list, &list_client_id, &client_ids).await {
+            Ok(answer) => {
+                self.apply_list_answer(&answer);
+                let orders = client_ids.try_map(|_, id| {
+                    self.registry
+                        .get(id.as_str())
+                        .ok_or_else(|| ApiError::new(ErrorCode::UnknownStatus, "order vanished from the registry"))
+                })?;
+                Ok(PlacedList {
+                    list_id: Some(answer.order_list_id),
+                    client_id: list_client_id.to_string(),
+                    orders,
+                })
+            }
+            Err(mut error) => {
+                // Every order shares the list's fate: looked up, unsent or rejected together.
+                for (_, client_id) in &named_ids {
+                    self.unsent_or_rejected(client_id, &error);
+                }
+                if error.code == ErrorCode::UnknownStatus {
+                    error.message = format!("order list {list_client_id} is PENDING: {}", error.message);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn cancel_list(&self, ctx: &CallCtx, symbol: &str, list: &ListRef) -> Result<Vec<Order>, ApiError> {
+        let (list_client_id, orders) = self
+            .registry
+            .list_orders(&ctx.strategy, symbol, list)
+            .ok_or_else(|| invalid(format!("no order list {list:?} of this strategy on {symbol}")))?;
+        if orders.iter().all(|o| o.status.is_final()) {
+            return Ok(orders);
+        }
+        let current = |orders: Vec<Order>| -> Vec<Order> {
+            orders
+                .into_iter()
+                .map(|o| self.registry.get(&o.client_id).unwrap_or(o))
+                .collect()
+        };
+        match self
+            .rest()
+            .cancel_list(&ctx.strategy, ctx.wait, symbol, &list_client_id)
+            .await
+        {
+            Ok(answer) => {
+                self.apply_list_answer(&answer);
+                Ok(current(orders))
+            }
+            Err(error) => {
+                // -2011 (already done) or an unknown outcome: find out each order's state.
+                if error.exchange_code == Some(-2011) || error.code == ErrorCode::UnknownStatus {
+                    for order in orders.iter().filter(|o| !o.status.is_final()) {
+                        self.spawn_lookup(order.client_id.clone());
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 
     async fn send(

@@ -333,6 +333,31 @@ pub struct CancelReplaceAnswer {
     pub new_order_response: Option<serde_json::Value>,
 }
 
+/// One order of a list, as the list names it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListOrder {
+    pub symbol: String,
+    pub order_id: u64,
+    pub client_order_id: String,
+}
+
+/// An order list as `POST /api/v3/orderList/{oco,oto,otoco}`, `DELETE` and `GET /api/v3/orderList`
+/// (and the WebSocket API's `orderList.*`) answer it: the list, its orders, and on a placement or a
+/// cancel each order's report.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAnswer {
+    pub order_list_id: u64,
+    pub list_client_order_id: String,
+    #[serde(default)]
+    pub list_order_status: Option<String>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub orders: Vec<ListOrder>,
+    #[serde(default, deserialize_with = "lenient_list")]
+    pub order_reports: Vec<OrderAnswer>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountBalance {
     pub asset: String,
@@ -528,6 +553,8 @@ pub enum UserDataEvent {
     AccountPosition(AccountPosition),
     #[serde(rename = "balanceUpdate")]
     BalanceUpdate(BalanceUpdate),
+    #[serde(rename = "listStatus")]
+    ListStatus(ListStatusEvent),
     #[serde(rename = "eventStreamTerminated")]
     StreamTerminated {
         #[serde(rename = "E")]
@@ -535,6 +562,29 @@ pub enum UserDataEvent {
     },
     #[serde(other)]
     Other,
+}
+
+/// An order list's status (`listStatus`). Single-letter names are the exchange's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListStatusEvent {
+    pub s: String,
+    /// The list id.
+    pub g: u64,
+    /// `EXEC_STARTED`, `EXECUTING`, `ALL_DONE`, `REJECT`.
+    #[serde(rename = "L")]
+    pub list_order_status: String,
+    /// The list's client id.
+    #[serde(rename = "C")]
+    pub list_client_id: String,
+    #[serde(rename = "O", default)]
+    pub orders: Vec<ListStatusOrder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListStatusOrder {
+    pub s: String,
+    pub i: u64,
+    pub c: String,
 }
 
 /// An order update. Single-letter names are the exchange's.
@@ -670,6 +720,20 @@ pub struct Ticker24hr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_status_event_names_each_order_and_its_list() {
+        let text = r#"{"e":"listStatus","E":1,"s":"BTCUSDT","g":7,"c":"OCO","l":"EXEC_STARTED","L":"EXECUTING",
+            "r":"NONE","C":"list-1","T":1,"O":[{"s":"BTCUSDT","i":11,"c":"tp"},{"s":"BTCUSDT","i":12,"c":"sl"}]}"#;
+        let UserDataEvent::ListStatus(status) = serde_json::from_str(text).unwrap() else {
+            panic!("a listStatus event")
+        };
+        assert_eq!((status.g, status.list_client_id.as_str()), (7, "list-1"));
+        assert_eq!(
+            status.orders.iter().map(|o| (o.i, o.c.as_str())).collect::<Vec<_>>(),
+            vec![(11, "tp"), (12, "sl")]
+        );
+    }
 
     #[test]
     fn parses_documented_examples() {

@@ -9,8 +9,8 @@ use mlua::{Lua, Table, Value};
 use super::convert::{self, order_table, FieldKeys};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
 use crate::exchange::{
-    ApiError, CallCtx, ClientOrderId, ErrorCode, OrderFields, OrderKind, OrderRef, OrderRequest, OrderType,
-    ReplaceMode, SelfTradePrevention, Side, TimeInForce,
+    ApiError, CallCtx, ClientOrderId, ErrorCode, ListLegs, ListRef, ListRequest, ListType, OrderFields, OrderKind,
+    OrderRef, OrderRequest, OrderType, PlacedList, ReplaceMode, SelfTradePrevention, Side, TimeInForce,
 };
 use crate::host::spec::suggest;
 
@@ -39,6 +39,39 @@ new_order_fields!(
 
 const AMEND_FIELDS: &[&str] = &["symbol", "id", "quantity", "wait_ms"];
 
+/// `orders.place_list{...}`: the list's own fields, then one table per order in its place. An OCO's
+/// `side` and `quantity` are the pair's (Binance's shape); an order may also give its own.
+const LIST_FIELDS: &[&str] = &[
+    "symbol",
+    "type",
+    "side",
+    "quantity",
+    "client_id",
+    "stp",
+    "wait_ms",
+    "above",
+    "below",
+    "working",
+    "pending",
+    "pending_above",
+    "pending_below",
+];
+
+/// One order of a list: an order's fields without those the list gives for all.
+const LEG_FIELDS: &[&str] = &[
+    "symbol",
+    "side",
+    "type",
+    "quantity",
+    "price",
+    "tif",
+    "client_id",
+    "stop_price",
+    "trailing_delta",
+];
+
+const CANCEL_LIST_FIELDS: &[&str] = &["symbol", "list_id", "wait_ms"];
+
 pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
@@ -66,7 +99,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                         Ok(request) => venue.place(&call, request).await,
                         Err(error) => Err(error),
                     };
-                    count(&stats, &result);
+                    count(&stats, result.as_ref().map(|_| ()).map_err(Clone::clone));
                     result
                 }
             },
@@ -149,11 +182,84 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                         Ok(request) => venue.replace(&call, &cancel, mode, request).await,
                         Err(error) => Err(error),
                     };
-                    count(&stats, &result);
+                    count(&stats, result.as_ref().map(|_| ()).map_err(Clone::clone));
                     result
                 }
             },
             order_table,
+        )?,
+    )?;
+
+    let stats = ctx.stats.clone();
+    let fields = FieldKeys::new(lua, LIST_FIELDS)?;
+    let leg_fields = FieldKeys::new(lua, LEG_FIELDS)?;
+    m.raw_set(
+        "place_list",
+        exchange_function(
+            lua,
+            ctx,
+            "orders.place_list",
+            move |lua, c, args| {
+                let Value::Table(spec) = args.get(0).clone() else {
+                    return Err(args.bad(lua, 0, "order list", "table"));
+                };
+                let (request, wait) = parse_list(lua, c, &fields, &leg_fields, &spec)?;
+                Ok((request, c.order_call(wait)))
+            },
+            move |venue, call, request| {
+                let stats = stats.clone();
+                async move {
+                    let result = match request {
+                        Ok(request) => venue.place_list(&call, request).await,
+                        Err(error) => Err(error),
+                    };
+                    let legs = match &result {
+                        Ok(placed) => placed.orders.named().len(),
+                        Err(_) => 1,
+                    };
+                    for _ in 0..legs {
+                        count(&stats, result.as_ref().map(|_| ()).map_err(Clone::clone));
+                    }
+                    result
+                }
+            },
+            placed_list_table,
+        )?,
+    )?;
+
+    let fields = FieldKeys::new(lua, CANCEL_LIST_FIELDS)?;
+    m.raw_set(
+        "cancel_list",
+        exchange_function(
+            lua,
+            ctx,
+            "orders.cancel_list",
+            move |lua, c, args| {
+                const FUNC: &str = "orders.cancel_list";
+                let Value::Table(spec) = args.get(0).clone() else {
+                    return Err(args.bad(lua, 0, "order list", "table"));
+                };
+                check_fields(lua, FUNC, &fields, CANCEL_LIST_FIELDS, &spec)?;
+                let symbol = match fields.get(&spec, "symbol")? {
+                    Value::String(s) => s.to_string_lossy(),
+                    _ => return Err(usage(lua, format!("{FUNC}: symbol is required (a string)"))),
+                };
+                c.check_symbol(lua, FUNC, &symbol)?;
+                let list = match field_order_ref(lua, FUNC, "list_id", fields.get(&spec, "list_id")?) {
+                    Ok(OrderRef::Id(id)) => ListRef::Id(id),
+                    Ok(OrderRef::ClientId(id)) => ListRef::ClientId(id),
+                    Err(_) => {
+                        return Err(usage(
+                            lua,
+                            format!("{FUNC}: list_id is required (a list id number or a list client id string)"),
+                        ))
+                    }
+                };
+                let wait = wait_ms(lua, FUNC, fields.get(&spec, "wait_ms")?)?;
+                Ok(((symbol, list), c.order_call(wait)))
+            },
+            |venue, call, (symbol, list)| async move { venue.cancel_list(&call, &symbol, &list).await },
+            |lua, orders| convert::list(lua, orders, order_table),
         )?,
     )?;
 
@@ -214,8 +320,8 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
 }
 
 /// Counts a placement's outcome in the strategy's statistics.
-fn count(stats: &crate::host::Stats, result: &Result<crate::exchange::Order, ApiError>) {
-    match result {
+fn count(stats: &crate::host::Stats, result: Result<(), ApiError>) {
+    match &result {
         Ok(_) => stats.orders_placed.fetch_add(1, Ordering::Relaxed),
         Err(err) if err.code == ErrorCode::Rejected => stats.orders_rejected.fetch_add(1, Ordering::Relaxed),
         Err(_) => 0,
@@ -272,38 +378,91 @@ fn parse_request(
     fields: &FieldKeys,
     spec: &Table,
 ) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
-    let text = |field: &str| -> mlua::Result<Option<String>> {
-        match fields.get(spec, field)? {
-            Value::Nil => Ok(None),
-            Value::String(s) => Ok(Some(s.to_string_lossy())),
-            other => Err(usage(
-                lua,
-                format!(
-                    "{func}: {field} must be a string, got {}",
-                    crate::host::api::lua_type(&other)
-                ),
-            )),
-        }
-    };
-    let amount = |field: &str| -> mlua::Result<Option<f64>> {
-        match fields.get(spec, field)? {
-            Value::Nil => Ok(None),
-            Value::Integer(i) => Ok(Some(i as f64)),
-            Value::Number(n) => Ok(Some(n)),
-            other => Err(usage(
-                lua,
-                format!(
-                    "{func}: {field} must be a number, got {}",
-                    crate::host::api::lua_type(&other)
-                ),
-            )),
-        }
-    };
+    let text = |field: &str| text_field(lua, func, fields, spec, field);
     let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{func}: symbol is required")))?;
     ctx.check_symbol(lua, func, &symbol)?;
-    let side = text("side")?.ok_or_else(|| usage(lua, format!("{func}: side is required (\"BUY\" or \"SELL\")")))?;
-    let side = Side::parse(&side)
-        .ok_or_else(|| usage(lua, format!("{func}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?;
+    let request = parse_order(lua, func, fields, spec, &symbol, (None, None))?;
+    let wait = wait_ms(lua, func, fields.get(spec, "wait_ms")?)?;
+    Ok((request, wait))
+}
+
+/// A field read as text, `None` when absent.
+fn text_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table, field: &str) -> mlua::Result<Option<String>> {
+    match fields.get(spec, field)? {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s.to_string_lossy())),
+        other => Err(usage(
+            lua,
+            format!(
+                "{func}: {field} must be a string, got {}",
+                crate::host::api::lua_type(&other)
+            ),
+        )),
+    }
+}
+
+/// A field read as a number, `None` when absent.
+fn number_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table, field: &str) -> mlua::Result<Option<f64>> {
+    match fields.get(spec, field)? {
+        Value::Nil => Ok(None),
+        Value::Integer(i) => Ok(Some(i as f64)),
+        Value::Number(n) => Ok(Some(n)),
+        other => Err(usage(
+            lua,
+            format!(
+                "{func}: {field} must be a number, got {}",
+                crate::host::api::lua_type(&other)
+            ),
+        )),
+    }
+}
+
+/// `stp` read as a self-trade prevention mode.
+fn stp_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table) -> mlua::Result<Option<SelfTradePrevention>> {
+    match text_field(lua, func, fields, spec, "stp")? {
+        Some(mode) => Ok(Some(SelfTradePrevention::parse(&mode).ok_or_else(|| {
+            usage(
+                lua,
+                format!(
+                    "{func}: stp must be \"NONE\", \"EXPIRE_TAKER\", \"EXPIRE_MAKER\", \"EXPIRE_BOTH\" or \
+                     \"DECREMENT\", got \"{mode}\""
+                ),
+            )
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// One order's fields on `symbol` (an order table, or one order of a list); `inherited` are the side
+/// and quantity the order takes when it gives none (an OCO pair's).
+fn parse_order(
+    lua: &Lua,
+    func: &str,
+    fields: &FieldKeys,
+    spec: &Table,
+    symbol: &str,
+    inherited: (Option<Side>, Option<f64>),
+) -> mlua::Result<Result<OrderRequest, ApiError>> {
+    let text = |field: &str| text_field(lua, func, fields, spec, field);
+    let amount = |field: &str| number_field(lua, func, fields, spec, field);
+    let side = match (text("side")?, inherited.0) {
+        (Some(side), _) => Side::parse(&side)
+            .ok_or_else(|| usage(lua, format!("{func}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?,
+        (None, Some(side)) => side,
+        (None, None) => return Err(usage(lua, format!("{func}: side is required (\"BUY\" or \"SELL\")"))),
+    };
+    if inherited.0.is_some_and(|s| s != side) {
+        return Err(usage(lua, format!("{func}: side differs from the list's")));
+    }
+    let quantity = match (amount("quantity")?, inherited.1) {
+        (Some(q), Some(list)) if q != list => {
+            return Err(usage(
+                lua,
+                format!("{func}: quantity {q} differs from the list's {list}"),
+            ))
+        }
+        (own, list) => own.or(list),
+    };
     let kind = text("type")?.ok_or_else(|| usage(lua, format!("{func}: type is required")))?;
     let order_type = OrderType::parse(&kind).ok_or_else(|| {
         usage(
@@ -325,7 +484,7 @@ fn parse_request(
     };
     let order_fields = OrderFields {
         price: amount("price")?,
-        quantity: amount("quantity")?,
+        quantity,
         quote_quantity: amount("quote_quantity")?,
         tif,
         stop_price: amount("stop_price")?,
@@ -344,28 +503,137 @@ fn parse_request(
             }
         },
     };
-    let stp = match text("stp")? {
-        Some(mode) => Some(SelfTradePrevention::parse(&mode).ok_or_else(|| {
-            usage(
-                lua,
-                format!(
-                    "{func}: stp must be \"NONE\", \"EXPIRE_TAKER\", \"EXPIRE_MAKER\", \"EXPIRE_BOTH\" or \
-                     \"DECREMENT\", got \"{mode}\""
-                ),
-            )
-        })?),
-        None => None,
-    };
+    let stp = stp_field(lua, func, fields, spec)?;
     let client_id = text("client_id")?;
-    let request = (|| {
+    Ok((|| {
         let kind = OrderKind::from_fields(order_type, order_fields).map_err(invalid)?;
-        let mut request = OrderRequest::new(&symbol, side, kind);
+        let mut request = OrderRequest::new(symbol, side, kind);
         request.client_id = client_id.map(ClientOrderId::new).transpose()?;
         request.stp = stp;
         Ok(request)
+    })())
+}
+
+/// `orders.place_list{...}`: the list's fields and each of its orders in their places.
+fn parse_list(
+    lua: &Lua,
+    ctx: &ApiCtx,
+    fields: &FieldKeys,
+    leg_fields: &FieldKeys,
+    spec: &Table,
+) -> mlua::Result<(Result<ListRequest, ApiError>, Option<Duration>)> {
+    const FUNC: &str = "orders.place_list";
+    check_fields(lua, FUNC, fields, LIST_FIELDS, spec)?;
+    let text = |field: &str| text_field(lua, FUNC, fields, spec, field);
+    let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{FUNC}: symbol is required")))?;
+    ctx.check_symbol(lua, FUNC, &symbol)?;
+    let kind =
+        text("type")?.ok_or_else(|| usage(lua, format!("{FUNC}: type is required (\"oco\", \"oto\" or \"otoco\")")))?;
+    let list_type = match kind.to_ascii_lowercase().as_str() {
+        "oco" => ListType::Oco,
+        "oto" => ListType::Oto,
+        "otoco" => ListType::Otoco,
+        _ => {
+            return Err(usage(
+                lua,
+                format!("{FUNC}: type must be \"oco\", \"oto\" or \"otoco\", got \"{kind}\""),
+            ))
+        }
+    };
+    // An OCO pair shares one side and quantity, given on the list as Binance does (or on each order).
+    let side = match text("side")? {
+        Some(side) => Some(
+            Side::parse(&side)
+                .ok_or_else(|| usage(lua, format!("{FUNC}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?,
+        ),
+        None => None,
+    };
+    let quantity = number_field(lua, FUNC, fields, spec, "quantity")?;
+    if list_type != ListType::Oco && (side.is_some() || quantity.is_some()) {
+        return Err(usage(
+            lua,
+            format!("{FUNC}: side and quantity belong to each order of an {list_type} list, not to the list"),
+        ));
+    }
+    let places: &[&str] = match list_type {
+        ListType::Oco => &["above", "below"],
+        ListType::Oto => &["working", "pending"],
+        ListType::Otoco => &["working", "pending_above", "pending_below"],
+    };
+    for other in LIST_FIELDS.iter().skip(7).filter(|f| !places.contains(f)) {
+        if !fields.get(spec, other)?.is_nil() {
+            return Err(usage(
+                lua,
+                format!(
+                    "{FUNC}: an {list_type} list has no '{other}' order (its orders: {})",
+                    places.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut legs = Vec::with_capacity(places.len());
+    for place in places {
+        let Value::Table(leg) = fields.get(spec, place)? else {
+            return Err(usage(lua, format!("{FUNC}: {place} is required (an order table)")));
+        };
+        let func = format!("{FUNC}: {place}");
+        check_fields(lua, &func, leg_fields, LEG_FIELDS, &leg)?;
+        if let Some(own) = text_field(lua, &func, leg_fields, &leg, "symbol")? {
+            if own != symbol {
+                return Err(usage(
+                    lua,
+                    format!("{func}: every order of a list is on the list's symbol {symbol}, not {own}"),
+                ));
+            }
+        }
+        legs.push(parse_order(lua, &func, leg_fields, &leg, &symbol, (side, quantity))?);
+    }
+    let client_id = text("client_id")?;
+    let stp = stp_field(lua, FUNC, fields, spec)?;
+    let request = (|| {
+        let mut legs = legs.into_iter();
+        let mut next = || legs.next().expect("one order per place");
+        let legs = match list_type {
+            ListType::Oco => ListLegs::Oco {
+                above: next()?,
+                below: next()?,
+            },
+            ListType::Oto => ListLegs::Oto {
+                working: next()?,
+                pending: next()?,
+            },
+            ListType::Otoco => ListLegs::Otoco {
+                working: next()?,
+                pending_above: next()?,
+                pending_below: next()?,
+            },
+        };
+        Ok(ListRequest {
+            symbol: symbol.clone(),
+            legs,
+            client_id: client_id.map(ClientOrderId::new).transpose()?,
+            stp,
+        })
     })();
-    let wait = wait_ms(lua, func, fields.get(spec, "wait_ms")?)?;
+    let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
     Ok((request, wait))
+}
+
+/// `{list_id, client_id, <place> = order, ..., orders = {order, ...}}`: the list and each of its
+/// orders by its place's name (`above`, `working`, `pending_below` ...) and in the list's order.
+fn placed_list_table(lua: &Lua, placed: &PlacedList) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(0, 6)?;
+    table.raw_set("list_id", placed.list_id.map(|id| id as i64))?;
+    table.raw_set("client_id", placed.client_id.as_str())?;
+    let named = placed.orders.named();
+    let orders = lua.create_table_with_capacity(named.len(), 0)?;
+    for (i, (place, order)) in named.into_iter().enumerate() {
+        let order = order_table(lua, order)?;
+        table.raw_set(place, &order)?;
+        orders.raw_set(i + 1, order)?;
+    }
+    table.raw_set("orders", orders)?;
+    Ok(table)
 }
 
 fn invalid(message: String) -> ApiError {

@@ -38,6 +38,9 @@ pub enum JournalRecord {
         #[serde(flatten)]
         order: ValidOrder,
         time: i64,
+        /// The client id of the order list the order is sent in (`listClientOrderId`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        list_client_id: Option<String>,
     },
     /// A state change learned from the exchange.
     Update {

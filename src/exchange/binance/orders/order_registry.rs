@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
-use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Order, OrderRef, OrderStatus, StrategyId};
+use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, ListRef, Order, OrderRef, OrderStatus, StrategyId};
 
 use super::client_ids::ClientIds;
 use super::journal::{Journal, JournalRecord};
@@ -31,6 +31,8 @@ pub const RECENT_FINISHED_ORDERS: usize = 10_000;
 struct Tracked {
     order: Order,
     placed: ValidOrder,
+    /// The client id of the order list it was sent in.
+    list: Option<String>,
 }
 
 struct State {
@@ -95,7 +97,13 @@ impl State {
         for tracked in finished.chain(unresolved) {
             let order = &tracked.order;
             match ClientOrderId::new(order.client_id.as_str()) {
-                Ok(client_id) => records.push(new_record(&order.strategy, client_id, &tracked.placed, order.time)),
+                Ok(client_id) => records.push(new_record(
+                    &order.strategy,
+                    client_id,
+                    &tracked.placed,
+                    order.time,
+                    tracked.list.clone(),
+                )),
                 // Registered ids are valid; nothing else gets in.
                 Err(e) => tracing::error!("not journaled: {e}"),
             }
@@ -108,12 +116,19 @@ impl State {
 }
 
 /// The record written before an order is sent.
-fn new_record(strategy: &StrategyId, client_id: ClientOrderId, placed: &ValidOrder, time: i64) -> JournalRecord {
+fn new_record(
+    strategy: &StrategyId,
+    client_id: ClientOrderId,
+    placed: &ValidOrder,
+    time: i64,
+    list_client_id: Option<String>,
+) -> JournalRecord {
     JournalRecord::New {
         client_id,
         strategy: strategy.to_string(),
         order: placed.clone(),
         time,
+        list_client_id,
     }
 }
 
@@ -240,34 +255,103 @@ impl OrderRegistry {
         placed: &ValidOrder,
         time: i64,
     ) -> Result<Registered, ApiError> {
-        let order = pending(Arc::clone(strategy), client_id, placed, time);
+        self.register_all(strategy, None, &[(client_id, placed)], time)
+    }
+
+    /// [`register`](Self::register) for every order of a list at once, each journaled with the list's
+    /// client id: all of them or, if one id is in use or the journal fails, none.
+    pub fn register_list(
+        &self,
+        strategy: &StrategyId,
+        list_client_id: &ClientOrderId,
+        orders: &[(&ClientOrderId, &ValidOrder)],
+        time: i64,
+    ) -> Result<Registered, ApiError> {
+        self.register_all(strategy, Some(list_client_id.as_str()), orders, time)
+    }
+
+    fn register_all(
+        &self,
+        strategy: &StrategyId,
+        list: Option<&str>,
+        orders: &[(&ClientOrderId, &ValidOrder)],
+        time: i64,
+    ) -> Result<Registered, ApiError> {
         let mut state = self.state.lock();
-        if state.orders.contains_key(client_id.as_str()) {
+        let repeated = |i: usize, id: &ClientOrderId| orders[..i].iter().any(|(other, _)| *other == id);
+        let taken = orders
+            .iter()
+            .enumerate()
+            .find(|(i, (id, _))| state.orders.contains_key(id.as_str()) || repeated(*i, id));
+        if let Some((_, (client_id, _))) = taken {
             return Err(ApiError::new(
                 ErrorCode::InvalidOrder,
                 format!("client_id {:?} is already in use", client_id.as_str()),
             ));
         }
-        if let Some(journal) = &self.journal {
-            journal
-                .append_for_send(&new_record(strategy, client_id.clone(), placed, time))
-                .map_err(|e| ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")))?;
+        let list = list.map(str::to_string);
+        for (i, &(client_id, placed)) in orders.iter().enumerate() {
+            if let Some(journal) = &self.journal {
+                let record = new_record(strategy, client_id.clone(), placed, time, list.clone());
+                if let Err(e) = journal.append_for_send(&record) {
+                    // The ones already written are spent, never sent.
+                    for (written, _) in &orders[..i] {
+                        state.orders.remove(written.as_str());
+                        self.journal_write(&JournalRecord::Unsent {
+                            client_id: written.to_string(),
+                            reason: "journal".into(),
+                        });
+                    }
+                    return Err(ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")));
+                }
+            }
+            let tracked = Tracked {
+                order: pending(Arc::clone(strategy), client_id, placed, time),
+                placed: placed.clone(),
+                list: list.clone(),
+            };
+            state.orders.insert(client_id.to_string(), tracked);
         }
-        let tracked = Tracked {
-            order,
-            placed: placed.clone(),
-        };
-        state.orders.insert(client_id.to_string(), tracked);
         drop(state);
         // Outside the lock: a wait for the disk must not hold up other strategies' orders.
         if let Some(Err(e)) = self.journal.as_deref().map(Journal::before_send) {
-            self.unsent(client_id.as_str(), "journal");
+            for (client_id, _) in orders {
+                self.unsent(client_id.as_str(), "journal");
+            }
             return Err(ApiError::new(ErrorCode::InvalidOrder, format!("not sent: {e}")));
         }
         self.compact_if_grown();
         Ok(Registered {
             journal: self.journal.clone(),
         })
+    }
+
+    /// The client id of the list `list` names and its orders, when they are `strategy`'s on `symbol`.
+    pub fn list_orders(&self, strategy: &str, symbol: &str, list: &ListRef) -> Option<(String, Vec<Order>)> {
+        let state = self.state.lock();
+        let mine = |t: &&Tracked| &*t.order.strategy == strategy && t.order.symbol == symbol;
+        let client_id = match list {
+            ListRef::ClientId(id) => id.clone(),
+            ListRef::Id(id) => state
+                .orders
+                .values()
+                .filter(mine)
+                .find(|t| t.order.list_id == Some(*id))?
+                .list
+                .clone()?,
+        };
+        let mut orders: Vec<Order> = state
+            .orders
+            .values()
+            .filter(mine)
+            .filter(|t| t.list.as_deref() == Some(client_id.as_str()))
+            .map(|t| t.order.clone())
+            .collect();
+        if orders.is_empty() {
+            return None;
+        }
+        orders.sort_by(|a, b| (a.time, &a.client_id).cmp(&(b.time, &b.client_id)));
+        Some((client_id, orders))
     }
 
     /// The order was never sent: forget it (its id stays spent in the journal).
@@ -411,9 +495,15 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                 strategy,
                 order: placed,
                 time,
+                list_client_id,
             } => {
                 let order = pending(Arc::from(strategy), &client_id, &placed, time);
-                state.orders.insert(client_id.to_string(), Tracked { order, placed });
+                let tracked = Tracked {
+                    order,
+                    placed,
+                    list: list_client_id,
+                };
+                state.orders.insert(client_id.to_string(), tracked);
             }
             JournalRecord::Update {
                 client_id,
@@ -495,6 +585,57 @@ mod tests {
             quantity: None,
             list_id: None,
         }
+    }
+
+    #[test]
+    fn a_list_is_registered_whole_with_its_client_id_and_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let list_id = ClientOrderId::new("list-1").unwrap();
+        let (a, b);
+        {
+            let (journal, records) = Journal::open(dir.path()).unwrap();
+            let registry = OrderRegistry::new(Some((journal, records)), 0);
+            a = new_order(&registry, "lists");
+            b = new_order(&registry, "lists");
+            let ids = [
+                ClientOrderId::new(a.client_id.as_str()).unwrap(),
+                ClientOrderId::new(b.client_id.as_str()).unwrap(),
+            ];
+            let twice = registry.register_list(&a.strategy, &list_id, &[(&ids[0], &a.order), (&ids[0], &b.order)], 10);
+            assert!(twice.is_err(), "one id for two orders of the list");
+            let pair = registry.mint_client_id();
+            let taken = registry.register_list(&a.strategy, &list_id, &[(&ids[0], &a.order), (&pair, &b.order)], 10);
+            assert!(taken.is_ok(), "fresh ids");
+            drop(taken);
+            // An id already in use refuses the whole list: nothing of it is registered.
+            let other = ClientOrderId::new("list-2").unwrap();
+            let fresh = registry.mint_client_id();
+            assert!(registry
+                .register_list(&a.strategy, &other, &[(&fresh, &a.order), (&ids[0], &b.order)], 10)
+                .is_err());
+            assert!(registry.get(fresh.as_str()).is_none());
+            registry.register(&b.strategy, &ids[1], &b.order, 10).unwrap();
+            let mut member = update(&a.client_id, OrderStatus::New, 0.0, 0.0);
+            member.list_id = Some(7);
+            registry.apply(&member);
+            registry.close(20);
+        }
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        let registry = OrderRegistry::new(Some((journal, records)), 30);
+        let (client_id, orders) = registry
+            .list_orders("lists", "BTCUSDT", &ListRef::Id(7))
+            .expect("the list, found by its exchange id");
+        assert_eq!(client_id, "list-1");
+        assert_eq!(orders.len(), 2, "the list's own orders: {orders:?}");
+        assert!(orders.iter().any(|o| o.client_id == a.client_id));
+        assert!(
+            orders.iter().all(|o| o.client_id != b.client_id),
+            "not the order placed alone"
+        );
+        assert!(
+            registry.list_orders("other", "BTCUSDT", &ListRef::Id(7)).is_none(),
+            "another strategy's"
+        );
     }
 
     #[test]

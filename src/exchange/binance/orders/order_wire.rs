@@ -92,6 +92,18 @@ impl OrderUpdate {
         }
     }
 
+    /// An order's exchange id and its list's, as a list answer or a `listStatus` event names them; its
+    /// state is left as it is.
+    pub fn list_member(client_id: String, order_id: u64, list_id: u64, now_ms: i64) -> Self {
+        OrderUpdate {
+            id: Some(order_id),
+            status: None,
+            list_id: Some(list_id),
+            reject_reason: None,
+            ..OrderUpdate::rejected(client_id, String::new(), now_ms)
+        }
+    }
+
     /// From a user-stream `executionReport`.
     pub fn from_report(report: &ExecutionReport) -> Self {
         // A cancel report carries the cancel request's id in `c` and the order's in `C`.

@@ -10,13 +10,16 @@ use serde::de::DeserializeOwned;
 use crate::exchange::grid::to_f64 as dec;
 use rust_decimal::Decimal;
 
-use crate::exchange::types::{ApiError, ClientOrderId, ErrorCode, Kline, OrderRef, Quote, ReplaceMode, Ticker, Trade};
+use crate::exchange::types::{
+    ApiError, ClientOrderId, ErrorCode, Kline, ListLegs, ListType, OrderRef, Quote, ReplaceMode, Ticker, Trade,
+};
 use crate::exchange::CallCtx;
 use crate::ledger::{Lane, Verdict};
 
 use super::gateway::Gateway;
 use crate::exchange::binance::errors::{CallKind, SendError};
 use crate::exchange::binance::limits::endpoints::Endpoint;
+use crate::exchange::binance::orders::order_lists::{list_params, ValidList};
 use crate::exchange::binance::orders::order_wire::order_params;
 use crate::exchange::binance::orders::symbols::ValidOrder;
 use crate::exchange::binance::transport::{Body, Request};
@@ -367,6 +370,43 @@ impl Rest<'_> {
             .for_event(ctx.trigger.clone());
         self.execute_detailed(&ctx.strategy, ctx.wait, &call, CallKind::Mutation)
             .await
+    }
+
+    /// Places an order list (never retried: an unknown outcome is resolved by looking its orders up).
+    pub async fn place_list(
+        &self,
+        ctx: &CallCtx,
+        list: &ValidList,
+        list_client_id: &ClientOrderId,
+        client_ids: &ListLegs<ClientOrderId>,
+    ) -> Result<wire::ListAnswer, ApiError> {
+        let endpoint = match list.orders().list_type() {
+            ListType::Oco => Endpoint::PlaceOco,
+            ListType::Oto => Endpoint::PlaceOto,
+            ListType::Otoco => Endpoint::PlaceOtoco,
+        };
+        let mut call = Request::new(endpoint, Lane::Order);
+        for (name, value) in list_params(list, list_client_id, client_ids) {
+            call = call.param(name, value);
+        }
+        let call = call.signed().free_on_success().for_event(ctx.trigger.clone());
+        self.execute(&ctx.strategy, ctx.wait, &call, CallKind::Mutation).await
+    }
+
+    /// Cancels every open order of the list `list_client_id` (never retried).
+    pub async fn cancel_list(
+        &self,
+        strategy: &str,
+        wait: Duration,
+        symbol: &str,
+        list_client_id: &str,
+    ) -> Result<wire::ListAnswer, ApiError> {
+        let call = Request::new(Endpoint::CancelOrderList, Lane::Cancel)
+            .param("symbol", symbol)
+            .param("listClientOrderId", list_client_id)
+            .signed()
+            .free_on_success();
+        self.execute(strategy, wait, &call, CallKind::Mutation).await
     }
 
     pub async fn cancel_order(
