@@ -162,6 +162,7 @@ async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
             verdict: Verdict::Throttled {
                 retry_after: Duration::from_secs(3),
             },
+            scope: RequestWeight.default_scope(),
         },
     );
     wait_for("the other process to back off", || {
