@@ -798,3 +798,35 @@ async fn next_event(events: &mut Option<redis::aio::PubSubStream>) -> Option<Str
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::limits::IntervalUnit::Minute;
+    use crate::ledger::limits::PoolKind::RequestWeight;
+
+    fn names(order: [&str; 2]) -> ScopeNames {
+        ScopeNames::new([
+            (Scope::Ip(0), order[0].to_string()),
+            (Scope::Ip(1), order[1].to_string()),
+        ])
+    }
+
+    #[test]
+    fn an_ip_groups_keys_follow_its_name_not_its_place_in_the_list() {
+        let a = Keys::new("office", names(["main", "spare"]));
+        let b = Keys::new("office", names(["spare", "main"]));
+        let weight = |n| RateLimit::new(RequestWeight, Minute, 1, 6000).scoped(Scope::Ip(n));
+        assert_eq!(a.pool(&weight(0)), "runner:{office}:ip:main:REQUEST_WEIGHT:60000");
+        assert_eq!(a.pool(&weight(0)), b.pool(&weight(1)));
+        assert_eq!(a.window(&weight(1), 60_000), b.window(&weight(0), 60_000));
+        assert_eq!(a.ban(Scope::Ip(0)), b.ban(Scope::Ip(1)));
+        assert_ne!(a.ban(Scope::Ip(0)), a.ban(Scope::Ip(1)));
+        // Unnamed scopes (the market source, accounts) keep the ledger's spelling.
+        assert_eq!(a.ban(Scope::Ip(u16::MAX)), "runner:{office}:ban:ip65535");
+        assert_eq!(a.names.key(Scope::Account(0)), "account0");
+        // A name cannot break a key apart.
+        let odd = ScopeNames::new([(Scope::Ip(0), "a:b c%".to_string())]);
+        assert_eq!(odd.key(Scope::Ip(0)), "ip:a%3Ab%20c%25");
+    }
+}
