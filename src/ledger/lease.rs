@@ -209,7 +209,7 @@ impl Ledger {
             state = state.as_str(),
             %scope,
             resume_at_ms,
-            "another process was told to back off from this scope; nothing is sent from it until then"
+            "another process on this IP was told to back off; nothing is sent from it until then"
         );
         st.generation += 1;
         st.dispatch(now);
