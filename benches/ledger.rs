@@ -71,6 +71,7 @@ fn observation() -> Observation {
             used: 1,
         }],
         verdict: Verdict::Ok,
+        scope: RequestWeight.default_scope(),
     }
 }
 

@@ -33,6 +33,7 @@ async fn reserve_observe(ledger: &Ledger) -> Duration {
     let observation = Observation {
         usage: Vec::new(),
         verdict: Verdict::Ok,
+        scope: RequestWeight.default_scope(),
     };
     let start = Instant::now();
     let permit = ledger

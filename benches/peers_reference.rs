@@ -55,6 +55,7 @@ fn admission(c: &mut Criterion) {
             used: 0,
         }],
         verdict: Verdict::Ok,
+        scope: PoolKind::RequestWeight.default_scope(),
     };
     let mut group = c.benchmark_group("peers/admission");
     group.throughput(Throughput::Elements(ADMISSIONS));
@@ -130,6 +131,7 @@ async fn burst(out: &Path, phase: f64) -> anyhow::Result<()> {
                 &Observation {
                     usage: Vec::new(),
                     verdict: Verdict::Ok,
+                    scope: PoolKind::RequestWeight.default_scope(),
                 },
             );
             anyhow::Ok(admitted_at_s)

@@ -94,7 +94,11 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let (profile, paper) = exchange_profile(&config, &ledger).await?;
     // Kept for the whole run: dropping it stops sharing.
     let _shared_ledger = match config.shared_ledger.clone() {
-        Some(shared) => Some(crate::ledger::shared::share(ledger.clone(), shared).await?),
+        // Keyed by group name: processes sharing a budget may list their groups in any order.
+        Some(shared) => {
+            let names = crate::ledger::shared::ScopeNames::new(config.egress.named_scopes());
+            Some(crate::ledger::shared::share_named(ledger.clone(), shared, names).await?)
+        }
         None => None,
     };
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));

@@ -132,16 +132,23 @@ fn export_counts(shared: &Shared) {
     let ledger = shared.venue.ledger_status("");
     for p in &ledger.pools {
         let pool = status::pool_report(p);
+        // Each IP group's pools are a series of their own: `scope_id` (ip0, ip1, account0) always,
+        // `group` the IP group's configured name (empty when no groups are configured).
         let labels = [
             ("pool", pool.kind),
             ("interval", pool.interval),
             ("scope", pool.scope),
+            ("scope_id", pool.scope_id),
+            ("group", p.scope_name.clone().unwrap_or_default()),
             ("account", account.clone()),
         ];
         gauge!("runner_ledger_pool_used", &labels).set(p.used as f64);
         gauge!("runner_ledger_pool_limit", &labels).set(p.limit as f64);
         gauge!("runner_ledger_pool_peak", &labels).set(p.peak as f64);
         gauge!("runner_ledger_pool_reset_timestamp_seconds", &labels).set(p.resets_at_ms as f64 / 1e3);
+        // A back-off stops one scope (an IP group): when this pool's ends, 0 when none is in force.
+        gauge!("runner_ledger_pool_backoff_until_timestamp_seconds", &labels)
+            .set(p.backoff_until_ms.map_or(0.0, |ms| ms as f64 / 1e3));
     }
     for state in [BackoffState::Normal, BackoffState::Throttled, BackoffState::Banned] {
         let on = if ledger.state == state { 1.0 } else { 0.0 };

@@ -235,6 +235,8 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field peak integer the highest `used` seen in any window since start
 ---@field scope string what the exchange counts the pool by: "ip0" (the egress IP) or "account0"
 ---@field scope_name? string with `[[ip_groups]]` configured: the name of the pool's IP group
+---@field backoff "normal"|"throttled"|"banned" the back-off in force on the pool's scope (its IP group): nothing drawing on it is sent until `backoff_until`
+---@field backoff_until? integer exchange time (ms) when that back-off ends
 ---@field lease? integer with a shared ledger (`--ledger redis://...`): the slice of the window this process holds; `used` is then this process's own use
 
 --- How the ledger is shared with other processes on this IP (`--ledger redis://...`).

@@ -123,6 +123,7 @@ pub async fn source_symbols(
             headers.iter().filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?))),
         )),
         verdict: usage::classify(status, text("retry-after"), &body, ledger.now_ms()),
+        scope: pools::backoff_scope(pools::SOURCE_GROUP),
     };
     ledger.observe(permit, &observation);
     if status != 200 {

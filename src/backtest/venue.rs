@@ -430,6 +430,7 @@ impl ReplayVenue {
                     let ok = Observation {
                         usage: Vec::new(),
                         verdict: Verdict::Ok,
+                        scope: crate::exchange::binance::limits::pools::IP,
                     };
                     self.ledger.observe(&permit, &ok);
                     return Ok(());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::backoff::Backoff;
+use super::backoff::{Backoffs, ScopeBackoff};
 use super::limits::{PoolKind, RateLimit};
 use super::pools::{normalise, Charges, Pool};
 use super::strategies::{Sid, Strategies};
@@ -50,7 +50,7 @@ pub(crate) enum Fit {
 pub(crate) struct State {
     pub pools: Vec<Pool>,
     pub strategies: Strategies,
-    pub backoff: Backoff,
+    pub backoffs: Backoffs,
     pub market_headroom: f64,
     pub backoff_jitter: Duration,
     lanes: [VecDeque<Waiter>; 3],
@@ -75,8 +75,8 @@ pub(crate) struct State {
     pub lease_news: bool,
     /// Shared pools: the exchange's counts seen since the keeper last looked.
     pub server_reports: Vec<super::lease::ServerReport>,
-    /// Shared pools: a backoff this process entered, for the others.
-    pub backoff_report: Option<(super::BackoffState, i64)>,
+    /// Shared pools: the back-offs this process entered, for the others.
+    pub backoff_reports: Vec<ScopeBackoff>,
     /// Which pools are shared (and when to ask for more), for pools announced later.
     pub share_rule: Option<super::lease::ShareRule>,
 }
@@ -101,7 +101,7 @@ impl State {
         State {
             strategies: Strategies::new(pools.len()),
             pools,
-            backoff: Backoff::default(),
+            backoffs: Backoffs::default(),
             market_headroom,
             backoff_jitter,
             lanes: Default::default(),
@@ -120,7 +120,7 @@ impl State {
             shared: false,
             lease_news: false,
             server_reports: Vec::new(),
-            backoff_report: None,
+            backoff_reports: Vec::new(),
             share_rule: None,
         }
     }
@@ -296,13 +296,13 @@ impl State {
         id
     }
 
-    /// Removes a waiter that gave up; returns when room would have come for it.
-    pub fn remove_waiter(&mut self, lane: Lane, id: u64) -> Option<i64> {
+    /// Removes a waiter that gave up; returns it (when room would have come for it, its cost).
+    pub fn remove_waiter(&mut self, lane: Lane, id: u64) -> Option<Waiter> {
         let queue = &mut self.lanes[lane_index(lane)];
         let pos = queue.iter().position(|w| w.id == id)?;
         let waiter = queue.remove(pos)?;
         self.waiting -= 1;
-        Some(waiter.room_at_ms)
+        Some(waiter)
     }
 
     /// Admits every waiter that fits, in priority then FIFO order; fails those a
@@ -312,28 +312,28 @@ impl State {
         if self.waiting == 0 {
             return;
         }
-        let backoff = self.backoff.active(now_ms);
         let mut ahead = std::mem::take(&mut self.scratch);
         ahead.clear();
         ahead.resize(self.pools.len(), 0);
-        let mut next_wake = backoff.map(|(_, resume)| resume);
+        let mut next_wake: Option<i64> = None;
         for (li, lane) in LANES.into_iter().enumerate() {
             let mut i = 0;
             while i < self.lanes[li].len() {
-                if let Some((_, resume_ms)) = backoff {
+                let cost = self.lanes[li][i].cost;
+                // Backed off: it sets nothing aside (it cannot go), so others go ahead.
+                if let Some((state, resume_ms)) = self.backoffs.blocking(&cost, now_ms) {
                     let waiter = &mut self.lanes[li][i];
                     if waiter.deadline_ms < resume_ms {
-                        let refusal = self.backoff.refusal(now_ms);
                         if let Some(w) = self.take_waiter(li, i) {
-                            let _ = w.reply.send(Err(refusal.unwrap_or(LedgerError::Closed)));
+                            let _ = w.reply.send(Err(LedgerError::backed_off(state, resume_ms)));
                         }
                     } else {
                         waiter.room_at_ms = resume_ms;
+                        next_wake = Some(next_wake.map_or(resume_ms, |w| w.min(resume_ms)));
                         i += 1;
                     }
                     continue;
                 }
-                let cost = self.lanes[li][i].cost;
                 let charges = self.charges(&cost);
                 match self.check(lane, &charges, &ahead) {
                     Fit::Now => {

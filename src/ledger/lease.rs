@@ -12,9 +12,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use super::limits::Scope;
 use super::limits::{RateLimit, WindowKind};
 use super::pools::Pool;
-use super::{BackoffState, Ledger};
+use super::{BackoffState, Ledger, ScopeBackoff};
 
 /// The exchange's count of a shared pool's window, for the other processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,11 +42,11 @@ pub struct LeaseView {
     pub market_cap: u64,
 }
 
-/// What the keeper has to pass on: counts and a backoff seen here.
+/// What the keeper has to pass on: counts and back-offs seen here.
 #[derive(Debug, Default)]
 pub struct News {
     pub reports: Vec<ServerReport>,
-    pub backoff: Option<(BackoffState, i64)>,
+    pub backoffs: Vec<ScopeBackoff>,
 }
 
 /// How the pools are shared, for `status`.
@@ -127,7 +128,7 @@ impl Ledger {
         let mut st = self.inner.state.lock();
         News {
             reports: std::mem::take(&mut st.server_reports),
-            backoff: st.backoff_report.take(),
+            backoffs: std::mem::take(&mut st.backoff_reports),
         }
     }
 
@@ -195,27 +196,20 @@ impl Ledger {
         }
     }
 
-    /// A backoff another process entered: nothing is sent here either until it ends.
-    pub fn join_backoff(&self, state: BackoffState, resume_at_ms: i64) {
+    /// A back-off another process entered on `scope`: nothing drawing on that scope is sent
+    /// here either until it ends.
+    pub fn join_backoff(&self, scope: Scope, state: BackoffState, resume_at_ms: i64) {
         let local = self.inner.exchange_now();
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
-        if resume_at_ms <= now {
+        if resume_at_ms <= now || !st.backoffs.join(scope, state, resume_at_ms) {
             return;
         }
-        let b = &mut st.backoff;
-        let known = match state {
-            BackoffState::Banned => &mut b.banned_until_ms,
-            BackoffState::Throttled | BackoffState::Normal => &mut b.throttled_until_ms,
-        };
-        if resume_at_ms <= *known {
-            return;
-        }
-        *known = resume_at_ms;
         tracing::warn!(
             state = state.as_str(),
+            %scope,
             resume_at_ms,
-            "another process on this IP was told to back off; nothing is sent until then"
+            "another process on this IP was told to back off; nothing is sent from it until then"
         );
         st.generation += 1;
         st.dispatch(now);

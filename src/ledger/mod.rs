@@ -3,7 +3,8 @@
 //! Every request to an exchange reserves its [`Cost`] here first, atomically across
 //! every pool it touches; responses are reconciled back with [`Ledger::observe`].
 //! While the exchange has asked us to back off (429) or banned the IP (418),
-//! nothing is admitted at all.
+//! nothing that draws on a pool of that scope (that IP group) is admitted; the
+//! other scopes go on.
 //!
 //! One lock guards a compact state (see `state`): the uncontended path takes it
 //! once, touches a handful of integers and allocates nothing. Waiters park per
@@ -34,6 +35,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use admission::{Fit, State};
+pub use backoff::ScopeBackoff;
 pub use persist::Autosave;
 use strategies::Sid;
 
@@ -251,6 +253,10 @@ pub struct ServerUsage {
 pub struct Observation {
     pub usage: Vec<ServerUsage>,
     pub verdict: Verdict,
+    /// Whom a 429/418 in `verdict` stops: the scope the exchange counts back-offs by (Binance:
+    /// the egress IP group the request left from). Every request drawing on a pool of this
+    /// scope waits it out; the other scopes go on.
+    pub scope: Scope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +297,11 @@ pub struct PoolStatus {
     /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_name: Option<String>,
+    /// The back-off in force on this pool's scope (`Normal`: none).
+    pub backoff: BackoffState,
+    /// When that back-off ends (exchange ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_until_ms: Option<i64>,
 }
 
 /// What one strategy spent in the current windows.
@@ -305,7 +316,9 @@ pub struct StrategyUsage {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerStatus {
+    /// The most severe back-off in force on any scope (each pool says whether its own is).
     pub state: BackoffState,
+    /// When the last back-off in force ends.
     pub resume_at_ms: Option<i64>,
     pub pools: Vec<PoolStatus>,
     pub mine: StrategyUsage,
@@ -329,6 +342,16 @@ pub enum LedgerError {
     TooLarge(String),
     #[error("the ledger is closed")]
     Closed,
+}
+
+impl LedgerError {
+    /// The refusal of a request stopped by a back-off in `state` until `until_ms`.
+    pub(crate) fn backed_off(state: BackoffState, until_ms: i64) -> Self {
+        match state {
+            BackoffState::Banned => LedgerError::Banned { until_ms },
+            BackoffState::Throttled | BackoffState::Normal => LedgerError::Throttled { until_ms },
+        }
+    }
 }
 
 /// The ledger. Cheap to clone; all clones share one state.
@@ -547,9 +570,9 @@ impl Ledger {
             return Attempt::Done(Err(err));
         }
         let wait_ms = millis(wait);
-        if let Some((_, resume_ms)) = st.backoff.active(now) {
+        if let Some((state, resume_ms)) = st.backoffs.blocking(&cost, now) {
             if wait.is_zero() || resume_ms > now.saturating_add(wait_ms) {
-                return Attempt::Done(Err(st.backoff.refusal(now).unwrap_or(LedgerError::Closed)));
+                return Attempt::Done(Err(LedgerError::backed_off(state, resume_ms)));
             }
         } else {
             if st.waiting > 0 {
@@ -629,24 +652,29 @@ impl Ledger {
         }
         if observation.verdict != Verdict::Ok {
             let now = st.advance(self.inner.exchange_now());
-            self.apply_verdict(st, &observation.verdict, now);
+            self.apply_verdict(st, observation.scope, &observation.verdict, now);
         }
         if st.shared {
             self.inner.tell_keeper(st);
         }
     }
 
-    fn apply_verdict(&self, st: &mut State, verdict: &Verdict, now: i64) {
-        if st.backoff.apply(verdict, now, st.backoff_jitter) {
-            let (state, resume_ms) = st.backoff.active(now).unwrap_or((BackoffState::Normal, now));
+    fn apply_verdict(&self, st: &mut State, scope: Scope, verdict: &Verdict, now: i64) {
+        if st.backoffs.apply(scope, verdict, now, st.backoff_jitter) {
+            let (state, resume_ms) = st.backoffs.of_scope(scope, now).unwrap_or((BackoffState::Normal, now));
             tracing::warn!(
                 state = state.as_str(),
+                %scope,
                 resume_at_ms = resume_ms,
-                "exchange asked to back off; nothing is sent until then"
+                "exchange asked to back off; nothing is sent from this scope until then"
             );
             st.generation += 1;
             if st.shared {
-                st.backoff_report = Some((state, resume_ms));
+                st.backoff_reports.push(ScopeBackoff {
+                    scope,
+                    state,
+                    resume_at_ms: resume_ms,
+                });
                 st.lease_news = true;
                 self.inner.tell_keeper(st);
             }
@@ -703,12 +731,12 @@ impl Ledger {
         self.inner.nudge_driver(&st);
     }
 
-    /// A 429/418 learned outside a request/response pair (e.g. a WebSocket error frame).
-    pub fn enter_backoff(&self, verdict: &Verdict) {
+    /// A 429/418 for `scope` learned outside a request/response pair (e.g. a WebSocket error frame).
+    pub fn enter_backoff(&self, scope: Scope, verdict: &Verdict) {
         let local = self.inner.exchange_now();
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
-        self.apply_verdict(&mut st, verdict, now);
+        self.apply_verdict(&mut st, scope, verdict, now);
     }
 
     pub fn status(&self, strategy: &str) -> LedgerStatus {
@@ -783,14 +811,15 @@ impl ParkedWaiter<'_> {
         if let Ok(result) = self.reply.try_recv() {
             return result;
         }
-        let room_at_ms = st.remove_waiter(self.lane, self.id).unwrap_or(now);
+        let removed = st.remove_waiter(self.lane, self.id);
         // Those it held back may fit now.
         st.dispatch(now);
         inner.nudge_driver(&st);
-        Err(st
-            .backoff
-            .refusal(now)
-            .unwrap_or(LedgerError::RateLimited { until_ms: room_at_ms }))
+        let (room_at_ms, refusal) = match removed {
+            Some(w) => (w.room_at_ms, st.backoffs.refusal(&w.cost, now)),
+            None => (now, None),
+        };
+        Err(refusal.unwrap_or(LedgerError::RateLimited { until_ms: room_at_ms }))
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::admission::State;
 use super::limits::{Interval, PoolKind, RateLimit, Scope, WindowKind};
-use super::Ledger;
+use super::{BackoffState, Ledger};
 
 const FILE_NAME: &str = "ledger.json";
 const TMP_NAME: &str = "ledger.json.tmp";
@@ -26,6 +26,18 @@ pub(crate) struct Snapshot {
     version: u32,
     saved_at_ms: i64,
     pools: Vec<SavedPool>,
+    /// The latest ends of any scope's back-off: all a file written before back-offs were kept
+    /// per scope holds (then they stop every scope), and what such a build reads.
+    throttled_until_ms: i64,
+    banned_until_ms: i64,
+    /// Each scope's back-off (absent in files written before back-offs were kept per scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    backoffs: Option<Vec<SavedBackoff>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct SavedBackoff {
+    scope: Scope,
     throttled_until_ms: i64,
     banned_until_ms: i64,
 }
@@ -85,8 +97,23 @@ pub(crate) fn snapshot(st: &State) -> Snapshot {
                 used: p.used,
             })
             .collect(),
-        throttled_until_ms: st.backoff.throttled_until_ms,
-        banned_until_ms: st.backoff.banned_until_ms,
+        throttled_until_ms: st
+            .backoffs
+            .saved()
+            .map(|(_, b)| b.throttled_until_ms)
+            .max()
+            .unwrap_or(0),
+        banned_until_ms: st.backoffs.saved().map(|(_, b)| b.banned_until_ms).max().unwrap_or(0),
+        backoffs: Some(
+            st.backoffs
+                .saved()
+                .map(|(scope, b)| SavedBackoff {
+                    scope,
+                    throttled_until_ms: b.throttled_until_ms,
+                    banned_until_ms: b.banned_until_ms,
+                })
+                .collect(),
+        ),
     }
 }
 
@@ -167,16 +194,37 @@ pub(crate) fn restore(st: &mut State, dir: &Path, now_ms: i64) {
         }
         until.min(latest)
     };
-    if snapshot.throttled_until_ms > now_ms {
-        st.backoff.throttled_until_ms = believable(snapshot.throttled_until_ms, "backoff");
-    }
-    if snapshot.banned_until_ms > now_ms {
-        st.backoff.banned_until_ms = believable(snapshot.banned_until_ms, "ban");
+    let saved: Vec<SavedBackoff> = match &snapshot.backoffs {
+        Some(per_scope) => per_scope.clone(),
+        // An older file's back-off covered everything: it stops every scope.
+        None => {
+            let mut scopes: Vec<Scope> = st.pools.iter().map(|p| p.limit.scope).collect();
+            scopes.sort();
+            scopes.dedup();
+            scopes
+                .into_iter()
+                .map(|scope| SavedBackoff {
+                    scope,
+                    throttled_until_ms: snapshot.throttled_until_ms,
+                    banned_until_ms: snapshot.banned_until_ms,
+                })
+                .collect()
+        }
+    };
+    for b in saved {
+        if b.throttled_until_ms > now_ms {
+            let until = believable(b.throttled_until_ms, "backoff");
+            st.backoffs.join(b.scope, BackoffState::Throttled, until);
+        }
+        if b.banned_until_ms > now_ms {
+            let until = believable(b.banned_until_ms, "ban");
+            st.backoffs.join(b.scope, BackoffState::Banned, until);
+        }
     }
     tracing::info!(
         path = %path.display(),
         pools = restored,
-        resume_at_ms = st.backoff.active(now_ms).map(|(_, r)| r),
+        resume_at_ms = st.backoffs.overall(now_ms).map(|(_, r)| r),
         "restored ledger state"
     );
 }

@@ -9,24 +9,29 @@ use super::{BackoffState, LedgerStatus, PoolStatus, StrategyUsage};
 /// (pools are sorted by kind, scope, then interval): the shortest window of the kind's
 /// first scope, the one that binds first.
 pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
-    let (state, resume_at_ms) = match st.backoff.active(now_ms) {
+    let (state, resume_at_ms) = match st.backoffs.overall(now_ms) {
         Some((state, resume)) => (state, Some(resume)),
         None => (BackoffState::Normal, None),
     };
     let pools = st
         .pools
         .iter()
-        .map(|p| PoolStatus {
-            scope: p.limit.scope,
-            window: p.limit.window,
-            kind: p.limit.kind,
-            interval: p.limit.interval,
-            limit: p.limit.limit,
-            used: p.used,
-            resets_at_ms: p.window_end,
-            peak: p.peak,
-            lease: p.lease,
-            scope_name: None,
+        .map(|p| {
+            let backoff = st.backoffs.of_scope(p.limit.scope, now_ms);
+            PoolStatus {
+                scope: p.limit.scope,
+                window: p.limit.window,
+                kind: p.limit.kind,
+                interval: p.limit.interval,
+                limit: p.limit.limit,
+                used: p.used,
+                resets_at_ms: p.window_end,
+                peak: p.peak,
+                lease: p.lease,
+                scope_name: None,
+                backoff: backoff.map_or(BackoffState::Normal, |(state, _)| state),
+                backoff_until_ms: backoff.map(|(_, until)| until),
+            }
         })
         .collect();
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {
@@ -49,8 +54,8 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         resume_at_ms,
         pools,
         mine,
-        throttled_count: st.backoff.throttled_count,
-        banned_count: st.backoff.banned_count,
+        throttled_count: st.backoffs.throttled_count,
+        banned_count: st.backoffs.banned_count,
         sharing: None,
     }
 }

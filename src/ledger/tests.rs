@@ -251,6 +251,7 @@ async fn server_usage_raises_the_count_but_never_lowers_it() {
             used,
         }],
         verdict: Verdict::Ok,
+        scope: RequestWeight.default_scope(),
     };
     l.observe(&p, &header(2500));
     assert_eq!(pool(&l.status("s"), RequestWeight).used, 2500);
@@ -317,6 +318,7 @@ async fn after_a_429_nothing_is_admitted_before_retry_after() {
         &Observation {
             usage: vec![],
             verdict: Verdict::Throttled { retry_after: 7 * SEC },
+            scope: RequestWeight.default_scope(),
         },
     );
     // Retry-After plus the clock margin: never a ms early by the exchange's clock.
@@ -358,7 +360,7 @@ async fn a_backoff_fails_waiters_whose_deadline_comes_first() {
         async move { l.reserve("s", Lane::Order, weight(1), 200 * SEC).await }
     });
     tokio::time::advance(SEC).await;
-    l.enter_backoff(&Verdict::Banned { until_ms: T0 + 120_000 });
+    l.enter_backoff(Scope::Ip(0), &Verdict::Banned { until_ms: T0 + 120_000 });
     let resume = T0 + 120_000 + resume_margin_ms(120_000 - 1_000);
     assert_eq!(
         short.await.unwrap().unwrap_err(),
@@ -371,6 +373,64 @@ async fn a_backoff_fails_waiters_whose_deadline_comes_first() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_backoff_stops_its_own_scope_only_and_its_waiters_resume_exactly_at_its_end() {
+    let (a, b) = (Scope::Ip(0), Scope::Ip(1));
+    let per_group = |scope| RateLimit::new(RequestWeight, Minute, 1, 1000).scoped(scope);
+    let l = ledger(vec![
+        per_group(a),
+        per_group(b),
+        RateLimit::new(Orders, Second, 10, 100).scoped(Scope::Account(0)),
+    ]);
+    let from = |scope| Cost::new().with_scoped(scope, RequestWeight, 1);
+    let order_from = |scope| from(scope).with_scoped(Scope::Account(0), Orders, 1);
+    let p = l.try_reserve("s", Lane::Order, from(a)).unwrap();
+    let start = Instant::now();
+    l.observe(
+        &p,
+        &Observation {
+            usage: vec![],
+            verdict: Verdict::Throttled { retry_after: 5 * SEC },
+            scope: a,
+        },
+    );
+    let until_ms = T0 + 5_000 + resume_margin_ms(5_000);
+    // Everything leaving from A waits, an order on the account included; B goes on.
+    for cost in [from(a), order_from(a)] {
+        assert_eq!(
+            l.try_reserve("s", Lane::Cancel, cost).unwrap_err(),
+            LedgerError::Throttled { until_ms }
+        );
+    }
+    let waiter = tokio::spawn({
+        let l = l.clone();
+        let cost = order_from(a);
+        async move { l.reserve("s", Lane::Order, cost, 10 * SEC).await }
+    });
+    tokio::task::yield_now().await;
+    l.try_reserve("s", Lane::MarketData, from(b)).unwrap();
+    // A waiter on A sets nothing aside: B's orders take the account's pool meanwhile.
+    l.try_reserve("s", Lane::Order, order_from(b)).unwrap();
+    tokio::time::advance(2 * SEC).await;
+    l.try_reserve("s", Lane::Order, order_from(b)).unwrap();
+    let status = l.status("s");
+    let scope_state = |scope| {
+        let p = status.pools.iter().find(|p| p.scope == scope).expect("pool present");
+        (p.backoff, p.backoff_until_ms)
+    };
+    assert_eq!(scope_state(a), (BackoffState::Throttled, Some(until_ms)));
+    assert_eq!(scope_state(b), (BackoffState::Normal, None));
+    assert_eq!(
+        (status.state, status.resume_at_ms),
+        (BackoffState::Throttled, Some(until_ms))
+    );
+    // The waiter on A is admitted exactly when A's back-off ends, not a ms before.
+    let permit = waiter.await.unwrap().unwrap();
+    assert_eq!(permit.sent_at_ms, until_ms);
+    assert_eq!(Instant::now() - start, Duration::from_millis((until_ms - T0) as u64));
+    assert_eq!(l.status("s").state, BackoffState::Normal);
+}
+
+#[tokio::test(start_paused = true)]
 async fn jitter_delays_the_resume_within_its_bound() {
     let l = ledger_with(
         weight_per_minute(100),
@@ -379,7 +439,7 @@ async fn jitter_delays_the_resume_within_its_bound() {
             ..config()
         },
     );
-    l.enter_backoff(&Verdict::Throttled { retry_after: 2 * SEC });
+    l.enter_backoff(Scope::Ip(0), &Verdict::Throttled { retry_after: 2 * SEC });
     let resume = l.status("s").resume_at_ms.unwrap();
     let end = T0 + 2_000 + resume_margin_ms(2_000);
     assert!((end..=end + 250).contains(&resume), "{resume}");
@@ -542,7 +602,7 @@ mod persistence {
         let start = Instant::now();
         let dir = tempfile::tempdir().unwrap();
         let l = ledger_with(weight_per_minute(100), persisted(dir.path()));
-        l.enter_backoff(&Verdict::Banned { until_ms: T0 + 300_000 });
+        l.enter_backoff(Scope::Ip(0), &Verdict::Banned { until_ms: T0 + 300_000 });
         l.save().unwrap();
         tokio::time::advance(100 * SEC).await;
         let again = reopen(dir.path(), start);

@@ -1,5 +1,6 @@
 //! Fault knobs: set in process through [`FaultControl`] or over HTTP (`POST /sim/faults`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,9 @@ pub struct FaultState {
     pub skip_depth: u64,
     /// The next request is answered 429 with this Retry-After (seconds).
     pub force_429_secs: Option<u64>,
+    /// Only a request from this client address takes the forced 429 (`None`: any request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_429_ip: Option<IpAddr>,
     /// Added to the exchange clock (ms).
     pub clock_skew_ms: i64,
     /// Every successful order answer is mangled so (the orders are processed as usual).
@@ -122,6 +126,8 @@ pub struct FaultUpdate {
     pub order_answer_delay_ms: Option<u64>,
     pub skip_depth: Option<u64>,
     pub force_429_secs: Option<u64>,
+    /// With `force_429_secs`: only a request from this client address takes it.
+    pub force_429_ip: Option<IpAddr>,
     /// Ban the IP now for this many seconds.
     pub force_418_secs: Option<u64>,
     /// Add this much weight to the current windows, as another process on the same IP would.
@@ -200,7 +206,17 @@ impl FaultControl {
     }
 
     pub fn force_429(&self, retry_after_secs: u64) {
-        self.state.lock().force_429_secs = Some(retry_after_secs);
+        let mut s = self.state.lock();
+        s.force_429_secs = Some(retry_after_secs);
+        s.force_429_ip = None;
+    }
+
+    /// The next request from `ip` only is answered 429 with this Retry-After (another address's
+    /// requests go on as usual).
+    pub fn force_429_from(&self, ip: IpAddr, retry_after_secs: u64) {
+        let mut s = self.state.lock();
+        s.force_429_secs = Some(retry_after_secs);
+        s.force_429_ip = Some(ip);
     }
 
     pub fn force_418(&self, ban_secs: u64) {
@@ -276,6 +292,7 @@ impl FaultControl {
             }
             if let Some(v) = update.force_429_secs {
                 s.force_429_secs = Some(v);
+                s.force_429_ip = update.force_429_ip;
             }
             if let Some(v) = update.clock_skew_ms {
                 s.clock_skew_ms = v;
@@ -314,8 +331,14 @@ impl FaultControl {
         (roll < s.fail_rate).then_some(s.fail_kind)
     }
 
-    pub(crate) fn take_forced_429(&self) -> Option<u64> {
-        self.state.lock().force_429_secs.take()
+    /// The forced 429 for a request from `ip`, if one is due for it.
+    pub(crate) fn take_forced_429(&self, ip: IpAddr) -> Option<u64> {
+        let mut s = self.state.lock();
+        if s.force_429_ip.is_some_and(|only| only != ip) {
+            return None;
+        }
+        s.force_429_ip = None;
+        s.force_429_secs.take()
     }
 
     pub(crate) fn take_depth_gap(&self) -> u64 {

@@ -1,6 +1,7 @@
 //! Every request the simulator saw, for assertions such as "nothing arrived during the wait".
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use parking_lot::Mutex;
 
@@ -44,4 +45,6 @@ pub struct RequestRecord {
     pub path: String,
     pub status: u16,
     pub weight: u64,
+    /// The client address it came from (the peer of its connection), as the exchange counts it.
+    pub ip: IpAddr,
 }

@@ -43,6 +43,7 @@ pub async fn handle(
         path: format!("/api/v3/{path}"),
         status,
         weight,
+        ip: peer.ip(),
     };
     sim.limiter.lock().stats_mut().rest_requests += 1;
 
@@ -73,9 +74,9 @@ pub async fn handle(
         connection: false,
         refundable: ep.effect != Effect::None,
     };
-    let forced = sim.faults.take_forced_429();
     // The exchange counts weight per client IP: the peer address of the connection.
     let ip = peer.ip();
+    let forced = sim.faults.take_forced_429(ip);
     let admitted = sim.limiter.lock().admit(now, ip, draw, forced);
     let charge = match admitted {
         Ok(c) => c,

@@ -52,7 +52,7 @@ pub async fn handle(
         method: "CONNECT",
         path: "/ws-api/v3",
         weight: CONNECT_WEIGHT,
-        forced_429: sim.faults.take_forced_429(),
+        forced_429: sim.faults.take_forced_429(peer.ip()),
         ip: peer.ip(),
     };
     ws_conn::upgrade(
@@ -143,7 +143,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         Ok(r) => r,
         Err(_) => {
             let err = ApiErr::bad(-1135, "Invalid JSON request");
-            sim.log.push(record(now, "?", 400, 0));
+            sim.log.push(record(now, conn.peer, "?", 400, 0));
             return (
                 answer(sim, conn.peer, now, Value::Null, Err(err), false, true),
                 false,
@@ -157,7 +157,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
     let show_limits = match take_return_rate_limits(&mut req.params) {
         Ok(flag) => flag.unwrap_or(conn.return_rate_limits),
         Err(err) => {
-            sim.log.push(record(now, method, 400, 0));
+            sim.log.push(record(now, conn.peer, method, 400, 0));
             return (answer(sim, conn.peer, now, req.id, Err(err), false, true), false, false);
         }
     };
@@ -173,7 +173,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
                 (ep.weight_of(sim, &params), ep.effect)
             }
             None => {
-                sim.log.push(record(now, method, 400, 0));
+                sim.log.push(record(now, conn.peer, method, 400, 0));
                 let err = ApiErr::bad(-1020, "Unsupported operation.");
                 return (
                     answer(sim, conn.peer, now, req.id, Err(err), false, show_limits),
@@ -197,7 +197,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
             FailKind::Firewall403 => 403,
             _ => 503,
         };
-        sim.log.push(record(now, method, status, 0));
+        sim.log.push(record(now, conn.peer, method, status, 0));
         let err = ApiErr::new(
             status,
             -1001,
@@ -215,14 +215,19 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         connection: false,
         refundable: effect != Effect::None,
     };
-    let forced = sim.faults.take_forced_429();
+    let forced = sim.faults.take_forced_429(conn.peer);
     let admitted = sim.limiter.lock().admit(now, conn.peer, draw, forced);
     let charge = match admitted {
         Ok(c) => c,
         Err(e) => {
             let banned = e.status == 418;
-            sim.log
-                .push(record(now, method, e.status, if banned { 0 } else { weight }));
+            sim.log.push(record(
+                now,
+                conn.peer,
+                method,
+                e.status,
+                if banned { 0 } else { weight },
+            ));
             return (
                 answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
                 banned,
@@ -234,7 +239,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         let held = sim.limiter.lock().refuse_held_order(now, conn.peer);
         if let Some(e) = held {
             sim.limiter.lock().settle(charge, 0);
-            sim.log.push(record(now, method, e.status, 0));
+            sim.log.push(record(now, conn.peer, method, e.status, 0));
             return (
                 answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
                 true,
@@ -257,7 +262,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         _ => super::rest::mangled(sim, effect, result),
     };
     let status = result.as_ref().map(|_| 200).unwrap_or_else(|e| e.status);
-    sim.log.push(record(now, method, status, kept));
+    sim.log.push(record(now, conn.peer, method, status, kept));
     // An order sent during a -1015 wait is banned by the handler, not at admission.
     let banned = status == 418;
     let placed = effect == Effect::Place;
@@ -291,7 +296,7 @@ fn take_return_rate_limits(params: &mut serde_json::Map<String, Value>) -> Resul
     }
 }
 
-fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
+fn record(now: i64, ip: IpAddr, method: &str, status: u16, weight: u64) -> RequestRecord {
     RequestRecord {
         at_ms: now,
         transport: "WS_API",
@@ -299,6 +304,7 @@ fn record(now: i64, method: &str, status: u16, weight: u64) -> RequestRecord {
         path: "/ws-api/v3".to_string(),
         status,
         weight,
+        ip,
     }
 }
 

@@ -64,6 +64,7 @@ where
         status,
         // An attempt refused by a ban is logged without weight.
         weight: if status == 418 { 0 } else { attempt.weight },
+        ip: attempt.ip,
     });
     match checked {
         Ok(value) => {

@@ -173,6 +173,18 @@ async fn metrics_agree_with_the_simulator_and_the_ledger() {
     // Pools, state, the exchange's throttles: as the ledger and the simulator report them.
     let weight_pool = [("pool", "REQUEST_WEIGHT"), ("interval", "1m"), ("scope", "ip")];
     assert_eq!(one(&scrape, "runner_ledger_pool_limit", &weight_pool), 6000.0);
+    // Labelled by scope (IP group), so several groups' pools are several series.
+    let first_group = [("pool", "REQUEST_WEIGHT"), ("scope_id", "ip0")];
+    assert_eq!(one(&scrape, "runner_ledger_pool_limit", &first_group), 6000.0);
+    assert_eq!(
+        one(
+            &scrape,
+            "runner_ledger_pool_backoff_until_timestamp_seconds",
+            &first_group
+        ),
+        0.0,
+        "no back-off in force"
+    );
     let used = one(&scrape, "runner_ledger_pool_used", &weight_pool);
     assert!(used >= ledger_weight, "{text}");
     assert!(one(&scrape, "runner_ledger_pool_reset_timestamp_seconds", &weight_pool) > 1.0e9);

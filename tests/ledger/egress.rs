@@ -1,13 +1,14 @@
 //! Two egress IP groups in one `runner` process: each group's requests leave from its own
 //! loopback address (127.0.0.1 and 127.0.0.2), and the simulator, counting weight per client IP
-//! as Binance does, sees two pools, each kept within its limit and mostly used.
+//! as Binance does, sees two pools, each kept within its limit and mostly used; a 429 on one
+//! address stops that address only.
 
 use std::path::PathBuf;
 
 use runner::ledger::PoolKind;
 use runner::sim::{PoolStats, SimStats};
 
-use crate::harness::{config_with_weight, poll_until, stop, summary_throttles, Exchange};
+use crate::harness::{config_with_weight, field, poll_until, stop, summary_throttles, Exchange};
 use crate::support::{repo_root, run_to_end, Running};
 
 const WINDOW_MS: i64 = 1000;
@@ -97,6 +98,84 @@ fn two_egress_groups_get_two_weight_pools_each_within_its_limit_and_mostly_used(
         figures.push((ip, windows));
     }
     println!("figure: weight per window per source address (limit {WEIGHT} each): {figures:?}");
+}
+
+#[test]
+fn a_429_on_one_group_stops_that_address_until_retry_after_while_the_other_keeps_sending() {
+    const RETRY_AFTER_SECS: i64 = 2;
+    let (main_ip, spare_ip) = ("127.0.0.1", "127.0.0.2");
+    let exchange = Exchange::start(config_with_weight(1, WEIGHT));
+    let dir = tempfile::tempdir().unwrap();
+    let strategies = [hammer(&dir, "hammer", 500), hammer(&dir, "hammer_b", 499)];
+    let config = dir.path().join("runner.toml");
+    std::fs::write(&config, format!("{GROUPS}\n[routes.hammer_b]\nip_group = \"spare\"\n")).unwrap();
+    let mut cmd = exchange.runner(&dir.path().join("state"), &strategies);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--limit")
+        .arg(format!("REQUEST_WEIGHT={WEIGHT}/1s"));
+    let mut run = Running::spawn(cmd);
+    for _ in 0..2 {
+        run.wait_for("each hammer's first answer", |l| l.contains("hammer got="));
+    }
+
+    exchange
+        .sim()
+        .faults()
+        .force_429_from(main_ip.parse().unwrap(), RETRY_AFTER_SECS as u64);
+    let from = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        move |r: &runner::sim::RequestRecord| r.ip == ip
+    };
+    let throttled = poll_until("the 429 in the request log", || {
+        exchange.log().into_iter().find(|r| r.status == 429 && from(main_ip)(r))
+    });
+    let wait_ends = throttled.at_ms + RETRY_AFTER_SECS * 1000;
+    run.wait_for("the main group's hammer to be told to back off", |l| {
+        l.contains("hammer err backoff") && field(l, "retry_after").is_some_and(|ms| ms > 0)
+    });
+    // Traffic from the main address again once its wait is over.
+    let resumed = poll_until("a request from the main address after the wait", || {
+        exchange
+            .log()
+            .into_iter()
+            .find(|r| r.status == 200 && r.at_ms >= wait_ends && from(main_ip)(r))
+    });
+    let text = stop(run);
+
+    let log = exchange.log();
+    let during = |ip: &str| -> Vec<_> {
+        log.iter()
+            .filter(|r| r.at_ms > throttled.at_ms && r.at_ms < wait_ends && from(ip)(r))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        during(main_ip).is_empty(),
+        "requests left the main address during its Retry-After wait: {:?}",
+        during(main_ip)
+    );
+    let spare_during = during(spare_ip);
+    let spare_ok = spare_during.iter().filter(|r| r.status == 200).count();
+    // The spare hammer sends 25 weight a request, up to 1000 a second: ~80 in the wait. Half of
+    // that at least, even on a loaded machine.
+    assert!(
+        spare_ok >= 40,
+        "the spare address sent only {spare_ok} successful requests during the main one's wait"
+    );
+    println!(
+        "figure: main address silent for {} ms after its 429 (Retry-After {RETRY_AFTER_SECS} s), \
+         first request {} ms after the wait; spare address sent {spare_ok} requests meanwhile",
+        resumed.at_ms - throttled.at_ms,
+        resumed.at_ms - wait_ends
+    );
+    let stats = exchange.stats();
+    assert_eq!(
+        (stats.count_429, stats.count_418),
+        (1, 0),
+        "only the injected 429, never a ban: {stats:?}"
+    );
+    assert_eq!(summary_throttles(&text), (1, 0), "{text}");
 }
 
 #[test]

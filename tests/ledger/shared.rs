@@ -9,9 +9,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use runner::ledger::limits::IntervalUnit::Second;
 use runner::ledger::limits::PoolKind::{RawRequests, RequestWeight};
-use runner::ledger::shared::{share, SharedConfig, SharedError, SharedLedger};
+use runner::ledger::shared::{share, share_named, ScopeNames, SharedConfig, SharedError, SharedLedger};
 use runner::ledger::{
-    BackoffState, Cost, Lane, Ledger, LedgerConfig, LedgerError, Observation, RateLimit, TokioClock, Verdict,
+    BackoffState, Cost, Lane, Ledger, LedgerConfig, LedgerError, Observation, RateLimit, Scope, TokioClock, Verdict,
 };
 
 use crate::redis_server::RedisServer;
@@ -162,6 +162,7 @@ async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
             verdict: Verdict::Throttled {
                 retry_after: Duration::from_secs(3),
             },
+            scope: RequestWeight.default_scope(),
         },
     );
     wait_for("the other process to back off", || {
@@ -182,6 +183,98 @@ async fn a_backoff_seen_by_one_stops_every_process_and_a_newcomer_reads_it() {
         c.ledger().status("s").state != BackoffState::Normal
     })
     .await;
+}
+
+/// A ledger with two egress IP groups, named `order[0]` and `order[1]` (scopes ip0 and ip1),
+/// shared on `budget`.
+async fn shared_groups(url: &str, budget: &str, order: [&str; 2]) -> SharedLedger {
+    let per_group = |n| {
+        limits()
+            .into_iter()
+            .map(move |l| l.scoped(Scope::Ip(n)))
+            .collect::<Vec<_>>()
+    };
+    let ledger = Ledger::new(
+        [per_group(0), per_group(1)].concat(),
+        LedgerConfig {
+            backoff_jitter: Duration::ZERO,
+            ..LedgerConfig::default()
+        },
+        Arc::new(TokioClock::new()),
+    );
+    let names = ScopeNames::new([
+        (Scope::Ip(0), order[0].to_string()),
+        (Scope::Ip(1), order[1].to_string()),
+    ]);
+    let config = SharedConfig {
+        url: url.to_string(),
+        group: budget.to_string(),
+        fallback_on_start: false,
+    };
+    share_named(ledger, config, names).await.expect("shared ledger")
+}
+
+fn weight_from(scope: Scope) -> Cost {
+    Cost::new()
+        .with_scoped(scope, RequestWeight, 1)
+        .with_scoped(scope, RawRequests, 1)
+}
+
+fn state_of(ledger: &Ledger, scope: Scope) -> BackoffState {
+    let status = ledger.status("s");
+    let pool = status.pools.iter().find(|p| p.scope == scope).expect("pool present");
+    pool.backoff
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_backoff_keeps_its_group_whatever_order_the_processes_list_their_groups_in() {
+    let redis = RedisServer::start();
+    // The same two addresses, listed in opposite orders: "main" is ip0 in a, ip1 in b.
+    let a = shared_groups(&redis.url(), "two-groups", ["main", "spare"]).await;
+    let b = shared_groups(&redis.url(), "two-groups", ["spare", "main"]).await;
+    let (a_main, b_main, b_spare) = (Scope::Ip(0), Scope::Ip(1), Scope::Ip(0));
+    let p = a
+        .ledger()
+        .reserve("s", Lane::Order, weight_from(a_main), Duration::from_secs(1))
+        .await
+        .expect("lease");
+    a.ledger().observe(
+        &p,
+        &Observation {
+            usage: Vec::new(),
+            verdict: Verdict::Throttled {
+                retry_after: Duration::from_secs(3),
+            },
+            scope: a_main,
+        },
+    );
+    wait_for("b to back off from main", || {
+        state_of(b.ledger(), b_main) != BackoffState::Normal
+    })
+    .await;
+    assert!(matches!(
+        b.ledger()
+            .reserve("s", Lane::Order, weight_from(b_main), Duration::from_millis(50))
+            .await,
+        Err(LedgerError::Throttled { .. })
+    ));
+    // The spare address goes on, in both processes.
+    assert_eq!(state_of(b.ledger(), b_spare), BackoffState::Normal);
+    b.ledger()
+        .reserve("s", Lane::Order, weight_from(b_spare), Duration::from_secs(1))
+        .await
+        .expect("the spare group is not backed off");
+    a.ledger()
+        .reserve("s", Lane::Order, weight_from(Scope::Ip(1)), Duration::from_secs(1))
+        .await
+        .expect("a's spare group is not backed off");
+    // A process started now, with the groups in yet another order, reads main's ban only.
+    let c = shared_groups(&redis.url(), "two-groups", ["spare", "main"]).await;
+    wait_for("the newcomer to read main's ban", || {
+        state_of(c.ledger(), Scope::Ip(1)) != BackoffState::Normal
+    })
+    .await;
+    assert_eq!(state_of(c.ledger(), Scope::Ip(0)), BackoffState::Normal);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -239,14 +239,14 @@ pub fn balances_table(lua: &Lua, balances: &BTreeMap<String, Balance>) -> mlua::
     Ok(table)
 }
 
-/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at, scope, lease?}, ...},
+/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at, scope, lease?, backoff, backoff_until?}, ...},
 /// mine = {weight, orders}, shared?}`
 pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, 6)?;
     table.raw_set("state", status.state.as_str())?;
     table.raw_set("resume_at", status.resume_at_ms)?;
     let pools = list(lua, &status.pools, |lua, pool| {
-        let entry = lua.create_table_with_capacity(0, 8)?;
+        let entry = lua.create_table_with_capacity(0, 12)?;
         entry.raw_set("type", pool.kind.as_str())?;
         entry.raw_set("interval", pool.interval.unit.as_str())?;
         entry.raw_set("interval_num", pool.interval.num)?;
@@ -257,6 +257,8 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("scope", pool.scope.to_string())?;
         entry.raw_set("lease", pool.lease)?;
         entry.raw_set("scope_name", pool.scope_name.as_deref())?;
+        entry.raw_set("backoff", pool.backoff.as_str())?;
+        entry.raw_set("backoff_until", pool.backoff_until_ms)?;
         Ok(entry)
     })?;
     table.raw_set("pools", pools)?;

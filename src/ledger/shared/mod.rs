@@ -5,8 +5,10 @@
 //! window it needs from Redis — all pools a request touches at once, in one Lua
 //! script (`lease.lua`, run with EVALSHA) — spends it locally, and gives back what it
 //! left unused. Windows are keyed by their start in exchange time as this process
-//! measures it. A 429/418 seen anywhere is stored and published at once; every
-//! process joins it. Without Redis a process spends a conservative share (the limit
+//! measures it. A 429/418 seen anywhere is stored and published at once with its
+//! scope (the egress IP group it stops); every process joins it for that scope only.
+//! Scopes are keyed by name (an IP group's configured name), not by the number this
+//! process happens to give them, so processes may list their groups in any order. Without Redis a process spends a conservative share (the limit
 //! divided by the processes last seen alive) and says so, loudly, until Redis is back.
 //! See docs/shared-ledger.md.
 
@@ -21,13 +23,14 @@ use redis::{AsyncCommands, Client, IntoConnectionInfo, Script};
 use tokio::task::JoinHandle;
 
 use super::lease::{LeaseView, ShareRule, Sharing};
-use super::limits::RateLimit;
+use super::limits::{RateLimit, Scope};
 use super::{BackoffState, Ledger};
 
 /// Environment variable holding the Redis password (kept out of the URL and the config).
 pub const PASSWORD_ENV: &str = "RUNNER_REDIS_PASSWORD";
-/// The key layout this build writes; a budget holding another refuses to start.
-const FORMAT: &str = "1";
+/// The key layout this build writes; a budget holding another refuses to start. 2: scopes by
+/// name, a back-off per scope (1: scopes by number, one back-off for the budget).
+const FORMAT: &str = "2";
 /// A process not heard from for this long is taken to be gone.
 const ALIVE_FOR_MS: i64 = 3_000;
 /// How often a process says it is alive, trims idle leases and retries a lost Redis.
@@ -104,10 +107,47 @@ fn display_url(url: &str) -> String {
     }
 }
 
+/// What the processes sharing a budget call a scope in its keys and messages: a scope given a
+/// name here (an egress IP group: its configured name) by that name, any other as the ledger
+/// writes it (`ip0`, `account0`). Two processes naming their groups alike share each group's
+/// pools and back-off whatever order they list them in.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeNames(Vec<(Scope, String)>);
+
+impl ScopeNames {
+    pub fn new(names: impl IntoIterator<Item = (Scope, String)>) -> Self {
+        ScopeNames(names.into_iter().collect())
+    }
+
+    /// `scope` as it appears in keys: `ip:<name>` for a named IP scope (any byte of the name
+    /// but a letter, a digit, `_`, `-` or `.` written `%XX`, so a name cannot break a key apart).
+    pub fn key(&self, scope: Scope) -> String {
+        match self.0.iter().find(|(s, _)| *s == scope) {
+            Some((Scope::Ip(_), name)) => format!("ip:{}", escape(name)),
+            Some((_, name)) => format!("{scope}:{}", escape(name)),
+            None => scope.to_string(),
+        }
+    }
+}
+
+fn escape(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// Shares `ledger`'s pools of egress IP and account scope through the Redis at
-/// `config.url`. Fails if the URL is malformed, or Redis is out of reach (unless
-/// `fallback_on_start`), or it holds keys of another format.
+/// `config.url`, each scope keyed as the ledger writes it. Fails if the URL is malformed, or
+/// Redis is out of reach (unless `fallback_on_start`), or it holds keys of another format.
 pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger, SharedError> {
+    share_named(ledger, config, ScopeNames::default()).await
+}
+
+/// As [`share`], with scopes keyed by `names` (see [`ScopeNames`]).
+pub async fn share_named(ledger: Ledger, config: SharedConfig, names: ScopeNames) -> Result<SharedLedger, SharedError> {
     let shown = display_url(&config.url);
     let url_error = |source| SharedError::Url {
         url: shown.clone(),
@@ -121,7 +161,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         }
     }
     let client = Client::open(info).map_err(url_error)?;
-    let keys = Keys::new(&config.group);
+    let keys = Keys::new(&config.group, names.clone());
     let mut keeper = Keeper {
         ledger: ledger.clone(),
         client,
@@ -167,7 +207,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
     }
     let shares = tokio::spawn(grant_local_shares(
         ledger.clone(),
-        Keys::new(&config.group),
+        Keys::new(&config.group, names),
         keeper.fallback.clone(),
     ));
     let task = tokio::spawn(async move { keeper.run(wake).await });
@@ -197,31 +237,44 @@ end
 redis.call('PUBLISH', KEYS[2], 'credit')
 return 1";
 
-/// Records a backoff (only ever extended) and tells every process at once.
+/// Records a scope's back-off (only ever extended) and tells every process at once:
+/// `backoff <scope> <state> <until>`.
 const BAN: &str = r"
 local known = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > known then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 end
-redis.call('PUBLISH', KEYS[2], 'backoff ' .. ARGV[2] .. ' ' .. ARGV[1])
+redis.call('PUBLISH', KEYS[2], 'backoff ' .. ARGV[4] .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
 return 1";
 
 /// Key names: one hash tag per budget, so a Redis Cluster keeps them in one slot.
 struct Keys {
     prefix: String,
+    names: ScopeNames,
 }
 
 impl Keys {
-    fn new(group: &str) -> Self {
+    fn new(group: &str, names: ScopeNames) -> Self {
         Keys {
             prefix: format!("runner:{{{group}}}:"),
+            names,
         }
     }
     fn named(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
     fn pool(&self, l: &RateLimit) -> String {
-        format!("{}{}:{}:{}", self.prefix, l.scope, l.kind, l.interval.millis())
+        format!(
+            "{}{}:{}:{}",
+            self.prefix,
+            self.names.key(l.scope),
+            l.kind,
+            l.interval.millis()
+        )
+    }
+    /// Exchange ms until which nothing drawing on `scope` is sent.
+    fn ban(&self, scope: Scope) -> String {
+        format!("{}ban:{}", self.prefix, self.names.key(scope))
     }
     fn window(&self, l: &RateLimit, window_start_ms: i64) -> String {
         format!("w:{}:{window_start_ms}", self.pool(l))
@@ -341,16 +394,38 @@ impl Keeper {
         match words.next() {
             Some("credit") => self.short_window.clear(),
             Some("backoff") => {
+                let scope = words.next().and_then(|key| self.scope_of(key));
                 let state = match words.next() {
                     Some("banned") => BackoffState::Banned,
                     _ => BackoffState::Throttled,
                 };
-                if let Some(until) = words.next().and_then(|w| w.parse::<i64>().ok()) {
-                    self.ledger.join_backoff(state, until);
+                match (scope, words.next().and_then(|w| w.parse::<i64>().ok())) {
+                    (Some(scope), Some(until)) => self.ledger.join_backoff(scope, state, until),
+                    // A scope this process has no pools of (another process's IP group).
+                    (None, Some(_)) => tracing::debug!(event = text, "a back-off of a scope not used here"),
+                    _ => tracing::warn!(
+                        event = text,
+                        "unreadable back-off on the shared ledger's channel; ignored"
+                    ),
                 }
             }
             _ => tracing::warn!(event = text, "unknown event on the shared ledger's channel; ignored"),
         }
+    }
+
+    /// The scope of this ledger's pools that `key` names in keys and messages.
+    fn scope_of(&self, key: &str) -> Option<Scope> {
+        self.shared_scopes()
+            .into_iter()
+            .find(|s| self.keys.names.key(*s) == key)
+    }
+
+    /// The scopes of the shared pools, each once.
+    fn shared_scopes(&self) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = self.ledger.leases().iter().map(|v| v.limit.scope).collect();
+        scopes.sort();
+        scopes.dedup();
+        scopes
     }
 
     fn set_connected(&mut self, connected: bool) {
@@ -514,9 +589,11 @@ impl Keeper {
             pipe.query_async::<()>(&mut c).await?;
         }
         self.epoch = epoch;
-        let ban: Option<String> = c.get(self.keys.named("ban")).await?;
-        if let Some(until) = ban.and_then(|b| b.parse::<i64>().ok()) {
-            self.ledger.join_backoff(BackoffState::Throttled, until);
+        for scope in self.shared_scopes() {
+            let ban: Option<String> = c.get(self.keys.ban(scope)).await?;
+            if let Some(until) = ban.and_then(|b| b.parse::<i64>().ok()) {
+                self.ledger.join_backoff(scope, BackoffState::Throttled, until);
+            }
         }
         Ok(())
     }
@@ -529,14 +606,16 @@ impl Keeper {
             return Ok(());
         }
         let mut c = self.conn()?;
-        if let Some((state, until)) = news.backoff {
+        for backoff in news.backoffs {
+            let until = backoff.resume_at_ms;
             let ttl = (until - self.ledger.now_ms()).max(1) + 60_000;
             self.ban_script
-                .key(self.keys.named("ban"))
+                .key(self.keys.ban(backoff.scope))
                 .key(self.keys.named("events"))
                 .arg(until)
-                .arg(state.as_str())
+                .arg(backoff.state.as_str())
                 .arg(ttl)
+                .arg(self.keys.names.key(backoff.scope))
                 .invoke_async::<i64>(&mut c)
                 .await?;
         }
@@ -565,7 +644,6 @@ impl Keeper {
         let mut invocation = self.lease_script.prepare_invoke();
         invocation
             .key(self.keys.named("epoch"))
-            .key(self.keys.named("ban"))
             .key(self.keys.named("alive"))
             .arg(&self.epoch)
             .arg(self.ledger.now_ms())
@@ -577,6 +655,7 @@ impl Keeper {
             invocation
                 .key(self.keys.window(&v.limit, v.window_start_ms))
                 .key(self.keys.limit(&v.limit))
+                .key(self.keys.ban(v.limit.scope))
                 .arg(need)
                 .arg(want)
                 .arg(v.limit.limit)
@@ -628,8 +707,9 @@ impl Keeper {
                 self.rejoin().await?;
             }
             Some(-2) => {
-                if let Some(until) = number(1) {
-                    self.ledger.join_backoff(BackoffState::Throttled, until);
+                let pool = number(1).and_then(|i| usize::try_from(i).ok()?.checked_sub(1));
+                if let (Some(v), Some(until)) = (pool.and_then(|i| wanted.get(i)), number(2)) {
+                    self.ledger.join_backoff(v.limit.scope, BackoffState::Throttled, until);
                 }
             }
             _ => tracing::warn!(?reply, "unexpected answer from the lease script"),
@@ -716,5 +796,37 @@ async fn next_event(events: &mut Option<redis::aio::PubSubStream>) -> Option<Str
             message.get_payload::<String>().ok()
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::limits::IntervalUnit::Minute;
+    use crate::ledger::limits::PoolKind::RequestWeight;
+
+    fn names(order: [&str; 2]) -> ScopeNames {
+        ScopeNames::new([
+            (Scope::Ip(0), order[0].to_string()),
+            (Scope::Ip(1), order[1].to_string()),
+        ])
+    }
+
+    #[test]
+    fn an_ip_groups_keys_follow_its_name_not_its_place_in_the_list() {
+        let a = Keys::new("office", names(["main", "spare"]));
+        let b = Keys::new("office", names(["spare", "main"]));
+        let weight = |n| RateLimit::new(RequestWeight, Minute, 1, 6000).scoped(Scope::Ip(n));
+        assert_eq!(a.pool(&weight(0)), "runner:{office}:ip:main:REQUEST_WEIGHT:60000");
+        assert_eq!(a.pool(&weight(0)), b.pool(&weight(1)));
+        assert_eq!(a.window(&weight(1), 60_000), b.window(&weight(0), 60_000));
+        assert_eq!(a.ban(Scope::Ip(0)), b.ban(Scope::Ip(1)));
+        assert_ne!(a.ban(Scope::Ip(0)), a.ban(Scope::Ip(1)));
+        // Unnamed scopes (the market source, accounts) keep the ledger's spelling.
+        assert_eq!(a.ban(Scope::Ip(u16::MAX)), "runner:{office}:ban:ip65535");
+        assert_eq!(a.names.key(Scope::Account(0)), "account0");
+        // A name cannot break a key apart.
+        let odd = ScopeNames::new([(Scope::Ip(0), "a:b c%".to_string())]);
+        assert_eq!(odd.key(Scope::Ip(0)), "ip:a%3Ab%20c%25");
     }
 }

@@ -60,6 +60,12 @@ pub fn for_groups(limits: Vec<RateLimit>, groups: u16) -> Vec<RateLimit> {
     out
 }
 
+/// Whom a 429 or 418 stops: Binance bans the client IP, so every request leaving from `group`'s
+/// address (the market source: every request to that server), and nothing else.
+pub const fn backoff_scope(group: u16) -> Scope {
+    Scope::Ip(group)
+}
+
 /// `cost` drawn from `group`'s per-IP pools instead of the first group's.
 pub fn in_group(cost: Cost, group: u16) -> Cost {
     match group {

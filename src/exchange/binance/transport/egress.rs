@@ -137,6 +137,12 @@ impl Egress {
         self.groups.get(usize::from(group)).map(|g| g.name.as_str())
     }
 
+    /// Each group's IP scope and name.
+    pub fn named_scopes(&self) -> impl Iterator<Item = (Scope, String)> + '_ {
+        // `new` allows at most u16::MAX groups.
+        (0u16..).zip(&self.groups).map(|(i, g)| (Scope::Ip(i), g.name.clone()))
+    }
+
     /// Human name of a pool's scope: the IP group's name for an IP scope.
     pub fn scope_name(&self, scope: Scope) -> String {
         match scope {

@@ -402,11 +402,7 @@ impl Gateway {
             ticket.finish(if failing { Outcome::Failure } else { Outcome::Success });
         }
         let answer = answer?;
-        self.observe(
-            &permit,
-            pools::usage_in_group(answer.usage, pool_group),
-            answer.verdict.clone(),
-        );
+        self.observe(&permit, pool_group, answer.usage, answer.verdict.clone());
         if let Some(hold) = answer.new_order_wait {
             self.hold_new_orders(hold);
         }
@@ -468,14 +464,27 @@ impl Gateway {
         };
         let written = || request.trigger.as_ref().map_or((), Trigger::order_written);
         let response = client
-            .exchange(connect, &self.ledger, frame, written, self.request_timeout)
+            .exchange(
+                connect,
+                &self.ledger,
+                pools::backoff_scope(group),
+                frame,
+                written,
+                self.request_timeout,
+            )
             .await?;
         // The WebSocket API is always the trading venue's: its counts are the venue's own pools'.
         Ok(Answer::from_ws_api(response, self.ledger.now_ms()))
     }
 
-    fn observe(&self, permit: &Permit, usage: Vec<ServerUsage>, verdict: Verdict) {
-        self.ledger.observe(permit, &Observation { usage, verdict });
+    /// Reconciles an answer from the server of `pool_group` (an egress group, or the market source).
+    fn observe(&self, permit: &Permit, pool_group: u16, usage: Vec<ServerUsage>, verdict: Verdict) {
+        let observation = Observation {
+            usage: pools::usage_in_group(usage, pool_group),
+            verdict,
+            scope: pools::backoff_scope(pool_group),
+        };
+        self.ledger.observe(permit, &observation);
     }
 
     /// Fetches the server time and hands the offset to the ledger. Charged (weight 1).
@@ -554,8 +563,7 @@ impl Gateway {
         match result {
             Err(_) => (Err(SendError::Timeout(self.request_timeout.as_millis() as u64)), true),
             Ok(Ok((stream, response))) => {
-                let usage = pools::usage_in_group(header_usage(response.headers()), group);
-                self.observe(permit, usage, Verdict::Ok);
+                self.observe(permit, group, header_usage(response.headers()), Verdict::Ok);
                 (Ok(stream), false)
             }
             Ok(Err(tungstenite::Error::Http(response))) => {
@@ -563,7 +571,7 @@ impl Gateway {
                 let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok());
                 let body = response.body().as_deref().unwrap_or_default();
                 let verdict = usage::classify(status, retry_after, body, self.ledger.now_ms());
-                self.observe(permit, Vec::new(), verdict);
+                self.observe(permit, group, Vec::new(), verdict);
                 let failing = Rejection::from_http(status, body).exchange_failing();
                 let error = SendError::Connect {
                     host,

@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::ledger::{Ledger, Verdict};
+use crate::ledger::{Ledger, Scope, Verdict};
 
 use super::gateway::WsStream;
 use super::sign::Signing;
@@ -149,11 +149,13 @@ impl WsApiClient {
     }
 
     /// Writes the request `frame(id)`, calls `written` once it is on the socket, and waits up to
-    /// `timeout` for its answer. `connect` opens a connection (charged by the caller) when there is none.
+    /// `timeout` for its answer. `connect` opens a connection (charged by the caller) when there is none;
+    /// a 429/418 nobody waits for any more stops `scope` (the address the connection leaves from).
     pub async fn exchange<C, F>(
         &self,
         connect: C,
         ledger: &Ledger,
+        scope: Scope,
         frame: impl FnOnce(u64) -> String,
         written: impl FnOnce(),
         timeout: Duration,
@@ -172,6 +174,7 @@ impl WsApiClient {
                 stream,
                 Arc::clone(&conn),
                 ledger.clone(),
+                scope,
                 self.events.clone(),
             ));
             *writer = Some(Writer { sink, conn });
@@ -254,6 +257,7 @@ async fn read_answers(
     mut stream: SplitStream<WsStream>,
     conn: Arc<Conn>,
     ledger: Ledger,
+    scope: Scope,
     events: Option<mpsc::UnboundedSender<Pushed>>,
 ) {
     let closing = Closing(conn);
@@ -306,7 +310,7 @@ async fn read_answers(
         // Nobody waits (timed out): its usage is lost, but a 429 or a ban must still stop everyone.
         let (_, verdict) = usage::ws_api_observation(&response, ledger.now_ms());
         if verdict != Verdict::Ok {
-            ledger.enter_backoff(&verdict);
+            ledger.enter_backoff(scope, &verdict);
         }
     };
     // Waiters are told before the end is pushed: a request is never left waiting on a closed connection.
