@@ -3,8 +3,10 @@ Market maker: one bid and one ask, resting on the book, around a fair price.
 
 The fair price is the microprice (stdlib `book`): the mid leaned toward the side with less quantity, which is where
 the next trade is likelier to happen. Quotes sit `half_spread_bps` either side of it and are shifted against the
-inventory (`skew_bps`): holding too much base lowers both quotes, so selling becomes likelier than buying. Past
-`max_position` the side that would add to the position is withdrawn.
+inventory (`skew_bps`): holding too much base lowers both quotes, so selling becomes likelier than buying. Nearer
+`max_position` than one quote's size, the side that would add to the position is shrunk where it stands
+(`orders.amend` keeps its place in the queue, where a cancel and a new order would go to the back of it); past
+`max_position` that side is withdrawn.
 
 Orders are LIMIT_MAKER (post-only): the exchange rejects them rather than letting them take liquidity, so every fill
 is a maker fill. A quote is cancelled and replaced only when the fair price has moved more than `requote_bps` since
@@ -48,6 +50,7 @@ state.working = state.working or {} -- side -> {client_id, price, fair, placed_a
 state.placed = state.placed or 0
 state.cancelled = state.cancelled or 0
 state.rejected = state.rejected or 0
+state.amended = state.amended or 0
 state.budget_skips = state.budget_skips or 0
 state.paused_until = state.paused_until or 0
 state.seq = state.seq or 0
@@ -88,6 +91,9 @@ end
 local function track(o)
   position.apply(state.pos, o, config.fee_rate)
   local w = state.working[o.side]
+  if w and w.client_id == o.client_id then
+    w.filled = o.filled_qty
+  end
   if w and w.client_id == o.client_id and (o.status == "FILLED" or o.status == "CANCELED" or o.status == "REJECTED"
       or o.status == "EXPIRED") then
     state.working[o.side] = nil -- the side is free: the next book event quotes it again
@@ -121,15 +127,46 @@ local function cancel(side)
   return false
 end
 
+-- Lowers what is still open of the working quote of `side` to `qty`, in place. A quote that is gone or cannot be
+-- lowered (filled meanwhile) is cancelled instead, which also finds out what became of it.
+local function shrink(side, qty)
+  local w = state.working[side]
+  -- An amend sets the order's whole quantity, what has filled included.
+  local quantity = qty + (w.filled or 0)
+  local o, err = orders.amend({ symbol = config.symbol, id = w.client_id, quantity = quantity })
+  if o then
+    state.amended = state.amended + 1
+    w.quantity = quantity
+    track(o)
+    return
+  end
+  if err.code == "rejected" or err.code == "invalid_order" then
+    cancel(side)
+    return
+  end
+  on_call_error("amend " .. side, err)
+end
+
+-- How much to quote on `side` at `price`: the configured size, or less when the position limit is nearer than that;
+-- nil when not even the smallest order fits.
+local function quote_qty(side, price)
+  local room = side == "BUY" and config.max_position - state.pos.base or config.max_position + state.pos.base
+  return sizing.clamp_qty(info, math.min(config.order_qty, room), price)
+end
+
 local function place(side, price, fair)
   state.seq = state.seq + 1
   local client_id = string.format("mm-%s-%d-%d", side == "BUY" and "b" or "s", clock.now() % 100000000, state.seq)
+  local quantity = quote_qty(side, price)
+  if not quantity then
+    return
+  end
   local o, err = orders.place({
     symbol = config.symbol,
     side = side,
     type = "LIMIT_MAKER",
     price = price,
-    quantity = config.order_qty,
+    quantity = quantity,
     client_id = client_id,
   })
   if not o then
@@ -145,7 +182,13 @@ local function place(side, price, fair)
     return
   end
   state.placed = state.placed + 1
-  state.working[side] = { client_id = client_id, price = price, fair = fair, placed_at = clock.now() }
+  state.working[side] = {
+    client_id = client_id,
+    price = price,
+    fair = fair,
+    placed_at = clock.now(),
+    quantity = quantity,
+  }
   track(o)
 end
 
@@ -174,8 +217,13 @@ local function requote(side, q, fair, use)
     return
   end
   local target = targets(q, fair)[side]
-  if target == nil then
+  local qty = target and quote_qty(side, target)
+  if qty == nil then
     cancel(side) -- at the position limit: withdraw the side that would add to it
+    return
+  end
+  if w and qty < (w.quantity or config.order_qty) - (w.filled or 0) - info.step_size / 2 then
+    shrink(side, qty)
     return
   end
   if w then
@@ -237,9 +285,10 @@ end
 
 local function report()
   local mid = state.last_mid or 0
-  log.info("report: position %.8f, pnl %.4f (mark at %.2f), %d fills, %d placed, %d cancelled, %d rejected, "
-    .. "%d skipped for budget, budget use %.0f %%", state.pos.base, position.value(state.pos, mid), mid,
-    state.pos.fills, state.placed, state.cancelled, state.rejected, state.budget_skips, budget_use() * 100)
+  log.info("report: position %.8f, pnl %.4f (mark at %.2f), %d fills, %d placed, %d amended, %d cancelled, "
+    .. "%d rejected, %d skipped for budget, budget use %.0f %%", state.pos.base, position.value(state.pos, mid), mid,
+    state.pos.fills, state.placed, state.amended, state.cancelled, state.rejected, state.budget_skips,
+    budget_use() * 100)
 end
 
 local function setup()

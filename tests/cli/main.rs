@@ -8,6 +8,7 @@ mod cli;
 mod cli_breaker;
 mod cli_hostile;
 mod log_colour;
+mod market_maker;
 mod metrics;
 mod paper_market;
 mod readme;
