@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
+use crate::exchange::binance::account::accounts::{AccountSpec, Accounts};
 use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::limits::pools;
@@ -338,6 +339,10 @@ async fn exchange_profile(
     config: &RunConfig,
     ledger: &Ledger,
 ) -> Result<(Profile, Option<PaperExchange>), EngineError> {
+    if config.accounts.count() > 1 {
+        // Paper trading too: the simulator serves several accounts, the venue does not use them yet.
+        credentials(ProfileKind::Paper, &config.accounts)?;
+    }
     let (mut profile, paper) = match config.mode {
         Mode::Paper if config.market.is_some() => {
             let source = config
@@ -424,9 +429,12 @@ async fn exchange_profile(
                 }),
             )
         }
-        Mode::Testnet => (Profile::testnet(credentials(ProfileKind::Testnet)?), None),
+        Mode::Testnet => (
+            Profile::testnet(credentials(ProfileKind::Testnet, &config.accounts)?),
+            None,
+        ),
         Mode::Live => {
-            let creds = credentials(ProfileKind::Live)?;
+            let creds = credentials(ProfileKind::Live, &config.accounts)?;
             tracing::warn!("LIVE TRADING: orders placed by these strategies spend REAL FUNDS on Binance");
             (Profile::live(creds), None)
         }
@@ -436,8 +444,29 @@ async fn exchange_profile(
     Ok((profile, paper))
 }
 
-fn credentials(kind: ProfileKind) -> Result<Credentials, EngineError> {
-    Ok(Credentials::from_env(kind)?)
+/// The account's credentials: from the variables its `[accounts.NAME]` section names, else from
+/// the profile's usual variables. Several accounts in one process are not wired into the venue
+/// yet: refused, rather than trading every strategy on the first account.
+fn credentials(kind: ProfileKind, accounts: &Accounts) -> Result<Credentials, EngineError> {
+    if accounts.count() > 1 {
+        return Err(ConfigError::Accounts(format!(
+            "accounts: {} accounts are configured ({}), but one process trades one account for now: \
+             run one process per account (with the same --ledger-group to share the IP's weight)",
+            accounts.count(),
+            accounts.names().join(", ")
+        ))
+        .into());
+    }
+    match accounts.accounts().first() {
+        Some(AccountSpec {
+            name,
+            key_env: Some(key_env),
+            secret_env: Some(secret_env),
+        }) if accounts.configured() => Ok(Credentials::from_account_vars(name, key_env, secret_env, |var| {
+            std::env::var(var).ok()
+        })?),
+        _ => Ok(Credentials::from_env(kind)?),
+    }
 }
 
 async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Future<Output = ()>) -> EndReason {
