@@ -247,6 +247,7 @@ fn router() -> (tokio::runtime::Runtime, Arc<Router>) {
             order_transport: OrderTransport::Rest,
             breaker: Default::default(),
             egress: Default::default(),
+            account: 0,
         };
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default()).unwrap());
         let info: wire::ExchangeInfo = serde_json::from_str(EXCHANGE_INFO).unwrap();

@@ -23,6 +23,10 @@ pub struct AccountSpec {
 pub enum AccountsError {
     #[error("accounts: an account needs a name")]
     NoName,
+    #[error(
+        "accounts: the name {0:?} may hold only letters, digits, '-' and '_' (it names the account's journal folder)"
+    )]
+    BadName(String),
     #[error("accounts: the name {0:?} is given twice")]
     DuplicateName(String),
     #[error("accounts: {account} needs both key_env and secret_env (the environment variables holding its API key and secret)")]
@@ -75,6 +79,13 @@ impl Accounts {
         for (i, account) in accounts.iter().enumerate() {
             if account.name.trim().is_empty() {
                 return Err(AccountsError::NoName);
+            }
+            if !account
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(AccountsError::BadName(account.name.clone()));
             }
             let (Some(key_env), Some(_)) = (&account.key_env, &account.secret_env) else {
                 return Err(AccountsError::MissingVars {
@@ -203,6 +214,8 @@ mod tests {
             err.to_string(),
             "accounts: a and y both read their key from A_KEY: each account needs its own key"
         );
+        let err = Accounts::new(vec![account("../up")], &[]).unwrap_err();
+        assert!(matches!(err, AccountsError::BadName(_)), "{err}");
         let err = Accounts::new(vec![], &[("s".into(), "b".into())]).unwrap_err();
         assert!(err.to_string().contains("add [accounts.NAME] sections"), "{err}");
     }
