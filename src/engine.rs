@@ -103,7 +103,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     };
     // Kept for the whole run: dropping it stops sharing.
     let _shared_ledger = match config.shared_ledger.clone() {
-        Some(shared) => Some(crate::ledger::shared::share(ledger.clone(), shared).await?),
+        Some(shared) => {
+            // Account pools keyed by name: another process trading `sub1` shares them whatever its number there.
+            let names: Vec<String> = match config.accounts.configured() {
+                true => config.accounts.names().into_iter().map(str::to_owned).collect(),
+                false => Vec::new(),
+            };
+            Some(crate::ledger::shared::share_accounts(ledger.clone(), shared, &names).await?)
+        }
         None => None,
     };
     let autosave = ledger.spawn_autosave(Duration::from_secs(1));
@@ -133,7 +140,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         1 => venue.clone(),
         _ => {
             tracing::info!(accounts = ?config.accounts.names(), "trading several accounts: each strategy's orders go to its own");
-            let venues = venues.iter().map(|v| -> Arc<dyn Venue> { v.clone() }).collect();
+            let venues = venues.iter().map(|v| Arc::clone(v) as Arc<dyn Venue>).collect();
             match AccountVenues::new(venues, config.accounts.clone()) {
                 Some(routed) => routed,
                 None => venue.clone(),

@@ -108,6 +108,17 @@ fn display_url(url: &str) -> String {
 /// `config.url`. Fails if the URL is malformed, or Redis is out of reach (unless
 /// `fallback_on_start`), or it holds keys of another format.
 pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger, SharedError> {
+    share_accounts(ledger, config, &[]).await
+}
+
+/// As [`share`], the account pools keyed by the accounts' names (`accounts[n]` names
+/// `Scope::Account(n)`), so processes trading the same account share its order pools whatever its
+/// number in each, and different accounts never do. Without names: by number (`account0`).
+pub async fn share_accounts(
+    ledger: Ledger,
+    config: SharedConfig,
+    accounts: &[String],
+) -> Result<SharedLedger, SharedError> {
     let shown = display_url(&config.url);
     let url_error = |source| SharedError::Url {
         url: shown.clone(),
@@ -121,7 +132,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
         }
     }
     let client = Client::open(info).map_err(url_error)?;
-    let keys = Keys::new(&config.group);
+    let keys = Keys::new(&config.group, accounts);
     let mut keeper = Keeper {
         ledger: ledger.clone(),
         client,
@@ -167,7 +178,7 @@ pub async fn share(ledger: Ledger, config: SharedConfig) -> Result<SharedLedger,
     }
     let shares = tokio::spawn(grant_local_shares(
         ledger.clone(),
-        Keys::new(&config.group),
+        Keys::new(&config.group, accounts),
         keeper.fallback.clone(),
     ));
     let task = tokio::spawn(async move { keeper.run(wake).await });
@@ -209,19 +220,38 @@ return 1";
 /// Key names: one hash tag per budget, so a Redis Cluster keeps them in one slot.
 struct Keys {
     prefix: String,
+    /// Account names by number, for the account pools' keys.
+    accounts: Vec<String>,
 }
 
 impl Keys {
-    fn new(group: &str) -> Self {
+    fn new(group: &str, accounts: &[String]) -> Self {
         Keys {
             prefix: format!("runner:{{{group}}}:"),
+            accounts: accounts.to_vec(),
+        }
+    }
+    /// A pool's scope in its keys: an account by its name when named.
+    fn scope(&self, scope: super::Scope) -> String {
+        match scope {
+            super::Scope::Account(n) => match self.accounts.get(usize::from(n)) {
+                Some(name) => format!("account-{name}"),
+                None => scope.to_string(),
+            },
+            other => other.to_string(),
         }
     }
     fn named(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
     fn pool(&self, l: &RateLimit) -> String {
-        format!("{}{}:{}:{}", self.prefix, l.scope, l.kind, l.interval.millis())
+        format!(
+            "{}{}:{}:{}",
+            self.prefix,
+            self.scope(l.scope),
+            l.kind,
+            l.interval.millis()
+        )
     }
     fn window(&self, l: &RateLimit, window_start_ms: i64) -> String {
         format!("w:{}:{window_start_ms}", self.pool(l))
@@ -716,5 +746,22 @@ async fn next_event(events: &mut Option<redis::aio::PubSubStream>) -> Option<Str
             message.get_payload::<String>().ok()
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{IntervalUnit, PoolKind, RateLimit, Scope};
+
+    #[test]
+    fn account_pools_are_keyed_by_the_accounts_name_when_named() {
+        let orders = |n| RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 10, 100).scoped(Scope::Account(n));
+        let named = Keys::new("office", &["main".to_string(), "sub1".to_string()]);
+        assert_eq!(named.pool(&orders(1)), "runner:{office}:account-sub1:ORDERS:10000");
+        let weight = RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000);
+        assert_eq!(named.pool(&weight), "runner:{office}:ip0:REQUEST_WEIGHT:60000");
+        let unnamed = Keys::new("office", &[]);
+        assert_eq!(unnamed.pool(&orders(0)), "runner:{office}:account0:ORDERS:10000");
     }
 }
