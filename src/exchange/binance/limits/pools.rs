@@ -242,7 +242,11 @@ mod tests {
             2,
             "weight per egress group, not per account"
         );
-        assert_eq!(for_accounts(limits.clone(), 2), limits, "repeating is idempotent");
+        assert_eq!(
+            for_groups(for_accounts(limits.clone(), 2), 2),
+            limits,
+            "repeating is idempotent"
+        );
         assert_eq!(for_accounts(spot_defaults(), 1), spot_defaults());
         let c = for_account(in_group(cost(1, 1, 1, 0), 1), 1);
         assert_eq!((c.units(Scope::Account(1), Orders), c.units(ACCOUNT, Orders)), (1, 0));
