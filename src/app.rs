@@ -125,6 +125,11 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             ed25519_keys = ?args.ed25519_keys.iter().map(|k| k.api_key.as_str()).collect::<Vec<_>>(),
             "simulated exchange listening (Ctrl-C stops it)"
         );
+        // Paper credentials, known to anyone who reads the source: printed so a user can sign with them.
+        for account in 1..args.accounts {
+            let (api_key, api_secret) = sim::paper_credentials(account);
+            tracing::info!(account, %api_key, %api_secret, "paper account");
+        }
         let mut limits = sim::SimConfig::default().limits;
         // A kind given on the command line replaces all of Binance's entries of that kind.
         limits.retain(|l| !args.limits.iter().any(|given| given.kind == l.kind));
@@ -133,6 +138,7 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             seed: args.seed,
             limits,
             ed25519_keys: args.ed25519_keys,
+            accounts: args.accounts,
             ..sim::SimConfig::default()
         };
         sim::serve(config, listener, shutdown_signal())

@@ -257,6 +257,10 @@ pub struct SimArgs {
     /// `openssl pkey -pubout` writes it). Repeat for several.
     #[arg(long = "ed25519-key", value_name = "NAME=FILE", value_parser = parse_ed25519_key)]
     pub ed25519_keys: Vec<Ed25519ApiKey>,
+    /// Paper accounts to serve (each with its own balances, orders, order limits and user-data
+    /// stream; request weight stays per client IP). Their keys and secrets are printed at start.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub accounts: u16,
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::backtest::live::MarketSource;
 use crate::cli::{CommonArgs, LogFormat, Mode, RunArgs};
+use crate::exchange::binance::account::accounts::{AccountSpec, Accounts};
 use crate::exchange::binance::orders::journal_sync::JournalSync;
 use crate::exchange::binance::transport::egress::{Egress, IpGroup};
 use crate::exchange::binance::transport::ws_api::OrderTransport;
@@ -95,8 +96,43 @@ pub struct FileConfig {
     pub ledger_fallback: Option<bool>,
     /// `[[ip_groups]]`: local source addresses requests leave from, the first the default.
     pub ip_groups: Option<Vec<IpGroupFile>>,
-    /// `[routes.<strategy name>]`: what a strategy sends through (its IP group).
+    /// `[routes.<strategy name>]`: what a strategy sends through (its IP group, its account).
     pub routes: Option<BTreeMap<String, RouteFile>>,
+    /// `[accounts.NAME]`: the accounts this process trades, in the file's order (the first the default).
+    pub accounts: Option<AccountsFile>,
+}
+
+/// One `[accounts.NAME]` entry: the environment variables holding the account's key and secret
+/// (never the secrets themselves, which stay out of files).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountFile {
+    pub key_env: Option<String>,
+    pub secret_env: Option<String>,
+}
+
+/// `[accounts.*]` in the order the file gives them: "the first account" is the default.
+#[derive(Debug, Default)]
+pub struct AccountsFile(pub Vec<(String, AccountFile)>);
+
+impl<'de> Deserialize<'de> for AccountsFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = AccountsFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[accounts.NAME] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<AccountsFile, A::Error> {
+                let mut accounts = Vec::new();
+                while let Some(entry) = map.next_entry::<String, AccountFile>()? {
+                    accounts.push(entry);
+                }
+                Ok(AccountsFile(accounts))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 /// One `[[ip_groups]]` entry.
@@ -114,6 +150,8 @@ pub struct IpGroupFile {
 pub struct RouteFile {
     /// The name of an `[[ip_groups]]` entry.
     pub ip_group: Option<String>,
+    /// The name of an `[accounts.NAME]` entry.
+    pub account: Option<String>,
 }
 
 /// `[breaker]` in the config file; what is left out keeps its default (see [`BreakerConfig`]).
@@ -222,6 +260,8 @@ pub struct RunConfig {
     pub start_limits: Vec<RateLimit>,
     /// The egress IP groups and each strategy's group.
     pub egress: Egress,
+    /// The accounts traded and each strategy's account.
+    pub accounts: Accounts,
 }
 
 /// Options shared by every command: log format, state dir and stdlib folder.
@@ -271,6 +311,7 @@ impl RunConfig {
         let risk = risk_limits(args.max_order_notional, args.max_open_orders, &file)?;
         let start_limits = start_limits(args.limits, &file)?;
         let egress = egress(&file)?;
+        let accounts = accounts(&file)?;
         let breaker = file
             .breaker
             .as_ref()
@@ -328,6 +369,7 @@ impl RunConfig {
             shared_ledger,
             start_limits,
             egress,
+            accounts,
             risk,
             breaker,
             pin_strategies: flag_or_file(args.pin_strategies, file.pin_strategies.as_deref(), CpuList::parse)?.0,
@@ -435,6 +477,28 @@ fn egress(file: &FileConfig) -> Result<Egress, ConfigError> {
         .filter_map(|(strategy, route)| Some((strategy.clone(), route.ip_group.clone()?)))
         .collect();
     Egress::new(groups, &choices).map_err(|e| ConfigError::Invalid(e.to_string()))
+}
+
+/// The file's `[accounts.NAME]` sections and the routes naming them. Whether each account's
+/// variables are set is checked when the run reads them (only testnet and live read them).
+fn accounts(file: &FileConfig) -> Result<Accounts, ConfigError> {
+    let specs = file
+        .accounts
+        .iter()
+        .flat_map(|a| a.0.iter())
+        .map(|(name, account)| AccountSpec {
+            name: name.clone(),
+            key_env: account.key_env.clone().filter(|v| !v.trim().is_empty()),
+            secret_env: account.secret_env.clone().filter(|v| !v.trim().is_empty()),
+        })
+        .collect();
+    let choices: Vec<(String, String)> = file
+        .routes
+        .iter()
+        .flatten()
+        .filter_map(|(strategy, route)| Some((strategy.clone(), route.account.clone()?)))
+        .collect();
+    Accounts::new(specs, &choices).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
 /// The risk limits from the flags, else from the file; every cap must be a positive amount.
@@ -983,5 +1047,58 @@ mod tests {
             assert!(error.starts_with(expected), "{lines}: {error}");
             assert!(!error.contains('\n'), "one line: {error}");
         }
+    }
+
+    #[test]
+    fn accounts_and_their_routes_come_from_the_file_in_order_and_bad_ones_are_refused() {
+        let accounts = "[accounts.zeta]\nkey_env = \"Z_KEY\"\nsecret_env = \"Z_SECRET\"\n\
+                        [accounts.alpha]\nkey_env = \"A_KEY\"\nsecret_env = \"A_SECRET\"\n";
+        let config = resolve_with_file(
+            &format!("{accounts}[routes.mm]\naccount = \"alpha\"\n"),
+            RunArgs::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.accounts.names(),
+            vec!["zeta", "alpha"],
+            "the file's order: the first is the default"
+        );
+        assert_eq!(
+            (config.accounts.account_of("mm"), config.accounts.account_of("other")),
+            (1, 0)
+        );
+        assert_eq!(config.accounts.accounts()[1].key_env.as_deref(), Some("A_KEY"));
+        let single = resolve_with_file("", RunArgs::default()).unwrap();
+        assert!(!single.accounts.configured() && single.accounts.count() == 1);
+        for (lines, expected) in [
+            (
+                format!("{accounts}[routes.mm]\naccount = \"beta\"\n"),
+                "strategy mm names the account \"beta\", which is not configured (known: zeta, alpha)",
+            ),
+            (
+                "[accounts.solo]\nkey_env = \"S_KEY\"\n".to_string(),
+                "accounts: solo needs both key_env and secret_env",
+            ),
+            (
+                "[accounts.a]\nkey_env = \"K\"\nsecret_env = \"S\"\n[accounts.b]\nkey_env = \"K\"\nsecret_env = \"T\"\n"
+                    .to_string(),
+                "accounts: a and b both read their key from K",
+            ),
+            (
+                "[accounts.a]\nkey = \"plain-text\"\n".to_string(),
+                "config file ",
+            ),
+        ] {
+            let error = resolve_with_file(&lines, RunArgs::default()).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{lines}: {error}");
+        }
+        // TOML itself refuses a table given twice: duplicate names never reach the runner.
+        let error = resolve_with_file(
+            &format!("{accounts}[accounts.zeta]\nkey_env = \"X\"\n"),
+            RunArgs::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("zeta") || error.contains("duplicate"), "{error}");
     }
 }

@@ -14,6 +14,8 @@ use serde::Serialize;
 use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
+use crate::exchange::accounts::AccountVenues;
+use crate::exchange::binance::account::accounts::{AccountSpec, Accounts};
 use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::limits::pools;
@@ -92,11 +94,19 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     );
     ledger.set_boundary_guard(crate::ledger::BOUNDARY_GUARD);
     let (profile, paper) = exchange_profile(&config, &ledger).await?;
+    let profiles = match account_profiles(&config, profile) {
+        Ok(profiles) => profiles,
+        Err(e) => {
+            stop_sim(paper).await;
+            return Err(e);
+        }
+    };
     // Kept for the whole run: dropping it stops sharing.
     let _shared_ledger = match config.shared_ledger.clone() {
-        // Keyed by group name: processes sharing a budget may list their groups in any order.
+        // Keyed by name: processes sharing a budget may list their groups and accounts in any order.
         Some(shared) => {
-            let names = crate::ledger::shared::ScopeNames::new(config.egress.named_scopes());
+            let names = config.egress.named_scopes().chain(config.accounts.named_scopes());
+            let names = crate::ledger::shared::ScopeNames::new(names);
             Some(crate::ledger::shared::share_named(ledger.clone(), shared, names).await?)
         }
         None => None,
@@ -111,8 +121,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         egress: config.egress.clone(),
         ..ClientOptions::default()
     };
-    let venue = match BinanceVenue::connect(profile, ledger.clone(), options).await {
-        Ok(venue) => venue,
+    let venues = match connect_accounts(&config, profiles, &ledger, &options).await {
+        Ok(venues) => venues,
         Err(e) => {
             autosave.stop().await;
             stop_sim(paper).await;
@@ -122,13 +132,26 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             });
         }
     };
+    // The first account's venue: market data, streams and the paper market's source.
+    let venue = Arc::clone(&venues[0]);
+    let routed: Arc<dyn Venue> = match venues.len() {
+        1 => venue.clone(),
+        _ => {
+            tracing::info!(accounts = ?config.accounts.names(), "trading several accounts: each strategy's orders go to its own");
+            let venues = venues.iter().map(|v| Arc::clone(v) as Arc<dyn Venue>).collect();
+            match AccountVenues::new(venues, config.accounts.clone()) {
+                Some(routed) => routed,
+                None => venue.clone(),
+            }
+        }
+    };
     let paper = paper.map(|paper| paper.follow_source(&venue));
     if !config.risk.is_empty() {
         tracing::info!(limits = ?config.risk, "risk limits on every strategy's orders");
     }
     let halt = Halt::default();
     let halt_switch = tokio::spawn(operator_halt_signals(halt.clone()));
-    let venue_dyn: Arc<dyn Venue> = RiskGuard::with_halt(venue.clone(), config.risk.clone(), halt);
+    let venue_dyn: Arc<dyn Venue> = RiskGuard::with_halt(routed.clone(), config.risk.clone(), halt);
 
     let host_config = HostConfig {
         stdlib_dir: config.stdlib_dir.clone(),
@@ -150,7 +173,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         listener.serve(host.clone(), venue_dyn.clone(), &config.state_dir)
     });
     let sink: Arc<dyn EventSink> = host.clone();
-    let mut started = venue.start(sink).await.map_err(EngineError::Streams);
+    let mut started = routed.start(sink).await.map_err(EngineError::Streams);
     for path in &config.strategies {
         if started.is_err() {
             break;
@@ -177,7 +200,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         if let Some(task) = &metrics_server {
             task.abort();
         }
-        venue.shutdown().await;
+        routed.shutdown().await;
         autosave.stop().await;
         stop_sim(paper).await;
         return Err(e);
@@ -217,7 +240,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     if let Some(task) = metrics_server {
         task.abort();
     }
-    venue.shutdown().await;
+    routed.shutdown().await;
     // Stopping the autosave writes the final state.
     autosave.stop().await;
     stop_sim(paper).await;
@@ -366,6 +389,8 @@ async fn exchange_profile(
                 market_tick: Duration::ZERO,
                 fees: config.fees,
                 order_latency: config.order_latency,
+                // One paper account per configured account, each signing with its own key.
+                accounts: config.accounts.count(),
                 ..sim::SimConfig::default()
             };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
@@ -408,6 +433,8 @@ async fn exchange_profile(
                 seed: config.seed,
                 fees: config.fees,
                 order_latency: config.order_latency,
+                // One paper account per configured account, each signing with its own key.
+                accounts: config.accounts.count(),
                 ..sim::SimConfig::default()
             };
             let handle = sim::start(sim_config, ([127, 0, 0, 1], 0).into())
@@ -428,9 +455,12 @@ async fn exchange_profile(
                 }),
             )
         }
-        Mode::Testnet => (Profile::testnet(credentials(ProfileKind::Testnet)?), None),
+        Mode::Testnet => (
+            Profile::testnet(credentials(ProfileKind::Testnet, &config.accounts, 0)?),
+            None,
+        ),
         Mode::Live => {
-            let creds = credentials(ProfileKind::Live)?;
+            let creds = credentials(ProfileKind::Live, &config.accounts, 0)?;
             tracing::warn!("LIVE TRADING: orders placed by these strategies spend REAL FUNDS on Binance");
             (Profile::live(creds), None)
         }
@@ -440,8 +470,79 @@ async fn exchange_profile(
     Ok((profile, paper))
 }
 
-fn credentials(kind: ProfileKind) -> Result<Credentials, EngineError> {
-    Ok(Credentials::from_env(kind)?)
+/// Account `account`'s credentials on testnet or live: from the variables its `[accounts.NAME]`
+/// section names, else (the single account of no `[accounts]`) from the profile's usual variables.
+fn credentials(kind: ProfileKind, accounts: &Accounts, account: u16) -> Result<Credentials, EngineError> {
+    match accounts.accounts().get(usize::from(account)) {
+        Some(AccountSpec {
+            name,
+            key_env: Some(key_env),
+            secret_env: Some(secret_env),
+        }) if accounts.configured() => Ok(Credentials::from_account_vars(name, key_env, secret_env, |var| {
+            std::env::var(var).ok()
+        })?),
+        _ => Ok(Credentials::from_env(kind)?),
+    }
+}
+
+/// One profile per account: `first` (the first account's), and for each further account the same
+/// exchange with that account's key (the paper exchange's own keys in paper modes).
+fn account_profiles(config: &RunConfig, first: Profile) -> Result<Vec<Profile>, EngineError> {
+    let mut profiles = Vec::with_capacity(usize::from(config.accounts.count()));
+    for account in 1..config.accounts.count() {
+        let credentials = match config.mode {
+            Mode::Paper => {
+                let (key, secret) = sim::paper_credentials(account);
+                Credentials::new(key, secret)
+            }
+            Mode::Testnet => credentials(ProfileKind::Testnet, &config.accounts, account)?,
+            Mode::Live => credentials(ProfileKind::Live, &config.accounts, account)?,
+        };
+        profiles.push(Profile {
+            credentials,
+            ..first.clone()
+        });
+    }
+    profiles.insert(0, first);
+    Ok(profiles)
+}
+
+/// Where account `account`'s order journal lives: the first account's where a single account's
+/// always has (adding `[accounts]` keeps it), every other in `accounts/<name>` of the state dir.
+fn journal_dir(config: &RunConfig, account: u16) -> std::path::PathBuf {
+    match (account, config.accounts.name(account)) {
+        (1.., Some(name)) => config.state_dir.join("accounts").join(name),
+        _ => config.state_dir.clone(),
+    }
+}
+
+/// Connects one venue per account (each with its own key, journal, balances and user-data
+/// stream; all on the one ledger). On a failure the venues already connected are shut down.
+async fn connect_accounts(
+    config: &RunConfig,
+    profiles: Vec<Profile>,
+    ledger: &Ledger,
+    options: &ClientOptions,
+) -> Result<Vec<Arc<BinanceVenue>>, ClientError> {
+    let mut venues: Vec<Arc<BinanceVenue>> = Vec::with_capacity(profiles.len());
+    for (account, profile) in (0u16..).zip(profiles) {
+        let options = ClientOptions {
+            state_dir: Some(journal_dir(config, account)),
+            account,
+            accounts: config.accounts.count(),
+            ..options.clone()
+        };
+        match BinanceVenue::connect(profile, ledger.clone(), options).await {
+            Ok(venue) => venues.push(venue),
+            Err(e) => {
+                for venue in &venues {
+                    venue.shutdown().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(venues)
 }
 
 async fn wait_for_end(config: &RunConfig, host: &Arc<Host>, shutdown: impl Future<Output = ()>) -> EndReason {

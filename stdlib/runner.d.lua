@@ -596,8 +596,8 @@ function orders.open(symbol) end
 
 account = {}
 
---- Balances by asset: `{ BTC = {free = 1.5, locked = 0.1}, ... }`, from the host's account state (kept current by
---- the user-data stream).
+--- Balances by asset: `{ BTC = {free = 1.5, locked = 0.1}, ... }` of the account this strategy trades on (its
+--- `[routes]` account, else the first), from the host's account state (kept current by that account's user-data stream).
 ---
 --- Cost: none (REST weight 20 only when the host must resync). Never blocks in the normal case.
 ---@return table<string, runner.Balance>

@@ -462,7 +462,7 @@ impl ReplayVenue {
     fn find(world: &World, order: &OrderRef) -> Option<u64> {
         match order {
             OrderRef::Id(id) => world.ex.order(*id).map(|o| o.id),
-            OrderRef::ClientId(cid) => world.ex.order_by_client(cid).map(|o| o.id),
+            OrderRef::ClientId(cid) => world.ex.order_by_client(0, cid).map(|o| o.id),
         }
     }
 
@@ -622,6 +622,7 @@ impl Venue for ReplayVenue {
         world.advance_to(sent + self.latency_ms);
         let i = Self::index(&world, valid.symbol())?;
         let order = NewOrder {
+            account: 0,
             symbol: i,
             side: valid.side(),
             kind: valid.kind().order_type().into(),

@@ -4,6 +4,7 @@
 //! [`binance`]) is the only code that holds HTTP and WebSocket handles, and every
 //! request it sends first reserves its cost in the shared [`crate::ledger::Ledger`].
 
+pub mod accounts;
 pub mod binance;
 pub mod breaker;
 pub mod grid;
@@ -278,6 +279,11 @@ pub trait Venue: Send + Sync + 'static {
     fn open_orders(&self, strategy: &str, symbol: Option<&str>) -> Vec<Order>;
     /// The account's balances, from the venue's account state (no request).
     fn balances(&self) -> BTreeMap<String, Balance>;
+    /// The balances of the account `strategy` trades on (a venue of one account: [`Venue::balances`]).
+    fn balances_of(&self, strategy: &str) -> BTreeMap<String, Balance> {
+        let _ = strategy;
+        self.balances()
+    }
     /// Latest streamed best bid/ask, if subscribed and received.
     fn quote(&self, symbol: &str) -> Option<Quote>;
     /// The local order book, `None` while it is not in sync.

@@ -402,6 +402,10 @@ impl Venue for RiskGuard {
         self.inner.balances()
     }
 
+    fn balances_of(&self, strategy: &str) -> BTreeMap<String, Balance> {
+        self.inner.balances_of(strategy)
+    }
+
     fn quote(&self, symbol: &str) -> Option<Quote> {
         self.inner.quote(symbol)
     }

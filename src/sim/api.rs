@@ -1011,6 +1011,7 @@ pub(super) fn new_order(ex: &Exchange, p: &Params) -> Result<(NewOrder, String),
     };
     Ok((
         NewOrder {
+            account: p.account(),
             symbol,
             side,
             kind,
@@ -1094,8 +1095,8 @@ fn test_order(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
 /// The order named by `orderId` or `origClientOrderId` (the latest one with that client id).
 fn find_order<'a>(ex: &'a Exchange, symbol: usize, p: &Params) -> Result<Option<&'a Order>, ApiErr> {
     let found = match (p.uint("orderId")?, p.get("origClientOrderId")) {
-        (Some(id), _) => ex.order(id),
-        (None, Some(cid)) => ex.order_by_client(cid),
+        (Some(id), _) => ex.order(id).filter(|o| o.account == p.account()),
+        (None, Some(cid)) => ex.order_by_client(p.account(), cid),
         (None, None) => {
             return Err(ApiErr::bad(
                 -1102,
@@ -1202,7 +1203,7 @@ fn cancel_open_orders(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> 
     let ids: Vec<u64> = world
         .ex
         .orders()
-        .filter(|o| o.symbol == symbol && o.status.is_open())
+        .filter(|o| o.account == p.account() && o.symbol == symbol && o.status.is_open())
         .map(|o| o.id)
         .collect();
     if ids.is_empty() {
@@ -1235,7 +1236,7 @@ fn open_orders(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     };
     let rows: Vec<Value> = ex
         .orders()
-        .filter(|o| o.status.is_open() && symbol.is_none_or(|s| o.symbol == s))
+        .filter(|o| o.account == p.account() && o.status.is_open() && symbol.is_none_or(|s| o.symbol == s))
         .map(|o| order_json(ex, o))
         .collect();
     Ok(Value::Array(rows))
@@ -1249,7 +1250,7 @@ fn all_orders(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let symbol = symbol_of(ex, p)?;
     let selected: Vec<&Order> = ex
         .orders()
-        .filter(|o| o.symbol == symbol && from_id.is_none_or(|f| o.id >= f))
+        .filter(|o| o.account == p.account() && o.symbol == symbol && from_id.is_none_or(|f| o.id >= f))
         .filter(|o| start.is_none_or(|s| o.time >= s) && end.is_none_or(|e| o.time <= e))
         .collect();
     let skip = if from_id.is_some() {
@@ -1271,7 +1272,7 @@ fn account(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
     let world = sim.world.lock();
     let ex = &world.ex;
     let balances: Vec<AccountBalance> = ex
-        .balances()
+        .balances_of(p.account())
         .iter()
         .filter(|(_, b)| !omit_zero || !(b.free + b.locked).is_zero())
         .map(|(a, b)| AccountBalance {
@@ -1321,6 +1322,7 @@ fn my_trades(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> {
         .my_trades()
         .iter()
         .filter(|t| t.symbol == symbol && order_id.is_none_or(|o| t.order_id == o))
+        .filter(|t| ex.order(t.order_id).is_some_and(|o| o.account == p.account()))
         .filter(|t| from_id.is_none_or(|f| t.id >= f))
         .filter(|t| start.is_none_or(|s| t.time >= s) && end.is_none_or(|e| t.time <= e))
         .map(|t| {
@@ -1371,6 +1373,7 @@ fn my_prevented_matches(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> 
     let name = &ex.markets[symbol].spec.symbol;
     let rows = ex
         .prevented_matches(symbol)
+        .filter(|m| ex.order(m.taker_order_id).is_some_and(|o| o.account == p.account()))
         .filter(|m| by_match.is_none_or(|id| m.id == id))
         .filter(|m| order_id.is_none_or(|id| m.taker_order_id == id || m.maker_order_id == id))
         .filter(|m| from_id.is_none_or(|from| m.id >= from))
@@ -1399,8 +1402,8 @@ fn my_prevented_matches(sim: &Sim, p: &Params, _: i64) -> Result<Value, ApiErr> 
     Ok(Value::Array(rows))
 }
 
-fn rate_limit_order(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
-    let usage = sim.limiter.lock().order_usage(now);
+fn rate_limit_order(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
+    let usage = sim.limiter.lock().order_usage(now, p.account());
     Ok(Value::Array(
         usage
             .into_iter()
@@ -1530,11 +1533,11 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         (Some(id), cid) => world
             .ex
             .order(id)
-            .filter(|o| o.symbol == symbol && cid.is_none_or(|c| c == o.client_id))
+            .filter(|o| o.account == p.account() && o.symbol == symbol && cid.is_none_or(|c| c == o.client_id))
             .map(|o| o.id),
         (None, Some(cid)) => world
             .ex
-            .order_by_client(cid)
+            .order_by_client(p.account(), cid)
             .filter(|o| o.symbol == symbol)
             .map(|o| o.id),
         (None, None) => {
@@ -1562,7 +1565,7 @@ fn cancel_replace(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
         )
     } else {
         // A new order not attempted still counts as an unfilled order.
-        let _ = sim.limiter.lock().take_order(now);
+        let _ = sim.limiter.lock().take_order(now, p.account());
         None
     };
     let outcome = |r: &Result<Value, ApiErr>| if r.is_ok() { "SUCCESS" } else { "FAILURE" };

@@ -172,7 +172,7 @@ fn leg(ex: &Exchange, p: &Params, names: &LegNames) -> Result<NewOrder, ApiErr> 
             pairs.push((shared.to_string(), v.to_string()));
         }
     }
-    let plain = Params::from_pairs(pairs);
+    let plain = Params::from_pairs(pairs).for_account(p.account());
     new_order(ex, &plain).map(|(req, _)| req).map_err(|mut e| {
         for (plain, sent) in &renames {
             e.msg = e.msg.replace(&format!("'{plain}'"), &format!("'{sent}'"));
@@ -370,9 +370,13 @@ pub fn list_json(ex: &Exchange, list: &OrderList, _now: i64) -> Value {
 
 /// The list named by `orderListId` and/or `clientParam` (both given must agree).
 fn find_list<'a>(ex: &'a Exchange, p: &Params, client_param: &str) -> Result<Option<&'a OrderList>, ApiErr> {
+    let mine = |l: &&OrderList| ex.list_account(l) == p.account();
     match (p.uint("orderListId")?, p.get(client_param)) {
-        (Some(id), cid) => Ok(ex.order_list(id).filter(|l| cid.is_none_or(|c| c == l.client_id))),
-        (None, Some(cid)) => Ok(ex.order_list_by_client(cid)),
+        (Some(id), cid) => Ok(ex
+            .order_list(id)
+            .filter(|l| cid.is_none_or(|c| c == l.client_id))
+            .filter(mine)),
+        (None, Some(cid)) => Ok(ex.order_list_by_client(cid).filter(mine)),
         (None, None) => Err(ApiErr::bad(
             -1102,
             format!("Param '{client_param}' or 'orderListId' must be sent, but both were empty/null!"),
@@ -418,12 +422,12 @@ pub fn query_list(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
 }
 
 /// `GET /api/v3/openOrderList`.
-pub fn open_lists(sim: &Sim, _: &Params, now: i64) -> Result<Value, ApiErr> {
+pub fn open_lists(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let world = sim.world.lock();
     let ex = &world.ex;
     Ok(Value::Array(
         ex.order_lists()
-            .filter(|l| !l.done)
+            .filter(|l| !l.done && ex.list_account(l) == p.account())
             .map(|l| list_json(ex, l, now))
             .collect(),
     ))
@@ -440,6 +444,7 @@ pub fn all_lists(sim: &Sim, p: &Params, now: i64) -> Result<Value, ApiErr> {
     let ex = &world.ex;
     let selected: Vec<&OrderList> = ex
         .order_lists()
+        .filter(|l| ex.list_account(l) == p.account())
         .filter(|l| from_id.is_none_or(|f| l.id >= f))
         .filter(|l| start.is_none_or(|s| l.time >= s) && end.is_none_or(|e| l.time <= e))
         .collect();

@@ -7,9 +7,19 @@ use rust_decimal::Decimal;
 use crate::exchange::binance::limits::pools::spot_defaults;
 use crate::ledger::limits::RateLimit;
 
-/// Built-in paper-trading credentials (the simulator's only account).
+/// Built-in paper-trading credentials (the simulator's first account).
 pub const PAPER_API_KEY: &str = "paperKeyRunnerSimulatorXpDq4ZJ0cW9mB7nV2aL8sK3tY6uR1eH5gF0oI";
 pub const PAPER_API_SECRET: &str = "paperSecretRunnerSimulatorQ3wE5rT7yU9iO1pA2sD4fG6hJ8kL0zX";
+
+/// The HMAC key and secret of paper account `account`: the built-in ones for account 0, and for
+/// each further account (`SimConfig::accounts`) the same with `-<account>` appended, so a runner and
+/// a `runner sim --accounts N` started apart agree on them without passing secrets around.
+pub fn paper_credentials(account: u16) -> (String, String) {
+    match account {
+        0 => (PAPER_API_KEY.to_string(), PAPER_API_SECRET.to_string()),
+        n => (format!("{PAPER_API_KEY}-{n}"), format!("{PAPER_API_SECRET}-{n}")),
+    }
+}
 
 /// One tradable pair of the synthetic market.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,12 +161,16 @@ pub struct SimConfig {
     pub seed: u64,
     /// Enforced limits, announced in `exchangeInfo.rateLimits`.
     pub limits: Vec<RateLimit>,
-    /// The account's HMAC API key and secret.
+    /// The first account's HMAC API key and secret.
     pub api_key: String,
     pub api_secret: String,
-    /// Ed25519 API keys the account also accepts.
+    /// Ed25519 API keys the first account also accepts.
     pub ed25519_keys: Vec<Ed25519ApiKey>,
-    /// Starting free balances of the account.
+    /// How many accounts (at least one): account n > 0 signs with [`paper_credentials`]`(n)`.
+    /// Each has its own balances, orders, order-count pools and user-data streams; request weight
+    /// stays per client IP, whatever account sends.
+    pub accounts: u16,
+    /// Starting free balances of every account.
     pub balances: Vec<(String, Decimal)>,
     /// Synthetic market step (price walk, liquidity refresh, 100 ms depth diffs). Zero: no automatic
     /// steps; tests drive the market with `SimHandle::step_market`.
@@ -193,6 +207,7 @@ impl Default for SimConfig {
             api_key: PAPER_API_KEY.to_string(),
             api_secret: PAPER_API_SECRET.to_string(),
             ed25519_keys: Vec::new(),
+            accounts: 1,
             balances: vec![
                 balance("BTC", 10),
                 balance("ETH", 100),

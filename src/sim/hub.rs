@@ -74,7 +74,7 @@ impl Hub {
     }
 }
 
-/// Subscribers to the account's user-data stream (WebSocket API connections).
+/// Subscribers to the accounts' user-data streams (WebSocket API connections), each to one account's.
 #[derive(Default)]
 pub struct UserHub {
     subs: RwLock<Vec<UserSubscriber>>,
@@ -82,6 +82,8 @@ pub struct UserHub {
 
 #[derive(Clone)]
 pub struct UserSubscriber {
+    /// Whose events it gets: the account its key authenticated.
+    pub account: u16,
     pub conn: u64,
     pub subscription_id: u64,
     pub tx: mpsc::Sender<Utf8Bytes>,
@@ -93,9 +95,9 @@ impl UserHub {
         self.subs.read().is_empty()
     }
 
-    /// `event_json` is one serialised event; each subscription gets its own envelope.
-    pub fn publish(&self, event_json: &str) {
-        for sub in self.subs.read().iter() {
+    /// `event_json` is one serialised event of `account`; each of its subscriptions gets its own envelope.
+    pub fn publish(&self, account: u16, event_json: &str) {
+        for sub in self.subs.read().iter().filter(|s| s.account == account) {
             let frame = format!("{{\"subscriptionId\":{},\"event\":{event_json}}}", sub.subscription_id);
             if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(Utf8Bytes::from(frame)) {
                 sub.overflow.notify_one();

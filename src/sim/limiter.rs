@@ -81,8 +81,10 @@ pub struct WindowUsage {
 pub struct PoolStats {
     pub kind: PoolKind,
     /// The client address a per-IP pool counts (request weight, raw requests, connections);
-    /// `None` for the account's order pools.
+    /// `None` for an account's order pools.
     pub ip: Option<IpAddr>,
+    /// The account an order pool counts; `None` for the per-IP pools.
+    pub account: Option<u16>,
     pub interval: String,
     pub limit: u64,
     /// Highest count seen in any single window.
@@ -152,6 +154,13 @@ struct IpCounts {
     bans: u32,
 }
 
+/// What the exchange counts per account: its unfilled orders, and the wait after a -1015.
+struct AccountOrders {
+    pools: Vec<Pool>,
+    /// After a -1015: new orders of this account are held until then.
+    wait_until: i64,
+}
+
 /// The address the fault knobs act on when they name none: the loopback address tests use.
 const DEFAULT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -159,9 +168,10 @@ pub struct Limiter {
     /// The per-IP limits each new client address starts with.
     ip_limits: Vec<RateLimit>,
     ips: BTreeMap<IpAddr, IpCounts>,
-    /// The account's order pools.
-    orders: Vec<Pool>,
-    order_wait_until: i64,
+    /// The order limits each account starts with.
+    order_limits: Vec<RateLimit>,
+    /// Each account's order pools, by account number.
+    accounts: BTreeMap<u16, AccountOrders>,
     ban_base_ms: i64,
     stats: SimStats,
 }
@@ -173,8 +183,8 @@ impl Limiter {
         Limiter {
             ip_limits,
             ips: BTreeMap::new(),
-            orders: orders.into_iter().map(Pool::new).collect(),
-            order_wait_until: i64::MIN,
+            order_limits: orders,
+            accounts: BTreeMap::new(),
             ban_base_ms: ban_base_ms.max(1),
             stats: SimStats::default(),
         }
@@ -195,18 +205,31 @@ impl Limiter {
         })
     }
 
+    fn account(&mut self, account: u16) -> &mut AccountOrders {
+        let limits = &self.order_limits;
+        self.accounts.entry(account).or_insert_with(|| AccountOrders {
+            pools: limits.iter().copied().map(Pool::new).collect(),
+            wait_until: i64::MIN,
+        })
+    }
+
     pub fn stats(&self) -> SimStats {
         let mut stats = self.stats.clone();
         stats.bans = self.ips.values().map(|c| c.bans).sum();
         let per_ip = self
             .ips
             .iter()
-            .flat_map(|(ip, counts)| counts.pools.iter().map(move |p| (Some(*ip), p)));
+            .flat_map(|(ip, counts)| counts.pools.iter().map(move |p| (Some(*ip), None, p)));
+        let per_account = self
+            .accounts
+            .iter()
+            .flat_map(|(account, orders)| orders.pools.iter().map(move |p| (None, Some(*account), p)));
         stats.pools = per_ip
-            .chain(self.orders.iter().map(|p| (None, p)))
-            .map(|(ip, p)| PoolStats {
+            .chain(per_account)
+            .map(|(ip, account, p)| PoolStats {
                 kind: p.limit.kind,
                 ip,
+                account,
                 interval: p.limit.interval.to_string(),
                 limit: p.limit.limit,
                 peak: p.peak,
@@ -310,9 +333,10 @@ impl Limiter {
 
     /// Answers 429 (-1015) as if the order limit were reached, holding new orders for `secs`
     /// (a new order before then is banned, as in [`Limiter::take_order`]).
-    pub fn hit_order_limit(&mut self, now: i64, secs: u64) -> ApiErr {
+    pub fn hit_order_limit(&mut self, now: i64, account: u16, secs: u64) -> ApiErr {
         let until = secs_after(now, secs);
-        self.order_wait_until = self.order_wait_until.max(until);
+        let orders = self.account(account);
+        orders.wait_until = orders.wait_until.max(until);
         self.throttled(
             now,
             until,
@@ -321,23 +345,24 @@ impl Limiter {
         )
     }
 
-    /// Takes one slot in every ORDERS pool for a new order, or answers 429 (-1015).
-    pub fn take_order(&mut self, now: i64) -> Result<(), ApiErr> {
-        self.take_orders(now, 1)
+    /// Takes one slot in every ORDERS pool of `account` for a new order, or answers 429 (-1015).
+    pub fn take_order(&mut self, now: i64, account: u16) -> Result<(), ApiErr> {
+        self.take_orders(now, account, 1)
     }
 
-    /// A new order from `ip` while new orders must wait after a -1015: the IP is banned, as for
-    /// any request during a 429 wait. `None` when new orders may go.
-    pub fn refuse_held_order(&mut self, now: i64, ip: IpAddr) -> Option<ApiErr> {
-        (now < self.order_wait_until).then(|| self.ban(now, ip))
+    /// A new order of `account` from `ip` while its new orders must wait after a -1015: the IP is
+    /// banned, as for any request during a 429 wait. `None` when new orders may go.
+    pub fn refuse_held_order(&mut self, now: i64, ip: IpAddr, account: u16) -> Option<ApiErr> {
+        (now < self.account(account).wait_until).then(|| self.ban(now, ip))
     }
 
     /// Takes `n` slots at once (an order list counts each of its orders), or none and answers 429 (-1015).
     /// The handlers ban an order sent during the wait ([`Limiter::refuse_held_order`]); one that
     /// slips past them in a race is refused here with the same -1015.
-    pub fn take_orders(&mut self, now: i64, n: u64) -> Result<(), ApiErr> {
-        if now < self.order_wait_until {
-            let until = self.order_wait_until;
+    pub fn take_orders(&mut self, now: i64, account: u16, n: u64) -> Result<(), ApiErr> {
+        let orders = self.account(account);
+        if now < orders.wait_until {
+            let until = orders.wait_until;
             return Err(self.throttled(
                 now,
                 until,
@@ -345,11 +370,11 @@ impl Limiter {
                 "Too many new orders; current limit is exceeded.".to_string(),
             ));
         }
-        for p in &mut self.orders {
+        for p in &mut orders.pools {
             p.roll(now);
         }
-        let blocking = self
-            .orders
+        let blocking = orders
+            .pools
             .iter()
             .filter(|p| p.count + n > p.limit.limit)
             .max_by_key(|p| p.window_end());
@@ -359,11 +384,11 @@ impl Limiter {
                 "Too many new orders; current limit is {} orders per {}.",
                 p.limit.limit, p.limit.interval
             );
-            // The wait applies to new orders only; the weight pools stay usable.
-            self.order_wait_until = until;
+            // The wait applies to this account's new orders only; the weight pools stay usable.
+            orders.wait_until = until;
             return Err(self.throttled(now, until, -1015, msg));
         }
-        for p in &mut self.orders {
+        for p in &mut orders.pools {
             p.count += n;
             p.note_peak();
         }
@@ -371,9 +396,9 @@ impl Limiter {
         Ok(())
     }
 
-    /// The first fill of an order lowers the unfilled order count (never below zero).
-    pub fn order_filled(&mut self, now: i64) {
-        for p in &mut self.orders {
+    /// The first fill of an order of `account` lowers its unfilled order count (never below zero).
+    pub fn order_filled(&mut self, now: i64, account: u16) {
+        for p in &mut self.account(account).pools {
             p.roll(now);
             p.count = p.count.saturating_sub(1);
         }
@@ -400,26 +425,27 @@ impl Limiter {
         counts.bans += 1;
     }
 
-    /// `(header suffix, count)` of every pool of `kind` counting `ip` at `now`, for the usage headers.
-    pub fn usage(&mut self, now: i64, ip: IpAddr, kind: PoolKind) -> Vec<(String, u64)> {
-        self.usage_entries(now, ip, kind)
+    /// `(header suffix, count)` of every pool of `kind` counting `ip` (or `account`, for orders) at
+    /// `now`, for the usage headers.
+    pub fn usage(&mut self, now: i64, ip: IpAddr, account: u16, kind: PoolKind) -> Vec<(String, u64)> {
+        self.usage_entries(now, ip, account, kind)
             .into_iter()
             .map(|(limit, count)| (limit.interval.header_suffix(), count))
             .collect()
     }
 
-    /// `(limit, count)` of every pool of `kind` counting `ip` (the account's, for orders), for
+    /// `(limit, count)` of every pool of `kind` counting `ip` (`account`'s, for orders), for
     /// WebSocket API `rateLimits`.
-    pub fn usage_entries(&mut self, now: i64, ip: IpAddr, kind: PoolKind) -> Vec<(RateLimit, u64)> {
+    pub fn usage_entries(&mut self, now: i64, ip: IpAddr, account: u16, kind: PoolKind) -> Vec<(RateLimit, u64)> {
         match kind {
-            PoolKind::Orders => self.order_usage(now),
+            PoolKind::Orders => self.order_usage(now, account),
             _ => Self::entries(&mut self.ip(ip).pools, now, kind),
         }
     }
 
-    /// `(limit, count)` of the account's order pools.
-    pub fn order_usage(&mut self, now: i64) -> Vec<(RateLimit, u64)> {
-        Self::entries(&mut self.orders, now, PoolKind::Orders)
+    /// `(limit, count)` of `account`'s order pools.
+    pub fn order_usage(&mut self, now: i64, account: u16) -> Vec<(RateLimit, u64)> {
+        Self::entries(&mut self.account(account).pools, now, PoolKind::Orders)
     }
 
     fn entries(pools: &mut [Pool], now: i64, kind: PoolKind) -> Vec<(RateLimit, u64)> {
@@ -579,12 +605,15 @@ mod tests {
             ..draw(1)
         };
         let c = l.admit(now, LO, refundable, None).unwrap();
-        l.take_order(now).unwrap();
+        l.take_order(now, 0).unwrap();
         l.settle(c, 0);
-        l.take_order(now).unwrap();
-        assert_eq!(l.take_order(now).unwrap_err().code, -1015);
-        l.order_filled(now);
-        assert_eq!(l.usage(now, LO, PoolKind::RequestWeight), vec![("1M".to_string(), 0)]);
+        l.take_order(now, 0).unwrap();
+        assert_eq!(l.take_order(now, 0).unwrap_err().code, -1015);
+        l.order_filled(now, 0);
+        assert_eq!(
+            l.usage(now, LO, 0, PoolKind::RequestWeight),
+            vec![("1M".to_string(), 0)]
+        );
         let weight = l
             .stats()
             .pools
@@ -608,14 +637,23 @@ mod tests {
             "another address has its own weight"
         );
         assert_eq!(l.admit(1, LO, draw(1), None).unwrap_err().status, 429);
-        assert_eq!(l.usage(1, other, PoolKind::RequestWeight), vec![("1M".to_string(), 10)]);
-        l.take_order(1).unwrap();
         assert_eq!(
-            l.take_order(1).unwrap_err().code,
+            l.usage(1, other, 0, PoolKind::RequestWeight),
+            vec![("1M".to_string(), 10)]
+        );
+        l.take_order(1, 0).unwrap();
+        assert_eq!(
+            l.take_order(1, 0).unwrap_err().code,
             -1015,
             "orders count per account, not per IP"
         );
-        assert_eq!(l.refuse_held_order(2, other).map(|e| e.status), Some(418));
+        assert_eq!(l.refuse_held_order(2, other, 0).map(|e| e.status), Some(418));
+        assert!(l.take_order(1, 1).is_ok(), "another account has its own order count");
+        assert_eq!(
+            l.refuse_held_order(2, other, 1),
+            None,
+            "and is not held by the first's -1015"
+        );
         let third: IpAddr = "127.0.0.3".parse().unwrap();
         assert!(l.admit(3, third, draw(1), None).is_ok(), "only the sender is banned");
         let weight: Vec<(Option<IpAddr>, u64)> = l

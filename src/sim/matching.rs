@@ -59,10 +59,12 @@ pub struct Exchange {
     index: HashMap<String, usize>,
     pub(super) orders: BTreeMap<u64, Order>,
     by_client: HashMap<String, Vec<u64>>,
-    balances: BTreeMap<String, Balance>,
+    /// Each account's balances, by account number (all start with the configured balances).
+    balances: BTreeMap<u16, BTreeMap<String, Balance>>,
     my_trades: Vec<MyTradeRec>,
     next_order_id: u64,
-    changed_assets: BTreeSet<String>,
+    /// `(account, asset)` whose balance changed since the last account-position event.
+    changed_assets: BTreeSet<(u16, String)>,
     dirty_tops: BTreeSet<usize>,
     account_update_time: i64,
     /// Execution reports made so far (each report's `I`).
@@ -134,6 +136,7 @@ impl Exchange {
                 )
             })
             .collect();
+        let balances = BTreeMap::from([(0, balances)]);
         Exchange {
             markets,
             index,
@@ -164,6 +167,24 @@ impl Exchange {
         self.fees = fees;
     }
 
+    /// Opens accounts 1..`accounts`, each with the first account's starting balances (before any
+    /// trading).
+    pub fn set_accounts(&mut self, accounts: u16) {
+        let start = self.balances.get(&0).cloned().unwrap_or_default();
+        for account in 1..accounts {
+            self.balances.entry(account).or_insert_with(|| start.clone());
+        }
+    }
+
+    /// `account`'s balance of `asset`, to change (an account never seen starts with nothing).
+    fn balance_mut(&mut self, account: u16, asset: &str) -> &mut Balance {
+        self.balances
+            .entry(account)
+            .or_default()
+            .entry(asset.to_string())
+            .or_default()
+    }
+
     pub fn fees(&self) -> Fees {
         self.fees
     }
@@ -172,8 +193,13 @@ impl Exchange {
         self.index.get(symbol).copied()
     }
 
-    pub fn balances(&self) -> &BTreeMap<String, Balance> {
-        &self.balances
+    /// The first account's balances.
+    pub fn balances(&self) -> BTreeMap<String, Balance> {
+        self.balances_of(0)
+    }
+
+    pub fn balances_of(&self, account: u16) -> BTreeMap<String, Balance> {
+        self.balances.get(&account).cloned().unwrap_or_default()
     }
 
     pub fn account_update_time(&self) -> i64 {
@@ -184,12 +210,14 @@ impl Exchange {
         self.orders.get(&id)
     }
 
-    /// The latest order with this client id.
-    pub fn order_by_client(&self, client_id: &str) -> Option<&Order> {
+    /// `account`'s latest order with this client id (client ids are unique per account).
+    pub fn order_by_client(&self, account: u16, client_id: &str) -> Option<&Order> {
         self.by_client
-            .get(client_id)
-            .and_then(|ids| ids.last())
-            .and_then(|id| self.orders.get(id))
+            .get(client_id)?
+            .iter()
+            .rev()
+            .filter_map(|id| self.orders.get(id))
+            .find(|o| o.account == account)
     }
 
     pub fn orders_by_client(&self, client_id: &str) -> Vec<&Order> {
@@ -283,7 +311,10 @@ impl Exchange {
             }
         }
         if let Some(cid) = &req.client_id {
-            if self.order_by_client(cid).is_some_and(|o| o.status.is_open()) {
+            if self
+                .order_by_client(req.account, cid)
+                .is_some_and(|o| o.status.is_open())
+            {
                 return Err(ApiErr::rejected("Duplicate order sent."));
             }
         }
@@ -375,8 +406,8 @@ impl Exchange {
     fn accept(&mut self, req: &NewOrder, stp: Stp, now: i64) -> Result<u64, ApiErr> {
         self.validate(req)?;
         let lock = self.required_lock(req);
-        self.check_funds(req.symbol, req.side, lock)?;
-        self.limiter.lock().take_order(now)?;
+        self.check_funds(req.account, req.symbol, req.side, lock)?;
+        self.limiter.lock().take_order(now, req.account)?;
         Ok(self.record(req, lock, None, stp, now))
     }
 
@@ -385,10 +416,15 @@ impl Exchange {
         self.prevented_matches
     }
 
-    /// Refuses an order whose reservation the free balance cannot cover.
-    pub(super) fn check_funds(&self, symbol: usize, side: Side, lock: Decimal) -> Result<(), ApiErr> {
+    /// Refuses an order whose reservation `account`'s free balance cannot cover.
+    pub(super) fn check_funds(&self, account: u16, symbol: usize, side: Side, lock: Decimal) -> Result<(), ApiErr> {
         let asset = self.spend_asset(symbol, side);
-        let free = self.balances.get(asset).map(|b| b.free).unwrap_or_default();
+        let free = self
+            .balances
+            .get(&account)
+            .and_then(|b| b.get(asset))
+            .map(|b| b.free)
+            .unwrap_or_default();
         if lock > free {
             return Err(ApiErr::insufficient_balance());
         }
@@ -422,12 +458,13 @@ impl Exchange {
         let id = self.next_order_id;
         self.next_order_id += 1;
         let client_id = req.client_id.clone().unwrap_or_else(|| format!("sim{id:08}"));
-        let bal = self.balances.entry(asset.clone()).or_default();
+        let bal = self.balance_mut(req.account, &asset);
         bal.free -= lock;
         bal.locked += lock;
-        self.changed_assets.insert(asset);
+        self.changed_assets.insert((req.account, asset));
         let order = Order {
             id,
+            account: req.account,
             symbol: req.symbol,
             client_id: client_id.clone(),
             side: req.side,
@@ -519,14 +556,14 @@ impl Exchange {
         // One order of an OCO pair starting to work ends the other (and frees the pair's funds).
         self.leg_started(id, now);
         let Some(o) = self.orders.get_mut(&id) else { return };
-        let (symbol, side, locked) = (o.symbol, o.side, o.locked);
+        let (account, symbol, side, locked) = (o.account, o.symbol, o.side, o.locked);
         o.locked = Decimal::ZERO;
         o.working_time = Some(now);
         let mut req = o.remaining_as(o.kind.active());
         req.stop_price = None;
-        self.release(symbol, side, locked);
+        self.release(account, symbol, side, locked);
         let need = self.required_lock(&req);
-        if self.check_funds(symbol, side, need).is_err() {
+        if self.check_funds(account, symbol, side, need).is_err() {
             self.finish(id, End::Expired, now);
             return;
         }
@@ -560,7 +597,7 @@ impl Exchange {
             return Err(ApiErr::filter("LOT_SIZE"));
         }
         let taken = |other: &Order| other.status.is_open() && other.id != id;
-        if new_client_id != o.client_id && self.order_by_client(&new_client_id).is_some_and(taken) {
+        if new_client_id != o.client_id && self.order_by_client(o.account, &new_client_id).is_some_and(taken) {
             return Err(rejected("Duplicate order sent."));
         }
         let o = self.orders.get_mut(&id).expect("checked above");
@@ -579,8 +616,15 @@ impl Exchange {
             // Amended down to what already executed: nothing is left to fill.
             o.status = OrderStatus::Filled;
         }
-        let (side, price, on_book, iceberg, visible, remaining) =
-            (o.side, o.price, o.on_book, o.iceberg_qty, o.visible, o.remaining());
+        let (account, side, price, on_book, iceberg, visible, remaining) = (
+            o.account,
+            o.side,
+            o.price,
+            o.on_book,
+            o.iceberg_qty,
+            o.visible,
+            o.remaining(),
+        );
         if old_client != new_client_id {
             self.by_client.entry(new_client_id).or_default().push(id);
         }
@@ -596,7 +640,7 @@ impl Exchange {
             }
             self.dirty_tops.insert(symbol);
         }
-        self.release(symbol, side, freed);
+        self.release(account, symbol, side, freed);
         self.report(id, Exec::Replaced, now);
         if done {
             self.finish_filled(id);
@@ -660,7 +704,8 @@ impl Exchange {
             });
         }
         o.update_time = now;
-        let (symbol, side, price, on_book, locked) = (o.symbol, o.side, o.price, o.on_book, o.locked);
+        let (account, symbol, side, price, on_book, locked) =
+            (o.account, o.symbol, o.side, o.price, o.on_book, o.locked);
         o.on_book = false;
         o.locked = Decimal::ZERO;
         if on_book {
@@ -669,7 +714,7 @@ impl Exchange {
             m.open_orders = m.open_orders.saturating_sub(1);
             self.dirty_tops.insert(symbol);
         }
-        self.release(symbol, side, locked);
+        self.release(account, symbol, side, locked);
         let exec = match end {
             End::Canceled { by } => Exec::Canceled { by },
             End::Expired => Exec::Expired,
@@ -683,34 +728,35 @@ impl Exchange {
     pub(super) fn reserve(&mut self, id: u64, amount: Decimal) {
         let Some(o) = self.orders.get_mut(&id) else { return };
         o.locked += amount;
-        let (symbol, side) = (o.symbol, o.side);
+        let (account, symbol, side) = (o.account, o.symbol, o.side);
         let asset = self.spend_asset(symbol, side).to_string();
-        let bal = self.balances.entry(asset.clone()).or_default();
+        let bal = self.balance_mut(account, &asset);
         bal.free -= amount;
         bal.locked += amount;
-        self.changed_assets.insert(asset);
+        self.changed_assets.insert((account, asset));
     }
 
     pub(super) fn orders_mut(&mut self, id: u64) -> Option<&mut Order> {
         self.orders.get_mut(&id)
     }
 
-    /// Sends one user-data event to every subscriber.
-    pub(super) fn publish_user(&self, event: &str) {
+    /// Sends one user-data event to every subscriber of `account`.
+    pub(super) fn publish_user(&self, account: u16, event: &str) {
         if !self.users.is_empty() {
-            self.users.publish(event);
+            self.users.publish(account, event);
         }
     }
 
-    pub(super) fn release(&mut self, symbol: usize, side: Side, amount: Decimal) {
+    /// Unlocks `amount` of what `account` spends on `symbol`'s `side`.
+    pub(super) fn release(&mut self, account: u16, symbol: usize, side: Side, amount: Decimal) {
         if amount.is_zero() {
             return;
         }
         let asset = self.spend_asset(symbol, side).to_string();
-        let bal = self.balances.entry(asset.clone()).or_default();
+        let bal = self.balance_mut(account, &asset);
         bal.locked -= amount;
         bal.free += amount;
-        self.changed_assets.insert(asset);
+        self.changed_assets.insert((account, asset));
     }
 
     /// Runs a taker against the book and settles every fill. Returns the taker's fills.
@@ -728,13 +774,17 @@ impl Exchange {
         let step = self.markets[symbol].spec.step_size;
         let mut left = amount;
         let mut taker_fills = Vec::new();
-        // A user taker with a prevention mode stops at the account's own resting orders.
+        // A user taker with a prevention mode stops at its own account's resting orders.
         let prevents = match taker {
-            Taker::User(id) => self.orders.get(&id).is_some_and(|o| o.stp != Stp::None),
-            Taker::Synthetic => false,
+            Taker::User(id) => self.orders.get(&id).filter(|o| o.stp != Stp::None).map(|o| o.account),
+            Taker::Synthetic => None,
         };
         loop {
-            let own = |m: Maker| prevents && matches!(m, Maker::User(_));
+            let orders = &self.orders;
+            let own = |m: Maker| match (prevents, m) {
+                (Some(account), Maker::User(maker)) => orders.get(&maker).is_some_and(|o| o.account == account),
+                _ => false,
+            };
             let (maker_fills, blocked) = self.markets[symbol].book.take_until(side, limit, left, step, own);
             if maker_fills.is_empty() && blocked.is_none() {
                 break;
@@ -847,7 +897,7 @@ impl Exchange {
         } else {
             OrderStatus::PartiallyFilled
         };
-        let (symbol, side) = (o.symbol, o.side);
+        let (account, symbol, side) = (o.account, o.symbol, o.side);
         // A limit buy locked `limit × qty`; a better fill price frees the difference at once.
         let (unlocked, spent) = match side {
             Side::Buy if o.price > Decimal::ZERO => (o.price * qty, price * qty),
@@ -861,14 +911,14 @@ impl Exchange {
             Side::Sell => (spec.base.clone(), spec.quote.clone(), price * qty),
         };
         let commission = (received * self.fees.rate(is_maker)).round_dp(8);
-        let spend_balance = self.balances.entry(spend_asset.clone()).or_default();
+        let spend_balance = self.balance_mut(account, &spend_asset);
         spend_balance.locked -= unlocked;
         spend_balance.free += unlocked - spent;
-        self.balances.entry(get_asset.clone()).or_default().free += received - commission;
-        self.changed_assets.insert(spend_asset);
-        self.changed_assets.insert(get_asset.clone());
+        self.balance_mut(account, &get_asset).free += received - commission;
+        self.changed_assets.insert((account, spend_asset));
+        self.changed_assets.insert((account, get_asset.clone()));
         if first_fill {
-            self.limiter.lock().order_filled(now);
+            self.limiter.lock().order_filled(now, account);
         }
         self.my_trades.push(MyTradeRec {
             symbol,
@@ -907,14 +957,14 @@ impl Exchange {
     /// A filled order leaves the book and gives back what its lock over-reserved.
     fn finish_filled(&mut self, id: u64) {
         let Some(o) = self.orders.get_mut(&id) else { return };
-        let (symbol, side, locked, on_book) = (o.symbol, o.side, o.locked, o.on_book);
+        let (account, symbol, side, locked, on_book) = (o.account, o.symbol, o.side, o.locked, o.on_book);
         o.locked = Decimal::ZERO;
         o.on_book = false;
         if on_book {
             let m = &mut self.markets[symbol];
             m.open_orders = m.open_orders.saturating_sub(1);
         }
-        self.release(symbol, side, locked);
+        self.release(account, symbol, side, locked);
     }
 
     /// The id of the latest execution report (amend answers name theirs).
@@ -937,24 +987,30 @@ impl Exchange {
             self.account_update_time = now;
             let assets = std::mem::take(&mut self.changed_assets);
             if !self.users.is_empty() {
-                let balances = assets
-                    .iter()
-                    .map(|a| {
-                        let b = self.balances.get(a).copied().unwrap_or_default();
-                        PositionBalance {
-                            a: a.clone(),
-                            f: d8(b.free),
-                            l: d8(b.locked),
-                        }
-                    })
-                    .collect();
-                let event = UserDataEvent::AccountPosition(AccountPosition {
-                    event_time: now,
-                    u: now,
-                    balances,
-                });
-                if let Ok(json) = serde_json::to_string(&event) {
-                    self.users.publish(&json);
+                // One event per account, to that account's streams only.
+                let mut by_account: BTreeMap<u16, Vec<PositionBalance>> = BTreeMap::new();
+                for (account, asset) in &assets {
+                    let b = self
+                        .balances
+                        .get(account)
+                        .and_then(|b| b.get(asset))
+                        .copied()
+                        .unwrap_or_default();
+                    by_account.entry(*account).or_default().push(PositionBalance {
+                        a: asset.clone(),
+                        f: d8(b.free),
+                        l: d8(b.locked),
+                    });
+                }
+                for (account, balances) in by_account {
+                    let event = UserDataEvent::AccountPosition(AccountPosition {
+                        event_time: now,
+                        u: now,
+                        balances,
+                    });
+                    if let Ok(json) = serde_json::to_string(&event) {
+                        self.users.publish(account, &json);
+                    }
                 }
             }
         }
@@ -1035,6 +1091,7 @@ mod tests {
 
     fn limit(side: Side, price: &str, qty: &str, tif: TimeInForce) -> NewOrder {
         NewOrder {
+            account: 0,
             symbol: 0,
             side,
             kind: Kind::Limit,
@@ -1111,6 +1168,7 @@ mod tests {
     fn a_huge_quote_quantity_is_refused_not_a_panic() {
         let mut ex = exchange();
         let market = |side| NewOrder {
+            account: 0,
             symbol: 0,
             side,
             kind: Kind::Market,

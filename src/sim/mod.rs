@@ -60,7 +60,8 @@ use crate::exchange::binance::wire::{DepthSnapshot, OrderWire};
 
 pub use crate::exchange::binance::transport::sign::hmac_hex;
 pub use config::{
-    default_asset_prices, default_symbols, Ed25519ApiKey, Fees, SimConfig, SymbolSpec, PAPER_API_KEY, PAPER_API_SECRET,
+    default_asset_prices, default_symbols, paper_credentials, Ed25519ApiKey, Fees, SimConfig, SymbolSpec,
+    PAPER_API_KEY, PAPER_API_SECRET,
 };
 pub use error::SimError;
 pub use faults::{AnswerMangle, FailKind, FaultControl, FaultState, FaultUpdate};
@@ -252,11 +253,26 @@ impl SimHandle {
         MarketPort(self.sim.clone())
     }
 
-    /// Free and locked balance of one asset.
+    /// Free and locked balance of one asset (of the first account).
     pub fn balance(&self, asset: &str) -> (rust_decimal::Decimal, rust_decimal::Decimal) {
+        self.balance_of(0, asset)
+    }
+
+    /// Free and locked balance of one asset of `account`.
+    pub fn balance_of(&self, account: u16, asset: &str) -> (rust_decimal::Decimal, rust_decimal::Decimal) {
         let world = self.sim.world.lock();
-        let b = world.ex.balances().get(asset).copied().unwrap_or_default();
+        let b = world.ex.balances_of(account).get(asset).copied().unwrap_or_default();
         (b.free, b.locked)
+    }
+
+    /// Orders of `account` open now.
+    pub fn open_order_count(&self, account: u16) -> usize {
+        let world = self.sim.world.lock();
+        world
+            .ex
+            .orders()
+            .filter(|o| o.account == account && o.status.is_open())
+            .count()
     }
 
     /// Stops serving and closes every connection.

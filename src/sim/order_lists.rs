@@ -187,6 +187,14 @@ impl Exchange {
     }
 
     /// The latest list with this `listClientOrderId`.
+    /// The account that placed `list` (its orders').
+    pub fn list_account(&self, list: &OrderList) -> u16 {
+        list.orders
+            .first()
+            .and_then(|id| self.order(*id))
+            .map_or(0, |o| o.account)
+    }
+
     pub fn order_list_by_client(&self, client_id: &str) -> Option<&OrderList> {
         self.lists
             .by_client
@@ -241,8 +249,11 @@ impl Exchange {
             None => pending.iter().map(|r| self.required_lock(r)).max().unwrap_or_default(),
         };
         let spender = new.working.as_ref().map_or(pair_side.unwrap_or(Side::Sell), |w| w.side);
-        self.check_funds(new.symbol, spender, reserve)?;
-        self.limiter.lock().take_orders(now, contingency.order_count() as u64)?;
+        let account = all.first().map_or(0, |r| r.account);
+        self.check_funds(account, new.symbol, spender, reserve)?;
+        self.limiter
+            .lock()
+            .take_orders(now, account, contingency.order_count() as u64)?;
 
         self.lists.next_id += 1;
         let list_id = self.lists.next_id;
@@ -421,8 +432,8 @@ impl Exchange {
                 && r.price
                     .is_some_and(|p| self.markets[r.symbol].book.would_cross(r.side, p))
         });
-        let (symbol, side) = (reqs[0].symbol, reqs[0].side);
-        if would_take || self.check_funds(symbol, side, need).is_err() {
+        let (account, symbol, side) = (reqs[0].account, reqs[0].symbol, reqs[0].side);
+        if would_take || self.check_funds(account, symbol, side, need).is_err() {
             for id in pending {
                 self.finish(id, End::Expired, now);
             }
@@ -462,6 +473,11 @@ impl Exchange {
             .filter_map(|id| self.order(*id))
             .map(|o| json!({"s": symbol, "i": o.id, "c": o.client_id}))
             .collect();
+        let account = list
+            .orders
+            .first()
+            .and_then(|id| self.order(*id))
+            .map_or(0, |o| o.account);
         let event = json!({
             "e": "listStatus",
             "E": now,
@@ -475,7 +491,7 @@ impl Exchange {
             "T": now,
             "O": orders,
         });
-        self.publish_user(&event.to_string());
+        self.publish_user(account, &event.to_string());
     }
 }
 

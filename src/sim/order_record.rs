@@ -96,6 +96,8 @@ impl Kind {
 /// A validated new-order request.
 #[derive(Debug, Clone)]
 pub struct NewOrder {
+    /// The account placing it (the one its API key authenticated).
+    pub account: u16,
     pub symbol: usize,
     pub side: Side,
     pub kind: Kind,
@@ -111,6 +113,8 @@ pub struct NewOrder {
 #[derive(Debug, Clone)]
 pub struct Order {
     pub id: u64,
+    /// The account that placed it: its balances are locked and paid, its user stream told.
+    pub account: u16,
     pub symbol: usize,
     pub client_id: String,
     pub side: Side,
@@ -179,6 +183,7 @@ impl Order {
     /// The order's remaining part as a request of `kind` (what a trigger or a list activation re-checks).
     pub fn remaining_as(&self, kind: Kind) -> NewOrder {
         NewOrder {
+            account: self.account,
             symbol: self.symbol,
             side: self.side,
             kind,

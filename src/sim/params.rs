@@ -13,9 +13,22 @@ const MAX_DECIMALS: u32 = 8;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    /// The account the request's API key authenticated (0 for unsigned requests): what the
+    /// handlers read and change is this account's.
+    account: u16,
 }
 
 impl Params {
+    /// These parameters as sent by `account` (set by the transports once the key is verified).
+    pub fn for_account(mut self, account: u16) -> Self {
+        self.account = account;
+        self
+    }
+
+    pub fn account(&self) -> u16 {
+        self.account
+    }
+
     /// Parses `a=1&b=2` pieces (query then body); a repeated name is refused like the exchange does.
     pub fn from_encoded(parts: &[&str]) -> Result<Self, ApiErr> {
         let mut params = Params::default();
@@ -45,7 +58,7 @@ impl Params {
 
     /// Parameters built by the simulator itself (an order list's order read as a plain order).
     pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
-        Params { pairs }
+        Params { pairs, account: 0 }
     }
 
     fn push(&mut self, k: String, v: String) -> Result<(), ApiErr> {

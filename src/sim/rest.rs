@@ -74,6 +74,11 @@ pub async fn handle(
         connection: false,
         refundable: ep.effect != Effect::None,
     };
+    let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
+    // The account whose order counts apply (verified by the handler; an unknown key is refused there).
+    let account = key
+        .and_then(|key| Credentials::of(&sim.config).account_of(key))
+        .unwrap_or(0);
     // The exchange counts weight per client IP: the peer address of the connection.
     let ip = peer.ip();
     let forced = sim.faults.take_forced_429(ip);
@@ -83,24 +88,23 @@ pub async fn handle(
         Err(e) => {
             let charged = if e.status == 429 { weight } else { 0 };
             sim.log.push(record(e.status, charged));
-            return respond(&sim, now, ip, ep, Err(e));
+            return respond(&sim, now, (ip, account), ep, Err(e));
         }
     };
     if ep.effect == Effect::Place {
         if let Some(secs) = sim.faults.take_order_limit() {
-            let refused = sim.limiter.lock().hit_order_limit(now, secs);
+            let refused = sim.limiter.lock().hit_order_limit(now, account, secs);
             sim.log.push(record(429, weight));
-            return respond(&sim, now, ip, ep, Err(refused));
+            return respond(&sim, now, (ip, account), ep, Err(refused));
         }
         // Bound first: the lock must be released before the block takes it again.
-        let held = sim.limiter.lock().refuse_held_order(now, ip);
+        let held = sim.limiter.lock().refuse_held_order(now, ip, account);
         if let Some(banned) = held {
             sim.limiter.lock().settle(charge, 0);
             sim.log.push(record(418, 0));
-            return respond(&sim, now, ip, ep, Err(banned));
+            return respond(&sim, now, (ip, account), ep, Err(banned));
         }
     }
-    let key = headers.get("X-MBX-APIKEY").and_then(|v| v.to_str().ok());
     let time_unit = headers.get("X-MBX-TIME-UNIT").map(|v| v.to_str().unwrap_or("?"));
     let micros = api::micros_wanted(time_unit);
     let order_latency = match ep.effect {
@@ -143,7 +147,7 @@ pub async fn handle(
             tokio::time::sleep(delay).await;
         }
     }
-    respond(&sim, now, ip, ep, result)
+    respond(&sim, now, (ip, account), ep, result)
 }
 
 /// An order answer as the order-answer fault knob shapes it (anything else as it is).
@@ -175,13 +179,23 @@ fn run(
     };
     let params = parsed?;
     params.only(|k| ep.params.contains(&k) || (ep.signed && REST_SIGNING_PARAMS.contains(&k)))?;
-    if let Some(verifier) = verifier {
-        verifier.check_signed(&params, &sign::rest_payload(query, body), now)?;
-    }
-    (ep.run)(sim, &params, now)
+    let account = match verifier {
+        Some((verifier, account)) => {
+            verifier.check_signed(&params, &sign::rest_payload(query, body), now)?;
+            account
+        }
+        None => 0,
+    };
+    (ep.run)(sim, &params.for_account(account), now)
 }
 
-fn respond(sim: &Sim, now: i64, ip: IpAddr, ep: &Endpoint, result: Result<Value, ApiErr>) -> Response {
+fn respond(
+    sim: &Sim,
+    now: i64,
+    (ip, account): (IpAddr, u16),
+    ep: &Endpoint,
+    result: Result<Value, ApiErr>,
+) -> Response {
     let (status, body, retry) = match result {
         Ok(v) => (200, v, None),
         Err(e) => (e.status, e.body(), e.retry),
@@ -197,10 +211,14 @@ fn respond(sim: &Sim, now: i64, ip: IpAddr, ep: &Endpoint, result: Result<Value,
     usage_headers(
         headers,
         "x-mbx-used-weight-",
-        limiter.usage(now, ip, PoolKind::RequestWeight),
+        limiter.usage(now, ip, account, PoolKind::RequestWeight),
     );
     if ep.effect == Effect::Place && status == 200 {
-        usage_headers(headers, "x-mbx-order-count-", limiter.usage(now, ip, PoolKind::Orders));
+        usage_headers(
+            headers,
+            "x-mbx-order-count-",
+            limiter.usage(now, ip, account, PoolKind::Orders),
+        );
     }
     drop(limiter);
     if let Some(retry) = retry {

@@ -74,6 +74,7 @@ impl Sim {
             limiter.clone(),
         );
         ex.set_fees(config.fees);
+        ex.set_accounts(config.accounts);
         let market = Synthetic::new(&config);
         let state = Arc::new(Mutex::new(FaultState::default()));
         let (drop_tx, _) = watch::channel(0u64);

@@ -4,7 +4,9 @@
 use ed25519_dalek::VerifyingKey;
 use rust_decimal::Decimal;
 
-use super::config::SimConfig;
+use std::borrow::Cow;
+
+use super::config::{paper_credentials, SimConfig, PAPER_API_KEY};
 use super::error::ApiErr;
 use super::params::Params;
 use crate::exchange::binance::transport::sign::{ed25519_matches, hmac_matches};
@@ -26,14 +28,15 @@ pub fn rest_payload(query: &str, body: &str) -> String {
     without_signature(query) + &without_signature(body)
 }
 
-/// The account's API keys: one HMAC key, and any Ed25519 keys.
+/// The accounts' API keys: the first account's HMAC key and any Ed25519 keys, and one HMAC key
+/// for each further account.
 pub struct Credentials<'a> {
     config: &'a SimConfig,
 }
 
 /// How a request sent with a known API key is verified.
 pub enum Verifier<'a> {
-    Hmac(&'a str),
+    Hmac(Cow<'a, str>),
     Ed25519(&'a VerifyingKey),
 }
 
@@ -42,19 +45,35 @@ impl<'a> Credentials<'a> {
         Credentials { config }
     }
 
-    /// The sent key's verifier; -2014 without a key, -2015 for an unknown one.
-    pub fn check_key(&self, sent: Option<&str>) -> Result<Verifier<'a>, ApiErr> {
+    /// The sent key's verifier and account; -2014 without a key, -2015 for an unknown one.
+    pub fn check_key(&self, sent: Option<&str>) -> Result<(Verifier<'a>, u16), ApiErr> {
         let config = self.config;
         match sent {
             None | Some("") => Err(ApiErr::bad_key_format()),
-            Some(k) if k == config.api_key => Ok(Verifier::Hmac(&config.api_secret)),
-            Some(k) => config
-                .ed25519_keys
-                .iter()
-                .find(|key| key.api_key == k)
-                .map(|key| Verifier::Ed25519(&key.public_key))
-                .ok_or_else(ApiErr::bad_key),
+            Some(k) if k == config.api_key => Ok((Verifier::Hmac(Cow::Borrowed(&config.api_secret)), 0)),
+            Some(k) => match config.ed25519_keys.iter().find(|key| key.api_key == k) {
+                Some(key) => Ok((Verifier::Ed25519(&key.public_key), 0)),
+                None => {
+                    let account = self.further_account(k).ok_or_else(ApiErr::bad_key)?;
+                    Ok((Verifier::Hmac(Cow::Owned(paper_credentials(account).1)), account))
+                }
+            },
         }
+    }
+
+    /// The account a key belongs to, unverified (for the usage headers of an answer); `None` for
+    /// an unknown key.
+    pub fn account_of(&self, sent: &str) -> Option<u16> {
+        if sent == self.config.api_key || self.config.ed25519_keys.iter().any(|k| k.api_key == sent) {
+            return Some(0);
+        }
+        self.further_account(sent)
+    }
+
+    /// Which of accounts 1.. signs with `key` ([`paper_credentials`]).
+    fn further_account(&self, key: &str) -> Option<u16> {
+        let n: u16 = key.strip_prefix(PAPER_API_KEY)?.strip_prefix('-')?.parse().ok()?;
+        (n >= 1 && n < self.config.accounts && paper_credentials(n).0 == key).then_some(n)
     }
 }
 

@@ -167,7 +167,7 @@ impl Exchange {
             Side::Sell => cut.min(o.locked),
         };
         o.locked -= freed;
-        let (symbol, side, price, on_book) = (o.symbol, o.side, o.price, o.on_book);
+        let (account, symbol, side, price, on_book) = (o.account, o.symbol, o.side, o.price, o.on_book);
         if on_book {
             let shown = (o.visible - cut).max(Decimal::ZERO);
             o.visible = shown;
@@ -178,7 +178,7 @@ impl Exchange {
             }
             self.touch_top(symbol);
         }
-        self.release(symbol, side, freed);
+        self.release(account, symbol, side, freed);
         self.report(id, super::user_reports::Exec::TradePrevention, now);
     }
 

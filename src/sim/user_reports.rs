@@ -82,7 +82,7 @@ impl Exchange {
                 fields.insert("B".to_string(), d8(p.last_qty).to_string().into());
             }
         }
-        self.users.publish(&event.to_string());
+        self.users.publish(o.account, &event.to_string());
     }
 
     // ---- wire shapes ----

@@ -67,6 +67,7 @@ pub async fn handle(
 /// The API key a `session.logon` authenticated, and when.
 struct Logon {
     api_key: String,
+    account: u16,
     since: i64,
 }
 
@@ -145,7 +146,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
             let err = ApiErr::bad(-1135, "Invalid JSON request");
             sim.log.push(record(now, conn.peer, "?", 400, 0));
             return (
-                answer(sim, conn.peer, now, Value::Null, Err(err), false, true),
+                answer(sim, conn.peer, now, Value::Null, Err(err), None, true),
                 false,
                 false,
             );
@@ -158,7 +159,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
         Ok(flag) => flag.unwrap_or(conn.return_rate_limits),
         Err(err) => {
             sim.log.push(record(now, conn.peer, method, 400, 0));
-            return (answer(sim, conn.peer, now, req.id, Err(err), false, true), false, false);
+            return (answer(sim, conn.peer, now, req.id, Err(err), None, true), false, false);
         }
     };
     let (weight, effect) = match method {
@@ -176,7 +177,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
                 sim.log.push(record(now, conn.peer, method, 400, 0));
                 let err = ApiErr::bad(-1020, "Unsupported operation.");
                 return (
-                    answer(sim, conn.peer, now, req.id, Err(err), false, show_limits),
+                    answer(sim, conn.peer, now, req.id, Err(err), None, show_limits),
                     false,
                     false,
                 );
@@ -204,7 +205,7 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
             "Internal error; unable to process your request. Please try again.",
         );
         return (
-            answer(sim, conn.peer, now, req.id, Err(err), false, show_limits),
+            answer(sim, conn.peer, now, req.id, Err(err), None, show_limits),
             false,
             false,
         );
@@ -229,19 +230,27 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
                 if banned { 0 } else { weight },
             ));
             return (
-                answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
+                answer(sim, conn.peer, now, req.id, Err(e), None, show_limits),
                 banned,
                 false,
             );
         }
     };
+    // The account whose order counts apply (verified by the handler; an unknown key is refused there).
+    let account = req
+        .params
+        .get("apiKey")
+        .and_then(Value::as_str)
+        .and_then(|key| Credentials::of(&sim.config).account_of(key))
+        .or(conn.logon.as_ref().map(|l| l.account))
+        .unwrap_or(0);
     if effect == Effect::Place {
-        let held = sim.limiter.lock().refuse_held_order(now, conn.peer);
+        let held = sim.limiter.lock().refuse_held_order(now, conn.peer, account);
         if let Some(e) = held {
             sim.limiter.lock().settle(charge, 0);
             sim.log.push(record(now, conn.peer, method, e.status, 0));
             return (
-                answer(sim, conn.peer, now, req.id, Err(e), false, show_limits),
+                answer(sim, conn.peer, now, req.id, Err(e), None, show_limits),
                 true,
                 false,
             );
@@ -267,7 +276,15 @@ fn request(sim: &Sim, conn: &mut Conn, text: &str) -> (String, bool, bool) {
     let banned = status == 418;
     let placed = effect == Effect::Place;
     (
-        answer(sim, conn.peer, now, req.id, result, placed, show_limits),
+        answer(
+            sim,
+            conn.peer,
+            now,
+            req.id,
+            result,
+            placed.then_some(account),
+            show_limits,
+        ),
         banned,
         placed,
     )
@@ -309,14 +326,17 @@ fn record(now: i64, ip: IpAddr, method: &str, status: u16, weight: u64) -> Reque
 }
 
 /// The verifier of a signed request: its own `apiKey`, else the key the session logged on with
-/// (whose requests need no signature, only a valid timestamp).
-fn authenticate(sim: &Sim, conn: &Conn, params: &Params, now: i64) -> Result<(), ApiErr> {
+/// (whose requests need no signature, only a valid timestamp). Answers the request's account.
+fn authenticate(sim: &Sim, conn: &Conn, params: &Params, now: i64) -> Result<u16, ApiErr> {
     let creds = Credentials::of(&sim.config);
     match (params.get("apiKey"), &conn.logon) {
-        (None, Some(_)) if params.get("signature").is_none() => sign::check_timestamp(params, now),
+        (None, Some(logon)) if params.get("signature").is_none() => {
+            sign::check_timestamp(params, now).map(|()| logon.account)
+        }
         (key, _) => {
-            let verifier = creds.check_key(key)?;
-            verifier.check_signed(params, &ws_api_payload(params.iter()), now)
+            let (verifier, account) = creds.check_key(key)?;
+            verifier.check_signed(params, &ws_api_payload(params.iter()), now)?;
+            Ok(account)
         }
     }
 }
@@ -344,7 +364,7 @@ fn run(
     match method {
         "session.logon" => {
             params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
-            let verifier = creds.check_key(params.get("apiKey"))?;
+            let (verifier, account) = creds.check_key(params.get("apiKey"))?;
             if matches!(verifier, Verifier::Hmac(_)) {
                 // Only Ed25519 keys may log a session on.
                 return Err(ApiErr::bad(-4056, "HMAC_SHA256 API key is not supported."));
@@ -352,6 +372,7 @@ fn run(
             verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
             conn.logon = Some(Logon {
                 api_key: params.require("apiKey")?.to_string(),
+                account,
                 since: now,
             });
             Ok(session_status(sim, conn, now))
@@ -370,19 +391,19 @@ fn run(
         }
         "userDataStream.subscribe.signature" => {
             params.only(|k| WS_SIGNING_PARAMS.contains(&k))?;
-            let verifier = creds.check_key(params.get("apiKey"))?;
+            let (verifier, account) = creds.check_key(params.get("apiKey"))?;
             verifier.check_signed(&params, &ws_api_payload(params.iter()), now)?;
-            Ok(json!({ "subscriptionId": subscribe_user(sim, conn) }))
+            Ok(json!({ "subscriptionId": subscribe_user(sim, conn, account) }))
         }
         "userDataStream.subscribe" => {
             params.only(|_| false)?;
-            if conn.logon.is_none() {
+            let Some(account) = conn.logon.as_ref().map(|l| l.account) else {
                 return Err(ApiErr::bad_key());
-            }
+            };
             if !conn.logon_subscriptions.is_empty() {
                 return Err(ApiErr::bad(-2035, "User Data Stream subscription already active."));
             }
-            let id = subscribe_user(sim, conn);
+            let id = subscribe_user(sim, conn, account);
             conn.logon_subscriptions.push(id);
             Ok(json!({ "subscriptionId": id }))
         }
@@ -405,17 +426,19 @@ fn run(
         _ => {
             let ep = api::ws_endpoint(method).ok_or_else(|| ApiErr::bad(-1020, "Unsupported operation."))?;
             params.only(|k| ep.params.contains(&k) || (ep.signed && WS_SIGNING_PARAMS.contains(&k)))?;
-            if ep.signed {
-                authenticate(sim, conn, &params, now)?;
-            }
-            (ep.run)(sim, &params, now)
+            let account = match ep.signed {
+                true => authenticate(sim, conn, &params, now)?,
+                false => 0,
+            };
+            (ep.run)(sim, &params.for_account(account), now)
         }
     }
 }
 
-fn subscribe_user(sim: &Sim, conn: &Conn) -> u64 {
+fn subscribe_user(sim: &Sim, conn: &Conn, account: u16) -> u64 {
     let subscription_id = sim.next_id();
     sim.users.subscribe(UserSubscriber {
+        account,
         conn: conn.id,
         subscription_id,
         tx: conn.tx.clone(),
@@ -430,14 +453,14 @@ fn answer(
     now: i64,
     id: Value,
     result: Result<Value, ApiErr>,
-    order: bool,
+    order_account: Option<u16>,
     show_limits: bool,
 ) -> String {
     let rate_limits = if show_limits {
         let mut limiter = sim.limiter.lock();
-        let mut usage = limiter.usage_entries(now, ip, PoolKind::RequestWeight);
-        if order {
-            usage.extend(limiter.usage_entries(now, ip, PoolKind::Orders));
+        let mut usage = limiter.usage_entries(now, ip, 0, PoolKind::RequestWeight);
+        if let Some(account) = order_account {
+            usage.extend(limiter.usage_entries(now, ip, account, PoolKind::Orders));
         }
         drop(limiter);
         usage

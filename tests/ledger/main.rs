@@ -11,6 +11,7 @@ mod redis_server;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod accounts;
 mod egress;
 mod processes;
 mod props;

@@ -3,6 +3,7 @@
 #[path = "support.rs"]
 mod sim_support;
 
+mod accounts;
 mod connection_limit;
 mod fees_latency;
 mod kline_seconds;

@@ -77,6 +77,10 @@ pub struct ClientOptions {
     pub breaker: BreakerConfig,
     /// The egress IP groups requests leave from, and which strategy uses which.
     pub egress: Egress,
+    /// The account this venue's key is, of how many the process trades: its orders draw on
+    /// `Scope::Account(account)`, and every account's order pools exist from the start.
+    pub account: u16,
+    pub accounts: u16,
 }
 
 impl Default for ClientOptions {
@@ -95,6 +99,8 @@ impl Default for ClientOptions {
             order_transport: OrderTransport::default(),
             breaker: BreakerConfig::default(),
             egress: Egress::default(),
+            account: 0,
+            accounts: 1,
         }
     }
 }
@@ -221,10 +227,14 @@ impl BinanceVenue {
             order_transport: options.order_transport,
             breaker: options.breaker.clone(),
             egress: options.egress.clone(),
+            account: options.account,
         };
-        // Every egress group's address has the same per-IP limits, counted apart.
+        // Every egress group's address has the same per-IP limits, counted apart; every account
+        // the same order limits, counted apart.
         let groups = options.egress.count();
-        ledger.set_limits(limits::pools::for_groups(ledger.limits(), groups));
+        let accounts = options.accounts.max(options.account.saturating_add(1));
+        let pools_of = |limits| limits::pools::for_groups(limits::pools::for_accounts(limits, accounts), groups);
+        ledger.set_limits(pools_of(ledger.limits()));
         let gateway = Arc::new(Gateway::new(&profile, ledger, config, Shutdown::default())?);
         let prober = Arc::clone(&gateway);
         gateway.spawn(async move {
@@ -259,7 +269,7 @@ impl BinanceVenue {
             let mut limits = gateway.ledger().limits();
             limits.retain(|l| !announced.iter().any(|a| a.kind == l.kind && a.scope == l.scope));
             limits.extend(announced);
-            gateway.ledger().set_limits(limits::pools::for_groups(limits, groups));
+            gateway.ledger().set_limits(pools_of(limits));
         }
         let account = rest
             .account(CLIENT_STRATEGY, wait)
@@ -348,7 +358,8 @@ impl BinanceVenue {
     fn apply(&self, update: &OrderUpdate) -> Option<Order> {
         let applied = self.registry.apply(update)?;
         if applied.first_fill {
-            self.gateway.ledger().order_filled(super::limits::pools::ACCOUNT, 1);
+            let account = crate::ledger::Scope::Account(self.options.account);
+            self.gateway.ledger().order_filled(account, 1);
         }
         self.emit_order(applied.order.clone());
         Some(applied.order)

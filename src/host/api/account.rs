@@ -12,7 +12,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     m.raw_set(
         "balances",
         host_function(lua, ctx, "account.balances", |lua, c, _| {
-            balances_table(lua, &c.venue.balances())
+            balances_table(lua, &c.venue.balances_of(&c.strategy()))
         })?,
     )?;
     publish(lua, "account", m)

@@ -108,7 +108,7 @@ fn display_url(url: &str) -> String {
 }
 
 /// What the processes sharing a budget call a scope in its keys and messages: a scope given a
-/// name here (an egress IP group: its configured name) by that name, any other as the ledger
+/// name here (an egress IP group or an account: its configured name) by that name, any other as the ledger
 /// writes it (`ip0`, `account0`). Two processes naming their groups alike share each group's
 /// pools and back-off whatever order they list them in.
 #[derive(Debug, Clone, Default)]
@@ -119,11 +119,12 @@ impl ScopeNames {
         ScopeNames(names.into_iter().collect())
     }
 
-    /// `scope` as it appears in keys: `ip:<name>` for a named IP scope (any byte of the name
+    /// `scope` as it appears in keys: `ip:<name>` / `account:<name>` for a named IP / account scope (any byte of the name
     /// but a letter, a digit, `_`, `-` or `.` written `%XX`, so a name cannot break a key apart).
     pub fn key(&self, scope: Scope) -> String {
         match self.0.iter().find(|(s, _)| *s == scope) {
             Some((Scope::Ip(_), name)) => format!("ip:{}", escape(name)),
+            Some((Scope::Account(_), name)) => format!("account:{}", escape(name)),
             Some((_, name)) => format!("{scope}:{}", escape(name)),
             None => scope.to_string(),
         }
@@ -828,5 +829,26 @@ mod tests {
         // A name cannot break a key apart.
         let odd = ScopeNames::new([(Scope::Ip(0), "a:b c%".to_string())]);
         assert_eq!(odd.key(Scope::Ip(0)), "ip:a%3Ab%20c%25");
+    }
+
+    #[test]
+    fn account_pools_are_keyed_by_the_accounts_name_when_named() {
+        use crate::ledger::{IntervalUnit, PoolKind};
+        let orders = |n| RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 10, 100).scoped(Scope::Account(n));
+        let named = Keys::new(
+            "office",
+            ScopeNames::new([
+                (Scope::Account(0), "main".to_string()),
+                (Scope::Account(1), "sub1".to_string()),
+            ]),
+        );
+        assert_eq!(named.pool(&orders(1)), "runner:{office}:account:sub1:ORDERS:10000");
+        // Another process listing `sub1` first shares its pools.
+        let other = Keys::new("office", ScopeNames::new([(Scope::Account(0), "sub1".to_string())]));
+        assert_eq!(other.pool(&orders(0)), named.pool(&orders(1)));
+        let weight = RateLimit::new(PoolKind::RequestWeight, IntervalUnit::Minute, 1, 6000);
+        assert_eq!(named.pool(&weight), "runner:{office}:ip0:REQUEST_WEIGHT:60000");
+        let unnamed = Keys::new("office", ScopeNames::default());
+        assert_eq!(unnamed.pool(&orders(0)), "runner:{office}:account0:ORDERS:10000");
     }
 }

@@ -63,6 +63,10 @@ pub struct EnvVars {
 pub enum ConfigError {
     #[error("missing credentials for the {profile} profile: set the environment variables {missing}")]
     MissingCredentials { profile: &'static str, missing: String },
+    #[error("account {account}: set the environment variable(s) {missing} (named by its key_env and secret_env)")]
+    MissingAccountCredentials { account: String, missing: String },
+    #[error("{0}")]
+    Accounts(String),
     #[error("the {0} profile takes its credentials from the simulator, not from the environment")]
     NoEnvCredentials(&'static str),
     #[error("invalid URL {url:?}: {reason}")]
@@ -142,6 +146,28 @@ impl Credentials {
                     missing: missing.join(" and "),
                 })
             }
+        }
+    }
+
+    /// An `[accounts.NAME]` account's HMAC credentials, from the variables it names; a missing or
+    /// empty variable is an error naming every one that must be set (never their values).
+    pub fn from_account_vars(
+        account: &str,
+        key_env: &str,
+        secret_env: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let read = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        match (read(key_env), read(secret_env)) {
+            (Some(key), Some(secret)) => Ok(Credentials::new(key, secret)),
+            (key, secret) => Err(ConfigError::MissingAccountCredentials {
+                account: account.to_string(),
+                missing: [(key.is_none(), key_env), (secret.is_none(), secret_env)]
+                    .into_iter()
+                    .filter_map(|(absent, name)| absent.then_some(name))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+            }),
         }
     }
 

@@ -11,7 +11,8 @@ use crate::ledger::{Cost, PoolKind, RateLimit, Scope, ServerUsage};
 /// The first egress IP group (see [`crate::exchange::binance::transport::egress`]): the pools the
 /// endpoint table prices requests in; [`in_group`] moves a cost to another group's.
 pub const IP: Scope = Scope::Ip(0);
-/// The account orders are placed for (one account today).
+/// The first account (see [`crate::exchange::binance::account::accounts`]): the pools the endpoint
+/// table prices orders in; [`for_account`] moves a cost to another account's.
 pub const ACCOUNT: Scope = Scope::Account(0);
 /// The pool group of a separate market-data server (paper trading on a real market: public market
 /// data and streams from the source, orders on the local paper exchange). It is numbered apart
@@ -64,6 +65,43 @@ pub fn for_groups(limits: Vec<RateLimit>, groups: u16) -> Vec<RateLimit> {
 /// address (the market source: every request to that server), and nothing else.
 pub const fn backoff_scope(group: u16) -> Scope {
     Scope::Ip(group)
+}
+
+/// `limits` with each order pool of the first account repeated for accounts 1..`accounts`: every
+/// account has the same order limits, counted apart (the IP's pools are not repeated).
+pub fn for_accounts(limits: Vec<RateLimit>, accounts: u16) -> Vec<RateLimit> {
+    let mut out: Vec<RateLimit> = limits
+        .iter()
+        .copied()
+        .filter(|l| !matches!(l.scope, Scope::Account(n) if n > 0))
+        .collect();
+    for account in 1..accounts {
+        out.extend(
+            limits
+                .iter()
+                .filter(|l| l.scope == ACCOUNT)
+                .map(|l| l.scoped(Scope::Account(account))),
+        );
+    }
+    out
+}
+
+/// `cost` drawn from `account`'s order pools instead of the first account's.
+pub fn for_account(cost: Cost, account: u16) -> Cost {
+    match account {
+        0 => cost,
+        n => cost.rescoped(ACCOUNT, Scope::Account(n)),
+    }
+}
+
+/// Usage a server reported to `account`'s key: its order counts are that account's.
+pub fn usage_for_account(mut usage: Vec<ServerUsage>, account: u16) -> Vec<ServerUsage> {
+    if account > 0 {
+        for u in usage.iter_mut().filter(|u| u.scope == ACCOUNT) {
+            u.scope = Scope::Account(account);
+        }
+    }
+    usage
 }
 
 /// `cost` drawn from `group`'s per-IP pools instead of the first group's.
@@ -194,5 +232,41 @@ mod tests {
             (5, 0)
         );
         assert_eq!(c.units(ACCOUNT, Orders), 1, "orders stay the account's");
+    }
+
+    #[test]
+    fn each_account_has_its_own_order_pools_and_shares_the_ips() {
+        let limits = for_groups(for_accounts(spot_defaults(), 2), 2);
+        let second: Vec<PoolKind> = limits
+            .iter()
+            .filter(|l| l.scope == Scope::Account(1))
+            .map(|l| l.kind)
+            .collect();
+        assert_eq!(second, vec![Orders, Orders], "10 s and 1 day");
+        assert_eq!(
+            limits.iter().filter(|l| l.kind == RequestWeight).count(),
+            2,
+            "weight per egress group, not per account"
+        );
+        assert_eq!(
+            for_groups(for_accounts(limits.clone(), 2), 2),
+            limits,
+            "repeating is idempotent"
+        );
+        assert_eq!(for_accounts(spot_defaults(), 1), spot_defaults());
+        let c = for_account(in_group(cost(1, 1, 1, 0), 1), 1);
+        assert_eq!((c.units(Scope::Account(1), Orders), c.units(ACCOUNT, Orders)), (1, 0));
+        assert_eq!(c.units(Scope::Ip(1), RequestWeight), 1, "the weight stays the group's");
+        let minute = crate::ledger::Interval::new(Minute, 1);
+        let header = |scope, kind| ServerUsage {
+            scope,
+            kind,
+            interval: minute,
+            used: 3,
+        };
+        assert_eq!(
+            usage_for_account(vec![header(IP, RequestWeight), header(ACCOUNT, Orders)], 1),
+            vec![header(IP, RequestWeight), header(Scope::Account(1), Orders)]
+        );
     }
 }

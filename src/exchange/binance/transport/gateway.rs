@@ -90,12 +90,16 @@ pub struct GatewayConfig {
     pub breaker: BreakerConfig,
     /// The egress IP groups and which strategy sends from which.
     pub egress: Egress,
+    /// The account this gateway's key is (its order draws and counts are that account's pools).
+    pub account: u16,
 }
 
 pub struct Gateway {
     /// One HTTP transport per egress IP group, bound to the group's address.
     http: Vec<HttpTransport>,
     egress: Egress,
+    /// The account the credentials are: orders draw on `Scope::Account(account)`.
+    account: u16,
     ledger: Ledger,
     credentials: Credentials,
     ws_base: String,
@@ -147,6 +151,7 @@ impl Gateway {
         Ok(Gateway {
             http,
             egress: config.egress,
+            account: config.account,
             ledger,
             credentials: profile.credentials.clone(),
             ws_base: profile.ws_url.clone(),
@@ -184,6 +189,11 @@ impl Gateway {
 
     pub fn egress(&self) -> &Egress {
         &self.egress
+    }
+
+    /// The account whose key this gateway signs with.
+    pub fn account(&self) -> u16 {
+        self.account
     }
 
     pub fn shutdown(&self) -> &Shutdown {
@@ -339,7 +349,10 @@ impl Gateway {
             }
             _ => group,
         };
-        let cost = pools::in_group(request.endpoint.cost(&request.param_pairs()), pool_group);
+        let cost = pools::for_account(
+            pools::in_group(request.endpoint.cost(&request.param_pairs()), pool_group),
+            self.account,
+        );
         let asked_at = std::time::Instant::now();
         // Before the ledger: a call the breaker refuses is neither sent nor charged.
         let ticket = match class {
@@ -480,7 +493,7 @@ impl Gateway {
     /// Reconciles an answer from the server of `pool_group` (an egress group, or the market source).
     fn observe(&self, permit: &Permit, pool_group: u16, usage: Vec<ServerUsage>, verdict: Verdict) {
         let observation = Observation {
-            usage: pools::usage_in_group(usage, pool_group),
+            usage: pools::usage_for_account(pools::usage_in_group(usage, pool_group), self.account),
             verdict,
             scope: pools::backoff_scope(pool_group),
         };
@@ -677,6 +690,7 @@ pub fn unconnected_gateway(api_key: &str) -> Result<Gateway, GatewayError> {
         order_transport: OrderTransport::Rest,
         breaker: BreakerConfig::default(),
         egress: Egress::default(),
+        account: 0,
     };
     Gateway::new(&profile, ledger, config, Shutdown::default())
 }
@@ -720,6 +734,7 @@ mod tests {
             order_transport: super::OrderTransport::WsApi,
             breaker: Default::default(),
             egress: Default::default(),
+            account: 0,
         };
         let gateway = std::sync::Arc::new(super::Gateway::new(&profile, ledger, config, Default::default()).unwrap());
         let wait = std::time::Duration::from_secs(5);
