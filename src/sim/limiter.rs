@@ -180,14 +180,18 @@ impl Limiter {
     pub fn new(limits: &[RateLimit], ban_base_ms: i64) -> Self {
         let (orders, ip_limits): (Vec<RateLimit>, Vec<RateLimit>) =
             limits.iter().copied().partition(|l| l.kind == PoolKind::Orders);
-        Limiter {
+        let mut limiter = Limiter {
             ip_limits,
             ips: BTreeMap::new(),
             order_limits: orders,
             accounts: BTreeMap::new(),
             ban_base_ms: ban_base_ms.max(1),
             stats: SimStats::default(),
-        }
+        };
+        // The first account's order pools are reported from the start, as before there were
+        // several (a run that places no order still shows them, empty).
+        limiter.account(0);
+        limiter
     }
 
     pub fn stats_mut(&mut self) -> &mut SimStats {
