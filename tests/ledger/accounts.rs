@@ -8,11 +8,15 @@ use runner::ledger::{IntervalUnit, PoolKind, RateLimit};
 use runner::sim::{PoolStats, SimConfig, SimStats};
 
 use crate::harness::{config_with_weight, poll_until, stop, summary_throttles, Exchange};
+use crate::redis_server::RedisServer;
 use crate::support::{repo_root, run_to_end, Running};
 
 const WINDOW_MS: i64 = 1000;
 const WEIGHT: u64 = 1000;
 const ORDERS: u64 = 20;
+/// Two processes share each account's count through leases taken in chunks of a limit: a larger
+/// limit keeps a chunk left unused at a window's end a small share of it.
+const SHARED_ORDERS: u64 = 200;
 
 /// The file `from` (under the repository) as strategy `name`, with `replace` applied.
 fn strategy_as(dir: &tempfile::TempDir, from: &str, old_name: &str, name: &str, replace: &[(&str, &str)]) -> PathBuf {
@@ -32,11 +36,12 @@ fn strategy_as(dir: &tempfile::TempDir, from: &str, old_name: &str, name: &str, 
 /// demand is then orders only (the hammers take the market-data lane's weight).
 const NO_TICKER: &[(&str, &str)] = &[("local t = market.ticker(SYMBOL)", "local t = { price = 60000 }")];
 
-fn two_accounts() -> SimConfig {
+/// A simulator with two accounts, each allowed `orders` a second.
+fn two_accounts(orders: u64) -> SimConfig {
     let mut config = config_with_weight(1, WEIGHT);
     config.limits.retain(|l| l.kind != PoolKind::Orders);
     config.limits.extend([
-        RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 1, ORDERS),
+        RateLimit::new(PoolKind::Orders, IntervalUnit::Second, 1, orders),
         RateLimit::new(PoolKind::Orders, IntervalUnit::Day, 1, 200_000),
     ]);
     SimConfig { accounts: 2, ..config }
@@ -66,7 +71,7 @@ fn orders_of(stats: &SimStats, account: u16) -> &PoolStats {
 
 #[test]
 fn two_accounts_in_one_process_keep_their_own_order_counts_and_share_the_ips_weight() {
-    let exchange = Exchange::start(two_accounts());
+    let exchange = Exchange::start(two_accounts(ORDERS));
     let dir = tempfile::tempdir().unwrap();
     let flood = "tests/hostile/order_flood.lua";
     let hammer = "tests/ledger/lua/hammer.lua";
@@ -110,28 +115,7 @@ fn two_accounts_in_one_process_keep_their_own_order_counts_and_share_the_ips_wei
     );
 
     let stats = exchange.stats();
-    assert_eq!((stats.count_429, stats.count_418), (0, 0), "{stats:?}");
-    let mut figures = Vec::new();
-    for account in [0, 1] {
-        let pool = orders_of(&stats, account);
-        for w in &pool.windows {
-            assert!(
-                w.count <= ORDERS,
-                "account {account}: window {} placed {}",
-                w.start,
-                w.count
-            );
-        }
-        let windows = full_windows(pool, running + WINDOW_MS, before_stop);
-        assert!(windows.len() >= 3, "account {account}: only {windows:?}");
-        for count in &windows {
-            assert!(
-                count * 10 >= ORDERS * 9,
-                "account {account}: a window placed {count} of {ORDERS} while demand exceeded it: {windows:?}"
-            );
-        }
-        figures.push((format!("orders of account {account}"), windows));
-    }
+    let mut figures = each_account_within_and_mostly_used(&stats, running, before_stop, ORDERS);
     let weight: Vec<&PoolStats> = stats
         .pools
         .iter()
@@ -162,6 +146,90 @@ fn two_accounts_in_one_process_keep_their_own_order_counts_and_share_the_ips_wei
     let log = exchange.log();
     assert!(log.iter().any(|r| r.path == "/api/v3/order" && r.status == 200));
     println!("figure: per window (orders limit {ORDERS} per account, weight limit {WEIGHT} per IP): {figures:?}");
+}
+
+/// No 429 or 418 at the simulator, and each account's one-second order count, as the simulator
+/// counted it, within its limit in every window and at least 90 % used in each whole window
+/// between `running` and `before_stop` (demand exceeded it). Returns the whole windows' counts.
+fn each_account_within_and_mostly_used(
+    stats: &SimStats,
+    running: i64,
+    before_stop: i64,
+    orders: u64,
+) -> Vec<(String, Vec<u64>)> {
+    assert_eq!((stats.count_429, stats.count_418), (0, 0), "{stats:?}");
+    let mut figures = Vec::new();
+    for account in [0, 1] {
+        let pool = orders_of(&stats, account);
+        for w in &pool.windows {
+            assert!(
+                w.count <= orders,
+                "account {account}: window {} placed {}",
+                w.start,
+                w.count
+            );
+        }
+        let windows = full_windows(pool, running + WINDOW_MS, before_stop);
+        assert!(windows.len() >= 3, "account {account}: only {windows:?}");
+        for count in &windows {
+            assert!(
+                count * 10 >= orders * 9,
+                "account {account}: a window placed {count} of {orders} while demand exceeded it: {windows:?}"
+            );
+        }
+        figures.push((format!("orders of account {account}"), windows));
+    }
+    figures
+}
+
+#[test]
+fn two_processes_trading_both_accounts_share_each_accounts_order_count_through_redis() {
+    let redis = RedisServer::start();
+    let exchange = Exchange::start(two_accounts(SHARED_ORDERS));
+    let dir = tempfile::tempdir().unwrap();
+    let flood = "tests/hostile/order_flood.lua";
+    let config = dir.path().join("runner.toml");
+    let routes: String = ["a", "b"]
+        .iter()
+        .map(|p| format!("[routes.flood_sub1_{p}]\naccount = \"sub1\"\n\n"))
+        .collect();
+    std::fs::write(&config, format!("{ACCOUNTS}\n{routes}")).unwrap();
+    let mut fleet: Vec<Running> = ["a", "b"]
+        .iter()
+        .map(|p| {
+            let strategies = [
+                strategy_as(&dir, flood, "order_flood", &format!("flood_main_{p}"), NO_TICKER),
+                strategy_as(&dir, flood, "order_flood", &format!("flood_sub1_{p}"), NO_TICKER),
+            ];
+            let mut cmd = exchange.runner(&dir.path().join(format!("state-{p}")), &strategies);
+            cmd.arg("--config")
+                .arg(&config)
+                .args(["--ledger", &redis.url(), "--ledger-group", "test-ip"])
+                .arg("--limit")
+                .arg(format!("REQUEST_WEIGHT={WEIGHT}/1s"))
+                .arg("--limit")
+                .arg(format!("ORDERS={SHARED_ORDERS}/1s"));
+            Running::spawn(cmd)
+        })
+        .collect();
+    for run in &mut fleet {
+        run.wait_for("a first order", |l| l.contains("order_flood placed="));
+    }
+    let running = exchange.now_ms();
+    poll_until("five windows", || {
+        (exchange.now_ms() >= running + 6 * WINDOW_MS).then_some(())
+    });
+    let before_stop = exchange.now_ms();
+    for run in fleet {
+        let text = stop(run);
+        assert_eq!(summary_throttles(&text), (0, 0), "{text}");
+        assert!(
+            text.contains("account1(sub1)") && text.contains("shared by 2"),
+            "the summary names the accounts' shared pools: {text}"
+        );
+    }
+    let figures = each_account_within_and_mostly_used(&exchange.stats(), running, before_stop, SHARED_ORDERS);
+    println!("figure: two processes, orders per window per account (limit {SHARED_ORDERS}): {figures:?}");
 }
 
 #[test]
