@@ -160,7 +160,7 @@ fn each_account_within_and_mostly_used(
     assert_eq!((stats.count_429, stats.count_418), (0, 0), "{stats:?}");
     let mut figures = Vec::new();
     for account in [0, 1] {
-        let pool = orders_of(&stats, account);
+        let pool = orders_of(stats, account);
         for w in &pool.windows {
             assert!(
                 w.count <= orders,
