@@ -38,6 +38,8 @@ pub struct LeaseView {
     pub wanted: u64,
     /// Whether the units wanted are for cancels or orders (which may use the whole limit).
     pub wanted_full: bool,
+    /// Whether a request waits for what is wanted (otherwise the lease only runs low).
+    pub wanted_by_request: bool,
     /// What the market-data lane may fill the window up to.
     pub market_cap: u64,
 }
@@ -117,6 +119,7 @@ impl Ledger {
                     lease: p.lease?,
                     wanted: p.wanted,
                     wanted_full: p.wanted_full,
+                    wanted_by_request: p.wanted_by_request,
                     market_cap: p.market_cap,
                 })
             })
@@ -151,6 +154,7 @@ impl Ledger {
         *lease = lease.saturating_add(units);
         pool.wanted = 0;
         pool.wanted_full = false;
+        pool.wanted_by_request = false;
         st.dispatch(now);
         self.inner.nudge_driver(&st);
         self.inner.tell_keeper(&mut st);

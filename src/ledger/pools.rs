@@ -146,6 +146,8 @@ pub(crate) struct Pool {
     pub wanted: u64,
     /// Whether what is wanted is for cancels or orders, which may use the whole limit.
     pub wanted_full: bool,
+    /// Whether a request waits for what is wanted (not only a lease running low).
+    pub wanted_by_request: bool,
     /// Shared pools: ask for more once less than this is left of the lease.
     pub refill_below: u64,
 }
@@ -188,6 +190,7 @@ impl Pool {
             lease: None,
             wanted: 0,
             wanted_full: false,
+            wanted_by_request: false,
             refill_below: 0,
         };
         match pool.motion {
@@ -235,6 +238,7 @@ impl Pool {
                         // A lease is for one window; the next one is leased anew.
                         self.lease = Some(0);
                         self.wanted = 0;
+                        self.wanted_by_request = false;
                     }
                 }
             }
@@ -343,6 +347,7 @@ impl Pool {
         if after > lease && after <= self.limit_cap(lane) {
             self.wanted = self.wanted.max(after - lease);
             self.wanted_full |= lane != Lane::MarketData;
+            self.wanted_by_request = true;
         }
     }
 
@@ -421,6 +426,7 @@ impl Pool {
         self.lease = prev.lease;
         self.wanted = prev.wanted;
         self.wanted_full = prev.wanted_full;
+        self.wanted_by_request = prev.wanted_by_request;
         self.refill_below = prev.refill_below;
     }
 }

@@ -181,7 +181,6 @@ fn four_processes_hammering_one_ip_stay_within_every_window_and_use_most_of_it()
 }
 
 #[test]
-#[ignore = "intermittent: a third process joining can find the 5-minute raw-request pool leased out and wait minutes for its first request; under investigation"]
 fn a_429_seen_by_one_process_stops_every_process_until_retry_after_has_passed() {
     // 100 a second and a call of weight 50: one call a second for the whole fleet, so the
     // 429 answers the only request in flight and whatever follows is sent after it.

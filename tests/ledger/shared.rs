@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use runner::ledger::limits::IntervalUnit::Second;
+use runner::ledger::limits::IntervalUnit::{Minute, Second};
 use runner::ledger::limits::PoolKind::{RawRequests, RequestWeight};
 use runner::ledger::shared::{share, share_named, ScopeNames, SharedConfig, SharedError, SharedLedger};
 use runner::ledger::{
@@ -26,8 +26,12 @@ fn limits() -> Vec<RateLimit> {
 }
 
 fn local_ledger() -> Ledger {
+    ledger_with(limits())
+}
+
+fn ledger_with(limits: Vec<RateLimit>) -> Ledger {
     Ledger::new(
-        limits(),
+        limits,
         LedgerConfig {
             backoff_jitter: Duration::ZERO,
             ..LedgerConfig::default()
@@ -37,8 +41,12 @@ fn local_ledger() -> Ledger {
 }
 
 async fn shared(url: &str, group: &str) -> SharedLedger {
+    shared_with(url, group, limits()).await
+}
+
+async fn shared_with(url: &str, group: &str, limits: Vec<RateLimit>) -> SharedLedger {
     share(
-        local_ledger(),
+        ledger_with(limits),
         SharedConfig {
             url: url.to_string(),
             group: group.to_string(),
@@ -138,6 +146,156 @@ async fn four_ledgers_on_one_budget_stay_within_it_and_use_most_of_it() {
     let sharing = status.sharing.expect("shared");
     assert!(sharing.connected);
     assert_eq!(sharing.processes, 4, "heartbeats of all four");
+}
+
+/// A newcomer whose first request draws on a full weight window and a five-minute raw-request
+/// window: the raw-request pool, which has room, is leased at once — not only after its own
+/// window ends (or some process happens to give units back) because the weight pool had no
+/// room when both were asked for in one lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_short_window_does_not_hold_back_a_long_window_of_the_same_request() {
+    const WEIGHT_WINDOW_MS: i64 = 3_000;
+    let redis = RedisServer::start();
+    // Raw requests: 20 per five minutes, so each process leases a single unit at a time and
+    // holds no spare to give back (a give-back wakes every process, which would hide the fault).
+    let limits = vec![
+        RateLimit::new(RequestWeight, Second, 3, WINDOW_LIMIT),
+        RateLimit::new(RawRequests, Minute, 5, 20),
+    ];
+    let first = shared_with(&redis.url(), "ip-a", limits.clone()).await;
+    let cost = |w: u32| Cost::new().with(RequestWeight, w).with(RawRequests, 1);
+    let window_of = |ms: i64| ms.div_euclid(WEIGHT_WINDOW_MS);
+    // Early in a weight window, so what follows happens while it is still full.
+    wait_for("the start of a weight window", || {
+        first.ledger().now_ms().rem_euclid(WEIGHT_WINDOW_MS) < 500
+    })
+    .await;
+    let full = first
+        .ledger()
+        .reserve(
+            "first",
+            Lane::Order,
+            cost(WINDOW_LIMIT as u32),
+            Duration::from_millis(500),
+        )
+        .await
+        .expect("the whole window");
+    let newcomer = shared_with(&redis.url(), "ip-a", limits).await;
+    let asked_at = newcomer.ledger().now_ms();
+    let request = {
+        let ledger = newcomer.ledger().clone();
+        tokio::spawn(async move {
+            ledger
+                .reserve("newcomer", Lane::Order, cost(10), Duration::from_secs(10))
+                .await
+        })
+    };
+    let raw_lease = || {
+        newcomer
+            .ledger()
+            .leases()
+            .iter()
+            .find(|v| v.limit.kind == RawRequests)
+            .map_or(0, |v| v.lease)
+    };
+    wait_for("the newcomer's raw-request lease", || raw_lease() > 0).await;
+    let leased_at = newcomer.ledger().now_ms();
+    assert_eq!(
+        window_of(leased_at),
+        window_of(full.sent_at_ms),
+        "the raw-request pool was leased only after the full weight window ended ({} ms after asking)",
+        leased_at - asked_at
+    );
+    let permit = request
+        .await
+        .expect("task")
+        .expect("admitted once the next weight window begins");
+    assert!(window_of(permit.sent_at_ms) > window_of(full.sent_at_ms));
+    println!(
+        "figure: raw requests leased {} ms after asking; admitted {} ms after asking",
+        leased_at - asked_at,
+        permit.sent_at_ms - asked_at
+    );
+}
+
+/// Three processes, room for two requests a window: the one turned away in a window is served
+/// in the next, whoever asks first there. Under contention nobody gets more than its fair share
+/// while another is hungry, so asking first at every window's start cannot starve the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_turned_away_is_served_in_the_next_window_before_those_that_were_served() {
+    const WEIGHT_WINDOW_MS: i64 = 3_000;
+    let redis = RedisServer::start();
+    let limits = vec![
+        RateLimit::new(RequestWeight, Second, 3, WINDOW_LIMIT),
+        RateLimit::new(RawRequests, Second, 1, 10_000),
+    ];
+    let mut keepers = Vec::new();
+    for _ in 0..3 {
+        keepers.push(shared_with(&redis.url(), "ip-a", limits.clone()).await);
+    }
+    wait_for("each process to count the others", || {
+        keepers
+            .iter()
+            .all(|k| k.ledger().status("x").sharing.is_some_and(|s| s.processes == 3))
+    })
+    .await;
+    // Two fit a window (with the units leased ahead as leases run low), three do not, and one
+    // is more than a fair third.
+    let request = Cost::new()
+        .with(RequestWeight, (WINDOW_LIMIT * 5 / 12) as u32)
+        .with(RawRequests, 1);
+    let window_of = |ms: i64| ms.div_euclid(WEIGHT_WINDOW_MS);
+    let ledger = |i: usize| keepers[i].ledger().clone();
+    wait_for("the start of a weight window", || {
+        ledger(0).now_ms().rem_euclid(WEIGHT_WINDOW_MS) < 500
+    })
+    .await;
+    let first = ledger(0)
+        .reserve("a", Lane::Order, request, Duration::from_millis(500))
+        .await
+        .expect("a");
+    let second = ledger(1)
+        .reserve("b", Lane::Order, request, Duration::from_millis(500))
+        .await
+        .expect("b");
+    let full = window_of(first.sent_at_ms);
+    assert_eq!(window_of(second.sent_at_ms), full, "both in one window");
+    let ask = |i: usize| {
+        let l = ledger(i);
+        tokio::spawn(async move { (i, l.reserve("p", Lane::Order, request, Duration::from_secs(10)).await) })
+    };
+    // The third is turned away (the window is full) and so is hungry; only then do the other
+    // two ask again, and all three want the next window.
+    let third = ask(2);
+    let redis_client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = redis_client.get_multiplexed_async_connection().await.expect("redis");
+    let hungry_key = "hungry:runner:{ip-a}:ip0:REQUEST_WEIGHT:3000";
+    let started = std::time::Instant::now();
+    loop {
+        let hungry: u32 = redis::cmd("ZCARD")
+            .arg(hungry_key)
+            .query_async(&mut conn)
+            .await
+            .expect("ZCARD");
+        if hungry == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the third never turned away"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asks = [third, ask(0), ask(1)];
+    let mut sent = Vec::new();
+    for ask in asks {
+        let (i, permit) = ask.await.expect("task");
+        sent.push((i, window_of(permit.expect("admitted").sent_at_ms)));
+    }
+    let third = sent.iter().find(|(i, _)| *i == 2).expect("the third").1;
+    assert_eq!(third, full + 1, "the one turned away goes in the next window: {sent:?}");
+    let per_window = |w: i64| sent.iter().filter(|(_, s)| *s == w).count();
+    assert!(per_window(full + 1) <= 2 && per_window(full) == 0, "{sent:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

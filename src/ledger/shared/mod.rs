@@ -229,11 +229,17 @@ if tonumber(ARGV[1]) > count then
 end
 return 1";
 
-/// Gives unused units of a window back (never below zero) and tells the others.
+/// Gives unused units of a window back (never below zero), off the window's count (KEYS[1])
+/// and the caller's (ARGV[2]) holding (KEYS[3]), and tells the others (KEYS[2]).
 const GIVE_BACK: &str = r"
+local units = tonumber(ARGV[1])
 local count = tonumber(redis.call('GET', KEYS[1]) or '0')
 if count > 0 then
-  redis.call('SET', KEYS[1], math.max(0, count - tonumber(ARGV[1])), 'KEEPTTL')
+  redis.call('SET', KEYS[1], math.max(0, count - units), 'KEEPTTL')
+end
+local held = tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0')
+if held > 0 then
+  redis.call('HSET', KEYS[3], ARGV[2], math.max(0, held - units))
 end
 redis.call('PUBLISH', KEYS[2], 'credit')
 return 1";
@@ -282,6 +288,18 @@ impl Keys {
     }
     fn limit(&self, l: &RateLimit) -> String {
         format!("limit:{}", self.pool(l))
+    }
+    /// Units of a window leased to each process (for the fair share under contention).
+    fn holders(&self, l: &RateLimit, window_start_ms: i64) -> String {
+        format!("h:{}:{window_start_ms}", self.pool(l))
+    }
+    /// Processes turned away from a pool and not served since, by when they first were.
+    fn hungry(&self, l: &RateLimit) -> String {
+        format!("hungry:{}", self.pool(l))
+    }
+    /// When each hungry process was last turned away (one that stops asking is dropped).
+    fn hungry_lately(&self, l: &RateLimit) -> String {
+        format!("hungry-seen:{}", self.pool(l))
     }
 }
 
@@ -517,7 +535,6 @@ impl Keeper {
         let mut c = self.conn()?;
         self.heartbeat(&mut c).await?;
         for view in self.ledger.leases() {
-            let key = self.keys.window(&view.limit, view.window_start_ms);
             let before = self
                 .last_used
                 .insert(self.keys.pool(&view.limit), (view.window_start_ms, view.used));
@@ -534,15 +551,29 @@ impl Keeper {
             if idle && view.lease > view.used.saturating_add(keep) {
                 let spare = self.ledger.trim(&view.limit, view.window_start_ms, keep);
                 if spare > 0 {
-                    self.give_back_script
-                        .key(&key)
-                        .key(self.keys.named("events"))
-                        .arg(spare)
-                        .invoke_async::<i64>(&mut c)
-                        .await?;
+                    self.give_back(&mut c, &view.limit, view.window_start_ms, spare).await?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Gives `units` of a window back to the others.
+    async fn give_back(
+        &self,
+        c: &mut ConnectionManager,
+        limit: &RateLimit,
+        window_start_ms: i64,
+        units: u64,
+    ) -> Redis<()> {
+        self.give_back_script
+            .key(self.keys.window(limit, window_start_ms))
+            .key(self.keys.named("events"))
+            .key(self.keys.holders(limit, window_start_ms))
+            .arg(units)
+            .arg(&self.process)
+            .invoke_async::<i64>(c)
+            .await?;
         Ok(())
     }
 
@@ -579,6 +610,9 @@ impl Keeper {
                 let key = self.keys.window(&view.limit, view.window_start_ms);
                 pipe.incr(&key, view.lease).ignore();
                 pipe.pexpire(&key, ttl_ms(&view)).ignore();
+                let holders = self.keys.holders(&view.limit, view.window_start_ms);
+                pipe.hincr(&holders, &self.process, view.lease).ignore();
+                pipe.pexpire(&holders, ttl_ms(&view)).ignore();
                 held += 1;
             }
         }
@@ -646,9 +680,11 @@ impl Keeper {
         invocation
             .key(self.keys.named("epoch"))
             .key(self.keys.named("alive"))
+            .key(self.keys.named("events"))
             .arg(&self.epoch)
             .arg(self.ledger.now_ms())
-            .arg(ALIVE_FOR_MS);
+            .arg(ALIVE_FOR_MS)
+            .arg(&self.process);
         for v in &wanted {
             let cap = if v.wanted_full { v.limit.limit } else { v.market_cap };
             let need = v.wanted;
@@ -657,11 +693,16 @@ impl Keeper {
                 .key(self.keys.window(&v.limit, v.window_start_ms))
                 .key(self.keys.limit(&v.limit))
                 .key(self.keys.ban(v.limit.scope))
+                .key(self.keys.holders(&v.limit, v.window_start_ms))
+                .key(self.keys.hungry(&v.limit))
+                .key(self.keys.hungry_lately(&v.limit))
                 .arg(need)
                 .arg(want)
                 .arg(v.limit.limit)
                 .arg(cap)
-                .arg(ttl_ms(v));
+                .arg(ttl_ms(v))
+                .arg(hungry_for_ms(&v.limit))
+                .arg(i32::from(v.wanted_by_request));
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut c).await?;
         let number = |i: usize| {
@@ -678,12 +719,7 @@ impl Keeper {
                     let granted = number(i + 1).unwrap_or(0).max(0) as u64;
                     if !self.ledger.grant(&v.limit, v.window_start_ms, granted) {
                         // The window rolled meanwhile: hand the slice straight back.
-                        self.give_back_script
-                            .key(self.keys.window(&v.limit, v.window_start_ms))
-                            .key(self.keys.named("events"))
-                            .arg(granted)
-                            .invoke_async::<i64>(&mut c)
-                            .await?;
+                        self.give_back(&mut c, &v.limit, v.window_start_ms, granted).await?;
                     }
                 }
             }
@@ -699,7 +735,10 @@ impl Keeper {
                         );
                     }
                 }
-                for v in &wanted {
+                // Only the short pool waits for a credit or its next window. Marking every pool
+                // of the request would keep a long window (5-minute raw requests, connections)
+                // from being leased until it ends, long after the short one has room again.
+                if let Some(v) = wanted.get(short) {
                     self.short_window.insert(self.keys.pool(&v.limit), v.window_start_ms);
                 }
             }
@@ -783,6 +822,13 @@ async fn bounded(step: impl std::future::Future<Output = Redis<()>>) -> Redis<()
             "no answer within the step limit",
         ))),
     }
+}
+
+/// How long a process turned away from a pool counts as hungry (holding the others to their
+/// fair share) unless it asks again: a window, at least a second and at most ten (a process
+/// that gave up must not hold back a five-minute pool for its whole window).
+fn hungry_for_ms(l: &RateLimit) -> i64 {
+    l.interval.millis().clamp(1_000, 10_000)
 }
 
 /// How long a window's count must outlive its start: the window, its guard, and a margin.
