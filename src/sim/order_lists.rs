@@ -155,7 +155,6 @@ impl Exchange {
         self.lists.lists.get(&id)
     }
 
-    /// The latest list with this `listClientOrderId`.
     /// The account that placed `list` (its orders').
     pub fn list_account(&self, list: &OrderList) -> u16 {
         list.orders
@@ -164,6 +163,7 @@ impl Exchange {
             .map_or(0, |o| o.account)
     }
 
+    /// The latest list with this `listClientOrderId`.
     pub fn order_list_by_client(&self, client_id: &str) -> Option<&OrderList> {
         self.lists
             .by_client
@@ -442,11 +442,7 @@ impl Exchange {
             .filter_map(|id| self.order(*id))
             .map(|o| json!({"s": symbol, "i": o.id, "c": o.client_id}))
             .collect();
-        let account = list
-            .orders
-            .first()
-            .and_then(|id| self.order(*id))
-            .map_or(0, |o| o.account);
+        let account = self.list_account(list);
         let event = json!({
             "e": "listStatus",
             "E": now,
