@@ -79,6 +79,9 @@ pub(crate) struct State {
     pub backoff_reports: Vec<ScopeBackoff>,
     /// Which pools are shared (and when to ask for more), for pools announced later.
     pub share_rule: Option<super::lease::ShareRule>,
+    /// How the pools are shared, as the lease keeper last said (for `status`; kept here so
+    /// `status` takes one lock).
+    pub sharing: Option<super::lease::Sharing>,
 }
 
 #[inline]
@@ -122,6 +125,7 @@ impl State {
             server_reports: Vec::new(),
             backoff_reports: Vec::new(),
             share_rule: None,
+            sharing: None,
         }
     }
 

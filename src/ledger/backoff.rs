@@ -133,6 +133,9 @@ impl Backoffs {
 
     /// The most severe back-off in force anywhere, and when the last one ends (for a summary).
     pub fn overall(&self, now_ms: i64) -> Option<(BackoffState, i64)> {
+        if !self.any(now_ms) {
+            return None;
+        }
         self.in_force(now_ms).fold(None, |found, b| {
             Some(match found {
                 None => (b.state, b.resume_at_ms),

@@ -222,10 +222,6 @@ impl Ledger {
 
     /// Records how the pools are shared now, for `status`.
     pub fn set_sharing(&self, sharing: Sharing) {
-        *self.inner.sharing.lock() = Some(sharing);
-    }
-
-    pub(crate) fn sharing(&self) -> Option<Sharing> {
-        self.inner.sharing.lock().clone()
+        self.inner.state.lock().sharing = Some(sharing);
     }
 }

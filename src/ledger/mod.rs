@@ -371,8 +371,6 @@ pub(crate) struct Inner {
     save_lock: Mutex<()>,
     /// Woken when a shared pool wants more lease or has news for the other processes.
     keeper: std::sync::OnceLock<Arc<Notify>>,
-    /// How the pools are shared, if they are (set by the lease keeper).
-    sharing: Mutex<Option<lease::Sharing>>,
 }
 
 impl Inner {
@@ -453,7 +451,6 @@ impl Ledger {
                 wake_driver: Notify::new(),
                 save_lock: Mutex::new(()),
                 keeper: std::sync::OnceLock::new(),
-                sharing: Mutex::new(None),
             }),
         }
     }
@@ -744,10 +741,7 @@ impl Ledger {
         let mut st = self.inner.state.lock();
         let now = st.advance(local);
         let sid = st.strategies.lookup(strategy);
-        let mut status = status::build(&st, sid, now);
-        drop(st);
-        status.sharing = self.sharing();
-        status
+        status::build(&st, sid, now)
     }
 
     /// Writes windows and backoff state to the state dir (no-op without one).

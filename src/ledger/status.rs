@@ -13,27 +13,30 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         Some((state, resume)) => (state, Some(resume)),
         None => (BackoffState::Normal, None),
     };
-    let pools = st
-        .pools
-        .iter()
-        .map(|p| {
-            let backoff = st.backoffs.of_scope(p.limit.scope, now_ms);
-            PoolStatus {
-                scope: p.limit.scope,
-                window: p.limit.window,
-                kind: p.limit.kind,
-                interval: p.limit.interval,
-                limit: p.limit.limit,
-                used: p.used,
-                resets_at_ms: p.window_end,
-                peak: p.peak,
-                lease: p.lease,
-                scope_name: None,
-                backoff: backoff.map_or(BackoffState::Normal, |(state, _)| state),
-                backoff_until_ms: backoff.map(|(_, until)| until),
-            }
-        })
-        .collect();
+    // Most of the time no back-off is in force anywhere: one comparison instead of a look-up per pool.
+    let any_backoff = st.backoffs.any(now_ms);
+    // Filled in place, one pool at a time: a status is called often and its rows are wide.
+    let mut pools = Vec::with_capacity(st.pools.len());
+    for p in &st.pools {
+        let (backoff, backoff_until_ms) = match any_backoff.then(|| st.backoffs.of_scope(p.limit.scope, now_ms)) {
+            Some(Some((state, until))) => (state, Some(until)),
+            _ => (BackoffState::Normal, None),
+        };
+        pools.push(PoolStatus {
+            scope: p.limit.scope,
+            window: p.limit.window,
+            kind: p.limit.kind,
+            interval: p.limit.interval,
+            limit: p.limit.limit,
+            used: p.used,
+            resets_at_ms: p.window_end,
+            peak: p.peak,
+            lease: p.lease,
+            scope_name: None,
+            backoff,
+            backoff_until_ms,
+        });
+    }
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {
         let window_use = |kind: PoolKind| {
             st.pools
@@ -56,6 +59,6 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         mine,
         throttled_count: st.backoffs.throttled_count,
         banned_count: st.backoffs.banned_count,
-        sharing: None,
+        sharing: st.sharing.clone(),
     }
 }

@@ -10,10 +10,12 @@ use super::api::{cancel_client_id, cancel_wire, new_order, placed_answer, symbol
 use super::error::ApiErr;
 use super::matching::{Exchange, Placed};
 use super::order_lists::{Legs, NewList, OrderList, Pair};
-use super::order_record::NewOrder;
+use super::order_record::{Kind, NewOrder};
 use super::params::Params;
 use super::run_state::Sim;
 use super::stp::Stp;
+use crate::exchange::binance::orders::list_rules;
+use crate::exchange::types::OrderType;
 
 /// The parameters of each list placement: the list's own, then each order's under its prefix.
 pub const OCO_PARAMS: &[&str] = &[
@@ -202,9 +204,9 @@ fn resp_type(p: &Params) -> Result<&str, ApiErr> {
 
 /// The working order of an OTO / OTOCO: a LIMIT or LIMIT_MAKER.
 fn working_leg(ex: &Exchange, p: &Params) -> Result<NewOrder, ApiErr> {
-    match p.require("workingType")? {
-        "LIMIT" | "LIMIT_MAKER" => {}
-        _ => return Err(ApiErr::illegal_chars("workingType", "LIMIT, LIMIT_MAKER")),
+    let working_type = Kind::parse(p.require("workingType")?).map(OrderType::from);
+    if !working_type.is_some_and(list_rules::allowed_as_working) {
+        return Err(ApiErr::illegal_chars("workingType", "LIMIT, LIMIT_MAKER"));
     }
     p.require("workingPrice")?;
     let names = LegNames {

@@ -10,7 +10,8 @@
 //! - `api`: the endpoint table (weights declared per route) and handlers, shared by REST and the WebSocket API.
 //! - `matching`: the exchange's state, matching and balances; `order_record`: users' orders;
 //!   `symbol_state`: each symbol's book, trades and candles; `book`: the order book; `market`: the
-//!   synthetic market; `order_lists`: OCO, OTO, OTOCO; `stp`: self-trade prevention.
+//!   synthetic market; `order_lists`: OCO, OTO, OTOCO (judged by the client's own rules,
+//!   `exchange::binance::orders::list_rules`); `stp`: self-trade prevention.
 //! - `feed`: market streams published from the state; `user_reports`: execution reports and order shapes.
 //! - `limiter`: the exchange's limits; `faults`: fault knobs; `record`: the request log.
 //! - `rest`, `ws_market`, `ws_api`, `control`: transports (`ws_conn`: what the WebSocket ones share).

@@ -17,6 +17,7 @@ use super::matching::{End, Exchange};
 use super::order_record::{Kind, NewOrder, Order};
 use super::stp::Stp;
 use super::user_reports::Exec;
+use crate::exchange::binance::orders::list_rules::{self, PairOrder};
 use crate::exchange::binance::wire::Fill;
 use crate::exchange::types::Side;
 
@@ -126,59 +127,27 @@ impl OrderLists {
     }
 }
 
-/// Is this a stop-loss kind (the other side of an OCO pair is a limit-maker or a take-profit)?
-fn is_stop_loss(kind: Kind) -> bool {
-    matches!(kind, Kind::StopLoss | Kind::StopLossLimit)
-}
-
-/// The price an OCO order stands at relative to the last trade: the limit price of a limit-maker or
-/// take-profit-limit, the stop price otherwise (as the documented price restrictions compare them).
-fn standing_price(req: &NewOrder) -> Option<Decimal> {
-    match req.kind {
-        Kind::LimitMaker | Kind::TakeProfitLimit => req.price,
-        _ => req.stop_price,
+/// An order of a pair as the exchange's list rules see it.
+fn pair_order(req: &NewOrder) -> PairOrder {
+    PairOrder {
+        order_type: req.kind.into(),
+        side: req.side,
+        quantity: req.qty,
+        price: req.price,
+        stop_price: req.stop_price,
     }
 }
 
-/// The documented OCO rules: which kind may stand above and below for the side (each with its own
-/// code), then `above > last traded price > below`.
-pub fn check_pair(side: Side, pair: &Pair, last: Option<Decimal>) -> Result<(), ApiErr> {
-    let (above, below) = (pair.above.kind, pair.below.kind);
-    for kind in [above, below] {
-        if !matches!(
-            kind,
-            Kind::StopLoss | Kind::StopLossLimit | Kind::TakeProfit | Kind::TakeProfitLimit | Kind::LimitMaker
-        ) {
-            return Err(ApiErr::bad(-1158, "Order type not supported in OCO."));
+/// The documented OCO rules ([`list_rules::check_pair`]): which kind may stand above and below
+/// for the side (each with its own code), then `above > last traded price > below`.
+fn check_pair(pair: &Pair, last: Option<Decimal>) -> Result<(), ApiErr> {
+    list_rules::check_pair(&pair_order(&pair.above), &pair_order(&pair.below), last).map_err(|breach| {
+        match breach.exchange_error() {
+            Some((code, message)) => ApiErr::bad(code, message),
+            // Both orders are read from one side and one quantity parameter: never reached.
+            None => ApiErr::rejected(breach.to_string()),
         }
-    }
-    match side {
-        Side::Sell if is_stop_loss(above) => Err(ApiErr::bad(-1197, "A stop loss order in a sell OCO must be below.")),
-        Side::Sell if below == Kind::LimitMaker => {
-            Err(ApiErr::bad(-1166, "A limit order in a sell OCO must be above."))
-        }
-        Side::Sell if !is_stop_loss(below) => {
-            Err(ApiErr::bad(-1199, "A take profit order in a sell OCO must be above."))
-        }
-        Side::Buy if is_stop_loss(below) => Err(ApiErr::bad(-1196, "A stop loss order in a buy OCO must be above.")),
-        Side::Buy if above == Kind::LimitMaker => Err(ApiErr::bad(-1165, "A limit order in a buy OCO must be below.")),
-        Side::Buy if !is_stop_loss(above) => Err(ApiErr::bad(-1198, "A take profit order in a buy OCO must be below.")),
-        _ => {
-            let (hi, lo) = (standing_price(&pair.above), standing_price(&pair.below));
-            let ordered = match (hi, lo, last) {
-                (Some(hi), Some(lo), Some(last)) => hi > last && last > lo,
-                (Some(hi), Some(lo), None) => hi > lo,
-                _ => true,
-            };
-            if ordered {
-                Ok(())
-            } else {
-                Err(ApiErr::rejected(
-                    "The relationship of the prices for the orders is not correct.",
-                ))
-            }
-        }
-    }
+    })
 }
 
 impl Exchange {
@@ -186,7 +155,6 @@ impl Exchange {
         self.lists.lists.get(&id)
     }
 
-    /// The latest list with this `listClientOrderId`.
     /// The account that placed `list` (its orders').
     pub fn list_account(&self, list: &OrderList) -> u16 {
         list.orders
@@ -195,6 +163,7 @@ impl Exchange {
             .map_or(0, |o| o.account)
     }
 
+    /// The latest list with this `listClientOrderId`.
     pub fn order_list_by_client(&self, client_id: &str) -> Option<&OrderList> {
         self.lists
             .by_client
@@ -220,9 +189,9 @@ impl Exchange {
         let (pending, pair_side): (Vec<&NewOrder>, Option<Side>) = match &new.legs {
             Legs::Single(leg) => (vec![leg], None),
             Legs::Pair(pair) => {
-                check_pair(pair.above.side, pair, last)?;
+                check_pair(pair, last)?;
                 // Listed stop-loss first, as the exchange lists a pair.
-                let (first, second) = if is_stop_loss(pair.above.kind) {
+                let (first, second) = if list_rules::is_stop_loss(pair.above.kind.into()) {
                     (&pair.above, &pair.below)
                 } else {
                     (&pair.below, &pair.above)
@@ -473,11 +442,7 @@ impl Exchange {
             .filter_map(|id| self.order(*id))
             .map(|o| json!({"s": symbol, "i": o.id, "c": o.client_id}))
             .collect();
-        let account = list
-            .orders
-            .first()
-            .and_then(|id| self.order(*id))
-            .map_or(0, |o| o.account);
+        let account = self.list_account(list);
         let event = json!({
             "e": "listStatus",
             "E": now,

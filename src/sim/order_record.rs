@@ -32,6 +32,20 @@ impl From<OrderType> for Kind {
     }
 }
 
+impl From<Kind> for OrderType {
+    fn from(kind: Kind) -> OrderType {
+        match kind {
+            Kind::Limit => OrderType::Limit,
+            Kind::LimitMaker => OrderType::LimitMaker,
+            Kind::Market => OrderType::Market,
+            Kind::StopLoss => OrderType::StopLoss,
+            Kind::StopLossLimit => OrderType::StopLossLimit,
+            Kind::TakeProfit => OrderType::TakeProfit,
+            Kind::TakeProfitLimit => OrderType::TakeProfitLimit,
+        }
+    }
+}
+
 impl Kind {
     const ALL: [(Kind, &'static str); 7] = [
         (Kind::Limit, "LIMIT"),

@@ -5,10 +5,10 @@
 use rust_decimal::Decimal;
 
 use crate::exchange::types::{
-    ApiError, ClientOrderId, ErrorCode, ListLegs, ListRequest, ListType, OrderKind, OrderRequest, OrderType,
-    SelfTradePrevention, Side,
+    ApiError, ClientOrderId, ErrorCode, ListLegs, ListRequest, ListType, OrderKind, OrderRequest, SelfTradePrevention,
 };
 
+use super::list_rules::{self, ListRuleBreach, PairOrder};
 use super::order_wire::order_params;
 use super::symbols::ValidOrder;
 
@@ -127,8 +127,8 @@ pub fn validate_list(
     })
 }
 
-/// The list's documented rules: an OCO pair's kinds, sides, shared side and quantity and prices; an
-/// OTO's working order a LIMIT or LIMIT_MAKER.
+/// The list's documented rules ([`list_rules`]): an OCO pair's kinds, sides, shared side and
+/// quantity and prices; an OTO's working order a LIMIT or LIMIT_MAKER.
 fn check_rules(orders: &ListLegs<ValidOrder>, reference: Option<Decimal>) -> Result<(), ApiError> {
     match orders {
         ListLegs::Oco { above, below } => check_pair("OCO", above, below, reference),
@@ -145,87 +145,49 @@ fn check_rules(orders: &ListLegs<ValidOrder>, reference: Option<Decimal>) -> Res
 }
 
 fn check_working(working: &ValidOrder) -> Result<(), ApiError> {
-    match working.kind().order_type() {
-        OrderType::Limit | OrderType::LimitMaker => Ok(()),
-        other => Err(invalid(format!(
-            "the working order of a list must be LIMIT or LIMIT_MAKER, got {other}"
-        ))),
-    }
+    list_rules::check_working(working.kind().order_type()).map_err(|breach| invalid(breach.to_string()))
 }
 
-fn is_stop_loss(kind: OrderType) -> bool {
-    matches!(kind, OrderType::StopLoss | OrderType::StopLossLimit)
-}
-
-/// The price an OCO order stands at: the limit price of a limit-maker or take-profit-limit, the stop
-/// price otherwise (as the exchange's price rules compare them).
-fn standing_price(order: &ValidOrder) -> Option<Decimal> {
+/// An order of a pair as the rules see it.
+fn pair_order(order: &ValidOrder) -> PairOrder {
     let fields = order.kind().fields();
-    match order.kind().order_type() {
-        OrderType::LimitMaker | OrderType::TakeProfitLimit => fields.price,
-        _ => fields.stop_price,
+    PairOrder {
+        order_type: order.kind().order_type(),
+        side: order.side(),
+        quantity: fields.quantity,
+        price: fields.price,
+        stop_price: fields.stop_price,
     }
 }
 
-/// Binance's OCO rules, each refused with its own code (errors.md): the kinds a pair may hold, which
-/// may stand above and below for its side, one side and quantity, then `above > market > below`.
+/// Binance's OCO rules, each refused with its own code and a detail naming the pair `what`.
 fn check_pair(what: &str, above: &ValidOrder, below: &ValidOrder, reference: Option<Decimal>) -> Result<(), ApiError> {
-    let (a, b) = (above.kind().order_type(), below.kind().order_type());
-    for kind in [a, b] {
-        if !matches!(
-            kind,
-            OrderType::StopLoss
-                | OrderType::StopLossLimit
-                | OrderType::TakeProfit
-                | OrderType::TakeProfitLimit
-                | OrderType::LimitMaker
-        ) {
-            return Err(exchange_refusal(
-                -1158,
-                "Order type not supported in OCO.",
-                &format!("an {what} pair holds STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT or LIMIT_MAKER orders, not {kind}"),
-            ));
+    let breach = match list_rules::check_pair(&pair_order(above), &pair_order(below), reference) {
+        Ok(()) => return Ok(()),
+        Err(breach) => breach,
+    };
+    let detail = match breach {
+        ListRuleBreach::PairNotShared => {
+            return Err(invalid(format!(
+                "the two orders of an {what} pair share one side and one quantity (above: {} {:?}, below: {} {:?})",
+                above.side(),
+                above.kind().quantity(),
+                below.side(),
+                below.kind().quantity()
+            )))
         }
-    }
-    if above.side() != below.side() || above.kind().quantity() != below.kind().quantity() {
-        return Err(invalid(format!(
-            "the two orders of an {what} pair share one side and one quantity (above: {} {:?}, below: {} {:?})",
-            above.side(),
-            above.kind().quantity(),
-            below.side(),
-            below.kind().quantity()
-        )));
-    }
-    let kinds = format!("above {a}, below {b}");
-    let refusal = match above.side() {
-        Side::Sell if is_stop_loss(a) => Some((-1197, "A stop loss order in a sell OCO must be below.")),
-        Side::Sell if b == OrderType::LimitMaker => Some((-1166, "A limit order in a sell OCO must be above.")),
-        Side::Sell if !is_stop_loss(b) => Some((-1199, "A take profit order in a sell OCO must be above.")),
-        Side::Buy if is_stop_loss(b) => Some((-1196, "A stop loss order in a buy OCO must be above.")),
-        Side::Buy if a == OrderType::LimitMaker => Some((-1165, "A limit order in a buy OCO must be below.")),
-        Side::Buy if !is_stop_loss(a) => Some((-1198, "A take profit order in a buy OCO must be below.")),
-        _ => None,
+        ListRuleBreach::Misplaced(_) => format!(
+            "above {}, below {}",
+            above.kind().order_type(),
+            below.kind().order_type()
+        ),
+        ListRuleBreach::NotInPair(_) | ListRuleBreach::Prices { .. } => format!("an {what} {breach}"),
+        ListRuleBreach::Working(_) => breach.to_string(),
     };
-    if let Some((code, message)) = refusal {
-        return Err(exchange_refusal(code, message, &kinds));
+    match breach.exchange_error() {
+        Some((code, message)) => Err(exchange_refusal(code, message, &detail)),
+        None => Err(invalid(detail)),
     }
-    let (Some(hi), Some(lo)) = (standing_price(above), standing_price(below)) else {
-        // A trailing stop without a stop price: the exchange judges it.
-        return Ok(());
-    };
-    let ordered = match reference {
-        Some(market) => hi > market && market > lo,
-        None => hi > lo,
-    };
-    if ordered {
-        return Ok(());
-    }
-    let market = reference.map(|m| format!(" market {m} >")).unwrap_or_default();
-    Err(exchange_refusal(
-        -2010,
-        "The relationship of the prices for the orders is not correct.",
-        &format!("an {what} pair needs above {hi} >{market} below {lo}"),
-    ))
 }
 
 /// The exchange's parameter of order field `name` under `prefix` (`abovePrice`, `workingClientOrderId`...).
@@ -298,7 +260,7 @@ pub fn list_params(
 mod tests {
     use super::*;
     use crate::exchange::binance::orders::symbols::{grid_only_btcusdt, validate};
-    use crate::exchange::types::{StopTrigger, TimeInForce};
+    use crate::exchange::types::{Side, StopTrigger, TimeInForce};
 
     fn order(side: Side, kind: OrderKind<f64>) -> OrderRequest {
         OrderRequest::new("BTCUSDT", side, kind)
