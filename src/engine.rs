@@ -15,7 +15,7 @@ use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::accounts::AccountVenues;
-use crate::exchange::binance::account::accounts::{AccountSpec, Accounts};
+use crate::exchange::binance::account::accounts::Accounts;
 use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::limits::pools;
@@ -473,15 +473,16 @@ async fn exchange_profile(
 /// Account `account`'s credentials on testnet or live: from the variables its `[accounts.NAME]`
 /// section names, else (the single account of no `[accounts]`) from the profile's usual variables.
 fn credentials(kind: ProfileKind, accounts: &Accounts, account: u16) -> Result<Credentials, EngineError> {
-    match accounts.accounts().get(usize::from(account)) {
-        Some(AccountSpec {
-            name,
-            key_env: Some(key_env),
-            secret_env: Some(secret_env),
-        }) if accounts.configured() => Ok(Credentials::from_account_vars(name, key_env, secret_env, |var| {
+    let configured = accounts
+        .accounts()
+        .get(usize::from(account))
+        .filter(|_| accounts.configured())
+        .and_then(|spec| Some((spec.name.as_str(), spec.vars()?)));
+    match configured {
+        Some((name, vars)) => Ok(Credentials::from_account_vars(name, vars, |var| {
             std::env::var(var).ok()
         })?),
-        _ => Ok(Credentials::from_env(kind)?),
+        None => Ok(Credentials::from_env(kind)?),
     }
 }
 
