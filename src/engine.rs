@@ -618,7 +618,9 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
         tick.tick().await;
         let peak_weight_pct = peak_weight_pct(&venue);
         let breakers = breakers_brief(&venue.breakers());
-        let pools = crate::status::pools_brief(&venue.ledger_status(""));
+        let ledger = venue.ledger_status("");
+        let pools = crate::status::pools_brief(&ledger);
+        let backoffs = crate::status::backoffs_brief(&ledger);
         for line in strategy_lines(&host, &venue, &BTreeMap::new()) {
             tracing::info!(
                 strategy = %line.name,
@@ -632,6 +634,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
                 breakers = %breakers,
                 pools = %pools,
+                backoffs = %backoffs,
                 "status"
             );
         }
@@ -657,6 +660,8 @@ pub struct Summary {
     pub process: ProcessUsage,
     /// Each pool's scope (IP group, account), whether it is shared and by how many processes.
     pub pools: String,
+    /// Each scope (IP group) a back-off still stops at exit, why (429/418) and until when; `none`.
+    pub backoffs: String,
 }
 
 /// The process's own resource use, from `getrusage`.
@@ -762,6 +767,7 @@ impl Summary {
             market_data,
             process: ProcessUsage::now(),
             pools: crate::status::pools_brief(&ledger),
+            backoffs: crate::status::backoffs_brief(&ledger),
         }
     }
 }
@@ -904,6 +910,7 @@ impl fmt::Display for Summary {
             "  exchange throttles (429): {}, bans (418): {}",
             self.throttled, self.banned
         )?;
+        writeln!(f, "  back-offs in force: {}", self.backoffs)?;
         writeln!(f, "  circuit breakers: {}", breakers_brief(&self.breakers))?;
         write!(
             f,

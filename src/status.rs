@@ -13,7 +13,7 @@ use crate::exchange::Venue;
 use crate::host::Host;
 use crate::ledger::lease::Sharing;
 use crate::ledger::limits::PoolKind;
-use crate::ledger::{LedgerStatus, PoolStatus};
+use crate::ledger::{LedgerStatus, PoolStatus, ScopeBackoffStatus};
 
 /// How many seconds of weight-per-second history `/status` carries (for the sparkline).
 pub const WEIGHT_HISTORY_SECS: usize = 300;
@@ -37,6 +37,27 @@ pub struct StatusReport {
     /// process owns its pools alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
+    /// Each scope (IP group) a back-off stops now, once: the others go on. Empty when none.
+    #[serde(default)]
+    pub backoffs: Vec<BackoffReport>,
+}
+
+/// One scope's back-off in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackoffReport {
+    /// The scope it stops: `ip0` (the first egress IP group), `ip1`, ...
+    pub scope_id: String,
+    /// The IP group's configured name, when groups are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
+    /// `throttled` or `banned`.
+    pub state: String,
+    /// Why: the exchange answered 429 (throttled) or 418 (banned).
+    pub http_status: Option<u16>,
+    /// When it ends, on the exchange's clock (ms since the epoch).
+    pub until_ms: i64,
+    /// Seconds left until then.
+    pub secs_left: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +78,29 @@ pub struct PoolReport {
     /// Whether the pool is shared with other processes (see `StatusReport::sharing`).
     #[serde(default)]
     pub shared: bool,
+    /// The scope's configured name (an IP group's or an account's), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
+    /// The back-off in force on the pool's scope: `normal`, `throttled` (429) or `banned` (418).
+    #[serde(default = "normal")]
+    pub backoff: String,
+    /// Why it is backed off: 429 or 418; absent when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_http_status: Option<u16>,
+    /// When the back-off ends, on the exchange's clock (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_until_ms: Option<i64>,
+    /// Seconds left until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_secs_left: Option<f64>,
+}
+
+fn normal() -> String {
+    crate::ledger::BackoffState::Normal.as_str().to_string()
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1e3
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,7 +149,54 @@ pub fn pool_report(p: &PoolStatus) -> PoolReport {
         resets_at_ms: p.resets_at_ms,
         scope_id: p.scope.to_string(),
         shared: p.lease.is_some(),
+        scope_name: p.scope_name.clone(),
+        backoff: p.backoff.as_str().to_string(),
+        backoff_http_status: p.backoff.http_status(),
+        backoff_until_ms: p.backoff_until_ms,
+        backoff_secs_left: p.backoff_left_ms.map(secs),
     }
+}
+
+pub fn backoff_report(b: &ScopeBackoffStatus) -> BackoffReport {
+    BackoffReport {
+        scope_id: b.scope.to_string(),
+        scope_name: b.scope_name.clone(),
+        state: b.state.as_str().to_string(),
+        http_status: b.state.http_status(),
+        until_ms: b.until_ms,
+        secs_left: secs(b.left_ms),
+    }
+}
+
+/// The scope as the status line writes it: `ip1`, or `ip1(spare)` when it has a name.
+fn scope_label(scope: crate::ledger::Scope, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{scope}({name})"),
+        None => scope.to_string(),
+    }
+}
+
+/// Each back-off in force in one line, e.g. `ip1(spare) throttled (429) until 1700000065100
+/// (4.2 s left)`, or `none`.
+pub fn backoffs_brief(ledger: &LedgerStatus) -> String {
+    let backoffs = ledger.backoffs();
+    if backoffs.is_empty() {
+        return "none".to_string();
+    }
+    backoffs
+        .iter()
+        .map(|b| {
+            let why = b.state.http_status().map_or(String::new(), |code| format!(" ({code})"));
+            format!(
+                "{} {}{why} until {} ({:.1} s left)",
+                scope_label(b.scope, b.scope_name.as_deref()),
+                b.state.as_str(),
+                b.until_ms,
+                secs(b.left_ms)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The pools in one line, each with its scope (IP group, account) and whether it is shared and
@@ -122,10 +213,7 @@ pub fn pools_brief(ledger: &LedgerStatus) -> String {
                 (Some(_), Some(s)) => format!("shared by {}", s.processes),
                 _ => "own".to_string(),
             };
-            let scope = match &p.scope_name {
-                Some(name) => format!("{}({name})", p.scope),
-                None => p.scope.to_string(),
-            };
+            let scope = scope_label(p.scope, p.scope_name.as_deref());
             format!(
                 "{} {} {scope} {how}",
                 p.kind.as_str(),
@@ -201,6 +289,7 @@ pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> 
         strategies,
         weight_per_second: history.seconds(),
         sharing: ledger.sharing.clone(),
+        backoffs: ledger.backoffs().iter().map(backoff_report).collect(),
     }
 }
 

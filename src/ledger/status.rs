@@ -31,6 +31,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
                 scope_name: None,
                 backoff: backoff.map_or(BackoffState::Normal, |(state, _)| state),
                 backoff_until_ms: backoff.map(|(_, until)| until),
+                backoff_left_ms: backoff.map(|(_, until)| until.saturating_sub(now_ms).max(0)),
             }
         })
         .collect();
