@@ -338,3 +338,91 @@ impl WeightHistory {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BackoffState, Interval, IntervalUnit, Scope, StrategyUsage, WindowKind};
+
+    fn weight_pool(scope: Scope, name: &str, backoff: Option<(BackoffState, i64, i64)>) -> PoolStatus {
+        PoolStatus {
+            scope,
+            window: WindowKind::Fixed,
+            kind: PoolKind::RequestWeight,
+            interval: Interval::new(IntervalUnit::Minute, 1),
+            limit: 6000,
+            used: 10,
+            resets_at_ms: 60_000,
+            peak: 10,
+            lease: None,
+            scope_name: Some(name.to_string()),
+            backoff: backoff.map_or(BackoffState::Normal, |(state, _, _)| state),
+            backoff_until_ms: backoff.map(|(_, until, _)| until),
+            backoff_left_ms: backoff.map(|(_, _, left)| left),
+        }
+    }
+
+    fn ledger(pools: Vec<PoolStatus>) -> LedgerStatus {
+        LedgerStatus {
+            state: BackoffState::Normal,
+            resume_at_ms: None,
+            pools,
+            mine: StrategyUsage::default(),
+            throttled_count: 0,
+            banned_count: 0,
+            sharing: None,
+        }
+    }
+
+    #[test]
+    fn each_backed_off_scope_shows_once_with_why_and_until_when() {
+        let mut orders_of_spare = weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250)));
+        orders_of_spare.kind = PoolKind::RawRequests;
+        let status = ledger(vec![
+            weight_pool(Scope::Ip(0), "main", None),
+            weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250))),
+            orders_of_spare,
+        ]);
+        assert_eq!(
+            backoffs_brief(&status),
+            "ip1(spare) banned (418) until 9000 (4.2 s left)"
+        );
+        assert_eq!(
+            backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), "main", None)])),
+            "none"
+        );
+        let reports: Vec<BackoffReport> = status.backoffs().iter().map(backoff_report).collect();
+        assert_eq!(
+            reports,
+            vec![BackoffReport {
+                scope_id: "ip1".into(),
+                scope_name: Some("spare".into()),
+                state: "banned".into(),
+                http_status: Some(418),
+                until_ms: 9_000,
+                secs_left: 4.25,
+            }]
+        );
+        let (main, spare) = (pool_report(&status.pools[0]), pool_report(&status.pools[1]));
+        assert_eq!(
+            (main.backoff.as_str(), main.backoff_http_status, main.backoff_secs_left),
+            ("normal", None, None)
+        );
+        assert_eq!(
+            (
+                spare.backoff.as_str(),
+                spare.backoff_http_status,
+                spare.backoff_until_ms,
+                spare.backoff_secs_left
+            ),
+            ("banned", Some(418), Some(9_000), Some(4.25))
+        );
+        // A report from an older runner, without the new fields, still reads (`runner top`).
+        let mut old = serde_json::to_value(&main).unwrap();
+        for field in ["backoff", "scope_name"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let read: PoolReport = serde_json::from_value(old).unwrap();
+        assert_eq!((read.backoff.as_str(), read.scope_name), ("normal", None));
+    }
+}
