@@ -37,7 +37,8 @@ pub struct StatusReport {
     /// process owns its pools alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
-    /// Each scope (IP group) a back-off stops now, once: the others go on. Empty when none.
+    /// Each scope (IP group, or an account whose new orders are held) a back-off stops now, once:
+    /// the others go on. Empty when none.
     #[serde(default)]
     pub backoffs: Vec<BackoffReport>,
 }
@@ -45,9 +46,9 @@ pub struct StatusReport {
 /// One scope's back-off in force.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BackoffReport {
-    /// The scope it stops: `ip0` (the first egress IP group), `ip1`, ...
+    /// The scope it stops: `ip0` (the first egress IP group), `ip1`, ..., or `account1` (its new orders).
     pub scope_id: String,
-    /// The IP group's configured name, when groups are configured.
+    /// The IP group's or account's configured name, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_name: Option<String>,
     /// `throttled` or `banned`.

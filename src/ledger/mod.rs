@@ -306,7 +306,8 @@ pub struct PoolStatus {
     /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_name: Option<String>,
-    /// The back-off in force on this pool's scope (`Normal`: none).
+    /// The back-off in force on this pool's scope (`Normal`: none); a venue may add its own, e.g.
+    /// an account's hold on new orders after "too many new orders".
     pub backoff: BackoffState,
     /// When that back-off ends (exchange ms).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -212,13 +212,29 @@ fn a_strategy_naming_an_unknown_group_or_an_address_not_on_this_machine_stops_th
 }
 
 /// The `metrics=` URL of the `metrics listening` line, without its `/metrics` path.
-fn status_base(line: &str) -> String {
+pub(crate) fn status_base(line: &str) -> String {
     let at = line.find("metrics=").expect("metrics= in the line") + "metrics=".len();
     let url: String = line[at..]
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '"')
         .collect();
     url.trim_end_matches("/metrics").to_string()
+}
+
+/// The runner's `/status` JSON at `base`.
+pub(crate) fn fetch_status(base: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("{base}/status"))
+            .await
+            .expect("/status answers")
+            .json()
+            .await
+            .expect("/status is JSON")
+    })
 }
 
 /// Logs, at the spare hammer's first back-off error, what `ledger.status()` says of each group.
@@ -280,18 +296,7 @@ fn the_status_names_the_group_a_429_stopped_why_and_until_when_and_the_other_gro
         .expect("left= in the line");
     assert!(left > 0.0 && left <= RETRY_AFTER_SECS as f64 + 1.0, "{lua}");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let status: serde_json::Value = rt.block_on(async {
-        reqwest::get(format!("{base}/status"))
-            .await
-            .expect("/status answers")
-            .json()
-            .await
-            .expect("/status is JSON")
-    });
+    let status = fetch_status(&base);
     let now_ms = status["now_ms"].as_i64().expect("now_ms");
     let backoffs = status["backoffs"].as_array().expect("backoffs");
     assert_eq!(backoffs.len(), 1, "only the spare group is stopped: {status}");
