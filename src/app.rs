@@ -122,7 +122,8 @@ fn serve_sim(args: SimArgs) -> Result<(), AppError> {
             ws_api = %format!("ws://{addr}/ws-api/v3"),
             api_key = sim::PAPER_API_KEY,
             api_secret = sim::PAPER_API_SECRET,
-            ed25519_keys = ?args.ed25519_keys.iter().map(|k| k.api_key.as_str()).collect::<Vec<_>>(),
+            // Each Ed25519 key's name and account (`name@1`): public names, never key material.
+            ed25519_keys = ?args.ed25519_keys.iter().map(|k| format!("{}@{}", k.api_key, k.account)).collect::<Vec<_>>(),
             "simulated exchange listening (Ctrl-C stops it)"
         );
         // Paper credentials, known to anyone who reads the source: printed so a user can sign with them.

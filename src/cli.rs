@@ -254,8 +254,9 @@ pub struct SimArgs {
     #[arg(long = "limit", value_name = "KIND=COUNT/WINDOW", value_parser = parse_limit)]
     pub limits: Vec<RateLimit>,
     /// Also accept the Ed25519 API key NAME, whose public key is the PEM file FILE (as
-    /// `openssl pkey -pubout` writes it). Repeat for several.
-    #[arg(long = "ed25519-key", value_name = "NAME=FILE", value_parser = parse_ed25519_key)]
+    /// `openssl pkey -pubout` writes it), for the first account, or for account N (counted from 0,
+    /// below --accounts) with `@N`. Repeat for several.
+    #[arg(long = "ed25519-key", value_name = "NAME=FILE[@N]", value_parser = parse_ed25519_key)]
     pub ed25519_keys: Vec<Ed25519ApiKey>,
     /// Paper accounts to serve (each with its own balances, orders, order limits and user-data
     /// stream; request weight stays per client IP). Their keys and secrets are printed at start.
@@ -363,18 +364,30 @@ pub fn parse_notional_cap(text: &str) -> Result<(String, f64), String> {
     Ok((asset, amount))
 }
 
-/// Parses `NAME=FILE` into an Ed25519 API key named NAME with the public key in FILE.
+/// Parses `NAME=FILE` into an Ed25519 API key named NAME with the public key in FILE, for the
+/// first account; `NAME=FILE@N` for account N (a trailing `@` and digits is always the account).
 pub fn parse_ed25519_key(text: &str) -> Result<Ed25519ApiKey, String> {
     let (name, path) = text
         .split_once('=')
         .filter(|(name, path)| !name.trim().is_empty() && !path.trim().is_empty())
-        .ok_or_else(|| format!("{text:?}: expected NAME=FILE, e.g. my-key=public.pem"))?;
+        .ok_or_else(|| format!("{text:?}: expected NAME=FILE or NAME=FILE@ACCOUNT, e.g. my-key=public.pem@1"))?;
+    let (path, account) = match path.rsplit_once('@') {
+        Some((file, n)) if !n.trim().is_empty() && n.trim().chars().all(|c| c.is_ascii_digit()) => {
+            let account: u16 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?}: account {n} is out of range (0 to {})", u16::MAX))?;
+            (file, account)
+        }
+        _ => (path, 0),
+    };
     let pem = std::fs::read_to_string(path.trim()).map_err(|e| format!("{path}: {e}"))?;
     let public_key = VerifyingKey::from_public_key_pem(pem.trim())
         .map_err(|e| format!("{path}: not a PEM Ed25519 public key ({e})"))?;
     Ok(Ed25519ApiKey {
         api_key: name.trim().to_owned(),
         public_key,
+        account,
     })
 }
 
@@ -419,7 +432,11 @@ mod tests {
         )
         .unwrap();
         let key = parse_ed25519_key(&format!("mine={}", file.display())).unwrap();
-        assert_eq!(key.api_key, "mine");
+        assert_eq!((key.api_key.as_str(), key.account), ("mine", 0));
+        let key = parse_ed25519_key(&format!("sub={}@2", file.display())).unwrap();
+        assert_eq!((key.api_key.as_str(), key.account), ("sub", 2));
+        let err = parse_ed25519_key(&format!("sub={}@70000", file.display())).unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
         assert_eq!(
             hex::encode(key.public_key.as_bytes()),
             "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"

@@ -102,13 +102,15 @@ pub struct FileConfig {
     pub accounts: Option<AccountsFile>,
 }
 
-/// One `[accounts.NAME]` entry: the environment variables holding the account's key and secret
-/// (never the secrets themselves, which stay out of files).
+/// One `[accounts.NAME]` entry: the environment variables holding the account's key and either its
+/// HMAC secret or the path of its Ed25519 private key file (never the secrets themselves, which
+/// stay out of files).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountFile {
     pub key_env: Option<String>,
     pub secret_env: Option<String>,
+    pub private_key_file_env: Option<String>,
 }
 
 /// `[accounts.*]` in the order the file gives them: "the first account" is the default.
@@ -486,10 +488,14 @@ fn accounts(file: &FileConfig) -> Result<Accounts, ConfigError> {
         .accounts
         .iter()
         .flat_map(|a| a.0.iter())
-        .map(|(name, account)| AccountSpec {
-            name: name.clone(),
-            key_env: account.key_env.clone().filter(|v| !v.trim().is_empty()),
-            secret_env: account.secret_env.clone().filter(|v| !v.trim().is_empty()),
+        .map(|(name, account)| {
+            let named = |var: &Option<String>| var.clone().filter(|v| !v.trim().is_empty());
+            AccountSpec {
+                name: name.clone(),
+                key_env: named(&account.key_env),
+                secret_env: named(&account.secret_env),
+                private_key_file_env: named(&account.private_key_file_env),
+            }
         })
         .collect();
     let choices: Vec<(String, String)> = file
@@ -675,6 +681,7 @@ fn ensure_writable(dir: &Path) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::binance::account::accounts::AccountVars;
 
     #[test]
     fn rejects_bad_strategy_paths() {
@@ -1052,7 +1059,7 @@ mod tests {
     #[test]
     fn accounts_and_their_routes_come_from_the_file_in_order_and_bad_ones_are_refused() {
         let accounts = "[accounts.zeta]\nkey_env = \"Z_KEY\"\nsecret_env = \"Z_SECRET\"\n\
-                        [accounts.alpha]\nkey_env = \"A_KEY\"\nsecret_env = \"A_SECRET\"\n";
+                        [accounts.alpha]\nkey_env = \"A_KEY\"\nprivate_key_file_env = \"A_KEY_FILE\"\n";
         let config = resolve_with_file(
             &format!("{accounts}[routes.mm]\naccount = \"alpha\"\n"),
             RunArgs::default(),
@@ -1068,6 +1075,14 @@ mod tests {
             (1, 0)
         );
         assert_eq!(config.accounts.accounts()[1].key_env.as_deref(), Some("A_KEY"));
+        assert_eq!(
+            config.accounts.accounts()[1].vars(),
+            Some(AccountVars::Ed25519 {
+                key_env: "A_KEY",
+                key_file_env: "A_KEY_FILE"
+            }),
+            "alpha signs with an Ed25519 key"
+        );
         let single = resolve_with_file("", RunArgs::default()).unwrap();
         assert!(!single.accounts.configured() && single.accounts.count() == 1);
         for (lines, expected) in [
@@ -1077,7 +1092,15 @@ mod tests {
             ),
             (
                 "[accounts.solo]\nkey_env = \"S_KEY\"\n".to_string(),
-                "accounts: solo needs both key_env and secret_env",
+                "accounts: solo needs key_env (the environment variable holding its API key) and either secret_env",
+            ),
+            (
+                "[accounts.solo]\nkey_env = \"S_KEY\"\nsecret_env = \"S\"\nprivate_key_file_env = \"F\"\n".to_string(),
+                "accounts: solo gives both secret_env and private_key_file_env",
+            ),
+            (
+                "[accounts.solo]\nprivate_key_file_env = \"F\"\n".to_string(),
+                "accounts: solo needs key_env",
             ),
             (
                 "[accounts.a]\nkey_env = \"K\"\nsecret_env = \"S\"\n[accounts.b]\nkey_env = \"K\"\nsecret_env = \"T\"\n"

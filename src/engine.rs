@@ -15,7 +15,7 @@ use crate::backtest::live;
 use crate::cli::Mode;
 use crate::config::RunConfig;
 use crate::exchange::accounts::AccountVenues;
-use crate::exchange::binance::account::accounts::{AccountSpec, Accounts};
+use crate::exchange::binance::account::accounts::Accounts;
 use crate::exchange::binance::account::profile::{ConfigError, Credentials, Profile, ProfileKind};
 use crate::exchange::binance::errors::ClientError;
 use crate::exchange::binance::limits::pools;
@@ -473,15 +473,16 @@ async fn exchange_profile(
 /// Account `account`'s credentials on testnet or live: from the variables its `[accounts.NAME]`
 /// section names, else (the single account of no `[accounts]`) from the profile's usual variables.
 fn credentials(kind: ProfileKind, accounts: &Accounts, account: u16) -> Result<Credentials, EngineError> {
-    match accounts.accounts().get(usize::from(account)) {
-        Some(AccountSpec {
-            name,
-            key_env: Some(key_env),
-            secret_env: Some(secret_env),
-        }) if accounts.configured() => Ok(Credentials::from_account_vars(name, key_env, secret_env, |var| {
+    let configured = accounts
+        .accounts()
+        .get(usize::from(account))
+        .filter(|_| accounts.configured())
+        .and_then(|spec| Some((spec.name.as_str(), spec.vars()?)));
+    match configured {
+        Some((name, vars)) => Ok(Credentials::from_account_vars(name, vars, |var| {
             std::env::var(var).ok()
         })?),
-        _ => Ok(Credentials::from_env(kind)?),
+        None => Ok(Credentials::from_env(kind)?),
     }
 }
 
@@ -617,7 +618,9 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
         tick.tick().await;
         let peak_weight_pct = peak_weight_pct(&venue);
         let breakers = breakers_brief(&venue.breakers());
-        let pools = crate::status::pools_brief(&venue.ledger_status(""));
+        let ledger = venue.ledger_status("");
+        let pools = crate::status::pools_brief(&ledger);
+        let backoffs = crate::status::backoffs_brief(&ledger);
         for line in strategy_lines(&host, &venue, &BTreeMap::new()) {
             tracing::info!(
                 strategy = %line.name,
@@ -631,6 +634,7 @@ async fn status_lines(host: Arc<Host>, venue: Arc<dyn Venue>, every: Duration) {
                 tick_to_order = %line.tick_to_order.as_ref().map_or("-".into(), TickToOrder::brief),
                 breakers = %breakers,
                 pools = %pools,
+                backoffs = %backoffs,
                 "status"
             );
         }
@@ -656,6 +660,8 @@ pub struct Summary {
     pub process: ProcessUsage,
     /// Each pool's scope (IP group, account), whether it is shared and by how many processes.
     pub pools: String,
+    /// Each scope (IP group) a back-off still stops at exit, why (429/418) and until when; `none`.
+    pub backoffs: String,
 }
 
 /// The process's own resource use, from `getrusage`.
@@ -761,6 +767,7 @@ impl Summary {
             market_data,
             process: ProcessUsage::now(),
             pools: crate::status::pools_brief(&ledger),
+            backoffs: crate::status::backoffs_brief(&ledger),
         }
     }
 }
@@ -903,6 +910,7 @@ impl fmt::Display for Summary {
             "  exchange throttles (429): {}, bans (418): {}",
             self.throttled, self.banned
         )?;
+        writeln!(f, "  back-offs in force: {}", self.backoffs)?;
         writeln!(f, "  circuit breakers: {}", breakers_brief(&self.breakers))?;
         write!(
             f,

@@ -13,7 +13,7 @@ use crate::exchange::Venue;
 use crate::host::Host;
 use crate::ledger::lease::Sharing;
 use crate::ledger::limits::PoolKind;
-use crate::ledger::{LedgerStatus, PoolStatus};
+use crate::ledger::{LedgerStatus, PoolStatus, ScopeBackoffStatus};
 
 /// How many seconds of weight-per-second history `/status` carries (for the sparkline).
 pub const WEIGHT_HISTORY_SECS: usize = 300;
@@ -37,6 +37,28 @@ pub struct StatusReport {
     /// process owns its pools alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
+    /// Each scope (IP group, or an account whose new orders are held) a back-off stops now, once:
+    /// the others go on. Empty when none.
+    #[serde(default)]
+    pub backoffs: Vec<BackoffReport>,
+}
+
+/// One scope's back-off in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackoffReport {
+    /// The scope it stops: `ip0` (the first egress IP group), `ip1`, ..., or `account1` (its new orders).
+    pub scope_id: String,
+    /// The IP group's or account's configured name, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
+    /// `throttled` or `banned`.
+    pub state: String,
+    /// Why: the exchange answered 429 (throttled) or 418 (banned).
+    pub http_status: Option<u16>,
+    /// When it ends, on the exchange's clock (ms since the epoch).
+    pub until_ms: i64,
+    /// Seconds left until then.
+    pub secs_left: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +79,29 @@ pub struct PoolReport {
     /// Whether the pool is shared with other processes (see `StatusReport::sharing`).
     #[serde(default)]
     pub shared: bool,
+    /// The scope's configured name (an IP group's or an account's), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_name: Option<String>,
+    /// The back-off in force on the pool's scope: `normal`, `throttled` (429) or `banned` (418).
+    #[serde(default = "normal")]
+    pub backoff: String,
+    /// Why it is backed off: 429 or 418; absent when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_http_status: Option<u16>,
+    /// When the back-off ends, on the exchange's clock (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_until_ms: Option<i64>,
+    /// Seconds left until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_secs_left: Option<f64>,
+}
+
+fn normal() -> String {
+    crate::ledger::BackoffState::Normal.as_str().to_string()
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1e3
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -105,7 +150,54 @@ pub fn pool_report(p: &PoolStatus) -> PoolReport {
         resets_at_ms: p.resets_at_ms,
         scope_id: p.scope.to_string(),
         shared: p.lease.is_some(),
+        scope_name: p.scope_name.clone(),
+        backoff: p.backoff.as_str().to_string(),
+        backoff_http_status: p.backoff.http_status(),
+        backoff_until_ms: p.backoff_until_ms,
+        backoff_secs_left: p.backoff_left_ms.map(secs),
     }
+}
+
+pub fn backoff_report(b: &ScopeBackoffStatus) -> BackoffReport {
+    BackoffReport {
+        scope_id: b.scope.to_string(),
+        scope_name: b.scope_name.clone(),
+        state: b.state.as_str().to_string(),
+        http_status: b.state.http_status(),
+        until_ms: b.until_ms,
+        secs_left: secs(b.left_ms),
+    }
+}
+
+/// The scope as the status line writes it: `ip1`, or `ip1(spare)` when it has a name.
+fn scope_label(scope: crate::ledger::Scope, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{scope}({name})"),
+        None => scope.to_string(),
+    }
+}
+
+/// Each back-off in force in one line, e.g. `ip1(spare) throttled (429) until 1700000065100
+/// (4.2 s left)`, or `none`.
+pub fn backoffs_brief(ledger: &LedgerStatus) -> String {
+    let backoffs = ledger.backoffs();
+    if backoffs.is_empty() {
+        return "none".to_string();
+    }
+    backoffs
+        .iter()
+        .map(|b| {
+            let why = b.state.http_status().map_or(String::new(), |code| format!(" ({code})"));
+            format!(
+                "{} {}{why} until {} ({:.1} s left)",
+                scope_label(b.scope, b.scope_name.as_deref()),
+                b.state.as_str(),
+                b.until_ms,
+                secs(b.left_ms)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The pools in one line, each with its scope (IP group, account) and whether it is shared and
@@ -122,10 +214,7 @@ pub fn pools_brief(ledger: &LedgerStatus) -> String {
                 (Some(_), Some(s)) => format!("shared by {}", s.processes),
                 _ => "own".to_string(),
             };
-            let scope = match &p.scope_name {
-                Some(name) => format!("{}({name})", p.scope),
-                None => p.scope.to_string(),
-            };
+            let scope = scope_label(p.scope, p.scope_name.as_deref());
             format!(
                 "{} {} {scope} {how}",
                 p.kind.as_str(),
@@ -201,6 +290,7 @@ pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> 
         strategies,
         weight_per_second: history.seconds(),
         sharing: ledger.sharing.clone(),
+        backoffs: ledger.backoffs().iter().map(backoff_report).collect(),
     }
 }
 
@@ -247,5 +337,93 @@ impl WeightHistory {
             tick.tick().await;
             self.sample(&venue.ledger_status("").pools);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{BackoffState, Interval, IntervalUnit, Scope, StrategyUsage, WindowKind};
+
+    fn weight_pool(scope: Scope, name: &str, backoff: Option<(BackoffState, i64, i64)>) -> PoolStatus {
+        PoolStatus {
+            scope,
+            window: WindowKind::Fixed,
+            kind: PoolKind::RequestWeight,
+            interval: Interval::new(IntervalUnit::Minute, 1),
+            limit: 6000,
+            used: 10,
+            resets_at_ms: 60_000,
+            peak: 10,
+            lease: None,
+            scope_name: Some(name.to_string()),
+            backoff: backoff.map_or(BackoffState::Normal, |(state, _, _)| state),
+            backoff_until_ms: backoff.map(|(_, until, _)| until),
+            backoff_left_ms: backoff.map(|(_, _, left)| left),
+        }
+    }
+
+    fn ledger(pools: Vec<PoolStatus>) -> LedgerStatus {
+        LedgerStatus {
+            state: BackoffState::Normal,
+            resume_at_ms: None,
+            pools,
+            mine: StrategyUsage::default(),
+            throttled_count: 0,
+            banned_count: 0,
+            sharing: None,
+        }
+    }
+
+    #[test]
+    fn each_backed_off_scope_shows_once_with_why_and_until_when() {
+        let mut orders_of_spare = weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250)));
+        orders_of_spare.kind = PoolKind::RawRequests;
+        let status = ledger(vec![
+            weight_pool(Scope::Ip(0), "main", None),
+            weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250))),
+            orders_of_spare,
+        ]);
+        assert_eq!(
+            backoffs_brief(&status),
+            "ip1(spare) banned (418) until 9000 (4.2 s left)"
+        );
+        assert_eq!(
+            backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), "main", None)])),
+            "none"
+        );
+        let reports: Vec<BackoffReport> = status.backoffs().iter().map(backoff_report).collect();
+        assert_eq!(
+            reports,
+            vec![BackoffReport {
+                scope_id: "ip1".into(),
+                scope_name: Some("spare".into()),
+                state: "banned".into(),
+                http_status: Some(418),
+                until_ms: 9_000,
+                secs_left: 4.25,
+            }]
+        );
+        let (main, spare) = (pool_report(&status.pools[0]), pool_report(&status.pools[1]));
+        assert_eq!(
+            (main.backoff.as_str(), main.backoff_http_status, main.backoff_secs_left),
+            ("normal", None, None)
+        );
+        assert_eq!(
+            (
+                spare.backoff.as_str(),
+                spare.backoff_http_status,
+                spare.backoff_until_ms,
+                spare.backoff_secs_left
+            ),
+            ("banned", Some(418), Some(9_000), Some(4.25))
+        );
+        // A report from an older runner, without the new fields, still reads (`runner top`).
+        let mut old = serde_json::to_value(&main).unwrap();
+        for field in ["backoff", "scope_name"] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        let read: PoolReport = serde_json::from_value(old).unwrap();
+        assert_eq!((read.backoff.as_str(), read.scope_name), ("normal", None));
     }
 }

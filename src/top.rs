@@ -210,6 +210,9 @@ fn header_line(report: &StatusReport, view: &View) -> Paragraph<'static> {
     if let Some(resume) = report.resume_at_ms {
         state.push_str(&format!(" (resumes in {})", countdown(resume - report.now_ms)));
     }
+    if !report.backoffs.is_empty() {
+        state.push_str(&format!(" on {}", backoffs_brief(report)));
+    }
     let mut spans = vec![
         Span::styled(
             format!("runner top {} ", view.addr),
@@ -223,6 +226,20 @@ fn header_line(report: &StatusReport, view: &View) -> Paragraph<'static> {
         spans.push(Span::styled("  PAUSED", Style::default().fg(Color::Yellow)));
     }
     Paragraph::new(Line::from(spans))
+}
+
+/// Each scope stopped, why and for how long: "ip1(spare) 429 55s, ip2 418 1m05s".
+fn backoffs_brief(report: &StatusReport) -> String {
+    report
+        .backoffs
+        .iter()
+        .map(|b| {
+            let name = b.scope_name.as_ref().map_or(String::new(), |n| format!("({n})"));
+            let why = b.http_status.map_or(String::new(), |code| format!(" {code}"));
+            format!("{}{name}{why} {}", b.scope_id, countdown(b.until_ms - report.now_ms))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "1m05s", "12s", "0s".
@@ -362,6 +379,21 @@ mod tests {
         assert_eq!(status_url("127.0.0.1:9898").unwrap(), "http://127.0.0.1:9898/status");
         assert_eq!(status_url("http://h:1/").unwrap(), "http://h:1/status");
         assert!(status_url("::bad::").is_err());
+    }
+
+    #[test]
+    fn the_header_names_each_scope_backed_off() {
+        let report: StatusReport = serde_json::from_value(serde_json::json!({
+            "venue": "binance-paper", "now_ms": 1_000, "state": "banned", "throttled": 1, "banned": 1,
+            "pools": [], "strategies": [], "weight_per_second": [],
+            "backoffs": [
+                { "scope_id": "ip1", "scope_name": "spare", "state": "throttled", "http_status": 429,
+                  "until_ms": 56_000, "secs_left": 55.0 },
+                { "scope_id": "ip2", "state": "banned", "http_status": 418, "until_ms": 66_000, "secs_left": 65.0 }
+            ]
+        }))
+        .unwrap();
+        assert_eq!(backoffs_brief(&report), "ip1(spare) 429 55s, ip2 418 1m05s");
     }
 
     #[test]

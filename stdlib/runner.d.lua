@@ -237,6 +237,8 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field scope_name? string with `[[ip_groups]]` configured: the name of the pool's IP group
 ---@field backoff "normal"|"throttled"|"banned" the back-off in force on the pool's scope (its IP group): nothing drawing on it is sent until `backoff_until`
 ---@field backoff_until? integer exchange time (ms) when that back-off ends
+---@field backoff_http_status? integer why the scope is backed off: 429 (throttled) or 418 (banned); nil when normal
+---@field backoff_secs_left? number seconds left until `backoff_until`; nil when normal (an account's ORDERS pools show "throttled"/429 while a -1015 "too many new orders" holds that account's new orders)
 ---@field lease? integer with a shared ledger (`--ledger redis://...`): the slice of the window this process holds; `used` is then this process's own use
 
 --- How the ledger is shared with other processes on this IP (`--ledger redis://...`).
@@ -271,10 +273,20 @@ error("runner.d.lua only describes the API for the language server; it is not me
 ---@field stale_served integer calls answered by a kept answer because the budget was short
 ---@field hit_rate number requests_saved / calls (0 with no calls)
 
+--- A back-off in force on one scope: nothing drawing on its pools is sent until `until`; the other scopes go on.
+---@class runner.ScopeBackoff
+---@field scope string the scope stopped: "ip0" (the first egress IP group), "ip1", ..., or "account1" (new orders only)
+---@field scope_name? string the IP group's or account's configured name
+---@field state "throttled"|"banned" throttled after a 429, banned after a 418
+---@field http_status integer why: 429 or 418
+---@field until integer exchange time (ms) when it ends
+---@field secs_left number seconds left until then
+
 ---@class runner.LedgerStatus
 ---@field state runner.LedgerState
 ---@field resume_at? integer exchange time (ms) when sending resumes (throttled or banned)
 ---@field pools runner.Pool[]
+---@field backoffs runner.ScopeBackoff[] each scope (IP group, or an account whose new orders are held) a back-off stops now, once; empty when none
 ---@field mine runner.LedgerUsage
 ---@field throttled_count integer 429 answers received since start (should stay 0)
 ---@field banned_count integer 418 answers received since start (should stay 0)

@@ -16,7 +16,7 @@ use super::{
     MarketSavings, Order, OrderRef, OrderRequest, Quote, ReplaceMode, StrategyId, StreamKey, SymbolInfo, Ticker, Trade,
     Venue,
 };
-use crate::ledger::LedgerStatus;
+use crate::ledger::{BackoffState, LedgerStatus, PoolStatus, Scope};
 
 /// One venue per account (index = account number, at least one), routed by strategy.
 pub struct AccountVenues {
@@ -171,9 +171,28 @@ impl Venue for AccountVenues {
         self.market().set_subscriptions(strategy, streams).await
     }
 
-    /// The one ledger's view; each account pool named by its account (`account1(sub1)`).
+    /// The one ledger's view; each account pool named by its account (`account1(sub1)`), with
+    /// the -1015 hold on new orders its own venue keeps, if one is in force.
     fn ledger_status(&self, strategy: &str) -> LedgerStatus {
         let mut status = self.market().ledger_status(strategy);
+        for (account, venue) in (0u16..).zip(&self.venues).skip(1) {
+            let scope = Scope::Account(account);
+            let held: Vec<PoolStatus> = venue
+                .ledger_status("")
+                .pools
+                .into_iter()
+                .filter(|p| p.scope == scope && p.backoff != BackoffState::Normal)
+                .collect();
+            for pool in &mut status.pools {
+                let own = held
+                    .iter()
+                    .find(|h| (h.scope, h.kind, h.interval) == (pool.scope, pool.kind, pool.interval));
+                if let Some(own) = own {
+                    (pool.backoff, pool.backoff_until_ms, pool.backoff_left_ms) =
+                        (own.backoff, own.backoff_until_ms, own.backoff_left_ms);
+                }
+            }
+        }
         for pool in &mut status.pools {
             if let Some(name) = self.accounts.scope_name(pool.scope) {
                 pool.scope_name = Some(name.to_string());

@@ -275,6 +275,15 @@ impl BackoffState {
             BackoffState::Banned => "banned",
         }
     }
+
+    /// The answer that starts this state: 429 (throttled) or 418 (banned); `None` for normal.
+    pub fn http_status(self) -> Option<u16> {
+        match self {
+            BackoffState::Normal => None,
+            BackoffState::Throttled => Some(429),
+            BackoffState::Banned => Some(418),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -297,11 +306,29 @@ pub struct PoolStatus {
     /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope_name: Option<String>,
-    /// The back-off in force on this pool's scope (`Normal`: none).
+    /// The back-off in force on this pool's scope (`Normal`: none); a venue may add its own, e.g.
+    /// an account's hold on new orders after "too many new orders".
     pub backoff: BackoffState,
     /// When that back-off ends (exchange ms).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_until_ms: Option<i64>,
+    /// How long until it ends, from the time of this status (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_left_ms: Option<i64>,
+}
+
+/// One scope's back-off in force, as a status shows it (see [`LedgerStatus::backoffs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScopeBackoffStatus {
+    pub scope: Scope,
+    /// What the venue calls the scope (an IP group's or an account's name), when it names it.
+    pub scope_name: Option<String>,
+    /// `Throttled` (after a 429) or `Banned` (after a 418).
+    pub state: BackoffState,
+    /// When it ends (exchange ms).
+    pub until_ms: i64,
+    /// How long until it ends, from the time of the status (ms).
+    pub left_ms: i64,
 }
 
 /// What one strategy spent in the current windows.
@@ -328,6 +355,30 @@ pub struct LedgerStatus {
     /// How the pools are shared with other processes; `None` when this process owns them alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sharing: Option<lease::Sharing>,
+}
+
+impl LedgerStatus {
+    /// Each scope with a back-off in force, once, in the pools' order: which IP group (or other
+    /// scope) is stopped, why and until when, while the others go on.
+    pub fn backoffs(&self) -> Vec<ScopeBackoffStatus> {
+        let mut found: Vec<ScopeBackoffStatus> = Vec::new();
+        for pool in &self.pools {
+            let (Some(until_ms), Some(left_ms)) = (pool.backoff_until_ms, pool.backoff_left_ms) else {
+                continue;
+            };
+            if pool.backoff == BackoffState::Normal || found.iter().any(|b| b.scope == pool.scope) {
+                continue;
+            }
+            found.push(ScopeBackoffStatus {
+                scope: pool.scope,
+                scope_name: pool.scope_name.clone(),
+                state: pool.backoff,
+                until_ms,
+                left_ms,
+            });
+        }
+        found
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

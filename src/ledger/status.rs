@@ -22,6 +22,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             Some(Some((state, until))) => (state, Some(until)),
             _ => (BackoffState::Normal, None),
         };
+        let backoff_left_ms = backoff_until_ms.map(|until| until.saturating_sub(now_ms).max(0));
         pools.push(PoolStatus {
             scope: p.limit.scope,
             window: p.limit.window,
@@ -35,6 +36,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             scope_name: None,
             backoff,
             backoff_until_ms,
+            backoff_left_ms,
         });
     }
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {

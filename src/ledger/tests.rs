@@ -419,6 +419,23 @@ async fn a_backoff_stops_its_own_scope_only_and_its_waiters_resume_exactly_at_it
     };
     assert_eq!(scope_state(a), (BackoffState::Throttled, Some(until_ms)));
     assert_eq!(scope_state(b), (BackoffState::Normal, None));
+    // Once per scope stopped, with why and how long is left (2 s of the wait have passed).
+    let left_ms = until_ms - T0 - 2_000;
+    assert_eq!(
+        status.backoffs(),
+        vec![ScopeBackoffStatus {
+            scope: a,
+            scope_name: None,
+            state: BackoffState::Throttled,
+            until_ms,
+            left_ms,
+        }]
+    );
+    assert_eq!(status.backoffs()[0].state.http_status(), Some(429));
+    assert!(status
+        .pools
+        .iter()
+        .all(|p| p.backoff_left_ms == (p.scope == a).then_some(left_ms)));
     assert_eq!(
         (status.state, status.resume_at_ms),
         (BackoffState::Throttled, Some(until_ms))

@@ -148,11 +148,13 @@ impl Fees {
     }
 }
 
-/// An Ed25519 API key: its name (sent as the API key) and its public key.
+/// An Ed25519 API key: its name (sent as the API key), its public key and the account it trades.
 #[derive(Debug, Clone)]
 pub struct Ed25519ApiKey {
     pub api_key: String,
     pub public_key: ed25519_dalek::VerifyingKey,
+    /// The account the key belongs to (0: the first; below `SimConfig::accounts`).
+    pub account: u16,
 }
 
 #[derive(Debug, Clone)]
@@ -164,7 +166,7 @@ pub struct SimConfig {
     /// The first account's HMAC API key and secret.
     pub api_key: String,
     pub api_secret: String,
-    /// Ed25519 API keys the first account also accepts.
+    /// Ed25519 API keys the accounts also accept, each naming its account.
     pub ed25519_keys: Vec<Ed25519ApiKey>,
     /// How many accounts (at least one): account n > 0 signs with [`paper_credentials`]`(n)`.
     /// Each has its own balances, orders, order-count pools and user-data streams; request weight

@@ -84,6 +84,12 @@ fn router(sim: Arc<Sim>) -> Router {
 }
 
 fn validate(config: &SimConfig) -> Result<(), SimError> {
+    if let Some(key) = config.ed25519_keys.iter().find(|k| k.account >= config.accounts) {
+        return Err(SimError::Config(format!(
+            "the Ed25519 key {} names account {}, but the simulator serves {} account(s) (numbered from 0)",
+            key.api_key, key.account, config.accounts
+        )));
+    }
     for spec in &config.symbols {
         for asset in [&spec.base, &spec.quote] {
             if !config.asset_prices.iter().any(|(a, p)| a == asset && *p > 0.0) {

@@ -28,8 +28,8 @@ pub fn rest_payload(query: &str, body: &str) -> String {
     without_signature(query) + &without_signature(body)
 }
 
-/// The accounts' API keys: the first account's HMAC key and any Ed25519 keys, and one HMAC key
-/// for each further account.
+/// The accounts' API keys: the first account's HMAC key, one HMAC key for each further account,
+/// and any Ed25519 keys (each of the account it names).
 pub struct Credentials<'a> {
     config: &'a SimConfig,
 }
@@ -52,7 +52,7 @@ impl<'a> Credentials<'a> {
             None | Some("") => Err(ApiErr::bad_key_format()),
             Some(k) if k == config.api_key => Ok((Verifier::Hmac(Cow::Borrowed(&config.api_secret)), 0)),
             Some(k) => match config.ed25519_keys.iter().find(|key| key.api_key == k) {
-                Some(key) => Ok((Verifier::Ed25519(&key.public_key), 0)),
+                Some(key) => Ok((Verifier::Ed25519(&key.public_key), key.account)),
                 None => {
                     let account = self.further_account(k).ok_or_else(ApiErr::bad_key)?;
                     Ok((Verifier::Hmac(Cow::Owned(paper_credentials(account).1)), account))
@@ -64,10 +64,13 @@ impl<'a> Credentials<'a> {
     /// The account a key belongs to, unverified (for the usage headers of an answer); `None` for
     /// an unknown key.
     pub fn account_of(&self, sent: &str) -> Option<u16> {
-        if sent == self.config.api_key || self.config.ed25519_keys.iter().any(|k| k.api_key == sent) {
+        if sent == self.config.api_key {
             return Some(0);
         }
-        self.further_account(sent)
+        match self.config.ed25519_keys.iter().find(|k| k.api_key == sent) {
+            Some(key) => Some(key.account),
+            None => self.further_account(sent),
+        }
     }
 
     /// Which of accounts 1.. signs with `key` ([`paper_credentials`]).

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod accounts_ed25519;
 mod bracket;
 mod cli;
 mod cli_breaker;

@@ -28,7 +28,7 @@ return {
 "#;
 
 /// The URL after `key=` in a log line, e.g. `rest=http://127.0.0.1:4242`.
-fn url_after(line: &str, key: &str) -> String {
+pub(crate) fn url_after(line: &str, key: &str) -> String {
     let at = line.find(key).unwrap_or_else(|| panic!("{key} in {line:?}")) + key.len();
     line[at..]
         .chars()

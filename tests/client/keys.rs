@@ -27,6 +27,7 @@ async fn exchange() -> SimHandle {
         ed25519_keys: vec![Ed25519ApiKey {
             api_key: API_KEY.into(),
             public_key: key(1).verifying_key(),
+            account: 0,
         }],
         ..SimConfig::default()
     };

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use runner::ledger::{IntervalUnit, PoolKind, RateLimit};
 use runner::sim::{PoolStats, SimConfig, SimStats};
 
+use crate::egress::{fetch_status, status_base};
 use crate::harness::{config_with_weight, poll_until, stop, summary_throttles, Exchange};
 use crate::redis_server::RedisServer;
 use crate::support::{repo_root, run_to_end, Running};
@@ -230,6 +231,75 @@ fn two_processes_trading_both_accounts_share_each_accounts_order_count_through_r
     }
     let figures = each_account_within_and_mostly_used(&exchange.stats(), running, before_stop, SHARED_ORDERS);
     println!("figure: two processes, orders per window per account (limit {SHARED_ORDERS}): {figures:?}");
+}
+
+#[test]
+fn a_hold_on_one_accounts_new_orders_shows_in_the_status_for_that_account_only() {
+    const HOLD_SECS: u64 = 60;
+    let exchange = Exchange::start(two_accounts(ORDERS));
+    let dir = tempfile::tempdir().unwrap();
+    let flood = "tests/hostile/order_flood.lua";
+    let strategies = [
+        strategy_as(&dir, flood, "order_flood", "flood_main", NO_TICKER),
+        strategy_as(&dir, flood, "order_flood", "flood_sub1", NO_TICKER),
+    ];
+    let config = dir.path().join("runner.toml");
+    std::fs::write(
+        &config,
+        format!("{ACCOUNTS}\n[routes.flood_sub1]\naccount = \"sub1\"\n"),
+    )
+    .unwrap();
+    let mut cmd = exchange.runner(&dir.path().join("state"), &strategies);
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--metrics", "127.0.0.1:0", "--order-transport", "rest"])
+        .arg("--limit")
+        .arg(format!("REQUEST_WEIGHT={WEIGHT}/1s"))
+        .arg("--limit")
+        .arg(format!("ORDERS={ORDERS}/1s"));
+    let mut run = Running::spawn(cmd);
+    let base = status_base(&run.wait_for("the metrics address", |l| l.contains("metrics listening")));
+    run.wait_for("a first order", |l| l.contains("order_flood placed="));
+
+    // The next order, whichever account sends it, is answered -1015 (a 429 on the account).
+    exchange.sim().faults().hit_order_limit(HOLD_SECS);
+    let status = poll_until("a back-off in the status", || {
+        let status = fetch_status(&base);
+        (!status["backoffs"].as_array().expect("backoffs").is_empty()).then_some(status)
+    });
+    let backoffs = status["backoffs"].as_array().unwrap();
+    assert_eq!(backoffs.len(), 1, "one account held, nothing else: {status}");
+    let b = &backoffs[0];
+    let held = b["scope_id"].as_str().unwrap().to_string();
+    let name = match held.as_str() {
+        "account0" => "main",
+        "account1" => "sub1",
+        other => panic!("the hold is on an account, not {other}: {status}"),
+    };
+    assert_eq!(
+        (&b["scope_name"], &b["state"], &b["http_status"]),
+        (&name.into(), &"throttled".into(), &429.into()),
+        "{status}"
+    );
+    let secs_left = b["secs_left"].as_f64().unwrap();
+    assert!(secs_left > 0.0 && secs_left <= HOLD_SECS as f64 + 1.0, "{status}");
+    for pool in status["pools"].as_array().unwrap() {
+        let on_held = pool["scope_id"] == held.as_str();
+        assert_eq!(
+            (pool["backoff"].as_str(), pool["backoff_http_status"].as_u64()),
+            if on_held {
+                (Some("throttled"), Some(429))
+            } else {
+                (Some("normal"), None)
+            },
+            "{pool}"
+        );
+    }
+    let text = stop(run);
+    assert!(
+        text.contains(&format!("back-offs in force: {held}({name}) throttled (429) until ")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -210,3 +210,142 @@ fn a_strategy_naming_an_unknown_group_or_an_address_not_on_this_machine_stops_th
         assert!(line.len() < 200, "one short line: {line}");
     }
 }
+
+/// The `metrics=` URL of the `metrics listening` line, without its `/metrics` path.
+pub(crate) fn status_base(line: &str) -> String {
+    let at = line.find("metrics=").expect("metrics= in the line") + "metrics=".len();
+    let url: String = line[at..]
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"')
+        .collect();
+    url.trim_end_matches("/metrics").to_string()
+}
+
+/// The runner's `/status` JSON at `base`.
+pub(crate) fn fetch_status(base: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("{base}/status"))
+            .await
+            .expect("/status answers")
+            .json()
+            .await
+            .expect("/status is JSON")
+    })
+}
+
+/// Logs, at the spare hammer's first back-off error, what `ledger.status()` says of each group.
+const LOG_BACKOFFS: &str = r#"failed = failed + 1
+      if failed == 1 then
+        local st = ledger.status()
+        local b = st.backoffs[1]
+        local first, spare
+        for _, p in ipairs(st.pools) do
+          if p.scope == "ip0" then first = first or p end
+          if p.scope == "ip1" then spare = spare or p end
+        end
+        log.info("backoffs n=%d scope=%s name=%s state=%s http=%d left=%.1f pool_http=%d first=%s first_http=%s",
+          #st.backoffs, b.scope, b.scope_name, b.state, b.http_status, b.secs_left,
+          spare.backoff_http_status, first.backoff, tostring(first.backoff_http_status))
+      end"#;
+
+#[test]
+fn the_status_names_the_group_a_429_stopped_why_and_until_when_and_the_other_group_as_going_on() {
+    const RETRY_AFTER_SECS: u64 = 60;
+    let exchange = Exchange::start(config_with_weight(1, WEIGHT));
+    let dir = tempfile::tempdir().unwrap();
+    let spare_hammer = hammer(&dir, "hammer_b", 499);
+    let text = std::fs::read_to_string(&spare_hammer).unwrap();
+    assert!(text.contains("failed = failed + 1"));
+    std::fs::write(&spare_hammer, text.replacen("failed = failed + 1", LOG_BACKOFFS, 1)).unwrap();
+    let strategies = [hammer(&dir, "hammer", 500), spare_hammer];
+    let config = dir.path().join("runner.toml");
+    std::fs::write(&config, format!("{GROUPS}\n[routes.hammer_b]\nip_group = \"spare\"\n")).unwrap();
+    let mut cmd = exchange.runner(&dir.path().join("state"), &strategies);
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["--metrics", "127.0.0.1:0"])
+        .arg("--limit")
+        .arg(format!("REQUEST_WEIGHT={WEIGHT}/1s"));
+    let mut run = Running::spawn(cmd);
+    let metrics_line = run.wait_for("the metrics address", |l| l.contains("metrics listening"));
+    let base = status_base(&metrics_line);
+    for _ in 0..2 {
+        run.wait_for("each hammer's first answer", |l| l.contains("hammer got="));
+    }
+
+    exchange
+        .sim()
+        .faults()
+        .force_429_from("127.0.0.2".parse().unwrap(), RETRY_AFTER_SECS);
+    let lua = run.wait_for("the spare hammer's view of the back-off", |l| l.contains("backoffs n="));
+    for expected in [
+        "backoffs n=1 scope=ip1 name=spare state=throttled http=429",
+        "pool_http=429 first=normal first_http=nil",
+    ] {
+        assert!(lua.contains(expected), "{expected:?} in {lua}");
+    }
+    let left = lua
+        .split("left=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("left= in the line");
+    assert!(left > 0.0 && left <= RETRY_AFTER_SECS as f64 + 1.0, "{lua}");
+
+    let status = fetch_status(&base);
+    let now_ms = status["now_ms"].as_i64().expect("now_ms");
+    let backoffs = status["backoffs"].as_array().expect("backoffs");
+    assert_eq!(backoffs.len(), 1, "only the spare group is stopped: {status}");
+    let b = &backoffs[0];
+    assert_eq!(
+        (&b["scope_id"], &b["scope_name"], &b["state"], &b["http_status"]),
+        (&"ip1".into(), &"spare".into(), &"throttled".into(), &429.into()),
+        "{status}"
+    );
+    let until_ms = b["until_ms"].as_i64().expect("until_ms");
+    let secs_left = b["secs_left"].as_f64().expect("secs_left");
+    assert!(until_ms > now_ms, "{status}");
+    assert!((secs_left - (until_ms - now_ms) as f64 / 1e3).abs() < 0.001, "{status}");
+    assert!(secs_left <= RETRY_AFTER_SECS as f64 + 1.0, "{status}");
+    for pool in status["pools"].as_array().expect("pools") {
+        match pool["scope_id"].as_str() {
+            Some("ip1") => {
+                assert_eq!(
+                    (&pool["scope_name"], &pool["backoff"], &pool["backoff_http_status"]),
+                    (&"spare".into(), &"throttled".into(), &429.into()),
+                    "{pool}"
+                );
+                assert_eq!(pool["backoff_until_ms"].as_i64(), Some(until_ms), "{pool}");
+                assert_eq!(pool["backoff_secs_left"].as_f64(), Some(secs_left), "{pool}");
+            }
+            Some("ip0") => {
+                assert_eq!(
+                    (&pool["scope_name"], &pool["backoff"]),
+                    (&"main".into(), &"normal".into()),
+                    "{pool}"
+                );
+                for absent in ["backoff_http_status", "backoff_until_ms", "backoff_secs_left"] {
+                    assert!(pool.get(absent).is_none(), "{absent} on a group not backed off: {pool}");
+                }
+            }
+            _ => assert_eq!(pool["backoff"], "normal", "{pool}"),
+        }
+    }
+
+    // Stopped inside the wait: the exit summary says which group is still stopped and why.
+    let text = stop(run);
+    let line = text
+        .lines()
+        .find(|l| l.contains("back-offs in force:"))
+        .unwrap_or_else(|| panic!("no back-offs line in:\n{text}"));
+    assert!(
+        line.contains("back-offs in force: ip1(spare) throttled (429) until ") && line.contains(" s left)"),
+        "{line}"
+    );
+    assert!(!line.contains("ip0"), "{line}");
+    assert_eq!(summary_throttles(&text), (1, 0), "{text}");
+}

@@ -23,6 +23,7 @@ fn with_ed25519_key() -> SimConfig {
         ed25519_keys: vec![Ed25519ApiKey {
             api_key: ED_KEY.into(),
             public_key: ed_key().verifying_key(),
+            account: 0,
         }],
         ..still_market()
     }

@@ -239,8 +239,9 @@ pub fn balances_table(lua: &Lua, balances: &BTreeMap<String, Balance>) -> mlua::
     Ok(table)
 }
 
-/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at, scope, lease?, backoff, backoff_until?}, ...},
-/// mine = {weight, orders}, shared?}`
+/// `{state, resume_at?, pools = {{type, interval, limit, used, resets_at, scope, lease?, backoff, backoff_until?,
+/// backoff_http_status?, backoff_secs_left?}, ...}, backoffs = {{scope, scope_name?, state, http_status, until,
+/// secs_left}, ...}, mine = {weight, orders}, shared?}`
 pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
     let table = lua.create_table_with_capacity(0, 6)?;
     table.raw_set("state", status.state.as_str())?;
@@ -259,9 +260,22 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("scope_name", pool.scope_name.as_deref())?;
         entry.raw_set("backoff", pool.backoff.as_str())?;
         entry.raw_set("backoff_until", pool.backoff_until_ms)?;
+        entry.raw_set("backoff_http_status", pool.backoff.http_status())?;
+        entry.raw_set("backoff_secs_left", pool.backoff_left_ms.map(|ms| ms as f64 / 1e3))?;
         Ok(entry)
     })?;
     table.raw_set("pools", pools)?;
+    let backoffs = list(lua, &status.backoffs(), |lua, backoff| {
+        let entry = lua.create_table_with_capacity(0, 6)?;
+        entry.raw_set("scope", backoff.scope.to_string())?;
+        entry.raw_set("scope_name", backoff.scope_name.as_deref())?;
+        entry.raw_set("state", backoff.state.as_str())?;
+        entry.raw_set("http_status", backoff.state.http_status())?;
+        entry.raw_set("until", backoff.until_ms)?;
+        entry.raw_set("secs_left", backoff.left_ms as f64 / 1e3)?;
+        Ok(entry)
+    })?;
+    table.raw_set("backoffs", backoffs)?;
     if let Some(sharing) = &status.sharing {
         let shared = lua.create_table_with_capacity(0, 4)?;
         shared.raw_set("backend", sharing.backend.as_str())?;

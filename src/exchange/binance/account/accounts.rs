@@ -9,14 +9,37 @@ use std::collections::HashMap;
 
 use crate::ledger::Scope;
 
-/// One `[accounts.NAME]` entry: its name and the environment variables holding its key and secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One `[accounts.NAME]` entry: its name and the environment variables holding its key and what
+/// signs with it (an HMAC secret, or the path of an Ed25519 private key file: exactly one).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct AccountSpec {
     pub name: String,
     /// The variable holding the API key; `None` for the single account of the existing variables.
     pub key_env: Option<String>,
     /// The variable holding the HMAC secret.
     pub secret_env: Option<String>,
+    /// The variable holding the path of the Ed25519 private key (PKCS#8 PEM).
+    pub private_key_file_env: Option<String>,
+}
+
+/// Which variables an account's credentials are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountVars<'a> {
+    Hmac { key_env: &'a str, secret_env: &'a str },
+    Ed25519 { key_env: &'a str, key_file_env: &'a str },
+}
+
+impl AccountSpec {
+    /// The variables of a configured account (`None` for the single account of no `[accounts]`,
+    /// which reads the profile's usual variables). [`Accounts::new`] checks exactly one signer is named.
+    pub fn vars(&self) -> Option<AccountVars<'_>> {
+        let key_env = self.key_env.as_deref()?;
+        match (self.secret_env.as_deref(), self.private_key_file_env.as_deref()) {
+            (Some(secret_env), None) => Some(AccountVars::Hmac { key_env, secret_env }),
+            (None, Some(key_file_env)) => Some(AccountVars::Ed25519 { key_env, key_file_env }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,8 +52,16 @@ pub enum AccountsError {
     BadName(String),
     #[error("accounts: the name {0:?} is given twice")]
     DuplicateName(String),
-    #[error("accounts: {account} needs both key_env and secret_env (the environment variables holding its API key and secret)")]
+    #[error(
+        "accounts: {account} needs key_env (the environment variable holding its API key) and either secret_env (its \
+         HMAC secret) or private_key_file_env (the path of its Ed25519 private key file)"
+    )]
     MissingVars { account: String },
+    #[error(
+        "accounts: {account} gives both secret_env and private_key_file_env: its API key is either an HMAC key or an \
+         Ed25519 key; keep one"
+    )]
+    TwoSigners { account: String },
     #[error("accounts: {first} and {second} both read their key from {var}: each account needs its own key")]
     SharedKey { first: String, second: String, var: String },
     #[error("accounts: at most {} accounts", u16::MAX)]
@@ -58,8 +89,7 @@ impl Default for Accounts {
         Accounts {
             accounts: vec![AccountSpec {
                 name: "default".into(),
-                key_env: None,
-                secret_env: None,
+                ..AccountSpec::default()
             }],
             configured: false,
             by_strategy: HashMap::new(),
@@ -87,7 +117,12 @@ impl Accounts {
             {
                 return Err(AccountsError::BadName(account.name.clone()));
             }
-            let (Some(key_env), Some(_)) = (&account.key_env, &account.secret_env) else {
+            if account.secret_env.is_some() && account.private_key_file_env.is_some() {
+                return Err(AccountsError::TwoSigners {
+                    account: account.name.clone(),
+                });
+            }
+            let (Some(key_env), Some(_)) = (&account.key_env, account.vars()) else {
                 return Err(AccountsError::MissingVars {
                     account: account.name.clone(),
                 });
@@ -187,6 +222,7 @@ mod tests {
             name: name.into(),
             key_env: Some(format!("{}_KEY", name.to_uppercase())),
             secret_env: Some(format!("{}_SECRET", name.to_uppercase())),
+            private_key_file_env: None,
         }
     }
 
@@ -214,7 +250,7 @@ mod tests {
         let err = Accounts::new(vec![no_secret], &[]).unwrap_err();
         assert!(err
             .to_string()
-            .starts_with("accounts: x needs both key_env and secret_env"));
+            .starts_with("accounts: x needs key_env (the environment variable holding its API key) and either"));
         let mut same = account("y");
         same.key_env = Some("A_KEY".into());
         let err = Accounts::new(vec![account("a"), same], &[]).unwrap_err();
@@ -226,5 +262,43 @@ mod tests {
         assert!(matches!(err, AccountsError::BadName(_)), "{err}");
         let err = Accounts::new(vec![], &[("s".into(), "b".into())]).unwrap_err();
         assert!(err.to_string().contains("add [accounts.NAME] sections"), "{err}");
+    }
+
+    #[test]
+    fn an_account_signs_with_an_hmac_secret_or_an_ed25519_key_file_never_both_nor_neither() {
+        let ed = AccountSpec {
+            secret_env: None,
+            private_key_file_env: Some("ED_KEY_FILE".into()),
+            ..account("ed")
+        };
+        let accounts = Accounts::new(vec![account("main"), ed.clone()], &[]).unwrap();
+        assert_eq!(
+            accounts.accounts()[1].vars(),
+            Some(AccountVars::Ed25519 {
+                key_env: "ED_KEY",
+                key_file_env: "ED_KEY_FILE"
+            })
+        );
+        assert_eq!(
+            accounts.accounts()[0].vars(),
+            Some(AccountVars::Hmac {
+                key_env: "MAIN_KEY",
+                secret_env: "MAIN_SECRET"
+            })
+        );
+        let both = AccountSpec {
+            secret_env: Some("ED_SECRET".into()),
+            ..ed.clone()
+        };
+        let err = Accounts::new(vec![both], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "accounts: ed gives both secret_env and private_key_file_env: its API key is either an HMAC key or an \
+             Ed25519 key; keep one"
+        );
+        let no_key = AccountSpec { key_env: None, ..ed };
+        let err = Accounts::new(vec![no_key], &[]).unwrap_err();
+        assert!(matches!(err, AccountsError::MissingVars { .. }), "{err}");
+        assert_eq!(Accounts::default().accounts()[0].vars(), None);
     }
 }

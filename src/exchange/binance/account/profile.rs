@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use crate::exchange::binance::account::accounts::AccountVars;
 use crate::exchange::binance::transport::sign::Signer;
 
 /// Which exchange a profile points at.
@@ -63,7 +64,7 @@ pub struct EnvVars {
 pub enum ConfigError {
     #[error("missing credentials for the {profile} profile: set the environment variables {missing}")]
     MissingCredentials { profile: &'static str, missing: String },
-    #[error("account {account}: set the environment variable(s) {missing} (named by its key_env and secret_env)")]
+    #[error("account {account}: set the environment variable(s) {missing} (named in its [accounts] section)")]
     MissingAccountCredentials { account: String, missing: String },
     #[error("{0}")]
     Accounts(String),
@@ -79,6 +80,13 @@ pub enum ConfigError {
     #[error("{var} = {path}: {reason}")]
     BadKeyFile {
         var: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("account {account}: {var} = {path}: {reason}")]
+    BadAccountKeyFile {
+        account: String,
+        var: String,
         path: String,
         reason: String,
     },
@@ -149,26 +157,44 @@ impl Credentials {
         }
     }
 
-    /// An `[accounts.NAME]` account's HMAC credentials, from the variables it names; a missing or
-    /// empty variable is an error naming every one that must be set (never their values).
+    /// An `[accounts.NAME]` account's credentials, from the variables it names: its API key and
+    /// either its HMAC secret or the path of its Ed25519 key file. A missing or empty variable is an
+    /// error naming every one that must be set (never their values).
     pub fn from_account_vars(
         account: &str,
-        key_env: &str,
-        secret_env: &str,
+        vars: AccountVars<'_>,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let read = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        match (read(key_env), read(secret_env)) {
-            (Some(key), Some(secret)) => Ok(Credentials::new(key, secret)),
-            (key, secret) => Err(ConfigError::MissingAccountCredentials {
-                account: account.to_string(),
-                missing: [(key.is_none(), key_env), (secret.is_none(), secret_env)]
-                    .into_iter()
-                    .filter_map(|(absent, name)| absent.then_some(name))
-                    .collect::<Vec<_>>()
-                    .join(" and "),
-            }),
-        }
+        let (key_env, signer_env) = match vars {
+            AccountVars::Hmac { key_env, secret_env } => (key_env, secret_env),
+            AccountVars::Ed25519 { key_env, key_file_env } => (key_env, key_file_env),
+        };
+        let (key, signer_value) = match (read(key_env), read(signer_env)) {
+            (Some(key), Some(value)) => (key, value),
+            (key, value) => {
+                return Err(ConfigError::MissingAccountCredentials {
+                    account: account.to_string(),
+                    missing: [(key.is_none(), key_env), (value.is_none(), signer_env)]
+                        .into_iter()
+                        .filter_map(|(absent, name)| absent.then_some(name))
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                })
+            }
+        };
+        let signer = match vars {
+            AccountVars::Hmac { .. } => Signer::Hmac(signer_value),
+            AccountVars::Ed25519 { .. } => {
+                load_key_file(&signer_value).map_err(|reason| ConfigError::BadAccountKeyFile {
+                    account: account.to_string(),
+                    var: signer_env.to_string(),
+                    path: signer_value,
+                    reason,
+                })?
+            }
+        };
+        Ok(Credentials::with_signer(key, signer))
     }
 
     pub fn api_key(&self) -> &str {
@@ -214,13 +240,17 @@ impl fmt::Display for Credentials {
 
 /// The Ed25519 key in the file at `path` (named by `var`, for the error).
 fn read_key_file(var: &'static str, path: &str) -> Result<Signer, ConfigError> {
-    let bad = |reason: String| ConfigError::BadKeyFile {
+    load_key_file(path).map_err(|reason| ConfigError::BadKeyFile {
         var,
         path: path.to_owned(),
         reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    Signer::ed25519_from_pem(&text).map_err(bad)
+    })
+}
+
+/// The Ed25519 key in the file at `path`; the error says why without quoting the file.
+fn load_key_file(path: &str) -> Result<Signer, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    Signer::ed25519_from_pem(&text)
 }
 
 /// Where to connect and with which credentials. URLs are bases: the client appends
@@ -431,6 +461,59 @@ mod tests {
             err.contains("BINANCE_TESTNET_API_SECRET") && err.contains("BINANCE_TESTNET_PRIVATE_KEY_FILE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_configured_account_signs_with_its_secret_or_its_ed25519_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("sub1.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let path = pem.display().to_string();
+        let ed = AccountVars::Ed25519 {
+            key_env: "SUB1_KEY",
+            key_file_env: "SUB1_KEY_FILE",
+        };
+        let env = |file: String| {
+            move |name: &str| match name {
+                "SUB1_KEY" => Some("sub1-key".to_string()),
+                "SUB1_KEY_FILE" => Some(file.clone()),
+                _ => None,
+            }
+        };
+        let creds = Credentials::from_account_vars("sub1", ed, env(path.clone())).unwrap();
+        assert_eq!((creds.api_key(), creds.signer().kind()), ("sub1-key", "Ed25519"));
+        let hmac = AccountVars::Hmac {
+            key_env: "SUB1_KEY",
+            secret_env: "SUB1_SECRET",
+        };
+        let err = Credentials::from_account_vars("sub1", hmac, env(path.clone())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "account sub1: set the environment variable(s) SUB1_SECRET (named in its [accounts] section)"
+        );
+        let err = Credentials::from_account_vars("sub1", ed, |_| None).unwrap_err();
+        assert!(err.to_string().contains("SUB1_KEY and SUB1_KEY_FILE"), "{err}");
+
+        let err = Credentials::from_account_vars("sub1", ed, env("/no/such/key.pem".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("account sub1: SUB1_KEY_FILE = /no/such/key.pem: cannot read it"),
+            "{err}"
+        );
+        std::fs::write(
+            &pem,
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0IG1hdGVyaWFs\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = Credentials::from_account_vars("sub1", ed, env(path))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Ed25519") && !err.contains("c2VjcmV0"), "{err}");
     }
 
     #[test]

@@ -265,6 +265,12 @@ impl Gateway {
         }
     }
 
+    /// When a -1015 hold on this account's new orders ends (exchange ms), while one is in force.
+    pub fn new_orders_held_until_ms(&self) -> Option<i64> {
+        let until = self.new_orders_held_until_ms.load(Ordering::Relaxed);
+        (until > self.ledger.now_ms()).then_some(until)
+    }
+
     fn hold_new_orders(&self, wait: Duration) {
         let until = self
             .ledger
