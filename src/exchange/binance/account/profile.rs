@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::exchange::binance::transport::sign::Signer;
+use crate::exchange::binance::transport::sign::{HmacKey, Signer};
 
 /// Which exchange a profile points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,7 +96,7 @@ impl Credentials {
     pub fn new(api_key: impl Into<String>, secret: impl Into<String>) -> Self {
         Credentials {
             api_key: api_key.into(),
-            signer: Signer::Hmac(secret.into()),
+            signer: Signer::Hmac(HmacKey::new(secret)),
         }
     }
 
@@ -126,7 +126,7 @@ impl Credentials {
                     key_file: vars.key_file,
                 })
             }
-            (Some(secret), None) => Some(Signer::Hmac(secret)),
+            (Some(secret), None) => Some(Signer::Hmac(secret.into())),
             (None, Some(path)) => Some(read_key_file(vars.key_file, &path)?),
             (None, None) => None,
         };
