@@ -7,8 +7,10 @@
 //! - `reload`: file saved → the new version handling events, with `Host::reload` and with the file
 //!   watcher; every event is counted across the swaps.
 //! - `memory`: 100 idle strategies in one host: resident memory and Lua heap per strategy.
+//! - `order_path`: `Venue::place` alone, on a thread of its own, to the signed request handed to the
+//!   HTTP client: the order path's share of tick-to-order, without Lua and the market stream.
 //!
-//! `cargo bench --bench e2e` runs all four; `cargo bench --bench e2e -- reload memory` runs some.
+//! `cargo bench --bench e2e` runs all five; `cargo bench --bench e2e -- reload memory` runs some.
 //! Figures are printed as they are measured; nothing is estimated.
 
 #[path = "../tests/support/redis.rs"]
@@ -34,8 +36,9 @@ use tracing_subscriber::Layer;
 use runner::exchange::binance::orders::journal_sync::JournalSync;
 use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
+use runner::exchange::latency::{self, LatencySamples, LatencySummary, Trigger};
 use runner::exchange::risk::{RiskGuard, RiskLimits};
-use runner::exchange::{EventSink, MarketEvent, Trade, Venue};
+use runner::exchange::{CallCtx, EventSink, MarketEvent, OrderKind, OrderRequest, Side, TimeInForce, Trade, Venue};
 use runner::host::{Host, HostConfig, StopReason, StrategyStats};
 use runner::ledger::{FastClock, IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit};
 use runner::reload::{self, ReloadTarget};
@@ -85,6 +88,9 @@ fn main() -> Result<()> {
     }
     if runs("reload") {
         reload(&logs, 25)?;
+    }
+    if runs("order_path") {
+        order_path(order_path_samples())?;
     }
     Ok(())
 }
@@ -839,6 +845,92 @@ fn proc_status() -> Result<ProcStatus> {
         rss_kib: field("VmRSS:")?,
         threads: field("Threads:")?,
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. The order path alone
+
+/// `ORDER_PATH_SAMPLES` (default 1000, at most [`latency::RECENT`]): fewer for a run under callgrind.
+fn order_path_samples() -> usize {
+    std::env::var("ORDER_PATH_SAMPLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+        .clamp(1, latency::RECENT)
+}
+
+/// The order path without Lua or the market stream: `Venue::place` (risk guard → validation →
+/// journal → ledger → request → signature) called on a thread of its own with a current-thread
+/// runtime, as a strategy's thread calls it, until the signed REST request is handed to the HTTP
+/// client (the instant the runner's tick-to-order figure ends at); and the whole call, answer included.
+fn order_path(samples: usize) -> Result<()> {
+    const WARM_UP: usize = 100;
+    println!(
+        "\n== order path: Venue::place → signed request handed to the HTTP client, {samples} samples after \
+         {WARM_UP} warm-up, load {}",
+        load_average()
+    );
+    let (exchange_rt, client_rt, sim) = quiet_sim_and_client_runtime()?;
+    let dir = tempfile::tempdir()?;
+    let authority = sim.addr().to_string();
+    let wiring = Wiring::new(JournalSync::Background, OrderTransport::Rest);
+    let (venue, host, _shared) = client_rt.block_on(connect(&authority, &authority, dir.path(), wiring))?;
+    let guard = RiskGuard::new(venue.clone(), RiskLimits::default());
+    // Far below the market and immediate-or-cancel, as in tick-to-order: it expires without trading.
+    set_btc(&sim, LOW)?;
+    let price = f64::from(LOW / 2);
+    let (to_request, calls) = std::thread::Builder::new()
+        .name("order-path".into())
+        .spawn(move || -> Result<(LatencySummary, Distribution)> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut to_request = Arc::new(LatencySamples::default());
+            let mut calls = Vec::with_capacity(samples);
+            for i in 0..WARM_UP + samples {
+                if i == WARM_UP {
+                    to_request = Arc::new(LatencySamples::default());
+                }
+                let request = OrderRequest::new(
+                    "BTCUSDT",
+                    Side::Buy,
+                    OrderKind::Limit {
+                        price,
+                        quantity: 0.001,
+                        tif: TimeInForce::Ioc,
+                    },
+                );
+                let started = Instant::now();
+                let ctx = CallCtx {
+                    trigger: Some(Trigger {
+                        received: started,
+                        samples: Arc::clone(&to_request),
+                    }),
+                    ..CallCtx::new("order-path", PATIENCE)
+                };
+                let order = runtime
+                    .block_on(guard.place(&ctx, request))
+                    .map_err(|e| anyhow!("order {i}: {e}"))?;
+                if i >= WARM_UP {
+                    calls.push(started.elapsed());
+                }
+                ensure!(order.status.is_final(), "order {i} is {}, not final", order.status);
+            }
+            let to_request = to_request.summary().context("no order recorded its latency")?;
+            Ok((to_request, Distribution::of(&mut calls)))
+        })?
+        .join()
+        .map_err(|_| anyhow!("the order thread panicked"))??;
+    println!("Venue::place called → signed request handed to the HTTP client");
+    println!(
+        "  n={} p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+        to_request.count,
+        micros(to_request.p50),
+        micros(to_request.p99),
+        micros(to_request.max)
+    );
+    println!("Venue::place called → answered (the exchange's round trip included)");
+    println!("  {calls}");
+    shut_down(&exchange_rt, &client_rt, sim, &host, &venue);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

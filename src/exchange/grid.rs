@@ -17,14 +17,20 @@ use super::types::SymbolInfo;
 /// conversion never fails (every decimal is within `f64`'s range); were it ever to, NaN shows it
 /// instead of a plausible wrong number.
 pub fn to_f64(value: Decimal) -> f64 {
+    exact_f64(value).unwrap_or_else(|| value.to_f64().unwrap_or(f64::NAN))
+}
+
+/// The nearest `f64` by one correctly rounded division, when the mantissa and the power of ten are
+/// both exact doubles (see [`to_f64`]); `None` otherwise.
+fn exact_f64(value: Decimal) -> Option<f64> {
     const POW10: [f64; 23] = [
         1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
         1e20, 1e21, 1e22,
     ];
     let mantissa = value.mantissa();
     match POW10.get(value.scale() as usize) {
-        Some(&pow) if mantissa.unsigned_abs() < 1 << 53 => mantissa as i64 as f64 / pow,
-        _ => value.to_f64().unwrap_or(f64::NAN),
+        Some(&pow) if mantissa.unsigned_abs() < 1 << 53 => Some(mantissa as i64 as f64 / pow),
+        _ => None,
     }
 }
 
@@ -192,9 +198,14 @@ fn shortest_decimal(value: f64) -> Option<Decimal> {
     Decimal::from_str(&value.to_string()).ok()
 }
 
-/// The double nearest to `decimal` (`Decimal::to_f64` may be one double off).
+/// The double nearest to `decimal` (`Decimal::to_f64` may be one double off): exact by division when it
+/// can be (every price and quantity on a real grid), else by parsing its text (zero too, whose sign
+/// the text keeps).
 fn nearest_f64(decimal: Decimal) -> f64 {
-    decimal.to_string().parse().unwrap_or(f64::NAN)
+    match exact_f64(decimal) {
+        Some(nearest) if !decimal.is_zero() => nearest,
+        _ => decimal.to_string().parse().unwrap_or(f64::NAN),
+    }
 }
 
 /// How many doubles lie between `a` and `b` (0 when equal; -0.0 and 0.0 are equal).
@@ -297,6 +308,28 @@ mod tests {
         ));
         assert!(check_range("LOT_SIZE", "quantity", d("5"), d("1"), d("0")).is_ok());
         assert!(check_range("LOT_SIZE", "quantity", d("0.5"), d("1"), d("0")).is_err());
+    }
+
+    #[test]
+    fn the_fast_nearest_double_is_the_one_parsing_the_text_gives() {
+        // Mantissas near the 2^53 edge, scales up to 10^22 and past it, both signs.
+        let mut mantissas: Vec<i64> = vec![0, 1, 3, 7, 25_000, 123_456_789, (1 << 53) - 1, 1 << 53, (1 << 53) + 1];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            mantissas.push((x >> (x % 40)) as i64);
+        }
+        for &m in &mantissas {
+            for scale in [0, 1, 2, 5, 8, 12, 16, 22, 23, 28] {
+                for sign in [1, -1] {
+                    let decimal = Decimal::new(sign * m, scale);
+                    let by_text: f64 = decimal.to_string().parse().unwrap();
+                    assert_eq!(nearest_f64(decimal).to_bits(), by_text.to_bits(), "{decimal}");
+                }
+            }
+        }
     }
 
     #[test]

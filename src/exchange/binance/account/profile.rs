@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::exchange::binance::account::accounts::AccountVars;
-use crate::exchange::binance::transport::sign::Signer;
+use crate::exchange::binance::transport::sign::{HmacKey, Signer};
 
 /// Which exchange a profile points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,7 +104,7 @@ impl Credentials {
     pub fn new(api_key: impl Into<String>, secret: impl Into<String>) -> Self {
         Credentials {
             api_key: api_key.into(),
-            signer: Signer::Hmac(secret.into()),
+            signer: Signer::Hmac(HmacKey::new(secret)),
         }
     }
 
@@ -134,7 +134,7 @@ impl Credentials {
                     key_file: vars.key_file,
                 })
             }
-            (Some(secret), None) => Some(Signer::Hmac(secret)),
+            (Some(secret), None) => Some(Signer::Hmac(secret.into())),
             (None, Some(path)) => Some(read_key_file(vars.key_file, &path)?),
             (None, None) => None,
         };
@@ -184,7 +184,7 @@ impl Credentials {
             }
         };
         let signer = match vars {
-            AccountVars::Hmac { .. } => Signer::Hmac(signer_value),
+            AccountVars::Hmac { .. } => Signer::Hmac(signer_value.into()),
             AccountVars::Ed25519 { .. } => {
                 load_key_file(&signer_value).map_err(|reason| ConfigError::BadAccountKeyFile {
                     account: account.to_string(),

@@ -385,8 +385,9 @@ impl Gateway {
         let started = tokio::time::Instant::now();
         let exchange = async {
             match transport {
+                // Boxed, for the size of its future (see `over_ws_api`).
                 Transport::WsApi { client, method } => {
-                    self.over_ws_api::<T>(client, method, request, wait, group).await
+                    Box::pin(self.over_ws_api::<T>(client, method, request, wait, group)).await
                 }
                 Transport::Http { method, path } => {
                     let signing = request.signed.then(|| self.signing());
@@ -471,9 +472,9 @@ impl Gateway {
         group: u16,
     ) -> Result<Answer<T>, SendError> {
         let connect = || async {
-            let stream = self
-                .connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, wait, group)
-                .await?;
+            // Boxed: a connection attempt's state (the handshake's, kilobytes) would otherwise sit
+            // inside every request's future, REST ones too, and be copied each time one is moved.
+            let stream = Box::pin(self.connect_ws(&self.ws_api_url, endpoints::WS_API_CONNECT, wait, group)).await?;
             tracing::debug!("WebSocket API connection opened");
             Ok(stream)
         };

@@ -1,10 +1,13 @@
-//! The HTTP transport: a request as a URL-encoded query, signed when it must be, sent on the
+//! The HTTP transport: a request as a URL-encoded query (a form body for a POST), signed when it must be, sent on the
 //! calling thread's HTTP client (a strategy's own thread gets a client of its own, see
 //! [`super::per_thread`]; multi-thread runtimes, the client's own background work, share one).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use reqwest::header::{HeaderName, HeaderValue};
+use parking_lot::RwLock;
+
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use url::form_urlencoded;
 
@@ -18,6 +21,7 @@ use crate::exchange::binance::limits::usage;
 use crate::exchange::binance::transport::{Answer, Request};
 
 const API_KEY_HEADER: HeaderName = HeaderName::from_static("x-mbx-apikey");
+const FORM: HeaderValue = HeaderValue::from_static("application/x-www-form-urlencoded");
 
 /// Sends requests over HTTP.
 pub struct HttpTransport {
@@ -27,6 +31,9 @@ pub struct HttpTransport {
     rest_base: String,
     /// Where public market data is read, when not from `rest_base` (see `Profile::market_rest_url`).
     market_rest_base: Option<String>,
+    /// The trading venue's URL of each POST path, parsed once: a POST's parameters go in its body,
+    /// so its URL never changes, and the HTTP client need not parse it again for every order.
+    post_urls: RwLock<HashMap<&'static str, reqwest::Url>>,
     request_timeout: Duration,
 }
 
@@ -46,6 +53,7 @@ impl HttpTransport {
             api_key_header,
             rest_base: rest_base.to_string(),
             market_rest_base: market_rest_base.map(str::to_string),
+            post_urls: RwLock::default(),
             request_timeout,
         })
     }
@@ -60,7 +68,7 @@ impl HttpTransport {
     pub async fn send<T: DeserializeOwned>(
         &self,
         method: HttpMethod,
-        path: &str,
+        path: &'static str,
         request: &Request,
         signing: Option<Signing<'_>>,
         now_ms: impl Fn() -> i64,
@@ -71,10 +79,14 @@ impl HttpTransport {
             .as_deref()
             .filter(|_| self.goes_to_source(method, request));
         let base = market_base.unwrap_or(&self.rest_base);
+        // A POST (new orders) carries its parameters as a form body, which the exchange reads and
+        // signs as it reads a query: the HTTP client then parses (several times over) only a short
+        // URL, not one with the whole signed query in it.
+        let in_body = method == HttpMethod::Post && !query.is_empty();
         let mut url = String::with_capacity(base.len() + path.len() + query.len() + 1);
         url.push_str(base);
         url.push_str(path);
-        if !query.is_empty() {
+        if !query.is_empty() && !in_body {
             url.push('?');
             url.push_str(&query);
         }
@@ -84,13 +96,22 @@ impl HttpTransport {
             HttpMethod::Put => reqwest::Method::PUT,
             HttpMethod::Delete => reqwest::Method::DELETE,
         };
-        let mut http = self
-            .clients
-            .current()
-            .request(method, &url)
-            .timeout(self.request_timeout);
+        let client = self.clients.current();
+        let parsed = if in_body && market_base.is_none() {
+            self.post_url(path)
+        } else {
+            None
+        };
+        let http = match parsed {
+            Some(parsed) => client.request(method, parsed),
+            None => client.request(method, &url),
+        };
+        let mut http = http.timeout(self.request_timeout);
         if market_base.is_none() {
             http = http.header(API_KEY_HEADER, self.api_key_header.clone());
+        }
+        if in_body {
+            http = http.header(CONTENT_TYPE, FORM).body(query);
         }
 
         // The HTTP client writes the request inside `send`, which tells nobody when: this is the
@@ -116,6 +137,17 @@ impl HttpTransport {
             usage,
             now_ms(),
         ))
+    }
+
+    /// The trading venue's parsed URL of `path`, parsed on first use (`None` if it does not parse:
+    /// the HTTP client then reports it as it reports any bad URL).
+    fn post_url(&self, path: &'static str) -> Option<reqwest::Url> {
+        if let Some(url) = self.post_urls.read().get(path) {
+            return Some(url.clone());
+        }
+        let url = reqwest::Url::parse(&format!("{}{path}", self.rest_base)).ok()?;
+        self.post_urls.write().insert(path, url.clone());
+        Some(url)
     }
 
     /// Whether `request` goes to the separate market-data source (paper trading on a real market):
@@ -235,6 +267,91 @@ mod tests {
     use super::*;
 
     use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use crate::exchange::binance::transport::sign::{hmac_hex, Signer};
+    use crate::ledger::Lane;
+
+    /// One request as it arrived on the socket: head and body.
+    async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the connection closed mid-request");
+            bytes.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_owned())
+                    })
+                    .map_or(0, |v| v.parse::<usize>().unwrap());
+                if bytes.len() >= end + 4 + length {
+                    return String::from_utf8(bytes).unwrap();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_post_carries_its_signed_parameters_in_a_form_body_and_a_get_in_its_query() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..2 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                seen.push(read_request(&mut socket).await);
+                let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+                              connection: close\r\n\r\n{}";
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+            seen
+        });
+        let transport = HttpTransport::new("key", &base, None, Duration::from_secs(5), None).unwrap();
+        let signer = Signer::Hmac("secret".into());
+        let signing = Signing {
+            api_key: "key",
+            signer: &signer,
+            recv_window_ms: 5000,
+            timestamp_ms: 1,
+        };
+        let order = Request::new(Endpoint::PlaceOrder, Lane::Order)
+            .param("symbol", "BTCUSDT")
+            .param("price", "1.5")
+            .signed();
+        let placed = transport
+            .send::<serde_json::Value>(HttpMethod::Post, "/api/v3/order", &order, Some(signing), || 0)
+            .await
+            .unwrap();
+        assert_eq!(placed.status, 200);
+        let read = Request::new(Endpoint::Ping, Lane::MarketData).param("symbol", "BTCUSDT");
+        transport
+            .send::<serde_json::Value>(HttpMethod::Get, "/api/v3/ping", &read, None, || 0)
+            .await
+            .unwrap();
+        let seen = server.await.unwrap();
+
+        let (head, body) = seen[0].split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("POST /api/v3/order HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/x-www-form-urlencoded"),
+            "{head}"
+        );
+        let signed = "symbol=BTCUSDT&price=1.5&recvWindow=5000&timestamp=1";
+        assert_eq!(body, format!("{signed}&signature={}", hmac_hex("secret", signed)));
+        assert!(
+            seen[1].starts_with("GET /api/v3/ping?symbol=BTCUSDT HTTP/1.1\r\n"),
+            "{}",
+            seen[1]
+        );
+    }
 
     fn rss_kib() -> u64 {
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -17,7 +17,7 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Clone)]
 pub enum Signer {
     /// An HMAC secret; signatures are lower-case hex HMAC-SHA256.
-    Hmac(String),
+    Hmac(HmacKey),
     /// An Ed25519 private key (the exchange's recommended type); signatures are base64.
     Ed25519(Arc<SigningKey>),
 }
@@ -34,7 +34,7 @@ impl Signer {
     /// The signature of `payload`, in the form the exchange expects for this key type.
     pub fn sign(&self, payload: &str) -> String {
         match self {
-            Signer::Hmac(secret) => hmac_hex(secret, payload),
+            Signer::Hmac(key) => key.sign_hex(payload),
             Signer::Ed25519(key) => BASE64.encode(key.sign(payload.as_bytes()).to_bytes()),
         }
     }
@@ -51,7 +51,7 @@ impl Signer {
 impl PartialEq for Signer {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Signer::Hmac(a), Signer::Hmac(b)) => a == b,
+            (Signer::Hmac(a), Signer::Hmac(b)) => a.secret == b.secret,
             (Signer::Ed25519(a), Signer::Ed25519(b)) => a.verifying_key() == b.verifying_key(),
             _ => false,
         }
@@ -63,6 +63,42 @@ impl Eq for Signer {}
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Signer({}, <redacted>)", self.kind())
+    }
+}
+
+/// An HMAC-SHA256 secret, keyed once: HMAC hashes the padded key before any payload, so each
+/// signature starts from a copy of that state instead of hashing the key again (on the order path).
+#[derive(Clone)]
+pub struct HmacKey {
+    secret: String,
+    keyed: HmacSha256,
+}
+
+impl HmacKey {
+    pub fn new(secret: impl Into<String>) -> HmacKey {
+        let secret = secret.into();
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+        HmacKey { secret, keyed }
+    }
+
+    /// Lower-case hex HMAC-SHA256 of `payload` (the same as [`hmac_hex`] with this secret).
+    pub fn sign_hex(&self, payload: &str) -> String {
+        let mut mac = self.keyed.clone();
+        mac.update(payload.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+impl From<String> for HmacKey {
+    fn from(secret: String) -> HmacKey {
+        HmacKey::new(secret)
+    }
+}
+
+impl From<&str> for HmacKey {
+    fn from(secret: &str) -> HmacKey {
+        HmacKey::new(secret)
     }
 }
 
@@ -122,8 +158,12 @@ impl Signing<'_> {
         );
         let signature = self.signer.sign(query);
         query.push_str("&signature=");
-        // Hex passes unchanged; base64 (Ed25519) has `+`, `/` and `=` to encode.
-        query.extend(url::form_urlencoded::byte_serialize(signature.as_bytes()));
+        match self.signer {
+            // Hex passes unchanged.
+            Signer::Hmac(_) => query.push_str(&signature),
+            // Base64 has `+`, `/` and `=` to encode.
+            Signer::Ed25519(_) => query.extend(url::form_urlencoded::byte_serialize(signature.as_bytes())),
+        }
     }
 
     /// WebSocket API: the signature of `params` with `apiKey`, `recvWindow` and `timestamp` added
@@ -297,6 +337,17 @@ mod tests {
         assert!(!hmac_matches(DOC_SECRET, "a=2", &signature));
         assert!(!hmac_matches("other", "a=1", &signature));
         assert!(!hmac_matches(DOC_SECRET, "a=1", "not hex"));
+    }
+
+    #[test]
+    fn a_key_keyed_once_signs_every_payload_as_keying_afresh_does() {
+        let key = HmacKey::new(DOC_SECRET);
+        for payload in ["a=1", "", "symbol=BTCUSDT&side=BUY&timestamp=1", "a=1"] {
+            assert_eq!(key.sign_hex(payload), hmac_hex(DOC_SECRET, payload), "{payload:?}");
+        }
+        // A secret longer than SHA-256's block is hashed first: still the same signature.
+        let long = "k".repeat(100);
+        assert_eq!(HmacKey::new(long.as_str()).sign_hex("x=2"), hmac_hex(&long, "x=2"));
     }
 
     #[test]
