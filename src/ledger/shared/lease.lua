@@ -10,7 +10,8 @@
 -- ARGV[1] the epoch the caller knows, ARGV[2] exchange now (ms), ARGV[3] how long a
 --         heartbeat counts (ms), ARGV[4] the calling process, then per pool: need, want, the
 --         pool's limit, what the request's lane may fill it up to (the limit less the headroom
---         kept for orders), window ttl (ms), how long a turned-away process stays hungry (ms),
+--         kept for orders), window ttl (ms), how long a hungry process's claim lasts unless it is
+--         turned away again or renews it (ms),
 --         whether a request waits for it (1; 0: the lease only runs low, and a process turned
 --         away from such an ask is not hungry).
 -- Returns {1, granted..., processes alive}, {0, index of the short pool, its count, its
@@ -55,7 +56,8 @@ for i = 1, pools do
   local count = tonumber(redis.call('GET', key(i, 1)) or '0')
   local cap = limit - kept
   local hungry_key, seen_key = key(i, 5), key(i, 6)
-  -- Who is hungry, and since when; a process not turned away lately gave up (or is gone).
+  -- Who is hungry, and since when; a claim neither renewed nor turned away lately lapses (its
+  -- request gave up, or its process is gone).
   local stale_before = now - arg(i, 6)
   local hungry = redis.call('ZRANGE', hungry_key, 0, -1, 'WITHSCORES')
   local since_self = nil

@@ -31,7 +31,8 @@ pub const PASSWORD_ENV: &str = "RUNNER_REDIS_PASSWORD";
 /// The key layout this build writes; a budget holding another refuses to start. 2: scopes by
 /// name, a back-off per scope (1: scopes by number, one back-off for the budget).
 const FORMAT: &str = "2";
-/// A process not heard from for this long is taken to be gone.
+/// A process not heard from for this long is taken to be gone; so is a hungry one's claim (see
+/// `lease.lua`) not renewed for this long.
 const ALIVE_FOR_MS: i64 = 3_000;
 /// How often a process says it is alive, trims idle leases and retries a lost Redis.
 const TICK: Duration = Duration::from_millis(200);
@@ -186,9 +187,13 @@ pub async fn share_named(ledger: Ledger, config: SharedConfig, names: ScopeNames
     let wake = ledger.share_pools(ShareRule::new(|l| {
         matches!(l.scope, super::Scope::Ip(_) | super::Scope::Account(_)).then(|| lease_chunk(l.limit, 1) / 2)
     }));
+    // Subscribed before the shared state is read and before this returns: a back-off published
+    // from then on reaches this process, one published before is read by `rejoin`.
+    let mut events = None;
     let joined = match keeper.connect().await {
         Ok(()) => {
             keeper.check_format().await?;
+            events = keeper.subscribe().await;
             keeper.rejoin().await
         }
         Err(e) => Err(e),
@@ -211,7 +216,7 @@ pub async fn share_named(ledger: Ledger, config: SharedConfig, names: ScopeNames
         Keys::new(&config.group, names),
         keeper.fallback.clone(),
     ));
-    let task = tokio::spawn(async move { keeper.run(wake).await });
+    let task = tokio::spawn(async move { keeper.run(wake, events).await });
     Ok(SharedLedger { ledger, task, shares })
 }
 
@@ -376,8 +381,10 @@ impl Keeper {
         });
     }
 
-    async fn run(mut self, wake: std::sync::Arc<tokio::sync::Notify>) {
-        let mut events = self.subscribe().await;
+    async fn run(mut self, wake: std::sync::Arc<tokio::sync::Notify>, mut events: Option<redis::aio::PubSubStream>) {
+        if events.is_none() && self.connected {
+            events = self.subscribe().await;
+        }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -534,6 +541,7 @@ impl Keeper {
         }
         let mut c = self.conn()?;
         self.heartbeat(&mut c).await?;
+        self.renew_hunger(&mut c).await?;
         for view in self.ledger.leases() {
             let before = self
                 .last_used
@@ -554,6 +562,28 @@ impl Keeper {
                     self.give_back(&mut c, &view.limit, view.window_start_ms, spare).await?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Renews this process's claim to be served first on each pool Redis turned it away from in
+    /// the window under way while a request still waits on it (it asks again only on a credit
+    /// or the next window, which may be minutes away); a claim not renewed lapses.
+    async fn renew_hunger(&self, c: &mut ConnectionManager) -> Redis<()> {
+        let now = self.ledger.now_ms();
+        let mut pipe = redis::pipe();
+        let mut renewed = false;
+        for view in self.ledger.leases() {
+            let pool = self.keys.pool(&view.limit);
+            if view.wanted_by_request && self.short_window.get(&pool) == Some(&view.window_start_ms) {
+                let key = self.keys.hungry_lately(&view.limit);
+                pipe.hset(&key, &self.process, now).ignore();
+                pipe.pexpire(&key, ttl_ms(&view)).ignore();
+                renewed = true;
+            }
+        }
+        if renewed {
+            pipe.query_async::<()>(c).await?;
         }
         Ok(())
     }
@@ -701,7 +731,7 @@ impl Keeper {
                 .arg(v.limit.limit)
                 .arg(cap)
                 .arg(ttl_ms(v))
-                .arg(hungry_for_ms(&v.limit))
+                .arg(ALIVE_FOR_MS)
                 .arg(i32::from(v.wanted_by_request));
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut c).await?;
@@ -822,13 +852,6 @@ async fn bounded(step: impl std::future::Future<Output = Redis<()>>) -> Redis<()
             "no answer within the step limit",
         ))),
     }
-}
-
-/// How long a process turned away from a pool counts as hungry (holding the others to their
-/// fair share) unless it asks again: a window, at least a second and at most ten (a process
-/// that gave up must not hold back a five-minute pool for its whole window).
-fn hungry_for_ms(l: &RateLimit) -> i64 {
-    l.interval.millis().clamp(1_000, 10_000)
 }
 
 /// How long a window's count must outlive its start: the window, its guard, and a margin.
