@@ -148,6 +148,12 @@ async fn four_ledgers_on_one_budget_stay_within_it_and_use_most_of_it() {
     assert_eq!(sharing.processes, 4, "heartbeats of all four");
 }
 
+/// Waits until `ledger`'s clock is in the first 500 ms of a window `window_ms` long, so that
+/// what a test does next happens within that window.
+async fn early_in_a_window(ledger: &Ledger, window_ms: i64) {
+    wait_for("the start of a window", || ledger.now_ms().rem_euclid(window_ms) < 500).await;
+}
+
 /// A newcomer whose first request draws on a full weight window and a five-minute raw-request
 /// window: the raw-request pool, which has room, is leased at once — not only after its own
 /// window ends (or some process happens to give units back) because the weight pool had no
@@ -166,10 +172,7 @@ async fn a_full_short_window_does_not_hold_back_a_long_window_of_the_same_reques
     let cost = |w: u32| Cost::new().with(RequestWeight, w).with(RawRequests, 1);
     let window_of = |ms: i64| ms.div_euclid(WEIGHT_WINDOW_MS);
     // Early in a weight window, so what follows happens while it is still full.
-    wait_for("the start of a weight window", || {
-        first.ledger().now_ms().rem_euclid(WEIGHT_WINDOW_MS) < 500
-    })
-    .await;
+    early_in_a_window(first.ledger(), WEIGHT_WINDOW_MS).await;
     let full = first
         .ledger()
         .reserve(
@@ -246,10 +249,7 @@ async fn a_process_turned_away_is_served_in_the_next_window_before_those_that_we
         .with(RawRequests, 1);
     let window_of = |ms: i64| ms.div_euclid(WEIGHT_WINDOW_MS);
     let ledger = |i: usize| keepers[i].ledger().clone();
-    wait_for("the start of a weight window", || {
-        ledger(0).now_ms().rem_euclid(WEIGHT_WINDOW_MS) < 500
-    })
-    .await;
+    early_in_a_window(&ledger(0), WEIGHT_WINDOW_MS).await;
     let first = ledger(0)
         .reserve("a", Lane::Order, request, Duration::from_millis(500))
         .await
