@@ -10,7 +10,9 @@
 //! - `order_path`: `Venue::place` alone, on a thread of its own, to the signed request handed to the
 //!   HTTP client: the order path's share of tick-to-order, without Lua and the market stream.
 //!
-//! `cargo bench --bench e2e` runs all five; `cargo bench --bench e2e -- reload memory` runs some.
+//! `cargo bench --bench e2e` runs all five; `cargo bench --bench e2e -- reload memory` runs some;
+//! `-- tick_to_order_busy_poll` or `-- tick_to_order_default` one tick-to-order layout. Built with
+//! `--features stage-timing`, tick-to-order also shows how long after the frame each stage was reached.
 //! Figures are printed as they are measured; nothing is estimated.
 
 #[path = "../tests/support/redis.rs"]
@@ -38,6 +40,7 @@ use runner::exchange::binance::transport::ws_api::OrderTransport;
 use runner::exchange::binance::{BinanceVenue, ClientOptions, Credentials, Profile};
 use runner::exchange::latency::{self, LatencySamples, LatencySummary, Trigger};
 use runner::exchange::risk::{RiskGuard, RiskLimits};
+use runner::exchange::stage_timing;
 use runner::exchange::{CallCtx, EventSink, MarketEvent, OrderKind, OrderRequest, Side, TimeInForce, Trade, Venue};
 use runner::host::{Host, HostConfig, StopReason, StrategyStats};
 use runner::ledger::{FastClock, IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit};
@@ -57,21 +60,32 @@ fn main() -> Result<()> {
     if runs("memory") {
         memory(&logs, 100)?;
     }
-    if runs("tick_to_order") {
+    // `tick_to_order` runs every layout; `tick_to_order_default` or `tick_to_order_busy_poll` one.
+    let all_layouts = runs("tick_to_order");
+    if all_layouts || runs("tick_to_order_default") || runs("tick_to_order_busy_poll") {
         // The defaults first; then orders over the WebSocket API; then the stricter journal policy,
         // which adds a disk sync per order.
         use OrderTransport::{Rest, WsApi};
         let (background, before_send) = (JournalSync::Background, JournalSync::BeforeSend);
-        for cores in [Cores::Shared, Cores::Split] {
-            tick_to_order(&logs, 2000, Wiring::new(background, Rest), cores)?;
-            tick_to_order(&logs, 2000, Wiring::new(background, WsApi), cores)?;
+        if !all_layouts && runs("tick_to_order_default") {
+            tick_to_order(&logs, 2000, Wiring::new(background, Rest), Cores::Shared)?;
+        }
+        if all_layouts {
+            for cores in [Cores::Shared, Cores::Split] {
+                tick_to_order(&logs, 2000, Wiring::new(background, Rest), cores)?;
+                tick_to_order(&logs, 2000, Wiring::new(background, WsApi), cores)?;
+            }
         }
         // The low-latency layout: the strategy spins on a core of its own.
-        for transport in [Rest, WsApi] {
-            let wiring = Wiring::new(background, transport).busy_polling_on(0);
-            tick_to_order(&logs, 2000, wiring, Cores::Isolated)?;
+        if all_layouts || runs("tick_to_order_busy_poll") {
+            for transport in [Rest, WsApi] {
+                let wiring = Wiring::new(background, transport).busy_polling_on(0);
+                tick_to_order(&logs, 2000, wiring, Cores::Isolated)?;
+            }
         }
-        tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
+        if all_layouts {
+            tick_to_order(&logs, 500, Wiring::new(before_send, Rest), Cores::Shared)?;
+        }
     }
     if runs("tick_to_order_shared") {
         // The same, beside the ledger shared through a Redis of the bench's own (`redis-server`
@@ -190,6 +204,9 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
         if i > WARM_UP {
             wire.push(order - tick);
             from_step.push(order - step);
+        } else if i == WARM_UP {
+            // The stage breakdown (with `--features stage-timing`) covers the measured orders only.
+            stage_timing::report();
         }
     }
     println!("frame on the wire to the client → order request on the wire to the exchange");
@@ -215,6 +232,17 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
         micros(in_process.p99),
         micros(in_process.max)
     );
+    let stages = stage_timing::report();
+    if !stages.is_empty() {
+        println!("  where it went (`--features stage-timing`), µs after the frame was read, p50 / p90 / p99:");
+        for s in stages {
+            let stage = format!("{:?}", s.stage);
+            println!(
+                "    {stage:<14} {:>7.1} / {:>7.1} / {:>7.1}",
+                s.p50_us, s.p90_us, s.p99_us
+            );
+        }
+    }
     shut_down(&exchange_rt, &client_rt, sim, &host, &venue);
     Ok(())
 }

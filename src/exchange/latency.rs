@@ -21,6 +21,7 @@ pub struct Trigger {
 impl Trigger {
     /// The order is on the wire now.
     pub fn order_written(&self) {
+        super::stage_timing::written(self.received);
         self.samples.record(self.received.elapsed());
     }
 }

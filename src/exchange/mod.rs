@@ -11,6 +11,7 @@ pub mod grid;
 pub mod latency;
 pub(crate) mod market_cache;
 pub mod risk;
+pub mod stage_timing;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,13 @@ impl CallCtx {
             strategy: strategy.into(),
             wait,
             trigger: None,
+        }
+    }
+
+    /// Notes `stage` of this call's order (see [`stage_timing`]) if it was made for a market event.
+    pub fn stage_reached(&self, stage: stage_timing::Stage) {
+        if let Some(trigger) = &self.trigger {
+            stage_timing::reached(stage, trigger.received);
         }
     }
 }

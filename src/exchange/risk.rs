@@ -18,6 +18,7 @@ use super::{
     MarketAnswer, MarketRequest, MarketSavings, Order, OrderRef, OrderRequest, PlacedList, Quote, ReplaceMode, Side,
     StrategyId, StreamKey, SymbolInfo, Ticker, Trade, Venue,
 };
+use crate::exchange::stage_timing::Stage;
 use crate::ledger::LedgerStatus;
 
 /// What one strategy may send.
@@ -327,6 +328,7 @@ impl Venue for RiskGuard {
 
     async fn place(&self, ctx: &CallCtx, request: OrderRequest) -> Result<Order, ApiError> {
         let valid = self.inner.validate(&request)?;
+        ctx.stage_reached(Stage::Validated);
         self.check(ctx, valid, request.client_id).await
     }
 

@@ -27,6 +27,7 @@ use std::time::Instant;
 use mlua::{ffi, Function, Lua, Table};
 
 use super::limits::Guard;
+use crate::exchange::stage_timing::{self, Stage};
 use crate::exchange::{Quote, Trade};
 
 /// A market event a run delivers.
@@ -180,6 +181,9 @@ impl RunState {
                 return 0;
             };
             self.guard.begin_next(state);
+            if let Some(received) = received {
+                stage_timing::reached(Stage::Taken, received);
+            }
             self.received.set(received);
             match event {
                 RunEvent::Book(quote) => {

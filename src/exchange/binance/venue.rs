@@ -17,6 +17,7 @@ use crate::exchange::breaker::{BreakerConfig, BreakerStatus};
 use crate::exchange::grid::to_f64;
 use crate::exchange::market_cache::MarketCache;
 use crate::exchange::risk::Approved;
+use crate::exchange::stage_timing::Stage;
 use crate::exchange::types::{
     ApiError, Balance, ClientOrderId, Depth, ErrorCode, Kline, ListRef, ListRequest, Order, OrderRef, OrderRequest,
     OrderStatus, PlacedList, Quote, ReplaceMode, StrategyId, SymbolInfo, Ticker, Trade,
@@ -983,6 +984,7 @@ impl Venue for BinanceVenue {
         let _registered = self
             .registry
             .register(&ctx.strategy, &client_id, &valid, self.gateway.now_ms())?;
+        ctx.stage_reached(Stage::Journaled);
         match self.rest().place_order(ctx, &valid, &client_id).await {
             Ok(wire) => {
                 self.apply_answer(&wire);

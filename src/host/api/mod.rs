@@ -29,6 +29,7 @@ use super::limits::Guard;
 use super::stats::Stats;
 use super::timers::TimerApi;
 use crate::exchange::latency::Trigger;
+use crate::exchange::stage_timing::{self, Stage};
 use crate::exchange::{ApiError, CallCtx, ErrorCode, StrategyId, SymbolInfo, Venue};
 use convert::Keys;
 // Where the strategy API's modules have always found them.
@@ -236,9 +237,16 @@ where
         let c = ctx.clone();
         let build = build.clone();
         let started = (|| -> mlua::Result<Fut> {
+            let received = c.market_event_received.get();
+            if let Some(at) = received {
+                stage_timing::reached(Stage::Called, at);
+            }
             c.guard.check()?;
             let args = Args::new(func, args);
             let (params, call) = parse(&lua, &c, &args)?;
+            if let Some(at) = received {
+                stage_timing::reached(Stage::ArgumentsRead, at);
+            }
             c.check_can_wait(&lua, func)?;
             Ok(request(c.venue.clone(), call, params))
         })();

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::exchange::stage_timing::{self, Stage};
 use crate::exchange::types::StrategyId;
 use crate::exchange::{StreamKey, StreamKind};
 
@@ -312,6 +313,7 @@ impl ConnectionTask {
                                     self.on_refused(batch, &mut active, &mut wanted, &mut one_by_one);
                                 }
                                 self.router.on_frame_into(text.as_str(), read_at, read_ms, &mut events);
+                                stage_timing::reached(Stage::Parsed, read_at);
                             }
                             // Pings are answered by the WebSocket layer on the next read.
                             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Binary(_) | Message::Frame(_))) => {}
@@ -319,6 +321,7 @@ impl ConnectionTask {
                         }
                         if drained == 0 || drained == DRAIN_AT_MOST {
                             self.router.deliver(&mut events);
+                            stage_timing::reached(Stage::Routed, read_at);
                         }
                         if drained == DRAIN_AT_MOST {
                             break None;

@@ -1,0 +1,143 @@
+//! Where tick-to-order time goes, stage by stage. Built with the `stage-timing` feature, each stage
+//! of the path from a market frame to the order it triggers notes how long after the frame was
+//! read it was reached; when the order is written, the notes become one sample, and [`report`]
+//! gives percentiles per stage (`cargo bench --bench e2e --features stage-timing -- tick_to_order`).
+//! The notes are process-wide, for one strategy trading at a time (the benchmark's case). Without
+//! the feature every call is empty and compiles away: the hot path pays nothing.
+
+use std::time::Instant;
+
+/// The stages, in the order an order passes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The stream task parsed the frame.
+    Parsed,
+    /// ... and put its event in the strategies' inboxes.
+    Routed,
+    /// The strategy's thread took the event to deliver it to Lua.
+    Taken,
+    /// Lua called the exchange function (`orders.place`).
+    Called,
+    /// The call's arguments were read from Lua.
+    ArgumentsRead,
+    /// The order passed the symbol's filters.
+    Validated,
+    /// Its record was written to the journal.
+    Journaled,
+    /// The ledger granted its cost.
+    Reserved,
+    /// Signed and handed to the HTTP client, or written to the WebSocket.
+    Written,
+}
+
+pub const STAGES: [Stage; 9] = [
+    Stage::Parsed,
+    Stage::Routed,
+    Stage::Taken,
+    Stage::Called,
+    Stage::ArgumentsRead,
+    Stage::Validated,
+    Stage::Journaled,
+    Stage::Reserved,
+    Stage::Written,
+];
+
+/// One stage's percentiles over the orders timed, in µs after the frame was read.
+#[derive(Debug, Clone, Copy)]
+pub struct StageSummary {
+    pub stage: Stage,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+}
+
+#[cfg(feature = "stage-timing")]
+mod enabled {
+    use super::{Stage, StageSummary, STAGES};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    static LATEST: [AtomicU64; STAGES.len()] = [const { AtomicU64::new(0) }; STAGES.len()];
+    static SAMPLES: parking_lot::Mutex<Vec<[u64; STAGES.len()]>> = parking_lot::Mutex::new(Vec::new());
+
+    pub fn reached(stage: Stage, since: Instant) {
+        LATEST[stage as usize].store(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn written(since: Instant) {
+        reached(Stage::Written, since);
+        let sample = std::array::from_fn(|i| LATEST[i].load(Ordering::Relaxed));
+        SAMPLES.lock().push(sample);
+    }
+
+    pub fn report() -> Vec<StageSummary> {
+        let samples = std::mem::take(&mut *SAMPLES.lock());
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        let n = samples.len();
+        STAGES
+            .iter()
+            .map(|&stage| {
+                let mut times: Vec<u64> = samples.iter().map(|s| s[stage as usize]).collect();
+                times.sort_unstable();
+                let rank = |p: usize| times[(n * p).div_ceil(100).saturating_sub(1)] as f64 / 1000.0;
+                StageSummary {
+                    stage,
+                    p50_us: rank(50),
+                    p90_us: rank(90),
+                    p99_us: rank(99),
+                }
+            })
+            .collect()
+    }
+}
+
+/// `stage` was reached, `since` the frame was read.
+#[inline(always)]
+pub fn reached(stage: Stage, since: Instant) {
+    #[cfg(feature = "stage-timing")]
+    enabled::reached(stage, since);
+    #[cfg(not(feature = "stage-timing"))]
+    let _ = (stage, since);
+}
+
+/// The order is written: the stages noted since its frame become one sample.
+#[inline(always)]
+pub fn written(since: Instant) {
+    #[cfg(feature = "stage-timing")]
+    enabled::written(since);
+    #[cfg(not(feature = "stage-timing"))]
+    let _ = since;
+}
+
+/// Percentiles per stage over the samples taken since the last report (none without the feature).
+pub fn report() -> Vec<StageSummary> {
+    #[cfg(feature = "stage-timing")]
+    return enabled::report();
+    #[cfg(not(feature = "stage-timing"))]
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_order_written_is_one_sample_of_every_stage_with_the_feature_and_nothing_without() {
+        let since = Instant::now();
+        for stage in STAGES {
+            reached(stage, since);
+        }
+        written(since);
+        let report = report();
+        if cfg!(feature = "stage-timing") {
+            assert_eq!(report.len(), STAGES.len());
+            // Reached in order, so no stage is noted before the one it follows.
+            assert!(report.windows(2).all(|w| w[0].p50_us <= w[1].p50_us), "{report:?}");
+            assert!(super::report().is_empty(), "a report takes the samples");
+        } else {
+            assert!(report.is_empty(), "{report:?}");
+        }
+    }
+}
