@@ -614,6 +614,15 @@ impl Ledger {
         };
         let now = st.advance(local);
         let charges = st.charges(&cost);
+        // The common case first: nobody waiting, no back-off, room in every pool (so the cost
+        // is not too large either). The rest of this function decides the same way, slower.
+        if st.waiting == 0 && !st.backoffs.any(now) && st.check(lane, &charges, &[]) == Fit::Now {
+            let permit = st.admit(sid, lane, cost, &charges, now);
+            if st.shared {
+                self.inner.tell_keeper(&mut st);
+            }
+            return Attempt::Done(Ok(permit));
+        }
         if let Some(err) = st.too_large(lane, &charges) {
             return Attempt::Done(Err(err));
         }
@@ -676,11 +685,11 @@ impl Ledger {
         // time, so a pool whose window starts later has moved on, and a pool not yet
         // rolled past it only holds a window that the next roll resets anyway.
         for usage in &observation.usage {
-            let key = PoolKey::new(usage.scope, usage.kind);
             let window_ms = usage.interval.millis();
-            for pool in &mut st.pools {
+            let of_key = st.index.pools_of(PoolKey::new(usage.scope, usage.kind));
+            for pool in &mut st.pools[of_key] {
                 // A response sent in an earlier window says nothing about this one.
-                if pool.key == key && pool.limit.interval.millis() == window_ms && pool.is_current(permit.sent_at_ms) {
+                if pool.limit.interval.millis() == window_ms && pool.is_current(permit.sent_at_ms) {
                     if pool.lease.is_some() {
                         // The exchange counts every process: the shared count is raised, not ours.
                         st.server_reports.push(lease::ServerReport {
