@@ -131,7 +131,7 @@ fn export_counts(shared: &Shared) {
     let account = shared.venue.name().to_string();
     let ledger = shared.venue.ledger_status("");
     for p in &ledger.pools {
-        let pool = status::pool_report(p);
+        let pool = status::pool_report(&ledger, p);
         // Each IP group's pools are a series of their own: `scope_id` (ip0, ip1, account0) always,
         // `group` the IP group's configured name (empty when no groups are configured).
         let labels = [

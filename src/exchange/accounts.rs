@@ -188,8 +188,7 @@ impl Venue for AccountVenues {
                     .iter()
                     .find(|h| (h.scope, h.kind, h.interval) == (pool.scope, pool.kind, pool.interval));
                 if let Some(own) = own {
-                    (pool.backoff, pool.backoff_until_ms, pool.backoff_left_ms) =
-                        (own.backoff, own.backoff_until_ms, own.backoff_left_ms);
+                    (pool.backoff, pool.backoff_until_ms) = (own.backoff, own.backoff_until_ms);
                 }
             }
         }

@@ -581,6 +581,7 @@ impl Venue for Offline {
     }
     fn ledger_status(&self, _: &str) -> LedgerStatus {
         LedgerStatus {
+            now_ms: 0,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),

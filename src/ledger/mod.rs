@@ -309,12 +309,10 @@ pub struct PoolStatus {
     /// The back-off in force on this pool's scope (`Normal`: none); a venue may add its own, e.g.
     /// an account's hold on new orders after "too many new orders".
     pub backoff: BackoffState,
-    /// When that back-off ends (exchange ms).
+    /// When that back-off ends (exchange ms); how long that is from now, see
+    /// [`LedgerStatus::left_ms`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_until_ms: Option<i64>,
-    /// How long until it ends, from the time of this status (ms).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backoff_left_ms: Option<i64>,
 }
 
 /// One scope's back-off in force, as a status shows it (see [`LedgerStatus::backoffs`]).
@@ -343,6 +341,8 @@ pub struct StrategyUsage {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerStatus {
+    /// Exchange time (ms) of this status: what the times left in it count from.
+    pub now_ms: i64,
     /// The most severe back-off in force on any scope (each pool says whether its own is).
     pub state: BackoffState,
     /// When the last back-off in force ends.
@@ -358,12 +358,17 @@ pub struct LedgerStatus {
 }
 
 impl LedgerStatus {
+    /// How long from the time of this status until `until_ms` (exchange ms), never below 0.
+    pub fn left_ms(&self, until_ms: i64) -> i64 {
+        until_ms.saturating_sub(self.now_ms).max(0)
+    }
+
     /// Each scope with a back-off in force, once, in the pools' order: which IP group (or other
     /// scope) is stopped, why and until when, while the others go on.
     pub fn backoffs(&self) -> Vec<ScopeBackoffStatus> {
         let mut found: Vec<ScopeBackoffStatus> = Vec::new();
         for pool in &self.pools {
-            let (Some(until_ms), Some(left_ms)) = (pool.backoff_until_ms, pool.backoff_left_ms) else {
+            let Some(until_ms) = pool.backoff_until_ms else {
                 continue;
             };
             if pool.backoff == BackoffState::Normal || found.iter().any(|b| b.scope == pool.scope) {
@@ -374,7 +379,7 @@ impl LedgerStatus {
                 scope_name: pool.scope_name.clone(),
                 state: pool.backoff,
                 until_ms,
-                left_ms,
+                left_ms: self.left_ms(until_ms),
             });
         }
         found

@@ -15,14 +15,13 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
     };
     // Most of the time no back-off is in force anywhere: one comparison instead of a look-up per pool.
     let any_backoff = st.backoffs.any(now_ms);
-    // Filled in place, one pool at a time: a status is called often and its rows are wide.
+    // Filled one pool at a time (measured: fewer instructions than collecting a mapped iterator).
     let mut pools = Vec::with_capacity(st.pools.len());
     for p in &st.pools {
         let (backoff, backoff_until_ms) = match any_backoff.then(|| st.backoffs.of_scope(p.limit.scope, now_ms)) {
             Some(Some((state, until))) => (state, Some(until)),
             _ => (BackoffState::Normal, None),
         };
-        let backoff_left_ms = backoff_until_ms.map(|until| until.saturating_sub(now_ms).max(0));
         pools.push(PoolStatus {
             scope: p.limit.scope,
             window: p.limit.window,
@@ -36,7 +35,6 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             scope_name: None,
             backoff,
             backoff_until_ms,
-            backoff_left_ms,
         });
     }
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {
@@ -55,6 +53,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         }
     });
     LedgerStatus {
+        now_ms,
         state,
         resume_at_ms,
         pools,

@@ -313,6 +313,7 @@ impl Venue for TestVenue {
     }
     fn ledger_status(&self, _: &str) -> LedgerStatus {
         LedgerStatus {
+            now_ms: 0,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),

@@ -1187,13 +1187,11 @@ impl Venue for BinanceVenue {
         // A -1015 ("too many new orders", a 429) holds this account's new orders only: its order
         // pools say so, unless a back-off that ends later is already shown.
         if let Some(until_ms) = self.gateway.new_orders_held_until_ms() {
-            let now_ms = self.gateway.ledger().now_ms();
             let account = crate::ledger::Scope::Account(self.options.account);
             for pool in status.pools.iter_mut().filter(|p| p.scope == account) {
                 if pool.backoff_until_ms.is_none_or(|known| known < until_ms) {
                     pool.backoff = crate::ledger::BackoffState::Throttled;
                     pool.backoff_until_ms = Some(until_ms);
-                    pool.backoff_left_ms = Some(until_ms.saturating_sub(now_ms));
                 }
             }
         }
