@@ -151,7 +151,7 @@ pub fn pool_report(ledger: &LedgerStatus, p: &PoolStatus) -> PoolReport {
         resets_at_ms: p.resets_at_ms,
         scope_id: p.scope.to_string(),
         shared: p.lease.is_some(),
-        scope_name: p.scope_name.clone(),
+        scope_name: ledger.scope_name(p.scope).map(str::to_owned),
         backoff: p.backoff.as_str().to_string(),
         backoff_http_status: p.backoff.http_status(),
         backoff_until_ms: p.backoff_until_ms,
@@ -215,7 +215,7 @@ pub fn pools_brief(ledger: &LedgerStatus) -> String {
                 (Some(_), Some(s)) => format!("shared by {}", s.processes),
                 _ => "own".to_string(),
             };
-            let scope = scope_label(p.scope, p.scope_name.as_deref());
+            let scope = scope_label(p.scope, ledger.scope_name(p.scope));
             format!(
                 "{} {} {scope} {how}",
                 p.kind.as_str(),
@@ -346,7 +346,7 @@ mod tests {
     use super::*;
     use crate::ledger::{BackoffState, Interval, IntervalUnit, Scope, StrategyUsage, WindowKind};
 
-    fn weight_pool(scope: Scope, name: &str, backoff: Option<(BackoffState, i64)>) -> PoolStatus {
+    fn weight_pool(scope: Scope, backoff: Option<(BackoffState, i64)>) -> PoolStatus {
         PoolStatus {
             scope,
             window: WindowKind::Fixed,
@@ -357,19 +357,19 @@ mod tests {
             resets_at_ms: 60_000,
             peak: 10,
             lease: None,
-            scope_name: Some(name.to_string()),
             backoff: backoff.map_or(BackoffState::Normal, |(state, _)| state),
             backoff_until_ms: backoff.map(|(_, until)| until),
         }
     }
 
-    /// A status taken at exchange time 4 750 ms.
+    /// A status taken at exchange time 4 750 ms, with IP groups `main` (ip0) and `spare` (ip1).
     fn ledger(pools: Vec<PoolStatus>) -> LedgerStatus {
         LedgerStatus {
             now_ms: 4_750,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools,
+            scope_names: vec![(Scope::Ip(0), "main".into()), (Scope::Ip(1), "spare".into())],
             mine: StrategyUsage::default(),
             throttled_count: 0,
             banned_count: 0,
@@ -379,21 +379,18 @@ mod tests {
 
     #[test]
     fn each_backed_off_scope_shows_once_with_why_and_until_when() {
-        let mut orders_of_spare = weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000)));
+        let mut orders_of_spare = weight_pool(Scope::Ip(1), Some((BackoffState::Banned, 9_000)));
         orders_of_spare.kind = PoolKind::RawRequests;
         let status = ledger(vec![
-            weight_pool(Scope::Ip(0), "main", None),
-            weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000))),
+            weight_pool(Scope::Ip(0), None),
+            weight_pool(Scope::Ip(1), Some((BackoffState::Banned, 9_000))),
             orders_of_spare,
         ]);
         assert_eq!(
             backoffs_brief(&status),
             "ip1(spare) banned (418) until 9000 (4.2 s left)"
         );
-        assert_eq!(
-            backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), "main", None)])),
-            "none"
-        );
+        assert_eq!(backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), None)])), "none");
         let reports: Vec<BackoffReport> = status.backoffs().iter().map(backoff_report).collect();
         assert_eq!(
             reports,

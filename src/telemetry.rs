@@ -139,7 +139,7 @@ fn export_counts(shared: &Shared) {
             ("interval", pool.interval),
             ("scope", pool.scope),
             ("scope_id", pool.scope_id),
-            ("group", p.scope_name.clone().unwrap_or_default()),
+            ("group", ledger.scope_name(p.scope).unwrap_or_default().to_string()),
             ("account", account.clone()),
         ];
         gauge!("runner_ledger_pool_used", &labels).set(p.used as f64);

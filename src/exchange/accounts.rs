@@ -192,9 +192,10 @@ impl Venue for AccountVenues {
                 }
             }
         }
-        for pool in &mut status.pools {
-            if let Some(name) = self.accounts.scope_name(pool.scope) {
-                pool.scope_name = Some(name.to_string());
+        let scopes: Vec<Scope> = status.pools.iter().map(|p| p.scope).collect();
+        for scope in scopes {
+            if let Some(name) = self.accounts.scope_name(scope) {
+                status.name_scope(scope, name);
             }
         }
         status

@@ -585,6 +585,7 @@ impl Venue for Offline {
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),
+            scope_names: Vec::new(),
             mine: StrategyUsage::default(),
             throttled_count: 0,
             banned_count: 0,

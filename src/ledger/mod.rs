@@ -303,9 +303,6 @@ pub struct PoolStatus {
     /// (`used` is this process's own use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
-    /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope_name: Option<String>,
     /// The back-off in force on this pool's scope (`Normal`: none); a venue may add its own, e.g.
     /// an account's hold on new orders after "too many new orders".
     pub backoff: BackoffState,
@@ -348,6 +345,10 @@ pub struct LedgerStatus {
     /// When the last back-off in force ends.
     pub resume_at_ms: Option<i64>,
     pub pools: Vec<PoolStatus>,
+    /// What the venue calls the scopes it names (an IP group's or an account's name), each
+    /// scope once; see [`LedgerStatus::scope_name`]. The ledger itself names none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scope_names: Vec<(Scope, String)>,
     pub mine: StrategyUsage,
     /// 429s and 418s received since start (should stay 0).
     pub throttled_count: u64,
@@ -358,6 +359,22 @@ pub struct LedgerStatus {
 }
 
 impl LedgerStatus {
+    /// What the venue calls `scope`, when it names it.
+    pub fn scope_name(&self, scope: Scope) -> Option<&str> {
+        self.scope_names
+            .iter()
+            .find(|(named, _)| *named == scope)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// Names `scope` (a later name replaces an earlier one).
+    pub fn name_scope(&mut self, scope: Scope, name: &str) {
+        match self.scope_names.iter_mut().find(|(named, _)| *named == scope) {
+            Some((_, known)) => name.clone_into(known),
+            None => self.scope_names.push((scope, name.to_owned())),
+        }
+    }
+
     /// How long from the time of this status until `until_ms` (exchange ms), never below 0.
     pub fn left_ms(&self, until_ms: i64) -> i64 {
         until_ms.saturating_sub(self.now_ms).max(0)
@@ -376,7 +393,7 @@ impl LedgerStatus {
             }
             found.push(ScopeBackoffStatus {
                 scope: pool.scope,
-                scope_name: pool.scope_name.clone(),
+                scope_name: self.scope_name(pool.scope).map(str::to_owned),
                 state: pool.backoff,
                 until_ms,
                 left_ms: self.left_ms(until_ms),

@@ -32,7 +32,6 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             resets_at_ms: p.window_end,
             peak: p.peak,
             lease: p.lease,
-            scope_name: None,
             backoff,
             backoff_until_ms,
         });
@@ -57,6 +56,7 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         state,
         resume_at_ms,
         pools,
+        scope_names: Vec::new(),
         mine,
         throttled_count: st.backoffs.throttled_count,
         banned_count: st.backoffs.banned_count,

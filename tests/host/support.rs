@@ -317,6 +317,7 @@ impl Venue for TestVenue {
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),
+            scope_names: Vec::new(),
             mine: StrategyUsage {
                 weight: 12,
                 orders: 3,

@@ -1178,9 +1178,12 @@ impl Venue for BinanceVenue {
         let egress = self.gateway.egress();
         // Named only when groups are configured: a single unnamed group stays plain `ip0`.
         if egress.groups().iter().any(|g| g.source.is_some()) {
-            for pool in &mut status.pools {
-                if let crate::ledger::Scope::Ip(n) = pool.scope {
-                    pool.scope_name = egress.name(n).map(str::to_owned);
+            let scopes: Vec<crate::ledger::Scope> = status.pools.iter().map(|p| p.scope).collect();
+            for scope in scopes {
+                if let crate::ledger::Scope::Ip(n) = scope {
+                    if let Some(name) = egress.name(n) {
+                        status.name_scope(scope, name);
+                    }
                 }
             }
         }

@@ -257,7 +257,7 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("peak", pool.peak)?;
         entry.raw_set("scope", pool.scope.to_string())?;
         entry.raw_set("lease", pool.lease)?;
-        entry.raw_set("scope_name", pool.scope_name.as_deref())?;
+        entry.raw_set("scope_name", status.scope_name(pool.scope))?;
         entry.raw_set("backoff", pool.backoff.as_str())?;
         entry.raw_set("backoff_until", pool.backoff_until_ms)?;
         entry.raw_set("backoff_http_status", pool.backoff.http_status())?;
