@@ -290,7 +290,7 @@ pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> 
         pools: ledger.pools.iter().map(|p| pool_report(&ledger, p)).collect(),
         strategies,
         weight_per_second: history.seconds(),
-        sharing: ledger.sharing.clone(),
+        sharing: ledger.sharing.as_deref().cloned(),
         backoffs: ledger.backoffs().iter().map(backoff_report).collect(),
     }
 }

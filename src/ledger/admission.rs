@@ -87,7 +87,7 @@ pub(crate) struct State {
     pub share_rule: Option<super::lease::ShareRule>,
     /// How the pools are shared, as the lease keeper last said (for `status`; kept here so
     /// `status` takes one lock).
-    pub sharing: Option<super::lease::Sharing>,
+    pub sharing: Option<Box<super::lease::Sharing>>,
 }
 
 #[inline]

@@ -354,8 +354,9 @@ pub struct LedgerStatus {
     pub throttled_count: u64,
     pub banned_count: u64,
     /// How the pools are shared with other processes; `None` when this process owns them alone.
+    /// (Boxed: most processes share nothing, and a status is returned by value often.)
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sharing: Option<lease::Sharing>,
+    pub sharing: Option<Box<lease::Sharing>>,
 }
 
 impl LedgerStatus {
