@@ -42,7 +42,7 @@ use runner::exchange::latency::{self, LatencySamples, LatencySummary, Trigger};
 use runner::exchange::risk::{RiskGuard, RiskLimits};
 use runner::exchange::stage_timing;
 use runner::exchange::{CallCtx, EventSink, MarketEvent, OrderKind, OrderRequest, Side, TimeInForce, Trade, Venue};
-use runner::host::{Host, HostConfig, StopReason, StrategyStats};
+use runner::host::{Host, HostConfig, LoadError, StopReason, StrategyStats};
 use runner::ledger::{FastClock, IntervalUnit, Ledger, LedgerConfig, PoolKind, RateLimit};
 use runner::reload::{self, ReloadTarget};
 use runner::sim::{self, SimConfig, SimHandle};
@@ -762,8 +762,8 @@ impl ReloadTarget for Reloader {
         self.0.watched_files(name)
     }
 
-    async fn reload(&self, name: &str) -> Result<Duration, String> {
-        self.0.reload(name).await.map(|o| o.swap).map_err(|e| e.to_string())
+    async fn reload(&self, name: &str) -> Result<Duration, LoadError> {
+        self.0.reload(name).await.map(|o| o.swap)
     }
 }
 

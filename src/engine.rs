@@ -325,15 +325,12 @@ struct ThroughVenue(Arc<BinanceVenue>);
 
 #[async_trait]
 impl live::SourceAccess for ThroughVenue {
-    async fn connect_streams(&self, streams: &[String]) -> Result<live::Socket, String> {
-        self.0
-            .gateway()
-            .connect_market(streams, SOURCE_WAIT)
-            .await
-            .map_err(|e| e.to_string())
+    async fn connect_streams(&self, streams: &[String]) -> Result<live::Socket, live::SourceError> {
+        let socket = self.0.gateway().connect_market(streams, SOURCE_WAIT).await?;
+        Ok(socket)
     }
 
-    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<crate::exchange::Depth>, String> {
+    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<crate::exchange::Depth>, live::SourceError> {
         let request = crate::exchange::MarketRequest::Depth {
             symbol: symbol.to_string(),
             limit: 1000,
@@ -342,11 +339,12 @@ impl live::SourceAccess for ThroughVenue {
         let answer = self
             .0
             .market_data(&ctx, request, crate::exchange::Freshness::default())
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         match answer.data {
             crate::exchange::MarketData::Depth(depth) => Ok(depth),
-            _ => Err(format!("{symbol}: a depth request answered with another kind")),
+            _ => Err(live::SourceError::NotDepth {
+                symbol: symbol.to_string(),
+            }),
         }
     }
 }
@@ -602,12 +600,8 @@ impl ReloadTarget for HostReloader {
         self.0.watched_files(name)
     }
 
-    async fn reload(&self, name: &str) -> Result<Duration, String> {
-        self.0
-            .reload(name)
-            .await
-            .map(|outcome| outcome.swap)
-            .map_err(|e| e.to_string())
+    async fn reload(&self, name: &str) -> Result<Duration, LoadError> {
+        self.0.reload(name).await.map(|outcome| outcome.swap)
     }
 }
 

@@ -14,6 +14,8 @@ use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::host::LoadError;
+
 /// What the watcher reloads (the host, in production).
 #[async_trait]
 pub trait ReloadTarget: Send + Sync + 'static {
@@ -21,8 +23,8 @@ pub trait ReloadTarget: Send + Sync + 'static {
     fn names(&self) -> Vec<String>;
     /// The files a strategy was loaded from (its file first, then required modules).
     fn watched_files(&self, name: &str) -> Vec<PathBuf>;
-    /// Loads the new version; on error the running version stays.
-    async fn reload(&self, name: &str) -> Result<Duration, String>;
+    /// Loads the new version (returns how long the swap took); on error the running version stays.
+    async fn reload(&self, name: &str) -> Result<Duration, LoadError>;
 }
 
 /// Quiet time after the last change before reloading: editors write in bursts.
@@ -105,6 +107,7 @@ impl WatchTask {
             }
             Err(error) => {
                 metrics::counter!("runner_reload_failures_total", "strategy" => name.to_string()).increment(1);
+                let error = crate::error_chain::chain(&error);
                 tracing::error!(strategy = name, %error, "reload failed; the running version keeps going")
             }
         }
@@ -180,7 +183,7 @@ mod tests {
         fn watched_files(&self, _: &str) -> Vec<PathBuf> {
             self.files.clone()
         }
-        async fn reload(&self, name: &str) -> Result<Duration, String> {
+        async fn reload(&self, name: &str) -> Result<Duration, LoadError> {
             self.reloads.lock().push(name.to_string());
             self.notify.notify_one();
             Ok(Duration::ZERO)

@@ -139,7 +139,8 @@ pub fn scope_of(kind: PoolKind) -> &'static str {
     }
 }
 
-pub fn pool_report(p: &PoolStatus) -> PoolReport {
+/// Pool `p` of `ledger`, as /status shows it.
+pub fn pool_report(ledger: &LedgerStatus, p: &PoolStatus) -> PoolReport {
     PoolReport {
         kind: p.kind.as_str().to_string(),
         interval: p.interval.header_suffix().to_ascii_lowercase(),
@@ -150,11 +151,11 @@ pub fn pool_report(p: &PoolStatus) -> PoolReport {
         resets_at_ms: p.resets_at_ms,
         scope_id: p.scope.to_string(),
         shared: p.lease.is_some(),
-        scope_name: p.scope_name.clone(),
+        scope_name: ledger.scope_name(p.scope).map(str::to_owned),
         backoff: p.backoff.as_str().to_string(),
         backoff_http_status: p.backoff.http_status(),
         backoff_until_ms: p.backoff_until_ms,
-        backoff_secs_left: p.backoff_left_ms.map(secs),
+        backoff_secs_left: p.backoff_until_ms.map(|until| secs(ledger.left_ms(until))),
     }
 }
 
@@ -214,7 +215,7 @@ pub fn pools_brief(ledger: &LedgerStatus) -> String {
                 (Some(_), Some(s)) => format!("shared by {}", s.processes),
                 _ => "own".to_string(),
             };
-            let scope = scope_label(p.scope, p.scope_name.as_deref());
+            let scope = scope_label(p.scope, ledger.scope_name(p.scope));
             format!(
                 "{} {} {scope} {how}",
                 p.kind.as_str(),
@@ -286,10 +287,10 @@ pub fn collect(host: &Host, venue: &Arc<dyn Venue>, history: &WeightHistory) -> 
         resume_at_ms: ledger.resume_at_ms,
         throttled: ledger.throttled_count,
         banned: ledger.banned_count,
-        pools: ledger.pools.iter().map(pool_report).collect(),
+        pools: ledger.pools.iter().map(|p| pool_report(&ledger, p)).collect(),
         strategies,
         weight_per_second: history.seconds(),
-        sharing: ledger.sharing.clone(),
+        sharing: ledger.sharing.as_deref().cloned(),
         backoffs: ledger.backoffs().iter().map(backoff_report).collect(),
     }
 }
@@ -345,7 +346,7 @@ mod tests {
     use super::*;
     use crate::ledger::{BackoffState, Interval, IntervalUnit, Scope, StrategyUsage, WindowKind};
 
-    fn weight_pool(scope: Scope, name: &str, backoff: Option<(BackoffState, i64, i64)>) -> PoolStatus {
+    fn weight_pool(scope: Scope, backoff: Option<(BackoffState, i64)>) -> PoolStatus {
         PoolStatus {
             scope,
             window: WindowKind::Fixed,
@@ -356,18 +357,19 @@ mod tests {
             resets_at_ms: 60_000,
             peak: 10,
             lease: None,
-            scope_name: Some(name.to_string()),
-            backoff: backoff.map_or(BackoffState::Normal, |(state, _, _)| state),
-            backoff_until_ms: backoff.map(|(_, until, _)| until),
-            backoff_left_ms: backoff.map(|(_, _, left)| left),
+            backoff: backoff.map_or(BackoffState::Normal, |(state, _)| state),
+            backoff_until_ms: backoff.map(|(_, until)| until),
         }
     }
 
+    /// A status taken at exchange time 4 750 ms, with IP groups `main` (ip0) and `spare` (ip1).
     fn ledger(pools: Vec<PoolStatus>) -> LedgerStatus {
         LedgerStatus {
+            now_ms: 4_750,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools,
+            scope_names: vec![(Scope::Ip(0), "main".into()), (Scope::Ip(1), "spare".into())],
             mine: StrategyUsage::default(),
             throttled_count: 0,
             banned_count: 0,
@@ -377,21 +379,18 @@ mod tests {
 
     #[test]
     fn each_backed_off_scope_shows_once_with_why_and_until_when() {
-        let mut orders_of_spare = weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250)));
+        let mut orders_of_spare = weight_pool(Scope::Ip(1), Some((BackoffState::Banned, 9_000)));
         orders_of_spare.kind = PoolKind::RawRequests;
         let status = ledger(vec![
-            weight_pool(Scope::Ip(0), "main", None),
-            weight_pool(Scope::Ip(1), "spare", Some((BackoffState::Banned, 9_000, 4_250))),
+            weight_pool(Scope::Ip(0), None),
+            weight_pool(Scope::Ip(1), Some((BackoffState::Banned, 9_000))),
             orders_of_spare,
         ]);
         assert_eq!(
             backoffs_brief(&status),
             "ip1(spare) banned (418) until 9000 (4.2 s left)"
         );
-        assert_eq!(
-            backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), "main", None)])),
-            "none"
-        );
+        assert_eq!(backoffs_brief(&ledger(vec![weight_pool(Scope::Ip(0), None)])), "none");
         let reports: Vec<BackoffReport> = status.backoffs().iter().map(backoff_report).collect();
         assert_eq!(
             reports,
@@ -404,7 +403,10 @@ mod tests {
                 secs_left: 4.25,
             }]
         );
-        let (main, spare) = (pool_report(&status.pools[0]), pool_report(&status.pools[1]));
+        let (main, spare) = (
+            pool_report(&status, &status.pools[0]),
+            pool_report(&status, &status.pools[1]),
+        );
         assert_eq!(
             (main.backoff.as_str(), main.backoff_http_status, main.backoff_secs_left),
             ("normal", None, None)

@@ -131,7 +131,7 @@ fn export_counts(shared: &Shared) {
     let account = shared.venue.name().to_string();
     let ledger = shared.venue.ledger_status("");
     for p in &ledger.pools {
-        let pool = status::pool_report(p);
+        let pool = status::pool_report(&ledger, p);
         // Each IP group's pools are a series of their own: `scope_id` (ip0, ip1, account0) always,
         // `group` the IP group's configured name (empty when no groups are configured).
         let labels = [
@@ -139,7 +139,7 @@ fn export_counts(shared: &Shared) {
             ("interval", pool.interval),
             ("scope", pool.scope),
             ("scope_id", pool.scope_id),
-            ("group", p.scope_name.clone().unwrap_or_default()),
+            ("group", ledger.scope_name(p.scope).unwrap_or_default().to_string()),
             ("account", account.clone()),
         ];
         gauge!("runner_ledger_pool_used", &labels).set(p.used as f64);

@@ -116,11 +116,13 @@ fn run_loop(
 
 fn poll(view: &mut View, runtime: &tokio::runtime::Runtime, client: &reqwest::Client) {
     let fetched = runtime.block_on(async {
-        let response = client.get(&view.url).send().await.map_err(|e| e.to_string())?;
+        // Shown as one line with every cause: reqwest's own message leaves out why (refused, timed out).
+        let why = |e: reqwest::Error| crate::error_chain::chain(&e);
+        let response = client.get(&view.url).send().await.map_err(why)?;
         if !response.status().is_success() {
             return Err(format!("answered {}", response.status()));
         }
-        response.json::<StatusReport>().await.map_err(|e| e.to_string())
+        response.json::<StatusReport>().await.map_err(why)
     });
     match fetched {
         Ok(report) => {

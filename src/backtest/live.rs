@@ -14,10 +14,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::data;
 use crate::exchange::binance::account::profile::Profile;
+use crate::exchange::binance::errors::SendError;
 use crate::exchange::binance::limits::{pools, usage};
 use crate::exchange::binance::orders::symbols::symbol_info;
 use crate::exchange::binance::wire::ExchangeInfo;
-use crate::exchange::{Depth, SymbolInfo};
+use crate::exchange::{ApiError, Depth, SymbolInfo};
 use crate::ledger::{Ledger, Observation, Permit};
 use crate::record::{self, RecordError};
 use crate::sim::replay::{self, Level, MarketItem, MarketMirror};
@@ -28,9 +29,22 @@ use crate::sim::{MarketPort, SymbolSpec};
 #[async_trait::async_trait]
 pub trait SourceAccess: Send + Sync {
     /// A combined-stream connection to the source carrying `streams`.
-    async fn connect_streams(&self, streams: &[String]) -> Result<Socket, String>;
+    async fn connect_streams(&self, streams: &[String]) -> Result<Socket, SourceError>;
     /// The source's order book of `symbol` (1000 levels).
-    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<Depth>, String>;
+    async fn depth_snapshot(&self, symbol: &str) -> Result<Arc<Depth>, SourceError>;
+}
+
+/// Why the mirror could not reach its source (it retries).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No stream connection: the ledger refused, or the connection failed.
+    #[error(transparent)]
+    Connect(#[from] SendError),
+    /// A request to the source was refused or failed.
+    #[error(transparent)]
+    Request(#[from] ApiError),
+    #[error("{symbol}: a depth request answered with another kind")]
+    NotDepth { symbol: String },
 }
 
 const RECONNECT_BASE: Duration = Duration::from_millis(250);
@@ -192,13 +206,15 @@ pub fn mirror(source: MarketSource, port: MarketPort, access: std::sync::Arc<dyn
                         }
                         Err(e) => {
                             failures += 1;
-                            tracing::warn!(error = %e, "cannot read the market source's order books");
+                            let error = crate::error_chain::chain(&e);
+                            tracing::warn!(%error, "cannot read the market source's order books");
                         }
                     }
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::warn!(error = %e, "cannot connect to the market source's streams");
+                    let error = crate::error_chain::chain(&e);
+                    tracing::warn!(%error, "cannot connect to the market source's streams");
                 }
             }
             let delay = RECONNECT_BASE.saturating_mul(1 << failures.min(7)).min(RECONNECT_MAX);
@@ -212,7 +228,7 @@ async fn snapshots(
     symbols: &[String],
     port: &MarketPort,
     mirror: &mut MarketMirror,
-) -> Result<(), String> {
+) -> Result<(), SourceError> {
     for symbol in symbols {
         let depth = access.depth_snapshot(symbol).await?;
         match snapshot_item(symbol, &depth) {

@@ -188,14 +188,14 @@ impl Venue for AccountVenues {
                     .iter()
                     .find(|h| (h.scope, h.kind, h.interval) == (pool.scope, pool.kind, pool.interval));
                 if let Some(own) = own {
-                    (pool.backoff, pool.backoff_until_ms, pool.backoff_left_ms) =
-                        (own.backoff, own.backoff_until_ms, own.backoff_left_ms);
+                    (pool.backoff, pool.backoff_until_ms) = (own.backoff, own.backoff_until_ms);
                 }
             }
         }
-        for pool in &mut status.pools {
-            if let Some(name) = self.accounts.scope_name(pool.scope) {
-                pool.scope_name = Some(name.to_string());
+        let scopes: Vec<Scope> = status.pools.iter().map(|p| p.scope).collect();
+        for scope in scopes {
+            if let Some(name) = self.accounts.scope_name(scope) {
+                status.name_scope(scope, name);
             }
         }
         status

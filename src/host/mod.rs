@@ -581,9 +581,11 @@ impl Venue for Offline {
     }
     fn ledger_status(&self, _: &str) -> LedgerStatus {
         LedgerStatus {
+            now_ms: 0,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),
+            scope_names: Vec::new(),
             mine: StrategyUsage::default(),
             throttled_count: 0,
             banned_count: 0,

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::backoff::{Backoffs, ScopeBackoff};
 use super::limits::{PoolKind, RateLimit};
-use super::pools::{normalise, Charges, Pool};
+use super::pools::{normalise, Charges, Pool, PoolIndex};
 use super::strategies::{Sid, Strategies};
 use super::{Cost, Lane, LedgerError, Permit};
 
@@ -48,7 +48,13 @@ pub(crate) enum Fit {
 }
 
 pub(crate) struct State {
+    /// Replaced only by [`State::set_limits`], which keeps `index` and `roll_due_ms` right.
     pub pools: Vec<Pool>,
+    /// Where each (scope, kind) pair's pools lie.
+    pub index: PoolIndex,
+    /// No pool has anything to roll before this exchange time (see [`State::advance`]);
+    /// `i64::MIN` makes the next advance look at every pool.
+    roll_due_ms: i64,
     pub strategies: Strategies,
     pub backoffs: Backoffs,
     pub market_headroom: f64,
@@ -81,7 +87,7 @@ pub(crate) struct State {
     pub share_rule: Option<super::lease::ShareRule>,
     /// How the pools are shared, as the lease keeper last said (for `status`; kept here so
     /// `status` takes one lock).
-    pub sharing: Option<super::lease::Sharing>,
+    pub sharing: Option<Box<super::lease::Sharing>>,
 }
 
 #[inline]
@@ -103,7 +109,9 @@ impl State {
             .collect();
         State {
             strategies: Strategies::new(pools.len()),
+            index: PoolIndex::new(&pools),
             pools,
+            roll_due_ms: i64::MIN,
             backoffs: Backoffs::default(),
             market_headroom,
             backoff_jitter,
@@ -134,10 +142,21 @@ impl State {
     pub fn advance(&mut self, now_ms: i64) -> i64 {
         let now = now_ms.max(self.last_now_ms);
         self.last_now_ms = now;
-        for pool in &mut self.pools {
-            pool.roll(now);
+        // Most calls fall inside every window: one comparison instead of one per pool.
+        if now >= self.roll_due_ms {
+            self.roll_all(now);
         }
         now
+    }
+
+    #[inline(never)]
+    fn roll_all(&mut self, now_ms: i64) {
+        let mut due = i64::MAX;
+        for pool in &mut self.pools {
+            pool.roll(now_ms);
+            due = due.min(pool.roll_due_ms());
+        }
+        self.roll_due_ms = due;
     }
 
     /// Moves the clock back after a server-offset correction. Counts of windows we
@@ -154,6 +173,7 @@ impl State {
                 pool.enter(start);
             }
         }
+        self.roll_due_ms = i64::MIN;
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -163,7 +183,7 @@ impl State {
     /// What `cost` draws from which pools now.
     #[inline]
     pub fn charges(&self, cost: &Cost) -> Charges {
-        Charges::resolve(&self.pools, cost)
+        Charges::resolve(&self.index, cost)
     }
 
     /// A cost no window of some pool could ever hold for this lane.
@@ -219,11 +239,16 @@ impl State {
                 }
             }
         }
-        self.strategies.add_totals(
-            sid,
-            cost.units_of(PoolKind::RequestWeight),
-            cost.units_of(PoolKind::Orders),
-        );
+        // Both totals in one pass over the draws (this is the reservation's hot path).
+        let (mut weight, mut orders) = (0, 0);
+        for draw in cost.draws() {
+            match draw.kind() {
+                PoolKind::RequestWeight => weight += u64::from(draw.units),
+                PoolKind::Orders => orders += u64::from(draw.units),
+                PoolKind::RawRequests | PoolKind::Connections => {}
+            }
+        }
+        self.strategies.add_totals(sid, weight, orders);
         self.seq += 1;
         self.generation += 1;
         Permit {
@@ -408,6 +433,7 @@ impl State {
             let start = pool.window_start;
             pool.enter(start);
         }
+        self.roll_due_ms = i64::MIN;
         self.generation += 1;
     }
 
@@ -431,7 +457,9 @@ impl State {
             })
             .collect();
         self.strategies.remap_pools(&old_index);
+        self.index = PoolIndex::new(&pools);
         self.pools = pools;
+        self.roll_due_ms = i64::MIN;
         self.generation += 1;
         self.fail_oversized();
     }

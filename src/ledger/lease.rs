@@ -222,6 +222,6 @@ impl Ledger {
 
     /// Records how the pools are shared now, for `status`.
     pub fn set_sharing(&self, sharing: Sharing) {
-        self.inner.state.lock().sharing = Some(sharing);
+        self.inner.state.lock().sharing = Some(Box::new(sharing));
     }
 }

@@ -303,18 +303,13 @@ pub struct PoolStatus {
     /// (`used` is this process's own use).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
-    /// What the venue calls the scope, when it names it: e.g. the egress IP group's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope_name: Option<String>,
     /// The back-off in force on this pool's scope (`Normal`: none); a venue may add its own, e.g.
     /// an account's hold on new orders after "too many new orders".
     pub backoff: BackoffState,
-    /// When that back-off ends (exchange ms).
+    /// When that back-off ends (exchange ms); how long that is from now, see
+    /// [`LedgerStatus::left_ms`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff_until_ms: Option<i64>,
-    /// How long until it ends, from the time of this status (ms).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backoff_left_ms: Option<i64>,
 }
 
 /// One scope's back-off in force, as a status shows it (see [`LedgerStatus::backoffs`]).
@@ -343,27 +338,55 @@ pub struct StrategyUsage {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LedgerStatus {
+    /// Exchange time (ms) of this status: what the times left in it count from.
+    pub now_ms: i64,
     /// The most severe back-off in force on any scope (each pool says whether its own is).
     pub state: BackoffState,
     /// When the last back-off in force ends.
     pub resume_at_ms: Option<i64>,
     pub pools: Vec<PoolStatus>,
+    /// What the venue calls the scopes it names (an IP group's or an account's name), each
+    /// scope once; see [`LedgerStatus::scope_name`]. The ledger itself names none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scope_names: Vec<(Scope, String)>,
     pub mine: StrategyUsage,
     /// 429s and 418s received since start (should stay 0).
     pub throttled_count: u64,
     pub banned_count: u64,
     /// How the pools are shared with other processes; `None` when this process owns them alone.
+    /// (Boxed: most processes share nothing, and a status is returned by value often.)
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sharing: Option<lease::Sharing>,
+    pub sharing: Option<Box<lease::Sharing>>,
 }
 
 impl LedgerStatus {
+    /// What the venue calls `scope`, when it names it.
+    pub fn scope_name(&self, scope: Scope) -> Option<&str> {
+        self.scope_names
+            .iter()
+            .find(|(named, _)| *named == scope)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// Names `scope` (a later name replaces an earlier one).
+    pub fn name_scope(&mut self, scope: Scope, name: &str) {
+        match self.scope_names.iter_mut().find(|(named, _)| *named == scope) {
+            Some((_, known)) => name.clone_into(known),
+            None => self.scope_names.push((scope, name.to_owned())),
+        }
+    }
+
+    /// How long from the time of this status until `until_ms` (exchange ms), never below 0.
+    pub fn left_ms(&self, until_ms: i64) -> i64 {
+        until_ms.saturating_sub(self.now_ms).max(0)
+    }
+
     /// Each scope with a back-off in force, once, in the pools' order: which IP group (or other
     /// scope) is stopped, why and until when, while the others go on.
     pub fn backoffs(&self) -> Vec<ScopeBackoffStatus> {
         let mut found: Vec<ScopeBackoffStatus> = Vec::new();
         for pool in &self.pools {
-            let (Some(until_ms), Some(left_ms)) = (pool.backoff_until_ms, pool.backoff_left_ms) else {
+            let Some(until_ms) = pool.backoff_until_ms else {
                 continue;
             };
             if pool.backoff == BackoffState::Normal || found.iter().any(|b| b.scope == pool.scope) {
@@ -371,10 +394,10 @@ impl LedgerStatus {
             }
             found.push(ScopeBackoffStatus {
                 scope: pool.scope,
-                scope_name: pool.scope_name.clone(),
+                scope_name: self.scope_name(pool.scope).map(str::to_owned),
                 state: pool.backoff,
                 until_ms,
-                left_ms,
+                left_ms: self.left_ms(until_ms),
             });
         }
         found
@@ -614,6 +637,15 @@ impl Ledger {
         };
         let now = st.advance(local);
         let charges = st.charges(&cost);
+        // The common case first: nobody waiting, no back-off, room in every pool (so the cost
+        // is not too large either). The rest of this function decides the same way, slower.
+        if st.waiting == 0 && !st.backoffs.any(now) && st.check(lane, &charges, &[]) == Fit::Now {
+            let permit = st.admit(sid, lane, cost, &charges, now);
+            if st.shared {
+                self.inner.tell_keeper(&mut st);
+            }
+            return Attempt::Done(Ok(permit));
+        }
         if let Some(err) = st.too_large(lane, &charges) {
             return Attempt::Done(Err(err));
         }
@@ -676,11 +708,11 @@ impl Ledger {
         // time, so a pool whose window starts later has moved on, and a pool not yet
         // rolled past it only holds a window that the next roll resets anyway.
         for usage in &observation.usage {
-            let key = PoolKey::new(usage.scope, usage.kind);
             let window_ms = usage.interval.millis();
-            for pool in &mut st.pools {
+            let of_key = st.index.pools_of(PoolKey::new(usage.scope, usage.kind));
+            for pool in &mut st.pools[of_key] {
                 // A response sent in an earlier window says nothing about this one.
-                if pool.key == key && pool.limit.interval.millis() == window_ms && pool.is_current(permit.sent_at_ms) {
+                if pool.limit.interval.millis() == window_ms && pool.is_current(permit.sent_at_ms) {
                     if pool.lease.is_some() {
                         // The exchange counts every process: the shared count is raised, not ours.
                         st.server_reports.push(lease::ServerReport {

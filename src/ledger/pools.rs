@@ -10,10 +10,52 @@
 use super::limits::{PoolKey, RateLimit, WindowKind};
 use super::{Cost, Lane, MAX_DRAWS};
 
+/// Where each (scope, kind) pair's pools lie: the windows of one pair are neighbours (see
+/// [`normalise`]), so a pair is one run of pool indices. Built whenever the pools are, so a
+/// draw finds its pools with a compare per pair instead of a scan of every pool.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PoolIndex {
+    runs: Vec<KeyRun>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyRun {
+    key: PoolKey,
+    start: u32,
+    end: u32,
+}
+
+impl PoolIndex {
+    pub fn new(pools: &[Pool]) -> Self {
+        let mut runs: Vec<KeyRun> = Vec::new();
+        for (i, pool) in pools.iter().enumerate() {
+            let i = i as u32;
+            match runs.last_mut() {
+                Some(run) if run.key == pool.key && run.end == i => run.end = i + 1,
+                _ => runs.push(KeyRun {
+                    key: pool.key,
+                    start: i,
+                    end: i + 1,
+                }),
+            }
+        }
+        PoolIndex { runs }
+    }
+
+    /// The indices of the pools of `key` (empty when there are none).
+    #[inline]
+    pub fn pools_of(&self, key: PoolKey) -> std::ops::Range<usize> {
+        self.runs
+            .iter()
+            .find(|r| r.key == key)
+            .map_or(0..0, |r| r.start as usize..r.end as usize)
+    }
+}
+
 /// What one cost draws, matched to the pools once per reservation: runs of neighbouring
-/// pools (the windows of one scope and kind lie together, see [`normalise`]) with the units
-/// drawn from each, in pool order; at most one run per draw. Valid while the pools stay as
-/// they are (built and used under one lock).
+/// pools (the windows of one scope and kind) with the units drawn from each, in pool order;
+/// one run per draw that has pools. Valid while the pools stay as they are (built and used
+/// under one lock).
 #[derive(Clone, Copy)]
 pub(crate) struct Charges {
     runs: [Run; MAX_DRAWS],
@@ -29,30 +71,28 @@ struct Run {
 
 impl Charges {
     #[inline]
-    pub fn resolve(pools: &[Pool], cost: &Cost) -> Self {
+    pub fn resolve(index: &PoolIndex, cost: &Cost) -> Self {
         let mut charges = Charges {
             runs: [Run::default(); MAX_DRAWS],
             len: 0,
         };
-        let draws = cost.draws();
-        for (i, pool) in pools.iter().enumerate() {
-            let Some(draw) = draws.iter().find(|d| d.key == pool.key) else {
+        for draw in cost.draws() {
+            let Some(pools) = index.runs.iter().find(|r| r.key == draw.key) else {
                 continue;
             };
-            let i = i as u32;
-            let len = charges.len as usize;
-            match charges.runs[..len].last_mut() {
-                // The next window of the same draw (or an equal draw next to it: the same charges).
-                Some(run) if run.end == i && run.units == draw.units => run.end = i + 1,
-                _ => {
-                    charges.runs[len] = Run {
-                        start: i,
-                        end: i + 1,
-                        units: draw.units,
-                    };
-                    charges.len += 1;
-                }
+            // Kept in pool order (an insertion sort of a handful): the first pool a cost
+            // does not fit is the one a refusal names.
+            let mut at = charges.len as usize;
+            while at > 0 && charges.runs[at - 1].start > pools.start {
+                charges.runs[at] = charges.runs[at - 1];
+                at -= 1;
             }
+            charges.runs[at] = Run {
+                start: pools.start,
+                end: pools.end,
+                units: draw.units,
+            };
+            charges.len += 1;
         }
         charges
     }
@@ -100,17 +140,17 @@ pub(crate) const SLOTS: usize = 10;
 pub(crate) enum Motion {
     Fixed,
     /// `slots[i % (SLOTS + 1)]` holds the units charged in slice `i`; `head` is the
-    /// current slice.
+    /// current slice. (Boxed: the ring would triple the size of every pool.)
     Rolling {
         slot_ms: i64,
         head: i64,
-        slots: [u64; SLOTS + 1],
+        slots: Box<[u64; SLOTS + 1]>,
     },
     /// The level drains `limit` units per interval; `carry` is the part of a unit
-    /// (in units × ms) drained but not yet whole.
+    /// (in units × ms) drained but not yet whole: less than one interval in ms.
     Bucket {
         drained_at_ms: i64,
-        carry: u128,
+        carry: u64,
     },
 }
 
@@ -167,7 +207,7 @@ impl Pool {
                 Motion::Rolling {
                     slot_ms,
                     head: now_ms.div_euclid(slot_ms),
-                    slots: [0; SLOTS + 1],
+                    slots: Box::new([0; SLOTS + 1]),
                 }
             }
             WindowKind::Bucket => Motion::Bucket {
@@ -223,6 +263,16 @@ impl Pool {
         }
     }
 
+    /// The first instant at which [`Pool::roll`] may change anything, right after a roll:
+    /// a fixed window's end, a rolling window's next slice; a bucket drains all the time.
+    #[inline]
+    pub fn roll_due_ms(&self) -> i64 {
+        match self.motion {
+            Motion::Fixed | Motion::Rolling { .. } => self.window_end,
+            Motion::Bucket { .. } => i64::MIN,
+        }
+    }
+
     #[inline(never)]
     fn roll_on(&mut self, now_ms: i64) {
         match &mut self.motion {
@@ -263,9 +313,10 @@ impl Pool {
                 let interval_ms = self.limit.interval.millis().max(1) as u128;
                 let limit = u128::from(self.limit.limit.max(1));
                 if now_ms > *drained_at_ms {
-                    let flowed = (now_ms - *drained_at_ms) as u128 * limit + *carry;
+                    let flowed = (now_ms - *drained_at_ms) as u128 * limit + u128::from(*carry);
                     let drained = u64::try_from(flowed / interval_ms).unwrap_or(u64::MAX);
-                    *carry = flowed % interval_ms;
+                    // Below `interval_ms`, an i64.
+                    *carry = (flowed % interval_ms) as u64;
                     *drained_at_ms = now_ms;
                     self.used = self.used.saturating_sub(drained);
                     if self.used == 0 {
@@ -278,7 +329,7 @@ impl Pool {
                     NEVER
                 } else {
                     // The next whole unit has drained once carry reaches one interval.
-                    let ms = (interval_ms - *carry).div_ceil(limit).max(1);
+                    let ms = (interval_ms - u128::from(*carry)).div_ceil(limit).max(1);
                     now_ms
                         .max(*drained_at_ms)
                         .saturating_add(i64::try_from(ms).unwrap_or(NEVER))

@@ -15,14 +15,13 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
     };
     // Most of the time no back-off is in force anywhere: one comparison instead of a look-up per pool.
     let any_backoff = st.backoffs.any(now_ms);
-    // Filled in place, one pool at a time: a status is called often and its rows are wide.
+    // Filled one pool at a time (measured: fewer instructions than collecting a mapped iterator).
     let mut pools = Vec::with_capacity(st.pools.len());
     for p in &st.pools {
         let (backoff, backoff_until_ms) = match any_backoff.then(|| st.backoffs.of_scope(p.limit.scope, now_ms)) {
             Some(Some((state, until))) => (state, Some(until)),
             _ => (BackoffState::Normal, None),
         };
-        let backoff_left_ms = backoff_until_ms.map(|until| until.saturating_sub(now_ms).max(0));
         pools.push(PoolStatus {
             scope: p.limit.scope,
             window: p.limit.window,
@@ -33,10 +32,8 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
             resets_at_ms: p.window_end,
             peak: p.peak,
             lease: p.lease,
-            scope_name: None,
             backoff,
             backoff_until_ms,
-            backoff_left_ms,
         });
     }
     let mine = sid.map_or_else(StrategyUsage::default, |sid| {
@@ -55,9 +52,11 @@ pub(crate) fn build(st: &State, sid: Option<Sid>, now_ms: i64) -> LedgerStatus {
         }
     });
     LedgerStatus {
+        now_ms,
         state,
         resume_at_ms,
         pools,
+        scope_names: Vec::new(),
         mine,
         throttled_count: st.backoffs.throttled_count,
         banned_count: st.backoffs.banned_count,

@@ -432,10 +432,11 @@ async fn a_backoff_stops_its_own_scope_only_and_its_waiters_resume_exactly_at_it
         }]
     );
     assert_eq!(status.backoffs()[0].state.http_status(), Some(429));
+    assert_eq!(status.now_ms, T0 + 2_000, "the time the times left count from");
     assert!(status
         .pools
         .iter()
-        .all(|p| p.backoff_left_ms == (p.scope == a).then_some(left_ms)));
+        .all(|p| p.backoff_until_ms.map(|until| status.left_ms(until)) == (p.scope == a).then_some(left_ms)));
     assert_eq!(
         (status.state, status.resume_at_ms),
         (BackoffState::Throttled, Some(until_ms))

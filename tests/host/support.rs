@@ -313,9 +313,11 @@ impl Venue for TestVenue {
     }
     fn ledger_status(&self, _: &str) -> LedgerStatus {
         LedgerStatus {
+            now_ms: 0,
             state: BackoffState::Normal,
             resume_at_ms: None,
             pools: Vec::new(),
+            scope_names: Vec::new(),
             mine: StrategyUsage {
                 weight: 12,
                 orders: 3,

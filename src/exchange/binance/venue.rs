@@ -1180,22 +1180,23 @@ impl Venue for BinanceVenue {
         let egress = self.gateway.egress();
         // Named only when groups are configured: a single unnamed group stays plain `ip0`.
         if egress.groups().iter().any(|g| g.source.is_some()) {
-            for pool in &mut status.pools {
-                if let crate::ledger::Scope::Ip(n) = pool.scope {
-                    pool.scope_name = egress.name(n).map(str::to_owned);
+            let scopes: Vec<crate::ledger::Scope> = status.pools.iter().map(|p| p.scope).collect();
+            for scope in scopes {
+                if let crate::ledger::Scope::Ip(n) = scope {
+                    if let Some(name) = egress.name(n) {
+                        status.name_scope(scope, name);
+                    }
                 }
             }
         }
         // A -1015 ("too many new orders", a 429) holds this account's new orders only: its order
         // pools say so, unless a back-off that ends later is already shown.
         if let Some(until_ms) = self.gateway.new_orders_held_until_ms() {
-            let now_ms = self.gateway.ledger().now_ms();
             let account = crate::ledger::Scope::Account(self.options.account);
             for pool in status.pools.iter_mut().filter(|p| p.scope == account) {
                 if pool.backoff_until_ms.is_none_or(|known| known < until_ms) {
                     pool.backoff = crate::ledger::BackoffState::Throttled;
                     pool.backoff_until_ms = Some(until_ms);
-                    pool.backoff_left_ms = Some(until_ms.saturating_sub(now_ms));
                 }
             }
         }

@@ -257,11 +257,12 @@ pub fn ledger_table(lua: &Lua, status: &LedgerStatus) -> mlua::Result<Table> {
         entry.raw_set("peak", pool.peak)?;
         entry.raw_set("scope", pool.scope.to_string())?;
         entry.raw_set("lease", pool.lease)?;
-        entry.raw_set("scope_name", pool.scope_name.as_deref())?;
+        entry.raw_set("scope_name", status.scope_name(pool.scope))?;
         entry.raw_set("backoff", pool.backoff.as_str())?;
         entry.raw_set("backoff_until", pool.backoff_until_ms)?;
         entry.raw_set("backoff_http_status", pool.backoff.http_status())?;
-        entry.raw_set("backoff_secs_left", pool.backoff_left_ms.map(|ms| ms as f64 / 1e3))?;
+        let left_ms = pool.backoff_until_ms.map(|until| status.left_ms(until));
+        entry.raw_set("backoff_secs_left", left_ms.map(|ms| ms as f64 / 1e3))?;
         Ok(entry)
     })?;
     table.raw_set("pools", pools)?;
