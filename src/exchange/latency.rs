@@ -19,6 +19,11 @@ pub struct Trigger {
 }
 
 impl Trigger {
+    /// The order for this event has reached `stage` (timed with the `stage-timing` feature).
+    pub fn reached(&self, stage: super::stage_timing::Stage) {
+        super::stage_timing::reached(stage, self.received);
+    }
+
     /// The order is on the wire now.
     pub fn order_written(&self) {
         super::stage_timing::written(self.received);

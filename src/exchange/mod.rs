@@ -59,7 +59,7 @@ impl CallCtx {
     /// Notes `stage` of this call's order (see [`stage_timing`]) if it was made for a market event.
     pub fn stage_reached(&self, stage: stage_timing::Stage) {
         if let Some(trigger) = &self.trigger {
-            stage_timing::reached(stage, trigger.received);
+            trigger.reached(stage);
         }
     }
 }

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 use admission::{Fit, State};
 pub use backoff::ScopeBackoff;
 pub use persist::Autosave;
+use pools::Charges;
 use strategies::Sid;
 
 pub use clock::{Clock, FastClock, TokioClock};
@@ -624,6 +625,15 @@ impl Ledger {
         }
     }
 
+    /// Admits `cost` at once; a shared ledger's keeper then learns what the pools hold.
+    fn admit_now(&self, st: &mut State, sid: Sid, lane: Lane, cost: Cost, charges: &Charges, now: i64) -> Attempt {
+        let permit = st.admit(sid, lane, cost, charges, now);
+        if st.shared {
+            self.inner.tell_keeper(st);
+        }
+        Attempt::Done(Ok(permit))
+    }
+
     /// The synchronous part of a reservation: admit now, refuse now, or park.
     fn attempt(&self, who: Who<'_>, lane: Lane, cost: Cost, wait: Duration) -> Attempt {
         let local = self.inner.exchange_now();
@@ -640,11 +650,7 @@ impl Ledger {
         // The common case first: nobody waiting, no back-off, room in every pool (so the cost
         // is not too large either). The rest of this function decides the same way, slower.
         if st.waiting == 0 && !st.backoffs.any(now) && st.check(lane, &charges, &[]) == Fit::Now {
-            let permit = st.admit(sid, lane, cost, &charges, now);
-            if st.shared {
-                self.inner.tell_keeper(&mut st);
-            }
-            return Attempt::Done(Ok(permit));
+            return self.admit_now(&mut st, sid, lane, cost, &charges, now);
         }
         if let Some(err) = st.too_large(lane, &charges) {
             return Attempt::Done(Err(err));
@@ -660,13 +666,7 @@ impl Ledger {
                 st.dispatch(now);
             }
             match st.check(lane, &charges, st.ahead_of(lane)) {
-                Fit::Now => {
-                    let permit = st.admit(sid, lane, cost, &charges, now);
-                    if st.shared {
-                        self.inner.tell_keeper(&mut st);
-                    }
-                    return Attempt::Done(Ok(permit));
-                }
+                Fit::Now => return self.admit_now(&mut st, sid, lane, cost, &charges, now),
                 Fit::Blocked { room_at_ms, .. } => {
                     if st.shared {
                         let ahead = st.ahead_of(lane).to_vec();

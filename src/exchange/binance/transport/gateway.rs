@@ -16,7 +16,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::exchange::breaker::{BreakerConfig, Breakers, Caller, EndpointClass, Outcome, Refused, Ticket};
 use crate::exchange::latency::Trigger;
-use crate::exchange::stage_timing::{self, Stage};
+use crate::exchange::stage_timing::Stage;
 use crate::exchange::types::{ApiError, ErrorCode};
 use crate::ledger::{Cost, Lane, Ledger, Observation, Permit, PoolKind, ServerUsage, Verdict};
 
@@ -369,7 +369,7 @@ impl Gateway {
         self.new_order_hold(request, wait).await?;
         let permit = self.reserve(strategy, request.lane, cost, wait).await?;
         if let Some(trigger) = &request.trigger {
-            stage_timing::reached(Stage::Reserved, trigger.received);
+            trigger.reached(Stage::Reserved);
         }
         let ledger_wait = asked_at.elapsed();
         // Counted once the exchange has answered (or the send was cut short): building the
