@@ -234,12 +234,15 @@ fn tick_to_order(logs: &LogCapture, samples: usize, wiring: Wiring, cores: Cores
     );
     let stages = stage_timing::report();
     if !stages.is_empty() {
-        println!("  where it went (`--features stage-timing`), µs after the frame was read, p50 / p90 / p99:");
+        println!(
+            "  where it went (`--features stage-timing`), µs after the frame was read, p50 / p90 / p99 \
+             | mean of the slowest 1 % of orders:"
+        );
         for s in stages {
             let stage = format!("{:?}", s.stage);
             println!(
-                "    {stage:<14} {:>7.1} / {:>7.1} / {:>7.1}",
-                s.p50_us, s.p90_us, s.p99_us
+                "    {stage:<14} {:>7.1} / {:>7.1} / {:>7.1} | {:>7.1}",
+                s.p50_us, s.p90_us, s.p99_us, s.slowest_us
             );
         }
     }

@@ -49,6 +49,9 @@ pub struct StageSummary {
     pub p50_us: f64,
     pub p90_us: f64,
     pub p99_us: f64,
+    /// The mean over the slowest 1 % of orders (by the time they were written): where the tail's
+    /// time went, stage by stage, which per-stage percentiles cannot tell.
+    pub slowest_us: f64,
 }
 
 #[cfg(feature = "stage-timing")]
@@ -76,6 +79,10 @@ mod enabled {
             return Vec::new();
         }
         let n = samples.len();
+        let written = Stage::Written as usize;
+        let mut by_total: Vec<&[u64; STAGES.len()]> = samples.iter().collect();
+        by_total.sort_unstable_by_key(|s| std::cmp::Reverse(s[written]));
+        let slowest = &by_total[..n.div_ceil(100)];
         STAGES
             .iter()
             .map(|&stage| {
@@ -87,6 +94,9 @@ mod enabled {
                     p50_us: rank(50),
                     p90_us: rank(90),
                     p99_us: rank(99),
+                    slowest_us: slowest.iter().map(|s| s[stage as usize] as f64).sum::<f64>()
+                        / slowest.len() as f64
+                        / 1000.0,
                 }
             })
             .collect()
@@ -134,7 +144,12 @@ mod tests {
         if cfg!(feature = "stage-timing") {
             assert_eq!(report.len(), STAGES.len());
             // Reached in order, so no stage is noted before the one it follows.
-            assert!(report.windows(2).all(|w| w[0].p50_us <= w[1].p50_us), "{report:?}");
+            assert!(
+                report
+                    .windows(2)
+                    .all(|w| w[0].p50_us <= w[1].p50_us && w[0].slowest_us <= w[1].slowest_us),
+                "{report:?}"
+            );
             assert!(super::report().is_empty(), "a report takes the samples");
         } else {
             assert!(report.is_empty(), "{report:?}");

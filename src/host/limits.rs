@@ -8,10 +8,14 @@
 //! that could run long by themselves are bounded where they run (see [`super::strlib`]).
 //!
 //! The thread's CPU clock is a system call, too dear to read as each of a million callbacks a
-//! second starts. A callback starts with a cheap monotonic timestamp and the CPU clock as last
-//! read on this VM (read again once it is [`CPU_CLOCK_REFRESH`] old); its CPU time so far is the
-//! smaller of the wall time since it started and the CPU time since that reading. Both bound it
-//! from above (the second by at most [`CPU_CLOCK_REFRESH`]), so a runaway is never undercounted.
+//! second starts, or as an order placed from a callback leaves. A callback starts with a cheap
+//! monotonic timestamp and the CPU clock as last read on this VM (read after a callback ends, at
+//! most once per [`CPU_CLOCK_REFRESH`]); its CPU time so far is its wall time while that is under
+//! [`CPU_CLOCK_REFRESH`], and after that the smaller of its wall time and the CPU time since that
+//! reading (the clock is read only then). Both bound it from above, so a runaway is never
+//! undercounted: the first overcounts by the time the thread was preempted during the callback,
+//! the second by the thread's own work between the reading and the callback's start. A callback
+//! resuming after a wait for the exchange starts again the same way.
 //!
 //! A callback's own coroutine runs without the hook until it has run past a threshold (a hooked
 //! interpreter pays for every instruction, see [`super::watchdog`]); then the hook is armed and
@@ -54,8 +58,8 @@ const SLOW_HOOK_EVERY: i32 = 100;
 /// (pure Lua runs at a few ns per instruction).
 const SLOW_INSTRUCTION: Duration = Duration::from_nanos(200);
 
-/// How old the VM's last CPU clock reading may be when a callback starts from it: the most a
-/// callback's CPU time is overcounted by, and at most one clock read per this interval.
+/// How long a callback counts its wall time as its CPU time, and how old the VM's CPU clock
+/// reading may grow before a callback's end reads it again (at most one read per this interval).
 const CPU_CLOCK_REFRESH: Duration = Duration::from_micros(200);
 
 /// Why a callback was cut short.
@@ -84,8 +88,8 @@ pub struct Guard {
     /// CPU time the callback spent before its latest wait for the exchange.
     spent: Cell<Duration>,
     /// When the callback last started or resumed running (watchdog nanoseconds, as its watch
-    /// counts them), and a reading of the thread's CPU clock taken at or at most
-    /// [`CPU_CLOCK_REFRESH`] before; `None` while it waits.
+    /// counts them), and a reading of the thread's CPU clock taken at or before then (see the
+    /// module's notes); `None` while it waits.
     running_since: Cell<Option<(u64, Duration)>>,
     /// The latest CPU clock reading, and when it was taken (watchdog nanoseconds).
     cpu_reading: Cell<(u64, Duration)>,
@@ -122,13 +126,23 @@ impl Guard {
         self.spent.set(Duration::ZERO);
         self.at_last_hook.set(Duration::ZERO);
         self.hooked.set(false);
+        self.start_running();
+    }
+
+    /// The callback runs from now: a cheap timestamp and the CPU clock as last read, no system call.
+    fn start_running(&self) {
+        self.running_since
+            .set(Some((watchdog::now_ns(), self.cpu_reading.get().1)));
+    }
+
+    /// After a callback (or a run of them) ends: reads the CPU clock if the last reading is
+    /// [`CPU_CLOCK_REFRESH`] old, so the next callback starts from a recent one without a read.
+    pub fn settle(&self) {
         let now = watchdog::now_ns();
-        let (read_at, mut cpu) = self.cpu_reading.get();
+        let (read_at, _) = self.cpu_reading.get();
         if read_at == 0 || now.saturating_sub(read_at) > CPU_CLOCK_REFRESH.as_nanos() as u64 {
-            cpu = thread_cpu_time();
-            self.cpu_reading.set((now, cpu));
+            self.cpu_reading.set((now, thread_cpu_time()));
         }
-        self.running_since.set(Some((now, cpu)));
     }
 
     /// Starts the next callback of a run on `state`, the coroutine the run's loop runs in: a fresh
@@ -165,10 +179,9 @@ impl Guard {
     pub fn resume(&self) {
         self.watch.resume();
         if self.running_since.get().is_none() {
-            // Waits are rare next to callbacks: an exact reading.
-            let (now, cpu) = (watchdog::now_ns(), thread_cpu_time());
-            self.cpu_reading.set((now, cpu));
-            self.running_since.set(Some((now, cpu)));
+            // As a callback starts: an order placed from a market callback waits a round trip,
+            // and the clock read it would cost is on the next order's path.
+            self.start_running();
         }
     }
 
@@ -180,11 +193,18 @@ impl Guard {
         })
     }
 
-    /// CPU time the current callback has run so far (overcounted by at most [`CPU_CLOCK_REFRESH`]).
+    /// CPU time the current callback has run so far, bounded from above (see the module's notes).
     fn spent_now(&self) -> Duration {
         let running = self.running_since.get().map_or(Duration::ZERO, |(_, cpu_before)| {
-            let cpu = thread_cpu_time().saturating_sub(cpu_before);
-            cpu.min(self.wall_running())
+            let wall = self.wall_running();
+            if wall <= CPU_CLOCK_REFRESH {
+                // Wall time bounds CPU time from above: no clock read (a system call) in a short
+                // callback, such as one placing an order.
+                return wall;
+            }
+            let cpu = thread_cpu_time();
+            self.cpu_reading.set((watchdog::now_ns(), cpu));
+            cpu.saturating_sub(cpu_before).min(wall)
         });
         self.spent.get() + running
     }
@@ -391,4 +411,56 @@ pub fn protected_result(guard: &Guard, results: MultiValue) -> mlua::Result<Mult
         guard.check()?;
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Burns `cpu` of this thread's CPU time.
+    fn spin(cpu: Duration) {
+        let start = thread_cpu_time();
+        while thread_cpu_time().saturating_sub(start) < cpu {
+            std::hint::spin_loop();
+        }
+    }
+
+    #[test]
+    fn a_callback_is_charged_its_runs_and_not_its_waits() {
+        let guard = Guard::new(u64::MAX / 2, usize::MAX);
+        guard.begin();
+        for _ in 0..3 {
+            spin(Duration::from_millis(2));
+            guard.pause();
+            std::thread::sleep(Duration::from_millis(30));
+            guard.resume();
+        }
+        let spent = guard.spent_now();
+        assert!(spent >= Duration::from_millis(6), "undercounted: {spent:?}");
+        // The waits (90 ms) are not work; the slack is for a preempted test thread.
+        assert!(spent < Duration::from_millis(60), "waits were charged: {spent:?}");
+        guard.settle();
+    }
+
+    #[test]
+    fn a_run_is_never_charged_less_than_the_cpu_it_used_however_old_the_clock_reading() {
+        let guard = Guard::new(u64::MAX / 2, usize::MAX);
+        // An old reading, then work between it and the callback's start: still an upper bound.
+        guard.settle();
+        spin(Duration::from_millis(3));
+        for run in [Duration::from_micros(50), Duration::from_millis(5)] {
+            guard.begin();
+            let (cpu_before, wall_before) = (thread_cpu_time(), Instant::now());
+            spin(run);
+            let (used, wall) = (thread_cpu_time() - cpu_before, wall_before.elapsed());
+            let spent = guard.spent_now();
+            assert!(spent >= used, "{run:?}: charged {spent:?} for {used:?} of CPU");
+            assert!(
+                spent <= wall + Duration::from_millis(1),
+                "{run:?}: charged {spent:?} in {wall:?}"
+            );
+            guard.settle();
+        }
+    }
 }

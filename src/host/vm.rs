@@ -241,6 +241,7 @@ impl StrategyVm {
             let installed = self.runs.install(&mut *source);
             self.guard.begin();
             let result = self.run(&self.trampoline.run, (on_book, on_trade)).await;
+            self.guard.settle();
             drop(installed);
             let outcome = self.classify(result);
             if outcome != CallOutcome::Done {
@@ -279,6 +280,7 @@ impl StrategyVm {
     pub async fn invoke(&self, callback: &Function, args: impl IntoLuaMulti) -> CallOutcome {
         self.guard.begin();
         let result = self.run(&self.trampoline.call, (callback.clone(), args)).await;
+        self.guard.settle();
         self.classify(result)
     }
 

@@ -34,6 +34,11 @@ pub const ARM_SIGNAL: Signal = Signal::SIGURG;
 /// How often the watchdog looks at the running callbacks: the most a threshold is overrun by.
 const TICK: Duration = Duration::from_millis(2);
 
+/// How long the watchdog keeps ticking with no callback seen before it sleeps until one starts.
+/// Waking it is a system call and an interrupt to another core, so while a strategy trades it is
+/// not paid as each callback (the one that places an order among them) starts.
+const PARK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Run time after which a callback's hook is armed, at most (a smaller CPU limit lowers it).
 pub const MAX_THRESHOLD: Duration = Duration::from_millis(10);
 
@@ -71,6 +76,8 @@ struct Watchdog {
     thread: std::thread::Thread,
     /// True while the watchdog sleeps with no callback running (a starting callback wakes it).
     parked: AtomicBool,
+    /// Set as a callback starts, cleared by each scan: callbacks ran since the last one.
+    active: AtomicBool,
 }
 
 static WATCHDOG: OnceLock<Watchdog> = OnceLock::new();
@@ -127,6 +134,7 @@ fn watchdog() -> &'static Watchdog {
             watches: Mutex::new(Vec::new()),
             thread: thread.thread().clone(),
             parked: AtomicBool::new(false),
+            active: AtomicBool::new(false),
         }
     })
 }
@@ -168,10 +176,19 @@ unsafe fn arm_if_unhooked(state: *mut ffi::lua_State, spec: &HookSpec) {
 }
 
 fn watch_loop() {
+    let idle_ticks_before_park = (PARK_AFTER_IDLE.as_millis() / TICK.as_millis()).max(1);
+    let mut idle_ticks = 0;
     loop {
         std::thread::sleep(TICK);
         let Some(dog) = WATCHDOG.get() else { continue };
-        if !dog.scan() {
+        let running = dog.scan();
+        if running || dog.active.swap(false, Ordering::Relaxed) {
+            idle_ticks = 0;
+            continue;
+        }
+        idle_ticks += 1;
+        if idle_ticks >= idle_ticks_before_park {
+            idle_ticks = 0;
             // Nothing runs: sleep until a callback starts. Announce first, then look again, so a
             // callback that started meanwhile is either seen here or sees `parked` and wakes us.
             dog.parked.store(true, Ordering::SeqCst);
@@ -275,6 +292,10 @@ impl Watch {
     fn start_running(&self, since: u64) {
         self.running_since.store(since, Ordering::SeqCst);
         let dog = watchdog();
+        // Written only when it changes: callbacks on many threads do not fight over the line.
+        if !dog.active.load(Ordering::Relaxed) {
+            dog.active.store(true, Ordering::Relaxed);
+        }
         if dog.parked.load(Ordering::SeqCst) && dog.parked.swap(false, Ordering::SeqCst) {
             dog.thread.unpark();
         }
