@@ -102,7 +102,10 @@ pub struct Journal {
     path: PathBuf,
     dir: PathBuf,
     compact_min_bytes: u64,
-    active: Arc<Mutex<Active>>,
+    active: Mutex<Active>,
+    /// The journal's current file, for the sync thread: a lock of its own, so an append (an order
+    /// about to be sent) never waits on the sync thread, which may be preempted while holding it.
+    file_to_sync: Arc<Mutex<File>>,
     disk: DiskSync,
     policy: JournalSync,
 }
@@ -159,19 +162,21 @@ impl Journal {
             file.write_all(b"\n").map_err(&err)?;
         }
         let len = file.metadata().map_err(&err)?.len();
-        let active = Arc::new(Mutex::new(Active {
+        let file_to_sync = Arc::new(Mutex::new(file.try_clone().map_err(&err)?));
+        let active = Mutex::new(Active {
             file,
             len,
             base_len: len,
             tail: None,
-        }));
-        let current = Arc::clone(&active);
-        let disk = DiskSync::start(Box::new(move || current.lock().file.try_clone())).map_err(&err)?;
+        });
+        let current = Arc::clone(&file_to_sync);
+        let disk = DiskSync::start(Box::new(move || current.lock().try_clone())).map_err(&err)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             path: path.clone(),
             compact_min_bytes: COMPACT_MIN_BYTES,
             active,
+            file_to_sync,
             disk,
             policy: JournalSync::default(),
         };
@@ -315,10 +320,14 @@ impl Journal {
     fn switch_to(&self, temp: &Path, mut file: File) -> Result<(), JournalError> {
         let mut active = self.active.lock();
         let tail = active.tail.take().unwrap_or_default();
-        file.write_all(&tail)
+        let to_sync = file
+            .write_all(&tail)
             .and_then(|()| file.sync_data())
+            .and_then(|()| file.try_clone())
             .map_err(JournalError::at(temp))?;
         fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
+        // Before the lock is let go: a record appended to the new file is synced in the new file.
+        *self.file_to_sync.lock() = to_sync;
         let len = file.metadata().map_or(active.len, |m| m.len());
         // The next compaction is measured against the snapshot alone: the records carried over
         // from a busy compaction are history the next one may drop, however fast they came.

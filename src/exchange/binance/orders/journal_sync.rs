@@ -15,6 +15,7 @@
 //!   far more on network storage).
 
 use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -59,6 +60,9 @@ pub struct DiskSync {
 }
 
 struct Shared {
+    /// Sequence number of the last record written: counted without a lock, since a writer about
+    /// to send an order must not wait for the sync thread (which may be preempted holding one).
+    written: AtomicU64,
     state: Mutex<State>,
     /// Wakes the syncer (new writes, or stop) and the writers waiting for it.
     changed: Condvar,
@@ -66,8 +70,6 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Sequence number of the last record written.
-    written: u64,
     /// Every record up to this one is on the disk.
     synced: u64,
     /// The last sync failed; writers waiting get this error until a sync succeeds.
@@ -78,6 +80,7 @@ struct State {
 impl DiskSync {
     pub fn start(current: CurrentFile) -> std::io::Result<DiskSync> {
         let shared = Arc::new(Shared {
+            written: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
@@ -102,20 +105,21 @@ impl DiskSync {
     /// Notes a written record without waking the sync thread (a later [`DiskSync::kick`], any
     /// other write, or [`SAFETY_NET`] does); returns its sequence number.
     pub fn written_quietly(&self) -> u64 {
-        let mut state = self.shared.state.lock();
-        state.written += 1;
-        state.written
+        self.shared.written.fetch_add(1, Ordering::SeqCst) + 1
     }
 
     /// Wakes the sync thread for what has been written so far.
     pub fn kick(&self) {
+        // Through the lock: the sync thread is then either before its look at `written` (and sees
+        // this record) or waiting (and gets the wake-up), never in between.
+        drop(self.shared.state.lock());
         self.shared.changed.notify_all();
     }
 
     /// Waits until every record written so far is on the disk.
     pub fn wait_all(&self) -> Result<(), String> {
         let mut state = self.shared.state.lock();
-        let target = state.written;
+        let target = self.shared.written.load(Ordering::SeqCst);
         // Records written quietly have not woken the sync thread yet.
         self.shared.changed.notify_all();
         loop {
@@ -147,14 +151,15 @@ fn run(shared: &Shared, current: &CurrentFile) {
     loop {
         let target = {
             let mut state = shared.state.lock();
-            while state.synced >= state.written && !state.stop {
+            while state.synced >= shared.written.load(Ordering::SeqCst) && !state.stop {
                 // Timed: a record written quietly is synced even if its wake-up never comes.
                 shared.changed.wait_for(&mut state, SAFETY_NET);
             }
-            if state.synced >= state.written {
+            let written = shared.written.load(Ordering::SeqCst);
+            if state.synced >= written {
                 return;
             }
-            state.written
+            written
         };
         // Everything written up to `target` is in the file: one sync covers all of it.
         let result = current().and_then(|file| file.sync_data());
@@ -307,7 +312,7 @@ mod tests {
         f.open_gate();
         drop(f);
         let state = shared.state.lock();
-        assert_eq!(state.synced, state.written);
+        assert_eq!(state.synced, shared.written.load(Ordering::SeqCst));
         assert!(syncs.load(Ordering::SeqCst) >= 1);
     }
 
