@@ -10,6 +10,9 @@ use std::time::Instant;
 /// The stages, in the order an order passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// The strategy's thread finished what it was doing before (0 if that was before the frame was
+    /// read): not a stage the order passes, but what a late "taken" waited for.
+    PreviousWorkDone,
     /// The stream task parsed the frame.
     Parsed,
     /// ... and put its event in the strategies' inboxes.
@@ -30,7 +33,8 @@ pub enum Stage {
     Written,
 }
 
-pub const STAGES: [Stage; 9] = [
+pub const STAGES: [Stage; 10] = [
+    Stage::PreviousWorkDone,
     Stage::Parsed,
     Stage::Routed,
     Stage::Taken,
@@ -63,8 +67,23 @@ mod enabled {
     static LATEST: [AtomicU64; STAGES.len()] = [const { AtomicU64::new(0) }; STAGES.len()];
     static SAMPLES: parking_lot::Mutex<Vec<[u64; STAGES.len()]>> = parking_lot::Mutex::new(Vec::new());
 
+    /// When the strategy's thread last finished a piece of work (nanoseconds after `EPOCH`).
+    static WORK_DONE: AtomicU64 = AtomicU64::new(0);
+    static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
     pub fn reached(stage: Stage, since: Instant) {
         LATEST[stage as usize].store(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn work_done() {
+        WORK_DONE.store(EPOCH.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn taken(since: Instant) {
+        reached(Stage::Taken, since);
+        let done = *EPOCH + std::time::Duration::from_nanos(WORK_DONE.load(Ordering::Relaxed));
+        let after_frame = done.saturating_duration_since(since).as_nanos() as u64;
+        LATEST[Stage::PreviousWorkDone as usize].store(after_frame, Ordering::Relaxed);
     }
 
     pub fn written(since: Instant) {
@@ -110,6 +129,23 @@ pub fn reached(stage: Stage, since: Instant) {
     enabled::reached(stage, since);
     #[cfg(not(feature = "stage-timing"))]
     let _ = (stage, since);
+}
+
+/// The strategy's thread finished a piece of work (an event, a run of events, a control message).
+#[inline(always)]
+pub fn work_done() {
+    #[cfg(feature = "stage-timing")]
+    enabled::work_done();
+}
+
+/// The strategy's thread took the event whose frame was read at `since` (see [`Stage::Taken`] and
+/// [`Stage::PreviousWorkDone`]).
+#[inline(always)]
+pub fn taken(since: Instant) {
+    #[cfg(feature = "stage-timing")]
+    enabled::taken(since);
+    #[cfg(not(feature = "stage-timing"))]
+    let _ = since;
 }
 
 /// The order is written: the stages noted since its frame become one sample.

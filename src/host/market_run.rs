@@ -27,7 +27,7 @@ use std::time::Instant;
 use mlua::{ffi, Function, Lua, Table};
 
 use super::limits::Guard;
-use crate::exchange::stage_timing::{self, Stage};
+use crate::exchange::stage_timing;
 use crate::exchange::{Quote, Trade};
 
 /// A market event a run delivers.
@@ -182,7 +182,7 @@ impl RunState {
             };
             self.guard.begin_next(state);
             if let Some(received) = received {
-                stage_timing::reached(Stage::Taken, received);
+                stage_timing::taken(received);
             }
             self.received.set(received);
             match event {

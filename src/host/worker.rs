@@ -26,6 +26,7 @@ use super::stats::Stats;
 use super::timers::Timers;
 use super::vm::{CallOutcome, StrategyVm, VmOptions};
 use super::{HostConfig, ReloadOutcome, StopReason};
+use crate::exchange::stage_timing;
 use crate::exchange::{ApiError, ErrorCode, Order, StreamKey, Venue};
 
 /// Host-wide things every worker uses.
@@ -242,6 +243,7 @@ impl Worker {
                 None
             };
             if let Some(flow) = flow {
+                stage_timing::work_done();
                 if let Flow::Exit = flow {
                     return;
                 }
