@@ -11,12 +11,21 @@ use std::time::{Duration, Instant};
 const THRESHOLDS: [u64; 5] = [10, 20, 50, 100, 500];
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if let [cpu, seconds, ..] = args[..] {
-        report(&spin(cpu as usize, Duration::from_secs(seconds), None));
-        return;
+    // Cargo adds `--bench`; the rest is ours.
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let numbers: Vec<u64> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    match (args.len(), numbers.as_slice()) {
+        (0, _) => {}
+        (2, &[cpu, seconds]) if seconds > 0 => {
+            report(&spin(cpu as usize, Duration::from_secs(seconds), None));
+            return;
+        }
+        _ => {
+            eprintln!("usage: cargo bench --bench stalls [-- CPU SECONDS], SECONDS at least 1; got {args:?}");
+            std::process::exit(2);
+        }
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let run = Duration::from_secs(10);
     println!("CPU 0 alone ({} cores):", cores);
     report(&spin(0, run, None));

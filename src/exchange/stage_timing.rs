@@ -5,8 +5,6 @@
 //! The notes are process-wide, for one strategy trading at a time (the benchmark's case). Without
 //! the feature every call is empty and compiles away: the hot path pays nothing.
 
-use std::time::Instant;
-
 /// The stages, in the order an order passes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -58,6 +56,15 @@ pub struct StageSummary {
     pub slowest_us: f64,
 }
 
+// With the feature, `enabled` notes and reports; without it, `disabled` has the same functions,
+// empty, so callers need no `cfg` and every call compiles away.
+pub use imp::{reached, report, taken, work_done, written};
+
+#[cfg(not(feature = "stage-timing"))]
+use disabled as imp;
+#[cfg(feature = "stage-timing")]
+use enabled as imp;
+
 #[cfg(feature = "stage-timing")]
 mod enabled {
     use super::{Stage, StageSummary, STAGES};
@@ -71,14 +78,18 @@ mod enabled {
     static WORK_DONE: AtomicU64 = AtomicU64::new(0);
     static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
+    /// `stage` was reached, `since` the frame was read.
     pub fn reached(stage: Stage, since: Instant) {
         LATEST[stage as usize].store(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// The strategy's thread finished a piece of work (an event, a run of events, a control message).
     pub fn work_done() {
         WORK_DONE.store(EPOCH.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// The strategy's thread took the event whose frame was read at `since` (see [`Stage::Taken`]
+    /// and [`Stage::PreviousWorkDone`]).
     pub fn taken(since: Instant) {
         reached(Stage::Taken, since);
         let done = *EPOCH + std::time::Duration::from_nanos(WORK_DONE.load(Ordering::Relaxed));
@@ -86,12 +97,14 @@ mod enabled {
         LATEST[Stage::PreviousWorkDone as usize].store(after_frame, Ordering::Relaxed);
     }
 
+    /// The order is written: the stages noted since its frame become one sample.
     pub fn written(since: Instant) {
         reached(Stage::Written, since);
         let sample = std::array::from_fn(|i| LATEST[i].load(Ordering::Relaxed));
         SAMPLES.lock().push(sample);
     }
 
+    /// Percentiles per stage over the samples taken since the last report (none without the feature).
     pub fn report() -> Vec<StageSummary> {
         let samples = std::mem::take(&mut *SAMPLES.lock());
         if samples.is_empty() {
@@ -122,52 +135,32 @@ mod enabled {
     }
 }
 
-/// `stage` was reached, `since` the frame was read.
-#[inline(always)]
-pub fn reached(stage: Stage, since: Instant) {
-    #[cfg(feature = "stage-timing")]
-    enabled::reached(stage, since);
-    #[cfg(not(feature = "stage-timing"))]
-    let _ = (stage, since);
-}
+#[cfg(not(feature = "stage-timing"))]
+mod disabled {
+    use super::{Stage, StageSummary};
+    use std::time::Instant;
 
-/// The strategy's thread finished a piece of work (an event, a run of events, a control message).
-#[inline(always)]
-pub fn work_done() {
-    #[cfg(feature = "stage-timing")]
-    enabled::work_done();
-}
+    #[inline(always)]
+    pub fn reached(_: Stage, _: Instant) {}
 
-/// The strategy's thread took the event whose frame was read at `since` (see [`Stage::Taken`] and
-/// [`Stage::PreviousWorkDone`]).
-#[inline(always)]
-pub fn taken(since: Instant) {
-    #[cfg(feature = "stage-timing")]
-    enabled::taken(since);
-    #[cfg(not(feature = "stage-timing"))]
-    let _ = since;
-}
+    #[inline(always)]
+    pub fn work_done() {}
 
-/// The order is written: the stages noted since its frame become one sample.
-#[inline(always)]
-pub fn written(since: Instant) {
-    #[cfg(feature = "stage-timing")]
-    enabled::written(since);
-    #[cfg(not(feature = "stage-timing"))]
-    let _ = since;
-}
+    #[inline(always)]
+    pub fn taken(_: Instant) {}
 
-/// Percentiles per stage over the samples taken since the last report (none without the feature).
-pub fn report() -> Vec<StageSummary> {
-    #[cfg(feature = "stage-timing")]
-    return enabled::report();
-    #[cfg(not(feature = "stage-timing"))]
-    Vec::new()
+    #[inline(always)]
+    pub fn written(_: Instant) {}
+
+    pub fn report() -> Vec<StageSummary> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     #[test]
     fn each_order_written_is_one_sample_of_every_stage_with_the_feature_and_nothing_without() {
