@@ -71,6 +71,16 @@ pub fn run(
         }
     };
     let local = tokio::task::LocalSet::new();
+    if shared.config.busy_poll {
+        // The thread never sleeps, not even while a callback waits for the exchange's answer: a
+        // runtime with nothing to run would park it, and waking a parked thread (and its idle CPU)
+        // takes tens to hundreds of µs, which the next market event would wait for.
+        local.spawn_local(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
     local.block_on(&runtime, async move {
         let timers = Timers::new(strategy.inbox.clone());
         let vm = match load_initial(&shared, &strategy, &timers) {

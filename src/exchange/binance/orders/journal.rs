@@ -13,15 +13,26 @@
 //! added, the file is synced, renamed over the journal, and the directory synced. A crash
 //! at any point leaves either the old or the new journal complete; a leftover
 //! [`COMPACTION_FILE`] is an unfinished compaction and is deleted at open.
+//!
+//! **Off the order's path.** The record of an order about to be sent is written on the strategy's
+//! thread, so that `write(2)` must never wait. It would, if it wrote into the page the sync thread
+//! is writing back: the kernel locks a page while it sends it to the disk, and a write into it
+//! sleeps until that is done (tens to hundreds of microseconds, seen on ext4). So that record
+//! starts on a page of its own ([`PAGE`]), one no sync can have begun on; the gap before it holds
+//! zero bytes, which a reader skips. And the sync thread writes the file ahead with zeros
+//! ([`super::journal_ahead`]), so the write neither grows the file nor allocates blocks. A clean
+//! shutdown cuts those zeros off again; after a crash they are skipped like the gaps.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::journal_ahead::FileAhead;
 use super::journal_sync::{DiskSync, JournalSync};
 use super::symbols::ValidOrder;
 use crate::exchange::types::{ClientOrderId, OrderStatus};
@@ -97,27 +108,42 @@ pub const JOURNAL_FILE: &str = "orders.jsonl";
 pub const COMPACTION_FILE: &str = "orders.jsonl.compacting";
 /// The size below which the journal is never compacted while running.
 pub const COMPACT_MIN_BYTES: u64 = 16 << 20;
+/// The unit the kernel writes a file back in (and locks while it does): a record of an order about
+/// to be sent starts at a multiple of it.
+pub const PAGE: u64 = 4096;
 
 pub struct Journal {
     path: PathBuf,
     dir: PathBuf,
     compact_min_bytes: u64,
     active: Mutex<Active>,
-    /// The journal's current file, for the sync thread: a lock of its own, so an append (an order
-    /// about to be sent) never waits on the sync thread, which may be preempted while holding it.
-    file_to_sync: Arc<Mutex<File>>,
+    /// The journal's current file for the sync thread, which fills it ahead: a lock of its own, so
+    /// an append (an order about to be sent) does not wait on the sync thread, which may be
+    /// preempted while holding it.
+    ahead: Arc<FileAhead>,
     disk: DiskSync,
     policy: JournalSync,
 }
 
 /// The file appends go to, and what a compaction needs to know about it.
 struct Active {
+    /// Written at offsets (`len`), not in append mode: the file is filled past its records.
     file: File,
+    /// Where the last record ends.
     len: u64,
     /// The size right after the last compaction (or at open).
     base_len: u64,
     /// While a compaction runs: the lines appended since its snapshot, for the new file.
     tail: Option<Vec<u8>>,
+}
+
+/// Where a record goes in the file.
+#[derive(Clone, Copy)]
+enum Placement {
+    /// Right after the last one.
+    Next,
+    /// At the start of a page no record has touched yet: the record of an order about to be sent.
+    OwnPage,
 }
 
 impl Journal {
@@ -133,50 +159,39 @@ impl Journal {
             tracing::warn!(path = %leftover.display(), "removing an unfinished journal compaction");
             fs::remove_file(&leftover).map_err(JournalError::at(&leftover))?;
         }
-        let mut records = Vec::new();
-        if path.exists() {
-            let reader = BufReader::new(File::open(&path).map_err(&err)?);
-            for (number, line) in reader.split(b'\n').enumerate() {
-                let line = String::from_utf8(line.map_err(&err)?).map_err(|_| JournalError {
-                    path: path.clone(),
-                    line: Some(number + 1),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "not text: the file is corrupt (move it away to start without it, and check the exchange for open orders)",
-                    ),
-                })?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str(&line) {
-                    Ok(record) => records.push(record),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), line = number + 1, "skipping unreadable journal line: {e}")
-                    }
-                }
-            }
-        }
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(&err)?;
+        let (records, content_end) = if path.exists() {
+            read_records(&path)?
+        } else {
+            (Vec::new(), 0)
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(&err)?;
+        let mut len = content_end;
         // A torn last line must not swallow the next record.
-        if !ends_with_newline(&path).map_err(&err)? {
-            file.write_all(b"\n").map_err(&err)?;
+        if !ends_with_newline(&file, len).map_err(&err)? {
+            file.write_all_at(b"\n", len).map_err(&err)?;
+            len += 1;
         }
-        let len = file.metadata().map_err(&err)?.len();
-        let file_to_sync = Arc::new(Mutex::new(file.try_clone().map_err(&err)?));
+        let ahead = Arc::new(FileAhead::new(file.try_clone().map_err(&err)?, len));
         let active = Mutex::new(Active {
             file,
             len,
             base_len: len,
             tail: None,
         });
-        let current = Arc::clone(&file_to_sync);
-        let disk = DiskSync::start(Box::new(move || current.lock().try_clone())).map_err(&err)?;
+        let to_sync = Arc::clone(&ahead);
+        let disk = DiskSync::start(Box::new(move || to_sync.prepare_sync())).map_err(&err)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             path: path.clone(),
             compact_min_bytes: COMPACT_MIN_BYTES,
             active,
-            file_to_sync,
+            ahead,
             disk,
             policy: JournalSync::default(),
         };
@@ -197,15 +212,16 @@ impl Journal {
 
     /// Appends one record (written at once, on the disk soon after: see [`DiskSync`]).
     pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        self.write(record)?;
+        self.write(record, Placement::Next)?;
         self.disk.kick();
         Ok(())
     }
 
-    /// Appends the record of an order about to be sent, without waking the sync thread: then
-    /// [`Journal::before_send`], the send, and [`Journal::sent`] (see [`JournalSync`]).
+    /// Appends the record of an order about to be sent, on a page of its own (see the module's
+    /// notes) and without waking the sync thread: then [`Journal::before_send`], the send, and
+    /// [`Journal::sent`] (see [`JournalSync`]).
     pub fn append_for_send(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        self.write(record)
+        self.write(record, Placement::OwnPage)
     }
 
     /// Called after an order's record is appended and before the order is sent: waits for the
@@ -223,13 +239,23 @@ impl Journal {
         self.disk.kick();
     }
 
-    fn write(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        let line = line_of(record).map_err(JournalError::at(&self.path))?;
+    fn write(&self, record: &JournalRecord, placement: Placement) -> Result<(), JournalError> {
+        // A leading newline, so that the gap before a record on a page of its own ends a line of
+        // its own and the record reads as a clean line.
+        let mut line = vec![b'\n'];
+        serde_json::to_writer(&mut line, record).map_err(|e| JournalError::at(&self.path)(e.into()))?;
+        line.push(b'\n');
         let mut active = self.active.lock();
-        let result = active.file.write_all(&line);
-        active.len += line.len() as u64;
+        let at = match placement {
+            Placement::OwnPage => active.len.next_multiple_of(PAGE),
+            Placement::Next => active.len,
+        };
+        let bytes = if at == active.len { &line[1..] } else { &line[..] };
+        let result = self.ahead.write_record(&active.file, bytes, at);
+        // Even after an error: part of it may be in the file, and the next record must follow it.
+        active.len = at + bytes.len() as u64;
         if let Some(tail) = &mut active.tail {
-            tail.extend_from_slice(&line);
+            tail.extend_from_slice(&line[1..]);
         }
         self.disk.written_quietly();
         result.map_err(JournalError::at(&self.path))
@@ -242,9 +268,13 @@ impl Journal {
             .map_err(|message| JournalError::at(&self.path)(std::io::Error::other(message)))
     }
 
+    /// Waits for every record to be on the disk, with the zeros written ahead of them cut off.
     pub fn flush(&self) -> Result<(), JournalError> {
         self.wait_synced()?;
-        self.active.lock().file.sync_all().map_err(JournalError::at(&self.path))
+        let active = self.active.lock();
+        let err = JournalError::at(&self.path);
+        self.ahead.trim(&active.file, active.len).map_err(&err)?;
+        active.file.sync_all().map_err(&err)
     }
 
     /// The file's size in bytes.
@@ -299,9 +329,10 @@ impl Journal {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
             _ => {}
         }
-        // Append mode: after the rename this handle is the journal's.
+        // Read and write: after the rename this handle is the journal's (see `Active::file`).
         let file = OpenOptions::new()
-            .append(true)
+            .read(true)
+            .write(true)
             .create_new(true)
             .open(temp)
             .map_err(&err)?;
@@ -326,9 +357,9 @@ impl Journal {
             .and_then(|()| file.try_clone())
             .map_err(JournalError::at(temp))?;
         fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
-        // Before the lock is let go: a record appended to the new file is synced in the new file.
-        *self.file_to_sync.lock() = to_sync;
         let len = file.metadata().map_or(active.len, |m| m.len());
+        // Before the lock is let go: a record appended to the new file is synced in the new file.
+        self.ahead.replace(to_sync, len);
         // The next compaction is measured against the snapshot alone: the records carried over
         // from a busy compaction are history the next one may drop, however fast they came.
         let snapshot_len = len.saturating_sub(tail.len() as u64);
@@ -351,17 +382,51 @@ fn line_of(record: &JournalRecord) -> std::io::Result<Vec<u8>> {
     Ok(line)
 }
 
-/// True for an empty file or one whose last byte is a newline.
-fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
+/// The records in the journal at `path`, and where the last of them ends (the zero bytes after it,
+/// if any, are space allocated ahead). Zero bytes between records (the gap before a record that
+/// starts a page) are skipped; unreadable lines (a line torn by a crash) are skipped with a warning.
+fn read_records(path: &Path) -> Result<(Vec<JournalRecord>, u64), JournalError> {
+    let err = JournalError::at(path);
+    let mut reader = BufReader::new(File::open(path).map_err(&err)?);
+    let (mut records, mut line, mut number) = (Vec::new(), Vec::new(), 0);
+    let (mut at, mut content_end) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(&err)?;
+        if read == 0 {
+            return Ok((records, content_end));
+        }
+        number += 1;
+        if let Some(last) = line.iter().rposition(|&b| b != 0) {
+            content_end = at + last as u64 + 1;
+        }
+        at += read as u64;
+        let text = std::str::from_utf8(&line).map_err(|_| JournalError {
+            path: path.to_path_buf(),
+            line: Some(number),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not text: the file is corrupt (move it away to start without it, and check the exchange for open orders)",
+            ),
+        })?;
+        let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_str(text) {
+            Ok(record) => records.push(record),
+            Err(e) => tracing::warn!(path = %path.display(), line = number, "skipping unreadable journal line: {e}"),
+        }
+    }
+}
+
+/// True when the first `len` bytes of `file` are empty or end with a newline.
+fn ends_with_newline(file: &File, len: u64) -> std::io::Result<bool> {
     if len == 0 {
         return Ok(true);
     }
-    file.seek(SeekFrom::Start(len - 1))?;
     let mut last = [0u8; 1];
-    file.read_exact(&mut last)?;
+    file.read_exact_at(&mut last, len - 1)?;
     Ok(last[0] == b'\n')
 }
 
@@ -545,5 +610,72 @@ mod tests {
         assert!(!journal.wants_compaction());
         journal.append(&unsent(0)).unwrap();
         assert!(journal.wants_compaction());
+    }
+
+    /// Where `record`'s line starts in the journal file in `dir`.
+    fn offset_of(dir: &Path, record: &JournalRecord) -> usize {
+        let bytes = fs::read(dir.join(JOURNAL_FILE)).unwrap();
+        let line = line_of(record).unwrap();
+        bytes.windows(line.len()).position(|w| w == line.as_slice()).expect("the record is in the file")
+    }
+
+    #[test]
+    fn an_order_about_to_be_sent_starts_a_page_and_everything_reads_back_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        journal.append(&unsent(0)).unwrap();
+        journal.append_for_send(&unsent(1)).unwrap();
+        journal.sent();
+        journal.append(&unsent(2)).unwrap();
+        journal.append_for_send(&unsent(3)).unwrap();
+        journal.wait_synced().unwrap();
+        assert_eq!(offset_of(dir.path(), &unsent(0)), 0);
+        // A page of its own, after the newline that ends the gap's line.
+        let page = PAGE as usize;
+        assert_eq!(offset_of(dir.path(), &unsent(1)), page + 1);
+        assert_eq!(offset_of(dir.path(), &unsent(2)), page + 1 + line_of(&unsent(1)).unwrap().len());
+        assert_eq!(offset_of(dir.path(), &unsent(3)), 2 * page + 1);
+        // The sync thread wrote zeros ahead; a crash now (no clean shutdown) leaves them.
+        let file_len = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
+        assert!(file_len > 2 * PAGE + 100, "written ahead: {file_len}");
+        std::mem::forget(journal);
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, (0..4).map(unsent).collect::<Vec<_>>());
+        // The next record follows the last one, not the zeros.
+        journal.append(&unsent(4)).unwrap();
+        assert_eq!(
+            offset_of(dir.path(), &unsent(4)),
+            2 * page + 1 + line_of(&unsent(3)).unwrap().len()
+        );
+        // A clean shutdown leaves the records and nothing after them; line by line, every record
+        // reads as JSON, the gaps as lines of zero bytes.
+        journal.flush().unwrap();
+        drop(journal);
+        let bytes = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        assert_eq!(bytes.len(), offset_of(dir.path(), &unsent(4)) + line_of(&unsent(4)).unwrap().len());
+        let text = String::from_utf8(bytes).unwrap();
+        let parsed = text.lines().filter(|l| serde_json::from_str::<JournalRecord>(l).is_ok()).count();
+        assert_eq!(parsed, 5);
+        assert!(text.lines().all(|l| l.starts_with('{') || l.chars().all(|c| c == '\0')));
+        assert_eq!(Journal::open(dir.path()).unwrap().1, (0..5).map(unsent).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_torn_record_between_zeros_is_skipped_and_the_next_one_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = line_of(&unsent(0)).unwrap();
+        bytes.extend_from_slice(b"{\"t\":\"uns");
+        bytes.resize(PAGE as usize, 0);
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&line_of(&unsent(1)).unwrap());
+        bytes.resize(3 * PAGE as usize, 0);
+        fs::write(&path, &bytes).unwrap();
+        let (journal, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![unsent(0), unsent(1)]);
+        journal.append(&unsent(2)).unwrap();
+        drop(journal);
+        assert_eq!(Journal::open(dir.path()).unwrap().1, vec![unsent(0), unsent(1), unsent(2)]);
     }
 }
