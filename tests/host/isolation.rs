@@ -189,6 +189,43 @@ async fn a_busy_polling_strategy_keeps_its_core_and_a_sleeping_one_does_not() {
     assert!(sleeping <= 5, "a sleeping thread used {sleeping} ticks of 50");
 }
 
+/// A busy-polling strategy's thread keeps spinning while its callback waits for the exchange's
+/// answer: had it slept, the answer (and the next market event) would wait for it to wake.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_polling_strategy_spins_while_its_callback_waits_for_the_exchange() {
+    let waiting_cpu_ticks = |busy_poll| async move {
+        let files = Files::new();
+        let venue = TestVenue::new();
+        *venue.latency.lock() = Duration::from_millis(600);
+        let host = Host::new(
+            venue.clone(),
+            HostConfig {
+                busy_poll,
+                ..config(&files)
+            },
+        );
+        let source = r#"return { symbols = { "BTCUSDT" },
+            on_book = function() state.depth = market.depth("BTCUSDT") ~= nil end }"#;
+        host.add(&files.write("waiter.lua", source)).await.unwrap();
+        host.market(MarketEvent::Book(quote("BTCUSDT", 1.0, 1)));
+        wait_for("the call to start", LONG, || {
+            venue.calls.lock().iter().any(|c| c.starts_with("depth"))
+        })
+        .await;
+        let before = thread_cpu_ticks("strategy:waiter");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Measured inside the call's 600 ms.
+        let used = thread_cpu_ticks("strategy:waiter") - before;
+        host.stop_all(StopReason::Shutdown).await;
+        used
+    };
+    let spinning = waiting_cpu_ticks(true).await;
+    let sleeping = waiting_cpu_ticks(false).await;
+    assert!(spinning >= 10, "a busy-polling thread used {spinning} ticks of 40 while it waited");
+    assert!(sleeping <= 5, "a sleeping thread used {sleeping} ticks of 40 while it waited");
+}
+
 /// User plus system time of this process's thread named `name`, in clock ticks.
 #[cfg(target_os = "linux")]
 fn thread_cpu_ticks(name: &str) -> u64 {
