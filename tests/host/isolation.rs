@@ -222,8 +222,14 @@ async fn a_busy_polling_strategy_spins_while_its_callback_waits_for_the_exchange
     };
     let spinning = waiting_cpu_ticks(true).await;
     let sleeping = waiting_cpu_ticks(false).await;
-    assert!(spinning >= 10, "a busy-polling thread used {spinning} ticks of 40 while it waited");
-    assert!(sleeping <= 5, "a sleeping thread used {sleeping} ticks of 40 while it waited");
+    assert!(
+        spinning >= 10,
+        "a busy-polling thread used {spinning} ticks of 40 while it waited"
+    );
+    assert!(
+        sleeping <= 5,
+        "a sleeping thread used {sleeping} ticks of 40 while it waited"
+    );
 }
 
 /// User plus system time of this process's thread named `name`, in clock ticks.

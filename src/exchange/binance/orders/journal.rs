@@ -14,14 +14,10 @@
 //! at any point leaves either the old or the new journal complete; a leftover
 //! [`COMPACTION_FILE`] is an unfinished compaction and is deleted at open.
 //!
-//! **Off the order's path.** The record of an order about to be sent is written on the strategy's
-//! thread, so that `write(2)` must never wait. It would, if it wrote into the page the sync thread
-//! is writing back: the kernel locks a page while it sends it to the disk, and a write into it
-//! sleeps until that is done (tens to hundreds of microseconds, seen on ext4). So that record
-//! starts on a page of its own ([`PAGE`]), one no sync can have begun on; the gap before it holds
-//! zero bytes, which a reader skips. And the sync thread writes the file ahead with zeros
-//! ([`super::journal_ahead`]), so the write neither grows the file nor allocates blocks. A clean
-//! shutdown cuts those zeros off again; after a crash they are skipped like the gaps.
+//! **Off the order's path.** Records are written at offsets chosen so that an append never waits
+//! for the disk (an order's record is written on the strategy's thread, an update under the order
+//! registry's lock): see [`super::journal_file`]. So the file may hold zero bytes between records
+//! and after the last one; a reader skips them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -32,7 +28,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::journal_ahead::FileAhead;
+use super::journal_file::JournalFile;
 use super::journal_sync::{DiskSync, JournalSync};
 use super::symbols::ValidOrder;
 use crate::exchange::types::{ClientOrderId, OrderStatus};
@@ -108,19 +104,16 @@ pub const JOURNAL_FILE: &str = "orders.jsonl";
 pub const COMPACTION_FILE: &str = "orders.jsonl.compacting";
 /// The size below which the journal is never compacted while running.
 pub const COMPACT_MIN_BYTES: u64 = 16 << 20;
-/// The unit the kernel writes a file back in (and locks while it does): a record of an order about
-/// to be sent starts at a multiple of it.
-pub const PAGE: u64 = 4096;
 
 pub struct Journal {
     path: PathBuf,
     dir: PathBuf,
     compact_min_bytes: u64,
     active: Mutex<Active>,
-    /// The journal's current file for the sync thread, which fills it ahead: a lock of its own, so
-    /// an append (an order about to be sent) does not wait on the sync thread, which may be
-    /// preempted while holding it.
-    ahead: Arc<FileAhead>,
+    /// Where records go in the file, and its syncs (see [`super::journal_file`]): shared with the
+    /// sync thread without a lock an append would wait on (the sync thread may be preempted while
+    /// holding one).
+    file: Arc<JournalFile>,
     disk: DiskSync,
     policy: JournalSync,
 }
@@ -135,15 +128,6 @@ struct Active {
     base_len: u64,
     /// While a compaction runs: the lines appended since its snapshot, for the new file.
     tail: Option<Vec<u8>>,
-}
-
-/// Where a record goes in the file.
-#[derive(Clone, Copy)]
-enum Placement {
-    /// Right after the last one.
-    Next,
-    /// At the start of a page no record has touched yet: the record of an order about to be sent.
-    OwnPage,
 }
 
 impl Journal {
@@ -177,21 +161,21 @@ impl Journal {
             file.write_all_at(b"\n", len).map_err(&err)?;
             len += 1;
         }
-        let ahead = Arc::new(FileAhead::new(file.try_clone().map_err(&err)?, len));
+        let journal_file = Arc::new(JournalFile::new(file.try_clone().map_err(&err)?, len));
         let active = Mutex::new(Active {
             file,
             len,
             base_len: len,
             tail: None,
         });
-        let to_sync = Arc::clone(&ahead);
-        let disk = DiskSync::start(Box::new(move || to_sync.prepare_sync())).map_err(&err)?;
+        let to_sync = Arc::clone(&journal_file);
+        let disk = DiskSync::start(Box::new(move || to_sync.sync())).map_err(&err)?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             path: path.clone(),
             compact_min_bytes: COMPACT_MIN_BYTES,
             active,
-            ahead,
+            file: journal_file,
             disk,
             policy: JournalSync::default(),
         };
@@ -212,16 +196,15 @@ impl Journal {
 
     /// Appends one record (written at once, on the disk soon after: see [`DiskSync`]).
     pub fn append(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        self.write(record, Placement::Next)?;
+        self.write(record)?;
         self.disk.kick();
         Ok(())
     }
 
-    /// Appends the record of an order about to be sent, on a page of its own (see the module's
-    /// notes) and without waking the sync thread: then [`Journal::before_send`], the send, and
-    /// [`Journal::sent`] (see [`JournalSync`]).
+    /// Appends the record of an order about to be sent, without waking the sync thread: then
+    /// [`Journal::before_send`], the send, and [`Journal::sent`] (see [`JournalSync`]).
     pub fn append_for_send(&self, record: &JournalRecord) -> Result<(), JournalError> {
-        self.write(record, Placement::OwnPage)
+        self.write(record)
     }
 
     /// Called after an order's record is appended and before the order is sent: waits for the
@@ -239,26 +222,20 @@ impl Journal {
         self.disk.kick();
     }
 
-    fn write(&self, record: &JournalRecord, placement: Placement) -> Result<(), JournalError> {
-        // A leading newline, so that the gap before a record on a page of its own ends a line of
-        // its own and the record reads as a clean line.
+    fn write(&self, record: &JournalRecord) -> Result<(), JournalError> {
+        // With a leading newline, which ends the gap when the record starts a page.
         let mut line = vec![b'\n'];
         serde_json::to_writer(&mut line, record).map_err(|e| JournalError::at(&self.path)(e.into()))?;
         line.push(b'\n');
         let mut active = self.active.lock();
-        let at = match placement {
-            Placement::OwnPage => active.len.next_multiple_of(PAGE),
-            Placement::Next => active.len,
-        };
-        let bytes = if at == active.len { &line[1..] } else { &line[..] };
-        let result = self.ahead.write_record(&active.file, bytes, at);
+        let appended = self.file.append(&active.file, active.len, &line);
         // Even after an error: part of it may be in the file, and the next record must follow it.
-        active.len = at + bytes.len() as u64;
+        active.len = appended.end;
         if let Some(tail) = &mut active.tail {
             tail.extend_from_slice(&line[1..]);
         }
         self.disk.written_quietly();
-        result.map_err(JournalError::at(&self.path))
+        appended.result.map_err(JournalError::at(&self.path))
     }
 
     /// Waits until every record appended so far is on the disk.
@@ -273,7 +250,7 @@ impl Journal {
         self.wait_synced()?;
         let active = self.active.lock();
         let err = JournalError::at(&self.path);
-        self.ahead.trim(&active.file, active.len).map_err(&err)?;
+        self.file.trim(&active.file, active.len).map_err(&err)?;
         active.file.sync_all().map_err(&err)
     }
 
@@ -359,7 +336,7 @@ impl Journal {
         fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
         let len = file.metadata().map_or(active.len, |m| m.len());
         // Before the lock is let go: a record appended to the new file is synced in the new file.
-        self.ahead.replace(to_sync, len);
+        self.file.replace(to_sync, len);
         // The next compaction is measured against the snapshot alone: the records carried over
         // from a busy compaction are history the next one may drop, however fast they came.
         let snapshot_len = len.saturating_sub(tail.len() as u64);
@@ -589,93 +566,92 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
         let journal = journal.with_compact_min_bytes(500);
-        let line = line_of(&unsent(0)).unwrap().len() as u64;
-        let mut n = 0;
-        while journal.size_bytes() + line < 500 {
-            journal.append(&unsent(n)).unwrap();
-            n += 1;
-        }
-        assert!(!journal.wants_compaction());
-        journal.append(&unsent(n)).unwrap();
-        assert!(journal.wants_compaction());
+        // Appended until wanted (a record may start a new page, so sizes are watched, not counted).
+        let append_until_wanted = |below: u64| {
+            while !journal.wants_compaction() {
+                assert!(
+                    journal.size_bytes() < below,
+                    "not wanted at {} bytes",
+                    journal.size_bytes()
+                );
+                journal.append(&unsent(0)).unwrap();
+            }
+            assert!(
+                journal.size_bytes() >= below,
+                "wanted at {} bytes",
+                journal.size_bytes()
+            );
+        };
+        append_until_wanted(500);
         assert!(journal.begin_compaction());
         assert!(!journal.wants_compaction(), "not while one runs");
         // A snapshot bigger than the minimum: the next one waits for the file to double.
-        let kept: Vec<JournalRecord> = (0..=n).map(unsent).collect();
+        let kept: Vec<JournalRecord> = (0..20).map(unsent).collect();
         journal.finish_compaction(&kept).unwrap();
         let compacted = journal.size_bytes();
-        while journal.size_bytes() + line < 2 * compacted {
-            journal.append(&unsent(0)).unwrap();
-        }
-        assert!(!journal.wants_compaction());
-        journal.append(&unsent(0)).unwrap();
-        assert!(journal.wants_compaction());
+        assert!(compacted > 500);
+        append_until_wanted(2 * compacted);
     }
 
     /// Where `record`'s line starts in the journal file in `dir`.
     fn offset_of(dir: &Path, record: &JournalRecord) -> usize {
         let bytes = fs::read(dir.join(JOURNAL_FILE)).unwrap();
         let line = line_of(record).unwrap();
-        bytes.windows(line.len()).position(|w| w == line.as_slice()).expect("the record is in the file")
+        bytes
+            .windows(line.len())
+            .position(|w| w == line.as_slice())
+            .expect("the record is in the file")
     }
 
     #[test]
-    fn an_order_about_to_be_sent_starts_a_page_and_everything_reads_back_after_a_crash() {
+    fn records_read_back_after_a_crash_left_zeros_ahead_of_them_and_a_clean_stop_cuts_those() {
         let dir = tempfile::tempdir().unwrap();
         let (journal, _) = Journal::open(dir.path()).unwrap();
         journal.append(&unsent(0)).unwrap();
         journal.append_for_send(&unsent(1)).unwrap();
         journal.sent();
-        journal.append(&unsent(2)).unwrap();
-        journal.append_for_send(&unsent(3)).unwrap();
         journal.wait_synced().unwrap();
-        assert_eq!(offset_of(dir.path(), &unsent(0)), 0);
-        // A page of its own, after the newline that ends the gap's line.
-        let page = PAGE as usize;
-        assert_eq!(offset_of(dir.path(), &unsent(1)), page + 1);
-        assert_eq!(offset_of(dir.path(), &unsent(2)), page + 1 + line_of(&unsent(1)).unwrap().len());
-        assert_eq!(offset_of(dir.path(), &unsent(3)), 2 * page + 1);
         // The sync thread wrote zeros ahead; a crash now (no clean shutdown) leaves them.
+        let end = offset_of(dir.path(), &unsent(1)) + line_of(&unsent(1)).unwrap().len();
         let file_len = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
-        assert!(file_len > 2 * PAGE + 100, "written ahead: {file_len}");
+        assert!(file_len as usize > end + 4096, "written ahead: {file_len}");
         std::mem::forget(journal);
         let (journal, records) = Journal::open(dir.path()).unwrap();
-        assert_eq!(records, (0..4).map(unsent).collect::<Vec<_>>());
-        // The next record follows the last one, not the zeros.
-        journal.append(&unsent(4)).unwrap();
-        assert_eq!(
-            offset_of(dir.path(), &unsent(4)),
-            2 * page + 1 + line_of(&unsent(3)).unwrap().len()
-        );
-        // A clean shutdown leaves the records and nothing after them; line by line, every record
-        // reads as JSON, the gaps as lines of zero bytes.
+        assert_eq!(records, vec![unsent(0), unsent(1)]);
+        // No sync under way: the next record follows the last one, not the zeros.
+        journal.append(&unsent(2)).unwrap();
+        assert_eq!(offset_of(dir.path(), &unsent(2)), end);
+        // A clean shutdown leaves the records and nothing after them.
         journal.flush().unwrap();
         drop(journal);
         let bytes = fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
-        assert_eq!(bytes.last(), Some(&b'\n'));
-        assert_eq!(bytes.len(), offset_of(dir.path(), &unsent(4)) + line_of(&unsent(4)).unwrap().len());
-        let text = String::from_utf8(bytes).unwrap();
-        let parsed = text.lines().filter(|l| serde_json::from_str::<JournalRecord>(l).is_ok()).count();
-        assert_eq!(parsed, 5);
-        assert!(text.lines().all(|l| l.starts_with('{') || l.chars().all(|c| c == '\0')));
-        assert_eq!(Journal::open(dir.path()).unwrap().1, (0..5).map(unsent).collect::<Vec<_>>());
+        assert_eq!(bytes.len(), end + line_of(&unsent(2)).unwrap().len());
+        assert_eq!(
+            Journal::open(dir.path()).unwrap().1,
+            (0..3).map(unsent).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn a_torn_record_between_zeros_is_skipped_and_the_next_one_still_reads() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(JOURNAL_FILE);
+        // As a crash can leave it: a record torn mid-line, the gap to the next page, a record
+        // there, and zeros written ahead.
         let mut bytes = line_of(&unsent(0)).unwrap();
         bytes.extend_from_slice(b"{\"t\":\"uns");
-        bytes.resize(PAGE as usize, 0);
+        bytes.resize(4096, 0);
         bytes.push(b'\n');
         bytes.extend_from_slice(&line_of(&unsent(1)).unwrap());
-        bytes.resize(3 * PAGE as usize, 0);
+        bytes.resize(3 * 4096, 0);
         fs::write(&path, &bytes).unwrap();
         let (journal, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records, vec![unsent(0), unsent(1)]);
         journal.append(&unsent(2)).unwrap();
         drop(journal);
-        assert_eq!(Journal::open(dir.path()).unwrap().1, vec![unsent(0), unsent(1), unsent(2)]);
+        assert_eq!(
+            Journal::open(dir.path()).unwrap().1,
+            vec![unsent(0), unsent(1), unsent(2)]
+        );
     }
 }

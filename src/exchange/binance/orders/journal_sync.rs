@@ -14,7 +14,6 @@
 //!   `fdatasync` on every order's tick-to-order path (≈ 0.2 ms on the disk the benchmarks ran on,
 //!   far more on network storage).
 
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -45,9 +44,9 @@ impl JournalSync {
     }
 }
 
-/// Opens the file to sync. Called for every sync, so it names the journal's current file even
-/// after a compaction replaced it.
-pub type CurrentFile = Box<dyn Fn() -> std::io::Result<File> + Send + Sync>;
+/// Puts everything written to the journal so far on the disk (`fdatasync` of its current file,
+/// whichever a compaction made it). Called by the sync thread, one call at a time.
+pub type SyncNow = Box<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 /// After a failed sync, the pause before the next attempt (not a tight loop against a bad disk).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -78,16 +77,17 @@ struct State {
 }
 
 impl DiskSync {
-    pub fn start(current: CurrentFile) -> std::io::Result<DiskSync> {
+    pub fn start(sync_now: SyncNow) -> std::io::Result<DiskSync> {
         let shared = Arc::new(Shared {
             written: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("journal-sync".into())
-            .spawn(move || run(&worker, &current))?;
+        let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
+            never_preempts_on_wake();
+            run(&worker, &sync_now)
+        })?;
         Ok(DiskSync {
             shared,
             thread: Some(thread),
@@ -147,7 +147,27 @@ impl Drop for DiskSync {
     }
 }
 
-fn run(shared: &Shared, current: &CurrentFile) {
+/// Makes the calling thread a batch thread (`SCHED_BATCH`): the same share of the CPU, but its
+/// wake-up never preempts the running thread. The sync thread is woken by a strategy's thread right
+/// after an order's answer, and the scheduler would otherwise often run it at once on that thread's
+/// CPU, delaying whatever that thread does next (the next market event) for a sync that can wait
+/// a few µs.
+fn never_preempts_on_wake() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a valid, initialized `sched_param` that outlives the call; pid 0 is the
+        // calling thread.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+            tracing::debug!(
+                "the journal's sync thread stays a normal thread: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+fn run(shared: &Shared, sync_now: &SyncNow) {
     loop {
         let target = {
             let mut state = shared.state.lock();
@@ -162,7 +182,7 @@ fn run(shared: &Shared, current: &CurrentFile) {
             written
         };
         // Everything written up to `target` is in the file: one sync covers all of it.
-        let result = current().and_then(|file| file.sync_data());
+        let result = sync_now();
         let mut state = shared.state.lock();
         match result {
             Ok(()) => {
@@ -188,6 +208,7 @@ fn run(shared: &Shared, current: &CurrentFile) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -209,18 +230,18 @@ mod tests {
             let syncs = Arc::new(AtomicUsize::new(0));
             let gate = Arc::new((Mutex::new(gate_open), Condvar::new()));
             let (counted, held) = (syncs.clone(), gate.clone());
-            let current: CurrentFile = Box::new(move || {
+            let sync_now: SyncNow = Box::new(move || {
                 let mut open = held.0.lock();
                 while !*open {
                     held.1.wait(&mut open);
                 }
                 counted.fetch_add(1, Ordering::SeqCst);
-                File::options().append(true).open(&path)
+                File::options().append(true).open(&path)?.sync_data()
             });
             Fixture {
                 _dir: dir,
                 file,
-                sync: DiskSync::start(current).unwrap(),
+                sync: DiskSync::start(sync_now).unwrap(),
                 syncs,
                 gate,
             }
@@ -296,8 +317,8 @@ mod tests {
 
     #[test]
     fn a_failing_sync_reaches_the_waiting_writer() {
-        let current: CurrentFile = Box::new(|| Err(std::io::Error::other("disk gone")));
-        let sync = DiskSync::start(current).unwrap();
+        let sync_now: SyncNow = Box::new(|| Err(std::io::Error::other("disk gone")));
+        let sync = DiskSync::start(sync_now).unwrap();
         sync.written();
         let error = sync.wait_all().unwrap_err();
         assert!(error.contains("disk gone"), "{error}");

@@ -7,11 +7,11 @@
 //! - [`order_lists`]: OCO / OTO / OTOCO lists checked by those rules and put on the wire.
 //! - [`order_state`]: the status merge that never regresses.
 //! - [`order_registry`]: every order with its owner and state, made durable by the [`journal`]
-//!   (synced to disk by [`journal_sync`], its file written ahead by [`journal_ahead`]).
+//!   (synced to disk by [`journal_sync`], its records placed in the file by [`journal_file`]).
 
 pub(crate) mod client_ids;
 pub mod journal;
-pub(crate) mod journal_ahead;
+pub(crate) mod journal_file;
 pub mod journal_sync;
 pub(crate) mod list_rules;
 pub mod order_lists;
