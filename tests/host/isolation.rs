@@ -1,5 +1,6 @@
 //! A misbehaving strategy is cut short and stopped; its neighbour never notices.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::support::{config, good_neighbour, quote, report, stats, wait_for, Files, TestVenue};
@@ -168,18 +169,10 @@ async fn waiting_on_the_exchange_blocks_only_the_caller() {
 async fn a_busy_polling_strategy_keeps_its_core_and_a_sleeping_one_does_not() {
     let idle_cpu_ticks = |busy_poll| async move {
         let files = Files::new();
-        let host = Host::new(
-            TestVenue::new(),
-            HostConfig {
-                busy_poll,
-                ..config(&files)
-            },
-        );
+        let host = polling_host(TestVenue::new(), &files, busy_poll);
         let source = r#"return { symbols = { "BTCUSDT" }, on_book = function(q) end }"#;
         host.add(&files.write("idler.lua", source)).await.unwrap();
-        let before = thread_cpu_ticks("strategy:idler");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let used = thread_cpu_ticks("strategy:idler") - before;
+        let used = cpu_ticks_over("strategy:idler", Duration::from_millis(500)).await;
         host.stop_all(StopReason::Shutdown).await;
         used
     };
@@ -198,13 +191,7 @@ async fn a_busy_polling_strategy_spins_while_its_callback_waits_for_the_exchange
         let files = Files::new();
         let venue = TestVenue::new();
         *venue.latency.lock() = Duration::from_millis(600);
-        let host = Host::new(
-            venue.clone(),
-            HostConfig {
-                busy_poll,
-                ..config(&files)
-            },
-        );
+        let host = polling_host(venue.clone(), &files, busy_poll);
         let source = r#"return { symbols = { "BTCUSDT" },
             on_book = function() state.depth = market.depth("BTCUSDT") ~= nil end }"#;
         host.add(&files.write("waiter.lua", source)).await.unwrap();
@@ -213,10 +200,8 @@ async fn a_busy_polling_strategy_spins_while_its_callback_waits_for_the_exchange
             venue.calls.lock().iter().any(|c| c.starts_with("depth"))
         })
         .await;
-        let before = thread_cpu_ticks("strategy:waiter");
-        tokio::time::sleep(Duration::from_millis(400)).await;
         // Measured inside the call's 600 ms.
-        let used = thread_cpu_ticks("strategy:waiter") - before;
+        let used = cpu_ticks_over("strategy:waiter", Duration::from_millis(400)).await;
         host.stop_all(StopReason::Shutdown).await;
         used
     };
@@ -230,6 +215,24 @@ async fn a_busy_polling_strategy_spins_while_its_callback_waits_for_the_exchange
         sleeping <= 5,
         "a sleeping thread used {sleeping} ticks of 40 while it waited"
     );
+}
+
+fn polling_host(venue: Arc<TestVenue>, files: &Files, busy_poll: bool) -> Arc<Host> {
+    Host::new(
+        venue,
+        HostConfig {
+            busy_poll,
+            ..config(files)
+        },
+    )
+}
+
+/// The CPU time the thread named `name` uses over `window`, in clock ticks.
+#[cfg(target_os = "linux")]
+async fn cpu_ticks_over(name: &str, window: Duration) -> u64 {
+    let before = thread_cpu_ticks(name);
+    tokio::time::sleep(window).await;
+    thread_cpu_ticks(name) - before
 }
 
 /// User plus system time of this process's thread named `name`, in clock ticks.
