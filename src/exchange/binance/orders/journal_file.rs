@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[test]
+    fn a_fill_that_fails_is_only_logged_and_records_grow_the_file_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        // The sync thread's handle cannot write: every fill fails (as on a full disk).
+        let journal = JournalFile::new(File::open(&path).unwrap(), 0);
+        let mut end = 0;
+        for record in [&b"\none\n"[..], b"\ntwo\n", b"\nthree\n"] {
+            let appended = journal.append(&file, end, record);
+            appended.result.unwrap();
+            end = appended.end;
+            journal.sync().unwrap();
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\nthree\n");
+        assert_eq!(journal.syncs_done.load(Ordering::SeqCst), 3, "every sync still ran");
+    }
+
+    #[test]
     fn trimming_cuts_the_zeros_and_a_later_fill_starts_again() {
         let (_dir, file, journal) = fixture();
         let one = journal.append(&file, 0, b"\none\n");
