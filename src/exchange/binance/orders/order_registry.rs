@@ -26,6 +26,10 @@ use super::symbols::ValidOrder;
 
 /// How many finished orders the registry (and so the journal) keeps.
 pub const RECENT_FINISHED_ORDERS: usize = 10_000;
+/// Open orders the registry's tables are sized for at start (they grow past it if need be).
+const OPEN_ORDERS_SIZED_FOR: usize = 1024;
+/// The most entries the tables are sized for at start (a window set larger grows them).
+const MAX_SIZED_FOR: usize = 1 << 17;
 
 /// An order and what was placed: the view strategies see, and the grid-exact order the journal keeps.
 struct Tracked {
@@ -36,7 +40,8 @@ struct Tracked {
 }
 
 struct State {
-    orders: HashMap<String, Tracked>,
+    /// Boxed, and sized at start for the window (see `State::new`).
+    orders: HashMap<String, Box<Tracked>>,
     by_exchange_id: HashMap<u64, String>,
     /// Client ids of finished orders, oldest first.
     finished: VecDeque<String>,
@@ -44,11 +49,16 @@ struct State {
 }
 
 impl State {
+    /// Sized at start for the window of finished orders and as many open ones again as
+    /// [`OPEN_ORDERS_SIZED_FOR`]: a map that grows doubles, and copying it (megabytes, into memory
+    /// touched for the first time) held up the order being placed by up to a millisecond. The
+    /// entries are boxed so that the table itself stays small (32 bytes an entry).
     fn new(recent_finished: usize) -> Self {
+        let orders = recent_finished.saturating_add(OPEN_ORDERS_SIZED_FOR).min(MAX_SIZED_FOR);
         State {
-            orders: HashMap::new(),
-            by_exchange_id: HashMap::new(),
-            finished: VecDeque::new(),
+            orders: HashMap::with_capacity(orders),
+            by_exchange_id: HashMap::with_capacity(orders),
+            finished: VecDeque::with_capacity(recent_finished.saturating_add(1).min(MAX_SIZED_FOR)),
             recent_finished,
         }
     }
@@ -90,8 +100,16 @@ impl State {
     /// The records a restart needs, and nothing more: finished orders in the order they
     /// finished (so replay keeps the same window), then every order not final.
     fn snapshot(&self) -> Vec<JournalRecord> {
-        let finished = self.finished.iter().filter_map(|id| self.orders.get(id));
-        let mut unresolved: Vec<&Tracked> = self.orders.values().filter(|t| !t.order.status.is_final()).collect();
+        let finished = self
+            .finished
+            .iter()
+            .filter_map(|id| self.orders.get(id).map(Box::as_ref));
+        let mut unresolved: Vec<&Tracked> = self
+            .orders
+            .values()
+            .map(Box::as_ref)
+            .filter(|t| !t.order.status.is_final())
+            .collect();
         unresolved.sort_by(|a, b| (a.order.time, &a.order.client_id).cmp(&(b.order.time, &b.order.client_id)));
         let mut records = Vec::new();
         for tracked in finished.chain(unresolved) {
@@ -310,7 +328,7 @@ impl OrderRegistry {
                 placed: placed.clone(),
                 list: list.clone(),
             };
-            state.orders.insert(client_id.to_string(), tracked);
+            state.orders.insert(client_id.to_string(), Box::new(tracked));
         }
         drop(state);
         // Outside the lock: a wait for the disk must not hold up other strategies' orders.
@@ -335,6 +353,7 @@ impl OrderRegistry {
             ListRef::Id(id) => state
                 .orders
                 .values()
+                .map(Box::as_ref)
                 .filter(mine)
                 .find(|t| t.order.list_id == Some(*id))?
                 .list
@@ -343,6 +362,7 @@ impl OrderRegistry {
         let mut orders: Vec<Order> = state
             .orders
             .values()
+            .map(Box::as_ref)
             .filter(mine)
             .filter(|t| t.list.as_deref() == Some(client_id.as_str()))
             .map(|t| t.order.clone())
@@ -503,7 +523,7 @@ fn replay(state: &mut State, records: Vec<JournalRecord>) {
                     placed,
                     list: list_client_id,
                 };
-                state.orders.insert(client_id.to_string(), tracked);
+                state.orders.insert(client_id.to_string(), Box::new(tracked));
             }
             JournalRecord::Update {
                 client_id,
@@ -727,6 +747,32 @@ mod tests {
         let mut by_id: Vec<(u64, String)> = state.by_exchange_id.into_iter().collect();
         by_id.sort();
         (orders, by_id, state.finished.into())
+    }
+
+    /// The tables are sized for the window at start, so placing orders never makes them grow (a
+    /// doubling copied megabytes on the order's path).
+    #[test]
+    fn the_tables_hold_the_window_without_growing() {
+        let registry = OrderRegistry::with_recent_finished(None, 1, 2000);
+        let capacity = |r: &OrderRegistry| {
+            let state = r.state.lock();
+            (
+                state.orders.capacity(),
+                state.by_exchange_id.capacity(),
+                state.finished.capacity(),
+            )
+        };
+        let at_start = capacity(&registry);
+        assert!(at_start.0 >= 2000 + OPEN_ORDERS_SIZED_FOR && at_start.1 >= 2000 + OPEN_ORDERS_SIZED_FOR);
+        assert!(at_start.2 > 2000);
+        // Past the window: the oldest finished are forgotten, and nothing grew (a map's capacity
+        // may read a little lower after removals: those slots are reused, not reallocated).
+        trade(&registry, 3000);
+        let after = capacity(&registry);
+        assert!(
+            after.0 <= at_start.0 && after.1 <= at_start.1 && after.2 == at_start.2,
+            "{after:?} from {at_start:?}"
+        );
     }
 
     /// A day of trading in miniature: orders resting, partly filled, filled, cancelled,
