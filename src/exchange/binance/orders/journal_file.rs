@@ -173,7 +173,8 @@ fn fill(file: &File, from: u64, len: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn fixture() -> (tempfile::TempDir, File, JournalFile) {
+    /// A new empty file, opened to read and write, in a directory of its own.
+    fn scratch() -> (tempfile::TempDir, std::path::PathBuf, File) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
         let file = File::options()
@@ -183,6 +184,11 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
+        (dir, path, file)
+    }
+
+    fn fixture() -> (tempfile::TempDir, File, JournalFile) {
+        let (dir, _, file) = scratch();
         let journal = JournalFile::new(file.try_clone().unwrap(), 0);
         (dir, file, journal)
     }
@@ -275,15 +281,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_fails_is_only_logged_and_records_grow_the_file_as_before() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let (_dir, path, file) = scratch();
         // The sync thread's handle cannot write: every fill fails (as on a full disk).
         let journal = JournalFile::new(File::open(&path).unwrap(), 0);
         let mut end = 0;
