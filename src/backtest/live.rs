@@ -284,7 +284,7 @@ async fn pump(socket: &mut Socket, port: &MarketPort, mirror: &mut MarketMirror)
             },
             _ = flush.tick() => {
                 ticks += 1;
-                port.flush_streams(ticks % 10 == 0);
+                port.flush_streams(ticks.is_multiple_of(10));
             }
         }
     }

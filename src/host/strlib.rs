@@ -83,7 +83,7 @@ impl<'a> Matcher<'a> {
 
     fn step(&mut self) -> Result<(), Fail> {
         self.steps += 1;
-        if self.steps % STEP_CHECK == 0 && !self.guard.charge(STEP_CHECK) {
+        if self.steps.is_multiple_of(STEP_CHECK) && !self.guard.charge(STEP_CHECK) {
             return Err(Fail::Tripped);
         }
         Ok(())

@@ -177,7 +177,7 @@ impl Synthetic {
         }
         ex.after_change(now);
         ex.flush_streams(Cadence::Fast, depth_gap, now);
-        if self.step % self.slow_every == 0 {
+        if self.step.is_multiple_of(self.slow_every) {
             ex.flush_streams(Cadence::Slow, 0, now);
         }
     }

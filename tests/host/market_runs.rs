@@ -46,8 +46,8 @@ fn checker(extra: &str) -> String {
 }
 
 fn event(id: u64) -> MarketEvent {
-    let symbol = if id % 2 == 0 { "ETHUSDT" } else { "BTCUSDT" };
-    if id % 3 == 0 {
+    let symbol = if id.is_multiple_of(2) { "ETHUSDT" } else { "BTCUSDT" };
+    if id.is_multiple_of(3) {
         MarketEvent::Trade(Trade {
             symbol: symbol.into(),
             id,

@@ -23,7 +23,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -102,6 +102,8 @@ impl JournalError {
 pub const JOURNAL_FILE: &str = "orders.jsonl";
 /// Where a compaction writes the new journal before renaming it over the old one.
 pub const COMPACTION_FILE: &str = "orders.jsonl.compacting";
+/// Locked while a runner has the journal open (never renamed, unlike the journal).
+pub const LOCK_FILE: &str = "orders.jsonl.lock";
 /// The size below which the journal is never compacted while running.
 pub const COMPACT_MIN_BYTES: u64 = 16 << 20;
 
@@ -116,6 +118,9 @@ pub struct Journal {
     file: Arc<JournalFile>,
     disk: DiskSync,
     policy: JournalSync,
+    /// Held (locked) while the journal is open: a second runner on the same state dir would write
+    /// records the first never sees (see [`lock_dir`]).
+    _lock: Arc<File>,
 }
 
 /// The file appends go to, and what a compaction needs to know about it.
@@ -137,6 +142,7 @@ impl Journal {
         let path = dir.join(JOURNAL_FILE);
         let err = JournalError::at(&path);
         fs::create_dir_all(dir).map_err(&err)?;
+        let lock = lock_dir(dir)?;
         let leftover = dir.join(COMPACTION_FILE);
         if leftover.exists() {
             // A compaction that did not reach its rename: the journal itself is complete.
@@ -178,8 +184,18 @@ impl Journal {
             file: journal_file,
             disk,
             policy: JournalSync::default(),
+            _lock: lock,
         };
         Ok((journal, records))
+    }
+
+    /// The records of the journal in `dir`, read only: a runner may have it open meanwhile.
+    pub fn read(dir: &Path) -> Result<Vec<JournalRecord>, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        Ok(read_records(&path)?.0)
     }
 
     /// Compacts while running once the file reaches `bytes` (and twice its compacted size).
@@ -357,6 +373,45 @@ fn line_of(record: &JournalRecord) -> std::io::Result<Vec<u8>> {
     let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
     line.push(b'\n');
     Ok(line)
+}
+
+/// The journal locks this process holds, by directory. A journal opened again in the same process
+/// (a venue connected anew after another, as after a crash in the tests) shares its lock; another
+/// process is refused.
+static LOCKS_HELD: Mutex<Vec<(PathBuf, Weak<File>)>> = Mutex::new(Vec::new());
+
+/// Locks the journal of `dir` for this process, or says that another process holds it.
+fn lock_dir(dir: &Path) -> Result<Arc<File>, JournalError> {
+    let path = dir.join(LOCK_FILE);
+    let err = JournalError::at(&path);
+    let key = dir.canonicalize().map_err(&err)?;
+    let mut held = LOCKS_HELD.lock();
+    held.retain(|(_, lock)| lock.strong_count() > 0);
+    if let Some(lock) = held
+        .iter()
+        .find(|(d, _)| *d == key)
+        .and_then(|(_, lock)| lock.upgrade())
+    {
+        return Ok(lock);
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(&err)?;
+    match file.try_lock() {
+        Ok(()) => {
+            let lock = Arc::new(file);
+            held.push((key, Arc::downgrade(&lock)));
+            Ok(lock)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(err(std::io::Error::new(
+            std::io::ErrorKind::ResourceBusy,
+            "another runner has this order journal open: give each running runner its own --state-dir",
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
 }
 
 /// The records in the journal at `path`, and where the last of them ends (the zero bytes after it,
@@ -617,7 +672,8 @@ mod tests {
         let end = offset_of(dir.path(), &unsent(1)) + line_of(&unsent(1)).unwrap().len();
         let file_len = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
         assert!(file_len as usize > end + 4096, "written ahead: {file_len}");
-        std::mem::forget(journal);
+        // A crash: no clean shutdown (the zeros written ahead stay), the lock goes with the process.
+        drop(journal);
         let (journal, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records, vec![unsent(0), unsent(1)]);
         // No sync under way: the next record follows the last one, not the zeros.
@@ -660,7 +716,8 @@ mod tests {
             }
         });
         journal.wait_synced().unwrap();
-        std::mem::forget(journal);
+        // A crash: no clean shutdown (the zeros written ahead stay), the lock goes with the process.
+        drop(journal);
         let (_, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records.len(), 2000);
         for thread in 0..4 {
@@ -671,6 +728,34 @@ mod tests {
             let expected: Vec<JournalRecord> = (0..500).map(|n| record(thread, n)).collect();
             assert_eq!(mine, expected.iter().collect::<Vec<_>>(), "thread {thread}");
         }
+    }
+
+    /// Another process holding the journal's lock (another runner on the same state dir) is
+    /// refused, with what to do; a journal opened again in this process shares the lock.
+    #[test]
+    fn another_runner_on_the_same_state_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        // Another process's lock, as a second open file description of the lock file holds it.
+        let other = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.path().join(LOCK_FILE))
+            .unwrap();
+        other.lock().unwrap();
+        let Err(refused) = Journal::open(dir.path()) else {
+            panic!("opened while another process holds the journal")
+        };
+        assert!(refused.to_string().contains("its own --state-dir"), "{refused}");
+        other.unlock().unwrap();
+        let (first, _) = Journal::open(dir.path()).unwrap();
+        first.append(&unsent(0)).unwrap();
+        // Held by this process now: another cannot take it, a second journal here shares it.
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)));
+        let (second, records) = Journal::open(dir.path()).unwrap();
+        assert_eq!(records, vec![unsent(0)]);
+        drop((first, second));
+        other.try_lock().expect("released once both are closed");
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl JournalFile {
         let started = self.syncs_started.load(Ordering::SeqCst);
         let done = self.syncs_done.load(Ordering::SeqCst);
         let page_in_a_sync = started > self.last_page_written_at.load(Ordering::Relaxed) && done < started;
-        let (at, bytes) = if page_in_a_sync && end % PAGE != 0 {
+        let (at, bytes) = if page_in_a_sync && !end.is_multiple_of(PAGE) {
             (end.next_multiple_of(PAGE), line)
         } else {
             // The leading newline only ends a gap.

@@ -840,7 +840,7 @@ mod tests {
         let kept = journal_len(&registry);
         assert!(kept < grown / 2, "{kept} bytes of {grown} kept");
 
-        let (_, after) = Journal::open(dir.path()).unwrap();
+        let after = Journal::read(dir.path()).unwrap();
         assert!(after.len() < before.len());
         let finished: Vec<String> = restored(after, 3).2;
         assert_eq!(finished.len(), 3);
@@ -908,7 +908,7 @@ mod tests {
         assert!(len < 30_000, "{len} bytes");
 
         // Replaying the compacted journal gives the registry as it was.
-        let (_, records) = Journal::open(dir.path()).unwrap();
+        let records = Journal::read(dir.path()).unwrap();
         let (orders, _, finished) = restored(records, 10);
         let live = registry.state.lock();
         let summary = |o: &Order| (o.client_id.clone(), o.status, o.filled_qty, o.id, o.strategy.clone());
