@@ -41,19 +41,25 @@ fn a_huge_cpu_list_is_refused_at_once_with_exit_2() {
     assert!(output.contains("out of range"), "{output}");
 }
 
-/// A second runner on a state dir another is using is refused before it sends anything.
-#[test]
-fn a_second_runner_on_the_same_state_dir_exits_2_saying_why() {
+/// A 5-second run of an idle strategy with its own (empty) state dir, for a test to spoil first.
+fn idle_run() -> (tempfile::TempDir, std::path::PathBuf, std::process::Command) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("idle.lua");
     std::fs::write(&file, STRATEGY).unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
+    let mut cmd = crate::support::runner(&state);
+    cmd.arg(&file).args(["--duration", "5s"]);
+    (dir, state, cmd)
+}
+
+/// A second runner on a state dir another is using is refused before it sends anything.
+#[test]
+fn a_second_runner_on_the_same_state_dir_exits_2_saying_why() {
+    let (_dir, state, cmd) = idle_run();
     // This test process stands for the first runner: it holds the journal's lock.
     let held = std::fs::File::create(state.join("orders.jsonl.lock")).unwrap();
     held.lock().unwrap();
-    let mut cmd = crate::support::runner(&state);
-    cmd.arg(&file).args(["--duration", "5s"]);
     let (code, output) = run_within(cmd, Duration::from_secs(60));
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("its own --state-dir"), "{output}");
@@ -62,14 +68,8 @@ fn a_second_runner_on_the_same_state_dir_exits_2_saying_why() {
 
 #[test]
 fn a_corrupt_order_journal_exits_2_naming_the_file_and_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("idle.lua");
-    std::fs::write(&file, STRATEGY).unwrap();
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
+    let (_dir, state, cmd) = idle_run();
     std::fs::write(state.join("orders.jsonl"), b"{\"ok\":1}\n\xff\xfe\x00garbage\n").unwrap();
-    let mut cmd = crate::support::runner(&state);
-    cmd.arg(&file).args(["--duration", "5s"]);
     let (code, output) = run_within(cmd, Duration::from_secs(60));
     assert_eq!(code, Some(2), "{output}");
     assert!(output.contains("orders.jsonl line 2"), "{output}");

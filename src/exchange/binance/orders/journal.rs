@@ -125,10 +125,9 @@ pub struct Journal {
 
 /// The file appends go to, and what a compaction needs to know about it.
 struct Active {
-    /// Written at offsets (`len`), not in append mode: the file is filled past its records.
+    /// Written at offsets (where the last record ends: `JournalFile::end`), not in append mode: the
+    /// file is filled past its records.
     file: File,
-    /// Where the last record ends.
-    len: u64,
     /// The size right after the last compaction (or at open).
     base_len: u64,
     /// While a compaction runs: the lines appended since its snapshot, for the new file.
@@ -149,11 +148,7 @@ impl Journal {
             tracing::warn!(path = %leftover.display(), "removing an unfinished journal compaction");
             fs::remove_file(&leftover).map_err(JournalError::at(&leftover))?;
         }
-        let (records, content_end) = if path.exists() {
-            read_records(&path)?
-        } else {
-            (Vec::new(), 0)
-        };
+        let (records, content_end) = read_records(&path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -170,7 +165,6 @@ impl Journal {
         let journal_file = Arc::new(JournalFile::new(file.try_clone().map_err(&err)?, len));
         let active = Mutex::new(Active {
             file,
-            len,
             base_len: len,
             tail: None,
         });
@@ -191,11 +185,7 @@ impl Journal {
 
     /// The records of the journal in `dir`, read only: a runner may have it open meanwhile.
     pub fn read(dir: &Path) -> Result<Vec<JournalRecord>, JournalError> {
-        let path = dir.join(JOURNAL_FILE);
-        if !path.exists() {
-            return Ok(Vec::new());
-        }
-        Ok(read_records(&path)?.0)
+        Ok(read_records(&dir.join(JOURNAL_FILE))?.0)
     }
 
     /// Compacts while running once the file reaches `bytes` (and twice its compacted size).
@@ -244,14 +234,12 @@ impl Journal {
         serde_json::to_writer(&mut line, record).map_err(|e| JournalError::at(&self.path)(e.into()))?;
         line.push(b'\n');
         let mut active = self.active.lock();
-        let appended = self.file.append(&active.file, active.len, &line);
-        // Even after an error: part of it may be in the file, and the next record must follow it.
-        active.len = appended.end;
+        let result = self.file.append(&active.file, &line);
         if let Some(tail) = &mut active.tail {
             tail.extend_from_slice(&line[1..]);
         }
         self.disk.written_quietly();
-        appended.result.map_err(JournalError::at(&self.path))
+        result.map_err(JournalError::at(&self.path))
     }
 
     /// Waits until every record appended so far is on the disk.
@@ -266,20 +254,20 @@ impl Journal {
         self.wait_synced()?;
         let active = self.active.lock();
         let err = JournalError::at(&self.path);
-        self.file.trim(&active.file, active.len).map_err(&err)?;
+        self.file.trim(&active.file).map_err(&err)?;
         active.file.sync_all().map_err(&err)
     }
 
     /// The file's size in bytes.
     pub fn size_bytes(&self) -> u64 {
-        self.active.lock().len
+        self.file.end()
     }
 
     /// Whether the file has grown enough since the last compaction to compact it again
     /// (and none is running).
     pub fn wants_compaction(&self) -> bool {
         let active = self.active.lock();
-        active.tail.is_none() && active.len >= self.compact_min_bytes.max(active.base_len.saturating_mul(2))
+        active.tail.is_none() && self.file.end() >= self.compact_min_bytes.max(active.base_len.saturating_mul(2))
     }
 
     /// Starts a compaction: from now on appends are also kept for the new file. The caller
@@ -350,7 +338,7 @@ impl Journal {
             .and_then(|()| file.try_clone())
             .map_err(JournalError::at(temp))?;
         fs::rename(temp, &self.path).map_err(JournalError::at(&self.path))?;
-        let len = file.metadata().map_or(active.len, |m| m.len());
+        let len = file.metadata().map_or(self.file.end(), |m| m.len());
         // Before the lock is let go: a record appended to the new file is synced in the new file.
         self.file.replace(to_sync, len);
         // The next compaction is measured against the snapshot alone: the records carried over
@@ -358,7 +346,6 @@ impl Journal {
         let snapshot_len = len.saturating_sub(tail.len() as u64);
         *active = Active {
             file,
-            len,
             base_len: snapshot_len,
             tail: None,
         };
@@ -414,12 +401,17 @@ fn lock_dir(dir: &Path) -> Result<Arc<File>, JournalError> {
     }
 }
 
-/// The records in the journal at `path`, and where the last of them ends (the zero bytes after it,
+/// The records in the journal at `path` (none if there is no file), and where the last of them ends (the zero bytes after it,
 /// if any, are space allocated ahead). Zero bytes between records (the gap before a record that
 /// starts a page) are skipped; unreadable lines (a line torn by a crash) are skipped with a warning.
 fn read_records(path: &Path) -> Result<(Vec<JournalRecord>, u64), JournalError> {
     let err = JournalError::at(path);
-    let mut reader = BufReader::new(File::open(path).map_err(&err)?);
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(err(e)),
+    };
+    let mut reader = BufReader::new(file);
     let (mut records, mut line, mut number) = (Vec::new(), Vec::new(), 0);
     let (mut at, mut content_end) = (0u64, 0u64);
     loop {

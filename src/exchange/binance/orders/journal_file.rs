@@ -41,7 +41,7 @@ pub struct JournalFile {
     target: Mutex<Target>,
     /// The file holds written zeros or records up to here.
     filled: AtomicU64,
-    /// Where the last record ends (the appender's count, published for the sync thread's fill).
+    /// Where the last record ends (written by appends, one at a time; read by the sync thread's fill).
     end: AtomicU64,
     /// An append is writing (set before it looks at `syncs_started`).
     writing: AtomicBool,
@@ -59,14 +59,6 @@ struct Target {
     retry_at: u64,
 }
 
-/// Where an append put its record.
-pub struct Appended {
-    /// The record's end: the next one goes after it.
-    pub end: u64,
-    /// What writing it returned.
-    pub result: std::io::Result<()>,
-}
-
 impl JournalFile {
     /// `file` (a handle of the journal's file for the sync thread) holds records up to `len`.
     pub fn new(file: File, len: u64) -> JournalFile {
@@ -81,10 +73,16 @@ impl JournalFile {
         }
     }
 
-    /// Appends `line` (a record: a newline, its JSON, a newline) after `end`, where the last record
-    /// ends, with `file` (the appender's handle). The caller makes one append at a time. After an
-    /// error the record's place is still returned: part of it may be in the file.
-    pub fn append(&self, file: &File, end: u64, line: &[u8]) -> Appended {
+    /// Where the last record ends.
+    pub fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// Appends `line` (a record: a newline, its JSON, a newline) after the last record, with `file`
+    /// (the appender's handle). The caller makes one append at a time. Even after an error the next
+    /// record goes after this one's place: part of it may be in the file.
+    pub fn append(&self, file: &File, line: &[u8]) -> std::io::Result<()> {
+        let end = self.end.load(Ordering::Relaxed);
         self.writing.store(true, Ordering::SeqCst);
         let started = self.syncs_started.load(Ordering::SeqCst);
         let done = self.syncs_done.load(Ordering::SeqCst);
@@ -108,7 +106,7 @@ impl JournalFile {
         self.last_page_written_at.store(started, Ordering::Relaxed);
         self.end.store(stop, Ordering::Release);
         self.writing.store(false, Ordering::SeqCst);
-        Appended { end: stop, result }
+        result
     }
 
     /// For the sync thread: fills the file ahead of the records when the room left is short, then
@@ -152,10 +150,11 @@ impl JournalFile {
         self.end.store(len, Ordering::Release);
     }
 
-    /// Cuts the file (`file`, the appender's handle) back to its records, which end at `len`: a
-    /// clean shutdown leaves no zeros behind. The caller holds the appends off meanwhile.
-    pub fn trim(&self, file: &File, len: u64) -> std::io::Result<()> {
+    /// Cuts the file (`file`, the appender's handle) back to its records: a clean shutdown leaves no
+    /// zeros behind. The caller holds the appends off meanwhile.
+    pub fn trim(&self, file: &File) -> std::io::Result<()> {
         let _fill = self.target.lock();
+        let len = self.end();
         file.set_len(len)?;
         self.filled.store(len, Ordering::Release);
         Ok(())
@@ -193,6 +192,12 @@ mod tests {
         (dir, file, journal)
     }
 
+    /// Appends `line`; where the records now end.
+    fn put(journal: &JournalFile, file: &File, line: &[u8]) -> u64 {
+        journal.append(file, line).unwrap();
+        journal.end()
+    }
+
     fn read(file: &File, at: u64, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
         file.read_exact_at(&mut bytes, at).unwrap();
@@ -202,26 +207,21 @@ mod tests {
     #[test]
     fn records_follow_each_other_until_a_sync_may_be_writing_their_page() {
         let (_dir, file, journal) = fixture();
-        let one = journal.append(&file, 0, b"\none\n");
-        assert_eq!(one.end, 4);
-        let two = journal.append(&file, one.end, b"\ntwo\n");
-        assert_eq!(two.end, 8, "no sync yet: right after");
+        assert_eq!(put(&journal, &file, b"\none\n"), 4);
+        assert_eq!(put(&journal, &file, b"\ntwo\n"), 8, "no sync yet: right after");
         // A sync is counted and under way: its page may be locked, so the next record moves on.
         journal.syncs_started.fetch_add(1, Ordering::SeqCst);
-        let three = journal.append(&file, two.end, b"\nthree\n");
         assert_eq!(
-            three.end,
+            put(&journal, &file, b"\nthree\n"),
             PAGE + 7,
             "on the next page, after the newline ending the gap"
         );
         assert_eq!(read(&file, PAGE, 7), b"\nthree\n");
         // Its own page was written after that sync began: the sync does not hold it.
-        let four = journal.append(&file, three.end, b"\nfour\n");
-        assert_eq!(four.end, PAGE + 12);
+        assert_eq!(put(&journal, &file, b"\nfour\n"), PAGE + 12);
         // Once the sync is done, nothing holds the page.
         journal.syncs_done.fetch_add(1, Ordering::SeqCst);
-        let five = journal.append(&file, four.end, b"\nfive\n");
-        assert_eq!(five.end, PAGE + 17);
+        assert_eq!(put(&journal, &file, b"\nfive\n"), PAGE + 17);
         assert_eq!(&read(&file, 0, 8), b"one\ntwo\n");
         assert!(read(&file, 8, PAGE as usize - 8).iter().all(|&b| b == 0));
     }
@@ -247,14 +247,13 @@ mod tests {
     #[test]
     fn the_sync_thread_fills_ahead_of_the_records_and_never_over_them() {
         let (_dir, file, journal) = fixture();
-        let one = journal.append(&file, 0, b"\none\n");
+        put(&journal, &file, b"\none\n");
         journal.sync().unwrap();
         let filled = journal.filled.load(Ordering::Acquire);
         assert_eq!(filled, PAGE + FILL_AHEAD, "from the next page on");
         assert_eq!(file.metadata().unwrap().len(), filled);
         // Records inside the filled part, and one more sync: nothing is filled over them.
-        let two = journal.append(&file, one.end, b"\ntwo\n");
-        assert_eq!(two.end, 8);
+        assert_eq!(put(&journal, &file, b"\ntwo\n"), 8);
         journal.sync().unwrap();
         assert_eq!(&read(&file, 0, 8), b"one\ntwo\n");
         assert_eq!(
@@ -268,14 +267,16 @@ mod tests {
     fn records_that_outrun_the_fill_are_kept_and_the_next_fill_starts_past_them() {
         let (_dir, file, journal) = fixture();
         journal.sync().unwrap();
+        // The records reach past the filled part (as a burst between two syncs can).
         let beyond = journal.filled.load(Ordering::Acquire) + 10;
-        let far = journal.append(&file, beyond, b"\nfar\n");
-        assert_eq!(far.end, beyond + 4);
+        journal.end.store(beyond, Ordering::Release);
+        let far = put(&journal, &file, b"\nfar\n");
+        assert_eq!(far, beyond + 4);
         journal.sync().unwrap();
         assert_eq!(read(&file, beyond, 4), b"far\n");
         assert_eq!(
             journal.filled.load(Ordering::Acquire),
-            far.end.next_multiple_of(PAGE) + FILL_AHEAD
+            far.next_multiple_of(PAGE) + FILL_AHEAD
         );
     }
 
@@ -284,11 +285,8 @@ mod tests {
         let (_dir, path, file) = scratch();
         // The sync thread's handle cannot write: every fill fails (as on a full disk).
         let journal = JournalFile::new(File::open(&path).unwrap(), 0);
-        let mut end = 0;
         for record in [&b"\none\n"[..], b"\ntwo\n", b"\nthree\n"] {
-            let appended = journal.append(&file, end, record);
-            appended.result.unwrap();
-            end = appended.end;
+            put(&journal, &file, record);
             journal.sync().unwrap();
         }
         assert_eq!(std::fs::read(&path).unwrap(), b"one\ntwo\nthree\n");
@@ -298,9 +296,9 @@ mod tests {
     #[test]
     fn trimming_cuts_the_zeros_and_a_later_fill_starts_again() {
         let (_dir, file, journal) = fixture();
-        let one = journal.append(&file, 0, b"\none\n");
+        put(&journal, &file, b"\none\n");
         journal.sync().unwrap();
-        journal.trim(&file, one.end).unwrap();
+        journal.trim(&file).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 4);
         journal.sync().unwrap();
         assert_eq!(file.metadata().unwrap().len(), PAGE + FILL_AHEAD);

@@ -159,8 +159,8 @@ fn never_preempts_on_wake() {
         // SAFETY: `param` is a valid, initialized `sched_param` that outlives the call; pid 0 is the
         // calling thread.
         if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
-            tracing::debug!(
-                "the journal's sync thread stays a normal thread: {}",
+            tracing::warn!(
+                "the journal's sync thread stays a normal thread (its wake-ups may delay strategies): {}",
                 std::io::Error::last_os_error()
             );
         }
