@@ -7,6 +7,10 @@
 //! - [`telemetry`], [`status`], [`top`]: Prometheus metrics, the `/status` report, and the live terminal view.
 //! - [`record`]: market recordings (`runner record`); [`backtest`]: replays them through the matching engine.
 
+/// Every allocation of the runner (and of its Lua VMs, which allocate through Rust) goes to mimalloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod backtest;
 pub mod cli;

@@ -71,6 +71,9 @@ pub fn snap(filter: &'static str, what: &'static str, value: f64, step: Decimal)
     if value <= 0.0 {
         return Err(GridError::NotPositive { what, value });
     }
+    if let Some(on_grid) = snap_clearly_on_grid(value, step) {
+        return Ok(on_grid);
+    }
     let exact = Decimal::from_f64(value).ok_or(GridError::NotFinite { what, value })?;
     if step.is_zero() {
         return Ok(exact.normalize());
@@ -90,6 +93,29 @@ pub fn snap(filter: &'static str, what: &'static str, value: f64, step: Decimal)
         below: below.normalize(),
         above: (below + step).normalize(),
     })
+}
+
+/// [`snap`]'s answer for a value that is on the grid up to float noise by a wide margin (what
+/// strategies send, and every order pays for on its way out), without the decimal conversion and
+/// division of the general path: the count of steps comes from `f64` division, and the grid point
+/// is built exactly from it. `None` sends the value to the general path: a zero step, a count of
+/// 10^8 steps or more (where half a step can be noise, and the two paths could round a halfway value
+/// differently), or a distance not clearly inside the noise (or clearly outside it).
+fn snap_clearly_on_grid(value: f64, step: Decimal) -> Option<Decimal> {
+    const MAX_STEPS: f64 = 1e8;
+    let step_f64 = exact_f64(step).filter(|s| *s > 0.0)?;
+    let steps = (value / step_f64).round();
+    if !(1.0..MAX_STEPS).contains(&steps) {
+        return None;
+    }
+    // Both distances are within a few ulps of the exact ones; halving the bound leaves a margin
+    // of orders of magnitude over that error.
+    let distance = (steps * step_f64 - value).abs();
+    if distance > value * NOISE * 0.5 {
+        return None;
+    }
+    let nearest = Decimal::try_from_i128_with_scale(i128::from(steps as i64) * step.mantissa(), step.scale()).ok()?;
+    Some(nearest.normalize())
 }
 
 /// How [`round_to_step`] picks a grid point when the value lies between two.
@@ -273,6 +299,67 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    use proptest::prelude::{prop_oneof, Just};
+
+    /// The general path alone, as [`snap`] was before its fast path.
+    fn snap_general(value: f64, step: Decimal) -> Result<Decimal, GridError> {
+        let exact = Decimal::from_f64(value).unwrap();
+        if step.is_zero() {
+            return Ok(exact.normalize());
+        }
+        let steps = (exact / step).round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven);
+        let nearest = steps * step;
+        let distance = (nearest - exact).abs().to_f64().unwrap_or(f64::INFINITY);
+        if distance <= value.abs() * NOISE {
+            return Ok(nearest.normalize());
+        }
+        Err(GridError::OffGrid {
+            filter: "F",
+            what: "w",
+            value,
+            step,
+            below: Decimal::ZERO,
+            above: Decimal::ZERO,
+        })
+    }
+
+    proptest::proptest! {
+        /// Grid points, grid points moved by noise, by just over and under the noise bound, by
+        /// half a step, and arbitrary values: the fast path never answers differently.
+        #[test]
+        fn the_fast_path_answers_as_the_general_path(
+            steps in 1u64..300_000_000,
+            scale in 0u32..10,
+            step_digit in prop_oneof![Just(1i64), Just(5), Just(25), Just(1), Just(3)],
+            nudge in prop_oneof![
+                Just(0.0), Just(1e-15), Just(-1e-15), Just(4.9e-10), Just(-5.1e-10), Just(0.99e-9),
+                Just(1.01e-9), Just(-1e-9), Just(0.5), Just(-0.5), Just(0.25), -1.0f64..1.0,
+            ],
+        ) {
+            let step = Decimal::new(step_digit, scale);
+            let step_f64 = to_f64(step);
+            // `nudge` is relative to the value for noise-sized ones, in steps for the others.
+            let on_grid = steps as f64 * step_f64;
+            let value = if nudge.abs() < 1e-6 { on_grid * (1.0 + nudge) } else { on_grid + nudge * step_f64 };
+            proptest::prop_assume!(value > 0.0 && value.is_finite());
+            let fast = snap("F", "w", value, step).map_err(|_| ());
+            let general = snap_general(value, step).map_err(|_| ());
+            proptest::prop_assert_eq!(fast, general, "value {} step {}", value, step);
+        }
+    }
+
+    #[test]
+    fn the_fast_path_takes_what_strategies_send_and_leaves_the_rest() {
+        assert_eq!(snap_clearly_on_grid(25_000.37, d("0.01")), Some(d("25000.37")));
+        assert_eq!(snap_clearly_on_grid(0.001, d("0.00001")), Some(d("0.001")));
+        assert_eq!(snap_clearly_on_grid(0.1 + 0.2, d("0.1")), Some(d("0.3")));
+        // Off the grid, near the noise bound, a zero step, a huge count: the general path decides.
+        assert_eq!(snap_clearly_on_grid(25_000.375, d("0.01")), None);
+        assert_eq!(snap_clearly_on_grid(100.0 * (1.0 + 0.9e-9), d("1")), None);
+        assert_eq!(snap_clearly_on_grid(3.0, Decimal::ZERO), None);
+        assert_eq!(snap_clearly_on_grid(2e8, d("1")), None);
     }
 
     #[test]

@@ -230,7 +230,9 @@ impl Journal {
 
     fn write(&self, record: &JournalRecord) -> Result<(), JournalError> {
         // With a leading newline, which ends the gap when the record starts a page.
-        let mut line = vec![b'\n'];
+        // Sized for an order's record, so the serializer does not grow it step by step.
+        let mut line = Vec::with_capacity(512);
+        line.push(b'\n');
         serde_json::to_writer(&mut line, record).map_err(|e| JournalError::at(&self.path)(e.into()))?;
         line.push(b'\n');
         let mut active = self.active.lock();

@@ -13,11 +13,13 @@ use crate::exchange::binance::wire::{AmendAnswer, ExecutionReport, OrderAnswer};
 /// The parameters of a new order (`POST /api/v3/order`, `order.place`), without the signature's.
 pub fn order_params(order: &ValidOrder, client_id: &ClientOrderId) -> Vec<(&'static str, String)> {
     let fields = order.kind().fields();
-    let mut params = vec![
+    // Room for every parameter an order can have.
+    let mut params = Vec::with_capacity(10);
+    params.extend([
         ("symbol", order.symbol().to_string()),
         ("side", order.side().as_str().to_string()),
         ("type", order.kind().order_type().as_str().to_string()),
-    ];
+    ]);
     let decimal = |name, value: Option<Decimal>| value.map(|d: Decimal| (name, d.to_string()));
     params.extend(fields.tif.map(|tif| ("timeInForce", tif.as_str().to_string())));
     params.extend(decimal("quantity", fields.quantity));
