@@ -71,9 +71,14 @@ pub fn snap(filter: &'static str, what: &'static str, value: f64, step: Decimal)
     if value <= 0.0 {
         return Err(GridError::NotPositive { what, value });
     }
-    if let Some(on_grid) = snap_clearly_on_grid(value, step) {
-        return Ok(on_grid);
+    match snap_clearly_on_grid(value, step) {
+        Some(on_grid) => Ok(on_grid),
+        None => snap_exactly(filter, what, value, step),
     }
+}
+
+/// [`snap`] for a finite positive `value`, in exact decimal arithmetic.
+fn snap_exactly(filter: &'static str, what: &'static str, value: f64, step: Decimal) -> Result<Decimal, GridError> {
     let exact = Decimal::from_f64(value).ok_or(GridError::NotFinite { what, value })?;
     if step.is_zero() {
         return Ok(exact.normalize());
@@ -303,28 +308,6 @@ mod tests {
 
     use proptest::prelude::{prop_oneof, Just};
 
-    /// The general path alone, as [`snap`] was before its fast path.
-    fn snap_general(value: f64, step: Decimal) -> Result<Decimal, GridError> {
-        let exact = Decimal::from_f64(value).unwrap();
-        if step.is_zero() {
-            return Ok(exact.normalize());
-        }
-        let steps = (exact / step).round_dp_with_strategy(0, RoundingStrategy::MidpointNearestEven);
-        let nearest = steps * step;
-        let distance = (nearest - exact).abs().to_f64().unwrap_or(f64::INFINITY);
-        if distance <= value.abs() * NOISE {
-            return Ok(nearest.normalize());
-        }
-        Err(GridError::OffGrid {
-            filter: "F",
-            what: "w",
-            value,
-            step,
-            below: Decimal::ZERO,
-            above: Decimal::ZERO,
-        })
-    }
-
     proptest::proptest! {
         /// Grid points, grid points moved by noise, by just over and under the noise bound, by
         /// half a step, and arbitrary values: the fast path never answers differently.
@@ -345,7 +328,7 @@ mod tests {
             let value = if nudge.abs() < 1e-6 { on_grid * (1.0 + nudge) } else { on_grid + nudge * step_f64 };
             proptest::prop_assume!(value > 0.0 && value.is_finite());
             let fast = snap("F", "w", value, step).map_err(|_| ());
-            let general = snap_general(value, step).map_err(|_| ());
+            let general = snap_exactly("F", "w", value, step).map_err(|_| ());
             proptest::prop_assert_eq!(fast, general, "value {} step {}", value, step);
         }
     }
