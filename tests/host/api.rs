@@ -78,6 +78,18 @@ async fn api_functions_behave_as_the_contract_says() {
             expect_error("unknown interval", market.klines, "BTCUSDT", "7m")
             expect_error("side must be", orders.place, { symbol = "BTCUSDT", side = "BUYY", type = "LIMIT" })
             expect_error("did you mean quantity?", orders.place, { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", quantty = 1 })
+            -- The fields are read in one raw pass: keys that are not names, and fields only an
+            -- __index would give, are refused as before.
+            expect_error("unknown field '1'", orders.place, { "x", symbol = "BTCUSDT", side = "BUY", type = "LIMIT" })
+            expect_error("unknown field", orders.place, { [{}] = 1, symbol = "BTCUSDT", side = "BUY", type = "LIMIT" })
+            expect_error("symbol is required", orders.place,
+                setmetatable({ side = "BUY", type = "LIMIT" }, { __index = { symbol = "BTCUSDT" } }))
+            expect_error("side must be a string", orders.place, { symbol = "BTCUSDT", side = {}, type = "LIMIT" })
+            local junk = { symbol = "BTCUSDT", side = "BUY", type = "LIMIT" }
+            for i = 1, 20000 do junk["k" .. i] = i end
+            expect_error("unknown field 'k", orders.place, junk)
+            expect_error("unknown field 'pricee'", orders.place_list, { symbol = "BTCUSDT", type = "oco", side = "SELL",
+                quantity = 1, above = { type = "LIMIT_MAKER", price = 110 }, below = { type = "STOP_LOSS", pricee = 90 } })
             expect_error("tif must be", orders.place, { symbol = "BTCUSDT", side = "BUY", type = "LIMIT", tif = "GTX" })
             expect_error("type must be", orders.place, { symbol = "BTCUSDT", side = "BUY", type = "STOP" })
             expect_error("quantity must be a number", orders.place, { symbol = "BTCUSDT", side = "BUY", type = "MARKET", quantity = "1" })

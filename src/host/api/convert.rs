@@ -47,55 +47,40 @@ impl Keys {
     }
 }
 
-/// The field names of a table argument, made into Lua strings once: reading a field by a ready
-/// key is a plain table lookup, where a `&str` key is a new Lua string each time (and, in a
-/// memory-limited VM, a protected call).
-pub struct FieldKeys {
+/// A table argument's fields, read in one pass over the table (no Lua string made for a name, no call
+/// into Lua): the value of each of `names` (nil when absent), and the first key that is none of them.
+pub struct Fields {
     names: &'static [&'static str],
-    keys: Vec<mlua::String>,
-    /// `{[name] = true}`, for [`FieldKeys::unknown_key`].
-    known: Table,
-    /// `(table, known) -> the first key not in known, or nil`: one call into Lua instead of a
-    /// protected call per key from Rust.
-    find_unknown: mlua::Function,
+    /// In `names` order, then one nil for names that are not among them.
+    values: Vec<Value>,
+    /// The first key, in the table's own order, that is not one of `names` (as text).
+    pub unknown: Option<String>,
 }
 
-impl FieldKeys {
-    pub fn new(lua: &Lua, names: &'static [&'static str]) -> mlua::Result<FieldKeys> {
-        let keys: Vec<mlua::String> = names
-            .iter()
-            .map(|name| lua.create_string(name))
-            .collect::<mlua::Result<_>>()?;
-        let known = lua.create_table_with_capacity(0, keys.len())?;
-        for key in &keys {
-            known.raw_set(key, true)?;
-        }
-        let find_unknown = lua
-            .load("local next = next return function(t, known) for k in next, t do if known[k] == nil then return k end end end")
-            .set_name("=runner")
-            .eval()?;
-        Ok(FieldKeys {
-            names,
-            keys,
-            known,
-            find_unknown,
-        })
+impl Fields {
+    pub fn read(table: &Table, names: &'static [&'static str]) -> mlua::Result<Fields> {
+        let mut values = vec![Value::Nil; names.len() + 1];
+        let mut unknown = None;
+        table.for_each::<Value, Value>(|key, value| {
+            let index = match &key {
+                Value::String(name) => names.iter().position(|n| n.as_bytes() == &*name.as_bytes()),
+                _ => None,
+            };
+            match index {
+                Some(i) => values[i] = value,
+                None if unknown.is_none() => unknown = Some(key.to_string().unwrap_or_default()),
+                None => {}
+            }
+            Ok(())
+        })?;
+        Ok(Fields { names, values, unknown })
     }
 
-    /// `table[name]`; `name` must be one of the names given to [`FieldKeys::new`].
-    pub fn get(&self, table: &Table, name: &str) -> mlua::Result<Value> {
-        match self.names.iter().position(|n| *n == name) {
-            Some(i) => table.raw_get(&self.keys[i]),
-            None => table.raw_get(name),
-        }
-    }
-
-    /// The first key of `table` that is not one of the names (as text), if any.
-    pub fn unknown_key(&self, table: &Table) -> mlua::Result<Option<String>> {
-        match self.find_unknown.call::<Value>((table, &self.known))? {
-            Value::Nil => Ok(None),
-            key => Ok(Some(key.to_string().unwrap_or_default())),
-        }
+    /// `table[name]`, nil when absent (a name not among those read for is absent too: a table
+    /// holding it was refused for its unknown key).
+    pub fn get(&self, name: &str) -> &Value {
+        let index = self.names.iter().position(|n| *n == name).unwrap_or(self.names.len());
+        &self.values[index]
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
-use super::convert::{self, order_table, FieldKeys};
+use super::convert::{self, order_table, Fields};
 use super::{exchange_function, host_function, publish, usage, wait_ms, ApiCtx, Args};
 use crate::exchange::{
     ApiError, CallCtx, ClientOrderId, ErrorCode, ListLegs, ListRef, ListRequest, ListType, OrderFields, OrderKind,
@@ -76,7 +76,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     let m = lua.create_table()?;
 
     let stats = ctx.stats.clone();
-    let fields = FieldKeys::new(lua, PLACE_FIELDS)?;
     m.raw_set(
         "place",
         exchange_function(
@@ -87,8 +86,8 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order", "table"));
                 };
-                check_fields(lua, "orders.place", &fields, PLACE_FIELDS, &spec)?;
-                let (request, wait) = parse_request(lua, c, "orders.place", &fields, &spec)?;
+                let fields = checked_fields(lua, "orders.place", &spec, PLACE_FIELDS)?;
+                let (request, wait) = parse_request(lua, c, "orders.place", &fields)?;
                 Ok((request, c.order_call(wait)))
             },
             move |venue, call, request| {
@@ -107,7 +106,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         )?,
     )?;
 
-    let fields = FieldKeys::new(lua, AMEND_FIELDS)?;
     m.raw_set(
         "amend",
         exchange_function(
@@ -119,19 +117,19 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "amendment", "table"));
                 };
-                check_fields(lua, FUNC, &fields, AMEND_FIELDS, &spec)?;
-                let symbol = match fields.get(&spec, "symbol")? {
+                let fields = checked_fields(lua, FUNC, &spec, AMEND_FIELDS)?;
+                let symbol = match fields.get("symbol") {
                     Value::String(s) => s.to_string_lossy(),
                     _ => return Err(usage(lua, format!("{FUNC}: symbol is required (a string)"))),
                 };
                 c.check_symbol(lua, FUNC, &symbol)?;
-                let order = field_order_ref(lua, FUNC, "id", fields.get(&spec, "id")?)?;
-                let quantity = match fields.get(&spec, "quantity")? {
+                let order = field_order_ref(lua, FUNC, "id", fields.get("id"))?;
+                let quantity = match *fields.get("quantity") {
                     Value::Integer(i) => i as f64,
                     Value::Number(n) => n,
                     _ => return Err(usage(lua, format!("{FUNC}: quantity is required (a number)"))),
                 };
-                let wait = wait_ms(lua, FUNC, fields.get(&spec, "wait_ms")?)?;
+                let wait = wait_ms(lua, FUNC, fields.get("wait_ms").clone())?;
                 Ok(((symbol, order, quantity), c.order_call(wait)))
             },
             |venue, call, (symbol, order, quantity)| async move { venue.amend(&call, &symbol, &order, quantity).await },
@@ -140,7 +138,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     )?;
 
     let stats = ctx.stats.clone();
-    let fields = FieldKeys::new(lua, REPLACE_FIELDS)?;
     m.raw_set(
         "replace",
         exchange_function(
@@ -152,9 +149,9 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order", "table"));
                 };
-                check_fields(lua, FUNC, &fields, REPLACE_FIELDS, &spec)?;
-                let cancel = field_order_ref(lua, FUNC, "cancel_id", fields.get(&spec, "cancel_id")?)?;
-                let mode = match fields.get(&spec, "mode")? {
+                let fields = checked_fields(lua, FUNC, &spec, REPLACE_FIELDS)?;
+                let cancel = field_order_ref(lua, FUNC, "cancel_id", fields.get("cancel_id"))?;
+                let mode = match fields.get("mode") {
                     Value::Nil => ReplaceMode::StopOnFailure,
                     Value::String(s) => ReplaceMode::parse(&s.to_string_lossy()).ok_or_else(|| {
                         usage(
@@ -167,12 +164,12 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                             lua,
                             format!(
                                 "{FUNC}: mode must be a string, got {}",
-                                crate::host::api::lua_type(&other)
+                                crate::host::api::lua_type(other)
                             ),
                         ))
                     }
                 };
-                let (request, wait) = parse_request(lua, c, FUNC, &fields, &spec)?;
+                let (request, wait) = parse_request(lua, c, FUNC, &fields)?;
                 Ok(((cancel, mode, request), c.order_call(wait)))
             },
             move |venue, call, (cancel, mode, request)| {
@@ -191,8 +188,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
     )?;
 
     let stats = ctx.stats.clone();
-    let fields = FieldKeys::new(lua, LIST_FIELDS)?;
-    let leg_fields = FieldKeys::new(lua, LEG_FIELDS)?;
     m.raw_set(
         "place_list",
         exchange_function(
@@ -203,7 +198,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order list", "table"));
                 };
-                let (request, wait) = parse_list(lua, c, &fields, &leg_fields, &spec)?;
+                let (request, wait) = parse_list(lua, c, &spec)?;
                 Ok((request, c.order_call(wait)))
             },
             move |venue, call, request| {
@@ -227,7 +222,6 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
         )?,
     )?;
 
-    let fields = FieldKeys::new(lua, CANCEL_LIST_FIELDS)?;
     m.raw_set(
         "cancel_list",
         exchange_function(
@@ -239,13 +233,13 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                 let Value::Table(spec) = args.get(0).clone() else {
                     return Err(args.bad(lua, 0, "order list", "table"));
                 };
-                check_fields(lua, FUNC, &fields, CANCEL_LIST_FIELDS, &spec)?;
-                let symbol = match fields.get(&spec, "symbol")? {
+                let fields = checked_fields(lua, FUNC, &spec, CANCEL_LIST_FIELDS)?;
+                let symbol = match fields.get("symbol") {
                     Value::String(s) => s.to_string_lossy(),
                     _ => return Err(usage(lua, format!("{FUNC}: symbol is required (a string)"))),
                 };
                 c.check_symbol(lua, FUNC, &symbol)?;
-                let list = match field_order_ref(lua, FUNC, "list_id", fields.get(&spec, "list_id")?) {
+                let list = match field_order_ref(lua, FUNC, "list_id", fields.get("list_id")) {
                     Ok(OrderRef::Id(id)) => ListRef::Id(id),
                     Ok(OrderRef::ClientId(id)) => ListRef::ClientId(id),
                     Err(_) => {
@@ -255,7 +249,7 @@ pub fn register(lua: &Lua, ctx: &Rc<ApiCtx>) -> mlua::Result<()> {
                         ))
                     }
                 };
-                let wait = wait_ms(lua, FUNC, fields.get(&spec, "wait_ms")?)?;
+                let wait = wait_ms(lua, FUNC, fields.get("wait_ms").clone())?;
                 Ok(((symbol, list), c.order_call(wait)))
             },
             |venue, call, (symbol, list)| async move { venue.cancel_list(&call, &symbol, &list).await },
@@ -328,22 +322,23 @@ fn count(stats: &crate::host::Stats, result: Result<(), ApiError>) {
     };
 }
 
-/// Refuses a field `func` does not take, suggesting the nearest it does.
-fn check_fields(lua: &Lua, func: &str, fields: &FieldKeys, names: &[&str], spec: &Table) -> mlua::Result<()> {
-    if let Some(name) = fields.unknown_key(spec)? {
-        let hint = suggest(&name, names.iter().copied())
+/// `spec`'s fields, refusing one `func` does not take (suggesting the nearest it does).
+fn checked_fields(lua: &Lua, func: &str, spec: &Table, names: &'static [&'static str]) -> mlua::Result<Fields> {
+    let fields = Fields::read(spec, names)?;
+    if let Some(name) = &fields.unknown {
+        let hint = suggest(name, names.iter().copied())
             .map(|s| format!("; did you mean {s}?"))
             .unwrap_or_default();
         return Err(usage(lua, format!("{func}: unknown field '{name}'{hint}")));
     }
-    Ok(())
+    Ok(fields)
 }
 
 /// An order named in a table field: its exchange id (number) or client id (string).
-fn field_order_ref(lua: &Lua, func: &str, field: &str, value: Value) -> mlua::Result<OrderRef> {
+fn field_order_ref(lua: &Lua, func: &str, field: &str, value: &Value) -> mlua::Result<OrderRef> {
     match value {
-        Value::Integer(id) if id >= 0 => Ok(OrderRef::Id(id as u64)),
-        Value::Number(id) if id >= 0.0 && id.fract() == 0.0 => Ok(OrderRef::Id(id as u64)),
+        Value::Integer(id) if *id >= 0 => Ok(OrderRef::Id(*id as u64)),
+        Value::Number(id) if *id >= 0.0 && id.fract() == 0.0 => Ok(OrderRef::Id(*id as u64)),
         Value::String(s) => Ok(OrderRef::ClientId(s.to_string_lossy())),
         _ => Err(usage(
             lua,
@@ -375,51 +370,50 @@ fn parse_request(
     lua: &Lua,
     ctx: &ApiCtx,
     func: &'static str,
-    fields: &FieldKeys,
-    spec: &Table,
+    fields: &Fields,
 ) -> mlua::Result<(Result<OrderRequest, ApiError>, Option<Duration>)> {
-    let text = |field: &str| text_field(lua, func, fields, spec, field);
+    let text = |field: &str| text_field(lua, func, fields, field);
     let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{func}: symbol is required")))?;
     ctx.check_symbol(lua, func, &symbol)?;
-    let request = parse_order(lua, func, fields, spec, &symbol, (None, None))?;
-    let wait = wait_ms(lua, func, fields.get(spec, "wait_ms")?)?;
+    let request = parse_order(lua, func, fields, &symbol, (None, None))?;
+    let wait = wait_ms(lua, func, fields.get("wait_ms").clone())?;
     Ok((request, wait))
 }
 
 /// A field read as text, `None` when absent.
-fn text_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table, field: &str) -> mlua::Result<Option<String>> {
-    match fields.get(spec, field)? {
+fn text_field(lua: &Lua, func: &str, fields: &Fields, field: &str) -> mlua::Result<Option<String>> {
+    match fields.get(field) {
         Value::Nil => Ok(None),
         Value::String(s) => Ok(Some(s.to_string_lossy())),
         other => Err(usage(
             lua,
             format!(
                 "{func}: {field} must be a string, got {}",
-                crate::host::api::lua_type(&other)
+                crate::host::api::lua_type(other)
             ),
         )),
     }
 }
 
 /// A field read as a number, `None` when absent.
-fn number_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table, field: &str) -> mlua::Result<Option<f64>> {
-    match fields.get(spec, field)? {
+fn number_field(lua: &Lua, func: &str, fields: &Fields, field: &str) -> mlua::Result<Option<f64>> {
+    match *fields.get(field) {
         Value::Nil => Ok(None),
         Value::Integer(i) => Ok(Some(i as f64)),
         Value::Number(n) => Ok(Some(n)),
-        other => Err(usage(
+        ref other => Err(usage(
             lua,
             format!(
                 "{func}: {field} must be a number, got {}",
-                crate::host::api::lua_type(&other)
+                crate::host::api::lua_type(other)
             ),
         )),
     }
 }
 
 /// `stp` read as a self-trade prevention mode.
-fn stp_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table) -> mlua::Result<Option<SelfTradePrevention>> {
-    match text_field(lua, func, fields, spec, "stp")? {
+fn stp_field(lua: &Lua, func: &str, fields: &Fields) -> mlua::Result<Option<SelfTradePrevention>> {
+    match text_field(lua, func, fields, "stp")? {
         Some(mode) => Ok(Some(SelfTradePrevention::parse(&mode).ok_or_else(|| {
             usage(
                 lua,
@@ -438,13 +432,12 @@ fn stp_field(lua: &Lua, func: &str, fields: &FieldKeys, spec: &Table) -> mlua::R
 fn parse_order(
     lua: &Lua,
     func: &str,
-    fields: &FieldKeys,
-    spec: &Table,
+    fields: &Fields,
     symbol: &str,
     inherited: (Option<Side>, Option<f64>),
 ) -> mlua::Result<Result<OrderRequest, ApiError>> {
-    let text = |field: &str| text_field(lua, func, fields, spec, field);
-    let amount = |field: &str| number_field(lua, func, fields, spec, field);
+    let text = |field: &str| text_field(lua, func, fields, field);
+    let amount = |field: &str| number_field(lua, func, fields, field);
     let side = match (text("side")?, inherited.0) {
         (Some(side), _) => Side::parse(&side)
             .ok_or_else(|| usage(lua, format!("{func}: side must be \"BUY\" or \"SELL\", got \"{side}\"")))?,
@@ -488,22 +481,22 @@ fn parse_order(
         quote_quantity: amount("quote_quantity")?,
         tif,
         stop_price: amount("stop_price")?,
-        trailing_delta: match fields.get(spec, "trailing_delta")? {
+        trailing_delta: match *fields.get("trailing_delta") {
             Value::Nil => None,
             Value::Integer(i) if i > 0 && i <= i64::from(u32::MAX) => Some(i as u32),
             Value::Number(n) if n > 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => Some(n as u32),
-            other => {
+            ref other => {
                 return Err(usage(
                     lua,
                     format!(
                         "{func}: trailing_delta must be a whole number of basis points above 0, got {}",
-                        crate::host::api::lua_type(&other)
+                        crate::host::api::lua_type(other)
                     ),
                 ))
             }
         },
     };
-    let stp = stp_field(lua, func, fields, spec)?;
+    let stp = stp_field(lua, func, fields)?;
     let client_id = text("client_id")?;
     Ok((|| {
         let kind = OrderKind::from_fields(order_type, order_fields).map_err(invalid)?;
@@ -518,13 +511,11 @@ fn parse_order(
 fn parse_list(
     lua: &Lua,
     ctx: &ApiCtx,
-    fields: &FieldKeys,
-    leg_fields: &FieldKeys,
     spec: &Table,
 ) -> mlua::Result<(Result<ListRequest, ApiError>, Option<Duration>)> {
     const FUNC: &str = "orders.place_list";
-    check_fields(lua, FUNC, fields, LIST_FIELDS, spec)?;
-    let text = |field: &str| text_field(lua, FUNC, fields, spec, field);
+    let fields = &checked_fields(lua, FUNC, spec, LIST_FIELDS)?;
+    let text = |field: &str| text_field(lua, FUNC, fields, field);
     let symbol = text("symbol")?.ok_or_else(|| usage(lua, format!("{FUNC}: symbol is required")))?;
     ctx.check_symbol(lua, FUNC, &symbol)?;
     let kind =
@@ -548,7 +539,7 @@ fn parse_list(
         ),
         None => None,
     };
-    let quantity = number_field(lua, FUNC, fields, spec, "quantity")?;
+    let quantity = number_field(lua, FUNC, fields, "quantity")?;
     if list_type != ListType::Oco && (side.is_some() || quantity.is_some()) {
         return Err(usage(
             lua,
@@ -561,7 +552,7 @@ fn parse_list(
         ListType::Otoco => &["working", "pending_above", "pending_below"],
     };
     for other in LIST_FIELDS.iter().skip(7).filter(|f| !places.contains(f)) {
-        if !fields.get(spec, other)?.is_nil() {
+        if !fields.get(other).is_nil() {
             return Err(usage(
                 lua,
                 format!(
@@ -573,12 +564,12 @@ fn parse_list(
     }
     let mut legs = Vec::with_capacity(places.len());
     for place in places {
-        let Value::Table(leg) = fields.get(spec, place)? else {
+        let Value::Table(leg) = fields.get(place) else {
             return Err(usage(lua, format!("{FUNC}: {place} is required (an order table)")));
         };
         let func = format!("{FUNC}: {place}");
-        check_fields(lua, &func, leg_fields, LEG_FIELDS, &leg)?;
-        if let Some(own) = text_field(lua, &func, leg_fields, &leg, "symbol")? {
+        let leg_fields = checked_fields(lua, &func, leg, LEG_FIELDS)?;
+        if let Some(own) = text_field(lua, &func, &leg_fields, "symbol")? {
             if own != symbol {
                 return Err(usage(
                     lua,
@@ -586,10 +577,10 @@ fn parse_list(
                 ));
             }
         }
-        legs.push(parse_order(lua, &func, leg_fields, &leg, &symbol, (side, quantity))?);
+        legs.push(parse_order(lua, &func, &leg_fields, &symbol, (side, quantity))?);
     }
     let client_id = text("client_id")?;
-    let stp = stp_field(lua, FUNC, fields, spec)?;
+    let stp = stp_field(lua, FUNC, fields)?;
     let request = (|| {
         let mut legs = legs.into_iter();
         let mut next = || legs.next().expect("one order per place");
@@ -615,7 +606,7 @@ fn parse_list(
             stp,
         })
     })();
-    let wait = wait_ms(lua, FUNC, fields.get(spec, "wait_ms")?)?;
+    let wait = wait_ms(lua, FUNC, fields.get("wait_ms").clone())?;
     Ok((request, wait))
 }
 
