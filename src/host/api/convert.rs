@@ -61,18 +61,25 @@ impl Fields {
     pub fn read(table: &Table, names: &'static [&'static str]) -> mlua::Result<Fields> {
         let mut values = vec![Value::Nil; names.len() + 1];
         let mut unknown = None;
-        table.for_each::<Value, Value>(|key, value| {
+        let read = table.for_each::<Value, Value>(|key, value| {
             let index = match &key {
                 Value::String(name) => names.iter().position(|n| n.as_bytes() == &*name.as_bytes()),
                 _ => None,
             };
             match index {
                 Some(i) => values[i] = value,
-                None if unknown.is_none() => unknown = Some(key.to_string().unwrap_or_default()),
-                None => {}
+                None => {
+                    unknown = Some(key.to_string().unwrap_or_default());
+                    // Stops the pass: a table of a million junk keys costs no more than one.
+                    return Err(mlua::Error::runtime("unknown key"));
+                }
             }
             Ok(())
-        })?;
+        });
+        match read {
+            Err(_) if unknown.is_some() => {}
+            other => other?,
+        }
         Ok(Fields { names, values, unknown })
     }
 
