@@ -315,7 +315,7 @@ mod tests {
         fn the_fast_path_answers_as_the_general_path(
             steps in 1u64..300_000_000,
             scale in 0u32..10,
-            step_digit in prop_oneof![Just(1i64), Just(5), Just(25), Just(1), Just(3)],
+            step_digit in prop_oneof![Just(1i64), Just(3), Just(5), Just(25)],
             nudge in prop_oneof![
                 Just(0.0), Just(1e-15), Just(-1e-15), Just(4.9e-10), Just(-5.1e-10), Just(0.99e-9),
                 Just(1.01e-9), Just(-1e-9), Just(0.5), Just(-0.5), Just(0.25), -1.0f64..1.0,

@@ -403,9 +403,10 @@ fn lock_dir(dir: &Path) -> Result<Arc<File>, JournalError> {
     }
 }
 
-/// The records in the journal at `path` (none if there is no file), and where the last of them ends (the zero bytes after it,
-/// if any, are space allocated ahead). Zero bytes between records (the gap before a record that
-/// starts a page) are skipped; unreadable lines (a line torn by a crash) are skipped with a warning.
+/// The records in the journal at `path` (none if there is no file), and where the last of them
+/// ends (the zero bytes after it, if any, are space written ahead). Zero bytes between records (the
+/// gap before a record that starts a page) are skipped; unreadable lines (a line torn by a crash)
+/// are skipped with a warning.
 fn read_records(path: &Path) -> Result<(Vec<JournalRecord>, u64), JournalError> {
     let err = JournalError::at(path);
     let file = match File::open(path) {
@@ -459,6 +460,7 @@ fn ends_with_newline(file: &File, len: u64) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::binance::orders::journal_file::PAGE;
     use crate::exchange::types::{OrderKind, Side, TimeInForce};
     use rust_decimal::Decimal;
 
@@ -665,7 +667,7 @@ mod tests {
         // The sync thread wrote zeros ahead; a crash now (no clean shutdown) leaves them.
         let end = offset_of(dir.path(), &unsent(1)) + line_of(&unsent(1)).unwrap().len();
         let file_len = fs::metadata(dir.path().join(JOURNAL_FILE)).unwrap().len();
-        assert!(file_len as usize > end + 4096, "written ahead: {file_len}");
+        assert!(file_len > end as u64 + PAGE, "written ahead: {file_len}");
         // A crash: no clean shutdown (the zeros written ahead stay), the lock goes with the process.
         drop(journal);
         let (journal, records) = Journal::open(dir.path()).unwrap();
@@ -760,10 +762,10 @@ mod tests {
         // there, and zeros written ahead.
         let mut bytes = line_of(&unsent(0)).unwrap();
         bytes.extend_from_slice(b"{\"t\":\"uns");
-        bytes.resize(4096, 0);
+        bytes.resize(PAGE as usize, 0);
         bytes.push(b'\n');
         bytes.extend_from_slice(&line_of(&unsent(1)).unwrap());
-        bytes.resize(3 * 4096, 0);
+        bytes.resize(3 * PAGE as usize, 0);
         fs::write(&path, &bytes).unwrap();
         let (journal, records) = Journal::open(dir.path()).unwrap();
         assert_eq!(records, vec![unsent(0), unsent(1)]);

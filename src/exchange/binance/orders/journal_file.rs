@@ -24,6 +24,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -54,7 +55,8 @@ pub struct JournalFile {
 }
 
 struct Target {
-    file: File,
+    /// Shared with the sync under way, which runs after the lock is let go.
+    file: Arc<File>,
     /// After a failed fill (a full disk), the next is tried once the records reach here.
     retry_at: u64,
 }
@@ -63,7 +65,10 @@ impl JournalFile {
     /// `file` (a handle of the journal's file for the sync thread) holds records up to `len`.
     pub fn new(file: File, len: u64) -> JournalFile {
         JournalFile {
-            target: Mutex::new(Target { file, retry_at: 0 }),
+            target: Mutex::new(Target {
+                file: Arc::new(file),
+                retry_at: 0,
+            }),
             filled: AtomicU64::new(len),
             end: AtomicU64::new(len),
             writing: AtomicBool::new(false),
@@ -130,7 +135,7 @@ impl JournalFile {
                     }
                 }
             }
-            target.file.try_clone()?
+            Arc::clone(&target.file)
         };
         self.syncs_started.fetch_add(1, Ordering::SeqCst);
         while self.writing.load(Ordering::SeqCst) {
@@ -145,7 +150,10 @@ impl JournalFile {
     /// holds the appends off meanwhile.
     pub fn replace(&self, file: File, len: u64) {
         let mut target = self.target.lock();
-        *target = Target { file, retry_at: 0 };
+        *target = Target {
+            file: Arc::new(file),
+            retry_at: 0,
+        };
         self.filled.store(len, Ordering::Release);
         self.end.store(len, Ordering::Release);
     }

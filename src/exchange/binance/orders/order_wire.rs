@@ -13,8 +13,8 @@ use crate::exchange::binance::wire::{AmendAnswer, ExecutionReport, OrderAnswer};
 /// The parameters of a new order (`POST /api/v3/order`, `order.place`), without the signature's.
 pub fn order_params(order: &ValidOrder, client_id: &ClientOrderId) -> Vec<(&'static str, String)> {
     let fields = order.kind().fields();
-    // Room for every parameter an order can have.
-    let mut params = Vec::with_capacity(10);
+    // Room for every parameter an order can have (the eleven below).
+    let mut params = Vec::with_capacity(11);
     params.extend([
         ("symbol", order.symbol().to_string()),
         ("side", order.side().as_str().to_string()),
